@@ -1,0 +1,223 @@
+//! Managing API keys and exchanging them for tokens. Functions here take a connection and are
+//! synchronous; HTTP handlers and the CLI call them off the async workers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, Utc};
+use zeroize::Zeroizing;
+
+use super::api_key::{generate_key, prepare_decoy, verify_secret};
+use super::{KeyId, KeyName, PresentedApiKey};
+use crate::policy::{Policy, RoleId};
+use crate::store::api_keys::{self, ApiKeyRow, NewApiKey};
+use crate::store::{DbConnection, StoreError};
+
+/// How long a key's active/revoked status is trusted before it is read again. A revoked key's
+/// tokens stop working at most this long after revocation, in every process.
+pub const KEY_STATUS_TTL: Duration = Duration::from_secs(2);
+const KEY_STATUS_CACHE_CAPACITY: usize = 10_000;
+
+/// Errors from key management and token exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Unknown key id, wrong secret, revoked key or malformed key: deliberately one error.
+    #[error("invalid API key")]
+    InvalidApiKey,
+    /// The role is not defined in the loaded policy.
+    #[error("unknown role `{0}`: the loaded policy does not define it")]
+    UnknownRole(String),
+    /// The key name is not acceptable.
+    #[error("{0}")]
+    InvalidName(String),
+    /// No key has this id.
+    #[error("no API key has this id")]
+    NotFound,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A key as shown to administrators (never its secret or hash).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// The key id.
+    pub id: String,
+    /// The key's name.
+    pub name: String,
+    /// The key's role.
+    pub role: String,
+    /// When it was created (UTC).
+    pub created_at: NaiveDateTime,
+    /// The key id that created it, or `None` for the CLI.
+    pub created_by: Option<String>,
+    /// When it was revoked (UTC), if it was.
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+impl From<ApiKeyRow> for KeyInfo {
+    fn from(row: ApiKeyRow) -> Self {
+        KeyInfo {
+            id: row.id,
+            name: row.name,
+            role: row.role,
+            created_at: row.created_at,
+            created_by: row.created_by,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// A newly created key, with the full API key text that is shown exactly once.
+pub struct CreatedKey {
+    /// The stored key.
+    pub info: KeyInfo,
+    /// `ck_<id>_<secret>`.
+    pub api_key: Zeroizing<String>,
+}
+
+/// Creates a key for `role` (which the policy must define). Slow (argon2id).
+pub fn create_key(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    name: &str,
+    role: &str,
+    created_by: Option<&KeyId>,
+) -> Result<CreatedKey, KeyError> {
+    let name = KeyName::parse(name).map_err(KeyError::InvalidName)?;
+    let role = policy
+        .role(role)
+        .ok_or_else(|| KeyError::UnknownRole(role.to_owned()))?;
+    let generated = generate_key();
+    let created_at = now();
+    let created_by = created_by.map(KeyId::as_str);
+    api_keys::insert(
+        conn,
+        &NewApiKey {
+            id: generated.id.as_str(),
+            name: name.as_str(),
+            role: role.id.as_str(),
+            secret_hash: &generated.secret_hash,
+            created_at,
+            created_by,
+        },
+    )?;
+    Ok(CreatedKey {
+        info: KeyInfo {
+            id: generated.id.to_string(),
+            name: name.as_str().to_owned(),
+            role: role.id.to_string(),
+            created_at,
+            created_by: created_by.map(str::to_owned),
+            revoked_at: None,
+        },
+        api_key: generated.full_key,
+    })
+}
+
+/// Every key, oldest first, revoked ones included.
+pub fn list_keys(conn: &mut DbConnection) -> Result<Vec<KeyInfo>, KeyError> {
+    Ok(api_keys::list(conn)?
+        .into_iter()
+        .map(KeyInfo::from)
+        .collect())
+}
+
+/// Revokes a key (idempotent: revoking a revoked key keeps its first revocation time).
+pub fn revoke_key(conn: &mut DbConnection, id: &str) -> Result<KeyInfo, KeyError> {
+    if KeyId::parse(id).is_none() {
+        return Err(KeyError::NotFound);
+    }
+    api_keys::revoke(conn, id, now())?
+        .map(KeyInfo::from)
+        .ok_or(KeyError::NotFound)
+}
+
+/// Checks a presented API key and returns its id and role. An unknown id, a wrong secret, a
+/// revoked key, a malformed key and a key whose role the policy no longer defines all fail the
+/// same way after the same argon2id work, so none can be told apart from outside.
+pub fn exchange_api_key(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    raw_key: &str,
+) -> Result<(KeyId, RoleId), KeyError> {
+    let Some(presented) = PresentedApiKey::parse(raw_key) else {
+        verify_secret(None, raw_key);
+        return Err(KeyError::InvalidApiKey);
+    };
+    let row = api_keys::find(conn, presented.id().as_str())?;
+    let usable = row.as_ref().filter(|row| row.revoked_at.is_none());
+    let secret_matches = verify_secret(
+        usable.map(|row| row.secret_hash.as_str()),
+        presented.secret(),
+    );
+    match usable {
+        Some(row) if secret_matches => match policy.role(&row.role) {
+            Some(role) => Ok((presented.id().clone(), role.id.clone())),
+            None => {
+                tracing::warn!(key_id = %row.id, role = %row.role, "API key's role is not in the loaded policy");
+                Err(KeyError::InvalidApiKey)
+            }
+        },
+        _ => Err(KeyError::InvalidApiKey),
+    }
+}
+
+/// The role of the key with this id if it exists and is not revoked.
+pub fn active_key_role(conn: &mut DbConnection, key_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(api_keys::find(conn, key_id)?
+        .filter(|row| row.revoked_at.is_none())
+        .map(|row| row.role))
+}
+
+fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+/// The remembered status of one key.
+#[derive(Debug, Clone)]
+struct KeyStatus {
+    role: Option<String>,
+    checked_at: Instant,
+}
+
+/// Remembers for [`KEY_STATUS_TTL`] whether a key is active, so that checking a token does not
+/// read the database on every request. Bounded: when full it is cleared.
+#[derive(Debug, Default)]
+pub struct KeyStatusCache {
+    entries: Mutex<HashMap<String, KeyStatus>>,
+}
+
+impl KeyStatusCache {
+    /// An empty cache; also prepares the decoy hash used for unknown keys.
+    pub fn new() -> Self {
+        prepare_decoy();
+        KeyStatusCache::default()
+    }
+
+    /// The key's role if it is active and still read within the TTL; `None` means "look it up".
+    pub fn cached(&self, key_id: &str) -> Option<Option<String>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key_id)
+            .filter(|status| status.checked_at.elapsed() < KEY_STATUS_TTL)
+            .map(|status| status.role.clone())
+    }
+
+    /// Remembers a key's status as just read from the database: its role when active.
+    pub fn remember(&self, key_id: &str, role: Option<String>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= KEY_STATUS_CACHE_CAPACITY {
+            entries.clear();
+        }
+        let checked_at = Instant::now();
+        entries.insert(key_id.to_owned(), KeyStatus { role, checked_at });
+    }
+
+    /// Forgets a key, so that this process sees its revocation at once.
+    pub fn forget(&self, key_id: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(key_id);
+    }
+}

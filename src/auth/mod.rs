@@ -1,0 +1,24 @@
+//! API keys (argon2id-hashed secrets), short-lived JWTs, and the revocation check that makes a
+//! revoked key's tokens stop working within seconds.
+
+mod api_key;
+mod keys;
+mod token;
+
+pub use api_key::{KeyId, KeyName, PresentedApiKey};
+pub use keys::{
+    active_key_role, create_key, exchange_api_key, list_keys, revoke_key, CreatedKey, KeyError, KeyInfo,
+    KeyStatusCache, KEY_STATUS_TTL,
+};
+pub use token::{Claims, IssuedToken, TokenError, TokenService, JWT_KEY_LABEL};
+
+use crate::policy::RoleId;
+
+/// The caller of an authenticated request: which key, acting as which role.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The API key's id (never its secret).
+    pub key_id: KeyId,
+    /// The role the key acts as.
+    pub role: RoleId,
+}

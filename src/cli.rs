@@ -1,0 +1,125 @@
+//! The commands of the `custodia` binary.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::auth::{create_key, list_keys, revoke_key, KeyError};
+use crate::config::{Cli, Command, KeysCommand, PolicyCommand, Settings};
+use crate::policy::load_dir;
+use crate::startup::{load_policy, open_database, Application};
+
+/// Runs a command; errors are printed to stderr and turn into exit status 1.
+pub fn run(cli: Cli) -> ExitCode {
+    match execute(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("custodia: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::resolve(&cli.options)?;
+    match cli.command {
+        Command::Serve => serve(&settings),
+        Command::Migrate => {
+            open_database(&settings)?;
+            eprintln!("database {} is up to date", settings.database_url);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(command) => keys(&settings, command),
+        Command::Policy(PolicyCommand::Check { dir }) => {
+            let dir = dir.unwrap_or_else(|| settings.policy_dir.clone());
+            match load_dir(&dir) {
+                Ok(policy) => {
+                    println!(
+                        "{}: ok ({} purposes, {} fields, {} roles; sha256 {})",
+                        dir.display(),
+                        policy.purposes().count(),
+                        policy.fields().count(),
+                        policy.roles().count(),
+                        policy.sha256()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn serve(settings: &Settings) -> anyhow::Result<ExitCode> {
+    actix_web::rt::System::new().block_on(async {
+        let application = Application::build(settings)?;
+        tracing::info!(
+            address = %settings.bind,
+            port = application.port(),
+            database = %settings.database_url,
+            "custodia is listening"
+        );
+        application
+            .run_until_stopped()
+            .await
+            .context("the server stopped with an error")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let database = open_database(settings)?;
+    let mut conn = database.connection()?;
+    match command {
+        KeysCommand::Create { role, name } => {
+            let policy = load_policy(settings)?;
+            let created = create_key(&mut conn, &policy, &name, &role, None)?;
+            eprintln!(
+                "created key {} ({}) with role {}; store the key now, it is not shown again:",
+                created.info.id, created.info.name, created.info.role
+            );
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", created.api_key.as_str())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List => {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
+                "{:<16}  {:<12}  {:<20}  {:<20}  NAME",
+                "ID", "ROLE", "CREATED", "REVOKED"
+            )?;
+            for key in list_keys(&mut conn)? {
+                let revoked = key
+                    .revoked_at
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_else(|| "-".into());
+                writeln!(
+                    stdout,
+                    "{:<16}  {:<12}  {:<20}  {:<20}  {}",
+                    key.id,
+                    key.role,
+                    key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    revoked,
+                    key.name
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Revoke { id } => match revoke_key(&mut conn, &id) {
+            Ok(key) => {
+                eprintln!("revoked key {}; its tokens stop working within seconds", key.id);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(KeyError::NotFound) => {
+                eprintln!("custodia: no API key has the id `{}`", id.escape_debug());
+                Ok(ExitCode::FAILURE)
+            }
+            Err(error) => Err(error.into()),
+        },
+    }
+}

@@ -1,0 +1,171 @@
+//! Command-line flags and environment variables (a flag wins over its variable), resolved into
+//! [`Settings`] with the embedded defaults of SPEC §1.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::store::DatabaseUrl;
+
+/// The address `serve` listens on by default.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// The data directory used by default.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// The policy directory used by default.
+pub const DEFAULT_POLICY_DIR: &str = "./policies";
+/// Access token lifetime by default, in seconds.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 900;
+/// The largest JSON body accepted, in bytes.
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+
+/// `custodia`: a privacy- and consent-first customer data platform.
+#[derive(Debug, Parser)]
+#[command(name = "custodia", version, about)]
+pub struct Cli {
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub options: Options,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Default, Clone, Args)]
+pub struct Options {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "CUSTODIA_BIND", global = true)]
+    pub bind: Option<String>,
+    /// Directory for the SQLite database and the master key [default: ./data].
+    #[arg(long, env = "CUSTODIA_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://… for PostgreSQL, or sqlite://PATH [default: DATA_DIR/custodia.db].
+    #[arg(long, env = "CUSTODIA_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory of policy files (*.toml) [default: ./policies].
+    #[arg(long = "policies", env = "CUSTODIA_POLICY_DIR", global = true)]
+    pub policy_dir: Option<PathBuf>,
+    /// The master key file, created on first start [default: DATA_DIR/master.key].
+    #[arg(long, env = "CUSTODIA_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+    /// Access token lifetime in seconds (1–86400) [default: 900].
+    #[arg(long, env = "CUSTODIA_TOKEN_TTL", global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub token_ttl: Option<u64>,
+    /// Log format [default: human].
+    #[arg(long, env = "CUSTODIA_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How logs are written (always to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `custodia keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints the new API key alone on stdout, once.
+    Create {
+        /// A role defined in the policy.
+        #[arg(long)]
+        role: String,
+        /// A human name for the key.
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (the part after `ck_`).
+        id: String,
+    },
+}
+
+/// `custodia policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy directory; exits 1 with `file:line: message` lines on any error.
+    Check {
+        /// The directory [default: the configured policy directory].
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// The database.
+    pub database_url: DatabaseUrl,
+    /// Policy directory.
+    pub policy_dir: PathBuf,
+    /// Master key file.
+    pub master_key_file: PathBuf,
+    /// Access token lifetime.
+    pub token_ttl: Duration,
+    /// Largest accepted JSON body, in bytes.
+    pub body_limit: usize,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Applies defaults to what the flags and environment gave.
+    pub fn resolve(options: &Options) -> Result<Settings, ConfigError> {
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = match &options.database_url {
+            Some(raw) => DatabaseUrl::parse(raw).map_err(ConfigError)?,
+            None => DatabaseUrl::Sqlite(data_dir.join("custodia.db")),
+        };
+        Ok(Settings {
+            bind: options
+                .bind
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BIND.to_owned()),
+            master_key_file: options
+                .master_key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("master.key")),
+            policy_dir: options
+                .policy_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_DIR)),
+            token_ttl: Duration::from_secs(options.token_ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS)),
+            body_limit: DEFAULT_BODY_LIMIT,
+            database_url,
+            data_dir,
+        })
+    }
+}

@@ -1,0 +1,56 @@
+//! `POST /v1/auth/token`: an API key in, a short-lived bearer token out.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::auth::exchange_api_key;
+
+/// The token request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The API key, `ck_<key-id>_<secret>`.
+    pub api_key: String,
+}
+
+/// The token response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    /// The bearer token (a JWT carrying the key id and role).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+/// Exchanges an API key for a bearer token. Unknown, revoked and wrong keys all get the same
+/// 401 after the same work.
+#[utoipa::path(post, path = "/v1/auth/token", tag = "auth",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "A bearer token", body = TokenResponse),
+        (status = 401, description = "The API key is not valid", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn issue_token(
+    state: web::Data<AppState>,
+    body: web::Json<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let api_key = body.into_inner().api_key;
+    let policy = state.policy.clone();
+    let (key_id, role) = state
+        .db
+        .run(move |conn| exchange_api_key(conn, &policy, &api_key))
+        .await?;
+    let issued = state.tokens.issue(&key_id, &role);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(TokenResponse {
+            access_token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+        }))
+}

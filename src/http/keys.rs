@@ -1,0 +1,134 @@
+//! `POST/GET /v1/keys`, `DELETE /v1/keys/{id}`: API key management (action `keys.manage`).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::auth::{create_key, list_keys, revoke_key, KeyInfo, Principal};
+
+/// A request to create a key.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// A human name for the key (1–100 characters).
+    pub name: String,
+    /// A role defined in the loaded policy.
+    pub role: String,
+}
+
+/// A key as shown to administrators; never its secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyBody {
+    /// The key id.
+    pub id: String,
+    /// The key's name.
+    pub name: String,
+    /// The key's role.
+    pub role: String,
+    /// When the key was created.
+    pub created_at: DateTime<Utc>,
+    /// The key id that created it; `null` when created with the CLI.
+    pub created_by: Option<String>,
+    /// When the key was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A new key: shown with its full API key, exactly once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedKeyBody {
+    /// The stored key.
+    #[serde(flatten)]
+    pub key: KeyBody,
+    /// The API key to give to the app, `ck_<id>_<secret>`. It cannot be shown again.
+    pub api_key: String,
+}
+
+/// The key list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyListBody {
+    /// Every key, oldest first, revoked ones included.
+    pub keys: Vec<KeyBody>,
+}
+
+fn utc(time: NaiveDateTime) -> DateTime<Utc> {
+    time.and_utc()
+}
+
+impl From<KeyInfo> for KeyBody {
+    fn from(info: KeyInfo) -> Self {
+        KeyBody {
+            id: info.id,
+            name: info.name,
+            role: info.role,
+            created_at: utc(info.created_at),
+            created_by: info.created_by,
+            revoked_at: info.revoked_at.map(utc),
+        }
+    }
+}
+
+/// Creates an API key for a role.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "The key, with its secret shown once", body = CreatedKeyBody),
+        (status = 422, description = "Unknown role or bad name", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<CreateKeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    let policy = state.policy.clone();
+    let created = state
+        .db
+        .run(move |conn| {
+            create_key(
+                conn,
+                &policy,
+                &request.name,
+                &request.role,
+                Some(&principal.key_id),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(CreatedKeyBody {
+            key: created.info.into(),
+            api_key: created.api_key.to_string(),
+        }))
+}
+
+/// Lists every API key.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+    responses((status = 200, description = "All keys", body = KeyListBody)))]
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let keys = state.db.run(list_keys).await?;
+    Ok(HttpResponse::Ok().json(KeyListBody {
+        keys: keys.into_iter().map(KeyBody::from).collect(),
+    }))
+}
+
+/// Revokes an API key; its tokens stop working within seconds in every process.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key id")),
+    responses(
+        (status = 200, description = "The revoked key", body = KeyBody),
+        (status = 404, description = "No such key", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let key_id = id.clone();
+    let revoked = state.db.run(move |conn| revoke_key(conn, &key_id)).await?;
+    state.key_status.forget(&id);
+    Ok(HttpResponse::Ok().json(KeyBody::from(revoked)))
+}

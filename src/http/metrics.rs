@@ -1,0 +1,68 @@
+//! Prometheus metrics: request counts and latency histograms by route pattern and status.
+//! Labels are route patterns (`/v1/keys/{id}`), never raw paths, so no identifier can leak.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// The service's metrics, in a registry of their own.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("custodia_http_requests_total", "HTTP requests answered"),
+            &["method", "route", "status"],
+        )
+        .expect("metric options are valid");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "custodia_http_request_duration_seconds",
+                "Time to answer HTTP requests",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route", "status"],
+        )
+        .expect("metric options are valid");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("metric names are unique");
+        Metrics {
+            registry,
+            requests,
+            duration,
+        }
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.requests.with_label_values(&labels).inc();
+        self.duration.with_label_values(&labels).observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding metrics into memory cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,89 @@
+//! The HTTP boundary: one file per resource, the request/response types, the route table,
+//! and the middleware that observes and authorizes every request.
+//!
+//! [`endpoints`] is the single route table. `startup` mounts exactly these routes, and the
+//! authorization middleware looks up each request's route in it: a route under `/v1` runs only
+//! if its entry's action is held by the caller's role. Nothing is mounted outside the table
+//! except the `/docs` UI assets.
+
+pub mod auth;
+pub mod keys;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
+pub mod policy;
+pub mod problem;
+pub mod state;
+
+use std::sync::LazyLock;
+
+use actix_web::http::Method;
+use actix_web::Route;
+
+pub use metrics::Metrics;
+pub use problem::ApiError;
+pub use state::AppState;
+
+use crate::policy::Action;
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without a token.
+    Public,
+    /// A bearer token whose role holds this action.
+    Requires(Action),
+}
+
+/// One row of the route table.
+pub struct Endpoint {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path pattern, as actix-web writes it (`/v1/keys/{id}`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// Attaches the handler to a route.
+    pub handler: fn(Route) -> Route,
+}
+
+macro_rules! endpoint {
+    ($method:ident $path:literal, $access:expr, $handler:path) => {
+        Endpoint {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            handler: |route| route.to($handler),
+        }
+    };
+}
+
+static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
+    use Access::{Public, Requires};
+    vec![
+        endpoint!(GET "/healthz", Public, ops::healthz),
+        endpoint!(GET "/readyz", Public, ops::readyz),
+        endpoint!(GET "/metrics", Public, ops::metrics),
+        endpoint!(GET "/openapi.json", Public, openapi::openapi_json),
+        endpoint!(GET "/docs", Public, openapi::docs_redirect),
+        endpoint!(POST "/v1/auth/token", Public, auth::issue_token),
+        endpoint!(POST "/v1/keys", Requires(Action::KeysManage), keys::create),
+        endpoint!(GET "/v1/keys", Requires(Action::KeysManage), keys::list),
+        endpoint!(DELETE "/v1/keys/{id}", Requires(Action::KeysManage), keys::revoke),
+        endpoint!(GET "/v1/policy", Requires(Action::PolicyRead), policy::show),
+    ]
+});
+
+/// The route table.
+pub fn endpoints() -> &'static [Endpoint] {
+    &ENDPOINTS
+}
+
+/// The access rule of the endpoint with this method and path pattern, if there is one.
+pub fn access_for(method: &Method, pattern: &str) -> Option<Access> {
+    endpoints()
+        .iter()
+        .find(|endpoint| endpoint.method == method && endpoint.path == pattern)
+        .map(|endpoint| endpoint.access)
+}

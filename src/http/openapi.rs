@@ -1,0 +1,72 @@
+//! The OpenAPI document, generated from the handlers' annotations, and the `/docs` UI (served
+//! from assets vendored into the binary).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::AppState;
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Custodia", description = "A privacy- and consent-first customer data platform"),
+    paths(
+        super::ops::healthz,
+        super::ops::readyz,
+        super::ops::metrics,
+        super::auth::issue_token,
+        super::keys::create,
+        super::keys::list,
+        super::keys::revoke,
+        super::policy::show,
+    ),
+    components(schemas(super::problem::ProblemBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "API keys in, bearer tokens out"),
+        (name = "keys", description = "API key management"),
+        (name = "policy", description = "The loaded policy"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document as JSON.
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_json()
+        .expect("the OpenAPI document serializes")
+}
+
+/// Serves the OpenAPI document.
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(state.openapi_json.clone())
+}
+
+/// `/docs` → `/docs/`, where the UI lives.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}

@@ -1,0 +1,39 @@
+//! `GET /v1/policy`: the loaded policy and its SHA-256 (action `policy.read`).
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::AppState;
+use crate::policy::{Field, Purpose, Role, SegmentLimits};
+
+/// The loaded policy.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PolicyBody<'a> {
+    /// SHA-256 of the policy files, as stored with every audit entry.
+    pub sha256: &'a str,
+    /// The files it was loaded from.
+    pub files: &'a [String],
+    /// Purposes, with effective categories.
+    pub purposes: Vec<&'a Purpose>,
+    /// Declared fields.
+    pub fields: Vec<&'a Field>,
+    /// Roles.
+    pub roles: Vec<&'a Role>,
+    /// Segment limits.
+    pub segments: SegmentLimits,
+}
+
+/// Shows the loaded policy.
+#[utoipa::path(get, path = "/v1/policy", tag = "policy", security(("bearer" = [])),
+    responses((status = 200, description = "The loaded policy", body = PolicyBody)))]
+pub async fn show(state: web::Data<AppState>) -> HttpResponse {
+    let policy = &state.policy;
+    HttpResponse::Ok().json(PolicyBody {
+        sha256: policy.sha256(),
+        files: policy.files(),
+        purposes: policy.purposes().collect(),
+        fields: policy.fields().collect(),
+        roles: policy.roles().collect(),
+        segments: policy.segment_limits(),
+    })
+}

@@ -1,0 +1,303 @@
+//! The one API error type, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Details are written for the caller and never contain personal data: request values are not
+//! echoed (serde messages are rewritten to name the field or type, not the value), and internal
+//! errors are logged with their cause chain but answered with an opaque body.
+
+use std::fmt;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::auth::KeyError;
+use crate::store::StoreError;
+
+/// The problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemBody {
+    /// A URI naming the kind of problem: `urn:custodia:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request, in words.
+    pub detail: String,
+    /// The stable, machine-readable problem code (also the end of `type`).
+    pub code: String,
+}
+
+/// An error answered to an API caller.
+pub enum ApiError {
+    /// A problem the caller can act on (4xx) or a temporary unavailability (503).
+    Problem {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The stable code.
+        code: &'static str,
+        /// The explanation.
+        detail: String,
+    },
+    /// A bug or an unexpected failure: logged in full, answered as an opaque 500.
+    Internal(anyhow::Error),
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Problem {
+                status,
+                code,
+                detail,
+            } => write!(f, "{} {code}: {detail}", status.as_u16()),
+            ApiError::Internal(error) => write!(f, "internal error: {error:#}"),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl ApiError {
+    fn problem(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::Problem {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+        Self::problem(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
+        Self::problem(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    /// 403: valid credentials, but the policy denies this.
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> ApiError {
+        Self::problem(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    /// 404: nothing here.
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+        Self::problem(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    /// 422: well-formed JSON that breaks a rule.
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+        Self::problem(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    /// 503: a dependency (the database) is unavailable.
+    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> ApiError {
+        Self::problem(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+    }
+
+    /// The stable problem code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Problem { code, .. } => code,
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Maps a rejected JSON body to a precise problem (413, 415, 400 or 422).
+    pub fn from_json(error: &JsonPayloadError) -> ApiError {
+        match error {
+            JsonPayloadError::OverflowKnownLength { length, limit } => Self::problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is {length} bytes; the limit is {limit} bytes"),
+            ),
+            JsonPayloadError::Overflow { limit } => Self::problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than the limit of {limit} bytes"),
+            ),
+            JsonPayloadError::ContentType => Self::problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json",
+            ),
+            JsonPayloadError::Deserialize(error) => match error.classify() {
+                serde_json::error::Category::Data => Self::unprocessable(
+                    "invalid_body",
+                    format!(
+                        "{} (line {}, column {})",
+                        describe_serde_message(&error.to_string()),
+                        error.line(),
+                        error.column()
+                    ),
+                ),
+                _ => Self::bad_request(
+                    "malformed_json",
+                    format!("the body is not valid JSON: {error}"),
+                ),
+            },
+            _ => Self::bad_request("unreadable_body", "the request body could not be read"),
+        }
+    }
+
+    /// Maps a rejected query string to a 400.
+    pub fn from_query(error: &QueryPayloadError) -> ApiError {
+        let detail = match error {
+            QueryPayloadError::Deserialize(error) => describe_serde_message(&error.to_string()),
+            _ => "the query string could not be read".to_owned(),
+        };
+        Self::bad_request("invalid_query", format!("invalid query string: {detail}"))
+    }
+
+    /// Maps a rejected path parameter to a 404: no resource has such an address.
+    pub fn from_path(_error: &PathError) -> ApiError {
+        Self::not_found("not_found", "no resource has this address")
+    }
+}
+
+/// Rewrites a serde error message so that it names fields and types but never repeats a value
+/// the caller sent (which might be personal data).
+pub(crate) fn describe_serde_message(message: &str) -> String {
+    // serde_json appends " at line L column C"; the caller gets those separately.
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message, |(head, _)| head);
+    let redacted = |prefix: &str| -> Option<String> {
+        let rest = message.strip_prefix(prefix)?;
+        let (unexpected, expected) = rest.split_once(", expected ")?;
+        let kind = unexpected
+            .find(['"', '`', '\''])
+            .map_or(unexpected, |index| &unexpected[..index])
+            .trim();
+        Some(format!("{prefix}{kind}, expected {expected}"))
+    };
+    if message.starts_with("unknown field")
+        || message.starts_with("missing field")
+        || message.starts_with("duplicate field")
+        || message.starts_with("invalid length")
+    {
+        return message.to_owned();
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let expected = rest
+            .split_once(", expected ")
+            .map_or("a known value", |(_, expected)| expected);
+        return format!("unknown value, expected {expected}");
+    }
+    redacted("invalid type: ")
+        .or_else(|| redacted("invalid value: "))
+        .unwrap_or_else(|| "the body does not have the expected shape".to_owned())
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) | StoreError::Connection(_) => {
+                tracing::error!(error = %error, "database unavailable");
+                ApiError::unavailable(
+                    "database_unavailable",
+                    "the database is unavailable; try again shortly",
+                )
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::InvalidApiKey => ApiError::unauthorized(
+                "invalid_api_key",
+                "the API key is not valid (unknown, revoked or mistyped)",
+            ),
+            KeyError::UnknownRole(role) => ApiError::unprocessable(
+                "unknown_role",
+                format!("unknown role `{role}`: the loaded policy does not define it"),
+            ),
+            KeyError::InvalidName(message) => ApiError::unprocessable("invalid_key_name", message),
+            KeyError::NotFound => ApiError::not_found("key_not_found", "no API key has this id"),
+            KeyError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Problem { status, .. } => *status,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let detail = match self {
+            ApiError::Problem { detail, .. } => detail.clone(),
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+        };
+        problem_response(status, self.code(), detail)
+    }
+}
+
+/// Builds a problem+json response.
+pub fn problem_response(status: StatusCode, code: &str, detail: String) -> HttpResponse {
+    let body = ProblemBody {
+        problem_type: format!("urn:custodia:problem:{code}"),
+        title: status
+            .canonical_reason()
+            .unwrap_or("Error")
+            .to_owned(),
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+    };
+    let mut response = HttpResponse::build(status);
+    response.content_type("application/problem+json");
+    if status == StatusCode::UNAUTHORIZED {
+        response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"custodia\""));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.insert_header((header::RETRY_AFTER, "5"));
+    }
+    response.json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_serde_message;
+
+    #[test]
+    fn values_are_never_repeated() {
+        let cases = [
+            (
+                "invalid type: string \"jane@example.com\", expected u32 at line 1 column 9",
+                "invalid type: string, expected u32",
+            ),
+            (
+                "unknown variant `jane@example.com`, expected `granted` or `withdrawn`",
+                "unknown value, expected `granted` or `withdrawn`",
+            ),
+            (
+                "invalid value: integer `-4`, expected a positive number",
+                "invalid value: integer, expected a positive number",
+            ),
+            ("unknown field `nmae`, expected `name` or `role`", "unknown field `nmae`, expected `name` or `role`"),
+            ("some custom message with jane@example.com", "the body does not have the expected shape"),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(describe_serde_message(message), expected);
+        }
+    }
+}

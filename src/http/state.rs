@@ -1,0 +1,24 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use crate::auth::{KeyStatusCache, TokenService};
+use crate::http::Metrics;
+use crate::policy::Policy;
+use crate::store::Database;
+
+/// The application state shared by all workers.
+pub struct AppState {
+    /// The database.
+    pub db: Database,
+    /// The loaded policy.
+    pub policy: Arc<Policy>,
+    /// Issues and checks access tokens.
+    pub tokens: TokenService,
+    /// Recently checked API key statuses.
+    pub key_status: KeyStatusCache,
+    /// Request metrics.
+    pub metrics: Metrics,
+    /// The OpenAPI document, serialized once.
+    pub openapi_json: String,
+}

@@ -1,0 +1,13 @@
+//! Custodia: a privacy- and consent-first customer data platform.
+//!
+//! See `docs/ARCHITECTURE.md` for the map of this crate.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod policy;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

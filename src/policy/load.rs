@@ -1,0 +1,591 @@
+//! Parsing and validation of policy files. Every error names `file:line`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Action, CategoryId, Field, FieldName, LegalBasis, Policy, Purpose, PurposeId, Role, RoleId,
+    SegmentLimits,
+};
+
+/// The segment size used when no `[segments]` table sets one.
+pub const DEFAULT_MIN_SEGMENT_SIZE: u32 = 10;
+/// The longest retention a purpose may declare (100 years).
+const MAX_RETENTION_DAYS: i64 = 36_500;
+
+/// One policy file's name and text.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// The file name as shown in errors (e.g. `policies/purposes.toml`).
+    pub name: String,
+    /// The file's contents.
+    pub text: String,
+}
+
+/// One problem found in the policy files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The file (or directory) the problem is in.
+    pub file: String,
+    /// The 1-based line, when the problem has one.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Every problem found in the policy files (never empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    purpose: Vec<RawPurpose>,
+    #[serde(default)]
+    field: Vec<RawField>,
+    #[serde(default)]
+    role: Vec<RawRole>,
+    segments: Option<Spanned<RawSegments>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurpose {
+    id: Spanned<String>,
+    legal_basis: LegalBasis,
+    description: Spanned<String>,
+    retention_days: Spanned<i64>,
+    #[serde(default)]
+    gpc: bool,
+    categories: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: Spanned<String>,
+    category: Spanned<String>,
+    #[serde(default)]
+    segmentable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    id: Spanned<String>,
+    actions: Vec<Spanned<String>>,
+    #[serde(default)]
+    purposes: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegments {
+    min_size: Spanned<i64>,
+}
+
+/// Reads every `*.toml` file directly inside `dir` (sorted by name) and validates them together.
+pub fn load_dir(dir: &Path) -> Result<Policy, PolicyErrors> {
+    let dir_error = |message: String| {
+        PolicyErrors(vec![PolicyError {
+            file: dir.display().to_string(),
+            line: None,
+            message,
+        }])
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|error| dir_error(format!("cannot read the policy directory: {error}")))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|error| dir_error(format!("cannot read the policy directory: {error}")))?
+            .path();
+        if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        return Err(dir_error("no *.toml policy files in this directory".into()));
+    }
+    let mut sources = Vec::with_capacity(paths.len());
+    for path in paths {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            PolicyErrors(vec![PolicyError {
+                file: name.clone(),
+                line: None,
+                message: format!("cannot read the file: {error}"),
+            }])
+        })?;
+        sources.push(PolicySource { name, text });
+    }
+    Policy::from_sources(&sources)
+}
+
+/// Where something was written: which file, which bytes.
+#[derive(Clone)]
+struct Location {
+    file: usize,
+    span: Range<usize>,
+}
+
+/// Collects errors while validation goes on, so that one run reports all of them.
+struct Checker<'a> {
+    sources: &'a [PolicySource],
+    errors: Vec<PolicyError>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, location: &Location) -> usize {
+        let text = &self.sources[location.file].text;
+        let end = location.span.start.min(text.len());
+        1 + text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count()
+    }
+
+    fn describe(&self, location: &Location) -> String {
+        format!(
+            "{}:{}",
+            self.sources[location.file].name,
+            self.line_of(location)
+        )
+    }
+
+    fn error(&mut self, location: &Location, message: impl Into<String>) {
+        let line = Some(self.line_of(location));
+        self.errors.push(PolicyError {
+            file: self.sources[location.file].name.clone(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// Records a duplicate, or remembers where `key` was first defined.
+    fn first_definition(
+        &mut self,
+        seen: &mut BTreeMap<String, Location>,
+        what: &str,
+        key: &str,
+        location: &Location,
+    ) -> bool {
+        if let Some(first) = seen.get(key) {
+            let first = self.describe(first);
+            self.error(
+                location,
+                format!("duplicate {what} `{key}` (first defined at {first})"),
+            );
+            false
+        } else {
+            seen.insert(key.to_owned(), location.clone());
+            true
+        }
+    }
+}
+
+fn at<T>(file: usize, spanned: &Spanned<T>) -> Location {
+    Location {
+        file,
+        span: spanned.span(),
+    }
+}
+
+struct ParsedPurpose {
+    location: Location,
+    id: PurposeId,
+    legal_basis: LegalBasis,
+    description: String,
+    retention_days: u32,
+    gpc: bool,
+    categories: Option<Vec<(Location, CategoryId)>>,
+}
+
+impl Policy {
+    /// Validates policy files given as text. Pure: no I/O.
+    pub fn from_sources(sources: &[PolicySource]) -> Result<Policy, PolicyErrors> {
+        let mut checker = Checker {
+            sources,
+            errors: Vec::new(),
+        };
+        let mut files = Vec::with_capacity(sources.len());
+        for (index, source) in sources.iter().enumerate() {
+            match toml::from_str::<RawFile>(&source.text) {
+                Ok(file) => files.push((index, file)),
+                Err(error) => {
+                    let location = Location {
+                        file: index,
+                        span: error.span().unwrap_or(0..0),
+                    };
+                    let message = error.message().trim().to_owned();
+                    checker.error(&location, message);
+                }
+            }
+        }
+        if !checker.errors.is_empty() {
+            return Err(PolicyErrors(checker.errors));
+        }
+
+        let fields = check_fields(&mut checker, &files);
+        let known_categories: BTreeSet<CategoryId> = fields
+            .values()
+            .flat_map(|field| field.category.with_ancestors())
+            .collect();
+        let purposes = check_purposes(&mut checker, &files, &known_categories);
+        let roles = check_roles(&mut checker, &files, &purposes);
+        let segments = check_segments(&mut checker, &files);
+        if roles.is_empty() && checker.errors.is_empty() {
+            checker.errors.push(PolicyError {
+                file: sources.first().map(|s| s.name.clone()).unwrap_or_default(),
+                line: None,
+                message: "the policy defines no [[role]]: no API key could do anything".into(),
+            });
+        }
+        if !checker.errors.is_empty() {
+            return Err(PolicyErrors(checker.errors));
+        }
+        Ok(Policy {
+            purposes,
+            fields,
+            roles,
+            segments,
+            sha256: policy_digest(sources),
+            files: sources.iter().map(|s| file_name(&s.name)).collect(),
+        })
+    }
+}
+
+fn check_fields(
+    checker: &mut Checker<'_>,
+    files: &[(usize, RawFile)],
+) -> BTreeMap<FieldName, Field> {
+    let mut seen = BTreeMap::new();
+    let mut fields = BTreeMap::new();
+    for (file, raw) in files {
+        for field in &raw.field {
+            let location = at(*file, &field.name);
+            let name = match FieldName::parse(field.name.get_ref()) {
+                Ok(name) => name,
+                Err(message) => {
+                    checker.error(&location, message);
+                    continue;
+                }
+            };
+            let category = match CategoryId::parse(field.category.get_ref()) {
+                Ok(category) => category,
+                Err(message) => {
+                    checker.error(&at(*file, &field.category), message);
+                    continue;
+                }
+            };
+            if checker.first_definition(&mut seen, "field", name.as_str(), &location) {
+                fields.insert(
+                    name.clone(),
+                    Field {
+                        name,
+                        category,
+                        segmentable: field.segmentable,
+                    },
+                );
+            }
+        }
+    }
+    fields
+}
+
+fn check_purposes(
+    checker: &mut Checker<'_>,
+    files: &[(usize, RawFile)],
+    known_categories: &BTreeSet<CategoryId>,
+) -> BTreeMap<PurposeId, Purpose> {
+    let mut seen = BTreeMap::new();
+    let mut parsed: BTreeMap<PurposeId, ParsedPurpose> = BTreeMap::new();
+    for (file, raw) in files {
+        for purpose in &raw.purpose {
+            let location = at(*file, &purpose.id);
+            let id = match PurposeId::parse(purpose.id.get_ref()) {
+                Ok(id) => id,
+                Err(message) => {
+                    checker.error(&location, message);
+                    continue;
+                }
+            };
+            if !checker.first_definition(&mut seen, "purpose", id.as_str(), &location) {
+                continue;
+            }
+            let description = purpose.description.get_ref().trim();
+            if description.is_empty() {
+                checker.error(
+                    &at(*file, &purpose.description),
+                    format!("purpose `{id}` needs a non-empty description"),
+                );
+            }
+            let retention = *purpose.retention_days.get_ref();
+            if !(1..=MAX_RETENTION_DAYS).contains(&retention) {
+                checker.error(
+                    &at(*file, &purpose.retention_days),
+                    format!(
+                        "retention_days of purpose `{id}` must be between 1 and {MAX_RETENTION_DAYS}, not {retention}"
+                    ),
+                );
+            }
+            let categories = purpose.categories.as_ref().map(|list| {
+                let mut categories = Vec::new();
+                for raw_category in list {
+                    let category_location = at(*file, raw_category);
+                    match CategoryId::parse(raw_category.get_ref()) {
+                        Ok(category) if known_categories.contains(&category) => {
+                            categories.push((category_location, category));
+                        }
+                        Ok(category) => checker.error(
+                            &category_location,
+                            format!(
+                                "unknown data category `{category}` in purpose `{id}`: no [[field]] belongs to it"
+                            ),
+                        ),
+                        Err(message) => checker.error(&category_location, message),
+                    }
+                }
+                categories
+            });
+            parsed.insert(
+                id.clone(),
+                ParsedPurpose {
+                    location,
+                    id,
+                    legal_basis: purpose.legal_basis,
+                    description: description.to_owned(),
+                    retention_days: u32::try_from(retention.clamp(1, MAX_RETENTION_DAYS))
+                        .unwrap_or(1),
+                    gpc: purpose.gpc,
+                    categories,
+                },
+            );
+        }
+    }
+
+    // Parents before children: a dotted id's depth orders the hierarchy, so no cycle can be
+    // written down and one pass in depth order resolves every inherited category list.
+    let mut order: Vec<&ParsedPurpose> = parsed.values().collect();
+    order.sort_by_key(|p| (p.id.as_str().matches('.').count(), p.id.clone()));
+    let mut purposes: BTreeMap<PurposeId, Purpose> = BTreeMap::new();
+    for purpose in order {
+        let parent = match purpose.id.parent() {
+            Some(parent_id) => match purposes.get(&parent_id) {
+                Some(parent) => Some(parent),
+                None => {
+                    let message = if parsed.contains_key(&parent_id) {
+                        format!(
+                            "purpose `{}` descends from `{parent_id}`, which is invalid",
+                            purpose.id
+                        )
+                    } else {
+                        format!(
+                            "unknown parent purpose `{parent_id}` of `{}`: declare it",
+                            purpose.id
+                        )
+                    };
+                    checker.error(&purpose.location, message);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let (categories, inherited) = match (&purpose.categories, parent) {
+            (Some(own), parent) => {
+                if let Some(parent) = parent {
+                    for (location, category) in own {
+                        if !parent.categories.iter().any(|c| category.is_within(c)) {
+                            checker.error(
+                                location,
+                                format!(
+                                    "purpose `{}` may not use category `{category}`: its parent `{}` does not",
+                                    purpose.id, parent.id
+                                ),
+                            );
+                        }
+                    }
+                }
+                let mut list: Vec<CategoryId> = own.iter().map(|(_, c)| c.clone()).collect();
+                list.sort();
+                list.dedup();
+                (list, false)
+            }
+            (None, Some(parent)) => (parent.categories.clone(), true),
+            (None, None) => {
+                checker.error(
+                    &purpose.location,
+                    format!(
+                        "purpose `{}` has no parent to inherit categories from: declare `categories`",
+                        purpose.id
+                    ),
+                );
+                continue;
+            }
+        };
+        purposes.insert(
+            purpose.id.clone(),
+            Purpose {
+                id: purpose.id.clone(),
+                legal_basis: purpose.legal_basis,
+                description: purpose.description.clone(),
+                retention_days: purpose.retention_days,
+                gpc: purpose.gpc,
+                categories,
+                categories_inherited: inherited,
+            },
+        );
+    }
+    purposes
+}
+
+fn check_roles(
+    checker: &mut Checker<'_>,
+    files: &[(usize, RawFile)],
+    purposes: &BTreeMap<PurposeId, Purpose>,
+) -> BTreeMap<RoleId, Role> {
+    let mut seen = BTreeMap::new();
+    let mut roles = BTreeMap::new();
+    for (file, raw) in files {
+        for role in &raw.role {
+            let location = at(*file, &role.id);
+            let id = match RoleId::parse(role.id.get_ref()) {
+                Ok(id) => id,
+                Err(message) => {
+                    checker.error(&location, message);
+                    continue;
+                }
+            };
+            if !checker.first_definition(&mut seen, "role", id.as_str(), &location) {
+                continue;
+            }
+            let mut actions = Vec::new();
+            for raw_action in &role.actions {
+                let action_location = at(*file, raw_action);
+                match Action::parse(raw_action.get_ref()) {
+                    Some(action) if actions.contains(&action) => checker.error(
+                        &action_location,
+                        format!("action `{action}` is listed twice in role `{id}`"),
+                    ),
+                    Some(action) => actions.push(action),
+                    None => checker.error(
+                        &action_location,
+                        format!(
+                            "unknown action `{}` in role `{id}` (known actions: {})",
+                            raw_action.get_ref().escape_debug(),
+                            Action::ALL.map(Action::as_str).join(", ")
+                        ),
+                    ),
+                }
+            }
+            let mut role_purposes = Vec::new();
+            for raw_purpose in &role.purposes {
+                let purpose_location = at(*file, raw_purpose);
+                match PurposeId::parse(raw_purpose.get_ref()) {
+                    Ok(purpose) if role_purposes.contains(&purpose) => checker.error(
+                        &purpose_location,
+                        format!("purpose `{purpose}` is listed twice in role `{id}`"),
+                    ),
+                    Ok(purpose) if purposes.contains_key(&purpose) => role_purposes.push(purpose),
+                    Ok(purpose) => checker.error(
+                        &purpose_location,
+                        format!("unknown purpose `{purpose}` in role `{id}`"),
+                    ),
+                    Err(message) => checker.error(&purpose_location, message),
+                }
+            }
+            actions.sort();
+            roles.insert(
+                id.clone(),
+                Role {
+                    id,
+                    actions,
+                    purposes: role_purposes,
+                },
+            );
+        }
+    }
+    roles
+}
+
+fn check_segments(checker: &mut Checker<'_>, files: &[(usize, RawFile)]) -> SegmentLimits {
+    let mut limits = SegmentLimits {
+        min_size: DEFAULT_MIN_SEGMENT_SIZE,
+    };
+    let mut first: Option<Location> = None;
+    for (file, raw) in files {
+        let Some(segments) = &raw.segments else {
+            continue;
+        };
+        let location = at(*file, segments);
+        if let Some(first) = &first {
+            let first = checker.describe(first);
+            checker.error(
+                &location,
+                format!("duplicate [segments] table (first defined at {first})"),
+            );
+            continue;
+        }
+        first = Some(location);
+        let min_size = &segments.get_ref().min_size;
+        match u32::try_from(*min_size.get_ref()) {
+            Ok(size) if size >= 2 => limits.min_size = size,
+            _ => checker.error(
+                &at(*file, min_size),
+                format!(
+                    "segments.min_size must be at least 2, not {}",
+                    min_size.get_ref()
+                ),
+            ),
+        }
+    }
+    limits
+}
+
+/// The last component of a file path: what the digest covers and `GET /v1/policy` shows.
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+/// SHA-256 over every file in name order: name, a NUL byte, the text's length as a
+/// big-endian u64, then the text. Renaming, reordering or editing any file changes it.
+fn policy_digest(sources: &[PolicySource]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for source in sources {
+        context.update(file_name(&source.name).as_bytes());
+        context.update(&[0]);
+        context.update(&(source.text.len() as u64).to_be_bytes());
+        context.update(source.text.as_bytes());
+    }
+    hex::encode(context.finish())
+}

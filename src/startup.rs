@@ -1,0 +1,161 @@
+//! Builds the application: loads the policy and the master key, prepares the database, binds
+//! the listener and mounts the route table with its middleware.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::auth::{KeyStatusCache, TokenService};
+use crate::config::Settings;
+use crate::crypto::MasterKey;
+use crate::http::middleware::{authorize, observe};
+use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
+use crate::policy::{load_dir, Policy};
+use crate::store::{build_pool, run_migrations, Database};
+
+/// Connections per process: SQLite serializes writers anyway; PostgreSQL gets a modest pool
+/// so that several processes fit under its default connection limit.
+const POOL_SIZE: u32 = 10;
+
+/// Loads and validates the policy directory, with every error as `file:line: message`.
+pub fn load_policy(settings: &Settings) -> anyhow::Result<Policy> {
+    load_dir(&settings.policy_dir).map_err(|errors| {
+        anyhow::anyhow!(
+            "the policy in {} is invalid:\n{errors}",
+            settings.policy_dir.display()
+        )
+    })
+}
+
+/// Creates the data directory if needed, opens the database and applies pending migrations.
+pub fn open_database(settings: &Settings) -> anyhow::Result<Database> {
+    create_private_dir(&settings.data_dir)?;
+    let database = Database::new(
+        build_pool(&settings.database_url, POOL_SIZE),
+        settings.database_url.clone(),
+    );
+    let mut conn = database
+        .connection()
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
+    let applied = run_migrations(&mut conn)?;
+    for version in applied {
+        tracing::info!(version, "applied migration");
+    }
+    Ok(database)
+}
+
+/// Creates the data directory, readable by its owner only, if it does not exist yet.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Prepares everything and binds `settings.bind` (port 0 picks a free port).
+    pub fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let policy = load_policy(settings)?;
+        let db = open_database(settings)?;
+        let master_key = MasterKey::load_or_create(&settings.master_key_file)?;
+        let state = web::Data::new(AppState {
+            db,
+            tokens: TokenService::new(&master_key, settings.token_ttl),
+            key_status: KeyStatusCache::new(),
+            metrics: Metrics::new(),
+            openapi_json: openapi::document(),
+            policy: Arc::new(policy),
+        });
+        drop(master_key);
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let body_limit = settings.body_limit;
+        let server = HttpServer::new(move || {
+            let mut app = App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(|error, _| ApiError::from_json(&error).into()),
+                )
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|error, _| ApiError::from_query(&error).into()),
+                )
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|error, _| ApiError::from_path(&error).into()),
+                )
+                .wrap(from_fn(authorize))
+                .wrap(Compress::default())
+                .wrap(from_fn(observe))
+                .default_service(web::to(not_found));
+            for (path, routes) in routes_by_path() {
+                let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+                for endpoint in routes {
+                    let route = web::route().method(endpoint.method.clone());
+                    resource = resource.route((endpoint.handler)(route));
+                }
+                app = app.service(resource);
+            }
+            app.service(
+                SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])),
+            )
+        })
+        .listen(listener)?
+        .run();
+        Ok(Application { port, server })
+    }
+
+    /// The port the application listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The route table grouped by path, so each path is one resource and a wrong method gets 405.
+fn routes_by_path() -> BTreeMap<&'static str, Vec<&'static crate::http::Endpoint>> {
+    let mut grouped: BTreeMap<&'static str, Vec<_>> = BTreeMap::new();
+    for endpoint in endpoints() {
+        grouped.entry(endpoint.path).or_default().push(endpoint);
+    }
+    grouped
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(
+        "not_found",
+        "no resource has this address",
+    ))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::Problem {
+        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        detail: "this resource does not support this method".into(),
+    })
+}

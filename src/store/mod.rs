@@ -1,0 +1,269 @@
+//! The only place that speaks SQL: the connection enum over both backends, the pool,
+//! migrations, and one module per table group.
+//!
+//! Queries are written once against [`DbConnection`] with portable SQL types. Where a backend
+//! needs its own SQL there is one explicit `match` on the connection with a comment saying why.
+
+pub mod api_keys;
+pub mod schema;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+/// Migrations for SQLite (`migrations/sqlite`), embedded in the binary.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// Migrations for PostgreSQL (`migrations/postgres`, same names), embedded in the binary.
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long a request waits for a pooled connection before the database counts as unavailable.
+const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits for another writer's lock before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+/// An arbitrary, fixed key for the PostgreSQL advisory lock that serializes migrations
+/// between processes sharing one database.
+const MIGRATION_LOCK_KEY: i64 = 0x6375_7374_6f64_6961; // "custodia"
+
+/// One connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// A PostgreSQL connection (production).
+    Postgresql(diesel::PgConnection),
+    /// An SQLite connection (the embedded default).
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// A pool of connections to the configured database.
+pub type DbPool = r2d2::Pool<ConnectionManager>;
+
+/// Errors from the storage layer. Messages never contain personal data: queries bind values
+/// as parameters, and diesel's errors do not echo them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had from the pool in time (the database is down or saturated).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[from] r2d2::PoolError),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// A connection could not be established.
+    #[error("could not connect to the database: {0}")]
+    Connection(#[from] diesel::ConnectionError),
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// The blocking worker running a query was cancelled.
+    #[error("a database task was cancelled")]
+    Cancelled,
+}
+
+/// Which backend a database URL names; chosen from the URL's scheme, never guessed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(String),
+    /// `sqlite://PATH`, `sqlite:PATH` or a plain file path.
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Reads a URL: the `postgres`/`postgresql` schemes select PostgreSQL; `sqlite:` or a bare
+    /// path selects SQLite. Any other scheme is an error rather than a file name.
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
+        let raw = raw.trim();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        if path.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        if let Some((scheme, _)) = path.split_once("://") {
+            return Err(format!(
+                "unsupported database URL scheme `{scheme}`: use postgres://… or sqlite://PATH"
+            ));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    }
+
+    /// The backend's name, for logs and `/readyz`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Postgres(_) => "postgres",
+            DatabaseUrl::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Shows the URL without its password.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let rest = match rest.split_once('@') {
+                    Some((userinfo, host)) if !userinfo.contains('/') => {
+                        let user = userinfo.split(':').next().unwrap_or_default();
+                        format!("{user}:***@{host}")
+                    }
+                    _ => rest.to_owned(),
+                };
+                write!(f, "{scheme}://{rest}")
+            }
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// Opens connections of the backend the URL names and prepares each one.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    /// A manager for `url`.
+    pub fn new(url: DatabaseUrl) -> Self {
+        ConnectionManager { url }
+    }
+
+    /// Opens one connection, with SQLite set to WAL, foreign keys on and a busy timeout.
+    pub fn establish(&self) -> Result<DbConnection, StoreError> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => {
+                Ok(DbConnection::Postgresql(diesel::PgConnection::establish(url)?))
+            }
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|error| {
+                        diesel::ConnectionError::BadConnection(format!(
+                            "cannot create {}: {error}",
+                            dir.display()
+                        ))
+                    })?;
+                }
+                let path = path.to_str().ok_or_else(|| {
+                    diesel::ConnectionError::InvalidConnectionUrl(
+                        "the SQLite path is not valid UTF-8".into(),
+                    )
+                })?;
+                let mut conn = diesel::SqliteConnection::establish(path)?;
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;"
+                ))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<DbConnection, StoreError> {
+        self.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        Ok(conn.ping()?)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// Builds the pool. Connections are opened lazily, so building never blocks on the database.
+pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> DbPool {
+    r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .connection_timeout(POOL_CHECKOUT_TIMEOUT)
+        .build_unchecked(ConnectionManager::new(url.clone()))
+}
+
+/// Applies every pending migration, returning the versions applied.
+///
+/// Safe when several processes start at once: PostgreSQL takes a transaction-scoped advisory
+/// lock, SQLite an immediate (write-locked) transaction, so one process migrates and the
+/// others then find nothing pending.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+    type MigrationResult = Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>;
+    // Each backend has its own migration folder and its own way to take the lock.
+    let result: MigrationResult = match conn {
+        DbConnection::Postgresql(pg) => pg.transaction(|pg| {
+            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+                .execute(pg)?;
+            let applied = pg.run_pending_migrations(POSTGRES_MIGRATIONS)?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        }),
+        DbConnection::Sqlite(sqlite) => sqlite.immediate_transaction(|sqlite| {
+            let applied = sqlite.run_pending_migrations(SQLITE_MIGRATIONS)?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        }),
+    };
+    result.map_err(|error| StoreError::Migration(error.to_string()))
+}
+
+/// The pool, with a way to run blocking database work off the async workers.
+#[derive(Clone)]
+pub struct Database {
+    pool: DbPool,
+    url: DatabaseUrl,
+}
+
+impl Database {
+    /// Wraps a pool built for `url`.
+    pub fn new(pool: DbPool, url: DatabaseUrl) -> Self {
+        Database { pool, url }
+    }
+
+    /// The database URL (its `Display` hides any password).
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// A pooled connection, for synchronous callers (the CLI, start-up).
+    pub fn connection(&self) -> Result<r2d2::PooledConnection<ConnectionManager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `work` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StoreError::from)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|_| E::from(StoreError::Cancelled))?
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| Ok::<_, StoreError>(conn.ping()?)).await
+    }
+}
