@@ -112,7 +112,10 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Revoke { id } => match revoke_key(&mut conn, &id) {
             Ok(key) => {
-                eprintln!("revoked key {}; its tokens stop working within seconds", key.id);
+                eprintln!(
+                    "revoked key {}; its tokens stop working within seconds",
+                    key.id
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(KeyError::NotFound) => {

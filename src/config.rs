@@ -41,7 +41,12 @@ pub struct Options {
     #[arg(long, env = "CUSTODIA_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// postgres://… for PostgreSQL, or sqlite://PATH [default: DATA_DIR/custodia.db].
-    #[arg(long, env = "CUSTODIA_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CUSTODIA_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Directory of policy files (*.toml) [default: ./policies].
     #[arg(long = "policies", env = "CUSTODIA_POLICY_DIR", global = true)]

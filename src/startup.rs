@@ -116,9 +116,7 @@ impl Application {
                 }
                 app = app.service(resource);
             }
-            app.service(
-                SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])),
-            )
+            app.service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])))
         })
         .listen(listener)?
         .run();

@@ -184,7 +184,13 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_rejected() {
-        for raw in ["", "ck_", "ck_abc_def", "xx_0123456789abcdef_00", "ck_0123456789ABCDEF_00"] {
+        for raw in [
+            "",
+            "ck_",
+            "ck_abc_def",
+            "xx_0123456789abcdef_00",
+            "ck_0123456789ABCDEF_00",
+        ] {
             assert!(PresentedApiKey::parse(raw).is_none(), "{raw:?}");
         }
     }

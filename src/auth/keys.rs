@@ -165,7 +165,10 @@ pub fn exchange_api_key(
 }
 
 /// The role of the key with this id if it exists and is not revoked.
-pub fn active_key_role(conn: &mut DbConnection, key_id: &str) -> Result<Option<String>, StoreError> {
+pub fn active_key_role(
+    conn: &mut DbConnection,
+    key_id: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(api_keys::find(conn, key_id)?
         .filter(|row| row.revoked_at.is_none())
         .map(|row| row.role))

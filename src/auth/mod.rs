@@ -7,8 +7,8 @@ mod token;
 
 pub use api_key::{KeyId, KeyName, PresentedApiKey};
 pub use keys::{
-    active_key_role, create_key, exchange_api_key, list_keys, revoke_key, CreatedKey, KeyError, KeyInfo,
-    KeyStatusCache, KEY_STATUS_TTL,
+    active_key_role, create_key, exchange_api_key, list_keys, revoke_key, CreatedKey, KeyError,
+    KeyInfo, KeyStatusCache, KEY_STATUS_TTL,
 };
 pub use token::{Claims, IssuedToken, TokenError, TokenService, JWT_KEY_LABEL};
 

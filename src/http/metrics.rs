@@ -1,7 +1,9 @@
 //! Prometheus metrics: request counts and latency histograms by route pattern and status.
 //! Labels are route patterns (`/v1/keys/{id}`), never raw paths, so no identifier can leak.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// The service's metrics, in a registry of their own.
 pub struct Metrics {

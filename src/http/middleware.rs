@@ -39,7 +39,8 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = match &result {
@@ -62,9 +63,19 @@ pub async fn observe(
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let key_id = key_id.as_deref().unwrap_or("-");
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), latency_ms, key_id, "request failed");
+            tracing::error!(
+                status = status.as_u16(),
+                latency_ms,
+                key_id,
+                "request failed"
+            );
         } else {
-            tracing::info!(status = status.as_u16(), latency_ms, key_id, "request answered");
+            tracing::info!(
+                status = status.as_u16(),
+                latency_ms,
+                key_id,
+                "request answered"
+            );
         }
     });
     let mut response = result?;
@@ -100,7 +111,9 @@ pub async fn authorize(
             }
         }
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 async fn authenticate(

@@ -255,10 +255,7 @@ impl ResponseError for ApiError {
 pub fn problem_response(status: StatusCode, code: &str, detail: String) -> HttpResponse {
     let body = ProblemBody {
         problem_type: format!("urn:custodia:problem:{code}"),
-        title: status
-            .canonical_reason()
-            .unwrap_or("Error")
-            .to_owned(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         detail,
         code: code.to_owned(),
@@ -293,8 +290,14 @@ mod tests {
                 "invalid value: integer `-4`, expected a positive number",
                 "invalid value: integer, expected a positive number",
             ),
-            ("unknown field `nmae`, expected `name` or `role`", "unknown field `nmae`, expected `name` or `role`"),
-            ("some custom message with jane@example.com", "the body does not have the expected shape"),
+            (
+                "unknown field `nmae`, expected `name` or `role`",
+                "unknown field `nmae`, expected `name` or `role`",
+            ),
+            (
+                "some custom message with jane@example.com",
+                "the body does not have the expected shape",
+            ),
         ];
         for (message, expected) in cases {
             assert_eq!(describe_serde_message(message), expected);

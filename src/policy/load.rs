@@ -169,7 +169,10 @@ impl Checker<'_> {
     fn line_of(&self, location: &Location) -> usize {
         let text = &self.sources[location.file].text;
         let end = location.span.start.min(text.len());
-        1 + text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count()
+        1 + text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
     }
 
     fn describe(&self, location: &Location) -> String {

@@ -8,9 +8,9 @@
 mod ids;
 mod load;
 
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use serde::Serialize;
 
 pub use ids::{CategoryId, FieldName, PurposeId, RoleId};
 pub use load::{load_dir, PolicyError, PolicyErrors, PolicySource};
@@ -107,7 +107,9 @@ impl Action {
 
     /// Parses an action name; `None` when it is not one of [`Action::ALL`].
     pub fn parse(name: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|action| action.as_str() == name)
+        Action::ALL
+            .into_iter()
+            .find(|action| action.as_str() == name)
     }
 
     /// Whether the action is performed for a purpose, which the role must also hold.

@@ -144,9 +144,9 @@ impl ConnectionManager {
     /// Opens one connection, with SQLite set to WAL, foreign keys on and a busy timeout.
     pub fn establish(&self) -> Result<DbConnection, StoreError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => {
-                Ok(DbConnection::Postgresql(diesel::PgConnection::establish(url)?))
-            }
+            DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgresql(
+                diesel::PgConnection::establish(url)?,
+            )),
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|error| {
@@ -210,8 +210,10 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError
     // Each backend has its own migration folder and its own way to take the lock.
     let result: MigrationResult = match conn {
         DbConnection::Postgresql(pg) => pg.transaction(|pg| {
-            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
-                .execute(pg)?;
+            diesel::sql_query(format!(
+                "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+            ))
+            .execute(pg)?;
             let applied = pg.run_pending_migrations(POSTGRES_MIGRATIONS)?;
             Ok(applied.iter().map(ToString::to_string).collect())
         }),

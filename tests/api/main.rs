@@ -1,1 +1,13 @@
+//! The integration test binary: every test starts its own application on its own database
+//! (a temporary SQLite file, or a fresh PostgreSQL schema when `CUSTODIA_TEST_DATABASE_URL`
+//! names a PostgreSQL server) and talks to it over HTTP.
 
+mod auth;
+mod authorization;
+mod cli;
+mod errors;
+mod first_start;
+mod helpers;
+mod keys;
+mod ops;
+mod policy;

@@ -1,0 +1,295 @@
+//! `spawn_app()` and typed request helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Once;
+
+use custodia::config::{Options, Settings};
+use custodia::policy::load_dir;
+use custodia::startup::{open_database, Application};
+use custodia::store::Database;
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// The environment variable naming a PostgreSQL server to test against (e.g.
+/// `postgres://postgres@127.0.0.1:5432/test`); unset means SQLite.
+pub const TEST_DATABASE_ENV: &str = "CUSTODIA_TEST_DATABASE_URL";
+
+/// The repository's sample policy directory.
+pub fn sample_policy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// The `custodia` binary built for this test run.
+pub fn custodia_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_custodia")
+}
+
+/// A `custodia` command with no `CUSTODIA_*` variables inherited from the caller's shell.
+pub fn custodia_command() -> std::process::Command {
+    let mut command = std::process::Command::new(custodia_binary());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CUSTODIA_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn init_test_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            custodia::telemetry::init(custodia::config::LogFormat::Human);
+        }
+    });
+}
+
+enum TestDatabase {
+    Sqlite,
+    Postgres { server_url: String, schema: String },
+}
+
+/// One running application with its own data directory and database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The settings it was started with.
+    pub settings: Settings,
+    /// An HTTP client that does not follow redirects.
+    pub client: reqwest::Client,
+    /// The temporary directory holding the data directory (deleted on drop).
+    _dir: TempDir,
+    database: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { server_url, schema } = &self.database {
+            if let Ok(mut conn) = diesel::PgConnection::establish(server_url) {
+                let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+fn test_database() -> (Option<String>, TestDatabase) {
+    match std::env::var(TEST_DATABASE_ENV) {
+        Ok(server_url) if !server_url.trim().is_empty() => {
+            assert!(
+                server_url.starts_with("postgres://") || server_url.starts_with("postgresql://"),
+                "{TEST_DATABASE_ENV} must be a postgres:// URL"
+            );
+            let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = diesel::PgConnection::establish(&server_url).unwrap_or_else(|error| {
+                panic!("{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {error}")
+            });
+            conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .expect("create a test schema");
+            let separator = if server_url.contains('?') { '&' } else { '?' };
+            let url = format!("{server_url}{separator}options=-csearch_path%3D{schema}");
+            (Some(url), TestDatabase::Postgres { server_url, schema })
+        }
+        _ => (None, TestDatabase::Sqlite),
+    }
+}
+
+/// Whether this run tests PostgreSQL.
+pub fn testing_postgres() -> bool {
+    std::env::var(TEST_DATABASE_ENV).is_ok_and(|url| !url.trim().is_empty())
+}
+
+/// Starts an application on a free port with a fresh database and the sample policy.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], letting the test adjust the options first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Options)) -> TestApp {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (database_url, database) = test_database();
+    let mut options = Options {
+        bind: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().join("data")),
+        database_url,
+        policy_dir: Some(sample_policy_dir()),
+        ..Options::default()
+    };
+    adjust(&mut options);
+    let settings = Settings::resolve(&options).expect("valid test settings");
+    let application = Application::build(&settings).expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        settings,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client"),
+        _dir: dir,
+        database,
+    }
+}
+
+impl TestApp {
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("the request is answered")
+    }
+
+    /// GET with an optional token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    /// POST a JSON body with an optional token.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    /// POST a raw body with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(format!("{}{}", self.address, path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("the request is answered")
+    }
+
+    /// DELETE with an optional token.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::DELETE, path, token, None).await
+    }
+
+    /// The application's database, opened as the CLI would.
+    pub fn database(&self) -> Database {
+        open_database(&self.settings).expect("the test database opens")
+    }
+
+    /// Creates an API key directly in the database (as `custodia keys create` does).
+    pub async fn create_api_key(&self, role: &str) -> String {
+        let settings = self.settings.clone();
+        let role = role.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let database = open_database(&settings).expect("the test database opens");
+            let policy = load_dir(&settings.policy_dir).expect("the sample policy loads");
+            let mut conn = database.connection().expect("a connection");
+            custodia::auth::create_key(&mut conn, &policy, &format!("test {role}"), &role, None)
+                .expect("the key is created")
+                .api_key
+                .to_string()
+        })
+        .await
+        .expect("key creation finishes")
+    }
+
+    /// Exchanges an API key for a token; panics unless it succeeds.
+    pub async fn token_for_key(&self, api_key: &str) -> String {
+        let response = self
+            .post_json("/v1/auth/token", None, &json!({ "api_key": api_key }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "token exchange succeeds");
+        let body: Value = response.json().await.expect("a JSON body");
+        body["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned()
+    }
+
+    /// A fresh key of `role`, exchanged for a token.
+    pub async fn token_for(&self, role: &str) -> String {
+        let api_key = self.create_api_key(role).await;
+        self.token_for_key(&api_key).await
+    }
+
+    /// Runs the `custodia` binary against this application's data directory and database.
+    pub fn run_cli(&self, args: &[&str]) -> Output {
+        let mut command = custodia_command();
+        command
+            .args(args)
+            .env("CUSTODIA_DATA_DIR", &self.settings.data_dir)
+            .env("CUSTODIA_POLICY_DIR", &self.settings.policy_dir)
+            .env("CUSTODIA_MASTER_KEY_FILE", &self.settings.master_key_file);
+        if let TestDatabase::Postgres { .. } = self.database {
+            command.env(
+                "CUSTODIA_DATABASE_URL",
+                database_url_text(&self.settings.database_url),
+            );
+        }
+        command.output().expect("the custodia binary runs")
+    }
+}
+
+fn database_url_text(url: &custodia::store::DatabaseUrl) -> String {
+    match url {
+        custodia::store::DatabaseUrl::Postgres(url) => url.clone(),
+        custodia::store::DatabaseUrl::Sqlite(path) => path.display().to_string(),
+    }
+}
+
+/// Asserts a problem+json response with this status and code; returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = response.json().await.expect("a JSON problem body");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "problem content type for {body}"
+    );
+    assert_eq!(body["code"], code, "problem code in {body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["type"], format!("urn:custodia:problem:{code}"));
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "a detail in {body}"
+    );
+    body
+}
+
+/// The number of API keys stored.
+pub async fn stored_key_count(app: &TestApp) -> usize {
+    let database = app.database();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().expect("a connection");
+        custodia::auth::list_keys(&mut conn)
+            .expect("keys list")
+            .len()
+    })
+    .await
+    .expect("count finishes")
+}
