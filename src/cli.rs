@@ -9,6 +9,7 @@ use crate::auth::{create_key, list_keys, revoke_key, KeyError};
 use crate::config::{Cli, Command, KeysCommand, PolicyCommand, Settings};
 use crate::policy::load_dir;
 use crate::startup::{load_policy, open_database, Application};
+use crate::vault::rotate_master_key;
 
 /// Runs a command; errors are printed to stderr and turn into exit status 1.
 pub fn run(cli: Cli) -> ExitCode {
@@ -108,6 +109,20 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
                     key.name
                 )?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::RotateMaster => {
+            let report = rotate_master_key(&mut conn, &settings.master_key_file)?;
+            eprintln!(
+                "{} rotation: master key {} → {}; re-wrapped {} keys. Retired keys are kept in {}{}; keep them until no backup needs them.",
+                if report.resumed { "finished an interrupted" } else { "completed" },
+                report.from_key_id,
+                report.to_key_id,
+                report.rewrapped,
+                settings.master_key_file.display(),
+                crate::crypto::RETIRED_SUFFIX,
+            );
+            println!("{}", report.to_key_id);
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke { id } => match revoke_key(&mut conn, &id) {

@@ -107,6 +107,9 @@ pub enum KeysCommand {
         /// The key id (the part after `ck_`).
         id: String,
     },
+    /// Make a new master key current and re-wrap every data key under it (re-run to finish an
+    /// interrupted rotation). Data stays readable throughout.
+    RotateMaster,
 }
 
 /// `custodia policy …`

@@ -13,7 +13,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::config::Settings;
-use crate::crypto::MasterKey;
+use crate::vault::Vault;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
 use crate::policy::{load_dir, Policy};
@@ -50,6 +50,12 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     Ok(database)
 }
 
+/// Loads the master keyring and the root secret (creating both on first start).
+pub fn open_vault(settings: &Settings, db: &Database) -> anyhow::Result<Vault> {
+    let mut conn = db.connection()?;
+    Ok(Vault::open(&mut conn, &settings.master_key_file)?)
+}
+
 /// Creates the data directory, readable by its owner only, if it does not exist yet.
 pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -74,16 +80,16 @@ impl Application {
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
         let policy = load_policy(settings)?;
         let db = open_database(settings)?;
-        let master_key = MasterKey::load_or_create(&settings.master_key_file)?;
+        let vault = open_vault(settings, &db)?;
         let state = web::Data::new(AppState {
             db,
-            tokens: TokenService::new(&master_key, settings.token_ttl),
+            tokens: TokenService::new(vault.token_key(), settings.token_ttl),
+            vault: Arc::new(vault),
             key_status: KeyStatusCache::new(),
             metrics: Metrics::new(),
             openapi_json: openapi::document(),
             policy: Arc::new(policy),
         });
-        drop(master_key);
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -91,11 +97,7 @@ impl Application {
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(body_limit)
-                        .error_handler(|error, _| ApiError::from_json(&error).into()),
-                )
+                .app_data(json_config(body_limit))
                 .app_data(
                     web::QueryConfig::default()
                         .error_handler(|error, _| ApiError::from_query(&error).into()),
@@ -110,6 +112,9 @@ impl Application {
                 .default_service(web::to(not_found));
             for (path, routes) in routes_by_path() {
                 let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+                if let Some(limit) = routes.iter().find_map(|endpoint| endpoint.body_limit) {
+                    resource = resource.app_data(json_config(limit));
+                }
                 for endpoint in routes {
                     let route = web::route().method(endpoint.method.clone());
                     resource = resource.route((endpoint.handler)(route));
@@ -132,6 +137,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// JSON bodies up to `limit` bytes, with rejections answered as problems.
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|error, _| ApiError::from_json(&error).into())
 }
 
 /// The route table grouped by path, so each path is one resource and a wrong method gets 405.

@@ -10,7 +10,7 @@ pub use keys::{
     active_key_role, create_key, exchange_api_key, list_keys, revoke_key, CreatedKey, KeyError,
     KeyInfo, KeyStatusCache, KEY_STATUS_TTL,
 };
-pub use token::{Claims, IssuedToken, TokenError, TokenService, JWT_KEY_LABEL};
+pub use token::{Claims, IssuedToken, TokenError, TokenService};
 
 use crate::policy::RoleId;
 

@@ -1,5 +1,5 @@
-//! Short-lived access tokens: HS256 JWTs signed with a key derived from the master key, so
-//! every process sharing the master key accepts the others' tokens.
+//! Short-lived access tokens: HS256 JWTs signed with a key derived from the root secret
+//! (`vault::TOKEN_KEY_LABEL`), so every process of a deployment accepts the others' tokens.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,11 +9,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::KeyId;
-use crate::crypto::MasterKey;
+use crate::crypto::Secret;
 use crate::policy::RoleId;
 
-/// The HKDF label of the token signing key.
-pub const JWT_KEY_LABEL: &str = "custodia/jwt/v1";
 const ISSUER: &str = "custodia";
 const AUDIENCE: &str = "custodia-api";
 
@@ -70,9 +68,9 @@ impl fmt::Debug for TokenService {
 }
 
 impl TokenService {
-    /// A service whose tokens live for `ttl`, signed with a key derived from `master_key`.
-    pub fn new(master_key: &MasterKey, ttl: Duration) -> TokenService {
-        let secret = master_key.derive(JWT_KEY_LABEL);
+    /// A service whose tokens live for `ttl`, signed with `signing_key`.
+    pub fn new(signing_key: &Secret, ttl: Duration) -> TokenService {
+        let secret = signing_key.expose();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);

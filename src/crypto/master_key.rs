@@ -44,15 +44,15 @@ pub enum MasterKeyError {
     Random,
 }
 
-/// The master key. It wraps data keys and derives every other key (token signing, blind
-/// indexes) through HKDF-SHA256 with a distinct label per use.
+/// A master key. It only wraps: the root secret and the subjects' data keys.
 pub struct MasterKey {
+    id: MasterKeyId,
     bytes: Zeroizing<[u8; MASTER_KEY_LEN]>,
 }
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MasterKey(..)")
+        write!(f, "MasterKey({}, ..)", self.id)
     }
 }
 
@@ -88,7 +88,7 @@ impl MasterKey {
                         file.write_all(bytes.as_ref()).map_err(io)?;
                         file.sync_all().map_err(io)?;
                         tracing::info!(path = %path.display(), "created a new master key");
-                        Ok(MasterKey { bytes })
+                        Ok(MasterKey::from_bytes(bytes))
                     }
                     Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                         Self::load(path)
@@ -100,7 +100,7 @@ impl MasterKey {
         }
     }
 
-    fn load(path: &Path) -> Result<MasterKey, MasterKeyError> {
+    pub(crate) fn load(path: &Path) -> Result<MasterKey, MasterKeyError> {
         let io = |source| MasterKeyError::Io {
             path: path.to_owned(),
             source,
@@ -128,18 +128,44 @@ impl MasterKey {
             });
         }
         bytes.copy_from_slice(&contents);
-        Ok(MasterKey { bytes })
+        Ok(MasterKey::from_bytes(bytes))
     }
 
-    /// Derives a 32-byte key for one use, named by `label` (e.g. `custodia/jwt/v1`).
-    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
-        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"custodia master key v1");
-        let prk = salt.extract(self.bytes.as_ref());
-        let mut out = Zeroizing::new([0u8; 32]);
-        let info = [label.as_bytes()];
-        prk.expand(&info, ring::hkdf::HKDF_SHA256)
-            .and_then(|okm| okm.fill(out.as_mut()))
-            .expect("HKDF-SHA256 can always produce 32 bytes");
-        out
+    /// The key's id: the first 8 bytes of HMAC-SHA256(key, "custodia/master-key-id/v1"), in
+    /// hex. It names the key in the database without revealing anything about it.
+    pub fn id(&self) -> &MasterKeyId {
+        &self.id
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; MASTER_KEY_LEN] {
+        &self.bytes
+    }
+
+    fn from_bytes(bytes: Zeroizing<[u8; MASTER_KEY_LEN]>) -> MasterKey {
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes.as_ref()),
+            b"custodia/master-key-id/v1",
+        );
+        MasterKey {
+            id: MasterKeyId(hex::encode(&tag.as_ref()[..8])),
+            bytes,
+        }
+    }
+}
+
+/// A master key's public id (16 hex characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MasterKeyId(String);
+
+impl MasterKeyId {
+    /// The id as text, as stored next to everything the key wraps.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MasterKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }

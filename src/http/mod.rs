@@ -7,6 +7,7 @@
 //! except the `/docs` UI assets.
 
 pub mod auth;
+pub mod interactions;
 pub mod keys;
 pub mod metrics;
 pub mod middleware;
@@ -15,6 +16,7 @@ pub mod ops;
 pub mod policy;
 pub mod problem;
 pub mod state;
+pub mod subjects;
 
 use std::sync::LazyLock;
 
@@ -46,15 +48,21 @@ pub struct Endpoint {
     pub access: Access,
     /// Attaches the handler to a route.
     pub handler: fn(Route) -> Route,
+    /// The largest JSON body this route accepts, when it differs from the default.
+    pub body_limit: Option<usize>,
 }
 
 macro_rules! endpoint {
     ($method:ident $path:literal, $access:expr, $handler:path) => {
+        endpoint!($method $path, $access, $handler, None)
+    };
+    ($method:ident $path:literal, $access:expr, $handler:path, $limit:expr) => {
         Endpoint {
             method: Method::$method,
             path: $path,
             access: $access,
             handler: |route| route.to($handler),
+            body_limit: $limit,
         }
     };
 }
@@ -72,6 +80,20 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/v1/keys", Requires(Action::KeysManage), keys::list),
         endpoint!(DELETE "/v1/keys/{id}", Requires(Action::KeysManage), keys::revoke),
         endpoint!(GET "/v1/policy", Requires(Action::PolicyRead), policy::show),
+        endpoint!(PUT "/v1/subjects/{subject_id}", Requires(Action::InteractionsWrite), subjects::put),
+        endpoint!(POST "/v1/lookup/subjects", Requires(Action::SubjectsExport), subjects::lookup),
+        endpoint!(POST "/v1/interactions", Requires(Action::InteractionsWrite), interactions::create),
+        endpoint!(
+            POST "/v1/interactions/batch",
+            Requires(Action::InteractionsWrite),
+            interactions::batch,
+            Some(interactions::BATCH_BODY_LIMIT)
+        ),
+        endpoint!(
+            GET "/v1/subjects/{subject_id}/interactions",
+            Requires(Action::InteractionsRead),
+            interactions::list_for_subject
+        ),
     ]
 });
 

@@ -21,6 +21,11 @@ use super::AppState;
         super::keys::list,
         super::keys::revoke,
         super::policy::show,
+        super::subjects::put,
+        super::subjects::lookup,
+        super::interactions::create,
+        super::interactions::batch,
+        super::interactions::list_for_subject,
     ),
     components(schemas(super::problem::ProblemBody)),
     modifiers(&BearerAuth),
@@ -28,6 +33,8 @@ use super::AppState;
         (name = "auth", description = "API keys in, bearer tokens out"),
         (name = "keys", description = "API key management"),
         (name = "policy", description = "The loaded policy"),
+        (name = "subjects", description = "Subjects: identifiers and traits"),
+        (name = "interactions", description = "Recording and reading interactions"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

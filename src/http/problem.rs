@@ -12,7 +12,11 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::KeyError;
+use crate::interactions::ReadError;
+use crate::rejection::{Rejection, RejectionKind};
 use crate::store::StoreError;
+use crate::subjects::SubjectError;
+use crate::vault::VaultError;
 
 /// The problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -208,6 +212,37 @@ impl From<StoreError> for ApiError {
                 )
             }
             other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        let status = match rejection.kind {
+            RejectionKind::BadRequest => StatusCode::BAD_REQUEST,
+            RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+            RejectionKind::NotFound => StatusCode::NOT_FOUND,
+        };
+        Self::problem(status, rejection.code, rejection.detail)
+    }
+}
+
+impl From<SubjectError> for ApiError {
+    fn from(error: SubjectError) -> Self {
+        match error {
+            SubjectError::Store(error) => error.into(),
+            SubjectError::Vault(VaultError::Store(error)) => error.into(),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Rejected(rejection) => rejection.into(),
+            ReadError::Failed(error) => error.into(),
         }
     }
 }

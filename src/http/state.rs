@@ -6,11 +6,14 @@ use crate::auth::{KeyStatusCache, TokenService};
 use crate::http::Metrics;
 use crate::policy::Policy;
 use crate::store::Database;
+use crate::vault::Vault;
 
 /// The application state shared by all workers.
 pub struct AppState {
     /// The database.
     pub db: Database,
+    /// The key hierarchy: blind indexes, data keys.
+    pub vault: Arc<Vault>,
     /// The loaded policy.
     pub policy: Arc<Policy>,
     /// Issues and checks access tokens.

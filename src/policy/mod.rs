@@ -202,6 +202,16 @@ pub enum Denial {
     UnknownRole,
     /// The caller's role does not include the action.
     ActionNotPermitted,
+    /// The caller's role may not act for this purpose.
+    PurposeNotPermitted,
+    /// Consent-based purpose, and the person never consented to it or an ancestor.
+    NoConsent,
+    /// Consent-based purpose, and the person's latest statement withdrew consent.
+    ConsentWithdrawn,
+    /// The person objected to this purpose or an ancestor (Art. 21).
+    Objected,
+    /// Processing of the person's data is restricted (Art. 18).
+    Restricted,
 }
 
 impl Denial {
@@ -210,8 +220,35 @@ impl Denial {
         match self {
             Denial::UnknownRole => "unknown_role",
             Denial::ActionNotPermitted => "action_not_permitted",
+            Denial::PurposeNotPermitted => "purpose_not_permitted",
+            Denial::NoConsent => "no_consent",
+            Denial::ConsentWithdrawn => "consent_withdrawn",
+            Denial::Objected => "objected",
+            Denial::Restricted => "restricted",
         }
     }
+}
+
+/// A consent statement (grant or withdrawal) on one purpose, in the order it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentStatement {
+    /// The purpose the statement is about.
+    pub purpose: PurposeId,
+    /// `true` for a grant, `false` for a withdrawal.
+    pub granted: bool,
+    /// A number that orders statements: later statements have larger numbers.
+    pub sequence: i64,
+}
+
+/// What the policy engine needs to know about one person to decide a legal basis.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectState {
+    /// The person's consent statements (any order; `sequence` decides which is latest).
+    pub consents: Vec<ConsentStatement>,
+    /// Purposes the person objected to (Art. 21), objections not lifted.
+    pub objections: Vec<PurposeId>,
+    /// Whether processing is restricted (Art. 18).
+    pub restricted: bool,
 }
 
 impl Policy {
@@ -260,6 +297,73 @@ impl Policy {
         self.segments
     }
 
+    /// Rule 1 with a purpose: the role holds `action` and one of its purposes covers `purpose`.
+    pub fn authorize_purpose(
+        &self,
+        role: &str,
+        action: Action,
+        purpose: &PurposeId,
+    ) -> Result<&Role, Denial> {
+        let role = self.authorize_action(role, action)?;
+        if role.purposes.iter().any(|allowed| purpose.is_within(allowed)) {
+            Ok(role)
+        } else {
+            Err(Denial::PurposeNotPermitted)
+        }
+    }
+
+    /// Rule 2: does the person have an effective legal basis for `purpose` right now?
+    ///
+    /// Never while restricted; never after an objection to the purpose or an ancestor (an
+    /// objection to direct marketing included, whatever its basis). For `consent`, the latest
+    /// statement on the purpose or any ancestor decides, and no statement means no consent.
+    /// Other bases stand on their own.
+    pub fn legal_basis(&self, purpose: &Purpose, state: &SubjectState) -> Result<(), Denial> {
+        if state.restricted {
+            return Err(Denial::Restricted);
+        }
+        if state
+            .objections
+            .iter()
+            .any(|objected| purpose.id.is_within(objected))
+        {
+            return Err(Denial::Objected);
+        }
+        if purpose.legal_basis != LegalBasis::Consent {
+            return Ok(());
+        }
+        let latest = state
+            .consents
+            .iter()
+            .filter(|statement| purpose.id.is_within(&statement.purpose))
+            .max_by_key(|statement| statement.sequence);
+        match latest {
+            Some(statement) if statement.granted => Ok(()),
+            Some(_) => Err(Denial::ConsentWithdrawn),
+            None => Err(Denial::NoConsent),
+        }
+    }
+
+    /// Rule 3: the purpose tags that make an interaction usable for `purpose`: the purpose itself
+    /// and each of its ancestors.
+    pub fn tags_permitting(&self, purpose: &PurposeId) -> Vec<PurposeId> {
+        let mut tags = vec![purpose.clone()];
+        let mut current = purpose.parent();
+        while let Some(parent) = current {
+            current = parent.parent();
+            tags.push(parent);
+        }
+        tags
+    }
+
+    /// Rule 4: may `purpose` use data of `category`?
+    pub fn purpose_may_use(&self, purpose: &Purpose, category: &CategoryId) -> bool {
+        purpose
+            .categories
+            .iter()
+            .any(|allowed| category.is_within(allowed))
+    }
+
     /// Rule 1, without a purpose: may a holder of `role` take `action` at all?
     pub fn authorize_action(&self, role: &str, action: Action) -> Result<&Role, Denial> {
         let role = self.roles.get(role).ok_or(Denial::UnknownRole)?;
@@ -268,5 +372,91 @@ impl Policy {
         } else {
             Err(Denial::ActionNotPermitted)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Policy {
+        load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")))
+            .expect("the sample policy loads")
+    }
+
+    fn statement(purpose: &str, granted: bool, sequence: i64) -> ConsentStatement {
+        ConsentStatement {
+            purpose: PurposeId::parse(purpose).unwrap(),
+            granted,
+            sequence,
+        }
+    }
+
+    fn decide(policy: &Policy, purpose: &str, state: &SubjectState) -> Result<(), Denial> {
+        policy.legal_basis(policy.purpose(purpose).unwrap(), state)
+    }
+
+    #[test]
+    fn consent_follows_the_latest_statement_on_the_purpose_or_an_ancestor() {
+        let policy = sample();
+        let cases: Vec<(&str, Vec<ConsentStatement>, Result<(), Denial>)> = vec![
+            ("marketing.email", vec![], Err(Denial::NoConsent)),
+            ("marketing.email", vec![statement("marketing", true, 1)], Ok(())),
+            (
+                "marketing.email",
+                vec![statement("marketing", true, 1), statement("marketing.email", false, 2)],
+                Err(Denial::ConsentWithdrawn),
+            ),
+            (
+                "marketing.sms",
+                vec![statement("marketing", true, 1), statement("marketing.email", false, 2)],
+                Ok(()),
+            ),
+            (
+                "marketing.email",
+                vec![statement("marketing", false, 1), statement("marketing.email", true, 2)],
+                Ok(()),
+            ),
+            (
+                "marketing.email",
+                vec![statement("marketing.email", false, 1), statement("marketing", true, 2)],
+                Ok(()),
+            ),
+            ("marketing", vec![statement("marketing.email", true, 1)], Err(Denial::NoConsent)),
+        ];
+        for (purpose, consents, expected) in cases {
+            let state = SubjectState {
+                consents: consents.clone(),
+                ..SubjectState::default()
+            };
+            assert_eq!(decide(&policy, purpose, &state), expected, "{purpose} with {consents:?}");
+        }
+    }
+
+    #[test]
+    fn objections_and_restriction_override_every_basis() {
+        let policy = sample();
+        let objected = SubjectState {
+            objections: vec![PurposeId::parse("marketing").unwrap()],
+            consents: vec![statement("marketing", true, 1)],
+            ..SubjectState::default()
+        };
+        assert_eq!(decide(&policy, "marketing.email", &objected), Err(Denial::Objected));
+        assert_eq!(decide(&policy, "analytics", &objected), Ok(()));
+        let restricted = SubjectState {
+            restricted: true,
+            ..SubjectState::default()
+        };
+        assert_eq!(decide(&policy, "support", &restricted), Err(Denial::Restricted));
+        assert_eq!(decide(&policy, "support", &SubjectState::default()), Ok(()));
+        assert_eq!(decide(&policy, "analytics", &SubjectState::default()), Ok(()));
+    }
+
+    #[test]
+    fn tags_permitting_a_purpose_are_itself_and_its_ancestors() {
+        let policy = sample();
+        let tags = policy.tags_permitting(&PurposeId::parse("marketing.email").unwrap());
+        let tags: Vec<&str> = tags.iter().map(PurposeId::as_str).collect();
+        assert_eq!(tags, ["marketing.email", "marketing"]);
     }
 }

@@ -5,7 +5,10 @@
 //! needs its own SQL there is one explicit `match` on the connection with a comment saying why.
 
 pub mod api_keys;
+pub mod interactions;
+pub mod keys;
 pub mod schema;
+pub mod subjects;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -28,6 +31,31 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 /// An arbitrary, fixed key for the PostgreSQL advisory lock that serializes migrations
 /// between processes sharing one database.
 const MIGRATION_LOCK_KEY: i64 = 0x6375_7374_6f64_6961; // "custodia"
+
+/// The most values one `IN (…)` list binds; longer lists are split.
+pub const MAX_IN_LIST: usize = 900;
+/// The most rows one multi-row `INSERT` carries, keeping bound parameters well under both
+/// backends' limits (SQLite 32,766; PostgreSQL 65,535).
+pub const MAX_ROWS_PER_INSERT: usize = 500;
+
+/// Inserts many rows. diesel's `MultiConnection` cannot batch-insert (SQLite has no `DEFAULT`
+/// keyword), so this is one of the places where each backend gets its own code: one multi-row
+/// `INSERT` per chunk of [`MAX_ROWS_PER_INSERT`] rows, run on the concrete connection.
+macro_rules! insert_all {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        for chunk in $rows.chunks($crate::store::MAX_ROWS_PER_INSERT) {
+            match &mut *$conn {
+                $crate::store::DbConnection::Postgresql(pg) => {
+                    diesel::insert_into($table).values(chunk).execute(pg)?
+                }
+                $crate::store::DbConnection::Sqlite(sqlite) => {
+                    diesel::insert_into($table).values(chunk).execute(sqlite)?
+                }
+            };
+        }
+    }};
+}
+pub(crate) use insert_all;
 
 /// One connection to either backend.
 #[derive(diesel::MultiConnection)]
@@ -223,6 +251,52 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError
         }),
     };
     result.map_err(|error| StoreError::Migration(error.to_string()))
+}
+
+/// Runs `work` in a transaction that holds the database's write lock from its first statement.
+///
+/// SQLite: `BEGIN IMMEDIATE`, so a transaction that reads before it writes waits for other
+/// writers (busy timeout) instead of failing when it upgrades. PostgreSQL: a plain transaction;
+/// row locks and constraints serialize what must be serialized.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConnection::Postgresql(_) => conn.transaction(work),
+        // SQLite needs its own BEGIN to take the write lock up front; this mirrors
+        // `SqliteConnection::immediate_transaction` but keeps the connection enum for `work`.
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            match work(conn) {
+                Ok(value) => {
+                    if let DbConnection::Sqlite(sqlite) = conn {
+                        AnsiTransactionManager::commit_transaction(sqlite)?;
+                    }
+                    Ok(value)
+                }
+                Err(error) => {
+                    if let DbConnection::Sqlite(sqlite) = conn {
+                        AnsiTransactionManager::rollback_transaction(sqlite)?;
+                    }
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
+/// Whether an error is a unique-constraint violation (another writer got there first).
+pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _
+        )
+    )
 }
 
 /// The pool, with a way to run blocking database work off the async workers.

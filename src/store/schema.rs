@@ -13,3 +13,110 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    /// Deployment-wide secrets (the root secret), wrapped by a master key.
+    key_material (name) {
+        name -> Text,
+        master_key_id -> Text,
+        wrapped -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Subjects: the app's subject_id only as a blind index and a ciphertext.
+    subjects (id) {
+        id -> Text,
+        subject_index -> Text,
+        subject_id_ct -> Binary,
+        identifiers_ct -> Text,
+        traits_ct -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// One wrapped data key per subject.
+    data_keys (subject_pk) {
+        subject_pk -> Text,
+        key_id -> Text,
+        master_key_id -> Text,
+        wrapped -> Binary,
+    }
+}
+
+diesel::table! {
+    /// Blind indexes of subjects' e-mail addresses and phone numbers.
+    subject_identifiers (subject_pk, kind) {
+        subject_pk -> Text,
+        kind -> Text,
+        blind_index -> Text,
+    }
+}
+
+diesel::table! {
+    /// Segmentable traits, filterable.
+    subject_traits (subject_pk, name) {
+        subject_pk -> Text,
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    /// Interactions; `data_ct` maps field names to ciphertexts.
+    interactions (id) {
+        id -> Text,
+        subject_pk -> Text,
+        client_index -> Text,
+        client_id_ct -> Binary,
+        interaction_type -> Text,
+        channel -> Text,
+        occurred_at -> Timestamp,
+        recorded_at -> Timestamp,
+        purposes -> Text,
+        data_ct -> Text,
+        recorded_by -> Text,
+    }
+}
+
+diesel::table! {
+    /// The purposes each interaction was accepted for.
+    interaction_purposes (interaction_pk, purpose) {
+        interaction_pk -> Text,
+        subject_pk -> Text,
+        purpose -> Text,
+    }
+}
+
+diesel::table! {
+    /// Master key rotations.
+    master_key_rotations (id) {
+        id -> Text,
+        from_key_id -> Text,
+        to_key_id -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        rewrapped -> BigInt,
+    }
+}
+
+diesel::joinable!(data_keys -> subjects (subject_pk));
+diesel::joinable!(subject_identifiers -> subjects (subject_pk));
+diesel::joinable!(subject_traits -> subjects (subject_pk));
+diesel::joinable!(interactions -> subjects (subject_pk));
+diesel::joinable!(interaction_purposes -> interactions (interaction_pk));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    key_material,
+    subjects,
+    data_keys,
+    subject_identifiers,
+    subject_traits,
+    interactions,
+    interaction_purposes,
+    master_key_rotations,
+);

@@ -48,27 +48,18 @@ fn init_test_logging() {
     });
 }
 
-enum TestDatabase {
-    Sqlite,
-    Postgres { server_url: String, schema: String },
-}
-
-/// One running application with its own data directory and database.
-pub struct TestApp {
-    /// `http://127.0.0.1:PORT`.
-    pub address: String,
-    /// The settings it was started with.
-    pub settings: Settings,
-    /// An HTTP client that does not follow redirects.
-    pub client: reqwest::Client,
-    /// The temporary directory holding the data directory (deleted on drop).
+/// A database of its own for one test: a temporary SQLite file, or a PostgreSQL schema that is
+/// dropped when the value is dropped.
+pub struct TestDatabase {
+    /// The URL to give Custodia.
+    pub url: String,
+    postgres: Option<(String, String)>,
     _dir: TempDir,
-    database: TestDatabase,
 }
 
-impl Drop for TestApp {
+impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let TestDatabase::Postgres { server_url, schema } = &self.database {
+        if let Some((server_url, schema)) = &self.postgres {
             if let Ok(mut conn) = diesel::PgConnection::establish(server_url) {
                 let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
             }
@@ -76,7 +67,9 @@ impl Drop for TestApp {
     }
 }
 
-fn test_database() -> (Option<String>, TestDatabase) {
+/// A fresh, empty database on the backend under test.
+pub fn fresh_database() -> TestDatabase {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     match std::env::var(TEST_DATABASE_ENV) {
         Ok(server_url) if !server_url.trim().is_empty() => {
             assert!(
@@ -90,11 +83,31 @@ fn test_database() -> (Option<String>, TestDatabase) {
             conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
                 .expect("create a test schema");
             let separator = if server_url.contains('?') { '&' } else { '?' };
-            let url = format!("{server_url}{separator}options=-csearch_path%3D{schema}");
-            (Some(url), TestDatabase::Postgres { server_url, schema })
+            TestDatabase {
+                url: format!("{server_url}{separator}options=-csearch_path%3D{schema}"),
+                postgres: Some((server_url, schema)),
+                _dir: dir,
+            }
         }
-        _ => (None, TestDatabase::Sqlite),
+        _ => TestDatabase {
+            url: format!("sqlite://{}", dir.path().join("custodia.db").display()),
+            postgres: None,
+            _dir: dir,
+        },
     }
+}
+
+/// One running application with its own data directory and database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The settings it was started with.
+    pub settings: Settings,
+    /// An HTTP client that does not follow redirects.
+    pub client: reqwest::Client,
+    /// The temporary directory holding the data directory (deleted on drop).
+    _dir: TempDir,
+    database: TestDatabase,
 }
 
 /// Whether this run tests PostgreSQL.
@@ -111,11 +124,11 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Options)) -> TestApp {
     init_test_logging();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (database_url, database) = test_database();
+    let database = fresh_database();
     let mut options = Options {
         bind: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().join("data")),
-        database_url,
+        database_url: Some(database.url.clone()),
         policy_dir: Some(sample_policy_dir()),
         ..Options::default()
     };
@@ -234,26 +247,21 @@ impl TestApp {
 
     /// Runs the `custodia` binary against this application's data directory and database.
     pub fn run_cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args)
+            .output()
+            .expect("the custodia binary runs")
+    }
+
+    /// A `custodia` command aimed at this application's data directory and database.
+    pub fn cli_command(&self, args: &[&str]) -> std::process::Command {
         let mut command = custodia_command();
         command
             .args(args)
             .env("CUSTODIA_DATA_DIR", &self.settings.data_dir)
             .env("CUSTODIA_POLICY_DIR", &self.settings.policy_dir)
-            .env("CUSTODIA_MASTER_KEY_FILE", &self.settings.master_key_file);
-        if let TestDatabase::Postgres { .. } = self.database {
-            command.env(
-                "CUSTODIA_DATABASE_URL",
-                database_url_text(&self.settings.database_url),
-            );
-        }
-        command.output().expect("the custodia binary runs")
-    }
-}
-
-fn database_url_text(url: &custodia::store::DatabaseUrl) -> String {
-    match url {
-        custodia::store::DatabaseUrl::Postgres(url) => url.clone(),
-        custodia::store::DatabaseUrl::Sqlite(path) => path.display().to_string(),
+            .env("CUSTODIA_MASTER_KEY_FILE", &self.settings.master_key_file)
+            .env("CUSTODIA_DATABASE_URL", &self.database.url);
+        command
     }
 }
 

@@ -9,5 +9,6 @@ mod errors;
 mod first_start;
 mod helpers;
 mod keys;
+mod migrations;
 mod ops;
 mod policy;

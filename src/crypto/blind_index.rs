@@ -1,0 +1,96 @@
+//! Keyed blind indexes: HMAC-SHA256 of a normalized identifier under a key of its own kind, so
+//! identifiers can be found without being stored. The keys are derived from the root secret.
+
+use std::fmt;
+
+use ring::hkdf;
+use ring::hmac;
+
+use super::Secret;
+
+/// The kinds of identifier that are blind-indexed, each under its own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentifierKind {
+    /// The app's `subject_id`.
+    SubjectId,
+    /// An e-mail address (normalized to lowercase).
+    Email,
+    /// A phone number (normalized to `+` and digits).
+    Phone,
+    /// A client-supplied interaction id, scoped to its subject.
+    ClientId,
+}
+
+impl IdentifierKind {
+    fn label(self) -> &'static str {
+        match self {
+            IdentifierKind::SubjectId => "custodia/blind-index/subject-id/v1",
+            IdentifierKind::Email => "custodia/blind-index/email/v1",
+            IdentifierKind::Phone => "custodia/blind-index/phone/v1",
+            IdentifierKind::ClientId => "custodia/blind-index/client-id/v1",
+        }
+    }
+}
+
+/// The blind-index keys, one per identifier kind, derived from the root secret with HKDF-SHA256.
+pub struct BlindIndexKeys {
+    subject_id: hmac::Key,
+    email: hmac::Key,
+    phone: hmac::Key,
+    client_id: hmac::Key,
+}
+
+impl fmt::Debug for BlindIndexKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BlindIndexKeys(..)")
+    }
+}
+
+/// Derives a 32-byte key for one use, named by `label`, from the root secret (HKDF-SHA256).
+pub fn derive_from_root(root: &Secret, label: &str) -> Secret {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"custodia root secret v1").extract(root.expose());
+    let info = [label.as_bytes()];
+    let mut out = Secret::zeroed();
+    let bytes: &mut [u8; 32] = out.expose_mut();
+    prk.expand(&info, hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(bytes))
+        .expect("HKDF-SHA256 can always produce 32 bytes");
+    out
+}
+
+impl BlindIndexKeys {
+    /// Derives every blind-index key from the root secret.
+    pub fn derive(root: &Secret) -> BlindIndexKeys {
+        let key = |kind: IdentifierKind| {
+            hmac::Key::new(hmac::HMAC_SHA256, derive_from_root(root, kind.label()).expose())
+        };
+        BlindIndexKeys {
+            subject_id: key(IdentifierKind::SubjectId),
+            email: key(IdentifierKind::Email),
+            phone: key(IdentifierKind::Phone),
+            client_id: key(IdentifierKind::ClientId),
+        }
+    }
+
+    /// The blind index (hex HMAC-SHA256) of an already normalized value.
+    pub fn index(&self, kind: IdentifierKind, normalized: &str) -> String {
+        self.index_parts(kind, &[normalized.as_bytes()])
+    }
+
+    /// The blind index of a value made of several parts (each length-prefixed, so parts cannot
+    /// run into each other): a client id is indexed together with its subject.
+    pub fn index_parts(&self, kind: IdentifierKind, parts: &[&[u8]]) -> String {
+        let key = match kind {
+            IdentifierKind::SubjectId => &self.subject_id,
+            IdentifierKind::Email => &self.email,
+            IdentifierKind::Phone => &self.phone,
+            IdentifierKind::ClientId => &self.client_id,
+        };
+        let mut context = hmac::Context::with_key(key);
+        for part in parts {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        hex::encode(context.sign().as_ref())
+    }
+}

@@ -1,0 +1,406 @@
+//! `POST /v1/interactions`, `POST /v1/interactions/batch`,
+//! `GET /v1/subjects/{subject_id}/interactions`.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::problem::describe_serde_message;
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::interactions::{
+    ingest, parse_purpose, read_for_purpose, Cursor, Draft, Outcome, PurposeRejection,
+    RawInteraction, DEFAULT_PAGE, MAX_BATCH,
+};
+use crate::rejection::Rejection;
+use crate::subjects::SubjectId;
+
+/// The largest batch body accepted, in bytes.
+pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// One interaction.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionRequest {
+    /// The app's id for this interaction; re-sending it for the same subject is harmless.
+    pub id: String,
+    /// The app's id for the person; an unknown one creates the subject.
+    pub subject_id: String,
+    /// What happened (`purchase`, `support_chat` …): lowercase letters, digits, `_ . -`.
+    #[serde(rename = "type")]
+    pub interaction_type: String,
+    /// Through which channel (`web`, `email` …).
+    pub channel: String,
+    /// When it happened, RFC 3339.
+    pub occurred_at: String,
+    /// The purposes it is collected for.
+    pub purposes: Vec<String>,
+    /// Declared fields only; strings or numbers.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Map<String, Value>,
+}
+
+impl From<InteractionRequest> for RawInteraction {
+    fn from(request: InteractionRequest) -> Self {
+        RawInteraction {
+            id: request.id,
+            subject_id: request.subject_id,
+            interaction_type: request.interaction_type,
+            channel: request.channel,
+            occurred_at: request.occurred_at,
+            purposes: request.purposes,
+            data: request.data,
+        }
+    }
+}
+
+/// A purpose that was not accepted.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RejectionBody {
+    /// The purpose.
+    pub purpose: String,
+    /// The reason code (`no_consent`, `objected`, …).
+    pub reason: &'static str,
+}
+
+/// What happened to one interaction.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InteractionResult {
+    /// The app's id.
+    pub id: String,
+    /// Purposes it is stored with.
+    pub purposes_accepted: Vec<String>,
+    /// Purposes that had no legal basis.
+    pub purposes_rejected: Vec<String>,
+    /// Why each rejected purpose was rejected.
+    pub rejections: Vec<RejectionBody>,
+    /// Whether it had already been stored (nothing new was written).
+    pub duplicate: bool,
+}
+
+fn rejections(rejected: &[PurposeRejection]) -> Vec<RejectionBody> {
+    rejected
+        .iter()
+        .map(|r| RejectionBody {
+            purpose: r.purpose.to_string(),
+            reason: r.reason.code(),
+        })
+        .collect()
+}
+
+fn no_legal_basis(rejected: &[PurposeRejection]) -> ApiError {
+    let reasons: Vec<String> = rejected
+        .iter()
+        .map(|r| format!("{} ({})", r.purpose, r.reason.code()))
+        .collect();
+    ApiError::unprocessable(
+        "no_legal_basis",
+        format!(
+            "nothing was stored: no purpose has a legal basis for this person now: {}",
+            reasons.join(", ")
+        ),
+    )
+}
+
+fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
+    match outcome {
+        Outcome::Stored {
+            client_id,
+            accepted,
+            rejected,
+            duplicate,
+        } => Ok(InteractionResult {
+            id: client_id,
+            purposes_accepted: accepted.iter().map(ToString::to_string).collect(),
+            purposes_rejected: rejected.iter().map(|r| r.purpose.to_string()).collect(),
+            rejections: rejections(&rejected),
+            duplicate,
+        }),
+        Outcome::NoLegalBasis { rejected } => Err(no_legal_basis(&rejected)),
+    }
+}
+
+/// Records one interaction.
+#[utoipa::path(post, path = "/v1/interactions", tag = "interactions", security(("bearer" = [])),
+    request_body = InteractionRequest,
+    responses(
+        (status = 201, description = "Stored", body = InteractionResult),
+        (status = 200, description = "Already stored earlier (same id for the same subject)", body = InteractionResult),
+        (status = 422, description = "Invalid, or no purpose has a legal basis; nothing stored",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not collect for a purpose",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<InteractionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let draft = Draft::parse(&state.policy, &principal.role, body.into_inner().into())?;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let mut outcomes = state
+        .db
+        .run(move |conn| ingest(conn, &vault, &policy, &principal.key_id, &[draft]))
+        .await?;
+    let result = result_of(outcomes.remove(0))?;
+    Ok(if result.duplicate {
+        HttpResponse::Ok().json(result)
+    } else {
+        HttpResponse::Created().json(result)
+    })
+}
+
+/// A batch of interactions.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to 1,000 interactions, each shaped like `POST /v1/interactions`.
+    #[schema(value_type = Vec<InteractionRequest>)]
+    pub interactions: Vec<Box<RawValue>>,
+}
+
+/// One item's error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ItemError {
+    /// The status this item alone would have had.
+    pub status: u16,
+    /// The problem code.
+    pub code: &'static str,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// One item's result: `id` and purposes when stored, `error` when not.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchItem {
+    /// The item's position in the request.
+    pub index: usize,
+    /// The outcome when stored (or already stored).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub result: Option<InteractionResult>,
+    /// Why the item was not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+/// The batch's results, in request order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    /// One result per item.
+    pub results: Vec<BatchItem>,
+    /// Items stored now.
+    pub stored: usize,
+    /// Items already stored earlier.
+    pub duplicates: usize,
+    /// Items refused.
+    pub failed: usize,
+}
+
+fn item_error(error: ApiError) -> ItemError {
+    match error {
+        ApiError::Problem {
+            status,
+            code,
+            detail,
+        } => ItemError {
+            status: status.as_u16(),
+            code,
+            detail,
+        },
+        ApiError::Internal(_) => ItemError {
+            status: 500,
+            code: "internal_error",
+            detail: "an internal error occurred".into(),
+        },
+    }
+}
+
+/// Records up to 1,000 interactions: the valid ones in one transaction, a result per item.
+#[utoipa::path(post, path = "/v1/interactions/batch", tag = "interactions", security(("bearer" = [])),
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "A result per item", body = BatchResponse),
+        (status = 422, description = "More than 1,000 items", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn batch(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<BatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let items = body.into_inner().interactions;
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable(
+            "batch_too_large",
+            format!(
+                "a batch holds at most {MAX_BATCH} interactions, not {}",
+                items.len()
+            ),
+        ));
+    }
+    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
+    let mut drafts = Vec::new();
+    let mut draft_indexes = Vec::new();
+    for (index, raw) in items.iter().enumerate() {
+        let parsed = serde_json::from_str::<InteractionRequest>(raw.get())
+            .map_err(|error| {
+                ApiError::unprocessable("invalid_body", describe_serde_message(&error.to_string()))
+            })
+            .and_then(|request| {
+                Draft::parse(&state.policy, &principal.role, request.into()).map_err(ApiError::from)
+            });
+        match parsed {
+            Ok(draft) => {
+                drafts.push(draft);
+                draft_indexes.push(index);
+                results.push(None);
+            }
+            Err(error) => results.push(Some(BatchItem {
+                index,
+                result: None,
+                error: Some(item_error(error)),
+            })),
+        }
+    }
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let key_id = principal.key_id.clone();
+    let outcomes = state
+        .db
+        .run(move |conn| ingest(conn, &vault, &policy, &key_id, &drafts))
+        .await?;
+    for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
+        results[index] = Some(match result_of(outcome) {
+            Ok(result) => BatchItem {
+                index,
+                result: Some(result),
+                error: None,
+            },
+            Err(error) => BatchItem {
+                index,
+                result: None,
+                error: Some(item_error(error)),
+            },
+        });
+    }
+    let results: Vec<BatchItem> = results.into_iter().flatten().collect();
+    let duplicates = results
+        .iter()
+        .filter(|item| item.result.as_ref().is_some_and(|r| r.duplicate))
+        .count();
+    let failed = results.iter().filter(|item| item.error.is_some()).count();
+    Ok(HttpResponse::Ok().json(BatchResponse {
+        stored: results.len() - duplicates - failed,
+        duplicates,
+        failed,
+        results,
+    }))
+}
+
+/// Query of a read.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    /// The purpose the data will be used for.
+    pub purpose: String,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One interaction as read for a purpose.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InteractionBody {
+    /// The app's id.
+    pub id: String,
+    /// The interaction type.
+    #[serde(rename = "type")]
+    pub interaction_type: String,
+    /// The channel.
+    pub channel: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The purposes it was collected for.
+    pub purposes: Vec<String>,
+    /// The fields this purpose may use, decrypted.
+    #[schema(value_type = Object)]
+    pub data: Map<String, Value>,
+    /// Fields present but not usable for this purpose (names only).
+    pub withheld: Vec<String>,
+}
+
+/// A page of interactions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InteractionPage {
+    /// Newest first.
+    pub interactions: Vec<InteractionBody>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A person's interactions usable for a purpose, minimised to the fields it may use.
+#[utoipa::path(get, path = "/v1/subjects/{subject_id}/interactions", tag = "interactions",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person"), ReadQuery),
+    responses(
+        (status = 200, description = "A page of interactions", body = InteractionPage),
+        (status = 403, description = "The role may not read for this purpose, or the person gave no legal basis",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such subject", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn list_for_subject(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    query: web::Query<ReadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let subject_id = SubjectId::parse(&path.into_inner())
+        .map_err(|_| crate::interactions::subject_not_found())?;
+    let query = query.into_inner();
+    let purpose = parse_purpose(&state.policy, &query.purpose)?;
+    let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=crate::interactions::MAX_PAGE).contains(&limit) {
+        return Err(Rejection::bad_request("invalid_limit", "`limit` must be between 1 and 500").into());
+    }
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let page = state
+        .db
+        .run(move |conn| {
+            read_for_purpose(
+                conn,
+                &vault,
+                &policy,
+                &principal.role,
+                &subject_id,
+                &purpose,
+                limit,
+                cursor.as_ref(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(InteractionPage {
+        next_cursor: page.next_cursor.as_ref().map(Cursor::encode),
+        interactions: page
+            .interactions
+            .into_iter()
+            .map(|item| InteractionBody {
+                id: item.client_id,
+                interaction_type: item.interaction_type,
+                channel: item.channel,
+                occurred_at: item.occurred_at.and_utc(),
+                purposes: item.purposes,
+                data: item
+                    .data
+                    .into_iter()
+                    .map(|(name, value)| (name, value.to_json()))
+                    .collect(),
+                withheld: item.withheld,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,121 @@
+//! `PUT /v1/subjects/{subject_id}` (identifiers and traits) and `POST /v1/lookup/subjects`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{ApiError, AppState};
+use crate::interactions::subject_not_found;
+use crate::rejection::Rejection;
+use crate::subjects::{find_by_email, upsert, Email, SubjectChanges, SubjectId};
+
+/// Identifiers and traits to set; `null` removes one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectRequest {
+    /// `email` and/or `phone`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub identifiers: Map<String, Value>,
+    /// Declared fields only; strings or numbers.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub traits: Map<String, Value>,
+}
+
+/// The upsert's result.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SubjectResponse {
+    /// The app's id, as sent.
+    pub subject_id: String,
+    /// Whether this request created the subject.
+    pub created: bool,
+}
+
+/// Creates or updates a subject's identifiers and traits.
+#[utoipa::path(put, path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    request_body = SubjectRequest,
+    responses(
+        (status = 201, description = "Created", body = SubjectResponse),
+        (status = 200, description = "Updated", body = SubjectResponse),
+        (status = 422, description = "Undeclared field, bad identifier or value; nothing stored",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn put(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<SubjectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let raw_id = path.into_inner();
+    let subject_id = SubjectId::parse(&raw_id)
+        .map_err(|message| Rejection::invalid("invalid_subject_id", message))?;
+    let body = body.into_inner();
+    let changes = SubjectChanges::parse(&state.policy, &body.identifiers, &body.traits)?;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let outcome = state
+        .db
+        .run(move |conn| upsert(conn, &vault, &policy, &subject_id, &changes))
+        .await?;
+    let response = SubjectResponse {
+        subject_id: raw_id,
+        created: outcome.created,
+    };
+    Ok(if outcome.created {
+        HttpResponse::Created().json(response)
+    } else {
+        HttpResponse::Ok().json(response)
+    })
+}
+
+/// A lookup by identifier.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    /// The e-mail address to look for (sent in the body so it never appears in a URL or log).
+    pub email: String,
+}
+
+/// One subject found.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FoundSubject {
+    /// The app's id for the person.
+    pub subject_id: String,
+}
+
+/// Subjects found.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LookupResponse {
+    /// Every subject with this identifier, sorted by subject_id.
+    pub subjects: Vec<FoundSubject>,
+}
+
+/// Finds subjects by e-mail address, through its blind index.
+#[utoipa::path(post, path = "/v1/lookup/subjects", tag = "subjects", security(("bearer" = [])),
+    request_body = LookupRequest,
+    responses(
+        (status = 200, description = "The subjects with this address", body = LookupResponse),
+        (status = 404, description = "No subject has this address", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn lookup(
+    state: web::Data<AppState>,
+    body: web::Json<LookupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = Email::parse(&body.into_inner().email)
+        .map_err(|message| Rejection::invalid("invalid_identifier", message))?;
+    let vault = state.vault.clone();
+    let found = state
+        .db
+        .run(move |conn| find_by_email(conn, &vault, &email))
+        .await?;
+    if found.is_empty() {
+        return Err(subject_not_found().into());
+    }
+    Ok(HttpResponse::Ok().json(LookupResponse {
+        subjects: found
+            .into_iter()
+            .map(|subject_id| FoundSubject { subject_id })
+            .collect(),
+    }))
+}

@@ -1,0 +1,595 @@
+//! Interactions: what happened between a subject and the business, with the purposes it was
+//! collected for and its data encrypted field by field.
+//!
+//! Collection (rule 5): only purposes with a legal basis at collection time are kept; the rest
+//! are reported back; with none left, nothing is stored. Reads apply rules 1–4: the role must
+//! hold the purpose, the person must have a legal basis for it, only interactions collected for
+//! the purpose or an ancestor are returned, and only fields the purpose may use are decrypted.
+
+mod cursor;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use serde_json::Value;
+
+pub use cursor::Cursor;
+
+use crate::auth::KeyId;
+use crate::crypto::{DecryptError, FieldContext, IdentifierKind};
+use crate::policy::{Action, Denial, FieldName, Policy, PurposeId, RoleId};
+use crate::rejection::Rejection;
+use crate::store::interactions::{
+    self as interaction_store, InteractionPurposeRow, InteractionRow, PagePosition,
+};
+use crate::store::subjects as subject_store;
+use crate::store::write_transaction;
+use crate::store::DbConnection;
+use crate::subjects::sealed::{open, read_map, seal, write_map};
+use crate::subjects::{
+    self, declared_field, processing_state, FieldValue, SubjectError, SubjectHandle, SubjectId,
+};
+use crate::vault::Vault;
+
+/// The most interactions in one batch.
+pub const MAX_BATCH: usize = 1_000;
+/// The most purposes one interaction may carry.
+pub const MAX_PURPOSES: usize = 16;
+/// The most data fields one interaction may carry.
+pub const MAX_DATA_FIELDS: usize = 64;
+/// The longest client id, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+/// The default and largest page sizes for reads.
+pub const DEFAULT_PAGE: i64 = 50;
+/// The largest page a read may ask for.
+pub const MAX_PAGE: i64 = 500;
+const CLIENT_ID_FIELD: &str = "$client_id";
+
+/// An interaction as an app sends it, before validation.
+#[derive(Debug)]
+pub struct RawInteraction {
+    /// The app's id for the interaction (idempotency key per subject).
+    pub id: String,
+    /// The app's id for the person.
+    pub subject_id: String,
+    /// What kind of interaction.
+    pub interaction_type: String,
+    /// Through which channel.
+    pub channel: String,
+    /// When it happened (RFC 3339).
+    pub occurred_at: String,
+    /// The purposes it is collected for.
+    pub purposes: Vec<String>,
+    /// Field name → value.
+    pub data: serde_json::Map<String, Value>,
+}
+
+/// A validated interaction, ready for the legal-basis check and storage.
+#[derive(Debug)]
+pub struct Draft {
+    client_id: String,
+    subject_id: SubjectId,
+    interaction_type: String,
+    channel: String,
+    occurred_at: NaiveDateTime,
+    purposes: Vec<PurposeId>,
+    data: Vec<(FieldName, FieldValue)>,
+}
+
+fn token(what: &str, raw: &str) -> Result<String, Rejection> {
+    let mut chars = raw.chars();
+    let valid = raw.len() <= 64
+        && matches!(chars.next(), Some('a'..='z' | '0'..='9'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'));
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(Rejection::invalid(
+            "invalid_token",
+            format!("`{what}` must be 1 to 64 lowercase letters, digits, `_`, `.` or `-`"),
+        ))
+    }
+}
+
+impl Draft {
+    /// Validates an interaction for a caller acting as `role`: declared fields and purposes
+    /// only, purposes the role may collect for, bounded values, a sane time.
+    pub fn parse(policy: &Policy, role: &RoleId, raw: RawInteraction) -> Result<Draft, Rejection> {
+        if raw.id.is_empty()
+            || raw.id.len() > MAX_CLIENT_ID_LEN
+            || raw.id.chars().any(char::is_control)
+        {
+            return Err(Rejection::invalid(
+                "invalid_id",
+                format!("`id` must be 1 to {MAX_CLIENT_ID_LEN} bytes without control characters"),
+            ));
+        }
+        let subject_id = SubjectId::parse(&raw.subject_id)
+            .map_err(|message| Rejection::invalid("invalid_subject_id", message))?;
+        let interaction_type = token("type", &raw.interaction_type)?;
+        let channel = token("channel", &raw.channel)?;
+        let occurred_at = DateTime::parse_from_rfc3339(&raw.occurred_at)
+            .map_err(|_| {
+                Rejection::invalid(
+                    "invalid_timestamp",
+                    "`occurred_at` must be an RFC 3339 timestamp such as 2026-11-01T10:00:00Z",
+                )
+            })?
+            .with_timezone(&Utc);
+        if occurred_at > Utc::now() + Duration::days(1) || occurred_at.timestamp() < 0 {
+            return Err(Rejection::invalid(
+                "invalid_timestamp",
+                "`occurred_at` must be after 1970 and not more than a day in the future",
+            ));
+        }
+        if raw.purposes.is_empty() || raw.purposes.len() > MAX_PURPOSES {
+            return Err(Rejection::invalid(
+                "invalid_purposes",
+                format!("`purposes` must list 1 to {MAX_PURPOSES} purposes"),
+            ));
+        }
+        let mut purposes = Vec::with_capacity(raw.purposes.len());
+        for name in &raw.purposes {
+            let purpose = parse_purpose(policy, name)?;
+            policy
+                .authorize_purpose(role.as_str(), Action::InteractionsWrite, &purpose)
+                .map_err(|denial| {
+                    Rejection::forbidden(
+                        denial.code(),
+                        format!("role `{role}` may not collect data for purpose `{purpose}`"),
+                    )
+                })?;
+            if !purposes.contains(&purpose) {
+                purposes.push(purpose);
+            }
+        }
+        if raw.data.len() > MAX_DATA_FIELDS {
+            return Err(Rejection::invalid(
+                "too_many_fields",
+                format!("at most {MAX_DATA_FIELDS} fields in `data`"),
+            ));
+        }
+        let mut data = Vec::with_capacity(raw.data.len());
+        for (name, value) in &raw.data {
+            let field = declared_field(policy, name)?;
+            let value = FieldValue::parse(name, value)
+                .map_err(|message| Rejection::invalid("invalid_field_value", message))?;
+            data.push((field, value));
+        }
+        Ok(Draft {
+            client_id: raw.id,
+            subject_id,
+            interaction_type,
+            channel,
+            occurred_at: occurred_at.naive_utc(),
+            purposes,
+            data,
+        })
+    }
+
+    /// The app's id for this interaction.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+}
+
+/// A purpose named by a caller: well-formed and declared, or a 422 naming it.
+pub fn parse_purpose(policy: &Policy, name: &str) -> Result<PurposeId, Rejection> {
+    PurposeId::parse(name)
+        .ok()
+        .filter(|purpose| policy.purpose(purpose.as_str()).is_some())
+        .ok_or_else(|| {
+            Rejection::invalid(
+                "unknown_purpose",
+                format!("unknown purpose `{}`", name.escape_debug()),
+            )
+        })
+}
+
+/// A purpose that was not accepted, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeRejection {
+    /// The purpose.
+    pub purpose: PurposeId,
+    /// Why it has no legal basis.
+    pub reason: Denial,
+}
+
+/// What happened to one interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now, or already stored earlier (`duplicate`).
+    Stored {
+        /// The app's id.
+        client_id: String,
+        /// The purposes it is stored with.
+        accepted: Vec<PurposeId>,
+        /// The purposes without a legal basis (empty for duplicates).
+        rejected: Vec<PurposeRejection>,
+        /// Whether an interaction with this id had already been stored for the subject.
+        duplicate: bool,
+    },
+    /// Not stored: no purpose had a legal basis.
+    NoLegalBasis {
+        /// Every purpose, with its reason.
+        rejected: Vec<PurposeRejection>,
+    },
+}
+
+/// Stores validated interactions in one transaction and says what happened to each, in order.
+/// Unknown subjects are created, but only for interactions that are stored.
+pub fn ingest(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    recorded_by: &KeyId,
+    drafts: &[Draft],
+) -> Result<Vec<Outcome>, SubjectError> {
+    let now = Utc::now().naive_utc();
+    let subject_indexes: Vec<String> = drafts
+        .iter()
+        .map(|draft| subjects::subject_index(vault, &draft.subject_id))
+        .collect();
+    let client_indexes: Vec<String> = drafts
+        .iter()
+        .zip(&subject_indexes)
+        .map(|(draft, subject_index)| {
+            vault.blind_index().index_parts(
+                IdentifierKind::ClientId,
+                &[subject_index.as_bytes(), draft.client_id.as_bytes()],
+            )
+        })
+        .collect();
+
+    write_transaction(conn, |conn| {
+        let mut distinct: Vec<&str> = subject_indexes.iter().map(String::as_str).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let existing: HashMap<String, String> =
+            subject_store::ids_by_index(conn, &distinct)?.into_iter().collect();
+
+        let client_refs: Vec<&str> = client_indexes.iter().map(String::as_str).collect();
+        let mut stored: HashMap<(String, String), Vec<PurposeId>> = HashMap::new();
+        for (subject_pk, client_index, purposes) in
+            interaction_store::existing_by_client_index(conn, &client_refs)?
+        {
+            stored.insert((subject_pk, client_index), parse_stored_purposes(&purposes));
+        }
+
+        let mut states = HashMap::new();
+        for pk in existing.values() {
+            states.insert(pk.clone(), processing_state(conn, pk)?);
+        }
+        let empty_state = crate::policy::SubjectState::default();
+
+        // Decide every draft before creating anything.
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; drafts.len()];
+        let mut to_store: Vec<(usize, Vec<PurposeId>, Vec<PurposeRejection>)> = Vec::new();
+        let mut in_this_batch: HashMap<(String, String), usize> = HashMap::new();
+        for (index, draft) in drafts.iter().enumerate() {
+            let subject_index = &subject_indexes[index];
+            let client_index = &client_indexes[index];
+            if let Some(pk) = existing.get(subject_index) {
+                if let Some(purposes) = stored.get(&(pk.clone(), client_index.clone())) {
+                    outcomes[index] = Some(duplicate_of(draft, purposes.clone()));
+                    continue;
+                }
+            }
+            if let Some(&first) = in_this_batch.get(&(subject_index.clone(), client_index.clone())) {
+                outcomes[index] = Some(match &outcomes[first] {
+                    Some(Outcome::NoLegalBasis { rejected }) => Outcome::NoLegalBasis {
+                        rejected: rejected.clone(),
+                    },
+                    _ => {
+                        let accepted = to_store
+                            .iter()
+                            .find(|(i, _, _)| *i == first)
+                            .map(|(_, accepted, _)| accepted.clone())
+                            .unwrap_or_default();
+                        duplicate_of(draft, accepted)
+                    }
+                });
+                continue;
+            }
+            in_this_batch.insert((subject_index.clone(), client_index.clone()), index);
+            let state = existing
+                .get(subject_index)
+                .and_then(|pk| states.get(pk))
+                .unwrap_or(&empty_state);
+            let (accepted, rejected) = split_by_legal_basis(policy, &draft.purposes, state);
+            if accepted.is_empty() {
+                outcomes[index] = Some(Outcome::NoLegalBasis { rejected });
+            } else {
+                to_store.push((index, accepted, rejected));
+            }
+        }
+
+        // Create the subjects that are needed and do not exist yet.
+        let mut handles: HashMap<String, SubjectHandle> = HashMap::new();
+        let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
+        for (index, _, _) in &to_store {
+            let subject_index = subject_indexes[*index].as_str();
+            if !existing.contains_key(subject_index)
+                && !missing.iter().any(|(_, known)| *known == subject_index)
+            {
+                missing.push((&drafts[*index].subject_id, subject_index));
+            }
+        }
+        handles.extend(subjects::create_many(conn, vault, &missing, now)?);
+        let existing_pks: Vec<&str> = to_store
+            .iter()
+            .filter_map(|(index, _, _)| existing.get(&subject_indexes[*index]))
+            .map(String::as_str)
+            .collect();
+        let keys = vault.data_keys_for(conn, &existing_pks)?;
+        for (subject_index, pk) in &existing {
+            if let Some(key) = keys.get(pk) {
+                handles.insert(
+                    subject_index.clone(),
+                    SubjectHandle {
+                        pk: pk.clone(),
+                        key: key.clone(),
+                    },
+                );
+            }
+        }
+
+        let mut rows = Vec::with_capacity(to_store.len());
+        let mut purpose_rows = Vec::with_capacity(to_store.len() * 2);
+        for (index, accepted, rejected) in to_store {
+            let draft = &drafts[index];
+            let handle = handles
+                .get(&subject_indexes[index])
+                .ok_or(crate::vault::VaultError::Corrupt("a subject without a data key"))?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let mut data = BTreeMap::new();
+            for (field, value) in &draft.data {
+                let context = FieldContext {
+                    subject: &handle.pk,
+                    record: &id,
+                    field: field.as_str(),
+                };
+                data.insert(
+                    field.as_str().to_owned(),
+                    seal(&handle.key, &context, &value.to_plaintext()),
+                );
+            }
+            let client_context = FieldContext {
+                subject: &handle.pk,
+                record: &id,
+                field: CLIENT_ID_FIELD,
+            };
+            for purpose in &accepted {
+                purpose_rows.push(InteractionPurposeRow {
+                    interaction_pk: id.clone(),
+                    subject_pk: handle.pk.clone(),
+                    purpose: purpose.to_string(),
+                });
+            }
+            rows.push(InteractionRow {
+                client_id_ct: handle.key.encrypt(&client_context, draft.client_id.as_bytes()),
+                subject_pk: handle.pk.clone(),
+                client_index: client_indexes[index].clone(),
+                interaction_type: draft.interaction_type.clone(),
+                channel: draft.channel.clone(),
+                occurred_at: draft.occurred_at,
+                recorded_at: now,
+                purposes: serde_json::to_string(
+                    &accepted.iter().map(PurposeId::as_str).collect::<Vec<_>>(),
+                )
+                .expect("strings encode"),
+                data_ct: write_map(&data),
+                recorded_by: recorded_by.to_string(),
+                id,
+            });
+            outcomes[index] = Some(Outcome::Stored {
+                client_id: draft.client_id.clone(),
+                accepted,
+                rejected,
+                duplicate: false,
+            });
+        }
+        interaction_store::insert(conn, &rows, &purpose_rows)?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every draft has an outcome"))
+            .collect())
+    })
+}
+
+fn duplicate_of(draft: &Draft, accepted: Vec<PurposeId>) -> Outcome {
+    Outcome::Stored {
+        client_id: draft.client_id.clone(),
+        accepted,
+        rejected: Vec::new(),
+        duplicate: true,
+    }
+}
+
+fn parse_stored_purposes(json: &str) -> Vec<PurposeId> {
+    serde_json::from_str::<Vec<String>>(json)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| PurposeId::parse(name).ok())
+        .collect()
+}
+
+/// Rule 5: splits purposes into those with a legal basis now and those without (with why).
+fn split_by_legal_basis(
+    policy: &Policy,
+    purposes: &[PurposeId],
+    state: &crate::policy::SubjectState,
+) -> (Vec<PurposeId>, Vec<PurposeRejection>) {
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    for purpose in purposes {
+        let Some(declared) = policy.purpose(purpose.as_str()) else {
+            continue;
+        };
+        match policy.legal_basis(declared, state) {
+            Ok(()) => accepted.push(purpose.clone()),
+            Err(reason) => rejected.push(PurposeRejection {
+                purpose: purpose.clone(),
+                reason,
+            }),
+        }
+    }
+    (accepted, rejected)
+}
+
+/// One interaction as read for a purpose: only fields the purpose may use are decrypted.
+#[derive(Debug, Clone)]
+pub struct ReadInteraction {
+    /// The app's id.
+    pub client_id: String,
+    /// The interaction type.
+    pub interaction_type: String,
+    /// The channel.
+    pub channel: String,
+    /// When it happened.
+    pub occurred_at: NaiveDateTime,
+    /// The purposes it was collected for.
+    pub purposes: Vec<String>,
+    /// Decrypted fields the purpose may use.
+    pub data: BTreeMap<String, FieldValue>,
+    /// Fields present but withheld from this purpose (names only).
+    pub withheld: Vec<String>,
+}
+
+/// A page of interactions.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The interactions, newest first.
+    pub interactions: Vec<ReadInteraction>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Errors of a read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The caller may not have this.
+    #[error("{0:?}")]
+    Rejected(Rejection),
+    /// Not the caller's fault.
+    #[error(transparent)]
+    Failed(#[from] SubjectError),
+}
+
+impl From<Rejection> for ReadError {
+    fn from(rejection: Rejection) -> Self {
+        ReadError::Rejected(rejection)
+    }
+}
+
+impl From<crate::store::StoreError> for ReadError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ReadError::Failed(error.into())
+    }
+}
+
+/// Rules 1–4 for one person's interactions read for `purpose`.
+#[allow(clippy::too_many_arguments)]
+pub fn read_for_purpose(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    role: &RoleId,
+    subject_id: &SubjectId,
+    purpose: &PurposeId,
+    limit: i64,
+    cursor: Option<&Cursor>,
+) -> Result<Page, ReadError> {
+    policy
+        .authorize_purpose(role.as_str(), Action::InteractionsRead, purpose)
+        .map_err(|denial| {
+            Rejection::forbidden(
+                denial.code(),
+                format!("role `{role}` may not read data for purpose `{purpose}`"),
+            )
+        })?;
+    let declared = policy
+        .purpose(purpose.as_str())
+        .ok_or_else(|| Rejection::invalid("unknown_purpose", format!("unknown purpose `{purpose}`")))?;
+    let subject = subjects::find(conn, vault, subject_id)?.ok_or_else(subject_not_found)?;
+    let state = processing_state(conn, &subject.pk)?;
+    policy.legal_basis(declared, &state).map_err(|denial| {
+        Rejection::forbidden(
+            denial.code(),
+            format!("no legal basis to use this person's data for `{purpose}`"),
+        )
+    })?;
+    let tags = policy.tags_permitting(purpose);
+    let tags: Vec<&str> = tags.iter().map(PurposeId::as_str).collect();
+    let limit = limit.clamp(1, MAX_PAGE);
+    let after = cursor.map(Cursor::position);
+    let mut rows =
+        interaction_store::page_for_subject(conn, &subject.pk, &tags, after.as_ref(), limit + 1)?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| {
+            Cursor::new(PagePosition {
+                occurred_at: row.occurred_at,
+                id: row.id.clone(),
+            })
+        })
+    } else {
+        None
+    };
+    let mut interactions = Vec::with_capacity(rows.len());
+    for row in rows {
+        interactions.push(open_row(policy, declared, &subject, &row)?);
+    }
+    Ok(Page {
+        interactions,
+        next_cursor,
+    })
+}
+
+/// The 404 for an unknown subject.
+pub fn subject_not_found() -> Rejection {
+    Rejection::not_found("subject_not_found", "no subject has this subject_id")
+}
+
+fn open_row(
+    policy: &Policy,
+    purpose: &crate::policy::Purpose,
+    subject: &SubjectHandle,
+    row: &InteractionRow,
+) -> Result<ReadInteraction, SubjectError> {
+    let client_context = FieldContext {
+        subject: &subject.pk,
+        record: &row.id,
+        field: CLIENT_ID_FIELD,
+    };
+    let client_id = String::from_utf8(subject.key.decrypt(&client_context, &row.client_id_ct)?)
+        .map_err(|_| DecryptError)?;
+    let mut data = BTreeMap::new();
+    let mut withheld = Vec::new();
+    for (name, sealed) in read_map(&row.data_ct)? {
+        let allowed = policy
+            .field(&name)
+            .is_some_and(|field| policy.purpose_may_use(purpose, &field.category));
+        if !allowed {
+            withheld.push(name);
+            continue;
+        }
+        let context = FieldContext {
+            subject: &subject.pk,
+            record: &row.id,
+            field: &name,
+        };
+        let value =
+            FieldValue::from_plaintext(&open(&subject.key, &context, &sealed)?).ok_or(DecryptError)?;
+        data.insert(name, value);
+    }
+    Ok(ReadInteraction {
+        client_id,
+        interaction_type: row.interaction_type.clone(),
+        channel: row.channel.clone(),
+        occurred_at: row.occurred_at,
+        purposes: serde_json::from_str(&row.purposes).map_err(|_| DecryptError)?,
+        data,
+        withheld,
+    })
+}

@@ -1,0 +1,165 @@
+//! Subjects, their identifiers' blind indexes and their segmentable traits.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{subject_identifiers, subject_traits, subjects};
+use super::{DbConnection, StoreError, MAX_IN_LIST};
+
+/// A stored subject.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = subjects)]
+pub struct SubjectRow {
+    /// The internal id (never shown outside).
+    pub id: String,
+    /// Blind index of the app's subject_id.
+    pub subject_index: String,
+    /// The app's subject_id, encrypted under the subject's data key.
+    pub subject_id_ct: Vec<u8>,
+    /// JSON object: identifier kind → base64 ciphertext.
+    pub identifiers_ct: String,
+    /// JSON object: non-segmentable trait name → base64 ciphertext.
+    pub traits_ct: String,
+    /// When it was created.
+    pub created_at: NaiveDateTime,
+    /// When it last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+/// The subject with this blind index.
+pub fn find_by_index(
+    conn: &mut DbConnection,
+    subject_index: &str,
+) -> Result<Option<SubjectRow>, StoreError> {
+    Ok(subjects::table
+        .filter(subjects::subject_index.eq(subject_index))
+        .select(SubjectRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The subject with this internal id.
+pub fn find_by_pk(conn: &mut DbConnection, id: &str) -> Result<Option<SubjectRow>, StoreError> {
+    Ok(subjects::table
+        .find(id)
+        .select(SubjectRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// `(blind index, internal id)` of the subjects among these blind indexes that exist.
+pub fn ids_by_index(
+    conn: &mut DbConnection,
+    indexes: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut found = Vec::with_capacity(indexes.len());
+    for chunk in indexes.chunks(MAX_IN_LIST) {
+        found.extend(
+            subjects::table
+                .filter(subjects::subject_index.eq_any(chunk))
+                .select((subjects::subject_index, subjects::id))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(found)
+}
+
+/// Inserts subjects.
+pub fn insert(conn: &mut DbConnection, rows: &[SubjectRow]) -> Result<(), StoreError> {
+    super::insert_all!(conn, subjects::table, rows);
+    Ok(())
+}
+
+/// Replaces a subject's encrypted identifiers and traits.
+pub fn update_encrypted(
+    conn: &mut DbConnection,
+    id: &str,
+    identifiers_ct: &str,
+    traits_ct: &str,
+    updated_at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(subjects::table.find(id))
+        .set((
+            subjects::identifiers_ct.eq(identifiers_ct),
+            subjects::traits_ct.eq(traits_ct),
+            subjects::updated_at.eq(updated_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Sets (or with `None`, removes) the blind index of one identifier kind of a subject.
+pub fn set_identifier(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    kind: &str,
+    blind_index: Option<&str>,
+) -> Result<(), StoreError> {
+    diesel::delete(
+        subject_identifiers::table
+            .filter(subject_identifiers::subject_pk.eq(subject_pk))
+            .filter(subject_identifiers::kind.eq(kind)),
+    )
+    .execute(conn)?;
+    if let Some(blind_index) = blind_index {
+        diesel::insert_into(subject_identifiers::table)
+            .values((
+                subject_identifiers::subject_pk.eq(subject_pk),
+                subject_identifiers::kind.eq(kind),
+                subject_identifiers::blind_index.eq(blind_index),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Internal ids of the subjects with this identifier.
+pub fn ids_by_identifier(
+    conn: &mut DbConnection,
+    kind: &str,
+    blind_index: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(subject_identifiers::table
+        .filter(subject_identifiers::kind.eq(kind))
+        .filter(subject_identifiers::blind_index.eq(blind_index))
+        .select(subject_identifiers::subject_pk)
+        .order(subject_identifiers::subject_pk)
+        .load(conn)?)
+}
+
+/// Sets (or with `None`, removes) one segmentable trait.
+pub fn set_trait(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    name: &str,
+    value: Option<&str>,
+) -> Result<(), StoreError> {
+    diesel::delete(
+        subject_traits::table
+            .filter(subject_traits::subject_pk.eq(subject_pk))
+            .filter(subject_traits::name.eq(name)),
+    )
+    .execute(conn)?;
+    if let Some(value) = value {
+        diesel::insert_into(subject_traits::table)
+            .values((
+                subject_traits::subject_pk.eq(subject_pk),
+                subject_traits::name.eq(name),
+                subject_traits::value.eq(value),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A subject's segmentable traits, by name.
+pub fn traits_of(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(subject_traits::table
+        .filter(subject_traits::subject_pk.eq(subject_pk))
+        .select((subject_traits::name, subject_traits::value))
+        .order(subject_traits::name)
+        .load(conn)?)
+}

@@ -1,0 +1,395 @@
+//! Subjects: the people data is about. Known outside only by the app's `subject_id`, which is
+//! stored as a blind index and a ciphertext; identifiers (e-mail, phone) likewise; traits
+//! encrypted unless the policy declares them segmentable.
+
+pub mod sealed;
+mod values;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{NaiveDateTime, Utc};
+use serde_json::Value;
+
+pub use values::{Email, FieldValue, Phone, SubjectId, MAX_SUBJECT_ID_LEN, MAX_TEXT_VALUE_CHARS};
+
+use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};
+use crate::policy::{FieldName, Policy, SubjectState};
+use crate::rejection::Rejection;
+use crate::store::subjects::{self as subject_store, SubjectRow};
+use crate::store::{keys as key_store, DbConnection, StoreError};
+use crate::vault::{Vault, VaultError};
+use sealed::{open, read_map, seal, write_map, SUBJECT_RECORD};
+
+/// The most traits one request may set.
+pub const MAX_TRAITS_PER_REQUEST: usize = 100;
+
+/// Errors that are not the caller's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SubjectError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key could not be loaded or unwrapped.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// A stored ciphertext did not decrypt.
+    #[error("a stored value could not be decrypted")]
+    Decrypt(#[from] DecryptError),
+}
+
+impl From<diesel::result::Error> for SubjectError {
+    fn from(error: diesel::result::Error) -> Self {
+        SubjectError::Store(error.into())
+    }
+}
+
+/// The identifier kinds a subject may have, as named in requests.
+pub const IDENTIFIER_KINDS: [&str; 2] = ["email", "phone"];
+
+/// A validated change to a subject: identifiers and traits to set (`Some`) or remove (`None`).
+#[derive(Debug, Default)]
+pub struct SubjectChanges {
+    /// Normalized e-mail: set or remove.
+    pub email: Option<Option<Email>>,
+    /// Normalized phone: set or remove.
+    pub phone: Option<Option<Phone>>,
+    /// Traits to set or remove.
+    pub traits: Vec<(FieldName, Option<FieldValue>)>,
+}
+
+impl SubjectChanges {
+    /// Validates identifiers (`email`, `phone`; `null` removes) and traits (declared fields only,
+    /// strings or numbers; `null` removes).
+    pub fn parse(
+        policy: &Policy,
+        identifiers: &serde_json::Map<String, Value>,
+        traits: &serde_json::Map<String, Value>,
+    ) -> Result<SubjectChanges, Rejection> {
+        let mut changes = SubjectChanges::default();
+        for (kind, value) in identifiers {
+            let text = match value {
+                Value::Null => None,
+                Value::String(text) => Some(text.as_str()),
+                _ => {
+                    return Err(Rejection::invalid(
+                        "invalid_identifier",
+                        format!("identifier `{kind}` must be a string or null"),
+                    ))
+                }
+            };
+            let invalid = |message: String| Rejection::invalid("invalid_identifier", message);
+            match kind.as_str() {
+                "email" => {
+                    changes.email = Some(text.map(Email::parse).transpose().map_err(invalid)?)
+                }
+                "phone" => {
+                    changes.phone = Some(text.map(Phone::parse).transpose().map_err(invalid)?)
+                }
+                other => {
+                    return Err(Rejection::invalid(
+                        "unknown_identifier",
+                        format!(
+                            "unknown identifier `{}`: the identifiers are {}",
+                            other.escape_debug(),
+                            IDENTIFIER_KINDS.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        if traits.len() > MAX_TRAITS_PER_REQUEST {
+            return Err(Rejection::invalid(
+                "too_many_fields",
+                format!("at most {MAX_TRAITS_PER_REQUEST} traits per request"),
+            ));
+        }
+        for (name, value) in traits {
+            let field = declared_field(policy, name)?;
+            let value = match value {
+                Value::Null => None,
+                value => Some(
+                    FieldValue::parse(name, value)
+                        .map_err(|message| Rejection::invalid("invalid_field_value", message))?,
+                ),
+            };
+            changes.traits.push((field, value));
+        }
+        Ok(changes)
+    }
+}
+
+/// The declared field with this name, or a 422 naming it.
+pub fn declared_field(policy: &Policy, name: &str) -> Result<FieldName, Rejection> {
+    policy
+        .field(name)
+        .map(|field| field.name.clone())
+        .ok_or_else(|| {
+            Rejection::invalid(
+                "undeclared_field",
+                format!(
+                    "field `{}` is not declared in the policy",
+                    name.escape_debug()
+                ),
+            )
+        })
+}
+
+/// The blind index of a subject id.
+pub fn subject_index(vault: &Vault, subject_id: &SubjectId) -> String {
+    vault
+        .blind_index()
+        .index(IdentifierKind::SubjectId, subject_id.as_str())
+}
+
+/// A subject as the domain works with it: its internal id and its data key.
+#[derive(Debug, Clone)]
+pub struct SubjectHandle {
+    /// The internal id.
+    pub pk: String,
+    /// The subject's data key.
+    pub key: Arc<DataKey>,
+}
+
+/// Finds a subject by the app's id.
+pub fn find(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+) -> Result<Option<SubjectHandle>, SubjectError> {
+    let Some(row) = subject_store::find_by_index(conn, &subject_index(vault, subject_id))? else {
+        return Ok(None);
+    };
+    let key = vault
+        .data_keys_for(conn, &[row.id.as_str()])?
+        .remove(&row.id)
+        .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+    Ok(Some(SubjectHandle { pk: row.id, key }))
+}
+
+/// What the engine needs to know about a subject to decide a legal basis. Consent statements,
+/// objections and restriction come from the consent ledger and data-subject rights; until a
+/// subject has any recorded, the state is empty: no consent, no objection, no restriction.
+pub fn processing_state(
+    _conn: &mut DbConnection,
+    _subject_pk: &str,
+) -> Result<SubjectState, SubjectError> {
+    Ok(SubjectState::default())
+}
+
+/// Creates subjects for these ids (which must not exist yet): a row, a data key, a sealed copy
+/// of the app's id. Returns their handles by blind index.
+pub fn create_many(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subjects: &[(&SubjectId, &str)],
+    now: NaiveDateTime,
+) -> Result<HashMap<String, SubjectHandle>, SubjectError> {
+    let mut rows = Vec::with_capacity(subjects.len());
+    let mut key_rows = Vec::with_capacity(subjects.len());
+    let mut handles = HashMap::with_capacity(subjects.len());
+    for (subject_id, index) in subjects {
+        let pk = uuid::Uuid::new_v4().to_string();
+        let (key, key_row) = vault.new_data_key(&pk);
+        let context = FieldContext {
+            subject: &pk,
+            record: SUBJECT_RECORD,
+            field: "$subject_id",
+        };
+        rows.push(SubjectRow {
+            id: pk.clone(),
+            subject_index: (*index).to_owned(),
+            subject_id_ct: key.encrypt(&context, subject_id.as_str().as_bytes()),
+            identifiers_ct: "{}".into(),
+            traits_ct: "{}".into(),
+            created_at: now,
+            updated_at: now,
+        });
+        key_rows.push(key_row);
+        handles.insert((*index).to_owned(), SubjectHandle { pk, key });
+    }
+    subject_store::insert(conn, &rows)?;
+    key_store::insert_data_keys(conn, &key_rows)?;
+    Ok(handles)
+}
+
+/// The result of an upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    /// Whether the subject was created by this request.
+    pub created: bool,
+}
+
+/// Creates or updates a subject's identifiers and traits, in one transaction.
+pub fn upsert(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+    changes: &SubjectChanges,
+) -> Result<UpsertOutcome, SubjectError> {
+    let index = subject_index(vault, subject_id);
+    let now = Utc::now().naive_utc();
+    crate::store::write_transaction(conn, |conn| {
+        let (row, key, created) = match subject_store::find_by_index(conn, &index)? {
+            Some(row) => {
+                let key = vault
+                    .data_keys_for(conn, &[row.id.as_str()])?
+                    .remove(&row.id)
+                    .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+                (row, key, false)
+            }
+            None => {
+                let handle = create_many(conn, vault, &[(subject_id, &index)], now)?
+                    .remove(&index)
+                    .expect("create_many returns every subject it created");
+                let row = subject_store::find_by_index(conn, &index)?
+                    .ok_or(VaultError::Corrupt("a subject vanished while being created"))?;
+                (row, handle.key, true)
+            }
+        };
+        let mut identifiers = read_map(&row.identifiers_ct)?;
+        let mut traits = read_map(&row.traits_ct)?;
+        let mut set_identifier = |conn: &mut DbConnection,
+                                  kind: IdentifierKind,
+                                  name: &str,
+                                  value: Option<&str>|
+         -> Result<(), SubjectError> {
+            let field = format!("${name}");
+            let context = FieldContext {
+                subject: &row.id,
+                record: SUBJECT_RECORD,
+                field: &field,
+            };
+            match value {
+                Some(value) => {
+                    identifiers.insert(name.to_owned(), seal(&key, &context, value.as_bytes()));
+                }
+                None => {
+                    identifiers.remove(name);
+                }
+            }
+            let blind = value.map(|value| vault.blind_index().index(kind, value));
+            subject_store::set_identifier(conn, &row.id, name, blind.as_deref())?;
+            Ok(())
+        };
+        if let Some(email) = &changes.email {
+            set_identifier(conn, IdentifierKind::Email, "email", email.as_ref().map(Email::as_str))?;
+        }
+        if let Some(phone) = &changes.phone {
+            set_identifier(conn, IdentifierKind::Phone, "phone", phone.as_ref().map(Phone::as_str))?;
+        }
+        for (name, value) in &changes.traits {
+            let segmentable = policy.field(name.as_str()).is_some_and(|f| f.segmentable);
+            traits.remove(name.as_str());
+            let filterable = match value {
+                Some(value) if segmentable => Some(value.to_filterable()),
+                Some(value) => {
+                    let context = FieldContext {
+                        subject: &row.id,
+                        record: SUBJECT_RECORD,
+                        field: name.as_str(),
+                    };
+                    traits.insert(
+                        name.as_str().to_owned(),
+                        seal(&key, &context, &value.to_plaintext()),
+                    );
+                    None
+                }
+                None => None,
+            };
+            subject_store::set_trait(conn, &row.id, name.as_str(), filterable.as_deref())?;
+        }
+        subject_store::update_encrypted(
+            conn,
+            &row.id,
+            &write_map(&identifiers),
+            &write_map(&traits),
+            now,
+        )?;
+        Ok(UpsertOutcome { created })
+    })
+}
+
+/// The app's subject ids of every subject with this e-mail address, sorted.
+pub fn find_by_email(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    email: &Email,
+) -> Result<Vec<String>, SubjectError> {
+    let blind = vault
+        .blind_index()
+        .index(IdentifierKind::Email, email.as_str());
+    let pks = subject_store::ids_by_identifier(conn, "email", &blind)?;
+    let mut found = Vec::with_capacity(pks.len());
+    for pk in pks {
+        found.push(reveal_subject_id(conn, vault, &pk)?);
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Decrypts the app's subject id of the subject with this internal id.
+pub fn reveal_subject_id(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_pk: &str,
+) -> Result<String, SubjectError> {
+    let row = subject_store::find_by_pk(conn, subject_pk)?
+        .ok_or(VaultError::Corrupt("a blind index points to no subject"))?;
+    let key = vault
+        .data_keys_for(conn, &[subject_pk])?
+        .remove(subject_pk)
+        .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+    let context = FieldContext {
+        subject: subject_pk,
+        record: SUBJECT_RECORD,
+        field: "$subject_id",
+    };
+    let bytes = key.decrypt(&context, &row.subject_id_ct)?;
+    String::from_utf8(bytes).map_err(|_| SubjectError::Decrypt(DecryptError))
+}
+
+/// A subject's decrypted identifiers and traits (all of them; callers minimise).
+#[derive(Debug, Default)]
+pub struct SubjectProfile {
+    /// Identifier kind → value.
+    pub identifiers: BTreeMap<String, String>,
+    /// Trait name → value.
+    pub traits: BTreeMap<String, FieldValue>,
+}
+
+/// Decrypts a subject's identifiers and traits.
+pub fn profile(
+    conn: &mut DbConnection,
+    handle: &SubjectHandle,
+) -> Result<SubjectProfile, SubjectError> {
+    let row = subject_store::find_by_pk(conn, &handle.pk)?
+        .ok_or(VaultError::Corrupt("a subject vanished"))?;
+    let mut profile = SubjectProfile::default();
+    for (name, sealed) in read_map(&row.identifiers_ct)? {
+        let field = format!("${name}");
+        let context = FieldContext {
+            subject: &handle.pk,
+            record: SUBJECT_RECORD,
+            field: &field,
+        };
+        let value = String::from_utf8(open(&handle.key, &context, &sealed)?)
+            .map_err(|_| DecryptError)?;
+        profile.identifiers.insert(name, value);
+    }
+    for (name, sealed) in read_map(&row.traits_ct)? {
+        let context = FieldContext {
+            subject: &handle.pk,
+            record: SUBJECT_RECORD,
+            field: &name,
+        };
+        let value = FieldValue::from_plaintext(&open(&handle.key, &context, &sealed)?)
+            .ok_or(DecryptError)?;
+        profile.traits.insert(name, value);
+    }
+    for (name, value) in subject_store::traits_of(conn, &handle.pk)? {
+        profile.traits.insert(name, FieldValue::Text(value));
+    }
+    Ok(profile)
+}

@@ -1,0 +1,244 @@
+//! The key hierarchy at work: the master keyring, the root secret (stored wrapped in the
+//! database, created on first start), the blind-index and token keys derived from it, and the
+//! subjects' data keys with a bounded cache. Also master key rotation.
+
+mod cache;
+mod rotation;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+pub use cache::DataKeyCache;
+pub use rotation::{rotate_master_key, RotationReport};
+
+use crate::crypto::{
+    unwrap_secret, wrap_secret, BlindIndexKeys, DataKey, MasterKeyError, MasterKeyring, Secret,
+    WrapContext, DATA_KEY_ID_LEN,
+};
+use crate::store::keys::{self as key_store, DataKeyRow, KeyMaterialRow};
+use crate::store::{DbConnection, StoreError};
+
+pub(crate) const ROOT_SECRET_NAME: &str = "root";
+pub(crate) const ROOT_LABEL: &str = "root";
+pub(crate) const DATA_KEY_LABEL: &str = "data-key";
+/// The HKDF label of the access token signing key.
+pub const TOKEN_KEY_LABEL: &str = "custodia/jwt/v1";
+/// How often a running process re-reads the keyring files, to pick up a rotation.
+const KEYRING_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Errors of the key hierarchy.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The master key files could not be used.
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    /// A wrapped key names a master key that is not in the keyring.
+    #[error("a key is wrapped by master key {0}, which is not in the keyring (is a retired key missing from the `.retired` directory?)")]
+    UnknownMasterKey(String),
+    /// A wrapped key did not unwrap: it was altered or moved.
+    #[error("a wrapped key could not be unwrapped ({0}): it was altered or belongs elsewhere")]
+    Corrupt(&'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The loaded key hierarchy of one process.
+pub struct Vault {
+    keyring_path: PathBuf,
+    keyring: RwLock<Arc<MasterKeyring>>,
+    keyring_loaded_at: Mutex<Instant>,
+    blind_index: BlindIndexKeys,
+    token_key: Secret,
+    cache: DataKeyCache,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Vault({})", self.keyring_path.display())
+    }
+}
+
+impl Vault {
+    /// Loads the keyring at `master_key_file` (creating the key on first start) and the root
+    /// secret from the database (creating it on first start; safe when processes race).
+    pub fn open(conn: &mut DbConnection, master_key_file: &Path) -> Result<Vault, VaultError> {
+        let keyring = MasterKeyring::load_or_create(master_key_file)?;
+        let root = load_or_create_root(conn, &keyring)?;
+        Ok(Vault {
+            keyring_path: master_key_file.to_owned(),
+            keyring: RwLock::new(Arc::new(keyring)),
+            keyring_loaded_at: Mutex::new(Instant::now()),
+            blind_index: BlindIndexKeys::derive(&root),
+            token_key: crate::crypto::derive_from_root(&root, TOKEN_KEY_LABEL),
+            cache: DataKeyCache::new(),
+        })
+    }
+
+    /// The blind-index keys.
+    pub fn blind_index(&self) -> &BlindIndexKeys {
+        &self.blind_index
+    }
+
+    /// The access token signing key.
+    pub fn token_key(&self) -> &Secret {
+        &self.token_key
+    }
+
+    /// The data-key cache.
+    pub fn cache(&self) -> &DataKeyCache {
+        &self.cache
+    }
+
+    fn keyring(&self) -> Arc<MasterKeyring> {
+        let stale = self
+            .keyring_loaded_at
+            .lock()
+            .map(|at| at.elapsed() > KEYRING_RELOAD_INTERVAL)
+            .unwrap_or(true);
+        if stale {
+            self.reload_keyring();
+        }
+        self.keyring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the keyring files (after a rotation by another process).
+    fn reload_keyring(&self) {
+        let mut loaded_at = self.keyring_loaded_at.lock().unwrap_or_else(|e| e.into_inner());
+        *loaded_at = Instant::now();
+        match MasterKeyring::load_or_create(&self.keyring_path) {
+            Ok(keyring) => {
+                *self.keyring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keyring);
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "could not reload the master keyring; keeping the loaded one");
+            }
+        }
+    }
+
+    /// A new data key for a subject, and its row (wrapped under the current master key).
+    pub fn new_data_key(&self, subject_pk: &str) -> (Arc<DataKey>, DataKeyRow) {
+        let keyring = self.keyring();
+        let master = keyring.current();
+        let secret = Secret::generate();
+        let key_id = DataKey::generate_id();
+        let wrapped = wrap_secret(
+            master,
+            &WrapContext {
+                label: DATA_KEY_LABEL,
+                owner: subject_pk,
+            },
+            &secret,
+        );
+        let key = Arc::new(DataKey::new(key_id, &secret));
+        self.cache.insert(subject_pk, key.clone());
+        let row = DataKeyRow {
+            subject_pk: subject_pk.to_owned(),
+            key_id: hex::encode(key_id),
+            master_key_id: master.id().to_string(),
+            wrapped,
+        };
+        (key, row)
+    }
+
+    /// Unwraps a stored data key (or takes it from the cache).
+    pub fn unwrap_data_key(&self, row: &DataKeyRow) -> Result<Arc<DataKey>, VaultError> {
+        if let Some(key) = self.cache.get(&row.subject_pk) {
+            return Ok(key);
+        }
+        let mut key_id = [0u8; DATA_KEY_ID_LEN];
+        hex::decode_to_slice(&row.key_id, &mut key_id)
+            .map_err(|_| VaultError::Corrupt("data key id"))?;
+        let secret = self.unwrap_with_keyring(
+            &row.master_key_id,
+            &WrapContext {
+                label: DATA_KEY_LABEL,
+                owner: &row.subject_pk,
+            },
+            &row.wrapped,
+        )?;
+        let key = Arc::new(DataKey::new(key_id, &secret));
+        self.cache.insert(&row.subject_pk, key.clone());
+        Ok(key)
+    }
+
+    /// The data keys of these subjects, from the cache or the database.
+    pub fn data_keys_for(
+        &self,
+        conn: &mut DbConnection,
+        subject_pks: &[&str],
+    ) -> Result<std::collections::HashMap<String, Arc<DataKey>>, VaultError> {
+        let mut keys = std::collections::HashMap::with_capacity(subject_pks.len());
+        let mut missing = Vec::new();
+        for pk in subject_pks {
+            match self.cache.get(pk) {
+                Some(key) => {
+                    keys.insert((*pk).to_owned(), key);
+                }
+                None => missing.push(*pk),
+            }
+        }
+        if !missing.is_empty() {
+            for row in key_store::data_keys_for(conn, &missing)? {
+                let key = self.unwrap_data_key(&row)?;
+                keys.insert(row.subject_pk, key);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn unwrap_with_keyring(
+        &self,
+        master_key_id: &str,
+        context: &WrapContext<'_>,
+        wrapped: &[u8],
+    ) -> Result<Secret, VaultError> {
+        let mut keyring = self.keyring();
+        if keyring.find(master_key_id).is_none() {
+            // Another process may have rotated the master key since we loaded the ring.
+            self.reload_keyring();
+            keyring = self.keyring();
+        }
+        let master = keyring
+            .find(master_key_id)
+            .ok_or_else(|| VaultError::UnknownMasterKey(master_key_id.to_owned()))?;
+        unwrap_secret(master, context, wrapped).map_err(|_| VaultError::Corrupt("wrapped key"))
+    }
+}
+
+fn load_or_create_root(
+    conn: &mut DbConnection,
+    keyring: &MasterKeyring,
+) -> Result<Secret, VaultError> {
+    let context = WrapContext {
+        label: ROOT_LABEL,
+        owner: ROOT_SECRET_NAME,
+    };
+    loop {
+        if let Some(row) = key_store::find_key_material(conn, ROOT_SECRET_NAME)? {
+            let master = keyring
+                .find(&row.master_key_id)
+                .ok_or_else(|| VaultError::UnknownMasterKey(row.master_key_id.clone()))?;
+            return unwrap_secret(master, &context, &row.wrapped)
+                .map_err(|_| VaultError::Corrupt("root secret"));
+        }
+        let root = Secret::generate();
+        let master = keyring.current();
+        let row = KeyMaterialRow {
+            name: ROOT_SECRET_NAME.to_owned(),
+            master_key_id: master.id().to_string(),
+            wrapped: wrap_secret(master, &context, &root),
+            created_at: Utc::now().naive_utc(),
+        };
+        if key_store::insert_key_material(conn, &row)? {
+            return Ok(root);
+        }
+        // Another process created it first: read theirs.
+    }
+}

@@ -1,0 +1,139 @@
+//! `custodia keys rotate-master`: a new current master key, and every wrapped key re-wrapped
+//! under it in batches, without touching any ciphertext.
+//!
+//! Steps, each idempotent, so an interrupted rotation is finished by running the command again:
+//! 1. write the new key to `<key file>.next` and record the rotation in the database;
+//! 2. keep the old key in `<key file>.retired/` and rename `.next` over the key file;
+//! 3. re-wrap the root secret and every data key not yet under the new key, in batches;
+//! 4. mark the rotation finished.
+//!
+//! Data stays readable throughout: running processes find keys wrapped by a master key they
+//! have not loaded yet by re-reading the keyring files.
+
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::{VaultError, DATA_KEY_LABEL, ROOT_LABEL};
+use crate::crypto::{unwrap_secret, wrap_secret, MasterKeyring, WrapContext};
+use crate::store::keys::{self as key_store, RotationRow};
+use crate::store::{write_transaction, DbConnection, StoreError};
+
+/// How many data keys one transaction re-wraps.
+const REWRAP_BATCH: i64 = 1_000;
+
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct RotationReport {
+    /// The master key id that was replaced.
+    pub from_key_id: String,
+    /// The new current master key id.
+    pub to_key_id: String,
+    /// Keys re-wrapped by this run.
+    pub rewrapped: i64,
+    /// Whether this run finished an interrupted rotation instead of starting one.
+    pub resumed: bool,
+}
+
+/// Rotates the master key at `master_key_file` (or finishes an interrupted rotation).
+pub fn rotate_master_key(
+    conn: &mut DbConnection,
+    master_key_file: &Path,
+) -> Result<RotationReport, VaultError> {
+    let keyring = MasterKeyring::load_or_create(master_key_file)?;
+    let (rotation, resumed) = match key_store::unfinished_rotation(conn)? {
+        Some(rotation) => (rotation, true),
+        None => {
+            let next = keyring.prepare_next()?;
+            let rotation = RotationRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                from_key_id: keyring.current().id().to_string(),
+                to_key_id: next.id().to_string(),
+                started_at: Utc::now().naive_utc(),
+                finished_at: None,
+                rewrapped: 0,
+            };
+            key_store::insert_rotation(conn, &rotation)?;
+            (rotation, false)
+        }
+    };
+
+    if keyring.current().id().as_str() != rotation.to_key_id {
+        let next = keyring.prepare_next()?;
+        if next.id().as_str() != rotation.to_key_id {
+            return Err(VaultError::UnknownMasterKey(rotation.to_key_id.clone()));
+        }
+        keyring.promote_next()?;
+    }
+    let keyring = MasterKeyring::load_or_create(master_key_file)?;
+    let target = keyring.current();
+    let target_id = target.id().to_string();
+
+    let mut rewrapped = 0i64;
+    for row in key_store::key_material_not_under(conn, &target_id)? {
+        let context = WrapContext {
+            label: ROOT_LABEL,
+            owner: &row.name,
+        };
+        let old = keyring
+            .find(&row.master_key_id)
+            .ok_or_else(|| VaultError::UnknownMasterKey(row.master_key_id.clone()))?;
+        let secret = unwrap_secret(old, &context, &row.wrapped)
+            .map_err(|_| VaultError::Corrupt("root secret"))?;
+        let wrapped = wrap_secret(target, &context, &secret);
+        rewrapped += key_store::rewrap_key_material(
+            conn,
+            &row.name,
+            &row.master_key_id,
+            &target_id,
+            &wrapped,
+        )? as i64;
+    }
+
+    loop {
+        let batch = key_store::data_keys_not_under(conn, &target_id, REWRAP_BATCH)?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut rewrapped_rows = Vec::with_capacity(batch.len());
+        for row in &batch {
+            let context = WrapContext {
+                label: DATA_KEY_LABEL,
+                owner: &row.subject_pk,
+            };
+            let old = keyring
+                .find(&row.master_key_id)
+                .ok_or_else(|| VaultError::UnknownMasterKey(row.master_key_id.clone()))?;
+            let secret = unwrap_secret(old, &context, &row.wrapped)
+                .map_err(|_| VaultError::Corrupt("data key"))?;
+            rewrapped_rows.push((row, wrap_secret(target, &context, &secret)));
+        }
+        let changed = write_transaction(conn, |conn| {
+            let mut changed = 0usize;
+            for (row, wrapped) in &rewrapped_rows {
+                changed += key_store::rewrap_data_key(
+                    conn,
+                    &row.subject_pk,
+                    &row.master_key_id,
+                    &target_id,
+                    wrapped,
+                )?;
+            }
+            Ok::<_, StoreError>(changed)
+        })?;
+        rewrapped += changed as i64;
+    }
+
+    key_store::finish_rotation(
+        conn,
+        &rotation.id,
+        Utc::now().naive_utc(),
+        rotation.rewrapped + rewrapped,
+    )?;
+    Ok(RotationReport {
+        from_key_id: rotation.from_key_id,
+        to_key_id: target_id,
+        rewrapped,
+        resumed,
+    })
+}
