@@ -2,8 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use custodia::auth::JWT_KEY_LABEL;
-use custodia::crypto::MasterKey;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,8 +17,11 @@ fn sign(claims: &Value, key: &[u8]) -> String {
 }
 
 fn server_signing_key(app: &TestApp) -> Vec<u8> {
-    let master = MasterKey::load_or_create(&app.settings.master_key_file).expect("master key");
-    master.derive(JWT_KEY_LABEL).to_vec()
+    let database = app.database();
+    let mut conn = database.connection().expect("a connection");
+    let vault = custodia::vault::Vault::open(&mut conn, &app.settings.master_key_file)
+        .expect("the vault opens");
+    vault.token_key().expose().to_vec()
 }
 
 fn claims_for(key_id: &str, role: &str, iat: i64, exp: i64) -> Value {
