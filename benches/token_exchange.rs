@@ -37,14 +37,16 @@ async fn main() {
         .unwrap()
         .api_key
         .to_string();
-    let revoked = custodia::auth::create_key(&mut conn, &policy, "revoked", "admin", None)
-        .unwrap();
+    let revoked = custodia::auth::create_key(&mut conn, &policy, "revoked", "admin", None).unwrap();
     custodia::auth::revoke_key(&mut conn, &revoked.info.id).unwrap();
     let key_id = valid.split('_').nth(1).unwrap();
     let cases = [
         ("valid key", valid.clone()),
         ("wrong secret", format!("ck_{key_id}_{}", "0".repeat(64))),
-        ("unknown key id", format!("ck_0123456789abcdef_{}", "0".repeat(64))),
+        (
+            "unknown key id",
+            format!("ck_0123456789abcdef_{}", "0".repeat(64)),
+        ),
         ("revoked key", revoked.api_key.to_string()),
         ("malformed key", "not-a-key".to_owned()),
     ];

@@ -13,11 +13,11 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::config::Settings;
-use crate::vault::Vault;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
 use crate::policy::{load_dir, Policy};
 use crate::store::{build_pool, run_migrations, Database};
+use crate::vault::Vault;
 
 /// Connections per process: SQLite serializes writers anyway; PostgreSQL gets a modest pool
 /// so that several processes fit under its default connection limit.

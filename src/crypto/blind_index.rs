@@ -62,7 +62,10 @@ impl BlindIndexKeys {
     /// Derives every blind-index key from the root secret.
     pub fn derive(root: &Secret) -> BlindIndexKeys {
         let key = |kind: IdentifierKind| {
-            hmac::Key::new(hmac::HMAC_SHA256, derive_from_root(root, kind.label()).expose())
+            hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive_from_root(root, kind.label()).expose(),
+            )
         };
         BlindIndexKeys {
             subject_id: key(IdentifierKind::SubjectId),

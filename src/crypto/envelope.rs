@@ -98,8 +98,8 @@ pub fn unwrap_secret(
     if wrapped.len() != WRAPPED_LEN || wrapped[0] != VERSION {
         return Err(DecryptError);
     }
-    let nonce = Nonce::try_assume_unique_for_key(&wrapped[1..1 + NONCE_LEN])
-        .map_err(|_| DecryptError)?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(&wrapped[1..1 + NONCE_LEN]).map_err(|_| DecryptError)?;
     let mut in_out = Zeroizing::new(wrapped[1 + NONCE_LEN..].to_vec());
     let plain = aead_key(master)
         .open_in_place(nonce, Aad::from(aad(context, master)), &mut in_out)

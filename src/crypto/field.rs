@@ -139,11 +139,23 @@ mod tests {
             field: "email",
         };
         let ciphertext = key.encrypt(&here, b"jane@example.com");
-        assert_eq!(key.decrypt(&here, &ciphertext).unwrap(), b"jane@example.com");
+        assert_eq!(
+            key.decrypt(&here, &ciphertext).unwrap(),
+            b"jane@example.com"
+        );
         for elsewhere in [
-            FieldContext { subject: "s2", ..here },
-            FieldContext { record: "r2", ..here },
-            FieldContext { field: "phone", ..here },
+            FieldContext {
+                subject: "s2",
+                ..here
+            },
+            FieldContext {
+                record: "r2",
+                ..here
+            },
+            FieldContext {
+                field: "phone",
+                ..here
+            },
         ] {
             assert_eq!(key.decrypt(&elsewhere, &ciphertext), Err(DecryptError));
         }

@@ -365,7 +365,9 @@ pub async fn list_for_subject(
     let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=crate::interactions::MAX_PAGE).contains(&limit) {
-        return Err(Rejection::bad_request("invalid_limit", "`limit` must be between 1 and 500").into());
+        return Err(
+            Rejection::bad_request("invalid_limit", "`limit` must be between 1 and 500").into(),
+        );
     }
     let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let page = state

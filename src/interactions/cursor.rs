@@ -30,7 +30,12 @@ impl Cursor {
 
     /// Reads a cursor given back by a caller.
     pub fn decode(text: &str) -> Result<Cursor, Rejection> {
-        let invalid = || Rejection::bad_request("invalid_cursor", "the cursor is not one this service issued");
+        let invalid = || {
+            Rejection::bad_request(
+                "invalid_cursor",
+                "the cursor is not one this service issued",
+            )
+        };
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (micros, id) = text.split_once(':').ok_or_else(invalid)?;

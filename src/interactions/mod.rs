@@ -245,8 +245,9 @@ pub fn ingest(
         let mut distinct: Vec<&str> = subject_indexes.iter().map(String::as_str).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let existing: HashMap<String, String> =
-            subject_store::ids_by_index(conn, &distinct)?.into_iter().collect();
+        let existing: HashMap<String, String> = subject_store::ids_by_index(conn, &distinct)?
+            .into_iter()
+            .collect();
 
         let client_refs: Vec<&str> = client_indexes.iter().map(String::as_str).collect();
         let mut stored: HashMap<(String, String), Vec<PurposeId>> = HashMap::new();
@@ -275,7 +276,8 @@ pub fn ingest(
                     continue;
                 }
             }
-            if let Some(&first) = in_this_batch.get(&(subject_index.clone(), client_index.clone())) {
+            if let Some(&first) = in_this_batch.get(&(subject_index.clone(), client_index.clone()))
+            {
                 outcomes[index] = Some(match &outcomes[first] {
                     Some(Outcome::NoLegalBasis { rejected }) => Outcome::NoLegalBasis {
                         rejected: rejected.clone(),
@@ -338,9 +340,12 @@ pub fn ingest(
         let mut purpose_rows = Vec::with_capacity(to_store.len() * 2);
         for (index, accepted, rejected) in to_store {
             let draft = &drafts[index];
-            let handle = handles
-                .get(&subject_indexes[index])
-                .ok_or(crate::vault::VaultError::Corrupt("a subject without a data key"))?;
+            let handle =
+                handles
+                    .get(&subject_indexes[index])
+                    .ok_or(crate::vault::VaultError::Corrupt(
+                        "a subject without a data key",
+                    ))?;
             let id = uuid::Uuid::new_v4().to_string();
             let mut data = BTreeMap::new();
             for (field, value) in &draft.data {
@@ -367,7 +372,9 @@ pub fn ingest(
                 });
             }
             rows.push(InteractionRow {
-                client_id_ct: handle.key.encrypt(&client_context, draft.client_id.as_bytes()),
+                client_id_ct: handle
+                    .key
+                    .encrypt(&client_context, draft.client_id.as_bytes()),
                 subject_pk: handle.pk.clone(),
                 client_index: client_indexes[index].clone(),
                 interaction_type: draft.interaction_type.clone(),
@@ -508,9 +515,9 @@ pub fn read_for_purpose(
                 format!("role `{role}` may not read data for purpose `{purpose}`"),
             )
         })?;
-    let declared = policy
-        .purpose(purpose.as_str())
-        .ok_or_else(|| Rejection::invalid("unknown_purpose", format!("unknown purpose `{purpose}`")))?;
+    let declared = policy.purpose(purpose.as_str()).ok_or_else(|| {
+        Rejection::invalid("unknown_purpose", format!("unknown purpose `{purpose}`"))
+    })?;
     let subject = subjects::find(conn, vault, subject_id)?.ok_or_else(subject_not_found)?;
     let state = processing_state(conn, &subject.pk)?;
     policy.legal_basis(declared, &state).map_err(|denial| {
@@ -579,8 +586,8 @@ fn open_row(
             record: &row.id,
             field: &name,
         };
-        let value =
-            FieldValue::from_plaintext(&open(&subject.key, &context, &sealed)?).ok_or(DecryptError)?;
+        let value = FieldValue::from_plaintext(&open(&subject.key, &context, &sealed)?)
+            .ok_or(DecryptError)?;
         data.insert(name, value);
     }
     Ok(ReadInteraction {

@@ -305,7 +305,11 @@ impl Policy {
         purpose: &PurposeId,
     ) -> Result<&Role, Denial> {
         let role = self.authorize_action(role, action)?;
-        if role.purposes.iter().any(|allowed| purpose.is_within(allowed)) {
+        if role
+            .purposes
+            .iter()
+            .any(|allowed| purpose.is_within(allowed))
+        {
             Ok(role)
         } else {
             Err(Denial::PurposeNotPermitted)
@@ -380,8 +384,11 @@ mod tests {
     use super::*;
 
     fn sample() -> Policy {
-        load_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")))
-            .expect("the sample policy loads")
+        load_dir(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policies"
+        )))
+        .expect("the sample policy loads")
     }
 
     fn statement(purpose: &str, granted: bool, sequence: i64) -> ConsentStatement {
@@ -401,35 +408,59 @@ mod tests {
         let policy = sample();
         let cases: Vec<(&str, Vec<ConsentStatement>, Result<(), Denial>)> = vec![
             ("marketing.email", vec![], Err(Denial::NoConsent)),
-            ("marketing.email", vec![statement("marketing", true, 1)], Ok(())),
             (
                 "marketing.email",
-                vec![statement("marketing", true, 1), statement("marketing.email", false, 2)],
+                vec![statement("marketing", true, 1)],
+                Ok(()),
+            ),
+            (
+                "marketing.email",
+                vec![
+                    statement("marketing", true, 1),
+                    statement("marketing.email", false, 2),
+                ],
                 Err(Denial::ConsentWithdrawn),
             ),
             (
                 "marketing.sms",
-                vec![statement("marketing", true, 1), statement("marketing.email", false, 2)],
+                vec![
+                    statement("marketing", true, 1),
+                    statement("marketing.email", false, 2),
+                ],
                 Ok(()),
             ),
             (
                 "marketing.email",
-                vec![statement("marketing", false, 1), statement("marketing.email", true, 2)],
+                vec![
+                    statement("marketing", false, 1),
+                    statement("marketing.email", true, 2),
+                ],
                 Ok(()),
             ),
             (
                 "marketing.email",
-                vec![statement("marketing.email", false, 1), statement("marketing", true, 2)],
+                vec![
+                    statement("marketing.email", false, 1),
+                    statement("marketing", true, 2),
+                ],
                 Ok(()),
             ),
-            ("marketing", vec![statement("marketing.email", true, 1)], Err(Denial::NoConsent)),
+            (
+                "marketing",
+                vec![statement("marketing.email", true, 1)],
+                Err(Denial::NoConsent),
+            ),
         ];
         for (purpose, consents, expected) in cases {
             let state = SubjectState {
                 consents: consents.clone(),
                 ..SubjectState::default()
             };
-            assert_eq!(decide(&policy, purpose, &state), expected, "{purpose} with {consents:?}");
+            assert_eq!(
+                decide(&policy, purpose, &state),
+                expected,
+                "{purpose} with {consents:?}"
+            );
         }
     }
 
@@ -441,15 +472,24 @@ mod tests {
             consents: vec![statement("marketing", true, 1)],
             ..SubjectState::default()
         };
-        assert_eq!(decide(&policy, "marketing.email", &objected), Err(Denial::Objected));
+        assert_eq!(
+            decide(&policy, "marketing.email", &objected),
+            Err(Denial::Objected)
+        );
         assert_eq!(decide(&policy, "analytics", &objected), Ok(()));
         let restricted = SubjectState {
             restricted: true,
             ..SubjectState::default()
         };
-        assert_eq!(decide(&policy, "support", &restricted), Err(Denial::Restricted));
+        assert_eq!(
+            decide(&policy, "support", &restricted),
+            Err(Denial::Restricted)
+        );
         assert_eq!(decide(&policy, "support", &SubjectState::default()), Ok(()));
-        assert_eq!(decide(&policy, "analytics", &SubjectState::default()), Ok(()));
+        assert_eq!(
+            decide(&policy, "analytics", &SubjectState::default()),
+            Ok(())
+        );
     }
 
     #[test]

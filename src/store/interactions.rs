@@ -108,9 +108,11 @@ pub fn page_for_subject(
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(
-            interactions::occurred_at.lt(after.occurred_at).or(interactions::occurred_at
-                .eq(after.occurred_at)
-                .and(interactions::id.lt(after.id.clone()))),
+            interactions::occurred_at
+                .lt(after.occurred_at)
+                .or(interactions::occurred_at
+                    .eq(after.occurred_at)
+                    .and(interactions::id.lt(after.id.clone()))),
         );
     }
     Ok(query.load(conn)?)

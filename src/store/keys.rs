@@ -65,7 +65,10 @@ pub fn find_key_material(
 }
 
 /// Inserts a wrapped secret; `false` if another process inserted one with this name first.
-pub fn insert_key_material(conn: &mut DbConnection, row: &KeyMaterialRow) -> Result<bool, StoreError> {
+pub fn insert_key_material(
+    conn: &mut DbConnection,
+    row: &KeyMaterialRow,
+) -> Result<bool, StoreError> {
     match diesel::insert_into(key_material::table)
         .values(row)
         .execute(conn)

@@ -243,8 +243,9 @@ pub fn upsert(
                 let handle = create_many(conn, vault, &[(subject_id, &index)], now)?
                     .remove(&index)
                     .expect("create_many returns every subject it created");
-                let row = subject_store::find_by_index(conn, &index)?
-                    .ok_or(VaultError::Corrupt("a subject vanished while being created"))?;
+                let row = subject_store::find_by_index(conn, &index)?.ok_or(
+                    VaultError::Corrupt("a subject vanished while being created"),
+                )?;
                 (row, handle.key, true)
             }
         };
@@ -274,10 +275,20 @@ pub fn upsert(
             Ok(())
         };
         if let Some(email) = &changes.email {
-            set_identifier(conn, IdentifierKind::Email, "email", email.as_ref().map(Email::as_str))?;
+            set_identifier(
+                conn,
+                IdentifierKind::Email,
+                "email",
+                email.as_ref().map(Email::as_str),
+            )?;
         }
         if let Some(phone) = &changes.phone {
-            set_identifier(conn, IdentifierKind::Phone, "phone", phone.as_ref().map(Phone::as_str))?;
+            set_identifier(
+                conn,
+                IdentifierKind::Phone,
+                "phone",
+                phone.as_ref().map(Phone::as_str),
+            )?;
         }
         for (name, value) in &changes.traits {
             let segmentable = policy.field(name.as_str()).is_some_and(|f| f.segmentable);
@@ -374,8 +385,8 @@ pub fn profile(
             record: SUBJECT_RECORD,
             field: &field,
         };
-        let value = String::from_utf8(open(&handle.key, &context, &sealed)?)
-            .map_err(|_| DecryptError)?;
+        let value =
+            String::from_utf8(open(&handle.key, &context, &sealed)?).map_err(|_| DecryptError)?;
         profile.identifiers.insert(name, value);
     }
     for (name, sealed) in read_map(&row.traits_ct)? {

@@ -16,7 +16,11 @@ pub fn seal(key: &DataKey, context: &FieldContext<'_>, plaintext: &[u8]) -> Stri
 }
 
 /// Decodes and decrypts one value sealed by [`seal`] for the same place.
-pub fn open(key: &DataKey, context: &FieldContext<'_>, sealed: &str) -> Result<Vec<u8>, DecryptError> {
+pub fn open(
+    key: &DataKey,
+    context: &FieldContext<'_>,
+    sealed: &str,
+) -> Result<Vec<u8>, DecryptError> {
     let bytes = STANDARD_NO_PAD.decode(sealed).map_err(|_| DecryptError)?;
     key.decrypt(context, &bytes)
 }

@@ -58,7 +58,9 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Email, String> {
         let normalized = raw.trim().to_lowercase();
         let valid = normalized.len() <= 254
-            && !normalized.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !normalized
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
             && matches!(normalized.split_once('@'), Some((local, domain))
                 if !local.is_empty() && domain.contains('.') && !domain.contains('@')
                     && !domain.starts_with('.') && !domain.ends_with('.'));
@@ -136,7 +138,9 @@ impl FieldValue {
                 "the value of `{field}` is longer than {MAX_TEXT_VALUE_CHARS} characters"
             )),
             Value::Number(number) => Ok(FieldValue::Number(number.clone())),
-            _ => Err(format!("the value of `{field}` must be a string or a number")),
+            _ => Err(format!(
+                "the value of `{field}` must be a string or a number"
+            )),
         }
     }
 
@@ -177,11 +181,23 @@ mod tests {
 
     #[test]
     fn identifiers_normalize() {
-        assert_eq!(Email::parse(" Jane@Example.COM ").unwrap().as_str(), "jane@example.com");
-        for bad in ["jane", "@example.com", "jane@", "jane@example", "ja ne@example.com"] {
+        assert_eq!(
+            Email::parse(" Jane@Example.COM ").unwrap().as_str(),
+            "jane@example.com"
+        );
+        for bad in [
+            "jane",
+            "@example.com",
+            "jane@",
+            "jane@example",
+            "ja ne@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Phone::parse("+49 (30) 1234-567").unwrap().as_str(), "+49301234567");
+        assert_eq!(
+            Phone::parse("+49 (30) 1234-567").unwrap().as_str(),
+            "+49301234567"
+        );
         for bad in ["0301234567", "+12", "+49 30 abc"] {
             assert!(Phone::parse(bad).is_err(), "{bad}");
         }

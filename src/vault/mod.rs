@@ -110,7 +110,10 @@ impl Vault {
 
     /// Re-reads the keyring files (after a rotation by another process).
     fn reload_keyring(&self) {
-        let mut loaded_at = self.keyring_loaded_at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded_at = self
+            .keyring_loaded_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *loaded_at = Instant::now();
         match MasterKeyring::load_or_create(&self.keyring_path) {
             Ok(keyring) => {

@@ -7,7 +7,9 @@ use std::path::Path;
 use crate::helpers::{custodia_command, fresh_database};
 
 fn migration_names(backend: &str) -> BTreeSet<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
     std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap())
@@ -71,5 +73,8 @@ fn concurrent_migrations_of_a_fresh_database_all_succeed_and_repeat_harmlessly()
             .output()
             .unwrap()
     };
-    assert!(keys.status.success(), "the migrated schema answers queries: {keys:?}");
+    assert!(
+        keys.status.success(),
+        "the migrated schema answers queries: {keys:?}"
+    );
 }
