@@ -9,8 +9,19 @@ use crate::helpers::{assert_problem, spawn_app};
 
 const SAMPLE_ROLES: [&str; 5] = ["admin", "compliance", "marketer", "collector", "support"];
 
+/// The pattern with every `{parameter}` replaced by a plausible value.
 fn concrete_path(pattern: &str) -> String {
-    pattern.replace("{id}", "0123456789abcdef")
+    pattern
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "0123456789abcdef"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn method_of(method: &actix_web::http::Method) -> Method {

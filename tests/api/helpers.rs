@@ -301,3 +301,105 @@ pub async fn stored_key_count(app: &TestApp) -> usize {
     .await
     .expect("count finishes")
 }
+
+/// A policy directory with the sample purposes and fields, and the sample roles plus `extra`.
+pub fn policy_with_extra_roles(extra: &str) -> TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for name in ["purposes.toml", "fields.toml"] {
+        std::fs::copy(sample_policy_dir().join(name), dir.path().join(name)).unwrap();
+    }
+    let roles = std::fs::read_to_string(sample_policy_dir().join("roles.toml")).unwrap();
+    std::fs::write(dir.path().join("roles.toml"), format!("{roles}\n{extra}")).unwrap();
+    dir
+}
+
+/// Counts the rows of a table.
+pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
+    use custodia::store::schema::*;
+    use diesel::prelude::*;
+    let database = app.database();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().expect("a connection");
+        let conn = &mut *conn;
+        match table {
+            "subjects" => subjects::table.count().get_result(conn),
+            "interactions" => interactions::table.count().get_result(conn),
+            "interaction_purposes" => interaction_purposes::table.count().get_result(conn),
+            "data_keys" => data_keys::table.count().get_result(conn),
+            "subject_traits" => subject_traits::table.count().get_result(conn),
+            "subject_identifiers" => subject_identifiers::table.count().get_result(conn),
+            other => panic!("no count for table {other}"),
+        }
+        .expect("count rows")
+    })
+    .await
+    .unwrap()
+}
+
+/// Everything the database holds, as bytes to search: the SQLite files, or on PostgreSQL every
+/// row of every table in the test schema as text (binary columns as hex).
+pub async fn database_dump(app: &TestApp) -> Vec<u8> {
+    use diesel::prelude::*;
+    if let custodia::store::DatabaseUrl::Sqlite(path) = &app.settings.database_url {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-journal"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            if let Ok(content) = std::fs::read(std::path::PathBuf::from(file)) {
+                bytes.extend(content);
+            }
+        }
+        return bytes;
+    }
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        text: String,
+    }
+    let database = app.database();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().expect("a connection");
+        let custodia::store::DbConnection::Postgresql(pg) = &mut *conn else {
+            panic!("expected PostgreSQL");
+        };
+        let tables: Vec<Row> = diesel::sql_query(
+            "SELECT table_name::text AS text FROM information_schema.tables \
+             WHERE table_schema = current_schema()",
+        )
+        .load(pg)
+        .expect("list tables");
+        let mut bytes = Vec::new();
+        for table in tables {
+            let rows: Vec<Row> = diesel::sql_query(format!(
+                "SELECT CAST(t AS TEXT) AS text FROM {} t",
+                table.text
+            ))
+            .load(pg)
+            .expect("dump a table");
+            for row in rows {
+                bytes.extend(row.text.into_bytes());
+                bytes.push(b'\n');
+            }
+        }
+        bytes
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether `needle` occurs in `haystack` as bytes, hex or base64.
+pub fn contains_in_any_encoding(haystack: &[u8], needle: &str) -> bool {
+    use base64::Engine;
+    let forms = [
+        needle.as_bytes().to_vec(),
+        hex::encode(needle).into_bytes(),
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(needle)
+            .into_bytes(),
+    ];
+    forms.iter().any(|form| {
+        haystack
+            .windows(form.len())
+            .any(|window| window == form.as_slice())
+    })
+}
