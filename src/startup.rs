@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
 use crate::policy::{load_dir, Policy};
-use crate::store::{build_pool, run_migrations, Database};
+use crate::store::{run_migrations, Database};
 use crate::vault::Vault;
 
 /// Connections per process: SQLite serializes writers anyway; PostgreSQL gets a modest pool
@@ -36,10 +36,7 @@ pub fn load_policy(settings: &Settings) -> anyhow::Result<Policy> {
 /// Creates the data directory if needed, opens the database and applies pending migrations.
 pub fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     create_private_dir(&settings.data_dir)?;
-    let database = Database::new(
-        build_pool(&settings.database_url, POOL_SIZE),
-        settings.database_url.clone(),
-    );
+    let database = Database::connect(&settings.database_url, POOL_SIZE);
     let mut conn = database
         .connection()
         .with_context(|| format!("cannot open the database {}", settings.database_url))?;

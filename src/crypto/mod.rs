@@ -32,8 +32,8 @@ pub use master_key::{MasterKey, MasterKeyError, MasterKeyId, MASTER_KEY_LEN};
 #[error("the ciphertext could not be decrypted (wrong key, wrong place, or altered)")]
 pub struct DecryptError;
 
-/// Fills a new secret with random bytes from the operating system.
-pub(crate) fn random_array<const N: usize>() -> zeroize::Zeroizing<[u8; N]> {
+/// Random bytes from the operating system, zeroized when dropped.
+pub fn random_array<const N: usize>() -> zeroize::Zeroizing<[u8; N]> {
     use ring::rand::SecureRandom;
     let mut bytes = zeroize::Zeroizing::new([0u8; N]);
     ring::rand::SystemRandom::new()

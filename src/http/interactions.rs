@@ -9,12 +9,15 @@ use serde_json::{Map, Value};
 
 use super::problem::describe_serde_message;
 use super::{ApiError, AppState};
-use crate::auth::Principal;
+use std::sync::Arc;
+
+use crate::auth::{KeyId, Principal};
 use crate::interactions::{
-    ingest, parse_purpose, read_for_purpose, Cursor, Draft, Outcome, PurposeRejection,
-    RawInteraction, DEFAULT_PAGE, MAX_BATCH,
+    commit_ingest, parse_purpose, prepare_ingest, read_for_purpose, Cursor, Draft, Outcome,
+    PurposeRejection, RawInteraction, DEFAULT_PAGE, MAX_BATCH, MAX_INGEST_ATTEMPTS,
 };
 use crate::rejection::Rejection;
+use crate::subjects::SubjectError;
 use crate::subjects::SubjectId;
 
 /// The largest batch body accepted, in bytes.
@@ -123,6 +126,36 @@ fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
     }
 }
 
+/// Prepares on a reading connection (beside other requests), then commits on the writer,
+/// preparing again if another request wrote the same subjects or interactions in between.
+async fn store_drafts(
+    state: &AppState,
+    key_id: &KeyId,
+    drafts: Vec<Draft>,
+) -> Result<Vec<Outcome>, ApiError> {
+    let drafts = Arc::new(drafts);
+    for _ in 0..MAX_INGEST_ATTEMPTS {
+        let (vault, policy, key_id, batch) = (
+            state.vault.clone(),
+            state.policy.clone(),
+            key_id.clone(),
+            drafts.clone(),
+        );
+        let prepared = state
+            .db
+            .run(move |conn| prepare_ingest(conn, &vault, &policy, &key_id, &batch))
+            .await?;
+        let committed = state
+            .db
+            .run_write(move |conn| commit_ingest(conn, prepared))
+            .await?;
+        if let Ok(outcomes) = committed {
+            return Ok(outcomes);
+        }
+    }
+    Err(SubjectError::Contended.into())
+}
+
 /// Records one interaction.
 #[utoipa::path(post, path = "/v1/interactions", tag = "interactions", security(("bearer" = [])),
     request_body = InteractionRequest,
@@ -140,11 +173,7 @@ pub async fn create(
     body: web::Json<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = Draft::parse(&state.policy, &principal.role, body.into_inner().into())?;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
-    let mut outcomes = state
-        .db
-        .run(move |conn| ingest(conn, &vault, &policy, &principal.key_id, &[draft]))
-        .await?;
+    let mut outcomes = store_drafts(&state, &principal.key_id, vec![draft]).await?;
     let result = result_of(outcomes.remove(0))?;
     Ok(if result.duplicate {
         HttpResponse::Ok().json(result)
@@ -265,12 +294,7 @@ pub async fn batch(
             })),
         }
     }
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
-    let key_id = principal.key_id.clone();
-    let outcomes = state
-        .db
-        .run(move |conn| ingest(conn, &vault, &policy, &key_id, &drafts))
-        .await?;
+    let outcomes = store_drafts(&state, &principal.key_id, drafts).await?;
     for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
         results[index] = Some(match result_of(outcome) {
             Ok(result) => BatchItem {

@@ -86,7 +86,7 @@ pub async fn create(
     let policy = state.policy.clone();
     let created = state
         .db
-        .run(move |conn| {
+        .run_write(move |conn| {
             create_key(
                 conn,
                 &policy,
@@ -128,7 +128,10 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let key_id = id.clone();
-    let revoked = state.db.run(move |conn| revoke_key(conn, &key_id)).await?;
+    let revoked = state
+        .db
+        .run_write(move |conn| revoke_key(conn, &key_id))
+        .await?;
     state.key_status.forget(&id);
     Ok(HttpResponse::Ok().json(KeyBody::from(revoked)))
 }

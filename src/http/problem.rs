@@ -233,6 +233,13 @@ impl From<SubjectError> for ApiError {
         match error {
             SubjectError::Store(error) => error.into(),
             SubjectError::Vault(VaultError::Store(error)) => error.into(),
+            SubjectError::Contended => ApiError::Problem {
+                status: StatusCode::CONFLICT,
+                code: "write_conflict",
+                detail:
+                    "other requests kept writing the same subjects; nothing was stored, try again"
+                        .into(),
+            },
             other => ApiError::Internal(other.into()),
         }
     }

@@ -55,7 +55,7 @@ pub async fn put(
     let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let outcome = state
         .db
-        .run(move |conn| upsert(conn, &vault, &policy, &subject_id, &changes))
+        .run_write(move |conn| upsert(conn, &vault, &policy, &subject_id, &changes))
         .await?;
     let response = SubjectResponse {
         subject_id: raw_id,

@@ -27,7 +27,8 @@ use crate::store::write_transaction;
 use crate::store::DbConnection;
 use crate::subjects::sealed::{open, read_map, seal, write_map};
 use crate::subjects::{
-    self, declared_field, processing_state, FieldValue, SubjectError, SubjectHandle, SubjectId,
+    self, declared_field, processing_state, FieldValue, PlannedSubjects, SubjectError,
+    SubjectHandle, SubjectId,
 };
 use crate::vault::Vault;
 
@@ -216,15 +217,33 @@ pub enum Outcome {
     },
 }
 
-/// Stores validated interactions in one transaction and says what happened to each, in order.
-/// Unknown subjects are created, but only for interactions that are stored.
-pub fn ingest(
+/// Interactions ready to be written: every decision made, every value encrypted.
+#[derive(Debug)]
+pub struct PreparedIngest {
+    outcomes: Vec<Outcome>,
+    subjects: PlannedSubjects,
+    rows: Vec<InteractionRow>,
+    purposes: Vec<InteractionPurposeRow>,
+}
+
+/// Another request wrote one of the same subjects or interactions between preparation and
+/// commit; prepare again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestConflict;
+
+/// How often an ingest is prepared again after a conflict before it gives up.
+pub const MAX_INGEST_ATTEMPTS: usize = 5;
+
+/// Phase 1, reading only (it runs beside other writers): finds subjects and earlier copies of
+/// these interactions, decides the legal basis of every purpose (rule 5), plans the subjects to
+/// create (only for interactions that will be stored) and encrypts everything.
+pub fn prepare_ingest(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
     recorded_by: &KeyId,
     drafts: &[Draft],
-) -> Result<Vec<Outcome>, SubjectError> {
+) -> Result<PreparedIngest, SubjectError> {
     let now = Utc::now().naive_utc();
     let subject_indexes: Vec<String> = drafts
         .iter()
@@ -241,167 +260,217 @@ pub fn ingest(
         })
         .collect();
 
-    write_transaction(conn, |conn| {
-        let mut distinct: Vec<&str> = subject_indexes.iter().map(String::as_str).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let existing: HashMap<String, String> = subject_store::ids_by_index(conn, &distinct)?
-            .into_iter()
-            .collect();
+    let mut distinct: Vec<&str> = subject_indexes.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let existing: HashMap<String, String> = subject_store::ids_by_index(conn, &distinct)?
+        .into_iter()
+        .collect();
 
-        let client_refs: Vec<&str> = client_indexes.iter().map(String::as_str).collect();
-        let mut stored: HashMap<(String, String), Vec<PurposeId>> = HashMap::new();
-        for (subject_pk, client_index, purposes) in
-            interaction_store::existing_by_client_index(conn, &client_refs)?
-        {
-            stored.insert((subject_pk, client_index), parse_stored_purposes(&purposes));
-        }
+    let pairs: Vec<(&str, &str)> = subject_indexes
+        .iter()
+        .zip(&client_indexes)
+        .filter_map(|(subject_index, client_index)| {
+            existing
+                .get(subject_index)
+                .map(|pk| (pk.as_str(), client_index.as_str()))
+        })
+        .collect();
+    let mut stored: HashMap<(String, String), Vec<PurposeId>> = HashMap::new();
+    for found in interaction_store::existing_by_client_index(conn, &pairs)? {
+        stored.insert(
+            (found.subject_pk, found.client_index),
+            parse_stored_purposes(&found.purposes),
+        );
+    }
+    let mut states = HashMap::new();
+    for pk in existing.values() {
+        states.insert(pk.clone(), processing_state(conn, pk)?);
+    }
+    let empty_state = crate::policy::SubjectState::default();
 
-        let mut states = HashMap::new();
-        for pk in existing.values() {
-            states.insert(pk.clone(), processing_state(conn, pk)?);
-        }
-        let empty_state = crate::policy::SubjectState::default();
-
-        // Decide every draft before creating anything.
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; drafts.len()];
-        let mut to_store: Vec<(usize, Vec<PurposeId>, Vec<PurposeRejection>)> = Vec::new();
-        let mut in_this_batch: HashMap<(String, String), usize> = HashMap::new();
-        for (index, draft) in drafts.iter().enumerate() {
-            let subject_index = &subject_indexes[index];
-            let client_index = &client_indexes[index];
-            if let Some(pk) = existing.get(subject_index) {
-                if let Some(purposes) = stored.get(&(pk.clone(), client_index.clone())) {
-                    outcomes[index] = Some(duplicate_of(draft, purposes.clone()));
-                    continue;
-                }
-            }
-            if let Some(&first) = in_this_batch.get(&(subject_index.clone(), client_index.clone()))
-            {
-                outcomes[index] = Some(match &outcomes[first] {
-                    Some(Outcome::NoLegalBasis { rejected }) => Outcome::NoLegalBasis {
-                        rejected: rejected.clone(),
-                    },
-                    _ => {
-                        let accepted = to_store
-                            .iter()
-                            .find(|(i, _, _)| *i == first)
-                            .map(|(_, accepted, _)| accepted.clone())
-                            .unwrap_or_default();
-                        duplicate_of(draft, accepted)
-                    }
-                });
+    // Decide every draft before planning anything.
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; drafts.len()];
+    let mut to_store: Vec<(usize, Vec<PurposeId>, Vec<PurposeRejection>)> = Vec::new();
+    let mut first_in_batch: HashMap<(&str, &str), usize> = HashMap::new();
+    for (index, draft) in drafts.iter().enumerate() {
+        let subject_index = subject_indexes[index].as_str();
+        let client_index = client_indexes[index].as_str();
+        if let Some(pk) = existing.get(subject_index) {
+            if let Some(purposes) = stored.get(&(pk.clone(), client_index.to_owned())) {
+                outcomes[index] = Some(duplicate_of(draft, purposes.clone()));
                 continue;
             }
-            in_this_batch.insert((subject_index.clone(), client_index.clone()), index);
-            let state = existing
-                .get(subject_index)
-                .and_then(|pk| states.get(pk))
-                .unwrap_or(&empty_state);
-            let (accepted, rejected) = split_by_legal_basis(policy, &draft.purposes, state);
-            if accepted.is_empty() {
-                outcomes[index] = Some(Outcome::NoLegalBasis { rejected });
-            } else {
-                to_store.push((index, accepted, rejected));
-            }
         }
+        if let Some(&first) = first_in_batch.get(&(subject_index, client_index)) {
+            let repeated = match &outcomes[first] {
+                Some(Outcome::NoLegalBasis { rejected }) => Outcome::NoLegalBasis {
+                    rejected: rejected.clone(),
+                },
+                _ => {
+                    let accepted = to_store
+                        .iter()
+                        .find(|(i, _, _)| *i == first)
+                        .map(|(_, accepted, _)| accepted.clone())
+                        .unwrap_or_default();
+                    duplicate_of(draft, accepted)
+                }
+            };
+            outcomes[index] = Some(repeated);
+            continue;
+        }
+        first_in_batch.insert((subject_index, client_index), index);
+        let state = existing
+            .get(subject_index)
+            .and_then(|pk| states.get(pk))
+            .unwrap_or(&empty_state);
+        let (accepted, rejected) = split_by_legal_basis(policy, &draft.purposes, state);
+        if accepted.is_empty() {
+            outcomes[index] = Some(Outcome::NoLegalBasis { rejected });
+        } else {
+            to_store.push((index, accepted, rejected));
+        }
+    }
 
-        // Create the subjects that are needed and do not exist yet.
-        let mut handles: HashMap<String, SubjectHandle> = HashMap::new();
-        let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
-        for (index, _, _) in &to_store {
-            let subject_index = subject_indexes[*index].as_str();
-            if !existing.contains_key(subject_index)
-                && !missing.iter().any(|(_, known)| *known == subject_index)
-            {
-                missing.push((&drafts[*index].subject_id, subject_index));
-            }
+    // Plan the subjects that are needed and do not exist yet; load the others' keys.
+    let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
+    for (index, _, _) in &to_store {
+        let subject_index = subject_indexes[*index].as_str();
+        if !existing.contains_key(subject_index)
+            && !missing.iter().any(|(_, known)| *known == subject_index)
+        {
+            missing.push((&drafts[*index].subject_id, subject_index));
         }
-        handles.extend(subjects::create_many(conn, vault, &missing, now)?);
-        let existing_pks: Vec<&str> = to_store
-            .iter()
-            .filter_map(|(index, _, _)| existing.get(&subject_indexes[*index]))
-            .map(String::as_str)
-            .collect();
-        let keys = vault.data_keys_for(conn, &existing_pks)?;
-        for (subject_index, pk) in &existing {
-            if let Some(key) = keys.get(pk) {
-                handles.insert(
-                    subject_index.clone(),
-                    SubjectHandle {
-                        pk: pk.clone(),
-                        key: key.clone(),
-                    },
-                );
-            }
+    }
+    let planned = subjects::plan_new_subjects(vault, &missing, now);
+    let mut handles = planned.handles.clone();
+    let existing_pks: Vec<&str> = to_store
+        .iter()
+        .filter_map(|(index, _, _)| existing.get(&subject_indexes[*index]))
+        .map(String::as_str)
+        .collect();
+    let keys = vault.data_keys_for(conn, &existing_pks)?;
+    for (subject_index, pk) in &existing {
+        if let Some(key) = keys.get(pk) {
+            handles.insert(
+                subject_index.clone(),
+                SubjectHandle {
+                    pk: pk.clone(),
+                    key: key.clone(),
+                },
+            );
         }
+    }
 
-        let mut rows = Vec::with_capacity(to_store.len());
-        let mut purpose_rows = Vec::with_capacity(to_store.len() * 2);
-        for (index, accepted, rejected) in to_store {
-            let draft = &drafts[index];
-            let handle =
-                handles
-                    .get(&subject_indexes[index])
-                    .ok_or(crate::vault::VaultError::Corrupt(
-                        "a subject without a data key",
-                    ))?;
-            let id = uuid::Uuid::new_v4().to_string();
-            let mut data = BTreeMap::new();
-            for (field, value) in &draft.data {
-                let context = FieldContext {
-                    subject: &handle.pk,
-                    record: &id,
-                    field: field.as_str(),
-                };
-                data.insert(
-                    field.as_str().to_owned(),
-                    seal(&handle.key, &context, &value.to_plaintext()),
-                );
-            }
-            let client_context = FieldContext {
+    let mut rows = Vec::with_capacity(to_store.len());
+    let mut purpose_rows = Vec::with_capacity(to_store.len() * 2);
+    for (index, accepted, rejected) in to_store {
+        let draft = &drafts[index];
+        let handle =
+            handles
+                .get(&subject_indexes[index])
+                .ok_or(crate::vault::VaultError::Corrupt(
+                    "a subject without a data key",
+                ))?;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let mut data = BTreeMap::new();
+        for (field, value) in &draft.data {
+            let context = FieldContext {
                 subject: &handle.pk,
                 record: &id,
-                field: CLIENT_ID_FIELD,
+                field: field.as_str(),
             };
-            for purpose in &accepted {
-                purpose_rows.push(InteractionPurposeRow {
-                    interaction_pk: id.clone(),
-                    subject_pk: handle.pk.clone(),
-                    purpose: purpose.to_string(),
-                });
-            }
-            rows.push(InteractionRow {
-                client_id_ct: handle
-                    .key
-                    .encrypt(&client_context, draft.client_id.as_bytes()),
+            data.insert(
+                field.as_str().to_owned(),
+                seal(&handle.key, &context, &value.to_plaintext()),
+            );
+        }
+        let client_context = FieldContext {
+            subject: &handle.pk,
+            record: &id,
+            field: CLIENT_ID_FIELD,
+        };
+        for purpose in &accepted {
+            purpose_rows.push(InteractionPurposeRow {
+                interaction_pk: id.clone(),
                 subject_pk: handle.pk.clone(),
-                client_index: client_indexes[index].clone(),
-                interaction_type: draft.interaction_type.clone(),
-                channel: draft.channel.clone(),
-                occurred_at: draft.occurred_at,
-                recorded_at: now,
-                purposes: serde_json::to_string(
-                    &accepted.iter().map(PurposeId::as_str).collect::<Vec<_>>(),
-                )
-                .expect("strings encode"),
-                data_ct: write_map(&data),
-                recorded_by: recorded_by.to_string(),
-                id,
-            });
-            outcomes[index] = Some(Outcome::Stored {
-                client_id: draft.client_id.clone(),
-                accepted,
-                rejected,
-                duplicate: false,
+                purpose: purpose.to_string(),
             });
         }
-        interaction_store::insert(conn, &rows, &purpose_rows)?;
-        Ok(outcomes
+        rows.push(InteractionRow {
+            client_id_ct: handle
+                .key
+                .encrypt(&client_context, draft.client_id.as_bytes()),
+            subject_pk: handle.pk.clone(),
+            client_index: client_indexes[index].clone(),
+            interaction_type: draft.interaction_type.clone(),
+            channel: draft.channel.clone(),
+            occurred_at: draft.occurred_at,
+            recorded_at: now,
+            purposes: serde_json::to_string(
+                &accepted.iter().map(PurposeId::as_str).collect::<Vec<_>>(),
+            )
+            .expect("strings encode"),
+            data_ct: write_map(&data),
+            recorded_by: recorded_by.to_string(),
+            id,
+        });
+        outcomes[index] = Some(Outcome::Stored {
+            client_id: draft.client_id.clone(),
+            accepted,
+            rejected,
+            duplicate: false,
+        });
+    }
+    Ok(PreparedIngest {
+        outcomes: outcomes
             .into_iter()
             .map(|outcome| outcome.expect("every draft has an outcome"))
-            .collect())
+            .collect(),
+        subjects: planned,
+        rows,
+        purposes: purpose_rows,
     })
+}
+
+/// Phase 2: writes a prepared ingest in one transaction, holding the write lock only for the
+/// inserts. A unique violation (someone else stored one of these subjects or interactions
+/// since phase 1) rolls everything back and reports a conflict.
+pub fn commit_ingest(
+    conn: &mut DbConnection,
+    prepared: PreparedIngest,
+) -> Result<Result<Vec<Outcome>, IngestConflict>, SubjectError> {
+    let written = write_transaction(conn, |conn| {
+        subjects::insert_planned(conn, &prepared.subjects)?;
+        interaction_store::insert(conn, &prepared.rows, &prepared.purposes)
+    });
+    match written {
+        Ok(()) => Ok(Ok(prepared.outcomes)),
+        Err(crate::store::StoreError::Query(error))
+            if crate::store::is_unique_violation(&error) =>
+        {
+            Ok(Err(IngestConflict))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Prepares and commits on one connection, preparing again after a conflict: for callers
+/// without an async runtime (tests, tools).
+pub fn ingest(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    recorded_by: &KeyId,
+    drafts: &[Draft],
+) -> Result<Vec<Outcome>, SubjectError> {
+    for _ in 0..MAX_INGEST_ATTEMPTS {
+        let prepared = prepare_ingest(conn, vault, policy, recorded_by, drafts)?;
+        if let Ok(outcomes) = commit_ingest(conn, prepared)? {
+            return Ok(outcomes);
+        }
+    }
+    Err(SubjectError::Contended)
 }
 
 fn duplicate_of(draft: &Draft, accepted: Vec<PurposeId>) -> Outcome {

@@ -46,24 +46,66 @@ pub struct InteractionPurposeRow {
     pub purpose: String,
 }
 
-/// `(subject_pk, client_index, client id ciphertext, purposes)` of stored interactions whose
-/// client index is among `client_indexes`.
+/// A stored interaction's identity and purposes, as found by [`existing_by_client_index`].
+#[derive(Debug, QueryableByName)]
+pub struct ExistingInteraction {
+    /// The subject's internal id.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub subject_pk: String,
+    /// The client index.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub client_index: String,
+    /// JSON array of its purposes.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub purposes: String,
+}
+
+fn bind_pairs<'a, DB>(
+    sql: String,
+    pairs: &'a [(&'a str, &'a str)],
+) -> diesel::query_builder::BoxedSqlQuery<'a, DB, diesel::query_builder::SqlQuery>
+where
+    DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+    &'a str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+{
+    let mut query = diesel::sql_query(sql).into_boxed::<DB>();
+    for (subject_pk, client_index) in pairs {
+        query = query
+            .bind::<diesel::sql_types::Text, _>(*subject_pk)
+            .bind::<diesel::sql_types::Text, _>(*client_index);
+    }
+    query
+}
+
+/// The stored interactions among these `(subject_pk, client_index)` pairs, found through the
+/// `(subject_pk, client_index)` index with one lookup per pair.
 pub fn existing_by_client_index(
     conn: &mut DbConnection,
-    client_indexes: &[&str],
-) -> Result<Vec<(String, String, String)>, StoreError> {
+    pairs: &[(&str, &str)],
+) -> Result<Vec<ExistingInteraction>, StoreError> {
+    const SELECT: &str = "SELECT subject_pk, client_index, purposes FROM interactions WHERE ";
     let mut found = Vec::new();
-    for chunk in client_indexes.chunks(MAX_IN_LIST) {
-        found.extend(
-            interactions::table
-                .filter(interactions::client_index.eq_any(chunk))
-                .select((
-                    interactions::subject_pk,
-                    interactions::client_index,
-                    interactions::purposes,
-                ))
-                .load::<(String, String, String)>(conn)?,
-        );
+    for chunk in pairs.chunks(MAX_IN_LIST / 2) {
+        // A row-value IN list, which diesel's DSL cannot express; the two backends spell it
+        // differently (SQLite wants a VALUES list, PostgreSQL plans the plain list as index
+        // probes) and number their placeholders differently.
+        match conn {
+            DbConnection::Sqlite(sqlite) => {
+                let tuples = vec!["(?, ?)"; chunk.len()].join(", ");
+                let sql = format!("{SELECT}(subject_pk, client_index) IN (VALUES {tuples})");
+                found.extend(bind_pairs::<diesel::sqlite::Sqlite>(sql, chunk).load(sqlite)?);
+            }
+            DbConnection::Postgresql(pg) => {
+                let tuples: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                    .collect();
+                let sql = format!(
+                    "{SELECT}(subject_pk, client_index) IN ({})",
+                    tuples.join(", ")
+                );
+                found.extend(bind_pairs::<diesel::pg::Pg>(sql, chunk).load(pg)?);
+            }
+        }
     }
     Ok(found)
 }

@@ -36,6 +36,9 @@ pub enum SubjectError {
     /// A stored ciphertext did not decrypt.
     #[error("a stored value could not be decrypted")]
     Decrypt(#[from] DecryptError),
+    /// Other requests kept writing the same subjects; the work was not done.
+    #[error("too many concurrent writes to the same subjects; try again")]
+    Contended,
 }
 
 impl From<diesel::result::Error> for SubjectError {
@@ -177,26 +180,34 @@ pub fn processing_state(
     Ok(SubjectState::default())
 }
 
-/// Creates subjects for these ids (which must not exist yet): a row, a data key, a sealed copy
-/// of the app's id. Returns their handles by blind index.
-pub fn create_many(
-    conn: &mut DbConnection,
+/// Subjects to be created: their rows, their wrapped data keys, and handles to use at once.
+#[derive(Debug, Default)]
+pub struct PlannedSubjects {
+    /// The subject rows.
+    pub rows: Vec<SubjectRow>,
+    /// Their wrapped data keys.
+    pub keys: Vec<crate::store::keys::DataKeyRow>,
+    /// Handles by blind index.
+    pub handles: HashMap<String, SubjectHandle>,
+}
+
+/// Prepares new subjects for these ids and blind indexes: an internal id, a data key, a sealed
+/// copy of the app's id. Nothing is written; [`insert_planned`] writes them.
+pub fn plan_new_subjects(
     vault: &Vault,
     subjects: &[(&SubjectId, &str)],
     now: NaiveDateTime,
-) -> Result<HashMap<String, SubjectHandle>, SubjectError> {
-    let mut rows = Vec::with_capacity(subjects.len());
-    let mut key_rows = Vec::with_capacity(subjects.len());
-    let mut handles = HashMap::with_capacity(subjects.len());
+) -> PlannedSubjects {
+    let mut planned = PlannedSubjects::default();
     for (subject_id, index) in subjects {
-        let pk = uuid::Uuid::new_v4().to_string();
+        let pk = new_subject_pk();
         let (key, key_row) = vault.new_data_key(&pk);
         let context = FieldContext {
             subject: &pk,
             record: SUBJECT_RECORD,
             field: "$subject_id",
         };
-        rows.push(SubjectRow {
+        planned.rows.push(SubjectRow {
             id: pk.clone(),
             subject_index: (*index).to_owned(),
             subject_id_ct: key.encrypt(&context, subject_id.as_str().as_bytes()),
@@ -205,12 +216,31 @@ pub fn create_many(
             created_at: now,
             updated_at: now,
         });
-        key_rows.push(key_row);
-        handles.insert((*index).to_owned(), SubjectHandle { pk, key });
+        planned.keys.push(key_row);
+        planned
+            .handles
+            .insert((*index).to_owned(), SubjectHandle { pk, key });
     }
-    subject_store::insert(conn, &rows)?;
-    key_store::insert_data_keys(conn, &key_rows)?;
-    Ok(handles)
+    planned
+}
+
+/// Writes planned subjects. A unique violation means another request created one of them
+/// first; callers retry.
+pub fn insert_planned(
+    conn: &mut DbConnection,
+    planned: &PlannedSubjects,
+) -> Result<(), StoreError> {
+    subject_store::insert(conn, &planned.rows)?;
+    key_store::insert_data_keys(conn, &planned.keys)?;
+    Ok(())
+}
+
+/// A new internal subject id: 128 random bits, base64url (22 characters). Short, because it
+/// leads several indexes; random, because it must reveal nothing (not even creation order).
+fn new_subject_pk() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(crate::crypto::random_array::<16>().as_ref())
 }
 
 /// The result of an upsert.
@@ -220,8 +250,26 @@ pub struct UpsertOutcome {
     pub created: bool,
 }
 
-/// Creates or updates a subject's identifiers and traits, in one transaction.
+/// Creates or updates a subject's identifiers and traits, in one transaction; if another
+/// request created the same subject at the same moment, tries again (then it is an update).
 pub fn upsert(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+    changes: &SubjectChanges,
+) -> Result<UpsertOutcome, SubjectError> {
+    for _ in 0..3 {
+        match upsert_once(conn, vault, policy, subject_id, changes) {
+            Err(SubjectError::Store(StoreError::Query(error)))
+                if crate::store::is_unique_violation(&error) => {}
+            other => return other,
+        }
+    }
+    Err(SubjectError::Contended)
+}
+
+fn upsert_once(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -240,12 +288,13 @@ pub fn upsert(
                 (row, key, false)
             }
             None => {
-                let handle = create_many(conn, vault, &[(subject_id, &index)], now)?
+                let mut planned = plan_new_subjects(vault, &[(subject_id, &index)], now);
+                insert_planned(conn, &planned)?;
+                let row = planned.rows.remove(0);
+                let handle = planned
+                    .handles
                     .remove(&index)
-                    .expect("create_many returns every subject it created");
-                let row = subject_store::find_by_index(conn, &index)?.ok_or(
-                    VaultError::Corrupt("a subject vanished while being created"),
-                )?;
+                    .expect("a planned subject has a handle");
                 (row, handle.key, true)
             }
         };

@@ -46,6 +46,9 @@ CREATE TABLE subject_traits (
 );
 CREATE INDEX subject_traits_filter ON subject_traits (name, value);
 
+-- Ids are time-ordered (UUIDv7) so new rows append to the primary key. The one index that
+-- grows at random places is (subject_pk, client_index): it enforces idempotency and serves
+-- every per-subject read.
 CREATE TABLE interactions (
     id               TEXT PRIMARY KEY NOT NULL,
     subject_pk       TEXT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
@@ -60,7 +63,6 @@ CREATE TABLE interactions (
     recorded_by      TEXT NOT NULL,
     UNIQUE (subject_pk, client_index)
 );
-CREATE INDEX interactions_by_subject_time ON interactions (subject_pk, occurred_at, id);
 
 -- The purposes each interaction was accepted for, so purpose limitation runs in SQL.
 CREATE TABLE interaction_purposes (
@@ -69,7 +71,6 @@ CREATE TABLE interaction_purposes (
     purpose        TEXT NOT NULL,
     PRIMARY KEY (interaction_pk, purpose)
 );
-CREATE INDEX interaction_purposes_by_purpose ON interaction_purposes (purpose, subject_pk);
 
 -- Master key rotations, so an interrupted one can be resumed.
 CREATE TABLE master_key_rotations (
