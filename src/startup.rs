@@ -13,15 +13,16 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::config::Settings;
+use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
 use crate::policy::{load_dir, Policy};
 use crate::store::{run_migrations, Database};
 use crate::vault::Vault;
 
-/// Connections per process: SQLite serializes writers anyway; PostgreSQL gets a modest pool
-/// so that several processes fit under its default connection limit.
-const POOL_SIZE: u32 = 10;
+/// Connections per process: on SQLite, readers (writes have their own connection); on
+/// PostgreSQL, everything, sized so that several processes fit under its default limit of 100.
+const POOL_SIZE: u32 = 16;
 
 /// Loads and validates the policy directory, with every error as `file:line: message`.
 pub fn load_policy(settings: &Settings) -> anyhow::Result<Policy> {
@@ -77,15 +78,18 @@ impl Application {
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
         let policy = load_policy(settings)?;
         let db = open_database(settings)?;
-        let vault = open_vault(settings, &db)?;
+        db.start_checkpointer();
+        let vault = Arc::new(open_vault(settings, &db)?);
+        let policy = Arc::new(policy);
         let state = web::Data::new(AppState {
+            ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
             db,
             tokens: TokenService::new(vault.token_key(), settings.token_ttl),
-            vault: Arc::new(vault),
+            vault,
             key_status: KeyStatusCache::new(),
             metrics: Metrics::new(),
             openapi_json: openapi::document(),
-            policy: Arc::new(policy),
+            policy,
         });
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;

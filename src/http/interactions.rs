@@ -9,15 +9,12 @@ use serde_json::{Map, Value};
 
 use super::problem::describe_serde_message;
 use super::{ApiError, AppState};
-use std::sync::Arc;
-
-use crate::auth::{KeyId, Principal};
+use crate::auth::Principal;
 use crate::interactions::{
-    commit_ingest, parse_purpose, prepare_ingest, read_for_purpose, Cursor, Draft, Outcome,
-    PurposeRejection, RawInteraction, DEFAULT_PAGE, MAX_BATCH, MAX_INGEST_ATTEMPTS,
+    parse_purpose, read_for_purpose, Cursor, Draft, Outcome, PurposeRejection, RawInteraction,
+    DEFAULT_PAGE, MAX_BATCH,
 };
 use crate::rejection::Rejection;
-use crate::subjects::SubjectError;
 use crate::subjects::SubjectId;
 
 /// The largest batch body accepted, in bytes.
@@ -126,36 +123,6 @@ fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
     }
 }
 
-/// Prepares on a reading connection (beside other requests), then commits on the writer,
-/// preparing again if another request wrote the same subjects or interactions in between.
-async fn store_drafts(
-    state: &AppState,
-    key_id: &KeyId,
-    drafts: Vec<Draft>,
-) -> Result<Vec<Outcome>, ApiError> {
-    let drafts = Arc::new(drafts);
-    for _ in 0..MAX_INGEST_ATTEMPTS {
-        let (vault, policy, key_id, batch) = (
-            state.vault.clone(),
-            state.policy.clone(),
-            key_id.clone(),
-            drafts.clone(),
-        );
-        let prepared = state
-            .db
-            .run(move |conn| prepare_ingest(conn, &vault, &policy, &key_id, &batch))
-            .await?;
-        let committed = state
-            .db
-            .run_write(move |conn| commit_ingest(conn, prepared))
-            .await?;
-        if let Ok(outcomes) = committed {
-            return Ok(outcomes);
-        }
-    }
-    Err(SubjectError::Contended.into())
-}
-
 /// Records one interaction.
 #[utoipa::path(post, path = "/v1/interactions", tag = "interactions", security(("bearer" = [])),
     request_body = InteractionRequest,
@@ -172,8 +139,8 @@ pub async fn create(
     principal: Principal,
     body: web::Json<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let draft = Draft::parse(&state.policy, &principal.role, body.into_inner().into())?;
-    let mut outcomes = store_drafts(&state, &principal.key_id, vec![draft]).await?;
+    let draft = Draft::parse(&state.policy, &principal, body.into_inner().into())?;
+    let mut outcomes = state.ingest.store(vec![draft]).await?;
     let result = result_of(outcomes.remove(0))?;
     Ok(if result.duplicate {
         HttpResponse::Ok().json(result)
@@ -279,7 +246,7 @@ pub async fn batch(
                 ApiError::unprocessable("invalid_body", describe_serde_message(&error.to_string()))
             })
             .and_then(|request| {
-                Draft::parse(&state.policy, &principal.role, request.into()).map_err(ApiError::from)
+                Draft::parse(&state.policy, &principal, request.into()).map_err(ApiError::from)
             });
         match parsed {
             Ok(draft) => {
@@ -294,7 +261,7 @@ pub async fn batch(
             })),
         }
     }
-    let outcomes = store_drafts(&state, &principal.key_id, drafts).await?;
+    let outcomes = state.ingest.store(drafts).await?;
     for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
         results[index] = Some(match result_of(outcome) {
             Ok(result) => BatchItem {

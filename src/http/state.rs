@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::{KeyStatusCache, TokenService};
+use crate::http::ingest_queue::IngestQueue;
 use crate::http::Metrics;
 use crate::policy::Policy;
 use crate::store::Database;
@@ -12,6 +13,8 @@ use crate::vault::Vault;
 pub struct AppState {
     /// The database.
     pub db: Database,
+    /// Where interactions are stored (coalescing small requests).
+    pub ingest: IngestQueue,
     /// The key hierarchy: blind indexes, data keys.
     pub vault: Arc<Vault>,
     /// The loaded policy.

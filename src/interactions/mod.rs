@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use cursor::Cursor;
 
-use crate::auth::KeyId;
+use crate::auth::{KeyId, Principal};
 use crate::crypto::{DecryptError, FieldContext, IdentifierKind};
 use crate::policy::{Action, Denial, FieldName, Policy, PurposeId, RoleId};
 use crate::rejection::Rejection;
@@ -68,6 +68,7 @@ pub struct RawInteraction {
 /// A validated interaction, ready for the legal-basis check and storage.
 #[derive(Debug)]
 pub struct Draft {
+    recorded_by: KeyId,
     client_id: String,
     subject_id: SubjectId,
     interaction_type: String,
@@ -93,9 +94,14 @@ fn token(what: &str, raw: &str) -> Result<String, Rejection> {
 }
 
 impl Draft {
-    /// Validates an interaction for a caller acting as `role`: declared fields and purposes
-    /// only, purposes the role may collect for, bounded values, a sane time.
-    pub fn parse(policy: &Policy, role: &RoleId, raw: RawInteraction) -> Result<Draft, Rejection> {
+    /// Validates an interaction for a caller: declared fields and purposes only, purposes the
+    /// caller's role may collect for, bounded values, a sane time.
+    pub fn parse(
+        policy: &Policy,
+        caller: &Principal,
+        raw: RawInteraction,
+    ) -> Result<Draft, Rejection> {
+        let role = &caller.role;
         if raw.id.is_empty()
             || raw.id.len() > MAX_CLIENT_ID_LEN
             || raw.id.chars().any(char::is_control)
@@ -158,6 +164,7 @@ impl Draft {
             data.push((field, value));
         }
         Ok(Draft {
+            recorded_by: caller.key_id.clone(),
             client_id: raw.id,
             subject_id,
             interaction_type,
@@ -241,7 +248,6 @@ pub fn prepare_ingest(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
-    recorded_by: &KeyId,
     drafts: &[Draft],
 ) -> Result<PreparedIngest, SubjectError> {
     let now = Utc::now().naive_utc();
@@ -412,7 +418,7 @@ pub fn prepare_ingest(
             )
             .expect("strings encode"),
             data_ct: write_map(&data),
-            recorded_by: recorded_by.to_string(),
+            recorded_by: draft.recorded_by.to_string(),
             id,
         });
         outcomes[index] = Some(Outcome::Stored {
@@ -461,11 +467,10 @@ pub fn ingest(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
-    recorded_by: &KeyId,
     drafts: &[Draft],
 ) -> Result<Vec<Outcome>, SubjectError> {
     for _ in 0..MAX_INGEST_ATTEMPTS {
-        let prepared = prepare_ingest(conn, vault, policy, recorded_by, drafts)?;
+        let prepared = prepare_ingest(conn, vault, policy, drafts)?;
         if let Ok(outcomes) = commit_ingest(conn, prepared)? {
             return Ok(outcomes);
         }

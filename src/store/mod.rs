@@ -9,6 +9,7 @@ pub mod interactions;
 pub mod keys;
 pub mod schema;
 pub mod subjects;
+mod writer;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -26,6 +27,12 @@ pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migration
 
 /// How long a request waits for a pooled connection before the database counts as unavailable.
 const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The WAL size, in pages, at which a committing connection checkpoints itself (a backstop:
+/// servers checkpoint in the background long before).
+const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 50_000;
+/// How often a server's background thread checkpoints the SQLite WAL (small, frequent
+/// checkpoints keep each one short).
+const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 /// An arbitrary, fixed key for the PostgreSQL advisory lock that serializes migrations
@@ -40,10 +47,20 @@ pub const MAX_ROWS_PER_INSERT: usize = 500;
 
 /// Inserts many rows. diesel's `MultiConnection` cannot batch-insert (SQLite has no `DEFAULT`
 /// keyword), so this is one of the places where each backend gets its own code: one multi-row
-/// `INSERT` per chunk of [`MAX_ROWS_PER_INSERT`] rows, run on the concrete connection.
+/// `INSERT` per chunk of [`MAX_ROWS_PER_INSERT`] rows, run on the concrete connection. A single
+/// row takes the portable single-row statement, whose prepared form is cached.
 macro_rules! insert_all {
     ($conn:expr, $table:expr, $rows:expr) => {{
-        for chunk in $rows.chunks($crate::store::MAX_ROWS_PER_INSERT) {
+        // One row: the single-row statement, which diesel prepares once and reuses.
+        if let [row] = $rows {
+            diesel::insert_into($table)
+                .values(row)
+                .execute(&mut *$conn)?;
+        }
+        for chunk in $rows
+            .chunks($crate::store::MAX_ROWS_PER_INSERT)
+            .filter(|chunk| chunk.len() > 1)
+        {
             match &mut *$conn {
                 $crate::store::DbConnection::Postgresql(pg) => {
                     diesel::insert_into($table).values(chunk).execute(pg)?
@@ -85,6 +102,9 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration failed: {0}")]
     Migration(String),
+    /// The group of writes this one was committed with failed to commit.
+    #[error("the write was not committed: {0}")]
+    GroupCommit(String),
     /// The blocking worker running a query was cancelled.
     #[error("a database task was cancelled")]
     Cancelled,
@@ -192,8 +212,9 @@ impl ConnectionManager {
                 let mut conn = diesel::SqliteConnection::establish(path)?;
                 // WAL with synchronous=NORMAL: a commit is durable against a process crash at
                 // once and against power loss from the next checkpoint. A 64 MiB page cache and
-                // memory-mapped reads keep the indexes of a busy database in memory; checkpoints
-                // every 10,000 pages (40 MiB) so that each page is copied back less often.
+                // memory-mapped reads keep the indexes of a busy database in memory. A server
+                // checkpoints in the background (`Database::start_checkpointer`), so commits do
+                // not stall copying the WAL back; the automatic checkpoint is only a backstop.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
                      PRAGMA journal_mode = WAL;
@@ -202,7 +223,7 @@ impl ConnectionManager {
                      PRAGMA cache_size = -65536;
                      PRAGMA mmap_size = 268435456;
                      PRAGMA temp_store = MEMORY;
-                     PRAGMA wal_autocheckpoint = 10000;"
+                     PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES};"
                 ))?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -276,8 +297,15 @@ where
         DbConnection::Postgresql(_) => conn.transaction(work),
         // SQLite needs its own BEGIN to take the write lock up front; this mirrors
         // `SqliteConnection::immediate_transaction` but keeps the connection enum for `work`.
+        // Inside the group writer's transaction, the lock is already held: a savepoint will do.
         DbConnection::Sqlite(sqlite) => {
-            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            match AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE") {
+                Ok(()) => {}
+                Err(diesel::result::Error::AlreadyInTransaction) => {
+                    return conn.transaction(work);
+                }
+                Err(error) => return Err(error.into()),
+            }
             match work(conn) {
                 Ok(value) => {
                     if let DbConnection::Sqlite(sqlite) = conn {
@@ -306,29 +334,63 @@ pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
 
 /// The pools, with a way to run blocking database work off the async workers.
 ///
-/// On SQLite, writes go through a pool of exactly one connection: SQLite has one writer at a
-/// time anyway, and queueing writers here (in arrival order) is far faster and fairer than
-/// letting them collide on the database lock and back off in its busy handler. Reads use the
-/// main pool and run concurrently (WAL). On PostgreSQL both are the same pool.
+/// On SQLite, writes go to one writer thread that commits waiting writes together (see
+/// `writer.rs`): SQLite has one writer at a time anyway, and queueing writers there is far
+/// faster and fairer than letting them collide on the database lock and back off in its busy
+/// handler. Reads use the pool and run concurrently (WAL). On PostgreSQL, writes use the pool
+/// too and run concurrently.
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
-    write_pool: DbPool,
+    writer: Option<std::sync::mpsc::Sender<Box<dyn writer::WriteJob>>>,
     url: DatabaseUrl,
+    alive: std::sync::Arc<()>,
 }
 
 impl Database {
     /// Builds the pools for `url`; connections are opened lazily.
     pub fn connect(url: &DatabaseUrl, max_size: u32) -> Self {
         let pool = build_pool(url, max_size);
-        let write_pool = match url {
-            DatabaseUrl::Sqlite(_) => build_pool(url, 1),
-            DatabaseUrl::Postgres(_) => pool.clone(),
+        let writer = match url {
+            DatabaseUrl::Sqlite(_) => {
+                Some(writer::spawn_writer(ConnectionManager::new(url.clone())))
+            }
+            DatabaseUrl::Postgres(_) => None,
         };
         Database {
             pool,
-            write_pool,
+            writer,
             url: url.clone(),
+            alive: std::sync::Arc::new(()),
+        }
+    }
+
+    /// On SQLite, starts a thread that checkpoints the WAL every 100 ms (PASSIVE: it
+    /// never waits for readers or writers), so that no commit pays for a checkpoint. The thread
+    /// ends when the last clone of this `Database` is dropped. Does nothing on PostgreSQL.
+    pub fn start_checkpointer(&self) {
+        if !matches!(self.url, DatabaseUrl::Sqlite(_)) {
+            return;
+        }
+        let alive = std::sync::Arc::downgrade(&self.alive);
+        let pool = self.pool.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::sleep(SQLITE_CHECKPOINT_INTERVAL);
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                let result = pool
+                    .get()
+                    .map_err(StoreError::from)
+                    .and_then(|mut conn| Ok(conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?));
+                if let Err(error) = result {
+                    tracing::warn!(error = %error, "background WAL checkpoint failed");
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(error = %error, "could not start the WAL checkpoint thread");
         }
     }
 
@@ -352,14 +414,27 @@ impl Database {
         Self::run_on(self.pool.clone(), work).await
     }
 
-    /// Runs `work`, which writes, with the writer connection on the blocking thread pool.
+    /// Runs `work`, which writes: on SQLite in the group writer (its result arrives once it is
+    /// committed), on PostgreSQL with a pooled connection on the blocking thread pool.
     pub async fn run_write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        Self::run_on(self.write_pool.clone(), work).await
+        let Some(writer) = &self.writer else {
+            return Self::run_on(self.pool.clone(), work).await;
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { work, reply });
+        if writer.send(job).is_err() {
+            return Err(E::from(StoreError::GroupCommit(
+                "the writer has stopped".into(),
+            )));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(E::from(StoreError::Cancelled)))
     }
 
     async fn run_on<T, E, F>(pool: DbPool, work: F) -> Result<T, E>

@@ -1,0 +1,182 @@
+//! Storing interactions: small requests are coalesced, large ones pipelined.
+//!
+//! Concurrent small requests (single interactions, small batches) wait in a queue; one task
+//! takes everything waiting, up to a full batch, and stores it as one batch, then answers each
+//! request with its own outcomes. Nothing waits on a timer: under light load a group is one
+//! request; under heavy load groups grow and each interaction costs what it costs in a batch.
+//! Large batches skip the queue and are prepared on a reading connection, beside other
+//! requests, then committed on the writer.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::ApiError;
+use crate::interactions::{
+    commit_ingest, ingest, prepare_ingest, Draft, Outcome, MAX_BATCH, MAX_INGEST_ATTEMPTS,
+};
+use crate::policy::Policy;
+use crate::store::Database;
+use crate::subjects::SubjectError;
+use crate::vault::Vault;
+
+/// Requests with fewer interactions than this go through the queue.
+const COALESCE_BELOW: usize = 32;
+
+struct Pending {
+    drafts: Vec<Draft>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, ApiError>>,
+}
+
+/// What storing needs, shared by the queue's task and the request handlers.
+#[derive(Clone)]
+struct Storage {
+    db: Database,
+    vault: Arc<Vault>,
+    policy: Arc<Policy>,
+}
+
+/// The entry point for storing interactions.
+pub struct IngestQueue {
+    sender: mpsc::UnboundedSender<Pending>,
+    storage: Storage,
+}
+
+impl IngestQueue {
+    /// Starts the queue's task on the current runtime.
+    pub fn start(db: Database, vault: Arc<Vault>, policy: Arc<Policy>) -> IngestQueue {
+        let storage = Storage { db, vault, policy };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(run_queue(storage.clone(), receiver));
+        IngestQueue { sender, storage }
+    }
+
+    /// Stores validated interactions and returns their outcomes, in order.
+    pub async fn store(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, ApiError> {
+        if drafts.len() >= COALESCE_BELOW {
+            return self.storage.store_pipelined(drafts).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Pending { drafts, reply })
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("the ingest queue has stopped")))?;
+        answer.await.map_err(|_| {
+            ApiError::Internal(anyhow::anyhow!("the ingest queue dropped a request"))
+        })?
+    }
+}
+
+async fn run_queue(storage: Storage, mut receiver: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = receiver.recv().await {
+        let mut group = vec![first];
+        let mut size = group[0].drafts.len();
+        while size < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(pending) => {
+                    size += pending.drafts.len();
+                    group.push(pending);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut lengths = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        let mut drafts = Vec::with_capacity(size);
+        for pending in group {
+            lengths.push(pending.drafts.len());
+            replies.push(pending.reply);
+            drafts.extend(pending.drafts);
+        }
+        match storage.store_together(drafts).await {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                for (length, reply) in lengths.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(outcomes.by_ref().take(length).collect()));
+                }
+            }
+            Err(error) => {
+                let error = shareable(error);
+                for reply in replies {
+                    let _ = reply.send(Err(error.copy()));
+                }
+            }
+        }
+    }
+}
+
+impl Storage {
+    /// Prepares and commits in one trip to the writer (a coalesced group is small enough).
+    async fn store_together(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, ApiError> {
+        let (vault, policy) = (self.vault.clone(), self.policy.clone());
+        Ok(self
+            .db
+            .run_write(move |conn| ingest(conn, &vault, &policy, &drafts))
+            .await?)
+    }
+
+    /// Prepares on a reading connection, then commits on the writer; prepares again if another
+    /// request wrote the same subjects or interactions in between.
+    async fn store_pipelined(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, ApiError> {
+        let drafts = Arc::new(drafts);
+        for _ in 0..MAX_INGEST_ATTEMPTS {
+            let (vault, policy, batch) = (self.vault.clone(), self.policy.clone(), drafts.clone());
+            let prepared = self
+                .db
+                .run(move |conn| prepare_ingest(conn, &vault, &policy, &batch))
+                .await?;
+            let committed = self
+                .db
+                .run_write(move |conn| commit_ingest(conn, prepared))
+                .await?;
+            if let Ok(outcomes) = committed {
+                return Ok(outcomes);
+            }
+        }
+        Err(SubjectError::Contended.into())
+    }
+}
+
+/// An error that can be answered to every request of a group.
+struct SharedError {
+    status: actix_web::http::StatusCode,
+    code: &'static str,
+    detail: String,
+}
+
+fn shareable(error: ApiError) -> SharedError {
+    match error {
+        ApiError::Problem {
+            status,
+            code,
+            detail,
+        } => SharedError {
+            status,
+            code,
+            detail,
+        },
+        ApiError::Internal(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "storing a group of interactions failed"
+            );
+            SharedError {
+                status: actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal_error",
+                detail: String::new(),
+            }
+        }
+    }
+}
+
+impl SharedError {
+    fn copy(&self) -> ApiError {
+        if self.code == "internal_error" {
+            return ApiError::Internal(anyhow::anyhow!("storing a group of interactions failed"));
+        }
+        ApiError::Problem {
+            status: self.status,
+            code: self.code,
+            detail: self.detail.clone(),
+        }
+    }
+}
