@@ -19,8 +19,13 @@ const MAX_GROUP: usize = 128;
 
 /// A queued write: runs in a savepoint, then learns whether the group committed.
 pub(super) trait WriteJob: Send {
-    /// Runs the work; returns what to do once the commit's outcome is known.
-    fn run(self: Box<Self>, conn: &mut DbConnection) -> Box<dyn FnOnce(Result<(), String>) + Send>;
+    /// Runs the work, in a savepoint of its own when `isolate`; returns whether it succeeded
+    /// and what to do once the commit's outcome is known.
+    fn run(
+        self: Box<Self>,
+        conn: &mut DbConnection,
+        isolate: bool,
+    ) -> (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
     /// The work never ran: the writer could not open a transaction.
     fn fail(self: Box<Self>, reason: String);
 }
@@ -48,20 +53,30 @@ where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &mut DbConnection) -> Box<dyn FnOnce(Result<(), String>) + Send> {
+    fn run(
+        self: Box<Self>,
+        conn: &mut DbConnection,
+        isolate: bool,
+    ) -> (bool, Box<dyn FnOnce(Result<(), String>) + Send>) {
         let Job { work, reply } = *self;
-        let result = match conn.transaction(|conn| work(conn).map_err(SavepointError::Work)) {
-            Ok(value) => Ok(value),
-            Err(SavepointError::Work(error)) => Err(error),
-            Err(SavepointError::Database(error)) => Err(E::from(StoreError::from(error))),
+        let result = if isolate {
+            match conn.transaction(|conn| work(conn).map_err(SavepointError::Work)) {
+                Ok(value) => Ok(value),
+                Err(SavepointError::Work(error)) => Err(error),
+                Err(SavepointError::Database(error)) => Err(E::from(StoreError::from(error))),
+            }
+        } else {
+            work(conn)
         };
-        Box::new(move |committed: Result<(), String>| {
+        let succeeded = result.is_ok();
+        let finish = Box::new(move |committed: Result<(), String>| {
             let outcome = match committed {
                 Ok(()) => result,
                 Err(reason) => Err(E::from(StoreError::GroupCommit(reason))),
             };
             let _ = reply.send(outcome);
-        })
+        });
+        (succeeded, finish)
     }
 
     fn fail(self: Box<Self>, reason: String) {
@@ -114,14 +129,28 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
             connection = None;
             continue;
         }
-        let finishers: Vec<_> = jobs.into_iter().map(|job| job.run(conn)).collect();
+        // A job alone in its group needs no savepoint of its own (savepoints make SQLite keep
+        // a copy of every page they touch): if it fails, the whole transaction rolls back.
+        let isolate = jobs.len() > 1;
+        let mut all_succeeded = true;
+        let mut finishers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (succeeded, finish) = job.run(conn, isolate);
+            all_succeeded &= succeeded;
+            finishers.push(finish);
+        }
         let DbConnection::Sqlite(sqlite) = conn else {
             unreachable!("the group writer only serves SQLite");
         };
-        let committed = AnsiTransactionManager::commit_transaction(sqlite).map_err(|error| {
-            let _ = AnsiTransactionManager::rollback_transaction(sqlite);
-            error.to_string()
-        });
+        let committed = if isolate || all_succeeded {
+            AnsiTransactionManager::commit_transaction(sqlite).map_err(|error| {
+                let _ = AnsiTransactionManager::rollback_transaction(sqlite);
+                error.to_string()
+            })
+        } else {
+            // The lone job failed; its result is already an error, which is what it gets.
+            AnsiTransactionManager::rollback_transaction(sqlite).map_err(|error| error.to_string())
+        };
         if committed.is_err() {
             connection = None;
         }
