@@ -17,15 +17,14 @@ use super::{ConnectionManager, DbConnection, StoreError};
 /// The most requests committed together.
 const MAX_GROUP: usize = 128;
 
+/// What a job does once it knows whether its group committed (`Err` carries why not).
+pub(super) type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// A queued write: runs in a savepoint, then learns whether the group committed.
 pub(super) trait WriteJob: Send {
     /// Runs the work, in a savepoint of its own when `isolate`; returns whether it succeeded
     /// and what to do once the commit's outcome is known.
-    fn run(
-        self: Box<Self>,
-        conn: &mut DbConnection,
-        isolate: bool,
-    ) -> (bool, Box<dyn FnOnce(Result<(), String>) + Send>);
+    fn run(self: Box<Self>, conn: &mut DbConnection, isolate: bool) -> (bool, Finish);
     /// The work never ran: the writer could not open a transaction.
     fn fail(self: Box<Self>, reason: String);
 }
@@ -53,11 +52,7 @@ where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    fn run(
-        self: Box<Self>,
-        conn: &mut DbConnection,
-        isolate: bool,
-    ) -> (bool, Box<dyn FnOnce(Result<(), String>) + Send>) {
+    fn run(self: Box<Self>, conn: &mut DbConnection, isolate: bool) -> (bool, Finish) {
         let Job { work, reply } = *self;
         let result = if isolate {
             match conn.transaction(|conn| work(conn).map_err(SavepointError::Work)) {
