@@ -580,3 +580,71 @@ async fn reads_page_newest_first_with_opaque_cursors() {
         .await;
     assert_problem(bad, StatusCode::BAD_REQUEST, "invalid_cursor").await;
 }
+
+#[tokio::test]
+async fn concurrent_posts_are_each_answered_and_stored_once() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let mut requests = Vec::new();
+    for i in 0..40 {
+        // Five copies of "same-1" race each other; one item is invalid; the rest are distinct.
+        let body = match i {
+            0..=4 => interaction("same-1", "cust-c", &["support"], json!({"message": "x"})),
+            5 => interaction("bad", "cust-c", &["support"], json!({"pin": "1234"})),
+            _ => interaction(
+                &format!("c{i}"),
+                &format!("cust-c{}", i % 7),
+                &["support", "marketing"],
+                json!({}),
+            ),
+        };
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/v1/interactions", app.address),
+            collector.clone(),
+        );
+        requests.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (i, status, response.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut created_same = 0;
+    for request in requests {
+        let (i, status, body) = request.await.unwrap();
+        match i {
+            0..=4 => {
+                assert!(
+                    status == StatusCode::CREATED || status == StatusCode::OK,
+                    "{status} {body}"
+                );
+                if status == StatusCode::CREATED {
+                    created_same += 1;
+                } else {
+                    assert_eq!(body["duplicate"], true);
+                }
+            }
+            5 => assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("undeclared_field"))
+            ),
+            _ => {
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                assert_eq!(body["id"], format!("c{i}"));
+                assert_eq!(body["purposes_rejected"], json!(["marketing"]));
+            }
+        }
+    }
+    assert_eq!(
+        created_same, 1,
+        "exactly one of the racing copies is stored"
+    );
+    assert_eq!(count_rows(&app, "interactions").await, 1 + 34);
+    assert_eq!(count_rows(&app, "subjects").await, 1 + 7);
+}
