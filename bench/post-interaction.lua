@@ -18,6 +18,15 @@ function init(args)
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
 end
 
+-- DELAY_MS, when set, makes each connection pause between requests, to hold a target rate
+-- (32 connections with 8 ms pauses give roughly 3,000 requests per second).
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "")
+if delay_ms then
+  function delay()
+    return delay_ms
+  end
+end
+
 function request()
   counter = counter + 1
   local id = string.format("%s-t%d-%d", run, thread_id, counter)

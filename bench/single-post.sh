@@ -22,6 +22,9 @@ TOKEN=$(curl -sf "http://127.0.0.1:$port/v1/auth/token" -H 'content-type: applic
 export TOKEN
 # Warm up (creates most subjects), then measure.
 RUN=warmup wrk -t2 -c32 -d5s -s bench/post-interaction.lua "http://127.0.0.1:$port" >/dev/null
+echo "== saturation: 32 connections, each sending as fast as answers come back"
 RUN=measured wrk -t2 -c32 -d20s --latency -s bench/post-interaction.lua "http://127.0.0.1:$port"
-echo "interactions stored: $(curl -s "http://127.0.0.1:$port/metrics" | grep 'route="/v1/interactions",status="201"' | grep requests_total | awk '{print $2}') created (201) in both runs"
+echo "== held rate: 32 connections pausing ${DELAY_MS:-8} ms between requests"
+RUN=paced DELAY_MS=${DELAY_MS:-8} wrk -t2 -c32 -d20s --latency -s bench/post-interaction.lua "http://127.0.0.1:$port"
+echo "interactions created (201) over all runs: $(curl -s "http://127.0.0.1:$port/metrics" | grep 'route="/v1/interactions",status="201"' | grep requests_total | awk '{print $2}')"
 echo "server peak RSS: $(grep VmHWM /proc/$server/status | awk '{print $2/1024 " MiB"}')"

@@ -1,8 +1,8 @@
 //! Storing interactions: small requests are coalesced, large ones pipelined.
 //!
 //! Concurrent small requests (single interactions, small batches) wait in a queue; one task
-//! takes everything waiting, up to a full batch, and stores it as one batch, then answers each
-//! request with its own outcomes. Nothing waits on a timer: under light load a group is one
+//! takes everything waiting, up to a full batch, and stores it as one batch (a few groups at
+//! once), then answers each request with its own outcomes. Nothing waits on a timer: under light load a group is one
 //! request; under heavy load groups grow and each interaction costs what it costs in a batch.
 //! Large batches skip the queue and are prepared on a reading connection, beside other
 //! requests, then committed on the writer.
@@ -22,10 +22,13 @@ use crate::vault::Vault;
 
 /// Requests with fewer interactions than this go through the queue.
 const COALESCE_BELOW: usize = 32;
+/// How many coalesced groups are stored at once. On PostgreSQL they run on separate
+/// connections; on SQLite they queue at the single writer, which commits them together.
+const GROUPS_IN_FLIGHT: usize = 4;
 
 struct Pending {
     drafts: Vec<Draft>,
-    reply: oneshot::Sender<Result<Vec<Outcome>, ApiError>>,
+    reply: Reply,
 }
 
 /// What storing needs, shared by the queue's task and the request handlers.
@@ -67,7 +70,12 @@ impl IngestQueue {
 }
 
 async fn run_queue(storage: Storage, mut receiver: mpsc::UnboundedReceiver<Pending>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT));
     while let Some(first) = receiver.recv().await {
+        // Wait for a free slot before taking the group, so it holds everything queued by then.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let mut group = vec![first];
         let mut size = group[0].drafts.len();
         while size < MAX_BATCH {
@@ -87,18 +95,30 @@ async fn run_queue(storage: Storage, mut receiver: mpsc::UnboundedReceiver<Pendi
             replies.push(pending.reply);
             drafts.extend(pending.drafts);
         }
-        match storage.store_together(drafts).await {
-            Ok(outcomes) => {
-                let mut outcomes = outcomes.into_iter();
-                for (length, reply) in lengths.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(outcomes.by_ref().take(length).collect()));
-                }
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            let result = storage.store_together(drafts).await;
+            drop(permit);
+            answer_group(result, lengths, replies);
+        });
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<Outcome>, ApiError>>;
+
+/// Hands each request of a group its own outcomes, or the group's error.
+fn answer_group(result: Result<Vec<Outcome>, ApiError>, lengths: Vec<usize>, replies: Vec<Reply>) {
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for (length, reply) in lengths.into_iter().zip(replies) {
+                let _ = reply.send(Ok(outcomes.by_ref().take(length).collect()));
             }
-            Err(error) => {
-                let error = shareable(error);
-                for reply in replies {
-                    let _ = reply.send(Err(error.copy()));
-                }
+        }
+        Err(error) => {
+            let error = shareable(error);
+            for reply in replies {
+                let _ = reply.send(Err(error.copy()));
             }
         }
     }
