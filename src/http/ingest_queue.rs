@@ -164,35 +164,16 @@ struct SharedError {
 }
 
 fn shareable(error: ApiError) -> SharedError {
-    match error {
-        ApiError::Problem {
-            status,
-            code,
-            detail,
-        } => SharedError {
-            status,
-            code,
-            detail,
-        },
-        ApiError::Internal(error) => {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "storing a group of interactions failed"
-            );
-            SharedError {
-                status: actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                code: "internal_error",
-                detail: String::new(),
-            }
-        }
+    let (status, code, detail) = error.into_parts();
+    SharedError {
+        status,
+        code,
+        detail,
     }
 }
 
 impl SharedError {
     fn copy(&self) -> ApiError {
-        if self.code == "internal_error" {
-            return ApiError::Internal(anyhow::anyhow!("storing a group of interactions failed"));
-        }
         ApiError::Problem {
             status: self.status,
             code: self.code,

@@ -196,21 +196,11 @@ pub struct BatchResponse {
 }
 
 fn item_error(error: ApiError) -> ItemError {
-    match error {
-        ApiError::Problem {
-            status,
-            code,
-            detail,
-        } => ItemError {
-            status: status.as_u16(),
-            code,
-            detail,
-        },
-        ApiError::Internal(_) => ItemError {
-            status: 500,
-            code: "internal_error",
-            detail: "an internal error occurred".into(),
-        },
+    let (status, code, detail) = error.into_parts();
+    ItemError {
+        status: status.as_u16(),
+        code,
+        detail,
     }
 }
 

@@ -107,6 +107,26 @@ impl ApiError {
         Self::problem(StatusCode::SERVICE_UNAVAILABLE, code, detail)
     }
 
+    /// Status, code and detail, for answers that carry problems inside another body (batch
+    /// items, coalesced groups). An internal error is logged here and its detail left opaque.
+    pub fn into_parts(self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Problem {
+                status,
+                code,
+                detail,
+            } => (status, code, detail),
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged".to_owned(),
+                )
+            }
+        }
+    }
+
     /// The stable problem code.
     pub fn code(&self) -> &'static str {
         match self {

@@ -163,10 +163,7 @@ pub fn find(
     let Some(row) = subject_store::find_by_index(conn, &subject_index(vault, subject_id))? else {
         return Ok(None);
     };
-    let key = vault
-        .data_keys_for(conn, &[row.id.as_str()])?
-        .remove(&row.id)
-        .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+    let key = vault.data_key_for(conn, &row.id)?;
     Ok(Some(SubjectHandle { pk: row.id, key }))
 }
 
@@ -281,10 +278,7 @@ fn upsert_once(
     crate::store::write_transaction(conn, |conn| {
         let (row, key, created) = match subject_store::find_by_index(conn, &index)? {
             Some(row) => {
-                let key = vault
-                    .data_keys_for(conn, &[row.id.as_str()])?
-                    .remove(&row.id)
-                    .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+                let key = vault.data_key_for(conn, &row.id)?;
                 (row, key, false)
             }
             None => {
@@ -397,10 +391,7 @@ pub fn reveal_subject_id(
 ) -> Result<String, SubjectError> {
     let row = subject_store::find_by_pk(conn, subject_pk)?
         .ok_or(VaultError::Corrupt("a blind index points to no subject"))?;
-    let key = vault
-        .data_keys_for(conn, &[subject_pk])?
-        .remove(subject_pk)
-        .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+    let key = vault.data_key_for(conn, subject_pk)?;
     let context = FieldContext {
         subject: subject_pk,
         record: SUBJECT_RECORD,

@@ -171,6 +171,17 @@ impl Vault {
         Ok(key)
     }
 
+    /// The data key of one subject, from the cache or the database; every subject has one.
+    pub fn data_key_for(
+        &self,
+        conn: &mut DbConnection,
+        subject_pk: &str,
+    ) -> Result<Arc<DataKey>, VaultError> {
+        self.data_keys_for(conn, &[subject_pk])?
+            .remove(subject_pk)
+            .ok_or(VaultError::Corrupt("a subject without a data key"))
+    }
+
     /// The data keys of these subjects, from the cache or the database.
     pub fn data_keys_for(
         &self,
