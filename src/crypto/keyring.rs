@@ -41,7 +41,16 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MasterKeyError + '_ {
 impl MasterKeyring {
     /// Loads (creating on first start) the key at `path`, and every retired key beside it.
     pub fn load_or_create(path: &Path) -> Result<MasterKeyring, MasterKeyError> {
-        let current = MasterKey::load_or_create(path)?;
+        Self::from_current(path, MasterKey::load_or_create(path)?)
+    }
+
+    /// Loads the key at `path` and every retired key beside it; never creates a key (a running
+    /// process re-reading its keyring must not invent a new master key).
+    pub fn load(path: &Path) -> Result<MasterKeyring, MasterKeyError> {
+        Self::from_current(path, MasterKey::load(path)?)
+    }
+
+    fn from_current(path: &Path, current: MasterKey) -> Result<MasterKeyring, MasterKeyError> {
         let current_id = current.id().clone();
         let mut keys = BTreeMap::new();
         keys.insert(current_id.clone(), current);

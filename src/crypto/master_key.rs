@@ -100,7 +100,8 @@ impl MasterKey {
         }
     }
 
-    pub(crate) fn load(path: &Path) -> Result<MasterKey, MasterKeyError> {
+    /// Loads an existing key file, with the same checks as [`MasterKey::load_or_create`].
+    pub fn load(path: &Path) -> Result<MasterKey, MasterKeyError> {
         let io = |source| MasterKeyError::Io {
             path: path.to_owned(),
             source,

@@ -115,7 +115,7 @@ impl Vault {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *loaded_at = Instant::now();
-        match MasterKeyring::load_or_create(&self.keyring_path) {
+        match MasterKeyring::load(&self.keyring_path) {
             Ok(keyring) => {
                 *self.keyring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keyring);
             }
