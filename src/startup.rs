@@ -80,6 +80,7 @@ impl Application {
         let db = open_database(settings)?;
         db.start_checkpointer();
         let vault = Arc::new(open_vault(settings, &db)?);
+        crate::auth::prepare_decoy();
         let policy = Arc::new(policy);
         let state = web::Data::new(AppState {
             ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),

@@ -162,8 +162,9 @@ pub(super) fn verify_secret(stored_hash: Option<&str>, secret: &str) -> bool {
     matches && real
 }
 
-/// Warms the decoy hash so the first failed sign-in is not measurably slower than later ones.
-pub(super) fn prepare_decoy() {
+/// Computes the decoy hash ahead of the first sign-in, so that the first failed sign-in is not
+/// measurably slower than later ones. Slow (argon2id): call it at start-up.
+pub fn prepare_decoy() {
     decoy_hash();
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDateTime, Utc};
 use zeroize::Zeroizing;
 
-use super::api_key::{generate_key, prepare_decoy, verify_secret};
+use super::api_key::{generate_key, verify_secret};
 use super::{KeyId, KeyName, PresentedApiKey};
 use crate::policy::{Policy, RoleId};
 use crate::store::api_keys::{self, ApiKeyRow, NewApiKey};
@@ -193,9 +193,8 @@ pub struct KeyStatusCache {
 }
 
 impl KeyStatusCache {
-    /// An empty cache; also prepares the decoy hash used for unknown keys.
+    /// An empty cache.
     pub fn new() -> Self {
-        prepare_decoy();
         KeyStatusCache::default()
     }
 

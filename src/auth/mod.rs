@@ -5,7 +5,7 @@ mod api_key;
 mod keys;
 mod token;
 
-pub use api_key::{KeyId, KeyName, PresentedApiKey};
+pub use api_key::{prepare_decoy, KeyId, KeyName, PresentedApiKey};
 pub use keys::{
     active_key_role, create_key, exchange_api_key, list_keys, revoke_key, CreatedKey, KeyError,
     KeyInfo, KeyStatusCache, KEY_STATUS_TTL,
