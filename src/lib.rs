@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod crypto;
 pub mod http;
 pub mod interactions;

@@ -13,6 +13,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::config::Settings;
+use crate::consent::ReceiptSigner;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
@@ -86,6 +87,7 @@ impl Application {
             ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
             db,
             tokens: TokenService::new(vault.token_key(), settings.token_ttl),
+            receipts: ReceiptSigner::new(vault.receipt_seed()),
             vault,
             key_status: KeyStatusCache::new(),
             metrics: Metrics::new(),

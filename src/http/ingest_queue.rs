@@ -12,11 +12,15 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ApiError;
+use crate::auth::KeyId;
+use crate::consent::apply_gpc;
 use crate::interactions::{
     commit_ingest, ingest, prepare_ingest, Draft, Outcome, MAX_BATCH, MAX_INGEST_ATTEMPTS,
 };
 use crate::policy::Policy;
+use crate::store::write_transaction;
 use crate::store::Database;
+use crate::subjects::find_or_create;
 use crate::subjects::SubjectError;
 use crate::vault::Vault;
 
@@ -52,6 +56,40 @@ impl IngestQueue {
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run_queue(storage.clone(), receiver));
         IngestQueue { sender, storage }
+    }
+
+    /// Applies a Global Privacy Control signal to every subject of these interactions, then
+    /// stores them, in one transaction: the opt-outs decide which purposes are accepted.
+    pub async fn store_with_gpc(
+        &self,
+        drafts: Vec<Draft>,
+        recorded_by: KeyId,
+    ) -> Result<Vec<Outcome>, ApiError> {
+        let storage = self.storage.clone();
+        Ok(self
+            .storage
+            .db
+            .run_write(move |conn| {
+                write_transaction(conn, |conn| {
+                    let mut seen = Vec::new();
+                    for draft in drafts.iter() {
+                        if seen.contains(&draft.subject_id()) {
+                            continue;
+                        }
+                        seen.push(draft.subject_id());
+                        let subject = find_or_create(conn, &storage.vault, draft.subject_id())?;
+                        apply_gpc(
+                            conn,
+                            &storage.vault,
+                            &storage.policy,
+                            &subject,
+                            &recorded_by,
+                        )?;
+                    }
+                    ingest(conn, &storage.vault, &storage.policy, &drafts)
+                })
+            })
+            .await?)
     }
 
     /// Stores validated interactions and returns their outcomes, in order.

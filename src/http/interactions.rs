@@ -1,12 +1,13 @@
 //! `POST /v1/interactions`, `POST /v1/interactions/batch`,
 //! `GET /v1/subjects/{subject_id}/interactions`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::consents::has_gpc;
 use super::problem::describe_serde_message;
 use super::{ApiError, AppState};
 use crate::auth::Principal;
@@ -123,6 +124,24 @@ fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
     }
 }
 
+/// Stores drafts, applying a `Sec-GPC: 1` signal to their subjects first when the request
+/// carries one.
+async fn store(
+    state: &AppState,
+    request: &HttpRequest,
+    principal: &Principal,
+    drafts: Vec<Draft>,
+) -> Result<Vec<Outcome>, ApiError> {
+    if has_gpc(request.headers()) {
+        state
+            .ingest
+            .store_with_gpc(drafts, principal.key_id.clone())
+            .await
+    } else {
+        state.ingest.store(drafts).await
+    }
+}
+
 /// Records one interaction.
 #[utoipa::path(post, path = "/v1/interactions", tag = "interactions", security(("bearer" = [])),
     request_body = InteractionRequest,
@@ -137,10 +156,11 @@ fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
+    request: HttpRequest,
     body: web::Json<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = Draft::parse(&state.policy, &principal, body.into_inner().into())?;
-    let mut outcomes = state.ingest.store(vec![draft]).await?;
+    let mut outcomes = store(&state, &request, &principal, vec![draft]).await?;
     let result = result_of(outcomes.remove(0))?;
     Ok(if result.duplicate {
         HttpResponse::Ok().json(result)
@@ -215,6 +235,7 @@ fn item_error(error: ApiError) -> ItemError {
 pub async fn batch(
     state: web::Data<AppState>,
     principal: Principal,
+    request: HttpRequest,
     body: web::Json<BatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let items = body.into_inner().interactions;
@@ -251,7 +272,7 @@ pub async fn batch(
             })),
         }
     }
-    let outcomes = state.ingest.store(drafts).await?;
+    let outcomes = store(&state, &request, &principal, drafts).await?;
     for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
         results[index] = Some(match result_of(outcome) {
             Ok(result) => BatchItem {

@@ -94,18 +94,18 @@ pub async fn authorize(
     let access = req
         .match_pattern()
         .and_then(|pattern| access_for(req.method(), &pattern));
-    if let Some(Access::Requires(action)) = access {
+    if let Some(Access::Requires(actions)) = access {
         let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
             let error = ApiError::Internal(anyhow::anyhow!("application state is missing"));
             return Ok(req.error_response(error).map_into_right_body());
         };
-        match authenticate(&state, req.headers(), action).await {
+        match authenticate(&state, req.headers(), actions).await {
             Ok(principal) => {
                 req.extensions_mut().insert(principal);
             }
             Err(error) => {
                 if let ApiError::Problem { code, .. } = &error {
-                    tracing::info!(action = %action, reason = code, "request denied");
+                    tracing::info!(action = %actions[0], reason = code, "request denied");
                 }
                 return Ok(req.error_response(error).map_into_right_body());
             }
@@ -119,7 +119,7 @@ pub async fn authorize(
 async fn authenticate(
     state: &AppState,
     headers: &header::HeaderMap,
-    action: Action,
+    actions: &[Action],
 ) -> Result<Principal, ApiError> {
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized(
@@ -176,15 +176,24 @@ async fn authenticate(
             ))
         }
     };
-    let role = state
-        .policy
-        .authorize_action(&role, action)
-        .map_err(|denial| {
-            ApiError::forbidden(
-                denial.code(),
-                format!("role `{role}` may not perform `{action}`"),
-            )
-        })?;
+    let mut denial = crate::policy::Denial::ActionNotPermitted;
+    let mut granted = None;
+    for action in actions {
+        match state.policy.authorize_action(&role, *action) {
+            Ok(found) => {
+                granted = Some(found);
+                break;
+            }
+            Err(refused) => denial = refused,
+        }
+    }
+    let role = granted.ok_or_else(|| {
+        let names: Vec<&str> = actions.iter().map(|action| action.as_str()).collect();
+        ApiError::forbidden(
+            denial.code(),
+            format!("role `{role}` may not perform `{}`", names.join("` or `")),
+        )
+    })?;
     Ok(Principal {
         key_id,
         role: role.id.clone(),

@@ -7,6 +7,7 @@
 //! except the `/docs` UI assets.
 
 pub mod auth;
+pub mod consents;
 pub mod ingest_queue;
 pub mod interactions;
 pub mod keys;
@@ -35,8 +36,8 @@ use crate::policy::Action;
 pub enum Access {
     /// Anyone, without a token.
     Public,
-    /// A bearer token whose role holds this action.
-    Requires(Action),
+    /// A bearer token whose role holds one of these actions.
+    Requires(&'static [Action]),
 }
 
 /// One row of the route table.
@@ -77,22 +78,38 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/openapi.json", Public, openapi::openapi_json),
         endpoint!(GET "/docs", Public, openapi::docs_redirect),
         endpoint!(POST "/v1/auth/token", Public, auth::issue_token),
-        endpoint!(POST "/v1/keys", Requires(Action::KeysManage), keys::create),
-        endpoint!(GET "/v1/keys", Requires(Action::KeysManage), keys::list),
-        endpoint!(DELETE "/v1/keys/{id}", Requires(Action::KeysManage), keys::revoke),
-        endpoint!(GET "/v1/policy", Requires(Action::PolicyRead), policy::show),
-        endpoint!(PUT "/v1/subjects/{subject_id}", Requires(Action::InteractionsWrite), subjects::put),
-        endpoint!(POST "/v1/lookup/subjects", Requires(Action::SubjectsExport), subjects::lookup),
-        endpoint!(POST "/v1/interactions", Requires(Action::InteractionsWrite), interactions::create),
+        endpoint!(POST "/v1/keys", Requires(&[Action::KeysManage]), keys::create),
+        endpoint!(GET "/v1/keys", Requires(&[Action::KeysManage]), keys::list),
+        endpoint!(DELETE "/v1/keys/{id}", Requires(&[Action::KeysManage]), keys::revoke),
+        endpoint!(GET "/v1/policy", Requires(&[Action::PolicyRead]), policy::show),
+        endpoint!(PUT "/v1/subjects/{subject_id}", Requires(&[Action::InteractionsWrite]), subjects::put),
+        endpoint!(POST "/v1/lookup/subjects", Requires(&[Action::SubjectsExport]), subjects::lookup),
+        endpoint!(POST "/v1/interactions", Requires(&[Action::InteractionsWrite]), interactions::create),
+        endpoint!(
+            POST "/v1/subjects/{subject_id}/consents",
+            Requires(&[Action::ConsentsWrite]),
+            consents::record
+        ),
+        endpoint!(
+            GET "/v1/subjects/{subject_id}/consents",
+            Requires(&[Action::ConsentsWrite, Action::SubjectsExport]),
+            consents::show
+        ),
+        endpoint!(
+            POST "/v1/subjects/{subject_id}/objections",
+            Requires(&[Action::ConsentsWrite]),
+            consents::object
+        ),
+        endpoint!(GET "/v1/consents/receipt-key", Public, consents::receipt_key),
         endpoint!(
             POST "/v1/interactions/batch",
-            Requires(Action::InteractionsWrite),
+            Requires(&[Action::InteractionsWrite]),
             interactions::batch,
             Some(interactions::BATCH_BODY_LIMIT)
         ),
         endpoint!(
             GET "/v1/subjects/{subject_id}/interactions",
-            Requires(Action::InteractionsRead),
+            Requires(&[Action::InteractionsRead]),
             interactions::list_for_subject
         ),
     ]

@@ -26,6 +26,10 @@ use super::AppState;
         super::interactions::create,
         super::interactions::batch,
         super::interactions::list_for_subject,
+        super::consents::record,
+        super::consents::show,
+        super::consents::object,
+        super::consents::receipt_key,
     ),
     components(schemas(super::problem::ProblemBody)),
     modifiers(&BearerAuth),
@@ -35,6 +39,7 @@ use super::AppState;
         (name = "policy", description = "The loaded policy"),
         (name = "subjects", description = "Subjects: identifiers and traits"),
         (name = "interactions", description = "Recording and reading interactions"),
+        (name = "consents", description = "The consent ledger, objections and receipts"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::{KeyStatusCache, TokenService};
+use crate::consent::ReceiptSigner;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::Metrics;
 use crate::policy::Policy;
@@ -13,6 +14,8 @@ use crate::vault::Vault;
 pub struct AppState {
     /// The database.
     pub db: Database,
+    /// Signs consent receipts.
+    pub receipts: ReceiptSigner,
     /// Where interactions are stored (coalescing small requests).
     pub ingest: IngestQueue,
     /// The key hierarchy: blind indexes, data keys.

@@ -179,6 +179,11 @@ impl Draft {
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
+
+    /// The person it is about.
+    pub fn subject_id(&self) -> &SubjectId {
+        &self.subject_id
+    }
 }
 
 /// A purpose named by a caller: well-formed and declared, or a 422 naming it.
@@ -289,10 +294,8 @@ pub fn prepare_ingest(
             parse_stored_purposes(&found.purposes),
         );
     }
-    let mut states = HashMap::new();
-    for pk in existing.values() {
-        states.insert(pk.clone(), processing_state(conn, pk)?);
-    }
+    let existing_pks: Vec<&str> = existing.values().map(String::as_str).collect();
+    let states = subjects::processing_states(conn, &existing_pks)?;
     let empty_state = crate::policy::SubjectState::default();
 
     // Decide every draft before planning anything.
@@ -350,12 +353,12 @@ pub fn prepare_ingest(
     }
     let planned = subjects::plan_new_subjects(vault, &missing, now);
     let mut handles = planned.handles.clone();
-    let existing_pks: Vec<&str> = to_store
+    let needed_pks: Vec<&str> = to_store
         .iter()
         .filter_map(|(index, _, _)| existing.get(&subject_indexes[*index]))
         .map(String::as_str)
         .collect();
-    let keys = vault.data_keys_for(conn, &existing_pks)?;
+    let keys = vault.data_keys_for(conn, &needed_pks)?;
     for (subject_index, pk) in &existing {
         if let Some(key) = keys.get(pk) {
             handles.insert(

@@ -103,6 +103,56 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The append-only consent ledger.
+    consent_records (id) {
+        id -> Text,
+        subject_pk -> Text,
+        record_index -> Text,
+        sequence -> BigInt,
+        purpose -> Text,
+        status -> Text,
+        notice_id -> Nullable<Text>,
+        notice_version -> Nullable<Text>,
+        source -> Text,
+        method -> Text,
+        evidence_ct -> Text,
+        recorded_at -> Timestamp,
+        recorded_by -> Text,
+    }
+}
+
+diesel::table! {
+    /// The latest consent statement per subject and purpose.
+    consent_current (subject_pk, purpose) {
+        subject_pk -> Text,
+        purpose -> Text,
+        status -> Text,
+        sequence -> BigInt,
+        since -> Timestamp,
+        record_id -> Text,
+    }
+}
+
+diesel::table! {
+    /// Standing objections (Art. 21).
+    objections (subject_pk, purpose) {
+        subject_pk -> Text,
+        purpose -> Text,
+        since -> Timestamp,
+        recorded_by -> Text,
+    }
+}
+
+diesel::table! {
+    /// Standing restrictions of processing (Art. 18).
+    restrictions (subject_pk) {
+        subject_pk -> Text,
+        since -> Timestamp,
+        recorded_by -> Text,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
@@ -119,4 +169,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     interactions,
     interaction_purposes,
     master_key_rotations,
+    consent_records,
+    consent_current,
+    objections,
+    restrictions,
 );

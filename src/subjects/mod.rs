@@ -167,14 +167,71 @@ pub fn find(
     Ok(Some(SubjectHandle { pk: row.id, key }))
 }
 
-/// What the engine needs to know about a subject to decide a legal basis. Consent statements,
-/// objections and restriction come from the consent ledger and data-subject rights; until a
-/// subject has any recorded, the state is empty: no consent, no objection, no restriction.
+/// Finds a subject, creating it (row, data key) when it is unknown. Call inside a write
+/// transaction.
+pub fn find_or_create(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+) -> Result<SubjectHandle, SubjectError> {
+    if let Some(handle) = find(conn, vault, subject_id)? {
+        return Ok(handle);
+    }
+    let index = subject_index(vault, subject_id);
+    let mut planned = plan_new_subjects(vault, &[(subject_id, &index)], Utc::now().naive_utc());
+    insert_planned(conn, &planned)?;
+    Ok(planned
+        .handles
+        .remove(&index)
+        .expect("a planned subject has a handle"))
+}
+
+/// What the engine needs to know about these subjects to decide a legal basis: their current
+/// consent statements, standing objections and restriction. Every subject asked for is in the
+/// answer (with an empty state when nothing is recorded).
+pub fn processing_states(
+    conn: &mut DbConnection,
+    subject_pks: &[&str],
+) -> Result<HashMap<String, SubjectState>, SubjectError> {
+    use crate::policy::{ConsentStatement, PurposeId};
+    use crate::store::consents as consent_store;
+    let mut states: HashMap<String, SubjectState> = subject_pks
+        .iter()
+        .map(|pk| ((*pk).to_owned(), SubjectState::default()))
+        .collect();
+    for row in consent_store::current_for(conn, subject_pks)? {
+        if let (Some(state), Ok(purpose)) = (
+            states.get_mut(&row.subject_pk),
+            PurposeId::parse(&row.purpose),
+        ) {
+            state.consents.push(ConsentStatement {
+                purpose,
+                granted: row.status == "granted",
+                sequence: row.sequence,
+            });
+        }
+    }
+    for (pk, purpose, _) in consent_store::objections_for(conn, subject_pks)? {
+        if let (Some(state), Ok(purpose)) = (states.get_mut(&pk), PurposeId::parse(&purpose)) {
+            state.objections.push(purpose);
+        }
+    }
+    for pk in consent_store::restricted_among(conn, subject_pks)? {
+        if let Some(state) = states.get_mut(&pk) {
+            state.restricted = true;
+        }
+    }
+    Ok(states)
+}
+
+/// [`processing_states`] for one subject.
 pub fn processing_state(
-    _conn: &mut DbConnection,
-    _subject_pk: &str,
+    conn: &mut DbConnection,
+    subject_pk: &str,
 ) -> Result<SubjectState, SubjectError> {
-    Ok(SubjectState::default())
+    Ok(processing_states(conn, &[subject_pk])?
+        .remove(subject_pk)
+        .unwrap_or_default())
 }
 
 /// Subjects to be created: their rows, their wrapped data keys, and handles to use at once.

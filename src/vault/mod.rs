@@ -22,6 +22,8 @@ use crate::store::keys::{self as key_store, DataKeyRow, KeyMaterialRow};
 use crate::store::{DbConnection, StoreError};
 
 pub(crate) const ROOT_SECRET_NAME: &str = "root";
+/// The name of the consent-receipt signing seed in `key_material`.
+pub(crate) const RECEIPT_SEED_NAME: &str = "consent-receipt-signing";
 pub(crate) const ROOT_LABEL: &str = "root";
 pub(crate) const DATA_KEY_LABEL: &str = "data-key";
 /// The HKDF label of the access token signing key.
@@ -53,6 +55,7 @@ pub struct Vault {
     keyring_loaded_at: Mutex<Instant>,
     blind_index: BlindIndexKeys,
     token_key: Secret,
+    receipt_seed: Secret,
     cache: DataKeyCache,
 }
 
@@ -67,13 +70,15 @@ impl Vault {
     /// secret from the database (creating it on first start; safe when processes race).
     pub fn open(conn: &mut DbConnection, master_key_file: &Path) -> Result<Vault, VaultError> {
         let keyring = MasterKeyring::load_or_create(master_key_file)?;
-        let root = load_or_create_root(conn, &keyring)?;
+        let root = load_or_create_secret(conn, &keyring, ROOT_SECRET_NAME)?;
+        let receipt_seed = load_or_create_secret(conn, &keyring, RECEIPT_SEED_NAME)?;
         Ok(Vault {
             keyring_path: master_key_file.to_owned(),
             keyring: RwLock::new(Arc::new(keyring)),
             keyring_loaded_at: Mutex::new(Instant::now()),
             blind_index: BlindIndexKeys::derive(&root),
             token_key: crate::crypto::derive_from_root(&root, TOKEN_KEY_LABEL),
+            receipt_seed,
             cache: DataKeyCache::new(),
         })
     }
@@ -86,6 +91,12 @@ impl Vault {
     /// The access token signing key.
     pub fn token_key(&self) -> &Secret {
         &self.token_key
+    }
+
+    /// The seed of the Ed25519 key that signs consent receipts. It is a secret of its own (not
+    /// derived from the root secret), so that it can be replaced without touching anything else.
+    pub fn receipt_seed(&self) -> &Secret {
+        &self.receipt_seed
     }
 
     /// The data-key cache.
@@ -226,26 +237,29 @@ impl Vault {
     }
 }
 
-fn load_or_create_root(
+/// Loads the deployment-wide secret `name` (wrapped by a master key), or creates it; processes
+/// that race to create it agree on whichever was inserted first.
+fn load_or_create_secret(
     conn: &mut DbConnection,
     keyring: &MasterKeyring,
+    name: &str,
 ) -> Result<Secret, VaultError> {
     let context = WrapContext {
         label: ROOT_LABEL,
-        owner: ROOT_SECRET_NAME,
+        owner: name,
     };
     loop {
-        if let Some(row) = key_store::find_key_material(conn, ROOT_SECRET_NAME)? {
+        if let Some(row) = key_store::find_key_material(conn, name)? {
             let master = keyring
                 .find(&row.master_key_id)
                 .ok_or_else(|| VaultError::UnknownMasterKey(row.master_key_id.clone()))?;
             return unwrap_secret(master, &context, &row.wrapped)
-                .map_err(|_| VaultError::Corrupt("root secret"));
+                .map_err(|_| VaultError::Corrupt("deployment secret"));
         }
         let root = Secret::generate();
         let master = keyring.current();
         let row = KeyMaterialRow {
-            name: ROOT_SECRET_NAME.to_owned(),
+            name: name.to_owned(),
             master_key_id: master.id().to_string(),
             wrapped: wrap_secret(master, &context, &root),
             created_at: Utc::now().naive_utc(),

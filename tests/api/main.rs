@@ -5,6 +5,7 @@
 mod auth;
 mod authorization;
 mod cli;
+mod consents;
 mod errors;
 mod first_start;
 mod helpers;

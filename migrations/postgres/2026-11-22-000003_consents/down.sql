@@ -1,0 +1,4 @@
+DROP TABLE restrictions;
+DROP TABLE objections;
+DROP TABLE consent_current;
+DROP TABLE consent_records;

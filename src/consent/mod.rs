@@ -1,0 +1,410 @@
+//! The consent ledger: append-only grants and withdrawals, the current state kept beside them
+//! in the same transaction, objections (Art. 21), and Global Privacy Control.
+//!
+//! Statements are only recorded for consent-based purposes. A `Sec-GPC: 1` signal opts the
+//! person out of every purpose with `gpc = true`: a withdrawal (method `gpc`) for consent-based
+//! ones, an objection for those based on legitimate interest (the only opt-out that basis
+//! knows). Other bases (contract, legal obligation …) are not opted out of by a browser signal.
+
+mod receipt;
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDateTime, Utc};
+use serde::Serialize;
+
+pub use receipt::{Jwk, ReceiptSigner};
+
+use crate::auth::KeyId;
+use crate::crypto::{FieldContext, IdentifierKind};
+use crate::interactions::parse_purpose;
+use crate::policy::{LegalBasis, Policy, PurposeId};
+use crate::rejection::Rejection;
+use crate::store::consents::{self as consent_store, ConsentRow};
+use crate::store::{write_transaction, DbConnection};
+use crate::subjects::sealed::{open, read_map, seal, write_map};
+use crate::subjects::{self, SubjectError, SubjectHandle, SubjectId};
+use crate::vault::Vault;
+
+/// A consent statement as an app sends it.
+#[derive(Debug, Default)]
+pub struct RawConsent {
+    /// The app's id for the statement (idempotency key per subject), optional.
+    pub id: Option<String>,
+    /// The purpose.
+    pub purpose: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// The notice shown: id and version.
+    pub notice: Option<(String, String)>,
+    /// Where (`web`, `app`, `store` …).
+    pub source: String,
+    /// How (`checkbox`, `banner`, `form` …).
+    pub method: String,
+    /// The person's IP address, if the app collected it as evidence.
+    pub ip_address: Option<String>,
+    /// The person's user agent, if collected.
+    pub user_agent: Option<String>,
+}
+
+/// A validated statement.
+#[derive(Debug, Clone)]
+pub struct ConsentDraft {
+    client_id: Option<String>,
+    purpose: PurposeId,
+    granted: bool,
+    notice: Option<(String, String)>,
+    source: String,
+    method: String,
+    evidence: BTreeMap<String, String>,
+}
+
+fn bounded(what: &str, value: &str, max: usize) -> Result<String, Rejection> {
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(Rejection::invalid(
+            "invalid_consent",
+            format!("`{what}` must be 1 to {max} characters without control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+impl ConsentDraft {
+    /// Validates a statement: a declared, consent-based purpose; `granted` or `withdrawn`;
+    /// bounded texts.
+    pub fn parse(policy: &Policy, raw: RawConsent) -> Result<ConsentDraft, Rejection> {
+        let purpose = parse_purpose(policy, &raw.purpose)?;
+        let declared = policy
+            .purpose(purpose.as_str())
+            .expect("parse_purpose returns declared purposes");
+        if declared.legal_basis != LegalBasis::Consent {
+            return Err(Rejection::invalid(
+                "not_consent_based",
+                format!(
+                    "purpose `{purpose}` does not rest on consent; use objections to oppose it"
+                ),
+            ));
+        }
+        let granted = match raw.status.as_str() {
+            "granted" => true,
+            "withdrawn" => false,
+            _ => {
+                return Err(Rejection::invalid(
+                    "invalid_consent",
+                    "`status` must be `granted` or `withdrawn`",
+                ))
+            }
+        };
+        let notice = match raw.notice {
+            Some((id, version)) => Some((
+                bounded("notice.id", &id, 100)?,
+                bounded("notice.version", &version, 50)?,
+            )),
+            None if granted => {
+                return Err(Rejection::invalid(
+                    "invalid_consent",
+                    "a grant needs the `notice` (id and version) the person agreed to",
+                ))
+            }
+            None => None,
+        };
+        let mut evidence = BTreeMap::new();
+        if let Some(ip) = raw.ip_address {
+            evidence.insert(
+                "ip_address".to_owned(),
+                bounded("evidence.ip_address", &ip, 64)?,
+            );
+        }
+        if let Some(agent) = raw.user_agent {
+            evidence.insert(
+                "user_agent".to_owned(),
+                bounded("evidence.user_agent", &agent, 512)?,
+            );
+        }
+        Ok(ConsentDraft {
+            client_id: raw.id.map(|id| bounded("id", &id, 128)).transpose()?,
+            purpose,
+            granted,
+            notice,
+            source: bounded("source", &raw.source, 64)?,
+            method: bounded("method", &raw.method, 64)?,
+            evidence,
+        })
+    }
+
+    /// The withdrawal a GPC signal stands for, on one purpose.
+    fn gpc_withdrawal(purpose: PurposeId) -> ConsentDraft {
+        ConsentDraft {
+            client_id: None,
+            purpose,
+            granted: false,
+            notice: None,
+            source: "gpc".into(),
+            method: "gpc".into(),
+            evidence: BTreeMap::new(),
+        }
+    }
+}
+
+/// A recorded statement, as answered and signed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    /// The app's id for the statement, or the internal one when the app gave none.
+    pub id: String,
+    /// The purpose.
+    pub purpose: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// When it was recorded.
+    pub recorded_at: NaiveDateTime,
+    /// Its place in the subject's history.
+    pub sequence: i64,
+    /// The notice, if any.
+    pub notice: Option<(String, String)>,
+    /// Where.
+    pub source: String,
+    /// How.
+    pub method: String,
+    /// Whether this id had been recorded before (nothing new was written).
+    pub duplicate: bool,
+}
+
+/// What one consent call did.
+#[derive(Debug, Clone)]
+pub struct ConsentOutcome {
+    /// The statement asked for.
+    pub recorded: Recorded,
+    /// Purposes a GPC signal opted the person out of in this call (newly).
+    pub gpc_applied: Vec<String>,
+}
+
+/// Records a statement for a subject (created if unknown), after applying a GPC signal if the
+/// call carried one; one transaction.
+pub fn record(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+    draft: &ConsentDraft,
+    gpc: bool,
+    recorded_by: &KeyId,
+) -> Result<ConsentOutcome, SubjectError> {
+    write_transaction(conn, |conn| {
+        let subject = subjects::find_or_create(conn, vault, subject_id)?;
+        let gpc_applied = if gpc {
+            apply_gpc(conn, vault, policy, &subject, recorded_by)?
+        } else {
+            Vec::new()
+        };
+        let recorded = append(conn, vault, &subject, draft, recorded_by)?;
+        Ok(ConsentOutcome {
+            recorded,
+            gpc_applied,
+        })
+    })
+}
+
+/// Applies a GPC signal to a subject: withdrawals for consent-based `gpc` purposes not already
+/// withdrawn, objections for legitimate-interest `gpc` purposes. Returns the purposes changed.
+pub fn apply_gpc(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject: &SubjectHandle,
+    recorded_by: &KeyId,
+) -> Result<Vec<String>, SubjectError> {
+    let current = consent_store::current_for(conn, &[subject.pk.as_str()])?;
+    let now = Utc::now().naive_utc();
+    let mut applied = Vec::new();
+    for purpose in policy.purposes().filter(|p| p.gpc) {
+        let changed = match purpose.legal_basis {
+            LegalBasis::Consent => {
+                let withdrawn = current
+                    .iter()
+                    .any(|row| row.purpose == purpose.id.as_str() && row.status == "withdrawn");
+                if !withdrawn {
+                    let withdrawal = ConsentDraft::gpc_withdrawal(purpose.id.clone());
+                    append(conn, vault, subject, &withdrawal, recorded_by)?;
+                }
+                !withdrawn
+            }
+            LegalBasis::LegitimateInterest => consent_store::set_objection(
+                conn,
+                &subject.pk,
+                purpose.id.as_str(),
+                Some((now, recorded_by.as_str())),
+            )?,
+            _ => false,
+        };
+        if changed {
+            applied.push(purpose.id.to_string());
+        }
+    }
+    Ok(applied)
+}
+
+fn append(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject: &SubjectHandle,
+    draft: &ConsentDraft,
+    recorded_by: &KeyId,
+) -> Result<Recorded, SubjectError> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let record_index = vault.blind_index().index_parts(
+        IdentifierKind::ClientId,
+        &[
+            b"consent",
+            subject.pk.as_bytes(),
+            draft.client_id.as_deref().unwrap_or(&id).as_bytes(),
+        ],
+    );
+    if draft.client_id.is_some() {
+        if let Some(existing) =
+            consent_store::find_by_record_index(conn, &subject.pk, &record_index)?
+        {
+            return Ok(recorded_from(
+                existing,
+                draft.client_id.clone().unwrap_or_default(),
+                true,
+            ));
+        }
+    }
+    let mut evidence = BTreeMap::new();
+    let mut sealed_fields = draft.evidence.clone();
+    if let Some(client_id) = &draft.client_id {
+        sealed_fields.insert("$client_id".into(), client_id.clone());
+    }
+    for (name, value) in &sealed_fields {
+        let context = FieldContext {
+            subject: &subject.pk,
+            record: &id,
+            field: name,
+        };
+        evidence.insert(name.clone(), seal(&subject.key, &context, value.as_bytes()));
+    }
+    let row = ConsentRow {
+        sequence: consent_store::next_sequence(conn, &subject.pk)?,
+        subject_pk: subject.pk.clone(),
+        record_index,
+        purpose: draft.purpose.to_string(),
+        status: if draft.granted {
+            "granted"
+        } else {
+            "withdrawn"
+        }
+        .into(),
+        notice_id: draft.notice.as_ref().map(|(id, _)| id.clone()),
+        notice_version: draft.notice.as_ref().map(|(_, version)| version.clone()),
+        source: draft.source.clone(),
+        method: draft.method.clone(),
+        evidence_ct: write_map(&evidence),
+        recorded_at: Utc::now().naive_utc(),
+        recorded_by: recorded_by.to_string(),
+        id: id.clone(),
+    };
+    consent_store::append(conn, &row)?;
+    let shown_id = draft.client_id.clone().unwrap_or(id);
+    Ok(recorded_from(row, shown_id, false))
+}
+
+fn recorded_from(row: ConsentRow, shown_id: String, duplicate: bool) -> Recorded {
+    Recorded {
+        id: shown_id,
+        purpose: row.purpose,
+        status: row.status,
+        recorded_at: row.recorded_at,
+        sequence: row.sequence,
+        notice: row.notice_id.zip(row.notice_version),
+        source: row.source,
+        method: row.method,
+        duplicate,
+    }
+}
+
+/// A subject's consent state: the current statement per purpose, the full history (with
+/// decrypted evidence), standing objections and restriction.
+#[derive(Debug, Clone)]
+pub struct ConsentState {
+    /// The latest statement per purpose, by purpose.
+    pub current: Vec<Recorded>,
+    /// Every statement, oldest first, with its evidence.
+    pub history: Vec<(Recorded, BTreeMap<String, String>)>,
+    /// Standing objections: purpose and since when.
+    pub objections: Vec<(String, NaiveDateTime)>,
+    /// Whether processing is restricted.
+    pub restricted: bool,
+}
+
+/// Reads a subject's consent state; `None` for an unknown subject.
+pub fn read_state(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+) -> Result<Option<ConsentState>, SubjectError> {
+    let Some(subject) = subjects::find(conn, vault, subject_id)? else {
+        return Ok(None);
+    };
+    let mut history = Vec::new();
+    let mut shown_ids = std::collections::HashMap::new();
+    for row in consent_store::history(conn, &subject.pk)? {
+        let mut evidence = BTreeMap::new();
+        for (name, sealed) in read_map(&row.evidence_ct)? {
+            let context = FieldContext {
+                subject: &subject.pk,
+                record: &row.id,
+                field: &name,
+            };
+            let value = String::from_utf8(open(&subject.key, &context, &sealed)?)
+                .map_err(|_| crate::crypto::DecryptError)?;
+            evidence.insert(name, value);
+        }
+        let shown = evidence
+            .remove("$client_id")
+            .unwrap_or_else(|| row.id.clone());
+        shown_ids.insert(row.id.clone(), shown.clone());
+        history.push((recorded_from(row, shown, false), evidence));
+    }
+    let current = consent_store::current_for(conn, &[subject.pk.as_str()])?
+        .into_iter()
+        .filter_map(|row| {
+            history
+                .iter()
+                .find(|(recorded, _)| recorded.sequence == row.sequence)
+                .map(|(recorded, _)| recorded.clone())
+        })
+        .collect();
+    let objections = consent_store::objections_for(conn, &[subject.pk.as_str()])?
+        .into_iter()
+        .map(|(_, purpose, since)| (purpose, since))
+        .collect();
+    let restricted = !consent_store::restricted_among(conn, &[subject.pk.as_str()])?.is_empty();
+    Ok(Some(ConsentState {
+        current,
+        history,
+        objections,
+        restricted,
+    }))
+}
+
+/// Records (or, with `lift`, lifts) an objection to a purpose for a subject (created if
+/// unknown). Returns whether anything changed.
+pub fn object(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+    purpose: &PurposeId,
+    lift: bool,
+    recorded_by: &KeyId,
+) -> Result<bool, SubjectError> {
+    write_transaction(conn, |conn| {
+        let subject = subjects::find_or_create(conn, vault, subject_id)?;
+        let since = (!lift).then(|| (Utc::now().naive_utc(), recorded_by.as_str()));
+        Ok(consent_store::set_objection(
+            conn,
+            &subject.pk,
+            purpose.as_str(),
+            since,
+        )?)
+    })
+}

@@ -1,0 +1,394 @@
+//! `POST/GET /v1/subjects/{subject_id}/consents`, `POST /v1/subjects/{subject_id}/objections`,
+//! `GET /v1/consents/receipt-key`.
+
+use actix_web::http::header::HeaderMap;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::consent::{self, ConsentDraft, Jwk, RawConsent, Recorded};
+use crate::interactions::{parse_purpose, subject_not_found};
+use crate::rejection::Rejection;
+use crate::subjects::SubjectId;
+
+/// Whether the request carries a Global Privacy Control signal (`Sec-GPC: 1`).
+pub fn has_gpc(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-gpc")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim() == "1")
+}
+
+/// The notice the person saw.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeBody {
+    /// The notice's id.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// Evidence of the statement, stored encrypted.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceBody {
+    /// The person's IP address.
+    pub ip_address: Option<String>,
+    /// The person's user agent.
+    pub user_agent: Option<String>,
+}
+
+/// A consent statement.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRequest {
+    /// The app's id for this statement; re-sending it records nothing new.
+    pub id: Option<String>,
+    /// A declared, consent-based purpose (a statement covers its descendants).
+    pub purpose: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// The notice agreed to (required for grants).
+    pub notice: Option<NoticeBody>,
+    /// Where (`web`, `app` …).
+    pub source: String,
+    /// How (`checkbox`, `banner` …).
+    pub method: String,
+    /// Optional evidence.
+    pub evidence: Option<EvidenceBody>,
+}
+
+/// A recorded statement.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsentBody {
+    /// The app's id (or the internal one when none was given).
+    pub id: String,
+    /// The purpose.
+    pub purpose: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// Its place in the person's history.
+    pub sequence: i64,
+    /// The notice.
+    pub notice: Option<NoticeBody>,
+    /// Where.
+    pub source: String,
+    /// How.
+    pub method: String,
+}
+
+/// The answer to a statement.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsentResponse {
+    /// The statement.
+    #[serde(flatten)]
+    pub consent: ConsentBody,
+    /// Whether it had been recorded before.
+    pub duplicate: bool,
+    /// Purposes a `Sec-GPC: 1` signal opted the person out of in this request.
+    pub gpc_applied: Vec<String>,
+    /// A compact JWS (EdDSA) over the statement, verifiable with `/v1/consents/receipt-key`.
+    pub receipt: String,
+}
+
+fn utc(time: NaiveDateTime) -> DateTime<Utc> {
+    time.and_utc()
+}
+
+fn body_of(recorded: &Recorded) -> ConsentBody {
+    ConsentBody {
+        id: recorded.id.clone(),
+        purpose: recorded.purpose.clone(),
+        status: recorded.status.clone(),
+        recorded_at: utc(recorded.recorded_at),
+        sequence: recorded.sequence,
+        notice: recorded
+            .notice
+            .clone()
+            .map(|(id, version)| NoticeBody { id, version }),
+        source: recorded.source.clone(),
+        method: recorded.method.clone(),
+    }
+}
+
+#[derive(Serialize)]
+struct ReceiptClaims<'a> {
+    iss: &'static str,
+    sub: &'a str,
+    jti: &'a str,
+    iat: i64,
+    purpose: &'a str,
+    status: &'a str,
+    notice: Option<&'a NoticeBody>,
+    source: &'a str,
+    method: &'a str,
+    recorded_at: DateTime<Utc>,
+    policy_sha256: &'a str,
+}
+
+fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
+    SubjectId::parse(raw).map_err(|message| Rejection::invalid("invalid_subject_id", message))
+}
+
+/// Records a consent statement (and applies a `Sec-GPC: 1` signal first, if sent).
+#[utoipa::path(post, path = "/v1/subjects/{subject_id}/consents", tag = "consents",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person"),
+           ("Sec-GPC" = Option<String>, Header, description = "`1`: a Global Privacy Control signal")),
+    request_body = ConsentRequest,
+    responses(
+        (status = 201, description = "Recorded, with a signed receipt", body = ConsentResponse),
+        (status = 200, description = "Recorded earlier under this id", body = ConsentResponse),
+        (status = 422, description = "Invalid; nothing recorded", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn record(
+    state: web::Data<AppState>,
+    principal: Principal,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ConsentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let raw_subject = path.into_inner();
+    let subject_id = parse_subject(&raw_subject)?;
+    let body = body.into_inner();
+    let evidence = body.evidence.unwrap_or(EvidenceBody {
+        ip_address: None,
+        user_agent: None,
+    });
+    let draft = ConsentDraft::parse(
+        &state.policy,
+        RawConsent {
+            id: body.id,
+            purpose: body.purpose,
+            status: body.status,
+            notice: body.notice.map(|notice| (notice.id, notice.version)),
+            source: body.source,
+            method: body.method,
+            ip_address: evidence.ip_address,
+            user_agent: evidence.user_agent,
+        },
+    )?;
+    let gpc = has_gpc(request.headers());
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let outcome = state
+        .db
+        .run_write(move |conn| {
+            consent::record(
+                conn,
+                &vault,
+                &policy,
+                &subject_id,
+                &draft,
+                gpc,
+                &principal.key_id,
+            )
+        })
+        .await?;
+    let consent = body_of(&outcome.recorded);
+    let receipt = state.receipts.sign(&ReceiptClaims {
+        iss: "custodia",
+        sub: &raw_subject,
+        jti: &consent.id,
+        iat: consent.recorded_at.timestamp(),
+        purpose: &consent.purpose,
+        status: &consent.status,
+        notice: consent.notice.as_ref(),
+        source: &consent.source,
+        method: &consent.method,
+        recorded_at: consent.recorded_at,
+        policy_sha256: state.policy.sha256(),
+    });
+    let duplicate = outcome.recorded.duplicate;
+    let response = ConsentResponse {
+        consent,
+        duplicate,
+        gpc_applied: outcome.gpc_applied,
+        receipt,
+    };
+    Ok(if duplicate {
+        HttpResponse::Ok().json(response)
+    } else {
+        HttpResponse::Created().json(response)
+    })
+}
+
+/// The current statement on one purpose.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CurrentBody {
+    /// The purpose.
+    pub purpose: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// The statement that set it.
+    pub id: String,
+}
+
+/// A statement in the history, with its evidence.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HistoryBody {
+    /// The statement.
+    #[serde(flatten)]
+    pub consent: ConsentBody,
+    /// Its evidence (`ip_address`, `user_agent`), decrypted.
+    #[schema(value_type = Object)]
+    pub evidence: std::collections::BTreeMap<String, String>,
+}
+
+/// A standing objection.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ObjectionBody {
+    /// The purpose objected to (covers its descendants).
+    pub purpose: String,
+    /// Since when.
+    pub since: DateTime<Utc>,
+}
+
+/// A person's consent state.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsentStateBody {
+    /// The current statement per purpose.
+    pub current: Vec<CurrentBody>,
+    /// Every statement, oldest first.
+    pub history: Vec<HistoryBody>,
+    /// Standing objections.
+    pub objections: Vec<ObjectionBody>,
+    /// Whether processing is restricted (Art. 18).
+    pub restricted: bool,
+}
+
+/// A person's current consent per purpose and full history.
+#[utoipa::path(get, path = "/v1/subjects/{subject_id}/consents", tag = "consents",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    responses(
+        (status = 200, description = "Current state and history", body = ConsentStateBody),
+        (status = 404, description = "No such subject", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn show(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let vault = state.vault.clone();
+    let found = state
+        .db
+        .run(move |conn| consent::read_state(conn, &vault, &subject_id))
+        .await?
+        .ok_or_else(subject_not_found)?;
+    Ok(HttpResponse::Ok().json(ConsentStateBody {
+        current: found
+            .current
+            .iter()
+            .map(|recorded| CurrentBody {
+                purpose: recorded.purpose.clone(),
+                status: recorded.status.clone(),
+                since: utc(recorded.recorded_at),
+                id: recorded.id.clone(),
+            })
+            .collect(),
+        history: found
+            .history
+            .iter()
+            .map(|(recorded, evidence)| HistoryBody {
+                consent: body_of(recorded),
+                evidence: evidence.clone(),
+            })
+            .collect(),
+        objections: found
+            .objections
+            .into_iter()
+            .map(|(purpose, since)| ObjectionBody {
+                purpose,
+                since: utc(since),
+            })
+            .collect(),
+        restricted: found.restricted,
+    }))
+}
+
+/// An objection, or lifting one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectionRequest {
+    /// A declared purpose (covers its descendants).
+    pub purpose: String,
+    /// `objected` (default) or `lifted`.
+    pub status: Option<String>,
+}
+
+/// The objection's state after the request.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ObjectionResponse {
+    /// The purpose.
+    pub purpose: String,
+    /// `objected` or `lifted`.
+    pub status: String,
+    /// Whether the request changed anything.
+    pub changed: bool,
+}
+
+/// Records an objection (Art. 21) to a purpose, or lifts one.
+#[utoipa::path(post, path = "/v1/subjects/{subject_id}/objections", tag = "consents",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    request_body = ObjectionRequest,
+    responses((status = 200, description = "The objection's state", body = ObjectionResponse)))]
+pub async fn object(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<String>,
+    body: web::Json<ObjectionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let subject_id = parse_subject(&path.into_inner())?;
+    let body = body.into_inner();
+    let purpose = parse_purpose(&state.policy, &body.purpose)?;
+    let lift = match body.status.as_deref() {
+        None | Some("objected") => false,
+        Some("lifted") => true,
+        Some(_) => {
+            return Err(Rejection::invalid(
+                "invalid_objection",
+                "`status` must be `objected` or `lifted`",
+            )
+            .into())
+        }
+    };
+    let vault = state.vault.clone();
+    let target = purpose.clone();
+    let changed = state
+        .db
+        .run_write(move |conn| {
+            consent::object(conn, &vault, &subject_id, &target, lift, &principal.key_id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(ObjectionResponse {
+        purpose: purpose.to_string(),
+        status: if lift { "lifted" } else { "objected" }.into(),
+        changed,
+    }))
+}
+
+/// The JWK set that verifies consent receipts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JwkSet {
+    /// The keys (one).
+    pub keys: Vec<Jwk>,
+}
+
+/// The public key that verifies consent receipts.
+#[utoipa::path(get, path = "/v1/consents/receipt-key", tag = "consents",
+    responses((status = 200, description = "A JWK set", body = JwkSet)))]
+pub async fn receipt_key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(JwkSet {
+        keys: vec![state.receipts.jwk()],
+    })
+}

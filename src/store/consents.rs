@@ -1,0 +1,208 @@
+//! The consent ledger, its current-state table, objections and restrictions.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{consent_current, consent_records, objections, restrictions};
+use super::{DbConnection, StoreError, MAX_IN_LIST};
+
+/// One consent statement.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = consent_records)]
+pub struct ConsentRow {
+    /// Internal id (time-ordered).
+    pub id: String,
+    /// The subject's internal id.
+    pub subject_pk: String,
+    /// Blind index of the client's record id (idempotency), or of the internal id.
+    pub record_index: String,
+    /// Orders the subject's statements.
+    pub sequence: i64,
+    /// The purpose.
+    pub purpose: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// The notice shown.
+    pub notice_id: Option<String>,
+    /// Its version.
+    pub notice_version: Option<String>,
+    /// Where the statement was made (`web`, `app` …).
+    pub source: String,
+    /// How (`checkbox`, `gpc` …).
+    pub method: String,
+    /// Sealed evidence (IP address, user agent) and the client's record id.
+    pub evidence_ct: String,
+    /// When it was recorded.
+    pub recorded_at: NaiveDateTime,
+    /// The API key that recorded it.
+    pub recorded_by: String,
+}
+
+/// The latest statement on one purpose.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = consent_current)]
+pub struct CurrentRow {
+    /// The subject's internal id.
+    pub subject_pk: String,
+    /// The purpose.
+    pub purpose: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// The statement's sequence.
+    pub sequence: i64,
+    /// Since when.
+    pub since: NaiveDateTime,
+    /// The statement's internal id.
+    pub record_id: String,
+}
+
+/// The statement with this record index for the subject, if any.
+pub fn find_by_record_index(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    record_index: &str,
+) -> Result<Option<ConsentRow>, StoreError> {
+    Ok(consent_records::table
+        .filter(consent_records::subject_pk.eq(subject_pk))
+        .filter(consent_records::record_index.eq(record_index))
+        .select(ConsentRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The next sequence number for the subject's statements.
+pub fn next_sequence(conn: &mut DbConnection, subject_pk: &str) -> Result<i64, StoreError> {
+    let max: Option<i64> = consent_records::table
+        .filter(consent_records::subject_pk.eq(subject_pk))
+        .select(diesel::dsl::max(consent_records::sequence))
+        .first(conn)?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
+/// Appends a statement and makes it the current one for its purpose.
+pub fn append(conn: &mut DbConnection, row: &ConsentRow) -> Result<(), StoreError> {
+    diesel::insert_into(consent_records::table)
+        .values(row)
+        .execute(conn)?;
+    diesel::delete(
+        consent_current::table
+            .filter(consent_current::subject_pk.eq(&row.subject_pk))
+            .filter(consent_current::purpose.eq(&row.purpose)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(consent_current::table)
+        .values(&CurrentRow {
+            subject_pk: row.subject_pk.clone(),
+            purpose: row.purpose.clone(),
+            status: row.status.clone(),
+            sequence: row.sequence,
+            since: row.recorded_at,
+            record_id: row.id.clone(),
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A subject's statements, oldest first.
+pub fn history(conn: &mut DbConnection, subject_pk: &str) -> Result<Vec<ConsentRow>, StoreError> {
+    Ok(consent_records::table
+        .filter(consent_records::subject_pk.eq(subject_pk))
+        .order(consent_records::sequence.asc())
+        .select(ConsentRow::as_select())
+        .load(conn)?)
+}
+
+/// The current statements of these subjects.
+pub fn current_for(
+    conn: &mut DbConnection,
+    subject_pks: &[&str],
+) -> Result<Vec<CurrentRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in subject_pks.chunks(MAX_IN_LIST) {
+        rows.extend(
+            consent_current::table
+                .filter(consent_current::subject_pk.eq_any(chunk))
+                .order((consent_current::subject_pk, consent_current::purpose))
+                .select(CurrentRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
+/// `(subject_pk, purpose, since)` of the standing objections of these subjects.
+pub fn objections_for(
+    conn: &mut DbConnection,
+    subject_pks: &[&str],
+) -> Result<Vec<(String, String, NaiveDateTime)>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in subject_pks.chunks(MAX_IN_LIST) {
+        rows.extend(
+            objections::table
+                .filter(objections::subject_pk.eq_any(chunk))
+                .order((objections::subject_pk, objections::purpose))
+                .select((
+                    objections::subject_pk,
+                    objections::purpose,
+                    objections::since,
+                ))
+                .load::<(String, String, NaiveDateTime)>(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Records an objection (keeping the first time if it already stands) or, with `None`, lifts
+/// it. Returns whether anything changed.
+pub fn set_objection(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    purpose: &str,
+    since: Option<(NaiveDateTime, &str)>,
+) -> Result<bool, StoreError> {
+    let existing = objections::table
+        .filter(objections::subject_pk.eq(subject_pk))
+        .filter(objections::purpose.eq(purpose))
+        .count()
+        .get_result::<i64>(conn)?;
+    match (since, existing > 0) {
+        (Some((since, recorded_by)), false) => {
+            diesel::insert_into(objections::table)
+                .values((
+                    objections::subject_pk.eq(subject_pk),
+                    objections::purpose.eq(purpose),
+                    objections::since.eq(since),
+                    objections::recorded_by.eq(recorded_by),
+                ))
+                .execute(conn)?;
+            Ok(true)
+        }
+        (None, true) => {
+            diesel::delete(
+                objections::table
+                    .filter(objections::subject_pk.eq(subject_pk))
+                    .filter(objections::purpose.eq(purpose)),
+            )
+            .execute(conn)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The subjects among these whose processing is restricted.
+pub fn restricted_among(
+    conn: &mut DbConnection,
+    subject_pks: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in subject_pks.chunks(MAX_IN_LIST) {
+        rows.extend(
+            restrictions::table
+                .filter(restrictions::subject_pk.eq_any(chunk))
+                .select(restrictions::subject_pk)
+                .load::<String>(conn)?,
+        );
+    }
+    Ok(rows)
+}
