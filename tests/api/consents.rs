@@ -73,11 +73,18 @@ async fn accepted(app: &TestApp, token: &str, subject: &str, purposes: &[&str]) 
 
 const MARKETING: [&str; 3] = ["marketing", "marketing.email", "marketing.sms"];
 
+/// A subject, the statements recorded for it in order, and the marketing purposes accepted then.
+type HierarchyCase = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<&'static str>,
+);
+
 #[tokio::test]
 async fn the_latest_statement_on_a_purpose_or_an_ancestor_decides() {
     let (app, _policies) = spawn().await;
     let collector = app.token_for("collector").await;
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<HierarchyCase> = vec![
         ("nobody-said-anything", vec![], vec![]),
         (
             "parent-granted",
