@@ -603,12 +603,12 @@ pub fn read_for_purpose(
             format!("no legal basis to use this person's data for `{purpose}`"),
         )
     })?;
-    let tags = policy.tags_permitting(purpose);
-    let tags: Vec<&str> = tags.iter().map(PurposeId::as_str).collect();
+    // The in-memory decision above gives the reason; the same rules run again in the query.
+    let rule = policy.population_rule(declared);
     let limit = limit.clamp(1, MAX_PAGE);
     let after = cursor.map(Cursor::position);
     let mut rows =
-        interaction_store::page_for_subject(conn, &subject.pk, &tags, after.as_ref(), limit + 1)?;
+        interaction_store::page_for_subject(conn, &subject.pk, &rule, after.as_ref(), limit + 1)?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|row| {

@@ -240,6 +240,17 @@ pub struct ConsentStatement {
     pub sequence: i64,
 }
 
+/// Rules 2 and 3 for one purpose, as data a SQL builder can turn into a filter over a
+/// population: the same decision as [`Policy::legal_basis`], made by the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PopulationRule {
+    /// The purpose and its ancestors: statements and objections on any of them count, and
+    /// interactions tagged with any of them may be used.
+    pub tags: Vec<PurposeId>,
+    /// Whether a granted consent is needed (otherwise only objections and restriction count).
+    pub needs_consent: bool,
+}
+
 /// What the policy engine needs to know about one person to decide a legal basis.
 #[derive(Debug, Clone, Default)]
 pub struct SubjectState {
@@ -345,6 +356,15 @@ impl Policy {
             Some(statement) if statement.granted => Ok(()),
             Some(_) => Err(Denial::ConsentWithdrawn),
             None => Err(Denial::NoConsent),
+        }
+    }
+
+    /// Rules 2 and 3 in the form a population query needs (see `store::legal_basis`): the
+    /// purpose with its ancestors, and whether its basis is consent.
+    pub fn population_rule(&self, purpose: &Purpose) -> PopulationRule {
+        PopulationRule {
+            tags: self.tags_permitting(&purpose.id),
+            needs_consent: purpose.legal_basis == LegalBasis::Consent,
         }
     }
 

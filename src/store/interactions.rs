@@ -3,8 +3,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::legal_basis::{interaction_usable_for, subjects_with_legal_basis};
 use super::schema::{interaction_purposes, interactions};
 use super::{DbConnection, StoreError, MAX_IN_LIST};
+use crate::policy::PopulationRule;
 
 /// A stored interaction.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -130,20 +132,22 @@ pub struct PagePosition {
     pub id: String,
 }
 
-/// A subject's interactions that carry at least one of `tags`, newest first, after `after`.
+/// A subject's interactions usable under `rule`, newest first, after `after`: the subject must
+/// have a legal basis (rule 2) and each interaction must have been collected for the purpose or
+/// an ancestor (rule 3), both decided by the database. No legal basis: no rows.
 pub fn page_for_subject(
     conn: &mut DbConnection,
     subject_pk: &str,
-    tags: &[&str],
+    rule: &PopulationRule,
     after: Option<&PagePosition>,
     limit: i64,
 ) -> Result<Vec<InteractionRow>, StoreError> {
-    let tagged = interaction_purposes::table
-        .filter(interaction_purposes::interaction_pk.eq(interactions::id))
-        .filter(interaction_purposes::purpose.eq_any(tags));
+    if subjects_with_legal_basis(conn, rule, Some(&[subject_pk]))?.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut query = interactions::table
         .filter(interactions::subject_pk.eq(subject_pk))
-        .filter(diesel::dsl::exists(tagged))
+        .filter(interaction_usable_for(rule))
         .select(InteractionRow::as_select())
         .order((interactions::occurred_at.desc(), interactions::id.desc()))
         .limit(limit)

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod consents;
 pub mod interactions;
 pub mod keys;
+pub mod legal_basis;
 pub mod schema;
 pub mod subjects;
 mod writer;

@@ -11,6 +11,7 @@ mod first_start;
 mod helpers;
 mod interactions;
 mod keys;
+mod legal_basis;
 mod migrations;
 mod ops;
 mod policy;

@@ -1,0 +1,95 @@
+//! Rules 2 and 3 as SQL, for queries over a population (SPEC §3 rule 6): which subjects have a
+//! legal basis for a purpose now, and which interactions may be used for it. Built from a
+//! [`PopulationRule`] that the pure policy module computes; evaluated entirely in the database.
+
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+
+use super::schema::{
+    consent_current, interaction_purposes, interactions, objections, restrictions, subjects,
+};
+use super::DbConnection;
+use crate::policy::PopulationRule;
+
+/// The backend type of [`DbConnection`].
+pub type Backend = <DbConnection as diesel::Connection>::Backend;
+
+diesel::alias!(consent_current as later_statement: LaterStatement);
+
+/// A boolean condition on `subjects` rows.
+pub type SubjectFilter = Box<dyn BoxableExpression<subjects::table, Backend, SqlType = Bool>>;
+/// A boolean condition on `interactions` rows.
+pub type InteractionFilter =
+    Box<dyn BoxableExpression<interactions::table, Backend, SqlType = Bool>>;
+
+/// Rule 2 for every subject row: not restricted; no objection to the purpose or an ancestor;
+/// and, for a consent-based purpose, the latest statement on the purpose or an ancestor is a
+/// grant.
+pub fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
+    let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
+    let not_restricted = not(exists(
+        restrictions::table.filter(restrictions::subject_pk.eq(subjects::id)),
+    ));
+    let not_objected = not(exists(
+        objections::table
+            .filter(objections::subject_pk.eq(subjects::id))
+            .filter(objections::purpose.eq_any(tags.clone())),
+    ));
+    if !rule.needs_consent {
+        return Box::new(not_restricted.and(not_objected));
+    }
+    let later = later_statement
+        .filter(
+            later_statement
+                .field(consent_current::subject_pk)
+                .eq(subjects::id),
+        )
+        .filter(
+            later_statement
+                .field(consent_current::purpose)
+                .eq_any(tags.clone()),
+        )
+        .filter(
+            later_statement
+                .field(consent_current::sequence)
+                .gt(consent_current::sequence),
+        );
+    let latest_is_grant = exists(
+        consent_current::table
+            .filter(consent_current::subject_pk.eq(subjects::id))
+            .filter(consent_current::purpose.eq_any(tags))
+            .filter(consent_current::status.eq("granted"))
+            .filter(not(exists(later))),
+    );
+    Box::new(not_restricted.and(not_objected).and(latest_is_grant))
+}
+
+/// Rule 3 for every interaction row: it was collected for the purpose or an ancestor.
+pub fn interaction_usable_for(rule: &PopulationRule) -> InteractionFilter {
+    let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
+    Box::new(exists(
+        interaction_purposes::table
+            .filter(interaction_purposes::interaction_pk.eq(interactions::id))
+            .filter(interaction_purposes::purpose.eq_any(tags)),
+    ))
+}
+
+/// The internal ids, sorted, of the subjects among `subject_pks` with a legal basis under
+/// `rule` (all subjects when `subject_pks` is `None`).
+pub fn subjects_with_legal_basis(
+    conn: &mut DbConnection,
+    rule: &PopulationRule,
+    subject_pks: Option<&[&str]>,
+) -> Result<Vec<String>, super::StoreError> {
+    let mut query = subjects::table
+        .filter(subject_has_legal_basis(rule))
+        .select(subjects::id)
+        .order(subjects::id)
+        .into_boxed();
+    if let Some(pks) = subject_pks {
+        query = query
+            .filter(subjects::id.eq_any(pks.iter().map(|pk| (*pk).to_owned()).collect::<Vec<_>>()));
+    }
+    Ok(query.load(conn)?)
+}
