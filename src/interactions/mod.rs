@@ -17,7 +17,7 @@ pub use cursor::Cursor;
 
 use crate::auth::{KeyId, Principal};
 use crate::crypto::{DecryptError, FieldContext, IdentifierKind};
-use crate::policy::{Action, Denial, FieldName, Policy, PurposeId, RoleId};
+use crate::policy::{Action, DecisionRequest, Denial, FieldName, Policy, PurposeId, RoleId};
 use crate::rejection::Rejection;
 use crate::store::interactions::{
     self as interaction_store, InteractionPurposeRow, InteractionRow, PagePosition,
@@ -584,20 +584,27 @@ pub fn read_for_purpose(
     limit: i64,
     cursor: Option<&Cursor>,
 ) -> Result<Page, ReadError> {
-    policy
-        .authorize_purpose(role.as_str(), Action::InteractionsRead, purpose)
-        .map_err(|denial| {
-            Rejection::forbidden(
-                denial.code(),
-                format!("role `{role}` may not read data for purpose `{purpose}`"),
-            )
-        })?;
     let declared = policy.purpose(purpose.as_str()).ok_or_else(|| {
         Rejection::invalid("unknown_purpose", format!("unknown purpose `{purpose}`"))
     })?;
+    let mut request = DecisionRequest {
+        role: role.as_str(),
+        action: Action::InteractionsRead,
+        purpose: Some(purpose),
+        categories: &[],
+        subject: None,
+    };
+    // Rule 1 before anything about the person is looked at.
+    policy.decide(&request).map_err(|denial| {
+        Rejection::forbidden(
+            denial.code(),
+            format!("role `{role}` may not read data for purpose `{purpose}`"),
+        )
+    })?;
     let subject = subjects::find(conn, vault, subject_id)?.ok_or_else(subject_not_found)?;
     let state = processing_state(conn, &subject.pk)?;
-    policy.legal_basis(declared, &state).map_err(|denial| {
+    request.subject = Some(&state);
+    policy.decide(&request).map_err(|denial| {
         Rejection::forbidden(
             denial.code(),
             format!("no legal basis to use this person's data for `{purpose}`"),

@@ -240,6 +240,29 @@ pub struct ConsentStatement {
     pub sequence: i64,
 }
 
+/// One question to the policy engine: may this role take this action, for this purpose, on
+/// data of these categories, about a person in this state?
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionRequest<'a> {
+    /// The caller's role.
+    pub role: &'a str,
+    /// The action.
+    pub action: Action,
+    /// The purpose, for purpose-bound actions.
+    pub purpose: Option<&'a PurposeId>,
+    /// The categories of the data involved (for minimisation).
+    pub categories: &'a [CategoryId],
+    /// The person's state, when the request is about one person.
+    pub subject: Option<&'a SubjectState>,
+}
+
+/// An allowed request, and what it may not see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Categories among those asked for that the purpose may not use (rule 4): withheld.
+    pub withheld: Vec<CategoryId>,
+}
+
 /// Rules 2 and 3 for one purpose, as data a SQL builder can turn into a filter over a
 /// population: the same decision as [`Policy::legal_basis`], made by the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +380,42 @@ impl Policy {
             Some(_) => Err(Denial::ConsentWithdrawn),
             None => Err(Denial::NoConsent),
         }
+    }
+
+    /// The decision function: rule 1 (role, action, purpose), rule 2 (legal basis for the
+    /// person, when one is named) and rule 4 (which categories are withheld). Denials carry a
+    /// stable reason code (`Denial::code`). Pure and allocation-light: see docs/benchmarks.md.
+    pub fn decide(&self, request: &DecisionRequest<'_>) -> Result<Decision, Denial> {
+        let role = self.authorize_action(request.role, request.action)?;
+        let Some(purpose_id) = request.purpose else {
+            if request.action.is_purpose_bound() {
+                return Err(Denial::PurposeNotPermitted);
+            }
+            return Ok(Decision {
+                withheld: Vec::new(),
+            });
+        };
+        if !role
+            .purposes
+            .iter()
+            .any(|allowed| purpose_id.is_within(allowed))
+        {
+            return Err(Denial::PurposeNotPermitted);
+        }
+        let purpose = self
+            .purposes
+            .get(purpose_id.as_str())
+            .ok_or(Denial::PurposeNotPermitted)?;
+        if let Some(state) = request.subject {
+            self.legal_basis(purpose, state)?;
+        }
+        let withheld = request
+            .categories
+            .iter()
+            .filter(|category| !self.purpose_may_use(purpose, category))
+            .cloned()
+            .collect();
+        Ok(Decision { withheld })
     }
 
     /// Rules 2 and 3 in the form a population query needs (see `store::legal_basis`): the
@@ -510,6 +569,50 @@ mod tests {
             decide(&policy, "analytics", &SubjectState::default()),
             Ok(())
         );
+    }
+
+    #[test]
+    fn decide_combines_role_purpose_basis_and_minimisation() {
+        let policy = sample();
+        let support = PurposeId::parse("support").unwrap();
+        let analytics = PurposeId::parse("analytics").unwrap();
+        let categories = [
+            CategoryId::parse("user.content").unwrap(),
+            CategoryId::parse("behavior.browsing").unwrap(),
+        ];
+        let state = SubjectState::default();
+        let request = |role, purpose| DecisionRequest {
+            role,
+            action: Action::InteractionsRead,
+            purpose: Some(purpose),
+            categories: &categories,
+            subject: Some(&state),
+        };
+        assert_eq!(
+            policy.decide(&request("support", &support)),
+            Ok(Decision {
+                withheld: vec![CategoryId::parse("behavior.browsing").unwrap()]
+            })
+        );
+        assert_eq!(
+            policy.decide(&request("support", &analytics)),
+            Err(Denial::PurposeNotPermitted)
+        );
+        assert_eq!(
+            policy.decide(&request("marketer", &support)),
+            Err(Denial::ActionNotPermitted)
+        );
+        assert_eq!(
+            policy.decide(&request("nobody", &support)),
+            Err(Denial::UnknownRole)
+        );
+        let restricted = SubjectState {
+            restricted: true,
+            ..SubjectState::default()
+        };
+        let mut restricted_request = request("support", &support);
+        restricted_request.subject = Some(&restricted);
+        assert_eq!(policy.decide(&restricted_request), Err(Denial::Restricted));
     }
 
     #[test]
