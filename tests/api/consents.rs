@@ -522,3 +522,59 @@ async fn bad_statements_are_422_and_the_ledger_is_read_only_for_the_right_roles(
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_restricted_person_gets_no_new_processing_and_no_reads() {
+    use custodia::store::schema::{restrictions, subjects};
+    use diesel::prelude::*;
+    let (app, _policies) = spawn().await;
+    let collector = app.token_for("collector").await;
+    let support = app.token_for("support").await;
+    state(&app, &collector, "cust-x", "marketing", "granted").await;
+    assert_eq!(
+        accepted(&app, &collector, "cust-x", &["support", "marketing"]).await,
+        ["marketing", "support"]
+    );
+    // Restriction is set by the data-subject-rights endpoints; here it is written directly.
+    let database = app.database();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().unwrap();
+        let pk: String = subjects::table
+            .select(subjects::id)
+            .first(&mut *conn)
+            .unwrap();
+        diesel::insert_into(restrictions::table)
+            .values((
+                restrictions::subject_pk.eq(pk),
+                restrictions::since.eq(chrono::Utc::now().naive_utc()),
+                restrictions::recorded_by.eq("test"),
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+
+    assert!(accepted(
+        &app,
+        &collector,
+        "cust-x",
+        &["support", "marketing", "legal_compliance"]
+    )
+    .await
+    .is_empty());
+    let read = app
+        .get(
+            "/v1/subjects/cust-x/interactions?purpose=support",
+            Some(&support),
+        )
+        .await;
+    assert_problem(read, StatusCode::FORBIDDEN, "restricted").await;
+    let ledger: Value = app
+        .get("/v1/subjects/cust-x/consents", Some(&collector))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["restricted"], true);
+}
