@@ -13,7 +13,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::config::Settings;
-use crate::consent::ReceiptSigner;
+use crate::consent::{record_all, ConsentJob, ConsentOutcome, ReceiptSigner};
+use crate::http::coalesce::Coalescer;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
@@ -85,6 +86,7 @@ impl Application {
         let policy = Arc::new(policy);
         let state = web::Data::new(AppState {
             ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
+            consent_writes: start_consent_writes(&db, &vault, &policy),
             db,
             tokens: TokenService::new(vault.token_key(), settings.token_ttl),
             receipts: ReceiptSigner::new(vault.receipt_seed()),
@@ -148,6 +150,26 @@ fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .error_handler(|error, _| ApiError::from_json(&error).into())
+}
+
+/// Consent calls are coalesced: the statements of concurrent calls are recorded in one
+/// transaction (see `http::coalesce`).
+fn start_consent_writes(
+    db: &Database,
+    vault: &Arc<Vault>,
+    policy: &Arc<Policy>,
+) -> Coalescer<ConsentJob, ConsentOutcome> {
+    /// The most consent statements recorded in one transaction.
+    const MAX_GROUP: usize = 256;
+    let (db, vault, policy) = (db.clone(), vault.clone(), policy.clone());
+    Coalescer::start(MAX_GROUP, move |jobs: Vec<ConsentJob>| {
+        let (db, vault, policy) = (db.clone(), vault.clone(), policy.clone());
+        async move {
+            Ok(db
+                .run_write(move |conn| record_all(conn, &vault, &policy, &jobs))
+                .await?)
+        }
+    })
 }
 
 /// The route table grouped by path, so each path is one resource and a wrong method gets 405.

@@ -178,30 +178,56 @@ pub struct ConsentOutcome {
     pub gpc_applied: Vec<String>,
 }
 
-/// Records a statement for a subject (created if unknown), after applying a GPC signal if the
-/// call carried one; one transaction.
-pub fn record(
+/// One consent call to record: whose, what, whether it carried a GPC signal, and by which key.
+#[derive(Debug, Clone)]
+pub struct ConsentJob {
+    /// The person.
+    pub subject_id: SubjectId,
+    /// The statement.
+    pub draft: ConsentDraft,
+    /// Whether the call carried `Sec-GPC: 1`.
+    pub gpc: bool,
+    /// The API key that made the call.
+    pub recorded_by: KeyId,
+}
+
+/// How often a group of statements is tried again after a conflict with a concurrent writer.
+const MAX_RECORD_ATTEMPTS: usize = 5;
+
+/// Records consent calls in order, in one transaction (subjects created if unknown; a GPC
+/// signal applied before its call's statement). A conflict with a concurrent writer (the same
+/// subject's next sequence taken) rolls the whole group back and tries again.
+pub fn record_all(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
-    subject_id: &SubjectId,
-    draft: &ConsentDraft,
-    gpc: bool,
-    recorded_by: &KeyId,
-) -> Result<ConsentOutcome, SubjectError> {
-    write_transaction(conn, |conn| {
-        let subject = subjects::find_or_create(conn, vault, subject_id)?;
-        let gpc_applied = if gpc {
-            apply_gpc(conn, vault, policy, &subject, recorded_by)?
-        } else {
-            Vec::new()
-        };
-        let recorded = append(conn, vault, &subject, draft, recorded_by)?;
-        Ok(ConsentOutcome {
-            recorded,
-            gpc_applied,
-        })
-    })
+    jobs: &[ConsentJob],
+) -> Result<Vec<ConsentOutcome>, SubjectError> {
+    for _ in 0..MAX_RECORD_ATTEMPTS {
+        let attempt = write_transaction(conn, |conn| {
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let subject = subjects::find_or_create(conn, vault, &job.subject_id)?;
+                let gpc_applied = if job.gpc {
+                    apply_gpc(conn, vault, policy, &subject, &job.recorded_by)?
+                } else {
+                    Vec::new()
+                };
+                let recorded = append(conn, vault, &subject, &job.draft, &job.recorded_by)?;
+                outcomes.push(ConsentOutcome {
+                    recorded,
+                    gpc_applied,
+                });
+            }
+            Ok(outcomes)
+        });
+        match attempt {
+            Err(SubjectError::Store(crate::store::StoreError::Query(error)))
+                if crate::store::is_unique_violation(&error) => {}
+            other => return other,
+        }
+    }
+    Err(SubjectError::Contended)
 }
 
 /// Applies a GPC signal to a subject: withdrawals for consent-based `gpc` purposes not already

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::consent::{self, ConsentDraft, Jwk, RawConsent, Recorded};
+use crate::consent::{self, ConsentDraft, ConsentJob, Jwk, RawConsent, Recorded};
 use crate::interactions::{parse_purpose, subject_not_found};
 use crate::rejection::Rejection;
 use crate::subjects::SubjectId;
@@ -174,22 +174,18 @@ pub async fn record(
             user_agent: evidence.user_agent,
         },
     )?;
-    let gpc = has_gpc(request.headers());
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let job = ConsentJob {
+        subject_id,
+        draft,
+        gpc: has_gpc(request.headers()),
+        recorded_by: principal.key_id,
+    };
     let outcome = state
-        .db
-        .run_write(move |conn| {
-            consent::record(
-                conn,
-                &vault,
-                &policy,
-                &subject_id,
-                &draft,
-                gpc,
-                &principal.key_id,
-            )
-        })
-        .await?;
+        .consent_writes
+        .submit(vec![job])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a consent call got no outcome")))?;
     let consent = body_of(&outcome.recorded);
     let receipt = state.receipts.sign(&ReceiptClaims {
         iss: "custodia",

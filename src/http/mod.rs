@@ -7,6 +7,7 @@
 //! except the `/docs` UI assets.
 
 pub mod auth;
+pub mod coalesce;
 pub mod consents;
 pub mod ingest_queue;
 pub mod interactions;

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::auth::{KeyStatusCache, TokenService};
-use crate::consent::ReceiptSigner;
+use crate::consent::{ConsentJob, ConsentOutcome, ReceiptSigner};
+use crate::http::coalesce::Coalescer;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::Metrics;
 use crate::policy::Policy;
@@ -14,6 +15,8 @@ use crate::vault::Vault;
 pub struct AppState {
     /// The database.
     pub db: Database,
+    /// Where consent statements are recorded (coalescing concurrent calls).
+    pub consent_writes: Coalescer<ConsentJob, ConsentOutcome>,
     /// Signs consent receipts.
     pub receipts: ReceiptSigner,
     /// Where interactions are stored (coalescing small requests).

@@ -1,0 +1,125 @@
+//! Coalescing: concurrent small requests of one kind are stored together, in one transaction.
+//!
+//! Requests wait in a queue; a task takes every request waiting (up to a bound), hands their
+//! items to one store call, and answers each request with its own results. Nothing waits on a
+//! timer: under light load a group is one request; under load groups grow, and each item costs
+//! about what it costs in a batch (one commit, one round of lookups, for the whole group). A
+//! few groups are stored at once: on PostgreSQL on separate connections; on SQLite they meet at
+//! the single writer, which commits them together.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::ApiError;
+
+/// How many groups are stored at once.
+const GROUPS_IN_FLIGHT: usize = 4;
+
+type Reply<Out> = oneshot::Sender<Result<Vec<Out>, ApiError>>;
+
+struct Pending<In, Out> {
+    items: Vec<In>,
+    reply: Reply<Out>,
+}
+
+/// A queue that stores the items of concurrent requests together.
+pub struct Coalescer<In, Out> {
+    sender: mpsc::UnboundedSender<Pending<In, Out>>,
+}
+
+impl<In: Send + 'static, Out: Send + 'static> Coalescer<In, Out> {
+    /// Starts the queue's task on the current runtime. `store` gets every item of a group, in
+    /// request order, and must return one result per item, in the same order.
+    pub fn start<F, Fut>(max_items: usize, store: F) -> Coalescer<In, Out>
+    where
+        F: Fn(Vec<In>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Out>, ApiError>> + Send + 'static,
+    {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(run(Arc::new(store), receiver, max_items));
+        Coalescer { sender }
+    }
+
+    /// Queues a request's items and waits for their results.
+    pub async fn submit(&self, items: Vec<In>) -> Result<Vec<Out>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Pending { items, reply })
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("a write queue has stopped")))?;
+        answer
+            .await
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("a write queue dropped a request")))?
+    }
+}
+
+async fn run<In, Out, F, Fut>(
+    store: Arc<F>,
+    mut receiver: mpsc::UnboundedReceiver<Pending<In, Out>>,
+    max_items: usize,
+) where
+    In: Send + 'static,
+    Out: Send + 'static,
+    F: Fn(Vec<In>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<Out>, ApiError>> + Send + 'static,
+{
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT));
+    while let Some(first) = receiver.recv().await {
+        // Wait for a free slot before taking the group, so it holds everything queued by then.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        let mut size = group[0].items.len();
+        while size < max_items {
+            match receiver.try_recv() {
+                Ok(pending) => {
+                    size += pending.items.len();
+                    group.push(pending);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut lengths = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        let mut items = Vec::with_capacity(size);
+        for pending in group {
+            lengths.push(pending.items.len());
+            replies.push(pending.reply);
+            items.extend(pending.items);
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            let result = store(items).await;
+            drop(permit);
+            answer_group(result, lengths, replies);
+        });
+    }
+}
+
+/// Hands each request of a group its own results, or the group's error.
+fn answer_group<Out>(
+    result: Result<Vec<Out>, ApiError>,
+    lengths: Vec<usize>,
+    replies: Vec<Reply<Out>>,
+) {
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for (length, reply) in lengths.into_iter().zip(replies) {
+                let _ = reply.send(Ok(outcomes.by_ref().take(length).collect()));
+            }
+        }
+        Err(error) => {
+            let (status, code, detail) = error.into_parts();
+            for reply in replies {
+                let _ = reply.send(Err(ApiError::Problem {
+                    status,
+                    code,
+                    detail: detail.clone(),
+                }));
+            }
+        }
+    }
+}
