@@ -205,6 +205,9 @@ pub fn record_all(
 ) -> Result<Vec<ConsentOutcome>, SubjectError> {
     for _ in 0..MAX_RECORD_ATTEMPTS {
         let attempt = write_transaction(conn, |conn| {
+            if jobs.iter().all(|job| !job.gpc) {
+                return record_group(conn, vault, jobs);
+            }
             let mut outcomes = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let subject = subjects::find_or_create(conn, vault, &job.subject_id)?;
@@ -228,6 +231,187 @@ pub fn record_all(
         }
     }
     Err(SubjectError::Contended)
+}
+
+/// Records statements without GPC signals with set-based statements: one lookup for all
+/// subjects, one for earlier copies of the statements, one for the subjects' next sequences,
+/// then one multi-row insert and one replacement of the current rows. Call inside a write
+/// transaction.
+fn record_group(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    jobs: &[ConsentJob],
+) -> Result<Vec<ConsentOutcome>, SubjectError> {
+    use std::collections::HashMap;
+    let now = Utc::now().naive_utc();
+    let indexes: Vec<String> = jobs
+        .iter()
+        .map(|job| subjects::subject_index(vault, &job.subject_id))
+        .collect();
+    let mut distinct: Vec<&str> = indexes.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let existing: HashMap<String, String> = crate::store::subjects::ids_by_index(conn, &distinct)?
+        .into_iter()
+        .collect();
+    let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
+    for (job, index) in jobs.iter().zip(&indexes) {
+        if !existing.contains_key(index)
+            && !missing.iter().any(|(_, known)| *known == index.as_str())
+        {
+            missing.push((&job.subject_id, index));
+        }
+    }
+    let planned = subjects::plan_new_subjects(vault, &missing, now);
+    subjects::insert_planned(conn, &planned)?;
+    let existing_pks: Vec<&str> = existing.values().map(String::as_str).collect();
+    let keys = vault.data_keys_for(conn, &existing_pks)?;
+    let mut handles: HashMap<&str, SubjectHandle> = HashMap::new();
+    for index in &indexes {
+        let handle = match existing.get(index) {
+            Some(pk) => SubjectHandle {
+                pk: pk.clone(),
+                key: keys
+                    .get(pk)
+                    .cloned()
+                    .ok_or(crate::vault::VaultError::Corrupt(
+                        "a subject without a data key",
+                    ))?,
+            },
+            None => planned
+                .handles
+                .get(index)
+                .cloned()
+                .expect("every missing subject was planned"),
+        };
+        handles.insert(index.as_str(), handle);
+    }
+
+    let ids: Vec<String> = jobs
+        .iter()
+        .map(|_| uuid::Uuid::now_v7().simple().to_string())
+        .collect();
+    let record_indexes: Vec<String> = jobs
+        .iter()
+        .zip(&indexes)
+        .zip(&ids)
+        .map(|((job, index), id)| {
+            let pk = &handles[index.as_str()].pk;
+            record_index(vault, pk, job.draft.client_id.as_deref().unwrap_or(id))
+        })
+        .collect();
+    let pks: Vec<&str> = handles.values().map(|handle| handle.pk.as_str()).collect();
+    let with_client_ids: Vec<&str> = jobs
+        .iter()
+        .zip(&record_indexes)
+        .filter(|(job, _)| job.draft.client_id.is_some())
+        .map(|(_, index)| index.as_str())
+        .collect();
+    let mut earlier: HashMap<(String, String), ConsentRow> = HashMap::new();
+    for row in consent_store::find_by_record_indexes(conn, &pks, &with_client_ids)? {
+        earlier.insert((row.subject_pk.clone(), row.record_index.clone()), row);
+    }
+    let mut next: HashMap<String, i64> = consent_store::max_sequences(conn, &pks)?
+        .into_iter()
+        .map(|(pk, max)| (pk, max.unwrap_or(0) + 1))
+        .collect();
+
+    let mut rows = Vec::new();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (((job, index), id), record_index) in jobs.iter().zip(&indexes).zip(ids).zip(record_indexes)
+    {
+        let handle = &handles[index.as_str()];
+        let key = (handle.pk.clone(), record_index.clone());
+        if job.draft.client_id.is_some() {
+            if let Some(row) = earlier.get(&key) {
+                let shown = job.draft.client_id.clone().unwrap_or_default();
+                outcomes.push(ConsentOutcome {
+                    recorded: recorded_from(row.clone(), shown, true),
+                    gpc_applied: Vec::new(),
+                });
+                continue;
+            }
+        }
+        let sequence = next.entry(handle.pk.clone()).or_insert(1);
+        let row = statement_row(
+            handle,
+            &job.draft,
+            &job.recorded_by,
+            id,
+            record_index,
+            *sequence,
+            now,
+        );
+        *sequence += 1;
+        let shown = job
+            .draft
+            .client_id
+            .clone()
+            .unwrap_or_else(|| row.id.clone());
+        if job.draft.client_id.is_some() {
+            earlier.insert(key, row.clone());
+        }
+        outcomes.push(ConsentOutcome {
+            recorded: recorded_from(row.clone(), shown, false),
+            gpc_applied: Vec::new(),
+        });
+        rows.push(row);
+    }
+    consent_store::append_many(conn, &rows)?;
+    Ok(outcomes)
+}
+
+/// The blind index that makes a statement id unique per subject.
+fn record_index(vault: &Vault, subject_pk: &str, statement_id: &str) -> String {
+    vault.blind_index().index_parts(
+        IdentifierKind::ClientId,
+        &[b"consent", subject_pk.as_bytes(), statement_id.as_bytes()],
+    )
+}
+
+/// A statement's row: evidence and the app's id sealed under the subject's key.
+fn statement_row(
+    subject: &SubjectHandle,
+    draft: &ConsentDraft,
+    recorded_by: &KeyId,
+    id: String,
+    record_index: String,
+    sequence: i64,
+    recorded_at: NaiveDateTime,
+) -> ConsentRow {
+    let mut sealed_fields = draft.evidence.clone();
+    if let Some(client_id) = &draft.client_id {
+        sealed_fields.insert("$client_id".into(), client_id.clone());
+    }
+    let mut evidence = BTreeMap::new();
+    for (name, value) in &sealed_fields {
+        let context = FieldContext {
+            subject: &subject.pk,
+            record: &id,
+            field: name,
+        };
+        evidence.insert(name.clone(), seal(&subject.key, &context, value.as_bytes()));
+    }
+    ConsentRow {
+        sequence,
+        subject_pk: subject.pk.clone(),
+        record_index,
+        purpose: draft.purpose.to_string(),
+        status: if draft.granted {
+            "granted"
+        } else {
+            "withdrawn"
+        }
+        .into(),
+        notice_id: draft.notice.as_ref().map(|(id, _)| id.clone()),
+        notice_version: draft.notice.as_ref().map(|(_, version)| version.clone()),
+        source: draft.source.clone(),
+        method: draft.method.clone(),
+        evidence_ct: write_map(&evidence),
+        recorded_at,
+        recorded_by: recorded_by.to_string(),
+        id,
+    }
 }
 
 /// Applies a GPC signal to a subject: withdrawals for consent-based `gpc` purposes not already
@@ -277,60 +461,30 @@ fn append(
     recorded_by: &KeyId,
 ) -> Result<Recorded, SubjectError> {
     let id = uuid::Uuid::now_v7().simple().to_string();
-    let record_index = vault.blind_index().index_parts(
-        IdentifierKind::ClientId,
-        &[
-            b"consent",
-            subject.pk.as_bytes(),
-            draft.client_id.as_deref().unwrap_or(&id).as_bytes(),
-        ],
+    let record_index = record_index(
+        vault,
+        &subject.pk,
+        draft.client_id.as_deref().unwrap_or(&id),
     );
-    if draft.client_id.is_some() {
+    if let Some(client_id) = &draft.client_id {
         if let Some(existing) =
             consent_store::find_by_record_index(conn, &subject.pk, &record_index)?
         {
-            return Ok(recorded_from(
-                existing,
-                draft.client_id.clone().unwrap_or_default(),
-                true,
-            ));
+            return Ok(recorded_from(existing, client_id.clone(), true));
         }
     }
-    let mut evidence = BTreeMap::new();
-    let mut sealed_fields = draft.evidence.clone();
-    if let Some(client_id) = &draft.client_id {
-        sealed_fields.insert("$client_id".into(), client_id.clone());
-    }
-    for (name, value) in &sealed_fields {
-        let context = FieldContext {
-            subject: &subject.pk,
-            record: &id,
-            field: name,
-        };
-        evidence.insert(name.clone(), seal(&subject.key, &context, value.as_bytes()));
-    }
-    let row = ConsentRow {
-        sequence: consent_store::next_sequence(conn, &subject.pk)?,
-        subject_pk: subject.pk.clone(),
+    let sequence = consent_store::next_sequence(conn, &subject.pk)?;
+    let row = statement_row(
+        subject,
+        draft,
+        recorded_by,
+        id,
         record_index,
-        purpose: draft.purpose.to_string(),
-        status: if draft.granted {
-            "granted"
-        } else {
-            "withdrawn"
-        }
-        .into(),
-        notice_id: draft.notice.as_ref().map(|(id, _)| id.clone()),
-        notice_version: draft.notice.as_ref().map(|(_, version)| version.clone()),
-        source: draft.source.clone(),
-        method: draft.method.clone(),
-        evidence_ct: write_map(&evidence),
-        recorded_at: Utc::now().naive_utc(),
-        recorded_by: recorded_by.to_string(),
-        id: id.clone(),
-    };
+        sequence,
+        Utc::now().naive_utc(),
+    );
     consent_store::append(conn, &row)?;
-    let shown_id = draft.client_id.clone().unwrap_or(id);
+    let shown_id = draft.client_id.clone().unwrap_or_else(|| row.id.clone());
     Ok(recorded_from(row, shown_id, false))
 }
 

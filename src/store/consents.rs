@@ -206,3 +206,98 @@ pub fn restricted_among(
     }
     Ok(rows)
 }
+
+/// The statements of these subjects whose record index is among `record_indexes`.
+pub fn find_by_record_indexes(
+    conn: &mut DbConnection,
+    subject_pks: &[&str],
+    record_indexes: &[&str],
+) -> Result<Vec<ConsentRow>, StoreError> {
+    let mut rows = Vec::new();
+    if subject_pks.is_empty() || record_indexes.is_empty() {
+        return Ok(rows);
+    }
+    let half = MAX_IN_LIST / 2;
+    for subjects in subject_pks.chunks(half) {
+        for indexes in record_indexes.chunks(half) {
+            rows.extend(
+                consent_records::table
+                    .filter(consent_records::subject_pk.eq_any(subjects))
+                    .filter(consent_records::record_index.eq_any(indexes))
+                    .select(ConsentRow::as_select())
+                    .load(conn)?,
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// The highest sequence of each of these subjects that has statements.
+pub fn max_sequences(
+    conn: &mut DbConnection,
+    subject_pks: &[&str],
+) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in subject_pks.chunks(MAX_IN_LIST) {
+        rows.extend(
+            consent_records::table
+                .filter(consent_records::subject_pk.eq_any(chunk))
+                .group_by(consent_records::subject_pk)
+                .select((
+                    consent_records::subject_pk,
+                    diesel::dsl::max(consent_records::sequence),
+                ))
+                .load::<(String, Option<i64>)>(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Appends statements (already numbered) and makes the last one per subject and purpose the
+/// current one: one multi-row insert, one delete, one multi-row insert.
+pub fn append_many(conn: &mut DbConnection, rows: &[ConsentRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    super::insert_all!(conn, consent_records::table, rows);
+    let mut latest: std::collections::BTreeMap<(&str, &str), &ConsentRow> = Default::default();
+    for row in rows {
+        let key = (row.subject_pk.as_str(), row.purpose.as_str());
+        if latest
+            .get(&key)
+            .is_none_or(|seen| seen.sequence < row.sequence)
+        {
+            latest.insert(key, row);
+        }
+    }
+    let current: Vec<CurrentRow> = latest
+        .values()
+        .map(|row| CurrentRow {
+            subject_pk: row.subject_pk.clone(),
+            purpose: row.purpose.clone(),
+            status: row.status.clone(),
+            sequence: row.sequence,
+            since: row.recorded_at,
+            record_id: row.id.clone(),
+        })
+        .collect();
+    for chunk in current.chunks(MAX_IN_LIST / 4) {
+        let mut pairs: Option<super::legal_basis::CurrentFilter> = None;
+        for row in chunk {
+            let pair: super::legal_basis::CurrentFilter = Box::new(
+                consent_current::subject_pk
+                    .eq(row.subject_pk.clone())
+                    .and(consent_current::purpose.eq(row.purpose.clone())),
+            );
+            pairs = Some(match pairs {
+                Some(previous) => Box::new(previous.or(pair)),
+                None => pair,
+            });
+        }
+        if let Some(pairs) = pairs {
+            diesel::delete(consent_current::table.filter(pairs)).execute(conn)?;
+        }
+    }
+    super::insert_all!(conn, consent_current::table, &current[..]);
+    Ok(())
+}

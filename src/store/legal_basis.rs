@@ -19,6 +19,9 @@ diesel::alias!(consent_current as later_statement: LaterStatement);
 
 /// A boolean condition on `subjects` rows.
 pub type SubjectFilter = Box<dyn BoxableExpression<subjects::table, Backend, SqlType = Bool>>;
+/// A boolean condition on `consent_current` rows.
+pub type CurrentFilter =
+    Box<dyn BoxableExpression<consent_current::table, Backend, SqlType = Bool>>;
 /// A boolean condition on `interactions` rows.
 pub type InteractionFilter =
     Box<dyn BoxableExpression<interactions::table, Backend, SqlType = Bool>>;
