@@ -254,7 +254,7 @@ pub fn max_sequences(
 }
 
 /// Appends statements (already numbered) and makes the last one per subject and purpose the
-/// current one: one multi-row insert, one delete, one multi-row insert.
+/// current one: one multi-row insert and one multi-row upsert.
 pub fn append_many(conn: &mut DbConnection, rows: &[ConsentRow]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -281,23 +281,44 @@ pub fn append_many(conn: &mut DbConnection, rows: &[ConsentRow]) -> Result<(), S
             record_id: row.id.clone(),
         })
         .collect();
-    for chunk in current.chunks(MAX_IN_LIST / 4) {
-        let mut pairs: Option<super::legal_basis::CurrentFilter> = None;
-        for row in chunk {
-            let pair: super::legal_basis::CurrentFilter = Box::new(
-                consent_current::subject_pk
-                    .eq(row.subject_pk.clone())
-                    .and(consent_current::purpose.eq(row.purpose.clone())),
-            );
-            pairs = Some(match pairs {
-                Some(previous) => Box::new(previous.or(pair)),
-                None => pair,
-            });
+    upsert_current(conn, &current)?;
+
+    Ok(())
+}
+
+/// Inserts current rows, replacing those of the same subject and purpose. `ON CONFLICT … DO
+/// UPDATE` exists on both backends, but diesel's `MultiConnection` cannot express it, so it runs
+/// on the concrete connection.
+fn upsert_current(conn: &mut DbConnection, rows: &[CurrentRow]) -> Result<(), StoreError> {
+    use diesel::upsert::excluded;
+    macro_rules! upsert {
+        ($conn:expr, $chunk:expr) => {
+            diesel::insert_into(consent_current::table)
+                .values($chunk)
+                .on_conflict((consent_current::subject_pk, consent_current::purpose))
+                .do_update()
+                .set((
+                    consent_current::status.eq(excluded(consent_current::status)),
+                    consent_current::sequence.eq(excluded(consent_current::sequence)),
+                    consent_current::since.eq(excluded(consent_current::since)),
+                    consent_current::record_id.eq(excluded(consent_current::record_id)),
+                ))
+                .execute($conn)?
+        };
+    }
+    match conn {
+        // One statement per chunk: every statement is a round trip to the server.
+        DbConnection::Postgresql(pg) => {
+            for chunk in rows.chunks(super::MAX_ROWS_PER_INSERT) {
+                upsert!(pg, chunk);
+            }
         }
-        if let Some(pairs) = pairs {
-            diesel::delete(consent_current::table.filter(pairs)).execute(conn)?;
+        // diesel cannot batch an upsert on SQLite; a row at a time costs no round trip there.
+        DbConnection::Sqlite(sqlite) => {
+            for row in rows {
+                upsert!(&mut *sqlite, row);
+            }
         }
     }
-    super::insert_all!(conn, consent_current::table, &current[..]);
     Ok(())
 }
