@@ -191,9 +191,6 @@ pub struct ConsentJob {
     pub recorded_by: KeyId,
 }
 
-/// How often a group of statements is tried again after a conflict with a concurrent writer.
-const MAX_RECORD_ATTEMPTS: usize = 5;
-
 /// Records consent calls in order, in one transaction (subjects created if unknown; a GPC
 /// signal applied before its call's statement). A conflict with a concurrent writer (the same
 /// subject's next sequence taken) rolls the whole group back and tries again.
@@ -203,8 +200,8 @@ pub fn record_all(
     policy: &Policy,
     jobs: &[ConsentJob],
 ) -> Result<Vec<ConsentOutcome>, SubjectError> {
-    for _ in 0..MAX_RECORD_ATTEMPTS {
-        let attempt = write_transaction(conn, |conn| {
+    subjects::retry_on_conflict(|| {
+        write_transaction(conn, |conn| {
             if jobs.iter().all(|job| !job.gpc) {
                 return record_group(conn, vault, jobs);
             }
@@ -223,14 +220,8 @@ pub fn record_all(
                 });
             }
             Ok(outcomes)
-        });
-        match attempt {
-            Err(SubjectError::Store(crate::store::StoreError::Query(error)))
-                if crate::store::is_unique_violation(&error) => {}
-            other => return other,
-        }
-    }
-    Err(SubjectError::Contended)
+        })
+    })
 }
 
 /// Records statements without GPC signals with set-based statements: one lookup for all

@@ -117,17 +117,13 @@ pub fn current_for(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<CurrentRow>, StoreError> {
-    let mut rows = Vec::new();
-    for chunk in subject_pks.chunks(MAX_IN_LIST) {
-        rows.extend(
-            consent_current::table
-                .filter(consent_current::subject_pk.eq_any(chunk))
-                .order((consent_current::subject_pk, consent_current::purpose))
-                .select(CurrentRow::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(rows)
+    super::load_chunked(subject_pks, |chunk| {
+        consent_current::table
+            .filter(consent_current::subject_pk.eq_any(chunk))
+            .order((consent_current::subject_pk, consent_current::purpose))
+            .select(CurrentRow::as_select())
+            .load(conn)
+    })
 }
 
 /// `(subject_pk, purpose, since)` of the standing objections of these subjects.
@@ -135,21 +131,17 @@ pub fn objections_for(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<(String, String, NaiveDateTime)>, StoreError> {
-    let mut rows = Vec::new();
-    for chunk in subject_pks.chunks(MAX_IN_LIST) {
-        rows.extend(
-            objections::table
-                .filter(objections::subject_pk.eq_any(chunk))
-                .order((objections::subject_pk, objections::purpose))
-                .select((
-                    objections::subject_pk,
-                    objections::purpose,
-                    objections::since,
-                ))
-                .load::<(String, String, NaiveDateTime)>(conn)?,
-        );
-    }
-    Ok(rows)
+    super::load_chunked(subject_pks, |chunk| {
+        objections::table
+            .filter(objections::subject_pk.eq_any(chunk))
+            .order((objections::subject_pk, objections::purpose))
+            .select((
+                objections::subject_pk,
+                objections::purpose,
+                objections::since,
+            ))
+            .load::<(String, String, NaiveDateTime)>(conn)
+    })
 }
 
 /// Records an objection (keeping the first time if it already stands) or, with `None`, lifts
@@ -195,16 +187,12 @@ pub fn restricted_among(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<String>, StoreError> {
-    let mut rows = Vec::new();
-    for chunk in subject_pks.chunks(MAX_IN_LIST) {
-        rows.extend(
-            restrictions::table
-                .filter(restrictions::subject_pk.eq_any(chunk))
-                .select(restrictions::subject_pk)
-                .load::<String>(conn)?,
-        );
-    }
-    Ok(rows)
+    super::load_chunked(subject_pks, |chunk| {
+        restrictions::table
+            .filter(restrictions::subject_pk.eq_any(chunk))
+            .select(restrictions::subject_pk)
+            .load::<String>(conn)
+    })
 }
 
 /// The statements of these subjects whose record index is among `record_indexes`.
@@ -237,20 +225,16 @@ pub fn max_sequences(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
-    let mut rows = Vec::new();
-    for chunk in subject_pks.chunks(MAX_IN_LIST) {
-        rows.extend(
-            consent_records::table
-                .filter(consent_records::subject_pk.eq_any(chunk))
-                .group_by(consent_records::subject_pk)
-                .select((
-                    consent_records::subject_pk,
-                    diesel::dsl::max(consent_records::sequence),
-                ))
-                .load::<(String, Option<i64>)>(conn)?,
-        );
-    }
-    Ok(rows)
+    super::load_chunked(subject_pks, |chunk| {
+        consent_records::table
+            .filter(consent_records::subject_pk.eq_any(chunk))
+            .group_by(consent_records::subject_pk)
+            .select((
+                consent_records::subject_pk,
+                diesel::dsl::max(consent_records::sequence),
+            ))
+            .load::<(String, Option<i64>)>(conn)
+    })
 }
 
 /// Appends statements (already numbered) and makes the last one per subject and purpose the

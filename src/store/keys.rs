@@ -115,16 +115,12 @@ pub fn data_keys_for(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<DataKeyRow>, StoreError> {
-    let mut rows = Vec::with_capacity(subject_pks.len());
-    for chunk in subject_pks.chunks(super::MAX_IN_LIST) {
-        rows.extend(
-            data_keys::table
-                .filter(data_keys::subject_pk.eq_any(chunk))
-                .select(DataKeyRow::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(rows)
+    super::load_chunked(subject_pks, |chunk| {
+        data_keys::table
+            .filter(data_keys::subject_pk.eq_any(chunk))
+            .select(DataKeyRow::as_select())
+            .load(conn)
+    })
 }
 
 /// Inserts data keys.

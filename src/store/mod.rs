@@ -76,6 +76,19 @@ macro_rules! insert_all {
 }
 pub(crate) use insert_all;
 
+/// Runs `load` over `keys` in chunks of [`MAX_IN_LIST`] (each chunk binds one `IN` list) and
+/// concatenates the rows.
+pub(crate) fn load_chunked<'k, T>(
+    keys: &[&'k str],
+    mut load: impl FnMut(&[&'k str]) -> diesel::QueryResult<Vec<T>>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(MAX_IN_LIST) {
+        rows.extend(load(chunk)?);
+    }
+    Ok(rows)
+}
+
 /// One connection to either backend.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {

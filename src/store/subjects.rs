@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{subject_identifiers, subject_traits, subjects};
-use super::{DbConnection, StoreError, MAX_IN_LIST};
+use super::{DbConnection, StoreError};
 
 /// A stored subject.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -52,16 +52,12 @@ pub fn ids_by_index(
     conn: &mut DbConnection,
     indexes: &[&str],
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let mut found = Vec::with_capacity(indexes.len());
-    for chunk in indexes.chunks(MAX_IN_LIST) {
-        found.extend(
-            subjects::table
-                .filter(subjects::subject_index.eq_any(chunk))
-                .select((subjects::subject_index, subjects::id))
-                .load::<(String, String)>(conn)?,
-        );
-    }
-    Ok(found)
+    super::load_chunked(indexes, |chunk| {
+        subjects::table
+            .filter(subjects::subject_index.eq_any(chunk))
+            .select((subjects::subject_index, subjects::id))
+            .load::<(String, String)>(conn)
+    })
 }
 
 /// Inserts subjects.

@@ -313,8 +313,20 @@ pub fn upsert(
     subject_id: &SubjectId,
     changes: &SubjectChanges,
 ) -> Result<UpsertOutcome, SubjectError> {
-    for _ in 0..3 {
-        match upsert_once(conn, vault, policy, subject_id, changes) {
+    retry_on_conflict(|| upsert_once(conn, vault, policy, subject_id, changes))
+}
+
+/// How often work that lost a race with a concurrent writer is tried again.
+const MAX_CONFLICT_ATTEMPTS: usize = 5;
+
+/// Runs `attempt` again while it fails because a concurrent writer inserted the same key first
+/// (a unique violation, rolled back by the attempt's own transaction), up to
+/// [`MAX_CONFLICT_ATTEMPTS`] times; then reports contention.
+pub fn retry_on_conflict<T>(
+    mut attempt: impl FnMut() -> Result<T, SubjectError>,
+) -> Result<T, SubjectError> {
+    for _ in 0..MAX_CONFLICT_ATTEMPTS {
+        match attempt() {
             Err(SubjectError::Store(StoreError::Query(error)))
                 if crate::store::is_unique_violation(&error) => {}
             other => return other,
