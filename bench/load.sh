@@ -25,6 +25,9 @@ TOKEN=$(curl -sf "http://127.0.0.1:$port/v1/auth/token" -H 'content-type: applic
 export TOKEN
 # Warm up (creates most subjects), then measure.
 RUN=warmup wrk -t2 -c32 -d5s -s "$script" "http://127.0.0.1:$port" >/dev/null
+# A fresh PostgreSQL database has no planner statistics yet; autovacuum would gather them within
+# a minute or so. Gather them now, so that the measurement is of a database in steady state.
+if [[ "${CUSTODIA_DATABASE_URL:-}" == postgres* ]]; then psql -q "${CUSTODIA_DATABASE_URL}" -c ANALYZE; fi
 echo "== saturation: 32 connections, each sending as fast as answers come back"
 RUN=measured wrk -t2 -c32 -d20s --latency -s "$script" "http://127.0.0.1:$port"
 echo "== held rate: 32 connections pausing ${DELAY_MS:-8} ms between requests"
