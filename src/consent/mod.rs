@@ -474,7 +474,7 @@ fn append(
         sequence,
         Utc::now().naive_utc(),
     );
-    consent_store::append(conn, &row)?;
+    consent_store::append_many(conn, std::slice::from_ref(&row))?;
     let shown_id = draft.client_id.clone().unwrap_or_else(|| row.id.clone());
     Ok(recorded_from(row, shown_id, false))
 }

@@ -79,30 +79,6 @@ pub fn next_sequence(conn: &mut DbConnection, subject_pk: &str) -> Result<i64, S
     Ok(max.unwrap_or(0) + 1)
 }
 
-/// Appends a statement and makes it the current one for its purpose.
-pub fn append(conn: &mut DbConnection, row: &ConsentRow) -> Result<(), StoreError> {
-    diesel::insert_into(consent_records::table)
-        .values(row)
-        .execute(conn)?;
-    diesel::delete(
-        consent_current::table
-            .filter(consent_current::subject_pk.eq(&row.subject_pk))
-            .filter(consent_current::purpose.eq(&row.purpose)),
-    )
-    .execute(conn)?;
-    diesel::insert_into(consent_current::table)
-        .values(&CurrentRow {
-            subject_pk: row.subject_pk.clone(),
-            purpose: row.purpose.clone(),
-            status: row.status.clone(),
-            sequence: row.sequence,
-            since: row.recorded_at,
-            record_id: row.id.clone(),
-        })
-        .execute(conn)?;
-    Ok(())
-}
-
 /// A subject's statements, oldest first.
 pub fn history(conn: &mut DbConnection, subject_pk: &str) -> Result<Vec<ConsentRow>, StoreError> {
     Ok(consent_records::table
