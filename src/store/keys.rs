@@ -163,14 +163,6 @@ pub fn rewrap_data_key(
     .execute(conn)?)
 }
 
-/// The number of data keys per master key id.
-pub fn data_key_counts(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(data_keys::table
-        .group_by(data_keys::master_key_id)
-        .select((data_keys::master_key_id, diesel::dsl::count_star()))
-        .load(conn)?)
-}
-
 /// The rotation that was started but not finished, if any.
 pub fn unfinished_rotation(conn: &mut DbConnection) -> Result<Option<RotationRow>, StoreError> {
     Ok(master_key_rotations::table

@@ -147,15 +147,3 @@ pub fn set_trait(
     }
     Ok(())
 }
-
-/// A subject's segmentable traits, by name.
-pub fn traits_of(
-    conn: &mut DbConnection,
-    subject_pk: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(subject_traits::table
-        .filter(subject_traits::subject_pk.eq(subject_pk))
-        .select((subject_traits::name, subject_traits::value))
-        .order(subject_traits::name)
-        .load(conn)?)
-}

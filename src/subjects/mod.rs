@@ -5,7 +5,7 @@
 pub mod sealed;
 mod values;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{NaiveDateTime, Utc};
@@ -19,7 +19,7 @@ use crate::rejection::Rejection;
 use crate::store::subjects::{self as subject_store, SubjectRow};
 use crate::store::{keys as key_store, DbConnection, StoreError};
 use crate::vault::{Vault, VaultError};
-use sealed::{open, read_map, seal, write_map, SUBJECT_RECORD};
+use sealed::{read_map, seal, write_map, SUBJECT_RECORD};
 
 /// The most traits one request may set.
 pub const MAX_TRAITS_PER_REQUEST: usize = 100;
@@ -468,48 +468,4 @@ pub fn reveal_subject_id(
     };
     let bytes = key.decrypt(&context, &row.subject_id_ct)?;
     String::from_utf8(bytes).map_err(|_| SubjectError::Decrypt(DecryptError))
-}
-
-/// A subject's decrypted identifiers and traits (all of them; callers minimise).
-#[derive(Debug, Default)]
-pub struct SubjectProfile {
-    /// Identifier kind → value.
-    pub identifiers: BTreeMap<String, String>,
-    /// Trait name → value.
-    pub traits: BTreeMap<String, FieldValue>,
-}
-
-/// Decrypts a subject's identifiers and traits.
-pub fn profile(
-    conn: &mut DbConnection,
-    handle: &SubjectHandle,
-) -> Result<SubjectProfile, SubjectError> {
-    let row = subject_store::find_by_pk(conn, &handle.pk)?
-        .ok_or(VaultError::Corrupt("a subject vanished"))?;
-    let mut profile = SubjectProfile::default();
-    for (name, sealed) in read_map(&row.identifiers_ct)? {
-        let field = format!("${name}");
-        let context = FieldContext {
-            subject: &handle.pk,
-            record: SUBJECT_RECORD,
-            field: &field,
-        };
-        let value =
-            String::from_utf8(open(&handle.key, &context, &sealed)?).map_err(|_| DecryptError)?;
-        profile.identifiers.insert(name, value);
-    }
-    for (name, sealed) in read_map(&row.traits_ct)? {
-        let context = FieldContext {
-            subject: &handle.pk,
-            record: SUBJECT_RECORD,
-            field: &name,
-        };
-        let value = FieldValue::from_plaintext(&open(&handle.key, &context, &sealed)?)
-            .ok_or(DecryptError)?;
-        profile.traits.insert(name, value);
-    }
-    for (name, value) in subject_store::traits_of(conn, &handle.pk)? {
-        profile.traits.insert(name, FieldValue::Text(value));
-    }
-    Ok(profile)
 }

@@ -63,12 +63,6 @@ impl DataKeyCache {
         entries.insert(subject_pk.to_owned(), (key, Instant::now()));
     }
 
-    /// Forgets a subject's key (erasure).
-    pub fn remove(&self, subject_pk: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(subject_pk);
-    }
-
     /// How many keys are cached.
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()

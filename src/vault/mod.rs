@@ -99,11 +99,6 @@ impl Vault {
         &self.receipt_seed
     }
 
-    /// The data-key cache.
-    pub fn cache(&self) -> &DataKeyCache {
-        &self.cache
-    }
-
     fn keyring(&self) -> Arc<MasterKeyring> {
         let stale = self
             .keyring_loaded_at
