@@ -245,38 +245,13 @@ fn record_group(
     let existing: HashMap<String, String> = crate::store::subjects::ids_by_index(conn, &distinct)?
         .into_iter()
         .collect();
-    let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
-    for (job, index) in jobs.iter().zip(&indexes) {
-        if !existing.contains_key(index)
-            && !missing.iter().any(|(_, known)| *known == index.as_str())
-        {
-            missing.push((&job.subject_id, index));
-        }
-    }
-    let planned = subjects::plan_new_subjects(vault, &missing, now);
+    let wanted: Vec<(&SubjectId, &str)> = jobs
+        .iter()
+        .zip(&indexes)
+        .map(|(job, index)| (&job.subject_id, index.as_str()))
+        .collect();
+    let (handles, planned) = subjects::handles_for(conn, vault, &existing, &wanted, now)?;
     subjects::insert_planned(conn, &planned)?;
-    let existing_pks: Vec<&str> = existing.values().map(String::as_str).collect();
-    let keys = vault.data_keys_for(conn, &existing_pks)?;
-    let mut handles: HashMap<&str, SubjectHandle> = HashMap::new();
-    for index in &indexes {
-        let handle = match existing.get(index) {
-            Some(pk) => SubjectHandle {
-                pk: pk.clone(),
-                key: keys
-                    .get(pk)
-                    .cloned()
-                    .ok_or(crate::vault::VaultError::Corrupt(
-                        "a subject without a data key",
-                    ))?,
-            },
-            None => planned
-                .handles
-                .get(index)
-                .cloned()
-                .expect("every missing subject was planned"),
-        };
-        handles.insert(index.as_str(), handle);
-    }
 
     let ids: Vec<String> = jobs
         .iter()

@@ -342,34 +342,11 @@ pub fn prepare_ingest(
     }
 
     // Plan the subjects that are needed and do not exist yet; load the others' keys.
-    let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
-    for (index, _, _) in &to_store {
-        let subject_index = subject_indexes[*index].as_str();
-        if !existing.contains_key(subject_index)
-            && !missing.iter().any(|(_, known)| *known == subject_index)
-        {
-            missing.push((&drafts[*index].subject_id, subject_index));
-        }
-    }
-    let planned = subjects::plan_new_subjects(vault, &missing, now);
-    let mut handles = planned.handles.clone();
-    let needed_pks: Vec<&str> = to_store
+    let wanted: Vec<(&SubjectId, &str)> = to_store
         .iter()
-        .filter_map(|(index, _, _)| existing.get(&subject_indexes[*index]))
-        .map(String::as_str)
+        .map(|(index, _, _)| (&drafts[*index].subject_id, subject_indexes[*index].as_str()))
         .collect();
-    let keys = vault.data_keys_for(conn, &needed_pks)?;
-    for (subject_index, pk) in &existing {
-        if let Some(key) = keys.get(pk) {
-            handles.insert(
-                subject_index.clone(),
-                SubjectHandle {
-                    pk: pk.clone(),
-                    key: key.clone(),
-                },
-            );
-        }
-    }
+    let (handles, planned) = subjects::handles_for(conn, vault, &existing, &wanted, now)?;
 
     let mut rows = Vec::with_capacity(to_store.len());
     let mut purpose_rows = Vec::with_capacity(to_store.len() * 2);

@@ -278,6 +278,50 @@ pub fn plan_new_subjects(
     planned
 }
 
+/// Handles for the subjects a group of writes needs, by blind index: the data keys of those in
+/// `existing` (blind index → internal id) and new subjects planned (not written) for the
+/// others. Each wanted subject appears once, whatever the repeats in `wanted`.
+pub fn handles_for(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    existing: &HashMap<String, String>,
+    wanted: &[(&SubjectId, &str)],
+    now: NaiveDateTime,
+) -> Result<(HashMap<String, SubjectHandle>, PlannedSubjects), SubjectError> {
+    let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
+    let mut existing_pks: Vec<&str> = Vec::new();
+    for (subject_id, index) in wanted {
+        match existing.get(*index) {
+            Some(pk) if !existing_pks.contains(&pk.as_str()) => existing_pks.push(pk),
+            Some(_) => {}
+            None if !missing.iter().any(|(_, known)| known == index) => {
+                missing.push((subject_id, index));
+            }
+            None => {}
+        }
+    }
+    let planned = plan_new_subjects(vault, &missing, now);
+    let keys = vault.data_keys_for(conn, &existing_pks)?;
+    let mut handles = planned.handles.clone();
+    for (index, pk) in existing {
+        if !existing_pks.contains(&pk.as_str()) {
+            continue;
+        }
+        let key = keys
+            .get(pk)
+            .cloned()
+            .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+        handles.insert(
+            index.clone(),
+            SubjectHandle {
+                pk: pk.clone(),
+                key,
+            },
+        );
+    }
+    Ok((handles, planned))
+}
+
 /// Writes planned subjects. A unique violation means another request created one of them
 /// first; callers retry.
 pub fn insert_planned(
