@@ -33,12 +33,14 @@ async fn main() {
     let policy = custodia::policy::load_dir(&settings.policy_dir).unwrap();
     let database = open_database(&settings).unwrap();
     let mut conn = database.connection().unwrap();
-    let valid = custodia::auth::create_key(&mut conn, &policy, "bench", "admin", None)
+    let operator = custodia::audit::Actor::operator();
+    let valid = custodia::auth::create_key(&mut conn, &policy, "bench", "admin", &operator)
         .unwrap()
         .api_key
         .to_string();
-    let revoked = custodia::auth::create_key(&mut conn, &policy, "revoked", "admin", None).unwrap();
-    custodia::auth::revoke_key(&mut conn, &revoked.info.id).unwrap();
+    let revoked =
+        custodia::auth::create_key(&mut conn, &policy, "revoked", "admin", &operator).unwrap();
+    custodia::auth::revoke_key(&mut conn, &policy, &revoked.info.id, &operator).unwrap();
     let key_id = valid.split('_').nth(1).unwrap();
     let cases = [
         ("valid key", valid.clone()),

@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::auth::{create_key, list_keys, revoke_key, KeyError};
-use crate::config::{Cli, Command, KeysCommand, PolicyCommand, Settings};
+use crate::audit::Checkpoint;
+use crate::audit::{self, Actor, Entry};
+use crate::auth::{create_key, list_keys, revoke_key, KeyError, ACTION_LIST, ACTION_ROTATE_MASTER};
+use crate::config::{AuditCommand, Cli, Command, KeysCommand, PolicyCommand, Settings};
+use crate::crypto::JwsSigner;
 use crate::policy::load_dir;
-use crate::startup::{load_policy, open_database, Application};
+use crate::startup::{load_policy, open_database, open_vault, Application};
 use crate::vault::rotate_master_key;
 
 /// Runs a command; errors are printed to stderr and turn into exit status 1.
@@ -32,6 +35,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(command) => keys(&settings, command),
+        Command::Audit(AuditCommand::Verify { checkpoints }) => {
+            verify_audit(&settings, &checkpoints)
+        }
         Command::Policy(PolicyCommand::Check { dir }) => {
             let dir = dir.unwrap_or_else(|| settings.policy_dir.clone());
             match load_dir(&dir) {
@@ -55,6 +61,41 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `custodia audit verify`: offline, against the database, with the deployment's audit key.
+fn verify_audit(settings: &Settings, files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut checkpoints = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the checkpoint {}", file.display()))?;
+        let checkpoint: Checkpoint = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a checkpoint (the JSON of GET /v1/audit/checkpoint)",
+                file.display()
+            )
+        })?;
+        checkpoints.push(checkpoint);
+    }
+    let database = open_database(settings)?;
+    let vault = open_vault(settings, &database)?;
+    let signer = JwsSigner::new(vault.audit_seed());
+    let mut conn = database.connection()?;
+    let report = audit::verify(&mut conn, &signer, &checkpoints)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.ok {
+        eprintln!(
+            "the audit log verifies: {} entries, {} signed checkpoints",
+            report.entries, report.checkpoints
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "custodia: the audit log does NOT verify: {}",
+            report.detail.as_deref().unwrap_or("unknown failure")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 fn serve(settings: &Settings) -> anyhow::Result<ExitCode> {
     actix_web::rt::System::new().block_on(async {
         let application = Application::build(settings)?;
@@ -75,10 +116,11 @@ fn serve(settings: &Settings) -> anyhow::Result<ExitCode> {
 fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
     let database = open_database(settings)?;
     let mut conn = database.connection()?;
+    let policy = load_policy(settings)?;
+    let operator = Actor::operator();
     match command {
         KeysCommand::Create { role, name } => {
-            let policy = load_policy(settings)?;
-            let created = create_key(&mut conn, &policy, &name, &role, None)?;
+            let created = create_key(&mut conn, &policy, &name, &role, &operator)?;
             eprintln!(
                 "created key {} ({}) with role {}; store the key now, it is not shown again:",
                 created.info.id, created.info.name, created.info.role
@@ -94,7 +136,10 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
                 "{:<16}  {:<12}  {:<20}  {:<20}  NAME",
                 "ID", "ROLE", "CREATED", "REVOKED"
             )?;
-            for key in list_keys(&mut conn)? {
+            let keys = list_keys(&mut conn)?;
+            let entry = Entry::new(&operator, ACTION_LIST).records(keys.len());
+            audit::record(&mut conn, policy.sha256(), vec![entry])?;
+            for key in keys {
                 let revoked = key
                     .revoked_at
                     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
@@ -113,6 +158,10 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::RotateMaster => {
             let report = rotate_master_key(&mut conn, &settings.master_key_file)?;
+            let entry = Entry::new(&operator, ACTION_ROTATE_MASTER)
+                .target(report.to_key_id.clone())
+                .records(usize::try_from(report.rewrapped).unwrap_or(usize::MAX));
+            audit::record(&mut conn, policy.sha256(), vec![entry])?;
             eprintln!(
                 "{} rotation: master key {} → {}; re-wrapped {} keys. Retired keys are kept in {}{}; keep them until no backup needs them.",
                 if report.resumed { "finished an interrupted" } else { "completed" },
@@ -125,7 +174,7 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
             println!("{}", report.to_key_id);
             Ok(ExitCode::SUCCESS)
         }
-        KeysCommand::Revoke { id } => match revoke_key(&mut conn, &id) {
+        KeysCommand::Revoke { id } => match revoke_key(&mut conn, &policy, &id, &operator) {
             Ok(key) => {
                 eprintln!(
                     "revoked key {}; its tokens stop working within seconds",

@@ -16,6 +16,8 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_POLICY_DIR: &str = "./policies";
 /// Access token lifetime by default, in seconds.
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 900;
+/// Default seconds between signed audit checkpoints.
+pub const DEFAULT_AUDIT_CHECKPOINT_SECS: u64 = 60;
 /// The largest JSON body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
@@ -58,6 +60,10 @@ pub struct Options {
     #[arg(long, env = "CUSTODIA_TOKEN_TTL", global = true,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub token_ttl: Option<u64>,
+    /// Seconds between the signed audit checkpoints a server writes (1–86400) [default: 60].
+    #[arg(long, env = "CUSTODIA_AUDIT_CHECKPOINT_INTERVAL", global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub audit_checkpoint_interval: Option<u64>,
     /// Log format [default: human].
     #[arg(long, env = "CUSTODIA_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
@@ -86,6 +92,22 @@ pub enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `custodia audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the audit chain in the database (hashes, sequence, head, stored checkpoints) and,
+    /// given saved checkpoints (JSON from `GET /v1/audit/checkpoint`), that nothing they cover
+    /// was removed or rewritten. Prints the report as JSON; exits 1 on any failure.
+    Verify {
+        /// A saved checkpoint file; may be given several times.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+    },
 }
 
 /// `custodia keys …`
@@ -139,6 +161,8 @@ pub struct Settings {
     pub token_ttl: Duration,
     /// Largest accepted JSON body, in bytes.
     pub body_limit: usize,
+    /// How often a server signs an audit checkpoint.
+    pub audit_checkpoint_interval: Duration,
 }
 
 /// A setting that cannot be used.
@@ -172,6 +196,11 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_DIR)),
             token_ttl: Duration::from_secs(options.token_ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS)),
             body_limit: DEFAULT_BODY_LIMIT,
+            audit_checkpoint_interval: Duration::from_secs(
+                options
+                    .audit_checkpoint_interval
+                    .unwrap_or(DEFAULT_AUDIT_CHECKPOINT_SECS),
+            ),
             database_url,
             data_dir,
         })

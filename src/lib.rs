@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of this crate.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

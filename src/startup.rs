@@ -13,13 +13,14 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::config::Settings;
-use crate::consent::{record_all, ConsentJob, ConsentOutcome, ReceiptSigner};
+use crate::consent::{record_all, ConsentJob, ConsentOutcome};
+use crate::crypto::JwsSigner;
 use crate::http::coalesce::Coalescer;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
 use crate::policy::{load_dir, Policy};
-use crate::store::{run_migrations, Database};
+use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
 
 /// Connections per process: on SQLite, readers (writes have their own connection); on
@@ -89,13 +90,15 @@ impl Application {
             consent_writes: start_consent_writes(&db, &vault, &policy),
             db,
             tokens: TokenService::new(vault.token_key(), settings.token_ttl),
-            receipts: ReceiptSigner::new(vault.receipt_seed()),
+            receipts: JwsSigner::new(vault.receipt_seed()),
+            checkpoints: JwsSigner::new(vault.audit_seed()),
             vault,
             key_status: KeyStatusCache::new(),
             metrics: Metrics::new(),
             openapi_json: openapi::document(),
             policy,
         });
+        start_checkpoints(&state, settings.audit_checkpoint_interval);
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -170,6 +173,43 @@ fn start_consent_writes(
                 .await?)
         }
     })
+}
+
+/// Signs an audit checkpoint every `interval` while the chain has grown since the last one
+/// (any process's). Failures are logged and tried again at the next tick.
+fn start_checkpoints(state: &web::Data<AppState>, interval: std::time::Duration) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let for_work = state.clone();
+            let signed = state
+                .db
+                .run_write(move |conn| {
+                    write_transaction(conn, |conn| {
+                        let (size, _) = crate::store::audit::head(conn)?;
+                        if size <= crate::store::audit::last_checkpoint_size(conn)? {
+                            return Ok(None);
+                        }
+                        crate::audit::sign_head(conn, &for_work.checkpoints).map(Some)
+                    })
+                })
+                .await;
+            match signed {
+                Ok(Some(checkpoint)) => {
+                    tracing::debug!(size = checkpoint.size, "signed an audit checkpoint");
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let error: crate::store::StoreError = error;
+                    tracing::warn!(error = %error, "could not sign an audit checkpoint");
+                }
+            }
+        }
+    });
 }
 
 /// The route table grouped by path, so each path is one resource and a wrong method gets 405.

@@ -75,10 +75,16 @@ impl BenchApp {
         let policy = custodia::policy::load_dir(&self.settings.policy_dir).unwrap();
         let database = open_database(&self.settings).unwrap();
         let mut conn = database.connection().unwrap();
-        let key = custodia::auth::create_key(&mut conn, &policy, "bench", role, None)
-            .unwrap()
-            .api_key
-            .to_string();
+        let key = custodia::auth::create_key(
+            &mut conn,
+            &policy,
+            "bench",
+            role,
+            &custodia::audit::Actor::operator(),
+        )
+        .unwrap()
+        .api_key
+        .to_string();
         let response: serde_json::Value = reqwest::Client::new()
             .post(format!("{}/v1/auth/token", self.address))
             .json(&serde_json::json!({ "api_key": key }))

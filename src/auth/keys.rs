@@ -10,9 +10,10 @@ use zeroize::Zeroizing;
 
 use super::api_key::{generate_key, verify_secret};
 use super::{KeyId, KeyName, PresentedApiKey};
+use crate::audit::{self, Actor, Entry};
 use crate::policy::{Policy, RoleId};
 use crate::store::api_keys::{self, ApiKeyRow, NewApiKey};
-use crate::store::{DbConnection, StoreError};
+use crate::store::{write_transaction, DbConnection, StoreError};
 
 /// How long a key's active/revoked status is trusted before it is read again. A revoked key's
 /// tokens stop working at most this long after revocation, in every process.
@@ -37,6 +38,12 @@ pub enum KeyError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for KeyError {
+    fn from(error: diesel::result::Error) -> Self {
+        KeyError::Store(error.into())
+    }
 }
 
 /// A key as shown to administrators (never its secret or hash).
@@ -83,7 +90,7 @@ pub fn create_key(
     policy: &Policy,
     name: &str,
     role: &str,
-    created_by: Option<&KeyId>,
+    actor: &Actor,
 ) -> Result<CreatedKey, KeyError> {
     let name = KeyName::parse(name).map_err(KeyError::InvalidName)?;
     let role = policy
@@ -91,18 +98,24 @@ pub fn create_key(
         .ok_or_else(|| KeyError::UnknownRole(role.to_owned()))?;
     let generated = generate_key();
     let created_at = now();
-    let created_by = created_by.map(KeyId::as_str);
-    api_keys::insert(
-        conn,
-        &NewApiKey {
-            id: generated.id.as_str(),
-            name: name.as_str(),
-            role: role.id.as_str(),
-            secret_hash: &generated.secret_hash,
-            created_at,
-            created_by,
-        },
-    )?;
+    let created_by = actor.key_id.as_deref();
+    write_transaction(conn, |conn| {
+        api_keys::insert(
+            conn,
+            &NewApiKey {
+                id: generated.id.as_str(),
+                name: name.as_str(),
+                role: role.id.as_str(),
+                secret_hash: &generated.secret_hash,
+                created_at,
+                created_by,
+            },
+        )?;
+        let entry = Entry::new(actor, ACTION_CREATE)
+            .target(generated.id.as_str())
+            .records(1);
+        audit::append(conn, policy.sha256(), vec![entry])
+    })?;
     Ok(CreatedKey {
         info: KeyInfo {
             id: generated.id.to_string(),
@@ -124,15 +137,33 @@ pub fn list_keys(conn: &mut DbConnection) -> Result<Vec<KeyInfo>, KeyError> {
         .collect())
 }
 
-/// Revokes a key (idempotent: revoking a revoked key keeps its first revocation time).
-pub fn revoke_key(conn: &mut DbConnection, id: &str) -> Result<KeyInfo, KeyError> {
+/// Revokes a key (idempotent: revoking a revoked key keeps its first revocation time), with
+/// its audit entry.
+pub fn revoke_key(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    id: &str,
+    actor: &Actor,
+) -> Result<KeyInfo, KeyError> {
     if KeyId::parse(id).is_none() {
         return Err(KeyError::NotFound);
     }
-    api_keys::revoke(conn, id, now())?
-        .map(KeyInfo::from)
-        .ok_or(KeyError::NotFound)
+    write_transaction(conn, |conn| {
+        let revoked = api_keys::revoke(conn, id, now())?.ok_or(KeyError::NotFound)?;
+        let entry = Entry::new(actor, ACTION_REVOKE).target(id).records(1);
+        audit::append(conn, policy.sha256(), vec![entry])?;
+        Ok(KeyInfo::from(revoked))
+    })
 }
+
+/// The audit action of creating an API key.
+pub const ACTION_CREATE: &str = "keys.create";
+/// The audit action of listing API keys.
+pub const ACTION_LIST: &str = "keys.list";
+/// The audit action of revoking an API key.
+pub const ACTION_REVOKE: &str = "keys.revoke";
+/// The audit action of rotating the master key.
+pub const ACTION_ROTATE_MASTER: &str = "keys.rotate_master";
 
 /// Checks a presented API key and returns its id and role. An unknown id, a wrong secret, a
 /// revoked key, a malformed key and a key whose role the policy no longer defines all fail the

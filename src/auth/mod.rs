@@ -8,7 +8,8 @@ mod token;
 pub use api_key::{prepare_decoy, KeyId, KeyName, PresentedApiKey};
 pub use keys::{
     active_key_role, create_key, exchange_api_key, list_keys, revoke_key, CreatedKey, KeyError,
-    KeyInfo, KeyStatusCache, KEY_STATUS_TTL,
+    KeyInfo, KeyStatusCache, ACTION_CREATE, ACTION_LIST, ACTION_REVOKE, ACTION_ROTATE_MASTER,
+    KEY_STATUS_TTL,
 };
 pub use token::{Claims, IssuedToken, TokenError, TokenService};
 

@@ -6,15 +6,12 @@
 //! ones, an objection for those based on legitimate interest (the only opt-out that basis
 //! knows). Other bases (contract, legal obligation …) are not opted out of by a browser signal.
 
-mod receipt;
-
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
 
-pub use receipt::{Jwk, ReceiptSigner};
-
+use crate::audit::{self, Actor, Entry};
 use crate::auth::KeyId;
 use crate::crypto::{FieldContext, IdentifierKind};
 use crate::interactions::parse_purpose;
@@ -189,6 +186,51 @@ pub struct ConsentJob {
     pub gpc: bool,
     /// The API key that made the call.
     pub recorded_by: KeyId,
+    /// Who made the call, in which request (for the audit log).
+    pub actor: Actor,
+}
+
+/// The audit action of recording a consent statement.
+pub const ACTION_WRITE: &str = "consents.write";
+/// The audit action of reading a subject's consent state.
+pub const ACTION_READ: &str = "consents.read";
+/// The audit action of opting a person out because of a Global Privacy Control signal.
+pub const ACTION_GPC: &str = "consents.gpc";
+/// The audit action of recording an objection.
+pub const ACTION_OBJECT: &str = "objections.write";
+/// The audit action of lifting an objection.
+pub const ACTION_LIFT_OBJECTION: &str = "objections.lift";
+
+/// The audit entry of a GPC signal that opted a person out of `applied` purposes (none when
+/// nothing changed).
+pub fn gpc_entry(
+    actor: &Actor,
+    policy: &Policy,
+    subject: &SubjectHandle,
+    applied: &[String],
+) -> Option<Entry> {
+    if applied.is_empty() {
+        return None;
+    }
+    let mut entry = Entry::new(actor, ACTION_GPC)
+        .subject(&subject.key)
+        .category(CONSENT_CATEGORY)
+        .records(applied.len());
+    for purpose in applied.iter().filter_map(|p| PurposeId::parse(p).ok()) {
+        entry.add_purpose(policy, &purpose);
+    }
+    Some(entry)
+}
+
+/// The pseudo-category of consent records in audit entries.
+pub const CONSENT_CATEGORY: &str = "consent";
+
+fn statement_entry(policy: &Policy, job: &ConsentJob, subject: &SubjectHandle) -> Entry {
+    Entry::new(&job.actor, ACTION_WRITE)
+        .subject(&subject.key)
+        .purpose(policy, &job.draft.purpose)
+        .category(CONSENT_CATEGORY)
+        .records(1)
 }
 
 /// Records consent calls in order, in one transaction (subjects created if unknown; a GPC
@@ -203,9 +245,12 @@ pub fn record_all(
     subjects::retry_on_conflict(|| {
         write_transaction(conn, |conn| {
             if jobs.iter().all(|job| !job.gpc) {
-                return record_group(conn, vault, jobs);
+                let (outcomes, entries) = record_group(conn, vault, policy, jobs)?;
+                audit::append(conn, policy.sha256(), entries)?;
+                return Ok(outcomes);
             }
             let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut entries = Vec::new();
             for job in jobs {
                 let subject = subjects::find_or_create(conn, vault, &job.subject_id)?;
                 let gpc_applied = if job.gpc {
@@ -213,12 +258,17 @@ pub fn record_all(
                 } else {
                     Vec::new()
                 };
+                entries.extend(gpc_entry(&job.actor, policy, &subject, &gpc_applied));
                 let recorded = append(conn, vault, &subject, &job.draft, &job.recorded_by)?;
+                if !recorded.duplicate {
+                    entries.push(statement_entry(policy, job, &subject));
+                }
                 outcomes.push(ConsentOutcome {
                     recorded,
                     gpc_applied,
                 });
             }
+            audit::append(conn, policy.sha256(), entries)?;
             Ok(outcomes)
         })
     })
@@ -231,8 +281,9 @@ pub fn record_all(
 fn record_group(
     conn: &mut DbConnection,
     vault: &Vault,
+    policy: &Policy,
     jobs: &[ConsentJob],
-) -> Result<Vec<ConsentOutcome>, SubjectError> {
+) -> Result<(Vec<ConsentOutcome>, Vec<Entry>), SubjectError> {
     use std::collections::HashMap;
     let now = Utc::now().naive_utc();
     let indexes: Vec<String> = jobs
@@ -283,6 +334,7 @@ fn record_group(
         .collect();
 
     let mut rows = Vec::new();
+    let mut entries = Vec::with_capacity(jobs.len());
     let mut outcomes = Vec::with_capacity(jobs.len());
     for (((job, index), id), record_index) in jobs.iter().zip(&indexes).zip(ids).zip(record_indexes)
     {
@@ -321,10 +373,11 @@ fn record_group(
             recorded: recorded_from(row.clone(), shown, false),
             gpc_applied: Vec::new(),
         });
+        entries.push(statement_entry(policy, job, handle));
         rows.push(row);
     }
     consent_store::append_many(conn, &rows)?;
-    Ok(outcomes)
+    Ok((outcomes, entries))
 }
 
 /// The blind index that makes a statement id unique per subject.
@@ -480,6 +533,8 @@ pub struct ConsentState {
     pub objections: Vec<(String, NaiveDateTime)>,
     /// Whether processing is restricted.
     pub restricted: bool,
+    /// The subject's audit pseudonym.
+    pub pseudonym: String,
 }
 
 /// Reads a subject's consent state; `None` for an unknown subject.
@@ -530,27 +585,40 @@ pub fn read_state(
         history,
         objections,
         restricted,
+        pseudonym: subject.key.pseudonym().to_owned(),
     }))
 }
 
 /// Records (or, with `lift`, lifts) an objection to a purpose for a subject (created if
-/// unknown). Returns whether anything changed.
+/// unknown), with its audit entry. Returns whether anything changed.
 pub fn object(
     conn: &mut DbConnection,
     vault: &Vault,
+    policy: &Policy,
     subject_id: &SubjectId,
     purpose: &PurposeId,
     lift: bool,
-    recorded_by: &KeyId,
+    actor: &Actor,
 ) -> Result<bool, SubjectError> {
+    let recorded_by = actor
+        .key_id
+        .as_deref()
+        .unwrap_or(crate::audit::OPERATOR_ROLE);
     write_transaction(conn, |conn| {
         let subject = subjects::find_or_create(conn, vault, subject_id)?;
-        let since = (!lift).then(|| (Utc::now().naive_utc(), recorded_by.as_str()));
-        Ok(consent_store::set_objection(
-            conn,
-            &subject.pk,
-            purpose.as_str(),
-            since,
-        )?)
+        let since = (!lift).then(|| (Utc::now().naive_utc(), recorded_by));
+        let changed = consent_store::set_objection(conn, &subject.pk, purpose.as_str(), since)?;
+        let action = if lift {
+            ACTION_LIFT_OBJECTION
+        } else {
+            ACTION_OBJECT
+        };
+        let entry = Entry::new(actor, action)
+            .subject(&subject.key)
+            .purpose(policy, purpose)
+            .category(CONSENT_CATEGORY)
+            .records(usize::from(changed));
+        audit::append(conn, policy.sha256(), vec![entry])?;
+        Ok(changed)
     })
 }

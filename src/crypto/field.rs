@@ -16,11 +16,15 @@ pub const DATA_KEY_ID_LEN: usize = 8;
 const HEADER_LEN: usize = 1 + DATA_KEY_ID_LEN + NONCE_LEN;
 const TAG_LEN: usize = 16;
 
-/// A subject's data key, ready to use.
+/// A subject's data key, ready to use, with the subject's audit pseudonym derived from it.
 pub struct DataKey {
     id: [u8; DATA_KEY_ID_LEN],
     key: LessSafeKey,
+    pseudonym: String,
 }
+
+/// The message whose HMAC under a data key is its subject's audit pseudonym.
+const PSEUDONYM_LABEL: &[u8] = b"custodia/audit-pseudonym/v1";
 
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,12 +62,22 @@ impl FieldContext<'_> {
 impl DataKey {
     /// A data key from its id and secret.
     pub fn new(id: [u8; DATA_KEY_ID_LEN], secret: &Secret) -> DataKey {
+        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.expose());
+        let tag = ring::hmac::sign(&mac, PSEUDONYM_LABEL);
         DataKey {
             id,
             key: LessSafeKey::new(
                 UnboundKey::new(&AES_256_GCM, secret.expose()).expect("a data key is 32 bytes"),
             ),
+            pseudonym: hex::encode(&tag.as_ref()[..16]),
         }
+    }
+
+    /// The subject's pseudonym in the audit log: a keyed hash under this data key (128 bits,
+    /// hex). Stable for the life of the key and unlinkable to the person once the key is
+    /// destroyed at erasure.
+    pub fn pseudonym(&self) -> &str {
+        &self.pseudonym
     }
 
     /// A new random key id.
@@ -164,5 +178,15 @@ mod tests {
         *altered.last_mut().unwrap() ^= 1;
         assert_eq!(key.decrypt(&here, &altered), Err(DecryptError));
         assert_eq!(key.decrypt(&here, &ciphertext[..10]), Err(DecryptError));
+    }
+
+    #[test]
+    fn the_pseudonym_is_stable_per_key_and_differs_between_keys() {
+        let secret = Secret::generate();
+        let id = DataKey::generate_id();
+        let first = DataKey::new(id, &secret);
+        assert_eq!(first.pseudonym(), DataKey::new(id, &secret).pseudonym());
+        assert_eq!(first.pseudonym().len(), 32);
+        assert_ne!(first.pseudonym(), key().pseudonym());
     }
 }

@@ -19,12 +19,14 @@ mod envelope;
 mod field;
 mod keyring;
 mod master_key;
+mod signer;
 
 pub use blind_index::{derive_from_root, BlindIndexKeys, IdentifierKind};
 pub use envelope::{unwrap_secret, wrap_secret, Secret, WrapContext};
 pub use field::{DataKey, FieldContext, DATA_KEY_ID_LEN};
 pub use keyring::{MasterKeyring, RETIRED_SUFFIX};
 pub use master_key::{MasterKey, MasterKeyError, MasterKeyId, MASTER_KEY_LEN};
+pub use signer::{Jwk, JwsError, JwsSigner};
 
 /// A ciphertext that could not be opened: wrong key, moved to another place, or tampered with.
 /// It carries no detail on purpose.

@@ -6,9 +6,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::audit_trail;
 use super::{ApiError, AppState};
+use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
-use crate::consent::{self, ConsentDraft, ConsentJob, Jwk, RawConsent, Recorded};
+use crate::consent::{self, ConsentDraft, ConsentJob, RawConsent, Recorded};
+use crate::crypto::Jwk;
 use crate::interactions::{parse_purpose, subject_not_found};
 use crate::rejection::Rejection;
 use crate::subjects::SubjectId;
@@ -150,6 +153,7 @@ fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
 pub async fn record(
     state: web::Data<AppState>,
     principal: Principal,
+    actor: Actor,
     request: HttpRequest,
     path: web::Path<String>,
     body: web::Json<ConsentRequest>,
@@ -179,6 +183,7 @@ pub async fn record(
         draft,
         gpc: has_gpc(request.headers()),
         recorded_by: principal.key_id,
+        actor,
     };
     let outcome = state
         .consent_writes
@@ -271,6 +276,8 @@ pub struct ConsentStateBody {
     ))]
 pub async fn show(
     state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
@@ -280,6 +287,13 @@ pub async fn show(
         .run(move |conn| consent::read_state(conn, &vault, &subject_id))
         .await?
         .ok_or_else(subject_not_found)?;
+    audit_trail::record(
+        &request,
+        Entry::new(&actor, consent::ACTION_READ)
+            .pseudonym(Some(found.pseudonym.clone()))
+            .category(consent::CONSENT_CATEGORY)
+            .records(found.history.len()),
+    );
     Ok(HttpResponse::Ok().json(ConsentStateBody {
         current: found
             .current
@@ -340,7 +354,7 @@ pub struct ObjectionResponse {
     responses((status = 200, description = "The objection's state", body = ObjectionResponse)))]
 pub async fn object(
     state: web::Data<AppState>,
-    principal: Principal,
+    actor: Actor,
     path: web::Path<String>,
     body: web::Json<ObjectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -358,12 +372,12 @@ pub async fn object(
             .into())
         }
     };
-    let vault = state.vault.clone();
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let target = purpose.clone();
     let changed = state
         .db
         .run_write(move |conn| {
-            consent::object(conn, &vault, &subject_id, &target, lift, &principal.key_id)
+            consent::object(conn, &vault, &policy, &subject_id, &target, lift, &actor)
         })
         .await?;
     Ok(HttpResponse::Ok().json(ObjectionResponse {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use super::coalesce::Coalescer;
 use super::ApiError;
+use crate::audit::{self, Actor};
 use crate::auth::KeyId;
-use crate::consent::apply_gpc;
+use crate::consent::{apply_gpc, gpc_entry};
 use crate::interactions::{
     commit_ingest, ingest, prepare_ingest, Draft, Outcome, MAX_BATCH, MAX_INGEST_ATTEMPTS,
 };
@@ -53,6 +54,7 @@ impl IngestQueue {
         &self,
         drafts: Vec<Draft>,
         recorded_by: KeyId,
+        actor: Actor,
     ) -> Result<Vec<Outcome>, ApiError> {
         let storage = self.storage.clone();
         Ok(self
@@ -61,20 +63,23 @@ impl IngestQueue {
             .run_write(move |conn| {
                 write_transaction(conn, |conn| {
                     let mut seen = Vec::new();
+                    let mut entries = Vec::new();
                     for draft in drafts.iter() {
                         if seen.contains(&draft.subject_id()) {
                             continue;
                         }
                         seen.push(draft.subject_id());
                         let subject = find_or_create(conn, &storage.vault, draft.subject_id())?;
-                        apply_gpc(
+                        let applied = apply_gpc(
                             conn,
                             &storage.vault,
                             &storage.policy,
                             &subject,
                             &recorded_by,
                         )?;
+                        entries.extend(gpc_entry(&actor, &storage.policy, &subject, &applied));
                     }
+                    audit::append(conn, storage.policy.sha256(), entries)?;
                     ingest(conn, &storage.vault, &storage.policy, &drafts)
                 })
             })

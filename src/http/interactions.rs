@@ -7,15 +7,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::audit_trail;
 use super::consents::has_gpc;
 use super::problem::describe_serde_message;
 use super::{ApiError, AppState};
+use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::interactions::{
     parse_purpose, read_for_purpose, Cursor, Draft, Outcome, PurposeRejection, RawInteraction,
-    DEFAULT_PAGE, MAX_BATCH,
+    ReadError, ACTION_READ, ACTION_WRITE, DEFAULT_PAGE, MAX_BATCH,
 };
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, RejectionKind};
 use crate::subjects::SubjectId;
 
 /// The largest batch body accepted, in bytes.
@@ -130,12 +135,13 @@ async fn store(
     state: &AppState,
     request: &HttpRequest,
     principal: &Principal,
+    actor: &Actor,
     drafts: Vec<Draft>,
 ) -> Result<Vec<Outcome>, ApiError> {
     if has_gpc(request.headers()) {
         state
             .ingest
-            .store_with_gpc(drafts, principal.key_id.clone())
+            .store_with_gpc(drafts, principal.key_id.clone(), actor.clone())
             .await
     } else {
         state.ingest.store(drafts).await
@@ -156,11 +162,13 @@ async fn store(
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
+    actor: Actor,
     request: HttpRequest,
     body: web::Json<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let draft = Draft::parse(&state.policy, &principal, body.into_inner().into())?;
-    let mut outcomes = store(&state, &request, &principal, vec![draft]).await?;
+    let shared = Arc::new(actor.clone());
+    let draft = Draft::parse(&state.policy, &principal, &shared, body.into_inner().into())?;
+    let mut outcomes = store(&state, &request, &principal, &actor, vec![draft]).await?;
     let result = result_of(outcomes.remove(0))?;
     Ok(if result.duplicate {
         HttpResponse::Ok().json(result)
@@ -235,6 +243,7 @@ fn item_error(error: ApiError) -> ItemError {
 pub async fn batch(
     state: web::Data<AppState>,
     principal: Principal,
+    actor: Actor,
     request: HttpRequest,
     body: web::Json<BatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -251,13 +260,24 @@ pub async fn batch(
     let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
     let mut drafts = Vec::new();
     let mut draft_indexes = Vec::new();
+    let shared = Arc::new(actor.clone());
+    let request_for_audit = request.clone();
     for (index, raw) in items.iter().enumerate() {
         let parsed = serde_json::from_str::<InteractionRequest>(raw.get())
             .map_err(|error| {
                 ApiError::unprocessable("invalid_body", describe_serde_message(&error.to_string()))
             })
             .and_then(|request| {
-                Draft::parse(&state.policy, &principal, request.into()).map_err(ApiError::from)
+                Draft::parse(&state.policy, &principal, &shared, request.into()).map_err(|r| {
+                    if r.kind == RejectionKind::Forbidden {
+                        // The role may not collect for a purpose: a refusal of its own.
+                        audit_trail::record(
+                            &request_for_audit,
+                            Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
+                        );
+                    }
+                    ApiError::from(r)
+                })
             });
         match parsed {
             Ok(draft) => {
@@ -272,7 +292,7 @@ pub async fn batch(
             })),
         }
     }
-    let outcomes = store(&state, &request, &principal, drafts).await?;
+    let outcomes = store(&state, &request, &principal, &actor, drafts).await?;
     for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
         results[index] = Some(match result_of(outcome) {
             Ok(result) => BatchItem {
@@ -357,6 +377,8 @@ pub struct InteractionPage {
 pub async fn list_for_subject(
     state: web::Data<AppState>,
     principal: Principal,
+    actor: Actor,
+    request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -371,8 +393,8 @@ pub async fn list_for_subject(
             Rejection::bad_request("invalid_limit", "`limit` must be between 1 and 500").into(),
         );
     }
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
-    let page = state
+    let (vault, policy, target) = (state.vault.clone(), state.policy.clone(), purpose.clone());
+    let read = state
         .db
         .run(move |conn| {
             read_for_purpose(
@@ -381,12 +403,43 @@ pub async fn list_for_subject(
                 &policy,
                 &principal.role,
                 &subject_id,
-                &purpose,
+                &target,
                 limit,
                 cursor.as_ref(),
             )
         })
-        .await?;
+        .await;
+    let entry = Entry::new(&actor, ACTION_READ).purpose(&state.policy, &purpose);
+    let page = match read {
+        Ok(page) => page,
+        Err(ReadError::Refused {
+            rejection,
+            pseudonym,
+        }) => {
+            let entry = entry.pseudonym(Some(pseudonym)).denied(rejection.code);
+            audit_trail::record(&request, entry);
+            return Err(rejection.into());
+        }
+        Err(ReadError::Rejected(rejection)) if rejection.kind == RejectionKind::Forbidden => {
+            audit_trail::record(&request, entry.denied(rejection.code));
+            return Err(rejection.into());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let categories: BTreeSet<&str> = page
+        .interactions
+        .iter()
+        .flat_map(|item| item.data.keys())
+        .filter_map(|name| state.policy.field(name))
+        .map(|field| field.category.as_str())
+        .collect();
+    let mut entry = entry
+        .pseudonym(Some(page.pseudonym.clone()))
+        .records(page.interactions.len());
+    for category in categories {
+        entry.add_category(category);
+    }
+    audit_trail::record(&request, entry);
     Ok(HttpResponse::Ok().json(InteractionPage {
         next_cursor: page.next_cursor.as_ref().map(Cursor::encode),
         interactions: page

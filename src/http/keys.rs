@@ -1,12 +1,14 @@
 //! `POST/GET /v1/keys`, `DELETE /v1/keys/{id}`: API key management (action `keys.manage`).
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::audit_trail;
 use super::{ApiError, AppState};
-use crate::auth::{create_key, list_keys, revoke_key, KeyInfo, Principal};
+use crate::audit::{Actor, Entry};
+use crate::auth::{create_key, list_keys, revoke_key, KeyInfo, ACTION_LIST};
 
 /// A request to create a key.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -79,22 +81,14 @@ impl From<KeyInfo> for KeyBody {
     ))]
 pub async fn create(
     state: web::Data<AppState>,
-    principal: Principal,
+    actor: Actor,
     body: web::Json<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let policy = state.policy.clone();
     let created = state
         .db
-        .run_write(move |conn| {
-            create_key(
-                conn,
-                &policy,
-                &request.name,
-                &request.role,
-                Some(&principal.key_id),
-            )
-        })
+        .run_write(move |conn| create_key(conn, &policy, &request.name, &request.role, &actor))
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -107,8 +101,16 @@ pub async fn create(
 /// Lists every API key.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     responses((status = 200, description = "All keys", body = KeyListBody)))]
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let keys = state.db.run(list_keys).await?;
+    audit_trail::record(
+        &request,
+        Entry::new(&actor, ACTION_LIST).records(keys.len()),
+    );
     Ok(HttpResponse::Ok().json(KeyListBody {
         keys: keys.into_iter().map(KeyBody::from).collect(),
     }))
@@ -124,13 +126,15 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     ))]
 pub async fn revoke(
     state: web::Data<AppState>,
+    actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let key_id = id.clone();
+    let policy = state.policy.clone();
     let revoked = state
         .db
-        .run_write(move |conn| revoke_key(conn, &key_id))
+        .run_write(move |conn| revoke_key(conn, &policy, &key_id, &actor))
         .await?;
     state.key_status.forget(&id);
     Ok(HttpResponse::Ok().json(KeyBody::from(revoked)))

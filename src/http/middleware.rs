@@ -9,13 +9,17 @@ use std::time::Instant;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
 
+use super::audit_trail::{self, RequestId};
+use super::problem::ProblemCode;
 use super::{access_for, Access, ApiError, AppState};
+use crate::audit::{self, Actor, Decision, Entry};
 use crate::auth::{active_key_role, KeyId, Principal, TokenError};
-use crate::policy::Action;
+use crate::policy::{Action, RoleId};
 
 /// The header carrying the request id, on requests (optional) and every response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,6 +43,7 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
     let result = next.call(req).instrument(span.clone()).await;
@@ -87,6 +92,11 @@ pub async fn observe(
 
 /// Runs a route only if the route table allows the caller: public routes for anyone, others
 /// for a valid bearer token whose (still active) key's role holds the route's action.
+///
+/// It also keeps the audit promise for everything that is not a write: a refusal by the role
+/// check is recorded, and so is any other 403 the handler answers without recording its own
+/// denial; entries a handler added to its request (reads) are committed before the response
+/// leaves, or the response becomes a 503.
 pub async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -94,32 +104,93 @@ pub async fn authorize(
     let access = req
         .match_pattern()
         .and_then(|pattern| access_for(req.method(), &pattern));
-    if let Some(Access::Requires(actions)) = access {
-        let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-            let error = ApiError::Internal(anyhow::anyhow!("application state is missing"));
-            return Ok(req.error_response(error).map_into_right_body());
-        };
-        match authenticate(&state, req.headers(), actions).await {
-            Ok(principal) => {
-                req.extensions_mut().insert(principal);
-            }
-            Err(error) => {
-                if let ApiError::Problem { code, .. } = &error {
-                    tracing::info!(action = %actions[0], reason = code, "request denied");
-                }
-                return Ok(req.error_response(error).map_into_right_body());
-            }
+    let Some(Access::Requires(actions)) = access else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        let error = ApiError::Internal(anyhow::anyhow!("application state is missing"));
+        return Ok(req.error_response(error).map_into_right_body());
+    };
+    let principal = match authenticate(&state, req.headers()).await {
+        Ok(principal) => principal,
+        Err(error) => return Ok(req.error_response(error).map_into_right_body()),
+    };
+    let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
+    let actor = Actor::caller(&principal, request_id);
+    if let Err(error) = permit(&state, &principal.role, actions) {
+        let code = error.code();
+        tracing::info!(action = %actions[0], reason = code, "request denied");
+        let entry = Entry::new(&actor, actions[0].as_str()).denied(code);
+        if let Err(failure) = commit(&state, vec![entry]).await {
+            return Ok(req.error_response(failure).map_into_right_body());
         }
+        return Ok(req.error_response(error).map_into_right_body());
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    req.extensions_mut().insert(principal);
+    let response = next.call(req).await?;
+    let mut entries = audit_trail::take(response.request());
+    if response.status() == StatusCode::FORBIDDEN
+        && !entries
+            .iter()
+            .any(|entry| entry.decision() == Decision::Deny)
+    {
+        let code = response
+            .response()
+            .extensions()
+            .get::<ProblemCode>()
+            .map_or("forbidden", |code| code.0);
+        entries.push(Entry::new(&actor, actions[0].as_str()).denied(code));
+    }
+    if let Err(failure) = commit(&state, entries).await {
+        let (request, _) = response.into_parts();
+        let failed = actix_web::ResponseError::error_response(&failure);
+        return Ok(ServiceResponse::new(request, failed).map_into_right_body());
+    }
+    Ok(response.map_into_left_body())
 }
 
+/// Commits audit entries in a transaction of their own, before the response is sent.
+async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let policy_hash = state.policy.sha256().to_owned();
+    state
+        .db
+        .run_write(move |conn| audit::record(conn, &policy_hash, entries))
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %error, "could not write the audit log; the response is withheld");
+            ApiError::unavailable(
+                "audit_unavailable",
+                "the audit log could not be written, so nothing is answered; try again shortly",
+            )
+        })
+}
+
+/// Rule 1 for the route: the role holds one of the route's actions.
+fn permit(state: &AppState, role: &RoleId, actions: &[Action]) -> Result<(), ApiError> {
+    let mut denial = crate::policy::Denial::ActionNotPermitted;
+    for action in actions {
+        match state.policy.authorize_action(role.as_str(), *action) {
+            Ok(_) => return Ok(()),
+            Err(refused) => denial = refused,
+        }
+    }
+    let names: Vec<&str> = actions.iter().map(|action| action.as_str()).collect();
+    Err(ApiError::forbidden(
+        denial.code(),
+        format!("role `{role}` may not perform `{}`", names.join("` or `")),
+    ))
+}
+
+/// The caller of a valid bearer token whose API key is still active.
 async fn authenticate(
     state: &AppState,
     headers: &header::HeaderMap,
-    actions: &[Action],
 ) -> Result<Principal, ApiError> {
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized(
@@ -176,28 +247,8 @@ async fn authenticate(
             ))
         }
     };
-    let mut denial = crate::policy::Denial::ActionNotPermitted;
-    let mut granted = None;
-    for action in actions {
-        match state.policy.authorize_action(&role, *action) {
-            Ok(found) => {
-                granted = Some(found);
-                break;
-            }
-            Err(refused) => denial = refused,
-        }
-    }
-    let role = granted.ok_or_else(|| {
-        let names: Vec<&str> = actions.iter().map(|action| action.as_str()).collect();
-        ApiError::forbidden(
-            denial.code(),
-            format!("role `{role}` may not perform `{}`", names.join("` or `")),
-        )
-    })?;
-    Ok(Principal {
-        key_id,
-        role: role.id.clone(),
-    })
+    let role = RoleId::parse(&role).map_err(|_| invalid())?;
+    Ok(Principal { key_id, role })
 }
 
 /// The authenticated caller, put in the request by [`authorize`]. Extracting it on a route

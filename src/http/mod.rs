@@ -6,6 +6,8 @@
 //! if its entry's action is held by the caller's role. Nothing is mounted outside the table
 //! except the `/docs` UI assets.
 
+pub mod audit;
+pub mod audit_trail;
 pub mod auth;
 pub mod coalesce;
 pub mod consents;
@@ -113,6 +115,10 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             Requires(&[Action::InteractionsRead]),
             interactions::list_for_subject
         ),
+        endpoint!(GET "/v1/audit", Requires(&[Action::AuditRead]), audit::list),
+        endpoint!(GET "/v1/audit/verify", Requires(&[Action::AuditRead]), audit::verify),
+        endpoint!(GET "/v1/audit/checkpoint", Requires(&[Action::AuditRead]), audit::checkpoint),
+        endpoint!(GET "/v1/audit/checkpoint-key", Public, audit::checkpoint_key),
     ]
 });
 

@@ -30,6 +30,10 @@ use super::AppState;
         super::consents::show,
         super::consents::object,
         super::consents::receipt_key,
+        super::audit::list,
+        super::audit::verify,
+        super::audit::checkpoint,
+        super::audit::checkpoint_key,
     ),
     components(schemas(super::problem::ProblemBody)),
     modifiers(&BearerAuth),
@@ -40,6 +44,7 @@ use super::AppState;
         (name = "subjects", description = "Subjects: identifiers and traits"),
         (name = "interactions", description = "Recording and reading interactions"),
         (name = "consents", description = "The consent ledger, objections and receipts"),
+        (name = "audit", description = "The tamper-evident audit log"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -268,7 +268,9 @@ impl From<SubjectError> for ApiError {
 impl From<ReadError> for ApiError {
     fn from(error: ReadError) -> Self {
         match error {
-            ReadError::Rejected(rejection) => rejection.into(),
+            ReadError::Rejected(rejection) | ReadError::Refused { rejection, .. } => {
+                rejection.into()
+            }
             ReadError::Failed(error) => error.into(),
         }
     }
@@ -313,8 +315,13 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The problem code of an error response, kept in the response's extensions for the middleware
+/// that audits denials.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemCode(pub &'static str);
+
 /// Builds a problem+json response.
-pub fn problem_response(status: StatusCode, code: &str, detail: String) -> HttpResponse {
+pub fn problem_response(status: StatusCode, code: &'static str, detail: String) -> HttpResponse {
     let body = ProblemBody {
         problem_type: format!("urn:custodia:problem:{code}"),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -330,7 +337,9 @@ pub fn problem_response(status: StatusCode, code: &str, detail: String) -> HttpR
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.insert_header((header::RETRY_AFTER, "5"));
     }
-    response.json(body)
+    let mut response = response.json(body);
+    response.extensions_mut().insert(ProblemCode(code));
+    response
 }
 
 #[cfg(test)]

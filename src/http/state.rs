@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::auth::{KeyStatusCache, TokenService};
-use crate::consent::{ConsentJob, ConsentOutcome, ReceiptSigner};
+use crate::consent::{ConsentJob, ConsentOutcome};
+use crate::crypto::JwsSigner;
 use crate::http::coalesce::Coalescer;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::Metrics;
@@ -18,7 +19,9 @@ pub struct AppState {
     /// Where consent statements are recorded (coalescing concurrent calls).
     pub consent_writes: Coalescer<ConsentJob, ConsentOutcome>,
     /// Signs consent receipts.
-    pub receipts: ReceiptSigner,
+    pub receipts: JwsSigner,
+    /// Signs audit checkpoints.
+    pub checkpoints: JwsSigner,
     /// Where interactions are stored (coalescing small requests).
     pub ingest: IngestQueue,
     /// The key hierarchy: blind indexes, data keys.

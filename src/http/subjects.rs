@@ -1,13 +1,17 @@
 //! `PUT /v1/subjects/{subject_id}` (identifiers and traits) and `POST /v1/lookup/subjects`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::audit_trail;
 use super::{ApiError, AppState};
+use crate::audit::{Actor, Entry};
 use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
-use crate::subjects::{find_by_email, upsert, Email, SubjectChanges, SubjectId};
+use crate::subjects::{
+    find_by_email, upsert, Email, SubjectChanges, SubjectId, ACTION_LOOKUP, IDENTIFIERS_CATEGORY,
+};
 
 /// Identifiers and traits to set; `null` removes one.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -44,6 +48,7 @@ pub struct SubjectResponse {
     ))]
 pub async fn put(
     state: web::Data<AppState>,
+    actor: Actor,
     path: web::Path<String>,
     body: web::Json<SubjectRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -55,7 +60,7 @@ pub async fn put(
     let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let outcome = state
         .db
-        .run_write(move |conn| upsert(conn, &vault, &policy, &subject_id, &changes))
+        .run_write(move |conn| upsert(conn, &vault, &policy, &subject_id, &changes, &actor))
         .await?;
     let response = SubjectResponse {
         subject_id: raw_id,
@@ -100,6 +105,8 @@ pub struct LookupResponse {
     ))]
 pub async fn lookup(
     state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
     body: web::Json<LookupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&body.into_inner().email)
@@ -110,12 +117,20 @@ pub async fn lookup(
         .run(move |conn| find_by_email(conn, &vault, &email))
         .await?;
     if found.is_empty() {
+        audit_trail::record(&request, Entry::new(&actor, ACTION_LOOKUP));
         return Err(subject_not_found().into());
+    }
+    for (_, pseudonym) in &found {
+        let entry = Entry::new(&actor, ACTION_LOOKUP)
+            .pseudonym(Some(pseudonym.clone()))
+            .category(IDENTIFIERS_CATEGORY)
+            .records(1);
+        audit_trail::record(&request, entry);
     }
     Ok(HttpResponse::Ok().json(LookupResponse {
         subjects: found
             .into_iter()
-            .map(|subject_id| FoundSubject { subject_id })
+            .map(|(subject_id, _)| FoundSubject { subject_id })
             .collect(),
     }))
 }

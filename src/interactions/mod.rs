@@ -9,12 +9,14 @@
 mod cursor;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde_json::Value;
 
 pub use cursor::Cursor;
 
+use crate::audit::{self, Actor, Entry};
 use crate::auth::{KeyId, Principal};
 use crate::crypto::{DecryptError, FieldContext, IdentifierKind};
 use crate::policy::{Action, DecisionRequest, Denial, FieldName, Policy, PurposeId, RoleId};
@@ -68,6 +70,7 @@ pub struct RawInteraction {
 /// A validated interaction, ready for the legal-basis check and storage.
 #[derive(Debug)]
 pub struct Draft {
+    actor: Arc<Actor>,
     recorded_by: KeyId,
     client_id: String,
     subject_id: SubjectId,
@@ -99,6 +102,7 @@ impl Draft {
     pub fn parse(
         policy: &Policy,
         caller: &Principal,
+        actor: &Arc<Actor>,
         raw: RawInteraction,
     ) -> Result<Draft, Rejection> {
         let role = &caller.role;
@@ -164,6 +168,7 @@ impl Draft {
             data.push((field, value));
         }
         Ok(Draft {
+            actor: actor.clone(),
             recorded_by: caller.key_id.clone(),
             client_id: raw.id,
             subject_id,
@@ -236,7 +241,80 @@ pub struct PreparedIngest {
     subjects: PlannedSubjects,
     rows: Vec<InteractionRow>,
     purposes: Vec<InteractionPurposeRow>,
+    audit: Vec<Entry>,
+    policy_hash: String,
 }
+
+/// The audit entries of an ingest: per request and subject, one entry for what was stored and
+/// one for the purposes refused (rule 5), in the order the subjects first appear.
+#[derive(Default)]
+struct IngestAudit {
+    entries: Vec<Entry>,
+    positions: HashMap<(usize, String, bool), usize>,
+}
+
+impl IngestAudit {
+    fn entry(
+        &mut self,
+        draft: &Draft,
+        subject: Option<&SubjectHandle>,
+        denied: bool,
+    ) -> &mut Entry {
+        let request = Arc::as_ptr(&draft.actor) as usize;
+        let key = (request, draft.subject_id.as_str().to_owned(), denied);
+        let position = *self.positions.entry(key).or_insert_with(|| {
+            let mut entry = Entry::new(&draft.actor, ACTION_WRITE);
+            if let Some(subject) = subject {
+                entry = entry.subject(&subject.key);
+            }
+            self.entries.push(entry);
+            self.entries.len() - 1
+        });
+        &mut self.entries[position]
+    }
+
+    fn stored(
+        &mut self,
+        policy: &Policy,
+        draft: &Draft,
+        subject: &SubjectHandle,
+        accepted: &[PurposeId],
+    ) {
+        let entry = self.entry(draft, Some(subject), false);
+        entry.add_record();
+        for purpose in accepted {
+            entry.add_purpose(policy, purpose);
+        }
+        for (field, _) in &draft.data {
+            if let Some(declared) = policy.field(field.as_str()) {
+                entry.add_category(declared.category.as_str());
+            }
+        }
+    }
+
+    fn refused(
+        &mut self,
+        policy: &Policy,
+        draft: &Draft,
+        subject: Option<&SubjectHandle>,
+        rejected: &[PurposeRejection],
+    ) {
+        if rejected.is_empty() {
+            return;
+        }
+        let entry = self.entry(draft, subject, true);
+        entry.add_record();
+        for rejection in rejected {
+            entry.add_purpose(policy, &rejection.purpose);
+            entry.add_reason(rejection.reason.code());
+        }
+    }
+}
+
+/// The audit action of storing interactions.
+pub const ACTION_WRITE: &str = "interactions.write";
+/// The audit action of reading interactions.
+pub const ACTION_READ: &str = "interactions.read";
 
 /// Another request wrote one of the same subjects or interactions between preparation and
 /// commit; prepare again.
@@ -341,15 +419,35 @@ pub fn prepare_ingest(
         }
     }
 
-    // Plan the subjects that are needed and do not exist yet; load the others' keys.
+    // Plan the subjects that are needed and do not exist yet; load the others' keys (also of
+    // existing subjects whose interactions were refused, for their audit pseudonym).
+    let refused_existing = outcomes.iter().enumerate().filter_map(|(index, outcome)| {
+        let refused = matches!(outcome, Some(Outcome::NoLegalBasis { .. }));
+        let exists = existing.contains_key(&subject_indexes[index]);
+        (refused && exists).then_some(index)
+    });
     let wanted: Vec<(&SubjectId, &str)> = to_store
         .iter()
-        .map(|(index, _, _)| (&drafts[*index].subject_id, subject_indexes[*index].as_str()))
+        .map(|(index, _, _)| *index)
+        .chain(refused_existing)
+        .map(|index| (&drafts[index].subject_id, subject_indexes[index].as_str()))
         .collect();
     let (handles, planned) = subjects::handles_for(conn, vault, &existing, &wanted, now)?;
 
     let mut rows = Vec::with_capacity(to_store.len());
     let mut purpose_rows = Vec::with_capacity(to_store.len() * 2);
+    let mut audit = IngestAudit::default();
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if let Some(Outcome::NoLegalBasis { rejected }) = outcome {
+            let draft = &drafts[index];
+            audit.refused(
+                policy,
+                draft,
+                handles.get(&subject_indexes[index]),
+                rejected,
+            );
+        }
+    }
     for (index, accepted, rejected) in to_store {
         let draft = &drafts[index];
         let handle =
@@ -383,6 +481,8 @@ pub fn prepare_ingest(
                 purpose: purpose.to_string(),
             });
         }
+        audit.stored(policy, draft, handle, &accepted);
+        audit.refused(policy, draft, Some(handle), &rejected);
         rows.push(InteractionRow {
             client_id_ct: handle
                 .key
@@ -416,6 +516,8 @@ pub fn prepare_ingest(
         subjects: planned,
         rows,
         purposes: purpose_rows,
+        audit: audit.entries,
+        policy_hash: policy.sha256().to_owned(),
     })
 }
 
@@ -426,12 +528,21 @@ pub fn commit_ingest(
     conn: &mut DbConnection,
     prepared: PreparedIngest,
 ) -> Result<Result<Vec<Outcome>, IngestConflict>, SubjectError> {
+    let PreparedIngest {
+        outcomes,
+        subjects: planned,
+        rows,
+        purposes,
+        audit: entries,
+        policy_hash,
+    } = prepared;
     let written = write_transaction(conn, |conn| {
-        subjects::insert_planned(conn, &prepared.subjects)?;
-        interaction_store::insert(conn, &prepared.rows, &prepared.purposes)
+        subjects::insert_planned(conn, &planned)?;
+        interaction_store::insert(conn, &rows, &purposes)?;
+        audit::append(conn, &policy_hash, entries)
     });
     match written {
-        Ok(()) => Ok(Ok(prepared.outcomes)),
+        Ok(()) => Ok(Ok(outcomes)),
         Err(crate::store::StoreError::Query(error))
             if crate::store::is_unique_violation(&error) =>
         {
@@ -524,6 +635,8 @@ pub struct Page {
     pub interactions: Vec<ReadInteraction>,
     /// Where the next page starts, if there is one.
     pub next_cursor: Option<Cursor>,
+    /// The subject's audit pseudonym.
+    pub pseudonym: String,
 }
 
 /// Errors of a read.
@@ -532,6 +645,15 @@ pub enum ReadError {
     /// The caller may not have this.
     #[error("{0:?}")]
     Rejected(Rejection),
+    /// The policy refused this subject's data (rule 2): the refusal, and the subject's audit
+    /// pseudonym for the entry that records it.
+    #[error("{rejection:?}")]
+    Refused {
+        /// The refusal.
+        rejection: Rejection,
+        /// The subject's audit pseudonym.
+        pseudonym: String,
+    },
     /// Not the caller's fault.
     #[error(transparent)]
     Failed(#[from] SubjectError),
@@ -581,12 +703,15 @@ pub fn read_for_purpose(
     let subject = subjects::find(conn, vault, subject_id)?.ok_or_else(subject_not_found)?;
     let state = processing_state(conn, &subject.pk)?;
     request.subject = Some(&state);
-    policy.decide(&request).map_err(|denial| {
-        Rejection::forbidden(
-            denial.code(),
-            format!("no legal basis to use this person's data for `{purpose}`"),
-        )
-    })?;
+    policy
+        .decide(&request)
+        .map_err(|denial| ReadError::Refused {
+            rejection: Rejection::forbidden(
+                denial.code(),
+                format!("no legal basis to use this person's data for `{purpose}`"),
+            ),
+            pseudonym: subject.key.pseudonym().to_owned(),
+        })?;
     // The in-memory decision above gives the reason; the same rules run again in the query.
     let rule = policy.population_rule(declared);
     let limit = limit.clamp(1, MAX_PAGE);
@@ -611,6 +736,7 @@ pub fn read_for_purpose(
     Ok(Page {
         interactions,
         next_cursor,
+        pseudonym: subject.key.pseudonym().to_owned(),
     })
 }
 

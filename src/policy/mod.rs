@@ -33,6 +33,20 @@ pub enum LegalBasis {
     LegitimateInterest,
 }
 
+impl LegalBasis {
+    /// The name used in policies and the audit log (`consent`, `legitimate_interest` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "consent",
+            LegalBasis::Contract => "contract",
+            LegalBasis::LegalObligation => "legal_obligation",
+            LegalBasis::VitalInterests => "vital_interests",
+            LegalBasis::PublicTask => "public_task",
+            LegalBasis::LegitimateInterest => "legitimate_interest",
+        }
+    }
+}
+
 /// Every action a role may be granted. The list is closed: a policy naming any other action is
 /// rejected when it is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]

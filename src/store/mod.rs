@@ -5,6 +5,7 @@
 //! needs its own SQL there is one explicit `match` on the connection with a comment saying why.
 
 pub mod api_keys;
+pub mod audit;
 pub mod consents;
 pub mod interactions;
 pub mod keys;

@@ -153,6 +153,49 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The audit log: a hash chain of entries, appended only.
+    audit_log (seq) {
+        seq -> BigInt,
+        at -> Timestamp,
+        actor_key_id -> Nullable<Text>,
+        role -> Nullable<Text>,
+        action -> Text,
+        target -> Nullable<Text>,
+        purposes -> Text,
+        legal_bases -> Text,
+        subject -> Nullable<Text>,
+        categories -> Text,
+        records -> BigInt,
+        decision -> Text,
+        reason -> Nullable<Text>,
+        policy_hash -> Text,
+        request_id -> Nullable<Text>,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    /// The audit chain's head (one row): the last sequence number and hash.
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    /// Signed checkpoints of the audit chain.
+    audit_checkpoints (id) {
+        id -> Text,
+        size -> BigInt,
+        head_hash -> Text,
+        signed_at -> Timestamp,
+        key_id -> Text,
+        signature -> Text,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
@@ -173,4 +216,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consent_current,
     objections,
     restrictions,
+    audit_log,
+    audit_head,
+    audit_checkpoints,
 );

@@ -5,6 +5,7 @@
 pub mod sealed;
 mod values;
 
+use crate::audit::{Actor, Entry};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -356,9 +357,17 @@ pub fn upsert(
     policy: &Policy,
     subject_id: &SubjectId,
     changes: &SubjectChanges,
+    actor: &Actor,
 ) -> Result<UpsertOutcome, SubjectError> {
-    retry_on_conflict(|| upsert_once(conn, vault, policy, subject_id, changes))
+    retry_on_conflict(|| upsert_once(conn, vault, policy, subject_id, changes, actor))
 }
+
+/// The audit action of setting a subject's identifiers and traits.
+pub const ACTION_WRITE: &str = "subjects.write";
+/// The audit action of finding subjects by an identifier.
+pub const ACTION_LOOKUP: &str = "subjects.lookup";
+/// The pseudo-category of identifiers (e-mail, phone) in audit entries.
+pub const IDENTIFIERS_CATEGORY: &str = "identifiers";
 
 /// How often work that lost a race with a concurrent writer is tried again.
 const MAX_CONFLICT_ATTEMPTS: usize = 5;
@@ -385,6 +394,7 @@ fn upsert_once(
     policy: &Policy,
     subject_id: &SubjectId,
     changes: &SubjectChanges,
+    actor: &Actor,
 ) -> Result<UpsertOutcome, SubjectError> {
     let index = subject_index(vault, subject_id);
     let now = Utc::now().naive_utc();
@@ -474,16 +484,27 @@ fn upsert_once(
             &write_map(&traits),
             now,
         )?;
+        let mut entry = Entry::new(actor, ACTION_WRITE).subject(&key).records(1);
+        if changes.email.is_some() || changes.phone.is_some() {
+            entry.add_category(IDENTIFIERS_CATEGORY);
+        }
+        for (name, _) in &changes.traits {
+            if let Some(field) = policy.field(name.as_str()) {
+                entry.add_category(field.category.as_str());
+            }
+        }
+        crate::audit::append(conn, policy.sha256(), vec![entry])?;
         Ok(UpsertOutcome { created })
     })
 }
 
-/// The app's subject ids of every subject with this e-mail address, sorted.
+/// The app's subject ids of every subject with this e-mail address, sorted, each with its
+/// audit pseudonym.
 pub fn find_by_email(
     conn: &mut DbConnection,
     vault: &Vault,
     email: &Email,
-) -> Result<Vec<String>, SubjectError> {
+) -> Result<Vec<(String, String)>, SubjectError> {
     let blind = vault
         .blind_index()
         .index(IdentifierKind::Email, email.as_str());
@@ -496,12 +517,13 @@ pub fn find_by_email(
     Ok(found)
 }
 
-/// Decrypts the app's subject id of the subject with this internal id.
+/// Decrypts the app's subject id of the subject with this internal id; also gives its audit
+/// pseudonym.
 pub fn reveal_subject_id(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_pk: &str,
-) -> Result<String, SubjectError> {
+) -> Result<(String, String), SubjectError> {
     let row = subject_store::find_by_pk(conn, subject_pk)?
         .ok_or(VaultError::Corrupt("a blind index points to no subject"))?;
     let key = vault.data_key_for(conn, subject_pk)?;
@@ -511,5 +533,6 @@ pub fn reveal_subject_id(
         field: "$subject_id",
     };
     let bytes = key.decrypt(&context, &row.subject_id_ct)?;
-    String::from_utf8(bytes).map_err(|_| SubjectError::Decrypt(DecryptError))
+    let subject_id = String::from_utf8(bytes).map_err(|_| SubjectError::Decrypt(DecryptError))?;
+    Ok((subject_id, key.pseudonym().to_owned()))
 }

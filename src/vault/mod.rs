@@ -24,6 +24,8 @@ use crate::store::{DbConnection, StoreError};
 pub(crate) const ROOT_SECRET_NAME: &str = "root";
 /// The name of the consent-receipt signing seed in `key_material`.
 pub(crate) const RECEIPT_SEED_NAME: &str = "consent-receipt-signing";
+/// The name of the audit checkpoint signing seed in `key_material`.
+pub(crate) const AUDIT_SEED_NAME: &str = "audit-checkpoint-signing";
 pub(crate) const ROOT_LABEL: &str = "root";
 pub(crate) const DATA_KEY_LABEL: &str = "data-key";
 /// The HKDF label of the access token signing key.
@@ -56,6 +58,7 @@ pub struct Vault {
     blind_index: BlindIndexKeys,
     token_key: Secret,
     receipt_seed: Secret,
+    audit_seed: Secret,
     cache: DataKeyCache,
 }
 
@@ -72,6 +75,7 @@ impl Vault {
         let keyring = MasterKeyring::load_or_create(master_key_file)?;
         let root = load_or_create_secret(conn, &keyring, ROOT_SECRET_NAME)?;
         let receipt_seed = load_or_create_secret(conn, &keyring, RECEIPT_SEED_NAME)?;
+        let audit_seed = load_or_create_secret(conn, &keyring, AUDIT_SEED_NAME)?;
         Ok(Vault {
             keyring_path: master_key_file.to_owned(),
             keyring: RwLock::new(Arc::new(keyring)),
@@ -79,6 +83,7 @@ impl Vault {
             blind_index: BlindIndexKeys::derive(&root),
             token_key: crate::crypto::derive_from_root(&root, TOKEN_KEY_LABEL),
             receipt_seed,
+            audit_seed,
             cache: DataKeyCache::new(),
         })
     }
@@ -97,6 +102,12 @@ impl Vault {
     /// derived from the root secret), so that it can be replaced without touching anything else.
     pub fn receipt_seed(&self) -> &Secret {
         &self.receipt_seed
+    }
+
+    /// The seed of the Ed25519 key that signs audit checkpoints (a secret of its own, like the
+    /// receipt seed).
+    pub fn audit_seed(&self) -> &Secret {
+        &self.audit_seed
     }
 
     fn keyring(&self) -> Arc<MasterKeyring> {

@@ -217,10 +217,16 @@ impl TestApp {
             let database = open_database(&settings).expect("the test database opens");
             let policy = load_dir(&settings.policy_dir).expect("the sample policy loads");
             let mut conn = database.connection().expect("a connection");
-            custodia::auth::create_key(&mut conn, &policy, &format!("test {role}"), &role, None)
-                .expect("the key is created")
-                .api_key
-                .to_string()
+            custodia::auth::create_key(
+                &mut conn,
+                &policy,
+                &format!("test {role}"),
+                &role,
+                &custodia::audit::Actor::operator(),
+            )
+            .expect("the key is created")
+            .api_key
+            .to_string()
         })
         .await
         .expect("key creation finishes")

@@ -1,0 +1,5 @@
+DROP TABLE audit_checkpoints;
+DROP TABLE audit_head;
+DROP TABLE audit_log;
+DROP FUNCTION custodia_audit_head_forward();
+DROP FUNCTION custodia_audit_append_only();

@@ -1,0 +1,63 @@
+//! Audit entries of requests that wrote nothing (reads, lookups, denials): a handler adds them
+//! to its request, and the authorization middleware commits them before the response leaves.
+//! If they cannot be committed, the caller gets a 503 instead of the data.
+//!
+//! Writes do not use this: their entries are appended in their own transaction.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+
+use super::ApiError;
+use crate::audit::{Actor, Entry};
+use crate::auth::Principal;
+
+/// The request's id (from `X-Request-Id` when it is a UUID, or new), put in the request by
+/// the `observe` middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Entries waiting for the response.
+#[derive(Debug, Default)]
+pub(super) struct Pending(pub Vec<Entry>);
+
+/// Adds an entry to be committed before this request's response is sent.
+pub fn record(request: &HttpRequest, entry: Entry) {
+    let mut extensions = request.extensions_mut();
+    match extensions.get_mut::<Pending>() {
+        Some(pending) => pending.0.push(entry),
+        None => {
+            extensions.insert(Pending(vec![entry]));
+        }
+    }
+}
+
+/// Takes the entries waiting in a request.
+pub(super) fn take(request: &HttpRequest) -> Vec<Entry> {
+    request
+        .extensions_mut()
+        .remove::<Pending>()
+        .map(|pending| pending.0)
+        .unwrap_or_default()
+}
+
+/// The actor of a request: the authenticated caller and the request id.
+pub fn actor_of(request: &HttpRequest) -> Option<Actor> {
+    let extensions = request.extensions();
+    let principal = extensions.get::<Principal>()?;
+    let request_id = extensions.get::<RequestId>().map(|id| id.0.clone());
+    Some(Actor::caller(principal, request_id))
+}
+
+/// Extracting an [`Actor`] on a route whose table entry is public fails with 401.
+impl FromRequest for Actor {
+    type Error = ApiError;
+    type Future = Ready<Result<Actor, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(actor_of(req).ok_or_else(|| {
+            ApiError::unauthorized("missing_token", "this route needs a bearer token")
+        }))
+    }
+}
