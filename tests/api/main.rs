@@ -2,6 +2,7 @@
 //! (a temporary SQLite file, or a fresh PostgreSQL schema when `CUSTODIA_TEST_DATABASE_URL`
 //! names a PostgreSQL server) and talks to it over HTTP.
 
+mod audit;
 mod auth;
 mod authorization;
 mod cli;
