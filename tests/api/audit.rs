@@ -812,3 +812,73 @@ async fn two_server_processes_write_one_gap_free_chain() {
     // One entry for the key, one per stored interaction: no fork, gap or duplicate.
     assert_eq!(report["entries"], 1 + 2 * PER_SERVER as i64, "{report}");
 }
+
+#[tokio::test]
+async fn consent_calls_gpc_signals_and_objections_are_recorded() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let response = app
+        .client
+        .post(format!("{}/v1/subjects/cust-gpc/consents", app.address))
+        .bearer_auth(&collector)
+        .header("Sec-GPC", "1")
+        .json(
+            &json!({"purpose": "marketing.email", "status": "granted", "source": "web",
+                      "method": "checkbox", "notice": {"id": "n", "version": "1"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = app
+        .post_json(
+            "/v1/subjects/cust-gpc/objections",
+            Some(&collector),
+            &json!({"purpose": "fraud_prevention"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let consents = app
+        .get("/v1/subjects/cust-gpc/consents", Some(&compliance))
+        .await;
+    assert_eq!(consents.status(), StatusCode::OK);
+
+    let page = query(&app, &compliance, "?subject_id=cust-gpc").await;
+    let entries = page["entries"].as_array().unwrap();
+    let summary: Vec<(&str, Value, i64)> = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["purposes"].clone(),
+                e["records"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "consents.gpc",
+                json!([
+                    "analytics",
+                    "marketing",
+                    "marketing.email",
+                    "marketing.personalization",
+                    "marketing.sms"
+                ]),
+                5
+            ),
+            ("consents.write", json!(["marketing.email"]), 1),
+            ("objections.write", json!(["fraud_prevention"]), 1),
+            ("consents.read", json!([]), 5),
+        ],
+        "{page}"
+    );
+    assert_eq!(
+        entries[3]["legal_bases"],
+        json!(["consent", "legitimate_interest"])
+    );
+}
