@@ -25,7 +25,7 @@ pub use verify::{verify, VerifyReport};
 use crate::auth::Principal;
 use crate::crypto::DataKey;
 use crate::policy::{Policy, PurposeId};
-use crate::store::audit::{self as audit_store, AuditRow};
+use crate::store::audit::{self as audit_store, AuditRow, AuditSubjectRow};
 use crate::store::{write_transaction, DbConnection, StoreError};
 
 /// The hash before the first entry.
@@ -92,7 +92,7 @@ pub struct Entry {
     target: Option<String>,
     purposes: BTreeSet<String>,
     legal_bases: BTreeSet<String>,
-    subject: Option<String>,
+    subjects: BTreeSet<String>,
     categories: BTreeSet<String>,
     records: i64,
     decision: Decision,
@@ -108,7 +108,7 @@ impl Entry {
             target: None,
             purposes: BTreeSet::new(),
             legal_bases: BTreeSet::new(),
-            subject: None,
+            subjects: BTreeSet::new(),
             categories: BTreeSet::new(),
             records: 0,
             decision: Decision::Allow,
@@ -116,15 +116,22 @@ impl Entry {
         }
     }
 
-    /// The subject, by the pseudonym its data key gives.
+    /// The person it is about, by the pseudonym their data key gives.
     pub fn subject(mut self, key: &DataKey) -> Entry {
-        self.subject = Some(key.pseudonym().to_owned());
+        self.add_subject(key);
         self
     }
 
-    /// A subject by an already computed pseudonym.
+    /// Adds a person it is about (an entry may cover several: a batch written in one request).
+    pub fn add_subject(&mut self, key: &DataKey) {
+        if !self.subjects.contains(key.pseudonym()) {
+            self.subjects.insert(key.pseudonym().to_owned());
+        }
+    }
+
+    /// A person by an already computed pseudonym.
     pub fn pseudonym(mut self, pseudonym: Option<String>) -> Entry {
-        self.subject = pseudonym;
+        self.subjects.extend(pseudonym);
         self
     }
 
@@ -206,6 +213,7 @@ impl Entry {
             serde_json::to_string(&set.into_iter().collect::<Vec<_>>()).expect("strings encode")
         };
         AuditRow {
+            subjects: list(self.subjects),
             seq,
             at,
             actor_key_id: self.actor.key_id,
@@ -214,7 +222,6 @@ impl Entry {
             target: self.target,
             purposes: list(self.purposes),
             legal_bases: list(self.legal_bases),
-            subject: self.subject,
             categories: list(self.categories),
             records: self.records,
             decision: self.decision.as_str().to_owned(),
@@ -239,7 +246,7 @@ struct Canonical<'a> {
     target: Option<&'a str>,
     purposes: &'a str,
     legal_bases: &'a str,
-    subject: Option<&'a str>,
+    subjects: &'a str,
     categories: &'a str,
     records: i64,
     decision: &'a str,
@@ -266,7 +273,7 @@ pub fn entry_hash(row: &AuditRow, prev: &str) -> String {
         target: row.target.as_deref(),
         purposes: &row.purposes,
         legal_bases: &row.legal_bases,
-        subject: row.subject.as_deref(),
+        subjects: &row.subjects,
         categories: &row.categories,
         records: row.records,
         decision: &row.decision,
@@ -292,17 +299,22 @@ pub fn append(
     let (mut seq, mut prev) = audit_store::lock_head(conn)?;
     // Taken under the lock, so times never go backwards along the chain within one process.
     let at = Utc::now().naive_utc().trunc_subsecs(6);
+    let mut subjects = Vec::new();
     let rows: Vec<AuditRow> = entries
         .into_iter()
         .map(|entry| {
             seq += 1;
+            subjects.extend(entry.subjects.iter().map(|subject| AuditSubjectRow {
+                subject: subject.clone(),
+                seq,
+            }));
             let mut row = entry.into_row(seq, at, policy_hash);
             row.hash = entry_hash(&row, &prev);
             prev.clone_from(&row.hash);
             row
         })
         .collect();
-    audit_store::append(conn, &rows)
+    audit_store::append(conn, &rows, &subjects)
 }
 
 /// Appends entries in a transaction of their own (for actions that wrote nothing: reads,

@@ -25,6 +25,7 @@ pub struct VerifyReport {
     pub first_invalid: Option<i64>,
     /// What is wrong there: `hash_mismatch` (altered, inserted or reordered), `missing_entry`
     /// (deleted), `truncated` (entries after the last one are gone), `head_mismatch`,
+    /// `index_mismatch` (the index of people named differs from the entries),
     /// `checkpoint_mismatch` (history rewritten with recomputed hashes) or
     /// `checkpoint_signature`.
     pub reason: Option<&'static str>,
@@ -83,6 +84,10 @@ pub fn verify(
         if chain_failure.is_some() {
             continue;
         }
+        let mut named: HashMap<i64, BTreeSet<String>> = HashMap::new();
+        for link in audit_store::subjects_between(conn, rows[0].seq, last_seen)? {
+            named.entry(link.seq).or_default().insert(link.subject);
+        }
         for row in rows {
             if row.seq != expected {
                 chain_failure = Some(Failure {
@@ -101,6 +106,18 @@ pub fn verify(
                     reason: "hash_mismatch",
                     detail: format!(
                         "entry {} does not match its hash: it, or its place in the chain, was changed",
+                        row.seq
+                    ),
+                });
+                break;
+            }
+            let listed: BTreeSet<String> = serde_json::from_str(&row.subjects).unwrap_or_default();
+            if named.remove(&row.seq).unwrap_or_default() != listed {
+                chain_failure = Some(Failure {
+                    seq: Some(row.seq),
+                    reason: "index_mismatch",
+                    detail: format!(
+                        "the index of people named by entry {} differs from the entry",
                         row.seq
                     ),
                 });

@@ -70,8 +70,9 @@ pub struct AuditEntryBody {
     pub purposes: Vec<String>,
     /// Their legal bases.
     pub legal_bases: Vec<String>,
-    /// The person's pseudonym (never an identifier).
-    pub subject: Option<String>,
+    /// The pseudonyms of the people it is about (never an identifier); several for a batch
+    /// written in one request.
+    pub subjects: Vec<String>,
     /// Data categories touched.
     pub categories: Vec<String>,
     /// How many records.
@@ -97,11 +98,11 @@ impl From<AuditRow> for AuditEntryBody {
             purposes: list(&row.purposes),
             legal_bases: list(&row.legal_bases),
             categories: list(&row.categories),
+            subjects: list(&row.subjects),
             actor_key_id: row.actor_key_id,
             role: row.role,
             action: row.action,
             target: row.target,
-            subject: row.subject,
             records: row.records,
             decision: row.decision,
             reason: row.reason,
@@ -272,11 +273,8 @@ pub async fn verify(
         .db
         .run(move |conn| audit::verify(conn, &state_for_work.checkpoints, &[]))
         .await?;
-    let mut entry = Entry::new(&actor, ACTION_VERIFY).records(report.entries as usize);
-    if !report.ok {
-        entry = entry.denied(report.reason.unwrap_or("invalid"));
-    }
-    audit_trail::record(&request, entry);
+    let entries = usize::try_from(report.entries).unwrap_or(0);
+    audit_trail::record(&request, Entry::new(&actor, ACTION_VERIFY).records(entries));
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -302,7 +300,8 @@ pub async fn checkpoint(
         .map_err(|error: StoreError| ApiError::from(error))?;
     audit_trail::record(
         &request,
-        Entry::new(&actor, ACTION_CHECKPOINT).records(checkpoint.size as usize),
+        Entry::new(&actor, ACTION_CHECKPOINT)
+            .records(usize::try_from(checkpoint.size).unwrap_or(0)),
     );
     Ok(HttpResponse::Ok().json(checkpoint))
 }

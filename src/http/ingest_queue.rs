@@ -79,8 +79,11 @@ impl IngestQueue {
                         )?;
                         entries.extend(gpc_entry(&actor, &storage.policy, &subject, &applied));
                     }
+                    let outcomes = ingest(conn, &storage.vault, &storage.policy, &drafts)?;
+                    // Last, like every append: the audit head stays locked only for the commit
+                    // (locking it before the inserts could deadlock with a concurrent ingest).
                     audit::append(conn, storage.policy.sha256(), entries)?;
-                    ingest(conn, &storage.vault, &storage.policy, &drafts)
+                    Ok::<_, SubjectError>(outcomes)
                 })
             })
             .await?)

@@ -245,12 +245,12 @@ pub struct PreparedIngest {
     policy_hash: String,
 }
 
-/// The audit entries of an ingest: per request and subject, one entry for what was stored and
-/// one for the purposes refused (rule 5), in the order the subjects first appear.
+/// The audit entries of an ingest: per request, one entry for what was stored (naming every
+/// person written about) and one for the purposes refused (rule 5), in request order.
 #[derive(Default)]
 struct IngestAudit {
     entries: Vec<Entry>,
-    positions: HashMap<(usize, String, bool), usize>,
+    positions: HashMap<(usize, bool), usize>,
 }
 
 impl IngestAudit {
@@ -260,17 +260,17 @@ impl IngestAudit {
         subject: Option<&SubjectHandle>,
         denied: bool,
     ) -> &mut Entry {
+        // Drafts of one request share one `Actor`; a coalesced group holds several requests.
         let request = Arc::as_ptr(&draft.actor) as usize;
-        let key = (request, draft.subject_id.as_str().to_owned(), denied);
-        let position = *self.positions.entry(key).or_insert_with(|| {
-            let mut entry = Entry::new(&draft.actor, ACTION_WRITE);
-            if let Some(subject) = subject {
-                entry = entry.subject(&subject.key);
-            }
-            self.entries.push(entry);
+        let position = *self.positions.entry((request, denied)).or_insert_with(|| {
+            self.entries.push(Entry::new(&draft.actor, ACTION_WRITE));
             self.entries.len() - 1
         });
-        &mut self.entries[position]
+        let entry = &mut self.entries[position];
+        if let Some(subject) = subject {
+            entry.add_subject(&subject.key);
+        }
+        entry
     }
 
     fn stored(

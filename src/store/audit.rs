@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{audit_checkpoints, audit_head, audit_log};
+use super::schema::{audit_checkpoints, audit_head, audit_log, audit_subjects};
 use super::{DbConnection, StoreError};
 
 /// One audit entry as stored (and hashed: see `audit::entry_hash`).
@@ -26,8 +26,8 @@ pub struct AuditRow {
     pub purposes: String,
     /// JSON array of the purposes' legal bases.
     pub legal_bases: String,
-    /// The subject's pseudonym.
-    pub subject: Option<String>,
+    /// JSON array of the pseudonyms of the people it is about.
+    pub subjects: String,
     /// JSON array of data categories touched.
     pub categories: String,
     /// How many records.
@@ -83,12 +83,46 @@ pub fn head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
         .first(conn)?)
 }
 
-/// Appends rows (already chained) and moves the head to the last one.
-pub fn append(conn: &mut DbConnection, rows: &[AuditRow]) -> Result<(), StoreError> {
+/// One person named by one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = audit_subjects)]
+pub struct AuditSubjectRow {
+    /// The person's pseudonym.
+    pub subject: String,
+    /// The entry.
+    pub seq: i64,
+}
+
+/// Appends rows (already chained) with the index of the people they name, and moves the head
+/// to the last one.
+pub fn append(
+    conn: &mut DbConnection,
+    rows: &[AuditRow],
+    subjects: &[AuditSubjectRow],
+) -> Result<(), StoreError> {
     let Some(last) = rows.last() else {
         return Ok(());
     };
-    super::insert_all!(conn, audit_log::table, rows);
+    match conn {
+        // SQLite has no round trips: one cached single-row statement per row is cheaper than
+        // preparing a large multi-row statement.
+        DbConnection::Sqlite(sqlite) => {
+            for row in rows {
+                diesel::insert_into(audit_log::table)
+                    .values(row)
+                    .execute(sqlite)?;
+            }
+            for row in subjects {
+                diesel::insert_into(audit_subjects::table)
+                    .values(row)
+                    .execute(sqlite)?;
+            }
+        }
+        DbConnection::Postgresql(_) => {
+            super::insert_all!(conn, audit_log::table, rows);
+            super::insert_all!(conn, audit_subjects::table, subjects);
+        }
+    }
     diesel::update(audit_head::table.find(1))
         .set((
             audit_head::seq.eq(last.seq),
@@ -109,6 +143,18 @@ pub fn range(
         .order(audit_log::seq.asc())
         .limit(limit)
         .select(AuditRow::as_select())
+        .load(conn)?)
+}
+
+/// The people named by entries `from..=to`.
+pub fn subjects_between(
+    conn: &mut DbConnection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<AuditSubjectRow>, StoreError> {
+    Ok(audit_subjects::table
+        .filter(audit_subjects::seq.between(from, to))
+        .select((audit_subjects::subject, audit_subjects::seq))
         .load(conn)?)
 }
 
@@ -156,7 +202,13 @@ pub fn page(
         query = query.filter(audit_log::seq.lt(before));
     }
     if let Some(subject) = &filter.subject {
-        query = query.filter(audit_log::subject.eq(subject.clone()));
+        query = query.filter(
+            audit_log::seq.eq_any(
+                audit_subjects::table
+                    .filter(audit_subjects::subject.eq(subject.clone()))
+                    .select(audit_subjects::seq),
+            ),
+        );
     }
     if let Some(actor) = &filter.actor_key_id {
         query = query.filter(audit_log::actor_key_id.eq(actor.clone()));

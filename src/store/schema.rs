@@ -164,7 +164,7 @@ diesel::table! {
         target -> Nullable<Text>,
         purposes -> Text,
         legal_bases -> Text,
-        subject -> Nullable<Text>,
+        subjects -> Text,
         categories -> Text,
         records -> BigInt,
         decision -> Text,
@@ -172,6 +172,14 @@ diesel::table! {
         policy_hash -> Text,
         request_id -> Nullable<Text>,
         hash -> Text,
+    }
+}
+
+diesel::table! {
+    /// Which audit entries name which person (by pseudonym).
+    audit_subjects (subject, seq) {
+        subject -> Text,
+        seq -> BigInt,
     }
 }
 
@@ -218,5 +226,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     restrictions,
     audit_log,
     audit_head,
+    audit_subjects,
     audit_checkpoints,
 );

@@ -45,6 +45,8 @@ async fn tamper(app: &TestApp, sql: &str) {
         } else {
             let mut script = String::new();
             for trigger in [
+                "audit_subjects_no_update",
+                "audit_subjects_no_delete",
                 "audit_log_no_update",
                 "audit_log_no_delete",
                 "audit_checkpoints_no_update",
@@ -207,9 +209,11 @@ async fn every_action_is_an_entry_that_names_the_person_only_by_pseudonym() {
         ],
         "{page}"
     );
-    let pseudonym = entries[0]["subject"].as_str().unwrap();
+    let pseudonym = entries[0]["subjects"][0].as_str().unwrap();
     assert_eq!(pseudonym.len(), 32);
-    assert!(entries.iter().all(|entry| entry["subject"] == pseudonym));
+    assert!(entries
+        .iter()
+        .all(|entry| entry["subjects"] == json!([pseudonym])));
     // The stored interaction, then the purpose refused at collection (no consent).
     let write = &entries[4];
     assert_eq!(write["decision"], "allow");
@@ -314,7 +318,7 @@ async fn denials_are_recorded_with_their_reason() {
     let nobody = &entries[0];
     assert_eq!(nobody["action"], "interactions.write");
     assert_eq!(nobody["reason"], "no_consent");
-    assert_eq!(nobody["subject"], Value::Null, "no subject was created");
+    assert_eq!(nobody["subjects"], json!([]), "no subject was created");
     let read = &entries[1];
     assert_eq!(read["action"], "interactions.read");
     assert_eq!(read["role"], "marketing_reader");
@@ -322,7 +326,7 @@ async fn denials_are_recorded_with_their_reason() {
     assert_eq!(read["legal_bases"], json!(["consent"]));
     assert_eq!(read["reason"], "no_consent");
     let about_denied = query(&app, &compliance, "?subject_id=cust-denied").await;
-    assert_eq!(read["subject"], about_denied["entries"][1]["subject"]);
+    assert_eq!(read["subjects"], about_denied["entries"][1]["subjects"]);
     let role = &entries[2];
     assert_eq!(role["action"], "keys.manage");
     assert_eq!(role["role"], "marketer");
@@ -499,9 +503,9 @@ async fn an_inserted_entry_is_found_at_its_place() {
         "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 5;
          UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1000;
          INSERT INTO audit_log (seq, at, actor_key_id, role, action, target, purposes,
-             legal_bases, subject, categories, records, decision, reason, policy_hash,
+             legal_bases, subjects, categories, records, decision, reason, policy_hash,
              request_id, hash)
-         SELECT 5, at, actor_key_id, role, action, target, purposes, legal_bases, subject,
+         SELECT 5, at, actor_key_id, role, action, target, purposes, legal_bases, subjects,
              categories, records, decision, reason, policy_hash, request_id, hash
          FROM audit_log WHERE seq = 4",
     )
@@ -881,4 +885,69 @@ async fn consent_calls_gpc_signals_and_objections_are_recorded() {
         entries[3]["legal_bases"],
         json!(["consent", "legitimate_interest"])
     );
+}
+
+#[tokio::test]
+async fn a_batch_is_one_entry_naming_everyone_it_wrote_about_and_the_index_is_verified() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let item = |id: &str, subject: &str, purposes: Value| {
+        json!({"id": id, "subject_id": subject, "type": "visit", "channel": "web",
+               "occurred_at": "2026-11-01T10:00:00Z", "purposes": purposes,
+               "data": {"page_url": "/home"}})
+    };
+    let response = app
+        .post_json(
+            "/v1/interactions/batch",
+            Some(&collector),
+            &json!({"interactions": [
+                item("a", "cust-b1", json!(["support"])),
+                item("b", "cust-b2", json!(["support", "marketing"])),
+                item("c", "cust-b1", json!(["analytics"])),
+                item("d", "cust-b3", json!(["marketing"])),
+            ]}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let writes = query(&app, &compliance, "?action=interactions.write").await;
+    let entries = writes["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{writes}");
+    let by_decision = |decision: &str| {
+        entries
+            .iter()
+            .find(|entry| entry["decision"] == decision)
+            .unwrap()
+            .clone()
+    };
+    let (stored, refused) = (by_decision("allow"), by_decision("deny"));
+    assert_eq!(stored["decision"], "allow");
+    assert_eq!(stored["records"], 3);
+    assert_eq!(stored["subjects"].as_array().unwrap().len(), 2);
+    assert_eq!(stored["purposes"], json!(["analytics", "support"]));
+    assert_eq!(
+        stored["legal_bases"],
+        json!(["contract", "legitimate_interest"])
+    );
+    assert_eq!(stored["categories"], json!(["behavior.browsing"]));
+    assert_eq!(refused["decision"], "deny");
+    assert_eq!(refused["records"], 2);
+    assert_eq!(refused["purposes"], json!(["marketing"]));
+    assert_eq!(refused["reason"], "no_consent");
+    // cust-b3 had nothing stored and was not created; cust-b2 exists.
+    assert_eq!(refused["subjects"].as_array().unwrap().len(), 1);
+    for (subject, count) in [("cust-b1", 1), ("cust-b2", 2)] {
+        let about = query(&app, &compliance, &format!("?subject_id={subject}")).await;
+        assert_eq!(about["entries"].as_array().unwrap().len(), count, "{about}");
+    }
+
+    // The index of people named is checked against the entries it was derived from.
+    let seq = stored["seq"].as_i64().unwrap();
+    tamper(
+        &app,
+        &format!("DELETE FROM audit_subjects WHERE seq = {seq}"),
+    )
+    .await;
+    let (output, report) = verify_offline(&app, &[]);
+    assert_invalid(&output, &report, seq, "index_mismatch");
 }

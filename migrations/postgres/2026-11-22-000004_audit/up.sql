@@ -12,7 +12,7 @@ CREATE TABLE audit_log (
     target       TEXT,
     purposes     TEXT NOT NULL,
     legal_bases  TEXT NOT NULL,
-    subject      TEXT,
+    subjects     TEXT NOT NULL,
     categories   TEXT NOT NULL,
     records      BIGINT NOT NULL,
     decision     TEXT NOT NULL,
@@ -21,7 +21,15 @@ CREATE TABLE audit_log (
     request_id   TEXT,
     hash         TEXT NOT NULL
 );
-CREATE INDEX audit_log_subject ON audit_log (subject, seq) WHERE subject IS NOT NULL;
+
+-- Which entries name which person: one row per pseudonym in an entry's `subjects`, so that a
+-- person's entries are found through an index. Derived from the entries (verification checks
+-- that it matches them) and appended in the same transaction.
+CREATE TABLE audit_subjects (
+    subject TEXT NOT NULL,
+    seq     BIGINT NOT NULL,
+    PRIMARY KEY (subject, seq)
+);
 
 CREATE TABLE audit_head (
     id   INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
@@ -60,6 +68,10 @@ $$;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION custodia_audit_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION custodia_audit_append_only();
+CREATE TRIGGER audit_subjects_append_only BEFORE UPDATE OR DELETE ON audit_subjects
+    FOR EACH ROW EXECUTE FUNCTION custodia_audit_append_only();
+CREATE TRIGGER audit_subjects_no_truncate BEFORE TRUNCATE ON audit_subjects
     FOR EACH STATEMENT EXECUTE FUNCTION custodia_audit_append_only();
 CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
     FOR EACH ROW EXECUTE FUNCTION custodia_audit_append_only();

@@ -13,7 +13,7 @@ CREATE TABLE audit_log (
     target       TEXT,
     purposes     TEXT NOT NULL,
     legal_bases  TEXT NOT NULL,
-    subject      TEXT,
+    subjects     TEXT NOT NULL,
     categories   TEXT NOT NULL,
     records      BIGINT NOT NULL,
     decision     TEXT NOT NULL,
@@ -22,7 +22,15 @@ CREATE TABLE audit_log (
     request_id   TEXT,
     hash         TEXT NOT NULL
 );
-CREATE INDEX audit_log_subject ON audit_log (subject, seq) WHERE subject IS NOT NULL;
+
+-- Which entries name which person: one row per pseudonym in an entry's `subjects`, so that a
+-- person's entries are found through an index. Derived from the entries (verification checks
+-- that it matches them) and appended in the same transaction.
+CREATE TABLE audit_subjects (
+    subject TEXT NOT NULL,
+    seq     BIGINT NOT NULL,
+    PRIMARY KEY (subject, seq)
+) WITHOUT ROWID;
 
 CREATE TABLE audit_head (
     id   INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
@@ -47,6 +55,10 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: UPDATE on audit_log is not allowed'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: DELETE on audit_log is not allowed'); END;
+CREATE TRIGGER audit_subjects_no_update BEFORE UPDATE ON audit_subjects
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: UPDATE on audit_subjects is not allowed'); END;
+CREATE TRIGGER audit_subjects_no_delete BEFORE DELETE ON audit_subjects
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: DELETE on audit_subjects is not allowed'); END;
 CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: UPDATE on audit_checkpoints is not allowed'); END;
 CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
