@@ -143,17 +143,24 @@ impl Entry {
 
     /// Adds a purpose, with its legal basis from the policy.
     pub fn add_purpose(&mut self, policy: &Policy, purpose: &PurposeId) {
+        if self.purposes.contains(purpose.as_str()) {
+            return;
+        }
         self.purposes.insert(purpose.to_string());
         if let Some(declared) = policy.purpose(purpose.as_str()) {
-            self.legal_bases
-                .insert(declared.legal_basis.as_str().to_owned());
+            let basis = declared.legal_basis.as_str();
+            if !self.legal_bases.contains(basis) {
+                self.legal_bases.insert(basis.to_owned());
+            }
         }
     }
 
     /// Adds the category of a field (its policy category), or `name` itself for the
     /// pseudo-categories `identifiers` and `consent`.
     pub fn add_category(&mut self, category: &str) {
-        self.categories.insert(category.to_owned());
+        if !self.categories.contains(category) {
+            self.categories.insert(category.to_owned());
+        }
     }
 
     /// A data category touched.
