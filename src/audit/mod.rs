@@ -312,7 +312,7 @@ pub fn append(
         .map(|entry| {
             seq += 1;
             subjects.extend(entry.subjects.iter().map(|subject| AuditSubjectRow {
-                subject: subject.clone(),
+                subject_key: audit_store::subject_key(subject),
                 seq,
             }));
             let mut row = entry.into_row(seq, at, policy_hash);

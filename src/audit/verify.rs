@@ -84,9 +84,9 @@ pub fn verify(
         if chain_failure.is_some() {
             continue;
         }
-        let mut named: HashMap<i64, BTreeSet<String>> = HashMap::new();
+        let mut named: HashMap<i64, BTreeSet<i64>> = HashMap::new();
         for link in audit_store::subjects_between(conn, rows[0].seq, last_seen)? {
-            named.entry(link.seq).or_default().insert(link.subject);
+            named.entry(link.seq).or_default().insert(link.subject_key);
         }
         for row in rows {
             if row.seq != expected {
@@ -111,7 +111,11 @@ pub fn verify(
                 });
                 break;
             }
-            let listed: BTreeSet<String> = serde_json::from_str(&row.subjects).unwrap_or_default();
+            let listed: BTreeSet<i64> = serde_json::from_str::<Vec<String>>(&row.subjects)
+                .unwrap_or_default()
+                .iter()
+                .map(|subject| audit_store::subject_key(subject))
+                .collect();
             if named.remove(&row.seq).unwrap_or_default() != listed {
                 chain_failure = Some(Failure {
                     seq: Some(row.seq),

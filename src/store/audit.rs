@@ -87,10 +87,16 @@ pub fn head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
 #[diesel(table_name = audit_subjects)]
 pub struct AuditSubjectRow {
-    /// The person's pseudonym.
-    pub subject: String,
+    /// The first 64 bits of the person's pseudonym ([`subject_key`]).
+    pub subject_key: i64,
     /// The entry.
     pub seq: i64,
+}
+
+/// The index key of a pseudonym: its first 64 bits (pseudonyms are hex).
+pub fn subject_key(pseudonym: &str) -> i64 {
+    let prefix = pseudonym.get(..16).unwrap_or(pseudonym);
+    u64::from_str_radix(prefix, 16).unwrap_or(0) as i64
 }
 
 /// Appends rows (already chained) with the index of the people they name, and moves the head
@@ -154,7 +160,7 @@ pub fn subjects_between(
 ) -> Result<Vec<AuditSubjectRow>, StoreError> {
     Ok(audit_subjects::table
         .filter(audit_subjects::seq.between(from, to))
-        .select((audit_subjects::subject, audit_subjects::seq))
+        .select((audit_subjects::subject_key, audit_subjects::seq))
         .load(conn)?)
 }
 
@@ -202,13 +208,17 @@ pub fn page(
         query = query.filter(audit_log::seq.lt(before));
     }
     if let Some(subject) = &filter.subject {
-        query = query.filter(
-            audit_log::seq.eq_any(
-                audit_subjects::table
-                    .filter(audit_subjects::subject.eq(subject.clone()))
-                    .select(audit_subjects::seq),
-            ),
-        );
+        // The index narrows by the first 64 bits; the entry's own list decides (pseudonyms are
+        // hex, so the pattern has no wildcard).
+        query = query
+            .filter(
+                audit_log::seq.eq_any(
+                    audit_subjects::table
+                        .filter(audit_subjects::subject_key.eq(subject_key(subject)))
+                        .select(audit_subjects::seq),
+                ),
+            )
+            .filter(audit_log::subjects.like(format!("%\"{subject}\"%")));
     }
     if let Some(actor) = &filter.actor_key_id {
         query = query.filter(audit_log::actor_key_id.eq(actor.clone()));

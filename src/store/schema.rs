@@ -177,8 +177,8 @@ diesel::table! {
 
 diesel::table! {
     /// Which audit entries name which person (by pseudonym).
-    audit_subjects (subject, seq) {
-        subject -> Text,
+    audit_subjects (subject_key, seq) {
+        subject_key -> BigInt,
         seq -> BigInt,
     }
 }

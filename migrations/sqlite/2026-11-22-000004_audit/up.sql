@@ -23,13 +23,14 @@ CREATE TABLE audit_log (
     hash         TEXT NOT NULL
 );
 
--- Which entries name which person: one row per pseudonym in an entry's `subjects`, so that a
--- person's entries are found through an index. Derived from the entries (verification checks
--- that it matches them) and appended in the same transaction.
+-- Which entries name which person: one row per pseudonym in an entry's `subjects`, keyed by
+-- the pseudonym's first 64 bits (a lookup then checks the full pseudonym in the entry), so that
+-- a person's entries are found through a small integer index. Derived from the entries
+-- (verification checks that it matches them) and appended in the same transaction.
 CREATE TABLE audit_subjects (
-    subject TEXT NOT NULL,
-    seq     BIGINT NOT NULL,
-    PRIMARY KEY (subject, seq)
+    subject_key BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
+    PRIMARY KEY (subject_key, seq)
 ) WITHOUT ROWID;
 
 CREATE TABLE audit_head (
