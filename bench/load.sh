@@ -3,13 +3,14 @@
 # Usage: bench/load.sh SCRIPT [DATABASE_URL]   (default database: a fresh SQLite file)
 #   SCRIPT: bench/post-interaction.lua (single POST /v1/interactions)
 #           bench/post-consent.lua     (POST /v1/subjects/{id}/consents)
-# Needs wrk (Debian package `wrk`). Builds the release binary. Results: docs/benchmarks.md.
+# Needs wrk (Debian package `wrk`). Builds the release binary (or runs $CUSTODIA_BIN).
+# Results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 script=${1:?usage: bench/load.sh SCRIPT [DATABASE_URL]}
-cargo build --release --quiet
-bin=target/release/custodia
+# CUSTODIA_BIN runs another build (e.g. an older commit's, for an A/B comparison).
+if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --release --quiet; bin=target/release/custodia; fi
 work=$(mktemp -d)
 port=${BENCH_PORT:-18080}
 export CUSTODIA_DATA_DIR="$work/data" CUSTODIA_POLICY_DIR="$PWD/policies" CUSTODIA_BIND="127.0.0.1:$port"

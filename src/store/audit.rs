@@ -109,9 +109,14 @@ pub fn append(
     let Some(last) = rows.last() else {
         return Ok(());
     };
+    let move_head = diesel::update(audit_head::table.find(1)).set((
+        audit_head::seq.eq(last.seq),
+        audit_head::hash.eq(&last.hash),
+    ));
     match conn {
         // SQLite has no round trips: one cached single-row statement per row is cheaper than
-        // preparing a large multi-row statement.
+        // preparing a large multi-row statement. Every statement runs on the concrete
+        // connection, whose prepared statements are cached.
         DbConnection::Sqlite(sqlite) => {
             for row in rows {
                 diesel::insert_into(audit_log::table)
@@ -123,18 +128,14 @@ pub fn append(
                     .values(row)
                     .execute(sqlite)?;
             }
+            move_head.execute(sqlite)?;
         }
         DbConnection::Postgresql(_) => {
             super::insert_all!(conn, audit_log::table, rows);
             super::insert_all!(conn, audit_subjects::table, subjects);
+            move_head.execute(conn)?;
         }
     }
-    diesel::update(audit_head::table.find(1))
-        .set((
-            audit_head::seq.eq(last.seq),
-            audit_head::hash.eq(&last.hash),
-        ))
-        .execute(conn)?;
     Ok(())
 }
 
