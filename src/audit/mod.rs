@@ -216,9 +216,7 @@ impl Entry {
     }
 
     fn into_row(self, seq: i64, at: NaiveDateTime, policy_hash: &str) -> AuditRow {
-        let list = |set: BTreeSet<String>| {
-            serde_json::to_string(&set.into_iter().collect::<Vec<_>>()).expect("strings encode")
-        };
+        let list = |set: BTreeSet<String>| serde_json::to_string(&set).expect("strings encode");
         AuditRow {
             subjects: list(self.subjects),
             seq,
@@ -263,9 +261,20 @@ struct Canonical<'a> {
     prev: &'a str,
 }
 
-/// The timestamp as hashed: RFC 3339, UTC, exactly six fractional digits.
+/// The timestamp as hashed: RFC 3339, UTC, exactly six fractional digits
+/// (`2026-11-22T11:15:11.315375Z`).
 pub fn format_time(at: &NaiveDateTime) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.nanosecond() / 1_000
+    )
 }
 
 /// The hash of an entry: SHA-256 (hex) of its canonical encoding, which includes `prev`.
@@ -335,4 +344,22 @@ pub fn record(
         return Ok(());
     }
     write_transaction(conn, |conn| append(conn, policy_hash, entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_hashed_with_six_fractional_digits() {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 2, 3)
+            .unwrap()
+            .and_hms_micro_opt(4, 5, 6, 7)
+            .unwrap();
+        assert_eq!(format_time(&at), "2026-02-03T04:05:06.000007Z");
+        assert_eq!(
+            format_time(&at),
+            at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        );
+    }
 }

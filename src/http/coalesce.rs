@@ -3,9 +3,9 @@
 //! Requests wait in a queue; a task takes every request waiting (up to a bound), hands their
 //! items to one store call, and answers each request with its own results. Nothing waits on a
 //! timer: under light load a group is one request; under load groups grow, and each item costs
-//! about what it costs in a batch (one commit, one round of lookups, for the whole group). A
-//! few groups are stored at once: on PostgreSQL on separate connections; on SQLite they meet at
-//! the single writer, which commits them together.
+//! about what it costs in a batch (one commit, one round of lookups, for the whole group). Two
+//! groups are stored at once: on PostgreSQL on separate connections; on SQLite they meet at the
+//! single writer, which commits them together.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,8 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ApiError;
 
-/// How many groups are stored at once.
-const GROUPS_IN_FLIGHT: usize = 4;
+/// How many groups are stored at once. Two: one is prepared while the other commits. More
+/// only made groups smaller: every write transaction ends by appending to the audit chain,
+/// whose head row serializes commits, so fewer, larger groups commit more per lock (measured
+/// in docs/benchmarks.md, "Audit log cost").
+const GROUPS_IN_FLIGHT: usize = 2;
 
 type Reply<Out> = oneshot::Sender<Result<Vec<Out>, ApiError>>;
 

@@ -728,12 +728,16 @@ async fn start_server(data_dir: &std::path::Path, database_url: &str) -> Server 
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let address = format!("http://127.0.0.1:{port}");
+    // Owned at once, so that a server that never gets ready is still killed and reaped.
+    let server = Server {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(response) = client.get(format!("{address}/readyz")).send().await {
+        if let Ok(response) = client.get(format!("{}/readyz", server.address)).send().await {
             if response.status().is_success() {
-                return Server { child, address };
+                return server;
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
