@@ -735,7 +735,11 @@ async fn start_server(data_dir: &std::path::Path, database_url: &str) -> Server 
     };
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(response) = client.get(format!("{}/readyz", server.address)).send().await {
+        if let Ok(response) = client
+            .get(format!("{}/readyz", server.address))
+            .send()
+            .await
+        {
             if response.status().is_success() {
                 return server;
             }
