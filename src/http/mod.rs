@@ -86,6 +86,7 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(DELETE "/v1/keys/{id}", Requires(&[Action::KeysManage]), keys::revoke),
         endpoint!(GET "/v1/policy", Requires(&[Action::PolicyRead]), policy::show),
         endpoint!(PUT "/v1/subjects/{subject_id}", Requires(&[Action::InteractionsWrite]), subjects::put),
+        endpoint!(DELETE "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsErase]), subjects::erase),
         endpoint!(POST "/v1/lookup/subjects", Requires(&[Action::SubjectsExport]), subjects::lookup),
         endpoint!(POST "/v1/interactions", Requires(&[Action::InteractionsWrite]), interactions::create),
         endpoint!(

@@ -23,6 +23,7 @@ use super::AppState;
         super::policy::show,
         super::subjects::put,
         super::subjects::lookup,
+        super::subjects::erase,
         super::interactions::create,
         super::interactions::batch,
         super::interactions::list_for_subject,

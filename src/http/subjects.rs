@@ -9,8 +9,10 @@ use super::{ApiError, AppState};
 use crate::audit::{Actor, Entry};
 use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
+use crate::store::erasure::ErasedCounts;
 use crate::subjects::{
-    find_by_email, upsert, Email, SubjectChanges, SubjectId, ACTION_LOOKUP, IDENTIFIERS_CATEGORY,
+    self, find_by_email, upsert, Email, SubjectChanges, SubjectId, ACTION_LOOKUP,
+    IDENTIFIERS_CATEGORY,
 };
 
 /// Identifiers and traits to set; `null` removes one.
@@ -132,5 +134,62 @@ pub async fn lookup(
             .into_iter()
             .map(|(subject_id, _)| FoundSubject { subject_id })
             .collect(),
+    }))
+}
+
+/// The answer to an erasure.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErasureResponse {
+    /// Always `true`.
+    pub erased: bool,
+    /// The erasure's id (also the audit entry's `target`).
+    pub id: String,
+    /// When.
+    pub erased_at: chrono::DateTime<chrono::Utc>,
+    /// What was deleted, by kind.
+    pub counts: ErasedCounts,
+    /// A compact JWS (EdDSA) over the same, verifiable with `GET /v1/consents/receipt-key`.
+    pub receipt: String,
+}
+
+/// Erases a person (Art. 17): the data key is destroyed first (crypto-shredding), then every
+/// row about them; a tombstone without identifiers and the audit entries remain. Afterwards the
+/// subject_id is unknown everywhere (404).
+#[utoipa::path(delete, path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    responses(
+        (status = 200, description = "Erased, with a signed receipt", body = ErasureResponse),
+        (status = 404, description = "No such subject (or already erased)",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn erase(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let for_work = state.clone();
+    let erasure = state
+        .db
+        .run_write(move |conn| {
+            subjects::erase(
+                conn,
+                &for_work.vault,
+                &for_work.policy,
+                &for_work.receipts,
+                &subject_id,
+                &actor,
+            )
+        })
+        .await?
+        .ok_or_else(subject_not_found)?;
+    state.vault.forget_data_key(&erasure.subject_pk);
+    state.db.truncate_wal().await;
+    Ok(HttpResponse::Ok().json(ErasureResponse {
+        erased: true,
+        id: erasure.id,
+        erased_at: erasure.erased_at.and_utc(),
+        counts: erasure.counts,
+        receipt: erasure.receipt,
     }))
 }

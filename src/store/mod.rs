@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod consents;
+pub mod erasure;
 pub mod interactions;
 pub mod keys;
 pub mod legal_basis;
@@ -226,7 +227,8 @@ impl ConnectionManager {
                     )
                 })?;
                 let mut conn = diesel::SqliteConnection::establish(path)?;
-                // WAL with synchronous=NORMAL: a commit is durable against a process crash at
+                // secure_delete overwrites deleted content, so an erased person's rows do not
+                // linger in free space of the file. WAL with synchronous=NORMAL: a commit is durable against a process crash at
                 // once and against power loss from the next checkpoint. A 64 MiB page cache and
                 // memory-mapped reads keep the indexes of a busy database in memory. A server
                 // checkpoints in the background (`Database::start_checkpointer`), so commits do
@@ -236,6 +238,7 @@ impl ConnectionManager {
                      PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
+                     PRAGMA secure_delete = ON;
                      PRAGMA cache_size = -65536;
                      PRAGMA mmap_size = 268435456;
                      PRAGMA temp_store = MEMORY;
@@ -465,6 +468,22 @@ impl Database {
         })
         .await
         .map_err(|_| E::from(StoreError::Cancelled))?
+    }
+
+    /// On SQLite, copies the WAL into the database and truncates it to nothing, so that old
+    /// page images (of rows just erased) do not stay in the WAL file. Best effort: logs and
+    /// carries on when readers keep it from finishing. Does nothing on PostgreSQL.
+    pub async fn truncate_wal(&self) {
+        if !matches!(self.url, DatabaseUrl::Sqlite(_)) {
+            return;
+        }
+        // On a pooled connection: a checkpoint cannot run inside the writer's transaction.
+        let result = self
+            .run(|conn| Ok::<_, StoreError>(conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")?))
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(error = %error, "could not truncate the WAL after an erasure");
+        }
     }
 
     /// Whether the database answers a trivial query.

@@ -204,6 +204,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Tombstones of erased people: no identifier, only proof of the erasure.
+    erasures (id) {
+        id -> Text,
+        pseudonym -> Text,
+        erased_at -> Timestamp,
+        erased_by -> Nullable<Text>,
+        counts -> Text,
+        receipt_sha256 -> Text,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
@@ -228,4 +240,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_head,
     audit_subjects,
     audit_checkpoints,
+    erasures,
 );

@@ -2,6 +2,7 @@
 //! stored as a blind index and a ciphertext; identifiers (e-mail, phone) likewise; traits
 //! encrypted unless the policy declares them segmentable.
 
+mod erase;
 pub mod sealed;
 mod values;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use chrono::{NaiveDateTime, Utc};
 use serde_json::Value;
 
+pub use erase::{erase, Erasure, ErasureClaims, ACTION_ERASE};
 pub use values::{Email, FieldValue, Phone, SubjectId, MAX_SUBJECT_ID_LEN, MAX_TEXT_VALUE_CHARS};
 
 use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};

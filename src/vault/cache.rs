@@ -63,6 +63,14 @@ impl DataKeyCache {
         entries.insert(subject_pk.to_owned(), (key, Instant::now()));
     }
 
+    /// Drops a subject's key (its subject was erased).
+    pub fn forget(&self, subject_pk: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(subject_pk);
+    }
+
     /// How many keys are cached.
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()

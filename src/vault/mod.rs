@@ -110,6 +110,12 @@ impl Vault {
         &self.audit_seed
     }
 
+    /// Drops an erased subject's data key from this process's cache. Other processes drop it
+    /// when their cache entry expires; the key can no longer be unwrapped from the database.
+    pub fn forget_data_key(&self, subject_pk: &str) {
+        self.cache.forget(subject_pk);
+    }
+
     fn keyring(&self) -> Arc<MasterKeyring> {
         let stale = self
             .keyring_loaded_at

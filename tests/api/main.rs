@@ -7,6 +7,7 @@ mod auth;
 mod authorization;
 mod cli;
 mod consents;
+mod erasure;
 mod errors;
 mod first_start;
 mod helpers;

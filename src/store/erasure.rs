@@ -1,0 +1,117 @@
+//! Erasure: deleting everything held about one subject, the data key first, and the tombstone
+//! that remains.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{
+    consent_current, consent_records, data_keys, erasures, interaction_purposes, interactions,
+    objections, restrictions, subject_identifiers, subject_traits, subjects,
+};
+use super::{DbConnection, StoreError};
+
+/// How many rows of each kind an erasure deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ErasedCounts {
+    /// Data keys destroyed (1).
+    pub data_keys: usize,
+    /// Identifiers (e-mail, phone) with their blind indexes.
+    pub identifiers: usize,
+    /// Segmentable traits.
+    pub traits: usize,
+    /// Interactions.
+    pub interactions: usize,
+    /// Consent statements, with their evidence.
+    pub consent_records: usize,
+    /// Standing objections.
+    pub objections: usize,
+    /// Restrictions of processing.
+    pub restrictions: usize,
+    /// The subject record itself (1), with its blind index and encrypted profile.
+    pub subjects: usize,
+}
+
+impl ErasedCounts {
+    /// Every row deleted.
+    pub fn total(&self) -> usize {
+        self.data_keys
+            + self.identifiers
+            + self.traits
+            + self.interactions
+            + self.consent_records
+            + self.objections
+            + self.restrictions
+            + self.subjects
+    }
+}
+
+/// Deletes every row about `subject_pk`, the wrapped data key first (after that, every copy of
+/// the subject's ciphertexts, backups included, is unreadable). Call inside a write transaction.
+pub fn delete_subject(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<ErasedCounts, StoreError> {
+    let data_keys = diesel::delete(data_keys::table.find(subject_pk)).execute(conn)?;
+    diesel::delete(
+        interaction_purposes::table.filter(interaction_purposes::subject_pk.eq(subject_pk)),
+    )
+    .execute(conn)?;
+    let interactions =
+        diesel::delete(interactions::table.filter(interactions::subject_pk.eq(subject_pk)))
+            .execute(conn)?;
+    let identifiers = diesel::delete(
+        subject_identifiers::table.filter(subject_identifiers::subject_pk.eq(subject_pk)),
+    )
+    .execute(conn)?;
+    let traits =
+        diesel::delete(subject_traits::table.filter(subject_traits::subject_pk.eq(subject_pk)))
+            .execute(conn)?;
+    diesel::delete(consent_current::table.filter(consent_current::subject_pk.eq(subject_pk)))
+        .execute(conn)?;
+    let consent_records =
+        diesel::delete(consent_records::table.filter(consent_records::subject_pk.eq(subject_pk)))
+            .execute(conn)?;
+    let objections =
+        diesel::delete(objections::table.filter(objections::subject_pk.eq(subject_pk)))
+            .execute(conn)?;
+    let restrictions =
+        diesel::delete(restrictions::table.filter(restrictions::subject_pk.eq(subject_pk)))
+            .execute(conn)?;
+    let subjects = diesel::delete(subjects::table.find(subject_pk)).execute(conn)?;
+    Ok(ErasedCounts {
+        data_keys,
+        identifiers,
+        traits,
+        interactions,
+        consent_records,
+        objections,
+        restrictions,
+        subjects,
+    })
+}
+
+/// A tombstone.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = erasures)]
+pub struct ErasureRow {
+    /// The erasure's id (also in the receipt).
+    pub id: String,
+    /// The audit pseudonym the person had.
+    pub pseudonym: String,
+    /// When.
+    pub erased_at: NaiveDateTime,
+    /// The API key that erased (none for the command line).
+    pub erased_by: Option<String>,
+    /// JSON of [`ErasedCounts`].
+    pub counts: String,
+    /// SHA-256 (hex) of the signed receipt (which names the subject_id, so is not kept).
+    pub receipt_sha256: String,
+}
+
+/// Stores a tombstone.
+pub fn insert_tombstone(conn: &mut DbConnection, row: &ErasureRow) -> Result<(), StoreError> {
+    diesel::insert_into(erasures::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Erasure through the API: the data key is destroyed and every row about the person deleted,
+//! other people are untouched, the subject is unknown everywhere afterwards, the receipt is
+//! signed, and the audit chain still verifies.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    assert_problem, contains_in_any_encoding, count_rows, database_dump, spawn_app, TestApp,
+};
+
+async fn populate(app: &TestApp, token: &str, subject: &str, email: &str) {
+    let put = app
+        .request(
+            Method::PUT,
+            &format!("/v1/subjects/{subject}"),
+            Some(token),
+            Some(&json!({"identifiers": {"email": email},
+                         "traits": {"country": "DE", "full_name": "Erin Canary"}})),
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    for i in 0..2 {
+        let stored = app
+            .post_json(
+                "/v1/interactions",
+                Some(token),
+                &json!({"id": format!("evt-{i}"), "subject_id": subject, "type": "support_chat",
+                        "channel": "chat", "occurred_at": "2026-11-01T10:00:00Z",
+                        "purposes": ["support"], "data": {"message": format!("hello {i}")}}),
+            )
+            .await;
+        assert_eq!(stored.status(), StatusCode::CREATED);
+    }
+    let consent = app
+        .post_json(
+            &format!("/v1/subjects/{subject}/consents"),
+            Some(token),
+            &json!({"purpose": "marketing", "status": "granted", "source": "web",
+                    "method": "checkbox", "notice": {"id": "n", "version": "1"},
+                    "evidence": {"ip_address": "198.51.100.7"}}),
+        )
+        .await;
+    assert_eq!(consent.status(), StatusCode::CREATED);
+    let objection = app
+        .post_json(
+            &format!("/v1/subjects/{subject}/objections"),
+            Some(token),
+            &json!({"purpose": "analytics"}),
+        )
+        .await;
+    assert_eq!(objection.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let support = app.token_for("support").await;
+    populate(&app, &collector, "cust-erase", "erase.me@example.org").await;
+    populate(&app, &collector, "cust-keep", "keep.me@example.org").await;
+    let before: Value = app
+        .get("/v1/audit?subject_id=cust-erase", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pseudonym = before["entries"][0]["subjects"][0].as_str().unwrap().to_owned();
+    let blind_index = {
+        let settings = app.settings.clone();
+        tokio::task::spawn_blocking(move || {
+            let database = custodia::startup::open_database(&settings).unwrap();
+            let vault = custodia::startup::open_vault(&settings, &database).unwrap();
+            let id = custodia::subjects::SubjectId::parse("cust-erase").unwrap();
+            custodia::subjects::subject_index(&vault, &id)
+        })
+        .await
+        .unwrap()
+    };
+    assert!(contains_in_any_encoding(&database_dump(&app).await, &blind_index));
+
+    // Only a role with subjects.erase may erase.
+    assert_problem(
+        app.delete("/v1/subjects/cust-erase", Some(&collector)).await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    let response = app.delete("/v1/subjects/cust-erase", Some(&compliance)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["erased"], true);
+    assert_eq!(
+        body["counts"],
+        json!({"data_keys": 1, "identifiers": 1, "traits": 1, "interactions": 2,
+               "consent_records": 1, "objections": 1, "restrictions": 0, "subjects": 1})
+    );
+
+    // The receipt verifies with the published receipt key and says the same.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let keys: Value = app
+        .get("/v1/consents/receipt-key", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let receipt = body["receipt"].as_str().unwrap();
+    let (input, signature) = receipt.rsplit_once('.').unwrap();
+    let public = b64.decode(keys["keys"][0]["x"].as_str().unwrap()).unwrap();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+        .verify(input.as_bytes(), &b64.decode(signature).unwrap())
+        .expect("the receipt verifies");
+    let claims: Value =
+        serde_json::from_slice(&b64.decode(input.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["typ"], "erasure");
+    assert_eq!(claims["sub"], "cust-erase");
+    assert_eq!(claims["jti"], body["id"]);
+    assert_eq!(claims["erased"], body["counts"]);
+    assert_eq!(claims["audit_pseudonym"], pseudonym);
+
+    // Unknown everywhere afterwards.
+    for path in [
+        "/v1/subjects/cust-erase/interactions?purpose=support",
+        "/v1/subjects/cust-erase/consents",
+        "/v1/audit?subject_id=cust-erase",
+    ] {
+        let token = if path.contains("interactions") {
+            &support
+        } else {
+            &compliance
+        };
+        assert_problem(
+            app.get(path, Some(token)).await,
+            StatusCode::NOT_FOUND,
+            "subject_not_found",
+        )
+        .await;
+    }
+    assert_problem(
+        app.post_json(
+            "/v1/lookup/subjects",
+            Some(&compliance),
+            &json!({"email": "erase.me@example.org"}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "subject_not_found",
+    )
+    .await;
+    assert_problem(
+        app.delete("/v1/subjects/cust-erase", Some(&compliance)).await,
+        StatusCode::NOT_FOUND,
+        "subject_not_found",
+    )
+    .await;
+
+    // What is stored now is the other person's only; not even the blind index of the erased
+    // subject_id remains (SQLite: secure_delete and a truncated WAL).
+    assert_eq!(count_rows(&app, "subjects").await, 1);
+    assert_eq!(count_rows(&app, "data_keys").await, 1);
+    assert_eq!(count_rows(&app, "interactions").await, 2);
+    assert_eq!(count_rows(&app, "subject_identifiers").await, 1);
+    assert!(!contains_in_any_encoding(&database_dump(&app).await, &blind_index));
+    let kept = app
+        .get(
+            "/v1/subjects/cust-keep/interactions?purpose=support",
+            Some(&support),
+        )
+        .await;
+    assert_eq!(kept.status(), StatusCode::OK);
+    let kept: Value = kept.json().await.unwrap();
+    assert_eq!(kept["interactions"].as_array().unwrap().len(), 2);
+
+    // The audit log keeps the person's entries under the pseudonym, which nothing links to the
+    // person any more, and still verifies.
+    let erasures: Value = app
+        .get("/v1/audit?action=subjects.erase", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = &erasures["entries"][0];
+    assert_eq!(entry["subjects"], json!([pseudonym]));
+    assert_eq!(entry["target"], body["id"]);
+    assert_eq!(entry["records"], 8);
+    let verified: Value = app
+        .get("/v1/audit/verify", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // The same subject_id sent again is a new person, with a new pseudonym.
+    populate(&app, &collector, "cust-erase", "erase.me@example.org").await;
+    let again: Value = app
+        .get("/v1/audit?subject_id=cust-erase", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(again["entries"][0]["subjects"][0], json!(pseudonym));
+}
