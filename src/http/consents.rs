@@ -178,6 +178,12 @@ pub async fn record(
             user_agent: evidence.user_agent,
         },
     )?;
+    if !super::subjects::suppressed(&state, vec![subject_id.clone()])
+        .await?
+        .is_empty()
+    {
+        return Err(super::problem::suppressed());
+    }
     let job = ConsentJob {
         subject_id,
         draft,

@@ -168,6 +168,12 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let shared = Arc::new(actor.clone());
     let draft = Draft::parse(&state.policy, &principal, &shared, body.into_inner().into())?;
+    if !super::subjects::suppressed(&state, vec![draft.subject_id().clone()])
+        .await?
+        .is_empty()
+    {
+        return Err(super::problem::suppressed());
+    }
     let mut outcomes = store(&state, &request, &principal, &actor, vec![draft]).await?;
     let result = result_of(outcomes.remove(0))?;
     Ok(if result.duplicate {
@@ -291,6 +297,38 @@ pub async fn batch(
                 error: Some(item_error(error)),
             })),
         }
+    }
+    // Items about suppressed subject ids are refused one by one.
+    let mut ids: Vec<SubjectId> = drafts.iter().map(|d| d.subject_id().clone()).collect();
+    ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids.dedup_by(|a, b| a.as_str() == b.as_str());
+    let blocked = super::subjects::suppressed(&state, ids).await?;
+    if !blocked.is_empty() {
+        let mut kept = Vec::with_capacity(drafts.len());
+        let mut kept_indexes = Vec::with_capacity(drafts.len());
+        for (draft, index) in drafts.into_iter().zip(draft_indexes) {
+            if blocked
+                .iter()
+                .any(|id| id.as_str() == draft.subject_id().as_str())
+            {
+                audit_trail::record(
+                    &request,
+                    Entry::new(&actor, ACTION_WRITE)
+                        .records(1)
+                        .denied("subject_suppressed"),
+                );
+                results[index] = Some(BatchItem {
+                    index,
+                    result: None,
+                    error: Some(item_error(super::problem::suppressed())),
+                });
+            } else {
+                kept.push(draft);
+                kept_indexes.push(index);
+            }
+        }
+        drafts = kept;
+        draft_indexes = kept_indexes;
     }
     let outcomes = store(&state, &request, &principal, &actor, drafts).await?;
     for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {

@@ -87,6 +87,11 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/v1/policy", Requires(&[Action::PolicyRead]), policy::show),
         endpoint!(PUT "/v1/subjects/{subject_id}", Requires(&[Action::InteractionsWrite]), subjects::put),
         endpoint!(DELETE "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsErase]), subjects::erase),
+        endpoint!(
+            DELETE "/v1/subjects/{subject_id}/suppression",
+            Requires(&[Action::SubjectsErase]),
+            subjects::lift_suppression
+        ),
         endpoint!(POST "/v1/lookup/subjects", Requires(&[Action::SubjectsExport]), subjects::lookup),
         endpoint!(POST "/v1/interactions", Requires(&[Action::InteractionsWrite]), interactions::create),
         endpoint!(

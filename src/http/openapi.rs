@@ -24,6 +24,7 @@ use super::AppState;
         super::subjects::put,
         super::subjects::lookup,
         super::subjects::erase,
+        super::subjects::lift_suppression,
         super::interactions::create,
         super::interactions::batch,
         super::interactions::list_for_subject,

@@ -253,6 +253,7 @@ impl From<SubjectError> for ApiError {
         match error {
             SubjectError::Store(error) => error.into(),
             SubjectError::Vault(VaultError::Store(error)) => error.into(),
+            SubjectError::Suppressed => suppressed(),
             SubjectError::Contended => ApiError::Problem {
                 status: StatusCode::CONFLICT,
                 code: "write_conflict",
@@ -263,6 +264,14 @@ impl From<SubjectError> for ApiError {
             other => ApiError::Internal(other.into()),
         }
     }
+}
+
+/// 403: the subject id was erased with suppression.
+pub fn suppressed() -> ApiError {
+    ApiError::forbidden(
+        "subject_suppressed",
+        "this subject_id was erased with suppression: nothing about it is accepted until a compliance officer lifts the suppression",
+    )
 }
 
 impl From<ReadError> for ApiError {

@@ -137,11 +137,22 @@ pub async fn lookup(
     }))
 }
 
+/// Options of an erasure.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EraseQuery {
+    /// `true`: also refuse any future data for this subject_id (kept as a keyed hash) until a
+    /// compliance officer lifts it with `DELETE /v1/subjects/{subject_id}/suppression`.
+    pub suppress: Option<bool>,
+}
+
 /// The answer to an erasure.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErasureResponse {
     /// Always `true`.
     pub erased: bool,
+    /// Whether ingestion for this subject_id is blocked until lifted.
+    pub suppressed: bool,
     /// The erasure's id (also the audit entry's `target`).
     pub id: String,
     /// When.
@@ -156,7 +167,7 @@ pub struct ErasureResponse {
 /// row about them; a tombstone without identifiers and the audit entries remain. Afterwards the
 /// subject_id is unknown everywhere (404).
 #[utoipa::path(delete, path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
-    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    params(("subject_id" = String, Path, description = "The app's id for the person"), EraseQuery),
     responses(
         (status = 200, description = "Erased, with a signed receipt", body = ErasureResponse),
         (status = 404, description = "No such subject (or already erased)",
@@ -166,8 +177,10 @@ pub async fn erase(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
+    query: web::Query<EraseQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let suppress = query.suppress.unwrap_or(false);
     let for_work = state.clone();
     let erasure = state
         .db
@@ -178,6 +191,7 @@ pub async fn erase(
                 &for_work.policy,
                 &for_work.receipts,
                 &subject_id,
+                suppress,
                 &actor,
             )
         })
@@ -187,9 +201,65 @@ pub async fn erase(
     state.db.truncate_wal().await;
     Ok(HttpResponse::Ok().json(ErasureResponse {
         erased: true,
+        suppressed: suppress,
         id: erasure.id,
         erased_at: erasure.erased_at.and_utc(),
         counts: erasure.counts,
         receipt: erasure.receipt,
     }))
+}
+
+/// Whether a suppression was lifted.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LiftResponse {
+    /// Always `true`.
+    pub lifted: bool,
+}
+
+/// Lifts the suppression an erasure with `?suppress=true` left on a subject_id: data about it
+/// is accepted again (as a new person).
+#[utoipa::path(delete, path = "/v1/subjects/{subject_id}/suppression", tag = "subjects",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    responses(
+        (status = 200, description = "Lifted", body = LiftResponse),
+        (status = 404, description = "This subject_id is not suppressed",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn lift_suppression(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let not_suppressed =
+        || ApiError::not_found("suppression_not_found", "this subject_id is not suppressed");
+    let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| not_suppressed())?;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let lifted = state
+        .db
+        .run_write(move |conn| {
+            subjects::lift_suppression(conn, &vault, &policy, &subject_id, &actor)
+        })
+        .await?;
+    if !lifted {
+        return Err(not_suppressed());
+    }
+    Ok(HttpResponse::Ok().json(LiftResponse { lifted: true }))
+}
+
+/// The subject ids among `ids` whose ingestion is suppressed (checked before queuing writes,
+/// so that one suppressed id does not fail a whole coalesced group).
+pub async fn suppressed(state: &AppState, ids: Vec<SubjectId>) -> Result<Vec<SubjectId>, ApiError> {
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let vault = state.vault.clone();
+    Ok(state
+        .db
+        .run(move |conn| {
+            let refs: Vec<&SubjectId> = ids.iter().collect();
+            subjects::suppressed_among(conn, &vault, &refs)
+                .map(|found| found.into_iter().cloned().collect::<Vec<_>>())
+        })
+        .await?)
 }

@@ -536,19 +536,19 @@ pub fn commit_ingest(
         audit: entries,
         policy_hash,
     } = prepared;
-    let written = write_transaction(conn, |conn| {
+    let written = write_transaction(conn, |conn| -> Result<(), SubjectError> {
         subjects::insert_planned(conn, &planned)?;
         interaction_store::insert(conn, &rows, &purposes)?;
-        audit::append(conn, &policy_hash, entries)
+        Ok(audit::append(conn, &policy_hash, entries)?)
     });
     match written {
         Ok(()) => Ok(Ok(outcomes)),
-        Err(crate::store::StoreError::Query(error))
+        Err(SubjectError::Store(crate::store::StoreError::Query(error)))
             if crate::store::is_unique_violation(&error) =>
         {
             Ok(Err(IngestConflict))
         }
-        Err(error) => Err(error.into()),
+        Err(error) => Err(error),
     }
 }
 

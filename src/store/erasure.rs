@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::{
     consent_current, consent_records, data_keys, erasures, interaction_purposes, interactions,
-    objections, restrictions, subject_identifiers, subject_traits, subjects,
+    objections, restrictions, subject_identifiers, subject_traits, subjects, suppressions,
 };
 use super::{DbConnection, StoreError};
 
@@ -114,4 +114,56 @@ pub fn insert_tombstone(conn: &mut DbConnection, row: &ErasureRow) -> Result<(),
         .values(row)
         .execute(conn)?;
     Ok(())
+}
+
+/// A suppressed subject id.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = suppressions)]
+pub struct SuppressionRow {
+    /// The blind index of the subject id.
+    pub subject_index: String,
+    /// The pseudonym the erased person had.
+    pub pseudonym: String,
+    /// Since when.
+    pub since: NaiveDateTime,
+    /// The API key that asked for it.
+    pub recorded_by: Option<String>,
+}
+
+/// Blocks ingestion for a subject id (by blind index); replaces an earlier suppression.
+pub fn suppress(conn: &mut DbConnection, row: &SuppressionRow) -> Result<(), StoreError> {
+    diesel::delete(suppressions::table.find(&row.subject_index)).execute(conn)?;
+    diesel::insert_into(suppressions::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Lifts a suppression; returns it, or `None` when there was none.
+pub fn lift(
+    conn: &mut DbConnection,
+    subject_index: &str,
+) -> Result<Option<SuppressionRow>, StoreError> {
+    let found = suppressions::table
+        .find(subject_index)
+        .select(SuppressionRow::as_select())
+        .first(conn)
+        .optional()?;
+    if found.is_some() {
+        diesel::delete(suppressions::table.find(subject_index)).execute(conn)?;
+    }
+    Ok(found)
+}
+
+/// The blind indexes among `indexes` that are suppressed.
+pub fn suppressed_among(
+    conn: &mut DbConnection,
+    indexes: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    super::load_chunked(indexes, |chunk| {
+        suppressions::table
+            .filter(suppressions::subject_index.eq_any(chunk))
+            .select(suppressions::subject_index)
+            .load(conn)
+    })
 }

@@ -216,6 +216,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Subject ids (by blind index) whose ingestion is blocked after an erasure.
+    suppressions (subject_index) {
+        subject_index -> Text,
+        pseudonym -> Text,
+        since -> Timestamp,
+        recorded_by -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
@@ -241,4 +251,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_subjects,
     audit_checkpoints,
     erasures,
+    suppressions,
 );

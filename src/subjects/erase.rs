@@ -9,13 +9,17 @@ use super::{subject_index, SubjectError, SubjectId};
 use crate::audit::{self, Actor, Entry};
 use crate::crypto::JwsSigner;
 use crate::policy::Policy;
-use crate::store::erasure::{self as erasure_store, ErasedCounts, ErasureRow};
+use crate::store::erasure::{self as erasure_store, ErasedCounts, ErasureRow, SuppressionRow};
 use crate::store::subjects as subject_store;
 use crate::store::{write_transaction, DbConnection};
 use crate::vault::Vault;
 
 /// The audit action of an erasure.
 pub const ACTION_ERASE: &str = "subjects.erase";
+/// The audit action of blocking ingestion for an erased subject id.
+pub const ACTION_SUPPRESS: &str = "subjects.suppress";
+/// The audit action of lifting that block.
+pub const ACTION_LIFT_SUPPRESSION: &str = "subjects.suppression_lift";
 
 /// What an erasure did, with its signed receipt.
 #[derive(Debug, Clone)]
@@ -51,17 +55,21 @@ pub struct ErasureClaims<'a> {
     pub erased: &'a ErasedCounts,
     /// The pseudonym the person had in the audit log, which names this erasure too.
     pub audit_pseudonym: &'a str,
+    /// Whether ingestion for the subject_id stays blocked until lifted.
+    pub suppressed: bool,
     /// The policy in force.
     pub policy_sha256: &'a str,
 }
 
-/// Erases a subject; `None` when no subject has this id.
+/// Erases a subject, and with `suppress` blocks ingestion for its id until lifted; `None` when
+/// no subject has this id.
 pub fn erase(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
     signer: &JwsSigner,
     subject_id: &SubjectId,
+    suppress: bool,
     actor: &Actor,
 ) -> Result<Option<Erasure>, SubjectError> {
     let index = subject_index(vault, subject_id);
@@ -83,6 +91,7 @@ pub fn erase(
             erased_at: audit::format_time(&erased_at),
             erased: &counts,
             audit_pseudonym: &pseudonym,
+            suppressed: suppress,
             policy_sha256: policy.sha256(),
         });
         let receipt_sha256 = hex::encode(ring::digest::digest(
@@ -100,6 +109,19 @@ pub fn erase(
                 receipt_sha256,
             },
         )?;
+        let mut entries = Vec::new();
+        if suppress {
+            erasure_store::suppress(
+                conn,
+                &SuppressionRow {
+                    subject_index: index.clone(),
+                    pseudonym: pseudonym.clone(),
+                    since: erased_at,
+                    recorded_by: actor.key_id.clone(),
+                },
+            )?;
+            entries.push(Entry::new(actor, ACTION_SUPPRESS).pseudonym(Some(pseudonym.clone())));
+        }
         let mut entry = Entry::new(actor, ACTION_ERASE)
             .pseudonym(Some(pseudonym))
             .target(id.clone())
@@ -114,7 +136,8 @@ pub fn erase(
                 entry.add_category(category);
             }
         }
-        audit::append(conn, policy.sha256(), vec![entry])?;
+        entries.insert(0, entry);
+        audit::append(conn, policy.sha256(), entries)?;
         Ok(Some(Erasure {
             id,
             erased_at,
@@ -123,4 +146,40 @@ pub fn erase(
             subject_pk: row.id,
         }))
     })
+}
+
+/// Lifts the suppression of a subject id, with its audit entry; `false` when it had none.
+pub fn lift_suppression(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+    actor: &Actor,
+) -> Result<bool, SubjectError> {
+    let index = subject_index(vault, subject_id);
+    write_transaction(conn, |conn| {
+        let Some(lifted) = erasure_store::lift(conn, &index)? else {
+            return Ok(false);
+        };
+        let entry = Entry::new(actor, ACTION_LIFT_SUPPRESSION).pseudonym(Some(lifted.pseudonym));
+        audit::append(conn, policy.sha256(), vec![entry])?;
+        Ok(true)
+    })
+}
+
+/// The subject ids among `ids` whose ingestion is suppressed.
+pub fn suppressed_among<'a>(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    ids: &[&'a SubjectId],
+) -> Result<Vec<&'a SubjectId>, SubjectError> {
+    let indexes: Vec<String> = ids.iter().map(|id| subject_index(vault, id)).collect();
+    let lookup: Vec<&str> = indexes.iter().map(String::as_str).collect();
+    let suppressed = erasure_store::suppressed_among(conn, &lookup)?;
+    Ok(ids
+        .iter()
+        .zip(&indexes)
+        .filter(|(_, index)| suppressed.contains(index))
+        .map(|(id, _)| *id)
+        .collect())
 }

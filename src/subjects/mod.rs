@@ -13,7 +13,10 @@ use std::sync::Arc;
 use chrono::{NaiveDateTime, Utc};
 use serde_json::Value;
 
-pub use erase::{erase, Erasure, ErasureClaims, ACTION_ERASE};
+pub use erase::{
+    erase, lift_suppression, suppressed_among, Erasure, ErasureClaims, ACTION_ERASE,
+    ACTION_LIFT_SUPPRESSION, ACTION_SUPPRESS,
+};
 pub use values::{Email, FieldValue, Phone, SubjectId, MAX_SUBJECT_ID_LEN, MAX_TEXT_VALUE_CHARS};
 
 use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};
@@ -42,6 +45,9 @@ pub enum SubjectError {
     /// Other requests kept writing the same subjects; the work was not done.
     #[error("too many concurrent writes to the same subjects; try again")]
     Contended,
+    /// The subject id was erased with suppression: nothing about it is accepted until lifted.
+    #[error("the subject id is suppressed")]
+    Suppressed,
 }
 
 impl From<diesel::result::Error> for SubjectError {
@@ -330,7 +336,18 @@ pub fn handles_for(
 pub fn insert_planned(
     conn: &mut DbConnection,
     planned: &PlannedSubjects,
-) -> Result<(), StoreError> {
+) -> Result<(), SubjectError> {
+    // The last guard of suppression: no subject is created for a suppressed id, whichever path
+    // creates it (handlers check earlier, per item, so that one suppressed id does not fail a
+    // whole group).
+    let indexes: Vec<&str> = planned
+        .rows
+        .iter()
+        .map(|row| row.subject_index.as_str())
+        .collect();
+    if !indexes.is_empty() && !crate::store::erasure::suppressed_among(conn, &indexes)?.is_empty() {
+        return Err(SubjectError::Suppressed);
+    }
     subject_store::insert(conn, &planned.rows)?;
     key_store::insert_data_keys(conn, &planned.keys)?;
     Ok(())

@@ -66,7 +66,10 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
         .json()
         .await
         .unwrap();
-    let pseudonym = before["entries"][0]["subjects"][0].as_str().unwrap().to_owned();
+    let pseudonym = before["entries"][0]["subjects"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let blind_index = {
         let settings = app.settings.clone();
         tokio::task::spawn_blocking(move || {
@@ -78,16 +81,22 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
         .await
         .unwrap()
     };
-    assert!(contains_in_any_encoding(&database_dump(&app).await, &blind_index));
+    assert!(contains_in_any_encoding(
+        &database_dump(&app).await,
+        &blind_index
+    ));
 
     // Only a role with subjects.erase may erase.
     assert_problem(
-        app.delete("/v1/subjects/cust-erase", Some(&collector)).await,
+        app.delete("/v1/subjects/cust-erase", Some(&collector))
+            .await,
         StatusCode::FORBIDDEN,
         "action_not_permitted",
     )
     .await;
-    let response = app.delete("/v1/subjects/cust-erase", Some(&compliance)).await;
+    let response = app
+        .delete("/v1/subjects/cust-erase", Some(&compliance))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["erased"], true);
@@ -150,7 +159,8 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     )
     .await;
     assert_problem(
-        app.delete("/v1/subjects/cust-erase", Some(&compliance)).await,
+        app.delete("/v1/subjects/cust-erase", Some(&compliance))
+            .await,
         StatusCode::NOT_FOUND,
         "subject_not_found",
     )
@@ -162,7 +172,10 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     assert_eq!(count_rows(&app, "data_keys").await, 1);
     assert_eq!(count_rows(&app, "interactions").await, 2);
     assert_eq!(count_rows(&app, "subject_identifiers").await, 1);
-    assert!(!contains_in_any_encoding(&database_dump(&app).await, &blind_index));
+    assert!(!contains_in_any_encoding(
+        &database_dump(&app).await,
+        &blind_index
+    ));
     let kept = app
         .get(
             "/v1/subjects/cust-keep/interactions?purpose=support",
@@ -202,4 +215,146 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
         .await
         .unwrap();
     assert_ne!(again["entries"][0]["subjects"][0], json!(pseudonym));
+}
+
+#[tokio::test]
+async fn suppression_refuses_the_erased_id_everywhere_until_lifted() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    populate(&app, &collector, "cust-gone", "gone@example.org").await;
+    let response = app
+        .delete("/v1/subjects/cust-gone?suppress=true", Some(&compliance))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["suppressed"], true);
+    assert_problem(
+        app.delete("/v1/subjects/cust-x?suppress=maybe", Some(&compliance))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+
+    let interaction = |id: &str, subject: &str| {
+        json!({"id": id, "subject_id": subject, "type": "visit", "channel": "web",
+               "occurred_at": "2026-11-01T10:00:00Z", "purposes": ["support"]})
+    };
+    assert_problem(
+        app.post_json(
+            "/v1/interactions",
+            Some(&collector),
+            &interaction("a", "cust-gone"),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "subject_suppressed",
+    )
+    .await;
+    let batch = app
+        .post_json(
+            "/v1/interactions/batch",
+            Some(&collector),
+            &json!({"interactions": [interaction("b", "cust-gone"), interaction("c", "cust-new")]}),
+        )
+        .await;
+    assert_eq!(batch.status(), StatusCode::OK);
+    let batch: Value = batch.json().await.unwrap();
+    assert_eq!(batch["results"][0]["error"]["code"], "subject_suppressed");
+    assert_eq!(batch["results"][0]["error"]["status"], 403);
+    assert_eq!(batch["results"][1]["id"], "c");
+    assert_eq!(batch["stored"], 1);
+    assert_problem(
+        app.post_json(
+            "/v1/subjects/cust-gone/consents",
+            Some(&collector),
+            &json!({"purpose": "marketing", "status": "withdrawn", "source": "web",
+                    "method": "banner"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "subject_suppressed",
+    )
+    .await;
+    assert_problem(
+        app.post_json(
+            "/v1/subjects/cust-gone/objections",
+            Some(&collector),
+            &json!({"purpose": "analytics"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "subject_suppressed",
+    )
+    .await;
+    assert_problem(
+        app.request(
+            Method::PUT,
+            "/v1/subjects/cust-gone",
+            Some(&collector),
+            Some(&json!({"traits": {"country": "FR"}})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "subject_suppressed",
+    )
+    .await;
+    assert_eq!(
+        count_rows(&app, "subjects").await,
+        1,
+        "only cust-new exists"
+    );
+
+    // Only a compliance officer lifts it; then the id is accepted again, as a new person.
+    assert_problem(
+        app.delete("/v1/subjects/cust-gone/suppression", Some(&collector))
+            .await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    let lifted = app
+        .delete("/v1/subjects/cust-gone/suppression", Some(&compliance))
+        .await;
+    assert_eq!(lifted.status(), StatusCode::OK);
+    assert_problem(
+        app.delete("/v1/subjects/cust-gone/suppression", Some(&compliance))
+            .await,
+        StatusCode::NOT_FOUND,
+        "suppression_not_found",
+    )
+    .await;
+    let stored = app
+        .post_json(
+            "/v1/interactions",
+            Some(&collector),
+            &interaction("d", "cust-gone"),
+        )
+        .await;
+    assert_eq!(stored.status(), StatusCode::CREATED);
+
+    // The erasure, the suppression and its lifting name the same (now unlinkable) pseudonym;
+    // every refusal was recorded.
+    let log: Value = app
+        .get("/v1/audit?limit=500", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    let named = |action: &str| {
+        entries
+            .iter()
+            .find(|entry| entry["action"] == action && entry["decision"] == "allow")
+            .unwrap_or_else(|| panic!("an entry {action}"))["subjects"]
+            .clone()
+    };
+    assert_eq!(named("subjects.erase"), named("subjects.suppress"));
+    assert_eq!(named("subjects.erase"), named("subjects.suppression_lift"));
+    let refusals = entries
+        .iter()
+        .filter(|entry| entry["reason"] == "subject_suppressed")
+        .count();
+    assert_eq!(refusals, 5, "{log}");
 }

@@ -1,1 +1,2 @@
+DROP TABLE suppressions;
 DROP TABLE erasures;

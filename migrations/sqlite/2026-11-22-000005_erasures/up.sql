@@ -11,3 +11,13 @@ CREATE TABLE erasures (
     counts    TEXT NOT NULL,
     receipt_sha256 TEXT NOT NULL
 );
+
+-- Identifiers whose ingestion stays blocked after an erasure with `?suppress=true`, until a
+-- compliance officer lifts it: the keyed blind index of the subject_id (never the id itself)
+-- and the pseudonym the erased person had (naming the erasure in the audit log).
+CREATE TABLE suppressions (
+    subject_index TEXT PRIMARY KEY NOT NULL,
+    pseudonym     TEXT NOT NULL,
+    since         TIMESTAMP NOT NULL,
+    recorded_by   TEXT
+);
