@@ -622,3 +622,42 @@ pub fn object(
         Ok(changed)
     })
 }
+
+/// The audit action of restricting processing (Art. 18).
+pub const ACTION_RESTRICT: &str = "subjects.restrict";
+/// The audit action of lifting a restriction.
+pub const ACTION_LIFT_RESTRICTION: &str = "subjects.restriction_lift";
+
+/// Restricts (or, with `lift`, allows again) the processing of an existing subject's data, with
+/// its audit entry. `None` for an unknown subject (a restriction never creates one); otherwise
+/// whether anything changed.
+pub fn restrict(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+    lift: bool,
+    actor: &Actor,
+) -> Result<Option<bool>, SubjectError> {
+    let recorded_by = actor
+        .key_id
+        .as_deref()
+        .unwrap_or(crate::audit::OPERATOR_ROLE);
+    write_transaction(conn, |conn| {
+        let Some(subject) = subjects::find(conn, vault, subject_id)? else {
+            return Ok(None);
+        };
+        let since = (!lift).then(|| (Utc::now().naive_utc(), recorded_by));
+        let changed = consent_store::set_restriction(conn, &subject.pk, since)?;
+        let action = if lift {
+            ACTION_LIFT_RESTRICTION
+        } else {
+            ACTION_RESTRICT
+        };
+        let entry = Entry::new(actor, action)
+            .subject(&subject.key)
+            .records(usize::from(changed));
+        audit::append(conn, policy.sha256(), vec![entry])?;
+        Ok(Some(changed))
+    })
+}

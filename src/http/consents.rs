@@ -408,3 +408,67 @@ pub async fn receipt_key(state: web::Data<AppState>) -> HttpResponse {
         keys: vec![state.receipts.jwk()],
     })
 }
+
+/// A restriction's state after the call.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RestrictionResponse {
+    /// Whether processing is restricted now.
+    pub restricted: bool,
+    /// Whether this call changed it.
+    pub changed: bool,
+}
+
+async fn set_restriction(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+    lift: bool,
+) -> Result<HttpResponse, ApiError> {
+    let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let changed = state
+        .db
+        .run_write(move |conn| consent::restrict(conn, &vault, &policy, &subject_id, lift, &actor))
+        .await?
+        .ok_or_else(subject_not_found)?;
+    Ok(HttpResponse::Ok().json(RestrictionResponse {
+        restricted: !lift,
+        changed,
+    }))
+}
+
+/// Restricts processing of a person's data (Art. 18): while it stands, no purpose has a legal
+/// basis for them (reads refused, nothing collected, not counted in segments); their data is
+/// kept.
+#[utoipa::path(post, path = "/v1/subjects/{subject_id}/restriction", tag = "consents",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    responses(
+        (status = 200, description = "Restricted", body = RestrictionResponse),
+        (status = 404, description = "No such subject", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn restrict(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_restriction(state, actor, path, false).await
+}
+
+/// Lifts a restriction of processing.
+#[utoipa::path(delete, path = "/v1/subjects/{subject_id}/restriction", tag = "consents",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    responses(
+        (status = 200, description = "Lifted (or was not restricted)", body = RestrictionResponse),
+        (status = 404, description = "No such subject", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn lift_restriction(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_restriction(state, actor, path, true).await
+}

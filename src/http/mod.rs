@@ -111,6 +111,16 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         ),
         endpoint!(GET "/v1/consents/receipt-key", Public, consents::receipt_key),
         endpoint!(
+            POST "/v1/subjects/{subject_id}/restriction",
+            Requires(&[Action::RequestsManage]),
+            consents::restrict
+        ),
+        endpoint!(
+            DELETE "/v1/subjects/{subject_id}/restriction",
+            Requires(&[Action::RequestsManage]),
+            consents::lift_restriction
+        ),
+        endpoint!(
             POST "/v1/interactions/batch",
             Requires(&[Action::InteractionsWrite]),
             interactions::batch,

@@ -32,6 +32,8 @@ use super::AppState;
         super::consents::show,
         super::consents::object,
         super::consents::receipt_key,
+        super::consents::restrict,
+        super::consents::lift_restriction,
         super::audit::list,
         super::audit::verify,
         super::audit::checkpoint,

@@ -158,6 +158,36 @@ pub fn set_objection(
     }
 }
 
+/// Restricts processing of a subject (keeping the first time if it already is) or, with
+/// `None`, lifts the restriction. Returns whether anything changed.
+pub fn set_restriction(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    since: Option<(NaiveDateTime, &str)>,
+) -> Result<bool, StoreError> {
+    let existing = restrictions::table
+        .find(subject_pk)
+        .count()
+        .get_result::<i64>(conn)?;
+    match (since, existing > 0) {
+        (Some((since, recorded_by)), false) => {
+            diesel::insert_into(restrictions::table)
+                .values((
+                    restrictions::subject_pk.eq(subject_pk),
+                    restrictions::since.eq(since),
+                    restrictions::recorded_by.eq(recorded_by),
+                ))
+                .execute(conn)?;
+            Ok(true)
+        }
+        (None, true) => {
+            diesel::delete(restrictions::table.find(subject_pk)).execute(conn)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// The subjects among these whose processing is restricted.
 pub fn restricted_among(
     conn: &mut DbConnection,

@@ -578,3 +578,112 @@ async fn a_restricted_person_gets_no_new_processing_and_no_reads() {
         .unwrap();
     assert_eq!(ledger["restricted"], true);
 }
+
+#[tokio::test]
+async fn a_restriction_blocks_reads_and_collection_until_lifted() {
+    let (app, _policies) = spawn().await;
+    let collector = app.token_for("collector").await;
+    let support = app.token_for("support").await;
+    let compliance = app.token_for("compliance").await;
+    let interaction = |id: &str| {
+        json!({"id": id, "subject_id": "cust-r", "type": "visit", "channel": "web",
+               "occurred_at": "2026-11-01T10:00:00Z", "purposes": ["support"],
+               "data": {"message": "hi"}})
+    };
+    let read = "/v1/subjects/cust-r/interactions?purpose=support";
+    let stored = app
+        .post_json("/v1/interactions", Some(&collector), &interaction("a"))
+        .await;
+    assert_eq!(stored.status(), StatusCode::CREATED);
+    assert_eq!(app.get(read, Some(&support)).await.status(), StatusCode::OK);
+
+    assert_problem(
+        app.post_json(
+            "/v1/subjects/cust-r/restriction",
+            Some(&collector),
+            &json!({}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    assert_problem(
+        app.post_json(
+            "/v1/subjects/cust-nobody/restriction",
+            Some(&compliance),
+            &json!({}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "subject_not_found",
+    )
+    .await;
+    let restricted = app
+        .post_json(
+            "/v1/subjects/cust-r/restriction",
+            Some(&compliance),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(restricted.status(), StatusCode::OK);
+    let body: Value = restricted.json().await.unwrap();
+    assert_eq!(body, json!({"restricted": true, "changed": true}));
+    let again: Value = app
+        .post_json(
+            "/v1/subjects/cust-r/restriction",
+            Some(&compliance),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, json!({"restricted": true, "changed": false}));
+
+    assert_problem(
+        app.get(read, Some(&support)).await,
+        StatusCode::FORBIDDEN,
+        "restricted",
+    )
+    .await;
+    let refused = assert_problem(
+        app.post_json("/v1/interactions", Some(&collector), &interaction("b"))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no_legal_basis",
+    )
+    .await;
+    assert!(refused["detail"].as_str().unwrap().contains("restricted"));
+    let state: Value = app
+        .get("/v1/subjects/cust-r/consents", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["restricted"], true);
+
+    let lifted = app
+        .delete("/v1/subjects/cust-r/restriction", Some(&compliance))
+        .await;
+    assert_eq!(lifted.status(), StatusCode::OK);
+    let body: Value = lifted.json().await.unwrap();
+    assert_eq!(body, json!({"restricted": false, "changed": true}));
+    let page: Value = app.get(read, Some(&support)).await.json().await.unwrap();
+    assert_eq!(page["interactions"].as_array().unwrap().len(), 1);
+
+    let log: Value = app
+        .get("/v1/audit?subject_id=cust-r", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"subjects.restrict"), "{log}");
+    assert!(actions.contains(&"subjects.restriction_lift"), "{log}");
+}
