@@ -8,7 +8,9 @@ use anyhow::Context;
 use crate::audit::Checkpoint;
 use crate::audit::{self, Actor, Entry};
 use crate::auth::{create_key, list_keys, revoke_key, KeyError, ACTION_LIST, ACTION_ROTATE_MASTER};
-use crate::config::{AuditCommand, Cli, Command, KeysCommand, PolicyCommand, Settings};
+use crate::config::{
+    AuditCommand, Cli, Command, KeysCommand, PolicyCommand, RetentionCommand, Settings,
+};
 use crate::crypto::JwsSigner;
 use crate::policy::load_dir;
 use crate::startup::{load_policy, open_database, open_vault, Application};
@@ -37,6 +39,18 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => keys(&settings, command),
         Command::Audit(AuditCommand::Verify { checkpoints }) => {
             verify_audit(&settings, &checkpoints)
+        }
+        Command::Retention(RetentionCommand::Run) => {
+            let policy = load_policy(&settings)?;
+            let database = open_database(&settings)?;
+            let mut conn = database.connection()?;
+            let report = crate::retention::run(&mut conn, &policy, &Actor::operator())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "retention applied: {} interactions deleted",
+                report.interactions_deleted
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Check { dir }) => {
             let dir = dir.unwrap_or_else(|| settings.policy_dir.clone());

@@ -16,6 +16,8 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_POLICY_DIR: &str = "./policies";
 /// Access token lifetime by default, in seconds.
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 900;
+/// Default seconds between retention runs.
+pub const DEFAULT_RETENTION_SECS: u64 = 3_600;
 /// Default seconds between signed audit checkpoints.
 pub const DEFAULT_AUDIT_CHECKPOINT_SECS: u64 = 60;
 /// The largest JSON body accepted, in bytes.
@@ -64,6 +66,10 @@ pub struct Options {
     #[arg(long, env = "CUSTODIA_AUDIT_CHECKPOINT_INTERVAL", global = true,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub audit_checkpoint_interval: Option<u64>,
+    /// Seconds between the retention runs a server does (1–86400) [default: 3600].
+    #[arg(long, env = "CUSTODIA_RETENTION_INTERVAL", global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub retention_interval: Option<u64>,
     /// Log format [default: human].
     #[arg(long, env = "CUSTODIA_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
@@ -95,6 +101,17 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Apply the policy's retention periods.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// `custodia retention …`
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Remove each purpose from the interactions older than its retention and delete those no
+    /// purpose holds any more; prints what was removed (JSON).
+    Run,
 }
 
 /// `custodia audit …`
@@ -163,6 +180,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// How often a server signs an audit checkpoint.
     pub audit_checkpoint_interval: Duration,
+    /// How often a server applies retention.
+    pub retention_interval: Duration,
 }
 
 /// A setting that cannot be used.
@@ -196,6 +215,9 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_DIR)),
             token_ttl: Duration::from_secs(options.token_ttl.unwrap_or(DEFAULT_TOKEN_TTL_SECS)),
             body_limit: DEFAULT_BODY_LIMIT,
+            retention_interval: Duration::from_secs(
+                options.retention_interval.unwrap_or(DEFAULT_RETENTION_SECS),
+            ),
             audit_checkpoint_interval: Duration::from_secs(
                 options
                     .audit_checkpoint_interval

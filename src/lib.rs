@@ -12,6 +12,7 @@ pub mod http;
 pub mod interactions;
 pub mod policy;
 pub mod rejection;
+pub mod retention;
 pub mod startup;
 pub mod store;
 pub mod subjects;

@@ -99,6 +99,7 @@ impl Application {
             policy,
         });
         start_checkpoints(&state, settings.audit_checkpoint_interval);
+        start_retention(&state, settings.retention_interval);
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -207,6 +208,60 @@ fn start_checkpoints(state: &web::Data<AppState>, interval: std::time::Duration)
                     let error: crate::store::StoreError = error;
                     tracing::warn!(error = %error, "could not sign an audit checkpoint");
                 }
+            }
+        }
+    });
+}
+
+/// Applies retention every `interval`: batch after batch, each its own write (on SQLite, the
+/// writer serves other requests between batches). Failures are logged and tried again at the
+/// next tick.
+fn start_retention(state: &web::Data<AppState>, interval: std::time::Duration) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let now = chrono::Utc::now().naive_utc();
+            let mut report = crate::retention::RetentionReport::default();
+            'purposes: for purpose in state.policy.purposes() {
+                loop {
+                    let (for_work, id) = (state.clone(), purpose.id.clone());
+                    let batch = state
+                        .db
+                        .run_write(move |conn| {
+                            let purpose = for_work
+                                .policy
+                                .purpose(id.as_str())
+                                .expect("a purpose of the loaded policy");
+                            crate::retention::expire_batch(
+                                conn,
+                                &for_work.policy,
+                                purpose,
+                                now,
+                                &crate::audit::Actor::system(),
+                            )
+                        })
+                        .await;
+                    match batch {
+                        Ok(batch) => {
+                            report.record(purpose, batch);
+                            if batch.purpose_rows < crate::retention::BATCH {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            let error: crate::store::StoreError = error;
+                            tracing::warn!(error = %error, "retention failed; trying again at the next tick");
+                            break 'purposes;
+                        }
+                    }
+                }
+            }
+            if !report.purposes.is_empty() {
+                tracing::info!(deleted = report.interactions_deleted, "retention applied");
             }
         }
     });

@@ -32,6 +32,8 @@ use crate::store::{write_transaction, DbConnection, StoreError};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// The role recorded for actions taken on the command line.
 pub const OPERATOR_ROLE: &str = "operator";
+/// The role recorded for work the service does on its own (retention in `serve`).
+pub const SYSTEM_ROLE: &str = "system";
 
 /// Who acted, in which request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,6 +53,15 @@ impl Actor {
             key_id: Some(principal.key_id.to_string()),
             role: Some(principal.role.to_string()),
             request_id,
+        }
+    }
+
+    /// The service itself, for work it does on its own (retention).
+    pub fn system() -> Actor {
+        Actor {
+            key_id: None,
+            role: Some(SYSTEM_ROLE.to_owned()),
+            request_id: None,
         }
     }
 

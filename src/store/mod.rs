@@ -11,6 +11,7 @@ pub mod erasure;
 pub mod interactions;
 pub mod keys;
 pub mod legal_basis;
+pub mod retention;
 pub mod schema;
 pub mod subjects;
 mod writer;

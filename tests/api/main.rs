@@ -17,5 +17,6 @@ mod legal_basis;
 mod migrations;
 mod ops;
 mod policy;
+mod retention;
 mod rotation;
 mod subjects;

@@ -1,0 +1,91 @@
+//! Retention: interactions are kept for a purpose only as long as the purpose's
+//! `retention_days`, counted from when they occurred. Past it, the purpose is removed from the
+//! interaction (it can no longer be read for it); an interaction no purpose holds any more is
+//! deleted. Decided by the database in batches, each with its audit entry.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDateTime, Utc};
+use serde::Serialize;
+
+use crate::audit::{self, Actor, Entry};
+use crate::policy::{Policy, Purpose};
+use crate::store::retention::{self as retention_store, ExpiredBatch};
+use crate::store::{write_transaction, DbConnection, StoreError, MAX_IN_LIST};
+
+/// The audit action of a retention batch.
+pub const ACTION: &str = "retention.expire";
+/// Interactions looked at per batch (one `IN` list).
+pub const BATCH: usize = MAX_IN_LIST;
+
+/// What a retention run removed, per purpose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// Purpose → what expired for it.
+    pub purposes: BTreeMap<String, PurposeExpiry>,
+    /// Interactions deleted in all (no purpose left).
+    pub interactions_deleted: usize,
+}
+
+/// What expired for one purpose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurposeExpiry {
+    /// Interactions that lost the purpose.
+    pub interactions_expired: usize,
+    /// Of those, deleted because no purpose held them any more.
+    pub interactions_deleted: usize,
+}
+
+/// One batch for one purpose, in its own transaction with its audit entry.
+pub fn expire_batch(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    purpose: &Purpose,
+    now: NaiveDateTime,
+    actor: &Actor,
+) -> Result<ExpiredBatch, StoreError> {
+    let cutoff = now - Duration::days(i64::from(purpose.retention_days));
+    write_transaction(conn, |conn| {
+        let batch = retention_store::expire_batch(conn, purpose.id.as_str(), cutoff, BATCH as i64)?;
+        if batch.purpose_rows > 0 {
+            let entry = Entry::new(actor, ACTION)
+                .purpose(policy, &purpose.id)
+                .records(batch.purpose_rows);
+            audit::append(conn, policy.sha256(), vec![entry])?;
+        }
+        Ok(batch)
+    })
+}
+
+/// Expires everything past retention, batch after batch.
+pub fn run(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    actor: &Actor,
+) -> Result<RetentionReport, StoreError> {
+    let now = Utc::now().naive_utc();
+    let mut report = RetentionReport::default();
+    for purpose in policy.purposes() {
+        loop {
+            let batch = expire_batch(conn, policy, purpose, now, actor)?;
+            report.record(purpose, batch);
+            if batch.purpose_rows < BATCH {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+impl RetentionReport {
+    /// Adds a batch's counts.
+    pub fn record(&mut self, purpose: &Purpose, batch: ExpiredBatch) {
+        if batch.purpose_rows == 0 {
+            return;
+        }
+        let counts = self.purposes.entry(purpose.id.to_string()).or_default();
+        counts.interactions_expired += batch.purpose_rows;
+        counts.interactions_deleted += batch.interactions;
+        self.interactions_deleted += batch.interactions;
+    }
+}
