@@ -52,8 +52,15 @@ pub fn delete_subject(
     subject_pk: &str,
 ) -> Result<ErasedCounts, StoreError> {
     let data_keys = diesel::delete(data_keys::table.find(subject_pk)).execute(conn)?;
+    // Through the interactions' ids: `interaction_purposes` is keyed by interaction.
     diesel::delete(
-        interaction_purposes::table.filter(interaction_purposes::subject_pk.eq(subject_pk)),
+        interaction_purposes::table.filter(
+            interaction_purposes::interaction_pk.eq_any(
+                interactions::table
+                    .filter(interactions::subject_pk.eq(subject_pk))
+                    .select(interactions::id),
+            ),
+        ),
     )
     .execute(conn)?;
     let interactions =
