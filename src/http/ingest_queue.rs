@@ -114,10 +114,14 @@ impl Storage {
         let drafts = Arc::new(drafts);
         for _ in 0..MAX_INGEST_ATTEMPTS {
             let (vault, policy, batch) = (self.vault.clone(), self.policy.clone(), drafts.clone());
-            let prepared = self
+            let prepared = match self
                 .db
                 .run(move |conn| prepare_ingest(conn, &vault, &policy, &batch))
-                .await?;
+                .await
+            {
+                Err(error) if error.is_write_conflict() => continue,
+                other => other?,
+            };
             let committed = self
                 .db
                 .run_write(move |conn| commit_ingest(conn, prepared))

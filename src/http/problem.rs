@@ -254,6 +254,9 @@ impl From<SubjectError> for ApiError {
             SubjectError::Store(error) => error.into(),
             SubjectError::Vault(VaultError::Store(error)) => error.into(),
             SubjectError::Suppressed => suppressed(),
+            SubjectError::Vault(VaultError::Erased) => {
+                crate::interactions::subject_not_found().into()
+            }
             SubjectError::Contended => ApiError::Problem {
                 status: StatusCode::CONFLICT,
                 code: "write_conflict",

@@ -522,8 +522,8 @@ pub fn prepare_ingest(
 }
 
 /// Phase 2: writes a prepared ingest in one transaction, holding the write lock only for the
-/// inserts. A unique violation (someone else stored one of these subjects or interactions
-/// since phase 1) rolls everything back and reports a conflict.
+/// inserts. A write conflict (someone else stored one of these subjects or interactions, or
+/// erased one of the subjects, since phase 1) rolls everything back and reports a conflict.
 pub fn commit_ingest(
     conn: &mut DbConnection,
     prepared: PreparedIngest,
@@ -543,11 +543,7 @@ pub fn commit_ingest(
     });
     match written {
         Ok(()) => Ok(Ok(outcomes)),
-        Err(SubjectError::Store(crate::store::StoreError::Query(error)))
-            if crate::store::is_unique_violation(&error) =>
-        {
-            Ok(Err(IngestConflict))
-        }
+        Err(error) if error.is_write_conflict() => Ok(Err(IngestConflict)),
         Err(error) => Err(error),
     }
 }
@@ -561,7 +557,10 @@ pub fn ingest(
     drafts: &[Draft],
 ) -> Result<Vec<Outcome>, SubjectError> {
     for _ in 0..MAX_INGEST_ATTEMPTS {
-        let prepared = prepare_ingest(conn, vault, policy, drafts)?;
+        let prepared = match prepare_ingest(conn, vault, policy, drafts) {
+            Err(error) if error.is_write_conflict() => continue,
+            other => other?,
+        };
         if let Ok(outcomes) = commit_ingest(conn, prepared)? {
             return Ok(outcomes);
         }

@@ -51,6 +51,18 @@ pub fn delete_subject(
     conn: &mut DbConnection,
     subject_pk: &str,
 ) -> Result<ErasedCounts, StoreError> {
+    // Lock the subject row first (PostgreSQL; SQLite already holds the write lock): a write
+    // that references it (its foreign key takes a share lock on this row) then either finished
+    // before, or waits and fails on the foreign key after the erasure, instead of holding one
+    // of the rows deleted below while this waits for it (a deadlock).
+    if let DbConnection::Postgresql(pg) = conn {
+        subjects::table
+            .find(subject_pk)
+            .select(subjects::id)
+            .for_update()
+            .first::<String>(pg)
+            .optional()?;
+    }
     let data_keys = diesel::delete(data_keys::table.find(subject_pk)).execute(conn)?;
     // Through the interactions' ids: `interaction_purposes` is keyed by interaction.
     diesel::delete(

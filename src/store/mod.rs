@@ -344,6 +344,20 @@ where
     }
 }
 
+/// Whether an error means a concurrent writer changed what a transaction relied on: a unique
+/// violation (another writer inserted the same key first) or a foreign-key violation (the
+/// subject was erased in the meantime). Work that fails so is prepared again from scratch.
+pub fn is_write_conflict(error: &diesel::result::Error) -> bool {
+    is_unique_violation(error)
+        || matches!(
+            error,
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                _
+            )
+        )
+}
+
 /// Whether an error is a unique-constraint violation (another writer got there first).
 pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
     matches!(

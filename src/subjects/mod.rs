@@ -50,6 +50,19 @@ pub enum SubjectError {
     Suppressed,
 }
 
+impl SubjectError {
+    /// Whether a concurrent writer got in the way: it inserted the same key first, or erased a
+    /// subject the work had found (its key vanished, or a foreign key broke at the insert).
+    /// Work that fails so is prepared again from scratch.
+    pub fn is_write_conflict(&self) -> bool {
+        match self {
+            SubjectError::Store(StoreError::Query(error)) => crate::store::is_write_conflict(error),
+            SubjectError::Vault(VaultError::Erased) => true,
+            _ => false,
+        }
+    }
+}
+
 impl From<diesel::result::Error> for SubjectError {
     fn from(error: diesel::result::Error) -> Self {
         SubjectError::Store(error.into())
@@ -316,10 +329,7 @@ pub fn handles_for(
         if !existing_pks.contains(&pk.as_str()) {
             continue;
         }
-        let key = keys
-            .get(pk)
-            .cloned()
-            .ok_or(VaultError::Corrupt("a subject without a data key"))?;
+        let key = keys.get(pk).cloned().ok_or(VaultError::Erased)?;
         handles.insert(
             index.clone(),
             SubjectHandle {
@@ -391,16 +401,16 @@ pub const IDENTIFIERS_CATEGORY: &str = "identifiers";
 /// How often work that lost a race with a concurrent writer is tried again.
 const MAX_CONFLICT_ATTEMPTS: usize = 5;
 
-/// Runs `attempt` again while it fails because a concurrent writer inserted the same key first
-/// (a unique violation, rolled back by the attempt's own transaction), up to
+/// Runs `attempt` again while it fails because a concurrent writer got in the way (it inserted
+/// the same key first, or erased the subject: [`crate::store::is_write_conflict`]; the attempt's
+/// own transaction rolled back), up to
 /// [`MAX_CONFLICT_ATTEMPTS`] times; then reports contention.
 pub fn retry_on_conflict<T>(
     mut attempt: impl FnMut() -> Result<T, SubjectError>,
 ) -> Result<T, SubjectError> {
     for _ in 0..MAX_CONFLICT_ATTEMPTS {
         match attempt() {
-            Err(SubjectError::Store(StoreError::Query(error)))
-                if crate::store::is_unique_violation(&error) => {}
+            Err(error) if error.is_write_conflict() => {}
             other => return other,
         }
     }

@@ -45,6 +45,9 @@ pub enum VaultError {
     /// A wrapped key did not unwrap: it was altered or moved.
     #[error("a wrapped key could not be unwrapped ({0}): it was altered or belongs elsewhere")]
     Corrupt(&'static str),
+    /// The subject's data key is gone: it was erased after the request found the subject.
+    #[error("the subject was erased while the request ran")]
+    Erased,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -202,7 +205,7 @@ impl Vault {
     ) -> Result<Arc<DataKey>, VaultError> {
         self.data_keys_for(conn, &[subject_pk])?
             .remove(subject_pk)
-            .ok_or(VaultError::Corrupt("a subject without a data key"))
+            .ok_or(VaultError::Erased)
     }
 
     /// The data keys of these subjects, from the cache or the database.

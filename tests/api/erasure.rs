@@ -358,3 +358,85 @@ async fn suppression_refuses_the_erased_id_everywhere_until_lifted() {
         .count();
     assert_eq!(refusals, 5, "{log}");
 }
+
+#[tokio::test]
+async fn erasing_while_data_arrives_for_the_same_person_never_fails_a_request() {
+    // Interactions and a consent choice race an erasure of the same person: each write either
+    // lands before the erasure (and is erased) or after it (on a new subject), never a 500.
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    for round in 0..10 {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (client, url, token) = (
+                app.client.clone(),
+                format!("{}/v1/interactions", app.address),
+                collector.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(
+                        &json!({"id": format!("evt-{round}-{i}"), "subject_id": "cust-race",
+                                  "type": "visit", "channel": "web",
+                                  "occurred_at": "2026-11-01T10:00:00Z",
+                                  "purposes": ["support"]}),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+            if i == 2 {
+                let (client, url, token) = (
+                    app.client.clone(),
+                    format!("{}/v1/subjects/cust-race/consents", app.address),
+                    collector.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    client
+                        .post(url)
+                        .bearer_auth(token)
+                        .json(&json!({"purpose": "marketing", "status": "withdrawn",
+                                      "source": "web", "method": "checkbox"}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                }));
+            }
+            if i == 4 {
+                let (client, url, token) = (
+                    app.client.clone(),
+                    format!("{}/v1/subjects/cust-race", app.address),
+                    compliance.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    client
+                        .delete(url)
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                }));
+            }
+        }
+        for task in tasks {
+            let status = task.await.unwrap();
+            assert!(
+                [StatusCode::CREATED, StatusCode::OK, StatusCode::NOT_FOUND].contains(&status),
+                "round {round}: {status}"
+            );
+        }
+    }
+    let verified: Value = app
+        .get("/v1/audit/verify", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true);
+}
