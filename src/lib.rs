@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod consent;
 pub mod crypto;
+pub mod export;
 pub mod http;
 pub mod interactions;
 pub mod policy;

@@ -96,6 +96,7 @@ impl Application {
             key_status: KeyStatusCache::new(),
             metrics: Metrics::new(),
             openapi_json: openapi::document(),
+            exports: crate::http::export::export_permits(),
             policy,
         });
         start_checkpoints(&state, settings.audit_checkpoint_interval);

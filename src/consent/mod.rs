@@ -521,6 +521,29 @@ fn recorded_from(row: ConsentRow, shown_id: String, duplicate: bool) -> Recorded
     }
 }
 
+/// Decrypts a stored statement: the statement as shown (with the app's id when it gave one)
+/// and its evidence.
+pub fn open_statement(
+    subject: &SubjectHandle,
+    row: ConsentRow,
+) -> Result<(Recorded, BTreeMap<String, String>), crate::crypto::DecryptError> {
+    let mut evidence = BTreeMap::new();
+    for (name, sealed) in read_map(&row.evidence_ct)? {
+        let context = FieldContext {
+            subject: &subject.pk,
+            record: &row.id,
+            field: &name,
+        };
+        let value = String::from_utf8(open(&subject.key, &context, &sealed)?)
+            .map_err(|_| crate::crypto::DecryptError)?;
+        evidence.insert(name, value);
+    }
+    let shown = evidence
+        .remove("$client_id")
+        .unwrap_or_else(|| row.id.clone());
+    Ok((recorded_from(row, shown, false), evidence))
+}
+
 /// A subject's consent state: the current statement per purpose, the full history (with
 /// decrypted evidence), standing objections and restriction.
 #[derive(Debug, Clone)]
@@ -547,24 +570,8 @@ pub fn read_state(
         return Ok(None);
     };
     let mut history = Vec::new();
-    let mut shown_ids = std::collections::HashMap::new();
     for row in consent_store::history(conn, &subject.pk)? {
-        let mut evidence = BTreeMap::new();
-        for (name, sealed) in read_map(&row.evidence_ct)? {
-            let context = FieldContext {
-                subject: &subject.pk,
-                record: &row.id,
-                field: &name,
-            };
-            let value = String::from_utf8(open(&subject.key, &context, &sealed)?)
-                .map_err(|_| crate::crypto::DecryptError)?;
-            evidence.insert(name, value);
-        }
-        let shown = evidence
-            .remove("$client_id")
-            .unwrap_or_else(|| row.id.clone());
-        shown_ids.insert(row.id.clone(), shown.clone());
-        history.push((recorded_from(row, shown, false), evidence));
+        history.push(open_statement(&subject, row)?);
     }
     let current = consent_store::current_for(conn, &[subject.pk.as_str()])?
         .into_iter()

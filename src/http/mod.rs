@@ -11,6 +11,7 @@ pub mod audit_trail;
 pub mod auth;
 pub mod coalesce;
 pub mod consents;
+pub mod export;
 pub mod ingest_queue;
 pub mod interactions;
 pub mod keys;
@@ -91,6 +92,11 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             DELETE "/v1/subjects/{subject_id}/suppression",
             Requires(&[Action::SubjectsErase]),
             subjects::lift_suppression
+        ),
+        endpoint!(
+            GET "/v1/subjects/{subject_id}/export",
+            Requires(&[Action::SubjectsExport]),
+            export::export_subject
         ),
         endpoint!(POST "/v1/lookup/subjects", Requires(&[Action::SubjectsExport]), subjects::lookup),
         endpoint!(POST "/v1/interactions", Requires(&[Action::InteractionsWrite]), interactions::create),

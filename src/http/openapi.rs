@@ -25,6 +25,7 @@ use super::AppState;
         super::subjects::lookup,
         super::subjects::erase,
         super::subjects::lift_suppression,
+        super::export::export_subject,
         super::interactions::create,
         super::interactions::batch,
         super::interactions::list_for_subject,

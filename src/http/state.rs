@@ -34,6 +34,8 @@ pub struct AppState {
     pub key_status: KeyStatusCache,
     /// Request metrics.
     pub metrics: Metrics,
+    /// Limits concurrent exports (each holds a database connection while it streams).
+    pub exports: Arc<tokio::sync::Semaphore>,
     /// The OpenAPI document, serialized once.
     pub openapi_json: String,
 }

@@ -744,19 +744,46 @@ pub fn subject_not_found() -> Rejection {
     Rejection::not_found("subject_not_found", "no subject has this subject_id")
 }
 
+/// Decrypts the app's id of a stored interaction.
+pub fn decrypt_client_id(
+    subject: &SubjectHandle,
+    row: &InteractionRow,
+) -> Result<String, DecryptError> {
+    let context = FieldContext {
+        subject: &subject.pk,
+        record: &row.id,
+        field: CLIENT_ID_FIELD,
+    };
+    String::from_utf8(subject.key.decrypt(&context, &row.client_id_ct)?).map_err(|_| DecryptError)
+}
+
+/// Decrypts one field value of a stored interaction.
+pub fn decrypt_field(
+    subject: &SubjectHandle,
+    row: &InteractionRow,
+    name: &str,
+    sealed: &str,
+) -> Result<FieldValue, DecryptError> {
+    let context = FieldContext {
+        subject: &subject.pk,
+        record: &row.id,
+        field: name,
+    };
+    FieldValue::from_plaintext(&open(&subject.key, &context, sealed)?).ok_or(DecryptError)
+}
+
+/// The accepted purposes stored with an interaction.
+pub fn stored_purposes(row: &InteractionRow) -> Result<Vec<String>, DecryptError> {
+    serde_json::from_str(&row.purposes).map_err(|_| DecryptError)
+}
+
 fn open_row(
     policy: &Policy,
     purpose: &crate::policy::Purpose,
     subject: &SubjectHandle,
     row: &InteractionRow,
 ) -> Result<ReadInteraction, SubjectError> {
-    let client_context = FieldContext {
-        subject: &subject.pk,
-        record: &row.id,
-        field: CLIENT_ID_FIELD,
-    };
-    let client_id = String::from_utf8(subject.key.decrypt(&client_context, &row.client_id_ct)?)
-        .map_err(|_| DecryptError)?;
+    let client_id = decrypt_client_id(subject, row)?;
     let mut data = BTreeMap::new();
     let mut withheld = Vec::new();
     for (name, sealed) in read_map(&row.data_ct)? {
@@ -767,13 +794,7 @@ fn open_row(
             withheld.push(name);
             continue;
         }
-        let context = FieldContext {
-            subject: &subject.pk,
-            record: &row.id,
-            field: &name,
-        };
-        let value = FieldValue::from_plaintext(&open(&subject.key, &context, &sealed)?)
-            .ok_or(DecryptError)?;
+        let value = decrypt_field(subject, row, &name, &sealed)?;
         data.insert(name, value);
     }
     Ok(ReadInteraction {
@@ -781,7 +802,7 @@ fn open_row(
         interaction_type: row.interaction_type.clone(),
         channel: row.channel.clone(),
         occurred_at: row.occurred_at,
-        purposes: serde_json::from_str(&row.purposes).map_err(|_| DecryptError)?,
+        purposes: stored_purposes(row)?,
         data,
         withheld,
     })

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod consents;
 pub mod erasure;
+pub mod export;
 pub mod interactions;
 pub mod keys;
 pub mod legal_basis;

@@ -9,6 +9,7 @@ mod cli;
 mod consents;
 mod erasure;
 mod errors;
+mod export;
 mod first_start;
 mod helpers;
 mod interactions;

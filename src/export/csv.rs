@@ -1,0 +1,241 @@
+//! The portable form of an export: a zip of CSV files (RFC 4180: comma-separated, CRLF line
+//! ends, fields quoted when they hold a comma, quote or line break; UTF-8). Lists inside a
+//! field are joined with `;`. Values are written exactly as stored: a spreadsheet that treats
+//! a leading `=` as a formula should be told to import text.
+
+use std::io::Write;
+
+use super::zip::ZipStream;
+use super::{
+    for_each_access, for_each_interaction, for_each_statement, json_list, rfc3339, value_text,
+    ExportError, Head, FORMAT_VERSION,
+};
+use crate::policy::Policy;
+use crate::store::DbConnection;
+
+const README: &str = "\
+This archive holds everything Custodia stores about one person, as CSV files (UTF-8, RFC 4180).
+
+subject.csv        the person's id, identifiers and traits (kind, name, value)
+rights.csv         standing restriction of processing and objections (kind, purpose, since)
+consent_state.csv  the current consent statement per purpose
+consents.csv       every consent statement, oldest first, with its evidence (JSON)
+processing.csv     each purpose the data is processed for: legal basis, whether it is in
+                   effect now, retention, data categories, sources (channels), interactions
+interactions.csv   one row per interaction and data field (an interaction without data has
+                   one row with empty field, category and value)
+access_log.csv     who read this person's data, when, for which purposes
+
+Lists inside one field are separated by ';'. Times are UTC (RFC 3339).
+";
+
+/// One CSV record.
+fn record<W: Write>(out: &mut W, fields: &[&str]) -> Result<(), ExportError> {
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            out.write_all(b",")?;
+        }
+        if field.contains([',', '"', '\r', '\n']) {
+            out.write_all(b"\"")?;
+            out.write_all(field.replace('"', "\"\"").as_bytes())?;
+            out.write_all(b"\"")?;
+        } else {
+            out.write_all(field.as_bytes())?;
+        }
+    }
+    out.write_all(b"\r\n")?;
+    Ok(())
+}
+
+pub(super) fn write<W: Write>(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    head: &Head,
+    out: W,
+) -> Result<(), ExportError> {
+    let mut zip = ZipStream::new(out);
+    let generated_at = head
+        .generated_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    zip.start_file("README.txt")?;
+    zip.write_all(format!("{FORMAT_VERSION}, generated {generated_at}\n\n{README}").as_bytes())?;
+
+    zip.start_file("subject.csv")?;
+    record(&mut zip, &["kind", "name", "value"])?;
+    let profile = &head.profile;
+    record(&mut zip, &["subject", "subject_id", &profile.subject_id])?;
+    record(
+        &mut zip,
+        &["subject", "created_at", &rfc3339(profile.created_at)],
+    )?;
+    record(
+        &mut zip,
+        &["subject", "updated_at", &rfc3339(profile.updated_at)],
+    )?;
+    for (name, value) in &profile.identifiers {
+        record(&mut zip, &["identifier", name, value])?;
+    }
+    for (name, value) in &profile.traits {
+        let text = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        record(&mut zip, &["trait", name, &text])?;
+    }
+
+    zip.start_file("rights.csv")?;
+    record(&mut zip, &["kind", "purpose", "since"])?;
+    if let Some(since) = head.restricted_since {
+        record(&mut zip, &["restriction", "", &rfc3339(since)])?;
+    }
+    for (purpose, since) in &head.objections {
+        record(&mut zip, &["objection", purpose, &rfc3339(*since)])?;
+    }
+
+    zip.start_file("consent_state.csv")?;
+    record(&mut zip, &["purpose", "status", "since"])?;
+    for (purpose, status, since) in &head.current {
+        record(&mut zip, &[purpose, status, &rfc3339(*since)])?;
+    }
+
+    zip.start_file("processing.csv")?;
+    record(
+        &mut zip,
+        &[
+            "purpose",
+            "description",
+            "legal_basis",
+            "legal_basis_in_effect",
+            "not_in_effect_because",
+            "retention_days",
+            "categories",
+            "sources",
+            "interactions",
+        ],
+    )?;
+    for p in &head.processing {
+        record(
+            &mut zip,
+            &[
+                &p.purpose,
+                &p.description,
+                &p.legal_basis,
+                if p.refused.is_none() { "true" } else { "false" },
+                p.refused.unwrap_or(""),
+                &p.retention_days.to_string(),
+                &p.categories.join(";"),
+                &p.sources.join(";"),
+                &p.interactions.to_string(),
+            ],
+        )?;
+    }
+
+    zip.start_file("consents.csv")?;
+    record(
+        &mut zip,
+        &[
+            "id",
+            "sequence",
+            "purpose",
+            "status",
+            "recorded_at",
+            "notice_id",
+            "notice_version",
+            "source",
+            "method",
+            "evidence",
+        ],
+    )?;
+    for_each_statement(conn, &head.handle, |recorded, evidence| {
+        let (notice_id, notice_version) = recorded.notice.clone().unwrap_or_default();
+        let evidence = serde_json::to_string(&evidence).map_err(std::io::Error::from)?;
+        record(
+            &mut zip,
+            &[
+                &recorded.id,
+                &recorded.sequence.to_string(),
+                &recorded.purpose,
+                &recorded.status,
+                &rfc3339(recorded.recorded_at),
+                &notice_id,
+                &notice_version,
+                &recorded.source,
+                &recorded.method,
+                &evidence,
+            ],
+        )
+    })?;
+
+    zip.start_file("interactions.csv")?;
+    record(
+        &mut zip,
+        &[
+            "id",
+            "type",
+            "channel",
+            "occurred_at",
+            "recorded_at",
+            "purposes",
+            "field",
+            "category",
+            "value",
+        ],
+    )?;
+    for_each_interaction(conn, policy, &head.handle, |opened| {
+        let (occurred, recorded) = (
+            rfc3339(opened.row.occurred_at),
+            rfc3339(opened.row.recorded_at),
+        );
+        let purposes = opened.purposes.join(";");
+        let common = [
+            opened.id.as_str(),
+            &opened.row.interaction_type,
+            &opened.row.channel,
+            &occurred,
+            &recorded,
+            &purposes,
+        ];
+        if opened.data.is_empty() {
+            let mut fields = common.to_vec();
+            fields.extend(["", "", ""]);
+            return record(&mut zip, &fields);
+        }
+        for (name, category, value) in &opened.data {
+            let text = value_text(value);
+            let mut fields = common.to_vec();
+            fields.extend([name.as_str(), category.as_deref().unwrap_or(""), &text]);
+            record(&mut zip, &fields)?;
+        }
+        Ok(())
+    })?;
+
+    zip.start_file("access_log.csv")?;
+    record(
+        &mut zip,
+        &[
+            "at",
+            "action",
+            "actor_key_id",
+            "role",
+            "purposes",
+            "categories",
+            "records",
+        ],
+    )?;
+    for_each_access(conn, &head.handle, |row| {
+        record(
+            &mut zip,
+            &[
+                &rfc3339(row.at),
+                &row.action,
+                row.actor_key_id.as_deref().unwrap_or(""),
+                row.role.as_deref().unwrap_or(""),
+                &json_list(&row.purposes).join(";"),
+                &json_list(&row.categories).join(";"),
+                &row.records.to_string(),
+            ],
+        )
+    })?;
+    zip.finish()?;
+    Ok(())
+}

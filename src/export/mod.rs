@@ -1,0 +1,412 @@
+//! Art. 15 (access) and Art. 20 (portability) exports: everything held about one person,
+//! decrypted, with the processing context generated from the policy and the log of who read
+//! their data.
+//!
+//! An export is read inside one database snapshot ([`crate::store::export::snapshot`]) and
+//! written as it is read, page by page, to any [`Write`]: memory stays bounded whatever the
+//! number of interactions. Before anything is written, [`stream`] announces what the export
+//! will contain ([`Summary`]) so that the caller can record the audit entry first; the export
+//! goes on only if the announcement is accepted.
+
+mod csv;
+mod json;
+pub mod zip;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::consent::{self, Recorded, CONSENT_CATEGORY};
+use crate::crypto::{DecryptError, FieldContext};
+use crate::interactions::{decrypt_client_id, decrypt_field, stored_purposes};
+use crate::policy::Policy;
+use crate::store::audit::AuditRow;
+use crate::store::consents as consent_store;
+use crate::store::export as export_store;
+use crate::store::interactions::InteractionRow;
+use crate::store::subjects as subject_store;
+use crate::store::{DbConnection, StoreError};
+use crate::subjects::sealed::{open, read_map, SUBJECT_RECORD};
+use crate::subjects::{
+    self, FieldValue, SubjectError, SubjectHandle, SubjectId, IDENTIFIERS_CATEGORY,
+};
+use crate::vault::{Vault, VaultError};
+
+/// The audit action of an export.
+pub const ACTION_EXPORT: &str = "subjects.export";
+
+/// The audit actions that disclose a person's data, listed in an export's `access_log`.
+pub const ACCESS_ACTIONS: [&str; 5] = [
+    crate::interactions::ACTION_READ,
+    consent::ACTION_READ,
+    subjects::ACTION_LOOKUP,
+    ACTION_EXPORT,
+    "segments.export",
+];
+
+/// Rows read per query while streaming.
+const PAGE: i64 = 500;
+
+/// The export's format version, written into it.
+pub const FORMAT_VERSION: &str = "custodia.export/1";
+
+/// The form of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON document.
+    Json,
+    /// A zip of CSV files.
+    CsvZip,
+}
+
+/// What an export is about to contain, announced before any of it is written.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The person's audit pseudonym.
+    pub pseudonym: String,
+    /// Records: the profile, interactions and consent statements.
+    pub records: usize,
+    /// The data categories it may contain.
+    pub categories: Vec<String>,
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading or decrypting failed.
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    /// Writing failed (the client went away).
+    #[error("the export could not be written: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<StoreError> for ExportError {
+    fn from(error: StoreError) -> Self {
+        ExportError::Subject(error.into())
+    }
+}
+
+impl From<diesel::result::Error> for ExportError {
+    fn from(error: diesel::result::Error) -> Self {
+        ExportError::Subject(error.into())
+    }
+}
+
+impl From<DecryptError> for ExportError {
+    fn from(error: DecryptError) -> Self {
+        ExportError::Subject(error.into())
+    }
+}
+
+/// The person's profile.
+struct Profile {
+    subject_id: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    identifiers: BTreeMap<String, String>,
+    traits: BTreeMap<String, serde_json::Value>,
+}
+
+/// One purpose the person's data is processed for (Art. 15(1) a–d, g).
+struct Processing {
+    purpose: String,
+    description: String,
+    legal_basis: String,
+    /// `None` when the basis stands now; the reason code when it does not.
+    refused: Option<&'static str>,
+    retention_days: u32,
+    categories: Vec<String>,
+    sources: Vec<String>,
+    interactions: i64,
+}
+
+/// Everything small enough to hold at once; interactions, consent statements and the access
+/// log are read page by page while writing.
+struct Head {
+    handle: SubjectHandle,
+    profile: Profile,
+    restricted_since: Option<NaiveDateTime>,
+    objections: Vec<(String, NaiveDateTime)>,
+    current: Vec<(String, String, NaiveDateTime)>,
+    processing: Vec<Processing>,
+    interactions: i64,
+    consents: i64,
+    generated_at: DateTime<Utc>,
+}
+
+/// Exports the person with this subject id to `out` in `format`. Calls `announce` once: with
+/// `None` (and writes nothing) when there is no such subject, else with what the export will
+/// contain; writes only if `announce` returns `true`. Returns whether the subject was found.
+pub fn stream<W: Write>(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+    format: Format,
+    announce: impl FnOnce(Option<&Summary>) -> bool,
+    out: W,
+) -> Result<bool, ExportError> {
+    export_store::snapshot(conn, |conn| {
+        let Some(head) = read_head(conn, vault, policy, subject_id)? else {
+            announce(None);
+            return Ok(false);
+        };
+        if !announce(Some(&summary_of(&head))) {
+            return Ok(true);
+        }
+        match format {
+            Format::Json => json::write(conn, policy, &head, out)?,
+            Format::CsvZip => csv::write(conn, policy, &head, out)?,
+        }
+        Ok(true)
+    })
+}
+
+fn read_head(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+) -> Result<Option<Head>, ExportError> {
+    let index = subjects::subject_index(vault, subject_id);
+    let Some(row) = subject_store::find_by_index(conn, &index)? else {
+        return Ok(None);
+    };
+    let key = match vault.data_key_for(conn, &row.id) {
+        Ok(key) => key,
+        // Erased after the row was read: not in this snapshot's terms, but gone all the same.
+        Err(VaultError::Erased) => return Ok(None),
+        Err(error) => return Err(SubjectError::from(error).into()),
+    };
+    let handle = SubjectHandle {
+        pk: row.id.clone(),
+        key,
+    };
+    fn place<'a>(subject: &'a str, field: &'a str) -> FieldContext<'a> {
+        FieldContext {
+            subject,
+            record: SUBJECT_RECORD,
+            field,
+        }
+    }
+    let revealed = handle
+        .key
+        .decrypt(&place(&row.id, "$subject_id"), &row.subject_id_ct)?;
+    let mut identifiers = BTreeMap::new();
+    for (name, sealed) in read_map(&row.identifiers_ct)? {
+        let value = open(&handle.key, &place(&row.id, &format!("${name}")), &sealed)?;
+        identifiers.insert(name, String::from_utf8(value).map_err(|_| DecryptError)?);
+    }
+    let mut traits = BTreeMap::new();
+    for (name, sealed) in read_map(&row.traits_ct)? {
+        let value =
+            FieldValue::from_plaintext(&open(&handle.key, &place(&row.id, &name), &sealed)?)
+                .ok_or(DecryptError)?;
+        traits.insert(name, value.to_json());
+    }
+    for (name, value) in export_store::plain_traits(conn, &row.id)? {
+        traits.insert(name, serde_json::Value::String(value));
+    }
+    let profile = Profile {
+        subject_id: String::from_utf8(revealed).map_err(|_| DecryptError)?,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        identifiers,
+        traits,
+    };
+
+    let pks = [row.id.as_str()];
+    let (interactions, consents) = export_store::counts(conn, &row.id)?;
+    let current: Vec<(String, String, NaiveDateTime)> = consent_store::current_for(conn, &pks)?
+        .into_iter()
+        .map(|current| (current.purpose, current.status, current.since))
+        .collect();
+    let objections: Vec<(String, NaiveDateTime)> = consent_store::objections_for(conn, &pks)?
+        .into_iter()
+        .map(|(_, purpose, since)| (purpose, since))
+        .collect();
+    let restricted_since = export_store::restricted_since(conn, &row.id)?;
+    let state = subjects::processing_state(conn, &row.id)?;
+
+    // Every purpose the person's data is held or was asked for: tagged interactions, consent
+    // statements, objections.
+    let mut by_purpose: BTreeMap<String, (Vec<String>, i64)> = BTreeMap::new();
+    for (purpose, channel, count) in export_store::purposes_by_channel(conn, &row.id)? {
+        let entry = by_purpose.entry(purpose).or_default();
+        entry.0.push(channel);
+        entry.1 += count;
+    }
+    for purpose in current
+        .iter()
+        .map(|(purpose, _, _)| purpose)
+        .chain(objections.iter().map(|(purpose, _)| purpose))
+    {
+        by_purpose.entry(purpose.clone()).or_default();
+    }
+    let processing = by_purpose
+        .into_iter()
+        .filter_map(|(purpose, (sources, interactions))| {
+            let declared = policy.purpose(&purpose)?;
+            Some(Processing {
+                purpose,
+                description: declared.description.clone(),
+                legal_basis: declared.legal_basis.as_str().to_owned(),
+                refused: policy.legal_basis(declared, &state).err().map(|d| d.code()),
+                retention_days: declared.retention_days,
+                categories: declared
+                    .categories
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+                sources,
+                interactions,
+            })
+        })
+        .collect();
+
+    Ok(Some(Head {
+        handle,
+        profile,
+        restricted_since,
+        objections,
+        current,
+        processing,
+        interactions,
+        consents,
+        generated_at: Utc::now(),
+    }))
+}
+
+fn summary_of(head: &Head) -> Summary {
+    let mut categories = BTreeSet::new();
+    if !head.profile.identifiers.is_empty() {
+        categories.insert(IDENTIFIERS_CATEGORY.to_owned());
+    }
+    if head.consents > 0 {
+        categories.insert(CONSENT_CATEGORY.to_owned());
+    }
+    for processing in head.processing.iter().filter(|p| p.interactions > 0) {
+        categories.extend(processing.categories.iter().cloned());
+    }
+    Summary {
+        pseudonym: head.handle.key.pseudonym().to_owned(),
+        records: 1 + head.interactions as usize + head.consents as usize,
+        categories: categories.into_iter().collect(),
+    }
+}
+
+/// One decrypted interaction.
+struct Opened {
+    id: String,
+    row: InteractionRow,
+    purposes: Vec<String>,
+    data: Vec<(String, Option<String>, FieldValue)>,
+}
+
+impl Opened {
+    fn categories(&self) -> Vec<String> {
+        let set: BTreeSet<&str> = self
+            .data
+            .iter()
+            .filter_map(|(_, category, _)| category.as_deref())
+            .collect();
+        set.into_iter().map(str::to_owned).collect()
+    }
+}
+
+/// Calls `each` with every interaction of the subject, decrypted, page by page.
+fn for_each_interaction(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    subject: &SubjectHandle,
+    mut each: impl FnMut(Opened) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    let mut after: Option<String> = None;
+    loop {
+        let rows = export_store::interactions_page(conn, &subject.pk, after.as_deref(), PAGE)?;
+        let full = rows.len() as i64 == PAGE;
+        after = rows.last().map(|row| row.client_index.clone());
+        for row in rows {
+            let mut data = Vec::new();
+            for (name, sealed) in read_map(&row.data_ct)? {
+                let value = decrypt_field(subject, &row, &name, &sealed)?;
+                let category = policy
+                    .field(&name)
+                    .map(|field| field.category.as_str().to_owned());
+                data.push((name, category, value));
+            }
+            each(Opened {
+                id: decrypt_client_id(subject, &row)?,
+                purposes: stored_purposes(&row)?,
+                row,
+                data,
+            })?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Calls `each` with every consent statement of the subject, oldest first, page by page.
+fn for_each_statement(
+    conn: &mut DbConnection,
+    subject: &SubjectHandle,
+    mut each: impl FnMut(Recorded, BTreeMap<String, String>) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    let mut after = 0;
+    loop {
+        let rows = export_store::consents_page(conn, &subject.pk, after, PAGE)?;
+        let full = rows.len() as i64 == PAGE;
+        after = rows.last().map_or(after, |row| row.sequence);
+        for row in rows {
+            let (recorded, evidence) = consent::open_statement(subject, row)?;
+            each(recorded, evidence)?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Calls `each` with every audit entry that disclosed the subject's data, oldest first.
+fn for_each_access(
+    conn: &mut DbConnection,
+    subject: &SubjectHandle,
+    mut each: impl FnMut(AuditRow) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    let mut after = 0;
+    loop {
+        let rows =
+            export_store::audit_page(conn, subject.key.pseudonym(), &ACCESS_ACTIONS, after, PAGE)?;
+        let full = rows.len() as i64 == PAGE;
+        after = rows.last().map_or(after, |row| row.seq);
+        for row in rows {
+            each(row)?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// A UTC time as RFC 3339 with microseconds.
+fn rfc3339(time: NaiveDateTime) -> String {
+    time.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A JSON array of strings stored as text, as a list.
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// A field value as text (numbers as JSON wrote them).
+fn value_text(value: &FieldValue) -> String {
+    match value.to_json() {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,160 @@
+//! Reads for an Art. 15/20 export: everything held about one subject, in pages small enough to
+//! stream, inside one snapshot (see [`snapshot`]).
+
+use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use super::audit::{subject_key, AuditRow};
+use super::consents::ConsentRow;
+use super::interactions::InteractionRow;
+use super::schema::{
+    audit_log, audit_subjects, consent_records, interactions, restrictions, subject_traits,
+};
+use super::{DbConnection, StoreError};
+
+/// Runs `work` in one read-only transaction that sees a single snapshot of the database:
+/// PostgreSQL `REPEATABLE READ READ ONLY`; SQLite's deferred transaction already reads one
+/// snapshot (WAL) from its first read to its end. An export read in pages stays consistent
+/// while writers carry on.
+pub fn snapshot<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<StoreError> + From<diesel::result::Error>,
+{
+    conn.transaction(|conn| {
+        if matches!(conn, DbConnection::Postgresql(_)) {
+            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        }
+        work(conn)
+    })
+}
+
+/// Segmentable traits (stored filterable, not encrypted): name and value.
+pub fn plain_traits(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(subject_traits::table
+        .filter(subject_traits::subject_pk.eq(subject_pk))
+        .order(subject_traits::name)
+        .select((subject_traits::name, subject_traits::value))
+        .load(conn)?)
+}
+
+/// Since when processing is restricted, if it is.
+pub fn restricted_since(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Option<NaiveDateTime>, StoreError> {
+    Ok(restrictions::table
+        .find(subject_pk)
+        .select(restrictions::since)
+        .first(conn)
+        .optional()?)
+}
+
+/// How many interactions and consent statements the subject has.
+pub fn counts(conn: &mut DbConnection, subject_pk: &str) -> Result<(i64, i64), StoreError> {
+    let interactions = interactions::table
+        .filter(interactions::subject_pk.eq(subject_pk))
+        .count()
+        .get_result(conn)?;
+    let consents = consent_records::table
+        .filter(consent_records::subject_pk.eq(subject_pk))
+        .count()
+        .get_result(conn)?;
+    Ok((interactions, consents))
+}
+
+#[derive(QueryableByName)]
+struct PurposeChannel {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    purpose: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    channel: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    interactions: i64,
+}
+
+/// `(purpose, channel, interactions)` over the subject's interactions, counted in the database
+/// (through the `(subject_pk, client_index)` index and `interaction_purposes`' key).
+pub fn purposes_by_channel(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows: Vec<PurposeChannel> = diesel::sql_query(
+        "SELECT p.purpose AS purpose, i.channel AS channel, COUNT(*) AS interactions \
+         FROM interactions i JOIN interaction_purposes p ON p.interaction_pk = i.id \
+         WHERE i.subject_pk = $1 GROUP BY p.purpose, i.channel ORDER BY p.purpose, i.channel",
+    )
+    .bind::<diesel::sql_types::Text, _>(subject_pk)
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.purpose, row.channel, row.interactions))
+        .collect())
+}
+
+/// A page of the subject's interactions after `after` (a client index), in client-index order:
+/// the `(subject_pk, client_index)` index serves it without sorting.
+pub fn interactions_page(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<InteractionRow>, StoreError> {
+    let mut query = interactions::table
+        .filter(interactions::subject_pk.eq(subject_pk))
+        .order(interactions::client_index.asc())
+        .limit(limit)
+        .select(InteractionRow::as_select())
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(interactions::client_index.gt(after.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// A page of the subject's consent statements after sequence `after`, oldest first.
+pub fn consents_page(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ConsentRow>, StoreError> {
+    Ok(consent_records::table
+        .filter(consent_records::subject_pk.eq(subject_pk))
+        .filter(consent_records::sequence.gt(after))
+        .order(consent_records::sequence.asc())
+        .limit(limit)
+        .select(ConsentRow::as_select())
+        .load(conn)?)
+}
+
+/// A page of the audit entries naming this pseudonym with one of `actions`, after `after`,
+/// oldest first.
+pub fn audit_page(
+    conn: &mut DbConnection,
+    pseudonym: &str,
+    actions: &[&str],
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    Ok(audit_log::table
+        .filter(
+            audit_log::seq.eq_any(
+                audit_subjects::table
+                    .filter(audit_subjects::subject_key.eq(subject_key(pseudonym)))
+                    .filter(audit_subjects::seq.gt(after))
+                    .select(audit_subjects::seq),
+            ),
+        )
+        // The index narrows by the first 64 bits; the entry's own list decides.
+        .filter(audit_log::subjects.like(format!("%\"{pseudonym}\"%")))
+        .filter(audit_log::action.eq_any(actions))
+        .order(audit_log::seq.asc())
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)?)
+}
