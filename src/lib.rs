@@ -13,6 +13,7 @@ pub mod http;
 pub mod interactions;
 pub mod policy;
 pub mod rejection;
+pub mod requests;
 pub mod retention;
 pub mod startup;
 pub mod store;

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod ops;
 pub mod policy;
 pub mod problem;
+pub mod requests;
 pub mod state;
 pub mod subjects;
 
@@ -136,6 +137,34 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             GET "/v1/subjects/{subject_id}/interactions",
             Requires(&[Action::InteractionsRead]),
             interactions::list_for_subject
+        ),
+        endpoint!(POST "/v1/requests", Requires(&[Action::RequestsManage]), requests::create),
+        endpoint!(GET "/v1/requests", Requires(&[Action::RequestsManage]), requests::list),
+        endpoint!(GET "/v1/requests/{id}", Requires(&[Action::RequestsManage]), requests::show),
+        endpoint!(
+            POST "/v1/requests/{id}/verify",
+            Requires(&[Action::RequestsManage]),
+            requests::verify
+        ),
+        endpoint!(
+            POST "/v1/requests/{id}/extend",
+            Requires(&[Action::RequestsManage]),
+            requests::extend
+        ),
+        endpoint!(
+            POST "/v1/requests/{id}/execute",
+            Requires(&[Action::RequestsManage]),
+            requests::execute
+        ),
+        endpoint!(
+            POST "/v1/requests/{id}/reject",
+            Requires(&[Action::RequestsManage]),
+            requests::reject
+        ),
+        endpoint!(
+            GET "/v1/requests/{id}/export",
+            Requires(&[Action::SubjectsExport]),
+            requests::export
         ),
         endpoint!(GET "/v1/audit", Requires(&[Action::AuditRead]), audit::list),
         endpoint!(GET "/v1/audit/verify", Requires(&[Action::AuditRead]), audit::verify),

@@ -29,6 +29,9 @@ pub struct ErasedCounts {
     pub restrictions: usize,
     /// The subject record itself (1), with its blind index and encrypted profile.
     pub subjects: usize,
+    /// Data-subject requests naming the person whose identifier (and values to rectify) were
+    /// cleared; the requests themselves stay, as the record of how the person was answered.
+    pub request_identities: usize,
 }
 
 impl ErasedCounts {
@@ -42,6 +45,7 @@ impl ErasedCounts {
             + self.objections
             + self.restrictions
             + self.subjects
+            + self.request_identities
     }
 }
 
@@ -50,6 +54,7 @@ impl ErasedCounts {
 pub fn delete_subject(
     conn: &mut DbConnection,
     subject_pk: &str,
+    pseudonym: &str,
 ) -> Result<ErasedCounts, StoreError> {
     // Lock the subject row first (PostgreSQL; SQLite already holds the write lock): a write
     // that references it (its foreign key takes a share lock on this row) then either finished
@@ -64,6 +69,19 @@ pub fn delete_subject(
             .optional()?;
     }
     let data_keys = diesel::delete(data_keys::table.find(subject_pk)).execute(conn)?;
+    // Requests may name the person by subject_id or by any identifier's blind index.
+    let mut indexes: Vec<String> = subject_identifiers::table
+        .filter(subject_identifiers::subject_pk.eq(subject_pk))
+        .select(subject_identifiers::blind_index)
+        .load(conn)?;
+    indexes.extend(
+        subjects::table
+            .find(subject_pk)
+            .select(subjects::subject_index)
+            .first::<String>(conn)
+            .optional()?,
+    );
+    let request_identities = super::requests::forget_identity(conn, &indexes, pseudonym)?;
     // Through the interactions' ids: `interaction_purposes` is keyed by interaction.
     diesel::delete(
         interaction_purposes::table.filter(
@@ -106,6 +124,7 @@ pub fn delete_subject(
         objections,
         restrictions,
         subjects,
+        request_identities,
     })
 }
 

@@ -226,6 +226,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Data-subject requests and their deadlines; the person only as a blind index and sealed.
+    subject_requests (id) {
+        id -> Text,
+        kind -> Text,
+        regulation -> Text,
+        status -> Text,
+        identity_kind -> Text,
+        identity_index -> Nullable<Text>,
+        identity_ct -> Nullable<Text>,
+        pseudonym -> Nullable<Text>,
+        purposes -> Text,
+        changes_ct -> Nullable<Text>,
+        received_at -> Timestamp,
+        due_at -> Timestamp,
+        extended_at -> Nullable<Timestamp>,
+        extension_reason_ct -> Nullable<Text>,
+        verified_at -> Nullable<Timestamp>,
+        completed_at -> Nullable<Timestamp>,
+        rejected_at -> Nullable<Timestamp>,
+        rejection_reason_ct -> Nullable<Text>,
+        result -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
@@ -252,4 +279,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_checkpoints,
     erasures,
     suppressions,
+    subject_requests,
 );

@@ -30,6 +30,10 @@ pub(crate) const ROOT_LABEL: &str = "root";
 pub(crate) const DATA_KEY_LABEL: &str = "data-key";
 /// The HKDF label of the access token signing key.
 pub const TOKEN_KEY_LABEL: &str = "custodia/jwt/v1";
+/// The label that derives the key sealing data-subject requests' identities and free text.
+pub const REQUESTS_KEY_LABEL: &str = "custodia/requests/v1";
+/// The key id carried by ciphertexts under the requests key.
+const REQUESTS_KEY_ID: [u8; crate::crypto::DATA_KEY_ID_LEN] = *b"requests";
 /// How often a running process re-reads the keyring files, to pick up a rotation.
 const KEYRING_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -62,6 +66,7 @@ pub struct Vault {
     token_key: Secret,
     receipt_seed: Secret,
     audit_seed: Secret,
+    requests_key: DataKey,
     cache: DataKeyCache,
 }
 
@@ -87,6 +92,10 @@ impl Vault {
             token_key: crate::crypto::derive_from_root(&root, TOKEN_KEY_LABEL),
             receipt_seed,
             audit_seed,
+            requests_key: DataKey::new(
+                REQUESTS_KEY_ID,
+                &crate::crypto::derive_from_root(&root, REQUESTS_KEY_LABEL),
+            ),
             cache: DataKeyCache::new(),
         })
     }
@@ -111,6 +120,13 @@ impl Vault {
     /// receipt seed).
     pub fn audit_seed(&self) -> &Secret {
         &self.audit_seed
+    }
+
+    /// The key that seals what a data-subject request says about the person (identifier,
+    /// reasons, rectified values): derived from the root secret, so a master key rotation
+    /// leaves it readable.
+    pub fn requests_key(&self) -> &DataKey {
+        &self.requests_key
     }
 
     /// Drops an erased subject's data key from this process's cache. Other processes drop it

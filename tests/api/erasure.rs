@@ -103,7 +103,8 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     assert_eq!(
         body["counts"],
         json!({"data_keys": 1, "identifiers": 1, "traits": 1, "interactions": 2,
-               "consent_records": 1, "objections": 1, "restrictions": 0, "subjects": 1})
+               "consent_records": 1, "objections": 1, "restrictions": 0, "subjects": 1,
+               "request_identities": 0})
     );
 
     // The receipt verifies with the published receipt key and says the same.

@@ -334,6 +334,7 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
             "data_keys" => data_keys::table.count().get_result(conn),
             "subject_traits" => subject_traits::table.count().get_result(conn),
             "subject_identifiers" => subject_identifiers::table.count().get_result(conn),
+            "subject_requests" => subject_requests::table.count().get_result(conn),
             other => panic!("no count for table {other}"),
         }
         .expect("count rows")

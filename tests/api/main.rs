@@ -18,6 +18,7 @@ mod legal_basis;
 mod migrations;
 mod ops;
 mod policy;
+mod requests;
 mod retention;
 mod rotation;
 mod subjects;

@@ -1,0 +1,530 @@
+//! `/v1/requests`: data-subject requests with their legal deadlines.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::audit_trail;
+use super::export::{export_entry, parse_format, start as start_export, ExportQuery};
+use super::{ApiError, AppState};
+use crate::audit::{Actor, Entry};
+use crate::export::Format;
+use crate::rejection::Rejection;
+use crate::requests::{
+    self, Draft, Identity, Kind, Request, RequestError, Status, ACTION_LIST, ACTION_READ,
+};
+use crate::store::requests::RequestFilter;
+
+/// The most requests one page lists.
+pub const MAX_PAGE: i64 = 200;
+
+/// A new request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// `access`, `portability`, `erasure`, `restriction`, `objection` or `rectification`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `gdpr` (one calendar month, extendable to three) or `ccpa` (45 days, extendable to 90).
+    pub regulation: String,
+    /// The person, by the app's subject id …
+    pub subject_id: Option<String>,
+    /// … or by e-mail address.
+    pub email: Option<String>,
+    /// Objections: the purposes objected to.
+    pub purposes: Option<Vec<String>>,
+    /// Rectifications: `{"identifiers": {…}, "traits": {…}}` with the corrected values.
+    #[schema(value_type = Option<Object>)]
+    pub changes: Option<Value>,
+    /// When the request was received, if earlier than now (RFC 3339).
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+/// A reason, for extending or rejecting.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    /// Why (at most 2,000 characters; stored encrypted, never in the audit log).
+    pub reason: String,
+}
+
+/// When and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Annotated {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+}
+
+/// A request as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RequestBody {
+    /// Its id.
+    pub id: String,
+    /// What is asked.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `gdpr` or `ccpa`.
+    pub regulation: &'static str,
+    /// `received`, `verified`, `in_progress`, `completed` or `rejected`.
+    pub status: &'static str,
+    /// The person as the request named them (`subject_id` or `email`); `null` once erased.
+    #[schema(value_type = Option<Object>)]
+    pub subject: Option<Value>,
+    /// Objections: the purposes.
+    pub purposes: Vec<String>,
+    /// Rectifications: the corrected values (`null` once the person is erased).
+    #[schema(value_type = Option<Object>)]
+    pub changes: Option<Value>,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// When it must be answered.
+    pub due_at: DateTime<Utc>,
+    /// Open and past its deadline.
+    pub overdue: bool,
+    /// Calendar days until the deadline (negative when past).
+    pub days_left: i64,
+    /// When and why the deadline was extended.
+    pub extended: Option<Annotated>,
+    /// When the requester's identity was verified.
+    pub verified_at: Option<DateTime<Utc>>,
+    /// When it was completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When and why it was rejected.
+    pub rejected: Option<Annotated>,
+    /// What execution did: `subject_found`, and the export link, erasure id and counts,
+    /// purposes objected to or fields rectified.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+}
+
+fn utc(at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_utc()
+}
+
+fn body_of(request: &Request) -> RequestBody {
+    let now = Utc::now().naive_utc();
+    let subject = request.identity.as_ref().map(|identity| match identity {
+        Identity::SubjectId(id) => serde_json::json!({"subject_id": id.as_str()}),
+        Identity::Email(email) => serde_json::json!({"email": email.as_str()}),
+    });
+    let annotated = |(at, reason): &(NaiveDateTime, String)| Annotated {
+        at: utc(*at),
+        reason: reason.clone(),
+    };
+    RequestBody {
+        id: request.id.clone(),
+        kind: request.kind.as_str(),
+        regulation: request.regulation.as_str(),
+        status: request.status.as_str(),
+        subject,
+        purposes: request.purposes.clone(),
+        changes: request.changes.clone(),
+        received_at: utc(request.received_at),
+        due_at: utc(request.due_at),
+        overdue: request.overdue(now),
+        days_left: request.days_left(now),
+        extended: request.extended.as_ref().map(annotated),
+        verified_at: request.verified_at.map(utc),
+        completed_at: request.completed_at.map(utc),
+        rejected: request.rejected.as_ref().map(annotated),
+        result: request.result.clone(),
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::NotFound => request_not_found(),
+            RequestError::Transition { action, status } => ApiError::Problem {
+                status: actix_web::http::StatusCode::CONFLICT,
+                code: "invalid_transition",
+                detail: format!("cannot {action}: the request is {status}"),
+            },
+            RequestError::AlreadyExtended => ApiError::Problem {
+                status: actix_web::http::StatusCode::CONFLICT,
+                code: "already_extended",
+                detail: "the deadline may be extended once, and it was".into(),
+            },
+            RequestError::Ambiguous(n) => ApiError::Problem {
+                status: actix_web::http::StatusCode::CONFLICT,
+                code: "ambiguous_subject",
+                detail: format!(
+                    "the e-mail address belongs to {n} subjects: file the request by subject_id"
+                ),
+            },
+            RequestError::IdentityErased => ApiError::Problem {
+                status: actix_web::http::StatusCode::CONFLICT,
+                code: "subject_erased",
+                detail: "the person this request named has been erased; nothing is held".into(),
+            },
+            RequestError::Invalid(rejection) => rejection.into(),
+            RequestError::Subject(error) => error.into(),
+        }
+    }
+}
+
+fn request_not_found() -> ApiError {
+    ApiError::not_found("request_not_found", "no request has this id")
+}
+
+fn parse_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|id| id.to_string())
+        .map_err(|_| request_not_found())
+}
+
+/// Files a data-subject request; its deadline runs from `received_at`.
+#[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "Received", body = RequestBody),
+        (status = 422, description = "Bad type, regulation, person, purposes or changes; nothing stored",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    actor: Actor,
+    body: web::Json<CreateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let draft = Draft::parse(
+        &state.policy,
+        &body.kind,
+        &body.regulation,
+        body.subject_id.as_deref(),
+        body.email.as_deref(),
+        body.purposes.as_deref(),
+        body.changes.as_ref(),
+        body.received_at.map(|at| at.naive_utc()),
+    )?;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let request = state
+        .db
+        .run_write(move |conn| requests::create(conn, &vault, &policy, &draft, &actor))
+        .await?;
+    Ok(HttpResponse::Created().json(body_of(&request)))
+}
+
+/// Filters of the queue.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `true`: only open requests past their deadline; `false`: all others.
+    pub overdue: Option<bool>,
+    /// At most this many (default 50, at most 200).
+    pub limit: Option<i64>,
+    /// From `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of the queue.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RequestPage {
+    /// By deadline, soonest first.
+    pub requests: Vec<RequestBody>,
+    /// Give it as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+fn invalid_query(message: String) -> Rejection {
+    Rejection::bad_request("invalid_query", message)
+}
+
+fn decode_cursor(text: &str) -> Result<(NaiveDateTime, String), Rejection> {
+    let invalid = || invalid_query("`cursor` is not one this API gave".into());
+    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+    let due = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
+    Ok((due.naive_utc(), id.to_string()))
+}
+
+fn encode_cursor(request: &Request) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        request.due_at.and_utc().timestamp_micros(),
+        request.id
+    ))
+}
+
+/// The queue of requests, soonest deadline first.
+#[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of requests", body = RequestPage),
+        (status = 400, description = "Bad filter or cursor", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let status = query
+        .status
+        .map(|raw| {
+            Status::parse(&raw)
+                .map(|s| s.as_str().to_owned())
+                .ok_or_else(|| {
+                    invalid_query(format!("`status` is one of {}", Status::ALL.join(", ")))
+                })
+        })
+        .transpose()?;
+    let kind = query
+        .kind
+        .map(|raw| {
+            Kind::parse(&raw)
+                .map(|k| k.as_str().to_owned())
+                .ok_or_else(|| invalid_query(format!("`type` is one of {}", Kind::ALL.join(", "))))
+        })
+        .transpose()?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid_query(format!("`limit` is between 1 and {MAX_PAGE}")).into());
+    }
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = RequestFilter {
+        status,
+        kind,
+        overdue: query.overdue,
+    };
+    let vault = state.vault.clone();
+    let (found, pseudonyms) = state
+        .db
+        .run(move |conn| requests::list(conn, &vault, &filter, after, limit + 1))
+        .await?;
+    let mut found = found;
+    let next_cursor = if found.len() as i64 > limit {
+        found.truncate(limit as usize);
+        found.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let mut entry = Entry::new(&actor, ACTION_LIST).records(found.len());
+    for pseudonym in pseudonyms {
+        entry = entry.pseudonym(Some(pseudonym));
+    }
+    audit_trail::record(&request, entry);
+    Ok(HttpResponse::Ok().json(RequestPage {
+        requests: found.iter().map(body_of).collect(),
+        next_cursor,
+    }))
+}
+
+/// One request.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "The request", body = RequestBody),
+        (status = 404, description = "No such request", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn show(
+    state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    let vault = state.vault.clone();
+    let (found, pseudonym) = state
+        .db
+        .run(move |conn| requests::get(conn, &vault, &id))
+        .await?;
+    audit_trail::record(
+        &request,
+        Entry::new(&actor, ACTION_READ)
+            .target(found.id.clone())
+            .pseudonym(pseudonym)
+            .records(1),
+    );
+    Ok(HttpResponse::Ok().json(body_of(&found)))
+}
+
+/// Records that the requester's identity was verified (`received` → `verified`).
+#[utoipa::path(post, path = "/v1/requests/{id}/verify", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "Verified", body = RequestBody),
+        (status = 409, description = "Not in `received`", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn verify(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let request = state
+        .db
+        .run_write(move |conn| requests::verify(conn, &vault, &policy, &id, &actor))
+        .await?;
+    Ok(HttpResponse::Ok().json(body_of(&request)))
+}
+
+/// Extends the deadline once, with a reason (GDPR: three months from receipt; CCPA: 90 days).
+#[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Extended", body = RequestBody),
+        (status = 409, description = "Closed, or extended already", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+        (status = 422, description = "No reason, or too long", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn extend(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+    body: web::Json<ReasonRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    let reason = body.into_inner().reason;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let request = state
+        .db
+        .run_write(move |conn| requests::extend(conn, &vault, &policy, &id, &reason, &actor))
+        .await?;
+    Ok(HttpResponse::Ok().json(body_of(&request)))
+}
+
+/// Rejects an open request, with a reason.
+#[utoipa::path(post, path = "/v1/requests/{id}/reject", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Rejected", body = RequestBody),
+        (status = 409, description = "Closed already", body = super::problem::ProblemBody,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn reject(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+    body: web::Json<ReasonRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    let reason = body.into_inner().reason;
+    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let request = state
+        .db
+        .run_write(move |conn| requests::reject(conn, &vault, &policy, &id, &reason, &actor))
+        .await?;
+    Ok(HttpResponse::Ok().json(body_of(&request)))
+}
+
+/// The answer to executing a request.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExecutedBody {
+    /// The request, completed.
+    #[serde(flatten)]
+    pub request: RequestBody,
+    /// Erasure: the signed receipt (verifiable with `GET /v1/consents/receipt-key`). Given
+    /// once: it names the subject_id, so it is not kept.
+    pub erasure_receipt: Option<String>,
+}
+
+/// Executes a verified request: access and portability make the export available at
+/// `result.export.url`; erasure, restriction, objection and rectification are carried out.
+#[utoipa::path(post, path = "/v1/requests/{id}/execute", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "Completed", body = ExecutedBody),
+        (status = 409, description = "Not verified, closed, ambiguous, or the person is erased",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn execute(
+    state: web::Data<AppState>,
+    actor: Actor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    let for_work = state.clone();
+    let executed = state
+        .db
+        .run_write(move |conn| {
+            requests::execute(
+                conn,
+                &for_work.vault,
+                &for_work.policy,
+                &for_work.receipts,
+                &id,
+                &actor,
+            )
+        })
+        .await?;
+    if let Some(pk) = &executed.erased_subject_pk {
+        state.vault.forget_data_key(pk);
+        state.db.truncate_wal().await;
+    }
+    Ok(HttpResponse::Ok().json(ExecutedBody {
+        request: body_of(&executed.request),
+        erasure_receipt: executed.erasure_receipt,
+    }))
+}
+
+/// The export of a completed access (JSON) or portability (zip of CSV files) request; `format`
+/// overrides. Audited as `subjects.export` with the request as target.
+#[utoipa::path(get, path = "/v1/requests/{id}/export", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id"), ExportQuery),
+    responses(
+        (status = 200, description = "The export", content_type = "application/json"),
+        (status = 404, description = "No such request, or it found nobody",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Not a completed access or portability request",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    let explicit = query.format.as_deref().map(Some).map(parse_format);
+    let vault = state.vault.clone();
+    let (found, subject) = state
+        .db
+        .run(move |conn| requests::export_target(conn, &vault, &id))
+        .await?;
+    let format = match explicit {
+        Some(format) => format?,
+        None if found.kind == Kind::Portability => Format::CsvZip,
+        None => Format::Json,
+    };
+    let no_data = || {
+        ApiError::not_found(
+            "subject_not_found",
+            "the request found no data about the person",
+        )
+    };
+    let subject = subject.ok_or_else(no_data)?;
+    let (summary, response) = start_export(&state, subject, format)
+        .await?
+        .ok_or_else(no_data)?;
+    audit_trail::record(
+        &request,
+        export_entry(&actor, &summary).target(found.id.clone()),
+    );
+    Ok(response)
+}

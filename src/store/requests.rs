@@ -1,0 +1,173 @@
+//! Data-subject requests.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::subject_requests;
+use super::{DbConnection, StoreError};
+
+/// One request as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = subject_requests, treat_none_as_null = true)]
+pub struct RequestRow {
+    /// Its id (a UUID).
+    pub id: String,
+    /// `access`, `portability`, `erasure`, `restriction`, `objection`, `rectification`.
+    pub kind: String,
+    /// `gdpr` or `ccpa`.
+    pub regulation: String,
+    /// `received`, `verified`, `in_progress`, `completed`, `rejected`.
+    pub status: String,
+    /// `subject_id` or `email`: what the request named the person by.
+    pub identity_kind: String,
+    /// The blind index of that identifier; cleared at erasure.
+    pub identity_index: Option<String>,
+    /// The identifier, sealed under the requests key; cleared at erasure.
+    pub identity_ct: Option<String>,
+    /// The person's audit pseudonym, once the request has been matched to a subject.
+    pub pseudonym: Option<String>,
+    /// JSON array of purposes (objections).
+    pub purposes: String,
+    /// Sealed JSON of the values to rectify; cleared at erasure.
+    pub changes_ct: Option<String>,
+    /// When the request was received.
+    pub received_at: NaiveDateTime,
+    /// When it must be answered.
+    pub due_at: NaiveDateTime,
+    /// When the deadline was extended.
+    pub extended_at: Option<NaiveDateTime>,
+    /// Why, sealed.
+    pub extension_reason_ct: Option<String>,
+    /// When the requester's identity was verified.
+    pub verified_at: Option<NaiveDateTime>,
+    /// When it was completed.
+    pub completed_at: Option<NaiveDateTime>,
+    /// When it was rejected.
+    pub rejected_at: Option<NaiveDateTime>,
+    /// Why, sealed.
+    pub rejection_reason_ct: Option<String>,
+    /// JSON of what execution did (counts and ids, no personal data).
+    pub result: Option<String>,
+    /// The API key that filed it.
+    pub created_by: Option<String>,
+    /// When it last changed.
+    pub updated_at: NaiveDateTime,
+}
+
+/// Stores a new request.
+pub fn insert(conn: &mut DbConnection, row: &RequestRow) -> Result<(), StoreError> {
+    diesel::insert_into(subject_requests::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The request with this id; with `lock`, its row stays locked until the transaction ends
+/// (PostgreSQL `FOR UPDATE`; SQLite's writer already holds the database).
+pub fn find(
+    conn: &mut DbConnection,
+    id: &str,
+    lock: bool,
+) -> Result<Option<RequestRow>, StoreError> {
+    let query = subject_requests::table.find(id);
+    Ok(match conn {
+        DbConnection::Postgresql(pg) if lock => query
+            .select(RequestRow::as_select())
+            .for_update()
+            .first(pg)
+            .optional()?,
+        _ => query
+            .select(RequestRow::as_select())
+            .first(conn)
+            .optional()?,
+    })
+}
+
+/// Saves every column of a changed request.
+pub fn save(conn: &mut DbConnection, row: &RequestRow) -> Result<(), StoreError> {
+    diesel::update(subject_requests::table.find(&row.id))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Which requests to list.
+#[derive(Debug, Default, Clone)]
+pub struct RequestFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// `Some(true)`: only open requests past their deadline at `now`; `Some(false)`: only those
+    /// that are not.
+    pub overdue: Option<bool>,
+}
+
+/// A page of requests, by deadline then id, after `(due_at, id)`.
+pub fn page(
+    conn: &mut DbConnection,
+    filter: &RequestFilter,
+    now: NaiveDateTime,
+    after: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<RequestRow>, StoreError> {
+    const OPEN: [&str; 3] = ["received", "verified", "in_progress"];
+    let mut query = subject_requests::table
+        .select(RequestRow::as_select())
+        .order((subject_requests::due_at.asc(), subject_requests::id.asc()))
+        .limit(limit)
+        .into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(subject_requests::status.eq(status.clone()));
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.filter(subject_requests::kind.eq(kind.clone()));
+    }
+    match filter.overdue {
+        Some(true) => {
+            query = query
+                .filter(subject_requests::status.eq_any(OPEN))
+                .filter(subject_requests::due_at.lt(now));
+        }
+        Some(false) => {
+            query = query.filter(
+                subject_requests::status
+                    .ne_all(OPEN)
+                    .or(subject_requests::due_at.ge(now)),
+            );
+        }
+        None => {}
+    }
+    if let Some((due_at, id)) = after {
+        query = query.filter(
+            subject_requests::due_at
+                .gt(due_at)
+                .or(subject_requests::due_at
+                    .eq(due_at)
+                    .and(subject_requests::id.gt(id))),
+        );
+    }
+    Ok(query.load(conn)?)
+}
+
+/// Clears what requests hold about a person being erased (identifier, its blind index, values
+/// to rectify), keeping the audit pseudonym. Returns how many requests were cleared.
+pub fn forget_identity(
+    conn: &mut DbConnection,
+    identity_indexes: &[String],
+    pseudonym: &str,
+) -> Result<usize, StoreError> {
+    if identity_indexes.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::update(
+        subject_requests::table.filter(subject_requests::identity_index.eq_any(identity_indexes)),
+    )
+    .set((
+        subject_requests::identity_index.eq(None::<String>),
+        subject_requests::identity_ct.eq(None::<String>),
+        subject_requests::changes_ct.eq(None::<String>),
+        subject_requests::pseudonym.eq(pseudonym),
+    ))
+    .execute(conn)?)
+}

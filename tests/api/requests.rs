@@ -1,0 +1,688 @@
+//! Data-subject requests through the API: lifecycle, deadlines, execution of every type, and
+//! what an erasure leaves of the requests that named the person.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    assert_problem, contains_in_any_encoding, count_rows, database_dump, spawn_app, TestApp,
+};
+
+async fn person(app: &TestApp, token: &str, subject: &str, email: &str) {
+    let put = app
+        .request(
+            Method::PUT,
+            &format!("/v1/subjects/{subject}"),
+            Some(token),
+            Some(&json!({"identifiers": {"email": email}, "traits": {"full_name": "Dee Ess"}})),
+        )
+        .await;
+    assert!(put.status().is_success());
+    let stored = app
+        .post_json(
+            "/v1/interactions",
+            Some(token),
+            &json!({"id": format!("{subject}-1"), "subject_id": subject, "type": "support_chat",
+                    "channel": "chat", "occurred_at": "2026-11-01T10:00:00Z",
+                    "purposes": ["support"], "data": {"message": "please help"}}),
+        )
+        .await;
+    assert_eq!(stored.status(), StatusCode::CREATED);
+}
+
+async fn file(app: &TestApp, token: &str, body: Value) -> Value {
+    let response = app.post_json("/v1/requests", Some(token), &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+async fn step(app: &TestApp, token: &str, id: &str, action: &str, body: Option<Value>) -> Value {
+    let response = app
+        .post_json(
+            &format!("/v1/requests/{id}/{action}"),
+            Some(token),
+            &body.unwrap_or(json!({})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "{action}");
+    response.json().await.unwrap()
+}
+
+async fn audit(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
+    let body: Value = app
+        .get(&format!("/v1/audit?{query}"), Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["entries"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_access_request_goes_from_received_to_completed_with_every_step_audited() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    person(&app, &collector, "cust-dsr", "dee@example.org").await;
+
+    let created = file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "gdpr", "subject_id": "cust-dsr"}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["status"], "received");
+    assert_eq!(created["type"], "access");
+    assert_eq!(created["subject"], json!({"subject_id": "cust-dsr"}));
+    assert_eq!(created["overdue"], false);
+    let received: chrono::DateTime<chrono::Utc> =
+        created["received_at"].as_str().unwrap().parse().unwrap();
+    let due: chrono::DateTime<chrono::Utc> = created["due_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        due.naive_utc(),
+        received
+            .naive_utc()
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap()
+    );
+    assert!((28..=31).contains(&created["days_left"].as_i64().unwrap()));
+
+    // Not before the identity is verified; only a role with requests.manage.
+    assert_problem(
+        app.post_json(
+            &format!("/v1/requests/{id}/execute"),
+            Some(&compliance),
+            &json!({}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    )
+    .await;
+    assert_problem(
+        app.post_json(
+            &format!("/v1/requests/{id}/verify"),
+            Some(&collector),
+            &json!({}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    let verified = step(&app, &compliance, &id, "verify", None).await;
+    assert_eq!(verified["status"], "verified");
+    assert!(verified["verified_at"].is_string());
+    assert_problem(
+        app.post_json(
+            &format!("/v1/requests/{id}/verify"),
+            Some(&compliance),
+            &json!({}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    )
+    .await;
+    let done = step(&app, &compliance, &id, "execute", None).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["result"]["subject_found"], true);
+    assert_eq!(done["result"]["export"]["format"], "json");
+    let url = done["result"]["export"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("/v1/requests/{id}/export"));
+
+    let export = app.get(&url, Some(&compliance)).await;
+    assert_eq!(export.status(), StatusCode::OK);
+    let bundle: Value = export.json().await.unwrap();
+    assert_eq!(bundle["subject"]["subject_id"], "cust-dsr");
+    assert_eq!(bundle["interactions"][0]["data"]["message"], "please help");
+    let portable = app
+        .get(&format!("{url}?format=csv"), Some(&compliance))
+        .await;
+    assert_eq!(portable.headers()["content-type"], "application/zip");
+
+    // Closed: no more steps.
+    assert_problem(
+        app.post_json(
+            &format!("/v1/requests/{id}/reject"),
+            Some(&compliance),
+            &json!({"reason": "too late"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    )
+    .await;
+
+    // Every step is in the audit log, naming the person by pseudonym and the request as target.
+    let entries = audit(&app, &compliance, "subject_id=cust-dsr").await;
+    let for_request: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["target"] == id.as_str())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "requests.create",
+        "requests.verify",
+        "requests.execute",
+        "requests.complete",
+        "subjects.export",
+    ] {
+        assert!(for_request.contains(&action), "{action} in {for_request:?}");
+    }
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(!text.contains("cust-dsr") && !text.contains("dee@example.org"));
+
+    let shown: Value = app
+        .get(&format!("/v1/requests/{id}"), Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "completed");
+    let completed: Value = app
+        .get("/v1/requests?status=completed", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(completed["requests"][0]["id"], id.as_str());
+    let verify: Value = app
+        .get("/v1/audit/verify", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true);
+}
+
+#[tokio::test]
+async fn deadlines_follow_the_regulation_through_month_ends_and_leap_years() {
+    let app = spawn_app().await;
+    let compliance = app.token_for("compliance").await;
+    let cases = [
+        // regulation, received, due, extended
+        (
+            "gdpr",
+            "2024-01-31T09:15:00Z",
+            "2024-02-29T09:15:00Z",
+            "2024-04-30T09:15:00Z",
+        ),
+        (
+            "gdpr",
+            "2023-01-31T09:15:00Z",
+            "2023-02-28T09:15:00Z",
+            "2023-04-30T09:15:00Z",
+        ),
+        (
+            "gdpr",
+            "2023-11-30T23:59:00Z",
+            "2023-12-30T23:59:00Z",
+            "2024-02-29T23:59:00Z",
+        ),
+        (
+            "ccpa",
+            "2023-12-31T10:00:00Z",
+            "2024-02-14T10:00:00Z",
+            "2024-03-30T10:00:00Z",
+        ),
+        (
+            "ccpa",
+            "2024-01-20T10:00:00Z",
+            "2024-03-05T10:00:00Z",
+            "2024-04-19T10:00:00Z",
+        ),
+    ];
+    let mut overdue_ids = Vec::new();
+    for (regulation, received, due, extended) in cases {
+        let created = file(
+            &app,
+            &compliance,
+            json!({"type": "erasure", "regulation": regulation, "subject_id": "cust-late",
+                   "received_at": received}),
+        )
+        .await;
+        assert_eq!(created["due_at"], due, "{regulation} {received}");
+        assert_eq!(created["overdue"], true);
+        assert!(created["days_left"].as_i64().unwrap() < -200);
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_problem(
+            app.post_json(
+                &format!("/v1/requests/{id}/extend"),
+                Some(&compliance),
+                &json!({"reason": "  "}),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_reason",
+        )
+        .await;
+        let longer = step(
+            &app,
+            &compliance,
+            &id,
+            "extend",
+            Some(json!({"reason": "complex request, many systems"})),
+        )
+        .await;
+        assert_eq!(longer["due_at"], extended, "{regulation} {received}");
+        assert_eq!(
+            longer["extended"]["reason"],
+            "complex request, many systems"
+        );
+        assert_problem(
+            app.post_json(
+                &format!("/v1/requests/{id}/extend"),
+                Some(&compliance),
+                &json!({"reason": "again"}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "already_extended",
+        )
+        .await;
+        overdue_ids.push(id);
+    }
+    let fresh = file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "ccpa", "email": "new@example.org"}),
+    )
+    .await;
+    assert_eq!(fresh["overdue"], false);
+    assert!((44..=45).contains(&fresh["days_left"].as_i64().unwrap()));
+
+    let overdue: Value = app
+        .get("/v1/requests?overdue=true", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = overdue["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let mut expected = overdue_ids.clone();
+    // Soonest deadline first.
+    expected.sort_by_key(|id| {
+        cases[overdue_ids.iter().position(|x| x == id).unwrap()]
+            .3
+            .to_owned()
+    });
+    assert_eq!(listed, expected);
+    let on_time: Value = app
+        .get("/v1/requests?overdue=false", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(on_time["requests"][0]["id"], fresh["id"]);
+    assert_eq!(on_time["requests"].as_array().unwrap().len(), 1);
+
+    // Paging: two at a time, in the same order, without repeats.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/requests?limit=2&cursor={c}"),
+            None => "/v1/requests?limit=2".into(),
+        };
+        let page: Value = app
+            .get(&path, Some(&compliance))
+            .await
+            .json()
+            .await
+            .unwrap();
+        for r in page["requests"].as_array().unwrap() {
+            paged.push(r["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut all = expected.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    all.push(fresh["id"].as_str().unwrap().to_owned());
+    assert_eq!(paged, all);
+}
+
+#[tokio::test]
+async fn an_erasure_request_erases_the_person_and_what_every_request_held_about_them() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    person(&app, &collector, "cust-gone", "gone@example.org").await;
+    person(&app, &collector, "cust-stays", "stays@example.org").await;
+    let access = file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "gdpr", "email": "gone@example.org"}),
+    )
+    .await;
+    let rectify = file(
+        &app,
+        &compliance,
+        json!({"type": "rectification", "regulation": "gdpr", "subject_id": "cust-gone",
+               "changes": {"traits": {"full_name": "Corrected Name"}}}),
+    )
+    .await;
+    let other = file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "gdpr", "subject_id": "cust-stays"}),
+    )
+    .await;
+    let erasure = file(
+        &app,
+        &compliance,
+        json!({"type": "erasure", "regulation": "ccpa", "subject_id": "cust-gone"}),
+    )
+    .await;
+    let id = erasure["id"].as_str().unwrap();
+    step(&app, &compliance, id, "verify", None).await;
+    let done = step(&app, &compliance, id, "execute", None).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["subject"], Value::Null);
+    assert_eq!(done["result"]["erased"]["interactions"], 1);
+    assert_eq!(done["result"]["erased"]["request_identities"], 3);
+    assert!(done["erasure_receipt"].as_str().unwrap().split('.').count() == 3);
+
+    assert_problem(
+        app.get("/v1/subjects/cust-gone/export", Some(&compliance))
+            .await,
+        StatusCode::NOT_FOUND,
+        "subject_not_found",
+    )
+    .await;
+    for request in [&access, &rectify] {
+        let shown: Value = app
+            .get(
+                &format!("/v1/requests/{}", request["id"].as_str().unwrap()),
+                Some(&compliance),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["subject"], Value::Null);
+        assert_eq!(shown["changes"], Value::Null);
+        assert_eq!(shown["status"], "received");
+    }
+    let kept: Value = app
+        .get(
+            &format!("/v1/requests/{}", other["id"].as_str().unwrap()),
+            Some(&compliance),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["subject"], json!({"subject_id": "cust-stays"}));
+
+    // Executing a request for the erased person says so.
+    let access_id = access["id"].as_str().unwrap();
+    step(&app, &compliance, access_id, "verify", None).await;
+    assert_problem(
+        app.post_json(
+            &format!("/v1/requests/{access_id}/execute"),
+            Some(&compliance),
+            &json!({}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "subject_erased",
+    )
+    .await;
+
+    let dump = database_dump(&app).await;
+    for gone in ["gone@example.org", "Corrected Name", "please help"] {
+        assert!(
+            !contains_in_any_encoding(&dump, gone),
+            "{gone} still stored"
+        );
+    }
+    let verify: Value = app
+        .get("/v1/audit/verify", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true);
+}
+
+#[tokio::test]
+async fn restriction_objection_and_rectification_requests_take_effect() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    person(&app, &collector, "cust-r", "r@example.org").await;
+    let run = |body: Value| {
+        let (app, compliance) = (&app, &compliance);
+        async move {
+            let created = file(app, compliance, body).await;
+            let id = created["id"].as_str().unwrap().to_owned();
+            step(app, compliance, &id, "verify", None).await;
+            step(app, compliance, &id, "execute", None).await
+        }
+    };
+    let restricted = run(json!({"type": "restriction", "regulation": "gdpr",
+                                "subject_id": "cust-r"}))
+    .await;
+    assert_eq!(restricted["result"]["changed"], true);
+    let objected = run(json!({"type": "objection", "regulation": "gdpr",
+                              "email": "r@example.org", "purposes": ["analytics", "marketing"]}))
+    .await;
+    assert_eq!(
+        objected["result"]["objected"],
+        json!(["analytics", "marketing"])
+    );
+    let state: Value = app
+        .get("/v1/subjects/cust-r/consents", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["restricted"], true);
+    let objections: Vec<&str> = state["objections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(objections, ["analytics", "marketing"]);
+
+    let rectified = run(json!({"type": "rectification", "regulation": "gdpr",
+                               "subject_id": "cust-r",
+                               "changes": {"identifiers": {"email": "r.new@example.org"},
+                                           "traits": {"full_name": "Arr Corrected"}}}))
+    .await;
+    assert_eq!(
+        rectified["result"]["rectified"],
+        json!({"identifiers": ["email"], "traits": ["full_name"]})
+    );
+    let export: Value = app
+        .get("/v1/subjects/cust-r/export", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        export["subject"]["identifiers"]["email"],
+        "r.new@example.org"
+    );
+    assert_eq!(export["subject"]["traits"]["full_name"], "Arr Corrected");
+
+    // A person nobody holds data about: the request completes, saying so.
+    let nobody = run(json!({"type": "access", "regulation": "gdpr",
+                            "email": "stranger@example.org"}))
+    .await;
+    assert_eq!(nobody["result"], json!({"subject_found": false}));
+    assert_problem(
+        app.get(
+            &format!("/v1/requests/{}/export", nobody["id"].as_str().unwrap()),
+            Some(&compliance),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "subject_not_found",
+    )
+    .await;
+
+    // An address two subjects share cannot be executed by e-mail.
+    person(&app, &collector, "cust-twin-1", "twin@example.org").await;
+    person(&app, &collector, "cust-twin-2", "twin@example.org").await;
+    let twin = file(
+        &app,
+        &compliance,
+        json!({"type": "erasure", "regulation": "gdpr", "email": "twin@example.org"}),
+    )
+    .await;
+    let twin_id = twin["id"].as_str().unwrap();
+    step(&app, &compliance, twin_id, "verify", None).await;
+    assert_problem(
+        app.post_json(
+            &format!("/v1/requests/{twin_id}/execute"),
+            Some(&compliance),
+            &json!({}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "ambiguous_subject",
+    )
+    .await;
+    let rejected = step(
+        &app,
+        &compliance,
+        twin_id,
+        "reject",
+        Some(json!({"reason": "refile by subject_id"})),
+    )
+    .await;
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["rejected"]["reason"], "refile by subject_id");
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_precisely_and_store_nothing() {
+    let app = spawn_app().await;
+    let compliance = app.token_for("compliance").await;
+    let collector = app.token_for("collector").await;
+    let cases = [
+        (
+            json!({"type": "delete_everything", "regulation": "gdpr", "subject_id": "a"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_type",
+        ),
+        (
+            json!({"type": "access", "regulation": "lgpd", "subject_id": "a"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_regulation",
+        ),
+        (
+            json!({"type": "access", "regulation": "gdpr"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_subject",
+        ),
+        (
+            json!({"type": "access", "regulation": "gdpr", "subject_id": "a",
+                   "email": "a@example.org"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_subject",
+        ),
+        (
+            json!({"type": "access", "regulation": "gdpr", "email": "not-an-address"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_identifier",
+        ),
+        (
+            json!({"type": "objection", "regulation": "gdpr", "subject_id": "a"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_purposes",
+        ),
+        (
+            json!({"type": "objection", "regulation": "gdpr", "subject_id": "a",
+                   "purposes": ["astrology"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_purpose",
+        ),
+        (
+            json!({"type": "access", "regulation": "gdpr", "subject_id": "a",
+                   "purposes": ["analytics"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unexpected_purposes",
+        ),
+        (
+            json!({"type": "rectification", "regulation": "gdpr", "subject_id": "a",
+                   "changes": {"traits": {"shoe_size": "44"}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "undeclared_field",
+        ),
+        (
+            json!({"type": "rectification", "regulation": "gdpr", "subject_id": "a"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_changes",
+        ),
+        (
+            json!({"type": "access", "regulation": "gdpr", "subject_id": "a",
+                   "received_at": "2999-01-01T00:00:00Z"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_received_at",
+        ),
+        (
+            json!({"type": "access", "regulation": "gdpr", "subject_id": "a", "urgent": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+    ];
+    for (body, status, code) in cases {
+        assert_problem(
+            app.post_json("/v1/requests", Some(&compliance), &body)
+                .await,
+            status,
+            code,
+        )
+        .await;
+    }
+    assert_problem(
+        app.post_json(
+            "/v1/requests",
+            Some(&collector),
+            &json!({"type": "access", "regulation": "gdpr", "subject_id": "a"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    assert_eq!(count_rows(&app, "subject_requests").await, 0);
+
+    for path in [
+        "/v1/requests/not-a-uuid",
+        "/v1/requests/0191d6a4-0000-7000-8000-000000000000",
+    ] {
+        assert_problem(
+            app.get(path, Some(&compliance)).await,
+            StatusCode::NOT_FOUND,
+            "request_not_found",
+        )
+        .await;
+    }
+    for query in [
+        "status=done",
+        "type=everything",
+        "limit=0",
+        "limit=201",
+        "cursor=xyz",
+    ] {
+        assert_problem(
+            app.get(&format!("/v1/requests?{query}"), Some(&compliance))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        )
+        .await;
+    }
+}
