@@ -458,11 +458,24 @@ pub async fn execute(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.into_inner())?;
+    // Two transactions, so that `in_progress` stays visible if the action fails.
+    let (vault, policy, started_id, started_actor) = (
+        state.vault.clone(),
+        state.policy.clone(),
+        id.clone(),
+        actor.clone(),
+    );
+    state
+        .db
+        .run_write(move |conn| {
+            requests::start_execution(conn, &vault, &policy, &started_id, &started_actor)
+        })
+        .await?;
     let for_work = state.clone();
     let executed = state
         .db
         .run_write(move |conn| {
-            requests::execute(
+            requests::finish_execution(
                 conn,
                 &for_work.vault,
                 &for_work.policy,

@@ -776,8 +776,9 @@ pub struct Executed {
     pub erased_subject_pk: Option<String>,
 }
 
-/// Executes a verified request: marks it `in_progress`, runs the action, and completes it with
-/// what was done. A failure leaves it `in_progress`, to be executed again.
+/// Executes a verified request: [`start_execution`], then [`finish_execution`]. Callers that
+/// want the `in_progress` state to survive a failed execution run the two in separate
+/// transactions (the HTTP API does).
 pub fn execute(
     conn: &mut DbConnection,
     vault: &Vault,
@@ -786,6 +787,19 @@ pub fn execute(
     id: &str,
     actor: &Actor,
 ) -> Result<Executed, RequestError> {
+    start_execution(conn, vault, policy, id, actor)?;
+    finish_execution(conn, vault, policy, signer, id, actor)
+}
+
+/// Marks a verified request `in_progress` (execution started), audited. A request already in
+/// progress (an execution that failed) may start again.
+pub fn start_execution(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    id: &str,
+    actor: &Actor,
+) -> Result<Request, RequestError> {
     step(
         conn,
         vault,
@@ -806,7 +820,19 @@ pub fn execute(
             row.status = Status::InProgress.as_str().into();
             Ok(())
         },
-    )?;
+    )
+}
+
+/// Runs the action of a request in progress and completes it with what was done, in one
+/// transaction with the action's own audit entries. A failure leaves it `in_progress`.
+pub fn finish_execution(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    signer: &JwsSigner,
+    id: &str,
+    actor: &Actor,
+) -> Result<Executed, RequestError> {
     write_transaction(conn, |conn| {
         let row = request_store::find(conn, id, true)?.ok_or(RequestError::NotFound)?;
         let status = parse_status(&row.status)?;

@@ -553,6 +553,14 @@ async fn restriction_objection_and_rectification_requests_take_effect() {
         "ambiguous_subject",
     )
     .await;
+    // Execution started and failed: the request shows it is in progress.
+    let stuck: Value = app
+        .get(&format!("/v1/requests/{twin_id}"), Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stuck["status"], "in_progress");
     let rejected = step(
         &app,
         &compliance,
