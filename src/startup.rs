@@ -134,6 +134,16 @@ impl Application {
             }
             app.service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])))
         })
+        // Streamed responses (exports) end with a small final write; with Nagle's algorithm it
+        // would wait for the client's delayed ACK (~40 ms). Every answer here is complete when
+        // written, so send at once.
+        .on_connect(|connection, _| {
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %error, "could not set TCP_NODELAY");
+                }
+            }
+        })
         .listen(listener)?
         .run();
         Ok(Application { port, server })

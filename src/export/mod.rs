@@ -20,7 +20,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use crate::consent::{self, Recorded, CONSENT_CATEGORY};
 use crate::crypto::{DecryptError, FieldContext};
 use crate::interactions::{decrypt_client_id, decrypt_field, stored_purposes};
-use crate::policy::Policy;
+use crate::policy::{ConsentStatement, Policy, PurposeId, SubjectState};
 use crate::store::audit::AuditRow;
 use crate::store::consents as consent_store;
 use crate::store::export as export_store;
@@ -219,16 +219,35 @@ fn read_head(
 
     let pks = [row.id.as_str()];
     let (interactions, consents) = export_store::counts(conn, &row.id)?;
-    let current: Vec<(String, String, NaiveDateTime)> = consent_store::current_for(conn, &pks)?
-        .into_iter()
-        .map(|current| (current.purpose, current.status, current.since))
-        .collect();
+    let current_rows = consent_store::current_for(conn, &pks)?;
     let objections: Vec<(String, NaiveDateTime)> = consent_store::objections_for(conn, &pks)?
         .into_iter()
         .map(|(_, purpose, since)| (purpose, since))
         .collect();
     let restricted_since = export_store::restricted_since(conn, &row.id)?;
-    let state = subjects::processing_state(conn, &row.id)?;
+    // The engine's view of the person, from the rows just read (as `processing_state` would
+    // read them again).
+    let state = SubjectState {
+        consents: current_rows
+            .iter()
+            .filter_map(|current| {
+                Some(ConsentStatement {
+                    purpose: PurposeId::parse(&current.purpose).ok()?,
+                    granted: current.status == "granted",
+                    sequence: current.sequence,
+                })
+            })
+            .collect(),
+        objections: objections
+            .iter()
+            .filter_map(|(purpose, _)| PurposeId::parse(purpose).ok())
+            .collect(),
+        restricted: restricted_since.is_some(),
+    };
+    let current: Vec<(String, String, NaiveDateTime)> = current_rows
+        .into_iter()
+        .map(|current| (current.purpose, current.status, current.since))
+        .collect();
 
     // Every purpose the person's data is held or was asked for: tagged interactions, consent
     // statements, objections.
