@@ -15,6 +15,7 @@ pub mod policy;
 pub mod rejection;
 pub mod requests;
 pub mod retention;
+pub mod segments;
 pub mod startup;
 pub mod store;
 pub mod subjects;

@@ -2,7 +2,41 @@
 
 use std::io::Write;
 
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
+
+use super::Opened;
+
+/// The data of an interaction as a JSON object.
+struct DataMap<'a>(&'a [(String, Option<String>, crate::subjects::FieldValue)]);
+
+impl Serialize for DataMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, _, value) in self.0 {
+            map.serialize_entry(name, &value.to_json())?;
+        }
+        map.end()
+    }
+}
+
+/// One interaction as the export writes it, serialized straight from the decrypted row.
+impl Serialize for Opened {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut item = serializer.serialize_struct("Interaction", 8)?;
+        item.serialize_field("id", &self.id)?;
+        item.serialize_field("type", &self.row.interaction_type)?;
+        item.serialize_field("channel", &self.row.channel)?;
+        item.serialize_field("occurred_at", &rfc3339(self.row.occurred_at))?;
+        item.serialize_field("recorded_at", &rfc3339(self.row.recorded_at))?;
+        item.serialize_field("purposes", &self.purposes)?;
+        item.serialize_field("categories", &self.categories())?;
+        item.serialize_field("data", &DataMap(&self.data))?;
+        item.end()
+    }
+}
 
 use super::{
     for_each_access, for_each_interaction, for_each_statement, json_list, rfc3339, ExportError,
@@ -26,9 +60,9 @@ fn value<W: Write>(out: &mut W, value: &Value) -> Result<(), ExportError> {
 }
 
 /// Writes a JSON array whose items `items` produces, one at a time.
-fn array<W: Write>(
+fn array<W: Write, T: Serialize>(
     out: &mut W,
-    items: impl FnOnce(&mut dyn FnMut(Value) -> Result<(), ExportError>) -> Result<(), ExportError>,
+    items: impl FnOnce(&mut dyn FnMut(T) -> Result<(), ExportError>) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
     out.write_all(b"[")?;
     let mut first = true;
@@ -37,7 +71,8 @@ fn array<W: Write>(
             out.write_all(b",\n")?;
         }
         first = false;
-        value(out, &item)
+        serde_json::to_writer(&mut *out, &item).map_err(std::io::Error::from)?;
+        Ok(())
     })?;
     out.write_all(b"]")?;
     Ok(())
@@ -140,24 +175,7 @@ pub(super) fn write<W: Write>(
     })?;
     member(out, false, "interactions")?;
     array(out, |emit| {
-        for_each_interaction(conn, policy, &head.handle, |opened| {
-            let categories = opened.categories();
-            let data: serde_json::Map<String, Value> = opened
-                .data
-                .iter()
-                .map(|(name, _, value)| (name.clone(), value.to_json()))
-                .collect();
-            emit(json!({
-                "id": opened.id,
-                "type": opened.row.interaction_type,
-                "channel": opened.row.channel,
-                "occurred_at": rfc3339(opened.row.occurred_at),
-                "recorded_at": rfc3339(opened.row.recorded_at),
-                "purposes": opened.purposes,
-                "categories": categories,
-                "data": data,
-            }))
-        })
+        for_each_interaction(conn, policy, &head.handle, |opened| emit(opened))
     })?;
     member(out, false, "access_log")?;
     array(out, |emit| {

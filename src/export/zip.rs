@@ -52,7 +52,13 @@ struct Open {
     crc: crc32fast::Hasher,
     size: u64,
     encoder: DeflateEncoder<Vec<u8>>,
+    /// Bytes written but not yet compressed: callers write field by field, and the compressor
+    /// works far better on larger pieces.
+    pending: Vec<u8>,
 }
+
+/// Bytes gathered before they are compressed and handed on.
+const PENDING: usize = 32 * 1024;
 
 /// A zip archive being written.
 pub struct ZipStream<W: Write> {
@@ -105,14 +111,29 @@ impl<W: Write> ZipStream<W> {
             crc: crc32fast::Hasher::new(),
             size: 0,
             encoder: DeflateEncoder::new(Vec::new(), Compression::fast()),
+            pending: Vec::with_capacity(PENDING),
         });
         Ok(())
     }
 
+    /// Compresses what is pending and hands the compressed bytes on.
+    fn compress_pending(out: &mut Counting<W>, open: &mut Open) -> io::Result<()> {
+        if open.pending.is_empty() {
+            return Ok(());
+        }
+        open.encoder.write_all(&open.pending)?;
+        open.crc.update(&open.pending);
+        open.size += open.pending.len() as u64;
+        open.pending.clear();
+        let compressed = std::mem::take(open.encoder.get_mut());
+        out.write_all(&compressed)
+    }
+
     fn finish_file(&mut self) -> io::Result<()> {
-        let Some(open) = self.open.take() else {
+        let Some(mut open) = self.open.take() else {
             return Ok(());
         };
+        Self::compress_pending(&mut self.out, &mut open)?;
         let tail = open.encoder.finish()?;
         self.out.write_all(&tail)?;
         let crc = open.crc.finalize();
@@ -179,12 +200,10 @@ impl<W: Write> Write for ZipStream<W> {
             .open
             .as_mut()
             .ok_or_else(|| io::Error::other("no file started in the archive"))?;
-        open.encoder.write_all(buf)?;
-        open.crc.update(buf);
-        open.size += buf.len() as u64;
-        // Hand the compressed bytes on as they come, so that nothing piles up here.
-        let compressed = std::mem::take(open.encoder.get_mut());
-        self.out.write_all(&compressed)?;
+        open.pending.extend_from_slice(buf);
+        if open.pending.len() >= PENDING {
+            Self::compress_pending(&mut self.out, open)?;
+        }
         Ok(buf.len())
     }
 

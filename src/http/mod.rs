@@ -22,6 +22,7 @@ pub mod ops;
 pub mod policy;
 pub mod problem;
 pub mod requests;
+pub mod segments;
 pub mod state;
 pub mod subjects;
 
@@ -165,6 +166,19 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             GET "/v1/requests/{id}/export",
             Requires(&[Action::SubjectsExport]),
             requests::export
+        ),
+        endpoint!(
+            POST "/v1/segments/preview",
+            Requires(&[Action::SegmentsQuery]),
+            segments::preview
+        ),
+        endpoint!(POST "/v1/segments", Requires(&[Action::SegmentsQuery]), segments::create),
+        endpoint!(GET "/v1/segments", Requires(&[Action::SegmentsQuery]), segments::list),
+        endpoint!(GET "/v1/segments/{id}", Requires(&[Action::SegmentsQuery]), segments::show),
+        endpoint!(
+            GET "/v1/segments/{id}/members",
+            Requires(&[Action::SegmentsExport]),
+            segments::members
         ),
         endpoint!(GET "/v1/audit", Requires(&[Action::AuditRead]), audit::list),
         endpoint!(GET "/v1/audit/verify", Requires(&[Action::AuditRead]), audit::verify),

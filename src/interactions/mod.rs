@@ -81,7 +81,7 @@ pub struct Draft {
     data: Vec<(FieldName, FieldValue)>,
 }
 
-fn token(what: &str, raw: &str) -> Result<String, Rejection> {
+pub(crate) fn token(what: &str, raw: &str) -> Result<String, Rejection> {
     let mut chars = raw.chars();
     let valid = raw.len() <= 64
         && matches!(chars.next(), Some('a'..='z' | '0'..='9'))

@@ -15,6 +15,7 @@ pub mod legal_basis;
 pub mod requests;
 pub mod retention;
 pub mod schema;
+pub mod segments;
 pub mod subjects;
 mod writer;
 

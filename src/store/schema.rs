@@ -253,6 +253,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Saved segments: a filter evaluated for a purpose at read time.
+    segments (id) {
+        id -> Text,
+        name -> Text,
+        purpose -> Text,
+        filter -> Text,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Counts revealed per API key, for the differencing guard.
+    segment_answers (id) {
+        id -> Text,
+        key_id -> Text,
+        purpose -> Text,
+        filter_sha256 -> Text,
+        size -> BigInt,
+        sketch -> Text,
+        answered_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
@@ -280,4 +305,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     erasures,
     suppressions,
     subject_requests,
+    segments,
+    segment_answers,
 );

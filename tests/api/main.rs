@@ -21,4 +21,5 @@ mod policy;
 mod requests;
 mod retention;
 mod rotation;
+mod segments;
 mod subjects;

@@ -1,0 +1,2 @@
+DROP TABLE segment_answers;
+DROP TABLE segments;

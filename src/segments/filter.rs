@@ -1,0 +1,376 @@
+//! Segment filters (SPEC §6): a small tree parsed into a typed AST with precise errors, each
+//! naming where in the tree it is (`filter.all[1].trait`).
+//!
+//! ```json
+//! {"all": [{"trait": "country", "in": ["DE", "AT"]},
+//!          {"not": {"interactions": {"type": "purchase", "within_days": 30, "at_least": 2}}}]}
+//! ```
+//! `all` and `any` take 1 to [`MAX_CHILDREN`] filters; `not` one; `trait` names a declared
+//! **segmentable** field and `in` 1 to [`MAX_VALUES`] values; `interactions` counts the person's
+//! interactions usable for the purpose, optionally of one `type` and `channel`, that occurred in
+//! the last `within_days` days, and asks for `at_least` of them (default 1).
+
+use serde_json::{Map, Value};
+
+use crate::policy::{FieldName, Policy};
+use crate::rejection::Rejection;
+use crate::subjects::FieldValue;
+
+/// The deepest nesting accepted.
+pub const MAX_DEPTH: usize = 8;
+/// The most nodes in one filter.
+pub const MAX_NODES: usize = 64;
+/// The most children of `all` / `any`.
+pub const MAX_CHILDREN: usize = 32;
+/// The most values in one `in`.
+pub const MAX_VALUES: usize = 100;
+/// The longest look-back of an interaction condition.
+pub const MAX_WITHIN_DAYS: u32 = 3_650;
+/// The largest `at_least`.
+pub const MAX_AT_LEAST: u32 = 10_000;
+
+/// A parsed filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Every child holds.
+    All(Vec<Filter>),
+    /// At least one child holds.
+    Any(Vec<Filter>),
+    /// The child does not hold.
+    Not(Box<Filter>),
+    /// A segmentable trait has one of these values (in their filterable form).
+    Trait {
+        /// The field.
+        field: FieldName,
+        /// Accepted values.
+        values: Vec<String>,
+    },
+    /// Enough interactions usable for the purpose.
+    Interactions(InteractionCondition),
+}
+
+/// The leaf `{"interactions": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionCondition {
+    /// Only interactions of this type.
+    pub kind: Option<String>,
+    /// Only through this channel.
+    pub channel: Option<String>,
+    /// Only those that occurred in the last this many days.
+    pub within_days: Option<u32>,
+    /// How many are needed (at least 1).
+    pub at_least: u32,
+}
+
+fn invalid(path: &str, message: impl std::fmt::Display) -> Rejection {
+    Rejection::invalid("invalid_filter", format!("{path}: {message}"))
+}
+
+struct Parser<'a> {
+    policy: &'a Policy,
+    nodes: usize,
+}
+
+impl Filter {
+    /// Parses and validates a filter against the policy.
+    pub fn parse(policy: &Policy, value: &Value) -> Result<Filter, Rejection> {
+        Parser { policy, nodes: 0 }.node(value, "filter", 1)
+    }
+
+    /// A canonical encoding: equal for filters that are the same tree (used to recognise a
+    /// repeated query).
+    pub fn canonical(&self) -> String {
+        self.to_json().to_string()
+    }
+
+    /// The filter as JSON, in the request's shape.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Filter::All(children) => {
+                serde_json::json!({"all": children.iter().map(Filter::to_json).collect::<Vec<_>>()})
+            }
+            Filter::Any(children) => {
+                serde_json::json!({"any": children.iter().map(Filter::to_json).collect::<Vec<_>>()})
+            }
+            Filter::Not(child) => serde_json::json!({"not": child.to_json()}),
+            Filter::Trait { field, values } => {
+                serde_json::json!({"trait": field.as_str(), "in": values})
+            }
+            Filter::Interactions(condition) => {
+                let mut leaf = Map::new();
+                if let Some(kind) = &condition.kind {
+                    leaf.insert("type".into(), kind.clone().into());
+                }
+                if let Some(channel) = &condition.channel {
+                    leaf.insert("channel".into(), channel.clone().into());
+                }
+                if let Some(days) = condition.within_days {
+                    leaf.insert("within_days".into(), days.into());
+                }
+                leaf.insert("at_least".into(), condition.at_least.into());
+                serde_json::json!({ "interactions": leaf })
+            }
+        }
+    }
+}
+
+impl Parser<'_> {
+    fn node(&mut self, value: &Value, path: &str, depth: usize) -> Result<Filter, Rejection> {
+        if depth > MAX_DEPTH {
+            return Err(Rejection::invalid(
+                "filter_too_deep",
+                format!("{path}: filters nest at most {MAX_DEPTH} levels"),
+            ));
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(Rejection::invalid(
+                "filter_too_large",
+                format!("a filter has at most {MAX_NODES} nodes"),
+            ));
+        }
+        let object = value
+            .as_object()
+            .ok_or_else(|| invalid(path, "expected an object"))?;
+        if object.contains_key("trait") {
+            return self.trait_leaf(object, path);
+        }
+        let (key, inner) = match object.iter().next() {
+            Some(entry) if object.len() == 1 => entry,
+            _ => return Err(invalid(
+                path,
+                "expected exactly one of `all`, `any`, `not`, `trait` (with `in`), `interactions`",
+            )),
+        };
+        let path = format!("{path}.{key}");
+        match key.as_str() {
+            "all" | "any" => {
+                let children = inner
+                    .as_array()
+                    .ok_or_else(|| invalid(&path, "expected an array of filters"))?;
+                if children.is_empty() || children.len() > MAX_CHILDREN {
+                    return Err(invalid(
+                        &path,
+                        format!("expected 1 to {MAX_CHILDREN} filters"),
+                    ));
+                }
+                let parsed = children
+                    .iter()
+                    .enumerate()
+                    .map(|(index, child)| self.node(child, &format!("{path}[{index}]"), depth + 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(if key == "all" {
+                    Filter::All(parsed)
+                } else {
+                    Filter::Any(parsed)
+                })
+            }
+            "not" => Ok(Filter::Not(Box::new(self.node(inner, &path, depth + 1)?))),
+            "interactions" => interactions_leaf(inner, &path),
+            other => Err(invalid(
+                &path,
+                format!(
+                    "unknown filter `{}`: use `all`, `any`, `not`, `trait`, `interactions`",
+                    other.escape_debug()
+                ),
+            )),
+        }
+    }
+
+    fn trait_leaf(&self, object: &Map<String, Value>, path: &str) -> Result<Filter, Rejection> {
+        if let Some(extra) = object
+            .keys()
+            .find(|key| !["trait", "in"].contains(&key.as_str()))
+        {
+            return Err(invalid(
+                path,
+                format!(
+                    "unexpected `{}` beside `trait`: a trait filter is {{\"trait\", \"in\"}}",
+                    extra.escape_debug()
+                ),
+            ));
+        }
+        let name = object["trait"]
+            .as_str()
+            .ok_or_else(|| invalid(&format!("{path}.trait"), "expected a field name"))?;
+        let field = self.policy.field(name).ok_or_else(|| {
+            Rejection::invalid(
+                "undeclared_field",
+                format!(
+                    "{path}.trait: field `{}` is not declared in the policy",
+                    name.escape_debug()
+                ),
+            )
+        })?;
+        if !field.segmentable {
+            return Err(Rejection::invalid(
+                "non_segmentable_trait",
+                format!(
+                    "{path}.trait: `{name}` is not segmentable: it is stored encrypted and cannot be filtered on"
+                ),
+            ));
+        }
+        let values = object
+            .get("in")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid(&format!("{path}.in"), "expected an array of values"))?;
+        if values.is_empty() || values.len() > MAX_VALUES {
+            return Err(invalid(
+                &format!("{path}.in"),
+                format!("expected 1 to {MAX_VALUES} values"),
+            ));
+        }
+        let mut filterable = values
+            .iter()
+            .enumerate()
+            .map(|(index, value)| {
+                FieldValue::parse(name, value)
+                    .map(|value| value.to_filterable())
+                    .map_err(|message| invalid(&format!("{path}.in[{index}]"), message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        filterable.sort();
+        filterable.dedup();
+        Ok(Filter::Trait {
+            field: field.name.clone(),
+            values: filterable,
+        })
+    }
+}
+
+fn interactions_leaf(value: &Value, path: &str) -> Result<Filter, Rejection> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| invalid(path, "expected an object"))?;
+    let mut condition = InteractionCondition {
+        kind: None,
+        channel: None,
+        within_days: None,
+        at_least: 1,
+    };
+    for (key, value) in object {
+        let at = format!("{path}.{key}");
+        match key.as_str() {
+            "type" | "channel" => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| invalid(&at, "expected a string"))?;
+                let token = crate::interactions::token(key, text).map_err(|_| {
+                    invalid(&at, "1 to 64 lowercase letters, digits, `_`, `.` or `-`")
+                })?;
+                if key == "type" {
+                    condition.kind = Some(token);
+                } else {
+                    condition.channel = Some(token);
+                }
+            }
+            "within_days" => {
+                condition.within_days = Some(bounded(value, &at, 1, MAX_WITHIN_DAYS)?);
+            }
+            "at_least" => condition.at_least = bounded(value, &at, 1, MAX_AT_LEAST)?,
+            other => {
+                return Err(invalid(
+                    &at,
+                    format!(
+                        "unknown key `{}`: use `type`, `channel`, `within_days`, `at_least`",
+                        other.escape_debug()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(Filter::Interactions(condition))
+}
+
+fn bounded(value: &Value, path: &str, min: u32, max: u32) -> Result<u32, Rejection> {
+    value
+        .as_u64()
+        .filter(|n| (u64::from(min)..=u64::from(max)).contains(n))
+        .map(|n| n as u32)
+        .ok_or_else(|| invalid(path, format!("expected a whole number from {min} to {max}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy() -> Policy {
+        crate::policy::load_dir(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policies"
+        )))
+        .unwrap()
+    }
+
+    fn error(value: Value) -> (String, String) {
+        let rejection = Filter::parse(&policy(), &value).unwrap_err();
+        (rejection.code.to_owned(), rejection.detail)
+    }
+
+    #[test]
+    fn a_tree_parses_into_its_ast() {
+        let filter = Filter::parse(
+            &policy(),
+            &json!({"all": [{"trait": "country", "in": ["DE", "AT", "DE"]},
+                            {"not": {"interactions": {"type": "purchase", "within_days": 30,
+                                                      "at_least": 2}}}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            filter.to_json(),
+            json!({"all": [{"trait": "country", "in": ["AT", "DE"]},
+                           {"not": {"interactions": {"type": "purchase", "within_days": 30,
+                                                     "at_least": 2}}}]})
+        );
+    }
+
+    #[test]
+    fn errors_name_the_place_and_the_problem() {
+        assert_eq!(
+            error(json!({"all": [{"trait": "full_name", "in": ["x"]}]})),
+            (
+                "non_segmentable_trait".into(),
+                "filter.all[0].trait: `full_name` is not segmentable: it is stored encrypted and cannot be filtered on".into()
+            )
+        );
+        assert_eq!(
+            error(json!({"any": [{"trait": "shoe_size", "in": ["44"]}]})).0,
+            "undeclared_field"
+        );
+        assert_eq!(
+            error(json!({"any": []})),
+            (
+                "invalid_filter".into(),
+                format!("filter.any: expected 1 to {MAX_CHILDREN} filters")
+            )
+        );
+        assert_eq!(
+            error(json!({"all": [{"interactions": {"at_least": 0}}]})).1,
+            format!("filter.all[0].interactions.at_least: expected a whole number from 1 to {MAX_AT_LEAST}")
+        );
+        assert_eq!(
+            error(json!({"all": [{"xor": []}]})).1,
+            "filter.all[0].xor: unknown filter `xor`: use `all`, `any`, `not`, `trait`, `interactions`"
+        );
+        assert_eq!(error(json!({"all": [], "any": []})).0, "invalid_filter");
+        assert_eq!(
+            error(json!({"trait": "country", "in": []})).0,
+            "invalid_filter"
+        );
+        assert_eq!(error(json!([1])).0, "invalid_filter");
+    }
+
+    #[test]
+    fn depth_and_size_are_bounded() {
+        let mut deep = json!({"trait": "country", "in": ["DE"]});
+        for _ in 0..MAX_DEPTH {
+            deep = json!({ "not": deep });
+        }
+        assert_eq!(error(deep).0, "filter_too_deep");
+        let wide: Vec<Value> = (0..MAX_CHILDREN)
+            .map(|_| json!({"any": [{"trait": "country", "in": ["DE"]}, {"trait": "country", "in": ["AT"]}]}))
+            .collect();
+        assert_eq!(error(json!({ "all": wide })).0, "filter_too_large");
+    }
+}

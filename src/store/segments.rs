@@ -1,0 +1,258 @@
+//! Segments: filters compiled to SQL with the legal basis pushed down (SPEC §6, §3 rules 2, 3,
+//! 6), saved segments, and the answers the differencing guard remembers.
+//!
+//! A population query is one statement over `subjects`: rule 2 (the person has an effective
+//! legal basis for the purpose: `legal_basis::subject_has_legal_basis`) and the filter, whose
+//! leaves are `subjects.id IN (subquery)` so that the database can drive the query from the
+//! most selective index (a trait value, recent interactions of a type) instead of visiting every
+//! person. Interaction leaves count only interactions usable for the purpose (rule 3).
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::dsl::{count_star, exists, not, sql};
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::legal_basis::{subject_has_legal_basis, SubjectFilter};
+use super::schema::{
+    interaction_purposes, interactions, segment_answers, segments, subject_traits, subjects,
+};
+use super::{DbConnection, StoreError};
+use crate::policy::PopulationRule;
+use crate::segments::filter::{Filter, InteractionCondition};
+
+/// The SQL of a bucket: the first character of the subject's random internal id (64 values).
+const BUCKET: &str = "substr(subjects.id, 1, 1)";
+
+/// The filter as a condition on `subjects` rows; interaction leaves look back from `now`.
+pub fn compile(filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> SubjectFilter {
+    match filter {
+        Filter::All(children) => children
+            .iter()
+            .map(|child| compile(child, rule, now))
+            .reduce(|left, right| Box::new(left.and(right)))
+            .expect("`all` has children"),
+        Filter::Any(children) => children
+            .iter()
+            .map(|child| compile(child, rule, now))
+            .reduce(|left, right| Box::new(left.or(right)))
+            .expect("`any` has children"),
+        Filter::Not(child) => Box::new(not(compile(child, rule, now))),
+        Filter::Trait { field, values } => Box::new(
+            subjects::id.eq_any(
+                subject_traits::table
+                    .filter(subject_traits::name.eq(field.as_str().to_owned()))
+                    .filter(subject_traits::value.eq_any(values.clone()))
+                    .select(subject_traits::subject_pk),
+            ),
+        ),
+        Filter::Interactions(condition) => interactions_leaf(condition, rule, now),
+    }
+}
+
+fn interactions_leaf(
+    condition: &InteractionCondition,
+    rule: &PopulationRule,
+    now: NaiveDateTime,
+) -> SubjectFilter {
+    let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
+    // Without a look-back every interaction counts: a bound no time precedes keeps one query
+    // shape (diesel needs a concrete type per shape; boxed subqueries do not cross backends).
+    let since = condition.within_days.map_or_else(
+        || {
+            chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+                .expect("a valid date")
+                .and_time(chrono::NaiveTime::MIN)
+        },
+        |days| now - Duration::days(i64::from(days)),
+    );
+    let at_least = i64::from(condition.at_least);
+    // Rule 3: only interactions collected for the purpose or an ancestor count.
+    let usable = interactions::table
+        .filter(interactions::occurred_at.ge(since))
+        .filter(exists(
+            interaction_purposes::table
+                .filter(interaction_purposes::interaction_pk.eq(interactions::id))
+                .filter(interaction_purposes::purpose.eq_any(tags)),
+        ));
+    macro_rules! leaf {
+        ($query:expr) => {
+            if at_least > 1 {
+                Box::new(
+                    subjects::id.eq_any(
+                        $query
+                            .group_by(interactions::subject_pk)
+                            .having(count_star().ge(at_least))
+                            .select(interactions::subject_pk),
+                    ),
+                ) as SubjectFilter
+            } else {
+                Box::new(subjects::id.eq_any($query.select(interactions::subject_pk)))
+            }
+        };
+    }
+    match (condition.kind.clone(), condition.channel.clone()) {
+        (None, None) => leaf!(usable),
+        (Some(kind), None) => leaf!(usable.filter(interactions::interaction_type.eq(kind))),
+        (None, Some(channel)) => leaf!(usable.filter(interactions::channel.eq(channel))),
+        (Some(kind), Some(channel)) => leaf!(usable
+            .filter(interactions::interaction_type.eq(kind))
+            .filter(interactions::channel.eq(channel))),
+    }
+}
+
+/// How many people with a legal basis under `rule` match `filter`, by bucket (the first
+/// character of their internal id): the size is the sum; the buckets are the sketch the
+/// differencing guard compares. Counted in the database.
+pub fn count_by_bucket(
+    conn: &mut DbConnection,
+    rule: &PopulationRule,
+    filter: &Filter,
+    now: NaiveDateTime,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(subjects::table
+        .filter(subject_has_legal_basis(rule))
+        .filter(compile(filter, rule, now))
+        .group_by(sql::<Text>(BUCKET))
+        .select((sql::<Text>(BUCKET), count_star()))
+        .load(conn)?)
+}
+
+/// A page of the internal ids of the people matching, in id order, after `after`.
+pub fn members_page(
+    conn: &mut DbConnection,
+    rule: &PopulationRule,
+    filter: &Filter,
+    now: NaiveDateTime,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut query = subjects::table
+        .filter(subject_has_legal_basis(rule))
+        .filter(compile(filter, rule, now))
+        .select(subjects::id)
+        .order(subjects::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(subjects::id.gt(after.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// A saved segment.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = segments)]
+pub struct SegmentRow {
+    /// Its id.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// The purpose it is evaluated for.
+    pub purpose: String,
+    /// The canonical filter, JSON.
+    pub filter: String,
+    /// The API key that saved it.
+    pub created_by: Option<String>,
+    /// When.
+    pub created_at: NaiveDateTime,
+}
+
+/// Saves a segment.
+pub fn insert_segment(conn: &mut DbConnection, row: &SegmentRow) -> Result<(), StoreError> {
+    diesel::insert_into(segments::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The segment with this id.
+pub fn find_segment(conn: &mut DbConnection, id: &str) -> Result<Option<SegmentRow>, StoreError> {
+    Ok(segments::table
+        .find(id)
+        .select(SegmentRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Saved segments for these purposes, newest first, after `before` (an id).
+pub fn list_segments(
+    conn: &mut DbConnection,
+    purposes: &[String],
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SegmentRow>, StoreError> {
+    let mut query = segments::table
+        .filter(segments::purpose.eq_any(purposes))
+        .order(segments::id.desc())
+        .limit(limit)
+        .select(SegmentRow::as_select())
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(segments::id.lt(before.to_owned()));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// A count that was revealed, as the differencing guard remembers it.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = segment_answers)]
+pub struct AnswerRow {
+    /// Its id.
+    pub id: String,
+    /// The API key it was revealed to.
+    pub key_id: String,
+    /// The purpose.
+    pub purpose: String,
+    /// SHA-256 of the canonical filter.
+    pub filter_sha256: String,
+    /// The size revealed.
+    pub size: i64,
+    /// JSON array of 64 bucket counts.
+    pub sketch: String,
+    /// When.
+    pub answered_at: NaiveDateTime,
+}
+
+/// Serializes the guard's work for one key: PostgreSQL takes a transaction-level advisory lock
+/// on the key (two previews by the same key cannot both pass the guard unseen by each other);
+/// SQLite's writer already holds the database.
+pub fn lock_key(conn: &mut DbConnection, key_id: &str) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL")
+            .bind::<Text, _>(format!("custodia/segments/{key_id}"))
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// The answers revealed to `key_id` for `purpose` since `since`.
+pub fn answers_since(
+    conn: &mut DbConnection,
+    key_id: &str,
+    purpose: &str,
+    since: NaiveDateTime,
+) -> Result<Vec<AnswerRow>, StoreError> {
+    Ok(segment_answers::table
+        .filter(segment_answers::key_id.eq(key_id))
+        .filter(segment_answers::purpose.eq(purpose))
+        .filter(segment_answers::answered_at.ge(since))
+        .order(segment_answers::answered_at.desc())
+        .select(AnswerRow::as_select())
+        .load(conn)?)
+}
+
+/// Remembers a revealed answer.
+pub fn insert_answer(conn: &mut DbConnection, row: &AnswerRow) -> Result<(), StoreError> {
+    diesel::insert_into(segment_answers::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Forgets answers older than `before` (they no longer count against anyone).
+pub fn prune_answers(conn: &mut DbConnection, before: NaiveDateTime) -> Result<usize, StoreError> {
+    Ok(
+        diesel::delete(segment_answers::table.filter(segment_answers::answered_at.lt(before)))
+            .execute(conn)?,
+    )
+}
