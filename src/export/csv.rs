@@ -23,7 +23,8 @@ consents.csv       every consent statement, oldest first, with its evidence (JSO
 processing.csv     each purpose the data is processed for: legal basis, whether it is in
                    effect now, retention, data categories, sources (channels), interactions
 interactions.csv   one row per interaction and data field (an interaction without data has
-                   one row with empty field, category and value)
+                   one row with empty field, category and value); purposes: those it is
+                   still held for; collected_for: those it was accepted for at collection
 access_log.csv     who read this person's data, when, for which purposes
 
 Lists inside one field are separated by ';'. Times are UTC (RFC 3339).
@@ -176,6 +177,7 @@ pub(super) fn write<W: Write>(
             "occurred_at",
             "recorded_at",
             "purposes",
+            "collected_for",
             "field",
             "category",
             "value",
@@ -187,6 +189,7 @@ pub(super) fn write<W: Write>(
             rfc3339(opened.row.recorded_at),
         );
         let purposes = opened.purposes.join(";");
+        let collected_for = opened.collected_for.join(";");
         let common = [
             opened.id.as_str(),
             &opened.row.interaction_type,
@@ -194,6 +197,7 @@ pub(super) fn write<W: Write>(
             &occurred,
             &recorded,
             &purposes,
+            &collected_for,
         ];
         if opened.data.is_empty() {
             let mut fields = common.to_vec();

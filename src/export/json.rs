@@ -25,13 +25,14 @@ impl Serialize for DataMap<'_> {
 impl Serialize for Opened {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut item = serializer.serialize_struct("Interaction", 8)?;
+        let mut item = serializer.serialize_struct("Interaction", 9)?;
         item.serialize_field("id", &self.id)?;
         item.serialize_field("type", &self.row.interaction_type)?;
         item.serialize_field("channel", &self.row.channel)?;
         item.serialize_field("occurred_at", &rfc3339(self.row.occurred_at))?;
         item.serialize_field("recorded_at", &rfc3339(self.row.recorded_at))?;
         item.serialize_field("purposes", &self.purposes)?;
+        item.serialize_field("collected_for", &self.collected_for)?;
         item.serialize_field("categories", &self.categories())?;
         item.serialize_field("data", &DataMap(&self.data))?;
         item.end()

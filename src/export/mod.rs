@@ -320,6 +320,9 @@ fn summary_of(head: &Head) -> Summary {
 struct Opened {
     id: String,
     row: InteractionRow,
+    /// The purposes it was accepted for at collection.
+    collected_for: Vec<String>,
+    /// The purposes it is still held for.
     purposes: Vec<String>,
     data: Vec<(String, Option<String>, FieldValue)>,
 }
@@ -347,6 +350,11 @@ fn for_each_interaction(
         let rows = export_store::interactions_page(conn, &subject.pk, after.as_deref(), PAGE)?;
         let full = rows.len() as i64 == PAGE;
         after = rows.last().map(|row| row.client_index.clone());
+        let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+        let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (id, purpose) in export_store::held_purposes(conn, &ids)? {
+            held.entry(id).or_default().push(purpose);
+        }
         for row in rows {
             let mut data = Vec::new();
             for (name, sealed) in read_map(&row.data_ct)? {
@@ -358,7 +366,8 @@ fn for_each_interaction(
             }
             each(Opened {
                 id: decrypt_client_id(subject, &row)?,
-                purposes: stored_purposes(&row)?,
+                collected_for: stored_purposes(&row)?,
+                purposes: held.remove(&row.id).unwrap_or_default(),
                 row,
                 data,
             })?;

@@ -9,7 +9,8 @@ use super::audit::{subject_key, AuditRow};
 use super::consents::ConsentRow;
 use super::interactions::InteractionRow;
 use super::schema::{
-    audit_log, audit_subjects, consent_records, interactions, restrictions, subject_traits,
+    audit_log, audit_subjects, consent_records, interaction_purposes, interactions, restrictions,
+    subject_traits,
 };
 use super::{DbConnection, StoreError};
 
@@ -114,6 +115,27 @@ pub fn interactions_page(
         query = query.filter(interactions::client_index.gt(after.to_owned()));
     }
     Ok(query.load(conn)?)
+}
+
+/// The purposes these interactions are still held for (retention removes a purpose when it
+/// expires), by interaction id, through `interaction_purposes`' key.
+pub fn held_purposes(
+    conn: &mut DbConnection,
+    interaction_ids: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    super::load_chunked(interaction_ids, |chunk| {
+        interaction_purposes::table
+            .filter(interaction_purposes::interaction_pk.eq_any(chunk))
+            .order((
+                interaction_purposes::interaction_pk,
+                interaction_purposes::purpose,
+            ))
+            .select((
+                interaction_purposes::interaction_pk,
+                interaction_purposes::purpose,
+            ))
+            .load::<(String, String)>(conn)
+    })
 }
 
 /// A page of the subject's consent statements after sequence `after`, oldest first.

@@ -182,6 +182,7 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
         json!({"message": "message 1 from alpha, with \"quotes\"", "order_total": 13.5})
     );
     assert_eq!(chat["purposes"], json!(["support"]));
+    assert_eq!(chat["collected_for"], json!(["support"]));
     assert_eq!(
         chat["categories"],
         json!(["commerce.order", "user.content"])
@@ -280,7 +281,7 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
     assert!(files["interactions.csv"]
         .contains("alpha-evt-2,support_chat,chat,2026-11-01T10:00:00.000000Z,"));
     assert!(files["interactions.csv"].contains(
-        ",support,message,user.content,\"message 2 from alpha, with \"\"quotes\"\"\"\r\n"
+        "Z,support,support,message,user.content,\"message 2 from alpha, with \"\"quotes\"\"\"\r\n"
     ));
     assert!(files["rights.csv"].contains("objection,analytics,"));
     assert!(files["rights.csv"].contains("restriction,,"));

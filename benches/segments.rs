@@ -1,0 +1,167 @@
+//! Segment previews over 1,000,000 people and 10,000,000 interactions, over HTTP.
+//!
+//! The population is generated inside the database (recursive CTE on SQLite, generate_series on
+//! PostgreSQL) in the shapes the service writes: subjects, segmentable traits, current consent
+//! (70% granted, 10% withdrawn), objections (1%), restrictions (0.5%), ten interactions per
+//! person over a year (half tagged `marketing`) with their purposes. Then `ANALYZE`, as a
+//! running database has statistics. Each preview is timed end to end (HTTP, counting with the
+//! legal basis pushed down, the differencing guard, the audit entry).
+//!
+//! `cargo bench --bench segments` (SQLite) or with `CUSTODIA_BENCH_DATABASE_URL=postgres://…`;
+//! `CUSTODIA_BENCH_PEOPLE` scales it down. Results go in docs/benchmarks.md.
+
+mod common;
+
+use std::time::Instant;
+
+use diesel::connection::SimpleConnection;
+use serde_json::{json, Value};
+
+fn generate(conn: &mut custodia::store::DbConnection, people: u64, postgres: bool) {
+    let interactions = people * 10;
+    let last_person = people - 1;
+    let last_interaction = interactions - 1;
+    // The internal id of person n: a hash-like hex prefix (spreads the ids) and n.
+    let sql = if postgres {
+        format!(
+            "
+CREATE TEMP TABLE people AS
+  SELECT n, lpad(to_hex((n::bigint * 2654435761) % 4294967296), 8, '0') || n AS pk
+  FROM generate_series(0, {last_person}) AS n;
+INSERT INTO subjects (id, subject_index, subject_id_ct, identifiers_ct, traits_ct, created_at, updated_at)
+  SELECT pk, 'ix' || n, '\\x00', '{{}}', '{{}}', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' FROM people;
+INSERT INTO subject_traits (subject_pk, name, value)
+  SELECT pk, 'country', substr('DEATFRITESNLBEPLSEDK', (n % 10) * 2 + 1, 2) FROM people
+  UNION ALL
+  SELECT pk, 'language', substr('deenfritnl', (n % 5) * 2 + 1, 2) FROM people;
+INSERT INTO consent_current (subject_pk, purpose, status, sequence, since, record_id)
+  SELECT pk, 'marketing', CASE WHEN n % 10 < 7 THEN 'granted' ELSE 'withdrawn' END, 1,
+         now() AT TIME ZONE 'utc', 'r' || n FROM people WHERE n % 10 < 8;
+INSERT INTO objections (subject_pk, purpose, since, recorded_by)
+  SELECT pk, 'marketing', now() AT TIME ZONE 'utc', 'bench' FROM people WHERE n % 100 = 3;
+INSERT INTO restrictions (subject_pk, since, recorded_by)
+  SELECT pk, now() AT TIME ZONE 'utc', 'bench' FROM people WHERE n % 200 = 5;
+INSERT INTO interactions (id, subject_pk, client_index, client_id_ct, interaction_type, channel,
+                          occurred_at, recorded_at, purposes, data_ct, recorded_by)
+  SELECT 'i' || i, p.pk, 'c' || i, '\\x00',
+         (ARRAY['purchase', 'visit', 'support_chat', 'login'])[i % 4 + 1],
+         (ARRAY['web', 'app', 'email', 'store'])[(i / 4) % 4 + 1],
+         (now() AT TIME ZONE 'utc') - ((i * 7) % 365) * interval '1 day',
+         now() AT TIME ZONE 'utc',
+         CASE WHEN i % 2 = 0 THEN '[\"marketing\"]' ELSE '[\"support\"]' END, '{{}}', 'bench'
+  FROM generate_series(0, {last_interaction}) AS i JOIN people p ON p.n = i % {people};
+INSERT INTO interaction_purposes (interaction_pk, subject_pk, purpose)
+  SELECT id, subject_pk, CASE WHEN substr(id, 2)::bigint % 2 = 0 THEN 'marketing' ELSE 'support' END
+  FROM interactions;
+ANALYZE;"
+        )
+    } else {
+        format!(
+            "
+BEGIN;
+CREATE TEMP TABLE people AS
+  WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {last_person})
+  SELECT n, printf('%08x', (n * 2654435761) % 4294967296) || n AS pk FROM s;
+CREATE INDEX temp.people_n ON people (n);
+INSERT INTO subjects (id, subject_index, subject_id_ct, identifiers_ct, traits_ct, created_at, updated_at)
+  SELECT pk, 'ix' || n, x'00', '{{}}', '{{}}', datetime('now'), datetime('now') FROM people;
+INSERT INTO subject_traits (subject_pk, name, value)
+  SELECT pk, 'country', substr('DEATFRITESNLBEPLSEDK', (n % 10) * 2 + 1, 2) FROM people;
+INSERT INTO subject_traits (subject_pk, name, value)
+  SELECT pk, 'language', substr('deenfritnl', (n % 5) * 2 + 1, 2) FROM people;
+INSERT INTO consent_current (subject_pk, purpose, status, sequence, since, record_id)
+  SELECT pk, 'marketing', CASE WHEN n % 10 < 7 THEN 'granted' ELSE 'withdrawn' END, 1,
+         datetime('now'), 'r' || n FROM people WHERE n % 10 < 8;
+INSERT INTO objections (subject_pk, purpose, since, recorded_by)
+  SELECT pk, 'marketing', datetime('now'), 'bench' FROM people WHERE n % 100 = 3;
+INSERT INTO restrictions (subject_pk, since, recorded_by)
+  SELECT pk, datetime('now'), 'bench' FROM people WHERE n % 200 = 5;
+INSERT INTO interactions (id, subject_pk, client_index, client_id_ct, interaction_type, channel,
+                          occurred_at, recorded_at, purposes, data_ct, recorded_by)
+  WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {last_interaction})
+  SELECT 'i' || i, p.pk, 'c' || i, x'00',
+         CASE i % 4 WHEN 0 THEN 'purchase' WHEN 1 THEN 'visit' WHEN 2 THEN 'support_chat' ELSE 'login' END,
+         CASE (i / 4) % 4 WHEN 0 THEN 'web' WHEN 1 THEN 'app' WHEN 2 THEN 'email' ELSE 'store' END,
+         datetime('now', '-' || ((i * 7) % 365) || ' days'), datetime('now'),
+         CASE WHEN i % 2 = 0 THEN '[\"marketing\"]' ELSE '[\"support\"]' END, '{{}}', 'bench'
+  FROM s JOIN people p ON p.n = i % {people};
+INSERT INTO interaction_purposes (interaction_pk, subject_pk, purpose)
+  SELECT id, subject_pk, CASE WHEN CAST(substr(id, 2) AS INTEGER) % 2 = 0 THEN 'marketing' ELSE 'support' END
+  FROM interactions;
+COMMIT;
+ANALYZE;"
+        )
+    };
+    conn.batch_execute(&sql)
+        .expect("the population is generated");
+}
+
+#[tokio::main]
+async fn main() {
+    let people: u64 = std::env::var("CUSTODIA_BENCH_PEOPLE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let app = common::start();
+    let postgres = app.backend == "postgres";
+    let settings = app.settings.clone();
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || {
+        let database = custodia::startup::open_database(&settings).unwrap();
+        let mut conn = database.connection().unwrap();
+        generate(&mut conn, people, postgres);
+    })
+    .await
+    .unwrap();
+    let generated = started.elapsed().as_secs_f64();
+    let client = reqwest::Client::new();
+    let filters = [
+        ("trait", json!({"trait": "country", "in": ["DE", "AT"]})),
+        (
+            "interactions",
+            json!({"interactions": {"type": "purchase", "within_days": 30, "at_least": 2}}),
+        ),
+        (
+            "trait and interactions",
+            json!({"all": [{"trait": "country", "in": ["DE", "AT"]},
+                           {"interactions": {"type": "purchase", "within_days": 90}}]}),
+        ),
+        (
+            "any / not",
+            json!({"any": [{"trait": "language", "in": ["fr"]},
+                           {"not": {"interactions": {"channel": "email", "within_days": 60}}}]}),
+        ),
+    ];
+    for (name, filter) in filters {
+        // A key per filter: the differencing guard compares the answers given to one key.
+        let token = app.token("marketer").await;
+        let mut times = Vec::new();
+        let mut size = Value::Null;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let response = client
+                .post(format!("{}/v1/segments/preview", app.address))
+                .bearer_auth(&token)
+                .json(&json!({"purpose": "marketing", "filter": filter}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{name}");
+            let body: Value = response.json().await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            size = body["size"].clone();
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {} | {people} people, {} interactions (generated in {generated:.0} s) | {name}: size {size} | runs {} ms | median {:.0} ms |",
+            app.backend,
+            people * 10,
+            times
+                .iter()
+                .map(|t| format!("{t:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            times[1]
+        );
+    }
+}
