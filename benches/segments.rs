@@ -50,8 +50,10 @@ INSERT INTO interactions (id, subject_pk, client_index, client_id_ct, interactio
          now() AT TIME ZONE 'utc',
          CASE WHEN i % 2 = 0 THEN '[\"marketing\"]' ELSE '[\"support\"]' END, '{{}}', 'bench'
   FROM generate_series(0, {last_interaction}) AS i JOIN people p ON p.n = i % {people};
-INSERT INTO interaction_purposes (interaction_pk, subject_pk, purpose)
-  SELECT id, subject_pk, CASE WHEN substr(id, 2)::bigint % 2 = 0 THEN 'marketing' ELSE 'support' END
+INSERT INTO interaction_purposes (interaction_pk, subject_pk, purpose, occurred_at,
+                                  interaction_type, channel)
+  SELECT id, subject_pk, CASE WHEN substr(id, 2)::bigint % 2 = 0 THEN 'marketing' ELSE 'support' END,
+         occurred_at, interaction_type, channel
   FROM interactions;
 ANALYZE;"
         )
@@ -85,8 +87,10 @@ INSERT INTO interactions (id, subject_pk, client_index, client_id_ct, interactio
          datetime('now', '-' || ((i * 7) % 365) || ' days'), datetime('now'),
          CASE WHEN i % 2 = 0 THEN '[\"marketing\"]' ELSE '[\"support\"]' END, '{{}}', 'bench'
   FROM s JOIN people p ON p.n = i % {people};
-INSERT INTO interaction_purposes (interaction_pk, subject_pk, purpose)
-  SELECT id, subject_pk, CASE WHEN CAST(substr(id, 2) AS INTEGER) % 2 = 0 THEN 'marketing' ELSE 'support' END
+INSERT INTO interaction_purposes (interaction_pk, subject_pk, purpose, occurred_at,
+                                  interaction_type, channel)
+  SELECT id, subject_pk, CASE WHEN CAST(substr(id, 2) AS INTEGER) % 2 = 0 THEN 'marketing' ELSE 'support' END,
+         occurred_at, interaction_type, channel
   FROM interactions;
 COMMIT;
 ANALYZE;"

@@ -479,6 +479,9 @@ pub fn prepare_ingest(
                 interaction_pk: id.clone(),
                 subject_pk: handle.pk.clone(),
                 purpose: purpose.to_string(),
+                occurred_at: draft.occurred_at,
+                interaction_type: draft.interaction_type.clone(),
+                channel: draft.channel.clone(),
             });
         }
         audit.stored(policy, draft, handle, &accepted);

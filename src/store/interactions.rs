@@ -46,6 +46,13 @@ pub struct InteractionPurposeRow {
     pub subject_pk: String,
     /// The purpose.
     pub purpose: String,
+    /// The interaction's time, type and channel (copied: they never change; segment filters
+    /// and retention select on them through one index).
+    pub occurred_at: NaiveDateTime,
+    /// The interaction's type.
+    pub interaction_type: String,
+    /// The interaction's channel.
+    pub channel: String,
 }
 
 /// A stored interaction's identity and purposes, as found by [`existing_by_client_index`].

@@ -25,9 +25,8 @@ pub fn expire_batch(
     limit: i64,
 ) -> Result<ExpiredBatch, StoreError> {
     let ids: Vec<String> = interaction_purposes::table
-        .inner_join(interactions::table)
         .filter(interaction_purposes::purpose.eq(purpose))
-        .filter(interactions::occurred_at.lt(cutoff))
+        .filter(interaction_purposes::occurred_at.lt(cutoff))
         .select(interaction_purposes::interaction_pk)
         .limit(limit)
         .load(conn)?;

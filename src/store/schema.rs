@@ -88,6 +88,9 @@ diesel::table! {
         interaction_pk -> Text,
         subject_pk -> Text,
         purpose -> Text,
+        occurred_at -> Timestamp,
+        interaction_type -> Text,
+        channel -> Text,
     }
 }
 

@@ -8,14 +8,12 @@
 //! person. Interaction leaves count only interactions usable for the purpose (rule 3).
 
 use chrono::{Duration, NaiveDateTime};
-use diesel::dsl::{count_star, exists, not, sql};
+use diesel::dsl::{count, count_star, not, sql};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use super::legal_basis::{subject_has_legal_basis, SubjectFilter};
-use super::schema::{
-    interaction_purposes, interactions, segment_answers, segments, subject_traits, subjects,
-};
+use super::schema::{interaction_purposes, segment_answers, segments, subject_traits, subjects};
 use super::{DbConnection, StoreError};
 use crate::policy::PopulationRule;
 use crate::segments::filter::{Filter, InteractionCondition};
@@ -55,6 +53,7 @@ fn interactions_leaf(
     now: NaiveDateTime,
 ) -> SubjectFilter {
     let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
+    let several_tags = tags.len() > 1;
     // Without a look-back every interaction counts: a bound no time precedes keeps one query
     // shape (diesel needs a concrete type per shape; boxed subqueries do not cross backends).
     let since = condition.within_days.map_or_else(
@@ -66,37 +65,51 @@ fn interactions_leaf(
         |days| now - Duration::days(i64::from(days)),
     );
     let at_least = i64::from(condition.at_least);
-    // Rule 3: only interactions collected for the purpose or an ancestor count.
-    let usable = interactions::table
-        .filter(interactions::occurred_at.ge(since))
-        .filter(exists(
-            interaction_purposes::table
-                .filter(interaction_purposes::interaction_pk.eq(interactions::id))
-                .filter(interaction_purposes::purpose.eq_any(tags)),
-        ));
+    // Rule 3 and the leaf in one index range of `interaction_purposes` (purpose, occurred_at,
+    // type, channel, subject_pk): purpose rows of the purpose or an ancestor, since `since`.
+    let usable = interaction_purposes::table
+        .filter(interaction_purposes::purpose.eq_any(tags))
+        .filter(interaction_purposes::occurred_at.ge(since));
     macro_rules! leaf {
         ($query:expr) => {
-            if at_least > 1 {
+            if at_least <= 1 {
+                Box::new(subjects::id.eq_any($query.select(interaction_purposes::subject_pk)))
+                    as SubjectFilter
+            } else if several_tags {
+                // One interaction may hold several of the tags: count interactions, not rows.
                 Box::new(
                     subjects::id.eq_any(
                         $query
-                            .group_by(interactions::subject_pk)
-                            .having(count_star().ge(at_least))
-                            .select(interactions::subject_pk),
+                            .group_by(interaction_purposes::subject_pk)
+                            .having(
+                                count(interaction_purposes::interaction_pk)
+                                    .aggregate_distinct()
+                                    .ge(at_least),
+                            )
+                            .select(interaction_purposes::subject_pk),
                     ),
-                ) as SubjectFilter
+                )
             } else {
-                Box::new(subjects::id.eq_any($query.select(interactions::subject_pk)))
+                Box::new(
+                    subjects::id.eq_any(
+                        $query
+                            .group_by(interaction_purposes::subject_pk)
+                            .having(count_star().ge(at_least))
+                            .select(interaction_purposes::subject_pk),
+                    ),
+                )
             }
         };
     }
     match (condition.kind.clone(), condition.channel.clone()) {
         (None, None) => leaf!(usable),
-        (Some(kind), None) => leaf!(usable.filter(interactions::interaction_type.eq(kind))),
-        (None, Some(channel)) => leaf!(usable.filter(interactions::channel.eq(channel))),
+        (Some(kind), None) => {
+            leaf!(usable.filter(interaction_purposes::interaction_type.eq(kind)))
+        }
+        (None, Some(channel)) => leaf!(usable.filter(interaction_purposes::channel.eq(channel))),
         (Some(kind), Some(channel)) => leaf!(usable
-            .filter(interactions::interaction_type.eq(kind))
-            .filter(interactions::channel.eq(channel))),
+            .filter(interaction_purposes::interaction_type.eq(kind))
+            .filter(interaction_purposes::channel.eq(channel))),
     }
 }
 
