@@ -42,6 +42,17 @@ pub fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
     if !rule.needs_consent {
         return Box::new(not_restricted.and(not_objected));
     }
+    if tags.len() == 1 {
+        // One purpose, no ancestor: `consent_current` holds one statement per subject and
+        // purpose, so it is the latest; no later statement on an ancestor can override it.
+        let granted = exists(
+            consent_current::table
+                .filter(consent_current::subject_pk.eq(subjects::id))
+                .filter(consent_current::purpose.eq_any(tags))
+                .filter(consent_current::status.eq("granted")),
+        );
+        return Box::new(not_restricted.and(not_objected).and(granted));
+    }
     let later = later_statement
         .filter(
             later_statement
