@@ -76,6 +76,9 @@ async fn baseline(app: &common::BenchApp, run: usize) -> f64 {
                     interaction_pk: id.clone(),
                     subject_pk: subject.clone(),
                     purpose: "support".into(),
+                    occurred_at: now,
+                    interaction_type: "purchase".into(),
+                    channel: "web".into(),
                 });
                 rows.push(InteractionRow {
                     id,

@@ -176,7 +176,7 @@ pub(super) fn write<W: Write>(
     })?;
     member(out, false, "interactions")?;
     array(out, |emit| {
-        for_each_interaction(conn, policy, &head.handle, |opened| emit(opened))
+        for_each_interaction(conn, policy, &head.handle, emit)
     })?;
     member(out, false, "access_log")?;
     array(out, |emit| {

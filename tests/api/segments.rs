@@ -11,7 +11,6 @@ use crate::helpers::{assert_problem, spawn_app, TestApp};
 /// One generated person, and what the rules make of them.
 #[derive(Debug, Clone)]
 struct Person {
-    id: String,
     country: &'static str,
     language: &'static str,
     /// Purchases on the web, tagged `marketing`, this many days ago each.
@@ -46,13 +45,12 @@ async fn consent(app: &TestApp, token: &str, id: &str, status: &str) {
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 
+/// Interaction `n` of person `id`: `(kind, channel)`, this many days ago, for `purposes`.
 async fn interaction(
     app: &TestApp,
     token: &str,
-    id: &str,
-    n: usize,
-    kind: &str,
-    channel: &str,
+    (id, n): (&str, usize),
+    (kind, channel): (&str, &str),
     days_ago: i64,
     purposes: &[&str],
 ) {
@@ -86,10 +84,8 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
                 interaction(
                     app,
                     collector,
-                    &id,
-                    n,
-                    "purchase",
-                    "web",
+                    (&id, n),
+                    ("purchase", "web"),
                     days_ago,
                     &["marketing"],
                 )
@@ -98,8 +94,16 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
             }
         }
         // Not usable for marketing: another purpose, or another channel.
-        interaction(app, collector, &id, 10, "purchase", "web", 1, &["support"]).await;
-        interaction(app, collector, &id, 11, "visit", "app", 2, &["support"]).await;
+        interaction(
+            app,
+            collector,
+            (&id, 10),
+            ("purchase", "web"),
+            1,
+            &["support"],
+        )
+        .await;
+        interaction(app, collector, (&id, 11), ("visit", "app"), 2, &["support"]).await;
         let mut basis = granted;
         if i % 7 == 0 && granted {
             consent(app, collector, &id, "withdrawn").await;
@@ -128,7 +132,6 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
             basis = false;
         }
         people.push(Person {
-            id,
             country,
             language,
             purchases,
@@ -321,7 +324,8 @@ async fn withdrawal_objection_restriction_and_erasure_take_effect_at_once() {
     assert_eq!(listed["segments"][0]["id"], id.as_str());
     assert_eq!(member_ids(&app, &marketer, &id).await.unwrap(), expected);
 
-    let changes: [(&str, Box<dyn Fn(&str) -> (Method, String, Option<Value>)>); 4] = [
+    type Change = Box<dyn Fn(&str) -> (Method, String, Option<Value>)>;
+    let changes: [(&str, Change); 4] = [
         (
             "withdrawal",
             Box::new(|s| {
