@@ -371,11 +371,30 @@ pub async fn verify(
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.into_inner())?;
+    step(&state, &path, move |conn, vault, policy, id| {
+        requests::verify(conn, vault, policy, id, &actor)
+    })
+    .await
+}
+
+/// Runs one lifecycle step on the writer and answers with the request.
+async fn step(
+    state: &AppState,
+    raw_id: &str,
+    work: impl FnOnce(
+            &mut crate::store::DbConnection,
+            &crate::vault::Vault,
+            &crate::policy::Policy,
+            &str,
+        ) -> Result<Request, RequestError>
+        + Send
+        + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(raw_id)?;
     let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let request = state
         .db
-        .run_write(move |conn| requests::verify(conn, &vault, &policy, &id, &actor))
+        .run_write(move |conn| work(conn, &vault, &policy, &id))
         .await?;
     Ok(HttpResponse::Ok().json(body_of(&request)))
 }
@@ -397,14 +416,11 @@ pub async fn extend(
     path: web::Path<String>,
     body: web::Json<ReasonRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.into_inner())?;
     let reason = body.into_inner().reason;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
-    let request = state
-        .db
-        .run_write(move |conn| requests::extend(conn, &vault, &policy, &id, &reason, &actor))
-        .await?;
-    Ok(HttpResponse::Ok().json(body_of(&request)))
+    step(&state, &path, move |conn, vault, policy, id| {
+        requests::extend(conn, vault, policy, id, &reason, &actor)
+    })
+    .await
 }
 
 /// Rejects an open request, with a reason.
@@ -422,14 +438,11 @@ pub async fn reject(
     path: web::Path<String>,
     body: web::Json<ReasonRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.into_inner())?;
     let reason = body.into_inner().reason;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
-    let request = state
-        .db
-        .run_write(move |conn| requests::reject(conn, &vault, &policy, &id, &reason, &actor))
-        .await?;
-    Ok(HttpResponse::Ok().json(body_of(&request)))
+    step(&state, &path, move |conn, vault, policy, id| {
+        requests::reject(conn, vault, policy, id, &reason, &actor)
+    })
+    .await
 }
 
 /// The answer to executing a request.
