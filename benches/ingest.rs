@@ -110,6 +110,16 @@ async fn baseline(app: &common::BenchApp, run: usize) -> f64 {
 #[tokio::main]
 async fn main() {
     let app = common::start();
+    // For the A/B measurement of what the segments' purpose index costs at ingest.
+    if std::env::var_os("CUSTODIA_BENCH_WITHOUT_PURPOSE_INDEX").is_some() {
+        use diesel::connection::SimpleConnection;
+        let database = custodia::startup::open_database(&app.settings).unwrap();
+        database
+            .connection()
+            .unwrap()
+            .batch_execute("DROP INDEX interaction_purposes_by_purpose")
+            .unwrap();
+    }
     let token = app.token("collector").await;
     let client = reqwest::Client::new();
 
