@@ -499,8 +499,7 @@ pub async fn execute(
         })
         .await?;
     if let Some(pk) = &executed.erased_subject_pk {
-        state.vault.forget_data_key(pk);
-        state.db.truncate_wal().await;
+        super::subjects::after_erasure(&state, pk).await;
     }
     Ok(HttpResponse::Ok().json(ExecutedBody {
         request: body_of(&executed.request),

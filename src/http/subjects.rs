@@ -197,8 +197,7 @@ pub async fn erase(
         })
         .await?
         .ok_or_else(subject_not_found)?;
-    state.vault.forget_data_key(&erasure.subject_pk);
-    state.db.truncate_wal().await;
+    after_erasure(&state, &erasure.subject_pk).await;
     Ok(HttpResponse::Ok().json(ErasureResponse {
         erased: true,
         suppressed: suppress,
@@ -207,6 +206,13 @@ pub async fn erase(
         counts: erasure.counts,
         receipt: erasure.receipt,
     }))
+}
+
+/// What follows a committed erasure in this process: the key leaves the cache, and on SQLite
+/// the WAL (which may hold old page images of the erased rows) is truncated.
+pub async fn after_erasure(state: &AppState, subject_pk: &str) {
+    state.vault.forget_data_key(subject_pk);
+    state.db.truncate_wal().await;
 }
 
 /// Whether a suppression was lifted.
