@@ -20,7 +20,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use crate::consent::{self, Recorded, CONSENT_CATEGORY};
 use crate::crypto::{DecryptError, FieldContext};
 use crate::interactions::{decrypt_client_id, decrypt_field, stored_purposes};
-use crate::policy::{ConsentStatement, Policy, PurposeId, SubjectState};
+use crate::policy::{Policy, PurposeId, SubjectState};
 use crate::store::audit::AuditRow;
 use crate::store::consents as consent_store;
 use crate::store::export as export_store;
@@ -230,13 +230,7 @@ fn read_head(
     let state = SubjectState {
         consents: current_rows
             .iter()
-            .filter_map(|current| {
-                Some(ConsentStatement {
-                    purpose: PurposeId::parse(&current.purpose).ok()?,
-                    granted: current.status == "granted",
-                    sequence: current.sequence,
-                })
-            })
+            .filter_map(subjects::consent_statement)
             .collect(),
         objections: objections
             .iter()

@@ -54,6 +54,7 @@ impl ErasedCounts {
 pub fn delete_subject(
     conn: &mut DbConnection,
     subject_pk: &str,
+    subject_index: &str,
     pseudonym: &str,
 ) -> Result<ErasedCounts, StoreError> {
     // Lock the subject row first (PostgreSQL; SQLite already holds the write lock): a write
@@ -74,13 +75,7 @@ pub fn delete_subject(
         .filter(subject_identifiers::subject_pk.eq(subject_pk))
         .select(subject_identifiers::blind_index)
         .load(conn)?;
-    indexes.extend(
-        subjects::table
-            .find(subject_pk)
-            .select(subjects::subject_index)
-            .first::<String>(conn)
-            .optional()?,
-    );
+    indexes.push(subject_index.to_owned());
     let request_identities = super::requests::forget_identity(conn, &indexes, pseudonym)?;
     // Through the interactions' ids: `interaction_purposes` is keyed by interaction.
     diesel::delete(

@@ -79,7 +79,7 @@ pub fn erase(
         };
         // The pseudonym comes from the data key, which is about to be destroyed.
         let pseudonym = vault.data_key_for(conn, &row.id)?.pseudonym().to_owned();
-        let counts = erasure_store::delete_subject(conn, &row.id, &pseudonym)?;
+        let counts = erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let erased_at = Utc::now().naive_utc().trunc_subsecs(6);
         let receipt = signer.sign(&ErasureClaims {

@@ -215,22 +215,17 @@ pub fn processing_states(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<HashMap<String, SubjectState>, SubjectError> {
-    use crate::policy::{ConsentStatement, PurposeId};
+    use crate::policy::PurposeId;
     use crate::store::consents as consent_store;
     let mut states: HashMap<String, SubjectState> = subject_pks
         .iter()
         .map(|pk| ((*pk).to_owned(), SubjectState::default()))
         .collect();
     for row in consent_store::current_for(conn, subject_pks)? {
-        if let (Some(state), Ok(purpose)) = (
-            states.get_mut(&row.subject_pk),
-            PurposeId::parse(&row.purpose),
-        ) {
-            state.consents.push(ConsentStatement {
-                purpose,
-                granted: row.status == "granted",
-                sequence: row.sequence,
-            });
+        if let (Some(state), Some(statement)) =
+            (states.get_mut(&row.subject_pk), consent_statement(&row))
+        {
+            state.consents.push(statement);
         }
     }
     for (pk, purpose, _) in consent_store::objections_for(conn, subject_pks)? {
@@ -244,6 +239,17 @@ pub fn processing_states(
         }
     }
     Ok(states)
+}
+
+/// The engine's view of a current consent row (`None` for a purpose id that no longer parses).
+pub fn consent_statement(
+    row: &crate::store::consents::CurrentRow,
+) -> Option<crate::policy::ConsentStatement> {
+    Some(crate::policy::ConsentStatement {
+        purpose: crate::policy::PurposeId::parse(&row.purpose).ok()?,
+        granted: row.status == "granted",
+        sequence: row.sequence,
+    })
 }
 
 /// [`processing_states`] for one subject.
