@@ -79,6 +79,45 @@ pub fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
     Box::new(not_restricted.and(not_objected).and(latest_is_grant))
 }
 
+/// Rule 2 over `consent_current` rows, for a consent-based purpose: the row is a subject's
+/// latest statement on the purpose or an ancestor, it is a grant, and the subject is neither
+/// restricted nor objecting. At most one row per subject qualifies (the latest), so a
+/// population query over a consent-based purpose can be driven from the granted statements (an
+/// index range of `consent_current (purpose, status, subject_pk)`) instead of from every
+/// subject: the people who never consented are never visited.
+pub fn statement_gives_legal_basis(rule: &PopulationRule) -> CurrentFilter {
+    let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
+    let granted = consent_current::purpose
+        .eq_any(tags.clone())
+        .and(consent_current::status.eq("granted"));
+    let not_restricted = not(exists(
+        restrictions::table.filter(restrictions::subject_pk.eq(consent_current::subject_pk)),
+    ));
+    let not_objected = not(exists(
+        objections::table
+            .filter(objections::subject_pk.eq(consent_current::subject_pk))
+            .filter(objections::purpose.eq_any(tags.clone())),
+    ));
+    let basis = granted.and(not_restricted).and(not_objected);
+    if tags.len() == 1 {
+        // One purpose, no ancestor: the row is the subject's only statement that counts.
+        return Box::new(basis);
+    }
+    let later = later_statement
+        .filter(
+            later_statement
+                .field(consent_current::subject_pk)
+                .eq(consent_current::subject_pk),
+        )
+        .filter(later_statement.field(consent_current::purpose).eq_any(tags))
+        .filter(
+            later_statement
+                .field(consent_current::sequence)
+                .gt(consent_current::sequence),
+        );
+    Box::new(basis.and(not(exists(later))))
+}
+
 /// Rule 3 for every interaction row: it was collected for the purpose or an ancestor.
 pub fn interaction_usable_for(rule: &PopulationRule) -> InteractionFilter {
     let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();

@@ -1,133 +1,249 @@
 //! Segments: filters compiled to SQL with the legal basis pushed down (SPEC §6, §3 rules 2, 3,
 //! 6), saved segments, and the answers the differencing guard remembers.
 //!
-//! A population query is one statement over `subjects`: rule 2 (the person has an effective
-//! legal basis for the purpose: `legal_basis::subject_has_legal_basis`) and the filter, whose
-//! leaves are `subjects.id IN (subquery)` so that the database can drive the query from the
-//! most selective index (a trait value, recent interactions of a type) instead of visiting every
-//! person. Interaction leaves count only interactions usable for the purpose (rule 3).
+//! A population query is one statement: rule 2 (the person has an effective legal basis for the
+//! purpose) and the filter, whose leaves are `<id> IN (subquery)` so that the database can drive
+//! the query from the most selective index (a trait value, recent interactions of a type)
+//! instead of visiting every person. For a consent-based purpose the statement runs over the
+//! granted statements in `consent_current` (`legal_basis::statement_gives_legal_basis`): people
+//! who never consented are never visited. Otherwise it runs over `subjects`
+//! (`legal_basis::subject_has_legal_basis`). Interaction leaves count only interactions usable
+//! for the purpose (rule 3).
 
 use chrono::{Duration, NaiveDateTime};
+use diesel::connection::SimpleConnection;
 use diesel::dsl::{count, count_star, not, sql};
 use diesel::prelude::*;
-use diesel::sql_types::Text;
+use diesel::sql_types::{Bool, Text};
 
-use super::legal_basis::{subject_has_legal_basis, SubjectFilter};
-use super::schema::{interaction_purposes, segment_answers, segments, subject_traits, subjects};
+use super::legal_basis::{statement_gives_legal_basis, subject_has_legal_basis, Backend};
+use super::schema::{
+    consent_current, interaction_purposes, segment_answers, segments, subject_traits, subjects,
+};
 use super::{DbConnection, StoreError};
 use crate::policy::PopulationRule;
 use crate::segments::filter::{Filter, InteractionCondition};
 
-/// The SQL of a bucket: the first character of the subject's random internal id (64 values).
-const BUCKET: &str = "substr(subjects.id, 1, 1)";
+/// Population queries over one driving table: the filter compiled to a condition on its rows
+/// (leaves are `<id> IN (subquery)`), and the bucketed count and member pages with a legal-basis
+/// condition on the same rows. Written once, instantiated for `subjects` (purposes on another
+/// legal basis: everyone not restricted or objecting) and for `consent_current` (consent-based
+/// purposes: only the granted statements; see `legal_basis::statement_gives_legal_basis`).
+macro_rules! population {
+    ($module:ident, $table:ident, $id:path, $id_sql:literal) => {
+        mod $module {
+            use super::*;
 
-/// The filter as a condition on `subjects` rows; interaction leaves look back from `now`.
-pub fn compile(filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> SubjectFilter {
-    match filter {
-        Filter::All(children) => children
-            .iter()
-            .map(|child| compile(child, rule, now))
-            .reduce(|left, right| Box::new(left.and(right)))
-            .expect("`all` has children"),
-        Filter::Any(children) => children
-            .iter()
-            .map(|child| compile(child, rule, now))
-            .reduce(|left, right| Box::new(left.or(right)))
-            .expect("`any` has children"),
-        Filter::Not(child) => Box::new(not(compile(child, rule, now))),
-        Filter::Trait { field, values } => Box::new(
-            subjects::id.eq_any(
-                subject_traits::table
-                    .filter(subject_traits::name.eq(field.as_str().to_owned()))
-                    .filter(subject_traits::value.eq_any(values.clone()))
-                    .select(subject_traits::subject_pk),
-            ),
-        ),
-        Filter::Interactions(condition) => interactions_leaf(condition, rule, now),
+            /// A boolean condition on the driving table's rows.
+            pub type Condition = Box<dyn BoxableExpression<$table::table, Backend, SqlType = Bool>>;
+
+            /// The SQL of a bucket: the first character of the subject's random internal id
+            /// (64 values).
+            const BUCKET: &str = concat!("substr(", $id_sql, ", 1, 1)");
+
+            /// The filter as a condition on the rows; interaction leaves look back from `now`.
+            pub fn compile(filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> Condition {
+                match filter {
+                    Filter::All(children) => children
+                        .iter()
+                        .map(|child| compile(child, rule, now))
+                        .reduce(|left, right| Box::new(left.and(right)))
+                        .expect("`all` has children"),
+                    Filter::Any(children) => children
+                        .iter()
+                        .map(|child| compile(child, rule, now))
+                        .reduce(|left, right| Box::new(left.or(right)))
+                        .expect("`any` has children"),
+                    Filter::Not(child) => Box::new(not(compile(child, rule, now))),
+                    Filter::Trait { field, values } => Box::new(
+                        $id.eq_any(
+                            subject_traits::table
+                                .filter(subject_traits::name.eq(field.as_str().to_owned()))
+                                .filter(subject_traits::value.eq_any(values.clone()))
+                                .select(subject_traits::subject_pk),
+                        ),
+                    ),
+                    Filter::Interactions(condition) => {
+                        let leaf = InteractionLeaf::new(condition, rule, now);
+                        let usable = interaction_purposes::table
+                            .filter(interaction_purposes::purpose.eq_any(leaf.tags.clone()))
+                            .filter(interaction_purposes::occurred_at.ge(leaf.since));
+                        macro_rules! leaf {
+                            ($query:expr) => {
+                                if leaf.at_least <= 1 {
+                                    Box::new($id.eq_any($query.select(interaction_purposes::subject_pk)))
+                                        as Condition
+                                } else if leaf.tags.len() > 1 {
+                                    // One interaction may hold several of the tags: count
+                                    // interactions, not rows.
+                                    Box::new(
+                                        $id.eq_any(
+                                            $query
+                                                .group_by(interaction_purposes::subject_pk)
+                                                .having(
+                                                    count(interaction_purposes::interaction_pk)
+                                                        .aggregate_distinct()
+                                                        .ge(leaf.at_least),
+                                                )
+                                                .select(interaction_purposes::subject_pk),
+                                        ),
+                                    )
+                                } else {
+                                    Box::new(
+                                        $id.eq_any(
+                                            $query
+                                                .group_by(interaction_purposes::subject_pk)
+                                                .having(count_star().ge(leaf.at_least))
+                                                .select(interaction_purposes::subject_pk),
+                                        ),
+                                    )
+                                }
+                            };
+                        }
+                        match (condition.kind.clone(), condition.channel.clone()) {
+                            (None, None) => leaf!(usable),
+                            (Some(kind), None) => {
+                                leaf!(usable.filter(interaction_purposes::interaction_type.eq(kind)))
+                            }
+                            (None, Some(channel)) => {
+                                leaf!(usable.filter(interaction_purposes::channel.eq(channel)))
+                            }
+                            (Some(kind), Some(channel)) => leaf!(usable
+                                .filter(interaction_purposes::interaction_type.eq(kind))
+                                .filter(interaction_purposes::channel.eq(channel))),
+                        }
+                    }
+                }
+            }
+
+            /// How many rows satisfy `basis` and match `filter`, by bucket.
+            pub fn count_by_bucket(
+                conn: &mut DbConnection,
+                basis: Condition,
+                rule: &PopulationRule,
+                filter: &Filter,
+                now: NaiveDateTime,
+            ) -> Result<Vec<(String, i64)>, StoreError> {
+                Ok($table::table
+                    .filter(basis)
+                    .filter(compile(filter, rule, now))
+                    .group_by(sql::<Text>(BUCKET))
+                    .select((sql::<Text>(BUCKET), count_star()))
+                    .load(conn)?)
+            }
+
+            /// A page of the internal ids of the rows satisfying `basis` and matching
+            /// `filter`, in id order, after `after`.
+            pub fn members_page(
+                conn: &mut DbConnection,
+                basis: Condition,
+                rule: &PopulationRule,
+                filter: &Filter,
+                now: NaiveDateTime,
+                after: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<String>, StoreError> {
+                let mut query = $table::table
+                    .filter(basis)
+                    .filter(compile(filter, rule, now))
+                    .select($id)
+                    .order($id)
+                    .limit(limit)
+                    .into_boxed();
+                if let Some(after) = after {
+                    query = query.filter($id.gt(after.to_owned()));
+                }
+                Ok(query.load(conn)?)
+            }
+        }
+    };
+}
+
+population!(over_subjects, subjects, subjects::id, "subjects.id");
+population!(
+    over_statements,
+    consent_current,
+    consent_current::subject_pk,
+    "consent_current.subject_pk"
+);
+
+/// What an interaction leaf selects, independent of the table the query is driven from.
+struct InteractionLeaf {
+    /// The purpose and its ancestors (rule 3: interactions collected for one of them).
+    tags: Vec<String>,
+    /// The start of the look-back window.
+    since: NaiveDateTime,
+    /// How many usable interactions a person needs.
+    at_least: i64,
+}
+
+impl InteractionLeaf {
+    fn new(condition: &InteractionCondition, rule: &PopulationRule, now: NaiveDateTime) -> Self {
+        // Without a look-back every interaction counts: a bound no time precedes keeps one query
+        // shape (diesel needs a concrete type per shape; boxed subqueries do not cross backends).
+        let since = condition.within_days.map_or_else(
+            || {
+                chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+                    .expect("a valid date")
+                    .and_time(chrono::NaiveTime::MIN)
+            },
+            |days| now - Duration::days(i64::from(days)),
+        );
+        InteractionLeaf {
+            tags: rule.tags.iter().map(ToString::to_string).collect(),
+            since,
+            at_least: i64::from(condition.at_least),
+        }
     }
 }
 
-fn interactions_leaf(
-    condition: &InteractionCondition,
-    rule: &PopulationRule,
-    now: NaiveDateTime,
-) -> SubjectFilter {
-    let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
-    let several_tags = tags.len() > 1;
-    // Without a look-back every interaction counts: a bound no time precedes keeps one query
-    // shape (diesel needs a concrete type per shape; boxed subqueries do not cross backends).
-    let since = condition.within_days.map_or_else(
-        || {
-            chrono::NaiveDate::from_ymd_opt(1, 1, 1)
-                .expect("a valid date")
-                .and_time(chrono::NaiveTime::MIN)
-        },
-        |days| now - Duration::days(i64::from(days)),
-    );
-    let at_least = i64::from(condition.at_least);
-    // Rule 3 and the leaf in one index range of `interaction_purposes` (purpose, occurred_at,
-    // type, channel, subject_pk): purpose rows of the purpose or an ancestor, since `since`.
-    let usable = interaction_purposes::table
-        .filter(interaction_purposes::purpose.eq_any(tags))
-        .filter(interaction_purposes::occurred_at.ge(since));
-    macro_rules! leaf {
-        ($query:expr) => {
-            if at_least <= 1 {
-                Box::new(subjects::id.eq_any($query.select(interaction_purposes::subject_pk)))
-                    as SubjectFilter
-            } else if several_tags {
-                // One interaction may hold several of the tags: count interactions, not rows.
-                Box::new(
-                    subjects::id.eq_any(
-                        $query
-                            .group_by(interaction_purposes::subject_pk)
-                            .having(
-                                count(interaction_purposes::interaction_pk)
-                                    .aggregate_distinct()
-                                    .ge(at_least),
-                            )
-                            .select(interaction_purposes::subject_pk),
-                    ),
-                )
-            } else {
-                Box::new(
-                    subjects::id.eq_any(
-                        $query
-                            .group_by(interaction_purposes::subject_pk)
-                            .having(count_star().ge(at_least))
-                            .select(interaction_purposes::subject_pk),
-                    ),
-                )
-            }
-        };
+/// Runs a population query. On PostgreSQL it runs in a read-only transaction that sizes the
+/// query's working memory for hashing a population (64 MiB: the set of a leaf stays one
+/// in-memory hash instead of spilling to disk or falling back to a row-by-row subplan), turns off
+/// JIT compilation (tens of milliseconds of compiling for a query that runs once) and parallel
+/// workers (each worker would build the same hashes again; one query uses one core, which also
+/// bounds what concurrent previews take from the writers).
+fn population_query<T>(
+    conn: &mut DbConnection,
+    query: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if !matches!(conn, DbConnection::Postgresql(_)) {
+        return query(conn);
     }
-    match (condition.kind.clone(), condition.channel.clone()) {
-        (None, None) => leaf!(usable),
-        (Some(kind), None) => {
-            leaf!(usable.filter(interaction_purposes::interaction_type.eq(kind)))
-        }
-        (None, Some(channel)) => leaf!(usable.filter(interaction_purposes::channel.eq(channel))),
-        (Some(kind), Some(channel)) => leaf!(usable
-            .filter(interaction_purposes::interaction_type.eq(kind))
-            .filter(interaction_purposes::channel.eq(channel))),
-    }
+    conn.transaction(|conn| {
+        conn.batch_execute(
+            "SET TRANSACTION READ ONLY;
+             SET LOCAL work_mem = '64MB';
+             SET LOCAL jit = off;
+             SET LOCAL max_parallel_workers_per_gather = 0;",
+        )?;
+        query(conn)
+    })
 }
 
 /// How many people with a legal basis under `rule` match `filter`, by bucket (the first
 /// character of their internal id): the size is the sum; the buckets are the sketch the
-/// differencing guard compares. Counted in the database.
+/// differencing guard compares. Counted in the database, driven from the granted statements
+/// for a consent-based purpose and from every subject otherwise.
 pub fn count_by_bucket(
     conn: &mut DbConnection,
     rule: &PopulationRule,
     filter: &Filter,
     now: NaiveDateTime,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(subjects::table
-        .filter(subject_has_legal_basis(rule))
-        .filter(compile(filter, rule, now))
-        .group_by(sql::<Text>(BUCKET))
-        .select((sql::<Text>(BUCKET), count_star()))
-        .load(conn)?)
+    population_query(conn, |conn| {
+        if rule.needs_consent {
+            over_statements::count_by_bucket(
+                conn,
+                statement_gives_legal_basis(rule),
+                rule,
+                filter,
+                now,
+            )
+        } else {
+            over_subjects::count_by_bucket(conn, subject_has_legal_basis(rule), rule, filter, now)
+        }
+    })
 }
 
 /// A page of the internal ids of the people matching, in id order, after `after`.
@@ -139,17 +255,29 @@ pub fn members_page(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let mut query = subjects::table
-        .filter(subject_has_legal_basis(rule))
-        .filter(compile(filter, rule, now))
-        .select(subjects::id)
-        .order(subjects::id)
-        .limit(limit)
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(subjects::id.gt(after.to_owned()));
-    }
-    Ok(query.load(conn)?)
+    population_query(conn, |conn| {
+        if rule.needs_consent {
+            over_statements::members_page(
+                conn,
+                statement_gives_legal_basis(rule),
+                rule,
+                filter,
+                now,
+                after,
+                limit,
+            )
+        } else {
+            over_subjects::members_page(
+                conn,
+                subject_has_legal_basis(rule),
+                rule,
+                filter,
+                now,
+                after,
+                limit,
+            )
+        }
+    })
 }
 
 /// A saved segment.

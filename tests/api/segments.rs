@@ -6,18 +6,31 @@ use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, TestApp};
+use crate::helpers::{assert_problem, policy_with_extra_roles, spawn_app, spawn_app_with, TestApp};
+
+/// A role that may count people for a purpose whose legal basis is legitimate interest.
+const ANALYST: &str = r#"
+[[role]]
+id = "analyst"
+actions = ["segments.query"]
+purposes = ["analytics"]
+"#;
+
+/// The purposes the brute-force test asks about: consent-based (`marketing`), consent-based with
+/// an ancestor (`marketing.email`: its own statements and those on `marketing` count, the later
+/// wins), and legitimate interest (`analytics`: everyone not restricted or objecting).
+const PURPOSES: [&str; 3] = ["marketing", "marketing.email", "analytics"];
 
 /// One generated person, and what the rules make of them.
 #[derive(Debug, Clone)]
 struct Person {
     country: &'static str,
     language: &'static str,
-    /// Purchases on the web, tagged `marketing`, this many days ago each.
-    purchases: Vec<i64>,
-    /// Has a legal basis for `marketing` now (granted, not withdrawn, not objected, not
-    /// restricted).
-    basis: bool,
+    /// Per purpose of [`PURPOSES`]: the interactions usable for it, `(type, channel, days
+    /// ago)`.
+    usable: [Vec<(&'static str, &'static str, i64)>; 3],
+    /// Per purpose of [`PURPOSES`]: has an effective legal basis for it now.
+    basis: [bool; 3],
 }
 
 async fn put_traits(app: &TestApp, token: &str, id: &str, country: &str, language: &str) {
@@ -34,7 +47,11 @@ async fn put_traits(app: &TestApp, token: &str, id: &str, country: &str, languag
 }
 
 async fn consent(app: &TestApp, token: &str, id: &str, status: &str) {
-    let mut body = json!({"purpose": "marketing", "status": status, "source": "web",
+    consent_to(app, token, id, "marketing", status).await;
+}
+
+async fn consent_to(app: &TestApp, token: &str, id: &str, purpose: &str, status: &str) {
+    let mut body = json!({"purpose": purpose, "status": status, "source": "web",
                           "method": "checkbox"});
     if status == "granted" {
         body["notice"] = json!({"id": "n", "version": "1"});
@@ -43,6 +60,17 @@ async fn consent(app: &TestApp, token: &str, id: &str, status: &str) {
         .post_json(&format!("/v1/subjects/{id}/consents"), Some(token), &body)
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+async fn object(app: &TestApp, token: &str, id: &str, purpose: &str) {
+    let response = app
+        .post_json(
+            &format!("/v1/subjects/{id}/objections"),
+            Some(token),
+            &json!({"purpose": purpose}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 /// Interaction `n` of person `id`: `(kind, channel)`, this many days ago, for `purposes`.
@@ -67,7 +95,8 @@ async fn interaction(
     assert_eq!(response.status(), StatusCode::CREATED, "{id}-{n}");
 }
 
-/// Sixty people with varied traits, consents, purchases and later changes of mind.
+/// Sixty people with varied traits, consents (on `marketing` and on `marketing.email`),
+/// interactions, objections, restrictions and later changes of mind.
 async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Person> {
     let mut people = Vec::new();
     for i in 0..60_usize {
@@ -75,10 +104,13 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
         let country = ["DE", "AT", "FR"][i % 3];
         let language = ["de", "en"][i % 2];
         put_traits(app, collector, &id, country, language).await;
+        // Statements in the order they are made: (is it on `marketing.email`, granted).
+        let mut statements = Vec::new();
         let granted = i % 4 != 0;
         let mut purchases = Vec::new();
         if granted {
             consent(app, collector, &id, "granted").await;
+            statements.push((false, true));
             for n in 0..(i % 5) {
                 let days_ago = ((i * 7 + n * 13) % 40) as i64;
                 interaction(
@@ -90,8 +122,18 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
                     &["marketing"],
                 )
                 .await;
-                purchases.push(days_ago);
+                purchases.push(("purchase", "web", days_ago));
             }
+        }
+        // The child purpose on its own: withdrawn after a grant of its parent, or granted
+        // without one.
+        if granted && i % 6 == 1 {
+            consent_to(app, collector, &id, "marketing.email", "withdrawn").await;
+            statements.push((true, false));
+        }
+        if !granted && i % 8 == 4 {
+            consent_to(app, collector, &id, "marketing.email", "granted").await;
+            statements.push((true, true));
         }
         // Not usable for marketing: another purpose, or another channel.
         interaction(
@@ -104,23 +146,39 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
         )
         .await;
         interaction(app, collector, (&id, 11), ("visit", "app"), 2, &["support"]).await;
-        let mut basis = granted;
+        // Usable for analytics only.
+        let mut visits = Vec::new();
+        if i % 3 != 2 {
+            let days_ago = (i % 20) as i64;
+            interaction(
+                app,
+                collector,
+                (&id, 12),
+                ("visit", "web"),
+                days_ago,
+                &["analytics"],
+            )
+            .await;
+            visits.push(("visit", "web", days_ago));
+        }
         if i % 7 == 0 && granted {
+            // A withdrawal of the parent after everything else: the latest statement wins.
             consent(app, collector, &id, "withdrawn").await;
-            basis = false;
+            statements.push((false, false));
         }
+        let mut objected = [false; 3];
         if i % 11 == 0 {
-            let response = app
-                .post_json(
-                    &format!("/v1/subjects/{id}/objections"),
-                    Some(collector),
-                    &json!({"purpose": "marketing"}),
-                )
-                .await;
-            assert_eq!(response.status(), StatusCode::OK);
-            basis = false;
+            // An objection to the parent covers the child.
+            object(app, collector, &id, "marketing").await;
+            objected[0] = true;
+            objected[1] = true;
         }
-        if i % 13 == 0 {
+        if i % 9 == 2 {
+            object(app, collector, &id, "analytics").await;
+            objected[2] = true;
+        }
+        let restricted = i % 13 == 0;
+        if restricted {
             let response = app
                 .post_json(
                     &format!("/v1/subjects/{id}/restriction"),
@@ -129,36 +187,44 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
                 )
                 .await;
             assert_eq!(response.status(), StatusCode::OK);
-            basis = false;
         }
+        let latest_grant = |counts: &dyn Fn(bool) -> bool| {
+            statements
+                .iter()
+                .rev()
+                .find(|(child, _)| counts(*child))
+                .is_some_and(|(_, grant)| *grant)
+        };
+        let consented = [latest_grant(&|child| !child), latest_grant(&|_| true), true];
+        let basis: [bool; 3] = std::array::from_fn(|p| consented[p] && !objected[p] && !restricted);
         people.push(Person {
             country,
             language,
-            purchases,
+            usable: [purchases.clone(), purchases, visits],
             basis,
         });
     }
     people
 }
 
-/// The brute-force evaluation of a filter for one person (purpose `marketing`).
-fn matches(filter: &Value, person: &Person) -> bool {
+/// The brute-force evaluation of a filter for one person and purpose (index into [`PURPOSES`]).
+fn matches(filter: &Value, person: &Person, purpose: usize) -> bool {
     if let Some(children) = filter.get("all") {
         return children
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| matches(c, person));
+            .all(|c| matches(c, person, purpose));
     }
     if let Some(children) = filter.get("any") {
         return children
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| matches(c, person));
+            .any(|c| matches(c, person, purpose));
     }
     if let Some(child) = filter.get("not") {
-        return !matches(child, person);
+        return !matches(child, person, purpose);
     }
     if let Some(name) = filter.get("trait") {
         let value = match name.as_str().unwrap() {
@@ -169,19 +235,15 @@ fn matches(filter: &Value, person: &Person) -> bool {
         return filter["in"].as_array().unwrap().iter().any(|v| v == value);
     }
     let leaf = &filter["interactions"];
-    // Only purchases on the web are tagged `marketing`; visits and `support` purchases never
-    // count for the purpose.
-    if leaf.get("type").is_some_and(|t| t != "purchase")
-        || leaf.get("channel").is_some_and(|c| c != "web")
-    {
-        return false;
-    }
     let within = leaf.get("within_days").and_then(Value::as_i64);
     let at_least = leaf.get("at_least").and_then(Value::as_u64).unwrap_or(1) as usize;
-    person
-        .purchases
+    person.usable[purpose]
         .iter()
-        .filter(|days_ago| within.is_none_or(|d| **days_ago < d))
+        .filter(|(kind, channel, days_ago)| {
+            leaf.get("type").is_none_or(|t| t == kind)
+                && leaf.get("channel").is_none_or(|c| c == channel)
+                && within.is_none_or(|d| *days_ago < d)
+        })
         .count()
         >= at_least
 }
@@ -200,7 +262,9 @@ async fn preview(app: &TestApp, token: &str, purpose: &str, filter: &Value) -> V
 
 #[tokio::test]
 async fn counts_equal_a_brute_force_evaluation_of_the_rules() {
-    let app = spawn_app().await;
+    let policies = policy_with_extra_roles(ANALYST);
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
     let people = generate(&app, &collector, &compliance).await;
@@ -220,18 +284,26 @@ async fn counts_equal_a_brute_force_evaluation_of_the_rules() {
                                 {"not": {"trait": "language", "in": ["de"]}}]}]}),
         json!({"interactions": {"channel": "app"}}),
         json!({"interactions": {"at_least": 3}}),
+        json!({"all": [{"interactions": {"channel": "web", "within_days": 10}},
+                       {"not": {"trait": "country", "in": ["AT"]}}]}),
     ];
     let mut revealed = 0;
     for filter in &filters {
-        let expected = people
-            .iter()
-            .filter(|p| p.basis && matches(filter, p))
-            .count() as i64;
         // A key of its own per question: the differencing guard compares answers given to one
         // key, and these overlap on purpose.
         let marketer = app.token_for("marketer").await;
-        for purpose in ["marketing", "marketing.email"] {
-            let answer = preview(&app, &marketer, purpose, filter).await;
+        let analyst = app.token_for("analyst").await;
+        for (p, purpose) in PURPOSES.iter().enumerate() {
+            let expected = people
+                .iter()
+                .filter(|person| person.basis[p] && matches(filter, person, p))
+                .count() as i64;
+            let token = if *purpose == "analytics" {
+                &analyst
+            } else {
+                &marketer
+            };
+            let answer = preview(&app, token, purpose, filter).await;
             assert_eq!(answer["min_size"], 10);
             if expected >= 10 {
                 assert_eq!(answer["size"], expected, "{purpose} {filter}");
@@ -241,6 +313,18 @@ async fn counts_equal_a_brute_force_evaluation_of_the_rules() {
                 assert_eq!(answer["size"], Value::Null, "{purpose} {filter}");
                 assert_eq!(answer["suppressed"], true);
             }
+        }
+    }
+    // The generated data separates the purposes: each has people with a basis the others lack.
+    for (p, first) in PURPOSES.iter().enumerate() {
+        for (q, second) in PURPOSES.iter().enumerate() {
+            assert!(
+                p == q
+                    || people
+                        .iter()
+                        .any(|person| person.basis[p] && !person.basis[q]),
+                "{first} vs {second}"
+            );
         }
     }
     assert!(revealed >= 8, "the generated data exercises real counts");

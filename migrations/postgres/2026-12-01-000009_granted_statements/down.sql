@@ -1,0 +1,1 @@
+DROP INDEX consent_current_by_purpose;
