@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::auth::exchange_api_key;
+use crate::policy::{Action, PurposeId};
 
 /// The token request.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -24,6 +25,13 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the token expires.
     pub expires_in: u64,
+    /// The key's role.
+    pub role: String,
+    /// What the role may do (a client such as the console shows only these).
+    pub actions: Vec<Action>,
+    /// The purposes the role may act for (each covers its descendants).
+    #[schema(value_type = Vec<String>)]
+    pub purposes: Vec<PurposeId>,
 }
 
 /// Exchanges an API key for a bearer token. Unknown, revoked and wrong keys all get the same
@@ -46,11 +54,20 @@ pub async fn issue_token(
         .run(move |conn| exchange_api_key(conn, &policy, &api_key))
         .await?;
     let issued = state.tokens.issue(&key_id, &role);
+    // The key was just checked against the loaded policy, so its role is in it.
+    let (actions, purposes) = state
+        .policy
+        .role(&role)
+        .map(|held| (held.actions.clone(), held.purposes.clone()))
+        .unwrap_or_default();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(TokenResponse {
             access_token: issued.token,
             token_type: "Bearer",
             expires_in: issued.expires_in,
+            role,
+            actions,
+            purposes,
         }))
 }

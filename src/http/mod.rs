@@ -10,6 +10,7 @@ pub mod audit;
 pub mod audit_trail;
 pub mod auth;
 pub mod coalesce;
+pub mod console;
 pub mod consents;
 pub mod export;
 pub mod ingest_queue;
@@ -83,11 +84,14 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/metrics", Public, ops::metrics),
         endpoint!(GET "/openapi.json", Public, openapi::openapi_json),
         endpoint!(GET "/docs", Public, openapi::docs_redirect),
+        endpoint!(GET "/console", Public, console::index),
+        endpoint!(GET "/console/{file}", Public, console::asset),
         endpoint!(POST "/v1/auth/token", Public, auth::issue_token),
         endpoint!(POST "/v1/keys", Requires(&[Action::KeysManage]), keys::create),
         endpoint!(GET "/v1/keys", Requires(&[Action::KeysManage]), keys::list),
         endpoint!(DELETE "/v1/keys/{id}", Requires(&[Action::KeysManage]), keys::revoke),
         endpoint!(GET "/v1/policy", Requires(&[Action::PolicyRead]), policy::show),
+        endpoint!(GET "/v1/ropa", Requires(&[Action::PolicyRead]), policy::ropa),
         endpoint!(PUT "/v1/subjects/{subject_id}", Requires(&[Action::InteractionsWrite]), subjects::put),
         endpoint!(DELETE "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsErase]), subjects::erase),
         endpoint!(

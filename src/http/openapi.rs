@@ -21,6 +21,7 @@ use super::AppState;
         super::keys::list,
         super::keys::revoke,
         super::policy::show,
+        super::policy::ropa,
         super::subjects::put,
         super::subjects::lookup,
         super::subjects::erase,

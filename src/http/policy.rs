@@ -1,9 +1,11 @@
-//! `GET /v1/policy`: the loaded policy and its SHA-256 (action `policy.read`).
+//! `GET /v1/policy`: the loaded policy and its SHA-256; `GET /v1/ropa`: the record of
+//! processing activities generated from it (action `policy.read`).
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::AppState;
+use crate::policy::ropa::RecordOfProcessing;
 use crate::policy::{Field, Purpose, Role, SegmentLimits};
 
 /// The loaded policy.
@@ -36,4 +38,13 @@ pub async fn show(state: web::Data<AppState>) -> HttpResponse {
         roles: policy.roles().collect(),
         segments: policy.segment_limits(),
     })
+}
+
+/// The record of processing activities (GDPR Art. 30(1)), generated from the loaded policy: per
+/// purpose its legal basis, data categories and fields, retention and recipients.
+#[utoipa::path(get, path = "/v1/ropa", tag = "policy", security(("bearer" = [])),
+    responses((status = 200, description = "The record of processing activities",
+        body = RecordOfProcessing)))]
+pub async fn ropa(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.policy.record_of_processing())
 }

@@ -7,6 +7,7 @@
 
 mod ids;
 mod load;
+pub mod ropa;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
