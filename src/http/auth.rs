@@ -57,7 +57,7 @@ pub async fn issue_token(
     // The key was just checked against the loaded policy, so its role is in it.
     let (actions, purposes) = state
         .policy
-        .role(&role)
+        .role(role.as_str())
         .map(|held| (held.actions.clone(), held.purposes.clone()))
         .unwrap_or_default();
     Ok(HttpResponse::Ok()
@@ -66,7 +66,7 @@ pub async fn issue_token(
             access_token: issued.token,
             token_type: "Bearer",
             expires_in: issued.expires_in,
-            role,
+            role: role.to_string(),
             actions,
             purposes,
         }))

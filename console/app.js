@@ -1,0 +1,753 @@
+// The compliance console: plain ES modules, no build step. Every screen is built with DOM calls
+// (text is always set as text, never parsed as HTML) from the public JSON API's answers.
+
+import { ApiError, call, currentSession, download, may, signIn, signOut } from './api.js';
+
+// ---------------------------------------------------------------------------------------------
+// DOM helpers
+
+/** Creates an element: `h('button', {type: 'button', onclick}, 'Text', child…)`. */
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) {
+      continue;
+    }
+    if (name.startsWith('on')) {
+      element.addEventListener(name.slice(2), value);
+    } else if (name === 'class') {
+      element.className = value;
+    } else if (value === true) {
+      element.setAttribute(name, '');
+    } else {
+      element.setAttribute(name, String(value));
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) {
+      continue;
+    }
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+let fieldCounter = 0;
+
+/** A labelled form control. */
+function field(label, control, hint) {
+  fieldCounter += 1;
+  const id = control.id || `f${fieldCounter}`;
+  control.id = id;
+  const parts = [h('label', { for: id }, label), control];
+  if (hint) {
+    const hintId = `${id}-hint`;
+    control.setAttribute('aria-describedby', hintId);
+    parts.push(h('span', { id: hintId, class: 'hint' }, hint));
+  }
+  return h('div', { class: 'field' }, parts);
+}
+
+function select(name, options, value) {
+  return h(
+    'select',
+    { name },
+    options.map(([optionValue, text]) =>
+      h('option', { value: optionValue, selected: optionValue === value }, text),
+    ),
+  );
+}
+
+/** A table with a caption and column headers; `rows` are arrays of cells (text or nodes). */
+function table(caption, headers, rows, rowClass) {
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      {},
+      h('caption', {}, caption),
+      h('thead', {}, h('tr', {}, headers.map((text) => h('th', { scope: 'col' }, text)))),
+      h(
+        'tbody',
+        {},
+        rows.length === 0
+          ? h('tr', {}, h('td', { colspan: headers.length }, 'None.'))
+          : rows.map((cells, index) =>
+              h('tr', { class: rowClass ? rowClass(index) : null }, cells.map((cell) => h('td', {}, cell))),
+            ),
+      ),
+    ),
+  );
+}
+
+function facts(pairs) {
+  return h(
+    'dl',
+    { class: 'facts' },
+    pairs.filter(([, value]) => value !== undefined).flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value ?? '—')]),
+  );
+}
+
+const dateFormat = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
+function when(text) {
+  return text ? `${dateFormat.format(new Date(text))} UTC` : '—';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status messages and errors
+
+const statusBox = () => document.getElementById('status');
+
+function announce(text, kind = 'info') {
+  const box = statusBox();
+  box.className = `status ${kind}`;
+  box.textContent = text;
+}
+
+function clearStatus() {
+  const box = statusBox();
+  box.className = 'status';
+  box.textContent = '';
+}
+
+/** Runs an API action, showing its error in words; a lost session returns to sign-in. */
+async function attempt(work) {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ApiError) {
+      if (error.status === 401 && currentSession()) {
+        signOut();
+        render();
+      }
+      announce(error.message, 'error');
+      return undefined;
+    }
+    announce('Something went wrong in the console. Reload the page and try again.', 'error');
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout, navigation
+
+const SECTIONS = [
+  { hash: '#/requests', label: 'Requests', allowed: () => may('requests.manage') },
+  { hash: '#/subjects', label: 'Subjects', allowed: () => may('subjects.export') },
+  { hash: '#/audit', label: 'Audit log', allowed: () => may('audit.read') },
+  { hash: '#/policy', label: 'Policy', allowed: () => may('policy.read') },
+];
+
+function renderChrome() {
+  const session = currentSession();
+  const nav = document.getElementById('nav');
+  const sessionBox = document.getElementById('session');
+  nav.replaceChildren();
+  if (!session) {
+    nav.hidden = true;
+    sessionBox.hidden = true;
+    return;
+  }
+  const current = `#/${location.hash.split('/')[1] || ''}`;
+  for (const section of SECTIONS.filter((s) => s.allowed())) {
+    nav.append(
+      h('a', { href: section.hash, 'aria-current': section.hash === current ? 'page' : null }, section.label),
+    );
+  }
+  nav.hidden = false;
+  sessionBox.hidden = false;
+  document.getElementById('session-role').textContent = `Role: ${session.role}`;
+}
+
+/** Replaces the main area with a view, titles the page and moves focus to its heading. */
+function show(title, ...content) {
+  const main = document.getElementById('main');
+  const heading = h('h1', { tabindex: '-1' }, title);
+  main.replaceChildren(heading, ...content);
+  document.title = `${title} — Custodia console`;
+  heading.focus();
+}
+
+async function render() {
+  renderChrome();
+  const session = currentSession();
+  if (!session) {
+    renderSignIn();
+    return;
+  }
+  const [, section, ...rest] = location.hash.split('/');
+  const id = rest.length ? decodeURIComponent(rest.join('/')) : null;
+  const allowed = SECTIONS.filter((s) => s.allowed());
+  switch (section) {
+    case 'requests':
+      if (may('requests.manage')) return id ? renderRequest(id) : renderRequests();
+      break;
+    case 'subjects':
+      if (may('subjects.export')) return id ? renderSubject(id) : renderSubjectSearch();
+      break;
+    case 'audit':
+      if (may('audit.read')) return renderAudit();
+      break;
+    case 'policy':
+      if (may('policy.read')) return renderPolicy();
+      break;
+    default:
+      break;
+  }
+  if (allowed.length > 0) {
+    location.hash = allowed[0].hash;
+    return;
+  }
+  show('Nothing to show', h('p', {}, `The role ${session.role} has no compliance actions in this console.`));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign in
+
+function renderSignIn() {
+  const key = h('input', { type: 'password', name: 'api_key', autocomplete: 'off', required: true, spellcheck: 'false' });
+  const form = h(
+    'form',
+    {
+      class: 'stack',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        clearStatus();
+        const value = key.value.trim();
+        if (!value) {
+          announce('Paste your API key to sign in.', 'error');
+          key.focus();
+          return;
+        }
+        const session = await attempt(() => signIn(value));
+        key.value = '';
+        if (session) {
+          announce(`Signed in as ${session.role}.`);
+          if (!location.hash || location.hash === '#/') {
+            location.hash = '#/';
+          }
+          render();
+        }
+      },
+    },
+    field('API key', key, 'Your key is exchanged for a session that lasts 15 minutes; it is kept only in this tab.'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Sign in')),
+  );
+  show('Sign in', form);
+}
+
+document.getElementById('sign-out').addEventListener('click', () => {
+  signOut();
+  announce('Signed out.');
+  location.hash = '#/';
+  render();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+const KINDS = [
+  ['access', 'Access (Art. 15)'],
+  ['portability', 'Portability (Art. 20)'],
+  ['erasure', 'Erasure (Art. 17)'],
+  ['restriction', 'Restriction (Art. 18)'],
+  ['objection', 'Objection (Art. 21)'],
+  ['rectification', 'Rectification (Art. 16)'],
+];
+const kindLabel = (kind) => (KINDS.find(([value]) => value === kind) || [kind, kind])[1];
+
+function daysLeft(request) {
+  if (request.status === 'completed' || request.status === 'rejected') {
+    return '—';
+  }
+  if (request.overdue) {
+    return h('span', { class: 'badge bad' }, `Overdue by ${-request.days_left} day${request.days_left === -1 ? '' : 's'}`);
+  }
+  return `${request.days_left} day${request.days_left === 1 ? '' : 's'}`;
+}
+
+async function renderRequests(filters = {}) {
+  const status = select('status', [['', 'Any status'], ['received', 'Received'], ['verified', 'Verified'], ['in_progress', 'In progress'], ['completed', 'Completed'], ['rejected', 'Rejected']], filters.status || '');
+  const overdue = h('input', { type: 'checkbox', name: 'overdue', checked: filters.overdue });
+  const filterForm = h(
+    'form',
+    {
+      class: 'row',
+      'aria-label': 'Filter requests',
+      onsubmit: (event) => {
+        event.preventDefault();
+        renderRequests({ status: status.value, overdue: overdue.checked });
+      },
+    },
+    field('Status', status),
+    h('div', { class: 'field' }, h('label', {}, overdue, ' Overdue only')),
+    h('button', { type: 'submit', class: 'secondary' }, 'Apply'),
+  );
+  const query = new URLSearchParams({ limit: '100' });
+  if (filters.status) query.set('status', filters.status);
+  if (filters.overdue) query.set('overdue', 'true');
+  const page = await attempt(() => call('GET', `/v1/requests?${query}`));
+  const requests = page ? page.requests : [];
+  const rows = requests.map((request) => [
+    h('a', { href: `#/requests/${encodeURIComponent(request.id)}` }, kindLabel(request.type)),
+    request.regulation.toUpperCase(),
+    request.status.replace('_', ' '),
+    when(request.due_at),
+    daysLeft(request),
+  ]);
+  show(
+    'Requests',
+    h('p', { class: 'hint' }, 'Data-subject requests, oldest deadline first. Overdue ones are highlighted.'),
+    filterForm,
+    table('Request queue', ['Type', 'Regulation', 'Status', 'Due', 'Days left'], rows, (index) => (requests[index].overdue ? 'overdue' : null)),
+    newRequestForm(),
+  );
+}
+
+function newRequestForm() {
+  const kind = select('type', KINDS, 'access');
+  const regulation = select('regulation', [['gdpr', 'GDPR'], ['ccpa', 'CCPA']], 'gdpr');
+  const by = select('by', [['subject_id', 'Subject id'], ['email', 'E-mail address']], 'subject_id');
+  const who = h('input', { name: 'who', required: true, autocomplete: 'off' });
+  return h(
+    'section',
+    { 'aria-labelledby': 'new-request' },
+    h('h2', { id: 'new-request' }, 'Record a new request'),
+    h(
+      'form',
+      {
+        class: 'stack',
+        onsubmit: async (event) => {
+          event.preventDefault();
+          clearStatus();
+          const body = { type: kind.value, regulation: regulation.value };
+          body[by.value] = who.value.trim();
+          const created = await attempt(() => call('POST', '/v1/requests', body));
+          if (created) {
+            announce(`Request recorded; due ${when(created.due_at)}.`);
+            location.hash = `#/requests/${encodeURIComponent(created.id)}`;
+          }
+        },
+      },
+      h('div', { class: 'row' }, field('Type', kind), field('Regulation', regulation)),
+      h('div', { class: 'row' }, field('Identify the person by', by), field('Value', who)),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Record request')),
+    ),
+  );
+}
+
+async function renderRequest(id) {
+  const request = await attempt(() => call('GET', `/v1/requests/${encodeURIComponent(id)}`));
+  if (!request) {
+    show('Request', h('p', {}, h('a', { href: '#/requests' }, 'Back to the queue')));
+    return;
+  }
+  const subject = request.subject
+    ? request.subject.subject_id
+      ? h('a', { href: `#/subjects/${encodeURIComponent(request.subject.subject_id)}` }, request.subject.subject_id)
+      : request.subject.email
+    : 'Erased';
+  const open = request.status !== 'completed' && request.status !== 'rejected';
+  const act = async (path, body, done) => {
+    clearStatus();
+    const updated = await attempt(() => call('POST', `/v1/requests/${encodeURIComponent(id)}/${path}`, body));
+    if (updated) {
+      await renderRequest(id);
+      announce(done);
+    }
+  };
+  const reason = (name) => h('input', { name, autocomplete: 'off' });
+  const extendReason = reason('extend_reason');
+  const rejectReason = reason('reject_reason');
+  const actions = [];
+  if (open && request.status === 'received') {
+    actions.push(h('button', { type: 'button', onclick: () => act('verify', {}, 'Identity verified.') }, 'Mark identity verified'));
+  }
+  if (open && request.status !== 'received') {
+    actions.push(h('button', { type: 'button', onclick: () => act('execute', {}, 'Request executed.') }, 'Execute'));
+  }
+  const forms = [];
+  if (open && !request.extended) {
+    forms.push(
+      h(
+        'form',
+        {
+          class: 'row',
+          'aria-label': 'Extend the deadline',
+          onsubmit: (event) => {
+            event.preventDefault();
+            act('extend', { reason: extendReason.value.trim() }, 'Deadline extended.');
+          },
+        },
+        field('Reason for extending', extendReason),
+        h('button', { type: 'submit', class: 'secondary' }, 'Extend deadline'),
+      ),
+    );
+  }
+  if (open) {
+    forms.push(
+      h(
+        'form',
+        {
+          class: 'row',
+          'aria-label': 'Reject the request',
+          onsubmit: (event) => {
+            event.preventDefault();
+            act('reject', { reason: rejectReason.value.trim() }, 'Request rejected.');
+          },
+        },
+        field('Reason for rejecting', rejectReason),
+        h('button', { type: 'submit', class: 'danger' }, 'Reject'),
+      ),
+    );
+  }
+  const result = request.result
+    ? h('section', {}, h('h2', {}, 'Result'), h('pre', { class: 'panel mono' }, JSON.stringify(request.result, null, 2)))
+    : null;
+  const exportLink = request.result && request.result.export && may('subjects.export')
+    ? h('button', { type: 'button', class: 'secondary', onclick: () => save(`/v1/requests/${encodeURIComponent(id)}/export`) }, 'Download the export')
+    : null;
+  show(
+    `${kindLabel(request.type)} request`,
+    h('p', {}, h('a', { href: '#/requests' }, 'Back to the queue')),
+    h(
+      'div',
+      { class: `panel${request.overdue ? ' overdue' : ''}` },
+      facts([
+        ['Status', request.status.replace('_', ' ')],
+        ['Regulation', request.regulation.toUpperCase()],
+        ['Person', subject],
+        ['Received', when(request.received_at)],
+        ['Due', when(request.due_at)],
+        ['Days left', daysLeft(request)],
+        ['Extended', request.extended ? `${when(request.extended.at)}: ${request.extended.reason}` : 'No'],
+        ['Identity verified', request.verified_at ? when(request.verified_at) : 'Not yet'],
+        ['Rejected', request.rejected ? `${when(request.rejected.at)}: ${request.rejected.reason}` : undefined],
+        ['Completed', request.completed_at ? when(request.completed_at) : undefined],
+      ]),
+    ),
+    actions.length ? h('div', { class: 'actions' }, actions) : null,
+    forms,
+    exportLink,
+    result,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subjects
+
+function renderSubjectSearch() {
+  const by = select('by', [['subject_id', 'Subject id'], ['email', 'E-mail address']], 'subject_id');
+  const value = h('input', { name: 'value', required: true, autocomplete: 'off', spellcheck: 'false' });
+  const results = h('div', {});
+  const form = h(
+    'form',
+    {
+      class: 'stack',
+      role: 'search',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        clearStatus();
+        const text = value.value.trim();
+        if (!text) {
+          announce('Enter a subject id or an e-mail address.', 'error');
+          value.focus();
+          return;
+        }
+        if (by.value === 'subject_id') {
+          location.hash = `#/subjects/${encodeURIComponent(text)}`;
+          return;
+        }
+        // The address goes in a request body, never in a URL.
+        const found = await attempt(() => call('POST', '/v1/lookup/subjects', { email: text }));
+        if (!found) return;
+        if (found.subjects.length === 1) {
+          location.hash = `#/subjects/${encodeURIComponent(found.subjects[0].subject_id)}`;
+          return;
+        }
+        results.replaceChildren(
+          h('h2', {}, 'People with this address'),
+          h('ul', {}, found.subjects.map((s) => h('li', {}, h('a', { href: `#/subjects/${encodeURIComponent(s.subject_id)}` }, s.subject_id)))),
+        );
+      },
+    },
+    h('div', { class: 'row' }, field('Find by', by), field('Subject id or e-mail', value)),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Find')),
+  );
+  show('Subjects', h('p', { class: 'hint' }, 'Look a person up to see their consents, export their data, restrict processing or erase them.'), form, results);
+}
+
+/** Downloads an export through the API (the token goes in a header, never in a URL). */
+async function save(path) {
+  clearStatus();
+  const file = await attempt(() => download(path));
+  if (!file) return;
+  const url = URL.createObjectURL(file.blob);
+  const link = h('a', { href: url, download: file.name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  announce(`Downloaded ${file.name}.`);
+}
+
+async function renderSubject(subjectId) {
+  const path = `/v1/subjects/${encodeURIComponent(subjectId)}`;
+  const state = await attempt(() => call('GET', `${path}/consents`));
+  const back = h('p', {}, h('a', { href: '#/subjects' }, 'Find another person'));
+  if (!state) {
+    show(`Subject ${subjectId}`, back);
+    return;
+  }
+  const current = table(
+    'Current consent, per purpose',
+    ['Purpose', 'Status', 'Since'],
+    state.current.map((c) => [c.purpose, h('span', { class: `badge ${c.status === 'granted' ? 'good' : 'bad'}` }, c.status), when(c.since)]),
+  );
+  const history = table(
+    'Consent history, oldest first',
+    ['Recorded', 'Purpose', 'Status', 'Notice', 'Source', 'Method'],
+    state.history.map(({ consent }) => [
+      when(consent.recorded_at),
+      consent.purpose,
+      consent.status,
+      consent.notice ? `${consent.notice.id} v${consent.notice.version}` : '—',
+      consent.source || '—',
+      consent.method || '—',
+    ]),
+  );
+  const objections = table('Objections (Art. 21)', ['Purpose', 'Since'], state.objections.map((o) => [o.purpose, when(o.since)]));
+  const actions = [
+    h('button', { type: 'button', class: 'secondary', onclick: () => save(`${path}/export`) }, 'Export JSON'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => save(`${path}/export?format=csv`) }, 'Export CSV (zip)'),
+  ];
+  if (may('requests.manage')) {
+    actions.push(
+      state.restricted
+        ? h('button', { type: 'button', onclick: () => restriction(subjectId, 'DELETE') }, 'Lift restriction')
+        : h('button', { type: 'button', onclick: () => restriction(subjectId, 'POST') }, 'Restrict processing'),
+    );
+  }
+  if (may('subjects.erase')) {
+    actions.push(h('button', { type: 'button', class: 'danger', onclick: () => confirmErase(subjectId) }, 'Erase…'));
+  }
+  show(
+    `Subject ${subjectId}`,
+    back,
+    h('div', { class: 'panel' }, facts([['Processing', state.restricted ? h('span', { class: 'badge bad' }, 'Restricted (Art. 18)') : 'Not restricted']])),
+    h('div', { class: 'actions', role: 'group', 'aria-label': 'Actions on this person' }, actions),
+    h('h2', {}, 'Consents'),
+    current,
+    h('h3', {}, 'History'),
+    history,
+    h('h3', {}, 'Objections'),
+    objections,
+  );
+}
+
+async function restriction(subjectId, method) {
+  clearStatus();
+  const path = `/v1/subjects/${encodeURIComponent(subjectId)}/restriction`;
+  const done = await attempt(() => call(method, path, method === 'POST' ? {} : undefined));
+  if (done) {
+    await renderSubject(subjectId);
+    announce(method === 'POST' ? 'Processing restricted.' : 'Restriction lifted.');
+  }
+}
+
+function confirmErase(subjectId) {
+  const typed = h('input', { name: 'confirm', autocomplete: 'off', spellcheck: 'false' });
+  const erase = h('button', { type: 'submit', class: 'danger', disabled: true }, 'Erase permanently');
+  const cancel = h('button', { type: 'button', class: 'secondary', onclick: () => dialog.close() }, 'Cancel');
+  typed.addEventListener('input', () => {
+    erase.disabled = typed.value !== subjectId;
+  });
+  const dialog = h(
+    'dialog',
+    { 'aria-labelledby': 'erase-title' },
+    h(
+      'form',
+      {
+        class: 'stack',
+        onsubmit: async (event) => {
+          event.preventDefault();
+          if (typed.value !== subjectId) return;
+          erase.disabled = true;
+          const receipt = await attempt(() => call('DELETE', `/v1/subjects/${encodeURIComponent(subjectId)}`));
+          dialog.close();
+          if (receipt) {
+            showReceipt(subjectId, receipt);
+          }
+        },
+      },
+      h('h2', { id: 'erase-title' }, 'Erase this person?'),
+      h('p', {}, 'Their key is destroyed first, then every record about them. This cannot be undone. The audit log keeps only a pseudonym.'),
+      field(`Type ${subjectId} to confirm`, typed),
+      h('div', { class: 'actions' }, erase, cancel),
+    ),
+  );
+  dialog.addEventListener('close', () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  typed.focus();
+}
+
+function showReceipt(subjectId, receipt) {
+  const counts = Object.entries(receipt.counts || {}).map(([kind, n]) => [kind.replaceAll('_', ' '), String(n)]);
+  show(
+    'Erasure receipt',
+    h('p', { class: 'message info' }, `${subjectId} has been erased.`),
+    h('div', { class: 'panel' }, facts([['Erasure id', h('code', {}, receipt.id)], ['Erased at', when(receipt.erased_at)], ['Future data refused', receipt.suppressed ? 'Yes' : 'No']])),
+    table('What was deleted', ['Kind', 'Count'], counts),
+    h('h2', {}, 'Signed receipt'),
+    h('p', { class: 'hint' }, 'A compact JWS; verify it with the key published at /v1/consents/receipt-key.'),
+    h('pre', { class: 'panel mono', 'aria-label': 'Signed receipt' }, receipt.receipt),
+    h('p', {}, h('a', { href: '#/subjects' }, 'Find another person')),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+
+async function renderAudit(filters = {}, cursor = null, history = []) {
+  const inputs = {
+    subject_id: h('input', { name: 'subject_id', value: filters.subject_id || '', autocomplete: 'off' }),
+    action: h('input', { name: 'action', value: filters.action || '', autocomplete: 'off' }),
+    decision: select('decision', [['', 'Any'], ['allow', 'Allowed'], ['deny', 'Denied']], filters.decision || ''),
+    from: h('input', { name: 'from', type: 'date', value: filters.from || '' }),
+    to: h('input', { name: 'to', type: 'date', value: filters.to || '' }),
+  };
+  const filterForm = h(
+    'form',
+    {
+      class: 'row',
+      'aria-label': 'Filter the audit log',
+      onsubmit: (event) => {
+        event.preventDefault();
+        const next = {};
+        for (const [name, input] of Object.entries(inputs)) {
+          if (input.value.trim()) next[name] = input.value.trim();
+        }
+        renderAudit(next);
+      },
+    },
+    field('Subject id', inputs.subject_id),
+    field('Action', inputs.action, 'e.g. subjects.export'),
+    field('Decision', inputs.decision),
+    field('From', inputs.from),
+    field('To', inputs.to),
+    h('button', { type: 'submit', class: 'secondary' }, 'Apply'),
+  );
+  const query = new URLSearchParams({ limit: '50' });
+  for (const [name, value] of Object.entries(filters)) {
+    query.set(name, name === 'from' ? `${value}T00:00:00Z` : name === 'to' ? `${value}T23:59:59Z` : value);
+  }
+  if (cursor) query.set('cursor', cursor);
+  const page = await attempt(() => call('GET', `/v1/audit?${query}`));
+  const entries = page ? page.entries : [];
+  const rows = entries.map((e) => [
+    String(e.seq),
+    when(e.at),
+    e.action,
+    e.role || '—',
+    e.purposes.join(', ') || '—',
+    e.decision === 'deny' ? h('span', { class: 'badge bad' }, `denied: ${e.reason || ''}`) : 'allowed',
+    String(e.records),
+    h('span', { class: 'mono' }, e.target || '—'),
+  ]);
+  const paging = h('div', { class: 'actions' });
+  if (history.length > 0) {
+    paging.append(h('button', { type: 'button', class: 'secondary', onclick: () => renderAudit(filters, history[history.length - 1], history.slice(0, -1)) }, 'Newer entries'));
+  }
+  if (page && page.next_cursor) {
+    paging.append(h('button', { type: 'button', class: 'secondary', onclick: () => renderAudit(filters, page.next_cursor, [...history, cursor]) }, 'Older entries'));
+  }
+  const verifyResult = h('div', { 'aria-live': 'polite' });
+  show(
+    'Audit log',
+    h('p', { class: 'hint' }, 'Every action on personal data, newest first. People appear only as pseudonyms.'),
+    h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => verify(verifyResult) }, 'Verify the chain')),
+    verifyResult,
+    filterForm,
+    table('Audit entries', ['#', 'When', 'Action', 'Role', 'Purposes', 'Decision', 'Records', 'Target'], rows),
+    paging,
+  );
+}
+
+async function verify(target) {
+  clearStatus();
+  const report = await attempt(() => call('GET', '/v1/audit/verify'));
+  if (!report) return;
+  if (report.ok) {
+    target.replaceChildren(h('p', { class: 'message info' }, `The audit log verifies: ${report.entries} entries, every hash and signed checkpoint intact.`));
+  } else {
+    target.replaceChildren(
+      h(
+        'div',
+        { class: 'message error' },
+        h('p', {}, `The audit log does NOT verify. First invalid entry: #${report.first_invalid}.`),
+        facts([['Reason', report.reason || '—'], ['Detail', report.detail || '—'], ['Entries checked', String(report.entries)]]),
+      ),
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy and the record of processing
+
+async function renderPolicy() {
+  const [policy, ropa] = await Promise.all([
+    attempt(() => call('GET', '/v1/policy')),
+    attempt(() => call('GET', '/v1/ropa')),
+  ]);
+  if (!policy || !ropa) {
+    show('Policy');
+    return;
+  }
+  const categories = new Map();
+  for (const f of policy.fields) {
+    if (!categories.has(f.category)) categories.set(f.category, []);
+    categories.get(f.category).push(f.segmentable ? `${f.name} (segmentable)` : f.name);
+  }
+  show(
+    'Policy',
+    h('p', { class: 'hint' }, 'Policy SHA-256 (stored with every audit entry): ', h('code', {}, policy.sha256)),
+    h('h2', {}, 'Purposes'),
+    table(
+      'Purposes of processing',
+      ['Purpose', 'Legal basis', 'Retention', 'GPC opt-out', 'Categories'],
+      policy.purposes.map((p) => [p.id, p.legal_basis.replaceAll('_', ' '), `${p.retention_days} days`, p.gpc ? 'Yes' : 'No', p.categories.join(', ')]),
+    ),
+    h('h2', {}, 'Data categories'),
+    table('Declared fields by category', ['Category', 'Fields'], [...categories.entries()].sort().map(([c, names]) => [c, names.join(', ')])),
+    h('h2', {}, 'Roles'),
+    table('Roles', ['Role', 'Actions', 'Purposes'], policy.roles.map((r) => [r.id, r.actions.join(', '), (r.purposes || []).join(', ') || '—'])),
+    h('h2', {}, 'Record of processing activities (Art. 30)'),
+    h('p', { class: 'hint' }, `Data subjects: ${ropa.data_subjects}`),
+    table(
+      'Processing activities',
+      ['Purpose', 'Description', 'Legal basis', 'Data', 'Retention', 'Recipients'],
+      ropa.activities.map((a) => [
+        a.purpose,
+        a.description,
+        a.legal_basis.replaceAll('_', ' '),
+        a.fields.join(', ') || a.data_categories.join(', '),
+        `${a.retention_days} days`,
+        a.recipients.map((r) => `${r.role} (${r.actions.join(', ')})`).join('; ') || '—',
+      ]),
+    ),
+    h('h3', {}, 'Transfers'),
+    h('p', {}, ropa.transfers),
+    h('h3', {}, 'Security measures'),
+    h('ul', {}, ropa.security_measures.map((m) => h('li', {}, m))),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+window.addEventListener('hashchange', () => {
+  clearStatus();
+  render();
+});
+render();

@@ -1,0 +1,297 @@
+// End-to-end tests of the compliance console in Debian's Chromium, headless, against a real
+// server that `tests/api/console.rs` started and seeded. Run by that Rust test (part of
+// `cargo test`); it passes what it seeded in the environment:
+//   CONSOLE_URL, COMPLIANCE_KEY, MARKETER_KEY, SUBJECT_ID, SUBJECT_EMAIL, SCREENSHOT_DIR,
+//   CHROMIUM (default /usr/bin/chromium).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const AXE_SOURCE = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const env = (name) => {
+  const value = process.env[name];
+  assert.ok(value, `${name} must be set (tests/api/console.rs sets it)`);
+  return value;
+};
+const BASE = env('CONSOLE_URL');
+const COMPLIANCE_KEY = env('COMPLIANCE_KEY');
+const MARKETER_KEY = env('MARKETER_KEY');
+const SUBJECT_ID = env('SUBJECT_ID');
+const SUBJECT_EMAIL = env('SUBJECT_EMAIL');
+const SCREENSHOTS = env('SCREENSHOT_DIR');
+
+let browser;
+let page;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
+  page = await context.newPage();
+  // Any request leaving the server under test fails the run: nothing is fetched from a CDN.
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (!['blob:', 'data:'].includes(url.protocol) && url.origin !== new URL(BASE).origin) {
+      throw new Error(`the console fetched ${url.origin}`);
+    }
+  });
+  page.on('pageerror', (error) => {
+    throw error;
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function shot(name) {
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+/** axe-core's WCAG 2 A/AA rules on the current screen: no serious or critical violation. */
+async function assertAccessible(screen) {
+  if (!(await page.evaluate(() => Boolean(window.axe)))) {
+    await page.addScriptTag({ content: AXE_SOURCE });
+  }
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] });
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(violations, [], `accessibility violations on ${screen}`);
+}
+
+async function signIn(key) {
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+const heading = () => page.getByRole('heading', { level: 1 });
+
+test('the console is served from the binary with a strict content security policy', async () => {
+  const response = await page.goto(`${BASE}/console`);
+  assert.equal(response.status(), 200);
+  const csp = response.headers()['content-security-policy'];
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self'/);
+  assert.equal(await heading().textContent(), 'Sign in');
+  await assertAccessible('sign-in');
+  await shot('sign-in');
+});
+
+test('a wrong key is refused in words, and nothing is kept in browser storage', async () => {
+  await signIn('ck_notakey_notasecret');
+  await page.getByRole('status').filter({ hasText: 'was not accepted' }).waitFor();
+  assert.equal(await heading().textContent(), 'Sign in');
+  await signIn(COMPLIANCE_KEY);
+  await page.getByRole('navigation', { name: 'Sections' }).waitFor();
+  const storage = await page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
+  assert.deepEqual(storage, [0, 0, '']);
+  const sections = await page.getByRole('navigation', { name: 'Sections' }).getByRole('link').allTextContents();
+  assert.deepEqual(sections, ['Requests', 'Subjects', 'Audit log', 'Policy']);
+});
+
+test('the request queue shows deadlines and highlights overdue requests', async () => {
+  await page.getByRole('link', { name: 'Requests' }).click();
+  await page.getByRole('table', { name: 'Request queue' }).waitFor();
+  const overdueRow = page.locator('tr.overdue');
+  assert.equal(await overdueRow.count(), 1);
+  assert.match(await overdueRow.textContent(), /Overdue by \d+ days/);
+  await assertAccessible('requests');
+  await shot('requests');
+  // Open the overdue access request: verify the identity, extend, then execute it.
+  await overdueRow.getByRole('link').click();
+  await page.getByRole('heading', { name: 'Access request' }).waitFor();
+  await page.getByRole('button', { name: 'Mark identity verified' }).click();
+  await page.getByRole('status').filter({ hasText: 'Identity verified.' }).waitFor();
+  // An extension without a reason is refused with the API's words.
+  await page.getByRole('button', { name: 'Extend deadline' }).click();
+  await page.getByRole('status').filter({ hasText: 'Please check the form' }).waitFor();
+  await page.getByLabel('Reason for extending').fill('Several systems to search');
+  await page.getByRole('button', { name: 'Extend deadline' }).click();
+  await page.getByRole('status').filter({ hasText: 'Deadline extended.' }).waitFor();
+  await page.getByRole('button', { name: 'Execute' }).click();
+  await page.getByRole('status').filter({ hasText: 'Request executed.' }).waitFor();
+  assert.match(await page.locator('dl.facts').textContent(), /Statuscompleted/);
+  await shot('request');
+});
+
+test('a person is found by e-mail, with consent state and history', async () => {
+  await page.getByRole('link', { name: 'Subjects' }).click();
+  await page.getByLabel('Find by').selectOption('email');
+  await page.getByLabel('Subject id or e-mail').fill(SUBJECT_EMAIL);
+  await page.getByRole('button', { name: 'Find' }).click();
+  await page.getByRole('heading', { name: `Subject ${SUBJECT_ID}` }).waitFor();
+  // The address never appears in the URL.
+  assert.ok(!page.url().includes(SUBJECT_EMAIL.split('@')[0]));
+  const current = page.getByRole('table', { name: 'Current consent, per purpose' });
+  assert.match(await current.textContent(), /marketinggranted/);
+  assert.match(await current.textContent(), /marketing\.emailwithdrawn/);
+  const history = page.getByRole('table', { name: 'Consent history, oldest first' });
+  assert.equal(await history.locator('tbody tr').count(), 3);
+  await assertAccessible('subject');
+  await shot('subject');
+});
+
+test('exports download as JSON and as a CSV zip', async () => {
+  const [json] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Export JSON' }).click(),
+  ]);
+  const body = JSON.parse(await readFile(await json.path(), 'utf8'));
+  assert.equal(body.subject.subject_id, SUBJECT_ID);
+  assert.ok(body.interactions.length >= 2);
+  const [csv] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Export CSV (zip)' }).click(),
+  ]);
+  assert.match(csv.suggestedFilename(), /\.zip$/);
+  const zip = await readFile(await csv.path());
+  assert.equal(zip.subarray(0, 2).toString('latin1'), 'PK');
+});
+
+test('processing is restricted and the restriction lifted', async () => {
+  await page.getByRole('button', { name: 'Restrict processing' }).click();
+  await page.getByRole('status').filter({ hasText: 'Processing restricted.' }).waitFor();
+  assert.match(await page.locator('.panel').first().textContent(), /Restricted \(Art\. 18\)/);
+  await page.getByRole('button', { name: 'Lift restriction' }).click();
+  await page.getByRole('status').filter({ hasText: 'Restriction lifted.' }).waitFor();
+  assert.match(await page.locator('.panel').first().textContent(), /Not restricted/);
+});
+
+test('erasure needs the typed subject id, then shows the receipt', async () => {
+  await page.getByRole('button', { name: 'Erase…' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Erase this person?' });
+  await dialog.waitFor();
+  const erase = dialog.getByRole('button', { name: 'Erase permanently' });
+  assert.equal(await erase.isDisabled(), true);
+  await dialog.getByLabel(`Type ${SUBJECT_ID} to confirm`).fill(`${SUBJECT_ID}x`);
+  assert.equal(await erase.isDisabled(), true);
+  await assertAccessible('erase dialog');
+  await dialog.getByLabel(`Type ${SUBJECT_ID} to confirm`).fill(SUBJECT_ID);
+  assert.equal(await erase.isDisabled(), false);
+  await shot('erase-confirm');
+  await erase.click();
+  await page.getByRole('heading', { name: 'Erasure receipt' }).waitFor();
+  assert.match(await page.locator('.message').textContent(), new RegExp(`${SUBJECT_ID} has been erased`));
+  const receipt = await page.getByLabel('Signed receipt').textContent();
+  assert.equal(receipt.split('.').length, 3, 'a compact JWS');
+  const deleted = await page.getByRole('table', { name: 'What was deleted' }).textContent();
+  assert.match(deleted, /interactions2/);
+  await assertAccessible('receipt');
+  await shot('erasure-receipt');
+  // Afterwards the person is unknown.
+  await page.goto(`${BASE}/console#/subjects/${encodeURIComponent(SUBJECT_ID)}`);
+  // A reload drops the in-memory session: sign in again.
+  await signIn(COMPLIANCE_KEY);
+  await page.getByRole('status').filter({ hasText: 'No person with this id is held' }).waitFor();
+});
+
+test('the audit log is filtered, paged and verified', async () => {
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await page.getByRole('table', { name: 'Audit entries' }).waitFor();
+  await page.getByRole('button', { name: 'Verify the chain' }).click();
+  await page.getByText(/The audit log verifies: \d+ entries/).waitFor();
+  await assertAccessible('audit');
+  await shot('audit');
+  await page.getByLabel('Action', { exact: true }).fill('subjects.erase');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('table', { name: 'Audit entries' }).locator('tbody tr').first().waitFor();
+  const rows = page.getByRole('table', { name: 'Audit entries' }).locator('tbody tr');
+  assert.equal(await rows.count(), 1);
+  assert.match(await rows.first().textContent(), /subjects\.erase/);
+  // Paging: 50 per page; the seeded run wrote more than that.
+  await page.getByLabel('Action', { exact: true }).fill('');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('button', { name: 'Older entries' }).click();
+  await page.getByRole('button', { name: 'Newer entries' }).waitFor();
+  const firstOnSecondPage = Number(await rows.first().locator('td').first().textContent());
+  await page.getByRole('button', { name: 'Newer entries' }).click();
+  await page.getByRole('button', { name: 'Older entries' }).waitFor();
+  const firstOnFirstPage = Number(await rows.first().locator('td').first().textContent());
+  assert.equal(firstOnFirstPage - firstOnSecondPage, 50);
+});
+
+test('a failed verification names the first invalid entry', async () => {
+  // The server's chain is intact; the failure report is substituted to show how one reads.
+  await page.route('**/v1/audit/verify', (route) =>
+    route.fulfill({
+      status: 200,
+      contentType: 'application/json',
+      body: JSON.stringify({ ok: false, entries: 41, first_invalid: 17, reason: 'hash_mismatch', detail: 'entry 17 does not hash to its stored hash', checkpoints: 0 }),
+    }),
+  );
+  await page.getByRole('button', { name: 'Verify the chain' }).click();
+  await page.getByText('The audit log does NOT verify. First invalid entry: #17.').waitFor();
+  assert.match(await page.locator('.message.error').textContent(), /hash_mismatch/);
+  await page.unroute('**/v1/audit/verify');
+});
+
+test('the policy and the record of processing are shown', async () => {
+  await page.getByRole('link', { name: 'Policy' }).click();
+  const activities = page.getByRole('table', { name: 'Processing activities' });
+  await activities.waitFor();
+  const text = await activities.textContent();
+  assert.match(text, /marketing\.emailNewsletters and offers by e-mailconsent/);
+  assert.match(text, /marketer \(segments\.query, segments\.export\)/);
+  assert.match(await page.getByRole('table', { name: 'Roles' }).textContent(), /compliance/);
+  await assertAccessible('policy');
+  await shot('policy');
+});
+
+test('the keyboard reaches everything, with a visible focus', async () => {
+  await page.goto(`${BASE}/console`);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  await page.keyboard.press('Tab');
+  const focused = await page.evaluate(() => {
+    const element = document.activeElement;
+    const style = getComputedStyle(element);
+    return { label: element.labels?.[0]?.textContent, outline: style.outlineStyle, width: style.outlineWidth };
+  });
+  assert.equal(focused.label, 'API key');
+  assert.notEqual(focused.outline, 'none');
+  assert.equal(focused.width, '3px');
+  await page.keyboard.type(COMPLIANCE_KEY);
+  await page.keyboard.press('Enter');
+  await page.getByRole('navigation', { name: 'Sections' }).waitFor();
+});
+
+test('at 390 px wide nothing overflows the page', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const section of ['Requests', 'Subjects', 'Audit log', 'Policy']) {
+    await page.getByRole('link', { name: section }).click();
+    await page.getByRole('heading', { level: 1, name: section }).waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${section} overflows by ${overflow}px`);
+  }
+  await page.getByRole('link', { name: 'Requests' }).click();
+  await page.getByRole('table', { name: 'Request queue' }).waitFor();
+  await shot('requests-390');
+  await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+test('a role without compliance actions sees nothing, and signing out forgets the session', async () => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await signIn(MARKETER_KEY);
+  await page.getByRole('heading', { name: 'Nothing to show' }).waitFor();
+  assert.equal(await page.getByRole('navigation', { name: 'Sections' }).getByRole('link').count(), 0);
+  // Typing a compliance address by hand does not open it either.
+  await page.goto(`${BASE}/console#/audit`);
+  await signIn(MARKETER_KEY);
+  await page.getByRole('heading', { name: 'Nothing to show' }).waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.equal(await page.locator('#nav').isHidden(), true);
+});
