@@ -164,7 +164,7 @@ function renderChrome() {
 function show(title, ...content) {
   const main = document.getElementById('main');
   const heading = h('h1', { tabindex: '-1' }, title);
-  main.replaceChildren(heading, ...content);
+  main.replaceChildren(heading, ...content.flat().filter((part) => part !== null && part !== undefined));
   document.title = `${title} — Custodia console`;
   heading.focus();
 }
@@ -409,7 +409,7 @@ async function renderRequest(id) {
     ? h('button', { type: 'button', class: 'secondary', onclick: () => save(`/v1/requests/${encodeURIComponent(id)}/export`) }, 'Download the export')
     : null;
   show(
-    `${kindLabel(request.type)} request`,
+    `${request.type.charAt(0).toUpperCase()}${request.type.slice(1)} request`,
     h('p', {}, h('a', { href: '#/requests' }, 'Back to the queue')),
     h(
       'div',
@@ -508,7 +508,7 @@ async function renderSubject(subjectId) {
   const history = table(
     'Consent history, oldest first',
     ['Recorded', 'Purpose', 'Status', 'Notice', 'Source', 'Method'],
-    state.history.map(({ consent }) => [
+    state.history.map((consent) => [
       when(consent.recorded_at),
       consent.purpose,
       consent.status,

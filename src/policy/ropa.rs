@@ -79,11 +79,7 @@ impl Policy {
                     .collect();
                 let recipients = self
                     .roles()
-                    .filter(|role| {
-                        role.purposes
-                            .iter()
-                            .any(|held| purpose.id.is_within(held))
-                    })
+                    .filter(|role| role.purposes.iter().any(|held| purpose.id.is_within(held)))
                     .map(|role| Recipient {
                         role: role.id.clone(),
                         actions: role

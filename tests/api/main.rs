@@ -7,6 +7,7 @@ mod auth;
 mod authorization;
 mod cli;
 mod consents;
+mod console;
 mod erasure;
 mod errors;
 mod export;

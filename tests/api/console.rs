@@ -1,0 +1,226 @@
+//! The compliance console end to end: a real server (this backend), seeded through the API,
+//! driven in headless Chromium by `console/e2e/console.test.mjs` (playwright-core, from npm):
+//! sign in, the request queue, find a person by e-mail, consents, exports, restriction,
+//! erasure and its receipt, the audit log and its verification, the policy and the record of
+//! processing, keyboard use, 390 px, a role that sees nothing. Then the database is checked.
+//!
+//! Needs Node.js and Chromium (`/usr/bin/chromium`, or `CUSTODIA_CHROMIUM`); the npm packages
+//! are installed from `console/e2e/package-lock.json` when missing. Without Chromium the test
+//! says so on stderr and passes, unless `CUSTODIA_REQUIRE_BROWSER_TESTS=1` (set by `.ci/run`,
+//! which installs Chromium), where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{Duration, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{count_rows, spawn_app, TestApp};
+
+const SUBJECT_ID: &str = "cust-console-7";
+const SUBJECT_EMAIL: &str = "console.person@example.org";
+
+fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("console/e2e")
+}
+
+/// Chromium, and the npm packages installed; `None` (after saying why) when the browser tests
+/// cannot run here and are not required.
+fn browser() -> Option<PathBuf> {
+    let required = std::env::var("CUSTODIA_REQUIRE_BROWSER_TESTS").is_ok_and(|v| v == "1");
+    let chromium = std::env::var_os("CUSTODIA_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let node = Command::new("node").arg("--version").output();
+    let missing = if !chromium.exists() {
+        Some(format!(
+            "Chromium is not at {} (apt-get install chromium, or set CUSTODIA_CHROMIUM)",
+            chromium.display()
+        ))
+    } else if !node.is_ok_and(|output| output.status.success()) {
+        Some("Node.js is not installed (apt-get install nodejs npm)".to_owned())
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        assert!(!required, "CUSTODIA_REQUIRE_BROWSER_TESTS=1 but {why}");
+        eprintln!("\n*** console browser tests NOT RUN: {why}. `.ci/run` installs it and runs them. ***\n");
+        return None;
+    }
+    if !e2e_dir().join("node_modules/playwright-core").exists()
+        || !e2e_dir().join("node_modules/axe-core").exists()
+    {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(e2e_dir())
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci in console/e2e failed");
+    }
+    Some(chromium)
+}
+
+async fn seed(app: &TestApp) {
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let response = app
+        .request(
+            Method::PUT,
+            &format!("/v1/subjects/{SUBJECT_ID}"),
+            Some(&collector),
+            Some(&json!({"identifiers": {"email": SUBJECT_EMAIL},
+                         "traits": {"country": "DE", "full_name": "Console Person"}})),
+        )
+        .await;
+    assert!(response.status().is_success());
+    for (purpose, status) in [
+        ("marketing", "granted"),
+        ("marketing.email", "granted"),
+        ("marketing.email", "withdrawn"),
+    ] {
+        let mut body = json!({"purpose": purpose, "status": status, "source": "web",
+                              "method": "checkbox"});
+        if status == "granted" {
+            body["notice"] = json!({"id": "newsletter", "version": "3"});
+        }
+        let response = app
+            .post_json(
+                &format!("/v1/subjects/{SUBJECT_ID}/consents"),
+                Some(&collector),
+                &body,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    for n in 0..2 {
+        let response = app
+            .post_json(
+                "/v1/interactions",
+                Some(&collector),
+                &json!({"id": format!("console-{n}"), "subject_id": SUBJECT_ID,
+                        "type": "support_chat", "channel": "chat",
+                        "occurred_at": Utc::now().to_rfc3339(), "purposes": ["support"],
+                        "data": {"message": "Where is my parcel?"}}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    // An access request received 40 days ago (overdue: GDPR gives a month) and a recent one.
+    for (kind, days_ago, who) in [
+        ("access", 40, json!({"subject_id": SUBJECT_ID})),
+        ("erasure", 2, json!({"email": "someone.else@example.org"})),
+    ] {
+        let mut body = json!({"type": kind, "regulation": "gdpr",
+                              "received_at": (Utc::now() - Duration::days(days_ago)).to_rfc3339()});
+        body.as_object_mut()
+            .unwrap()
+            .extend(who.as_object().unwrap().clone());
+        let response = app
+            .post_json("/v1/requests", Some(&compliance), &body)
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    // More than one page (50) of audit entries, for the console's paging.
+    for _ in 0..50 {
+        let response = app
+            .get(
+                &format!("/v1/subjects/{SUBJECT_ID}/consents"),
+                Some(&compliance),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn the_console_works_end_to_end_in_headless_chromium() {
+    let Some(chromium) = browser() else {
+        return;
+    };
+    let app = spawn_app().await;
+    seed(&app).await;
+    let compliance_key = app.create_api_key("compliance").await;
+    let marketer_key = app.create_api_key("marketer").await;
+    let screenshots = std::env::var_os("CUSTODIA_CONSOLE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+                "console-screenshots-{}",
+                uuid::Uuid::new_v4().simple()
+            ))
+        });
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let output = tokio::task::spawn_blocking({
+        let address = app.address.clone();
+        let screenshots = screenshots.clone();
+        move || {
+            Command::new("node")
+                .args(["--test", "--test-concurrency=1", "console.test.mjs"])
+                .current_dir(e2e_dir())
+                .env("CONSOLE_URL", address)
+                .env("COMPLIANCE_KEY", compliance_key)
+                .env("MARKETER_KEY", marketer_key)
+                .env("SUBJECT_ID", SUBJECT_ID)
+                .env("SUBJECT_EMAIL", SUBJECT_EMAIL)
+                .env("SCREENSHOT_DIR", &screenshots)
+                .env("CHROMIUM", chromium)
+                .output()
+                .expect("node runs")
+        }
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser tests failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(report.contains("# fail 0"), "{report}");
+    assert!(!report.contains("# pass 0"), "{report}");
+
+    // What the browser did is in the database: the person is gone, the request completed, the
+    // chain verifies, and every screen was captured.
+    let compliance = app.token_for("compliance").await;
+    let response = app
+        .get(
+            &format!("/v1/subjects/{SUBJECT_ID}/consents"),
+            Some(&compliance),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(count_rows(&app, "subjects").await, 0);
+    assert_eq!(count_rows(&app, "interactions").await, 0);
+    let queue: Value = app
+        .get("/v1/requests?status=completed", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queue["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(queue["requests"][0]["type"], "access");
+    assert!(queue["requests"][0]["extended"]["reason"].is_string());
+    let verify: Value = app
+        .get("/v1/audit/verify", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    for screen in [
+        "sign-in",
+        "requests",
+        "request",
+        "subject",
+        "erase-confirm",
+        "erasure-receipt",
+        "audit",
+        "policy",
+        "requests-390",
+    ] {
+        let file = screenshots.join(format!("{screen}.png"));
+        let bytes = std::fs::read(&file).unwrap_or_else(|_| panic!("{} exists", file.display()));
+        assert!(bytes.starts_with(b"\x89PNG"), "{screen}");
+    }
+}
