@@ -574,6 +574,7 @@ function confirmErase(subjectId) {
           event.preventDefault();
           if (typed.value !== subjectId) return;
           erase.disabled = true;
+          clearStatus();
           const receipt = await attempt(() => call('DELETE', `/v1/subjects/${encodeURIComponent(subjectId)}`));
           dialog.close();
           if (receipt) {

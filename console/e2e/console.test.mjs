@@ -87,6 +87,9 @@ test('the console is served from the binary with a strict content security polic
   assert.match(csp, /default-src 'none'/);
   assert.match(csp, /script-src 'self'/);
   assert.equal(await heading().textContent(), 'Sign in');
+  // Chromium enforces it: an inline script is blocked.
+  await assert.rejects(page.addScriptTag({ content: 'window.injected = 1;' }), /Content Security Policy/);
+  assert.equal(await page.evaluate(() => window.injected), undefined);
   await assertAccessible('sign-in');
   await shot('sign-in');
 });
@@ -190,6 +193,8 @@ test('erasure needs the typed subject id, then shows the receipt', async () => {
   assert.equal(receipt.split('.').length, 3, 'a compact JWS');
   const deleted = await page.getByRole('table', { name: 'What was deleted' }).textContent();
   assert.match(deleted, /interactions2/);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the receipt overflows by ${overflow}px`);
   await assertAccessible('receipt');
   await shot('erasure-receipt');
   // Afterwards the person is unknown.

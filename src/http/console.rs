@@ -63,9 +63,6 @@ pub async fn index() -> HttpResponse {
 /// A file of the console, by name.
 pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    if name.is_empty() {
-        return Ok(index().await);
-    }
     ASSETS
         .iter()
         .find(|asset| asset.name == name)

@@ -85,6 +85,7 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/openapi.json", Public, openapi::openapi_json),
         endpoint!(GET "/docs", Public, openapi::docs_redirect),
         endpoint!(GET "/console", Public, console::index),
+        endpoint!(GET "/console/", Public, console::index),
         endpoint!(GET "/console/{file}", Public, console::asset),
         endpoint!(POST "/v1/auth/token", Public, auth::issue_token),
         endpoint!(POST "/v1/keys", Requires(&[Action::KeysManage]), keys::create),

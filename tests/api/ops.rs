@@ -90,7 +90,11 @@ async fn the_openapi_document_describes_every_api_route() {
     let document: Value = response.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     for endpoint in endpoints() {
-        if matches!(endpoint.path, "/openapi.json" | "/docs") {
+        // The document itself, and pages for people (Swagger UI, the console) are not API.
+        if matches!(
+            endpoint.path,
+            "/openapi.json" | "/docs" | "/console" | "/console/" | "/console/{file}"
+        ) {
             continue;
         }
         let method = endpoint.method.as_str().to_lowercase();
@@ -138,4 +142,40 @@ async fn the_docs_ui_is_served_from_the_binary() {
     assert!(initializer.text().await.unwrap().contains("/openapi.json"));
     let css = app.get("/docs/swagger-ui.css", None).await;
     assert_eq!(css.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_with_security_headers() {
+    let app = spawn_app().await;
+
+    for path in [
+        "/console",
+        "/console/",
+        "/console/app.js",
+        "/console/api.js",
+        "/console/style.css",
+    ] {
+        let response = app.get(path, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'; script-src 'self';"));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+    }
+    let page = app.get("/console", None).await.text().await.unwrap();
+    assert!(page.contains(r#"<script type="module" src="/console/app.js">"#));
+    let script = app.get("/console/app.js", None).await;
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    crate::helpers::assert_problem(
+        app.get("/console/secrets.txt", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }

@@ -1,4 +1,5 @@
-//! Policy loading and validation (every error names file:line) and `GET /v1/policy`.
+//! Policy loading and validation (every error names file:line), `GET /v1/policy` and
+//! `GET /v1/ropa`.
 
 use std::path::Path;
 
@@ -6,7 +7,7 @@ use custodia::policy::load_dir;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{custodia_command, sample_policy_dir, spawn_app};
+use crate::helpers::{assert_problem, custodia_command, sample_policy_dir, spawn_app};
 
 /// The documented digest: for each file in name order, its name, a NUL, its length as a
 /// big-endian u64, its bytes.
@@ -298,4 +299,61 @@ fn serve_refuses_to_start_on_an_invalid_policy() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("is invalid"), "{stderr}");
     assert!(stderr.contains("roles.toml:2: "), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_record_of_processing_is_generated_from_the_loaded_policy() {
+    let app = spawn_app().await;
+    let compliance = app.token_for("compliance").await;
+    let marketer = app.token_for("marketer").await;
+
+    let response = app.get("/v1/ropa", Some(&compliance)).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let ropa: Value = response.json().await.unwrap();
+    let policy: Value = app
+        .get("/v1/policy", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ropa["policy_sha256"], policy["sha256"]);
+    // One activity per purpose, with the policy's basis, retention and effective categories.
+    let activities = ropa["activities"].as_array().unwrap();
+    let purposes = policy["purposes"].as_array().unwrap();
+    assert_eq!(activities.len(), purposes.len());
+    for (activity, purpose) in activities.iter().zip(purposes) {
+        assert_eq!(activity["purpose"], purpose["id"]);
+        assert_eq!(activity["legal_basis"], purpose["legal_basis"]);
+        assert_eq!(activity["retention_days"], purpose["retention_days"]);
+        assert_eq!(activity["data_categories"], purpose["categories"]);
+    }
+    let personalization = activities
+        .iter()
+        .find(|a| a["purpose"] == "marketing.personalization")
+        .unwrap();
+    // Inherited categories, and the recipients of its parent `marketing`.
+    assert!(personalization["fields"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("phone")));
+    assert_eq!(
+        personalization["recipients"],
+        serde_json::json!([
+            {"role": "collector", "actions": ["interactions.write"]},
+            {"role": "marketer", "actions": ["segments.query", "segments.export"]}
+        ])
+    );
+    assert_eq!(
+        ropa["data_subject_rights"],
+        serde_json::json!([{"role": "compliance",
+                            "actions": ["subjects.export", "subjects.erase", "requests.manage"]}])
+    );
+    // `policy.read` only.
+    assert_problem(
+        app.get("/v1/ropa", Some(&marketer)).await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
 }
