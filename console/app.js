@@ -169,6 +169,19 @@ function show(title, ...content) {
   heading.focus();
 }
 
+/**
+ * `show`, for a view that fetches before it shows: it shows nothing if the address changed in
+ * the meantime (a slow answer for an earlier screen never replaces a later one).
+ */
+function view() {
+  const hash = location.hash;
+  return (title, ...content) => {
+    if (location.hash === hash) {
+      show(title, ...content);
+    }
+  };
+}
+
 async function render() {
   renderChrome();
   const session = currentSession();
@@ -268,6 +281,7 @@ function daysLeft(request) {
 }
 
 async function renderRequests(filters = {}) {
+  const display = view();
   const status = select('status', [['', 'Any status'], ['received', 'Received'], ['verified', 'Verified'], ['in_progress', 'In progress'], ['completed', 'Completed'], ['rejected', 'Rejected']], filters.status || '');
   const overdue = h('input', { type: 'checkbox', name: 'overdue', checked: filters.overdue });
   const filterForm = h(
@@ -296,7 +310,7 @@ async function renderRequests(filters = {}) {
     when(request.due_at),
     daysLeft(request),
   ]);
-  show(
+  display(
     'Requests',
     h('p', { class: 'hint' }, 'Data-subject requests, oldest deadline first. Overdue ones are highlighted.'),
     filterForm,
@@ -338,9 +352,10 @@ function newRequestForm() {
 }
 
 async function renderRequest(id) {
+  const display = view();
   const request = await attempt(() => call('GET', `/v1/requests/${encodeURIComponent(id)}`));
   if (!request) {
-    show('Request', h('p', {}, h('a', { href: '#/requests' }, 'Back to the queue')));
+    display('Request', h('p', {}, h('a', { href: '#/requests' }, 'Back to the queue')));
     return;
   }
   const subject = request.subject
@@ -408,7 +423,7 @@ async function renderRequest(id) {
   const exportLink = request.result && request.result.export && may('subjects.export')
     ? h('button', { type: 'button', class: 'secondary', onclick: () => save(`/v1/requests/${encodeURIComponent(id)}/export`) }, 'Download the export')
     : null;
-  show(
+  display(
     `${request.type.charAt(0).toUpperCase()}${request.type.slice(1)} request`,
     h('p', {}, h('a', { href: '#/requests' }, 'Back to the queue')),
     h(
@@ -493,11 +508,12 @@ async function save(path) {
 }
 
 async function renderSubject(subjectId) {
+  const display = view();
   const path = `/v1/subjects/${encodeURIComponent(subjectId)}`;
   const state = await attempt(() => call('GET', `${path}/consents`));
   const back = h('p', {}, h('a', { href: '#/subjects' }, 'Find another person'));
   if (!state) {
-    show(`Subject ${subjectId}`, back);
+    display(`Subject ${subjectId}`, back);
     return;
   }
   const current = table(
@@ -532,7 +548,7 @@ async function renderSubject(subjectId) {
   if (may('subjects.erase')) {
     actions.push(h('button', { type: 'button', class: 'danger', onclick: () => confirmErase(subjectId) }, 'Erase…'));
   }
-  show(
+  display(
     `Subject ${subjectId}`,
     back,
     h('div', { class: 'panel' }, facts([['Processing', state.restricted ? h('span', { class: 'badge bad' }, 'Restricted (Art. 18)') : 'Not restricted']])),
@@ -612,6 +628,7 @@ function showReceipt(subjectId, receipt) {
 // Audit
 
 async function renderAudit(filters = {}, cursor = null, history = []) {
+  const display = view();
   const inputs = {
     subject_id: h('input', { name: 'subject_id', value: filters.subject_id || '', autocomplete: 'off' }),
     action: h('input', { name: 'action', value: filters.action || '', autocomplete: 'off' }),
@@ -665,7 +682,7 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
     paging.append(h('button', { type: 'button', class: 'secondary', onclick: () => renderAudit(filters, page.next_cursor, [...history, cursor]) }, 'Older entries'));
   }
   const verifyResult = h('div', { 'aria-live': 'polite' });
-  show(
+  display(
     'Audit log',
     h('p', { class: 'hint' }, 'Every action on personal data, newest first. People appear only as pseudonyms.'),
     h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => verify(verifyResult) }, 'Verify the chain')),
@@ -698,12 +715,13 @@ async function verify(target) {
 // Policy and the record of processing
 
 async function renderPolicy() {
+  const display = view();
   const [policy, ropa] = await Promise.all([
     attempt(() => call('GET', '/v1/policy')),
     attempt(() => call('GET', '/v1/ropa')),
   ]);
   if (!policy || !ropa) {
-    show('Policy');
+    display('Policy');
     return;
   }
   const categories = new Map();
@@ -711,7 +729,7 @@ async function renderPolicy() {
     if (!categories.has(f.category)) categories.set(f.category, []);
     categories.get(f.category).push(f.segmentable ? `${f.name} (segmentable)` : f.name);
   }
-  show(
+  display(
     'Policy',
     h('p', { class: 'hint' }, 'Policy SHA-256 (stored with every audit entry): ', h('code', {}, policy.sha256)),
     h('h2', {}, 'Purposes'),
