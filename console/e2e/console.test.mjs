@@ -129,6 +129,14 @@ test('the request queue shows deadlines and highlights overdue requests', async 
   await page.getByRole('status').filter({ hasText: 'Request executed.' }).waitFor();
   assert.match(await page.locator('dl.facts').textContent(), /Statuscompleted/);
   await shot('request');
+  // The other request is rejected, with a reason.
+  await page.getByRole('link', { name: 'Back to the queue' }).click();
+  await page.getByRole('link', { name: 'Erasure (Art. 17)' }).click();
+  await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
+  await page.getByLabel('Reason for rejecting').fill('Identity could not be verified');
+  await page.getByRole('button', { name: 'Reject' }).click();
+  await page.getByRole('status').filter({ hasText: 'Request rejected.' }).waitFor();
+  assert.match(await page.locator('dl.facts').textContent(), /Rejected.*Identity could not be verified/);
 });
 
 test('a person is found by e-mail, with consent state and history', async () => {
