@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Action, CategoryId, FieldName, LegalBasis, Policy, PurposeId, RoleId};
+use super::{Action, CategoryId, FieldName, LegalBasis, Policy, PurposeId, Role, RoleId};
 
 /// The record of processing activities.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -59,6 +59,22 @@ pub struct Recipient {
     pub actions: Vec<Action>,
 }
 
+impl Recipient {
+    /// The role with those of its actions that `concerned` keeps; `None` when none is kept.
+    fn of(role: &Role, concerned: impl Fn(Action) -> bool) -> Option<Recipient> {
+        let actions: Vec<Action> = role
+            .actions
+            .iter()
+            .copied()
+            .filter(|action| concerned(*action))
+            .collect();
+        (!actions.is_empty()).then(|| Recipient {
+            role: role.id.clone(),
+            actions,
+        })
+    }
+}
+
 /// Actions about whole persons, whatever the purpose.
 const RIGHTS_ACTIONS: [Action; 3] = [
     Action::SubjectsExport,
@@ -80,16 +96,7 @@ impl Policy {
                 let recipients = self
                     .roles()
                     .filter(|role| role.purposes.iter().any(|held| purpose.id.is_within(held)))
-                    .map(|role| Recipient {
-                        role: role.id.clone(),
-                        actions: role
-                            .actions
-                            .iter()
-                            .copied()
-                            .filter(|action| action.is_purpose_bound())
-                            .collect(),
-                    })
-                    .filter(|recipient| !recipient.actions.is_empty())
+                    .filter_map(|role| Recipient::of(role, Action::is_purpose_bound))
                     .collect();
                 Activity {
                     purpose: purpose.id.clone(),
@@ -105,16 +112,7 @@ impl Policy {
             .collect();
         let data_subject_rights = self
             .roles()
-            .map(|role| Recipient {
-                role: role.id.clone(),
-                actions: role
-                    .actions
-                    .iter()
-                    .copied()
-                    .filter(|action| RIGHTS_ACTIONS.contains(action))
-                    .collect(),
-            })
-            .filter(|recipient| !recipient.actions.is_empty())
+            .filter_map(|role| Recipient::of(role, |action| RIGHTS_ACTIONS.contains(&action)))
             .collect();
         RecordOfProcessing {
             policy_sha256: self.sha256().to_owned(),
