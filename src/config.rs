@@ -73,6 +73,22 @@ pub struct Options {
     /// Log format [default: human].
     #[arg(long, env = "CUSTODIA_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
+    /// OpenDSR: the processor's domain, sent as `X-OpenDSR-Processor-Domain` and named by the
+    /// development certificate [default: localhost].
+    #[arg(long, env = "CUSTODIA_OPENDSR_DOMAIN", global = true)]
+    pub opendsr_domain: Option<String>,
+    /// OpenDSR: the processor's certificate (PEM), issued for the domain by a trusted CA
+    /// [default: a self-signed development certificate made on first start].
+    #[arg(long, env = "CUSTODIA_OPENDSR_CERTIFICATE", global = true, requires = "opendsr_private_key")]
+    pub opendsr_certificate: Option<PathBuf>,
+    /// OpenDSR: the certificate's private key (PEM, PKCS#8; ECDSA P-256 or RSA).
+    #[arg(long, env = "CUSTODIA_OPENDSR_PRIVATE_KEY", global = true, requires = "opendsr_certificate")]
+    pub opendsr_private_key: Option<PathBuf>,
+    /// OpenDSR: a directory of controllers' certificates, `<controller domain>.pem`. When set,
+    /// every request must be signed by one of them (`X-OpenDSR-Signature`,
+    /// `X-OpenDSR-Controller-Domain`) on top of the API key.
+    #[arg(long, env = "CUSTODIA_OPENDSR_CONTROLLERS", global = true)]
+    pub opendsr_controllers: Option<PathBuf>,
 }
 
 /// How logs are written (always to stderr).
@@ -182,6 +198,19 @@ pub struct Settings {
     pub audit_checkpoint_interval: Duration,
     /// How often a server applies retention.
     pub retention_interval: Duration,
+    /// OpenDSR settings.
+    pub opendsr: OpenDsrSettings,
+}
+
+/// How the OpenDSR interface signs and whom it trusts.
+#[derive(Debug, Clone)]
+pub struct OpenDsrSettings {
+    /// The processor's domain.
+    pub domain: String,
+    /// A configured certificate and private key (PEM files); `None`: the development one.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+    /// The controllers' certificates directory, when signatures are required.
+    pub controllers: Option<PathBuf>,
 }
 
 /// A setting that cannot be used.
@@ -223,6 +252,17 @@ impl Settings {
                     .audit_checkpoint_interval
                     .unwrap_or(DEFAULT_AUDIT_CHECKPOINT_SECS),
             ),
+            opendsr: OpenDsrSettings {
+                domain: options
+                    .opendsr_domain
+                    .clone()
+                    .unwrap_or_else(|| "localhost".to_owned()),
+                certificate: options
+                    .opendsr_certificate
+                    .clone()
+                    .zip(options.opendsr_private_key.clone()),
+                controllers: options.opendsr_controllers.clone(),
+            },
             database_url,
             data_dir,
         })

@@ -10,6 +10,7 @@ pub mod consent;
 pub mod crypto;
 pub mod export;
 pub mod http;
+pub mod opendsr;
 pub mod interactions;
 pub mod policy;
 pub mod rejection;

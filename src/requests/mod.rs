@@ -648,6 +648,7 @@ fn step(
             policy.sha256(),
             vec![entry(actor, action, &request, pseudonym)],
         )?;
+        crate::opendsr::announce(conn, &request)?;
         Ok(request)
     })
 }
@@ -917,6 +918,7 @@ pub fn finish_execution(
         let records = usize::from(matched.is_some());
         let entry = entry(actor, ACTION_COMPLETE, &request, row.pseudonym.clone()).records(records);
         audit::append(conn, policy.sha256(), vec![entry])?;
+        crate::opendsr::announce(conn, &request)?;
         Ok(Executed {
             request,
             erasure_receipt: receipt,

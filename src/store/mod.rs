@@ -12,6 +12,7 @@ pub mod export;
 pub mod interactions;
 pub mod keys;
 pub mod legal_basis;
+pub mod opendsr;
 pub mod requests;
 pub mod retention;
 pub mod schema;

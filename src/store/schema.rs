@@ -281,6 +281,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// OpenDSR requests received from controllers, mapped onto `subject_requests`.
+    opendsr_requests (subject_request_id) {
+        subject_request_id -> Text,
+        request_id -> Text,
+        controller_id -> Text,
+        body_sha256 -> Text,
+        callback_urls -> Text,
+        base_url -> Text,
+        received_at -> Timestamp,
+        announced_status -> Text,
+    }
+}
+
+diesel::table! {
+    /// Signed status callbacks to controllers, kept until delivered.
+    opendsr_callbacks (id) {
+        id -> Text,
+        subject_request_id -> Text,
+        url -> Text,
+        body -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// The processor's development signing identity.
+    opendsr_identity (name) {
+        name -> Text,
+        certificate_pem -> Text,
+        private_key_ct -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
@@ -308,6 +348,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     erasures,
     suppressions,
     subject_requests,
+    opendsr_requests,
+    opendsr_callbacks,
+    opendsr_identity,
     segments,
     segment_answers,
 );
