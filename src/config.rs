@@ -79,10 +79,20 @@ pub struct Options {
     pub opendsr_domain: Option<String>,
     /// OpenDSR: the processor's certificate (PEM), issued for the domain by a trusted CA
     /// [default: a self-signed development certificate made on first start].
-    #[arg(long, env = "CUSTODIA_OPENDSR_CERTIFICATE", global = true, requires = "opendsr_private_key")]
+    #[arg(
+        long,
+        env = "CUSTODIA_OPENDSR_CERTIFICATE",
+        global = true,
+        requires = "opendsr_private_key"
+    )]
     pub opendsr_certificate: Option<PathBuf>,
     /// OpenDSR: the certificate's private key (PEM, PKCS#8; ECDSA P-256 or RSA).
-    #[arg(long, env = "CUSTODIA_OPENDSR_PRIVATE_KEY", global = true, requires = "opendsr_certificate")]
+    #[arg(
+        long,
+        env = "CUSTODIA_OPENDSR_PRIVATE_KEY",
+        global = true,
+        requires = "opendsr_certificate"
+    )]
     pub opendsr_private_key: Option<PathBuf>,
     /// OpenDSR: a directory of controllers' certificates, `<controller domain>.pem`. When set,
     /// every request must be signed by one of them (`X-OpenDSR-Signature`,

@@ -19,6 +19,7 @@ use crate::http::coalesce::Coalescer;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
+use crate::opendsr::{ControllerKeys, ProcessorIdentity};
 use crate::policy::{load_dir, Policy};
 use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
@@ -85,7 +86,31 @@ impl Application {
         let vault = Arc::new(open_vault(settings, &db)?);
         crate::auth::prepare_decoy();
         let policy = Arc::new(policy);
+        let opendsr = {
+            let mut conn = db.connection()?;
+            Arc::new(
+                ProcessorIdentity::load(&mut conn, &vault, &settings.opendsr)
+                    .context("cannot load the OpenDSR signing identity")?,
+            )
+        };
+        let opendsr_controllers = settings
+            .opendsr
+            .controllers
+            .as_deref()
+            .map(ControllerKeys::load)
+            .transpose()
+            .context("cannot load the OpenDSR controllers' certificates")?;
+        let opendsr_wake = Arc::new(tokio::sync::Notify::new());
+        crate::opendsr::callbacks::start(
+            db.clone(),
+            opendsr.clone(),
+            std::time::Duration::from_secs(1),
+            opendsr_wake.clone(),
+        );
         let state = web::Data::new(AppState {
+            opendsr,
+            opendsr_controllers,
+            opendsr_wake,
             ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
             consent_writes: start_consent_writes(&db, &vault, &policy),
             db,
@@ -118,6 +143,7 @@ impl Application {
                         .error_handler(|error, _| ApiError::from_path(&error).into()),
                 )
                 .wrap(from_fn(authorize))
+                .wrap(from_fn(crate::http::opendsr::spec_errors))
                 .wrap(Compress::default())
                 .wrap(from_fn(observe))
                 .default_service(web::to(not_found));

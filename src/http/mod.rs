@@ -19,6 +19,7 @@ pub mod keys;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod opendsr;
 pub mod ops;
 pub mod policy;
 pub mod problem;
@@ -189,6 +190,19 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/v1/audit/verify", Requires(&[Action::AuditRead]), audit::verify),
         endpoint!(GET "/v1/audit/checkpoint", Requires(&[Action::AuditRead]), audit::checkpoint),
         endpoint!(GET "/v1/audit/checkpoint-key", Public, audit::checkpoint_key),
+        endpoint!(GET "/opendsr/v2/discovery", Public, opendsr::discovery),
+        endpoint!(GET "/opendsr/v2/certificate", Public, opendsr::certificate),
+        endpoint!(POST "/opendsr/v2/requests", Requires(&[Action::RequestsManage]), opendsr::create),
+        endpoint!(
+            GET "/opendsr/v2/requests/{subject_request_id}",
+            Requires(&[Action::RequestsManage]),
+            opendsr::status
+        ),
+        endpoint!(
+            DELETE "/opendsr/v2/requests/{subject_request_id}",
+            Requires(&[Action::RequestsManage]),
+            opendsr::cancel
+        ),
     ]
 });
 

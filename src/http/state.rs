@@ -38,4 +38,10 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// The OpenAPI document, serialized once.
     pub openapi_json: String,
+    /// Signs OpenDSR answers and callbacks.
+    pub opendsr: Arc<crate::opendsr::ProcessorIdentity>,
+    /// Controllers whose signatures OpenDSR requests must carry, when configured.
+    pub opendsr_controllers: Option<crate::opendsr::ControllerKeys>,
+    /// Wakes the OpenDSR callback sender (a status changed).
+    pub opendsr_wake: Arc<tokio::sync::Notify>,
 }

@@ -110,8 +110,7 @@ impl ProcessorIdentity {
                 .into_iter()
                 .next()
                 .ok_or_else(|| anyhow!("{}: no PRIVATE KEY (PKCS#8) block", key_file.display()))?;
-            let key = parse_key(&pkcs8, &rng)
-                .with_context(|| format!("{}", key_file.display()))?;
+            let key = parse_key(&pkcs8, &rng).with_context(|| format!("{}", key_file.display()))?;
             let certified = certificate_key(certificate_pem.as_bytes())
                 .with_context(|| format!("{}", certificate_file.display()))?;
             if certified != public_key_bytes(&key) {
@@ -226,7 +225,9 @@ impl ControllerKeys {
     /// Loads every `<domain>.pem` certificate in `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<ControllerKeys> {
         let mut keys = BTreeMap::new();
-        for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
             let path = entry?.path();
             let Some(domain) = path
                 .file_name()

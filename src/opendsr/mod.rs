@@ -117,9 +117,8 @@ pub struct Validated {
 
 /// A lowercase UUID v4 (the specification's GUID rule).
 fn is_uuid_v4(text: &str) -> bool {
-    uuid::Uuid::parse_str(text).is_ok_and(|id| {
-        id.get_version_num() == 4 && id.hyphenated().to_string() == text
-    })
+    uuid::Uuid::parse_str(text)
+        .is_ok_and(|id| id.get_version_num() == 4 && id.hyphenated().to_string() == text)
 }
 
 fn callback_url_ok(url: &str) -> bool {
@@ -254,7 +253,9 @@ impl IncomingRequest {
                 "controller_customer_id" => SubjectId::parse(&object.identity_value)
                     .ok()
                     .map(Identity::SubjectId),
-                _ => Email::parse(&object.identity_value).ok().map(Identity::Email),
+                _ => Email::parse(&object.identity_value)
+                    .ok()
+                    .map(Identity::Email),
             };
             match parsed {
                 Some(identity) => found.push((rank, identity)),
@@ -345,7 +346,8 @@ pub struct StatusBody {
 
 /// RFC 3339 in UTC with a `Z`, as the specification's examples write it.
 pub fn rfc3339(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The status document of `row` whose subject request is `request`.
@@ -491,8 +493,7 @@ pub fn receive(
             request_id: request.id.clone(),
             controller_id: controller_id.clone(),
             body_sha256: body_sha256.to_owned(),
-            callback_urls: serde_json::to_string(&validated.callback_urls)
-                .expect("strings encode"),
+            callback_urls: serde_json::to_string(&validated.callback_urls).expect("strings encode"),
             base_url: base_url.to_owned(),
             received_at: Utc::now().naive_utc().trunc_subsecs(6),
             announced_status: status_of(request.status).to_owned(),
@@ -589,7 +590,8 @@ mod tests {
         body["subject_request_type"] = "rectification".into();
         body["submitted_time"] = "yesterday".into();
         body["subject_identities"][0]["identity_value"] = "not-an-address".into();
-        body["status_callback_urls"] = serde_json::json!(["ftp://x.example/", "https://user:pw@x.example/"]);
+        body["status_callback_urls"] =
+            serde_json::json!(["ftp://x.example/", "https://user:pw@x.example/"]);
         let errors = request(body).validate().expect_err("invalid");
         let reasons: Vec<&str> = errors.iter().map(|e| e.reason).collect();
         assert_eq!(
@@ -616,7 +618,9 @@ mod tests {
             {"identity_type": "controller_customer_id", "identity_value": "cust-42", "identity_format": "raw"}
         ]);
         let validated = request(body.clone()).validate().expect("valid");
-        assert!(matches!(validated.identity, Identity::SubjectId(ref id) if id.as_str() == "cust-42"));
+        assert!(
+            matches!(validated.identity, Identity::SubjectId(ref id) if id.as_str() == "cust-42")
+        );
         body["subject_identities"] = serde_json::json!([
             {"identity_type": "email", "identity_value": "0123", "identity_format": "md5"}
         ]);

@@ -17,6 +17,7 @@ mod interactions;
 mod keys;
 mod legal_basis;
 mod migrations;
+mod opendsr;
 mod ops;
 mod policy;
 mod requests;

@@ -1,0 +1,638 @@
+//! OpenDSR 2.0 through the API, with requests built from the specification's own examples and a
+//! controller's callback receiver on loopback: discovery and the certificate, signed answers,
+//! idempotency, the mapping onto data-subject requests, status, cancellation, callbacks (signed,
+//! retried, delivered after a crash by the next process), errors in the specification's shape,
+//! and controllers' signatures against an allow-list.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use serde_json::{json, Value};
+
+use crate::helpers::{count_rows, spawn_app, spawn_app_with, TestApp};
+
+/// A callback the controller received.
+#[derive(Debug, Clone)]
+struct Callback {
+    domain: Option<String>,
+    signature: Option<String>,
+    body: Vec<u8>,
+}
+
+/// A controller's callback endpoint on loopback; answers 500 to the first `fail_first` calls.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<Callback>>>,
+}
+
+async fn start_receiver(fail_first: usize) -> Receiver {
+    let received: Arc<Mutex<Vec<Callback>>> = Arc::default();
+    let failures = Arc::new(AtomicUsize::new(fail_first));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/opendsr_callbacks",
+        listener.local_addr().unwrap().port()
+    );
+    let (store, failing) = (received.clone(), failures.clone());
+    let server = HttpServer::new(move || {
+        let (store, failing) = (store.clone(), failing.clone());
+        App::new().route(
+            "/opendsr_callbacks",
+            web::post().to(move |request: HttpRequest, body: web::Bytes| {
+                let (store, failing) = (store.clone(), failing.clone());
+                async move {
+                    if failing
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return HttpResponse::InternalServerError().finish();
+                    }
+                    let header = |name: &str| {
+                        request
+                            .headers()
+                            .get(name)
+                            .map(|v| v.to_str().unwrap().to_owned())
+                    };
+                    store.lock().unwrap().push(Callback {
+                        domain: header("X-OpenDSR-Processor-Domain"),
+                        signature: header("X-OpenDSR-Signature"),
+                        body: body.to_vec(),
+                    });
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    Receiver { url, received }
+}
+
+impl Receiver {
+    /// Waits (up to `limit`) until `n` callbacks arrived; returns them in arrival order.
+    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Callback> {
+        let started = std::time::Instant::now();
+        loop {
+            let received = self.received.lock().unwrap().clone();
+            if received.len() >= n || started.elapsed() > limit {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The specification's example request (section 7.2), for `subject_request_type` and an
+/// identity, calling back to `callback`.
+fn spec_request(id: &str, kind: &str, identity: Value, callback: &str) -> Value {
+    json!({
+        "subject_request_id": id,
+        "subject_request_type": kind,
+        "submitted_time": "2026-11-30T15:00:00Z",
+        "subject_identities": [identity],
+        "api_version": "2.0",
+        "regulation": "gdpr",
+        "status_callback_urls": [callback],
+        "extensions": {
+            "example-processor.com": {"foo-processor-custom-id": 123456, "property_id": "123456"},
+            "example-other-processor.com": {"foo-other-processor-custom-id": 654321}
+        }
+    })
+}
+
+fn customer(id: &str) -> Value {
+    json!({"identity_type": "controller_customer_id", "identity_value": id, "identity_format": "raw"})
+}
+
+/// The public key of the certificate the processor publishes.
+async fn processor_key(app: &TestApp) -> Vec<u8> {
+    let discovery: Value = app
+        .get("/opendsr/v2/discovery", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = discovery["processor_certificate"].as_str().unwrap();
+    assert_eq!(url, format!("{}/opendsr/v2/certificate", app.address));
+    let pem = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let (_, certificate) = x509_parser::parse_x509_certificate(&pem.contents).unwrap();
+    certificate.public_key().subject_public_key.data.to_vec()
+}
+
+fn verifies(key: &[u8], signature: &str, body: &[u8]) -> bool {
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key)
+        .verify(body, &STANDARD.decode(signature).unwrap())
+        .is_ok()
+}
+
+/// Checks the answer's signature header over its exact bytes; returns the body.
+async fn signed_json(response: reqwest::Response, key: &[u8]) -> Value {
+    let domain = response.headers()["x-opendsr-processor-domain"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(domain, "localhost");
+    let signature = response.headers()["x-opendsr-signature"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = response.bytes().await.unwrap();
+    assert!(verifies(key, &signature, &bytes), "the answer is signed");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn post_raw(app: &TestApp, token: Option<&str>, body: &[u8]) -> reqwest::Response {
+    app.post_raw(
+        "/opendsr/v2/requests",
+        token,
+        "application/json",
+        body.to_vec(),
+    )
+    .await
+}
+
+/// Asserts an error in the specification's shape; returns its `errors`.
+async fn assert_spec_error(response: reqwest::Response, status: StatusCode, reason: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], status.as_u16(), "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let errors = body["error"]["errors"].clone();
+    assert!(
+        errors
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == reason && e["message"].is_string() && e["domain"].is_string()),
+        "{body}"
+    );
+    errors
+}
+
+#[tokio::test]
+async fn discovery_names_what_is_supported_and_is_signed() {
+    let app = spawn_app().await;
+    let key = processor_key(&app).await;
+
+    let response = app.get("/opendsr/v2/discovery", None).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let discovery = signed_json(response, &key).await;
+    assert_eq!(discovery["api_version"], "2.0");
+    assert_eq!(
+        discovery["supported_subject_request_types"],
+        json!(["access", "portability", "erasure"])
+    );
+    let identities = discovery["supported_identities"].as_array().unwrap();
+    for (kind, format) in [("controller_customer_id", "raw"), ("email", "raw")] {
+        assert!(identities
+            .iter()
+            .any(|i| i["identity_type"] == kind && i["identity_format"] == format));
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_received_signed_idempotently_and_becomes_a_subject_request() {
+    let app = spawn_app().await;
+    let receiver = start_receiver(0).await;
+    let key = processor_key(&app).await;
+    let controller = app.token_for("compliance").await;
+    let id = "a7551968-d5d6-44b2-9831-815ac9017798";
+    let identity = json!({"identity_type": "email", "identity_value": "johndoe@example.com",
+                          "identity_format": "raw"});
+    let body = serde_json::to_vec(&spec_request(id, "erasure", identity, &receiver.url)).unwrap();
+
+    let response = post_raw(&app, Some(&controller), &body).await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created = signed_json(response, &key).await;
+    assert_eq!(created["subject_request_id"], id);
+    assert_eq!(
+        STANDARD
+            .decode(created["encoded_request"].as_str().unwrap())
+            .unwrap(),
+        body
+    );
+    assert!(created["controller_id"].as_str().unwrap().len() > 4);
+    // GDPR: a month from the person's request.
+    assert!(created["expected_completion_time"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-12-30T15:00:00"));
+    // `processor_signature` is a receipt: the signature of the request as received.
+    assert!(verifies(
+        &key,
+        created["processor_signature"].as_str().unwrap(),
+        &body
+    ));
+
+    // The same request again: the same answer; the same id with another body: a conflict.
+    let again = signed_json(post_raw(&app, Some(&controller), &body).await, &key).await;
+    assert_eq!(again["received_time"], created["received_time"]);
+    assert_eq!(count_rows(&app, "subject_requests").await, 1);
+    let other = serde_json::to_vec(&spec_request(
+        id,
+        "access",
+        customer("cust-1"),
+        &receiver.url,
+    ))
+    .unwrap();
+    assert_spec_error(
+        post_raw(&app, Some(&controller), &other).await,
+        StatusCode::CONFLICT,
+        "subject_request_id_conflict",
+    )
+    .await;
+
+    // It is a data-subject request like any other: in the queue, verified by the controller.
+    let queue: Value = app
+        .get("/v1/requests", Some(&controller))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let requests = queue["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["type"], "erasure");
+    assert_eq!(requests[0]["status"], "verified");
+    assert_eq!(
+        requests[0]["subject"],
+        json!({"email": "johndoe@example.com"})
+    );
+
+    // The status, signed; another controller cannot see it.
+    let status = signed_json(
+        app.get(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
+            .await,
+        &key,
+    )
+    .await;
+    assert_eq!(status["request_status"], "pending");
+    assert_eq!(status["controller_id"], created["controller_id"]);
+    let stranger = app.token_for("compliance").await;
+    assert_spec_error(
+        app.get(&format!("/opendsr/v2/requests/{id}"), Some(&stranger))
+            .await,
+        StatusCode::NOT_FOUND,
+        "request_not_found",
+    )
+    .await;
+
+    // The first callback announces `pending`, signed over its exact body.
+    let callbacks = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(callbacks.len(), 1);
+    let callback = &callbacks[0];
+    assert_eq!(callback.domain.as_deref(), Some("localhost"));
+    assert!(verifies(
+        &key,
+        callback.signature.as_deref().unwrap(),
+        &callback.body
+    ));
+    let document: Value = serde_json::from_slice(&callback.body).unwrap();
+    assert_eq!(document["request_status"], "pending");
+    assert_eq!(document["status_callback_url"], receiver.url);
+    assert_eq!(document["subject_request_id"], id);
+    // No personal data travels in a callback.
+    assert!(!String::from_utf8_lossy(&callback.body).contains("johndoe"));
+}
+
+#[tokio::test]
+async fn execution_is_reported_by_status_and_retried_callbacks() {
+    let app = spawn_app().await;
+    // The controller's endpoint fails once: the callback is retried.
+    let receiver = start_receiver(1).await;
+    let key = processor_key(&app).await;
+    let collector = app.token_for("collector").await;
+    let controller = app.token_for("compliance").await;
+    let response = app
+        .request(
+            Method::PUT,
+            "/v1/subjects/cust-77",
+            Some(&collector),
+            Some(&json!({"traits": {"country": "DE"}})),
+        )
+        .await;
+    assert!(response.status().is_success());
+    let id = "0b7e5c1a-3f2d-4c8e-9a6b-1d2e3f4a5b6c";
+    let body = serde_json::to_vec(&spec_request(
+        id,
+        "access",
+        customer("cust-77"),
+        &receiver.url,
+    ))
+    .unwrap();
+    assert_eq!(
+        post_raw(&app, Some(&controller), &body).await.status(),
+        StatusCode::CREATED
+    );
+    let queue: Value = app
+        .get("/v1/requests", Some(&controller))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let request_id = queue["requests"][0]["id"].as_str().unwrap().to_owned();
+
+    // A compliance officer (or the console) executes it.
+    let response = app
+        .post_json(
+            &format!("/v1/requests/{request_id}/execute"),
+            Some(&controller),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let status = signed_json(
+        app.get(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
+            .await,
+        &key,
+    )
+    .await;
+    assert_eq!(status["request_status"], "completed");
+    assert_eq!(status["results_count"], 1);
+    let results = status["results_url"].as_str().unwrap();
+    assert_eq!(
+        results,
+        format!("{}/v1/requests/{request_id}/export", app.address)
+    );
+    // The results are the person's export.
+    let export: Value = app
+        .client
+        .get(results)
+        .bearer_auth(&controller)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(export["subject"]["subject_id"], "cust-77");
+
+    // pending (failed once, retried), in_progress, completed: each delivered, in order of status.
+    let callbacks = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let mut statuses: Vec<String> = callbacks
+        .iter()
+        .map(|c| {
+            assert!(verifies(&key, c.signature.as_deref().unwrap(), &c.body));
+            let document: Value = serde_json::from_slice(&c.body).unwrap();
+            document["request_status"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["completed", "in_progress", "pending"]);
+    let last: Value = callbacks
+        .iter()
+        .map(|c| serde_json::from_slice::<Value>(&c.body).unwrap())
+        .find(|d| d["request_status"] == "completed")
+        .unwrap();
+    assert_eq!(last["results_url"], results);
+}
+
+#[tokio::test]
+async fn a_pending_request_is_cancelled_once() {
+    let app = spawn_app().await;
+    let receiver = start_receiver(0).await;
+    let key = processor_key(&app).await;
+    let controller = app.token_for("compliance").await;
+    let id = "5f0c6f3e-2b7a-4d1c-8e9f-0a1b2c3d4e5f";
+    let body = serde_json::to_vec(&spec_request(
+        id,
+        "erasure",
+        customer("cust-9"),
+        &receiver.url,
+    ))
+    .unwrap();
+    assert_eq!(
+        post_raw(&app, Some(&controller), &body).await.status(),
+        StatusCode::CREATED
+    );
+
+    let response = app
+        .delete(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let cancelled = signed_json(response, &key).await;
+    assert_eq!(cancelled["subject_request_id"], id);
+    assert!(cancelled["received_time"].is_string());
+    let status = signed_json(
+        app.get(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
+            .await,
+        &key,
+    )
+    .await;
+    assert_eq!(status["request_status"], "cancelled");
+    let queue: Value = app
+        .get("/v1/requests?status=rejected", Some(&controller))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queue["requests"].as_array().unwrap().len(), 1);
+    assert_spec_error(
+        app.delete(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
+            .await,
+        StatusCode::CONFLICT,
+        "not_pending",
+    )
+    .await;
+    let callbacks = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let last: Value = serde_json::from_slice(&callbacks.last().unwrap().body).unwrap();
+    assert_eq!(last["request_status"], "cancelled");
+}
+
+#[tokio::test]
+async fn errors_have_the_specifications_shape_and_store_nothing() {
+    let app = spawn_app().await;
+    let controller = app.token_for("compliance").await;
+    let marketer = app.token_for("marketer").await;
+    let good = spec_request(
+        "a7551968-d5d6-44b2-9831-815ac9017798",
+        "erasure",
+        customer("cust-1"),
+        "https://examplecontroller.com/opendsr_callbacks",
+    );
+
+    let mut bad = good.clone();
+    bad["subject_request_id"] = json!("not-a-uuid");
+    bad["submitted_time"] = json!("yesterday");
+    bad["subject_request_type"] = json!("rectification");
+    let errors = assert_spec_error(
+        post_raw(&app, Some(&controller), &serde_json::to_vec(&bad).unwrap()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_subject_request_id",
+    )
+    .await;
+    assert_eq!(errors.as_array().unwrap().len(), 3);
+    let mut missing = good.clone();
+    missing
+        .as_object_mut()
+        .unwrap()
+        .remove("subject_identities");
+    assert_spec_error(
+        post_raw(
+            &app,
+            Some(&controller),
+            &serde_json::to_vec(&missing).unwrap(),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "missing_identity",
+    )
+    .await;
+    let mut unknown = good.clone();
+    unknown["colour"] = json!("blue");
+    assert_spec_error(
+        post_raw(
+            &app,
+            Some(&controller),
+            &serde_json::to_vec(&unknown).unwrap(),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    )
+    .await;
+    assert_spec_error(
+        post_raw(&app, Some(&controller), b"{not json").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    )
+    .await;
+    let good_bytes = serde_json::to_vec(&good).unwrap();
+    assert_spec_error(
+        post_raw(&app, None, &good_bytes).await,
+        StatusCode::UNAUTHORIZED,
+        "missing_token",
+    )
+    .await;
+    assert_spec_error(
+        post_raw(&app, Some(&marketer), &good_bytes).await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    assert_spec_error(
+        app.get(
+            "/opendsr/v2/requests/a7551968-d5d6-44b2-9831-815ac9017798",
+            Some(&controller),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "request_not_found",
+    )
+    .await;
+    assert_spec_error(
+        app.get("/opendsr/v2/nothing-here", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(count_rows(&app, "subject_requests").await, 0);
+    // Routes outside /opendsr keep RFC 9457 problems.
+    let response = app.get("/v1/requests", None).await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn controllers_must_sign_when_an_allow_list_is_configured() {
+    // The controller's key and certificate, and the processor's allow-list holding it.
+    let controller_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["controller.example".to_owned()])
+        .unwrap()
+        .self_signed(&controller_key)
+        .unwrap();
+    let allowed = tempfile::tempdir().unwrap();
+    std::fs::write(
+        allowed.path().join("controller.example.pem"),
+        certificate.pem(),
+    )
+    .unwrap();
+    let dir = allowed.path().to_owned();
+    let app = spawn_app_with(|options| options.opendsr_controllers = Some(dir)).await;
+    let token = app.token_for("compliance").await;
+    let body = serde_json::to_vec(&spec_request(
+        "6a1e2f3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b",
+        "access",
+        customer("cust-5"),
+        "https://examplecontroller.com/opendsr_callbacks",
+    ))
+    .unwrap();
+    let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &controller_key.serialize_der(),
+        &ring::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let sign = |bytes: &[u8]| {
+        STANDARD.encode(
+            signer
+                .sign(&ring::rand::SystemRandom::new(), bytes)
+                .unwrap()
+                .as_ref(),
+        )
+    };
+    let send = |domain: &'static str, signature: Option<String>, bytes: Vec<u8>| {
+        let mut request = app
+            .client
+            .post(format!("{}/opendsr/v2/requests", app.address))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("X-OpenDSR-Controller-Domain", domain)
+            .body(bytes);
+        if let Some(signature) = signature {
+            request = request.header("X-OpenDSR-Signature", signature);
+        }
+        request.send()
+    };
+
+    // Unsigned, signed over another body, or by an unknown domain: refused.
+    assert_spec_error(
+        send("controller.example", None, body.clone())
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+        "invalid_controller_signature",
+    )
+    .await;
+    assert_spec_error(
+        send("controller.example", Some(sign(b"{}")), body.clone())
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+        "invalid_controller_signature",
+    )
+    .await;
+    assert_spec_error(
+        send("other.example", Some(sign(&body)), body.clone())
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+        "invalid_controller_signature",
+    )
+    .await;
+    assert_eq!(count_rows(&app, "subject_requests").await, 0);
+
+    // Signed by the allowed controller: received.
+    let response = send("controller.example", Some(sign(&body)), body.clone())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(count_rows(&app, "subject_requests").await, 1);
+}
