@@ -15,7 +15,10 @@ use reqwest::{Method, StatusCode};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde_json::{json, Value};
 
-use crate::helpers::{count_rows, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    count_rows, custodia_command, fresh_database, sample_policy_dir, spawn_app, spawn_app_with,
+    TestApp,
+};
 
 /// A callback the controller received.
 #[derive(Debug, Clone)]
@@ -33,9 +36,16 @@ struct Receiver {
 }
 
 async fn start_receiver(fail_first: usize) -> Receiver {
+    start_receiver_on(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        fail_first,
+    )
+    .await
+}
+
+async fn start_receiver_on(listener: std::net::TcpListener, fail_first: usize) -> Receiver {
     let received: Arc<Mutex<Vec<Callback>>> = Arc::default();
     let failures = Arc::new(AtomicUsize::new(fail_first));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "http://127.0.0.1:{}/opendsr_callbacks",
         listener.local_addr().unwrap().port()
@@ -635,4 +645,143 @@ async fn controllers_must_sign_when_an_allow_list_is_configured() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(count_rows(&app, "subject_requests").await, 1);
+}
+
+/// A port free now (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `custodia serve` as its own process on `port`, ready to answer.
+async fn serve_process(
+    port: u16,
+    data_dir: &std::path::Path,
+    database_url: &str,
+) -> std::process::Child {
+    let child = custodia_command()
+        .arg("serve")
+        .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
+        .env("CUSTODIA_DATA_DIR", data_dir)
+        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
+        .env("CUSTODIA_DATABASE_URL", database_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("custodia serve starts");
+    for _ in 0..200 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("custodia serve did not become ready");
+}
+
+#[tokio::test]
+async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let database = fresh_database();
+    let first_port = free_port();
+    let mut first = serve_process(first_port, &data_dir, &database.url).await;
+    let key = custodia_command()
+        .args([
+            "keys",
+            "create",
+            "--role",
+            "compliance",
+            "--name",
+            "controller",
+        ])
+        .env("CUSTODIA_DATA_DIR", &data_dir)
+        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
+        .env("CUSTODIA_DATABASE_URL", &database.url)
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let api_key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let client = reqwest::Client::new();
+    let token: Value = client
+        .post(format!("http://127.0.0.1:{first_port}/v1/auth/token"))
+        .json(&json!({"api_key": api_key}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    // The controller's endpoint is down while the first process runs.
+    let receiver_port = free_port();
+    let callback = format!("http://127.0.0.1:{receiver_port}/opendsr_callbacks");
+    let id = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
+    let response = client
+        .post(format!("http://127.0.0.1:{first_port}/opendsr/v2/requests"))
+        .bearer_auth(&token)
+        .json(&spec_request(id, "erasure", customer("cust-3"), &callback))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Wait for the first failed attempt, then kill the process (SIGKILL: no shutdown at all).
+    let settings = custodia::config::Settings::resolve(&custodia::config::Options {
+        data_dir: Some(data_dir.clone()),
+        database_url: Some(database.url.clone()),
+        policy_dir: Some(sample_policy_dir()),
+        ..Default::default()
+    })
+    .unwrap();
+    let db = custodia::startup::open_database(&settings).unwrap();
+    let attempts = || {
+        let db = db.clone();
+        let id = id.to_owned();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = db.connection().unwrap();
+                custodia::store::opendsr::callbacks_of(&mut conn, &id).unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    for _ in 0..100 {
+        if attempts()
+            .await
+            .first()
+            .is_some_and(|row| row.attempts >= 1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queued = attempts().await;
+    assert_eq!(queued.len(), 1);
+    assert!(queued[0].attempts >= 1 && queued[0].delivered_at.is_none());
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // The endpoint comes back, and so does the service, as another process.
+    let receiver = start_receiver_on(
+        std::net::TcpListener::bind(("127.0.0.1", receiver_port)).unwrap(),
+        0,
+    )
+    .await;
+    let mut second = serve_process(free_port(), &data_dir, &database.url).await;
+    let callbacks = receiver.wait_for(1, Duration::from_secs(20)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(callbacks.len(), 1, "delivered once the endpoint was back");
+    let document: Value = serde_json::from_slice(&callbacks[0].body).unwrap();
+    assert_eq!(document["request_status"], "pending");
+    assert_eq!(document["subject_request_id"], id);
+    let delivered = attempts().await;
+    assert!(delivered[0].delivered_at.is_some());
+    assert!(delivered[0].attempts >= 2);
 }
