@@ -662,7 +662,7 @@ async fn serve_process(
     data_dir: &std::path::Path,
     database_url: &str,
 ) -> std::process::Child {
-    let child = custodia_command()
+    let mut child = custodia_command()
         .arg("serve")
         .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
         .env("CUSTODIA_DATA_DIR", data_dir)
@@ -681,6 +681,8 @@ async fn serve_process(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    child.kill().unwrap();
+    child.wait().unwrap();
     panic!("custodia serve did not become ready");
 }
 
