@@ -358,11 +358,13 @@ async function renderRequest(id) {
     display('Request', h('p', {}, h('a', { href: '#/requests' }, 'Back to the queue')));
     return;
   }
-  const subject = request.subject
-    ? request.subject.subject_id
-      ? h('a', { href: `#/subjects/${encodeURIComponent(request.subject.subject_id)}` }, request.subject.subject_id)
-      : request.subject.email
-    : 'Erased';
+  const named = request.subject || {};
+  const subject = named.subject_id
+    ? h('a', { href: `#/subjects/${encodeURIComponent(named.subject_id)}` }, named.subject_id)
+    : named.email
+      ?? (named.email_sha256 && `SHA-256 of an e-mail address: ${named.email_sha256}`)
+      ?? (named.subject_id_sha256 && `SHA-256 of a subject id: ${named.subject_id_sha256}`)
+      ?? 'Erased';
   const open = request.status !== 'completed' && request.status !== 'rejected';
   const act = async (path, body, done) => {
     clearStatus();

@@ -124,7 +124,9 @@ impl Application {
             exports: crate::http::export::export_permits(),
             policy,
         });
+        start_hashed_index_backfill(&state);
         start_checkpoints(&state, settings.audit_checkpoint_interval);
+
         start_retention(&state, settings.retention_interval);
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
@@ -211,6 +213,39 @@ fn start_consent_writes(
                 .await?)
         }
     })
+}
+
+/// Gives subjects created before the SHA-256 blind indexes existed (OpenDSR `sha256`
+/// identities) their indexes, a batch at a time, in the background; a no-op once done.
+fn start_hashed_index_backfill(state: &web::Data<AppState>) {
+    const BATCH: i64 = 500;
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut done = 0;
+        loop {
+            let for_work = state.clone();
+            let batch = state
+                .db
+                .run_write(move |conn| {
+                    crate::subjects::backfill_hashed_indexes(conn, &for_work.vault, BATCH)
+                })
+                .await;
+            match batch {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(error) => {
+                    tracing::warn!(error = %error, "SHA-256 index backfill stopped; it resumes at the next start");
+                    break;
+                }
+            }
+        }
+        if done > 0 {
+            tracing::info!(
+                subjects = done,
+                "SHA-256 blind indexes written for existing subjects"
+            );
+        }
+    });
 }
 
 /// Signs an audit checkpoint every `interval` while the chain has grown since the last one

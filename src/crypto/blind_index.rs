@@ -19,6 +19,11 @@ pub enum IdentifierKind {
     Phone,
     /// A client-supplied interaction id, scoped to its subject.
     ClientId,
+    /// The SHA-256 (lowercase hex) of a normalized e-mail address: how OpenDSR controllers may
+    /// name a person without sending the address.
+    EmailSha256,
+    /// The SHA-256 (lowercase hex) of a `subject_id` (OpenDSR `controller_customer_id`, sha256).
+    SubjectIdSha256,
 }
 
 impl IdentifierKind {
@@ -28,6 +33,17 @@ impl IdentifierKind {
             IdentifierKind::Email => "custodia/blind-index/email/v1",
             IdentifierKind::Phone => "custodia/blind-index/phone/v1",
             IdentifierKind::ClientId => "custodia/blind-index/client-id/v1",
+            IdentifierKind::EmailSha256 => "custodia/blind-index/email-sha256/v1",
+            IdentifierKind::SubjectIdSha256 => "custodia/blind-index/subject-id-sha256/v1",
+        }
+    }
+
+    /// The kind whose index is taken over this kind's SHA-256, when there is one.
+    pub fn hashed(self) -> Option<IdentifierKind> {
+        match self {
+            IdentifierKind::Email => Some(IdentifierKind::EmailSha256),
+            IdentifierKind::SubjectId => Some(IdentifierKind::SubjectIdSha256),
+            _ => None,
         }
     }
 }
@@ -38,6 +54,8 @@ pub struct BlindIndexKeys {
     email: hmac::Key,
     phone: hmac::Key,
     client_id: hmac::Key,
+    email_sha256: hmac::Key,
+    subject_id_sha256: hmac::Key,
 }
 
 impl fmt::Debug for BlindIndexKeys {
@@ -72,12 +90,22 @@ impl BlindIndexKeys {
             email: key(IdentifierKind::Email),
             phone: key(IdentifierKind::Phone),
             client_id: key(IdentifierKind::ClientId),
+            email_sha256: key(IdentifierKind::EmailSha256),
+            subject_id_sha256: key(IdentifierKind::SubjectIdSha256),
         }
     }
 
     /// The blind index (the first 128 bits of HMAC-SHA256, in hex) of a normalized value.
     pub fn index(&self, kind: IdentifierKind, normalized: &str) -> String {
         self.index_parts(kind, &[normalized.as_bytes()])
+    }
+
+    /// The blind index of the SHA-256 of a normalized value, under `kind`'s hashed kind (see
+    /// [`IdentifierKind::hashed`]): what a controller's `sha256` identity is matched against.
+    pub fn index_of_sha256(&self, kind: IdentifierKind, normalized: &str) -> Option<String> {
+        let hashed = kind.hashed()?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, normalized.as_bytes());
+        Some(self.index(hashed, &hex::encode(digest.as_ref())))
     }
 
     /// The blind index of a value made of several parts (each length-prefixed, so parts cannot
@@ -88,6 +116,8 @@ impl BlindIndexKeys {
             IdentifierKind::Email => &self.email,
             IdentifierKind::Phone => &self.phone,
             IdentifierKind::ClientId => &self.client_id,
+            IdentifierKind::EmailSha256 => &self.email_sha256,
+            IdentifierKind::SubjectIdSha256 => &self.subject_id_sha256,
         };
         let mut context = hmac::Context::with_key(key);
         for part in parts {

@@ -111,6 +111,8 @@ fn body_of(request: &Request) -> RequestBody {
     let subject = request.identity.as_ref().map(|identity| match identity {
         Identity::SubjectId(id) => serde_json::json!({"subject_id": id.as_str()}),
         Identity::Email(email) => serde_json::json!({"email": email.as_str()}),
+        Identity::EmailSha256(hex) => serde_json::json!({"email_sha256": hex}),
+        Identity::SubjectIdSha256(hex) => serde_json::json!({"subject_id_sha256": hex}),
     });
     let annotated = |(at, reason): &(NaiveDateTime, String)| Annotated {
         at: utc(*at),

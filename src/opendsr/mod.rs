@@ -36,8 +36,12 @@ pub const MAX_IDENTITIES: usize = 20;
 
 /// The identity types and formats supported, in the order they are preferred when a request
 /// carries several.
-pub const SUPPORTED_IDENTITIES: [(&str, &str); 2] =
-    [("controller_customer_id", "raw"), ("email", "raw")];
+pub const SUPPORTED_IDENTITIES: [(&str, &str); 4] = [
+    ("controller_customer_id", "raw"),
+    ("email", "raw"),
+    ("controller_customer_id", "sha256"),
+    ("email", "sha256"),
+];
 
 /// The request types supported.
 pub const SUPPORTED_TYPES: [&str; 3] = ["access", "portability", "erasure"];
@@ -231,7 +235,7 @@ impl IncomingRequest {
         if self.subject_identities.is_empty() {
             errors.push(problem(
                 "missing_identity",
-                "subject_identities must name the person (controller_customer_id or email, raw)",
+                "subject_identities must name the person (controller_customer_id or email, raw or sha256)",
             ));
             return None;
         }
@@ -249,13 +253,19 @@ impl IncomingRequest {
             }) else {
                 continue;
             };
-            let parsed = match object.identity_type.as_str() {
-                "controller_customer_id" => SubjectId::parse(&object.identity_value)
-                    .ok()
-                    .map(Identity::SubjectId),
-                _ => Email::parse(&object.identity_value)
-                    .ok()
-                    .map(Identity::Email),
+            let value = &object.identity_value;
+            let parsed = match (
+                object.identity_type.as_str(),
+                object.identity_format.as_str(),
+            ) {
+                ("controller_customer_id", "raw") => {
+                    SubjectId::parse(value).ok().map(Identity::SubjectId)
+                }
+                ("email", "raw") => Email::parse(value).ok().map(Identity::Email),
+                ("controller_customer_id", _) => {
+                    requests::parse_sha256_hex(value).map(Identity::SubjectIdSha256)
+                }
+                _ => requests::parse_sha256_hex(value).map(Identity::EmailSha256),
             };
             match parsed {
                 Some(identity) => found.push((rank, identity)),
@@ -273,7 +283,7 @@ impl IncomingRequest {
         if identity.is_none() && errors.is_empty() {
             errors.push(problem(
                 "unsupported_identity",
-                "no supported identity: use controller_customer_id or email, format raw (see /opendsr/v2/discovery)",
+                "no supported identity: use controller_customer_id or email, format raw or sha256 (see /opendsr/v2/discovery)",
             ));
         }
         identity

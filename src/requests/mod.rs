@@ -114,6 +114,17 @@ pub enum Identity {
     SubjectId(SubjectId),
     /// An e-mail address (matched through its blind index).
     Email(Email),
+    /// The SHA-256 (lowercase hex) of a normalized e-mail address (OpenDSR `email`, `sha256`).
+    EmailSha256(String),
+    /// The SHA-256 (lowercase hex) of a subject id (OpenDSR `controller_customer_id`,
+    /// `sha256`).
+    SubjectIdSha256(String),
+}
+
+/// A SHA-256 as 64 hex digits, lowercased; `None` otherwise.
+pub fn parse_sha256_hex(text: &str) -> Option<String> {
+    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| text.to_ascii_lowercase())
 }
 
 impl Identity {
@@ -121,6 +132,8 @@ impl Identity {
         match self {
             Identity::SubjectId(_) => "subject_id",
             Identity::Email(_) => "email",
+            Identity::EmailSha256(_) => "email_sha256",
+            Identity::SubjectIdSha256(_) => "subject_id_sha256",
         }
     }
 
@@ -128,6 +141,7 @@ impl Identity {
         match self {
             Identity::SubjectId(id) => id.as_str(),
             Identity::Email(email) => email.as_str(),
+            Identity::EmailSha256(hex) | Identity::SubjectIdSha256(hex) => hex,
         }
     }
 
@@ -137,6 +151,12 @@ impl Identity {
             Identity::Email(email) => vault
                 .blind_index()
                 .index(IdentifierKind::Email, email.as_str()),
+            Identity::EmailSha256(hex) => {
+                vault.blind_index().index(IdentifierKind::EmailSha256, hex)
+            }
+            Identity::SubjectIdSha256(hex) => vault
+                .blind_index()
+                .index(IdentifierKind::SubjectIdSha256, hex),
         }
     }
 
@@ -144,6 +164,8 @@ impl Identity {
         match kind {
             "subject_id" => SubjectId::parse(value).ok().map(Identity::SubjectId),
             "email" => Email::parse(value).ok().map(Identity::Email),
+            "email_sha256" => parse_sha256_hex(value).map(Identity::EmailSha256),
+            "subject_id_sha256" => parse_sha256_hex(value).map(Identity::SubjectIdSha256),
             _ => None,
         }
     }
@@ -494,8 +516,16 @@ fn match_subject(
             Some(handle) => Match::One(id.clone(), handle.key.pseudonym().to_owned()),
             None => Match::None,
         },
-        Identity::Email(email) => {
-            let mut found = subjects::find_by_email(conn, vault, email)?;
+        Identity::Email(_) | Identity::EmailSha256(_) | Identity::SubjectIdSha256(_) => {
+            let mut found = match identity {
+                Identity::Email(email) => subjects::find_by_email(conn, vault, email)?,
+                other => subjects::find_by_identifier(
+                    conn,
+                    vault,
+                    other.kind(),
+                    &other.blind_index(vault),
+                )?,
+            };
             match found.len() {
                 0 => Match::None,
                 1 => {

@@ -66,6 +66,46 @@ pub fn insert(conn: &mut DbConnection, rows: &[SubjectRow]) -> Result<(), StoreE
     Ok(())
 }
 
+/// The blind index of one identifier of a subject.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = subject_identifiers)]
+pub struct IdentifierRow {
+    /// The subject.
+    pub subject_pk: String,
+    /// `email`, `phone`, `email_sha256`, `subject_id_sha256`.
+    pub kind: String,
+    /// The blind index.
+    pub blind_index: String,
+}
+
+/// Up to `limit` subjects without an identifier of `kind`.
+pub fn without_identifier(
+    conn: &mut DbConnection,
+    kind: &str,
+    limit: i64,
+) -> Result<Vec<SubjectRow>, StoreError> {
+    use diesel::dsl::{exists, not};
+    Ok(subjects::table
+        .filter(not(exists(
+            subject_identifiers::table
+                .filter(subject_identifiers::subject_pk.eq(subjects::id))
+                .filter(subject_identifiers::kind.eq(kind.to_owned())),
+        )))
+        .order(subjects::id)
+        .limit(limit)
+        .select(SubjectRow::as_select())
+        .load(conn)?)
+}
+
+/// Inserts identifier rows.
+pub fn insert_identifiers(
+    conn: &mut DbConnection,
+    rows: &[IdentifierRow],
+) -> Result<(), StoreError> {
+    super::insert_all!(conn, subject_identifiers::table, rows);
+    Ok(())
+}
+
 /// Replaces a subject's encrypted identifiers and traits.
 pub fn update_encrypted(
     conn: &mut DbConnection,

@@ -269,8 +269,65 @@ pub struct PlannedSubjects {
     pub rows: Vec<SubjectRow>,
     /// Their wrapped data keys.
     pub keys: Vec<crate::store::keys::DataKeyRow>,
+    /// The blind indexes of their ids' SHA-256 (for OpenDSR `sha256` identities).
+    pub identifiers: Vec<subject_store::IdentifierRow>,
     /// Handles by blind index.
     pub handles: HashMap<String, SubjectHandle>,
+}
+
+/// Writes the SHA-256 blind indexes (of the subject id, and of the e-mail address if any) of up
+/// to `limit` subjects created before those indexes existed; returns how many were done (0:
+/// none left). One write transaction per batch; a subject erased meanwhile is skipped.
+pub fn backfill_hashed_indexes(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    limit: i64,
+) -> Result<usize, SubjectError> {
+    let marker = hashed_kind_name(IdentifierKind::SubjectIdSha256);
+    crate::store::write_transaction(conn, |conn| {
+        let rows = subject_store::without_identifier(conn, marker, limit)?;
+        let pks: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+        let keys = vault.data_keys_for(conn, &pks)?;
+        for row in &rows {
+            let Some(key) = keys.get(&row.id) else {
+                continue;
+            };
+            let context = |field: &'static str| FieldContext {
+                subject: &row.id,
+                record: SUBJECT_RECORD,
+                field,
+            };
+            let subject_id =
+                String::from_utf8(key.decrypt(&context("$subject_id"), &row.subject_id_ct)?)
+                    .map_err(|_| DecryptError)?;
+            let blind = vault
+                .blind_index()
+                .index_of_sha256(IdentifierKind::SubjectId, &subject_id);
+            subject_store::set_identifier(conn, &row.id, marker, blind.as_deref())?;
+            if let Some(sealed) = read_map(&row.identifiers_ct)?.get("email") {
+                let email = String::from_utf8(sealed::open(key, &context("$email"), sealed)?)
+                    .map_err(|_| DecryptError)?;
+                let blind = vault
+                    .blind_index()
+                    .index_of_sha256(IdentifierKind::Email, &email);
+                subject_store::set_identifier(
+                    conn,
+                    &row.id,
+                    hashed_kind_name(IdentifierKind::EmailSha256),
+                    blind.as_deref(),
+                )?;
+            }
+        }
+        Ok(rows.len())
+    })
+}
+
+/// The `subject_identifiers.kind` of an index over a SHA-256.
+pub fn hashed_kind_name(kind: IdentifierKind) -> &'static str {
+    match kind {
+        IdentifierKind::SubjectIdSha256 => "subject_id_sha256",
+        _ => "email_sha256",
+    }
 }
 
 /// Prepares new subjects for these ids and blind indexes: an internal id, a data key, a sealed
@@ -299,6 +356,14 @@ pub fn plan_new_subjects(
             updated_at: now,
         });
         planned.keys.push(key_row);
+        planned.identifiers.push(subject_store::IdentifierRow {
+            subject_pk: pk.clone(),
+            kind: hashed_kind_name(IdentifierKind::SubjectIdSha256).to_owned(),
+            blind_index: vault
+                .blind_index()
+                .index_of_sha256(IdentifierKind::SubjectId, subject_id.as_str())
+                .expect("subject ids have a hashed index"),
+        });
         planned
             .handles
             .insert((*index).to_owned(), SubjectHandle { pk, key });
@@ -366,6 +431,7 @@ pub fn insert_planned(
     }
     subject_store::insert(conn, &planned.rows)?;
     key_store::insert_data_keys(conn, &planned.keys)?;
+    subject_store::insert_identifiers(conn, &planned.identifiers)?;
     Ok(())
 }
 
@@ -473,6 +539,17 @@ fn upsert_once(
             }
             let blind = value.map(|value| vault.blind_index().index(kind, value));
             subject_store::set_identifier(conn, &row.id, name, blind.as_deref())?;
+            // The index of its SHA-256 too, for controllers that send only hashes (OpenDSR).
+            if let Some(hashed) = kind.hashed() {
+                let blind =
+                    value.and_then(|value| vault.blind_index().index_of_sha256(kind, value));
+                subject_store::set_identifier(
+                    conn,
+                    &row.id,
+                    hashed_kind_name(hashed),
+                    blind.as_deref(),
+                )?;
+            }
             Ok(())
         };
         if let Some(email) = &changes.email {
@@ -543,7 +620,18 @@ pub fn find_by_email(
     let blind = vault
         .blind_index()
         .index(IdentifierKind::Email, email.as_str());
-    let pks = subject_store::ids_by_identifier(conn, "email", &blind)?;
+    find_by_identifier(conn, vault, "email", &blind)
+}
+
+/// The app's subject ids (sorted, each with its audit pseudonym) of every subject with an
+/// identifier of `kind` (a `subject_identifiers.kind`) whose blind index is `blind`.
+pub fn find_by_identifier(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    kind: &str,
+    blind: &str,
+) -> Result<Vec<(String, String)>, SubjectError> {
+    let pks = subject_store::ids_by_identifier(conn, kind, blind)?;
     let mut found = Vec::with_capacity(pks.len());
     for pk in pks {
         found.push(reveal_subject_id(conn, vault, &pk)?);

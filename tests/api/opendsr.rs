@@ -206,7 +206,12 @@ async fn discovery_names_what_is_supported_and_is_signed() {
         json!(["access", "portability", "erasure"])
     );
     let identities = discovery["supported_identities"].as_array().unwrap();
-    for (kind, format) in [("controller_customer_id", "raw"), ("email", "raw")] {
+    for (kind, format) in [
+        ("controller_customer_id", "raw"),
+        ("email", "raw"),
+        ("controller_customer_id", "sha256"),
+        ("email", "sha256"),
+    ] {
         assert!(identities
             .iter()
             .any(|i| i["identity_type"] == kind && i["identity_format"] == format));
@@ -786,4 +791,182 @@ async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
     let delivered = attempts().await;
     assert!(delivered[0].delivered_at.is_some());
     assert!(delivered[0].attempts >= 2);
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+}
+
+#[tokio::test]
+async fn sha256_identities_find_the_person_without_sending_the_identifier() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let controller = app.token_for("compliance").await;
+    let response = app
+        .request(
+            Method::PUT,
+            "/v1/subjects/cust-88",
+            Some(&collector),
+            Some(&json!({"identifiers": {"email": "Jane.Doe@Example.org"},
+                         "traits": {"country": "DE"}})),
+        )
+        .await;
+    assert!(response.status().is_success());
+    // The address is hashed lowercased, as it is normalized; the subject id as it is.
+    let by_email = json!({"identity_type": "email", "identity_format": "sha256",
+                          "identity_value": sha256_hex("jane.doe@example.org").to_uppercase()});
+    let by_id = json!({"identity_type": "controller_customer_id", "identity_format": "sha256",
+                       "identity_value": sha256_hex("cust-88")});
+    let callback = "https://examplecontroller.com/opendsr_callbacks";
+    let access = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+    let erasure = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
+    for (id, kind, identity) in [(access, "access", by_email), (erasure, "erasure", by_id)] {
+        let body = serde_json::to_vec(&spec_request(id, kind, identity, callback)).unwrap();
+        assert_eq!(
+            post_raw(&app, Some(&controller), &body).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let queue: Value = app
+        .get("/v1/requests", Some(&controller))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let requests = queue["requests"].as_array().unwrap().clone();
+    let access_request = requests.iter().find(|r| r["type"] == "access").unwrap();
+    assert_eq!(
+        access_request["subject"],
+        json!({"email_sha256": sha256_hex("jane.doe@example.org")})
+    );
+    // Executed in order: the access request finds the person by the address's hash, the
+    // erasure by the id's hash.
+    for kind in ["access", "erasure"] {
+        let request = requests.iter().find(|r| r["type"] == kind).unwrap();
+        let response = app
+            .post_json(
+                &format!("/v1/requests/{}/execute", request["id"].as_str().unwrap()),
+                Some(&controller),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let executed: Value = response.json().await.unwrap();
+        assert_eq!(executed["result"]["subject_found"], true, "{executed}");
+    }
+    let status: Value = app
+        .get(
+            &format!("/opendsr/v2/requests/{erasure}"),
+            Some(&controller),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["request_status"], "completed");
+    assert!(status["results_count"].as_i64().unwrap() > 0);
+    assert_eq!(count_rows(&app, "subjects").await, 0);
+    // The erasure forgot the identity of every request naming the person, hashes included.
+    let queue: Value = app
+        .get("/v1/requests", Some(&controller))
+        .await
+        .json()
+        .await
+        .unwrap();
+    for request in queue["requests"].as_array().unwrap() {
+        assert_eq!(request["subject"], Value::Null, "{request}");
+    }
+    assert_eq!(count_rows(&app, "subject_identifiers").await, 0);
+}
+
+#[tokio::test]
+async fn subjects_from_before_the_hashed_indexes_are_backfilled() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    for (id, email) in [
+        ("cust-old-1", Some("old.one@example.org")),
+        ("cust-old-2", None),
+    ] {
+        let mut body = json!({"traits": {"country": "DE"}});
+        if let Some(email) = email {
+            body["identifiers"] = json!({"email": email});
+        }
+        let response = app
+            .request(
+                Method::PUT,
+                &format!("/v1/subjects/{id}"),
+                Some(&collector),
+                Some(&body),
+            )
+            .await;
+        assert!(response.status().is_success());
+    }
+    // As a database written before this version: no hashed indexes.
+    let database = app.database();
+    let vault_settings = app.settings.clone();
+    let (before, done, after) = tokio::task::spawn_blocking(move || {
+        use custodia::store::schema::subject_identifiers;
+        use diesel::prelude::*;
+        let mut conn = database.connection().unwrap();
+        let hashed = ["email_sha256", "subject_id_sha256"];
+        diesel::delete(subject_identifiers::table.filter(subject_identifiers::kind.eq_any(hashed)))
+            .execute(&mut *conn)
+            .unwrap();
+        let count = |conn: &mut custodia::store::DbConnection| -> i64 {
+            subject_identifiers::table
+                .filter(subject_identifiers::kind.eq_any(hashed))
+                .count()
+                .get_result(conn)
+                .unwrap()
+        };
+        let before = count(&mut conn);
+        let vault =
+            custodia::vault::Vault::open(&mut conn, &vault_settings.master_key_file).unwrap();
+        let mut done = 0;
+        loop {
+            let n = custodia::subjects::backfill_hashed_indexes(&mut conn, &vault, 1).unwrap();
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        (before, done, count(&mut conn))
+    })
+    .await
+    .unwrap();
+    assert_eq!((before, done, after), (0, 2, 3));
+
+    // A controller finds the person by the address's hash.
+    let controller = app.token_for("compliance").await;
+    let identity = json!({"identity_type": "email", "identity_format": "sha256",
+                          "identity_value": sha256_hex("old.one@example.org")});
+    let body = serde_json::to_vec(&spec_request(
+        "3e4f5a6b-7c8d-4e9f-8a0b-1c2d3e4f5a6b",
+        "access",
+        identity,
+        "https://examplecontroller.com/opendsr_callbacks",
+    ))
+    .unwrap();
+    assert_eq!(
+        post_raw(&app, Some(&controller), &body).await.status(),
+        StatusCode::CREATED
+    );
+    let queue: Value = app
+        .get("/v1/requests", Some(&controller))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = queue["requests"][0]["id"].as_str().unwrap().to_owned();
+    let executed: Value = app
+        .post_json(
+            &format!("/v1/requests/{id}/execute"),
+            Some(&controller),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(executed["result"]["subject_found"], true, "{executed}");
 }
