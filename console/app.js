@@ -143,17 +143,26 @@ function renderChrome() {
   const session = currentSession();
   const nav = document.getElementById('nav');
   const sessionBox = document.getElementById('session');
-  nav.replaceChildren();
   if (!session) {
+    nav.replaceChildren();
     nav.hidden = true;
     sessionBox.hidden = true;
     return;
   }
+  // The links are built once per session and only marked afterwards: rebuilding them would
+  // take keyboard focus away from a link while someone is on it.
+  const sections = SECTIONS.filter((s) => s.allowed());
+  const built = [...nav.querySelectorAll('a')].map((a) => a.getAttribute('href'));
+  if (built.join() !== sections.map((s) => s.hash).join()) {
+    nav.replaceChildren(...sections.map((section) => h('a', { href: section.hash }, section.label)));
+  }
   const current = `#/${location.hash.split('/')[1] || ''}`;
-  for (const section of SECTIONS.filter((s) => s.allowed())) {
-    nav.append(
-      h('a', { href: section.hash, 'aria-current': section.hash === current ? 'page' : null }, section.label),
-    );
+  for (const link of nav.querySelectorAll('a')) {
+    if (link.getAttribute('href') === current) {
+      link.setAttribute('aria-current', 'page');
+    } else {
+      link.removeAttribute('aria-current');
+    }
   }
   nav.hidden = false;
   sessionBox.hidden = false;

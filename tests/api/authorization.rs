@@ -86,6 +86,21 @@ async fn each_sample_role_reaches_exactly_the_routes_its_actions_allow() {
                     "{what} should be admitted, got {}",
                     response.status()
                 );
+            } else if endpoint.path.starts_with("/opendsr/") {
+                // OpenDSR routes answer errors in the specification's shape (docs/opendsr.md).
+                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{what}");
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["code"], 403, "{what}");
+                assert_eq!(body["error"]["errors"][0]["reason"], "action_not_permitted");
+                for action in actions {
+                    assert!(
+                        body["error"]["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains(action.as_str()),
+                        "{what}: the denial names the action"
+                    );
+                }
             } else {
                 let body =
                     assert_problem(response, StatusCode::FORBIDDEN, "action_not_permitted").await;
