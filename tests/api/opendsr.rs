@@ -162,6 +162,47 @@ async fn signed_json(response: reqwest::Response, key: &[u8]) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// The data-subject request queue (`/v1/requests…`) as the controller's key sees it.
+async fn queue(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.get(path, Some(token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Sends an OpenDSR request body and asserts it was received.
+async fn assert_received(app: &TestApp, token: &str, body: &[u8]) {
+    assert_eq!(
+        post_raw(app, Some(token), body).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+/// Executes a data-subject request as a compliance officer would; returns the request.
+async fn execute(app: &TestApp, token: &str, request_id: &str) -> Value {
+    let response = app
+        .post_json(
+            &format!("/v1/requests/{request_id}/execute"),
+            Some(token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Writes a subject through the collector's API.
+async fn put_subject(app: &TestApp, token: &str, subject_id: &str, body: &Value) {
+    let response = app
+        .request(
+            Method::PUT,
+            &format!("/v1/subjects/{subject_id}"),
+            Some(token),
+            Some(body),
+        )
+        .await;
+    assert!(response.status().is_success());
+}
+
 async fn post_raw(app: &TestApp, token: Option<&str>, body: &[u8]) -> reqwest::Response {
     app.post_raw(
         "/opendsr/v2/requests",
@@ -272,13 +313,8 @@ async fn a_request_is_received_signed_idempotently_and_becomes_a_subject_request
     .await;
 
     // It is a data-subject request like any other: in the queue, verified by the controller.
-    let queue: Value = app
-        .get("/v1/requests", Some(&controller))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let requests = queue["requests"].as_array().unwrap();
+    let listed = queue(&app, &controller, "/v1/requests").await;
+    let requests = listed["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0]["type"], "erasure");
     assert_eq!(requests[0]["status"], "verified");
@@ -331,15 +367,13 @@ async fn execution_is_reported_by_status_and_retried_callbacks() {
     let key = processor_key(&app).await;
     let collector = app.token_for("collector").await;
     let controller = app.token_for("compliance").await;
-    let response = app
-        .request(
-            Method::PUT,
-            "/v1/subjects/cust-77",
-            Some(&collector),
-            Some(&json!({"traits": {"country": "DE"}})),
-        )
-        .await;
-    assert!(response.status().is_success());
+    put_subject(
+        &app,
+        &collector,
+        "cust-77",
+        &json!({"traits": {"country": "DE"}}),
+    )
+    .await;
     let id = "0b7e5c1a-3f2d-4c8e-9a6b-1d2e3f4a5b6c";
     let body = serde_json::to_vec(&spec_request(
         id,
@@ -348,27 +382,12 @@ async fn execution_is_reported_by_status_and_retried_callbacks() {
         &receiver.url,
     ))
     .unwrap();
-    assert_eq!(
-        post_raw(&app, Some(&controller), &body).await.status(),
-        StatusCode::CREATED
-    );
-    let queue: Value = app
-        .get("/v1/requests", Some(&controller))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let request_id = queue["requests"][0]["id"].as_str().unwrap().to_owned();
+    assert_received(&app, &controller, &body).await;
+    let listed = queue(&app, &controller, "/v1/requests").await;
+    let request_id = listed["requests"][0]["id"].as_str().unwrap().to_owned();
 
     // A compliance officer (or the console) executes it.
-    let response = app
-        .post_json(
-            &format!("/v1/requests/{request_id}/execute"),
-            Some(&controller),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
+    execute(&app, &controller, &request_id).await;
 
     let status = signed_json(
         app.get(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
@@ -430,10 +449,7 @@ async fn a_pending_request_is_cancelled_once() {
         &receiver.url,
     ))
     .unwrap();
-    assert_eq!(
-        post_raw(&app, Some(&controller), &body).await.status(),
-        StatusCode::CREATED
-    );
+    assert_received(&app, &controller, &body).await;
 
     let response = app
         .delete(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
@@ -450,13 +466,8 @@ async fn a_pending_request_is_cancelled_once() {
     )
     .await;
     assert_eq!(status["request_status"], "cancelled");
-    let queue: Value = app
-        .get("/v1/requests?status=rejected", Some(&controller))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(queue["requests"].as_array().unwrap().len(), 1);
+    let listed = queue(&app, &controller, "/v1/requests?status=rejected").await;
+    assert_eq!(listed["requests"].as_array().unwrap().len(), 1);
     assert_spec_error(
         app.delete(&format!("/opendsr/v2/requests/{id}"), Some(&controller))
             .await,
@@ -497,36 +508,20 @@ async fn errors_have_the_specifications_shape_and_store_nothing() {
         .as_object_mut()
         .unwrap()
         .remove("subject_identities");
-    assert_spec_error(
-        post_raw(
-            &app,
-            Some(&controller),
-            &serde_json::to_vec(&missing).unwrap(),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "missing_identity",
-    )
-    .await;
     let mut unknown = good.clone();
     unknown["colour"] = json!("blue");
-    assert_spec_error(
-        post_raw(
-            &app,
-            Some(&controller),
-            &serde_json::to_vec(&unknown).unwrap(),
+    for (body, reason) in [
+        (serde_json::to_vec(&missing).unwrap(), "missing_identity"),
+        (serde_json::to_vec(&unknown).unwrap(), "invalid_body"),
+        (b"{not json".to_vec(), "invalid_body"),
+    ] {
+        assert_spec_error(
+            post_raw(&app, Some(&controller), &body).await,
+            StatusCode::BAD_REQUEST,
+            reason,
         )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_body",
-    )
-    .await;
-    assert_spec_error(
-        post_raw(&app, Some(&controller), b"{not json").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_body",
-    )
-    .await;
+        .await;
+    }
     let good_bytes = serde_json::to_vec(&good).unwrap();
     assert_spec_error(
         post_raw(&app, None, &good_bytes).await,
@@ -802,16 +797,13 @@ async fn sha256_identities_find_the_person_without_sending_the_identifier() {
     let app = spawn_app().await;
     let collector = app.token_for("collector").await;
     let controller = app.token_for("compliance").await;
-    let response = app
-        .request(
-            Method::PUT,
-            "/v1/subjects/cust-88",
-            Some(&collector),
-            Some(&json!({"identifiers": {"email": "Jane.Doe@Example.org"},
-                         "traits": {"country": "DE"}})),
-        )
-        .await;
-    assert!(response.status().is_success());
+    put_subject(
+        &app,
+        &collector,
+        "cust-88",
+        &json!({"identifiers": {"email": "Jane.Doe@Example.org"}, "traits": {"country": "DE"}}),
+    )
+    .await;
     // The address is hashed lowercased, as it is normalized; the subject id as it is.
     let by_email = json!({"identity_type": "email", "identity_format": "sha256",
                           "identity_value": sha256_hex("jane.doe@example.org").to_uppercase()});
@@ -822,18 +814,10 @@ async fn sha256_identities_find_the_person_without_sending_the_identifier() {
     let erasure = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
     for (id, kind, identity) in [(access, "access", by_email), (erasure, "erasure", by_id)] {
         let body = serde_json::to_vec(&spec_request(id, kind, identity, callback)).unwrap();
-        assert_eq!(
-            post_raw(&app, Some(&controller), &body).await.status(),
-            StatusCode::CREATED
-        );
+        assert_received(&app, &controller, &body).await;
     }
-    let queue: Value = app
-        .get("/v1/requests", Some(&controller))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let requests = queue["requests"].as_array().unwrap().clone();
+    let listed = queue(&app, &controller, "/v1/requests").await;
+    let requests = listed["requests"].as_array().unwrap().clone();
     let access_request = requests.iter().find(|r| r["type"] == "access").unwrap();
     assert_eq!(
         access_request["subject"],
@@ -843,15 +827,7 @@ async fn sha256_identities_find_the_person_without_sending_the_identifier() {
     // erasure by the id's hash.
     for kind in ["access", "erasure"] {
         let request = requests.iter().find(|r| r["type"] == kind).unwrap();
-        let response = app
-            .post_json(
-                &format!("/v1/requests/{}/execute", request["id"].as_str().unwrap()),
-                Some(&controller),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let executed: Value = response.json().await.unwrap();
+        let executed = execute(&app, &controller, request["id"].as_str().unwrap()).await;
         assert_eq!(executed["result"]["subject_found"], true, "{executed}");
     }
     let status: Value = app
@@ -867,13 +843,8 @@ async fn sha256_identities_find_the_person_without_sending_the_identifier() {
     assert!(status["results_count"].as_i64().unwrap() > 0);
     assert_eq!(count_rows(&app, "subjects").await, 0);
     // The erasure forgot the identity of every request naming the person, hashes included.
-    let queue: Value = app
-        .get("/v1/requests", Some(&controller))
-        .await
-        .json()
-        .await
-        .unwrap();
-    for request in queue["requests"].as_array().unwrap() {
+    let listed = queue(&app, &controller, "/v1/requests").await;
+    for request in listed["requests"].as_array().unwrap() {
         assert_eq!(request["subject"], Value::Null, "{request}");
     }
     assert_eq!(count_rows(&app, "subject_identifiers").await, 0);
@@ -891,15 +862,7 @@ async fn subjects_from_before_the_hashed_indexes_are_backfilled() {
         if let Some(email) = email {
             body["identifiers"] = json!({"email": email});
         }
-        let response = app
-            .request(
-                Method::PUT,
-                &format!("/v1/subjects/{id}"),
-                Some(&collector),
-                Some(&body),
-            )
-            .await;
-        assert!(response.status().is_success());
+        put_subject(&app, &collector, id, &body).await;
     }
     // As a database written before this version: no hashed indexes.
     let database = app.database();
@@ -947,26 +910,9 @@ async fn subjects_from_before_the_hashed_indexes_are_backfilled() {
         "https://examplecontroller.com/opendsr_callbacks",
     ))
     .unwrap();
-    assert_eq!(
-        post_raw(&app, Some(&controller), &body).await.status(),
-        StatusCode::CREATED
-    );
-    let queue: Value = app
-        .get("/v1/requests", Some(&controller))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = queue["requests"][0]["id"].as_str().unwrap().to_owned();
-    let executed: Value = app
-        .post_json(
-            &format!("/v1/requests/{id}/execute"),
-            Some(&controller),
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert_received(&app, &controller, &body).await;
+    let listed = queue(&app, &controller, "/v1/requests").await;
+    let id = listed["requests"][0]["id"].as_str().unwrap().to_owned();
+    let executed = execute(&app, &controller, &id).await;
     assert_eq!(executed["result"]["subject_found"], true, "{executed}");
 }
