@@ -5,35 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, TestApp};
-
-fn sign(claims: &Value, key: &[u8]) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(key),
-    )
-    .expect("signing works")
-}
-
-fn server_signing_key(app: &TestApp) -> Vec<u8> {
-    let database = app.database();
-    let mut conn = database.connection().expect("a connection");
-    let vault = custodia::vault::Vault::open(&mut conn, &app.settings.master_key_file)
-        .expect("the vault opens");
-    vault.token_key().expose().to_vec()
-}
-
-fn claims_for(key_id: &str, role: &str, iat: i64, exp: i64) -> Value {
-    json!({
-        "sub": key_id, "role": role, "iat": iat, "exp": exp,
-        "iss": "custodia", "aud": "custodia-api", "jti": "test"
-    })
-}
-
-fn key_id_of(api_key: &str) -> &str {
-    api_key.split('_').nth(1).expect("a key id")
-}
+use crate::helpers::{assert_problem, claims_for, key_id_of, server_signing_key, sign, spawn_app};
 
 #[tokio::test]
 async fn an_api_key_buys_a_bearer_token_that_opens_its_routes() {

@@ -410,3 +410,35 @@ pub fn contains_in_any_encoding(haystack: &[u8], needle: &str) -> bool {
             .any(|window| window == form.as_slice())
     })
 }
+
+/// An HS256 JWT over `claims` with `key`.
+pub fn sign(claims: &Value, key: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .expect("signing works")
+}
+
+/// The key this application signs tokens with (derived from its root secret).
+pub fn server_signing_key(app: &TestApp) -> Vec<u8> {
+    let database = app.database();
+    let mut conn = database.connection().expect("a connection");
+    let vault = custodia::vault::Vault::open(&mut conn, &app.settings.master_key_file)
+        .expect("the vault opens");
+    vault.token_key().expose().to_vec()
+}
+
+/// The claims the server puts in a token.
+pub fn claims_for(key_id: &str, role: &str, iat: i64, exp: i64) -> Value {
+    json!({
+        "sub": key_id, "role": role, "iat": iat, "exp": exp,
+        "iss": "custodia", "aud": "custodia-api", "jti": "test"
+    })
+}
+
+/// The key id of an API key `ck_<id>_<secret>`.
+pub fn key_id_of(api_key: &str) -> &str {
+    api_key.split('_').nth(1).expect("a key id")
+}
