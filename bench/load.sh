@@ -14,6 +14,8 @@ if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --releas
 work=$(mktemp -d)
 port=${BENCH_PORT:-18080}
 export CUSTODIA_DATA_DIR="$work/data" CUSTODIA_POLICY_DIR="$PWD/policies" CUSTODIA_BIND="127.0.0.1:$port"
+# Capacity from one key is what is measured: no per-key rate limit (CUSTODIA_RATE_LIMIT=0).
+export CUSTODIA_RATE_LIMIT="${CUSTODIA_RATE_LIMIT:-0}"
 if [ -n "${2:-}" ]; then export CUSTODIA_DATABASE_URL="$2"; fi
 "$bin" migrate
 key=$("$bin" keys create --role collector --name bench 2>/dev/null)

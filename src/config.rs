@@ -73,6 +73,10 @@ pub struct Options {
     /// Log format [default: human].
     #[arg(long, env = "CUSTODIA_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
+    /// Requests per second per API key, bursts of twice that; 0 turns the limit off
+    /// [default: 1000].
+    #[arg(long, env = "CUSTODIA_RATE_LIMIT", global = true)]
+    pub rate_limit: Option<u32>,
     /// OpenDSR: the processor's domain, sent as `X-OpenDSR-Processor-Domain` and named by the
     /// development certificate [default: localhost].
     #[arg(long, env = "CUSTODIA_OPENDSR_DOMAIN", global = true)]
@@ -100,6 +104,9 @@ pub struct Options {
     #[arg(long, env = "CUSTODIA_OPENDSR_CONTROLLERS", global = true)]
     pub opendsr_controllers: Option<PathBuf>,
 }
+
+/// Requests per second per API key by default.
+pub const DEFAULT_RATE_LIMIT: u32 = 1000;
 
 /// How logs are written (always to stderr).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -210,6 +217,8 @@ pub struct Settings {
     pub retention_interval: Duration,
     /// OpenDSR settings.
     pub opendsr: OpenDsrSettings,
+    /// Requests per second per API key (0: no limit).
+    pub rate_limit: u32,
 }
 
 /// How the OpenDSR interface signs and whom it trusts.
@@ -262,6 +271,7 @@ impl Settings {
                     .audit_checkpoint_interval
                     .unwrap_or(DEFAULT_AUDIT_CHECKPOINT_SECS),
             ),
+            rate_limit: options.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
             opendsr: OpenDsrSettings {
                 domain: options
                     .opendsr_domain

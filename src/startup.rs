@@ -108,6 +108,10 @@ impl Application {
             opendsr_wake.clone(),
         );
         let state = web::Data::new(AppState {
+            limits: crate::http::limits::RateLimits::new(settings.rate_limit),
+            population_queries: Arc::new(tokio::sync::Semaphore::new(
+                crate::http::limits::POPULATION_QUERIES,
+            )),
             opendsr,
             opendsr_controllers,
             opendsr_wake,

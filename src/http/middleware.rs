@@ -15,6 +15,7 @@ use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
 
 use super::audit_trail::{self, RequestId};
+use super::limits::too_many_requests;
 use super::problem::ProblemCode;
 use super::{access_for, Access, ApiError, AppState};
 use crate::audit::{self, Actor, Decision, Entry};
@@ -90,6 +91,9 @@ pub async fn observe(
     Ok(response)
 }
 
+/// The route that exchanges API keys for tokens.
+const TOKEN_ROUTE: &str = "/v1/auth/token";
+
 /// Runs a route only if the route table allows the caller: public routes for anyone, others
 /// for a valid bearer token whose (still active) key's role holds the route's action.
 ///
@@ -97,6 +101,9 @@ pub async fn observe(
 /// check is recorded, and so is any other 403 the handler answers without recording its own
 /// denial; entries a handler added to its request (reads) are committed before the response
 /// leaves, or the response becomes a 503.
+///
+/// Rate limits come first: a key past its rate, or an address past its rate of token
+/// exchanges, gets 429 with `Retry-After` (`http::limits`).
 pub async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -104,20 +111,33 @@ pub async fn authorize(
     let access = req
         .match_pattern()
         .and_then(|pattern| access_for(req.method(), &pattern));
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        let error = ApiError::Internal(anyhow::anyhow!("application state is missing"));
+        return Ok(req.error_response(error).map_into_right_body());
+    };
     let Some(Access::Requires(actions)) = access else {
+        // Each token exchange costs an argon2id hash: a rate per client address.
+        if req.match_pattern().as_deref() == Some(TOKEN_ROUTE) {
+            if let Some(address) = req.peer_addr().map(|peer| peer.ip()) {
+                if let Err(wait) = state.limits.check_token_exchange(address) {
+                    let response = too_many_requests(wait, "token requests from this address");
+                    return Ok(req.into_response(response).map_into_right_body());
+                }
+            }
+        }
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        let error = ApiError::Internal(anyhow::anyhow!("application state is missing"));
-        return Ok(req.error_response(error).map_into_right_body());
-    };
     let principal = match authenticate(&state, req.headers()).await {
         Ok(principal) => principal,
         Err(error) => return Ok(req.error_response(error).map_into_right_body()),
     };
+    if let Err(wait) = state.limits.check_key(principal.key_id.as_str()) {
+        let response = too_many_requests(wait, "requests with this API key");
+        return Ok(req.into_response(response).map_into_right_body());
+    }
     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
     let actor = Actor::caller(&principal, request_id);
     if let Err(error) = permit(&state, &principal.role, actions) {

@@ -16,6 +16,7 @@ pub mod export;
 pub mod ingest_queue;
 pub mod interactions;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

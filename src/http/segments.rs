@@ -77,6 +77,7 @@ async fn count_and_answer(
 ) -> Result<Answer, ApiError> {
     let policy = state.policy.clone();
     let (counted_purpose, counted_filter) = (purpose.clone(), filter.clone());
+    let turn = super::limits::population_turn(&state.population_queries).await?;
     let count = state
         .db
         .run(move |conn| {
@@ -86,6 +87,7 @@ async fn count_and_answer(
             segments::count(conn, &policy, declared, &counted_filter)
         })
         .await?;
+    drop(turn);
     let policy = state.policy.clone();
     Ok(state
         .db
@@ -423,6 +425,7 @@ pub async fn members(
     let (row, filter) = load(&state, &principal, Action::SegmentsExport, &path).await?;
     let (policy, vault) = (state.policy.clone(), state.vault.clone());
     let purpose_id = row.purpose.clone();
+    let turn = super::limits::population_turn(&state.population_queries).await?;
     let (size, members) = state
         .db
         .run(move |conn| {
@@ -452,6 +455,7 @@ pub async fn members(
             })
         })
         .await?;
+    drop(turn);
     let min_size = state.policy.segment_limits().min_size;
     let purpose = crate::policy::PurposeId::parse(&row.purpose).expect("a declared purpose");
     let mut entry = Entry::new(&actor, ACTION_EXPORT)

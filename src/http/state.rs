@@ -38,6 +38,10 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// The OpenAPI document, serialized once.
     pub openapi_json: String,
+    /// Request rates per key and token exchanges per address.
+    pub limits: Arc<super::limits::RateLimits>,
+    /// Population queries (segment counts, member pages) running at once.
+    pub population_queries: Arc<tokio::sync::Semaphore>,
     /// Signs OpenDSR answers and callbacks.
     pub opendsr: Arc<crate::opendsr::ProcessorIdentity>,
     /// Controllers whose signatures OpenDSR requests must carry, when configured.

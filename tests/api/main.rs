@@ -16,6 +16,7 @@ mod helpers;
 mod interactions;
 mod keys;
 mod legal_basis;
+mod limits;
 mod migrations;
 mod opendsr;
 mod ops;

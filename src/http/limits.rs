@@ -1,0 +1,127 @@
+//! Limits that keep one caller from taking the service from the others: a request rate per API
+//! key, a rate of token exchanges per client address (each costs an argon2id hash, ~25 ms of
+//! CPU), and a bound on concurrent population queries (segment counts and member pages). A
+//! refusal is a 429 (rates) or 503 (queries) problem with `Retry-After`.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::problem::problem_response;
+
+/// Token exchanges per second from one address (twice that in a burst).
+pub const TOKEN_EXCHANGES_PER_SECOND: u32 = 20;
+/// Population queries running at once in one process; more wait their turn.
+pub const POPULATION_QUERIES: usize = 2;
+/// How long a population query waits for its turn before the caller is told to come back.
+pub const POPULATION_QUEUE_WAIT: Duration = Duration::from_secs(15);
+
+/// The rate limiters of one process.
+pub struct RateLimits {
+    per_key: Option<DefaultKeyedRateLimiter<String>>,
+    token_exchanges: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+}
+
+fn quota(per_second: NonZeroU32) -> Quota {
+    Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::new(2).expect("two")))
+}
+
+impl RateLimits {
+    /// `per_key_per_second` requests per second per API key (bursts of twice that); `0` turns
+    /// the per-key limit off.
+    pub fn new(per_key_per_second: u32) -> Arc<RateLimits> {
+        let limits = Arc::new(RateLimits {
+            per_key: NonZeroU32::new(per_key_per_second).map(|n| RateLimiter::keyed(quota(n))),
+            token_exchanges: RateLimiter::keyed(quota(
+                NonZeroU32::new(TOKEN_EXCHANGES_PER_SECOND).expect("a positive rate"),
+            )),
+            clock: DefaultClock::default(),
+        });
+        // Forget callers that have been quiet long enough to be back at a full burst.
+        let weak = Arc::downgrade(&limits);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticks.tick().await;
+                let Some(limits) = weak.upgrade() else { break };
+                if let Some(per_key) = &limits.per_key {
+                    per_key.retain_recent();
+                }
+                limits.token_exchanges.retain_recent();
+            }
+        });
+        limits
+    }
+
+    /// `Err(wait)` when the key has used its rate.
+    pub fn check_key(&self, key_id: &str) -> Result<(), Duration> {
+        let Some(per_key) = &self.per_key else {
+            return Ok(());
+        };
+        per_key
+            .check_key(&key_id.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// `Err(wait)` when the address has used its rate of token exchanges.
+    pub fn check_token_exchange(&self, address: IpAddr) -> Result<(), Duration> {
+        self.token_exchanges
+            .check_key(&address)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+/// Whole seconds to wait, at least one.
+fn retry_after(wait: Duration) -> String {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1).to_string()
+}
+
+/// 429 `rate_limited`, with `Retry-After`.
+pub fn too_many_requests(wait: Duration, what: &str) -> HttpResponse {
+    let mut response = problem_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many {what}; retry after the time in Retry-After"),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&retry_after(wait)) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Waits for a turn to run a population query (at most [`POPULATION_QUEUE_WAIT`]); 503 `busy`
+/// when none comes.
+pub async fn population_turn(
+    queries: &Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, super::ApiError> {
+    let busy = || {
+        super::ApiError::unavailable(
+            "busy",
+            "too many segment queries are running; retry after the time in Retry-After",
+        )
+    };
+    tokio::time::timeout(POPULATION_QUEUE_WAIT, queries.clone().acquire_owned())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after(Duration::from_millis(1)), "1");
+        assert_eq!(retry_after(Duration::from_millis(1500)), "2");
+        assert_eq!(retry_after(Duration::from_secs(3)), "3");
+        assert_eq!(retry_after(Duration::ZERO), "1");
+    }
+}

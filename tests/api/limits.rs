@@ -1,0 +1,69 @@
+//! Limits: a request rate per API key and a rate of token exchanges per address, answered with
+//! 429 `rate_limited` and `Retry-After`; the other keys are not affected.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_key_past_its_rate_gets_429_with_retry_after_and_others_do_not() {
+    let app = spawn_app_with(|options| options.rate_limit = Some(5)).await;
+    let busy = app.token_for("compliance").await;
+    let quiet = app.token_for("compliance").await;
+
+    // A burst of twice the rate passes; the next request does not.
+    for n in 0..10 {
+        let response = app.get("/v1/policy", Some(&busy)).await;
+        assert_eq!(response.status(), StatusCode::OK, "request {n} of the burst");
+    }
+    let refused = app.get("/v1/policy", Some(&busy)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    // Another key has its own rate.
+    assert_eq!(
+        app.get("/v1/policy", Some(&quiet)).await.status(),
+        StatusCode::OK
+    );
+    // After the wait, the key is served again.
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    assert_eq!(
+        app.get("/v1/policy", Some(&busy)).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn token_exchanges_from_one_address_are_limited() {
+    let app = spawn_app().await;
+    // More at once than the burst (40): each would cost an argon2id hash.
+    let attempts = (0..80).map(|n| {
+        app.client
+            .post(format!("{}/v1/auth/token", app.address))
+            .json(&json!({"api_key": format!("ck_{n:016x}_{}", "0".repeat(64))}))
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|response| response.unwrap().status())
+        .collect();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(limited + refused, 80, "{statuses:?}");
+    assert!(limited >= 20, "{limited} of 80 were limited");
+    assert!(refused >= 40, "the burst was served: {refused}");
+}
