@@ -30,7 +30,8 @@ pub struct RateLimits {
 }
 
 fn quota(per_second: NonZeroU32) -> Quota {
-    Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::new(2).expect("two")))
+    Quota::per_second(per_second)
+        .allow_burst(per_second.saturating_mul(NonZeroU32::new(2).expect("two")))
 }
 
 impl RateLimits {
@@ -80,7 +81,9 @@ impl RateLimits {
 
 /// Whole seconds to wait, at least one.
 fn retry_after(wait: Duration) -> String {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1).to_string()
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        .max(1)
+        .to_string()
 }
 
 /// 429 `rate_limited`, with `Retry-After`.

@@ -442,3 +442,42 @@ pub fn claims_for(key_id: &str, role: &str, iat: i64, exp: i64) -> Value {
 pub fn key_id_of(api_key: &str) -> &str {
     api_key.split('_').nth(1).expect("a key id")
 }
+
+/// A port free now (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `custodia serve` as its own process on `port`, ready to answer.
+pub async fn serve_process(
+    port: u16,
+    data_dir: &std::path::Path,
+    database_url: &str,
+) -> std::process::Child {
+    let mut child = custodia_command()
+        .arg("serve")
+        .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
+        .env("CUSTODIA_DATA_DIR", data_dir)
+        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
+        .env("CUSTODIA_DATABASE_URL", database_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("custodia serve starts");
+    for _ in 0..200 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return child;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    panic!("custodia serve did not become ready");
+}

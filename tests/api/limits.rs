@@ -15,7 +15,11 @@ async fn a_key_past_its_rate_gets_429_with_retry_after_and_others_do_not() {
     // A burst of twice the rate passes; the next request does not.
     for n in 0..10 {
         let response = app.get("/v1/policy", Some(&busy)).await;
-        assert_eq!(response.status(), StatusCode::OK, "request {n} of the burst");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "request {n} of the burst"
+        );
     }
     let refused = app.get("/v1/policy", Some(&busy)).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);

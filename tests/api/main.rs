@@ -8,6 +8,7 @@ mod authorization;
 mod cli;
 mod consents;
 mod console;
+mod crash;
 mod erasure;
 mod errors;
 mod export;

@@ -16,8 +16,8 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    count_rows, custodia_command, fresh_database, sample_policy_dir, spawn_app, spawn_app_with,
-    TestApp,
+    count_rows, custodia_command, free_port, fresh_database, sample_policy_dir, serve_process,
+    spawn_app, spawn_app_with, TestApp,
 };
 
 /// A callback the controller received.
@@ -645,45 +645,6 @@ async fn controllers_must_sign_when_an_allow_list_is_configured() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(count_rows(&app, "subject_requests").await, 1);
-}
-
-/// A port free now (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `custodia serve` as its own process on `port`, ready to answer.
-async fn serve_process(
-    port: u16,
-    data_dir: &std::path::Path,
-    database_url: &str,
-) -> std::process::Child {
-    let mut child = custodia_command()
-        .arg("serve")
-        .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
-        .env("CUSTODIA_DATA_DIR", data_dir)
-        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
-        .env("CUSTODIA_DATABASE_URL", database_url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("custodia serve starts");
-    for _ in 0..200 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    panic!("custodia serve did not become ready");
 }
 
 #[tokio::test]

@@ -1,0 +1,238 @@
+//! Crash safety: `custodia serve` is SIGKILLed while batches of interactions and consent
+//! statements are being written, then another process starts on the same database. Every write
+//! that was acknowledged is there, no batch is partly stored, and the audit chain verifies — on
+//! the backend under test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    custodia_command, free_port, fresh_database, sample_policy_dir, serve_process,
+};
+
+/// Writers that run at once, and how many items each batch carries.
+const WRITERS: usize = 4;
+const BATCH: usize = 25;
+
+fn api_key(data_dir: &Path, database_url: &str, role: &str) -> String {
+    let output = custodia_command()
+        .args(["keys", "create", "--role", role, "--name", role])
+        .env("CUSTODIA_DATA_DIR", data_dir)
+        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
+        .env("CUSTODIA_DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn token(client: &Client, base: &str, api_key: &str) -> String {
+    let body: Value = client
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({"api_key": api_key}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// What a writer saw acknowledged before the crash.
+#[derive(Default)]
+struct Acknowledged {
+    /// Batch name → its interaction ids (every item of an acknowledged batch was stored).
+    batches: BTreeMap<String, Vec<String>>,
+    /// Every batch sent, acknowledged or not: batch name → (subject, ids).
+    sent: BTreeMap<String, (String, Vec<String>)>,
+    /// Subjects whose consent statement (granted, with this notice version) was acknowledged.
+    consents: Vec<(String, String)>,
+}
+
+/// Writes until the server dies: batches of interactions, each for a subject of its own, and a
+/// consent statement after each batch.
+async fn writer(client: Client, base: String, token: String, writer: usize) -> Acknowledged {
+    let mut seen = Acknowledged::default();
+    for round in 0.. {
+        let name = format!("w{writer}-b{round}");
+        let subject = format!("crash-{name}");
+        let ids: Vec<String> = (0..BATCH).map(|i| format!("{name}-i{i}")).collect();
+        let interactions: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({"id": id, "subject_id": subject, "type": "support_chat", "channel": "chat",
+                       "occurred_at": "2026-11-30T10:00:00Z", "purposes": ["support"],
+                       "data": {"message": "where is my parcel"}})
+            })
+            .collect();
+        seen.sent
+            .insert(name.clone(), (subject.clone(), ids.clone()));
+        let response = client
+            .post(format!("{base}/v1/interactions/batch"))
+            .bearer_auth(&token)
+            .json(&json!({"interactions": interactions}))
+            .send()
+            .await;
+        let Ok(response) = response else { break };
+        if response.status() != StatusCode::OK {
+            break;
+        }
+        let Ok(body) = response.json::<Value>().await else {
+            break;
+        };
+        let results = body["results"].as_array().unwrap();
+        assert!(results.iter().all(|r| r["error"].is_null()), "{body}");
+        seen.batches.insert(name.clone(), ids);
+        let version = format!("v{round}");
+        let response = client
+            .post(format!("{base}/v1/subjects/{subject}/consents"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"purpose": "marketing", "status": "granted", "source": "web",
+                          "method": "checkbox", "notice": {"id": "crash", "version": version}}),
+            )
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status() == StatusCode::CREATED => {
+                if response.json::<Value>().await.is_ok() {
+                    seen.consents.push((subject, version));
+                }
+            }
+            _ => break,
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_a_kill_and_no_batch_is_half_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let database = fresh_database();
+    let port = free_port();
+    let mut server = serve_process(port, &data_dir, &database.url).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let collector = token(
+        &client,
+        &base,
+        &api_key(&data_dir, &database.url, "collector"),
+    )
+    .await;
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|n| tokio::spawn(writer(client.clone(), base.clone(), collector.clone(), n)))
+        .collect();
+    // Let writes flow, then kill the process mid-flight: no shutdown, no flush.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut seen = Acknowledged::default();
+    for handle in writers {
+        let part = handle.await.unwrap();
+        seen.batches.extend(part.batches);
+        seen.sent.extend(part.sent);
+        seen.consents.extend(part.consents);
+    }
+    assert!(
+        seen.batches.len() >= WRITERS,
+        "the writers had batches acknowledged before the kill: {}",
+        seen.batches.len()
+    );
+
+    // Another process on the same database.
+    let port = free_port();
+    let mut restarted = serve_process(port, &data_dir, &database.url).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let support = token(
+        &client,
+        &base,
+        &api_key(&data_dir, &database.url, "support"),
+    )
+    .await;
+    let compliance = token(
+        &client,
+        &base,
+        &api_key(&data_dir, &database.url, "compliance"),
+    )
+    .await;
+    let mut stored_batches = 0;
+    for (name, (subject, ids)) in &seen.sent {
+        let response = client
+            .get(format!(
+                "{base}/v1/subjects/{subject}/interactions?purpose=support&limit=100"
+            ))
+            .bearer_auth(&support)
+            .send()
+            .await
+            .unwrap();
+        let stored: BTreeSet<String> = if response.status() == StatusCode::NOT_FOUND {
+            BTreeSet::new()
+        } else {
+            assert_eq!(response.status(), StatusCode::OK, "{name}");
+            let body: Value = response.json().await.unwrap();
+            body["interactions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let expected: BTreeSet<String> = ids.iter().cloned().collect();
+        assert!(
+            stored.is_empty() || stored == expected,
+            "batch {name} is partly stored: {} of {}",
+            stored.len(),
+            expected.len()
+        );
+        if seen.batches.contains_key(name) {
+            assert_eq!(
+                stored, expected,
+                "acknowledged batch {name} is stored whole"
+            );
+        }
+        stored_batches += usize::from(!stored.is_empty());
+    }
+    eprintln!("crash: {} batches sent, {} acknowledged, {} stored; {} consents acknowledged", seen.sent.len(), seen.batches.len(), stored_batches, seen.consents.len());
+    assert!(stored_batches >= seen.batches.len());
+    for (subject, version) in &seen.consents {
+        let state: Value = client
+            .get(format!("{base}/v1/subjects/{subject}/consents"))
+            .bearer_auth(&compliance)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            state["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["notice"]["version"] == version.as_str()),
+            "the acknowledged consent of {subject} is in its history: {state}"
+        );
+    }
+    let verify: Value = client
+        .get(format!("{base}/v1/audit/verify"))
+        .bearer_auth(&compliance)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+}
