@@ -296,6 +296,10 @@ fn record_group(
     let existing: HashMap<String, String> = crate::store::subjects::ids_by_index(conn, &distinct)?
         .into_iter()
         .collect();
+    // Writers in other processes recording statements for the same people take turns: each
+    // statement's sequence is derived from the rows already there.
+    let existing_pks: Vec<&str> = existing.values().map(String::as_str).collect();
+    crate::store::subjects::lock_for_write(conn, &existing_pks)?;
     let wanted: Vec<(&SubjectId, &str)> = jobs
         .iter()
         .zip(&indexes)
@@ -492,6 +496,7 @@ fn append(
             return Ok(recorded_from(existing, client_id.clone(), true));
         }
     }
+    crate::store::subjects::lock_for_write(conn, &[subject.pk.as_str()])?;
     let sequence = consent_store::next_sequence(conn, &subject.pk)?;
     let row = statement_row(
         subject,

@@ -78,6 +78,28 @@ pub struct IdentifierRow {
     pub blind_index: String,
 }
 
+/// On PostgreSQL, locks these subjects' rows (in id order, so that two writers never wait for
+/// each other crosswise) until the transaction ends: writers that derive something from a
+/// subject's current rows (the next consent sequence) then take turns instead of failing each
+/// other's unique constraints. SQLite's writer already holds the whole database.
+pub fn lock_for_write(conn: &mut DbConnection, pks: &[&str]) -> Result<(), StoreError> {
+    if pks.is_empty() {
+        return Ok(());
+    }
+    if let DbConnection::Postgresql(pg) = conn {
+        let mut sorted: Vec<String> = pks.iter().map(|pk| (*pk).to_owned()).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        subjects::table
+            .filter(subjects::id.eq_any(sorted))
+            .order(subjects::id)
+            .select(subjects::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
 /// Up to `limit` subjects without an identifier of `kind`.
 pub fn without_identifier(
     conn: &mut DbConnection,

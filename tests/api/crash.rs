@@ -202,7 +202,13 @@ async fn acknowledged_writes_survive_a_kill_and_no_batch_is_half_stored() {
         }
         stored_batches += usize::from(!stored.is_empty());
     }
-    eprintln!("crash: {} batches sent, {} acknowledged, {} stored; {} consents acknowledged", seen.sent.len(), seen.batches.len(), stored_batches, seen.consents.len());
+    eprintln!(
+        "crash: {} batches sent, {} acknowledged, {} stored; {} consents acknowledged",
+        seen.sent.len(),
+        seen.batches.len(),
+        stored_batches,
+        seen.consents.len()
+    );
     assert!(stored_batches >= seen.batches.len());
     for (subject, version) in &seen.consents {
         let state: Value = client

@@ -25,5 +25,6 @@ mod policy;
 mod requests;
 mod retention;
 mod rotation;
+mod scaling;
 mod segments;
 mod subjects;
