@@ -458,14 +458,25 @@ pub async fn serve_process(
     data_dir: &std::path::Path,
     database_url: &str,
 ) -> std::process::Child {
+    serve_process_logging(port, data_dir, database_url, std::process::Stdio::null()).await
+}
+
+/// Like [`serve_process`], with its log (stderr, at `debug`) going to `log`.
+pub async fn serve_process_logging(
+    port: u16,
+    data_dir: &std::path::Path,
+    database_url: &str,
+    log: std::process::Stdio,
+) -> std::process::Child {
     let mut child = custodia_command()
         .arg("serve")
         .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
         .env("CUSTODIA_DATA_DIR", data_dir)
         .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
         .env("CUSTODIA_DATABASE_URL", database_url)
+        .env("CUSTODIA_LOG", "debug")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("custodia serve starts");
     for _ in 0..200 {

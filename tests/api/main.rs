@@ -18,6 +18,7 @@ mod interactions;
 mod keys;
 mod legal_basis;
 mod limits;
+mod logs;
 mod migrations;
 mod opendsr;
 mod ops;

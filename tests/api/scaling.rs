@@ -110,7 +110,12 @@ async fn two_processes_share_one_database() {
                     .await
                     .unwrap();
                 let status = consent.status();
-                assert_eq!(status, StatusCode::CREATED, "{}", consent.text().await.unwrap());
+                assert_eq!(
+                    status,
+                    StatusCode::CREATED,
+                    "{}",
+                    consent.text().await.unwrap()
+                );
             }));
         }
     }
