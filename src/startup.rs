@@ -154,7 +154,29 @@ impl Application {
                 .wrap(from_fn(observe))
                 .default_service(web::to(not_found));
             for (path, routes) in routes_by_path() {
-                let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+                // RFC 9110: a 405 names the methods the resource has.
+                let allow = routes
+                    .iter()
+                    .map(|endpoint| endpoint.method.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut resource = web::resource(path).default_service(web::to(move || {
+                    let allow = allow.clone();
+                    async move {
+                        let mut response =
+                            actix_web::ResponseError::error_response(&ApiError::Problem {
+                                status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                                code: "method_not_allowed",
+                                detail: "this resource does not support this method".into(),
+                            });
+                        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+                            response
+                                .headers_mut()
+                                .insert(actix_web::http::header::ALLOW, value);
+                        }
+                        response
+                    }
+                }));
                 if let Some(limit) = routes.iter().find_map(|endpoint| endpoint.body_limit) {
                     resource = resource.app_data(json_config(limit));
                 }
@@ -357,12 +379,4 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
         "not_found",
         "no resource has this address",
     ))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::Problem {
-        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        detail: "this resource does not support this method".into(),
-    })
 }

@@ -32,22 +32,31 @@ const MAX_PAGE: i64 = 500;
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries about this person (the app's subject id, resolved to the person's pseudonym).
+    #[param(min_length = 1)]
     pub subject_id: Option<String>,
     /// Entries by this API key id.
+    #[param(min_length = 1)]
     pub actor: Option<String>,
     /// Entries of this action (`interactions.read` …).
+    #[param(min_length = 1)]
     pub action: Option<String>,
     /// Entries naming this purpose.
+    #[param(min_length = 1)]
     pub purpose: Option<String>,
     /// `allow` or `deny`.
+    #[param(pattern = "^(allow|deny)$")]
     pub decision: Option<String>,
     /// At or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -49,6 +49,7 @@ pub fn export_permits() -> Arc<Semaphore> {
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `json` (default): one JSON document. `csv`: a zip of CSV files (see `docs/api.md`).
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 

@@ -187,8 +187,10 @@ pub async fn create(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// Up to 1,000 interactions, each shaped like `POST /v1/interactions`.
-    #[schema(value_type = Vec<InteractionRequest>)]
+    /// Up to 1,000 interactions, each shaped like the body of `POST /v1/interactions`
+    /// (`InteractionRequest`). Each item is validated on its own: a malformed item is reported
+    /// in its result and does not fail the others.
+    #[schema(value_type = Vec<serde_json::Value>, max_items = 1000)]
     pub interactions: Vec<Box<RawValue>>,
 }
 
@@ -205,15 +207,23 @@ pub struct ItemError {
 
 /// One item's result: `id` and purposes when stored, `error` when not.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BatchItem {
-    /// The item's position in the request.
-    pub index: usize,
-    /// The outcome when stored (or already stored).
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub result: Option<InteractionResult>,
-    /// Why the item was not stored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ItemError>,
+#[serde(untagged)]
+pub enum BatchItem {
+    /// Stored (or already stored): the item's position and its outcome.
+    Stored {
+        /// The item's position in the request.
+        index: usize,
+        /// The outcome.
+        #[serde(flatten)]
+        result: InteractionResult,
+    },
+    /// Not stored: the item's position and why.
+    Failed {
+        /// The item's position in the request.
+        index: usize,
+        /// Why the item was not stored.
+        error: ItemError,
+    },
 }
 
 /// The batch's results, in request order.
@@ -291,10 +301,9 @@ pub async fn batch(
                 draft_indexes.push(index);
                 results.push(None);
             }
-            Err(error) => results.push(Some(BatchItem {
+            Err(error) => results.push(Some(BatchItem::Failed {
                 index,
-                result: None,
-                error: Some(item_error(error)),
+                error: item_error(error),
             })),
         }
     }
@@ -317,10 +326,9 @@ pub async fn batch(
                         .records(1)
                         .denied("subject_suppressed"),
                 );
-                results[index] = Some(BatchItem {
+                results[index] = Some(BatchItem::Failed {
                     index,
-                    result: None,
-                    error: Some(item_error(super::problem::suppressed())),
+                    error: item_error(super::problem::suppressed()),
                 });
             } else {
                 kept.push(draft);
@@ -333,24 +341,22 @@ pub async fn batch(
     let outcomes = store(&state, &request, &principal, &actor, drafts).await?;
     for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
         results[index] = Some(match result_of(outcome) {
-            Ok(result) => BatchItem {
+            Ok(result) => BatchItem::Stored { index, result },
+            Err(error) => BatchItem::Failed {
                 index,
-                result: Some(result),
-                error: None,
-            },
-            Err(error) => BatchItem {
-                index,
-                result: None,
-                error: Some(item_error(error)),
+                error: item_error(error),
             },
         });
     }
     let results: Vec<BatchItem> = results.into_iter().flatten().collect();
     let duplicates = results
         .iter()
-        .filter(|item| item.result.as_ref().is_some_and(|r| r.duplicate))
+        .filter(|item| matches!(item, BatchItem::Stored { result, .. } if result.duplicate))
         .count();
-    let failed = results.iter().filter(|item| item.error.is_some()).count();
+    let failed = results
+        .iter()
+        .filter(|item| matches!(item, BatchItem::Failed { .. }))
+        .count();
     Ok(HttpResponse::Ok().json(BatchResponse {
         stored: results.len() - duplicates - failed,
         duplicates,
@@ -366,6 +372,7 @@ pub struct ReadQuery {
     /// The purpose the data will be used for.
     pub purpose: String,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

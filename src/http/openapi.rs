@@ -72,6 +72,7 @@ use super::AppState;
         (name = "segments", description = "Purpose-bound, k-anonymous segments for marketers"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "opendsr", description = "OpenDSR 2.0: data-subject requests from controllers"),
     )
 )]
 pub struct ApiDoc;
@@ -93,11 +94,65 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document as JSON.
+/// The OpenAPI document as JSON. Every operation also documents a `default` response: any
+/// status not listed is an error in the route's error shape — a problem (RFC 9457) on the API,
+/// the specification's `{"error": …}` object on `/opendsr/` routes.
 pub fn document() -> String {
-    ApiDoc::openapi()
-        .to_json()
-        .expect("the OpenAPI document serializes")
+    let mut document: serde_json::Value =
+        serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    let problem = serde_json::json!({
+        "description": "An error (RFC 9457 problem; `code` is stable, see docs/api.md)",
+        "content": {"application/problem+json": {
+            "schema": {"$ref": "#/components/schemas/ProblemBody"}}}
+    });
+    let opendsr_error = serde_json::json!({
+        "description": "An error in the OpenDSR specification's shape (docs/opendsr.md)",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message", "errors"],
+                "properties": {
+                    "code": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "errors": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["domain", "reason", "message"],
+                        "properties": {
+                            "domain": {"type": "string"},
+                            "reason": {"type": "string"},
+                            "message": {"type": "string"}
+                        }
+                    }}
+                }
+            }}
+        }}}
+    });
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let default = if path.starts_with(super::opendsr::PREFIX) {
+                &opendsr_error
+            } else {
+                &problem
+            };
+            for operation in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                if let Some(responses) = operation
+                    .get_mut("responses")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    responses
+                        .entry("default")
+                        .or_insert_with(|| default.clone());
+                }
+            }
+        }
+    }
+    serde_json::to_string(&document).expect("the OpenAPI document serializes")
 }
 
 /// Serves the OpenAPI document.

@@ -370,7 +370,14 @@ pub async fn spec_errors(
     }
     let (request, response) = response.into_parts();
     let status = response.status();
-    let www_authenticate = response.headers().get(header::WWW_AUTHENTICATE).cloned();
+    let kept: Vec<(header::HeaderName, header::HeaderValue)> =
+        [header::WWW_AUTHENTICATE, header::ALLOW, header::RETRY_AFTER]
+            .into_iter()
+            .filter_map(|name| {
+                let value = response.headers().get(&name).cloned()?;
+                Some((name, value))
+            })
+            .collect();
     let bytes = to_bytes(response.into_body()).await.unwrap_or_default();
     let problem: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let detail = problem["detail"].as_str().unwrap_or("the request failed");
@@ -386,8 +393,8 @@ pub async fn spec_errors(
     converted
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"));
-    if let Some(value) = www_authenticate {
-        converted.insert_header((header::WWW_AUTHENTICATE, value));
+    for (name, value) in kept {
+        converted.insert_header((name, value));
     }
     Ok(ServiceResponse::new(request, converted.body(body.to_string())).map_into_boxed_body())
 }

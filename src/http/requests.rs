@@ -27,8 +27,10 @@ pub const MAX_PAGE: i64 = 200;
 pub struct CreateRequest {
     /// `access`, `portability`, `erasure`, `restriction`, `objection` or `rectification`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(access|portability|erasure|restriction|objection|rectification)$")]
     pub kind: String,
     /// `gdpr` (one calendar month, extendable to three) or `ccpa` (45 days, extendable to 90).
+    #[schema(pattern = "^(gdpr|ccpa)$")]
     pub regulation: String,
     /// The person, by the app's subject id …
     pub subject_id: Option<String>,
@@ -217,15 +219,19 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this status.
+    #[param(pattern = "^(received|verified|in_progress|completed|rejected)$")]
     pub status: Option<String>,
     /// Only this type.
     #[serde(rename = "type")]
+    #[param(pattern = "^(access|portability|erasure|restriction|objection|rectification)$")]
     pub kind: Option<String>,
     /// `true`: only open requests past their deadline; `false`: all others.
     pub overdue: Option<bool>,
     /// At most this many (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// From `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

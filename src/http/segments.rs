@@ -239,9 +239,23 @@ pub async fn create(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
-    /// At most this many.
+    /// At most this many (default 50, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// From `next_cursor` of the previous page.
+    #[param(min_length = 1)]
+    pub cursor: Option<String>,
+}
+
+/// Paging of a segment's members.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MembersQuery {
+    /// At most this many (default 100, at most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// From `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -259,7 +273,7 @@ fn decode_cursor(raw: &str) -> Result<String, Rejection> {
         .decode(raw)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|text| text.len() <= 64)
+        .filter(|text| !text.is_empty() && text.len() <= 64)
         .ok_or_else(|| Rejection::bad_request("invalid_query", "`cursor` is not one this API gave"))
 }
 
@@ -404,7 +418,7 @@ pub struct MembersPage {
 /// The members of a saved segment, evaluated now: only people with a legal basis for its
 /// purpose; refused while the segment is smaller than `min_size`.
 #[utoipa::path(get, path = "/v1/segments/{id}/members", tag = "segments", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The segment's id"), PageQuery),
+    params(("id" = String, Path, description = "The segment's id"), MembersQuery),
     responses(
         (status = 200, description = "A page of members", body = MembersPage),
         (status = 403, description = "Purpose not permitted, or the segment is below min_size",
@@ -418,7 +432,7 @@ pub async fn members(
     actor: Actor,
     request: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<PageQuery>,
+    query: web::Query<MembersQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(query.limit, 100, MAX_MEMBERS_PAGE)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;

@@ -80,6 +80,7 @@ pub async fn put(
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
     /// The e-mail address to look for (sent in the body so it never appears in a URL or log).
+    #[schema(pattern = "^[^@\\s]+@[^@\\s]+$", max_length = 254)]
     pub email: String,
 }
 

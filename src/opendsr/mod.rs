@@ -51,15 +51,20 @@ pub const SUPPORTED_TYPES: [&str; 3] = ["access", "portability", "erasure"];
 #[serde(deny_unknown_fields)]
 pub struct IncomingRequest {
     /// `gdpr` or `ccpa`.
+    #[schema(pattern = "^(gdpr|ccpa)$")]
     pub regulation: String,
     /// The controller's id for the request: a lowercase UUID v4.
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")]
     pub subject_request_id: String,
     /// `access`, `portability` or `erasure`.
+    #[schema(pattern = "^(access|portability|erasure)$")]
     pub subject_request_type: String,
-    /// RFC 3339: when the person made the request.
+    /// RFC 3339: when the person made the request (not in the future).
+    #[schema(format = DateTime)]
     pub submitted_time: String,
-    /// Who the request is about.
+    /// Who the request is about (at least one supported identity; see discovery).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 20)]
     pub subject_identities: Vec<IdentityObject>,
     /// The version the controller speaks.
     pub api_version: Option<String>,
