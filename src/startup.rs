@@ -191,6 +191,11 @@ impl Application {
         // Streamed responses (exports) end with a small final write; with Nagle's algorithm it
         // would wait for the client's delayed ACK (~40 ms). Every answer here is complete when
         // written, so send at once.
+        // A client has 10 s to send a request's head, 5 s to close after the answer, and an idle
+        // kept-alive connection is closed after 30 s: slow or idle clients do not hold workers.
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .client_disconnect_timeout(std::time::Duration::from_secs(5))
+        .keep_alive(std::time::Duration::from_secs(30))
         .on_connect(|connection, _| {
             if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
                 if let Err(error) = tcp.set_nodelay(true) {

@@ -71,3 +71,31 @@ async fn token_exchanges_from_one_address_are_limited() {
     assert!(limited >= 20, "{limited} of 80 were limited");
     assert!(refused >= 40, "the burst was served: {refused}");
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // A request head that never ends (slowloris).
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: custodia\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open for 20 s");
+    let waited = started.elapsed().as_secs_f64();
+    assert!((8.0..15.0).contains(&waited), "closed after {waited:.1} s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
