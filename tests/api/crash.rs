@@ -4,44 +4,16 @@
 //! the backend under test.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    custodia_command, free_port, fresh_database, sample_policy_dir, serve_process,
-};
+use crate::helpers::Deployment;
 
 /// Writers that run at once, and how many items each batch carries.
 const WRITERS: usize = 4;
 const BATCH: usize = 25;
-
-fn api_key(data_dir: &Path, database_url: &str, role: &str) -> String {
-    let output = custodia_command()
-        .args(["keys", "create", "--role", role, "--name", role])
-        .env("CUSTODIA_DATA_DIR", data_dir)
-        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
-        .env("CUSTODIA_DATABASE_URL", database_url)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-async fn token(client: &Client, base: &str, api_key: &str) -> String {
-    let body: Value = client
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"api_key": api_key}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 /// What a writer saw acknowledged before the crash.
 #[derive(Default)]
@@ -112,30 +84,21 @@ async fn writer(client: Client, base: String, token: String, writer: usize) -> A
 
 #[tokio::test]
 async fn acknowledged_writes_survive_a_kill_and_no_batch_is_half_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let database = fresh_database();
-    let port = free_port();
-    let mut server = serve_process(port, &data_dir, &database.url).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let deployment = Deployment::new();
+    let mut server = deployment.serve().await;
+    let base = server.base.clone();
     let client = Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let collector = token(
-        &client,
-        &base,
-        &api_key(&data_dir, &database.url, "collector"),
-    )
-    .await;
+    let collector = server.token(&deployment.api_key("collector")).await;
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|n| tokio::spawn(writer(client.clone(), base.clone(), collector.clone(), n)))
         .collect();
     // Let writes flow, then kill the process mid-flight: no shutdown, no flush.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     let mut seen = Acknowledged::default();
     for handle in writers {
         let part = handle.await.unwrap();
@@ -150,21 +113,10 @@ async fn acknowledged_writes_survive_a_kill_and_no_batch_is_half_stored() {
     );
 
     // Another process on the same database.
-    let port = free_port();
-    let mut restarted = serve_process(port, &data_dir, &database.url).await;
-    let base = format!("http://127.0.0.1:{port}");
-    let support = token(
-        &client,
-        &base,
-        &api_key(&data_dir, &database.url, "support"),
-    )
-    .await;
-    let compliance = token(
-        &client,
-        &base,
-        &api_key(&data_dir, &database.url, "compliance"),
-    )
-    .await;
+    let mut restarted = deployment.serve().await;
+    let base = restarted.base.clone();
+    let support = restarted.token(&deployment.api_key("support")).await;
+    let compliance = restarted.token(&deployment.api_key("compliance")).await;
     let mut stored_batches = 0;
     for (name, (subject, ids)) in &seen.sent {
         let response = client
@@ -238,7 +190,6 @@ async fn acknowledged_writes_survive_a_kill_and_no_batch_is_half_stored() {
         .json()
         .await
         .unwrap();
-    restarted.kill().unwrap();
-    restarted.wait().unwrap();
+    restarted.kill();
     assert_eq!(verify["ok"], true, "{verify}");
 }

@@ -452,17 +452,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `custodia serve` as its own process on `port`, ready to answer.
-pub async fn serve_process(
-    port: u16,
-    data_dir: &std::path::Path,
-    database_url: &str,
-) -> std::process::Child {
-    serve_process_logging(port, data_dir, database_url, std::process::Stdio::null()).await
-}
-
-/// Like [`serve_process`], with its log (stderr, at `debug`) going to `log`.
-pub async fn serve_process_logging(
+/// `custodia serve` as its own process on `port`, ready to answer, its log (stderr, at
+/// `debug`) going to `log`.
+async fn serve_process_logging(
     port: u16,
     data_dir: &std::path::Path,
     database_url: &str,
@@ -491,4 +483,103 @@ pub async fn serve_process_logging(
     child.kill().unwrap();
     child.wait().unwrap();
     panic!("custodia serve did not become ready");
+}
+
+/// A data directory and database for `custodia serve` processes (process-level tests: crashes,
+/// several processes, the log).
+pub struct Deployment {
+    /// The data directory (master key, SQLite file).
+    pub data_dir: PathBuf,
+    /// The database.
+    pub database: TestDatabase,
+    _dir: TempDir,
+}
+
+/// A running `custodia serve` process; killed when dropped.
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    process: std::process::Child,
+}
+
+impl Deployment {
+    /// A fresh data directory and database.
+    pub fn new() -> Deployment {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        Deployment {
+            data_dir: dir.path().join("data"),
+            database: fresh_database(),
+            _dir: dir,
+        }
+    }
+
+    /// A `custodia` command aimed at this deployment.
+    pub fn command(&self) -> std::process::Command {
+        let mut command = custodia_command();
+        command
+            .env("CUSTODIA_DATA_DIR", &self.data_dir)
+            .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
+            .env("CUSTODIA_DATABASE_URL", &self.database.url);
+        command
+    }
+
+    /// Creates an API key of `role` with the CLI.
+    pub fn api_key(&self, role: &str) -> String {
+        let output = self
+            .command()
+            .args(["keys", "create", "--role", role, "--name", role])
+            .output()
+            .expect("the CLI runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout)
+            .expect("a key")
+            .trim()
+            .to_owned()
+    }
+
+    /// Starts `custodia serve` on a free port.
+    pub async fn serve(&self) -> Served {
+        self.serve_logging(std::process::Stdio::null()).await
+    }
+
+    /// Starts `custodia serve` on a free port, its debug log going to `log`.
+    pub async fn serve_logging(&self, log: std::process::Stdio) -> Served {
+        let port = free_port();
+        let process = serve_process_logging(port, &self.data_dir, &self.database.url, log).await;
+        Served {
+            base: format!("http://127.0.0.1:{port}"),
+            process,
+        }
+    }
+}
+
+impl Served {
+    /// Exchanges an API key for a token at this process.
+    pub async fn token(&self, api_key: &str) -> String {
+        let body: Value = reqwest::Client::new()
+            .post(format!("{}/v1/auth/token", self.base))
+            .json(&json!({ "api_key": api_key }))
+            .send()
+            .await
+            .expect("the token request is answered")
+            .json()
+            .await
+            .expect("a JSON body");
+        body["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned()
+    }
+
+    /// Kills the process (SIGKILL: no shutdown at all) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

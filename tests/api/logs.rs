@@ -5,51 +5,20 @@
 use reqwest::Client;
 use serde_json::json;
 
-use crate::helpers::{
-    contains_in_any_encoding, custodia_command, free_port, fresh_database, sample_policy_dir,
-    serve_process_logging,
-};
+use crate::helpers::{contains_in_any_encoding, Deployment};
 
 #[tokio::test]
 async fn a_debug_log_holds_none_of_the_personal_data_it_was_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let log_path = dir.path().join("serve.log");
-    let database = fresh_database();
-    let port = free_port();
+    let deployment = Deployment::new();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("serve.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut server = serve_process_logging(port, &data_dir, &database.url, log.into()).await;
-    let base = format!("http://127.0.0.1:{port}");
-    let key = |role: &str| {
-        let output = custodia_command()
-            .args(["keys", "create", "--role", role, "--name", role])
-            .env("CUSTODIA_DATA_DIR", &data_dir)
-            .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
-            .env("CUSTODIA_DATABASE_URL", &database.url)
-            .output()
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
+    let mut server = deployment.serve_logging(log.into()).await;
+    let base = server.base.clone();
     let client = Client::new();
-    let token = |api_key: String| {
-        let client = client.clone();
-        let base = base.clone();
-        async move {
-            let body: serde_json::Value = client
-                .post(format!("{base}/v1/auth/token"))
-                .json(&json!({"api_key": api_key}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["access_token"].as_str().unwrap().to_owned()
-        }
-    };
-    let collector = token(key("collector")).await;
-    let compliance = token(key("compliance")).await;
-    let support = token(key("support")).await;
+    let collector = server.token(&deployment.api_key("collector")).await;
+    let compliance = server.token(&deployment.api_key("compliance")).await;
+    let support = server.token(&deployment.api_key("support")).await;
 
     let subject = "cust-logcanary-5521";
     let email = "log.canary@example.org";
@@ -140,8 +109,7 @@ async fn a_debug_log_holds_none_of_the_personal_data_it_was_sent() {
     )
     .await
     .unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 
     let log = std::fs::read(&log_path).unwrap();
     assert!(log.len() > 1000, "the server logged at debug");

@@ -16,8 +16,7 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    count_rows, custodia_command, free_port, fresh_database, sample_policy_dir, serve_process,
-    spawn_app, spawn_app_with, TestApp,
+    count_rows, free_port, sample_policy_dir, spawn_app, spawn_app_with, Deployment, TestApp,
 };
 
 /// A callback the controller received.
@@ -649,44 +648,16 @@ async fn controllers_must_sign_when_an_allow_list_is_configured() {
 
 #[tokio::test]
 async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let database = fresh_database();
-    let first_port = free_port();
-    let mut first = serve_process(first_port, &data_dir, &database.url).await;
-    let key = custodia_command()
-        .args([
-            "keys",
-            "create",
-            "--role",
-            "compliance",
-            "--name",
-            "controller",
-        ])
-        .env("CUSTODIA_DATA_DIR", &data_dir)
-        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
-        .env("CUSTODIA_DATABASE_URL", &database.url)
-        .output()
-        .unwrap();
-    assert!(key.status.success());
-    let api_key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let deployment = Deployment::new();
+    let mut first = deployment.serve().await;
+    let token = first.token(&deployment.api_key("compliance")).await;
     let client = reqwest::Client::new();
-    let token: Value = client
-        .post(format!("http://127.0.0.1:{first_port}/v1/auth/token"))
-        .json(&json!({"api_key": api_key}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
     // The controller's endpoint is down while the first process runs.
     let receiver_port = free_port();
     let callback = format!("http://127.0.0.1:{receiver_port}/opendsr_callbacks");
     let id = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
     let response = client
-        .post(format!("http://127.0.0.1:{first_port}/opendsr/v2/requests"))
+        .post(format!("{}/opendsr/v2/requests", first.base))
         .bearer_auth(&token)
         .json(&spec_request(id, "erasure", customer("cust-3"), &callback))
         .send()
@@ -695,8 +666,8 @@ async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
     assert_eq!(response.status(), StatusCode::CREATED);
     // Wait for the first failed attempt, then kill the process (SIGKILL: no shutdown at all).
     let settings = custodia::config::Settings::resolve(&custodia::config::Options {
-        data_dir: Some(data_dir.clone()),
-        database_url: Some(database.url.clone()),
+        data_dir: Some(deployment.data_dir.clone()),
+        database_url: Some(deployment.database.url.clone()),
         policy_dir: Some(sample_policy_dir()),
         ..Default::default()
     })
@@ -727,8 +698,7 @@ async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
     let queued = attempts().await;
     assert_eq!(queued.len(), 1);
     assert!(queued[0].attempts >= 1 && queued[0].delivered_at.is_none());
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.kill();
 
     // The endpoint comes back, and so does the service, as another process.
     let receiver = start_receiver_on(
@@ -736,10 +706,9 @@ async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
         0,
     )
     .await;
-    let mut second = serve_process(free_port(), &data_dir, &database.url).await;
+    let mut second = deployment.serve().await;
     let callbacks = receiver.wait_for(1, Duration::from_secs(20)).await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill();
     assert_eq!(callbacks.len(), 1, "delivered once the endpoint was back");
     let document: Value = serde_json::from_slice(&callbacks[0].body).unwrap();
     assert_eq!(document["request_status"], "pending");

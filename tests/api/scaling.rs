@@ -8,66 +8,20 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    custodia_command, free_port, fresh_database, sample_policy_dir, serve_process,
-};
-
-struct Node {
-    base: String,
-    process: std::process::Child,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-async fn token(client: &Client, base: &str, api_key: &str) -> String {
-    let body: Value = client
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"api_key": api_key}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
+use crate::helpers::Deployment;
 
 #[tokio::test]
 async fn two_processes_share_one_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let database = fresh_database();
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let port = free_port();
-        nodes.push(Node {
-            base: format!("http://127.0.0.1:{port}"),
-            process: serve_process(port, &data_dir, &database.url).await,
-        });
-    }
-    let key = |role: &str| {
-        let output = custodia_command()
-            .args(["keys", "create", "--role", role, "--name", role])
-            .env("CUSTODIA_DATA_DIR", &data_dir)
-            .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
-            .env("CUSTODIA_DATABASE_URL", &database.url)
-            .output()
-            .unwrap();
-        assert!(output.status.success());
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
-    let (collector_key, compliance_key, admin_key) =
-        (key("collector"), key("compliance"), key("admin"));
+    let deployment = Deployment::new();
+    let nodes = [deployment.serve().await, deployment.serve().await];
+    let collector_key = deployment.api_key("collector");
+    let compliance_key = deployment.api_key("compliance");
+    let admin_key = deployment.api_key("admin");
     let client = Client::new();
     // A token from one process works on the other (the signing key derives from the shared
     // root secret).
-    let collector = token(&client, &nodes[0].base, &collector_key).await;
-    let compliance = token(&client, &nodes[1].base, &compliance_key).await;
+    let collector = nodes[0].token(&collector_key).await;
+    let compliance = nodes[1].token(&compliance_key).await;
 
     // Writes through both at once: batches for subjects of their own, and consent statements
     // for one shared subject alternating between the processes.
@@ -175,7 +129,7 @@ async fn two_processes_share_one_database() {
     assert_eq!(after.status(), StatusCode::NOT_FOUND);
 
     // A key revoked through one process is refused by the other within seconds.
-    let admin = token(&client, &nodes[0].base, &admin_key).await;
+    let admin = nodes[0].token(&admin_key).await;
     let key_id = collector_key.split('_').nth(1).unwrap();
     let revoked = client
         .delete(format!("{}/v1/keys/{key_id}", nodes[0].base))
