@@ -38,6 +38,18 @@ impl IdentifierKind {
         }
     }
 
+    /// The kind's name in `subject_identifiers.kind` for the kinds stored there.
+    pub fn stored_name(self) -> &'static str {
+        match self {
+            IdentifierKind::SubjectId => "subject_id",
+            IdentifierKind::Email => "email",
+            IdentifierKind::Phone => "phone",
+            IdentifierKind::ClientId => "client_id",
+            IdentifierKind::EmailSha256 => "email_sha256",
+            IdentifierKind::SubjectIdSha256 => "subject_id_sha256",
+        }
+    }
+
     /// The kind whose index is taken over this kind's SHA-256, when there is one.
     pub fn hashed(self) -> Option<IdentifierKind> {
         match self {

@@ -132,8 +132,9 @@ impl Identity {
         match self {
             Identity::SubjectId(_) => "subject_id",
             Identity::Email(_) => "email",
-            Identity::EmailSha256(_) => "email_sha256",
-            Identity::SubjectIdSha256(_) => "subject_id_sha256",
+            // Matched in `subject_identifiers` under the same names.
+            Identity::EmailSha256(_) => IdentifierKind::EmailSha256.stored_name(),
+            Identity::SubjectIdSha256(_) => IdentifierKind::SubjectIdSha256.stored_name(),
         }
     }
 

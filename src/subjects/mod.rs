@@ -283,7 +283,7 @@ pub fn backfill_hashed_indexes(
     vault: &Vault,
     limit: i64,
 ) -> Result<usize, SubjectError> {
-    let marker = hashed_kind_name(IdentifierKind::SubjectIdSha256);
+    let marker = IdentifierKind::SubjectIdSha256.stored_name();
     crate::store::write_transaction(conn, |conn| {
         let rows = subject_store::without_identifier(conn, marker, limit)?;
         let pks: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
@@ -313,21 +313,13 @@ pub fn backfill_hashed_indexes(
                 subject_store::set_identifier(
                     conn,
                     &row.id,
-                    hashed_kind_name(IdentifierKind::EmailSha256),
+                    IdentifierKind::EmailSha256.stored_name(),
                     blind.as_deref(),
                 )?;
             }
         }
         Ok(rows.len())
     })
-}
-
-/// The `subject_identifiers.kind` of an index over a SHA-256.
-pub fn hashed_kind_name(kind: IdentifierKind) -> &'static str {
-    match kind {
-        IdentifierKind::SubjectIdSha256 => "subject_id_sha256",
-        _ => "email_sha256",
-    }
 }
 
 /// Prepares new subjects for these ids and blind indexes: an internal id, a data key, a sealed
@@ -358,7 +350,7 @@ pub fn plan_new_subjects(
         planned.keys.push(key_row);
         planned.identifiers.push(subject_store::IdentifierRow {
             subject_pk: pk.clone(),
-            kind: hashed_kind_name(IdentifierKind::SubjectIdSha256).to_owned(),
+            kind: IdentifierKind::SubjectIdSha256.stored_name().to_owned(),
             blind_index: vault
                 .blind_index()
                 .index_of_sha256(IdentifierKind::SubjectId, subject_id.as_str())
@@ -546,7 +538,7 @@ fn upsert_once(
                 subject_store::set_identifier(
                     conn,
                     &row.id,
-                    hashed_kind_name(hashed),
+                    hashed.stored_name(),
                     blind.as_deref(),
                 )?;
             }
