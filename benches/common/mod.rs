@@ -30,9 +30,14 @@ impl Drop for BenchApp {
 }
 
 /// Starts the application on SQLite, or on a fresh schema of the PostgreSQL server named by
-/// `CUSTODIA_BENCH_DATABASE_URL`.
+/// `CUSTODIA_BENCH_DATABASE_URL`. `CUSTODIA_BENCH_DATA_DIR` keeps the data directory (SQLite
+/// database and master key) there instead of in a temporary directory, so that a benchmark
+/// that generates a large population can run again on it.
 pub fn start() -> BenchApp {
     let dir = tempfile::tempdir().unwrap();
+    let data_dir = std::env::var_os("CUSTODIA_BENCH_DATA_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| dir.path().join("data"), std::path::PathBuf::from);
     let (database_url, schema) = match std::env::var("CUSTODIA_BENCH_DATABASE_URL") {
         Ok(server) if !server.is_empty() => {
             let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
@@ -51,7 +56,7 @@ pub fn start() -> BenchApp {
     };
     let options = Options {
         bind: Some("127.0.0.1:0".into()),
-        data_dir: Some(dir.path().join("data")),
+        data_dir: Some(data_dir),
         database_url,
         policy_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into()),
         // The benchmarks measure capacity from one key; the per-key limit is not what they ask.
@@ -112,6 +117,13 @@ pub fn peak_rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the peak resident memory of this process to what is resident now (Linux
+/// `clear_refs`), so that `peak_rss_mib` reports the peak of what follows — the service's work,
+/// not a benchmark's bulk set-up.
+pub fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("/proc/self/clear_refs is writable");
 }
 
 /// User + system CPU seconds this process has used so far (from /proc/self/stat).

@@ -224,7 +224,7 @@ pub(crate) fn describe_serde_message(message: &str) -> String {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(_) | StoreError::Connection(_) => {
+            StoreError::Unavailable(_) | StoreError::Connection(_) | StoreError::Saturated => {
                 tracing::error!(error = %error, "database unavailable");
                 ApiError::unavailable(
                     "database_unavailable",

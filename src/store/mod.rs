@@ -130,6 +130,9 @@ pub enum StoreError {
     /// The blocking worker running a query was cancelled.
     #[error("a database task was cancelled")]
     Cancelled,
+    /// Every database connection stayed busy for the whole checkout timeout.
+    #[error("no database connection became free in time")]
+    Saturated,
 }
 
 /// Which backend a database URL names; chosen from the URL's scheme, never guessed.
@@ -234,8 +237,12 @@ impl ConnectionManager {
                 let mut conn = diesel::SqliteConnection::establish(path)?;
                 // secure_delete overwrites deleted content, so an erased person's rows do not
                 // linger in free space of the file. WAL with synchronous=NORMAL: a commit is durable against a process crash at
-                // once and against power loss from the next checkpoint. A 64 MiB page cache and
-                // memory-mapped reads keep the indexes of a busy database in memory. A server
+                // once and against power loss from the next checkpoint. Memory is bounded: a
+                // 16 MiB page cache per pooled connection, no memory map (mapped pages count as
+                // the process's resident memory, once per connection), and sorts that outgrow
+                // the cache spill to temporary files rather than to memory; the operating
+                // system's file cache keeps a busy database's pages warm beyond that
+                // (docs/benchmarks.md, "Memory"). A server
                 // checkpoints in the background (`Database::start_checkpointer`), so commits do
                 // not stall copying the WAL back; the automatic checkpoint is only a backstop.
                 conn.batch_execute(&format!(
@@ -244,9 +251,9 @@ impl ConnectionManager {
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
                      PRAGMA secure_delete = ON;
-                     PRAGMA cache_size = -65536;
-                     PRAGMA mmap_size = 268435456;
-                     PRAGMA temp_store = MEMORY;
+                     PRAGMA cache_size = -16384;
+                     PRAGMA mmap_size = 0;
+                     PRAGMA temp_store = FILE;
                      PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES};"
                 ))?;
                 Ok(DbConnection::Sqlite(conn))
@@ -380,6 +387,10 @@ pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
+    /// One permit per pooled connection: blocking database work waits for a permit *before*
+    /// it takes a thread, so that a burst of requests does not park one blocking thread (its
+    /// stack, its allocator cache) per request on the pool's checkout.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
     writer: Option<std::sync::mpsc::Sender<Box<dyn writer::WriteJob>>>,
     url: DatabaseUrl,
     alive: std::sync::Arc<()>,
@@ -397,6 +408,7 @@ impl Database {
         };
         Database {
             pool,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
             writer,
             url: url.clone(),
             alive: std::sync::Arc::new(()),
@@ -449,7 +461,7 @@ impl Database {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        Self::run_on(self.pool.clone(), work).await
+        self.run_on(work).await
     }
 
     /// Runs `work`, which writes: on SQLite in the group writer (its result arrives once it is
@@ -461,7 +473,7 @@ impl Database {
         E: From<StoreError> + Send + 'static,
     {
         let Some(writer) = &self.writer else {
-            return Self::run_on(self.pool.clone(), work).await;
+            return self.run_on(work).await;
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Box<dyn writer::WriteJob> = Box::new(writer::Job { work, reply });
@@ -475,13 +487,22 @@ impl Database {
             .unwrap_or_else(|_| Err(E::from(StoreError::Cancelled)))
     }
 
-    async fn run_on<T, E, F>(pool: DbPool, work: F) -> Result<T, E>
+    async fn run_on<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        let permit = tokio::time::timeout(
+            POOL_CHECKOUT_TIMEOUT,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| E::from(StoreError::Saturated))?
+        .map_err(|_| E::from(StoreError::Cancelled))?;
+        let pool = self.pool.clone();
         actix_web::rt::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = pool.get().map_err(StoreError::from)?;
             work(&mut conn)
         })

@@ -1,0 +1,140 @@
+-- wrk script for every kind of request the service answers in steady state, one kind per run
+-- (OP) or a weighted mix (OP=mix). Run from the repository root by bench/load.sh, which makes
+-- a key per role and passes the tokens: TOKEN (collector), TOKEN_SUPPORT, TOKEN_MARKETER,
+-- TOKEN_COMPLIANCE. People are cust-0 … cust-(SUBJECTS-1), default 10,000.
+dofile("bench/wrk-common.lua")
+
+-- OP_DEFAULT: set by a script that loads this one for a single kind of request.
+local op = os.getenv("OP") or OP_DEFAULT or "interaction"
+local subjects = tonumber(os.getenv("SUBJECTS") or "10000")
+local tokens = {
+  collector = "Bearer " .. (os.getenv("TOKEN") or ""),
+  support = "Bearer " .. (os.getenv("TOKEN_SUPPORT") or ""),
+  marketer = "Bearer " .. (os.getenv("TOKEN_MARKETER") or ""),
+  compliance = "Bearer " .. (os.getenv("TOKEN_COMPLIANCE") or ""),
+}
+local countries = {"DE", "AT", "FR", "IT", "ES", "NL", "BE", "PL", "SE", "DK"}
+local languages = {"de", "en", "fr", "it", "nl"}
+local purposes = {"marketing", "marketing.email", "marketing.sms"}
+
+-- The person of this request: the seeding op walks them in order (each thread takes every
+-- second one), the others spread over all of them.
+local function person(sequential)
+  if sequential then
+    return (counter * 2 + thread_id) % subjects
+  end
+  return (counter * 7919 + thread_id) % subjects
+end
+
+local function send(method, role, path, body)
+  local headers = {["Authorization"] = tokens[role]}
+  if body then
+    headers["Content-Type"] = "application/json"
+  end
+  return wrk.format(method, path, headers, body)
+end
+
+local function interaction_json(id, n)
+  return string.format(
+    '{"id":"%s","subject_id":"cust-%d","type":"purchase","channel":"web",' ..
+    '"occurred_at":"2026-11-01T10:00:00Z","purposes":["support"],' ..
+    '"data":{"message":"Order %s: two items, delivery to the usual address please",' ..
+    '"order_id":"ORD-%s","page_url":"/checkout/confirm"}}', id, n, id, id)
+end
+
+local ops = {}
+
+-- Creates or updates a person: an e-mail (blind-indexed), segmentable and encrypted traits.
+ops.subject = function()
+  local n = person(true)
+  local body = string.format(
+    '{"identifiers":{"email":"cust-%d@example.com"},' ..
+    '"traits":{"country":"%s","language":"%s","full_name":"Person Number %d"}}',
+    n, countries[n % 10 + 1], languages[n % 5 + 1], n)
+  return send("PUT", "collector", "/v1/subjects/cust-" .. n, body)
+end
+
+ops.interaction = function()
+  local id = string.format("%s-t%d-%d", run, thread_id, counter)
+  return send("POST", "collector", "/v1/interactions", interaction_json(id, person()))
+end
+
+-- 100 interactions for 100 people in one request.
+ops.batch = function()
+  local items = {}
+  for i = 1, 100 do
+    local id = string.format("%s-t%d-%d-%d", run, thread_id, counter, i)
+    items[i] = interaction_json(id, (counter * 100 + i * 7 + thread_id) % subjects)
+  end
+  return send("POST", "collector", "/v1/interactions/batch",
+    '{"interactions":[' .. table.concat(items, ",") .. ']}')
+end
+
+ops.consent = function()
+  local status = (counter % 2 == 0) and "withdrawn" or "granted"
+  local body = string.format(
+    '{"id":"%s-t%d-%d","purpose":"%s","status":"%s","source":"web","method":"banner",' ..
+    '"notice":{"id":"privacy","version":"4"},' ..
+    '"evidence":{"ip_address":"203.0.113.%d","user_agent":"Mozilla/5.0 (bench)"}}',
+    run, thread_id, counter, purposes[(counter % 3) + 1], status, counter % 250)
+  return send("POST", "collector", "/v1/subjects/cust-" .. person() .. "/consents", body)
+end
+
+-- A support agent reads a person's interactions for `support` (decrypted, first page of 50).
+ops.read_interactions = function()
+  return send("GET", "support",
+    "/v1/subjects/cust-" .. person() .. "/interactions?purpose=support&limit=50")
+end
+
+ops.read_consents = function()
+  return send("GET", "collector", "/v1/subjects/cust-" .. person() .. "/consents")
+end
+
+-- Compliance finds a person by e-mail.
+ops.lookup = function()
+  return send("POST", "compliance", "/v1/lookup/subjects",
+    string.format('{"email":"cust-%d@example.com"}', person()))
+end
+
+-- Compliance exports everything held about a person (JSON, streamed).
+ops.export = function()
+  return send("GET", "compliance", "/v1/subjects/cust-" .. person() .. "/export")
+end
+
+-- A marketer counts a segment (the same question each time; the guard lets a repeated
+-- question with the same answer through).
+ops.preview = function()
+  return send("POST", "marketer", "/v1/segments/preview",
+    '{"purpose":"marketing","filter":{"all":[{"trait":"country","in":["DE","AT"]},' ..
+    '{"interactions":{"type":"purchase","within_days":90}}]}}')
+end
+
+-- Compliance reads the newest page of the audit log.
+ops.audit = function()
+  return send("GET", "compliance", "/v1/audit?limit=50")
+end
+
+-- Steady-state traffic of a deployment: apps write most, people are read for support, and
+-- compliance and marketing ask now and then. Weights out of 100.
+local mix = {
+  {48, "interaction"}, {2, "batch"}, {15, "consent"}, {5, "subject"},
+  {15, "read_interactions"}, {8, "read_consents"}, {3, "lookup"}, {2, "export"},
+  {1, "preview"}, {1, "audit"},
+}
+ops.mix = function()
+  local roll = (counter * 37 + thread_id * 11) % 100
+  for _, entry in ipairs(mix) do
+    roll = roll - entry[1]
+    if roll < 0 then
+      return ops[entry[2]]()
+    end
+  end
+  return ops.interaction()
+end
+
+local chosen = ops[op] or error("unknown OP " .. op)
+
+function request()
+  counter = counter + 1
+  return chosen()
+end
