@@ -128,7 +128,10 @@ async fn main() {
         if existing == 0 {
             generate(&mut conn, people, postgres);
         } else {
-            assert_eq!(existing as u64, people, "the kept database holds another population");
+            assert_eq!(
+                existing as u64, people,
+                "the kept database holds another population"
+            );
         }
     })
     .await

@@ -493,13 +493,11 @@ impl Database {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let permit = tokio::time::timeout(
-            POOL_CHECKOUT_TIMEOUT,
-            self.permits.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| E::from(StoreError::Saturated))?
-        .map_err(|_| E::from(StoreError::Cancelled))?;
+        let permit =
+            tokio::time::timeout(POOL_CHECKOUT_TIMEOUT, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| E::from(StoreError::Saturated))?
+                .map_err(|_| E::from(StoreError::Cancelled))?;
         let pool = self.pool.clone();
         actix_web::rt::task::spawn_blocking(move || {
             let _permit = permit;
