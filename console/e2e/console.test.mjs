@@ -292,6 +292,10 @@ test('the keyboard reaches everything, with a visible focus', async () => {
   await page.keyboard.type(COMPLIANCE_KEY);
   await page.keyboard.press('Enter');
   await page.getByRole('navigation', { name: 'Sections' }).waitFor();
+  // The first screen fetches, then shows itself and takes the focus: wait for that, or it
+  // takes the focus away from the link below (a race seen once in CI).
+  await page.getByRole('heading', { level: 1, name: 'Requests' }).waitFor();
+  await page.waitForFunction(() => document.activeElement.textContent === 'Requests');
   // Through the sections and to an action by keyboard alone.
   await page.getByRole('link', { name: 'Policy' }).focus();
   await page.keyboard.press('Enter');
