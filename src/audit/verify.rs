@@ -26,6 +26,7 @@ pub struct VerifyReport {
     /// What is wrong there: `hash_mismatch` (altered, inserted or reordered), `missing_entry`
     /// (deleted), `truncated` (entries after the last one are gone), `head_mismatch`,
     /// `index_mismatch` (the index of people named differs from the entries),
+    /// `unchained_entry` (a row that is not a chain position: `seq` 0 or below),
     /// `checkpoint_mismatch` (history rewritten with recomputed hashes) or
     /// `checkpoint_signature`.
     pub reason: Option<&'static str>,
@@ -135,6 +136,29 @@ pub fn verify(
         }
     }
     let verified = expected - 1;
+
+    // Every row of the table is accounted for, not only those the walk reached: a row outside
+    // the chain (`seq` 0 or below, say with another entry's hash copied into it) is never
+    // walked, so it is counted and found here.
+    let (unchained_rows, lowest_unchained) = audit_store::unchained(conn)?;
+    entries += unchained_rows;
+    if let Some(seq) = lowest_unchained {
+        failures.push(Failure {
+            seq: Some(seq),
+            reason: "unchained_entry",
+            detail: format!("a row with seq {seq} is not a chain position (entries count from 1)"),
+        });
+    }
+    let rows_in_walk = audit_store::count_up_to(conn, verified)?;
+    if chain_failure.is_none() && rows_in_walk != verified {
+        failures.push(Failure {
+            seq: None,
+            reason: "unchained_entry",
+            detail: format!(
+                "the table holds {rows_in_walk} rows up to entry {verified}, not {verified}"
+            ),
+        });
+    }
 
     if let Some(failure) = chain_failure {
         failures.push(failure);

@@ -165,6 +165,31 @@ pub fn subjects_between(
         .load(conn)?)
 }
 
+/// How many rows of `audit_log` hold a `seq` of at most `up_to`, counting rows outside the chain
+/// (0 or below) too: after a walk that found `1..=up_to` without a gap, anything above `up_to`
+/// rows means rows that are not chain positions.
+pub fn count_up_to(conn: &mut DbConnection, up_to: i64) -> Result<i64, StoreError> {
+    Ok(audit_log::table
+        .filter(audit_log::seq.le(up_to))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Rows outside the chain (`seq` below 1; the database refuses them, so these got in with the
+/// guard dropped): how many the log holds, and the lowest `seq` among them and among the index
+/// of people.
+pub fn unchained(conn: &mut DbConnection) -> Result<(i64, Option<i64>), StoreError> {
+    let (count, in_log): (i64, Option<i64>) = audit_log::table
+        .filter(audit_log::seq.lt(1))
+        .select((diesel::dsl::count_star(), diesel::dsl::min(audit_log::seq)))
+        .first(conn)?;
+    let in_index: Option<i64> = audit_subjects::table
+        .filter(audit_subjects::seq.lt(1))
+        .select(diesel::dsl::min(audit_subjects::seq))
+        .first(conn)?;
+    Ok((count, in_log.into_iter().chain(in_index).min()))
+}
+
 /// The entry at `seq`, if there is one.
 pub fn entry(conn: &mut DbConnection, seq: i64) -> Result<Option<AuditRow>, StoreError> {
     Ok(audit_log::table
@@ -193,15 +218,19 @@ pub struct AuditFilter {
     pub to: Option<NaiveDateTime>,
 }
 
-/// Entries matching `filter`, newest first, before `before_seq`.
+/// Entries matching `filter`, newest first, before `before_seq`. Only chain positions are
+/// listed: from 1 to the head, so a row that is not part of the chain (a forged `seq` of 0
+/// or below, or one beyond the head) is never shown as an entry.
 pub fn page(
     conn: &mut DbConnection,
     filter: &AuditFilter,
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
+    let (head_seq, _) = head(conn)?;
     let mut query = audit_log::table
         .select(AuditRow::as_select())
+        .filter(audit_log::seq.between(1, head_seq))
         .order(audit_log::seq.desc())
         .limit(limit)
         .into_boxed();

@@ -163,6 +163,7 @@ pub fn audit_page(
     after: i64,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
+    let (chain_len, _) = super::audit::head(conn)?;
     Ok(audit_log::table
         .filter(
             audit_log::seq.eq_any(
@@ -175,6 +176,8 @@ pub fn audit_page(
         // The index narrows by the first 64 bits; the entry's own list decides.
         .filter(audit_log::subjects.like(format!("%\"{pseudonym}\"%")))
         .filter(audit_log::action.eq_any(actions))
+        // Chain positions only (a row outside the chain is never reported as an entry).
+        .filter(audit_log::seq.between(1, chain_len))
         .order(audit_log::seq.asc())
         .limit(limit)
         .select(AuditRow::as_select())

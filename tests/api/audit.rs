@@ -959,3 +959,118 @@ async fn a_batch_is_one_entry_naming_everyone_it_wrote_about_and_the_index_is_ve
     let (output, report) = verify_offline(&app, &[]);
     assert_invalid(&output, &report, seq, "index_mismatch");
 }
+
+/// Runs SQL as it is, with every guard in place; the database's error if it refuses.
+async fn run_sql(app: &TestApp, sql: &str) -> Result<(), String> {
+    use diesel::connection::SimpleConnection;
+    let database = app.database();
+    let sql = sql.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().unwrap();
+        conn.batch_execute(&sql).map_err(|error| error.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+/// A copy of entry `from` (its content and its valid hash) at position `at`.
+fn copy_entry(from: i64, at: i64) -> String {
+    format!(
+        "INSERT INTO audit_log (seq, at, actor_key_id, role, action, target, purposes,
+             legal_bases, subjects, categories, records, decision, reason, policy_hash,
+             request_id, hash)
+         SELECT {at}, at, actor_key_id, role, action, target, purposes, legal_bases, subjects,
+             categories, records, decision, reason, policy_hash, request_id, hash
+         FROM audit_log WHERE seq = {from}"
+    )
+}
+
+async fn listed_positions(app: &TestApp, token: &str) -> Vec<i64> {
+    let page = query(app, token, "?limit=500").await;
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["seq"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_row_outside_the_chain_is_refused_and_found_when_forced_in() {
+    let (app, compliance) = app_with_eight_entries().await;
+    // The database refuses a row at seq 0 or below, guards in place.
+    for at in [0, -5] {
+        let refused = run_sql(&app, &copy_entry(3, at)).await;
+        let error = refused.expect_err("a row outside the chain is refused");
+        assert!(
+            error.contains("seq_in_chain") || error.contains("seq must be positive"),
+            "{error}"
+        );
+    }
+    let refused = run_sql(
+        &app,
+        "INSERT INTO audit_subjects (subject_key, seq) VALUES (1, 0)",
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "an index row outside the chain is refused"
+    );
+
+    // An insider drops the guard (the table owner can) and forges two rows anyway.
+    let drop_guard = if testing_postgres() {
+        "ALTER TABLE audit_log DROP CONSTRAINT audit_log_seq_in_chain"
+    } else {
+        "DROP TRIGGER audit_log_seq_in_chain"
+    };
+    run_sql(&app, drop_guard).await.unwrap();
+    run_sql(
+        &app,
+        &format!("{}; {}", copy_entry(3, 0), copy_entry(4, -5)),
+    )
+    .await
+    .unwrap();
+
+    // Both verifiers count every row and find them; the listing shows chain positions only.
+    let (output, report) = verify_offline(&app, &[]);
+    assert_invalid(&output, &report, -5, "unchained_entry");
+    assert_eq!(
+        report["entries"], 10,
+        "every row is accounted for: {report}"
+    );
+    let online = verify_online(&app, &compliance).await;
+    assert_eq!(online["ok"], false, "{online}");
+    assert_eq!(online["first_invalid"], -5, "{online}");
+    assert_eq!(online["reason"], "unchained_entry", "{online}");
+    let listed = listed_positions(&app, &compliance).await;
+    assert!(listed.iter().all(|seq| *seq >= 1), "{listed:?}");
+    assert_eq!(
+        listed.len(),
+        9,
+        "entries 1–9 (9: the verification): {listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_row_beyond_the_head_after_a_gap_is_found_and_not_listed() {
+    let (app, compliance) = app_with_eight_entries().await;
+    // Position 12 while the chain ends at 8: no guard can tell this insert from an append
+    // (appends insert first and move the head last), so verification must.
+    run_sql(&app, &copy_entry(8, 12)).await.unwrap();
+    let (output, report) = verify_offline(&app, &[]);
+    assert_invalid(&output, &report, 9, "missing_entry");
+    assert_eq!(report["entries"], 9);
+    let online = verify_online(&app, &compliance).await;
+    assert_eq!(online["ok"], false, "{online}");
+    assert_eq!(online["first_invalid"], 9, "{online}");
+    let listed = listed_positions(&app, &compliance).await;
+    assert!(
+        !listed.contains(&12),
+        "a row beyond the head is not listed: {listed:?}"
+    );
+    assert_eq!(
+        listed,
+        (1..=9).rev().collect::<Vec<i64>>(),
+        "9: the verification"
+    );
+}

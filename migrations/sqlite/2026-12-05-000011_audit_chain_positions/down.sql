@@ -1,0 +1,2 @@
+DROP TRIGGER audit_subjects_seq_in_chain;
+DROP TRIGGER audit_log_seq_in_chain;
