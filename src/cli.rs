@@ -188,6 +188,19 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
             println!("{}", report.to_key_id);
             Ok(ExitCode::SUCCESS)
         }
+        KeysCommand::RotateEpoch => {
+            let vault = crate::vault::Vault::open(&mut conn, &settings.master_key_file)?
+                .with_schedule(settings.epochs);
+            let report = crate::vault::maintain_epochs(
+                &mut conn,
+                &vault,
+                chrono::Utc::now().naive_utc(),
+                true,
+            )?;
+            crate::vault::audit_epoch_report(&mut conn, policy.sha256(), &operator, &report)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         KeysCommand::Revoke { id } => match revoke_key(&mut conn, &policy, &id, &operator) {
             Ok(key) => {
                 eprintln!(

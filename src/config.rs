@@ -70,6 +70,16 @@ pub struct Options {
     #[arg(long, env = "CUSTODIA_RETENTION_INTERVAL", global = true,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub retention_interval: Option<u64>,
+    /// Seconds a key epoch lasts before the next one starts and every key is re-wrapped into
+    /// it (60–31536000) [default: 86400].
+    #[arg(long, env = "CUSTODIA_KEY_EPOCH", global = true,
+          value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub key_epoch: Option<u64>,
+    /// Seconds backups and WAL archives are kept: a retired key epoch's key is destroyed this
+    /// long after nothing live was wrapped in it (600–315360000) [default: 2592000, 30 days].
+    #[arg(long, env = "CUSTODIA_BACKUP_RETENTION", global = true,
+          value_parser = clap::value_parser!(u64).range(600..=315_360_000))]
+    pub backup_retention: Option<u64>,
     /// Log format [default: human].
     #[arg(long, env = "CUSTODIA_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
@@ -182,6 +192,10 @@ pub enum KeysCommand {
     /// Make a new master key current and re-wrap every data key under it (re-run to finish an
     /// interrupted rotation). Data stays readable throughout.
     RotateMaster,
+    /// Start a new key epoch now, re-wrap every key into it, retire the epochs nothing is
+    /// wrapped in any more and destroy this host's keys of those whose backup retention has
+    /// passed (`serve` does the same on schedule). Prints what it did as JSON.
+    RotateEpoch,
 }
 
 /// `custodia policy …`
@@ -219,6 +233,8 @@ pub struct Settings {
     pub opendsr: OpenDsrSettings,
     /// Requests per second per API key (0: no limit).
     pub rate_limit: u32,
+    /// Key epochs: how long one lasts, how long backups are kept.
+    pub epochs: crate::vault::EpochSchedule,
 }
 
 /// How the OpenDSR interface signs and whom it trusts.
@@ -272,6 +288,16 @@ impl Settings {
                     .unwrap_or(DEFAULT_AUDIT_CHECKPOINT_SECS),
             ),
             rate_limit: options.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
+            epochs: crate::vault::EpochSchedule {
+                period: options
+                    .key_epoch
+                    .map(Duration::from_secs)
+                    .unwrap_or(crate::vault::DEFAULT_KEY_EPOCH),
+                backup_retention: options
+                    .backup_retention
+                    .map(Duration::from_secs)
+                    .unwrap_or(crate::vault::DEFAULT_BACKUP_RETENTION),
+            },
             opendsr: OpenDsrSettings {
                 domain: options
                     .opendsr_domain

@@ -55,7 +55,7 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Database> {
 /// Loads the master keyring and the root secret (creating both on first start).
 pub fn open_vault(settings: &Settings, db: &Database) -> anyhow::Result<Vault> {
     let mut conn = db.connection()?;
-    Ok(Vault::open(&mut conn, &settings.master_key_file)?)
+    Ok(Vault::open(&mut conn, &settings.master_key_file)?.with_schedule(settings.epochs))
 }
 
 /// Creates the data directory, readable by its owner only, if it does not exist yet.
@@ -132,6 +132,7 @@ impl Application {
         start_checkpoints(&state, settings.audit_checkpoint_interval);
 
         start_retention(&state, settings.retention_interval);
+        start_key_epochs(&state);
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -365,6 +366,53 @@ fn start_retention(state: &web::Data<AppState>, interval: std::time::Duration) {
             }
             if !report.purposes.is_empty() {
                 tracing::info!(deleted = report.interactions_deleted, "retention applied");
+            }
+        }
+    });
+}
+
+/// How often a server looks after key epochs (start the next one when due, re-wrap, retire,
+/// destroy what is past its backup retention).
+const KEY_EPOCH_TICK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Looks after key epochs at start (keys wrapped before epochs existed are re-wrapped at once)
+/// and every [`KEY_EPOCH_TICK`]. Re-wrapping runs on a pooled connection, a batch per
+/// transaction, so writes go on meanwhile. Failures are logged and tried again.
+fn start_key_epochs(state: &web::Data<AppState>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(KEY_EPOCH_TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let for_work = state.clone();
+            let result = state
+                .db
+                .run(move |conn| {
+                    let now = chrono::Utc::now().naive_utc();
+                    let report = crate::vault::maintain_epochs(conn, &for_work.vault, now, false)?;
+                    crate::vault::audit_epoch_report(
+                        conn,
+                        for_work.policy.sha256(),
+                        &crate::audit::Actor::system(),
+                        &report,
+                    )?;
+                    Ok::<_, crate::vault::VaultError>(report)
+                })
+                .await;
+            match result {
+                Ok(report) if report.started.is_some() || !report.destroyed.is_empty() => {
+                    tracing::info!(
+                        current = report.current,
+                        rewrapped = report.rewrapped,
+                        destroyed = ?report.destroyed,
+                        "key epochs maintained"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(error = %error, "key epoch maintenance failed; trying again at the next tick");
+                }
             }
         }
     });

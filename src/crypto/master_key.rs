@@ -142,6 +142,22 @@ impl MasterKey {
         &self.bytes
     }
 
+    /// A copy of this key (for a wrapping key shared between threads).
+    pub(crate) fn duplicate(&self) -> MasterKey {
+        MasterKey {
+            id: self.id.clone(),
+            bytes: self.bytes.clone(),
+        }
+    }
+
+    /// A wrapping key derived from a master key (an epoch's key-encryption key), named by `id`.
+    pub(crate) fn derived(id: String, bytes: Zeroizing<[u8; MASTER_KEY_LEN]>) -> MasterKey {
+        MasterKey {
+            id: MasterKeyId(id),
+            bytes,
+        }
+    }
+
     fn from_bytes(bytes: Zeroizing<[u8; MASTER_KEY_LEN]>) -> MasterKey {
         let tag = ring::hmac::sign(
             &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes.as_ref()),

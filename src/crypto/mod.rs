@@ -5,17 +5,20 @@
 //!
 //! ```text
 //! master keyring (files: current + retired; ids derived from the key bytes)
+//!  × key epoch (file: a forward-only ratchet; epochs are destroyed by advancing it)
+//!  = the epoch's wrapping key, HKDF of both, which
 //!   ├─ wraps the root secret (one per deployment, stored in the database)
 //!   │    └─ HKDF → token signing key, blind-index keys (subject id, e-mail, phone, client ids)
 //!   └─ wraps one data key per subject (stored in the database)
 //!        └─ AES-256-GCM over every non-segmentable field value of that subject
 //! ```
 //!
-//! Rotating the master key re-wraps the root secret and the data keys; nothing derived from
-//! them changes, so ciphertexts and blind indexes stay valid.
+//! Rotating the master key or the epoch re-wraps the root secret and the data keys; nothing
+//! derived from them changes, so ciphertexts and blind indexes stay valid.
 
 mod blind_index;
 mod envelope;
+mod epoch;
 mod field;
 mod keyring;
 mod master_key;
@@ -23,6 +26,7 @@ mod signer;
 
 pub use blind_index::{derive_from_root, BlindIndexKeys, IdentifierKind};
 pub use envelope::{unwrap_secret, wrap_secret, Secret, WrapContext};
+pub use epoch::{epoch_file_for, EpochKey, EpochRatchet, EPOCHS_SUFFIX};
 pub use field::{DataKey, FieldContext, DATA_KEY_ID_LEN};
 pub use keyring::{MasterKeyring, RETIRED_SUFFIX};
 pub use master_key::{MasterKey, MasterKeyError, MasterKeyId, MASTER_KEY_LEN};

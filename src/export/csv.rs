@@ -60,6 +60,18 @@ pub(super) fn write<W: Write>(
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     zip.start_file("README.txt")?;
     zip.write_all(format!("{FORMAT_VERSION}, generated {generated_at}\n\n{README}").as_bytes())?;
+    zip.write_all(
+        format!(
+            "\nErasure: the live database holds nothing readable about the person as soon as an \
+             erasure is answered; copies made before it (backups, WAL archives) become \
+             unreadable once the key epoch that wrapped the person's key is destroyed. Were the \
+             person erased now, that would be by {} (key epochs of {} s, backups kept {} s).\n",
+            rfc3339(head.erasure_reaches_backups_by),
+            head.schedule.period.as_secs(),
+            head.schedule.backup_retention.as_secs(),
+        )
+        .as_bytes(),
+    )?;
 
     zip.start_file("subject.csv")?;
     record(&mut zip, &["kind", "name", "value"])?;

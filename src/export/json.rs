@@ -158,6 +158,15 @@ pub(super) fn write<W: Write>(
                 .collect(),
         ),
     )?;
+    member(out, false, "erasure")?;
+    value(
+        out,
+        &json!({
+            "backups_unreadable_by_if_erased_now": rfc3339(head.erasure_reaches_backups_by),
+            "key_epoch_seconds": head.schedule.period.as_secs(),
+            "backup_retention_seconds": head.schedule.backup_retention.as_secs(),
+        }),
+    )?;
     member(out, false, "consents")?;
     array(out, |emit| {
         for_each_statement(conn, &head.handle, |recorded, evidence| {

@@ -134,6 +134,10 @@ struct Head {
     interactions: i64,
     consents: i64,
     generated_at: DateTime<Utc>,
+    /// Were the person erased now: when no backup made before could be read any more.
+    erasure_reaches_backups_by: NaiveDateTime,
+    /// The key epoch length and backup retention behind that bound.
+    schedule: crate::vault::EpochSchedule,
 }
 
 /// Exports the person with this subject id to `out` in `format`. Calls `announce` once: with
@@ -289,6 +293,10 @@ fn read_head(
         interactions,
         consents,
         generated_at: Utc::now(),
+        erasure_reaches_backups_by: vault
+            .erasure_reaches_backups_by(conn, Utc::now().naive_utc())
+            .map_err(SubjectError::from)?,
+        schedule: vault.schedule(),
     }))
 }
 

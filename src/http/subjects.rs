@@ -162,6 +162,11 @@ pub struct ErasureResponse {
     pub counts: ErasedCounts,
     /// A compact JWS (EdDSA) over the same, verifiable with `GET /v1/consents/receipt-key`.
     pub receipt: String,
+    /// From this moment no copy made before the erasure (backups, WAL archives, replicas'
+    /// old files) can be read any more, even with the master key: the key epoch that wrapped
+    /// the person's data key is destroyed then. The live database holds nothing readable as
+    /// soon as this answer arrives.
+    pub backups_unreadable_by: chrono::DateTime<chrono::Utc>,
 }
 
 /// Erases a person (Art. 17): the data key is destroyed first (crypto-shredding), then every
@@ -206,6 +211,7 @@ pub async fn erase(
         erased_at: erasure.erased_at.and_utc(),
         counts: erasure.counts,
         receipt: erasure.receipt,
+        backups_unreadable_by: erasure.backups_unreadable_by.and_utc(),
     }))
 }
 

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{data_keys, key_material, master_key_rotations};
+use super::schema::{data_keys, key_epochs, key_material, master_key_rotations};
 use super::{is_unique_violation, DbConnection, StoreError};
 
 /// A deployment-wide wrapped secret.
@@ -18,6 +18,8 @@ pub struct KeyMaterialRow {
     pub wrapped: Vec<u8>,
     /// When it was created.
     pub created_at: NaiveDateTime,
+    /// The key epoch it is wrapped in (`None`: the master key alone, from before epochs).
+    pub epoch: Option<i64>,
 }
 
 /// A subject's wrapped data key.
@@ -32,6 +34,24 @@ pub struct DataKeyRow {
     pub master_key_id: String,
     /// The wrapped key.
     pub wrapped: Vec<u8>,
+    /// The key epoch it is wrapped in (`None`: the master key alone, from before epochs).
+    pub epoch: Option<i64>,
+}
+
+/// A key epoch.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = key_epochs)]
+pub struct EpochRow {
+    /// Its number, from 1.
+    pub epoch: i64,
+    /// The check value of its key (`EpochKey::check`).
+    pub key_check: String,
+    /// When it became the current epoch.
+    pub started_at: NaiveDateTime,
+    /// When no live key was wrapped in it any more.
+    pub retired_at: Option<NaiveDateTime>,
+    /// When the first host destroyed its key.
+    pub destroyed_at: Option<NaiveDateTime>,
 }
 
 /// A master key rotation, finished or not.
@@ -79,35 +99,49 @@ pub fn insert_key_material(
     }
 }
 
-/// Every wrapped secret not wrapped by `master_key_id`.
+/// Every wrapped secret not wrapped by `master_key_id` in `epoch`.
 pub fn key_material_not_under(
     conn: &mut DbConnection,
     master_key_id: &str,
+    epoch: i64,
 ) -> Result<Vec<KeyMaterialRow>, StoreError> {
     Ok(key_material::table
-        .filter(key_material::master_key_id.ne(master_key_id))
+        .filter(
+            key_material::master_key_id
+                .ne(master_key_id)
+                .or(key_material::epoch.is_null())
+                .or(key_material::epoch.ne(epoch)),
+        )
         .select(KeyMaterialRow::as_select())
         .load(conn)?)
 }
 
-/// Replaces a secret's wrapping if it is still wrapped by `old_master`; returns rows changed.
+/// Replaces a secret's wrapping if it is still wrapped as `old` says; returns rows changed.
 pub fn rewrap_key_material(
     conn: &mut DbConnection,
-    name: &str,
-    old_master: &str,
+    old: &KeyMaterialRow,
     new_master: &str,
+    new_epoch: i64,
     wrapped: &[u8],
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(
-        key_material::table
-            .find(name)
-            .filter(key_material::master_key_id.eq(old_master)),
-    )
-    .set((
+    let still = key_material::name
+        .eq(&old.name)
+        .and(key_material::master_key_id.eq(&old.master_key_id));
+    let set = (
         key_material::master_key_id.eq(new_master),
+        key_material::epoch.eq(Some(new_epoch)),
         key_material::wrapped.eq(wrapped),
-    ))
-    .execute(conn)?)
+    );
+    Ok(match old.epoch {
+        Some(epoch) => diesel::update(key_material::table)
+            .filter(still.and(key_material::epoch.eq(epoch)))
+            .set(set)
+            .execute(conn)?,
+        None => diesel::update(key_material::table)
+            .filter(still.and(key_material::epoch.is_null()))
+            .set(set)
+            .execute(conn)?,
+    })
 }
 
 /// The wrapped data keys of these subjects (those that exist).
@@ -129,38 +163,144 @@ pub fn insert_data_keys(conn: &mut DbConnection, rows: &[DataKeyRow]) -> Result<
     Ok(())
 }
 
-/// Up to `limit` data keys not wrapped by `master_key_id`.
+/// Up to `limit` data keys after `after_pk` (in key order) not wrapped by `master_key_id` in
+/// `epoch`: one pass over the primary key, however many keys there are.
 pub fn data_keys_not_under(
     conn: &mut DbConnection,
     master_key_id: &str,
+    epoch: i64,
+    after_pk: &str,
     limit: i64,
 ) -> Result<Vec<DataKeyRow>, StoreError> {
     Ok(data_keys::table
-        .filter(data_keys::master_key_id.ne(master_key_id))
+        .filter(data_keys::subject_pk.gt(after_pk))
+        .filter(
+            data_keys::master_key_id
+                .ne(master_key_id)
+                .or(data_keys::epoch.is_null())
+                .or(data_keys::epoch.ne(epoch)),
+        )
         .order(data_keys::subject_pk)
         .limit(limit)
         .select(DataKeyRow::as_select())
         .load(conn)?)
 }
 
-/// Replaces a data key's wrapping if it is still wrapped by `old_master`; returns rows changed.
+/// Replaces a data key's wrapping if it is still wrapped as `old` says (an erasure or another
+/// rotation may have come first); returns rows changed.
 pub fn rewrap_data_key(
     conn: &mut DbConnection,
-    subject_pk: &str,
-    old_master: &str,
+    old: &DataKeyRow,
     new_master: &str,
+    new_epoch: i64,
     wrapped: &[u8],
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(
-        data_keys::table
-            .find(subject_pk)
-            .filter(data_keys::master_key_id.eq(old_master)),
-    )
-    .set((
+    let still = data_keys::subject_pk
+        .eq(&old.subject_pk)
+        .and(data_keys::master_key_id.eq(&old.master_key_id));
+    let set = (
         data_keys::master_key_id.eq(new_master),
+        data_keys::epoch.eq(Some(new_epoch)),
         data_keys::wrapped.eq(wrapped),
-    ))
-    .execute(conn)?)
+    );
+    Ok(match old.epoch {
+        Some(epoch) => diesel::update(data_keys::table)
+            .filter(still.and(data_keys::epoch.eq(epoch)))
+            .set(set)
+            .execute(conn)?,
+        None => diesel::update(data_keys::table)
+            .filter(still.and(data_keys::epoch.is_null()))
+            .set(set)
+            .execute(conn)?,
+    })
+}
+
+/// How many wrapped keys (data keys and deployment secrets) are wrapped in `epoch` or an earlier
+/// one, or under the master key alone.
+pub fn wrapped_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
+    let data: i64 = data_keys::table
+        .filter(data_keys::epoch.le(epoch).or(data_keys::epoch.is_null()))
+        .count()
+        .get_result(conn)?;
+    let material: i64 = key_material::table
+        .filter(
+            key_material::epoch
+                .le(epoch)
+                .or(key_material::epoch.is_null()),
+        )
+        .count()
+        .get_result(conn)?;
+    Ok(data + material)
+}
+
+/// The current (latest) key epoch, if any was started.
+pub fn current_epoch(conn: &mut DbConnection) -> Result<Option<EpochRow>, StoreError> {
+    Ok(key_epochs::table
+        .order(key_epochs::epoch.desc())
+        .select(EpochRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// One epoch.
+pub fn find_epoch(conn: &mut DbConnection, epoch: i64) -> Result<Option<EpochRow>, StoreError> {
+    Ok(key_epochs::table
+        .find(epoch)
+        .select(EpochRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Every epoch, oldest first.
+pub fn epochs(conn: &mut DbConnection) -> Result<Vec<EpochRow>, StoreError> {
+    Ok(key_epochs::table
+        .order(key_epochs::epoch.asc())
+        .select(EpochRow::as_select())
+        .load(conn)?)
+}
+
+/// Starts an epoch; `false` if another process started one with this number first.
+pub fn insert_epoch(conn: &mut DbConnection, row: &EpochRow) -> Result<bool, StoreError> {
+    match diesel::insert_into(key_epochs::table)
+        .values(row)
+        .execute(conn)
+    {
+        Ok(_) => Ok(true),
+        Err(error) if is_unique_violation(&error) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Records that nothing live is wrapped in `epoch` any more (once).
+pub fn retire_epoch(
+    conn: &mut DbConnection,
+    epoch: i64,
+    at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(
+        key_epochs::table
+            .find(epoch)
+            .filter(key_epochs::retired_at.is_null()),
+    )
+    .set(key_epochs::retired_at.eq(Some(at)))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Records that a host destroyed `epoch`'s key (the first one's time is kept).
+pub fn mark_epoch_destroyed(
+    conn: &mut DbConnection,
+    epoch: i64,
+    at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(
+        key_epochs::table
+            .find(epoch)
+            .filter(key_epochs::destroyed_at.is_null()),
+    )
+    .set(key_epochs::destroyed_at.eq(Some(at)))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// The rotation that was started but not finished, if any.

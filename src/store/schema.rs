@@ -21,6 +21,17 @@ diesel::table! {
         master_key_id -> Text,
         wrapped -> Binary,
         created_at -> Timestamp,
+        epoch -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    key_epochs (epoch) {
+        epoch -> BigInt,
+        key_check -> Text,
+        started_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+        destroyed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -44,6 +55,7 @@ diesel::table! {
         key_id -> Text,
         master_key_id -> Text,
         wrapped -> Binary,
+        epoch -> Nullable<BigInt>,
     }
 }
 
@@ -330,6 +342,7 @@ diesel::joinable!(interaction_purposes -> interactions (interaction_pk));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     key_material,
+    key_epochs,
     subjects,
     data_keys,
     subject_identifiers,

@@ -34,6 +34,9 @@ pub struct Erasure {
     pub receipt: String,
     /// The internal id the subject had (for the caller to drop caches; never shown).
     pub subject_pk: String,
+    /// When every backup and WAL archive stops being readable for this person: the key epoch
+    /// their data key was wrapped in is destroyed then (docs/data-protection.md).
+    pub backups_unreadable_by: NaiveDateTime,
 }
 
 /// The claims of an erasure receipt.
@@ -59,6 +62,9 @@ pub struct ErasureClaims<'a> {
     pub suppressed: bool,
     /// The policy in force.
     pub policy_sha256: &'a str,
+    /// When copies made before the erasure (backups, WAL archives, replicas' old files) stop
+    /// being readable, even with the master key: RFC 3339.
+    pub backups_unreadable_by: String,
 }
 
 /// Erases a subject, and with `suppress` blocks ingestion for its id until lifted; `None` when
@@ -82,6 +88,9 @@ pub fn erase(
         let counts = erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let erased_at = Utc::now().naive_utc().trunc_subsecs(6);
+        let backups_unreadable_by = vault
+            .erasure_reaches_backups_by(conn, erased_at)?
+            .trunc_subsecs(0);
         let receipt = signer.sign(&ErasureClaims {
             iss: "custodia",
             typ: "erasure",
@@ -93,6 +102,7 @@ pub fn erase(
             audit_pseudonym: &pseudonym,
             suppressed: suppress,
             policy_sha256: policy.sha256(),
+            backups_unreadable_by: audit::format_time(&backups_unreadable_by),
         });
         let receipt_sha256 = hex::encode(ring::digest::digest(
             &ring::digest::SHA256,
@@ -144,6 +154,7 @@ pub fn erase(
             counts,
             receipt,
             subject_pk: row.id,
+            backups_unreadable_by,
         }))
     })
 }

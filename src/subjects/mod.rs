@@ -200,7 +200,7 @@ pub fn find_or_create(
         return Ok(handle);
     }
     let index = subject_index(vault, subject_id);
-    let mut planned = plan_new_subjects(vault, &[(subject_id, &index)], Utc::now().naive_utc());
+    let mut planned = plan_new_subjects(vault, &[(subject_id, &index)], Utc::now().naive_utc())?;
     insert_planned(conn, &planned)?;
     Ok(planned
         .handles
@@ -328,11 +328,11 @@ pub fn plan_new_subjects(
     vault: &Vault,
     subjects: &[(&SubjectId, &str)],
     now: NaiveDateTime,
-) -> PlannedSubjects {
+) -> Result<PlannedSubjects, VaultError> {
     let mut planned = PlannedSubjects::default();
     for (subject_id, index) in subjects {
         let pk = new_subject_pk();
-        let (key, key_row) = vault.new_data_key(&pk);
+        let (key, key_row) = vault.new_data_key(&pk)?;
         let context = FieldContext {
             subject: &pk,
             record: SUBJECT_RECORD,
@@ -360,7 +360,7 @@ pub fn plan_new_subjects(
             .handles
             .insert((*index).to_owned(), SubjectHandle { pk, key });
     }
-    planned
+    Ok(planned)
 }
 
 /// Handles for the subjects a group of writes needs, by blind index: the data keys of those in
@@ -385,7 +385,7 @@ pub fn handles_for(
             None => {}
         }
     }
-    let planned = plan_new_subjects(vault, &missing, now);
+    let planned = plan_new_subjects(vault, &missing, now)?;
     let keys = vault.data_keys_for(conn, &existing_pks)?;
     let mut handles = planned.handles.clone();
     for (index, pk) in existing {
@@ -498,7 +498,7 @@ fn upsert_once(
                 (row, key, false)
             }
             None => {
-                let mut planned = plan_new_subjects(vault, &[(subject_id, &index)], now);
+                let mut planned = plan_new_subjects(vault, &[(subject_id, &index)], now)?;
                 insert_planned(conn, &planned)?;
                 let row = planned.rows.remove(0);
                 let handle = planned

@@ -3,20 +3,27 @@
 //! subjects' data keys with a bounded cache. Also master key rotation.
 
 mod cache;
+mod epochs;
 mod rotation;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{NaiveDateTime, Utc};
 
 pub use cache::DataKeyCache;
+pub use epochs::{
+    audit_epoch_report, maintain_epochs, EpochReport, EpochSchedule, DEFAULT_BACKUP_RETENTION,
+    DEFAULT_KEY_EPOCH,
+};
 pub use rotation::{rotate_master_key, RotationReport};
 
 use crate::crypto::{
-    unwrap_secret, wrap_secret, BlindIndexKeys, DataKey, MasterKeyError, MasterKeyring, Secret,
-    WrapContext, DATA_KEY_ID_LEN,
+    epoch_file_for, unwrap_secret, wrap_secret, BlindIndexKeys, DataKey, EpochRatchet, MasterKey,
+    MasterKeyError, MasterKeyring, Secret, WrapContext, DATA_KEY_ID_LEN,
 };
 use crate::store::keys::{self as key_store, DataKeyRow, KeyMaterialRow};
 use crate::store::{DbConnection, StoreError};
@@ -52,6 +59,20 @@ pub enum VaultError {
     /// The subject's data key is gone: it was erased after the request found the subject.
     #[error("the subject was erased while the request ran")]
     Erased,
+    /// A key is wrapped in a key epoch whose key this host has destroyed.
+    #[error("a key is wrapped in key epoch {0}, which this host's epoch file has destroyed")]
+    EpochDestroyed(i64),
+    /// This process has not learned the current key epoch for too long to wrap new keys safely.
+    #[error("key epoch maintenance has not run for half the backup retention; refusing to wrap new keys in an epoch that may be destroyed")]
+    EpochStale,
+    /// This host's epoch file does not hold the deployment's epoch keys.
+    #[error("the key epoch file {path} does not match the database's epoch {epoch}: every host of a deployment needs a copy of the same epoch file (made on the first start), as of the master key")]
+    EpochMismatch {
+        /// The epoch file.
+        path: String,
+        /// The epoch whose check value differs.
+        epoch: i64,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -62,6 +83,13 @@ pub struct Vault {
     keyring_path: PathBuf,
     keyring: RwLock<Arc<MasterKeyring>>,
     keyring_loaded_at: Mutex<Instant>,
+    ratchet: RwLock<EpochRatchet>,
+    current_epoch: AtomicI64,
+    /// When this process last learned the current epoch from the database.
+    epoch_refreshed_at: Mutex<Instant>,
+    /// Wrapping keys of (master key, epoch) pairs, by their id.
+    wrapping_keys: RwLock<HashMap<String, Arc<MasterKey>>>,
+    schedule: EpochSchedule,
     blind_index: BlindIndexKeys,
     token_key: Secret,
     receipt_seed: Secret,
@@ -79,25 +107,229 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// Loads the keyring at `master_key_file` (creating the key on first start) and the root
     /// secret from the database (creating it on first start; safe when processes race).
+    ///
+    /// The key epoch file beside the key file is loaded (created on first start) too, and the
+    /// first epoch is started when the database has none. The epoch schedule is the default
+    /// until [`Vault::with_schedule`].
     pub fn open(conn: &mut DbConnection, master_key_file: &Path) -> Result<Vault, VaultError> {
         let keyring = MasterKeyring::load_or_create(master_key_file)?;
-        let root = load_or_create_secret(conn, &keyring, ROOT_SECRET_NAME)?;
-        let receipt_seed = load_or_create_secret(conn, &keyring, RECEIPT_SEED_NAME)?;
-        let audit_seed = load_or_create_secret(conn, &keyring, AUDIT_SEED_NAME)?;
-        Ok(Vault {
+        let ratchet = EpochRatchet::load_or_create(&epoch_file_for(master_key_file))?;
+        let current = epochs::ensure_current(conn, &ratchet, Utc::now().naive_utc())?;
+        let mut vault = Vault {
             keyring_path: master_key_file.to_owned(),
             keyring: RwLock::new(Arc::new(keyring)),
             keyring_loaded_at: Mutex::new(Instant::now()),
-            blind_index: BlindIndexKeys::derive(&root),
-            token_key: crate::crypto::derive_from_root(&root, TOKEN_KEY_LABEL),
-            receipt_seed,
-            audit_seed,
-            requests_key: DataKey::new(
-                REQUESTS_KEY_ID,
-                &crate::crypto::derive_from_root(&root, REQUESTS_KEY_LABEL),
-            ),
+            ratchet: RwLock::new(ratchet),
+            current_epoch: AtomicI64::new(current.epoch),
+            epoch_refreshed_at: Mutex::new(Instant::now()),
+            wrapping_keys: RwLock::new(HashMap::new()),
+            schedule: EpochSchedule::default(),
+            blind_index: BlindIndexKeys::derive(&Secret::zeroed()),
+            token_key: Secret::zeroed(),
+            receipt_seed: Secret::zeroed(),
+            audit_seed: Secret::zeroed(),
+            requests_key: DataKey::new(REQUESTS_KEY_ID, &Secret::zeroed()),
             cache: DataKeyCache::new(),
-        })
+        };
+        let root = vault.load_or_create_secret(conn, ROOT_SECRET_NAME)?;
+        vault.receipt_seed = vault.load_or_create_secret(conn, RECEIPT_SEED_NAME)?;
+        vault.audit_seed = vault.load_or_create_secret(conn, AUDIT_SEED_NAME)?;
+        vault.blind_index = BlindIndexKeys::derive(&root);
+        vault.token_key = crate::crypto::derive_from_root(&root, TOKEN_KEY_LABEL);
+        vault.requests_key = DataKey::new(
+            REQUESTS_KEY_ID,
+            &crate::crypto::derive_from_root(&root, REQUESTS_KEY_LABEL),
+        );
+        Ok(vault)
+    }
+
+    /// The same vault with this epoch schedule (how long an epoch lasts, how long backups are
+    /// kept).
+    pub fn with_schedule(mut self, schedule: EpochSchedule) -> Vault {
+        self.schedule = schedule;
+        self
+    }
+
+    /// The epoch schedule.
+    pub fn schedule(&self) -> EpochSchedule {
+        self.schedule
+    }
+
+    /// The epoch new keys are wrapped in.
+    pub fn current_epoch(&self) -> i64 {
+        self.current_epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_current_epoch(&self, epoch: i64) {
+        self.current_epoch.fetch_max(epoch, Ordering::AcqRel);
+        *self
+            .epoch_refreshed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// The oldest epoch this host can still compute.
+    pub fn oldest_epoch(&self) -> i64 {
+        self.ratchet
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .oldest()
+    }
+
+    /// Destroys this host's keys of every epoch before `epoch` (the epoch file is rewritten).
+    pub(crate) fn destroy_epochs_before(&self, epoch: i64) -> Result<(), VaultError> {
+        self.ratchet
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .destroy_before(epoch)?;
+        self.wrapping_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    /// The check value of `epoch`'s key on this host (`None`: destroyed here).
+    pub(crate) fn epoch_check(&self, epoch: i64) -> Option<String> {
+        self.ratchet
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .key(epoch)
+            .map(|key| key.check())
+    }
+
+    /// When an erasure made now reaches every backup: the current epoch is retired at the end of
+    /// its period (or now, if that is past), and its key destroyed a backup retention later.
+    pub fn erasure_reaches_backups_by(
+        &self,
+        conn: &mut DbConnection,
+        now: NaiveDateTime,
+    ) -> Result<NaiveDateTime, VaultError> {
+        let started = key_store::find_epoch(conn, self.current_epoch())?
+            .map(|row| row.started_at)
+            .unwrap_or(now);
+        Ok(epochs::reaches_backups_by(&self.schedule, started, now))
+    }
+
+    /// The key that wraps in `epoch` (`None`: the master key alone) under the master key
+    /// `master_key_id`, from the cache or derived.
+    fn wrapping_key(
+        &self,
+        keyring: &MasterKeyring,
+        master_key_id: &str,
+        epoch: Option<i64>,
+    ) -> Result<Arc<MasterKey>, VaultError> {
+        let master = keyring
+            .find(master_key_id)
+            .ok_or_else(|| VaultError::UnknownMasterKey(master_key_id.to_owned()))?;
+        let Some(epoch) = epoch else {
+            return Ok(Arc::new(master.duplicate()));
+        };
+        let id = format!("{master_key_id}.e{epoch}");
+        if let Some(key) = self
+            .wrapping_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok(key.clone());
+        }
+        let epoch_key = self
+            .ratchet
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .key(epoch)
+            .ok_or(VaultError::EpochDestroyed(epoch))?;
+        let key = Arc::new(epoch_key.wrapping_key(master));
+        let mut cache = self
+            .wrapping_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache.insert(id, key.clone());
+        Ok(key)
+    }
+
+    /// Wraps a secret in the current epoch under the current master key: (master key id,
+    /// epoch, wrapped bytes).
+    pub(crate) fn wrap_current(
+        &self,
+        context: &WrapContext<'_>,
+        secret: &Secret,
+    ) -> Result<(String, i64, Vec<u8>), VaultError> {
+        // An epoch is destroyed a backup retention after it was retired, and every process
+        // learns of a new epoch at its next maintenance tick: a process that has not heard
+        // for half a retention could be wrapping in an epoch about to be destroyed, so it
+        // refuses instead.
+        let heard = self
+            .epoch_refreshed_at
+            .lock()
+            .map(|at| at.elapsed())
+            .unwrap_or(Duration::MAX);
+        if heard > self.schedule.backup_retention / 2 {
+            return Err(VaultError::EpochStale);
+        }
+        let keyring = self.keyring();
+        let master_id = keyring.current().id().to_string();
+        let epoch = self.current_epoch();
+        let key = self.wrapping_key(&keyring, &master_id, Some(epoch))?;
+        Ok((master_id, epoch, wrap_secret(&key, context, secret)))
+    }
+
+    /// Unwraps a secret wrapped by `master_key_id` in `epoch`.
+    pub(crate) fn unwrap_stored(
+        &self,
+        master_key_id: &str,
+        epoch: Option<i64>,
+        context: &WrapContext<'_>,
+        wrapped: &[u8],
+    ) -> Result<Secret, VaultError> {
+        let mut keyring = self.keyring();
+        if keyring.find(master_key_id).is_none() {
+            // Another process may have rotated the master key since we loaded the ring.
+            self.reload_keyring();
+            keyring = self.keyring();
+        }
+        let key = self.wrapping_key(&keyring, master_key_id, epoch)?;
+        unwrap_secret(&key, context, wrapped).map_err(|_| VaultError::Corrupt("wrapped key"))
+    }
+
+    /// Loads the deployment-wide secret `name`, or creates it; processes that race to create
+    /// it agree on whichever was inserted first.
+    fn load_or_create_secret(
+        &self,
+        conn: &mut DbConnection,
+        name: &str,
+    ) -> Result<Secret, VaultError> {
+        let context = WrapContext {
+            label: ROOT_LABEL,
+            owner: name,
+        };
+        loop {
+            if let Some(row) = key_store::find_key_material(conn, name)? {
+                return self
+                    .unwrap_stored(&row.master_key_id, row.epoch, &context, &row.wrapped)
+                    .map_err(|error| match error {
+                        VaultError::Corrupt(_) => VaultError::Corrupt("deployment secret"),
+                        other => other,
+                    });
+            }
+            let secret = Secret::generate();
+            let (master_key_id, epoch, wrapped) = self.wrap_current(&context, &secret)?;
+            let row = KeyMaterialRow {
+                name: name.to_owned(),
+                master_key_id,
+                wrapped,
+                created_at: Utc::now().naive_utc(),
+                epoch: Some(epoch),
+            };
+            if key_store::insert_key_material(conn, &row)? {
+                return Ok(secret);
+            }
+            // Another process created it first: read theirs.
+        }
     }
 
     /// The blind-index keys.
@@ -135,7 +367,7 @@ impl Vault {
         self.cache.forget(subject_pk);
     }
 
-    fn keyring(&self) -> Arc<MasterKeyring> {
+    pub(crate) fn keyring(&self) -> Arc<MasterKeyring> {
         let stale = self
             .keyring_loaded_at
             .lock()
@@ -165,31 +397,45 @@ impl Vault {
                 tracing::error!(error = %error, "could not reload the master keyring; keeping the loaded one");
             }
         }
+        // Another process on this host may have destroyed epochs: follow it.
+        let path = epoch_file_for(&self.keyring_path);
+        match EpochRatchet::load(&path) {
+            Ok(ratchet) if ratchet.oldest() > self.oldest_epoch() => {
+                *self.ratchet.write().unwrap_or_else(|e| e.into_inner()) = ratchet;
+                self.wrapping_keys
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(error = %error, "could not reload the key epoch file; keeping the loaded one");
+            }
+        }
     }
 
-    /// A new data key for a subject, and its row (wrapped under the current master key).
-    pub fn new_data_key(&self, subject_pk: &str) -> (Arc<DataKey>, DataKeyRow) {
-        let keyring = self.keyring();
-        let master = keyring.current();
+    /// A new data key for a subject, and its row (wrapped in the current epoch under the
+    /// current master key).
+    pub fn new_data_key(&self, subject_pk: &str) -> Result<(Arc<DataKey>, DataKeyRow), VaultError> {
         let secret = Secret::generate();
         let key_id = DataKey::generate_id();
-        let wrapped = wrap_secret(
-            master,
+        let (master_key_id, epoch, wrapped) = self.wrap_current(
             &WrapContext {
                 label: DATA_KEY_LABEL,
                 owner: subject_pk,
             },
             &secret,
-        );
+        )?;
         let key = Arc::new(DataKey::new(key_id, &secret));
         self.cache.insert(subject_pk, key.clone());
         let row = DataKeyRow {
             subject_pk: subject_pk.to_owned(),
             key_id: hex::encode(key_id),
-            master_key_id: master.id().to_string(),
+            master_key_id,
             wrapped,
+            epoch: Some(epoch),
         };
-        (key, row)
+        Ok((key, row))
     }
 
     /// Unwraps a stored data key (or takes it from the cache).
@@ -200,8 +446,9 @@ impl Vault {
         let mut key_id = [0u8; DATA_KEY_ID_LEN];
         hex::decode_to_slice(&row.key_id, &mut key_id)
             .map_err(|_| VaultError::Corrupt("data key id"))?;
-        let secret = self.unwrap_with_keyring(
+        let secret = self.unwrap_stored(
             &row.master_key_id,
+            row.epoch,
             &WrapContext {
                 label: DATA_KEY_LABEL,
                 owner: &row.subject_pk,
@@ -247,57 +494,5 @@ impl Vault {
             }
         }
         Ok(keys)
-    }
-
-    fn unwrap_with_keyring(
-        &self,
-        master_key_id: &str,
-        context: &WrapContext<'_>,
-        wrapped: &[u8],
-    ) -> Result<Secret, VaultError> {
-        let mut keyring = self.keyring();
-        if keyring.find(master_key_id).is_none() {
-            // Another process may have rotated the master key since we loaded the ring.
-            self.reload_keyring();
-            keyring = self.keyring();
-        }
-        let master = keyring
-            .find(master_key_id)
-            .ok_or_else(|| VaultError::UnknownMasterKey(master_key_id.to_owned()))?;
-        unwrap_secret(master, context, wrapped).map_err(|_| VaultError::Corrupt("wrapped key"))
-    }
-}
-
-/// Loads the deployment-wide secret `name` (wrapped by a master key), or creates it; processes
-/// that race to create it agree on whichever was inserted first.
-fn load_or_create_secret(
-    conn: &mut DbConnection,
-    keyring: &MasterKeyring,
-    name: &str,
-) -> Result<Secret, VaultError> {
-    let context = WrapContext {
-        label: ROOT_LABEL,
-        owner: name,
-    };
-    loop {
-        if let Some(row) = key_store::find_key_material(conn, name)? {
-            let master = keyring
-                .find(&row.master_key_id)
-                .ok_or_else(|| VaultError::UnknownMasterKey(row.master_key_id.clone()))?;
-            return unwrap_secret(master, &context, &row.wrapped)
-                .map_err(|_| VaultError::Corrupt("deployment secret"));
-        }
-        let root = Secret::generate();
-        let master = keyring.current();
-        let row = KeyMaterialRow {
-            name: name.to_owned(),
-            master_key_id: master.id().to_string(),
-            wrapped: wrap_secret(master, &context, &root),
-            created_at: Utc::now().naive_utc(),
-        };
-        if key_store::insert_key_material(conn, &row)? {
-            return Ok(root);
-        }
-        // Another process created it first: read theirs.
     }
 }

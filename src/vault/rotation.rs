@@ -14,8 +14,8 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::{VaultError, DATA_KEY_LABEL, ROOT_LABEL};
-use crate::crypto::{unwrap_secret, wrap_secret, MasterKeyring, WrapContext};
+use super::{Vault, VaultError, DATA_KEY_LABEL, ROOT_LABEL};
+use crate::crypto::{MasterKeyring, WrapContext};
 use crate::store::keys::{self as key_store, RotationRow};
 use crate::store::{write_transaction, DbConnection, StoreError};
 
@@ -65,64 +65,10 @@ pub fn rotate_master_key(
         }
         keyring.promote_next()?;
     }
-    let keyring = MasterKeyring::load_or_create(master_key_file)?;
-    let target = keyring.current();
-    let target_id = target.id().to_string();
-
-    let mut rewrapped = 0i64;
-    for row in key_store::key_material_not_under(conn, &target_id)? {
-        let context = WrapContext {
-            label: ROOT_LABEL,
-            owner: &row.name,
-        };
-        let old = keyring
-            .find(&row.master_key_id)
-            .ok_or_else(|| VaultError::UnknownMasterKey(row.master_key_id.clone()))?;
-        let secret = unwrap_secret(old, &context, &row.wrapped)
-            .map_err(|_| VaultError::Corrupt("root secret"))?;
-        let wrapped = wrap_secret(target, &context, &secret);
-        rewrapped += key_store::rewrap_key_material(
-            conn,
-            &row.name,
-            &row.master_key_id,
-            &target_id,
-            &wrapped,
-        )? as i64;
-    }
-
-    loop {
-        let batch = key_store::data_keys_not_under(conn, &target_id, REWRAP_BATCH)?;
-        if batch.is_empty() {
-            break;
-        }
-        let mut rewrapped_rows = Vec::with_capacity(batch.len());
-        for row in &batch {
-            let context = WrapContext {
-                label: DATA_KEY_LABEL,
-                owner: &row.subject_pk,
-            };
-            let old = keyring
-                .find(&row.master_key_id)
-                .ok_or_else(|| VaultError::UnknownMasterKey(row.master_key_id.clone()))?;
-            let secret = unwrap_secret(old, &context, &row.wrapped)
-                .map_err(|_| VaultError::Corrupt("data key"))?;
-            rewrapped_rows.push((row, wrap_secret(target, &context, &secret)));
-        }
-        let changed = write_transaction(conn, |conn| {
-            let mut changed = 0usize;
-            for (row, wrapped) in &rewrapped_rows {
-                changed += key_store::rewrap_data_key(
-                    conn,
-                    &row.subject_pk,
-                    &row.master_key_id,
-                    &target_id,
-                    wrapped,
-                )?;
-            }
-            Ok::<_, StoreError>(changed)
-        })?;
-        rewrapped += changed as i64;
-    }
+    // The vault loads the keyring as it is now: the new key is current.
+    let vault = Vault::open(conn, master_key_file)?;
+    let target_id = vault.keyring().current().id().to_string();
+    let rewrapped = rewrap_all(conn, &vault)?;
 
     key_store::finish_rotation(
         conn,
@@ -136,4 +82,52 @@ pub fn rotate_master_key(
         rewrapped,
         resumed,
     })
+}
+
+/// Re-wraps every wrapped key (deployment secrets, then data keys in batches of
+/// [`REWRAP_BATCH`], one pass in key order) that is not wrapped in the vault's current epoch
+/// under the current master key. A key erased or re-wrapped by someone else meanwhile is left
+/// as it is. Returns how many keys it re-wrapped.
+pub(crate) fn rewrap_all(conn: &mut DbConnection, vault: &Vault) -> Result<i64, VaultError> {
+    let target_master = vault.keyring().current().id().to_string();
+    let epoch = vault.current_epoch();
+    let mut rewrapped = 0i64;
+    for row in key_store::key_material_not_under(conn, &target_master, epoch)? {
+        let context = WrapContext {
+            label: ROOT_LABEL,
+            owner: &row.name,
+        };
+        let secret = vault
+            .unwrap_stored(&row.master_key_id, row.epoch, &context, &row.wrapped)
+            .map_err(|_| VaultError::Corrupt("root secret"))?;
+        let (master, epoch, wrapped) = vault.wrap_current(&context, &secret)?;
+        rewrapped += key_store::rewrap_key_material(conn, &row, &master, epoch, &wrapped)? as i64;
+    }
+
+    let mut after = String::new();
+    loop {
+        let batch =
+            key_store::data_keys_not_under(conn, &target_master, epoch, &after, REWRAP_BATCH)?;
+        let Some(last) = batch.last() else { break };
+        after.clone_from(&last.subject_pk);
+        let mut rewrapped_rows = Vec::with_capacity(batch.len());
+        for row in &batch {
+            let context = WrapContext {
+                label: DATA_KEY_LABEL,
+                owner: &row.subject_pk,
+            };
+            let secret =
+                vault.unwrap_stored(&row.master_key_id, row.epoch, &context, &row.wrapped)?;
+            rewrapped_rows.push((row, vault.wrap_current(&context, &secret)?));
+        }
+        let changed = write_transaction(conn, |conn| {
+            let mut changed = 0usize;
+            for (row, (master, epoch, wrapped)) in &rewrapped_rows {
+                changed += key_store::rewrap_data_key(conn, row, master, *epoch, wrapped)?;
+            }
+            Ok::<_, StoreError>(changed)
+        })?;
+        rewrapped += changed as i64;
+    }
+    Ok(rewrapped)
 }
