@@ -9,6 +9,7 @@ mod cli;
 mod consents;
 mod console;
 mod crash;
+mod epochs;
 mod erasure;
 mod errors;
 mod export;
