@@ -73,6 +73,9 @@ struct ChannelWriter {
     buffer: Vec<u8>,
     chunks: mpsc::Sender<Result<Bytes, io::Error>>,
     runtime: tokio::runtime::Handle,
+    /// Registered before the snapshot is taken: an erasure that needs the snapshot gone ends
+    /// the export (the response is broken off, never ended as if whole).
+    reader: crate::store::old_copies::LongReader,
 }
 
 impl ChannelWriter {
@@ -84,10 +87,22 @@ impl ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK),
         ));
-        let sent = self.runtime.block_on(tokio::time::timeout(
-            STALL_LIMIT,
-            self.chunks.send(Ok(chunk)),
-        ));
+        let ended = || {
+            io::Error::other("ended: an erasure needed this export's database snapshot released")
+        };
+        if self.reader.is_ended() {
+            return Err(ended());
+        }
+        let (chunks, reader) = (&self.chunks, &self.reader);
+        let sent = self.runtime.block_on(async {
+            tokio::select! {
+                sent = tokio::time::timeout(STALL_LIMIT, chunks.send(Ok(chunk))) => Some(sent),
+                () = reader.ended() => None,
+            }
+        });
+        let Some(sent) = sent else {
+            return Err(ended());
+        };
         match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(io::Error::new(
@@ -144,6 +159,7 @@ pub async fn start(
     let (chunks, body) = mpsc::channel::<Result<Bytes, io::Error>>(CHUNKS_IN_FLIGHT);
     let (db, vault, policy) = (state.db.clone(), state.vault.clone(), state.policy.clone());
     let runtime = tokio::runtime::Handle::current();
+    let reader = state.db.long_reader();
     let worker = actix_web::rt::task::spawn_blocking(move || -> Result<bool, ExportError> {
         let _permit = permit;
         let failures = chunks.clone();
@@ -151,6 +167,7 @@ pub async fn start(
             buffer: Vec::with_capacity(CHUNK),
             chunks,
             runtime: runtime.clone(),
+            reader,
         };
         let result = (|| {
             let mut conn = db.connection()?;

@@ -506,8 +506,8 @@ pub async fn execute(
             )
         })
         .await?;
-    if let Some(pk) = &executed.erased_subject_pk {
-        super::subjects::after_erasure(&state, pk).await;
+    if let Some(erased) = executed.erased_key.clone() {
+        super::subjects::after_erasure(&state, erased).await;
     }
     Ok(HttpResponse::Ok().json(ExecutedBody {
         request: body_of(&executed.request),

@@ -10,6 +10,7 @@ use crate::audit::{Actor, Entry};
 use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
 use crate::store::erasure::ErasedCounts;
+use crate::store::erasure::ErasedKey;
 use crate::subjects::{
     self, find_by_email, upsert, Email, SubjectChanges, SubjectId, ACTION_LOOKUP,
     IDENTIFIERS_CATEGORY,
@@ -167,6 +168,11 @@ pub struct ErasureResponse {
     /// the person's data key is destroyed then. The live database holds nothing readable as
     /// soon as this answer arrives.
     pub backups_unreadable_by: chrono::DateTime<chrono::Utc>,
+    /// Whether the live database files were cleared of the key's old copies before this answer
+    /// (SQLite: the WAL truncated; PostgreSQL: the key's partition rewritten). `false` only when
+    /// a reader in another process kept an older snapshot open for the whole wait (30 s): the
+    /// erasure stands, and the removal is tried again in the background.
+    pub old_copies_removed: bool,
 }
 
 /// Erases a person (Art. 17): the data key is destroyed first (crypto-shredding), then every
@@ -203,7 +209,7 @@ pub async fn erase(
         })
         .await?
         .ok_or_else(subject_not_found)?;
-    after_erasure(&state, &erasure.subject_pk).await;
+    let old_copies_removed = after_erasure(&state, erasure.erased_key).await;
     Ok(HttpResponse::Ok().json(ErasureResponse {
         erased: true,
         suppressed: suppress,
@@ -212,14 +218,30 @@ pub async fn erase(
         counts: erasure.counts,
         receipt: erasure.receipt,
         backups_unreadable_by: erasure.backups_unreadable_by.and_utc(),
+        old_copies_removed,
     }))
 }
 
-/// What follows a committed erasure in this process: the key leaves the cache, and on SQLite
-/// the WAL (which may hold old page images of the erased rows) is truncated.
-pub async fn after_erasure(state: &AppState, subject_pk: &str) {
-    state.vault.forget_data_key(subject_pk);
-    state.db.truncate_wal().await;
+/// What follows a committed erasure in this process: the key leaves the cache, and the old
+/// copies of its row leave the database files (the answer waits for that; see
+/// `store::old_copies`). When that does not hold in time, it is tried again in the background
+/// until it does. Returns whether it held before the answer.
+pub async fn after_erasure(state: &AppState, erased: ErasedKey) -> bool {
+    state.vault.forget_data_key(&erased.subject_pk);
+    if state.db.remove_old_copies(vec![erased.clone()]).await {
+        return true;
+    }
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if db.remove_old_copies(vec![erased.clone()]).await {
+                tracing::info!("old copies of an erased key removed after a wait");
+                return;
+            }
+        }
+    });
+    false
 }
 
 /// Whether a suppression was lifted.

@@ -805,7 +805,7 @@ pub struct Executed {
     /// kept).
     pub erasure_receipt: Option<String>,
     /// The internal id of an erased subject (to drop caches; never shown).
-    pub erased_subject_pk: Option<String>,
+    pub erased_key: Option<crate::store::erasure::ErasedKey>,
 }
 
 /// Executes a verified request: [`start_execution`], then [`finish_execution`]. Callers that
@@ -903,7 +903,7 @@ pub fn finish_execution(
                     crate::vault::VaultError::Erased,
                 )))?;
                 receipt = Some(erasure.receipt);
-                erased_pk = Some(erasure.subject_pk);
+                erased_pk = Some(erasure.erased_key);
                 json!({"subject_found": true, "erasure_id": erasure.id, "erased": erasure.counts})
             }
             (Some((subject_id, _)), Kind::Restriction) => {
@@ -953,7 +953,7 @@ pub fn finish_execution(
         Ok(Executed {
             request,
             erasure_receipt: receipt,
-            erased_subject_pk: erased_pk,
+            erased_key: erased_pk,
         })
     })
 }

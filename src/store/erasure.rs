@@ -49,18 +49,37 @@ impl ErasedCounts {
     }
 }
 
-/// Deletes every row about `subject_pk`, the wrapped data key first (after that, every copy of
-/// the subject's ciphertexts, backups included, is unreadable). Call inside a write transaction.
+/// Where an erased person's data key was, so that its old copies can be removed from the
+/// database files once the erasure has committed ([`super::Database::remove_old_copies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedKey {
+    /// The subject's internal id (for caches).
+    pub subject_pk: String,
+    /// PostgreSQL: the partition of `data_keys` that held the key (to be rewritten).
+    pub partition: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Partition {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// Deletes every row about `subject_pk`, the wrapped data key first. Call inside a write
+/// transaction; after it commits, [`super::Database::remove_old_copies`] removes what the
+/// database files may still hold of the key row.
 pub fn delete_subject(
     conn: &mut DbConnection,
     subject_pk: &str,
     subject_index: &str,
     pseudonym: &str,
-) -> Result<ErasedCounts, StoreError> {
+) -> Result<(ErasedCounts, ErasedKey), StoreError> {
     // Lock the subject row first (PostgreSQL; SQLite already holds the write lock): a write
     // that references it (its foreign key takes a share lock on this row) then either finished
     // before, or waits and fails on the foreign key after the erasure, instead of holding one
     // of the rows deleted below while this waits for it (a deadlock).
+    // PostgreSQL also notes the partition holding the key (hash partitions: the key decides).
+    let mut partition = None;
     if let DbConnection::Postgresql(pg) = conn {
         subjects::table
             .find(subject_pk)
@@ -68,6 +87,13 @@ pub fn delete_subject(
             .for_update()
             .first::<String>(pg)
             .optional()?;
+        partition = diesel::sql_query(
+            "SELECT tableoid::regclass::text AS name FROM data_keys WHERE subject_pk = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(subject_pk)
+        .get_result::<Partition>(pg)
+        .optional()?
+        .map(|found| found.name);
     }
     let data_keys = diesel::delete(data_keys::table.find(subject_pk)).execute(conn)?;
     // Requests may name the person by subject_id or by any identifier's blind index.
@@ -110,7 +136,7 @@ pub fn delete_subject(
         diesel::delete(restrictions::table.filter(restrictions::subject_pk.eq(subject_pk)))
             .execute(conn)?;
     let subjects = diesel::delete(subjects::table.find(subject_pk)).execute(conn)?;
-    Ok(ErasedCounts {
+    let counts = ErasedCounts {
         data_keys,
         identifiers,
         traits,
@@ -120,7 +146,14 @@ pub fn delete_subject(
         restrictions,
         subjects,
         request_identities,
-    })
+    };
+    Ok((
+        counts,
+        ErasedKey {
+            subject_pk: subject_pk.to_owned(),
+            partition,
+        },
+    ))
 }
 
 /// A tombstone.

@@ -12,6 +12,7 @@ pub mod export;
 pub mod interactions;
 pub mod keys;
 pub mod legal_basis;
+pub mod old_copies;
 pub mod opendsr;
 pub mod requests;
 pub mod retention;
@@ -394,6 +395,7 @@ pub struct Database {
     writer: Option<std::sync::mpsc::Sender<Box<dyn writer::WriteJob>>>,
     url: DatabaseUrl,
     alive: std::sync::Arc<()>,
+    long_readers: std::sync::Arc<old_copies::LongReaders>,
 }
 
 impl Database {
@@ -412,6 +414,7 @@ impl Database {
             writer,
             url: url.clone(),
             alive: std::sync::Arc::new(()),
+            long_readers: std::sync::Arc::default(),
         }
     }
 
@@ -508,19 +511,28 @@ impl Database {
         .map_err(|_| E::from(StoreError::Cancelled))?
     }
 
-    /// On SQLite, copies the WAL into the database and truncates it to nothing, so that old
-    /// page images (of rows just erased) do not stay in the WAL file. Best effort: logs and
-    /// carries on when readers keep it from finishing. Does nothing on PostgreSQL.
-    pub async fn truncate_wal(&self) {
-        if !matches!(self.url, DatabaseUrl::Sqlite(_)) {
-            return;
-        }
-        // On a pooled connection: a checkpoint cannot run inside the writer's transaction.
+    /// Registers a long read snapshot of this process (an export), which an erasure may ask to
+    /// end (see [`old_copies`]).
+    pub fn long_reader(&self) -> old_copies::LongReader {
+        self.long_readers.register()
+    }
+
+    /// After an erasure has committed: removes what the database files still hold of the
+    /// erased keys' rows (SQLite: truncates the WAL; PostgreSQL: rewrites the partitions that
+    /// held them), waiting for readers with older snapshots and ending them after a while (see
+    /// [`old_copies`]). Returns whether it held within [`old_copies::DEADLINE`].
+    pub async fn remove_old_copies(&self, erased: Vec<erasure::ErasedKey>) -> bool {
+        let readers = self.long_readers.clone();
         let result = self
-            .run(|conn| Ok::<_, StoreError>(conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")?))
+            .run(move |conn| old_copies::remove(conn, &erased, &readers, old_copies::DEADLINE))
             .await;
-        if let Err(error) = result {
-            tracing::warn!(error = %error, "could not truncate the WAL after an erasure");
+        match result {
+            Ok(held) => held,
+            Err(error) => {
+                let error: StoreError = error;
+                tracing::error!(error = %error, "could not remove old copies of an erased key");
+                false
+            }
         }
     }
 

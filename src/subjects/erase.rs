@@ -9,7 +9,9 @@ use super::{subject_index, SubjectError, SubjectId};
 use crate::audit::{self, Actor, Entry};
 use crate::crypto::JwsSigner;
 use crate::policy::Policy;
-use crate::store::erasure::{self as erasure_store, ErasedCounts, ErasureRow, SuppressionRow};
+use crate::store::erasure::{
+    self as erasure_store, ErasedCounts, ErasedKey, ErasureRow, SuppressionRow,
+};
 use crate::store::subjects as subject_store;
 use crate::store::{write_transaction, DbConnection};
 use crate::vault::Vault;
@@ -32,8 +34,9 @@ pub struct Erasure {
     pub counts: ErasedCounts,
     /// A compact JWS (EdDSA, the receipt key) over [`ErasureClaims`].
     pub receipt: String,
-    /// The internal id the subject had (for the caller to drop caches; never shown).
-    pub subject_pk: String,
+    /// Where the destroyed key was (for the caller to drop caches and remove old copies of the
+    /// key row from the database files; never shown).
+    pub erased_key: ErasedKey,
     /// When every backup and WAL archive stops being readable for this person: the key epoch
     /// their data key was wrapped in is destroyed then (docs/data-protection.md).
     pub backups_unreadable_by: NaiveDateTime,
@@ -85,7 +88,8 @@ pub fn erase(
         };
         // The pseudonym comes from the data key, which is about to be destroyed.
         let pseudonym = vault.data_key_for(conn, &row.id)?.pseudonym().to_owned();
-        let counts = erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
+        let (counts, erased_key) =
+            erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let erased_at = Utc::now().naive_utc().trunc_subsecs(6);
         let backups_unreadable_by = vault
@@ -153,7 +157,7 @@ pub fn erase(
             erased_at,
             counts,
             receipt,
-            subject_pk: row.id,
+            erased_key,
             backups_unreadable_by,
         }))
     })

@@ -19,12 +19,15 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
 
+/// A wrapped data key as stored: (subject_pk, key id, master key id, epoch, wrapped).
+pub type WrappedDataKey = (String, String, String, Option<i64>, Vec<u8>);
+
 /// What a copy of the database holds that matters to an attacker: the wrapped keys and the
 /// subject ids sealed under them.
 #[derive(Debug, Clone, Default)]
 pub struct Backup {
-    /// (subject_pk, key id, master key id, epoch, wrapped).
-    pub data_keys: Vec<(String, String, String, Option<i64>, Vec<u8>)>,
+    /// The wrapped data keys.
+    pub data_keys: Vec<WrappedDataKey>,
     /// (name, master key id, epoch, wrapped).
     pub key_material: Vec<(String, String, Option<i64>, Vec<u8>)>,
     /// subject_pk → sealed subject id.

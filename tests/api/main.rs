@@ -11,6 +11,7 @@ mod console;
 mod crash;
 mod epochs;
 mod erasure;
+mod erasure_files;
 mod errors;
 mod export;
 mod first_start;

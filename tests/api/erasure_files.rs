@@ -1,0 +1,327 @@
+//! Erasure in the live database files, tested as an attacker would: `custodia serve` as its own
+//! process, an export of someone else held open by a client that stopped reading, and a reader
+//! in another process holding an older snapshot (SQLite: the `sqlite3` shell; PostgreSQL: a
+//! session in a REPEATABLE READ transaction). After the erasure's answer, the raw files (SQLite:
+//! the database and its WAL; PostgreSQL: every file of the `data_keys` partitions) are scanned
+//! for the person's wrapped key, and every candidate is unwrapped with every key on disk (every
+//! master key, every epoch the epoch file can still compute). Before the erasure the same scan
+//! finds the key and decrypts the person's subject id, so the test can fail.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use custodia::crypto::{
+    epoch_file_for, unwrap_secret, EpochRatchet, MasterKey, MasterKeyring, WrapContext,
+};
+use custodia::store::DbConnection;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{testing_postgres, Deployment, Served};
+
+/// Every key that can unwrap anything, from the files on disk: each master key alone (keys
+/// from before epochs) and with each epoch the epoch file can still compute.
+fn keys_on_disk(deployment: &Deployment) -> Vec<MasterKey> {
+    let key_file = deployment.data_dir.join("master.key");
+    let keyring = MasterKeyring::load(&key_file).unwrap();
+    let ratchet = EpochRatchet::load(&epoch_file_for(&key_file)).unwrap();
+    let mut keys = Vec::new();
+    for id in keyring.ids() {
+        let master = keyring.find(id.as_str()).unwrap();
+        for epoch in ratchet.oldest()..ratchet.oldest() + 8 {
+            keys.push(ratchet.key(epoch).unwrap().wrapping_key(master));
+        }
+    }
+    keys
+}
+
+/// Whether any 61-byte window of `bytes` that looks like a wrapped key (version byte 1)
+/// unwraps as `subject_pk`'s data key under any of `keys`.
+fn wrapped_key_found(bytes: &[u8], subject_pk: &str, keys: &[MasterKey]) -> bool {
+    const WRAPPED_LEN: usize = 61;
+    let context = WrapContext {
+        label: "data-key",
+        owner: subject_pk,
+    };
+    (0..bytes.len().saturating_sub(WRAPPED_LEN - 1))
+        .filter(|&at| bytes[at] == 1)
+        .any(|at| {
+            keys.iter()
+                .any(|key| unwrap_secret(key, &context, &bytes[at..at + WRAPPED_LEN]).is_ok())
+        })
+}
+
+fn connect(url: &str) -> DbConnection {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        DbConnection::Sqlite(diesel::SqliteConnection::establish(path).unwrap())
+    } else {
+        DbConnection::Postgresql(diesel::PgConnection::establish(url).unwrap())
+    }
+}
+
+/// The raw bytes an attacker with the disk reads: SQLite's database file and WAL; PostgreSQL's
+/// files of every `data_keys` partition, after a checkpoint wrote the buffers out.
+fn raw_files(deployment: &Deployment) -> Vec<u8> {
+    let url = &deployment.database.url;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            if let Ok(content) = std::fs::read(format!("{path}{suffix}")) {
+                bytes.extend(content);
+            }
+        }
+        return bytes;
+    }
+    #[derive(QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        text: String,
+    }
+    let DbConnection::Postgresql(mut pg) = connect(url) else {
+        unreachable!()
+    };
+    pg.batch_execute("CHECKPOINT").unwrap();
+    let data_dir = diesel::sql_query("SELECT current_setting('data_directory') AS text")
+        .get_result::<Text>(&mut pg)
+        .unwrap()
+        .text;
+    let files: Vec<Text> = diesel::sql_query(
+        "SELECT pg_relation_filepath(c.oid)::text AS text FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'data_keys'::regclass",
+    )
+    .load(&mut pg)
+    .unwrap();
+    assert_eq!(files.len(), 64, "the data key partitions");
+    let mut bytes = Vec::new();
+    for file in files {
+        let path = format!("{data_dir}/{}", file.text);
+        let content = std::fs::read(&path).unwrap_or_else(|error| {
+            panic!("this test reads PostgreSQL's files as an attacker with the disk would, and needs to be able to ({path}: {error})")
+        });
+        bytes.extend(content);
+    }
+    bytes
+}
+
+/// The victim's internal id, and their subject id decrypted with the keys on disk (the attack
+/// working before the erasure).
+fn victim_pk(deployment: &Deployment, subject_id: &str) -> (String, String) {
+    let mut conn = connect(&deployment.database.url);
+    let vault =
+        custodia::vault::Vault::open(&mut conn, &deployment.data_dir.join("master.key")).unwrap();
+    let id = custodia::subjects::SubjectId::parse(subject_id).unwrap();
+    let handle = custodia::subjects::find(&mut conn, &vault, &id)
+        .unwrap()
+        .expect("the victim exists");
+    let sealed: Vec<u8> = custodia::store::schema::subjects::table
+        .find(&handle.pk)
+        .select(custodia::store::schema::subjects::subject_id_ct)
+        .first(&mut conn)
+        .unwrap();
+    let plain = handle
+        .key
+        .decrypt(
+            &custodia::crypto::FieldContext {
+                subject: &handle.pk,
+                record: "subject",
+                field: "$subject_id",
+            },
+            &sealed,
+        )
+        .unwrap();
+    (handle.pk.clone(), String::from_utf8(plain).unwrap())
+}
+
+async fn post(served: &Served, token: &str, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", served.base))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An export large enough (about 12 MB) that a client that stops reading leaves the server's
+/// thread blocked inside its snapshot.
+async fn store_a_large_person(served: &Served, collector: &str) {
+    let message = "x".repeat(4_000);
+    for batch in 0..3 {
+        let items: Vec<Value> = (0..1_000)
+            .map(|i| {
+                json!({"id": format!("b{batch}-{i}"), "subject_id": "large-person", "type": "note",
+                       "channel": "web", "occurred_at": "2026-11-01T10:00:00Z",
+                       "purposes": ["support"], "data": {"message": message}})
+            })
+            .collect();
+        let response = post(
+            served,
+            collector,
+            "/v1/interactions/batch",
+            &json!({"interactions": items}),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+/// A reader in another process holding a snapshot from before the erasure.
+enum OtherReader {
+    Shell(std::process::Child),
+    Session(DbConnection),
+}
+
+fn hold_a_snapshot(deployment: &Deployment) -> OtherReader {
+    let url = &deployment.database.url;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let mut shell = std::process::Command::new("sqlite3")
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the sqlite3 shell (Debian package sqlite3; .ci/run installs it)");
+        let stdin = shell.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN;\nSELECT count(*) FROM data_keys;\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(shell.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.trim().parse::<i64>().is_ok(), "the shell read: {line}");
+        OtherReader::Shell(shell)
+    } else {
+        let mut session = connect(url);
+        session
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM data_keys;")
+            .unwrap();
+        OtherReader::Session(session)
+    }
+}
+
+#[tokio::test]
+async fn after_an_erasure_nothing_in_the_live_files_decrypts_even_with_readers_holding_old_snapshots(
+) {
+    let deployment = Deployment::new();
+    let collector_key = deployment.api_key("collector");
+    let compliance_key = deployment.api_key("compliance");
+    let served = deployment.serve().await;
+    let collector = served.token(&collector_key).await;
+    let compliance = served.token(&compliance_key).await;
+
+    for person in ["victim", "bystander"] {
+        let response = post(
+            &served,
+            &collector,
+            "/v1/interactions",
+            &json!({"id": "n1", "subject_id": person, "type": "note", "channel": "web",
+                    "occurred_at": "2026-11-01T10:00:00Z", "purposes": ["support"],
+                    "data": {"message": format!("about {person}")}}),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    store_a_large_person(&served, &collector).await;
+
+    // The attack works before the erasure.
+    let (pk, revealed) = victim_pk(&deployment, "victim");
+    assert_eq!(revealed, "victim");
+    let keys = keys_on_disk(&deployment);
+    assert!(
+        wrapped_key_found(&raw_files(&deployment), &pk, &keys),
+        "the scan finds the victim's wrapped key in the raw files before the erasure"
+    );
+
+    // A client starts someone else's export and stops reading; another process holds a
+    // snapshot.
+    let mut export = reqwest::Client::new()
+        .get(format!("{}/v1/subjects/large-person/export", served.base))
+        .bearer_auth(&compliance)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), StatusCode::OK);
+    assert!(
+        export.chunk().await.unwrap().is_some(),
+        "the export started"
+    );
+    let mut other = hold_a_snapshot(&deployment);
+
+    let erasing = {
+        let (base, token) = (served.base.clone(), compliance.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .delete(format!("{base}/v1/subjects/victim"))
+                .bearer_auth(token)
+                .timeout(Duration::from_secs(120))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+
+    let receipt: Value = match &mut other {
+        OtherReader::Shell(shell) => {
+            // Another process's SQLite reader cannot be ended: the erasure waits for it (past
+            // the patience after which its own export was ended), and answers only after.
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            assert!(
+                !erasing.is_finished(),
+                "the erasure must not answer while a reader can still keep the WAL"
+            );
+            let stdin = shell.stdin.as_mut().unwrap();
+            stdin.write_all(b"COMMIT;\n.quit\n").unwrap();
+            stdin.flush().unwrap();
+            let response = erasing.await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            shell.wait().unwrap();
+            response.json().await.unwrap()
+        }
+        OtherReader::Session(session) => {
+            // PostgreSQL: the session whose transaction began before the erasure is ended.
+            let response = erasing.await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(
+                session.batch_execute("SELECT 1").is_err(),
+                "the old snapshot's session was ended"
+            );
+            response.json().await.unwrap()
+        }
+    };
+    assert_eq!(receipt["erased"], true, "{receipt}");
+    assert_eq!(receipt["old_copies_removed"], true, "{receipt}");
+
+    // The held export was broken off, never finished as if whole.
+    let mut rest = Vec::new();
+    let broken = loop {
+        match export.chunk().await {
+            Ok(Some(chunk)) => rest.extend_from_slice(&chunk),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        broken || serde_json::from_slice::<Value>(&rest).is_err(),
+        "an ended export is not a whole document"
+    );
+
+    // The attack fails now: nothing in the live files unwraps as the victim's key.
+    assert!(
+        !wrapped_key_found(&raw_files(&deployment), &pk, &keys_on_disk(&deployment)),
+        "the victim's wrapped key must not be in the raw files after the erasure"
+    );
+    if !testing_postgres() {
+        let wal = std::fs::metadata(format!(
+            "{}-wal",
+            deployment.database.url.trim_start_matches("sqlite://")
+        ))
+        .map(|meta| meta.len())
+        .unwrap_or(0);
+        // Writes after the truncation may have started a new WAL; it holds only new pages.
+        assert!(wal < 1_000_000, "the WAL was truncated ({wal} bytes)");
+    }
+    drop(served);
+}
