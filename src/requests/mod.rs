@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::audit::{self, Actor, Entry};
 use crate::consent;
-use crate::crypto::{FieldContext, IdentifierKind, JwsSigner};
+use crate::crypto::{DataKey, FieldContext, IdentifierKind, JwsSigner};
 use crate::interactions::parse_purpose;
 use crate::policy::{Policy, PurposeId};
 use crate::rejection::Rejection;
@@ -27,7 +27,7 @@ use crate::store::requests::{self as request_store, RequestFilter, RequestRow};
 use crate::store::{write_transaction, DbConnection};
 use crate::subjects::sealed::{open, seal};
 use crate::subjects::{self, Email, SubjectChanges, SubjectError, SubjectId};
-use crate::vault::Vault;
+use crate::vault::{Vault, WrappedKey, REQUEST_KEY_LABEL};
 
 /// Audit actions of the request workflow.
 pub const ACTION_CREATE: &str = "requests.create";
@@ -435,13 +435,59 @@ fn place<'a>(id: &'a str, field: &'a str) -> FieldContext<'a> {
     }
 }
 
-fn seal_text(vault: &Vault, id: &str, field: &str, text: &str) -> String {
-    seal(vault.requests_key(), &place(id, field), text.as_bytes())
+fn seal_text(key: &DataKey, id: &str, field: &str, text: &str) -> String {
+    seal(key, &place(id, field), text.as_bytes())
 }
 
-fn open_text(vault: &Vault, id: &str, field: &str, sealed: &str) -> Result<String, RequestError> {
-    let bytes = open(vault.requests_key(), &place(id, field), sealed)?;
+fn open_text(key: &DataKey, id: &str, field: &str, sealed: &str) -> Result<String, RequestError> {
+    let bytes = open(key, &place(id, field), sealed)?;
     Ok(String::from_utf8(bytes).map_err(|_| crate::crypto::DecryptError)?)
+}
+
+/// A request's own key, or the deployment's requests key.
+enum IdentityKey<'v> {
+    Own(Box<DataKey>),
+    Shared(&'v DataKey),
+}
+
+impl std::ops::Deref for IdentityKey<'_> {
+    type Target = DataKey;
+
+    fn deref(&self) -> &DataKey {
+        match self {
+            IdentityKey::Own(key) => key,
+            IdentityKey::Shared(key) => key,
+        }
+    }
+}
+
+/// The key that seals what a request says about the person (the identifier, the values to
+/// rectify): the request's own key, or the deployment's requests key for requests filed before
+/// request keys existed. `None` once the identity was cleared at erasure.
+fn identity_key<'v>(
+    vault: &'v Vault,
+    row: &RequestRow,
+) -> Result<Option<IdentityKey<'v>>, RequestError> {
+    match (&row.key_id, &row.key_master_key_id, &row.key_wrapped) {
+        (Some(key_id), Some(master_key_id), Some(wrapped)) => Ok(Some(IdentityKey::Own(Box::new(
+            vault
+                .open_record_key(
+                    REQUEST_KEY_LABEL,
+                    &row.id,
+                    &WrappedKey {
+                        key_id: key_id.clone(),
+                        master_key_id: master_key_id.clone(),
+                        epoch: row.key_epoch,
+                        wrapped: wrapped.clone(),
+                    },
+                )
+                .map_err(SubjectError::from)?,
+        )))),
+        _ if row.identity_ct.is_some() || row.changes_ct.is_some() => {
+            Ok(Some(IdentityKey::Shared(vault.requests_key())))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn parse_status(text: &str) -> Result<Status, RequestError> {
@@ -451,24 +497,27 @@ fn parse_status(text: &str) -> Result<Status, RequestError> {
 /// Decrypts a stored request.
 pub fn view(vault: &Vault, row: &RequestRow) -> Result<Request, RequestError> {
     let corrupt = || RequestError::from(crate::crypto::DecryptError);
-    let identity = match &row.identity_ct {
-        Some(sealed) => {
-            let value = open_text(vault, &row.id, "identity", sealed)?;
+    let key = identity_key(vault, row)?;
+    let identity = match (&row.identity_ct, &key) {
+        (Some(sealed), Some(key)) => {
+            let value = open_text(key, &row.id, "identity", sealed)?;
             Some(Identity::parse(&row.identity_kind, &value).ok_or_else(corrupt)?)
         }
-        None => None,
+        (Some(_), None) => return Err(corrupt()),
+        (None, _) => None,
     };
-    let changes = match &row.changes_ct {
-        Some(sealed) => Some(
-            serde_json::from_str(&open_text(vault, &row.id, "changes", sealed)?)
+    let changes = match (&row.changes_ct, &key) {
+        (Some(sealed), Some(key)) => Some(
+            serde_json::from_str(&open_text(key, &row.id, "changes", sealed)?)
                 .map_err(|_| corrupt())?,
         ),
-        None => None,
+        (Some(_), None) => return Err(corrupt()),
+        (None, _) => None,
     };
     let reason = |sealed: &Option<String>, field: &str| -> Result<String, RequestError> {
-        sealed
-            .as_deref()
-            .map_or(Ok(String::new()), |s| open_text(vault, &row.id, field, s))
+        sealed.as_deref().map_or(Ok(String::new()), |s| {
+            open_text(vault.requests_key(), &row.id, field, s)
+        })
     };
     Ok(Request {
         id: row.id.clone(),
@@ -582,6 +631,9 @@ pub fn create(
     let id = uuid::Uuid::now_v7().to_string();
     let now = Utc::now().naive_utc().trunc_subsecs(6);
     let purposes: Vec<&str> = draft.purposes.iter().map(PurposeId::as_str).collect();
+    let (key, wrapped_key) = vault
+        .new_record_key(REQUEST_KEY_LABEL, &id)
+        .map_err(SubjectError::from)?;
     let row = RequestRow {
         id: id.clone(),
         kind: draft.kind.as_str().to_owned(),
@@ -589,13 +641,13 @@ pub fn create(
         status: Status::Received.as_str().to_owned(),
         identity_kind: draft.identity.kind().to_owned(),
         identity_index: Some(draft.identity.blind_index(vault)),
-        identity_ct: Some(seal_text(vault, &id, "identity", draft.identity.value())),
+        identity_ct: Some(seal_text(&key, &id, "identity", draft.identity.value())),
         pseudonym: None,
         purposes: serde_json::to_string(&purposes).expect("strings encode"),
         changes_ct: draft
             .changes
             .as_ref()
-            .map(|changes| seal_text(vault, &id, "changes", &changes.to_string())),
+            .map(|changes| seal_text(&key, &id, "changes", &changes.to_string())),
         received_at: draft.received_at,
         due_at: deadline::initial(draft.regulation, draft.received_at),
         extended_at: None,
@@ -607,6 +659,10 @@ pub fn create(
         result: None,
         created_by: actor.key_id.clone(),
         updated_at: now,
+        key_id: Some(wrapped_key.key_id),
+        key_master_key_id: Some(wrapped_key.master_key_id),
+        key_epoch: wrapped_key.epoch,
+        key_wrapped: Some(wrapped_key.wrapped),
     };
     write_transaction(conn, |conn| {
         request_store::insert(conn, &row)?;
@@ -761,7 +817,12 @@ pub fn extend(
                 .ok_or_else(|| RequestError::from(crate::crypto::DecryptError))?;
             row.due_at = deadline::extended(regulation, row.received_at);
             row.extended_at = Some(Utc::now().naive_utc().trunc_subsecs(6));
-            row.extension_reason_ct = Some(seal_text(vault, &row.id, "extension_reason", reason));
+            row.extension_reason_ct = Some(seal_text(
+                vault.requests_key(),
+                &row.id,
+                "extension_reason",
+                reason,
+            ));
             Ok(())
         },
     )
@@ -790,7 +851,12 @@ pub fn reject(
             }
             row.status = Status::Rejected.as_str().into();
             row.rejected_at = Some(Utc::now().naive_utc().trunc_subsecs(6));
-            row.rejection_reason_ct = Some(seal_text(vault, &row.id, "rejection_reason", reason));
+            row.rejection_reason_ct = Some(seal_text(
+                vault.requests_key(),
+                &row.id,
+                "rejection_reason",
+                reason,
+            ));
             Ok(())
         },
     )

@@ -55,8 +55,9 @@ impl ErasedCounts {
 pub struct ErasedKey {
     /// The subject's internal id (for caches).
     pub subject_pk: String,
-    /// PostgreSQL: the partition of `data_keys` that held the key (to be rewritten).
-    pub partition: Option<String>,
+    /// PostgreSQL: the tables to rewrite — the partition of `data_keys` that held the key, and
+    /// `subject_requests` when requests naming the person lost their keys.
+    pub rewrite: Vec<String>,
 }
 
 #[derive(QueryableByName)]
@@ -147,11 +148,15 @@ pub fn delete_subject(
         subjects,
         request_identities,
     };
+    let mut rewrite: Vec<String> = partition.into_iter().collect();
+    if matches!(conn, DbConnection::Postgresql(_)) && request_identities > 0 {
+        rewrite.push("subject_requests".to_owned());
+    }
     Ok((
         counts,
         ErasedKey {
             subject_pk: subject_pk.to_owned(),
-            partition,
+            rewrite,
         },
     ))
 }

@@ -9,8 +9,9 @@
 //!   that it held.
 //! - **PostgreSQL**: the deleted row stays in its page, as a dead tuple and, after a plain
 //!   `VACUUM`, as bytes in free space. The partition of `data_keys` that held it is rewritten
-//!   (`VACUUM FULL`: a new file with the live rows only), once no transaction that began before
-//!   the erasure still runs (it could still see the row, so the rewrite would keep it).
+//!   (`VACUUM FULL`: a new file with the live rows only), and `subject_requests` when requests
+//!   naming the person lost their keys, once no transaction that began before the erasure still
+//!   runs (it could still see the row, so the rewrite would keep it).
 //!
 //! Readers that hold an older snapshot are waited for; after [`PATIENCE`] this process's own
 //! long readers (exports) that began before the erasure are ended, and on PostgreSQL after
@@ -188,10 +189,16 @@ pub(super) fn remove(
                 .load(pg)?;
                 if holders.is_empty() {
                     let mut done = true;
-                    for partition in erased.iter().filter_map(|key| key.partition.as_deref()) {
-                        // Partition names come from the database itself (`tableoid::regclass`),
-                        // never from input; quote them anyway.
-                        let name = partition.replace('"', "\"\"");
+                    let mut tables: Vec<&str> = erased
+                        .iter()
+                        .flat_map(|key| key.rewrite.iter().map(String::as_str))
+                        .collect();
+                    tables.sort_unstable();
+                    tables.dedup();
+                    for table in tables {
+                        // Names come from the database itself (`tableoid::regclass`) or from
+                        // this code, never from input; quote them anyway.
+                        let name = table.replace('"', "\"\"");
                         // VACUUM must be a statement of its own (several statements in one call
                         // are one implicit transaction, where VACUUM cannot run).
                         pg.batch_execute("SET lock_timeout = '2s'")?;

@@ -52,6 +52,16 @@ pub struct RequestRow {
     pub created_by: Option<String>,
     /// When it last changed.
     pub updated_at: NaiveDateTime,
+    /// The id of the request's own key (hex), which seals the identity and values to rectify;
+    /// `None` for requests filed before request keys (sealed under the requests key) and once
+    /// the identity is cleared at erasure.
+    pub key_id: Option<String>,
+    /// The master key that wraps the request's key.
+    pub key_master_key_id: Option<String>,
+    /// The key epoch it is wrapped in.
+    pub key_epoch: Option<i64>,
+    /// The wrapped key.
+    pub key_wrapped: Option<Vec<u8>>,
 }
 
 /// Stores a new request.
@@ -168,6 +178,100 @@ pub fn forget_identity(
         subject_requests::identity_ct.eq(None::<String>),
         subject_requests::changes_ct.eq(None::<String>),
         subject_requests::pseudonym.eq(pseudonym),
+        subject_requests::key_id.eq(None::<String>),
+        subject_requests::key_master_key_id.eq(None::<String>),
+        subject_requests::key_epoch.eq(None::<i64>),
+        subject_requests::key_wrapped.eq(None::<Vec<u8>>),
     ))
     .execute(conn)?)
+}
+
+/// A request's wrapped key, as the re-wrap reads it.
+#[derive(Debug, Clone, Queryable)]
+pub struct RequestKeyRow {
+    /// The request.
+    pub id: String,
+    /// The master key that wraps it.
+    pub master_key_id: String,
+    /// The key epoch it is wrapped in.
+    pub epoch: Option<i64>,
+    /// The wrapped key.
+    pub wrapped: Vec<u8>,
+}
+
+/// The requests whose key is not wrapped by `master_key_id` in `epoch` (requests are few:
+/// thousands, read at once).
+pub fn keys_not_under(
+    conn: &mut DbConnection,
+    master_key_id: &str,
+    epoch: i64,
+) -> Result<Vec<RequestKeyRow>, StoreError> {
+    type Stored = (String, Option<String>, Option<i64>, Option<Vec<u8>>);
+    let rows: Vec<Stored> = subject_requests::table
+        .filter(subject_requests::key_wrapped.is_not_null())
+        .filter(
+            subject_requests::key_master_key_id
+                .ne(master_key_id)
+                .or(subject_requests::key_epoch.is_null())
+                .or(subject_requests::key_epoch.ne(epoch)),
+        )
+        .select((
+            subject_requests::id,
+            subject_requests::key_master_key_id,
+            subject_requests::key_epoch,
+            subject_requests::key_wrapped,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, master_key_id, epoch, wrapped)| {
+            Some(RequestKeyRow {
+                id,
+                master_key_id: master_key_id?,
+                epoch,
+                wrapped: wrapped?,
+            })
+        })
+        .collect())
+}
+
+/// Replaces a request key's wrapping if it is still wrapped as `old` says; returns rows changed.
+pub fn rewrap_key(
+    conn: &mut DbConnection,
+    old: &RequestKeyRow,
+    new_master: &str,
+    new_epoch: i64,
+    wrapped: &[u8],
+) -> Result<usize, StoreError> {
+    let still = subject_requests::id
+        .eq(&old.id)
+        .and(subject_requests::key_master_key_id.eq(&old.master_key_id));
+    let set = (
+        subject_requests::key_master_key_id.eq(Some(new_master)),
+        subject_requests::key_epoch.eq(Some(new_epoch)),
+        subject_requests::key_wrapped.eq(Some(wrapped)),
+    );
+    Ok(match old.epoch {
+        Some(epoch) => diesel::update(subject_requests::table)
+            .filter(still.and(subject_requests::key_epoch.eq(epoch)))
+            .set(set)
+            .execute(conn)?,
+        None => diesel::update(subject_requests::table)
+            .filter(still.and(subject_requests::key_epoch.is_null()))
+            .set(set)
+            .execute(conn)?,
+    })
+}
+
+/// How many request keys are wrapped in `epoch` or an earlier one.
+pub fn keys_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
+    Ok(subject_requests::table
+        .filter(subject_requests::key_wrapped.is_not_null())
+        .filter(
+            subject_requests::key_epoch
+                .le(epoch)
+                .or(subject_requests::key_epoch.is_null()),
+        )
+        .count()
+        .get_result(conn)?)
 }

@@ -265,6 +265,10 @@ diesel::table! {
         result -> Nullable<Text>,
         created_by -> Nullable<Text>,
         updated_at -> Timestamp,
+        key_id -> Nullable<Text>,
+        key_master_key_id -> Nullable<Text>,
+        key_epoch -> Nullable<BigInt>,
+        key_wrapped -> Nullable<Binary>,
     }
 }
 

@@ -35,6 +35,21 @@ pub(crate) const RECEIPT_SEED_NAME: &str = "consent-receipt-signing";
 pub(crate) const AUDIT_SEED_NAME: &str = "audit-checkpoint-signing";
 pub(crate) const ROOT_LABEL: &str = "root";
 pub(crate) const DATA_KEY_LABEL: &str = "data-key";
+/// The wrapping label of a data-subject request's own key.
+pub const REQUEST_KEY_LABEL: &str = "request-key";
+
+/// A record's own key as stored (a data-subject request's): wrapped like a data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The key's id (hex), carried by its ciphertexts.
+    pub key_id: String,
+    /// The master key that wraps it.
+    pub master_key_id: String,
+    /// The key epoch it is wrapped in.
+    pub epoch: Option<i64>,
+    /// The wrapped bytes.
+    pub wrapped: Vec<u8>,
+}
 /// The HKDF label of the access token signing key.
 pub const TOKEN_KEY_LABEL: &str = "custodia/jwt/v1";
 /// The label that derives the key sealing data-subject requests' identities and free text.
@@ -436,6 +451,47 @@ impl Vault {
             epoch: Some(epoch),
         };
         Ok((key, row))
+    }
+
+    /// A new key of its own for the record `owner` (labelled `label`), wrapped in the current
+    /// epoch; it is not cached.
+    pub fn new_record_key(
+        &self,
+        label: &str,
+        owner: &str,
+    ) -> Result<(DataKey, WrappedKey), VaultError> {
+        let secret = Secret::generate();
+        let key_id = DataKey::generate_id();
+        let (master_key_id, epoch, wrapped) =
+            self.wrap_current(&WrapContext { label, owner }, &secret)?;
+        Ok((
+            DataKey::new(key_id, &secret),
+            WrappedKey {
+                key_id: hex::encode(key_id),
+                master_key_id,
+                epoch: Some(epoch),
+                wrapped,
+            },
+        ))
+    }
+
+    /// Unwraps a record's own key made by [`Vault::new_record_key`].
+    pub fn open_record_key(
+        &self,
+        label: &str,
+        owner: &str,
+        stored: &WrappedKey,
+    ) -> Result<DataKey, VaultError> {
+        let mut key_id = [0u8; DATA_KEY_ID_LEN];
+        hex::decode_to_slice(&stored.key_id, &mut key_id)
+            .map_err(|_| VaultError::Corrupt("record key id"))?;
+        let secret = self.unwrap_stored(
+            &stored.master_key_id,
+            stored.epoch,
+            &WrapContext { label, owner },
+            &stored.wrapped,
+        )?;
+        Ok(DataKey::new(key_id, &secret))
     }
 
     /// Unwraps a stored data key (or takes it from the cache).

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::{Vault, VaultError, DATA_KEY_LABEL, ROOT_LABEL};
+use super::{Vault, VaultError, DATA_KEY_LABEL, REQUEST_KEY_LABEL, ROOT_LABEL};
 use crate::crypto::{MasterKeyring, WrapContext};
 use crate::store::keys::{self as key_store, RotationRow};
 use crate::store::{write_transaction, DbConnection, StoreError};
@@ -84,7 +84,7 @@ pub fn rotate_master_key(
     })
 }
 
-/// Re-wraps every wrapped key (deployment secrets, then data keys in batches of
+/// Re-wraps every wrapped key (deployment secrets, data-subject requests' keys, then data keys in batches of
 /// [`REWRAP_BATCH`], one pass in key order) that is not wrapped in the vault's current epoch
 /// under the current master key. A key erased or re-wrapped by someone else meanwhile is left
 /// as it is. Returns how many keys it re-wrapped.
@@ -102,6 +102,17 @@ pub(crate) fn rewrap_all(conn: &mut DbConnection, vault: &Vault) -> Result<i64, 
             .map_err(|_| VaultError::Corrupt("root secret"))?;
         let (master, epoch, wrapped) = vault.wrap_current(&context, &secret)?;
         rewrapped += key_store::rewrap_key_material(conn, &row, &master, epoch, &wrapped)? as i64;
+    }
+
+    for row in crate::store::requests::keys_not_under(conn, &target_master, epoch)? {
+        let context = WrapContext {
+            label: REQUEST_KEY_LABEL,
+            owner: &row.id,
+        };
+        let secret = vault.unwrap_stored(&row.master_key_id, row.epoch, &context, &row.wrapped)?;
+        let (master, epoch, wrapped) = vault.wrap_current(&context, &secret)?;
+        rewrapped +=
+            crate::store::requests::rewrap_key(conn, &row, &master, epoch, &wrapped)? as i64;
     }
 
     let mut after = String::new();

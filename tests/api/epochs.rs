@@ -11,7 +11,7 @@ use custodia::crypto::{
     epoch_file_for, unwrap_secret, DataKey, EpochRatchet, FieldContext, MasterKey, MasterKeyring,
     WrapContext, DATA_KEY_ID_LEN,
 };
-use custodia::store::schema::{data_keys, key_epochs, key_material, subjects};
+use custodia::store::schema::{data_keys, key_epochs, key_material, subject_requests, subjects};
 use custodia::vault::{maintain_epochs, Vault};
 use diesel::prelude::*;
 use reqwest::StatusCode;
@@ -32,7 +32,19 @@ pub struct Backup {
     pub key_material: Vec<(String, String, Option<i64>, Vec<u8>)>,
     /// subject_pk → sealed subject id.
     pub sealed_ids: BTreeMap<String, Vec<u8>>,
+    /// Data-subject requests: (id, key id, master key id, epoch, wrapped key, sealed identity).
+    pub requests: Vec<WrappedRequest>,
 }
+
+/// A request's wrapped key and sealed identity, as stored.
+pub type WrappedRequest = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
 
 fn read_backup(conn: &mut custodia::store::DbConnection) -> Backup {
     let data_keys = data_keys::table
@@ -60,10 +72,22 @@ fn read_backup(conn: &mut custodia::store::DbConnection) -> Backup {
         .unwrap()
         .into_iter()
         .collect();
+    let requests = subject_requests::table
+        .select((
+            subject_requests::id,
+            subject_requests::key_id,
+            subject_requests::key_master_key_id,
+            subject_requests::key_epoch,
+            subject_requests::key_wrapped,
+            subject_requests::identity_ct,
+        ))
+        .load(conn)
+        .unwrap();
     Backup {
         data_keys,
         key_material,
         sealed_ids,
+        requests,
     }
 }
 
@@ -94,8 +118,8 @@ pub async fn take_backup(app: &TestApp) -> Backup {
 }
 
 /// The attacker: every master key on disk (current and retired) and the epoch file, against
-/// every wrapped key of `backup`. Returns the subject ids it can decrypt, and whether a
-/// deployment secret unwrapped.
+/// every wrapped key of `backup`. Returns the subject ids it can decrypt (from subjects and from
+/// data-subject requests' identities), and whether a deployment secret unwrapped.
 pub fn read_as_attacker(app: &TestApp, backup: &Backup) -> (Vec<String>, bool) {
     let keyring = MasterKeyring::load(&app.settings.master_key_file).unwrap();
     let ratchet = EpochRatchet::load(&epoch_file_for(&app.settings.master_key_file)).unwrap();
@@ -132,6 +156,34 @@ pub fn read_as_attacker(app: &TestApp, backup: &Backup) -> (Vec<String>, bool) {
                 .expect("an unwrapped key decrypts");
             read.push(String::from_utf8(plain).unwrap());
         }
+    }
+    for (id, key_id, master_id, epoch, wrapped, identity) in &backup.requests {
+        let (Some(key_id), Some(master_id), Some(wrapped), Some(identity)) =
+            (key_id, master_id, wrapped, identity)
+        else {
+            continue;
+        };
+        let Some(key) = wrapping(master_id, *epoch) else {
+            continue;
+        };
+        let context = WrapContext {
+            label: "request-key",
+            owner: id,
+        };
+        let Ok(secret) = unwrap_secret(&key, &context, wrapped) else {
+            continue;
+        };
+        let mut key_bytes = [0u8; DATA_KEY_ID_LEN];
+        hex::decode_to_slice(key_id, &mut key_bytes).unwrap();
+        let request_key = DataKey::new(key_bytes, &secret);
+        let place = FieldContext {
+            subject: "request",
+            record: id,
+            field: "identity",
+        };
+        let plain = custodia::subjects::sealed::open(&request_key, &place, identity)
+            .expect("an unwrapped request key decrypts");
+        read.push(format!("request:{}", String::from_utf8(plain).unwrap()));
     }
     let secret_readable = backup
         .key_material
@@ -203,11 +255,23 @@ async fn a_backup_from_before_an_erasure_is_unreadable_for_everyone_once_its_epo
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
     store_people(&app, &collector, &["erased-person", "kept-person"]).await;
+    let filed = app
+        .post_json(
+            "/v1/requests",
+            Some(&compliance),
+            &json!({"type": "access", "regulation": "gdpr", "subject_id": "erased-person"}),
+        )
+        .await;
+    assert_eq!(filed.status(), StatusCode::CREATED);
     let backup = take_backup(&app).await;
 
     // Before: the backup is readable with the keys on disk (so this test can fail).
     let (read, secrets) = read_as_attacker(&app, &backup);
-    assert_eq!(read, vec!["erased-person", "kept-person"], "{backup:?}");
+    assert_eq!(
+        read,
+        vec!["erased-person", "kept-person", "request:erased-person"],
+        "{backup:?}"
+    );
     assert!(secrets);
 
     let erased = app

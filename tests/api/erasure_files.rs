@@ -38,13 +38,11 @@ fn keys_on_disk(deployment: &Deployment) -> Vec<MasterKey> {
 }
 
 /// Whether any 61-byte window of `bytes` that looks like a wrapped key (version byte 1)
-/// unwraps as `subject_pk`'s data key under any of `keys`.
-fn wrapped_key_found(bytes: &[u8], subject_pk: &str, keys: &[MasterKey]) -> bool {
+/// unwraps as the key `label` of `owner` (a subject's data key, a request's key) under any of
+/// `keys`.
+fn wrapped_key_found(bytes: &[u8], label: &str, owner: &str, keys: &[MasterKey]) -> bool {
     const WRAPPED_LEN: usize = 61;
-    let context = WrapContext {
-        label: "data-key",
-        owner: subject_pk,
-    };
+    let context = WrapContext { label, owner };
     (0..bytes.len().saturating_sub(WRAPPED_LEN - 1))
         .filter(|&at| bytes[at] == 1)
         .any(|at| {
@@ -62,7 +60,8 @@ fn connect(url: &str) -> DbConnection {
 }
 
 /// The raw bytes an attacker with the disk reads: SQLite's database file and WAL; PostgreSQL's
-/// files of every `data_keys` partition, after a checkpoint wrote the buffers out.
+/// files of every `data_keys` partition and of `subject_requests`, after a checkpoint wrote the
+/// buffers out.
 fn raw_files(deployment: &Deployment) -> Vec<u8> {
     let url = &deployment.database.url;
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -94,8 +93,12 @@ fn raw_files(deployment: &Deployment) -> Vec<u8> {
     .load(&mut pg)
     .unwrap();
     assert_eq!(files.len(), 64, "the data key partitions");
+    let requests =
+        diesel::sql_query("SELECT pg_relation_filepath('subject_requests')::text AS text")
+            .get_result::<Text>(&mut pg)
+            .unwrap();
     let mut bytes = Vec::new();
-    for file in files {
+    for file in files.into_iter().chain([requests]) {
         let path = format!("{data_dir}/{}", file.text);
         let content = std::fs::read(&path).unwrap_or_else(|error| {
             panic!("this test reads PostgreSQL's files as an attacker with the disk would, and needs to be able to ({path}: {error})")
@@ -225,14 +228,30 @@ async fn after_an_erasure_nothing_in_the_live_files_decrypts_even_with_readers_h
         assert_eq!(response.status(), StatusCode::CREATED);
     }
     store_a_large_person(&served, &collector).await;
+    let filed: Value = post(
+        &served,
+        &compliance,
+        "/v1/requests",
+        &json!({"type": "access", "regulation": "gdpr", "subject_id": "victim"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let request_id = filed["id"].as_str().expect("a request id").to_owned();
 
     // The attack works before the erasure.
     let (pk, revealed) = victim_pk(&deployment, "victim");
     assert_eq!(revealed, "victim");
     let keys = keys_on_disk(&deployment);
+    let files = raw_files(&deployment);
     assert!(
-        wrapped_key_found(&raw_files(&deployment), &pk, &keys),
+        wrapped_key_found(&files, "data-key", &pk, &keys),
         "the scan finds the victim's wrapped key in the raw files before the erasure"
+    );
+    assert!(
+        wrapped_key_found(&files, "request-key", &request_id, &keys),
+        "and the key of the request naming them"
     );
 
     // A client starts someone else's export and stops reading; another process holds a
@@ -309,9 +328,14 @@ async fn after_an_erasure_nothing_in_the_live_files_decrypts_even_with_readers_h
     );
 
     // The attack fails now: nothing in the live files unwraps as the victim's key.
+    let (files, keys) = (raw_files(&deployment), keys_on_disk(&deployment));
     assert!(
-        !wrapped_key_found(&raw_files(&deployment), &pk, &keys_on_disk(&deployment)),
+        !wrapped_key_found(&files, "data-key", &pk, &keys),
         "the victim's wrapped key must not be in the raw files after the erasure"
+    );
+    assert!(
+        !wrapped_key_found(&files, "request-key", &request_id, &keys),
+        "nor the key of the request naming them"
     );
     if !testing_postgres() {
         let wal = std::fs::metadata(format!(
