@@ -144,6 +144,21 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
         assert!(!text.contains(value.as_str()), "{value} of another person");
     }
     assert_eq!(body["format"], "custodia.export/1");
+    // When an erasure now would reach every backup: the end of the key epoch plus the backup
+    // retention (the defaults: a day, 30 days).
+    let erasure = &body["erasure"];
+    assert_eq!(erasure["key_epoch_seconds"], 86_400, "{erasure}");
+    assert_eq!(erasure["backup_retention_seconds"], 2_592_000, "{erasure}");
+    let bound: chrono::DateTime<chrono::Utc> = erasure["backups_unreadable_by_if_erased_now"]
+        .as_str()
+        .expect("the bound")
+        .parse()
+        .unwrap();
+    let from_now = bound - chrono::Utc::now();
+    assert!(
+        from_now > chrono::Duration::days(30) && from_now <= chrono::Duration::days(31),
+        "{bound}"
+    );
     assert_eq!(body["subject"]["subject_id"], "cust-export");
     assert_eq!(
         body["subject"]["identifiers"],
@@ -285,6 +300,10 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
     ));
     assert!(files["rights.csv"].contains("objection,analytics,"));
     assert!(files["rights.csv"].contains("restriction,,"));
+    assert!(
+        files["README.txt"].contains("Were the person erased now, that would be by 20"),
+        "the CSV export states the erasure bound too"
+    );
 
     let verify: Value = app
         .get("/v1/audit/verify", Some(&compliance))
