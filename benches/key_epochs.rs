@@ -48,10 +48,12 @@ async fn load(
                 let response = client
                     .post(format!("{address}/v1/interactions"))
                     .bearer_auth(&token)
-                    .json(&json!({"id": "e", "subject_id": format!("{prefix}-{worker}-{n}"),
+                    .json(
+                        &json!({"id": "e", "subject_id": format!("{prefix}-{worker}-{n}"),
                                    "type": "page_view", "channel": "web",
                                    "occurred_at": "2026-11-01T10:00:00Z",
-                                   "purposes": ["support"], "data": {"message": "hello"}}))
+                                   "purposes": ["support"], "data": {"message": "hello"}}),
+                    )
                     .send()
                     .await;
                 match response {
