@@ -52,6 +52,8 @@ pub struct EpochRow {
     pub retired_at: Option<NaiveDateTime>,
     /// When the first host destroyed its key.
     pub destroyed_at: Option<NaiveDateTime>,
+    /// Until when a process holds the lease on re-wrapping into this epoch.
+    pub rewrap_until: Option<NaiveDateTime>,
 }
 
 /// A master key rotation, finished or not.
@@ -333,6 +335,46 @@ pub fn finish_rotation(
             master_key_rotations::finished_at.eq(Some(finished_at)),
             master_key_rotations::rewrapped.eq(rewrapped),
         ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Takes (or renews, with `renew`) the lease on re-wrapping into `epoch` until `until`; `false`
+/// when another process holds it and it has not run out at `now`.
+pub fn take_rewrap_lease(
+    conn: &mut DbConnection,
+    epoch: i64,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> Result<bool, StoreError> {
+    let taken = diesel::update(
+        key_epochs::table.find(epoch).filter(
+            key_epochs::rewrap_until
+                .is_null()
+                .or(key_epochs::rewrap_until.lt(now)),
+        ),
+    )
+    .set(key_epochs::rewrap_until.eq(Some(until)))
+    .execute(conn)?;
+    Ok(taken == 1)
+}
+
+/// Renews a lease this process holds.
+pub fn renew_rewrap_lease(
+    conn: &mut DbConnection,
+    epoch: i64,
+    until: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(key_epochs::table.find(epoch))
+        .set(key_epochs::rewrap_until.eq(Some(until)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Gives the lease up.
+pub fn release_rewrap_lease(conn: &mut DbConnection, epoch: i64) -> Result<(), StoreError> {
+    diesel::update(key_epochs::table.find(epoch))
+        .set(key_epochs::rewrap_until.eq(None::<NaiveDateTime>))
         .execute(conn)?;
     Ok(())
 }

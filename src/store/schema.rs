@@ -32,6 +32,7 @@ diesel::table! {
         started_at -> Timestamp,
         retired_at -> Nullable<Timestamp>,
         destroyed_at -> Nullable<Timestamp>,
+        rewrap_until -> Nullable<Timestamp>,
     }
 }
 

@@ -20,6 +20,8 @@ use crate::store::DbConnection;
 
 /// The default length of a key epoch: a day.
 pub const DEFAULT_KEY_EPOCH: Duration = Duration::from_secs(86_400);
+/// How long a re-wrap lease lasts without renewal (a batch renews it).
+const REWRAP_LEASE: Duration = Duration::from_secs(120);
 /// The default backup retention: 30 days.
 pub const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
@@ -88,6 +90,7 @@ pub(super) fn ensure_current(
             started_at: now,
             retired_at: None,
             destroyed_at: None,
+            rewrap_until: None,
         };
         key_store::insert_epoch(conn, &row)?;
     }
@@ -102,6 +105,8 @@ pub struct EpochReport {
     pub started: Option<i64>,
     /// Keys re-wrapped into the current epoch.
     pub rewrapped: i64,
+    /// Whether another process held the re-wrap lease, so this run left re-wrapping to it.
+    pub rewrap_deferred: bool,
     /// Epochs retired by this run (nothing live wrapped in them any more).
     pub retired: Vec<i64>,
     /// Epochs whose keys this host destroyed in this run.
@@ -137,6 +142,7 @@ pub fn maintain_epochs(
                 started_at: now,
                 retired_at: None,
                 destroyed_at: None,
+                rewrap_until: None,
             },
         )?;
         if started {
@@ -153,7 +159,27 @@ pub fn maintain_epochs(
     vault.set_current_epoch(current.epoch);
     report.current = current.epoch;
 
-    report.rewrapped = rotation::rewrap_all(conn, vault)?;
+    // One process at a time re-wraps (a lease in the epoch's row, renewed after every batch);
+    // the others leave it to that one. `rotate-epoch` (start_new) waits for its turn.
+    let started = std::time::Instant::now();
+    let lease_end = |elapsed: std::time::Duration| after(now, elapsed + REWRAP_LEASE);
+    loop {
+        let at = after(now, started.elapsed());
+        if key_store::take_rewrap_lease(conn, current.epoch, at, lease_end(started.elapsed()))? {
+            let epoch = current.epoch;
+            let rewrapped = rotation::rewrap_all(conn, vault, &mut |conn| {
+                key_store::renew_rewrap_lease(conn, epoch, lease_end(started.elapsed()))
+            });
+            key_store::release_rewrap_lease(conn, epoch)?;
+            report.rewrapped = rewrapped?;
+            break;
+        }
+        if !start_new || started.elapsed() > REWRAP_LEASE * 5 {
+            report.rewrap_deferred = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 
     let epochs = key_store::epochs(conn)?;
     for epoch in epochs.iter().filter(|row| row.epoch < current.epoch) {

@@ -68,7 +68,7 @@ pub fn rotate_master_key(
     // The vault loads the keyring as it is now: the new key is current.
     let vault = Vault::open(conn, master_key_file)?;
     let target_id = vault.keyring().current().id().to_string();
-    let rewrapped = rewrap_all(conn, &vault)?;
+    let rewrapped = rewrap_all(conn, &vault, &mut |_| Ok(()))?;
 
     key_store::finish_rotation(
         conn,
@@ -87,8 +87,14 @@ pub fn rotate_master_key(
 /// Re-wraps every wrapped key (deployment secrets, data-subject requests' keys, then data keys in batches of
 /// [`REWRAP_BATCH`], one pass in key order) that is not wrapped in the vault's current epoch
 /// under the current master key. A key erased or re-wrapped by someone else meanwhile is left
-/// as it is. Returns how many keys it re-wrapped.
-pub(crate) fn rewrap_all(conn: &mut DbConnection, vault: &Vault) -> Result<i64, VaultError> {
+/// as it is. `after_batch` runs after each batch (to renew a lease). On SQLite, where a batch
+/// holds the one write lock, each batch is followed by a pause as long as it took, so that
+/// writes get at least half the time meanwhile. Returns how many keys it re-wrapped.
+pub(crate) fn rewrap_all(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    after_batch: &mut dyn FnMut(&mut DbConnection) -> Result<(), StoreError>,
+) -> Result<i64, VaultError> {
     let target_master = vault.keyring().current().id().to_string();
     let epoch = vault.current_epoch();
     let mut rewrapped = 0i64;
@@ -131,6 +137,7 @@ pub(crate) fn rewrap_all(conn: &mut DbConnection, vault: &Vault) -> Result<i64, 
                 vault.unwrap_stored(&row.master_key_id, row.epoch, &context, &row.wrapped)?;
             rewrapped_rows.push((row, vault.wrap_current(&context, &secret)?));
         }
+        let writing = std::time::Instant::now();
         let changed = write_transaction(conn, |conn| {
             let mut changed = 0usize;
             for (row, (master, epoch, wrapped)) in &rewrapped_rows {
@@ -139,6 +146,10 @@ pub(crate) fn rewrap_all(conn: &mut DbConnection, vault: &Vault) -> Result<i64, 
             Ok::<_, StoreError>(changed)
         })?;
         rewrapped += changed as i64;
+        if matches!(conn, DbConnection::Sqlite(_)) {
+            std::thread::sleep(writing.elapsed());
+        }
+        after_batch(conn)?;
     }
     Ok(rewrapped)
 }
