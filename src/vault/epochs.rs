@@ -48,16 +48,25 @@ fn after(at: NaiveDateTime, duration: Duration) -> NaiveDateTime {
     at + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
+/// The time allowed between an epoch's end and its retirement: the maintenance tick, the
+/// re-wrap (about 13 minutes for a million keys under full write load, docs/benchmarks.md) and
+/// the pass that finds nothing left in the old epoch.
+pub const RETIREMENT_ALLOWANCE: Duration = Duration::from_secs(3_600);
+
 /// When everything wrapped in an epoch started at `started` is unreadable in every copy: the
-/// epoch ends a period after it started (or now, if that is past), is retired as soon as its
-/// keys are re-wrapped, and its key is destroyed a backup retention after that.
+/// epoch ends a period after it started (or now, if that is past), is retired once its keys are
+/// re-wrapped (within [`RETIREMENT_ALLOWANCE`]), and its key is destroyed a backup retention
+/// after that.
 pub fn reaches_backups_by(
     schedule: &EpochSchedule,
     started: NaiveDateTime,
     now: NaiveDateTime,
 ) -> NaiveDateTime {
     after(
-        after(started, schedule.period).max(now),
+        after(
+            after(started, schedule.period).max(now),
+            RETIREMENT_ALLOWANCE,
+        ),
         schedule.backup_retention,
     )
 }

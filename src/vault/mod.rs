@@ -17,7 +17,7 @@ use chrono::{NaiveDateTime, Utc};
 pub use cache::DataKeyCache;
 pub use epochs::{
     audit_epoch_report, maintain_epochs, EpochReport, EpochSchedule, DEFAULT_BACKUP_RETENTION,
-    DEFAULT_KEY_EPOCH,
+    DEFAULT_KEY_EPOCH, RETIREMENT_ALLOWANCE,
 };
 pub use rotation::{rotate_master_key, RotationReport};
 
