@@ -8,9 +8,10 @@
 //! the person by pseudonym once the request is matched to a subject; executing also runs the
 //! action itself (export, erasure, restriction, objection, rectification) with its own entry.
 //!
-//! What a request says about the person (the identifier it gave, values to rectify, reasons
-//! written by officers) is sealed under the deployment's requests key, and found through a
-//! blind index; erasing the person clears all of it from every request that names them.
+//! What a request says about the person (the identifier it gave, values to rectify) is sealed
+//! under the request's own key (wrapped in the key epoch) and found through a blind index;
+//! erasing the person clears it, key included, from every request that names them. Reasons
+//! written by officers are sealed under the deployment's requests key.
 
 pub mod deadline;
 
