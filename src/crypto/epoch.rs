@@ -19,7 +19,7 @@
 //! key and the epoch's key are needed to unwrap it.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ring::hmac;
@@ -133,19 +133,7 @@ impl EpochRatchet {
 
     /// Loads an existing epoch file.
     pub fn load(path: &Path) -> Result<EpochRatchet, MasterKeyError> {
-        let io = |source| MasterKeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let metadata = std::fs::metadata(path).map_err(io)?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(MasterKeyError::TooOpen {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        let contents = Zeroizing::new(std::fs::read(path).map_err(io)?);
+        let contents = super::master_key::read_private_file(path, FILE_LEN)?;
         if contents.len() != FILE_LEN || &contents[..4] != MAGIC {
             return Err(MasterKeyError::WrongSize {
                 path: path.to_owned(),
@@ -235,6 +223,7 @@ fn write_new(path: &Path, epoch: i64, seed: &[u8; 32]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn destroyed_epochs_cannot_be_computed_and_later_ones_are_unchanged() {

@@ -102,25 +102,7 @@ impl MasterKey {
 
     /// Loads an existing key file, with the same checks as [`MasterKey::load_or_create`].
     pub fn load(path: &Path) -> Result<MasterKey, MasterKeyError> {
-        let io = |source| MasterKeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let metadata = std::fs::metadata(path).map_err(io)?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(MasterKeyError::TooOpen {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        if metadata.len() != MASTER_KEY_LEN as u64 {
-            return Err(MasterKeyError::WrongSize {
-                path: path.to_owned(),
-                len: metadata.len(),
-            });
-        }
-        let contents = Zeroizing::new(std::fs::read(path).map_err(io)?);
+        let contents = read_private_file(path, MASTER_KEY_LEN)?;
         let mut bytes = Zeroizing::new([0u8; MASTER_KEY_LEN]);
         if contents.len() != MASTER_KEY_LEN {
             return Err(MasterKeyError::WrongSize {
@@ -168,6 +150,32 @@ impl MasterKey {
             bytes,
         }
     }
+}
+
+/// Reads a key file that must be readable by its owner only and exactly `len` bytes long.
+pub(crate) fn read_private_file(
+    path: &Path,
+    len: usize,
+) -> Result<Zeroizing<Vec<u8>>, MasterKeyError> {
+    let io = |source| MasterKeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(MasterKeyError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    if metadata.len() != len as u64 {
+        return Err(MasterKeyError::WrongSize {
+            path: path.to_owned(),
+            len: metadata.len(),
+        });
+    }
+    Ok(Zeroizing::new(std::fs::read(path).map_err(io)?))
 }
 
 /// A master key's public id (16 hex characters).

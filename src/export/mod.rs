@@ -12,6 +12,10 @@ mod csv;
 mod json;
 pub mod zip;
 
+/// An export's claim on its database snapshot: registered before the snapshot is taken, asked
+/// to end when an erasure needs the snapshot gone (`Database::long_reader`).
+pub use crate::store::old_copies::LongReader as SnapshotClaim;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 

@@ -75,7 +75,7 @@ struct ChannelWriter {
     runtime: tokio::runtime::Handle,
     /// Registered before the snapshot is taken: an erasure that needs the snapshot gone ends
     /// the export (the response is broken off, never ended as if whole).
-    reader: crate::store::old_copies::LongReader,
+    reader: export::SnapshotClaim,
 }
 
 impl ChannelWriter {
