@@ -120,9 +120,10 @@ proptest! {
     #[test]
     fn the_filter_parser_never_panics_and_round_trips_what_it_accepts(value in json_value()) {
         let policy = sample_policy();
-        if let Ok(filter) = Filter::parse(&policy, &value) {
+        let purpose = policy.purpose("marketing").expect("a sample purpose");
+        if let Ok(filter) = Filter::parse(&policy, purpose, &value) {
             let canonical: Value = serde_json::from_str(&filter.canonical()).unwrap();
-            let again = Filter::parse(&policy, &canonical).expect("a canonical filter parses");
+            let again = Filter::parse(&policy, purpose, &canonical).expect("a canonical filter parses");
             prop_assert_eq!(again, filter);
         }
     }
@@ -187,5 +188,6 @@ fn a_filter_sample_parses() {
     let policy = sample_policy();
     let filter = json!({"all": [{"trait": "country", "in": ["DE"]},
                                 {"interactions": {"type": "purchase", "within_days": 30}}]});
-    assert!(Filter::parse(&policy, &filter).is_ok());
+    let purpose = policy.purpose("marketing").expect("a sample purpose");
+    assert!(Filter::parse(&policy, purpose, &filter).is_ok());
 }

@@ -20,8 +20,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    if let Ok(filter) = Filter::parse(policy(), &value) {
+    let purpose = policy().purpose("marketing").expect("a sample purpose");
+    if let Ok(filter) = Filter::parse(policy(), purpose, &value) {
         let canonical: serde_json::Value = serde_json::from_str(&filter.canonical()).unwrap();
-        assert_eq!(Filter::parse(policy(), &canonical).ok(), Some(filter));
+        assert_eq!(Filter::parse(policy(), purpose, &canonical).ok(), Some(filter));
     }
 });

@@ -88,11 +88,16 @@ fn retry_after(wait: Duration) -> String {
 
 /// 429 `rate_limited`, with `Retry-After`.
 pub fn too_many_requests(wait: Duration, what: &str) -> HttpResponse {
-    let mut response = problem_response(
-        StatusCode::TOO_MANY_REQUESTS,
+    too_many(
+        wait,
         "rate_limited",
         format!("too many {what}; retry after the time in Retry-After"),
-    );
+    )
+}
+
+/// 429 with this code and detail, and `Retry-After`.
+pub fn too_many(wait: Duration, code: &'static str, detail: String) -> HttpResponse {
+    let mut response = problem_response(StatusCode::TOO_MANY_REQUESTS, code, detail);
     if let Ok(value) = header::HeaderValue::from_str(&retry_after(wait)) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }

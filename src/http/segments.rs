@@ -35,35 +35,42 @@ pub struct PreviewRequest {
 /// A count as a marketer may see it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SizeBody {
-    /// How many people; `null` when suppressed.
+    /// How many people; `null` when withheld.
     pub size: Option<i64>,
-    /// Whether the size is below `min_size` and therefore not given.
+    /// Whether the size is withheld: below `min_size`, or too close to another question this
+    /// key asked in the last 24 hours (the answer does not say which).
     pub suppressed: bool,
     /// The policy's k.
     pub min_size: u32,
 }
 
-fn refused() -> ApiError {
-    ApiError::forbidden(
-        "differencing_refused",
-        "this count is too close to one this key was given in the last 24 hours: comparing the two could reveal fewer than min_size people",
-    )
-}
-
-fn size_body(policy: &Policy, answer: Answer) -> Result<SizeBody, ApiError> {
+/// The answer: `body` with the size (or withheld), or the 429 of a key past its withheld
+/// answers.
+fn respond(
+    policy: &Policy,
+    answer: Answer,
+    body: impl FnOnce(SizeBody) -> HttpResponse,
+) -> HttpResponse {
     let min_size = policy.segment_limits().min_size;
     match answer {
-        Answer::Revealed(size) => Ok(SizeBody {
+        Answer::Revealed(size) => body(SizeBody {
             size: Some(size),
             suppressed: false,
             min_size,
         }),
-        Answer::Suppressed => Ok(SizeBody {
+        Answer::Withheld => body(SizeBody {
             size: None,
             suppressed: true,
             min_size,
         }),
-        Answer::Refused => Err(refused()),
+        Answer::Limited { retry_after } => super::limits::too_many(
+            std::time::Duration::from_secs(retry_after.unsigned_abs()),
+            "segment_probe_limit",
+            format!(
+                "this key was given {} withheld counts in the last 24 hours; no more counts until the time in Retry-After",
+                policy.segment_limits().max_withheld
+            ),
+        ),
     }
 }
 
@@ -114,8 +121,10 @@ async fn count_and_answer(
 #[utoipa::path(post, path = "/v1/segments/preview", tag = "segments", security(("bearer" = [])),
     request_body = PreviewRequest,
     responses(
-        (status = 200, description = "The size, or suppressed", body = SizeBody),
-        (status = 403, description = "Purpose not permitted, or refused by the differencing guard",
+        (status = 200, description = "The size, or withheld (suppressed)", body = SizeBody),
+        (status = 403, description = "Purpose not permitted",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The key was given `max_withheld` withheld counts in 24 hours",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Bad filter (naming where) or unknown purpose",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
@@ -134,9 +143,11 @@ pub async fn preview(
         &body.purpose,
     )?;
     let purpose = declared.id.to_string();
-    let filter = Filter::parse(&state.policy, &body.filter)?;
+    let filter = Filter::parse(&state.policy, declared, &body.filter)?;
     let answer = count_and_answer(&state, actor, purpose, filter, None).await?;
-    Ok(HttpResponse::Ok().json(size_body(&state.policy, answer)?))
+    Ok(respond(&state.policy, answer, |size| {
+        HttpResponse::Ok().json(size)
+    }))
 }
 
 /// A segment to save.
@@ -208,7 +219,7 @@ pub async fn create(
         Action::SegmentsQuery,
         &body.purpose,
     )?;
-    let filter = Filter::parse(&state.policy, &body.filter)?;
+    let filter = Filter::parse(&state.policy, declared, &body.filter)?;
     let row = SegmentRow {
         id: uuid::Uuid::now_v7().to_string(),
         name,
@@ -357,12 +368,13 @@ async fn load(
         .run(move |conn| segment_store::find_segment(conn, &id))
         .await?
         .ok_or_else(segment_not_found)?;
-    segments::authorize(&state.policy, principal.role.as_str(), action, &row.purpose)?;
+    let declared =
+        segments::authorize(&state.policy, principal.role.as_str(), action, &row.purpose)?;
     let stored: Value = serde_json::from_str(&row.filter)
         .map_err(|error| ApiError::Internal(anyhow::anyhow!("stored filter: {error}")))?;
     // A filter saved under an earlier policy may no longer be valid (a trait no longer
     // segmentable): it is refused, never evaluated loosely.
-    let filter = Filter::parse(&state.policy, &stored)?;
+    let filter = Filter::parse(&state.policy, declared, &stored)?;
     Ok((row, filter))
 }
 
@@ -400,9 +412,11 @@ pub async fn show(
         Some(row.id.clone()),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(SegmentWithSize {
-        segment: segment_body(&row),
-        size: size_body(&state.policy, answer)?,
+    Ok(respond(&state.policy, answer, |size| {
+        HttpResponse::Ok().json(SegmentWithSize {
+            segment: segment_body(&row),
+            size,
+        })
     }))
 }
 

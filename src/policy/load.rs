@@ -15,6 +15,10 @@ use super::{
 
 /// The segment size used when no `[segments]` table sets one.
 pub const DEFAULT_MIN_SEGMENT_SIZE: u32 = 10;
+/// Withheld sizes one key may be given per guard window when `[segments]` does not say.
+pub const DEFAULT_MAX_WITHHELD: u32 = 100;
+/// Differencing refusals of one key per window that alert compliance, when not configured.
+pub const DEFAULT_ALERT_REFUSALS: u32 = 10;
 /// The longest retention a purpose may declare (100 years).
 const MAX_RETENTION_DAYS: i64 = 36_500;
 
@@ -111,6 +115,10 @@ struct RawRole {
 #[serde(deny_unknown_fields)]
 struct RawSegments {
     min_size: Spanned<i64>,
+    #[serde(default)]
+    max_withheld: Option<Spanned<i64>>,
+    #[serde(default)]
+    alert_refusals: Option<Spanned<i64>>,
 }
 
 /// Reads every `*.toml` file directly inside `dir` (sorted by name) and validates them together.
@@ -541,6 +549,8 @@ fn check_roles(
 fn check_segments(checker: &mut Checker<'_>, files: &[(usize, RawFile)]) -> SegmentLimits {
     let mut limits = SegmentLimits {
         min_size: DEFAULT_MIN_SEGMENT_SIZE,
+        max_withheld: DEFAULT_MAX_WITHHELD,
+        alert_refusals: DEFAULT_ALERT_REFUSALS,
     };
     let mut first: Option<Location> = None;
     for (file, raw) in files {
@@ -567,6 +577,31 @@ fn check_segments(checker: &mut Checker<'_>, files: &[(usize, RawFile)]) -> Segm
                     min_size.get_ref()
                 ),
             ),
+        }
+        let bounded = |checker: &mut Checker<'_>, name: &str, value: &Spanned<i64>, max: i64| {
+            match u32::try_from(*value.get_ref()) {
+                Ok(n) if n >= 1 && i64::from(n) <= max => Some(n),
+                _ => {
+                    checker.error(
+                        &at(*file, value),
+                        format!(
+                            "segments.{name} must be from 1 to {max}, not {}",
+                            value.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        if let Some(value) = &segments.get_ref().max_withheld {
+            if let Some(n) = bounded(checker, "max_withheld", value, 1_000_000) {
+                limits.max_withheld = n;
+            }
+        }
+        if let Some(value) = &segments.get_ref().alert_refusals {
+            if let Some(n) = bounded(checker, "alert_refusals", value, 1_000_000) {
+                limits.alert_refusals = n;
+            }
         }
     }
     limits

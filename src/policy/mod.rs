@@ -197,6 +197,12 @@ pub struct Role {
 pub struct SegmentLimits {
     /// The smallest segment size (`k`) that may be reported.
     pub min_size: u32,
+    /// How many sizes one API key may be denied (suppressed or refused by the differencing
+    /// guard, alike) within the guard's window before its further counts are refused with 429.
+    pub max_withheld: u32,
+    /// How many differencing refusals of one key within the window raise a
+    /// `segments.probe_alert` audit entry (and every this many more).
+    pub alert_refusals: u32,
 }
 
 /// A validated policy, with the SHA-256 of the files it was loaded from.

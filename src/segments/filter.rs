@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::policy::{FieldName, Policy};
+use crate::policy::{FieldName, Policy, Purpose};
 use crate::rejection::Rejection;
 use crate::subjects::FieldValue;
 
@@ -68,13 +68,20 @@ fn invalid(path: &str, message: impl std::fmt::Display) -> Rejection {
 
 struct Parser<'a> {
     policy: &'a Policy,
+    purpose: &'a Purpose,
     nodes: usize,
 }
 
 impl Filter {
-    /// Parses and validates a filter against the policy.
-    pub fn parse(policy: &Policy, value: &Value) -> Result<Filter, Rejection> {
-        Parser { policy, nodes: 0 }.node(value, "filter", 1)
+    /// Parses and validates a filter against the policy, for `purpose`: a trait leaf may name
+    /// only a segmentable field whose category the purpose may use (rule 4).
+    pub fn parse(policy: &Policy, purpose: &Purpose, value: &Value) -> Result<Filter, Rejection> {
+        Parser {
+            policy,
+            purpose,
+            nodes: 0,
+        }
+        .node(value, "filter", 1)
     }
 
     /// A canonical encoding: equal for filters that are the same tree (used to recognise a
@@ -210,6 +217,15 @@ impl Parser<'_> {
                 ),
             ));
         }
+        if !self.policy.purpose_may_use(self.purpose, &field.category) {
+            return Err(Rejection::invalid(
+                "trait_not_permitted",
+                format!(
+                    "{path}.trait: `{name}` (category `{}`) is not among the categories purpose `{}` may use",
+                    field.category, self.purpose.id
+                ),
+            ));
+        }
         let values = object
             .get("in")
             .and_then(Value::as_array)
@@ -303,15 +319,21 @@ mod tests {
         .unwrap()
     }
 
+    fn parse(purpose: &str, value: &Value) -> Result<Filter, Rejection> {
+        let policy = policy();
+        let purpose = policy.purpose(purpose).unwrap();
+        Filter::parse(&policy, purpose, value)
+    }
+
     fn error(value: Value) -> (String, String) {
-        let rejection = Filter::parse(&policy(), &value).unwrap_err();
+        let rejection = parse("marketing", &value).unwrap_err();
         (rejection.code.to_owned(), rejection.detail)
     }
 
     #[test]
     fn a_tree_parses_into_its_ast() {
-        let filter = Filter::parse(
-            &policy(),
+        let filter = parse(
+            "marketing",
             &json!({"all": [{"trait": "country", "in": ["DE", "AT", "DE"]},
                             {"not": {"interactions": {"type": "purchase", "within_days": 30,
                                                       "at_least": 2}}}]}),
@@ -359,6 +381,35 @@ mod tests {
             "invalid_filter"
         );
         assert_eq!(error(json!([1])).0, "invalid_filter");
+    }
+
+    #[test]
+    fn a_trait_outside_the_purposes_categories_is_refused() {
+        // `marketing.sms` declares contact.phone, location.country, preferences.language.
+        let rejection = parse(
+            "marketing.sms",
+            &json!({"any": [{"trait": "country", "in": ["DE"]},
+                            {"trait": "loyalty_tier", "in": ["gold"]}]}),
+        )
+        .unwrap_err();
+        assert_eq!(rejection.code, "trait_not_permitted");
+        assert_eq!(
+            rejection.detail,
+            "filter.any[1].trait: `loyalty_tier` (category `preferences.loyalty`) is not among the categories purpose `marketing.sms` may use"
+        );
+        // `marketing` declares `preferences`, which covers `preferences.loyalty`; a purpose
+        // without categories of its own uses its parent's.
+        assert!(parse(
+            "marketing",
+            &json!({"trait": "loyalty_tier", "in": ["gold"]})
+        )
+        .is_ok());
+        assert!(parse(
+            "marketing.personalization",
+            &json!({"trait": "loyalty_tier", "in": ["gold"]})
+        )
+        .is_ok());
+        assert!(parse("marketing.sms", &json!({"trait": "language", "in": ["de"]})).is_ok());
     }
 
     #[test]

@@ -6,15 +6,18 @@
 //! ## The differencing guard
 //!
 //! A marketer must not learn about one person by comparing two answers (a filter, then the same
-//! filter minus that person). Every count revealed to an API key is remembered for
-//! [`GUARD_WINDOW`] with a sketch of the people counted: how many fall in each of 64 buckets of
-//! their random internal id. Two sets that differ by `d` people have sketches whose L1 distance
-//! is at most `d`, so a distance of `k` or more proves the sets differ by at least `k` people.
-//! A new count for the same key and purpose is refused (403 `differencing_refused`) when its
-//! sketch is within distance `k` of one revealed in the window — unless it is the same filter
-//! with the same sketch (a repeated question, no new information). So two answers a key
-//! receives within the window never isolate fewer than `k` people. Limits are documented in
-//! `docs/segments.md`.
+//! filter minus that person). Every question an API key asks is remembered for [`GUARD_WINDOW`]
+//! with a sketch of the people counted: how many fall in each of 64 buckets of their random
+//! internal id. Two sets that differ by `d` people have sketches whose L1 distance is at most
+//! `d`, so a distance of `k` or more proves the sets differ by at least `k` people. A new count
+//! for the same key and purpose is withheld when its sketch is within distance `k` of any
+//! question asked in the window — whatever that question was answered — unless it is the same
+//! filter with the same sketch (a repeated question gets the same answer). Withheld answers
+//! look exactly like sizes below `k` (`{"size": null, "suppressed": true}`), so the caller cannot
+//! tell a refusal from a small set; the audit log can (`differencing_refused`). A key that was
+//! given `max_withheld` withheld answers in the window gets 429 until they age out, and
+//! every `alert_refusals` refusals of one key raise a `segments.probe_alert` audit entry. The
+//! guarantee and its limits are in `docs/segments.md`.
 
 pub mod filter;
 
@@ -118,11 +121,26 @@ pub fn count(
 pub enum Answer {
     /// The size.
     Revealed(i64),
-    /// Below `min_size`: only that it is small.
-    Suppressed,
-    /// Too close to a count revealed earlier to this key.
-    Refused,
+    /// Withheld: below `min_size`, or too close to another question this key asked in the
+    /// window. The caller is told the same in both cases.
+    Withheld,
+    /// The key was given [`crate::policy::SegmentLimits::max_withheld`] withheld answers in the window: no more
+    /// counts until the oldest of them leaves it (`retry_after`).
+    Limited {
+        /// Seconds until the oldest withheld answer leaves the window.
+        retry_after: i64,
+    },
 }
+
+/// Why an answer was withheld, as the guard remembers it (the caller is never told which).
+const REVEALED: &str = "revealed";
+const SUPPRESSED: &str = "suppressed";
+const REFUSED: &str = "refused";
+const WITHHELD: [&str; 2] = [SUPPRESSED, REFUSED];
+
+/// The audit action raised when a key's differencing refusals reach the policy's
+/// `alert_refusals` (and every as many more) within the window: compliance filters on it.
+pub const ACTION_PROBE_ALERT: &str = "segments.probe_alert";
 
 fn sha256_hex(text: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
@@ -137,10 +155,23 @@ fn distance(left: &[i64], right: &[i64]) -> i64 {
     left.iter().zip(right).map(|(a, b)| (a - b).abs()).sum()
 }
 
-/// Decides what the caller may be told of `count` (suppression below `min_size`, then the
-/// differencing guard), remembers a revealed count, and appends the audit entry (`action`, the
-/// purpose, the true size as records, the filter's hash — or `target` — as target), in one
-/// transaction.
+/// Decides what the caller may be told of `count`, remembers the question, and appends the
+/// audit entry (`action`, the purpose, the true size as records, the filter's hash — or
+/// `target` — as target), in one transaction.
+///
+/// The order of the decision (see `docs/segments.md`):
+/// 1. A key past its `max_withheld` withheld answers in the window is [`Answer::Limited`] —
+///    decided only from what the key was already told, so the limit reveals nothing new.
+/// 2. The same filter with the same sketch as a question asked in the window gets that
+///    question's answer again (no new information).
+/// 3. The guard, before suppression: a sketch within distance `min_size` of any other
+///    question asked in the window — revealed, suppressed or refused alike — is withheld.
+/// 4. Below `min_size`: withheld.
+/// 5. Otherwise revealed.
+///
+/// Every question that is not a repeat is remembered, whatever its answer, so what the guard
+/// compares against does not depend on the answers. Withheld answers look the same to the
+/// caller whether they were suppressed or refused; only the audit log tells them apart.
 #[allow(clippy::too_many_arguments)]
 pub fn answer(
     conn: &mut DbConnection,
@@ -152,35 +183,57 @@ pub fn answer(
     action: &'static str,
     target: Option<String>,
 ) -> Result<Answer, StoreError> {
-    let min_size = i64::from(policy.segment_limits().min_size);
+    let limits = policy.segment_limits();
+    let min_size = i64::from(limits.min_size);
     let filter_sha256 = sha256_hex(&filter.canonical());
     let key_id = actor.key_id.clone().unwrap_or_default();
     write_transaction(conn, |conn| {
         let now = Utc::now().naive_utc().trunc_subsecs(6);
-        let mut entry = Entry::new(actor, action)
+        let since = now - GUARD_WINDOW;
+        let mut entries = Vec::new();
+        let entry = Entry::new(actor, action)
             .purpose(policy, &purpose.id)
             .target(target.unwrap_or_else(|| format!("filter:{filter_sha256}")))
             .records(count.size.max(0) as usize);
-        let answer = if count.size < min_size {
-            Answer::Suppressed
-        } else {
-            segment_store::lock_key(conn, &key_id)?;
-            let earlier = segment_store::answers_since(
+        segment_store::lock_key(conn, &key_id)?;
+        let withheld = segment_store::outcomes_since(conn, &key_id, &WITHHELD, since)?;
+        if withheld >= i64::from(limits.max_withheld) {
+            let oldest =
+                segment_store::oldest_since(conn, &key_id, &WITHHELD, since)?.unwrap_or(now);
+            let retry_after = (oldest + GUARD_WINDOW - now).num_seconds().max(1);
+            audit::append(
                 conn,
-                &key_id,
-                purpose.id.as_str(),
-                now - GUARD_WINDOW,
+                policy.sha256(),
+                vec![entry.denied("segment_probe_limit")],
             )?;
-            let too_close = earlier.iter().any(|answer| {
-                let sketch: Vec<i64> = serde_json::from_str(&answer.sketch).unwrap_or_default();
-                let d = distance(&count.sketch, &sketch);
-                let repeated = answer.filter_sha256 == filter_sha256 && d == 0;
-                !repeated && d < min_size
-            });
-            if too_close {
-                entry = entry.denied("differencing_refused");
-                Answer::Refused
-            } else {
+            return Ok(Answer::Limited { retry_after });
+        }
+        let earlier = segment_store::answers_since(conn, &key_id, purpose.id.as_str(), since)?;
+        let sketches: Vec<(&AnswerRow, i64)> = earlier
+            .iter()
+            .map(|row| {
+                let sketch: Vec<i64> = serde_json::from_str(&row.sketch).unwrap_or_default();
+                (row, distance(&count.sketch, &sketch))
+            })
+            .collect();
+        let repeated = sketches
+            .iter()
+            .find(|(row, d)| row.filter_sha256 == filter_sha256 && *d == 0)
+            .map(|(row, _)| row.outcome.clone());
+        let outcome = match repeated {
+            Some(outcome) => outcome,
+            None => {
+                let outcome = if sketches.iter().any(|(_, d)| *d < min_size) {
+                    if count.size < min_size {
+                        SUPPRESSED
+                    } else {
+                        REFUSED
+                    }
+                } else if count.size < min_size {
+                    SUPPRESSED
+                } else {
+                    REVEALED
+                };
                 segment_store::insert_answer(
                     conn,
                     &AnswerRow {
@@ -191,12 +244,36 @@ pub fn answer(
                         size: count.size,
                         sketch: serde_json::to_string(&count.sketch).expect("numbers encode"),
                         answered_at: now,
+                        outcome: outcome.to_owned(),
                     },
                 )?;
-                Answer::Revealed(count.size)
+                if outcome == REFUSED {
+                    let refusals = segment_store::outcomes_since(conn, &key_id, &[REFUSED], since)?;
+                    let every = i64::from(limits.alert_refusals);
+                    if refusals % every == 0 {
+                        entries.push(
+                            Entry::new(actor, ACTION_PROBE_ALERT)
+                                .purpose(policy, &purpose.id)
+                                .target(format!("key:{key_id}"))
+                                .records(refusals as usize),
+                        );
+                    }
+                }
+                outcome.to_owned()
             }
         };
-        audit::append(conn, policy.sha256(), vec![entry])?;
+        let entry = if outcome == REFUSED {
+            entry.denied("differencing_refused")
+        } else {
+            entry
+        };
+        entries.insert(0, entry);
+        let answer = if outcome == REVEALED {
+            Answer::Revealed(count.size)
+        } else {
+            Answer::Withheld
+        };
+        audit::append(conn, policy.sha256(), entries)?;
         Ok(answer)
     })
 }

@@ -295,6 +295,7 @@ diesel::table! {
         size -> BigInt,
         sketch -> Text,
         answered_at -> Timestamp,
+        outcome -> Text,
     }
 }
 

@@ -334,7 +334,7 @@ pub fn list_segments(
     Ok(query.load(conn)?)
 }
 
-/// A count that was revealed, as the differencing guard remembers it.
+/// A question a key asked, as the differencing guard remembers it.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = segment_answers)]
 pub struct AnswerRow {
@@ -346,12 +346,14 @@ pub struct AnswerRow {
     pub purpose: String,
     /// SHA-256 of the canonical filter.
     pub filter_sha256: String,
-    /// The size revealed.
+    /// The true size (revealed or not).
     pub size: i64,
     /// JSON array of 64 bucket counts.
     pub sketch: String,
     /// When.
     pub answered_at: NaiveDateTime,
+    /// `revealed`, `suppressed` (below min_size) or `refused` (by the differencing guard).
+    pub outcome: String,
 }
 
 /// Serializes the guard's work for one key: PostgreSQL takes a transaction-level advisory lock
@@ -366,7 +368,7 @@ pub fn lock_key(conn: &mut DbConnection, key_id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-/// The answers revealed to `key_id` for `purpose` since `since`.
+/// The questions `key_id` asked for `purpose` since `since`, whatever they were answered.
 pub fn answers_since(
     conn: &mut DbConnection,
     key_id: &str,
@@ -382,7 +384,39 @@ pub fn answers_since(
         .load(conn)?)
 }
 
-/// Remembers a revealed answer.
+/// How many of the questions `key_id` asked (for any purpose) since `since` were answered with
+/// one of `outcomes`.
+pub fn outcomes_since(
+    conn: &mut DbConnection,
+    key_id: &str,
+    outcomes: &[&str],
+    since: NaiveDateTime,
+) -> Result<i64, StoreError> {
+    Ok(segment_answers::table
+        .filter(segment_answers::key_id.eq(key_id))
+        .filter(segment_answers::answered_at.ge(since))
+        .filter(segment_answers::outcome.eq_any(outcomes.iter().map(|o| o.to_string())))
+        .count()
+        .get_result(conn)?)
+}
+
+/// The oldest answer with one of `outcomes` given to `key_id` since `since` (when the probe
+/// limit lifts).
+pub fn oldest_since(
+    conn: &mut DbConnection,
+    key_id: &str,
+    outcomes: &[&str],
+    since: NaiveDateTime,
+) -> Result<Option<NaiveDateTime>, StoreError> {
+    Ok(segment_answers::table
+        .filter(segment_answers::key_id.eq(key_id))
+        .filter(segment_answers::answered_at.ge(since))
+        .filter(segment_answers::outcome.eq_any(outcomes.iter().map(|o| o.to_string())))
+        .select(diesel::dsl::min(segment_answers::answered_at))
+        .first(conn)?)
+}
+
+/// Remembers an answer.
 pub fn insert_answer(conn: &mut DbConnection, row: &AnswerRow) -> Result<(), StoreError> {
     diesel::insert_into(segment_answers::table)
         .values(row)

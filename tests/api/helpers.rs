@@ -335,6 +335,8 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
             "subject_traits" => subject_traits::table.count().get_result(conn),
             "subject_identifiers" => subject_identifiers::table.count().get_result(conn),
             "subject_requests" => subject_requests::table.count().get_result(conn),
+            "segments" => segments::table.count().get_result(conn),
+            "consent_records" => consent_records::table.count().get_result(conn),
             other => panic!("no count for table {other}"),
         }
         .expect("count rows")

@@ -585,7 +585,7 @@ async fn refusals_are_precise() {
 }
 
 #[tokio::test]
-async fn small_sizes_are_suppressed_and_the_differencing_attack_is_refused() {
+async fn small_sizes_are_suppressed_and_the_differencing_attack_is_withheld() {
     let app = spawn_app().await;
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
@@ -619,20 +619,11 @@ async fn small_sizes_are_suppressed_and_the_differencing_attack_is_refused() {
         preview(&app, &marketer, "marketing", &everyone).await["size"],
         15
     );
-    // The same filter minus one person: refused, whether or not that person is in it.
+    // The same filter minus one person: withheld, whether or not that person is in it, in the
+    // same words as a size below min_size.
     for minus in ["fr", "it"] {
         let attack = json!({"all": [everyone, {"not": {"trait": "language", "in": [minus]}}]});
-        assert_problem(
-            app.post_json(
-                "/v1/segments/preview",
-                Some(&marketer),
-                &json!({"purpose": "marketing", "filter": attack}),
-            )
-            .await,
-            StatusCode::FORBIDDEN,
-            "differencing_refused",
-        )
-        .await;
+        assert_eq!(preview(&app, &marketer, "marketing", &attack).await, small);
     }
     // A question about other people is answered.
     let austria = preview(
@@ -657,4 +648,243 @@ async fn small_sizes_are_suppressed_and_the_differencing_attack_is_refused() {
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["reason"], "differencing_refused");
     assert_eq!(entries[0]["purposes"], json!(["marketing"]));
+}
+
+/// The set `DE` has exactly min_size (10) people; `ora-03` is the one with tier `gold`.
+async fn threshold_set(app: &TestApp) {
+    let collector = app.token_for("collector").await;
+    for i in 0..10 {
+        let id = format!("ora-{i:02}");
+        let tier = if i == 3 { "gold" } else { "silver" };
+        let response = app
+            .request(
+                Method::PUT,
+                &format!("/v1/subjects/{id}"),
+                Some(&collector),
+                Some(&json!({"traits": {"country": "DE", "language": "de", "loyalty_tier": tier}})),
+            )
+            .await;
+        assert!(response.status().is_success());
+        consent(app, &collector, &id, "granted").await;
+    }
+}
+
+async fn preview_raw(app: &TestApp, token: &str, filter: &Value) -> (StatusCode, String) {
+    let response = app
+        .post_json(
+            "/v1/segments/preview",
+            Some(token),
+            &json!({"purpose": "marketing", "filter": filter}),
+        )
+        .await;
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_threshold_oracle_answers_alike_whether_or_not_the_person_has_the_trait() {
+    let app = spawn_app().await;
+    threshold_set(&app).await;
+    let set = json!({"trait": "country", "in": ["DE"]});
+    let minus =
+        |tier: &str| json!({"all": [set, {"not": {"trait": "loyalty_tier", "in": [tier]}}]});
+    // The attack of the review: learn the set's size (exactly k), then "the set and not (the
+    // target has X)": 9 (the target has X) was `suppressed`, 10 (it has not) was a 403. Now
+    // both answers are byte for byte the same.
+    let marketer = app.token_for("marketer").await;
+    assert_eq!(
+        preview(&app, &marketer, "marketing", &set).await["size"],
+        10
+    );
+    let has = preview_raw(&app, &marketer, &minus("gold")).await;
+    let has_not = preview_raw(&app, &marketer, &minus("platinum")).await;
+    assert_eq!(has.0, StatusCode::OK);
+    assert_eq!(has, has_not);
+    assert_eq!(
+        serde_json::from_str::<Value>(&has.1).unwrap(),
+        json!({"size": null, "suppressed": true, "min_size": 10})
+    );
+    // In the other order (the probe first, then the set) the set is withheld either way: a
+    // suppressed answer is remembered too.
+    for tier in ["gold", "platinum"] {
+        let key = app.token_for("marketer").await;
+        let probe = preview(&app, &key, "marketing", &minus(tier)).await;
+        assert_eq!(probe["suppressed"], tier == "gold", "{probe}");
+        let after = preview(&app, &key, "marketing", &set).await;
+        assert_eq!(
+            after,
+            json!({"size": null, "suppressed": true, "min_size": 10}),
+            "{tier}"
+        );
+    }
+    // Asked again, a question gets the same answer.
+    assert_eq!(preview_raw(&app, &marketer, &minus("gold")).await, has_not);
+    assert_eq!(
+        preview(&app, &marketer, "marketing", &set).await["size"],
+        10
+    );
+}
+
+#[tokio::test]
+async fn refused_probes_alert_compliance_and_are_limited_per_key() {
+    let policies = policy_with_extra_roles("max_withheld = 4\nalert_refusals = 2\n");
+    let dir = policies.path().to_path_buf();
+    let app = spawn_app_with(|options| options.policy_dir = Some(dir)).await;
+    let collector = app.token_for("collector").await;
+    for i in 0..15 {
+        put_traits(&app, &collector, &format!("pl-{i:02}"), "DE", "de").await;
+        consent(&app, &collector, &format!("pl-{i:02}"), "granted").await;
+    }
+    for i in 0..12 {
+        put_traits(&app, &collector, &format!("pa-{i:02}"), "AT", "de").await;
+        consent(&app, &collector, &format!("pa-{i:02}"), "granted").await;
+    }
+    let compliance = app.token_for("compliance").await;
+    let marketer_key = app.create_api_key("marketer").await;
+    let marketer = app.token_for_key(&marketer_key).await;
+    let everyone = json!({"trait": "country", "in": ["DE"]});
+    assert_eq!(
+        preview(&app, &marketer, "marketing", &everyone).await["size"],
+        15
+    );
+    let alerts = || async {
+        let page: Value = app
+            .get("/v1/audit?action=segments.probe_alert", Some(&compliance))
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["entries"].as_array().unwrap().clone()
+    };
+    for (n, language) in ["it", "es", "pt", "nl"].iter().enumerate() {
+        let attack = json!({"all": [everyone, {"not": {"trait": "language", "in": [language]}}]});
+        let answer = preview(&app, &marketer, "marketing", &attack).await;
+        assert_eq!(answer["suppressed"], true);
+        // The second refusal raises the alert, the fourth raises it again.
+        let refusals = n + 1;
+        assert_eq!(
+            alerts().await.len(),
+            refusals / 2,
+            "after refusal {refusals}"
+        );
+    }
+    // Newest first: the alert at four refusals, then the one at two.
+    let raised = alerts().await;
+    assert_eq!(raised[0]["records"], 4);
+    assert_eq!(raised[1]["records"], 2);
+    let alert = &raised[0];
+    assert_eq!(alert["action"], "segments.probe_alert");
+    assert_eq!(alert["purposes"], json!(["marketing"]));
+    let key_id = marketer_key.split('_').nth(1).unwrap();
+    assert_eq!(alert["target"], format!("key:{key_id}"));
+    // Four withheld answers: the key gets no more counts, even for a harmless question.
+    let response = app
+        .post_json(
+            "/v1/segments/preview",
+            Some(&marketer),
+            &json!({"purpose": "marketing", "filter": {"trait": "country", "in": ["AT"]}}),
+        )
+        .await;
+    let retry: i64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 23 * 3600 && retry <= 24 * 3600, "{retry}");
+    assert_problem(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "segment_probe_limit",
+    )
+    .await;
+    let limited: Value = app
+        .get(
+            "/v1/audit?action=segments.preview&decision=deny",
+            Some(&compliance),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = limited["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == "differencing_refused")
+            .count(),
+        4
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == "segment_probe_limit")
+            .count(),
+        1
+    );
+    // Another key is not affected.
+    let other = app.token_for("marketer").await;
+    assert_eq!(
+        preview(
+            &app,
+            &other,
+            "marketing",
+            &json!({"trait": "country", "in": ["AT"]})
+        )
+        .await["size"],
+        12
+    );
+}
+
+#[tokio::test]
+async fn a_filter_may_name_only_traits_its_purpose_may_use() {
+    let policies = policy_with_extra_roles(
+        r#"
+[[role]]
+id = "sms_marketer"
+actions = ["segments.query", "segments.export"]
+purposes = ["marketing.sms"]
+"#,
+    );
+    let dir = policies.path().to_path_buf();
+    let app = spawn_app_with(|options| options.policy_dir = Some(dir)).await;
+    let marketer = app.token_for("sms_marketer").await;
+    let tier = json!({"all": [{"trait": "country", "in": ["DE"]},
+                              {"trait": "loyalty_tier", "in": ["gold"]}]});
+    assert_problem(
+        app.post_json(
+            "/v1/segments",
+            Some(&marketer),
+            &json!({"name": "gold", "purpose": "marketing.sms", "filter": tier}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "trait_not_permitted",
+    )
+    .await;
+    let problem = assert_problem(
+        app.post_json(
+            "/v1/segments/preview",
+            Some(&marketer),
+            &json!({"purpose": "marketing.sms", "filter": tier}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "trait_not_permitted",
+    )
+    .await;
+    assert_eq!(
+        problem["detail"],
+        "filter.all[1].trait: `loyalty_tier` (category `preferences.loyalty`) is not among the categories purpose `marketing.sms` may use"
+    );
+    assert_eq!(crate::helpers::count_rows(&app, "segments").await, 0);
+    // What the purpose may use is accepted.
+    let fine = json!({"trait": "language", "in": ["de"]});
+    assert_eq!(
+        preview(&app, &marketer, "marketing.sms", &fine).await["suppressed"],
+        true
+    );
 }
