@@ -420,10 +420,24 @@ pub struct RestrictionResponse {
 
 async fn set_restriction(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     path: web::Path<String>,
     lift: bool,
 ) -> Result<HttpResponse, ApiError> {
+    if state
+        .policy
+        .role(principal.role.as_str())
+        .is_some_and(|role| role.own_requests_only)
+    {
+        return Err(ApiError::forbidden(
+            "own_requests_only",
+            format!(
+                "role `{}` acts only on the requests its keys filed: it may not restrict anyone directly",
+                principal.role
+            ),
+        ));
+    }
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
     let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let changed = state
@@ -450,10 +464,11 @@ async fn set_restriction(
     ))]
 pub async fn restrict(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_restriction(state, actor, path, false).await
+    set_restriction(state, principal, actor, path, false).await
 }
 
 /// Lifts a restriction of processing.
@@ -467,8 +482,9 @@ pub async fn restrict(
     ))]
 pub async fn lift_restriction(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_restriction(state, actor, path, true).await
+    set_restriction(state, principal, actor, path, true).await
 }

@@ -11,7 +11,9 @@ use super::audit_trail;
 use super::export::{export_entry, parse_format, start as start_export, ExportQuery};
 use super::{ApiError, AppState};
 use crate::audit::{Actor, Entry};
+use crate::auth::Principal;
 use crate::export::Format;
+use crate::policy::{Action, Policy};
 use crate::rejection::Rejection;
 use crate::requests::{
     self, Draft, Identity, Kind, Request, RequestError, Status, ACTION_LIST, ACTION_READ,
@@ -108,14 +110,51 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
+/// What a caller's role lets it see of requests.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// Identities and corrected values in full (the role holds `subjects.export`); masked
+    /// otherwise.
+    reveal: bool,
+    /// Only the requests this key filed (a role with `own_requests_only`, such as an OpenDSR
+    /// controller's).
+    only_filed_by: Option<String>,
+}
+
+impl Viewer {
+    /// The view of `principal`'s role.
+    pub fn of(policy: &Policy, principal: &Principal) -> Viewer {
+        let role = policy.role(principal.role.as_str());
+        Viewer {
+            reveal: policy
+                .authorize_action(principal.role.as_str(), Action::SubjectsExport)
+                .is_ok(),
+            only_filed_by: role
+                .filter(|role| role.own_requests_only)
+                .map(|_| principal.key_id.as_str().to_owned()),
+        }
+    }
+
+    /// Whether the caller may see (and act on) `request` at all.
+    fn may_see(&self, request: &Request) -> bool {
+        self.only_filed_by
+            .as_ref()
+            .is_none_or(|key_id| request.created_by.as_ref() == Some(key_id))
+    }
+
+    fn body_of(&self, request: &Request) -> RequestBody {
+        let mut body = body_of(request);
+        if !self.reveal {
+            body.subject = request.identity.as_ref().map(Identity::masked);
+            body.changes = body.changes.as_ref().map(requests::masked_changes);
+        }
+        body
+    }
+}
+
 fn body_of(request: &Request) -> RequestBody {
     let now = Utc::now().naive_utc();
-    let subject = request.identity.as_ref().map(|identity| match identity {
-        Identity::SubjectId(id) => serde_json::json!({"subject_id": id.as_str()}),
-        Identity::Email(email) => serde_json::json!({"email": email.as_str()}),
-        Identity::EmailSha256(hex) => serde_json::json!({"email_sha256": hex}),
-        Identity::SubjectIdSha256(hex) => serde_json::json!({"subject_id_sha256": hex}),
-    });
+    let subject = request.identity.as_ref().map(Identity::revealed);
     let annotated = |(at, reason): &(NaiveDateTime, String)| Annotated {
         at: utc(*at),
         reason: reason.clone(),
@@ -192,9 +231,11 @@ fn parse_id(raw: &str) -> Result<String, ApiError> {
     ))]
 pub async fn create(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::of(&state.policy, &principal);
     let body = body.into_inner();
     let draft = Draft::parse(
         &state.policy,
@@ -211,7 +252,7 @@ pub async fn create(
         .db
         .run_write(move |conn| requests::create(conn, &vault, &policy, &draft, &actor))
         .await?;
-    Ok(HttpResponse::Created().json(body_of(&request)))
+    Ok(HttpResponse::Created().json(viewer.body_of(&request)))
 }
 
 /// Filters of the queue.
@@ -280,10 +321,12 @@ fn encode_cursor(request: &Request) -> String {
     ))]
 pub async fn list(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::of(&state.policy, &principal);
     let query = query.into_inner();
     let status = query
         .status
@@ -312,6 +355,7 @@ pub async fn list(
         status,
         kind,
         overdue: query.overdue,
+        filed_by: viewer.only_filed_by.clone(),
     };
     let vault = state.vault.clone();
     let (found, pseudonyms) = state
@@ -331,7 +375,7 @@ pub async fn list(
     }
     audit_trail::record(&request, entry);
     Ok(HttpResponse::Ok().json(RequestPage {
-        requests: found.iter().map(body_of).collect(),
+        requests: found.iter().map(|found| viewer.body_of(found)).collect(),
         next_cursor,
     }))
 }
@@ -346,16 +390,13 @@ pub async fn list(
     ))]
 pub async fn show(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.into_inner())?;
-    let vault = state.vault.clone();
-    let (found, pseudonym) = state
-        .db
-        .run(move |conn| requests::get(conn, &vault, &id))
-        .await?;
+    let viewer = Viewer::of(&state.policy, &principal);
+    let (found, pseudonym) = visible(&state, &viewer, &path).await?;
     audit_trail::record(
         &request,
         Entry::new(&actor, ACTION_READ)
@@ -363,7 +404,27 @@ pub async fn show(
             .pseudonym(pseudonym)
             .records(1),
     );
-    Ok(HttpResponse::Ok().json(body_of(&found)))
+    Ok(HttpResponse::Ok().json(viewer.body_of(&found)))
+}
+
+/// The request `raw_id` with the pseudonym to audit under, if the caller may see it; 404 alike
+/// for a request that does not exist and one the caller may not see.
+async fn visible(
+    state: &AppState,
+    viewer: &Viewer,
+    raw_id: &str,
+) -> Result<(Request, Option<String>), ApiError> {
+    let id = parse_id(raw_id)?;
+    let vault = state.vault.clone();
+    let (found, pseudonym) = state
+        .db
+        .run(move |conn| requests::get(conn, &vault, &id))
+        .await?;
+    if viewer.may_see(&found) {
+        Ok((found, pseudonym))
+    } else {
+        Err(request_not_found())
+    }
 }
 
 /// Records that the requester's identity was verified (`received` → `verified`).
@@ -376,10 +437,11 @@ pub async fn show(
     ))]
 pub async fn verify(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    step(&state, &path, move |conn, vault, policy, id| {
+    step(&state, &principal, &path, move |conn, vault, policy, id| {
         requests::verify(conn, vault, policy, id, &actor)
     })
     .await
@@ -388,6 +450,7 @@ pub async fn verify(
 /// Runs one lifecycle step on the writer and answers with the request.
 async fn step(
     state: &AppState,
+    principal: &Principal,
     raw_id: &str,
     work: impl FnOnce(
             &mut crate::store::DbConnection,
@@ -398,13 +461,14 @@ async fn step(
         + Send
         + 'static,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(raw_id)?;
+    let viewer = Viewer::of(&state.policy, principal);
+    let (found, _) = visible(state, &viewer, raw_id).await?;
     let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let request = state
         .db
-        .run_write(move |conn| work(conn, &vault, &policy, &id))
+        .run_write(move |conn| work(conn, &vault, &policy, &found.id))
         .await?;
-    Ok(HttpResponse::Ok().json(body_of(&request)))
+    Ok(HttpResponse::Ok().json(viewer.body_of(&request)))
 }
 
 /// Extends the deadline once, with a reason (GDPR: three months from receipt; CCPA: 90 days).
@@ -420,12 +484,13 @@ async fn step(
     ))]
 pub async fn extend(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     path: web::Path<String>,
     body: web::Json<ReasonRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reason = body.into_inner().reason;
-    step(&state, &path, move |conn, vault, policy, id| {
+    step(&state, &principal, &path, move |conn, vault, policy, id| {
         requests::extend(conn, vault, policy, id, &reason, &actor)
     })
     .await
@@ -442,12 +507,13 @@ pub async fn extend(
     ))]
 pub async fn reject(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     path: web::Path<String>,
     body: web::Json<ReasonRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reason = body.into_inner().reason;
-    step(&state, &path, move |conn, vault, policy, id| {
+    step(&state, &principal, &path, move |conn, vault, policy, id| {
         requests::reject(conn, vault, policy, id, &reason, &actor)
     })
     .await
@@ -475,10 +541,35 @@ pub struct ExecutedBody {
     ))]
 pub async fn execute(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.into_inner())?;
+    let viewer = Viewer::of(&state.policy, &principal);
+    let (found, pseudonym) = visible(&state, &viewer, &path).await?;
+    let needed = found.kind.execution_action();
+    if let Err(denial) = state
+        .policy
+        .authorize_action(principal.role.as_str(), needed)
+    {
+        audit_trail::record(
+            &request,
+            Entry::new(&actor, requests::ACTION_EXECUTE)
+                .target(found.id.clone())
+                .pseudonym(pseudonym)
+                .denied(denial.code()),
+        );
+        return Err(ApiError::forbidden(
+            denial.code(),
+            format!(
+                "executing a {} request needs `{needed}`, as doing it directly does; role `{}` does not hold it",
+                found.kind.as_str(),
+                principal.role
+            ),
+        ));
+    }
+    let id = found.id.clone();
     // Two transactions, so that `in_progress` stays visible if the action fails.
     let (vault, policy, started_id, started_actor) = (
         state.vault.clone(),
@@ -510,7 +601,7 @@ pub async fn execute(
         super::subjects::after_erasure(&state, erased).await;
     }
     Ok(HttpResponse::Ok().json(ExecutedBody {
-        request: body_of(&executed.request),
+        request: viewer.body_of(&executed.request),
         erasure_receipt: executed.erasure_receipt,
     }))
 }
@@ -528,12 +619,14 @@ pub async fn execute(
     ))]
 pub async fn export(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path.into_inner())?;
+    let viewer = Viewer::of(&state.policy, &principal);
+    let id = visible(&state, &viewer, &path).await?.0.id;
     let explicit = query.format.as_deref().map(Some).map(parse_format);
     let vault = state.vault.clone();
     let (found, subject) = state

@@ -109,6 +109,8 @@ struct RawRole {
     actions: Vec<Spanned<String>>,
     #[serde(default)]
     purposes: Vec<Spanned<String>>,
+    #[serde(default)]
+    own_requests_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -539,6 +541,7 @@ fn check_roles(
                     id,
                     actions,
                     purposes: role_purposes,
+                    own_requests_only: role.own_requests_only,
                 },
             );
         }

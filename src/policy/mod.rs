@@ -73,6 +73,10 @@ pub enum Action {
     /// Erase a person (Art. 17).
     #[serde(rename = "subjects.erase")]
     SubjectsErase,
+    /// Correct a person's identifiers and traits (Art. 16), by executing a rectification
+    /// request.
+    #[serde(rename = "subjects.rectify")]
+    SubjectsRectify,
     /// Track data-subject requests.
     #[serde(rename = "requests.manage")]
     RequestsManage,
@@ -89,7 +93,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::InteractionsWrite,
         Action::ConsentsWrite,
         Action::InteractionsRead,
@@ -97,6 +101,7 @@ impl Action {
         Action::SegmentsExport,
         Action::SubjectsExport,
         Action::SubjectsErase,
+        Action::SubjectsRectify,
         Action::RequestsManage,
         Action::AuditRead,
         Action::KeysManage,
@@ -113,6 +118,7 @@ impl Action {
             Action::SegmentsExport => "segments.export",
             Action::SubjectsExport => "subjects.export",
             Action::SubjectsErase => "subjects.erase",
+            Action::SubjectsRectify => "subjects.rectify",
             Action::RequestsManage => "requests.manage",
             Action::AuditRead => "audit.read",
             Action::KeysManage => "keys.manage",
@@ -190,6 +196,9 @@ pub struct Role {
     /// The purposes this role may act for (each covers its descendants).
     #[schema(value_type = Vec<String>)]
     pub purposes: Vec<PurposeId>,
+    /// Keys of this role see and act on only the data-subject requests they filed themselves
+    /// (an OpenDSR controller's role), and may not restrict anyone directly.
+    pub own_requests_only: bool,
 }
 
 /// Limits on segment queries.

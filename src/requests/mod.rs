@@ -22,7 +22,7 @@ use crate::audit::{self, Actor, Entry};
 use crate::consent;
 use crate::crypto::{DataKey, FieldContext, IdentifierKind, JwsSigner};
 use crate::interactions::parse_purpose;
-use crate::policy::{Policy, PurposeId};
+use crate::policy::{Action, Policy, PurposeId};
 use crate::rejection::Rejection;
 use crate::store::requests::{self as request_store, RequestFilter, RequestRow};
 use crate::store::{write_transaction, DbConnection};
@@ -101,6 +101,21 @@ string_enum!(
     }
 );
 
+impl Kind {
+    /// The action a role must hold, besides `requests.manage`, to execute a request of this
+    /// kind: the action of the route that does the same directly (erasure: `subjects.erase`,
+    /// access and portability: `subjects.export`, rectification: `subjects.rectify`).
+    /// Restriction and objection only limit processing: `requests.manage` is enough.
+    pub fn execution_action(self) -> Action {
+        match self {
+            Kind::Access | Kind::Portability => Action::SubjectsExport,
+            Kind::Erasure => Action::SubjectsErase,
+            Kind::Rectification => Action::SubjectsRectify,
+            Kind::Restriction | Kind::Objection => Action::RequestsManage,
+        }
+    }
+}
+
 impl Status {
     /// Whether the request still needs an answer.
     pub fn is_open(self) -> bool {
@@ -162,6 +177,36 @@ impl Identity {
         }
     }
 
+    /// The identity as a caller without `subjects.export` sees it: enough to tell requests
+    /// apart, not enough to name the person (`c…2`, `j…@e….com`, `5e88…`).
+    pub fn masked(&self) -> Value {
+        match self {
+            Identity::SubjectId(id) => json!({"subject_id": mask(id.as_str())}),
+            Identity::Email(email) => {
+                let (local, domain) = email.as_str().rsplit_once('@').unwrap_or(("", ""));
+                let domain = match domain.rsplit_once('.') {
+                    Some((name, tld)) => format!("{}.{tld}", mask(name)),
+                    None => mask(domain),
+                };
+                json!({"email": format!("{}@{domain}", mask(local))})
+            }
+            Identity::EmailSha256(hex) => json!({"email_sha256": format!("{}…", &hex[..4])}),
+            Identity::SubjectIdSha256(hex) => {
+                json!({"subject_id_sha256": format!("{}…", &hex[..4])})
+            }
+        }
+    }
+
+    /// The identity in full.
+    pub fn revealed(&self) -> Value {
+        match self {
+            Identity::SubjectId(id) => json!({"subject_id": id.as_str()}),
+            Identity::Email(email) => json!({"email": email.as_str()}),
+            Identity::EmailSha256(hex) => json!({"email_sha256": hex}),
+            Identity::SubjectIdSha256(hex) => json!({"subject_id_sha256": hex}),
+        }
+    }
+
     fn parse(kind: &str, value: &str) -> Option<Identity> {
         match kind {
             "subject_id" => SubjectId::parse(value).ok().map(Identity::SubjectId),
@@ -170,6 +215,29 @@ impl Identity {
             "subject_id_sha256" => parse_sha256_hex(value).map(Identity::SubjectIdSha256),
             _ => None,
         }
+    }
+}
+
+/// The first and last character of `text`, `…` between (just `…` when it has three
+/// characters or fewer).
+fn mask(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    match chars.as_slice() {
+        [first, .., last] if chars.len() > 3 => format!("{first}…{last}"),
+        _ => "…".to_owned(),
+    }
+}
+
+/// Rectification values as a caller without `subjects.export` sees them: the names of the
+/// fields to correct, each value replaced by `…`.
+pub fn masked_changes(changes: &Value) -> Value {
+    match changes {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(name, value)| (name.clone(), masked_changes(value)))
+                .collect(),
+        ),
+        _ => Value::String("…".to_owned()),
     }
 }
 
@@ -414,6 +482,8 @@ pub struct Request {
     pub result: Option<Value>,
     /// The person's audit pseudonym, once matched.
     pub pseudonym: Option<String>,
+    /// The id of the API key that filed it.
+    pub created_by: Option<String>,
 }
 
 impl Request {
@@ -547,6 +617,7 @@ pub fn view(vault: &Vault, row: &RequestRow) -> Result<Request, RequestError> {
             .transpose()
             .map_err(|_| corrupt())?,
         pseudonym: row.pseudonym.clone(),
+        created_by: row.created_by.clone(),
     })
 }
 

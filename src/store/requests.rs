@@ -111,6 +111,8 @@ pub struct RequestFilter {
     /// `Some(true)`: only open requests past their deadline at `now`; `Some(false)`: only those
     /// that are not.
     pub overdue: Option<bool>,
+    /// Only those filed by this API key.
+    pub filed_by: Option<String>,
 }
 
 /// A page of requests, by deadline then id, after `(due_at, id)`.
@@ -132,6 +134,9 @@ pub fn page(
     }
     if let Some(kind) = &filter.kind {
         query = query.filter(subject_requests::kind.eq(kind.clone()));
+    }
+    if let Some(key_id) = &filter.filed_by {
+        query = query.filter(subject_requests::created_by.eq(key_id.clone()));
     }
     match filter.overdue {
         Some(true) => {

@@ -694,3 +694,297 @@ async fn bad_requests_are_refused_precisely_and_store_nothing() {
         .await;
     }
 }
+
+/// A request desk: may handle requests, nothing else.
+const DESK: &str = r#"
+[[role]]
+id = "desk"
+actions = ["requests.manage"]
+"#;
+
+async fn pseudonym_of(app: &TestApp, compliance: &str, subject: &str) -> Value {
+    let entries = audit(app, compliance, &format!("subject_id={subject}")).await;
+    entries.last().unwrap()["subjects"][0].clone()
+}
+
+#[tokio::test]
+async fn executing_a_request_needs_the_action_of_the_direct_route() {
+    let policies = crate::helpers::policy_with_extra_roles(DESK);
+    let dir = policies.path().to_path_buf();
+    let app = crate::helpers::spawn_app_with(|options| options.policy_dir = Some(dir)).await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let desk = app.token_for("desk").await;
+    person(&app, &collector, "victim-1", "victim@example.org").await;
+    let victim = pseudonym_of(&app, &compliance, "victim-1").await;
+    // DELETE /v1/subjects is 403 for the desk; erasing through a request is too.
+    assert_problem(
+        app.delete("/v1/subjects/victim-1", Some(&desk)).await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    let cases = [
+        (
+            json!({"type": "erasure", "regulation": "gdpr", "subject_id": "victim-1"}),
+            "subjects.erase",
+        ),
+        (
+            json!({"type": "rectification", "regulation": "gdpr", "subject_id": "victim-1",
+                   "changes": {"identifiers": {"email": "attacker@evil.example"}}}),
+            "subjects.rectify",
+        ),
+        (
+            json!({"type": "access", "regulation": "gdpr", "email": "victim@example.org"}),
+            "subjects.export",
+        ),
+    ];
+    let mut filed = Vec::new();
+    for (body, needed) in cases {
+        let created = file(&app, &desk, body).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        step(&app, &desk, &id, "verify", None).await;
+        let problem = assert_problem(
+            app.post_json(
+                &format!("/v1/requests/{id}/execute"),
+                Some(&desk),
+                &json!({}),
+            )
+            .await,
+            StatusCode::FORBIDDEN,
+            "action_not_permitted",
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(needed),
+            "{problem}"
+        );
+        // Still verified: nothing was started.
+        let shown: Value = app
+            .get(&format!("/v1/requests/{id}"), Some(&desk))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(shown["status"], "verified");
+        filed.push(id);
+    }
+    // The person is untouched, e-mail included.
+    let export: Value = app
+        .get("/v1/subjects/victim-1/export", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        export["subject"]["identifiers"]["email"],
+        "victim@example.org"
+    );
+    // Each refusal is audited as a denial naming the person.
+    let denied = audit(&app, &compliance, "action=requests.execute&decision=deny").await;
+    assert_eq!(denied.len(), 3);
+    for entry in &denied {
+        assert_eq!(entry["reason"], "action_not_permitted");
+        assert_eq!(entry["subjects"], json!([victim.clone()]));
+        assert_eq!(entry["role"], "desk");
+    }
+    // Restriction and objection only limit processing: the desk may carry them out.
+    let restriction = file(
+        &app,
+        &desk,
+        json!({"type": "restriction", "regulation": "gdpr", "subject_id": "victim-1"}),
+    )
+    .await;
+    let id = restriction["id"].as_str().unwrap();
+    step(&app, &desk, id, "verify", None).await;
+    assert_eq!(
+        step(&app, &desk, id, "execute", None).await["status"],
+        "completed"
+    );
+    // Compliance holds subjects.rectify and may execute the rectification.
+    let done = step(&app, &compliance, &filed[1], "execute", None).await;
+    assert_eq!(done["status"], "completed");
+}
+
+#[tokio::test]
+async fn identities_are_masked_without_subjects_export() {
+    let policies = crate::helpers::policy_with_extra_roles(DESK);
+    let dir = policies.path().to_path_buf();
+    let app = crate::helpers::spawn_app_with(|options| options.policy_dir = Some(dir)).await;
+    let compliance = app.token_for("compliance").await;
+    let desk = app.token_for("desk").await;
+    file(
+        &app,
+        &compliance,
+        json!({"type": "rectification", "regulation": "gdpr", "subject_id": "someone-7",
+               "changes": {"identifiers": {"email": "new.address@example.org"}}}),
+    )
+    .await;
+    file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "ccpa", "email": "jane.doe@example.org"}),
+    )
+    .await;
+    let page = |token: String| {
+        let app = &app;
+        async move {
+            let response = app.get("/v1/requests", Some(&token)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.text().await.unwrap()
+        }
+    };
+    let masked = page(desk.clone()).await;
+    for secret in ["someone-7", "new.address", "jane.doe", "example.org"] {
+        assert!(!masked.contains(secret), "{secret} in {masked}");
+    }
+    let masked: Value = serde_json::from_str(&masked).unwrap();
+    let subjects: Vec<&Value> = masked["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|request| &request["subject"])
+        .collect();
+    assert!(
+        subjects.contains(&&json!({"subject_id": "s…7"})),
+        "{masked}"
+    );
+    assert!(
+        subjects.contains(&&json!({"email": "j…e@e…e.org"})),
+        "{masked}"
+    );
+    let rectification = masked["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|request| request["type"] == "rectification")
+        .unwrap();
+    assert_eq!(
+        rectification["changes"],
+        json!({"identifiers": {"email": "…"}})
+    );
+    let id = rectification["id"].as_str().unwrap();
+    let shown = app
+        .get(&format!("/v1/requests/{id}"), Some(&desk))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !shown.contains("someone-7") && !shown.contains("new.address"),
+        "{shown}"
+    );
+    // A role holding subjects.export sees them in full.
+    let full = page(compliance).await;
+    for secret in [
+        "someone-7",
+        "new.address@example.org",
+        "jane.doe@example.org",
+    ] {
+        assert!(full.contains(secret), "{secret}");
+    }
+}
+
+#[tokio::test]
+async fn a_controllers_key_sees_and_acts_on_only_its_own_requests() {
+    let app = spawn_app().await;
+    let compliance = app.token_for("compliance").await;
+    let first = app.token_for("opendsr_controller").await;
+    let second = app.token_for("opendsr_controller").await;
+    let mine = file(
+        &app,
+        &first,
+        json!({"type": "access", "regulation": "gdpr", "subject_id": "braze-user-1"}),
+    )
+    .await;
+    let theirs = file(
+        &app,
+        &compliance,
+        json!({"type": "erasure", "regulation": "gdpr", "subject_id": "someone-else"}),
+    )
+    .await;
+    let listed = |token: String| {
+        let app = &app;
+        async move {
+            let page: Value = app
+                .get("/v1/requests", Some(&token))
+                .await
+                .json()
+                .await
+                .unwrap();
+            page["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|request| request["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(first.clone()).await, [mine["id"].as_str().unwrap()]);
+    assert!(listed(second.clone()).await.is_empty());
+    assert_eq!(listed(compliance.clone()).await.len(), 2);
+    // Another's request is not found, to look at or to act on.
+    let other = theirs["id"].as_str().unwrap();
+    for token in [&first, &second] {
+        assert_problem(
+            app.get(&format!("/v1/requests/{other}"), Some(token)).await,
+            StatusCode::NOT_FOUND,
+            "request_not_found",
+        )
+        .await;
+        for action in ["verify", "execute"] {
+            assert_problem(
+                app.post_json(
+                    &format!("/v1/requests/{other}/{action}"),
+                    Some(token),
+                    &json!({}),
+                )
+                .await,
+                StatusCode::NOT_FOUND,
+                "request_not_found",
+            )
+            .await;
+        }
+        assert_problem(
+            app.post_json(
+                &format!("/v1/requests/{other}/reject"),
+                Some(token),
+                &json!({"reason": "no"}),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "request_not_found",
+        )
+        .await;
+    }
+    let untouched: Value = app
+        .get(&format!("/v1/requests/{other}"), Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(untouched["status"], "received");
+    // Its own request, with the identity masked (the role does not hold subjects.export).
+    let own: Value = app
+        .get(
+            &format!("/v1/requests/{}", mine["id"].as_str().unwrap()),
+            Some(&first),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own["subject"], json!({"subject_id": "b…1"}));
+    // And it may not restrict anyone directly.
+    assert_problem(
+        app.post_json(
+            "/v1/subjects/someone-else/restriction",
+            Some(&first),
+            &json!({}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "own_requests_only",
+    )
+    .await;
+}
