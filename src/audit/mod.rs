@@ -140,6 +140,11 @@ impl Entry {
         }
     }
 
+    /// Whether the entry names anyone.
+    pub fn names_someone(&self) -> bool {
+        !self.subjects.is_empty()
+    }
+
     /// A person by an already computed pseudonym.
     pub fn pseudonym(mut self, pseudonym: Option<String>) -> Entry {
         self.subjects.extend(pseudonym);

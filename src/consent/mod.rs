@@ -67,6 +67,11 @@ fn bounded(what: &str, value: &str, max: usize) -> Result<String, Rejection> {
 }
 
 impl ConsentDraft {
+    /// The purpose the statement is about.
+    pub fn purpose(&self) -> &PurposeId {
+        &self.purpose
+    }
+
     /// Validates a statement: a declared, consent-based purpose; `granted` or `withdrawn`;
     /// bounded texts.
     pub fn parse(policy: &Policy, raw: RawConsent) -> Result<ConsentDraft, Rejection> {
@@ -565,21 +570,45 @@ pub struct ConsentState {
     pub pseudonym: String,
 }
 
-/// Reads a subject's consent state; `None` for an unknown subject.
+/// Whether `purpose` bears on one of `purposes`: it is one of them, a descendant, or an
+/// ancestor (a statement on `marketing` decides `marketing.email`).
+fn bears_on(purpose: &str, purposes: &[PurposeId]) -> bool {
+    PurposeId::parse(purpose).is_ok_and(|purpose| {
+        purposes
+            .iter()
+            .any(|own| purpose.is_within(own) || own.is_within(&purpose))
+    })
+}
+
+/// Reads a subject's consent state; `None` for an unknown subject. With `only`, the view of a
+/// caller limited to those purposes: the current statements and objections that bear on them
+/// (each purpose, its descendants and ancestors), and no history — nothing else is decrypted.
 pub fn read_state(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_id: &SubjectId,
+    only: Option<&[PurposeId]>,
 ) -> Result<Option<ConsentState>, SubjectError> {
     let Some(subject) = subjects::find(conn, vault, subject_id)? else {
         return Ok(None);
     };
+    let relevant = |purpose: &str| only.is_none_or(|purposes| bears_on(purpose, purposes));
+    let current_rows: Vec<_> = consent_store::current_for(conn, &[subject.pk.as_str()])?
+        .into_iter()
+        .filter(|row| relevant(&row.purpose))
+        .collect();
     let mut history = Vec::new();
     for row in consent_store::history(conn, &subject.pk)? {
-        history.push(open_statement(&subject, row)?);
+        let needed = only.is_none()
+            || current_rows
+                .iter()
+                .any(|current| current.sequence == row.sequence);
+        if needed {
+            history.push(open_statement(&subject, row)?);
+        }
     }
-    let current = consent_store::current_for(conn, &[subject.pk.as_str()])?
-        .into_iter()
+    let current = current_rows
+        .iter()
         .filter_map(|row| {
             history
                 .iter()
@@ -587,8 +616,12 @@ pub fn read_state(
                 .map(|(recorded, _)| recorded.clone())
         })
         .collect();
+    if only.is_some() {
+        history.clear();
+    }
     let objections = consent_store::objections_for(conn, &[subject.pk.as_str()])?
         .into_iter()
+        .filter(|(_, purpose, _)| relevant(purpose))
         .map(|(_, purpose, since)| (purpose, since))
         .collect();
     let restricted = !consent_store::restricted_among(conn, &[subject.pk.as_str()])?.is_empty();

@@ -236,6 +236,8 @@ pub(super) fn write<W: Write>(
             "purposes",
             "categories",
             "records",
+            "decision",
+            "reason",
         ],
     )?;
     for_each_access(conn, &head.handle, |row| {
@@ -249,6 +251,8 @@ pub(super) fn write<W: Write>(
                 &json_list(&row.purposes).join(";"),
                 &json_list(&row.categories).join(";"),
                 &row.records.to_string(),
+                &row.decision,
+                row.reason.as_deref().unwrap_or(""),
             ],
         )
     })?;

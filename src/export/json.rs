@@ -198,6 +198,8 @@ pub(super) fn write<W: Write>(
                 "purposes": json_list(&row.purposes),
                 "categories": json_list(&row.categories),
                 "records": row.records,
+                "decision": row.decision,
+                "reason": row.reason,
             }))
         })
     })?;

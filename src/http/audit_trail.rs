@@ -18,23 +18,35 @@ use crate::auth::Principal;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Entries waiting for the response.
+/// Entries waiting for the response, each with the subject id it is about when the handler
+/// knows one but not the person's pseudonym (a denial decided before the person was looked
+/// at).
 #[derive(Debug, Default)]
-pub(super) struct Pending(pub Vec<Entry>);
+pub(super) struct Pending(pub Vec<(Entry, Option<String>)>);
 
-/// Adds an entry to be committed before this request's response is sent.
-pub fn record(request: &HttpRequest, entry: Entry) {
+fn push(request: &HttpRequest, entry: Entry, about: Option<String>) {
     let mut extensions = request.extensions_mut();
     match extensions.get_mut::<Pending>() {
-        Some(pending) => pending.0.push(entry),
+        Some(pending) => pending.0.push((entry, about)),
         None => {
-            extensions.insert(Pending(vec![entry]));
+            extensions.insert(Pending(vec![(entry, about)]));
         }
     }
 }
 
+/// Adds an entry to be committed before this request's response is sent.
+pub fn record(request: &HttpRequest, entry: Entry) {
+    push(request, entry, None);
+}
+
+/// Adds a denial about the person with this subject id (named in the body): the middleware
+/// adds their pseudonym when they exist, before committing it.
+pub fn record_about(request: &HttpRequest, entry: Entry, subject_id: &str) {
+    push(request, entry, Some(subject_id.to_owned()));
+}
+
 /// Takes the entries waiting in a request.
-pub(super) fn take(request: &HttpRequest) -> Vec<Entry> {
+pub(super) fn take(request: &HttpRequest) -> Vec<(Entry, Option<String>)> {
     request
         .extensions_mut()
         .remove::<Pending>()

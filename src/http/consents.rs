@@ -134,6 +134,39 @@ struct ReceiptClaims<'a> {
     policy_sha256: &'a str,
 }
 
+/// Rule 1 for a consent or objection write: the role must hold `consents.write` for the
+/// purpose (or an ancestor of it). A refusal is 403 `purpose_not_permitted`, audited with the
+/// purpose (and, by the middleware, the person's pseudonym when they exist).
+fn permit_purpose(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    request: &HttpRequest,
+    action: &'static str,
+    purpose: &crate::policy::PurposeId,
+) -> Result<(), ApiError> {
+    let Err(denial) = state.policy.authorize_purpose(
+        principal.role.as_str(),
+        crate::policy::Action::ConsentsWrite,
+        purpose,
+    ) else {
+        return Ok(());
+    };
+    audit_trail::record(
+        request,
+        Entry::new(actor, action)
+            .purpose(&state.policy, purpose)
+            .denied(denial.code()),
+    );
+    Err(ApiError::forbidden(
+        denial.code(),
+        format!(
+            "role `{}` may not record statements for purpose `{purpose}`",
+            principal.role
+        ),
+    ))
+}
+
 fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
     SubjectId::parse(raw).map_err(|message| Rejection::invalid("invalid_subject_id", message))
 }
@@ -177,6 +210,14 @@ pub async fn record(
             ip_address: evidence.ip_address,
             user_agent: evidence.user_agent,
         },
+    )?;
+    permit_purpose(
+        &state,
+        &principal,
+        &actor,
+        &request,
+        consent::ACTION_WRITE,
+        draft.purpose(),
     )?;
     if !super::subjects::suppressed(&state, vec![subject_id.clone()])
         .await?
@@ -261,46 +302,78 @@ pub struct ObjectionBody {
 /// A person's consent state.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ConsentStateBody {
+    /// `full` (the role holds `subjects.export`): every purpose, with the history; `purposes`
+    /// (`consents.write` only): what bears on the role's purposes, without history.
+    pub scope: &'static str,
     /// The current statement per purpose.
     pub current: Vec<CurrentBody>,
-    /// Every statement, oldest first.
-    pub history: Vec<HistoryBody>,
+    /// Every statement, oldest first, with evidence; only in the `full` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryBody>>,
     /// Standing objections.
     pub objections: Vec<ObjectionBody>,
     /// Whether processing is restricted (Art. 18).
     pub restricted: bool,
 }
 
-/// A person's current consent per purpose and full history.
+/// A person's current consent per purpose; with `subjects.export`, every purpose and the full
+/// history with evidence; with `consents.write` only, the current state of what bears on the
+/// role's purposes.
 #[utoipa::path(get, path = "/v1/subjects/{subject_id}/consents", tag = "consents",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     responses(
-        (status = 200, description = "Current state and history", body = ConsentStateBody),
+        (status = 200, description = "Current state (and history)", body = ConsentStateBody),
         (status = 404, description = "No such subject", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
 pub async fn show(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let full = state
+        .policy
+        .authorize_action(
+            principal.role.as_str(),
+            crate::policy::Action::SubjectsExport,
+        )
+        .is_ok();
+    let only = if full {
+        None
+    } else {
+        Some(
+            state
+                .policy
+                .role(principal.role.as_str())
+                .map(|role| role.purposes.clone())
+                .unwrap_or_default(),
+        )
+    };
     let vault = state.vault.clone();
+    let purposes = only.clone();
     let found = state
         .db
-        .run(move |conn| consent::read_state(conn, &vault, &subject_id))
+        .run(move |conn| consent::read_state(conn, &vault, &subject_id, purposes.as_deref()))
         .await?
         .ok_or_else(subject_not_found)?;
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, consent::ACTION_READ)
-            .pseudonym(Some(found.pseudonym.clone()))
-            .category(consent::CONSENT_CATEGORY)
-            .records(found.history.len()),
-    );
+    let mut entry = Entry::new(&actor, consent::ACTION_READ)
+        .pseudonym(Some(found.pseudonym.clone()))
+        .category(consent::CONSENT_CATEGORY)
+        .records(if full {
+            found.history.len()
+        } else {
+            found.current.len()
+        });
+    for purpose in only.iter().flatten() {
+        entry.add_purpose(&state.policy, purpose);
+    }
+    audit_trail::record(&request, entry);
     Ok(HttpResponse::Ok().json(ConsentStateBody {
+        scope: if full { "full" } else { "purposes" },
         current: found
             .current
             .iter()
@@ -311,14 +384,16 @@ pub async fn show(
                 id: recorded.id.clone(),
             })
             .collect(),
-        history: found
-            .history
-            .iter()
-            .map(|(recorded, evidence)| HistoryBody {
-                consent: body_of(recorded),
-                evidence: evidence.clone(),
-            })
-            .collect(),
+        history: full.then(|| {
+            found
+                .history
+                .iter()
+                .map(|(recorded, evidence)| HistoryBody {
+                    consent: body_of(recorded),
+                    evidence: evidence.clone(),
+                })
+                .collect()
+        }),
         objections: found
             .objections
             .into_iter()
@@ -360,7 +435,9 @@ pub struct ObjectionResponse {
     responses((status = 200, description = "The objection's state", body = ObjectionResponse)))]
 pub async fn object(
     state: web::Data<AppState>,
+    principal: Principal,
     actor: Actor,
+    request: HttpRequest,
     path: web::Path<String>,
     body: web::Json<ObjectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -378,6 +455,12 @@ pub async fn object(
             .into())
         }
     };
+    let action = if lift {
+        consent::ACTION_LIFT_OBJECTION
+    } else {
+        consent::ACTION_OBJECT
+    };
+    permit_purpose(&state, &principal, &actor, &request, action, &purpose)?;
     let (vault, policy) = (state.vault.clone(), state.policy.clone());
     let target = purpose.clone();
     let changed = state

@@ -167,7 +167,19 @@ pub async fn create(
     body: web::Json<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let shared = Arc::new(actor.clone());
-    let draft = Draft::parse(&state.policy, &principal, &shared, body.into_inner().into())?;
+    let body = body.into_inner();
+    let subject_id = body.subject_id.clone();
+    let draft = Draft::parse(&state.policy, &principal, &shared, body.into()).map_err(|r| {
+        if r.kind == RejectionKind::Forbidden {
+            // A refusal about the person the body names.
+            audit_trail::record_about(
+                &request,
+                Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
+                &subject_id,
+            );
+        }
+        ApiError::from(r)
+    })?;
     if !super::subjects::suppressed(&state, vec![draft.subject_id().clone()])
         .await?
         .is_empty()
@@ -284,12 +296,15 @@ pub async fn batch(
                 ApiError::unprocessable("invalid_body", describe_serde_message(&error.to_string()))
             })
             .and_then(|request| {
+                let subject_id = request.subject_id.clone();
                 Draft::parse(&state.policy, &principal, &shared, request.into()).map_err(|r| {
                     if r.kind == RejectionKind::Forbidden {
-                        // The role may not collect for a purpose: a refusal of its own.
-                        audit_trail::record(
+                        // The role may not collect for a purpose: a refusal of its own, about
+                        // the person the item names.
+                        audit_trail::record_about(
                             &request_for_audit,
                             Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
+                            &subject_id,
                         );
                     }
                     ApiError::from(r)

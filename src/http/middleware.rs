@@ -143,8 +143,9 @@ pub async fn authorize(
     if let Err(error) = permit(&state, &principal.role, actions) {
         let code = error.code();
         tracing::info!(action = %actions[0], reason = code, "request denied");
+        let subject = subject_in_path(req.match_pattern().as_deref(), req.uri());
         let entry = Entry::new(&actor, actions[0].as_str()).denied(code);
-        if let Err(failure) = commit(&state, vec![entry]).await {
+        if let Err(failure) = commit_denials(&state, vec![(entry, subject)]).await {
             return Ok(req.error_response(failure).map_into_right_body());
         }
         return Ok(req.error_response(error).map_into_right_body());
@@ -155,21 +156,97 @@ pub async fn authorize(
     if response.status() == StatusCode::FORBIDDEN
         && !entries
             .iter()
-            .any(|entry| entry.decision() == Decision::Deny)
+            .any(|(entry, _)| entry.decision() == Decision::Deny)
     {
         let code = response
             .response()
             .extensions()
             .get::<ProblemCode>()
             .map_or("forbidden", |code| code.0);
-        entries.push(Entry::new(&actor, actions[0].as_str()).denied(code));
+        entries.push((Entry::new(&actor, actions[0].as_str()).denied(code), None));
     }
-    if let Err(failure) = commit(&state, entries).await {
+    let subject = subject_in_path(
+        response.request().match_pattern().as_deref(),
+        response.request().uri(),
+    );
+    let entries = entries
+        .into_iter()
+        .map(|(entry, about)| (entry, about.or_else(|| subject.clone())))
+        .collect();
+    if let Err(failure) = commit_denials(&state, entries).await {
         let (request, _) = response.into_parts();
         let failed = actix_web::ResponseError::error_response(&failure);
         return Ok(ServiceResponse::new(request, failed).map_into_right_body());
     }
     Ok(response.map_into_left_body())
+}
+
+/// The `{subject_id}` of a route that names a person in its path, decoded as the router does.
+fn subject_in_path(pattern: Option<&str>, uri: &actix_web::http::Uri) -> Option<String> {
+    let pattern = pattern.filter(|pattern| pattern.contains("{subject_id}"))?;
+    let resource = actix_web::dev::ResourceDef::new(pattern);
+    let mut path = actix_web::dev::Path::new(actix_web::dev::Url::new(uri.clone()));
+    if !resource.capture_match_info(&mut path) {
+        return None;
+    }
+    path.get("subject_id").map(str::to_owned)
+}
+
+/// [`commit`], after naming the person each denial is about (the `{subject_id}` of the route,
+/// or the subject id a handler gave) in every denial that names nobody yet: a refusal by role or
+/// purpose is decided before the person is looked at, but it concerns them, so it belongs in
+/// their audit trail and in their export's access log. The answer never depends on it: a
+/// denial is the same whether or not the person exists, and someone unknown is named by no one.
+async fn commit_denials(
+    state: &AppState,
+    entries: Vec<(Entry, Option<String>)>,
+) -> Result<(), ApiError> {
+    let unnamed = |entry: &Entry| entry.decision() == Decision::Deny && !entry.names_someone();
+    let mut wanted: Vec<crate::subjects::SubjectId> = entries
+        .iter()
+        .filter(|(entry, _)| unnamed(entry))
+        .filter_map(|(_, about)| about.as_deref())
+        .filter_map(|raw| crate::subjects::SubjectId::parse(raw).ok())
+        .collect();
+    wanted.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    wanted.dedup_by(|a, b| a.as_str() == b.as_str());
+    let found = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        let vault = state.vault.clone();
+        state
+            .db
+            .run(move |conn| {
+                wanted
+                    .into_iter()
+                    .map(|id| {
+                        let pseudonym = crate::subjects::pseudonym_of(conn, &vault, &id)?;
+                        Ok((id.as_str().to_owned(), pseudonym))
+                    })
+                    .collect::<Result<Vec<_>, crate::subjects::SubjectError>>()
+            })
+            .await
+            .map_err(|error| {
+                tracing::error!(error = %error, "could not name the person of a denial; the response is withheld");
+                ApiError::unavailable(
+                    "audit_unavailable",
+                    "the audit log could not be written, so nothing is answered; try again shortly",
+                )
+            })?
+    };
+    let entries = entries
+        .into_iter()
+        .map(|(entry, about)| {
+            let pseudonym = about.filter(|_| unnamed(&entry)).and_then(|raw| {
+                found
+                    .iter()
+                    .find(|(id, _)| *id == raw)
+                    .and_then(|(_, pseudonym)| pseudonym.clone())
+            });
+            entry.pseudonym(pseudonym)
+        })
+        .collect();
+    commit(state, entries).await
 }
 
 /// Commits audit entries in a transaction of their own, before the response is sent.

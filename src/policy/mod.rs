@@ -138,6 +138,7 @@ impl Action {
         matches!(
             self,
             Action::InteractionsWrite
+                | Action::ConsentsWrite
                 | Action::InteractionsRead
                 | Action::SegmentsQuery
                 | Action::SegmentsExport

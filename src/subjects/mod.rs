@@ -189,6 +189,15 @@ pub fn find(
     Ok(Some(SubjectHandle { pk: row.id, key }))
 }
 
+/// The audit pseudonym of a subject; `None` when nobody has this subject id.
+pub fn pseudonym_of(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+) -> Result<Option<String>, SubjectError> {
+    Ok(find(conn, vault, subject_id)?.map(|subject| subject.key.pseudonym().to_owned()))
+}
+
 /// Finds a subject, creating it (row, data key) when it is unknown. Call inside a write
 /// transaction.
 pub fn find_or_create(

@@ -1074,3 +1074,103 @@ async fn a_row_beyond_the_head_after_a_gap_is_found_and_not_listed() {
         "9: the verification"
     );
 }
+
+#[tokio::test]
+async fn a_denial_names_the_person_it_concerns_without_telling_whether_they_exist() {
+    let policies = policy_with_extra_roles(
+        r#"
+[[role]]
+id = "support_app"
+actions = ["interactions.write"]
+purposes = ["support"]
+"#,
+    );
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let collector = app.token_for("collector").await;
+    let support = app.token_for("support").await;
+    let support_app = app.token_for("support_app").await;
+    let compliance = app.token_for("compliance").await;
+    let stored = app
+        .post_json(
+            "/v1/interactions",
+            Some(&collector),
+            &json!({"id": "evt-1", "subject_id": "cust-known", "type": "visit", "channel": "web",
+                    "occurred_at": "2026-11-01T10:00:00Z", "purposes": ["support"], "data": {}}),
+        )
+        .await;
+    assert_eq!(stored.status(), StatusCode::CREATED);
+    let pseudonym = query(&app, &compliance, "?subject_id=cust-known").await["entries"][0]
+        ["subjects"][0]
+        .clone();
+    assert!(pseudonym.is_string());
+
+    // The review's case: `support` reads someone's interactions for `marketing` (rule 1 fails
+    // before anyone is looked at). The same answer for a person who exists and one who does not.
+    let mut answers = Vec::new();
+    for subject in ["cust-known", "cust-unknown"] {
+        let response = app
+            .get(
+                &format!("/v1/subjects/{subject}/interactions?purpose=marketing"),
+                Some(&support),
+            )
+            .await;
+        answers.push((response.status(), response.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, StatusCode::FORBIDDEN);
+    assert_eq!(answers[0], answers[1]);
+    // A route the role may not call at all, and a collection for a purpose it may not tag.
+    assert_problem(
+        app.delete("/v1/subjects/cust-known", Some(&support)).await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    assert_problem(
+        app.post_json(
+            "/v1/interactions",
+            Some(&support_app),
+            &json!({"id": "evt-2", "subject_id": "cust-known", "type": "visit", "channel": "web",
+                    "occurred_at": "2026-11-01T10:00:00Z", "purposes": ["marketing"], "data": {}}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "purpose_not_permitted",
+    )
+    .await;
+
+    // Each denial about the existing person is in their trail, under their pseudonym.
+    let trail = query(&app, &compliance, "?subject_id=cust-known&decision=deny").await;
+    let actions: Vec<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            assert_eq!(entry["subjects"], json!([pseudonym.clone()]));
+            entry["action"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        ["interactions.write", "subjects.erase", "interactions.read"],
+        "{trail}"
+    );
+    // The one about nobody names nobody.
+    let all = query(&app, &compliance, "?decision=deny&action=interactions.read").await;
+    let entries = all["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["subjects"], json!([]));
+    // And the person's own export lists the refused read in its access log.
+    let export: Value = app
+        .get("/v1/subjects/cust-known/export", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let logged = export["access_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|entry| entry["action"] == "interactions.read" && entry["decision"] == "deny");
+    assert!(logged, "{}", export["access_log"]);
+}

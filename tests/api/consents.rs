@@ -272,8 +272,10 @@ async fn gpc_on_a_consent_call_opts_out_first_then_records_the_explicit_choice()
         .await,
         ["marketing.email", "support"]
     );
+    // The history is for subjects.export.
+    let compliance = app.token_for("compliance").await;
     let ledger: Value = app
-        .get("/v1/subjects/cust-g/consents", Some(&collector))
+        .get("/v1/subjects/cust-g/consents", Some(&compliance))
         .await
         .json()
         .await
@@ -330,8 +332,9 @@ async fn gpc_on_an_interaction_call_opts_the_subject_out_before_collection() {
         ]
     );
     // The same signal again changes nothing: no new ledger entries.
+    let compliance = app.token_for("compliance").await;
     let before: Value = app
-        .get("/v1/subjects/cust-i/consents", Some(&collector))
+        .get("/v1/subjects/cust-i/consents", Some(&compliance))
         .await
         .json()
         .await
@@ -351,7 +354,7 @@ async fn gpc_on_an_interaction_call_opts_the_subject_out_before_collection() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     let after: Value = app
-        .get("/v1/subjects/cust-i/consents", Some(&collector))
+        .get("/v1/subjects/cust-i/consents", Some(&compliance))
         .await
         .json()
         .await
@@ -686,4 +689,133 @@ async fn a_restriction_blocks_reads_and_collection_until_lifted() {
         .collect();
     assert!(actions.contains(&"subjects.restrict"), "{log}");
     assert!(actions.contains(&"subjects.restriction_lift"), "{log}");
+}
+
+/// Apps limited to some purposes: a support desk, and a newsletter tool.
+const LIMITED: &str = r#"
+[[role]]
+id = "support_desk"
+actions = ["consents.write"]
+purposes = ["support"]
+
+[[role]]
+id = "newsletter_app"
+actions = ["consents.write"]
+purposes = ["marketing.email"]
+"#;
+
+#[tokio::test]
+async fn consent_writes_and_reads_stay_within_the_roles_purposes() {
+    let policies = policy_with_extra_roles(LIMITED);
+    let dir = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(dir)).await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let desk = app.token_for("support_desk").await;
+    let newsletter = app.token_for("newsletter_app").await;
+    state(&app, &collector, "cust-l", "marketing", "granted").await;
+    state(&app, &collector, "cust-l", "marketing.sms", "withdrawn").await;
+    state(&app, &newsletter, "cust-l", "marketing.email", "granted").await;
+    let objected = app
+        .post_json(
+            "/v1/subjects/cust-l/objections",
+            Some(&collector),
+            &json!({"purpose": "analytics"}),
+        )
+        .await;
+    assert_eq!(objected.status(), StatusCode::OK);
+    let before = crate::helpers::count_rows(&app, "consent_records").await;
+
+    // A role limited to `support` may not record a marketing grant, nor an objection, nor
+    // withdraw for someone else's purpose.
+    let grant = json!({"purpose": "marketing", "status": "granted", "source": "web",
+                       "method": "checkbox", "notice": {"id": "newsletter", "version": "3"}});
+    assert_problem(
+        app.post_json("/v1/subjects/cust-l/consents", Some(&desk), &grant)
+            .await,
+        StatusCode::FORBIDDEN,
+        "purpose_not_permitted",
+    )
+    .await;
+    let withdraw = json!({"purpose": "marketing.sms", "status": "withdrawn", "source": "web",
+                          "method": "checkbox"});
+    assert_problem(
+        app.post_json("/v1/subjects/cust-l/consents", Some(&newsletter), &withdraw)
+            .await,
+        StatusCode::FORBIDDEN,
+        "purpose_not_permitted",
+    )
+    .await;
+    assert_problem(
+        app.post_json(
+            "/v1/subjects/cust-l/objections",
+            Some(&desk),
+            &json!({"purpose": "marketing"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "purpose_not_permitted",
+    )
+    .await;
+    assert_eq!(
+        crate::helpers::count_rows(&app, "consent_records").await,
+        before,
+        "nothing recorded"
+    );
+    // Audited as denials with the purpose and the person.
+    let denied: Value = app
+        .get(
+            "/v1/audit?decision=deny&subject_id=cust-l",
+            Some(&compliance),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let denied = denied["entries"].as_array().unwrap();
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    let purposes: Vec<&Value> = denied.iter().map(|entry| &entry["purposes"]).collect();
+    assert!(purposes.contains(&&json!(["marketing"])));
+    assert!(purposes.contains(&&json!(["marketing.sms"])));
+    assert!(denied
+        .iter()
+        .all(|entry| entry["reason"] == "purpose_not_permitted"));
+
+    // consents.write reads only the current state of what bears on its purposes, no history,
+    // no evidence.
+    let limited = app
+        .get("/v1/subjects/cust-l/consents", Some(&newsletter))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let limited: Value = serde_json::from_str(&limited).unwrap();
+    assert_eq!(limited["scope"], "purposes");
+    assert!(limited.get("history").is_none(), "{limited}");
+    let current: Vec<&str> = limited["current"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(current, ["marketing", "marketing.email"]);
+    assert_eq!(limited["objections"], json!([]));
+    let desk_view: Value = app
+        .get("/v1/subjects/cust-l/consents", Some(&desk))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(desk_view["current"], json!([]));
+    // subjects.export reads everything, with evidence.
+    let full: Value = app
+        .get("/v1/subjects/cust-l/consents", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["scope"], "full");
+    assert_eq!(full["history"].as_array().unwrap().len(), 3);
+    assert_eq!(full["current"].as_array().unwrap().len(), 3);
+    assert_eq!(full["objections"].as_array().unwrap().len(), 1);
 }

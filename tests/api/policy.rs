@@ -58,7 +58,14 @@ async fn get_policy_returns_the_loaded_policy_and_its_sha256() {
         .collect();
     assert_eq!(
         roles,
-        ["admin", "collector", "compliance", "marketer", "support"]
+        [
+            "admin",
+            "collector",
+            "compliance",
+            "marketer",
+            "opendsr_controller",
+            "support"
+        ]
     );
     assert!(body["files"]
         .as_array()
@@ -340,7 +347,7 @@ async fn the_record_of_processing_is_generated_from_the_loaded_policy() {
     assert_eq!(
         personalization["recipients"],
         serde_json::json!([
-            {"role": "collector", "actions": ["interactions.write"]},
+            {"role": "collector", "actions": ["interactions.write", "consents.write"]},
             {"role": "marketer", "actions": ["segments.query", "segments.export"]}
         ])
     );
