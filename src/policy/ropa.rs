@@ -76,9 +76,10 @@ impl Recipient {
 }
 
 /// Actions about whole persons, whatever the purpose.
-const RIGHTS_ACTIONS: [Action; 3] = [
+const RIGHTS_ACTIONS: [Action; 4] = [
     Action::SubjectsExport,
     Action::SubjectsErase,
+    Action::SubjectsRectify,
     Action::RequestsManage,
 ];
 

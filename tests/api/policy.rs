@@ -354,7 +354,9 @@ async fn the_record_of_processing_is_generated_from_the_loaded_policy() {
     assert_eq!(
         ropa["data_subject_rights"],
         serde_json::json!([{"role": "compliance",
-                            "actions": ["subjects.export", "subjects.erase", "requests.manage"]}])
+                            "actions": ["subjects.export", "subjects.erase", "subjects.rectify",
+                                        "requests.manage"]},
+                           {"role": "opendsr_controller", "actions": ["requests.manage"]}])
     );
     // `policy.read` only.
     assert_problem(
