@@ -87,6 +87,25 @@ pub struct Options {
     /// [default: 1000].
     #[arg(long, env = "CUSTODIA_RATE_LIMIT", global = true)]
     pub rate_limit: Option<u32>,
+    /// The public base URL of this service (`https://cdp.example.com`), used for every link it
+    /// hands out (OpenDSR `results_url`, the discovery document). Never taken from a request's
+    /// `Host` or `X-Forwarded-*` headers [default: http:// and the address it listens on].
+    #[arg(long, env = "CUSTODIA_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// A reverse proxy (address or network, e.g. 10.0.0.0/8; repeat or comma-separate) whose
+    /// `X-Forwarded-For` names the client (for per-address rate limits). Without one, forwarded
+    /// headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CUSTODIA_TRUSTED_PROXIES",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// OpenDSR: accept and call `http://` callback URLs and ones that are (or resolve to)
+    /// loopback, private or link-local addresses. For development and private networks only.
+    #[arg(long, env = "CUSTODIA_OPENDSR_ALLOW_PRIVATE_CALLBACKS", global = true)]
+    pub opendsr_allow_private_callbacks: bool,
     /// OpenDSR: the processor's domain, sent as `X-OpenDSR-Processor-Domain` and named by the
     /// development certificate [default: localhost].
     #[arg(long, env = "CUSTODIA_OPENDSR_DOMAIN", global = true)]
@@ -235,6 +254,10 @@ pub struct Settings {
     pub rate_limit: u32,
     /// Key epochs: how long one lasts, how long backups are kept.
     pub epochs: crate::vault::EpochSchedule,
+    /// The configured public base URL; `None`: the listening address.
+    pub public_url: Option<crate::net::PublicUrl>,
+    /// Proxies whose forwarded headers are believed.
+    pub trusted_proxies: crate::net::TrustedProxies,
 }
 
 /// How the OpenDSR interface signs and whom it trusts.
@@ -246,6 +269,8 @@ pub struct OpenDsrSettings {
     pub certificate: Option<(PathBuf, PathBuf)>,
     /// The controllers' certificates directory, when signatures are required.
     pub controllers: Option<PathBuf>,
+    /// Whether callback URLs may be http:// or reach internal addresses.
+    pub allow_private_callbacks: bool,
 }
 
 /// A setting that cannot be used.
@@ -264,7 +289,18 @@ impl Settings {
             Some(raw) => DatabaseUrl::parse(raw).map_err(ConfigError)?,
             None => DatabaseUrl::Sqlite(data_dir.join("custodia.db")),
         };
+        let public_url = options
+            .public_url
+            .as_deref()
+            .map(crate::net::PublicUrl::parse)
+            .transpose()
+            .map_err(ConfigError)?;
+        let trusted_proxies =
+            crate::net::TrustedProxies::parse(options.trusted_proxies.iter().map(String::as_str))
+                .map_err(ConfigError)?;
         Ok(Settings {
+            public_url,
+            trusted_proxies,
             bind: options
                 .bind
                 .clone()
@@ -308,6 +344,7 @@ impl Settings {
                     .clone()
                     .zip(options.opendsr_private_key.clone()),
                 controllers: options.opendsr_controllers.clone(),
+                allow_private_callbacks: options.opendsr_allow_private_callbacks,
             },
             database_url,
             data_dir,

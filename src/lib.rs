@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod export;
 pub mod http;
 pub mod interactions;
+pub mod net;
 pub mod opendsr;
 pub mod policy;
 pub mod rejection;

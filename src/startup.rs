@@ -100,12 +100,38 @@ impl Application {
             .map(ControllerKeys::load)
             .transpose()
             .context("cannot load the OpenDSR controllers' certificates")?;
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let local = listener.local_addr()?;
+        let port = local.port();
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let url = crate::net::PublicUrl::of_listener(local);
+                if local.ip().is_unspecified() {
+                    tracing::warn!(
+                        public_url = %url,
+                        "listening on all interfaces without --public-url: links will name localhost"
+                    );
+                }
+                url
+            }
+        };
+        {
+            let mut conn = db.connection()?;
+            let repointed =
+                crate::store::opendsr::repoint_base_urls(&mut conn, public_url.as_str())?;
+            if repointed > 0 {
+                tracing::info!(repointed, "OpenDSR links now use the public URL");
+            }
+        }
         let opendsr_wake = Arc::new(tokio::sync::Notify::new());
         crate::opendsr::callbacks::start(
             db.clone(),
             opendsr.clone(),
             std::time::Duration::from_secs(1),
             opendsr_wake.clone(),
+            settings.opendsr.allow_private_callbacks,
         );
         let state = web::Data::new(AppState {
             limits: crate::http::limits::RateLimits::new(settings.rate_limit),
@@ -115,6 +141,9 @@ impl Application {
             opendsr,
             opendsr_controllers,
             opendsr_wake,
+            opendsr_private_callbacks: settings.opendsr.allow_private_callbacks,
+            public_url,
+            trusted_proxies: settings.trusted_proxies.clone(),
             ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
             consent_writes: start_consent_writes(&db, &vault, &policy),
             db,
@@ -133,9 +162,6 @@ impl Application {
 
         start_retention(&state, settings.retention_interval);
         start_key_epochs(&state);
-        let listener = TcpListener::bind(&settings.bind)
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let port = listener.local_addr()?.port();
         let body_limit = settings.body_limit;
         let server = HttpServer::new(move || {
             let mut app = App::new()

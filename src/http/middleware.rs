@@ -118,7 +118,13 @@ pub async fn authorize(
     let Some(Access::Requires(actions)) = access else {
         // Each token exchange costs an argon2id hash: a rate per client address.
         if req.match_pattern().as_deref() == Some(TOKEN_ROUTE) {
-            if let Some(address) = req.peer_addr().map(|peer| peer.ip()) {
+            if let Some(peer) = req.peer_addr().map(|peer| peer.ip()) {
+                let forwarded: Vec<&str> = req
+                    .headers()
+                    .get_all("x-forwarded-for")
+                    .filter_map(|value| value.to_str().ok())
+                    .collect();
+                let address = state.trusted_proxies.client(peer, &forwarded);
                 if let Err(wait) = state.limits.check_token_exchange(address) {
                     let response = too_many_requests(wait, "token requests from this address");
                     return Ok(req.into_response(response).map_into_right_body());

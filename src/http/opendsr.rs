@@ -77,12 +77,6 @@ fn signed(state: &AppState, status: StatusCode, body: &impl Serialize) -> HttpRe
         .body(bytes)
 }
 
-/// The base URL the caller reached us at (for links in answers).
-fn base_url(request: &HttpRequest) -> String {
-    let info = request.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
-}
-
 /// The discovery document.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DiscoveryBody {
@@ -100,7 +94,7 @@ pub struct DiscoveryBody {
 /// What this processor supports, and where its certificate is.
 #[utoipa::path(get, path = "/opendsr/v2/discovery", tag = "opendsr",
     responses((status = 200, description = "The discovery document (signed)", body = DiscoveryBody)))]
-pub async fn discovery(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     signed(
         &state,
         StatusCode::OK,
@@ -111,7 +105,7 @@ pub async fn discovery(state: web::Data<AppState>, request: HttpRequest) -> Http
                 .map(|(kind, format)| json!({"identity_type": kind, "identity_format": format}))
                 .collect(),
             supported_subject_request_types: SUPPORTED_TYPES.to_vec(),
-            processor_certificate: format!("{}/opendsr/v2/certificate", base_url(&request)),
+            processor_certificate: format!("{}/opendsr/v2/certificate", state.public_url),
         },
     )
 }
@@ -226,8 +220,15 @@ pub async fn create(
             return Ok(spec_error(StatusCode::BAD_REQUEST, &message, errors));
         }
     };
+    let refused =
+        opendsr::check_callback_urls(&validated.callback_urls, state.opendsr_private_callbacks)
+            .await;
+    if let Some(first) = refused.first() {
+        let message = first.message.clone();
+        return Ok(spec_error(StatusCode::BAD_REQUEST, &message, refused));
+    }
     let body_sha256 = sha256_hex(&body);
-    let base = base_url(&request);
+    let base = state.public_url.to_string();
     let for_work = state.clone();
     let receive = move |actor: Actor| {
         let (state, validated, body_sha256, base) = (

@@ -48,4 +48,10 @@ pub struct AppState {
     pub opendsr_controllers: Option<crate::opendsr::ControllerKeys>,
     /// Wakes the OpenDSR callback sender (a status changed).
     pub opendsr_wake: Arc<tokio::sync::Notify>,
+    /// Whether OpenDSR callback URLs may be http:// or reach internal addresses.
+    pub opendsr_private_callbacks: bool,
+    /// The base of every link handed out.
+    pub public_url: crate::net::PublicUrl,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: crate::net::TrustedProxies,
 }

@@ -38,13 +38,10 @@ pub fn start(
     identity: Arc<ProcessorIdentity>,
     interval: Duration,
     wake: Arc<tokio::sync::Notify>,
+    allow_private: bool,
 ) {
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
+        let client = match client(allow_private) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(error = %error, "no HTTP client for OpenDSR callbacks");
@@ -52,7 +49,7 @@ pub fn start(
             }
         };
         loop {
-            match deliver_due(&db, &identity, &client).await {
+            match deliver_due(&db, &identity, &client, allow_private).await {
                 // A full batch: more may be due.
                 Ok(sent) if sent as i64 >= BATCH => continue,
                 Ok(_) => {}
@@ -73,6 +70,7 @@ pub async fn deliver_due(
     db: &Database,
     identity: &ProcessorIdentity,
     client: &reqwest::Client,
+    allow_private: bool,
 ) -> Result<usize, StoreError> {
     let now = Utc::now().naive_utc().trunc_subsecs(6);
     // A read first: most rounds find nothing, and need no write.
@@ -95,7 +93,11 @@ pub async fn deliver_due(
         .await?;
     let attempted = claimed.len();
     for row in claimed {
-        let outcome = send(client, identity, &row).await;
+        let outcome = match super::callback_url_problem(&row.url, allow_private) {
+            // Accepted under another setting, or stored by an earlier version: not sent.
+            Some(problem) => Err(format!("refused: {problem}")),
+            None => send(client, identity, &row).await,
+        };
         let attempts = row.attempts + 1;
         let id = row.id.clone();
         let done = Utc::now().naive_utc().trunc_subsecs(6);
@@ -124,6 +126,44 @@ pub async fn deliver_due(
         }
     }
     Ok(attempted)
+}
+
+/// The HTTP client callbacks are sent with: no redirects (a redirect could lead anywhere), a
+/// timeout, and — unless internal targets are allowed — a resolver that refuses names
+/// resolving to internal addresses at the moment of sending (a name that pointed outside when
+/// the request was received may point inside by now).
+pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if allow_private {
+        builder.build()
+    } else {
+        builder
+            .dns_resolver(Arc::new(ExternalOnly))
+            .no_proxy()
+            .build()
+    }
+}
+
+/// Resolves with the system resolver, keeping only addresses outside internal ranges; none left
+/// is an error.
+struct ExternalOnly;
+
+impl reqwest::dns::Resolve for ExternalOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let external: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|address| !crate::net::is_internal(address.ip()))
+                .collect();
+            if external.is_empty() {
+                return Err("the callback host resolves only to internal addresses".into());
+            }
+            Ok(Box::new(external.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// One delivery: the stored body, signed, to its URL; a 2xx answer is a delivery. The error

@@ -140,6 +140,84 @@ fn callback_url_ok(url: &str) -> bool {
         })
 }
 
+/// The problems of callback URLs this processor may not call (see [`callback_url_problem`],
+/// [`callback_host_problem`]): none when `allow_private`.
+pub async fn check_callback_urls(urls: &[String], allow_private: bool) -> Vec<ErrorDetail> {
+    let mut errors = Vec::new();
+    for (index, url) in urls.iter().enumerate() {
+        let refused = match callback_url_problem(url, allow_private) {
+            Some(problem) => Some(problem),
+            None => callback_host_problem(url, allow_private).await,
+        };
+        if let Some(why) = refused {
+            errors.push(problem(
+                "callback_url_not_allowed",
+                format!(
+                    "status_callback_urls[{index}] is {why}: callbacks go only to https URLs on public addresses"
+                ),
+            ));
+        }
+    }
+    errors
+}
+
+/// Why a (well-formed) callback URL may not be called, without resolving names: it is not
+/// https, or its host is an internal address literal. `None` when `allow_private`.
+pub fn callback_url_problem(url: &str, allow_private: bool) -> Option<&'static str> {
+    if allow_private {
+        return None;
+    }
+    let Ok(parsed) = url.parse::<reqwest::Url>() else {
+        return Some("not a URL");
+    };
+    if parsed.scheme() != "https" {
+        return Some("not https");
+    }
+    let internal = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => crate::net::is_internal(ip.into()),
+        Some(url::Host::Ipv6(ip)) => crate::net::is_internal(ip.into()),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => true,
+    };
+    internal.then_some("an internal address")
+}
+
+/// Why a callback URL's host may not be called once resolved: a name resolving to an internal
+/// address (any of them), or one that does not resolve at all. `None` when `allow_private` or
+/// the host is an address literal (checked by [`callback_url_problem`]).
+pub async fn callback_host_problem(url: &str, allow_private: bool) -> Option<&'static str> {
+    if allow_private {
+        return None;
+    }
+    let parsed = url.parse::<reqwest::Url>().ok()?;
+    let Some(url::Host::Domain(name)) = parsed.host() else {
+        return None;
+    };
+    let name = name.to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let resolved = tokio::net::lookup_host((name.as_str(), port))
+        .await
+        .map(|addresses| addresses.collect::<Vec<_>>());
+    match resolved {
+        Ok(addresses) => {
+            if addresses.is_empty() {
+                Some("a host that does not resolve")
+            } else if addresses
+                .iter()
+                .any(|address| crate::net::is_internal(address.ip()))
+            {
+                Some("a host that resolves to an internal address")
+            } else {
+                None
+            }
+        }
+        Err(_) => Some("a host that does not resolve"),
+    }
+}
+
 impl IncomingRequest {
     /// Checks every field; all problems at once.
     pub fn validate(&self) -> Result<Validated, Vec<ErrorDetail>> {

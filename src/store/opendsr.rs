@@ -21,7 +21,8 @@ pub struct OpenDsrRow {
     pub body_sha256: String,
     /// JSON array of the status callback URLs.
     pub callback_urls: String,
-    /// The processor's base URL as the controller reached it (for `results_url`).
+    /// The processor's public base URL (for `results_url`): the configured one, re-pointed at
+    /// every start ([`repoint_base_urls`]), never one a request's headers named.
     pub base_url: String,
     /// When it was received.
     pub received_at: NaiveDateTime,
@@ -53,6 +54,16 @@ pub struct CallbackRow {
     pub last_error: Option<String>,
     /// When it was queued.
     pub created_at: NaiveDateTime,
+}
+
+/// Points every stored request's links at `base_url` (the configured public URL), replacing
+/// whatever an earlier version or configuration stored; returns how many rows changed.
+pub fn repoint_base_urls(conn: &mut DbConnection, base_url: &str) -> Result<usize, StoreError> {
+    Ok(
+        diesel::update(opendsr_requests::table.filter(opendsr_requests::base_url.ne(base_url)))
+            .set(opendsr_requests::base_url.eq(base_url))
+            .execute(conn)?,
+    )
 }
 
 /// Records a received request.

@@ -461,8 +461,10 @@ async fn serve_process_logging(
     data_dir: &std::path::Path,
     database_url: &str,
     log: std::process::Stdio,
+    env: &[(&'static str, String)],
 ) -> std::process::Child {
     let mut child = custodia_command()
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .arg("serve")
         .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
         .env("CUSTODIA_DATA_DIR", data_dir)
@@ -494,6 +496,8 @@ pub struct Deployment {
     pub data_dir: PathBuf,
     /// The database.
     pub database: TestDatabase,
+    /// More environment for its `serve` processes.
+    env: Vec<(&'static str, String)>,
     _dir: TempDir,
 }
 
@@ -511,8 +515,15 @@ impl Deployment {
         Deployment {
             data_dir: dir.path().join("data"),
             database: fresh_database(),
+            env: Vec::new(),
             _dir: dir,
         }
+    }
+
+    /// The same, with `name=value` in the environment of its `serve` processes.
+    pub fn with_env(mut self, name: &'static str, value: &str) -> Deployment {
+        self.env.push((name, value.to_owned()));
+        self
     }
 
     /// A `custodia` command aimed at this deployment.
@@ -547,7 +558,8 @@ impl Deployment {
     /// Starts `custodia serve` on a free port, its debug log going to `log`.
     pub async fn serve_logging(&self, log: std::process::Stdio) -> Served {
         let port = free_port();
-        let process = serve_process_logging(port, &self.data_dir, &self.database.url, log).await;
+        let process =
+            serve_process_logging(port, &self.data_dir, &self.database.url, log, &self.env).await;
         Served {
             base: format!("http://127.0.0.1:{port}"),
             process,

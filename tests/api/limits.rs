@@ -99,3 +99,32 @@ async fn a_client_that_never_finishes_its_request_is_cut_off() {
         "{text}"
     );
 }
+
+/// 80 token exchanges at once, each claiming another client address in `X-Forwarded-For`.
+async fn exchanges_claiming_many_addresses(app: &crate::helpers::TestApp) -> usize {
+    let attempts = (0..80).map(|n| {
+        app.client
+            .post(format!("{}/v1/auth/token", app.address))
+            .header("X-Forwarded-For", format!("203.0.113.{n}"))
+            .json(&json!({"api_key": format!("ck_{n:016x}_{}", "0".repeat(64))}))
+            .send()
+    });
+    futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|response| response.as_ref().unwrap().status() == StatusCode::TOO_MANY_REQUESTS)
+        .count()
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    // Without a trusted proxy the header is ignored: all 80 come from 127.0.0.1.
+    let app = spawn_app().await;
+    assert!(exchanges_claiming_many_addresses(&app).await >= 20);
+    // Behind a trusted proxy (the loopback peer), each client has its own budget.
+    let proxied = crate::helpers::spawn_app_with(|options| {
+        options.trusted_proxies = vec!["127.0.0.1/32".into()]
+    })
+    .await;
+    assert_eq!(exchanges_claiming_many_addresses(&proxied).await, 0);
+}

@@ -16,8 +16,14 @@ use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    count_rows, free_port, sample_policy_dir, spawn_app, spawn_app_with, Deployment, TestApp,
+    count_rows, free_port, sample_policy_dir, spawn_app_with, Deployment, TestApp,
 };
+
+/// An app whose callbacks may go to the test's receivers on loopback (and to names that do not
+/// resolve here, like the specification's `examplecontroller.com`).
+async fn spawn() -> TestApp {
+    spawn_app_with(|options| options.opendsr_allow_private_callbacks = true).await
+}
 
 /// A callback the controller received.
 #[derive(Debug, Clone)]
@@ -233,7 +239,7 @@ async fn assert_spec_error(response: reqwest::Response, status: StatusCode, reas
 
 #[tokio::test]
 async fn discovery_names_what_is_supported_and_is_signed() {
-    let app = spawn_app().await;
+    let app = spawn().await;
     let key = processor_key(&app).await;
 
     let response = app.get("/opendsr/v2/discovery", None).await;
@@ -260,7 +266,7 @@ async fn discovery_names_what_is_supported_and_is_signed() {
 
 #[tokio::test]
 async fn a_request_is_received_signed_idempotently_and_becomes_a_subject_request() {
-    let app = spawn_app().await;
+    let app = spawn().await;
     let receiver = start_receiver(0).await;
     let key = processor_key(&app).await;
     let controller = app.token_for("compliance").await;
@@ -360,7 +366,7 @@ async fn a_request_is_received_signed_idempotently_and_becomes_a_subject_request
 
 #[tokio::test]
 async fn execution_is_reported_by_status_and_retried_callbacks() {
-    let app = spawn_app().await;
+    let app = spawn().await;
     // The controller's endpoint fails once: the callback is retried.
     let receiver = start_receiver(1).await;
     let key = processor_key(&app).await;
@@ -436,7 +442,7 @@ async fn execution_is_reported_by_status_and_retried_callbacks() {
 
 #[tokio::test]
 async fn a_pending_request_is_cancelled_once() {
-    let app = spawn_app().await;
+    let app = spawn().await;
     let receiver = start_receiver(0).await;
     let key = processor_key(&app).await;
     let controller = app.token_for("compliance").await;
@@ -481,7 +487,7 @@ async fn a_pending_request_is_cancelled_once() {
 
 #[tokio::test]
 async fn errors_have_the_specifications_shape_and_store_nothing() {
-    let app = spawn_app().await;
+    let app = spawn().await;
     let controller = app.token_for("compliance").await;
     let marketer = app.token_for("marketer").await;
     let good = spec_request(
@@ -574,7 +580,11 @@ async fn controllers_must_sign_when_an_allow_list_is_configured() {
     )
     .unwrap();
     let dir = allowed.path().to_owned();
-    let app = spawn_app_with(|options| options.opendsr_controllers = Some(dir)).await;
+    let app = spawn_app_with(|options| {
+        options.opendsr_controllers = Some(dir);
+        options.opendsr_allow_private_callbacks = true;
+    })
+    .await;
     let token = app.token_for("compliance").await;
     let body = serde_json::to_vec(&spec_request(
         "6a1e2f3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b",
@@ -648,7 +658,7 @@ async fn controllers_must_sign_when_an_allow_list_is_configured() {
 
 #[tokio::test]
 async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
-    let deployment = Deployment::new();
+    let deployment = Deployment::new().with_env("CUSTODIA_OPENDSR_ALLOW_PRIVATE_CALLBACKS", "true");
     let mut first = deployment.serve().await;
     let token = first.token(&deployment.api_key("compliance")).await;
     let client = reqwest::Client::new();
@@ -724,7 +734,7 @@ fn sha256_hex(text: &str) -> String {
 
 #[tokio::test]
 async fn sha256_identities_find_the_person_without_sending_the_identifier() {
-    let app = spawn_app().await;
+    let app = spawn().await;
     let collector = app.token_for("collector").await;
     let controller = app.token_for("compliance").await;
     put_subject(
@@ -782,7 +792,7 @@ async fn sha256_identities_find_the_person_without_sending_the_identifier() {
 
 #[tokio::test]
 async fn subjects_from_before_the_hashed_indexes_are_backfilled() {
-    let app = spawn_app().await;
+    let app = spawn().await;
     let collector = app.token_for("collector").await;
     for (id, email) in [
         ("cust-old-1", Some("old.one@example.org")),
@@ -845,4 +855,146 @@ async fn subjects_from_before_the_hashed_indexes_are_backfilled() {
     let id = listed["requests"][0]["id"].as_str().unwrap().to_owned();
     let executed = execute(&app, &controller, &id).await;
     assert_eq!(executed["result"]["subject_found"], true, "{executed}");
+}
+
+#[tokio::test]
+async fn callbacks_go_only_to_https_on_public_addresses() {
+    let app =
+        spawn_app_with(|options| options.public_url = Some("https://cdp.example.com".into())).await;
+    let token = app.token_for("compliance").await;
+    let refused = [
+        "http://controller.example.com/cb",
+        "https://127.0.0.1/cb",
+        "https://localhost/cb",
+        "https://10.0.0.7/cb",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/cb",
+        "https://[::ffff:192.168.1.1]/cb",
+        "https://callbacks.invalid/cb",
+    ];
+    for (n, url) in refused.iter().enumerate() {
+        let id = format!("00000000-0000-4000-8000-{n:012}");
+        let response = app
+            .post_json(
+                "/opendsr/v2/requests",
+                Some(&token),
+                &spec_request(&id, "erasure", customer("cust-1"), url),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["errors"][0]["reason"], "callback_url_not_allowed",
+            "{url}: {body}"
+        );
+    }
+    assert_eq!(count_rows(&app, "subject_requests").await, 0);
+    // A public https address is accepted (TEST-NET-1: never routed, so nothing is delivered).
+    let response = app
+        .post_json(
+            "/opendsr/v2/requests",
+            Some(&token),
+            &spec_request(
+                "11111111-0000-4000-8000-000000000001",
+                "erasure",
+                customer("cust-1"),
+                "https://192.0.2.10/cb",
+            ),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn links_come_from_the_public_url_never_from_request_headers() {
+    let app = spawn_app_with(|options| {
+        options.public_url = Some("https://cdp.example.com/".into());
+        options.opendsr_allow_private_callbacks = true;
+    })
+    .await;
+    let forged = |request: reqwest::RequestBuilder| {
+        request
+            .header("Host", "evil.example")
+            .header("X-Forwarded-Host", "evil.example")
+            .header("X-Forwarded-Proto", "http")
+            .header("Forwarded", "host=evil.example;proto=http")
+    };
+    let discovery: Value = forged(
+        app.client
+            .get(format!("{}/opendsr/v2/discovery", app.address)),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        discovery["processor_certificate"],
+        "https://cdp.example.com/opendsr/v2/certificate"
+    );
+    let token = app.token_for("compliance").await;
+    let collector = app.token_for("collector").await;
+    let put = app
+        .request(
+            reqwest::Method::PUT,
+            "/v1/subjects/cust-1",
+            Some(&collector),
+            Some(&json!({"traits": {"country": "DE"}})),
+        )
+        .await;
+    assert!(put.status().is_success());
+    let id = "22222222-0000-4000-8000-000000000002";
+    let response = forged(
+        app.client
+            .post(format!("{}/opendsr/v2/requests", app.address)),
+    )
+    .bearer_auth(&token)
+    .json(&spec_request(
+        id,
+        "access",
+        customer("cust-1"),
+        "https://192.0.2.10/cb",
+    ))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Complete it, then read the status: the results link is the configured one.
+    let page: Value = app
+        .get("/v1/requests", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let request_id = page["requests"][0]["id"].as_str().unwrap().to_owned();
+    let executed = app
+        .post_json(
+            &format!("/v1/requests/{request_id}/execute"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(executed.status(), StatusCode::OK);
+    let status: Value = forged(
+        app.client
+            .get(format!("{}/opendsr/v2/requests/{id}", app.address)),
+    )
+    .bearer_auth(&token)
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        status["results_url"],
+        format!("https://cdp.example.com/v1/requests/{request_id}/export")
+    );
+    // Nothing stored names the forged host.
+    let dump = crate::helpers::database_dump(&app).await;
+    assert!(!crate::helpers::contains_in_any_encoding(
+        &dump,
+        "evil.example"
+    ));
 }
