@@ -74,7 +74,7 @@ ops.consent = function()
   local status = (counter % 2 == 0) and "withdrawn" or "granted"
   local body = string.format(
     '{"id":"%s-t%d-%d","purpose":"%s","status":"%s","source":"web","method":"banner",' ..
-    '"notice":{"id":"privacy","version":"4"},' ..
+    '"notice":{"id":"newsletter","version":"3"},' ..
     '"evidence":{"ip_address":"203.0.113.%d","user_agent":"Mozilla/5.0 (bench)"}}',
     run, thread_id, counter, purposes[(counter % 3) + 1], status, counter % 250)
   return send("POST", "collector", "/v1/subjects/cust-" .. person() .. "/consents", body)

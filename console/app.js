@@ -518,6 +518,14 @@ async function save(path) {
   announce(`Downloaded ${file.name}.`);
 }
 
+/** The notice a statement names, with the proof of the text shown: its language and SHA-256. */
+function noticeProof(notice) {
+  if (!notice) return '—';
+  const name = `${notice.id} v${notice.version}${notice.language ? ` (${notice.language})` : ''}`;
+  if (!notice.sha256) return name;
+  return h('span', {}, name, h('br'), h('code', { class: 'hash', title: `SHA-256 of the text shown: ${notice.sha256}` }, `text ${notice.sha256.slice(0, 12)}…`));
+}
+
 async function renderSubject(subjectId) {
   const display = view();
   const path = `/v1/subjects/${encodeURIComponent(subjectId)}`;
@@ -535,11 +543,11 @@ async function renderSubject(subjectId) {
   const history = table(
     'Consent history, oldest first',
     ['Recorded', 'Purpose', 'Status', 'Notice', 'Source', 'Method'],
-    state.history.map((consent) => [
+    (state.history || []).map((consent) => [
       when(consent.recorded_at),
       consent.purpose,
       consent.status,
-      consent.notice ? `${consent.notice.id} v${consent.notice.version}` : '—',
+      noticeProof(consent.notice),
       consent.source || '—',
       consent.method || '—',
     ]),

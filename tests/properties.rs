@@ -19,7 +19,7 @@ fn sample_policy() -> Policy {
 }
 
 fn sample_texts() -> Vec<PolicySource> {
-    ["purposes.toml", "fields.toml", "roles.toml"]
+    ["purposes.toml", "fields.toml", "notices.toml", "roles.toml"]
         .iter()
         .map(|name| PolicySource {
             name: format!("policies/{name}"),

@@ -152,6 +152,12 @@ test('a person is found by e-mail, with consent state and history', async () => 
   assert.match(await current.textContent(), /marketing\.emailwithdrawn/);
   const history = page.getByRole('table', { name: 'Consent history, oldest first' });
   assert.equal(await history.locator('tbody tr').count(), 3);
+  // Which exact notice text the person saw: its language and the start of its SHA-256.
+  assert.match(await history.textContent(), /newsletter v3 \(en\)text 5b11ab05604f…/);
+  assert.match(
+    await history.locator('code.hash').first().getAttribute('title'),
+    /5b11ab05604ffabf38ef6a4bcdc12d742156a197a05631c7534cada6035b4972/,
+  );
   await assertAccessible('subject');
   await shot('subject');
 });

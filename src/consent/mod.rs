@@ -15,7 +15,7 @@ use crate::audit::{self, Actor, Entry};
 use crate::auth::KeyId;
 use crate::crypto::{FieldContext, IdentifierKind};
 use crate::interactions::parse_purpose;
-use crate::policy::{LegalBasis, Policy, PurposeId};
+use crate::policy::{LegalBasis, NoticeError, Policy, PurposeId};
 use crate::rejection::Rejection;
 use crate::store::consents::{self as consent_store, ConsentRow};
 use crate::store::{write_transaction, DbConnection};
@@ -32,11 +32,11 @@ pub struct RawConsent {
     pub purpose: String,
     /// `granted` or `withdrawn`.
     pub status: String,
-    /// The notice shown: id and version.
-    pub notice: Option<(String, String)>,
-    /// Where (`web`, `app`, `store` …).
+    /// The notice shown: id, version and (when declared in several) language.
+    pub notice: Option<(String, String, Option<String>)>,
+    /// Where: one of [`SOURCES`].
     pub source: String,
-    /// How (`checkbox`, `banner`, `form` …).
+    /// How: one of [`METHODS`].
     pub method: String,
     /// The person's IP address, if the app collected it as evidence.
     pub ip_address: Option<String>,
@@ -50,10 +50,69 @@ pub struct ConsentDraft {
     client_id: Option<String>,
     purpose: PurposeId,
     granted: bool,
-    notice: Option<(String, String)>,
+    notice: Option<NoticeRef>,
     source: String,
     method: String,
     evidence: BTreeMap<String, String>,
+}
+
+/// Where a statement may have been made (a closed vocabulary: these values are stored in clear,
+/// so they may not carry free text).
+pub const SOURCES: [&str; 9] = [
+    "web",
+    "app",
+    "email",
+    "sms",
+    "phone",
+    "in_person",
+    "paper",
+    "api",
+    "import",
+];
+
+/// How a statement may have been made (a closed vocabulary, like [`SOURCES`]). `gpc` is the
+/// method of the withdrawals a Global Privacy Control signal stands for, recorded by Custodia
+/// itself; an app cannot send it.
+pub const METHODS: [&str; 12] = [
+    "checkbox",
+    "toggle",
+    "button",
+    "banner",
+    "form",
+    "double_opt_in",
+    "email_link",
+    "preference_center",
+    "account_settings",
+    "unsubscribe_link",
+    "signature",
+    "verbal",
+];
+
+/// The notice a statement names, as declared in the policy when it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NoticeRef {
+    /// The notice's id.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// The language of the text shown (absent on statements recorded before notices were
+    /// declared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// SHA-256 of the text shown (absent on statements recorded before notices were declared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+fn closed(what: &str, value: &str, allowed: &[&str]) -> Result<String, Rejection> {
+    if allowed.contains(&value) {
+        Ok(value.to_owned())
+    } else {
+        Err(Rejection::invalid(
+            "invalid_consent",
+            format!("`{what}` must be one of {}", allowed.join(", ")),
+        ))
+    }
 }
 
 fn bounded(what: &str, value: &str, max: usize) -> Result<String, Rejection> {
@@ -98,10 +157,38 @@ impl ConsentDraft {
             }
         };
         let notice = match raw.notice {
-            Some((id, version)) => Some((
-                bounded("notice.id", &id, 100)?,
-                bounded("notice.version", &version, 50)?,
-            )),
+            Some((id, version, language)) => {
+                let notice = policy
+                    .notice(&id, &version, language.as_deref())
+                    .map_err(|error| match error {
+                        NoticeError::Undeclared => Rejection::invalid(
+                            "undeclared_notice",
+                            "`notice` names no notice version declared in the policy (id, version and language must match a [[notice]])",
+                        ),
+                        NoticeError::LanguageNeeded(languages) => Rejection::invalid(
+                            "notice_language_required",
+                            format!(
+                                "this notice version is declared in several languages ({}): say which was shown in `notice.language`",
+                                languages.join(", ")
+                            ),
+                        ),
+                    })?;
+                if granted && !notice.purposes.iter().any(|asked| purpose.is_within(asked)) {
+                    return Err(Rejection::invalid(
+                        "notice_not_for_purpose",
+                        format!(
+                            "notice `{}` version `{}` does not ask consent for `{purpose}`",
+                            notice.id, notice.version
+                        ),
+                    ));
+                }
+                Some(NoticeRef {
+                    id: notice.id.clone(),
+                    version: notice.version.clone(),
+                    language: Some(notice.language.clone()),
+                    sha256: Some(notice.sha256.clone()),
+                })
+            }
             None if granted => {
                 return Err(Rejection::invalid(
                     "invalid_consent",
@@ -128,8 +215,8 @@ impl ConsentDraft {
             purpose,
             granted,
             notice,
-            source: bounded("source", &raw.source, 64)?,
-            method: bounded("method", &raw.method, 64)?,
+            source: closed("source", &raw.source, &SOURCES)?,
+            method: closed("method", &raw.method, &METHODS)?,
             evidence,
         })
     }
@@ -162,7 +249,7 @@ pub struct Recorded {
     /// Its place in the subject's history.
     pub sequence: i64,
     /// The notice, if any.
-    pub notice: Option<(String, String)>,
+    pub notice: Option<NoticeRef>,
     /// Where.
     pub source: String,
     /// How.
@@ -431,8 +518,16 @@ fn statement_row(
             "withdrawn"
         }
         .into(),
-        notice_id: draft.notice.as_ref().map(|(id, _)| id.clone()),
-        notice_version: draft.notice.as_ref().map(|(_, version)| version.clone()),
+        notice_id: draft.notice.as_ref().map(|notice| notice.id.clone()),
+        notice_version: draft.notice.as_ref().map(|notice| notice.version.clone()),
+        notice_language: draft
+            .notice
+            .as_ref()
+            .and_then(|notice| notice.language.clone()),
+        notice_sha256: draft
+            .notice
+            .as_ref()
+            .and_then(|notice| notice.sha256.clone()),
         source: draft.source.clone(),
         method: draft.method.clone(),
         evidence_ct: write_map(&evidence),
@@ -524,7 +619,15 @@ fn recorded_from(row: ConsentRow, shown_id: String, duplicate: bool) -> Recorded
         status: row.status,
         recorded_at: row.recorded_at,
         sequence: row.sequence,
-        notice: row.notice_id.zip(row.notice_version),
+        notice: row
+            .notice_id
+            .zip(row.notice_version)
+            .map(|(id, version)| NoticeRef {
+                id,
+                version,
+                language: row.notice_language,
+                sha256: row.notice_sha256,
+            }),
         source: row.source,
         method: row.method,
         duplicate,

@@ -154,13 +154,20 @@ pub(super) fn write<W: Write>(
             "recorded_at",
             "notice_id",
             "notice_version",
+            "notice_language",
+            "notice_text_sha256",
+            "notice_url",
             "source",
             "method",
             "evidence",
         ],
     )?;
     for_each_statement(conn, &head.handle, |recorded, evidence| {
-        let (notice_id, notice_version) = recorded.notice.clone().unwrap_or_default();
+        let notice = recorded.notice.as_ref();
+        let text = |value: Option<&String>| value.cloned().unwrap_or_default();
+        let notice_url = notice
+            .and_then(|notice| super::notice_url(policy, notice))
+            .unwrap_or_default();
         let evidence = serde_json::to_string(&evidence).map_err(std::io::Error::from)?;
         record(
             &mut zip,
@@ -170,8 +177,11 @@ pub(super) fn write<W: Write>(
                 &recorded.purpose,
                 &recorded.status,
                 &rfc3339(recorded.recorded_at),
-                &notice_id,
-                &notice_version,
+                &text(notice.map(|n| &n.id)),
+                &text(notice.map(|n| &n.version)),
+                &text(notice.and_then(|n| n.language.as_ref())),
+                &text(notice.and_then(|n| n.sha256.as_ref())),
+                &notice_url,
                 &recorded.source,
                 &recorded.method,
                 &evidence,

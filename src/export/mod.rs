@@ -426,6 +426,20 @@ fn for_each_access(
     }
 }
 
+/// Where the text of a statement's notice is published, when the policy still declares that
+/// notice version in that language.
+fn notice_url(policy: &Policy, notice: &crate::consent::NoticeRef) -> Option<String> {
+    policy
+        .notices()
+        .iter()
+        .find(|declared| {
+            declared.id == notice.id
+                && declared.version == notice.version
+                && Some(&declared.language) == notice.language.as_ref()
+        })
+        .map(|declared| declared.url.clone())
+}
+
 /// A UTC time as RFC 3339 with microseconds.
 fn rfc3339(time: NaiveDateTime) -> String {
     time.and_utc()

@@ -10,7 +10,7 @@ use super::audit_trail;
 use super::{ApiError, AppState};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
-use crate::consent::{self, ConsentDraft, ConsentJob, RawConsent, Recorded};
+use crate::consent::{self, ConsentDraft, ConsentJob, NoticeRef, RawConsent, Recorded};
 use crate::crypto::Jwk;
 use crate::interactions::{parse_purpose, subject_not_found};
 use crate::rejection::Rejection;
@@ -24,14 +24,16 @@ pub fn has_gpc(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.trim() == "1")
 }
 
-/// The notice the person saw.
-#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+/// The notice the person saw: a `[[notice]]` the policy declares.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeBody {
     /// The notice's id.
     pub id: String,
     /// Its version.
     pub version: String,
+    /// The language of the text shown; needed when the version is declared in several.
+    pub language: Option<String>,
 }
 
 /// Evidence of the statement, stored encrypted.
@@ -77,8 +79,8 @@ pub struct ConsentBody {
     pub recorded_at: DateTime<Utc>,
     /// Its place in the person's history.
     pub sequence: i64,
-    /// The notice.
-    pub notice: Option<NoticeBody>,
+    /// The notice, with the language and SHA-256 of the text shown.
+    pub notice: Option<NoticeRef>,
     /// Where.
     pub source: String,
     /// How.
@@ -110,10 +112,7 @@ fn body_of(recorded: &Recorded) -> ConsentBody {
         status: recorded.status.clone(),
         recorded_at: utc(recorded.recorded_at),
         sequence: recorded.sequence,
-        notice: recorded
-            .notice
-            .clone()
-            .map(|(id, version)| NoticeBody { id, version }),
+        notice: recorded.notice.clone(),
         source: recorded.source.clone(),
         method: recorded.method.clone(),
     }
@@ -127,7 +126,7 @@ struct ReceiptClaims<'a> {
     iat: i64,
     purpose: &'a str,
     status: &'a str,
-    notice: Option<&'a NoticeBody>,
+    notice: Option<&'a NoticeRef>,
     source: &'a str,
     method: &'a str,
     recorded_at: DateTime<Utc>,
@@ -204,7 +203,9 @@ pub async fn record(
             id: body.id,
             purpose: body.purpose,
             status: body.status,
-            notice: body.notice.map(|notice| (notice.id, notice.version)),
+            notice: body
+                .notice
+                .map(|notice| (notice.id, notice.version, notice.language)),
             source: body.source,
             method: body.method,
             ip_address: evidence.ip_address,

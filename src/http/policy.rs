@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::policy::ropa::RecordOfProcessing;
-use crate::policy::{Field, Purpose, Role, SegmentLimits};
+use crate::policy::{Field, Notice, Purpose, Role, SegmentLimits};
 
 /// The loaded policy.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -21,6 +21,8 @@ pub struct PolicyBody<'a> {
     pub fields: Vec<&'a Field>,
     /// Roles.
     pub roles: Vec<&'a Role>,
+    /// Consent notices.
+    pub notices: &'a [Notice],
     /// Segment limits.
     pub segments: SegmentLimits,
 }
@@ -36,6 +38,7 @@ pub async fn show(state: web::Data<AppState>) -> HttpResponse {
         purposes: policy.purposes().collect(),
         fields: policy.fields().collect(),
         roles: policy.roles().collect(),
+        notices: policy.notices(),
         segments: policy.segment_limits(),
     })
 }

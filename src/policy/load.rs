@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Action, CategoryId, Field, FieldName, LegalBasis, Policy, Purpose, PurposeId, Role, RoleId,
-    SegmentLimits,
+    Action, CategoryId, Field, FieldName, LegalBasis, Notice, Policy, Purpose, PurposeId, Role,
+    RoleId, SegmentLimits,
 };
 
 /// The segment size used when no `[segments]` table sets one.
@@ -78,7 +78,20 @@ struct RawFile {
     field: Vec<RawField>,
     #[serde(default)]
     role: Vec<RawRole>,
+    #[serde(default)]
+    notice: Vec<RawNotice>,
     segments: Option<Spanned<RawSegments>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotice {
+    id: Spanned<String>,
+    version: Spanned<String>,
+    language: Spanned<String>,
+    url: Spanned<String>,
+    sha256: Spanned<String>,
+    purposes: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -274,6 +287,7 @@ impl Policy {
         let purposes = check_purposes(&mut checker, &files, &known_categories);
         let roles = check_roles(&mut checker, &files, &purposes);
         let segments = check_segments(&mut checker, &files);
+        let notices = check_notices(&mut checker, &files, &purposes);
         if roles.is_empty() && checker.errors.is_empty() {
             checker.errors.push(PolicyError {
                 file: sources.first().map(|s| s.name.clone()).unwrap_or_default(),
@@ -288,11 +302,148 @@ impl Policy {
             purposes,
             fields,
             roles,
+            notices,
             segments,
             sha256: policy_digest(sources),
             files: sources.iter().map(|s| file_name(&s.name)).collect(),
         })
     }
+}
+
+/// A notice id or version: 1 to 64 letters, digits, `.`, `_` or `-`.
+fn is_notice_token(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A language tag as notices use them: `en`, `de`, `pt-BR`, `es-419` (primary language of 2–3
+/// lowercase letters, optionally a region of 2 capitals or 3 digits).
+pub(crate) fn is_language_tag(text: &str) -> bool {
+    let (language, region) = match text.split_once('-') {
+        Some((language, region)) => (language, Some(region)),
+        None => (text, None),
+    };
+    (2..=3).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_lowercase())
+        && region.is_none_or(|region| {
+            (region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase()))
+                || (region.len() == 3 && region.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+fn check_notices(
+    checker: &mut Checker<'_>,
+    files: &[(usize, RawFile)],
+    purposes: &BTreeMap<PurposeId, Purpose>,
+) -> Vec<Notice> {
+    let mut seen = BTreeMap::new();
+    let mut notices = Vec::new();
+    for (file, raw) in files {
+        for notice in &raw.notice {
+            let mut ok = true;
+            let mut fail = |checker: &mut Checker<'_>, location: Location, message: String| {
+                checker.error(&location, message);
+                ok = false;
+            };
+            for (what, value) in [("id", &notice.id), ("version", &notice.version)] {
+                if !is_notice_token(value.get_ref()) {
+                    fail(
+                        checker,
+                        at(*file, value),
+                        format!(
+                            "notice {what} `{}` must be 1 to 64 letters, digits, `.`, `_` or `-`",
+                            value.get_ref().escape_debug()
+                        ),
+                    );
+                }
+            }
+            if !is_language_tag(notice.language.get_ref()) {
+                fail(
+                    checker,
+                    at(*file, &notice.language),
+                    format!(
+                        "notice language `{}` must be a language tag such as `en`, `de` or `pt-BR`",
+                        notice.language.get_ref().escape_debug()
+                    ),
+                );
+            }
+            let url_ok = reqwest::Url::parse(notice.url.get_ref()).is_ok_and(|url| {
+                url.scheme() == "https" && url.host_str().is_some_and(|host| !host.is_empty())
+            });
+            if !url_ok {
+                fail(
+                    checker,
+                    at(*file, &notice.url),
+                    "notice url must be an https:// URL where the text is published".into(),
+                );
+            }
+            let digest = notice.sha256.get_ref();
+            if digest.len() != 64
+                || !digest
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                fail(
+                    checker,
+                    at(*file, &notice.sha256),
+                    "notice sha256 must be the SHA-256 of the text shown, as 64 lowercase hex digits".into(),
+                );
+            }
+            let mut covered = Vec::new();
+            if notice.purposes.is_empty() {
+                fail(
+                    checker,
+                    at(*file, &notice.id),
+                    "a notice names the purposes it asks consent for (`purposes`)".into(),
+                );
+            }
+            for raw_purpose in &notice.purposes {
+                let location = at(*file, raw_purpose);
+                match PurposeId::parse(raw_purpose.get_ref())
+                    .ok()
+                    .and_then(|id| purposes.get(&id))
+                {
+                    Some(purpose) if purpose.legal_basis == LegalBasis::Consent => {
+                        covered.push(purpose.id.clone())
+                    }
+                    Some(purpose) => fail(
+                        checker,
+                        location,
+                        format!("notice purpose `{}` does not rest on consent", purpose.id),
+                    ),
+                    None => fail(
+                        checker,
+                        location,
+                        format!(
+                            "unknown purpose `{}` in notice",
+                            raw_purpose.get_ref().escape_debug()
+                        ),
+                    ),
+                }
+            }
+            let key = format!(
+                "{} version {} ({})",
+                notice.id.get_ref(),
+                notice.version.get_ref(),
+                notice.language.get_ref()
+            );
+            if !checker.first_definition(&mut seen, "notice", &key, &at(*file, &notice.id)) || !ok {
+                continue;
+            }
+            notices.push(Notice {
+                id: notice.id.get_ref().clone(),
+                version: notice.version.get_ref().clone(),
+                language: notice.language.get_ref().clone(),
+                url: notice.url.get_ref().clone(),
+                sha256: digest.clone(),
+                purposes: covered,
+            });
+        }
+    }
+    notices.sort_by(|a, b| (&a.id, &a.version, &a.language).cmp(&(&b.id, &b.version, &b.language)));
+    notices
 }
 
 fn check_fields(

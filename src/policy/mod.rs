@@ -202,6 +202,33 @@ pub struct Role {
     pub own_requests_only: bool,
 }
 
+/// A consent notice: the exact text people are shown when asked for consent, as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Notice {
+    /// Its id (`newsletter`).
+    pub id: String,
+    /// Its version (`3`): a changed text is a new version.
+    pub version: String,
+    /// The language of this text (`en`, `pt-BR`).
+    pub language: String,
+    /// Where the text is published (https).
+    pub url: String,
+    /// SHA-256 of the text shown (64 lowercase hex digits).
+    pub sha256: String,
+    /// The consent-based purposes it asks for (each covers its descendants).
+    #[schema(value_type = Vec<String>)]
+    pub purposes: Vec<PurposeId>,
+}
+
+/// Why a statement's notice is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeError {
+    /// No notice with this id and version (in this language) is declared.
+    Undeclared,
+    /// Declared in several languages: the statement must say which one was shown.
+    LanguageNeeded(Vec<String>),
+}
+
 /// Limits on segment queries.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct SegmentLimits {
@@ -221,6 +248,7 @@ pub struct Policy {
     purposes: BTreeMap<PurposeId, Purpose>,
     fields: BTreeMap<FieldName, Field>,
     roles: BTreeMap<RoleId, Role>,
+    notices: Vec<Notice>,
     segments: SegmentLimits,
     sha256: String,
     files: Vec<String>,
@@ -355,6 +383,40 @@ impl Policy {
     /// The field with this name, if the policy declares it.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.get(name)
+    }
+
+    /// The declared consent notices, by id, version and language.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
+
+    /// The declared notice `id` `version`, in `language` — which may be left out when the
+    /// notice is declared in one language only.
+    pub fn notice(
+        &self,
+        id: &str,
+        version: &str,
+        language: Option<&str>,
+    ) -> Result<&Notice, NoticeError> {
+        let versions: Vec<&Notice> = self
+            .notices
+            .iter()
+            .filter(|notice| notice.id == id && notice.version == version)
+            .collect();
+        match (language, versions.as_slice()) {
+            (Some(language), _) => versions
+                .into_iter()
+                .find(|notice| notice.language == language)
+                .ok_or(NoticeError::Undeclared),
+            (None, [only]) => Ok(only),
+            (None, []) => Err(NoticeError::Undeclared),
+            (None, several) => Err(NoticeError::LanguageNeeded(
+                several
+                    .iter()
+                    .map(|notice| notice.language.clone())
+                    .collect(),
+            )),
+        }
     }
 
     /// Segment limits.

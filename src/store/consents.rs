@@ -36,6 +36,10 @@ pub struct ConsentRow {
     pub recorded_at: NaiveDateTime,
     /// The API key that recorded it.
     pub recorded_by: String,
+    /// The language of the notice text shown.
+    pub notice_language: Option<String>,
+    /// SHA-256 of the notice text shown (from the policy when it was recorded).
+    pub notice_sha256: Option<String>,
 }
 
 /// The latest statement on one purpose.

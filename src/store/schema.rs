@@ -135,6 +135,8 @@ diesel::table! {
         evidence_ct -> Text,
         recorded_at -> Timestamp,
         recorded_by -> Text,
+        notice_language -> Nullable<Text>,
+        notice_sha256 -> Nullable<Text>,
     }
 }
 

@@ -837,7 +837,7 @@ async fn consent_calls_gpc_signals_and_objections_are_recorded() {
         .header("Sec-GPC", "1")
         .json(
             &json!({"purpose": "marketing.email", "status": "granted", "source": "web",
-                      "method": "checkbox", "notice": {"id": "n", "version": "1"}}),
+                      "method": "checkbox", "notice": {"id": "newsletter", "version": "3"}}),
         )
         .send()
         .await

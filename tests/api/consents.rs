@@ -231,7 +231,7 @@ async fn gpc_on_a_consent_call_opts_out_first_then_records_the_explicit_choice()
         .header("Sec-GPC", "1")
         .json(
             &json!({"purpose": "marketing.email", "status": "granted", "source": "web",
-                      "method": "checkbox", "notice": {"id": "n", "version": "1"}}),
+                      "method": "checkbox", "notice": {"id": "newsletter", "version": "3"}}),
         )
         .send()
         .await
@@ -407,9 +407,11 @@ async fn a_receipt_verifies_with_the_published_key() {
         (claims["purpose"].as_str(), claims["status"].as_str()),
         (Some("marketing.email"), Some("granted"))
     );
+    // The receipt names the exact text shown.
     assert_eq!(
         claims["notice"],
-        json!({"id": "newsletter", "version": "3"})
+        json!({"id": "newsletter", "version": "3", "language": "en",
+               "sha256": "5b11ab05604ffabf38ef6a4bcdc12d742156a197a05631c7534cada6035b4972"})
     );
     let mut forged = signed.into_bytes();
     forged[10] ^= 1;
@@ -426,7 +428,7 @@ async fn statements_are_idempotent_append_only_and_their_evidence_is_encrypted()
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
     let body = json!({"id": "stmt-1", "purpose": "marketing", "status": "granted", "source": "web",
-                      "method": "checkbox", "notice": {"id": "n", "version": "7"},
+                      "method": "checkbox", "notice": {"id": "newsletter", "version": "3"},
                       "evidence": {"ip_address": "203.0.113.77", "user_agent": "CanaryBrowser/9.1"}});
 
     let first = app
@@ -474,19 +476,19 @@ async fn bad_statements_are_422_and_the_ledger_is_read_only_for_the_right_roles(
     let marketer = app.token_for("marketer").await;
     let cases = [
         (
-            json!({"purpose": "support", "status": "granted", "source": "web", "method": "x", "notice": {"id": "n", "version": "1"}}),
+            json!({"purpose": "support", "status": "granted", "source": "web", "method": "checkbox", "notice": {"id": "newsletter", "version": "3"}}),
             "not_consent_based",
         ),
         (
-            json!({"purpose": "marketing", "status": "granted", "source": "web", "method": "x"}),
+            json!({"purpose": "marketing", "status": "granted", "source": "web", "method": "checkbox"}),
             "invalid_consent",
         ),
         (
-            json!({"purpose": "marketing", "status": "maybe", "source": "web", "method": "x"}),
+            json!({"purpose": "marketing", "status": "maybe", "source": "web", "method": "checkbox"}),
             "invalid_consent",
         ),
         (
-            json!({"purpose": "telepathy", "status": "granted", "source": "web", "method": "x"}),
+            json!({"purpose": "telepathy", "status": "granted", "source": "web", "method": "checkbox"}),
             "unknown_purpose",
         ),
     ];
@@ -818,4 +820,135 @@ async fn consent_writes_and_reads_stay_within_the_roles_purposes() {
     assert_eq!(full["history"].as_array().unwrap().len(), 3);
     assert_eq!(full["current"].as_array().unwrap().len(), 3);
     assert_eq!(full["objections"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_statement_names_a_declared_notice_and_closed_vocabularies() {
+    let (app, _policies) = spawn().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let statement = |notice: Value, source: &str, method: &str| {
+        json!({"purpose": "marketing.email", "status": "granted", "source": source,
+               "method": method, "notice": notice})
+    };
+    let cases = [
+        (
+            statement(
+                json!({"id": "newsletter", "version": "99"}),
+                "web",
+                "checkbox",
+            ),
+            "undeclared_notice",
+        ),
+        (
+            statement(
+                json!({"id": "newsletter", "version": "3", "language": "fr"}),
+                "web",
+                "checkbox",
+            ),
+            "undeclared_notice",
+        ),
+        (
+            statement(json!({"id": "privacy", "version": "4"}), "web", "checkbox"),
+            "notice_language_required",
+        ),
+        (
+            // Version 2 asked for e-mail only; this statement is about SMS.
+            json!({"purpose": "marketing.sms", "status": "granted", "source": "web",
+                   "method": "checkbox", "notice": {"id": "newsletter", "version": "2"}}),
+            "notice_not_for_purpose",
+        ),
+        (
+            statement(
+                json!({"id": "newsletter", "version": "3"}),
+                "Jane Canary's iPhone",
+                "checkbox",
+            ),
+            "invalid_consent",
+        ),
+        (
+            statement(
+                json!({"id": "newsletter", "version": "3"}),
+                "web",
+                "told Canary at the desk",
+            ),
+            "invalid_consent",
+        ),
+        (
+            // `gpc` statements are Custodia's own (the Sec-GPC header), not an app's.
+            statement(json!({"id": "newsletter", "version": "3"}), "web", "gpc"),
+            "invalid_consent",
+        ),
+    ];
+    for (body, code) in cases {
+        let problem = assert_problem(
+            app.post_json("/v1/subjects/cust-n/consents", Some(&collector), &body)
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+        )
+        .await;
+        assert!(!problem.to_string().contains("Canary"), "{problem}");
+    }
+    assert_eq!(crate::helpers::count_rows(&app, "consent_records").await, 0);
+    assert!(!contains_in_any_encoding(
+        &database_dump(&app).await,
+        "Canary"
+    ));
+
+    // The German text of `privacy` 4: the statement keeps its hash.
+    let response = app
+        .post_json(
+            "/v1/subjects/cust-n/consents",
+            Some(&collector),
+            &statement(
+                json!({"id": "privacy", "version": "4", "language": "de"}),
+                "app",
+                "toggle",
+            ),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let recorded: Value = response.json().await.unwrap();
+    let german = "7a3960284729326bac227961ac27624fb97e0410c09910000871e88208b0f444";
+    assert_eq!(
+        recorded["notice"],
+        json!({"id": "privacy", "version": "4", "language": "de", "sha256": german})
+    );
+    // The hash is the SHA-256 of the text the policy points at.
+    let text =
+        std::fs::read(crate::helpers::sample_policy_dir().join("notice-texts/privacy-4-de.txt"))
+            .unwrap();
+    assert_eq!(
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &text)),
+        german
+    );
+    // The ledger and the export show it.
+    let ledger: Value = app
+        .get("/v1/subjects/cust-n/consents", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["history"][0]["notice"]["sha256"], german);
+    let export: Value = app
+        .get("/v1/subjects/cust-n/export", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(export["consents"][0]["notice"]["text_sha256"], german);
+    assert_eq!(
+        export["consents"][0]["notice"]["url"],
+        "https://shop.example.com/privacy/notices/privacy/4/de"
+    );
+    // The policy lists the declared notices.
+    let admin = app.token_for("admin").await;
+    let policy: Value = app
+        .get("/v1/policy", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(policy["notices"].as_array().unwrap().len(), 4);
 }

@@ -65,8 +65,9 @@ async fn writer(client: Client, base: String, token: String, writer: usize) -> A
             .post(format!("{base}/v1/subjects/{subject}/consents"))
             .bearer_auth(&token)
             .json(
-                &json!({"purpose": "marketing", "status": "granted", "source": "web",
-                          "method": "checkbox", "notice": {"id": "crash", "version": version}}),
+                &json!({"id": version, "purpose": "marketing", "status": "granted",
+                          "source": "web", "method": "checkbox",
+                          "notice": {"id": "newsletter", "version": "3"}}),
             )
             .send()
             .await;
@@ -177,7 +178,7 @@ async fn acknowledged_writes_survive_a_kill_and_no_batch_is_half_stored() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|c| c["notice"]["version"] == version.as_str()),
+                .any(|c| c["id"] == version.as_str()),
             "the acknowledged consent of {subject} is in its history: {state}"
         );
     }

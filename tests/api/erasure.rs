@@ -37,7 +37,7 @@ async fn populate(app: &TestApp, token: &str, subject: &str, email: &str) {
             &format!("/v1/subjects/{subject}/consents"),
             Some(token),
             &json!({"purpose": "marketing", "status": "granted", "source": "web",
-                    "method": "checkbox", "notice": {"id": "n", "version": "1"},
+                    "method": "checkbox", "notice": {"id": "newsletter", "version": "3"},
                     "evidence": {"ip_address": "198.51.100.7"}}),
         )
         .await;

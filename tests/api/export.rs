@@ -178,9 +178,12 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
     );
     assert_eq!(body["consents"].as_array().unwrap().len(), 1);
     assert_eq!(body["consents"][0]["id"], "alpha-consent");
+    // Proof of the exact text the person saw: its hash, language and where it is published.
     assert_eq!(
         body["consents"][0]["notice"],
-        json!({"id": "newsletter", "version": "3"})
+        json!({"id": "newsletter", "version": "3", "language": "en",
+               "text_sha256": "5b11ab05604ffabf38ef6a4bcdc12d742156a197a05631c7534cada6035b4972",
+               "url": "https://shop.example.com/privacy/notices/newsletter/3/en"})
     );
     assert_eq!(
         body["consents"][0]["evidence"],

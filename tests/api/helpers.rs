@@ -311,7 +311,7 @@ pub async fn stored_key_count(app: &TestApp) -> usize {
 /// A policy directory with the sample purposes and fields, and the sample roles plus `extra`.
 pub fn policy_with_extra_roles(extra: &str) -> TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    for name in ["purposes.toml", "fields.toml"] {
+    for name in ["purposes.toml", "fields.toml", "notices.toml"] {
         std::fs::copy(sample_policy_dir().join(name), dir.path().join(name)).unwrap();
     }
     let roles = std::fs::read_to_string(sample_policy_dir().join("roles.toml")).unwrap();

@@ -71,7 +71,7 @@ async fn the_sql_filter_and_the_in_memory_decision_agree_on_random_ledgers() {
                 "withdrawn"
             };
             let body = json!({"purpose": random.pick(&CONSENT_PURPOSES), "status": status, "source": "web",
-                              "method": "checkbox", "notice": {"id": "n", "version": "1"}});
+                              "method": "checkbox", "notice": {"id": "newsletter", "version": "3"}});
             let response = app
                 .post_json(
                     &format!("/v1/subjects/{subject_id}/consents"),

@@ -366,3 +366,49 @@ async fn the_record_of_processing_is_generated_from_the_loaded_policy() {
     )
     .await;
 }
+
+#[test]
+fn notices_are_validated_at_their_line() {
+    let support = "[[purpose]]\nid = \"support\"\nlegal_basis = \"contract\"\ndescription = \"d\"\nretention_days = 1\ncategories = [\"contact\"]\n";
+    let notices = r#"[[notice]]
+id = "news letter"
+version = "1"
+language = "english"
+url = "http://example.com/n"
+sha256 = "ABC"
+purposes = ["support", "astrology"]
+
+[[notice]]
+id = "ok"
+version = "1"
+language = "en"
+url = "https://example.com/n"
+sha256 = "5b11ab05604ffabf38ef6a4bcdc12d742156a197a05631c7534cada6035b4972"
+purposes = ["marketing"]
+
+[[notice]]
+id = "ok"
+version = "1"
+language = "en"
+url = "https://example.com/n"
+sha256 = "5b11ab05604ffabf38ef6a4bcdc12d742156a197a05631c7534cada6035b4972"
+purposes = ["marketing"]
+"#;
+    let errors = errors_for(&[("m.toml", MARKETING), ("s.toml", support), ("n.toml", notices)]);
+    let expected = [
+        "n.toml:2: notice id `news letter` must be 1 to 64 letters",
+        "n.toml:4: notice language `english` must be a language tag",
+        "n.toml:5: notice url must be an https:// URL",
+        "n.toml:6: notice sha256 must be the SHA-256 of the text shown",
+        "n.toml:7: notice purpose `support` does not rest on consent",
+        "n.toml:7: unknown purpose `astrology` in notice",
+        "n.toml:18: duplicate notice `ok version 1 (en)`",
+    ];
+    for line in expected {
+        assert!(
+            errors.iter().any(|error| error.starts_with(line)),
+            "{line}: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}

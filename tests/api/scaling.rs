@@ -54,7 +54,7 @@ async fn two_processes_share_one_database() {
                 let mut body = json!({"purpose": "marketing", "status": status,
                                       "source": "web", "method": "checkbox"});
                 if status == "granted" {
-                    body["notice"] = json!({"id": "n", "version": format!("{n}-{round}")});
+                    body["notice"] = json!({"id": "newsletter", "version": "3"});
                 }
                 let consent = client
                     .post(format!("{base}/v1/subjects/scale-shared/consents"))

@@ -54,7 +54,7 @@ async fn consent_to(app: &TestApp, token: &str, id: &str, purpose: &str, status:
     let mut body = json!({"purpose": purpose, "status": status, "source": "web",
                           "method": "checkbox"});
     if status == "granted" {
-        body["notice"] = json!({"id": "n", "version": "1"});
+        body["notice"] = json!({"id": "newsletter", "version": "3"});
     }
     let response = app
         .post_json(&format!("/v1/subjects/{id}/consents"), Some(token), &body)

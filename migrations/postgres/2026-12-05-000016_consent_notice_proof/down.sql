@@ -1,0 +1,2 @@
+ALTER TABLE consent_records DROP COLUMN notice_sha256;
+ALTER TABLE consent_records DROP COLUMN notice_language;
