@@ -179,8 +179,10 @@ fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
     responses(
         (status = 201, description = "Recorded, with a signed receipt", body = ConsentResponse),
         (status = 200, description = "Recorded earlier under this id", body = ConsentResponse),
-        (status = 422, description = "Invalid; nothing recorded", body = super::problem::ProblemBody,
-            content_type = "application/problem+json"),
+        (status = 403, description = "The role may not record statements for this purpose",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid (an undeclared notice, a notice that does not ask for the purpose, a source or method outside the vocabulary); nothing recorded",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn record(
     state: web::Data<AppState>,
@@ -433,7 +435,11 @@ pub struct ObjectionResponse {
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     request_body = ObjectionRequest,
-    responses((status = 200, description = "The objection's state", body = ObjectionResponse)))]
+    responses(
+        (status = 200, description = "The objection's state", body = ObjectionResponse),
+        (status = 403, description = "The role may not act for this purpose",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
 pub async fn object(
     state: web::Data<AppState>,
     principal: Principal,

@@ -536,6 +536,10 @@ pub struct ExecutedBody {
     params(("id" = String, Path, description = "The request's id")),
     responses(
         (status = 200, description = "Completed", body = ExecutedBody),
+        (status = 403, description = "The role lacks the action of the direct route (subjects.erase, subjects.export, subjects.rectify)",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such request (or one this key may not see)",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Not verified, closed, ambiguous, or the person is erased",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]

@@ -394,6 +394,8 @@ pub struct SegmentWithSize {
     params(("id" = String, Path, description = "The segment's id")),
     responses(
         (status = 200, description = "The segment and its size", body = SegmentWithSize),
+        (status = 429, description = "The key was given `max_withheld` withheld counts in 24 hours",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such segment", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]

@@ -167,6 +167,6 @@ mod tests {
             .iter()
             .map(|r| r.role.as_str())
             .collect();
-        assert_eq!(rights, ["compliance"]);
+        assert_eq!(rights, ["compliance", "opendsr_controller"]);
     }
 }

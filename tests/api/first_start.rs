@@ -21,7 +21,10 @@ fn copy_sample_policies(to: &std::path::Path) {
     std::fs::create_dir(&target).unwrap();
     for entry in std::fs::read_dir(sample_policy_dir()).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
+        // The policy files; `notice-texts/` holds the texts the notices' hashes are of.
+        if path.is_file() {
+            std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
+        }
     }
 }
 

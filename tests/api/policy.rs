@@ -394,7 +394,11 @@ url = "https://example.com/n"
 sha256 = "5b11ab05604ffabf38ef6a4bcdc12d742156a197a05631c7534cada6035b4972"
 purposes = ["marketing"]
 "#;
-    let errors = errors_for(&[("m.toml", MARKETING), ("s.toml", support), ("n.toml", notices)]);
+    let errors = errors_for(&[
+        ("m.toml", MARKETING),
+        ("s.toml", support),
+        ("n.toml", notices),
+    ]);
     let expected = [
         "n.toml:2: notice id `news letter` must be 1 to 64 letters",
         "n.toml:4: notice language `english` must be a language tag",
