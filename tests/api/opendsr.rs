@@ -998,3 +998,66 @@ async fn links_come_from_the_public_url_never_from_request_headers() {
         "evil.example"
     ));
 }
+
+#[tokio::test]
+async fn a_controllers_key_follows_only_the_requests_it_sent() {
+    let app = spawn().await;
+    let compliance = app.token_for("compliance").await;
+    let braze = app.token_for("opendsr_controller").await;
+    let amplitude = app.token_for("opendsr_controller").await;
+    let callback = "https://192.0.2.10/cb";
+    let sent = |token: String, id: &'static str, subject: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .post_json(
+                    "/opendsr/v2/requests",
+                    Some(&token),
+                    &spec_request(id, "access", customer(subject), callback),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+    };
+    sent(
+        braze.clone(),
+        "aaaaaaaa-0000-4000-8000-000000000001",
+        "braze-person",
+    )
+    .await;
+    sent(
+        amplitude.clone(),
+        "bbbbbbbb-0000-4000-8000-000000000002",
+        "amplitude-person",
+    )
+    .await;
+    // Each controller's queue holds its own request, the identity masked; compliance sees both.
+    let braze_queue = queue(&app, &braze, "/v1/requests").await;
+    let requests = braze_queue["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{braze_queue}");
+    assert_eq!(requests[0]["subject"], json!({"subject_id": "b…n"}));
+    assert!(!braze_queue.to_string().contains("amplitude"));
+    assert_eq!(
+        queue(&app, &compliance, "/v1/requests").await["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Another controller's request is not found, over OpenDSR or the request API.
+    let theirs = queue(&app, &amplitude, "/v1/requests").await["requests"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = app
+        .get(&format!("/v1/requests/{theirs}"), Some(&braze))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = app
+        .get(
+            "/opendsr/v2/requests/bbbbbbbb-0000-4000-8000-000000000002",
+            Some(&braze),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
