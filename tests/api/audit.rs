@@ -1162,11 +1162,8 @@ purposes = ["support"]
     assert_eq!(entries[0]["subjects"], json!([]));
     // And the person's own export lists the refused read in its access log.
     let export: Value = app
-        .get("/v1/subjects/cust-known/export", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-known/export", Some(&compliance))
+        .await;
     let logged = export["access_log"]
         .as_array()
         .unwrap()

@@ -275,11 +275,8 @@ async fn gpc_on_a_consent_call_opts_out_first_then_records_the_explicit_choice()
     // The history is for subjects.export.
     let compliance = app.token_for("compliance").await;
     let ledger: Value = app
-        .get("/v1/subjects/cust-g/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-g/consents", Some(&compliance))
+        .await;
     let methods: Vec<&str> = ledger["history"]
         .as_array()
         .unwrap()
@@ -334,11 +331,8 @@ async fn gpc_on_an_interaction_call_opts_the_subject_out_before_collection() {
     // The same signal again changes nothing: no new ledger entries.
     let compliance = app.token_for("compliance").await;
     let before: Value = app
-        .get("/v1/subjects/cust-i/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-i/consents", Some(&compliance))
+        .await;
     accepted(&app, &collector, "cust-i", &["support"]).await;
     let again = app
         .client
@@ -354,11 +348,8 @@ async fn gpc_on_an_interaction_call_opts_the_subject_out_before_collection() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     let after: Value = app
-        .get("/v1/subjects/cust-i/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-i/consents", Some(&compliance))
+        .await;
     assert_eq!(
         before["history"].as_array().unwrap().len(),
         after["history"].as_array().unwrap().len()
@@ -373,12 +364,7 @@ async fn a_receipt_verifies_with_the_published_key() {
     let recorded = state(&app, &collector, "cust-r", "marketing.email", "granted").await;
     let receipt = recorded["receipt"].as_str().unwrap();
 
-    let jwks: Value = app
-        .get("/v1/consents/receipt-key", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/v1/consents/receipt-key", None).await;
 
     let key = &jwks["keys"][0];
     assert_eq!(
@@ -447,11 +433,8 @@ async fn statements_are_idempotent_append_only_and_their_evidence_is_encrypted()
     );
     state(&app, &collector, "cust-e", "marketing", "withdrawn").await;
     let ledger: Value = app
-        .get("/v1/subjects/cust-e/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-e/consents", Some(&compliance))
+        .await;
     let history = ledger["history"].as_array().unwrap();
     assert_eq!(
         history.len(),
@@ -576,11 +559,8 @@ async fn a_restricted_person_gets_no_new_processing_and_no_reads() {
         .await;
     assert_problem(read, StatusCode::FORBIDDEN, "restricted").await;
     let ledger: Value = app
-        .get("/v1/subjects/cust-x/consents", Some(&collector))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-x/consents", Some(&collector))
+        .await;
     assert_eq!(ledger["restricted"], true);
 }
 
@@ -661,11 +641,8 @@ async fn a_restriction_blocks_reads_and_collection_until_lifted() {
     .await;
     assert!(refused["detail"].as_str().unwrap().contains("restricted"));
     let state: Value = app
-        .get("/v1/subjects/cust-r/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-r/consents", Some(&compliance))
+        .await;
     assert_eq!(state["restricted"], true);
 
     let lifted = app
@@ -674,15 +651,12 @@ async fn a_restriction_blocks_reads_and_collection_until_lifted() {
     assert_eq!(lifted.status(), StatusCode::OK);
     let body: Value = lifted.json().await.unwrap();
     assert_eq!(body, json!({"restricted": false, "changed": true}));
-    let page: Value = app.get(read, Some(&support)).await.json().await.unwrap();
+    let page: Value = app.get_json(read, Some(&support)).await;
     assert_eq!(page["interactions"].as_array().unwrap().len(), 1);
 
     let log: Value = app
-        .get("/v1/audit?subject_id=cust-r", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?subject_id=cust-r", Some(&compliance))
+        .await;
     let actions: Vec<&str> = log["entries"]
         .as_array()
         .unwrap()
@@ -766,14 +740,11 @@ async fn consent_writes_and_reads_stay_within_the_roles_purposes() {
     );
     // Audited as denials with the purpose and the person.
     let denied: Value = app
-        .get(
+        .get_json(
             "/v1/audit?decision=deny&subject_id=cust-l",
             Some(&compliance),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let denied = denied["entries"].as_array().unwrap();
     assert_eq!(denied.len(), 3, "{denied:?}");
     let purposes: Vec<&Value> = denied.iter().map(|entry| &entry["purposes"]).collect();
@@ -803,19 +774,13 @@ async fn consent_writes_and_reads_stay_within_the_roles_purposes() {
     assert_eq!(current, ["marketing", "marketing.email"]);
     assert_eq!(limited["objections"], json!([]));
     let desk_view: Value = app
-        .get("/v1/subjects/cust-l/consents", Some(&desk))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-l/consents", Some(&desk))
+        .await;
     assert_eq!(desk_view["current"], json!([]));
     // subjects.export reads everything, with evidence.
     let full: Value = app
-        .get("/v1/subjects/cust-l/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-l/consents", Some(&compliance))
+        .await;
     assert_eq!(full["scope"], "full");
     assert_eq!(full["history"].as_array().unwrap().len(), 3);
     assert_eq!(full["current"].as_array().unwrap().len(), 3);
@@ -925,18 +890,12 @@ async fn a_statement_names_a_declared_notice_and_closed_vocabularies() {
     );
     // The ledger and the export show it.
     let ledger: Value = app
-        .get("/v1/subjects/cust-n/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-n/consents", Some(&compliance))
+        .await;
     assert_eq!(ledger["history"][0]["notice"]["sha256"], german);
     let export: Value = app
-        .get("/v1/subjects/cust-n/export", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-n/export", Some(&compliance))
+        .await;
     assert_eq!(export["consents"][0]["notice"]["text_sha256"], german);
     assert_eq!(
         export["consents"][0]["notice"]["url"],
@@ -944,11 +903,6 @@ async fn a_statement_names_a_declared_notice_and_closed_vocabularies() {
     );
     // The policy lists the declared notices.
     let admin = app.token_for("admin").await;
-    let policy: Value = app
-        .get("/v1/policy", Some(&admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let policy: Value = app.get_json("/v1/policy", Some(&admin)).await;
     assert_eq!(policy["notices"].as_array().unwrap().len(), 4);
 }

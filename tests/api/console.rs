@@ -193,28 +193,17 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     assert_eq!(count_rows(&app, "subjects").await, 0);
     assert_eq!(count_rows(&app, "interactions").await, 0);
     let queue: Value = app
-        .get("/v1/requests?status=completed", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/requests?status=completed", Some(&compliance))
+        .await;
     assert_eq!(queue["requests"].as_array().unwrap().len(), 1);
     assert_eq!(queue["requests"][0]["type"], "access");
     assert!(queue["requests"][0]["extended"]["reason"].is_string());
     let rejected: Value = app
-        .get("/v1/requests?status=rejected", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/requests?status=rejected", Some(&compliance))
+        .await;
     assert_eq!(rejected["requests"].as_array().unwrap().len(), 1);
     assert_eq!(rejected["requests"][0]["type"], "erasure");
-    let verify: Value = app
-        .get("/v1/audit/verify", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let verify: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verify["ok"], true, "{verify}");
     for screen in [
         "sign-in",

@@ -378,11 +378,8 @@ async fn rotate_epoch_on_the_command_line_rewraps_every_key_and_is_audited() {
 
     let compliance = app.token_for("compliance").await;
     let entries: Value = app
-        .get("/v1/audit?action=keys.rotate_epoch", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?action=keys.rotate_epoch", Some(&compliance))
+        .await;
     assert_eq!(entries["entries"][0]["target"], "2", "{entries}");
     assert_eq!(entries["entries"][0]["records"], 6, "{entries}");
 }

@@ -61,11 +61,8 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     populate(&app, &collector, "cust-erase", "erase.me@example.org").await;
     populate(&app, &collector, "cust-keep", "keep.me@example.org").await;
     let before: Value = app
-        .get("/v1/audit?subject_id=cust-erase", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?subject_id=cust-erase", Some(&compliance))
+        .await;
     let pseudonym = before["entries"][0]["subjects"][0]
         .as_str()
         .unwrap()
@@ -112,12 +109,7 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     // The receipt verifies with the published receipt key and says the same.
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let keys: Value = app
-        .get("/v1/consents/receipt-key", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let keys: Value = app.get_json("/v1/consents/receipt-key", None).await;
     let receipt = body["receipt"].as_str().unwrap();
     let (input, signature) = receipt.rsplit_once('.').unwrap();
     let public = b64.decode(keys["keys"][0]["x"].as_str().unwrap()).unwrap();
@@ -193,32 +185,21 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     // The audit log keeps the person's entries under the pseudonym, which nothing links to the
     // person any more, and still verifies.
     let erasures: Value = app
-        .get("/v1/audit?action=subjects.erase", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?action=subjects.erase", Some(&compliance))
+        .await;
     let entry = &erasures["entries"][0];
     assert_eq!(entry["subjects"], json!([pseudonym]));
     assert_eq!(entry["target"], body["id"]);
     // Every row deleted: the sum of the receipt's counts.
     assert_eq!(entry["records"], 10);
-    let verified: Value = app
-        .get("/v1/audit/verify", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let verified: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verified["ok"], true, "{verified}");
 
     // The same subject_id sent again is a new person, with a new pseudonym.
     populate(&app, &collector, "cust-erase", "erase.me@example.org").await;
     let again: Value = app
-        .get("/v1/audit?subject_id=cust-erase", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?subject_id=cust-erase", Some(&compliance))
+        .await;
     assert_ne!(again["entries"][0]["subjects"][0], json!(pseudonym));
 }
 
@@ -341,12 +322,7 @@ async fn suppression_refuses_the_erased_id_everywhere_until_lifted() {
 
     // The erasure, the suppression and its lifting name the same (now unlinkable) pseudonym;
     // every refusal was recorded.
-    let log: Value = app
-        .get("/v1/audit?limit=500", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let log: Value = app.get_json("/v1/audit?limit=500", Some(&compliance)).await;
     let entries = log["entries"].as_array().unwrap();
     let named = |action: &str| {
         entries
@@ -437,11 +413,6 @@ async fn erasing_while_data_arrives_for_the_same_person_never_fails_a_request() 
             );
         }
     }
-    let verified: Value = app
-        .get("/v1/audit/verify", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let verified: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verified["ok"], true);
 }

@@ -239,14 +239,11 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
     // The export is audited, naming the person by pseudonym only; a second export lists the
     // first in its access log.
     let audit: Value = app
-        .get(
+        .get_json(
             "/v1/audit?subject_id=cust-export&action=subjects.export",
             Some(&compliance),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let entry = &audit["entries"][0];
     assert_eq!(entry["decision"], "allow");
     assert_eq!(entry["records"], 1 + 4 + 1);
@@ -309,12 +306,7 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
         "the CSV export states the erasure bound too"
     );
 
-    let verify: Value = app
-        .get("/v1/audit/verify", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let verify: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verify["ok"], true);
 }
 
@@ -354,11 +346,8 @@ async fn exports_refuse_what_they_must() {
     .await;
     // Refusals export nothing and are audited as denials, not as exports.
     let audit: Value = app
-        .get("/v1/audit?action=subjects.export", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?action=subjects.export", Some(&compliance))
+        .await;
     assert!(audit["entries"]
         .as_array()
         .unwrap()

@@ -175,6 +175,17 @@ impl TestApp {
         self.request(Method::GET, path, token, None).await
     }
 
+    /// GET, asserting a 2xx answer, and its JSON body.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> serde_json::Value {
+        let response = self.get(path, token).await;
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("a JSON body")
+    }
+
     /// POST a JSON body with an optional token.
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
         self.request(Method::POST, path, token, Some(body)).await

@@ -467,14 +467,11 @@ async fn reads_apply_role_purposes_purpose_limitation_and_minimisation() {
     }
 
     let analytics: Value = app
-        .get(
+        .get_json(
             "/v1/subjects/cust-r/interactions?purpose=analytics",
             Some(&reader),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let ids: Vec<&str> = analytics["interactions"]
         .as_array()
         .unwrap()
@@ -491,14 +488,11 @@ async fn reads_apply_role_purposes_purpose_limitation_and_minimisation() {
     assert_eq!(item["withheld"], json!(["message"]));
 
     let support: Value = app
-        .get(
+        .get_json(
             "/v1/subjects/cust-r/interactions?purpose=support",
             Some(&reader),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(support["interactions"].as_array().unwrap().len(), 2);
     assert_eq!(support["interactions"][0]["withheld"], json!(["page_url"]));
 
@@ -564,7 +558,7 @@ async fn reads_page_newest_first_with_opaque_cursors() {
             }
             None => "/v1/subjects/cust-p/interactions?purpose=support&limit=3".to_owned(),
         };
-        let page: Value = app.get(&path, Some(&support)).await.json().await.unwrap();
+        let page: Value = app.get_json(&path, Some(&support)).await;
         for item in page["interactions"].as_array().unwrap() {
             seen.push(item["id"].as_str().unwrap().to_owned());
         }

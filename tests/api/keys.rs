@@ -30,12 +30,7 @@ async fn an_admin_creates_a_key_whose_secret_is_shown_once_and_stored_hashed() {
     );
     assert!(api_key.starts_with(&format!("ck_{id}_")));
 
-    let listed: Value = app
-        .get("/v1/keys", Some(&admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/v1/keys", Some(&admin)).await;
     let entry = listed["keys"]
         .as_array()
         .unwrap()

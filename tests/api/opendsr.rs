@@ -131,12 +131,7 @@ fn customer(id: &str) -> Value {
 
 /// The public key of the certificate the processor publishes.
 async fn processor_key(app: &TestApp) -> Vec<u8> {
-    let discovery: Value = app
-        .get("/opendsr/v2/discovery", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = app.get_json("/opendsr/v2/discovery", None).await;
     let url = discovery["processor_certificate"].as_str().unwrap();
     assert_eq!(url, format!("{}/opendsr/v2/certificate", app.address));
     let pem = reqwest::get(url).await.unwrap().bytes().await.unwrap();
@@ -771,14 +766,11 @@ async fn sha256_identities_find_the_person_without_sending_the_identifier() {
         assert_eq!(executed["result"]["subject_found"], true, "{executed}");
     }
     let status: Value = app
-        .get(
+        .get_json(
             &format!("/opendsr/v2/requests/{erasure}"),
             Some(&controller),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(status["request_status"], "completed");
     assert!(status["results_count"].as_i64().unwrap() > 0);
     assert_eq!(count_rows(&app, "subjects").await, 0);
@@ -961,12 +953,7 @@ async fn links_come_from_the_public_url_never_from_request_headers() {
     .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     // Complete it, then read the status: the results link is the configured one.
-    let page: Value = app
-        .get("/v1/requests", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/v1/requests", Some(&token)).await;
     let request_id = page["requests"][0]["id"].as_str().unwrap().to_owned();
     let executed = app
         .post_json(

@@ -318,12 +318,7 @@ async fn the_record_of_processing_is_generated_from_the_loaded_policy() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let ropa: Value = response.json().await.unwrap();
-    let policy: Value = app
-        .get("/v1/policy", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let policy: Value = app.get_json("/v1/policy", Some(&compliance)).await;
     assert_eq!(ropa["policy_sha256"], policy["sha256"]);
     // One activity per purpose, with the policy's basis, retention and effective categories.
     let activities = ropa["activities"].as_array().unwrap();

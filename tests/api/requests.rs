@@ -50,11 +50,8 @@ async fn step(app: &TestApp, token: &str, id: &str, action: &str, body: Option<V
 
 async fn audit(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
     let body: Value = app
-        .get(&format!("/v1/audit?{query}"), Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/audit?{query}"), Some(token))
+        .await;
     body["entries"].as_array().unwrap().clone()
 }
 
@@ -175,25 +172,14 @@ async fn an_access_request_goes_from_received_to_completed_with_every_step_audit
     assert!(!text.contains("cust-dsr") && !text.contains("dee@example.org"));
 
     let shown: Value = app
-        .get(&format!("/v1/requests/{id}"), Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/requests/{id}"), Some(&compliance))
+        .await;
     assert_eq!(shown["status"], "completed");
     let completed: Value = app
-        .get("/v1/requests?status=completed", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/requests?status=completed", Some(&compliance))
+        .await;
     assert_eq!(completed["requests"][0]["id"], id.as_str());
-    let verify: Value = app
-        .get("/v1/audit/verify", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let verify: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verify["ok"], true);
 }
 
@@ -294,11 +280,8 @@ async fn deadlines_follow_the_regulation_through_month_ends_and_leap_years() {
     assert!((44..=45).contains(&fresh["days_left"].as_i64().unwrap()));
 
     let overdue: Value = app
-        .get("/v1/requests?overdue=true", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/requests?overdue=true", Some(&compliance))
+        .await;
     let listed: Vec<&str> = overdue["requests"]
         .as_array()
         .unwrap()
@@ -314,11 +297,8 @@ async fn deadlines_follow_the_regulation_through_month_ends_and_leap_years() {
     });
     assert_eq!(listed, expected);
     let on_time: Value = app
-        .get("/v1/requests?overdue=false", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/requests?overdue=false", Some(&compliance))
+        .await;
     assert_eq!(on_time["requests"][0]["id"], fresh["id"]);
     assert_eq!(on_time["requests"].as_array().unwrap().len(), 1);
 
@@ -330,12 +310,7 @@ async fn deadlines_follow_the_regulation_through_month_ends_and_leap_years() {
             Some(c) => format!("/v1/requests?limit=2&cursor={c}"),
             None => "/v1/requests?limit=2".into(),
         };
-        let page: Value = app
-            .get(&path, Some(&compliance))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page: Value = app.get_json(&path, Some(&compliance)).await;
         for r in page["requests"].as_array().unwrap() {
             paged.push(r["id"].as_str().unwrap().to_owned());
         }
@@ -444,12 +419,7 @@ async fn an_erasure_request_erases_the_person_and_what_every_request_held_about_
             "{gone} still stored"
         );
     }
-    let verify: Value = app
-        .get("/v1/audit/verify", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let verify: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verify["ok"], true);
 }
 
@@ -480,11 +450,8 @@ async fn restriction_objection_and_rectification_requests_take_effect() {
         json!(["analytics", "marketing"])
     );
     let state: Value = app
-        .get("/v1/subjects/cust-r/consents", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-r/consents", Some(&compliance))
+        .await;
     assert_eq!(state["restricted"], true);
     let objections: Vec<&str> = state["objections"]
         .as_array()
@@ -504,11 +471,8 @@ async fn restriction_objection_and_rectification_requests_take_effect() {
         json!({"identifiers": ["email"], "traits": ["full_name"]})
     );
     let export: Value = app
-        .get("/v1/subjects/cust-r/export", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/cust-r/export", Some(&compliance))
+        .await;
     assert_eq!(
         export["subject"]["identifiers"]["email"],
         "r.new@example.org"
@@ -555,11 +519,8 @@ async fn restriction_objection_and_rectification_requests_take_effect() {
     .await;
     // Execution started and failed: the request shows it is in progress.
     let stuck: Value = app
-        .get(&format!("/v1/requests/{twin_id}"), Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/requests/{twin_id}"), Some(&compliance))
+        .await;
     assert_eq!(stuck["status"], "in_progress");
     let rejected = step(
         &app,
@@ -761,21 +722,15 @@ async fn executing_a_request_needs_the_action_of_the_direct_route() {
         );
         // Still verified: nothing was started.
         let shown: Value = app
-            .get(&format!("/v1/requests/{id}"), Some(&desk))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/v1/requests/{id}"), Some(&desk))
+            .await;
         assert_eq!(shown["status"], "verified");
         filed.push(id);
     }
     // The person is untouched, e-mail included.
     let export: Value = app
-        .get("/v1/subjects/victim-1/export", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/subjects/victim-1/export", Some(&compliance))
+        .await;
     assert_eq!(
         export["subject"]["identifiers"]["email"],
         "victim@example.org"
@@ -906,12 +861,7 @@ async fn a_controllers_key_sees_and_acts_on_only_its_own_requests() {
     let listed = |token: String| {
         let app = &app;
         async move {
-            let page: Value = app
-                .get("/v1/requests", Some(&token))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let page: Value = app.get_json("/v1/requests", Some(&token)).await;
             page["requests"]
                 .as_array()
                 .unwrap()
@@ -958,11 +908,8 @@ async fn a_controllers_key_sees_and_acts_on_only_its_own_requests() {
         .await;
     }
     let untouched: Value = app
-        .get(&format!("/v1/requests/{other}"), Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/requests/{other}"), Some(&compliance))
+        .await;
     assert_eq!(untouched["status"], "received");
     // Its own request, with the identity masked (the role does not hold subjects.export).
     let own: Value = app

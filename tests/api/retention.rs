@@ -52,14 +52,11 @@ async fn retention_deletes_exactly_what_expired() {
     assert_eq!(count_rows(&app, "interactions").await, 3);
     assert_eq!(count_rows(&app, "interaction_purposes").await, 3);
     let page: Value = app
-        .get(
+        .get_json(
             "/v1/subjects/cust-ret/interactions?purpose=support",
             Some(&support),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let ids: Vec<&str> = page["interactions"]
         .as_array()
         .unwrap()
@@ -77,22 +74,14 @@ async fn retention_deletes_exactly_what_expired() {
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["interactions_deleted"], 0);
     let log: Value = app
-        .get("/v1/audit?action=retention.expire", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?action=retention.expire", Some(&compliance))
+        .await;
     let entries = log["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{log}");
     assert!(entries.iter().all(|e| e["role"] == "operator"));
     let records: i64 = entries.iter().map(|e| e["records"].as_i64().unwrap()).sum();
     assert_eq!(records, 3);
-    let verified: Value = app
-        .get("/v1/audit/verify", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let verified: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verified["ok"], true);
 }
 

@@ -351,14 +351,11 @@ async fn member_ids(app: &TestApp, token: &str, segment: &str) -> Result<Vec<Str
             break;
         };
         page = app
-            .get(
+            .get_json(
                 &format!("/v1/segments/{segment}/members?limit=5&cursor={cursor}"),
                 Some(token),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
     }
     ids.sort();
     Ok(ids)
@@ -392,19 +389,11 @@ async fn withdrawal_objection_restriction_and_erasure_take_effect_at_once() {
     let id = segment["id"].as_str().unwrap().to_owned();
     assert_eq!(segment["filter"], json!({"trait": "country", "in": ["DE"]}));
     let shown: Value = app
-        .get(&format!("/v1/segments/{id}"), Some(&marketer))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/segments/{id}"), Some(&marketer))
+        .await;
     assert_eq!(shown["size"], 14);
     assert_eq!(shown["name"], "Germany");
-    let listed: Value = app
-        .get("/v1/segments", Some(&marketer))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/v1/segments", Some(&marketer)).await;
     assert_eq!(listed["segments"][0]["id"], id.as_str());
     assert_eq!(member_ids(&app, &marketer, &id).await.unwrap(), expected);
 
@@ -465,11 +454,8 @@ async fn withdrawal_objection_restriction_and_erasure_take_effect_at_once() {
         // away from the last one this key saw).
         let fresh = app.token_for("marketer").await;
         let shown: Value = app
-            .get(&format!("/v1/segments/{id}"), Some(&fresh))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/v1/segments/{id}"), Some(&fresh))
+            .await;
         assert_eq!(shown["size"], expected.len(), "after {what}");
     }
     // Ten left; one more withdrawal and the activation list is refused.
@@ -480,11 +466,8 @@ async fn withdrawal_objection_restriction_and_erasure_take_effect_at_once() {
 
     // Member exports are audited with the purpose and the people disclosed (by pseudonym).
     let audit: Value = app
-        .get("/v1/audit?action=segments.export", Some(&compliance))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit?action=segments.export", Some(&compliance))
+        .await;
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries[0]["decision"], "deny");
     assert_eq!(entries[0]["reason"], "segment_too_small");
@@ -636,14 +619,11 @@ async fn small_sizes_are_suppressed_and_the_differencing_attack_is_withheld() {
     assert_eq!(austria["size"], 12);
     // The refusals are audited as denials with the purpose.
     let audit: Value = app
-        .get(
+        .get_json(
             "/v1/audit?action=segments.preview&decision=deny",
             Some(&compliance),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["reason"], "differencing_refused");
@@ -748,11 +728,8 @@ async fn refused_probes_alert_compliance_and_are_limited_per_key() {
     );
     let alerts = || async {
         let page: Value = app
-            .get("/v1/audit?action=segments.probe_alert", Some(&compliance))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .get_json("/v1/audit?action=segments.probe_alert", Some(&compliance))
+            .await;
         page["entries"].as_array().unwrap().clone()
     };
     for (n, language) in ["it", "es", "pt", "nl"].iter().enumerate() {
@@ -797,14 +774,11 @@ async fn refused_probes_alert_compliance_and_are_limited_per_key() {
     )
     .await;
     let limited: Value = app
-        .get(
+        .get_json(
             "/v1/audit?action=segments.preview&decision=deny",
             Some(&compliance),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let reasons: Vec<&str> = limited["entries"]
         .as_array()
         .unwrap()
