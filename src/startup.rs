@@ -135,6 +135,10 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             limits: crate::http::limits::RateLimits::new(settings.rate_limit),
+            key_checks: crate::auth::KeyCheckPool::start(
+                crate::http::limits::key_check_threads(),
+                crate::http::limits::KEY_CHECKS_QUEUED,
+            ),
             population_queries: Arc::new(tokio::sync::Semaphore::new(
                 crate::http::limits::POPULATION_QUERIES,
             )),

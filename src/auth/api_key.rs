@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
@@ -153,13 +153,60 @@ pub(super) fn verify_secret(stored_hash: Option<&str>, secret: &str) -> bool {
         Some(hash) => (hash, true),
         None => (decoy_hash(), false),
     };
+    argon2_matches(hash, secret.as_bytes()) && real
+}
+
+thread_local! {
+    /// The argon2 working memory of this thread (19 MiB with the default parameters), reused
+    /// by every check on it. Allocating it per check made the allocator keep a fresh block per
+    /// check (the process grew by 19 MiB a check under a flood of bad keys); key checks run on
+    /// a fixed set of threads (`KeyCheckPool`), so this bounds their memory.
+    static WORKING_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `secret` hashes to the PHC string `hash` (any argon2 variant and parameters it
+/// names), comparing in constant time.
+fn argon2_matches(hash: &str, secret: &[u8]) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
-    let matches = Argon2::default()
-        .verify_password(secret.as_bytes(), &parsed)
-        .is_ok();
-    matches && real
+    let (Ok(algorithm), Ok(version), Ok(params)) = (
+        argon2::Algorithm::try_from(parsed.algorithm),
+        argon2::Version::try_from(parsed.version.unwrap_or(0x13)),
+        argon2::Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let expected = expected.as_bytes();
+    let mut computed = Zeroizing::new(vec![0u8; expected.len()]);
+    let blocks = params.block_count();
+    let hashed = WORKING_MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        memory.resize(blocks, argon2::Block::new());
+        let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            secret,
+            salt,
+            &mut computed,
+            &mut memory[..blocks],
+        );
+        // The working memory holds state derived from the secret: cleared before it waits.
+        memory.fill(argon2::Block::new());
+        hashed
+    });
+    hashed.is_ok()
+        && computed
+            .iter()
+            .zip(expected)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 /// Computes the decoy hash ahead of the first sign-in, so that the first failed sign-in is not

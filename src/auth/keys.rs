@@ -165,20 +165,41 @@ pub const ACTION_REVOKE: &str = "keys.revoke";
 /// The audit action of rotating the master key.
 pub const ACTION_ROTATE_MASTER: &str = "keys.rotate_master";
 
-/// Checks a presented API key and returns its id and role. An unknown id, a wrong secret, a
-/// revoked key, a malformed key and a key whose role the policy no longer defines all fail the
-/// same way after the same argon2id work, so none can be told apart from outside.
-pub fn exchange_api_key(
-    conn: &mut DbConnection,
+/// A presented API key with what the database holds for it, looked up but not yet checked:
+/// the cheap half of an exchange ([`find_candidate`]), kept apart from the slow half
+/// ([`check_candidate`], argon2id) so that the slow half never holds a database connection.
+pub struct Candidate {
+    presented: Option<PresentedApiKey>,
+    stored: Option<ApiKeyRow>,
+}
+
+/// Parses a presented API key and reads its row (if the key is well-formed and its id exists).
+pub fn find_candidate(conn: &mut DbConnection, raw_key: &str) -> Result<Candidate, StoreError> {
+    let presented = PresentedApiKey::parse(raw_key);
+    let stored = match &presented {
+        Some(presented) => api_keys::find(conn, presented.id().as_str())?,
+        None => None,
+    };
+    Ok(Candidate { presented, stored })
+}
+
+/// Checks a looked-up key and returns its id and role. An unknown id, a wrong secret, a revoked
+/// key, a malformed key and a key whose role the policy no longer defines all fail the same way
+/// after the same argon2id work, so none can be told apart from outside. Slow on purpose: call
+/// it off the async workers, and without a database connection.
+pub fn check_candidate(
     policy: &Policy,
+    candidate: &Candidate,
     raw_key: &str,
 ) -> Result<(KeyId, RoleId), KeyError> {
-    let Some(presented) = PresentedApiKey::parse(raw_key) else {
+    let Some(presented) = &candidate.presented else {
         verify_secret(None, raw_key);
         return Err(KeyError::InvalidApiKey);
     };
-    let row = api_keys::find(conn, presented.id().as_str())?;
-    let usable = row.as_ref().filter(|row| row.revoked_at.is_none());
+    let usable = candidate
+        .stored
+        .as_ref()
+        .filter(|row| row.revoked_at.is_none());
     let secret_matches = verify_secret(
         usable.map(|row| row.secret_hash.as_str()),
         presented.secret(),

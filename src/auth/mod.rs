@@ -3,14 +3,16 @@
 
 mod api_key;
 mod keys;
+mod pool;
 mod token;
 
 pub use api_key::{prepare_decoy, KeyId, KeyName, PresentedApiKey};
 pub use keys::{
-    active_key_role, create_key, exchange_api_key, list_keys, revoke_key, CreatedKey, KeyError,
-    KeyInfo, KeyStatusCache, ACTION_CREATE, ACTION_LIST, ACTION_REVOKE, ACTION_ROTATE_MASTER,
-    KEY_STATUS_TTL,
+    active_key_role, check_candidate, create_key, find_candidate, list_keys, revoke_key, Candidate,
+    CreatedKey, KeyError, KeyInfo, KeyStatusCache, ACTION_CREATE, ACTION_LIST, ACTION_REVOKE,
+    ACTION_ROTATE_MASTER, KEY_STATUS_TTL,
 };
+pub use pool::{KeyCheckPool, PoolBusy};
 pub use token::{Claims, IssuedToken, TokenError, TokenService};
 
 use crate::policy::RoleId;

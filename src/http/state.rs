@@ -40,6 +40,8 @@ pub struct AppState {
     pub openapi_json: String,
     /// Request rates per key and token exchanges per address.
     pub limits: Arc<super::limits::RateLimits>,
+    /// Where API keys are checked (argon2id): threads of their own, apart from the database's.
+    pub key_checks: crate::auth::KeyCheckPool,
     /// Population queries (segment counts, member pages) running at once.
     pub population_queries: Arc<tokio::sync::Semaphore>,
     /// Signs OpenDSR answers and callbacks.

@@ -596,6 +596,25 @@ impl Served {
             .to_owned()
     }
 
+    /// The peak resident memory of the process so far (`VmHWM`), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
+            .expect("the process's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("VmHWM in kB")
+            * 1024
+    }
+
     /// Kills the process (SIGKILL: no shutdown at all) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.process.kill();

@@ -128,3 +128,71 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
     .await;
     assert_eq!(exchanges_claiming_many_addresses(&proxied).await, 0);
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_keys_neither_starves_reads_nor_grows_memory() {
+    let deployment = crate::helpers::Deployment::new();
+    let admin = deployment.api_key("admin");
+    let served = deployment.serve().await;
+    let token = served.token(&admin).await;
+    let baseline = served.peak_memory();
+    // 200 bad keys at once from three loopback addresses (within each address's burst as far
+    // as it goes): each costs an argon2id hash of 19 MiB.
+    let url = format!("{}/v1/auth/token", served.base);
+    let flood = tokio::spawn(async move {
+        let clients: Vec<reqwest::Client> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+            .iter()
+            .map(|address| {
+                reqwest::Client::builder()
+                    .local_address(address.parse::<std::net::IpAddr>().unwrap())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let attempts = (0..200).map(|n| {
+            clients[n % 3]
+                .post(&url)
+                .json(&json!({"api_key": format!("ck_{n:016x}_{}", "0".repeat(64))}))
+                .send()
+        });
+        futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(|response| response.unwrap().status())
+            .collect::<Vec<_>>()
+    });
+    // Authenticated reads go on while the keys are checked.
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let read = client
+            .get(format!("{}/v1/keys", served.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), StatusCode::OK);
+    }
+    let statuses = flood.await.unwrap();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count()
+            >= 100,
+        "the flood was checked, not only refused: {statuses:?}"
+    );
+    // Key checks run a few at a time, so the hashes never pile up in memory.
+    let peak = served.peak_memory();
+    assert!(
+        peak < 256 * 1024 * 1024,
+        "peak memory {} MiB (baseline {} MiB)",
+        peak >> 20,
+        baseline >> 20
+    );
+}
