@@ -20,6 +20,8 @@ pub const DEFAULT_TOKEN_TTL_SECS: u64 = 900;
 pub const DEFAULT_RETENTION_SECS: u64 = 3_600;
 /// Default seconds between signed audit checkpoints.
 pub const DEFAULT_AUDIT_CHECKPOINT_SECS: u64 = 60;
+/// Seconds a request body may take to arrive by default.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 /// The largest JSON body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
@@ -102,6 +104,11 @@ pub struct Options {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Seconds a request body may take to arrive in full; past it the answer is 408 and the
+    /// connection is closed (1–3600) [default: 30].
+    #[arg(long, env = "CUSTODIA_BODY_TIMEOUT", global = true,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub body_timeout: Option<u64>,
     /// OpenDSR: accept and call `http://` callback URLs and ones that are (or resolve to)
     /// loopback, private or link-local addresses. For development and private networks only.
     #[arg(long, env = "CUSTODIA_OPENDSR_ALLOW_PRIVATE_CALLBACKS", global = true)]
@@ -258,6 +265,8 @@ pub struct Settings {
     pub public_url: Option<crate::net::PublicUrl>,
     /// Proxies whose forwarded headers are believed.
     pub trusted_proxies: crate::net::TrustedProxies,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 /// How the OpenDSR interface signs and whom it trusts.
@@ -299,6 +308,9 @@ impl Settings {
             crate::net::TrustedProxies::parse(options.trusted_proxies.iter().map(String::as_str))
                 .map_err(ConfigError)?;
         Ok(Settings {
+            body_timeout: Duration::from_secs(
+                options.body_timeout.unwrap_or(DEFAULT_BODY_TIMEOUT_SECS),
+            ),
             public_url,
             trusted_proxies,
             bind: options

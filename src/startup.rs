@@ -148,6 +148,7 @@ impl Application {
             opendsr_private_callbacks: settings.opendsr.allow_private_callbacks,
             public_url,
             trusted_proxies: settings.trusted_proxies.clone(),
+            body_timeout: settings.body_timeout,
             ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
             consent_writes: start_consent_writes(&db, &vault, &policy),
             db,
@@ -180,6 +181,7 @@ impl Application {
                         .error_handler(|error, _| ApiError::from_path(&error).into()),
                 )
                 .wrap(from_fn(authorize))
+                .wrap(from_fn(crate::http::body_deadline::body_deadline))
                 .wrap(from_fn(crate::http::opendsr::spec_errors))
                 .wrap(Compress::default())
                 .wrap(from_fn(observe))

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod audit_trail;
 pub mod auth;
+pub mod body_deadline;
 pub mod coalesce;
 pub mod consents;
 pub mod console;

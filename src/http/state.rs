@@ -56,4 +56,6 @@ pub struct AppState {
     pub public_url: crate::net::PublicUrl,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: crate::net::TrustedProxies,
+    /// How long a request body may take to arrive in full.
+    pub body_timeout: std::time::Duration,
 }

@@ -196,3 +196,47 @@ async fn a_flood_of_bad_keys_neither_starves_reads_nor_grows_memory() {
         baseline >> 20
     );
 }
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_cut_off_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|options| options.body_timeout = Some(2)).await;
+    let token = app.token_for("collector").await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // Twenty batch requests that announce 1,000 bytes and send one a second.
+    let slow = (0..20).map(|_| {
+        let (address, token) = (address.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            let head = format!(
+                "POST /v1/interactions/batch HTTP/1.1\r\nHost: custodia\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let trickle = async {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if stream.write_all(b" ").await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(4), trickle).await;
+            let mut answer = Vec::new();
+            let closed = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                stream.read_to_end(&mut answer),
+            )
+            .await;
+            (closed.is_ok(), String::from_utf8_lossy(&answer).into_owned())
+        })
+    });
+    for outcome in futures_util::future::join_all(slow).await {
+        let (closed, answer) = outcome.unwrap();
+        assert!(closed, "the connection stayed open: {answer}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_timeout"), "{answer}");
+    }
+    // Nothing was stored, and the server still answers.
+    assert_eq!(crate::helpers::count_rows(&app, "interactions").await, 0);
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+}
