@@ -1,5 +1,30 @@
 //! Rebuilds the crate when a migration is added: the migrations are embedded at compile time.
+//!
+//! Also tells the tests whether the console's browser tests can run here (Chromium and
+//! Node.js installed): where they cannot, `cfg(browser_tests_unavailable)` marks them ignored,
+//! with the reason, so that they show as not run rather than passed. With
+//! `CUSTODIA_REQUIRE_BROWSER_TESTS=1` (`.ci/run`) they are never ignored: they run, and fail
+//! loudly if the browser is missing.
+
+use std::path::PathBuf;
+use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rustc-check-cfg=cfg(browser_tests_unavailable)");
+    println!("cargo:rerun-if-env-changed=CUSTODIA_CHROMIUM");
+    println!("cargo:rerun-if-env-changed=CUSTODIA_REQUIRE_BROWSER_TESTS");
+    println!("cargo:rerun-if-env-changed=PATH");
+    let chromium = std::env::var_os("CUSTODIA_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    println!("cargo:rerun-if-changed={}", chromium.display());
+    let required = std::env::var("CUSTODIA_REQUIRE_BROWSER_TESTS").is_ok_and(|v| v == "1");
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !required && !(chromium.exists() && node) {
+        println!("cargo:rustc-cfg=browser_tests_unavailable");
+    }
 }
