@@ -25,6 +25,7 @@ mod migrations;
 mod opendsr;
 mod ops;
 mod policy;
+mod races;
 mod requests;
 mod retention;
 mod rotation;
