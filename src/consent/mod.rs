@@ -334,8 +334,15 @@ pub fn record_all(
     policy: &Policy,
     jobs: &[ConsentJob],
 ) -> Result<Vec<ConsentOutcome>, SubjectError> {
+    let people: Vec<String> = jobs
+        .iter()
+        .map(|job| subjects::subject_index(vault, &job.subject_id))
+        .collect();
     subjects::retry_on_conflict(|| {
         write_transaction(conn, |conn| {
+            // Writers of the same people take turns from here, in one global order, and read
+            // what the one before them stored (see `store::lock_in_order`).
+            crate::store::lock_in_order(conn, "custodia/person/", &people)?;
             if jobs.iter().all(|job| !job.gpc) {
                 let (outcomes, entries) = record_group(conn, vault, policy, jobs)?;
                 audit::append(conn, policy.sha256(), entries)?;

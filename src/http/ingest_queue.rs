@@ -10,7 +10,8 @@ use crate::audit::{self, Actor};
 use crate::auth::KeyId;
 use crate::consent::{apply_gpc, gpc_entry};
 use crate::interactions::{
-    commit_ingest, ingest, prepare_ingest, Draft, Outcome, MAX_BATCH, MAX_INGEST_ATTEMPTS,
+    commit_ingest, ingest, ingest_in_turn, prepare_ingest, Draft, Outcome, MAX_BATCH,
+    MAX_INGEST_ATTEMPTS,
 };
 use crate::policy::Policy;
 use crate::store::write_transaction;
@@ -108,25 +109,36 @@ impl Storage {
             .await?)
     }
 
-    /// Prepares on a reading connection, then commits on the writer; prepares again if another
-    /// request wrote the same subjects or interactions in between.
+    /// Prepares on a reading connection, then commits on the writer; a group that lost a race
+    /// with another writer of the same people is then prepared and committed in turn (under
+    /// their locks, `interactions::ingest_in_turn`), where it finds what the winner stored.
     async fn store_pipelined(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, ApiError> {
         let drafts = Arc::new(drafts);
-        for _ in 0..MAX_INGEST_ATTEMPTS {
+        let (vault, policy, batch) = (self.vault.clone(), self.policy.clone(), drafts.clone());
+        let prepared = self
+            .db
+            .run(move |conn| prepare_ingest(conn, &vault, &policy, &batch))
+            .await;
+        match prepared {
+            Err(error) if error.is_write_conflict() => {}
+            Err(error) => return Err(error.into()),
+            Ok(prepared) => {
+                let committed = self
+                    .db
+                    .run_write(move |conn| commit_ingest(conn, prepared))
+                    .await?;
+                if let Ok(outcomes) = committed {
+                    return Ok(outcomes);
+                }
+            }
+        }
+        for _ in 1..MAX_INGEST_ATTEMPTS {
             let (vault, policy, batch) = (self.vault.clone(), self.policy.clone(), drafts.clone());
-            let prepared = match self
+            let in_turn = self
                 .db
-                .run(move |conn| prepare_ingest(conn, &vault, &policy, &batch))
-                .await
-            {
-                Err(error) if error.is_write_conflict() => continue,
-                other => other?,
-            };
-            let committed = self
-                .db
-                .run_write(move |conn| commit_ingest(conn, prepared))
+                .run_write(move |conn| ingest_in_turn(conn, &vault, &policy, &batch))
                 .await?;
-            if let Ok(outcomes) = committed {
+            if let Ok(outcomes) = in_turn {
                 return Ok(outcomes);
             }
         }

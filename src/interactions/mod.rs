@@ -237,6 +237,8 @@ pub enum Outcome {
 /// Interactions ready to be written: every decision made, every value encrypted.
 #[derive(Debug)]
 pub struct PreparedIngest {
+    /// The blind indexes of the people written about: what the commit locks.
+    people: Vec<String>,
     outcomes: Vec<Outcome>,
     subjects: PlannedSubjects,
     rows: Vec<InteractionRow>,
@@ -511,7 +513,9 @@ pub fn prepare_ingest(
             duplicate: false,
         });
     }
+    let people = distinct.iter().map(|index| (*index).to_owned()).collect();
     Ok(PreparedIngest {
+        people,
         outcomes: outcomes
             .into_iter()
             .map(|outcome| outcome.expect("every draft has an outcome"))
@@ -532,6 +536,7 @@ pub fn commit_ingest(
     prepared: PreparedIngest,
 ) -> Result<Result<Vec<Outcome>, IngestConflict>, SubjectError> {
     let PreparedIngest {
+        people,
         outcomes,
         subjects: planned,
         rows,
@@ -540,6 +545,10 @@ pub fn commit_ingest(
         policy_hash,
     } = prepared;
     let written = write_transaction(conn, |conn| -> Result<(), SubjectError> {
+        // Writers of the same people wait for each other here, in one global order, rather
+        // than collide on their rows (or deadlock): a loser's retry then finds what the winner
+        // stored.
+        crate::store::lock_in_order(conn, "custodia/person/", &people)?;
         subjects::insert_planned(conn, &planned)?;
         interaction_store::insert(conn, &rows, &purposes)?;
         Ok(audit::append(conn, &policy_hash, entries)?)
@@ -551,8 +560,39 @@ pub fn commit_ingest(
     }
 }
 
-/// Prepares and commits on one connection, preparing again after a conflict: for callers
-/// without an async runtime (tests, tools).
+/// Prepares and commits in one transaction that first takes the locks of the people written
+/// about: whoever wrote them before has committed, so what is prepared is what the database
+/// holds, and no other writer of these people can get in between. What a group that lost a race
+/// does next (and what callers without an async runtime do).
+pub fn ingest_in_turn(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    drafts: &[Draft],
+) -> Result<Result<Vec<Outcome>, IngestConflict>, SubjectError> {
+    let people: Vec<String> = drafts
+        .iter()
+        .map(|draft| subjects::subject_index(vault, &draft.subject_id))
+        .collect();
+    let written = write_transaction(conn, |conn| -> Result<Vec<Outcome>, SubjectError> {
+        crate::store::lock_in_order(conn, "custodia/person/", &people)?;
+        let prepared = prepare_ingest(conn, vault, policy, drafts)?;
+        subjects::insert_planned(conn, &prepared.subjects)?;
+        interaction_store::insert(conn, &prepared.rows, &prepared.purposes)?;
+        audit::append(conn, &prepared.policy_hash, prepared.audit)?;
+        Ok(prepared.outcomes)
+    });
+    match written {
+        Ok(outcomes) => Ok(Ok(outcomes)),
+        // Only a writer that does not take these locks (an erasure, a profile update) can
+        // still get in the way.
+        Err(error) if error.is_write_conflict() => Ok(Err(IngestConflict)),
+        Err(error) => Err(error),
+    }
+}
+
+/// Prepares and commits on one connection: for callers without an async runtime (tests,
+/// tools) and the SQLite writer. Every attempt runs in turn (see [`ingest_in_turn`]).
 pub fn ingest(
     conn: &mut DbConnection,
     vault: &Vault,
@@ -560,11 +600,7 @@ pub fn ingest(
     drafts: &[Draft],
 ) -> Result<Vec<Outcome>, SubjectError> {
     for _ in 0..MAX_INGEST_ATTEMPTS {
-        let prepared = match prepare_ingest(conn, vault, policy, drafts) {
-            Err(error) if error.is_write_conflict() => continue,
-            other => other?,
-        };
-        if let Ok(outcomes) = commit_ingest(conn, prepared)? {
+        if let Ok(outcomes) = ingest_in_turn(conn, vault, policy, drafts)? {
             return Ok(outcomes);
         }
     }

@@ -356,6 +356,42 @@ where
     }
 }
 
+/// Takes a transaction-level lock per key (`namespace` + key), in one global order, in one
+/// statement, so that transactions writing overlapping keys wait for each other instead of
+/// colliding or deadlocking (PostgreSQL advisory locks; volatile functions in a select list are
+/// evaluated after its `ORDER BY`). SQLite has one writer at a time: nothing to do.
+pub fn lock_in_order(
+    conn: &mut DbConnection,
+    namespace: &str,
+    keys: &[String],
+) -> Result<(), StoreError> {
+    let DbConnection::Postgresql(pg) = conn else {
+        return Ok(());
+    };
+    let mut ids: Vec<i64> = keys
+        .iter()
+        .map(|key| {
+            let digest = ring::digest::digest(
+                &ring::digest::SHA256,
+                format!("{namespace}{key}").as_bytes(),
+            );
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest.as_ref()[..8]);
+            i64::from_be_bytes(first)
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if !ids.is_empty() {
+        diesel::sql_query(
+            "SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest($1::bigint[]) AS id ORDER BY 1) AS ordered",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
+        .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Whether an error means a concurrent writer changed what a transaction relied on: a unique
 /// violation (another writer inserted the same key first) or a foreign-key violation (the
 /// subject was erased in the meantime). Work that fails so is prepared again from scratch.

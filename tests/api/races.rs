@@ -12,7 +12,6 @@ const PEOPLE: usize = 400;
 const IN_FLIGHT: usize = 32;
 
 #[tokio::test]
-#[ignore = "issue 18 (open): on PostgreSQL a coalesced group that loses the race for the same interaction ids to the other client's group five times in a row answers 409 write_conflict (duplicate key on interactions_subject_pk_client_index_key); run with --ignored to reproduce"]
 async fn two_clients_sending_the_same_new_people_at_once_both_succeed() {
     let app = spawn_app().await;
     let token = app.token_for("collector").await;
