@@ -344,7 +344,7 @@ pub fn record_all(
             // what the one before them stored (see `store::lock_in_order`).
             crate::store::lock_in_order(conn, "custodia/person/", &people)?;
             if jobs.iter().all(|job| !job.gpc) {
-                let (outcomes, entries) = record_group(conn, vault, policy, jobs)?;
+                let (outcomes, entries) = record_group(conn, vault, policy, jobs, &people)?;
                 audit::append(conn, policy.sha256(), entries)?;
                 return Ok(outcomes);
             }
@@ -382,13 +382,10 @@ fn record_group(
     vault: &Vault,
     policy: &Policy,
     jobs: &[ConsentJob],
+    indexes: &[String],
 ) -> Result<(Vec<ConsentOutcome>, Vec<Entry>), SubjectError> {
     use std::collections::HashMap;
     let now = Utc::now().naive_utc();
-    let indexes: Vec<String> = jobs
-        .iter()
-        .map(|job| subjects::subject_index(vault, &job.subject_id))
-        .collect();
     let mut distinct: Vec<&str> = indexes.iter().map(String::as_str).collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -401,7 +398,7 @@ fn record_group(
     crate::store::subjects::lock_for_write(conn, &existing_pks)?;
     let wanted: Vec<(&SubjectId, &str)> = jobs
         .iter()
-        .zip(&indexes)
+        .zip(indexes)
         .map(|(job, index)| (&job.subject_id, index.as_str()))
         .collect();
     let (handles, planned) = subjects::handles_for(conn, vault, &existing, &wanted, now)?;
@@ -413,7 +410,7 @@ fn record_group(
         .collect();
     let record_indexes: Vec<String> = jobs
         .iter()
-        .zip(&indexes)
+        .zip(indexes)
         .zip(&ids)
         .map(|((job, index), id)| {
             let pk = &handles[index.as_str()].pk;
@@ -439,7 +436,7 @@ fn record_group(
     let mut rows = Vec::new();
     let mut entries = Vec::with_capacity(jobs.len());
     let mut outcomes = Vec::with_capacity(jobs.len());
-    for (((job, index), id), record_index) in jobs.iter().zip(&indexes).zip(ids).zip(record_indexes)
+    for (((job, index), id), record_index) in jobs.iter().zip(indexes).zip(ids).zip(record_indexes)
     {
         let handle = &handles[index.as_str()];
         let key = (handle.pk.clone(), record_index.clone());

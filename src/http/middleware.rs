@@ -234,10 +234,7 @@ async fn commit_denials(
             .await
             .map_err(|error| {
                 tracing::error!(error = %error, "could not name the person of a denial; the response is withheld");
-                ApiError::unavailable(
-                    "audit_unavailable",
-                    "the audit log could not be written, so nothing is answered; try again shortly",
-                )
+                audit_unavailable()
             })?
     };
     let entries = entries
@@ -255,6 +252,14 @@ async fn commit_denials(
     commit(state, entries).await
 }
 
+/// The 503 of a response withheld because its audit entries could not be written.
+fn audit_unavailable() -> ApiError {
+    ApiError::unavailable(
+        "audit_unavailable",
+        "the audit log could not be written, so nothing is answered; try again shortly",
+    )
+}
+
 /// Commits audit entries in a transaction of their own, before the response is sent.
 async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
     if entries.is_empty() {
@@ -267,10 +272,7 @@ async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
         .await
         .map_err(|error| {
             tracing::error!(error = %error, "could not write the audit log; the response is withheld");
-            ApiError::unavailable(
-                "audit_unavailable",
-                "the audit log could not be written, so nothing is answered; try again shortly",
-            )
+            audit_unavailable()
         })
 }
 

@@ -132,7 +132,8 @@ pub enum Answer {
     },
 }
 
-/// Why an answer was withheld, as the guard remembers it (the caller is never told which).
+/// What a question was answered, as the guard remembers it (`segment_answers.outcome`); the
+/// caller is never told whether a withheld answer was suppressed or refused.
 const REVEALED: &str = "revealed";
 const SUPPRESSED: &str = "suppressed";
 const REFUSED: &str = "refused";
@@ -223,14 +224,12 @@ pub fn answer(
         let outcome = match repeated {
             Some(outcome) => outcome,
             None => {
-                let outcome = if sketches.iter().any(|(_, d)| *d < min_size) {
-                    if count.size < min_size {
-                        SUPPRESSED
-                    } else {
-                        REFUSED
-                    }
-                } else if count.size < min_size {
+                // A small size is suppressed whether or not it is also too close; only a size
+                // the guard alone withholds counts as a refusal (and towards the alert).
+                let outcome = if count.size < min_size {
                     SUPPRESSED
+                } else if sketches.iter().any(|(_, d)| *d < min_size) {
+                    REFUSED
                 } else {
                     REVEALED
                 };
