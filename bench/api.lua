@@ -70,6 +70,68 @@ ops.batch = function()
     '{"interactions":[' .. table.concat(items, ",") .. ']}')
 end
 
+-- First contact: every request is about someone never seen before (a consent banner, a
+-- tracking endpoint). `_new`: each thread its own new people; `_shared`: both wrk threads send
+-- the same new people at about the same time (retries, parallel tags).
+local function new_person(shared)
+  if shared then
+    return string.format("new-%s-%d", run, counter)
+  end
+  return string.format("new-%s-t%d-%d", run, thread_id, counter)
+end
+
+local function consent_json(id)
+  local status = (counter % 2 == 0) and "withdrawn" or "granted"
+  return string.format(
+    '{"id":"%s","purpose":"%s","status":"%s","source":"web","method":"banner",' ..
+    '"notice":{"id":"newsletter","version":"3"},' ..
+    '"evidence":{"ip_address":"203.0.113.%d","user_agent":"Mozilla/5.0 (bench)"}}',
+    id, purposes[(counter % 3) + 1], status, counter % 250)
+end
+
+ops.consent_new = function()
+  local id = string.format("%s-t%d-%d", run, thread_id, counter)
+  return send("POST", "collector", "/v1/subjects/" .. new_person(false) .. "/consents",
+    consent_json(id))
+end
+
+ops.consent_shared = function()
+  local id = string.format("%s-t%d-%d", run, thread_id, counter)
+  return send("POST", "collector", "/v1/subjects/" .. new_person(true) .. "/consents",
+    consent_json(id))
+end
+
+local function interaction_for(id, subject)
+  return string.format(
+    '{"id":"%s","subject_id":"%s","type":"purchase","channel":"web",' ..
+    '"occurred_at":"2026-11-01T10:00:00Z","purposes":["support"],' ..
+    '"data":{"message":"Order %s: two items, delivery to the usual address please",' ..
+    '"order_id":"ORD-%s","page_url":"/checkout/confirm"}}', id, subject, id, id)
+end
+
+ops.interaction_new = function()
+  local id = string.format("%s-t%d-%d", run, thread_id, counter)
+  return send("POST", "collector", "/v1/interactions", interaction_for(id, new_person(false)))
+end
+
+-- The same new people from both threads; the interaction ids differ (two different events).
+ops.interaction_shared = function()
+  local id = string.format("%s-t%d-%d", run, thread_id, counter)
+  return send("POST", "collector", "/v1/interactions", interaction_for(id, new_person(true)))
+end
+
+-- An ETL load: 1,000 interactions of 500 new people (two each), three encrypted fields.
+ops.batch_new = function()
+  local items = {}
+  for i = 1, 1000 do
+    local id = string.format("%s-t%d-%d-%d", run, thread_id, counter, i)
+    local subject = string.format("load-%s-t%d-%d-%d", run, thread_id, counter, i % 500)
+    items[i] = interaction_for(id, subject)
+  end
+  return send("POST", "collector", "/v1/interactions/batch",
+    '{"interactions":[' .. table.concat(items, ",") .. ']}')
+end
+
 ops.consent = function()
   local status = (counter % 2 == 0) and "withdrawn" or "granted"
   local body = string.format(

@@ -6,6 +6,16 @@
 #           all                        every kind of request of bench/api.lua, one after the
 #                                      other on one seeded database, then the mix; prints a
 #                                      Markdown table (OPS, DURATION and SUBJECTS change it)
+#           first-contact                every request about someone new: consent statements
+#                                      and interactions (each thread its own new people, then
+#                                      both threads the same ones), and one client (then four)
+#                                      posting batches of 1,000 interactions of 500 new people
+#                                      back to back; prints a Markdown table with the answers
+#                                      by status (409s and 5xx must be zero)
+#           flood                        authenticated reads while 200 connections send bad API
+#                                      keys to the token exchange without pause, from 50
+#                                      loopback addresses (bench/flood.py); read latency and
+#                                      the server's memory before, during and after
 # Needs wrk (Debian package `wrk`). Builds the release binary (or runs $CUSTODIA_BIN).
 # Results: docs/benchmarks.md.
 set -euo pipefail
@@ -44,7 +54,49 @@ analyze() {
 }
 rss() { grep VmHWM "/proc/$server/status" | awk '{printf "%.0f MiB", $2/1024}'; }
 
-if [ "$script" != all ]; then
+# Answers by status (all routes but token exchanges and readiness, from the server's metrics):
+# prints the totals as JSON, and to stderr what changed since the totals given.
+statuses_since() {
+  curl -s "$url/metrics" | python3 -c '
+import json, re, sys
+before = json.loads(sys.argv[1] or "{}")
+now = {}
+for line in sys.stdin:
+    m = re.match(r"custodia_http_requests_total\{method=\"(\w+)\",route=\"([^\"]+)\",status=\"(\d+)\"\} (\d+)", line)
+    if m and m.group(2) not in ("/v1/auth/token", "/readyz", "/metrics"):
+        now[m.group(3)] = now.get(m.group(3), 0) + int(m.group(4))
+delta = {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
+print(json.dumps(now))
+print(", ".join(f"{k}: {v}" for k, v in sorted(delta.items())) or "none", file=sys.stderr)
+' "${1:-}"
+}
+
+measure() { # OP THREADS CONNECTIONS → one table row
+  local op=$1 threads=$2 connections=$3 out counts per items=1
+  # wrk's summary line: "requests: N, errors: …, duration: D s".
+  [ "$op" = batch_new ] && items=1000
+  counts=$(statuses_since "" 2>/dev/null)
+  out=$(OP=$op RUN="m-$op-$threads-$connections-$SECONDS" wrk -t"$threads" -c"$connections" \
+    -d"${DURATION:-10s}" --latency -s bench/api.lua "$url")
+  field() { awk -v k="$1:" '$1 == k {print $2}' <<<"$out"; }
+  per=$(statuses_since "$counts" 2>&1 >/dev/null)
+  echo "| $op | $connections | $(field throughput) | $(awk -v n="$(field requests)" -v d="$(sed -n 's/.*duration: \([0-9.]*\) s.*/\1/p' <<<"$out")" -v i="$items" 'BEGIN {printf "%.0f", n * i / d}') | $(field p50) ms | $(field p99) ms | $per | $(rss) |"
+}
+
+if [ "$script" = first-contact ]; then
+  # A short first run lets PostgreSQL gather statistics on tables that are no longer empty.
+  OP=interaction_new RUN=warmup wrk -t2 -c32 -d3s -s bench/api.lua "$url" >/dev/null
+  analyze
+  echo "| workload | connections | requests/s | items/s | p50 | p99 | answers by status | server peak RSS so far |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for op in consent_new interaction_new consent_shared interaction_shared; do
+    measure "$op" 2 32
+  done
+  measure batch_new 1 1
+  measure batch_new 2 4
+elif [ "$script" = flood ]; then
+  python3 bench/flood.py "$url" "$server" "$TOKEN_COMPLIANCE"
+elif [ "$script" != all ]; then
   # Warm up (creates most subjects), then measure.
   RUN=warmup wrk -t2 -c32 -d5s -s "$script" "$url" >/dev/null
   analyze

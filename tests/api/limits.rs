@@ -240,3 +240,104 @@ async fn a_body_that_trickles_in_is_cut_off_with_408() {
     assert_eq!(crate::helpers::count_rows(&app, "interactions").await, 0);
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
 }
+
+/// Sends `GET /healthz` on an open connection and reads one answer: its status line and
+/// whether the server said it closes the connection.
+async fn healthz_on(stream: &mut tokio::net::TcpStream) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: custodia\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            if answer.len() >= end + 4 + length {
+                let status = text.lines().next().unwrap_or_default().to_owned();
+                return (status, text.contains("connection: close"));
+            }
+        }
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+        assert!(
+            read > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_cap_of_connections() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_with(|options| options.max_connections_per_address = Some(3)).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let (status, closing) = healthz_on(&mut stream).await;
+        assert!(status.starts_with("http/1.1 200"), "{status}");
+        assert!(!closing);
+        held.push(stream);
+    }
+    // A fourth connection is answered 429 and closed.
+    let mut fourth = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (status, closing) = healthz_on(&mut fourth).await;
+    assert!(status.starts_with("http/1.1 429"), "{status}");
+    assert!(closing, "the refused connection is closed");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        fourth.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the refused connection stayed open");
+    // The ones held still work.
+    for stream in &mut held {
+        assert!(healthz_on(stream).await.0.starts_with("http/1.1 200"));
+    }
+    // Once one closes, its slot is free again (the server notices the close asynchronously).
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let (status, _) = healthz_on(&mut stream).await;
+        if status.starts_with("http/1.1 200") {
+            break;
+        }
+        assert!(status.starts_with("http/1.1 429"), "{status}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never given back"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_body_is_a_problem_naming_the_cap() {
+    let app = spawn_app_with(|options| options.max_connections_per_address = Some(1)).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut first = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(healthz_on(&mut first).await.0.starts_with("http/1.1 200"));
+    // reqwest opens its own connection: past the cap of one.
+    let response = app.get("/healthz", None).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_problem(
+        response,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_connections",
+    )
+    .await;
+    drop(first);
+}
