@@ -124,6 +124,9 @@ impl Application {
             if repointed > 0 {
                 tracing::info!(repointed, "OpenDSR links now use the public URL");
             }
+            if crate::store::autovacuum_off(&mut conn)? {
+                tracing::warn!("PostgreSQL's autovacuum is off: planner statistics are never gathered and queries slow down as tables grow; turn it on, or run ANALYZE regularly");
+            }
         }
         let opendsr_wake = Arc::new(tokio::sync::Notify::new());
         crate::opendsr::callbacks::start(

@@ -218,17 +218,9 @@ impl ConnectionManager {
     /// Opens one connection, with SQLite set to WAL, foreign keys on and a busy timeout.
     pub fn establish(&self) -> Result<DbConnection, StoreError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => {
-                let mut conn = diesel::PgConnection::establish(url)?;
-                // Statements are prepared once per connection and PostgreSQL may settle on a
-                // generic plan for them. One made while a table was nearly empty (a new
-                // deployment, or statistics never gathered: autovacuum off) scans the whole
-                // table for ever after, even for a lookup by a unique key; measured: 116 million
-                // rows read by 5,000 consent lookups in one minute. Planning each execution
-                // against the table's current size costs microseconds and cannot go stale.
-                conn.batch_execute("SET plan_cache_mode = force_custom_plan")?;
-                Ok(DbConnection::Postgresql(conn))
-            }
+            DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgresql(
+                diesel::PgConnection::establish(url)?,
+            )),
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|error| {
@@ -288,10 +280,48 @@ impl ManageConnection for ConnectionManager {
     }
 }
 
+/// Whether PostgreSQL's autovacuum is off: planner statistics are then never gathered, and
+/// plans drift from the data as tables grow (the server warns at start).
+pub fn autovacuum_off(conn: &mut DbConnection) -> Result<bool, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        setting: String,
+    }
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            let row: Setting =
+                diesel::sql_query("SELECT setting FROM pg_settings WHERE name = 'autovacuum'")
+                    .get_result(pg)?;
+            Ok(row.setting == "off")
+        }
+        DbConnection::Sqlite(_) => Ok(false),
+    }
+}
+
+/// How long a pooled PostgreSQL connection is used before it is replaced (checked every 30
+/// seconds, while it is idle).
+pub const POSTGRES_CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Builds the pool. Connections are opened lazily, so building never blocks on the database.
+///
+/// PostgreSQL connections are replaced after [`POSTGRES_CONNECTION_LIFETIME`]: statements are
+/// prepared once per connection, and PostgreSQL may settle on a generic plan for one. A generic
+/// plan made while a table was nearly empty (a new deployment) scans the whole table; planned
+/// again later it uses the index. Fresh statistics (autovacuum's `ANALYZE`) replace such plans
+/// at once; without them (autovacuum off) nothing would, and a lookup by a unique key would
+/// read every row for the life of the connection (measured: 116 million rows read by 5,000
+/// consent lookups in one minute). Write transactions plan every statement afresh
+/// ([`write_transaction`]); for reads, where that cost 15–25 % of throughput, replacing
+/// connections bounds the staleness to minutes.
 pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> DbPool {
+    let lifetime = match url {
+        DatabaseUrl::Postgres(_) => Some(POSTGRES_CONNECTION_LIFETIME),
+        DatabaseUrl::Sqlite(_) => None,
+    };
     r2d2::Pool::builder()
         .max_size(max_size)
+        .max_lifetime(lifetime)
         .min_idle(Some(0))
         .connection_timeout(POOL_CHECKOUT_TIMEOUT)
         .build_unchecked(ConnectionManager::new(url.clone()))
@@ -326,40 +356,51 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError
 ///
 /// SQLite: `BEGIN IMMEDIATE`, so a transaction that reads before it writes waits for other
 /// writers (busy timeout) instead of failing when it upgrades. PostgreSQL: a plain transaction;
-/// row locks and constraints serialize what must be serialized.
+/// row locks and constraints serialize what must be serialized. Its statements are planned for
+/// the tables as they are now (`plan_cache_mode = force_custom_plan`, in the same round trip as
+/// `BEGIN`): writes make tables grow from nothing, and a cached generic plan made while one was
+/// nearly empty would scan it in full on every later write (see [`build_pool`]).
+/// Inside a transaction already (the SQLite group writer's), a savepoint.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    match conn {
-        DbConnection::Postgresql(_) => conn.transaction(work),
-        // SQLite needs its own BEGIN to take the write lock up front; this mirrors
-        // `SqliteConnection::immediate_transaction` but keeps the connection enum for `work`.
-        // Inside the group writer's transaction, the lock is already held: a savepoint will do.
+    // This mirrors `SqliteConnection::immediate_transaction` but keeps the connection enum for
+    // `work`.
+    let started = match conn {
+        DbConnection::Postgresql(pg) => AnsiTransactionManager::begin_transaction_sql(
+            pg,
+            "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan",
+        ),
         DbConnection::Sqlite(sqlite) => {
-            match AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE") {
-                Ok(()) => {}
-                Err(diesel::result::Error::AlreadyInTransaction) => {
-                    return conn.transaction(work);
-                }
-                Err(error) => return Err(error.into()),
-            }
-            match work(conn) {
-                Ok(value) => {
-                    if let DbConnection::Sqlite(sqlite) = conn {
-                        AnsiTransactionManager::commit_transaction(sqlite)?;
-                    }
-                    Ok(value)
-                }
-                Err(error) => {
-                    if let DbConnection::Sqlite(sqlite) = conn {
-                        AnsiTransactionManager::rollback_transaction(sqlite)?;
-                    }
-                    Err(error)
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")
+        }
+    };
+    match started {
+        Ok(()) => {}
+        Err(diesel::result::Error::AlreadyInTransaction) => return conn.transaction(work),
+        Err(error) => return Err(error.into()),
+    }
+    match work(conn) {
+        Ok(value) => {
+            match conn {
+                DbConnection::Postgresql(pg) => AnsiTransactionManager::commit_transaction(pg)?,
+                DbConnection::Sqlite(sqlite) => {
+                    AnsiTransactionManager::commit_transaction(sqlite)?;
                 }
             }
+            Ok(value)
+        }
+        Err(error) => {
+            match conn {
+                DbConnection::Postgresql(pg) => AnsiTransactionManager::rollback_transaction(pg)?,
+                DbConnection::Sqlite(sqlite) => {
+                    AnsiTransactionManager::rollback_transaction(sqlite)?;
+                }
+            }
+            Err(error)
         }
     }
 }
