@@ -71,16 +71,17 @@ print(", ".join(f"{k}: {v}" for k, v in sorted(delta.items())) or "none", file=s
 ' "${1:-}"
 }
 
-measure() { # OP THREADS CONNECTIONS → one table row
-  local op=$1 threads=$2 connections=$3 out counts per items=1
+measure() { # OP THREADS CONNECTIONS [PAUSE_MS] → one table row
+  local op=$1 threads=$2 connections=$3 pause=${4:-} out counts per items=1 label=$1
   # wrk's summary line: "requests: N, errors: …, duration: D s".
   [ "$op" = batch_new ] && items=1000
   counts=$(statuses_since "" 2>/dev/null)
-  out=$(OP=$op RUN="m-$op-$threads-$connections-$SECONDS" wrk -t"$threads" -c"$connections" \
+  [ -n "$pause" ] && label="$op, ${pause} ms pauses"
+  out=$(OP=$op DELAY_MS=$pause RUN="m-$op-$threads-$connections-$SECONDS" wrk -t"$threads" -c"$connections" \
     -d"${DURATION:-10s}" --latency -s bench/api.lua "$url")
   field() { awk -v k="$1:" '$1 == k {print $2}' <<<"$out"; }
   per=$(statuses_since "$counts" 2>&1 >/dev/null)
-  echo "| $op | $connections | $(field throughput) | $(awk -v n="$(field requests)" -v d="$(sed -n 's/.*duration: \([0-9.]*\) s.*/\1/p' <<<"$out")" -v i="$items" 'BEGIN {printf "%.0f", n * i / d}') | $(field p50) ms | $(field p99) ms | $per | $(rss) |"
+  echo "| $label | $connections | $(field throughput) | $(awk -v n="$(field requests)" -v d="$(sed -n 's/.*duration: \([0-9.]*\) s.*/\1/p' <<<"$out")" -v i="$items" 'BEGIN {printf "%.0f", n * i / d}') | $(field p50) ms | $(field p99) ms | $per | $(rss) |"
 }
 
 if [ "$script" = first-contact ]; then
@@ -92,6 +93,9 @@ if [ "$script" = first-contact ]; then
   for op in consent_new interaction_new consent_shared interaction_shared; do
     measure "$op" 2 32
   done
+  # A held rate of about 3,000 requests per second: each connection pauses between requests.
+  measure consent_new 2 32 "${DELAY_MS:-8}"
+  measure interaction_new 2 32 "${DELAY_MS:-8}"
   measure batch_new 1 1
   measure batch_new 2 4
 elif [ "$script" = flood ]; then

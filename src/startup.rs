@@ -282,7 +282,7 @@ fn start_consent_writes(
     db: &Database,
     vault: &Arc<Vault>,
     policy: &Arc<Policy>,
-) -> Coalescer<ConsentJob, ConsentOutcome> {
+) -> Coalescer<ConsentJob, Result<ConsentOutcome, crate::subjects::SubjectError>> {
     /// The most consent statements recorded in one transaction.
     const MAX_GROUP: usize = 256;
     let (db, vault, policy) = (db.clone(), vault.clone(), policy.clone());

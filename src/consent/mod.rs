@@ -333,7 +333,7 @@ pub fn record_all(
     vault: &Vault,
     policy: &Policy,
     jobs: &[ConsentJob],
-) -> Result<Vec<ConsentOutcome>, SubjectError> {
+) -> Result<Vec<Result<ConsentOutcome, SubjectError>>, SubjectError> {
     let people: Vec<String> = jobs
         .iter()
         .map(|job| subjects::subject_index(vault, &job.subject_id))
@@ -343,34 +343,79 @@ pub fn record_all(
             // Writers of the same people take turns from here, in one global order, and read
             // what the one before them stored (see `store::lock_in_order`).
             crate::store::lock_in_order(conn, "custodia/person/", &people)?;
-            if jobs.iter().all(|job| !job.gpc) {
-                let (outcomes, entries) = record_group(conn, vault, policy, jobs, &people)?;
-                audit::append(conn, policy.sha256(), entries)?;
-                return Ok(outcomes);
+            // Statements about ids erased with suppression are refused one by one, here in
+            // the group, rather than by a look-up of their own before each call is queued.
+            let mut distinct: Vec<&str> = people.iter().map(String::as_str).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let suppressed = crate::store::erasure::suppressed_among(conn, &distinct)?;
+            if suppressed.is_empty() {
+                let recorded = record_unsuppressed(conn, vault, policy, jobs, &people)?;
+                return Ok(recorded.into_iter().map(Ok).collect());
             }
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            let mut entries = Vec::new();
-            for job in jobs {
-                let subject = subjects::find_or_create(conn, vault, &job.subject_id)?;
-                let gpc_applied = if job.gpc {
-                    apply_gpc(conn, vault, policy, &subject, &job.recorded_by)?
-                } else {
-                    Vec::new()
-                };
-                entries.extend(gpc_entry(&job.actor, policy, &subject, &gpc_applied));
-                let recorded = append(conn, vault, &subject, &job.draft, &job.recorded_by)?;
-                if !recorded.duplicate {
-                    entries.push(statement_entry(policy, job, &subject));
-                }
-                outcomes.push(ConsentOutcome {
-                    recorded,
-                    gpc_applied,
-                });
+            let (kept_jobs, kept_people): (Vec<ConsentJob>, Vec<String>) = jobs
+                .iter()
+                .zip(&people)
+                .filter(|(_, person)| !suppressed.contains(person))
+                .map(|(job, person)| (job.clone(), person.clone()))
+                .unzip();
+            let mut recorded = if kept_jobs.is_empty() {
+                Vec::new()
+            } else {
+                record_unsuppressed(conn, vault, policy, &kept_jobs, &kept_people)?
             }
-            audit::append(conn, policy.sha256(), entries)?;
-            Ok(outcomes)
+            .into_iter();
+            people
+                .iter()
+                .map(|person| {
+                    if suppressed.contains(person) {
+                        Ok(Err(SubjectError::Suppressed))
+                    } else {
+                        recorded.next().map(Ok).ok_or(SubjectError::Vault(
+                            crate::vault::VaultError::Corrupt("a consent call got no outcome"),
+                        ))
+                    }
+                })
+                .collect()
         })
     })
+}
+
+/// Records the statements of calls about people who may be recorded, with their audit
+/// entries. Call inside a write transaction, holding the people's locks.
+fn record_unsuppressed(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    jobs: &[ConsentJob],
+    people: &[String],
+) -> Result<Vec<ConsentOutcome>, SubjectError> {
+    if jobs.iter().all(|job| !job.gpc) {
+        let (outcomes, entries) = record_group(conn, vault, policy, jobs, people)?;
+        audit::append(conn, policy.sha256(), entries)?;
+        return Ok(outcomes);
+    }
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut entries = Vec::new();
+    for job in jobs {
+        let subject = subjects::find_or_create(conn, vault, &job.subject_id)?;
+        let gpc_applied = if job.gpc {
+            apply_gpc(conn, vault, policy, &subject, &job.recorded_by)?
+        } else {
+            Vec::new()
+        };
+        entries.extend(gpc_entry(&job.actor, policy, &subject, &gpc_applied));
+        let recorded = append(conn, vault, &subject, &job.draft, &job.recorded_by)?;
+        if !recorded.duplicate {
+            entries.push(statement_entry(policy, job, &subject));
+        }
+        outcomes.push(ConsentOutcome {
+            recorded,
+            gpc_applied,
+        });
+    }
+    audit::append(conn, policy.sha256(), entries)?;
+    Ok(outcomes)
 }
 
 /// Records statements without GPC signals with set-based statements: one lookup for all

@@ -222,12 +222,7 @@ pub async fn record(
         consent::ACTION_WRITE,
         draft.purpose(),
     )?;
-    if !super::subjects::suppressed(&state, vec![subject_id.clone()])
-        .await?
-        .is_empty()
-    {
-        return Err(super::problem::suppressed());
-    }
+    // A suppressed subject id is refused where the statement is recorded (`record_all`).
     let job = ConsentJob {
         subject_id,
         draft,
@@ -240,7 +235,7 @@ pub async fn record(
         .submit(vec![job])
         .await?
         .pop()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a consent call got no outcome")))?;
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a consent call got no outcome")))??;
     let consent = body_of(&outcome.recorded);
     let receipt = state.receipts.sign(&ReceiptClaims {
         iss: "custodia",

@@ -126,6 +126,7 @@ fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
             duplicate,
         }),
         Outcome::NoLegalBasis { rejected } => Err(no_legal_basis(&rejected)),
+        Outcome::Suppressed => Err(super::problem::suppressed()),
     }
 }
 
@@ -180,12 +181,7 @@ pub async fn create(
         }
         ApiError::from(r)
     })?;
-    if !super::subjects::suppressed(&state, vec![draft.subject_id().clone()])
-        .await?
-        .is_empty()
-    {
-        return Err(super::problem::suppressed());
-    }
+    // A suppressed subject id is refused where the interaction is stored (`Outcome::Suppressed`).
     let mut outcomes = store(&state, &request, &principal, &actor, vec![draft]).await?;
     let result = result_of(outcomes.remove(0))?;
     Ok(if result.duplicate {

@@ -232,6 +232,8 @@ pub enum Outcome {
         /// Every purpose, with its reason.
         rejected: Vec<PurposeRejection>,
     },
+    /// Not stored: the subject id was erased with suppression.
+    Suppressed,
 }
 
 /// Interactions ready to be written: every decision made, every value encrypted.
@@ -374,6 +376,20 @@ pub fn prepare_ingest(
             parse_stored_purposes(&found.purposes),
         );
     }
+    // Ids erased with suppression (they have no subject row) are refused one by one, here in
+    // the group, rather than by a look-up of their own before each request is queued.
+    let unknown: Vec<&str> = distinct
+        .iter()
+        .copied()
+        .filter(|index| !existing.contains_key(*index))
+        .collect();
+    let suppressed: std::collections::HashSet<String> = if unknown.is_empty() {
+        std::collections::HashSet::new()
+    } else {
+        crate::store::erasure::suppressed_among(conn, &unknown)?
+            .into_iter()
+            .collect()
+    };
     let existing_pks: Vec<&str> = existing.values().map(String::as_str).collect();
     let states = subjects::processing_states(conn, &existing_pks)?;
     let empty_state = crate::policy::SubjectState::default();
@@ -385,6 +401,10 @@ pub fn prepare_ingest(
     for (index, draft) in drafts.iter().enumerate() {
         let subject_index = subject_indexes[index].as_str();
         let client_index = client_indexes[index].as_str();
+        if suppressed.contains(subject_index) {
+            outcomes[index] = Some(Outcome::Suppressed);
+            continue;
+        }
         if let Some(pk) = existing.get(subject_index) {
             if let Some(purposes) = stored.get(&(pk.clone(), client_index.to_owned())) {
                 outcomes[index] = Some(duplicate_of(draft, purposes.clone()));
