@@ -6,7 +6,10 @@
 //! - memory is bounded by the number of threads: each keeps one argon2 working memory and
 //!   reuses it (`api_key::argon2_matches`). Allocating it per check left a 19 MiB block behind
 //!   each time (922 MiB measured under 200 concurrent bad keys; still 272 MiB with the checks on
-//!   this pool but allocating per check; 83 MiB with both).
+//!   this pool but allocating per check; 83 MiB with both);
+//! - the checker threads run at a lower scheduling priority (nice 10): under a flood they take
+//!   the processor only when request handling leaves it idle, so the flood slows other key
+//!   checks, not reads and writes (docs/benchmarks.md, "Token-exchange floods").
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,25 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct KeyCheckPool {
     queue: SyncSender<Job>,
 }
+
+/// Lowers the calling thread's scheduling priority to nice 10 (once; later calls change
+/// nothing). On Linux the nice value is per thread.
+#[cfg(target_os = "linux")]
+fn yield_to_requests() {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if LOWERED.with(|lowered| lowered.replace(true)) {
+        return;
+    }
+    // SAFETY: setpriority only changes a scheduling attribute; with PRIO_PROCESS and who = 0 it
+    // applies to the calling thread on Linux.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if result != 0 {
+        tracing::debug!("could not lower the key-check thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn yield_to_requests() {}
 
 /// The queue is full: the caller should answer "busy".
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +56,7 @@ impl KeyCheckPool {
             std::thread::Builder::new()
                 .name(format!("key-check-{index}"))
                 .spawn(move || loop {
+                    yield_to_requests();
                     let job = match receiver.lock() {
                         Ok(receiver) => receiver.recv(),
                         Err(_) => return,

@@ -17,7 +17,8 @@ pub struct AppState {
     /// The database.
     pub db: Database,
     /// Where consent statements are recorded (coalescing concurrent calls).
-    pub consent_writes: Coalescer<ConsentJob, Result<ConsentOutcome, crate::subjects::SubjectError>>,
+    pub consent_writes:
+        Coalescer<ConsentJob, Result<ConsentOutcome, crate::subjects::SubjectError>>,
     /// Where the audit entries of requests that wrote nothing are committed, together.
     pub read_audit: Coalescer<crate::audit::Entry, ()>,
     /// Signs consent receipts.

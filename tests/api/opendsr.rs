@@ -713,12 +713,21 @@ async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
     .await;
     let mut second = deployment.serve().await;
     let callbacks = receiver.wait_for(1, Duration::from_secs(20)).await;
-    second.kill();
     assert_eq!(callbacks.len(), 1, "delivered once the endpoint was back");
     let document: Value = serde_json::from_slice(&callbacks[0].body).unwrap();
     assert_eq!(document["request_status"], "pending");
     assert_eq!(document["subject_request_id"], id);
-    let delivered = attempts().await;
+    // The sender marks the callback delivered once the answer is in: wait for that mark
+    // before stopping the process (the receiver has the body a moment before).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let delivered = loop {
+        let seen = attempts().await;
+        if seen[0].delivered_at.is_some() || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    second.kill();
     assert!(delivered[0].delivered_at.is_some());
     assert!(delivered[0].attempts >= 2);
 }
