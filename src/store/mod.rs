@@ -41,8 +41,9 @@ const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// servers checkpoint in the background long before).
 const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 50_000;
 /// How often a server's background thread checkpoints the SQLite WAL (small, frequent
-/// checkpoints keep each one short).
-const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// checkpoints keep each one short: the writer's tail latency follows their size; measured
+/// p99 of first-contact writes at saturation 152 ms at 1 s, 50 ms at 100 ms, 35 ms at 25 ms).
+const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(25);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 /// An arbitrary, fixed key for the PostgreSQL advisory lock that serializes migrations
