@@ -34,12 +34,30 @@ local function send(method, role, path, body)
   return wrk.format(method, path, headers, body)
 end
 
-local function interaction_json(id, n)
+local function interaction_for(id, subject)
   return string.format(
-    '{"id":"%s","subject_id":"cust-%d","type":"purchase","channel":"web",' ..
+    '{"id":"%s","subject_id":"%s","type":"purchase","channel":"web",' ..
     '"occurred_at":"2026-11-01T10:00:00Z","purposes":["support"],' ..
     '"data":{"message":"Order %s: two items, delivery to the usual address please",' ..
-    '"order_id":"ORD-%s","page_url":"/checkout/confirm"}}', id, n, id, id)
+    '"order_id":"ORD-%s","page_url":"/checkout/confirm"}}', id, subject, id, id)
+end
+
+local function interaction_json(id, n)
+  return interaction_for(id, "cust-" .. n)
+end
+
+local function consent_json(id)
+  local status = (counter % 2 == 0) and "withdrawn" or "granted"
+  return string.format(
+    '{"id":"%s","purpose":"%s","status":"%s","source":"web","method":"banner",' ..
+    '"notice":{"id":"newsletter","version":"3"},' ..
+    '"evidence":{"ip_address":"203.0.113.%d","user_agent":"Mozilla/5.0 (bench)"}}',
+    id, purposes[(counter % 3) + 1], status, counter % 250)
+end
+
+-- This request's id: unique per run, thread and request.
+local function request_id()
+  return string.format("%s-t%d-%d", run, thread_id, counter)
 end
 
 local ops = {}
@@ -55,8 +73,7 @@ ops.subject = function()
 end
 
 ops.interaction = function()
-  local id = string.format("%s-t%d-%d", run, thread_id, counter)
-  return send("POST", "collector", "/v1/interactions", interaction_json(id, person()))
+  return send("POST", "collector", "/v1/interactions", interaction_json(request_id(), person()))
 end
 
 -- 100 interactions for 100 people in one request.
@@ -80,45 +97,21 @@ local function new_person(shared)
   return string.format("new-%s-t%d-%d", run, thread_id, counter)
 end
 
-local function consent_json(id)
-  local status = (counter % 2 == 0) and "withdrawn" or "granted"
-  return string.format(
-    '{"id":"%s","purpose":"%s","status":"%s","source":"web","method":"banner",' ..
-    '"notice":{"id":"newsletter","version":"3"},' ..
-    '"evidence":{"ip_address":"203.0.113.%d","user_agent":"Mozilla/5.0 (bench)"}}',
-    id, purposes[(counter % 3) + 1], status, counter % 250)
+local function consent_for_new(shared)
+  return send("POST", "collector", "/v1/subjects/" .. new_person(shared) .. "/consents",
+    consent_json(request_id()))
 end
 
-ops.consent_new = function()
-  local id = string.format("%s-t%d-%d", run, thread_id, counter)
-  return send("POST", "collector", "/v1/subjects/" .. new_person(false) .. "/consents",
-    consent_json(id))
+local function interaction_for_new(shared)
+  return send("POST", "collector", "/v1/interactions",
+    interaction_for(request_id(), new_person(shared)))
 end
 
-ops.consent_shared = function()
-  local id = string.format("%s-t%d-%d", run, thread_id, counter)
-  return send("POST", "collector", "/v1/subjects/" .. new_person(true) .. "/consents",
-    consent_json(id))
-end
-
-local function interaction_for(id, subject)
-  return string.format(
-    '{"id":"%s","subject_id":"%s","type":"purchase","channel":"web",' ..
-    '"occurred_at":"2026-11-01T10:00:00Z","purposes":["support"],' ..
-    '"data":{"message":"Order %s: two items, delivery to the usual address please",' ..
-    '"order_id":"ORD-%s","page_url":"/checkout/confirm"}}', id, subject, id, id)
-end
-
-ops.interaction_new = function()
-  local id = string.format("%s-t%d-%d", run, thread_id, counter)
-  return send("POST", "collector", "/v1/interactions", interaction_for(id, new_person(false)))
-end
-
--- The same new people from both threads; the interaction ids differ (two different events).
-ops.interaction_shared = function()
-  local id = string.format("%s-t%d-%d", run, thread_id, counter)
-  return send("POST", "collector", "/v1/interactions", interaction_for(id, new_person(true)))
-end
+ops.consent_new = function() return consent_for_new(false) end
+ops.interaction_new = function() return interaction_for_new(false) end
+-- The same new people from both threads; the ids differ (two different events).
+ops.consent_shared = function() return consent_for_new(true) end
+ops.interaction_shared = function() return interaction_for_new(true) end
 
 -- An ETL load: 1,000 interactions of 500 new people (two each), three encrypted fields.
 ops.batch_new = function()
@@ -133,13 +126,8 @@ ops.batch_new = function()
 end
 
 ops.consent = function()
-  local status = (counter % 2 == 0) and "withdrawn" or "granted"
-  local body = string.format(
-    '{"id":"%s-t%d-%d","purpose":"%s","status":"%s","source":"web","method":"banner",' ..
-    '"notice":{"id":"newsletter","version":"3"},' ..
-    '"evidence":{"ip_address":"203.0.113.%d","user_agent":"Mozilla/5.0 (bench)"}}',
-    run, thread_id, counter, purposes[(counter % 3) + 1], status, counter % 250)
-  return send("POST", "collector", "/v1/subjects/cust-" .. person() .. "/consents", body)
+  return send("POST", "collector", "/v1/subjects/cust-" .. person() .. "/consents",
+    consent_json(request_id()))
 end
 
 -- A support agent reads a person's interactions for `support` (decrypted, first page of 50).

@@ -22,14 +22,10 @@ pub struct KeyCheckPool {
     queue: SyncSender<Job>,
 }
 
-/// Lowers the calling thread's scheduling priority to nice 10 (once; later calls change
-/// nothing). On Linux the nice value is per thread.
+/// Lowers the calling thread's scheduling priority to nice 10. On Linux the nice value is per
+/// thread.
 #[cfg(target_os = "linux")]
 fn yield_to_requests() {
-    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-    if LOWERED.with(|lowered| lowered.replace(true)) {
-        return;
-    }
     // SAFETY: setpriority only changes a scheduling attribute; with PRIO_PROCESS and who = 0 it
     // applies to the calling thread on Linux.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
@@ -55,15 +51,17 @@ impl KeyCheckPool {
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("key-check-{index}"))
-                .spawn(move || loop {
+                .spawn(move || {
                     yield_to_requests();
-                    let job = match receiver.lock() {
-                        Ok(receiver) => receiver.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                    loop {
+                        let job = match receiver.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
                     }
                 })
                 .expect("a key-check thread starts");

@@ -353,30 +353,24 @@ pub fn record_all(
                 let recorded = record_unsuppressed(conn, vault, policy, jobs, &people)?;
                 return Ok(recorded.into_iter().map(Ok).collect());
             }
-            let (kept_jobs, kept_people): (Vec<ConsentJob>, Vec<String>) = jobs
+            let kept: Vec<usize> = (0..jobs.len())
+                .filter(|&index| !suppressed.contains(&people[index]))
+                .collect();
+            let mut outcomes: Vec<Result<ConsentOutcome, SubjectError>> = people
                 .iter()
-                .zip(&people)
-                .filter(|(_, person)| !suppressed.contains(person))
-                .map(|(job, person)| (job.clone(), person.clone()))
-                .unzip();
-            let mut recorded = if kept_jobs.is_empty() {
-                Vec::new()
-            } else {
-                record_unsuppressed(conn, vault, policy, &kept_jobs, &kept_people)?
+                .map(|_| Err(SubjectError::Suppressed))
+                .collect();
+            if !kept.is_empty() {
+                let kept_jobs: Vec<ConsentJob> =
+                    kept.iter().map(|&index| jobs[index].clone()).collect();
+                let kept_people: Vec<String> =
+                    kept.iter().map(|&index| people[index].clone()).collect();
+                let recorded = record_unsuppressed(conn, vault, policy, &kept_jobs, &kept_people)?;
+                for (index, outcome) in kept.into_iter().zip(recorded) {
+                    outcomes[index] = Ok(outcome);
+                }
             }
-            .into_iter();
-            people
-                .iter()
-                .map(|person| {
-                    if suppressed.contains(person) {
-                        Ok(Err(SubjectError::Suppressed))
-                    } else {
-                        recorded.next().map(Ok).ok_or(SubjectError::Vault(
-                            crate::vault::VaultError::Corrupt("a consent call got no outcome"),
-                        ))
-                    }
-                })
-                .collect()
+            Ok(outcomes)
         })
     })
 }

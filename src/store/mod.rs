@@ -384,23 +384,15 @@ where
         Err(diesel::result::Error::AlreadyInTransaction) => return conn.transaction(work),
         Err(error) => return Err(error.into()),
     }
+    // Ended through the connection enum's own transaction manager, which ends the inner one.
+    type Manager = <DbConnection as Connection>::TransactionManager;
     match work(conn) {
         Ok(value) => {
-            match conn {
-                DbConnection::Postgresql(pg) => AnsiTransactionManager::commit_transaction(pg)?,
-                DbConnection::Sqlite(sqlite) => {
-                    AnsiTransactionManager::commit_transaction(sqlite)?;
-                }
-            }
+            Manager::commit_transaction(conn)?;
             Ok(value)
         }
         Err(error) => {
-            match conn {
-                DbConnection::Postgresql(pg) => AnsiTransactionManager::rollback_transaction(pg)?,
-                DbConnection::Sqlite(sqlite) => {
-                    AnsiTransactionManager::rollback_transaction(sqlite)?;
-                }
-            }
+            Manager::rollback_transaction(conn)?;
             Err(error)
         }
     }
