@@ -264,6 +264,23 @@ impl ConnectionManager {
     }
 }
 
+impl ConnectionManager {
+    /// The SQLite writer's own connection: as [`establish`](Self::establish), with a larger page
+    /// cache and statement journals in memory. The writer is one connection, so its cache is
+    /// paid once; a batch's transaction dirties thousands of pages, and with the shared 16 MiB
+    /// cache they spilled to the WAL before the commit. Statement and savepoint journals (copies
+    /// of the pages a multi-row statement or a grouped request changes, kept to undo it) went to
+    /// temporary files with `temp_store = FILE`: more bytes than the WAL itself, and outside the
+    /// data directory. Readers keep `FILE`, for the sorts of large segment queries.
+    pub fn establish_writer(&self) -> Result<DbConnection, StoreError> {
+        let mut conn = self.establish()?;
+        if let DbConnection::Sqlite(sqlite) = &mut conn {
+            sqlite.batch_execute(&format!("PRAGMA temp_store = MEMORY;"))?;
+        }
+        Ok(conn)
+    }
+}
+
 impl ManageConnection for ConnectionManager {
     type Connection = DbConnection;
     type Error = StoreError;
@@ -361,7 +378,9 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError
 /// the tables as they are now (`plan_cache_mode = force_custom_plan`, in the same round trip as
 /// `BEGIN`): writes make tables grow from nothing, and a cached generic plan made while one was
 /// nearly empty would scan it in full on every later write (see [`build_pool`]).
-/// Inside a transaction already (the SQLite group writer's), a savepoint.
+/// Inside a transaction already (the SQLite group writer's), a savepoint; but when the writer's
+/// transaction holds this request alone and nothing has been written in it yet, the
+/// transaction itself is the unit that is undone (see [`writer::lone_write`]).
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -381,7 +400,13 @@ where
     };
     match started {
         Ok(()) => {}
-        Err(diesel::result::Error::AlreadyInTransaction) => return conn.transaction(work),
+        Err(diesel::result::Error::AlreadyInTransaction) => {
+            return if writer::lone_write(conn)? {
+                writer::undo_on_error(conn, work)
+            } else {
+                conn.transaction(work)
+            };
+        }
         Err(error) => return Err(error.into()),
     }
     // Ended through the connection enum's own transaction manager, which ends the inner one.
@@ -496,7 +521,7 @@ impl Database {
         }
     }
 
-    /// On SQLite, starts a thread that checkpoints the WAL every 100 ms (PASSIVE: it
+    /// On SQLite, starts a thread that checkpoints the WAL every 25 ms (PASSIVE: it
     /// never waits for readers or writers), so that no commit pays for a checkpoint. The thread
     /// ends when the last clone of this `Database` is dropped. Does nothing on PostgreSQL.
     pub fn start_checkpointer(&self) {

@@ -7,10 +7,12 @@
 //! answers: a request's result is never visible before its commit. One request's failure rolls
 //! back its savepoint only; a failed commit fails them all.
 
+use std::cell::Cell;
 use std::sync::mpsc::{Receiver, Sender};
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
-use diesel::Connection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 
 use super::{ConnectionManager, DbConnection, StoreError};
 
@@ -81,6 +83,52 @@ where
     }
 }
 
+thread_local! {
+    /// On the writer thread, while a request runs alone in the writer's transaction: the
+    /// connection's `total_changes()` when that transaction began.
+    static LONE_SINCE: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+fn total_changes(conn: &mut SqliteConnection) -> QueryResult<i64> {
+    diesel::select(diesel::dsl::sql::<BigInt>("total_changes()")).get_result(conn)
+}
+
+/// Whether a nested write transaction on this connection may do without a savepoint: it runs
+/// on the writer thread, for a request alone in the writer's transaction, outside any savepoint
+/// of its own, and nothing has been written in the transaction yet. Then undoing the whole
+/// transaction undoes exactly this work.
+///
+/// Why it matters: SQLite copies every page a savepoint's statements change into the statement
+/// journal, and ending each statement inside it walks that journal from the start; a batch of
+/// new people (thousands of pages) spent more time there than in its inserts.
+pub(super) fn lone_write(conn: &mut DbConnection) -> QueryResult<bool> {
+    let (Some(since), DbConnection::Sqlite(conn)) = (LONE_SINCE.get(), conn) else {
+        return Ok(false);
+    };
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .map(u32::from);
+    Ok(depth == Some(1) && total_changes(conn)? == since)
+}
+
+/// Runs `work` in the lone request's transaction; if it fails, rolls the transaction back and
+/// begins a new one, so the writer's commit that follows commits nothing of it (as a savepoint's
+/// rollback would have).
+pub(super) fn undo_on_error<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    let result = work(conn);
+    if let (Err(_), DbConnection::Sqlite(sqlite)) = (&result, conn) {
+        // From here on the request has written nothing; later writes of it take savepoints.
+        AnsiTransactionManager::rollback_transaction(sqlite)?;
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+        LONE_SINCE.set(total_changes(sqlite).ok());
+    }
+    result
+}
+
 /// Starts the writer thread; it ends when every sender is dropped.
 pub(super) fn spawn_writer(manager: ConnectionManager) -> Sender<Box<dyn WriteJob>> {
     let (sender, receiver) = std::sync::mpsc::channel::<Box<dyn WriteJob>>();
@@ -102,7 +150,7 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
             }
         }
         if connection.is_none() {
-            match manager.establish() {
+            match manager.establish_writer() {
                 Ok(conn) => connection = Some(conn),
                 Err(error) => {
                     for job in jobs {
@@ -127,6 +175,14 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
         // A job alone in its group needs no savepoint of its own (savepoints make SQLite keep
         // a copy of every page they touch): if it fails, the whole transaction rolls back.
         let isolate = jobs.len() > 1;
+        if !isolate {
+            match total_changes(sqlite) {
+                Ok(changes) => LONE_SINCE.set(Some(changes)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the writer's change count");
+                }
+            }
+        }
         let mut all_succeeded = true;
         let mut finishers = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -134,6 +190,7 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
             all_succeeded &= succeeded;
             finishers.push(finish);
         }
+        LONE_SINCE.set(None);
         let DbConnection::Sqlite(sqlite) = conn else {
             unreachable!("the group writer only serves SQLite");
         };
@@ -152,5 +209,179 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
         for finish in finishers {
             finish(committed.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A request alone in the writer's transaction runs without a savepoint of its own; what it
+    //! wrote must still be undone exactly as a savepoint's rollback would undo it.
+
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    use crate::store::{write_transaction, Database, DatabaseUrl, DbConnection, StoreError};
+
+    #[derive(Debug)]
+    struct Failed;
+
+    #[derive(Debug)]
+    enum Error {
+        Store,
+        Failed,
+    }
+
+    impl From<StoreError> for Error {
+        fn from(_: StoreError) -> Self {
+            Error::Store
+        }
+    }
+
+    impl From<diesel::result::Error> for Error {
+        fn from(_: diesel::result::Error) -> Self {
+            Error::Store
+        }
+    }
+
+    impl From<diesel::result::Error> for Failed {
+        fn from(error: diesel::result::Error) -> Self {
+            panic!("unexpected database error: {error}")
+        }
+    }
+
+    fn add(conn: &mut DbConnection, value: &str) -> Result<(), diesel::result::Error> {
+        diesel::sql_query("INSERT INTO scratch (value) VALUES (?)")
+            .bind::<diesel::sql_types::Text, _>(value)
+            .execute(conn)
+            .map(drop)
+    }
+
+    /// Writes `value`, then fails.
+    fn add_then_fail(conn: &mut DbConnection, value: &str) -> Result<(), Failed> {
+        write_transaction(conn, |conn| {
+            add(conn, value)?;
+            Err::<(), Failed>(Failed)
+        })
+    }
+
+    async fn stored(db: &Database) -> Vec<String> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            value: String,
+        }
+        db.run(|conn| {
+            diesel::sql_query("SELECT value FROM scratch ORDER BY value")
+                .load::<Row>(conn)
+                .map_err(|_| Error::Store)
+        })
+        .await
+        .expect("reads")
+        .into_iter()
+        .map(|row| row.value)
+        .collect()
+    }
+
+    async fn database(dir: &tempfile::TempDir) -> Database {
+        let db = Database::connect(&DatabaseUrl::Sqlite(dir.path().join("t.db")), 4);
+        db.run_write(|conn| {
+            conn.batch_execute("CREATE TABLE scratch (value TEXT NOT NULL)")
+                .map_err(Error::from)
+        })
+        .await
+        .expect("creates the table");
+        db
+    }
+
+    #[tokio::test]
+    async fn a_failed_lone_write_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir).await;
+        let answer = db
+            .run_write(|conn| add_then_fail(conn, "a").map_err(|_| Error::Failed))
+            .await;
+        assert!(matches!(answer, Err(Error::Failed)), "{answer:?}");
+        assert!(stored(&db).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_that_outlives_a_failed_transaction_keeps_only_what_came_after() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir).await;
+        db.run_write(|conn| {
+            assert!(add_then_fail(conn, "a").is_err());
+            // Its writes are gone at once, not only at the end of the request.
+            let count: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "(SELECT count(*) FROM scratch)",
+            ))
+            .get_result(conn)?;
+            assert_eq!(count, 0);
+            write_transaction(conn, |conn| add(conn, "b"))?;
+            assert!(add_then_fail(conn, "c").is_err());
+            Ok::<_, Error>(())
+        })
+        .await
+        .expect("the request succeeds");
+        assert_eq!(stored(&db).await, ["b"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_transaction_after_other_writes_undoes_only_itself() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir).await;
+        db.run_write(|conn| {
+            add(conn, "a")?;
+            assert!(add_then_fail(conn, "b").is_err());
+            Ok::<_, Error>(())
+        })
+        .await
+        .expect("the request succeeds");
+        assert_eq!(stored(&db).await, ["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_inner_transaction_undoes_only_itself() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir).await;
+        db.run_write(|conn| {
+            write_transaction(conn, |conn| {
+                add(conn, "a")?;
+                assert!(add_then_fail(conn, "b").is_err());
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .expect("the request succeeds");
+        assert_eq!(stored(&db).await, ["a"]);
+    }
+
+    #[tokio::test]
+    async fn requests_grouped_together_fail_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = database(&dir).await;
+        let writes = (0..64).map(|n| {
+            let db = db.clone();
+            async move {
+                let value = format!("v{n:02}");
+                if n % 2 == 0 {
+                    db.run_write(move |conn| add_then_fail(conn, &value).map_err(|_| Error::Failed))
+                        .await
+                } else {
+                    db.run_write(move |conn| {
+                        write_transaction(conn, |conn| add(conn, &value)).map_err(Error::from)
+                    })
+                    .await
+                }
+            }
+        });
+        let answers = futures_util::future::join_all(writes).await;
+        for (n, answer) in answers.iter().enumerate() {
+            assert_eq!(answer.is_ok(), n % 2 == 1, "request {n}: {answer:?}");
+        }
+        let expected: Vec<String> = (0..64)
+            .filter(|n| n % 2 == 1)
+            .map(|n| format!("v{n:02}"))
+            .collect();
+        assert_eq!(stored(&db).await, expected);
     }
 }
