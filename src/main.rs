@@ -7,6 +7,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     bound_allocator_arenas();
     let cli = custodia::config::Cli::parse();
+    keep_sqlite_temporary_files_beside_the_database(&cli.options);
     custodia::telemetry::init(cli.options.log_format.unwrap_or_default());
     custodia::cli::run(cli)
 }
@@ -28,3 +29,18 @@ fn bound_allocator_arenas() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn bound_allocator_arenas() {}
+
+/// SQLite spills large sorts and journals to temporary files, by default in `/var/tmp`: pages
+/// of the database (segmentable traits, internal ids, blind indexes) would land on a file
+/// system the operator may not protect or wipe like the database's. They go to the `tmp`
+/// directory beside the database file instead (`store::sqlite_temporary_dir`, created
+/// owner-only with the first connection). SQLite reads the setting once, when it first
+/// initializes; this runs before any other thread exists.
+fn keep_sqlite_temporary_files_beside_the_database(options: &custodia::config::Options) {
+    let Ok(settings) = custodia::config::Settings::resolve(options) else {
+        return; // The command reports the configuration error itself.
+    };
+    if let custodia::store::DatabaseUrl::Sqlite(path) = &settings.database_url {
+        std::env::set_var("SQLITE_TMPDIR", custodia::store::sqlite_temporary_dir(path));
+    }
+}

@@ -739,7 +739,9 @@ pub fn read_state(
         return Ok(None);
     };
     let relevant = |purpose: &str| only.is_none_or(|purposes| bears_on(purpose, purposes));
-    let current_rows: Vec<_> = consent_store::current_for(conn, &[subject.pk.as_str()])?
+    let standing = consent_store::standing_for(conn, &[subject.pk.as_str()])?;
+    let current_rows: Vec<_> = standing
+        .current
         .into_iter()
         .filter(|row| relevant(&row.purpose))
         .collect();
@@ -765,12 +767,13 @@ pub fn read_state(
     if only.is_some() {
         history.clear();
     }
-    let objections = consent_store::objections_for(conn, &[subject.pk.as_str()])?
+    let objections = standing
+        .objections
         .into_iter()
         .filter(|(_, purpose, _)| relevant(purpose))
         .map(|(_, purpose, since)| (purpose, since))
         .collect();
-    let restricted = !consent_store::restricted_among(conn, &[subject.pk.as_str()])?.is_empty();
+    let restricted = !standing.restricted.is_empty();
     Ok(Some(ConsentState {
         current,
         history,

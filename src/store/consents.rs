@@ -106,6 +106,94 @@ pub fn current_for(
     })
 }
 
+/// What stands for some subjects: current statements, objections, restrictions.
+#[derive(Debug, Default)]
+pub struct Standing {
+    /// Current statements, by subject and purpose.
+    pub current: Vec<CurrentRow>,
+    /// `(subject_pk, purpose, since)` of objections, by subject and purpose.
+    pub objections: Vec<(String, String, NaiveDateTime)>,
+    /// The restricted subjects among them.
+    pub restricted: Vec<String>,
+}
+
+/// [`current_for`], [`objections_for`] and [`restricted_among`] in one statement (one round
+/// trip instead of three: every read and write of a person's data needs all three).
+pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Standing, StoreError> {
+    use diesel::sql_types::{BigInt, Text};
+    const CURRENT: &str = "current";
+    const OBJECTION: &str = "objection";
+    const RESTRICTION: &str = "restriction";
+    type Row = (String, String, String, String, i64, NaiveDateTime, String);
+    // Unions are written per backend: diesel's multi-connection backend does not build them.
+    macro_rules! union_for {
+        ($chunk:expr) => {{
+            let chunk = $chunk;
+            let current = consent_current::table
+                .filter(consent_current::subject_pk.eq_any(chunk))
+                .select((
+                    consent_current::subject_pk,
+                    CURRENT.into_sql::<Text>(),
+                    consent_current::purpose,
+                    consent_current::status,
+                    consent_current::sequence,
+                    consent_current::since,
+                    consent_current::record_id,
+                ));
+            let objected = objections::table
+                .filter(objections::subject_pk.eq_any(chunk))
+                .select((
+                    objections::subject_pk,
+                    OBJECTION.into_sql::<Text>(),
+                    objections::purpose,
+                    "".into_sql::<Text>(),
+                    0_i64.into_sql::<BigInt>(),
+                    objections::since,
+                    "".into_sql::<Text>(),
+                ));
+            let restricted = restrictions::table
+                .filter(restrictions::subject_pk.eq_any(chunk))
+                .select((
+                    restrictions::subject_pk,
+                    RESTRICTION.into_sql::<Text>(),
+                    "".into_sql::<Text>(),
+                    "".into_sql::<Text>(),
+                    0_i64.into_sql::<BigInt>(),
+                    restrictions::since,
+                    "".into_sql::<Text>(),
+                ));
+            current.union_all(objected).union_all(restricted)
+        }};
+    }
+    let rows: Vec<Row> = super::load_chunked(subject_pks, |chunk| match conn {
+        DbConnection::Postgresql(pg) => union_for!(chunk).load(pg),
+        DbConnection::Sqlite(sqlite) => union_for!(chunk).load(sqlite),
+    })?;
+    let mut standing = Standing::default();
+    for (subject_pk, kind, purpose, status, sequence, since, record_id) in rows {
+        match kind.as_str() {
+            CURRENT => standing.current.push(CurrentRow {
+                subject_pk,
+                purpose,
+                status,
+                sequence,
+                since,
+                record_id,
+            }),
+            OBJECTION => standing.objections.push((subject_pk, purpose, since)),
+            _ => standing.restricted.push(subject_pk),
+        }
+    }
+    // The order the three statements gave.
+    standing
+        .current
+        .sort_unstable_by(|a, b| (&a.subject_pk, &a.purpose).cmp(&(&b.subject_pk, &b.purpose)));
+    standing
+        .objections
+        .sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    Ok(standing)
+}
+
 /// `(subject_pk, purpose, since)` of the standing objections of these subjects.
 pub fn objections_for(
     conn: &mut DbConnection,

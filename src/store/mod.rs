@@ -231,6 +231,23 @@ impl ConnectionManager {
                         ))
                     })?;
                 }
+                let tmp = sqlite_temporary_dir(path);
+                if !tmp.is_dir() {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&tmp)
+                        .or_else(|error| match error.kind() {
+                            std::io::ErrorKind::AlreadyExists => Ok(()),
+                            _ => Err(error),
+                        })
+                        .map_err(|error| {
+                            diesel::ConnectionError::BadConnection(format!(
+                                "cannot create {}: {error}",
+                                tmp.display()
+                            ))
+                        })?;
+                }
                 let path = path.to_str().ok_or_else(|| {
                     diesel::ConnectionError::InvalidConnectionUrl(
                         "the SQLite path is not valid UTF-8".into(),
@@ -264,18 +281,27 @@ impl ConnectionManager {
     }
 }
 
+/// Where SQLite's temporary files go (large sorts, journals): `tmp` beside the database file,
+/// owner-only, so that pages of the database never land outside its directory. The binary
+/// points SQLite there (`SQLITE_TMPDIR`) before it starts any thread.
+pub fn sqlite_temporary_dir(database: &std::path::Path) -> PathBuf {
+    match database.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.join("tmp"),
+        None => PathBuf::from("tmp"),
+    }
+}
+
 impl ConnectionManager {
-    /// The SQLite writer's own connection: as [`establish`](Self::establish), with a larger page
-    /// cache and statement journals in memory. The writer is one connection, so its cache is
-    /// paid once; a batch's transaction dirties thousands of pages, and with the shared 16 MiB
-    /// cache they spilled to the WAL before the commit. Statement and savepoint journals (copies
-    /// of the pages a multi-row statement or a grouped request changes, kept to undo it) went to
-    /// temporary files with `temp_store = FILE`: more bytes than the WAL itself, and outside the
-    /// data directory. Readers keep `FILE`, for the sorts of large segment queries.
+    /// The SQLite writer's own connection: as [`establish`](Self::establish), with statement
+    /// and savepoint journals (copies of the pages a multi-row statement or a grouped request
+    /// changes, kept to undo it) in memory. With `temp_store = FILE` they went to temporary
+    /// files: more bytes than the WAL itself, and outside the data directory. Readers keep
+    /// `FILE`, for the sorts of large segment queries. (A larger page cache for the writer was
+    /// measured slower: SQLite's savepoint code walks the whole cache.)
     pub fn establish_writer(&self) -> Result<DbConnection, StoreError> {
         let mut conn = self.establish()?;
         if let DbConnection::Sqlite(sqlite) = &mut conn {
-            sqlite.batch_execute(&format!("PRAGMA temp_store = MEMORY;"))?;
+            sqlite.batch_execute("PRAGMA temp_store = MEMORY;")?;
         }
         Ok(conn)
     }

@@ -230,19 +230,20 @@ pub fn processing_states(
         .iter()
         .map(|pk| ((*pk).to_owned(), SubjectState::default()))
         .collect();
-    for row in consent_store::current_for(conn, subject_pks)? {
+    let standing = consent_store::standing_for(conn, subject_pks)?;
+    for row in standing.current {
         if let (Some(state), Some(statement)) =
             (states.get_mut(&row.subject_pk), consent_statement(&row))
         {
             state.consents.push(statement);
         }
     }
-    for (pk, purpose, _) in consent_store::objections_for(conn, subject_pks)? {
+    for (pk, purpose, _) in standing.objections {
         if let (Some(state), Ok(purpose)) = (states.get_mut(&pk), PurposeId::parse(&purpose)) {
             state.objections.push(purpose);
         }
     }
-    for pk in consent_store::restricted_among(conn, subject_pks)? {
+    for pk in standing.restricted {
         if let Some(state) = states.get_mut(&pk) {
             state.restricted = true;
         }

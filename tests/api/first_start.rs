@@ -78,6 +78,15 @@ async fn serve_with_nothing_configured_creates_its_data_and_listens_on_8080() {
         data.join("custodia.db-wal").exists(),
         "SQLite runs in WAL mode"
     );
+    // SQLite's temporary files (sorts, journals) stay beside the database, owner-only.
+    assert_eq!(
+        std::fs::metadata(data.join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
     drop(server);
 
     // A second start keeps the key it found.
