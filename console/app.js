@@ -391,7 +391,29 @@ async function renderRequest(id) {
     actions.push(h('button', { type: 'button', onclick: () => act('verify', {}, 'Identity verified.') }, 'Mark identity verified'));
   }
   if (open && request.status !== 'received') {
-    actions.push(h('button', { type: 'button', onclick: () => act('execute', {}, 'Request executed.') }, 'Execute'));
+    const execute = request.type === 'erasure'
+      ? () => confirmErasure(named.subject_id ?? named.email ?? request.id, async () => {
+        clearStatus();
+        const executed = await attempt(() => call('POST', `/v1/requests/${encodeURIComponent(id)}/execute`, {}));
+        if (!executed) {
+          await renderRequest(id);
+          return;
+        }
+        const result = executed.result || {};
+        if (!executed.erasure_receipt) {
+          await renderRequest(id);
+          announce(result.subject_found === false ? 'Request executed: nobody matched, nothing was erased.' : 'Request executed.');
+          return;
+        }
+        showReceipt(named.subject_id ?? named.email ?? 'The person', {
+          id: result.erasure_id,
+          erased_at: executed.completed_at,
+          counts: result.erased,
+          receipt: executed.erasure_receipt,
+        }, id);
+      })
+      : () => act('execute', {}, 'Request executed.');
+    actions.push(h('button', { type: 'button', onclick: execute }, 'Execute'));
   }
   const forms = [];
   if (open && !request.extended) {
@@ -591,12 +613,16 @@ async function restriction(subjectId, method) {
   }
 }
 
-function confirmErase(subjectId) {
+/**
+ * The confirmation every erasure needs, wherever it starts: the officer types who is erased
+ * (`who`: the subject id, or the identifier a request names) before `erase` runs.
+ */
+function confirmErasure(who, erase) {
   const typed = h('input', { name: 'confirm', autocomplete: 'off', spellcheck: 'false' });
-  const erase = h('button', { type: 'submit', class: 'danger', disabled: true }, 'Erase permanently');
+  const confirm = h('button', { type: 'submit', class: 'danger', disabled: true }, 'Erase permanently');
   const cancel = h('button', { type: 'button', class: 'secondary', onclick: () => dialog.close() }, 'Cancel');
   typed.addEventListener('input', () => {
-    erase.disabled = typed.value !== subjectId;
+    confirm.disabled = typed.value !== who;
   });
   const dialog = h(
     'dialog',
@@ -607,20 +633,16 @@ function confirmErase(subjectId) {
         class: 'stack',
         onsubmit: async (event) => {
           event.preventDefault();
-          if (typed.value !== subjectId) return;
-          erase.disabled = true;
-          clearStatus();
-          const receipt = await attempt(() => call('DELETE', `/v1/subjects/${encodeURIComponent(subjectId)}`));
+          if (typed.value !== who) return;
+          confirm.disabled = true;
           dialog.close();
-          if (receipt) {
-            showReceipt(subjectId, receipt);
-          }
+          await erase();
         },
       },
       h('h2', { id: 'erase-title' }, 'Erase this person?'),
       h('p', {}, 'Their key is destroyed first, then every record about them. This cannot be undone. The audit log keeps only a pseudonym.'),
-      field(`Type ${subjectId} to confirm`, typed),
-      h('div', { class: 'actions' }, erase, cancel),
+      field(`Type ${who} to confirm`, typed),
+      h('div', { class: 'actions' }, confirm, cancel),
     ),
   );
   dialog.addEventListener('close', () => dialog.remove());
@@ -629,17 +651,64 @@ function confirmErase(subjectId) {
   typed.focus();
 }
 
-function showReceipt(subjectId, receipt) {
+function confirmErase(subjectId) {
+  confirmErasure(subjectId, async () => {
+    clearStatus();
+    const receipt = await attempt(() => call('DELETE', `/v1/subjects/${encodeURIComponent(subjectId)}`));
+    if (receipt) {
+      showReceipt(subjectId, receipt);
+    }
+  });
+}
+
+/**
+ * An erasure's receipt, shown once: the API hands the signed receipt out with the erasure and
+ * does not keep it (it names the person), so it can be copied and downloaded here.
+ */
+function showReceipt(who, receipt, requestId = null) {
   const counts = Object.entries(receipt.counts || {}).map(([kind, n]) => [kind.replaceAll('_', ' '), String(n)]);
+  const fileName = `erasure-receipt-${receipt.id || 'unknown'}.jws`;
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(receipt.receipt);
+      announce('Receipt copied.');
+    } catch {
+      announce('The browser did not allow copying: select the receipt and copy it, or download it.', 'error');
+    }
+  };
+  const saveReceipt = () => {
+    const url = URL.createObjectURL(new Blob([`${receipt.receipt}\n`], { type: 'application/jose' }));
+    const link = h('a', { href: url, download: fileName });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    announce(`Downloaded ${fileName}.`);
+  };
   show(
     'Erasure receipt',
-    h('p', { class: 'message info' }, `${subjectId} has been erased.`),
+    h('p', { class: 'message info' }, `${who} has been erased.`),
     h('div', { class: 'panel' }, facts([['Erasure id', h('code', {}, receipt.id)], ['Erased at', when(receipt.erased_at)], ['Future data refused', receipt.suppressed ? 'Yes' : 'No']])),
     table('What was deleted', ['Kind', 'Count'], counts),
     h('h2', {}, 'Signed receipt'),
-    h('p', { class: 'hint' }, 'A compact JWS; verify it with the key published at /v1/consents/receipt-key.'),
+    h('p', { class: 'hint' }, 'A compact JWS; verify it with the key published at /v1/consents/receipt-key. It is shown only now: the service does not keep it, because it names the person. Copy or download it before leaving this page.'),
     h('pre', { class: 'panel mono', 'aria-label': 'Signed receipt' }, receipt.receipt),
-    h('p', {}, h('a', { href: '#/subjects' }, 'Find another person')),
+    h(
+      'div',
+      { class: 'actions' },
+      h('button', { type: 'button', onclick: copy }, 'Copy receipt'),
+      h('button', { type: 'button', class: 'secondary', onclick: saveReceipt }, 'Download receipt'),
+    ),
+    requestId
+      ? h('p', {}, h('a', {
+        href: `#/requests/${encodeURIComponent(requestId)}`,
+        // The address is the request's already (the receipt replaced its view): show it again.
+        onclick: (event) => {
+          event.preventDefault();
+          renderRequest(requestId);
+        },
+      }, 'Back to the request'))
+      : h('p', {}, h('a', { href: '#/subjects' }, 'Find another person')),
   );
 }
 

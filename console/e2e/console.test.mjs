@@ -25,6 +25,8 @@ const COMPLIANCE_KEY = env('COMPLIANCE_KEY');
 const MARKETER_KEY = env('MARKETER_KEY');
 const SUBJECT_ID = env('SUBJECT_ID');
 const SUBJECT_EMAIL = env('SUBJECT_EMAIL');
+const QUEUED_SUBJECT_ID = env('QUEUED_SUBJECT_ID');
+const QUEUED_ERASURE_ID = env('QUEUED_ERASURE_ID');
 const SCREENSHOTS = env('SCREENSHOT_DIR');
 
 let browser;
@@ -131,12 +133,58 @@ test('the request queue shows deadlines and highlights overdue requests', async 
   await shot('request');
   // The other request is rejected, with a reason.
   await page.getByRole('link', { name: 'Back to the queue' }).click();
-  await page.getByRole('link', { name: 'Erasure (Art. 17)' }).click();
+  await page.getByRole('link', { name: 'Erasure (Art. 17)' }).first().click();
   await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
   await page.getByLabel('Reason for rejecting').fill('Identity could not be verified');
   await page.getByRole('button', { name: 'Reject' }).click();
   await page.getByRole('status').filter({ hasText: 'Request rejected.' }).waitFor();
   assert.match(await page.locator('dl.facts').textContent(), /Rejected.*Identity could not be verified/);
+});
+
+test('executing an erasure request needs the typed confirmation, then shows the receipt to copy and download', async () => {
+  await page.evaluate((id) => { location.hash = `#/requests/${encodeURIComponent(id)}`; }, QUEUED_ERASURE_ID);
+  await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
+  await page.getByRole('button', { name: 'Mark identity verified' }).click();
+  await page.getByRole('status').filter({ hasText: 'Identity verified.' }).waitFor();
+  // Execute asks first; cancelling erases nothing.
+  await page.getByRole('button', { name: 'Execute' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Erase this person?' });
+  await dialog.waitFor();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await dialog.waitFor({ state: 'detached' });
+  assert.match(await page.locator('dl.facts').textContent(), /Statusverified/);
+  await page.getByRole('button', { name: 'Execute' }).click();
+  await dialog.waitFor();
+  const erase = dialog.getByRole('button', { name: 'Erase permanently' });
+  assert.equal(await erase.isDisabled(), true);
+  await dialog.getByLabel(`Type ${QUEUED_SUBJECT_ID} to confirm`).fill(`${QUEUED_SUBJECT_ID}x`);
+  assert.equal(await erase.isDisabled(), true);
+  await dialog.getByLabel(`Type ${QUEUED_SUBJECT_ID} to confirm`).fill(QUEUED_SUBJECT_ID);
+  assert.equal(await erase.isDisabled(), false);
+  await assertAccessible('request erase dialog');
+  await shot('request-erasure-confirm');
+  await erase.click();
+  // The receipt the answer carries is shown at once, not lost to a reload of the request.
+  await page.getByRole('heading', { name: 'Erasure receipt' }).waitFor();
+  assert.match(await page.locator('.message').textContent(), new RegExp(`${QUEUED_SUBJECT_ID} has been erased`));
+  const receipt = (await page.getByLabel('Signed receipt').textContent()).trim();
+  assert.equal(receipt.split('.').length, 3, 'a compact JWS');
+  assert.match(await page.getByRole('table', { name: 'What was deleted' }).textContent(), /interactions1/);
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download receipt' }).click(),
+  ]);
+  assert.match(download.suggestedFilename(), /^erasure-receipt-.+\.jws$/);
+  assert.equal((await readFile(await download.path(), 'utf8')).trim(), receipt);
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(BASE).origin });
+  await page.getByRole('button', { name: 'Copy receipt' }).click();
+  await page.getByRole('status').filter({ hasText: 'Receipt copied.' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), receipt);
+  await assertAccessible('request erasure receipt');
+  await shot('request-erasure-receipt');
+  await page.getByRole('link', { name: 'Back to the request' }).click();
+  await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
+  assert.match(await page.locator('dl.facts').textContent(), /Statuscompleted/);
 });
 
 test('a person is found by e-mail, with consent state and history', async () => {
@@ -231,8 +279,11 @@ test('the audit log is filtered, paged and verified', async () => {
   // The filtered page replaces the unfiltered one.
   await page.waitForFunction(() => document.querySelectorAll('main table tbody tr').length < 50);
   const rows = page.getByRole('table', { name: 'Audit entries' }).locator('tbody tr');
-  assert.equal(await rows.count(), 1);
-  assert.match(await rows.first().textContent(), /subjects\.erase/);
+  // Two erasures: one executed from the request queue, one from the person's screen.
+  assert.equal(await rows.count(), 2);
+  for (const text of await rows.allTextContents()) {
+    assert.match(text, /subjects\.erase/);
+  }
   // Paging, 50 per page (the seeded run wrote more): the next page continues exactly where
   // this one ended, and back again. (Reading the log is itself audited, so new entries appear at
   // the top while paging.)

@@ -20,6 +20,8 @@ use crate::helpers::{count_rows, spawn_app, TestApp};
 
 const SUBJECT_ID: &str = "cust-console-7";
 const SUBJECT_EMAIL: &str = "console.person@example.org";
+/// A second person, erased by executing their erasure request from the queue.
+const QUEUED_SUBJECT_ID: &str = "cust-console-8";
 
 fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("console/e2e")
@@ -61,7 +63,9 @@ fn browser() -> Option<PathBuf> {
     Some(chromium)
 }
 
-async fn seed(app: &TestApp) {
+/// Seeds the people, their data and the requests; returns the id of the erasure request that
+/// the browser executes.
+async fn seed(app: &TestApp) -> String {
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
     let response = app
@@ -121,6 +125,38 @@ async fn seed(app: &TestApp) {
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
     }
+    // The second person, with an interaction, and a verified-to-be erasure request naming them.
+    let response = app
+        .request(
+            Method::PUT,
+            &format!("/v1/subjects/{QUEUED_SUBJECT_ID}"),
+            Some(&collector),
+            Some(&json!({"traits": {"country": "AT"}})),
+        )
+        .await;
+    assert!(response.status().is_success());
+    let response = app
+        .post_json(
+            "/v1/interactions",
+            Some(&collector),
+            &json!({"id": "console-queued", "subject_id": QUEUED_SUBJECT_ID,
+                    "type": "support_chat", "channel": "chat",
+                    "occurred_at": Utc::now().to_rfc3339(), "purposes": ["support"],
+                    "data": {"message": "Please erase me"}}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = app
+        .post_json(
+            "/v1/requests",
+            Some(&compliance),
+            &json!({"type": "erasure", "regulation": "gdpr", "subject_id": QUEUED_SUBJECT_ID,
+                    "received_at": (Utc::now() - Duration::days(1)).to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let queued: Value = response.json().await.unwrap();
+    let queued_id = queued["id"].as_str().unwrap().to_owned();
     // More than one page (50) of audit entries, for the console's paging.
     for _ in 0..50 {
         let response = app
@@ -131,6 +167,7 @@ async fn seed(app: &TestApp) {
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
+    queued_id
 }
 
 #[tokio::test]
@@ -143,7 +180,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         return;
     };
     let app = spawn_app().await;
-    seed(&app).await;
+    let queued_erasure = seed(&app).await;
     let compliance_key = app.create_api_key("compliance").await;
     let marketer_key = app.create_api_key("marketer").await;
     let screenshots = std::env::var_os("CUSTODIA_CONSOLE_SCREENSHOTS")
@@ -158,6 +195,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     let output = tokio::task::spawn_blocking({
         let address = app.address.clone();
         let screenshots = screenshots.clone();
+        let queued_erasure = queued_erasure.clone();
         move || {
             Command::new("node")
                 .args(["--test", "--test-concurrency=1", "console.test.mjs"])
@@ -167,6 +205,8 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
                 .env("MARKETER_KEY", marketer_key)
                 .env("SUBJECT_ID", SUBJECT_ID)
                 .env("SUBJECT_EMAIL", SUBJECT_EMAIL)
+                .env("QUEUED_SUBJECT_ID", QUEUED_SUBJECT_ID)
+                .env("QUEUED_ERASURE_ID", &queued_erasure)
                 .env("SCREENSHOT_DIR", &screenshots)
                 .env("CHROMIUM", chromium)
                 .output()
@@ -199,9 +239,14 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     let queue: Value = app
         .get_json("/v1/requests?status=completed", Some(&compliance))
         .await;
-    assert_eq!(queue["requests"].as_array().unwrap().len(), 1);
-    assert_eq!(queue["requests"][0]["type"], "access");
-    assert!(queue["requests"][0]["extended"]["reason"].is_string());
+    let completed = queue["requests"].as_array().unwrap();
+    assert_eq!(completed.len(), 2, "{queue}");
+    let access = completed.iter().find(|r| r["type"] == "access").unwrap();
+    assert!(access["extended"]["reason"].is_string());
+    // The erasure request executed from the queue, after its typed confirmation.
+    let erasure = completed.iter().find(|r| r["type"] == "erasure").unwrap();
+    assert_eq!(erasure["id"], queued_erasure.as_str());
+    assert_eq!(erasure["result"]["subject_found"], true, "{erasure}");
     let rejected: Value = app
         .get_json("/v1/requests?status=rejected", Some(&compliance))
         .await;
@@ -216,6 +261,8 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         "subject",
         "erase-confirm",
         "erasure-receipt",
+        "request-erasure-confirm",
+        "request-erasure-receipt",
         "audit",
         "policy",
         "requests-390",
