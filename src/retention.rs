@@ -1,7 +1,8 @@
 //! Retention: interactions are kept for a purpose only as long as the purpose's
 //! `retention_days`, counted from when they occurred. Past it, the purpose is removed from the
 //! interaction (it can no longer be read for it); an interaction no purpose holds any more is
-//! deleted. Decided by the database in batches, each with its audit entry.
+//! deleted. Decided by the database in batches, each with its audit entry. Executed erasure
+//! requests' receipts are shredded past their time, too.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,9 @@ pub struct RetentionReport {
     pub purposes: BTreeMap<String, PurposeExpiry>,
     /// Interactions deleted in all (no purpose left).
     pub interactions_deleted: usize,
+    /// Executed erasure requests' receipts shredded, past their time
+    /// ([`crate::requests::RECEIPT_DAYS`]).
+    pub erasure_receipts_shredded: usize,
 }
 
 /// What expired for one purpose.
@@ -74,6 +78,8 @@ pub fn run(
             }
         }
     }
+    report.erasure_receipts_shredded =
+        crate::requests::shred_expired_receipts(conn, policy, actor)?;
     Ok(report)
 }
 

@@ -436,8 +436,30 @@ fn start_retention(state: &web::Data<AppState>, interval: std::time::Duration) {
                     }
                 }
             }
-            if !report.purposes.is_empty() {
-                tracing::info!(deleted = report.interactions_deleted, "retention applied");
+            let for_work = state.clone();
+            let shredded = state
+                .db
+                .run_write(move |conn| {
+                    crate::requests::shred_expired_receipts(
+                        conn,
+                        &for_work.policy,
+                        &crate::audit::Actor::system(),
+                    )
+                })
+                .await;
+            match shredded {
+                Ok(shredded) => report.erasure_receipts_shredded = shredded,
+                Err(error) => {
+                    let error: crate::store::StoreError = error;
+                    tracing::warn!(error = %error, "shredding erasure receipts failed; trying again at the next tick");
+                }
+            }
+            if !report.purposes.is_empty() || report.erasure_receipts_shredded > 0 {
+                tracing::info!(
+                    deleted = report.interactions_deleted,
+                    receipts_shredded = report.erasure_receipts_shredded,
+                    "retention applied"
+                );
             }
         }
     });

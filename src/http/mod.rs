@@ -172,6 +172,11 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             requests::reject
         ),
         endpoint!(
+            GET "/v1/requests/{id}/receipt",
+            Requires(&[Action::SubjectsErase]),
+            requests::receipt
+        ),
+        endpoint!(
             GET "/v1/requests/{id}/export",
             Requires(&[Action::SubjectsExport]),
             requests::export

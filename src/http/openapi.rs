@@ -49,6 +49,7 @@ use super::AppState;
         super::requests::execute,
         super::requests::reject,
         super::requests::export,
+        super::requests::receipt,
         super::segments::preview,
         super::segments::create,
         super::segments::list,

@@ -525,8 +525,9 @@ pub struct ExecutedBody {
     /// The request, completed.
     #[serde(flatten)]
     pub request: RequestBody,
-    /// Erasure: the signed receipt (verifiable with `GET /v1/consents/receipt-key`). Given
-    /// once: it names the subject_id, so it is not kept.
+    /// Erasure: the signed receipt (verifiable with `GET /v1/consents/receipt-key`). It names
+    /// the subject_id; the request keeps it sealed for 30 days, for `GET
+    /// /v1/requests/{id}/receipt`, then retention shreds it.
     pub erasure_receipt: Option<String>,
 }
 
@@ -608,6 +609,61 @@ pub async fn execute(
         request: viewer.body_of(&executed.request),
         erasure_receipt: executed.erasure_receipt,
     }))
+}
+
+/// An executed erasure request's kept receipt.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReceiptBody {
+    /// The signed receipt the execution answered with (a compact JWS, verifiable with `GET
+    /// /v1/consents/receipt-key`).
+    pub erasure_receipt: String,
+    /// When retention shreds it.
+    pub kept_until: DateTime<Utc>,
+}
+
+/// The signed receipt of an executed erasure request, kept sealed for 30 days so that it can be
+/// handed to the person later. Needs `subjects.erase` (the action that produced it); audited as
+/// `requests.receipt` with the request as target.
+#[utoipa::path(get, path = "/v1/requests/{id}/receipt", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "The receipt", body = ReceiptBody),
+        (status = 404, description = "No such request, or it keeps no receipt (not an executed erasure that found the person, or past its 30 days)",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn receipt(
+    state: web::Data<AppState>,
+    principal: Principal,
+    actor: Actor,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::of(&state.policy, &principal);
+    let (found, pseudonym) = visible(&state, &viewer, &path).await?;
+    let (vault, id) = (state.vault.clone(), found.id.clone());
+    let kept = state
+        .db
+        .run(move |conn| requests::kept_receipt(conn, &vault, &id))
+        .await?;
+    let Some((receipt, until)) = kept else {
+        return Err(ApiError::not_found(
+            "receipt_not_found",
+            "this request keeps no erasure receipt: it is not an executed erasure that found the person, or its 30 days are over",
+        ));
+    };
+    audit_trail::record(
+        &request,
+        Entry::new(&actor, requests::ACTION_RECEIPT)
+            .target(found.id.clone())
+            .pseudonym(pseudonym)
+            .records(1),
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(ReceiptBody {
+            erasure_receipt: receipt,
+            kept_until: until.and_utc(),
+        }))
 }
 
 /// The export of a completed access (JSON) or portability (zip of CSV files) request; `format`

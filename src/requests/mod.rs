@@ -25,7 +25,7 @@ use crate::interactions::parse_purpose;
 use crate::policy::{Action, Policy, PurposeId};
 use crate::rejection::Rejection;
 use crate::store::requests::{self as request_store, RequestFilter, RequestRow};
-use crate::store::{write_transaction, DbConnection};
+use crate::store::{write_transaction, DbConnection, StoreError};
 use crate::subjects::sealed::{open, seal};
 use crate::subjects::{self, Email, SubjectChanges, SubjectError, SubjectId};
 use crate::vault::{Vault, WrappedKey, REQUEST_KEY_LABEL};
@@ -46,6 +46,14 @@ pub const ACTION_EXECUTE: &str = "requests.execute";
 pub const ACTION_COMPLETE: &str = "requests.complete";
 /// Rejecting a request.
 pub const ACTION_REJECT: &str = "requests.reject";
+/// Reading an executed erasure's kept receipt.
+pub const ACTION_RECEIPT: &str = "requests.receipt";
+/// Retention shredding kept erasure receipts.
+pub const ACTION_RECEIPTS_EXPIRE: &str = "requests.receipts_expire";
+
+/// How long an executed erasure request keeps its signed receipt for the person (then retention
+/// shreds it): long enough to answer the person, short against keeping their id.
+pub const RECEIPT_DAYS: i64 = 30;
 
 /// The longest reason an officer may give.
 pub const MAX_REASON_CHARS: usize = 2_000;
@@ -735,6 +743,8 @@ pub fn create(
         key_master_key_id: Some(wrapped_key.master_key_id),
         key_epoch: wrapped_key.epoch,
         key_wrapped: Some(wrapped_key.wrapped),
+        receipt_ct: None,
+        receipt_until: None,
     };
     write_transaction(conn, |conn| {
         request_store::insert(conn, &row)?;
@@ -939,8 +949,7 @@ pub fn reject(
 pub struct Executed {
     /// The request, now `completed`.
     pub request: Request,
-    /// An erasure's signed receipt (handed out once: it names the subject_id, so it is not
-    /// kept).
+    /// An erasure's signed receipt (also kept, sealed, for [`RECEIPT_DAYS`]: [`kept_receipt`]).
     pub erasure_receipt: Option<String>,
     /// The internal id of an erased subject (to drop caches; never shown).
     pub erased_key: Option<crate::store::erasure::ErasedKey>,
@@ -1082,6 +1091,19 @@ pub fn finish_execution(
         if let Some((_, pseudonym)) = &matched {
             row.pseudonym = Some(pseudonym.clone());
         }
+        if let Some(receipt) = &receipt {
+            // The erasure destroyed the request's key with the person's identifier; the receipt
+            // (which names the person) gets a key of its own, shredded with it by retention.
+            let (key, wrapped) = vault
+                .new_record_key(REQUEST_KEY_LABEL, id)
+                .map_err(SubjectError::from)?;
+            row.receipt_ct = Some(seal_text(&key, id, "erasure_receipt", receipt));
+            row.receipt_until = Some(now + chrono::Duration::days(RECEIPT_DAYS));
+            row.key_id = Some(wrapped.key_id);
+            row.key_master_key_id = Some(wrapped.master_key_id);
+            row.key_epoch = wrapped.epoch;
+            row.key_wrapped = Some(wrapped.wrapped);
+        }
         request_store::save(conn, &row)?;
         let request = view(vault, &row)?;
         let records = usize::from(matched.is_some());
@@ -1093,6 +1115,46 @@ pub fn finish_execution(
             erasure_receipt: receipt,
             erased_key: erased_pk,
         })
+    })
+}
+
+/// An executed erasure request's kept receipt and until when it is kept; `None` when the request
+/// keeps none (not an executed erasure, it found nobody, or retention shredded it).
+pub fn kept_receipt(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    id: &str,
+) -> Result<Option<(String, NaiveDateTime)>, RequestError> {
+    let row = request_store::find(conn, id, false)?.ok_or(RequestError::NotFound)?;
+    let (Some(sealed), Some(until)) = (&row.receipt_ct, row.receipt_until) else {
+        return Ok(None);
+    };
+    if until <= Utc::now().naive_utc() {
+        return Ok(None);
+    }
+    let Some(key) = identity_key(vault, &row)? else {
+        return Err(crate::crypto::DecryptError.into());
+    };
+    Ok(Some((
+        open_text(&key, id, "erasure_receipt", sealed)?,
+        until,
+    )))
+}
+
+/// Shreds the erasure receipts kept past their time, with one audit entry.
+pub fn shred_expired_receipts(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    actor: &Actor,
+) -> Result<usize, StoreError> {
+    let now = Utc::now().naive_utc();
+    write_transaction(conn, |conn| {
+        let shredded = request_store::shred_expired_receipts(conn, now)?;
+        if shredded > 0 {
+            let entry = Entry::new(actor, ACTION_RECEIPTS_EXPIRE).records(shredded);
+            audit::append(conn, policy.sha256(), vec![entry])?;
+        }
+        Ok(shredded)
     })
 }
 

@@ -62,6 +62,10 @@ pub struct RequestRow {
     pub key_epoch: Option<i64>,
     /// The wrapped key.
     pub key_wrapped: Option<Vec<u8>>,
+    /// An executed erasure's signed receipt, sealed with the request's key.
+    pub receipt_ct: Option<String>,
+    /// When retention shreds the receipt (and the key that seals it).
+    pub receipt_until: Option<NaiveDateTime>,
 }
 
 /// Stores a new request.
@@ -279,4 +283,24 @@ pub fn keys_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, Stor
         )
         .count()
         .get_result(conn)?)
+}
+
+/// Shreds the erasure receipts kept past `now`: the sealed receipt and the request key that
+/// seals it. Returns how many were shredded.
+pub fn shred_expired_receipts(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    Ok(
+        diesel::update(subject_requests::table.filter(subject_requests::receipt_until.le(now)))
+            .set((
+                subject_requests::receipt_ct.eq(None::<String>),
+                subject_requests::receipt_until.eq(None::<NaiveDateTime>),
+                subject_requests::key_id.eq(None::<String>),
+                subject_requests::key_master_key_id.eq(None::<String>),
+                subject_requests::key_epoch.eq(None::<i64>),
+                subject_requests::key_wrapped.eq(None::<Vec<u8>>),
+            ))
+            .execute(conn)?,
+    )
 }

@@ -272,6 +272,8 @@ diesel::table! {
         key_master_key_id -> Nullable<Text>,
         key_epoch -> Nullable<BigInt>,
         key_wrapped -> Nullable<Binary>,
+        receipt_ct -> Nullable<Text>,
+        receipt_until -> Nullable<Timestamp>,
     }
 }
 

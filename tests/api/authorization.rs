@@ -170,6 +170,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("POST", "/v1/requests/{id}/execute", &["compliance"]),
     ("POST", "/v1/requests/{id}/reject", &["compliance"]),
     ("GET", "/v1/requests/{id}/export", &["compliance"]),
+    ("GET", "/v1/requests/{id}/receipt", &["compliance"]),
     ("POST", "/v1/segments/preview", &["marketer"]),
     ("POST", "/v1/segments", &["marketer"]),
     ("GET", "/v1/segments", &["marketer"]),

@@ -935,3 +935,123 @@ async fn a_controllers_key_sees_and_acts_on_only_its_own_requests() {
     )
     .await;
 }
+
+/// What the kept receipt of this request looks like in the table: (sealed receipt, key).
+async fn stored_receipt(app: &TestApp, id: &str) -> (Option<String>, Option<Vec<u8>>) {
+    use custodia::store::schema::subject_requests;
+    use diesel::prelude::*;
+    let (database, id) = (app.database(), id.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().expect("a connection");
+        subject_requests::table
+            .find(id)
+            .select((subject_requests::receipt_ct, subject_requests::key_wrapped))
+            .first(&mut *conn)
+            .expect("the request")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_executed_erasure_keeps_its_receipt_sealed_for_30_days_then_retention_shreds_it() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let support = app.token_for("support").await;
+    person(&app, &collector, "cust-receipt", "receipt@example.org").await;
+    let erasure = file(
+        &app,
+        &compliance,
+        json!({"type": "erasure", "regulation": "gdpr", "subject_id": "cust-receipt"}),
+    )
+    .await;
+    let id = erasure["id"].as_str().unwrap();
+    let path = format!("/v1/requests/{id}/receipt");
+    assert_problem(
+        app.get(&path, Some(&compliance)).await,
+        StatusCode::NOT_FOUND,
+        "receipt_not_found",
+    )
+    .await;
+    step(&app, &compliance, id, "verify", None).await;
+    let done = step(&app, &compliance, id, "execute", None).await;
+    let given = done["erasure_receipt"].as_str().unwrap().to_owned();
+
+    // Later, the same receipt, for 30 days.
+    let response = app.get(&path, Some(&compliance)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let kept: Value = response.json().await.unwrap();
+    assert_eq!(kept["erasure_receipt"], given.as_str());
+    let until: chrono::DateTime<chrono::Utc> =
+        kept["kept_until"].as_str().unwrap().parse().unwrap();
+    let days = (until - chrono::Utc::now()).num_hours() as f64 / 24.0;
+    assert!((29.9..=30.0).contains(&days), "kept for {days} days");
+    // Only for a role that may erase; the read is audited.
+    assert_problem(
+        app.get(&path, Some(&support)).await,
+        StatusCode::FORBIDDEN,
+        "action_not_permitted",
+    )
+    .await;
+    let reads = app
+        .get_json("/v1/audit?action=requests.receipt", Some(&compliance))
+        .await;
+    let reads = reads["entries"].as_array().unwrap();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["target"], id);
+    assert_eq!(reads[0]["decision"], "allow");
+
+    // It names the person, yet the database holds neither the id nor the receipt in clear.
+    let (sealed, key) = stored_receipt(&app, id).await;
+    assert!(sealed.is_some() && key.is_some());
+    let dump = database_dump(&app).await;
+    assert!(!contains_in_any_encoding(&dump, "cust-receipt"));
+    assert!(!contains_in_any_encoding(
+        &dump,
+        given.split('.').nth(1).unwrap()
+    ));
+
+    // Past its time, retention shreds the receipt and its key.
+    {
+        use custodia::store::schema::subject_requests;
+        use diesel::prelude::*;
+        let (database, id) = (app.database(), id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = database.connection().expect("a connection");
+            diesel::update(subject_requests::table.find(id))
+                .set(
+                    subject_requests::receipt_until
+                        .eq(chrono::Utc::now().naive_utc() - chrono::Duration::seconds(1)),
+                )
+                .execute(&mut *conn)
+                .expect("backdated")
+        })
+        .await
+        .unwrap();
+    }
+    assert_problem(
+        app.get(&path, Some(&compliance)).await,
+        StatusCode::NOT_FOUND,
+        "receipt_not_found",
+    )
+    .await;
+    let output = app.run_cli(&["retention", "run"]);
+    assert!(output.status.success(), "{output:?}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["erasure_receipts_shredded"], 1);
+    assert_eq!(stored_receipt(&app, id).await, (None, None));
+    let shredded = app
+        .get_json(
+            "/v1/audit?action=requests.receipts_expire",
+            Some(&compliance),
+        )
+        .await;
+    assert_eq!(shredded["entries"][0]["records"], 1, "{shredded}");
+    // The request itself stays, completed.
+    let shown = app
+        .get_json(&format!("/v1/requests/{id}"), Some(&compliance))
+        .await;
+    assert_eq!(shown["status"], "completed");
+}

@@ -47,7 +47,8 @@ async fn retention_deletes_exactly_what_expired() {
         json!({"purposes": {
                   "analytics": {"interactions_expired": 1, "interactions_deleted": 1},
                   "support": {"interactions_expired": 2, "interactions_deleted": 1}},
-               "interactions_deleted": 2})
+               "interactions_deleted": 2,
+               "erasure_receipts_shredded": 0})
     );
     assert_eq!(count_rows(&app, "interactions").await, 3);
     assert_eq!(count_rows(&app, "interaction_purposes").await, 3);

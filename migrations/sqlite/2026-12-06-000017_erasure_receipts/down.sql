@@ -1,0 +1,2 @@
+ALTER TABLE subject_requests DROP COLUMN receipt_until;
+ALTER TABLE subject_requests DROP COLUMN receipt_ct;
