@@ -453,6 +453,26 @@ async function renderRequest(id) {
   const result = request.result
     ? h('section', {}, h('h2', {}, 'Result'), h('pre', { class: 'panel mono' }, JSON.stringify(request.result, null, 2)))
     : null;
+  // An executed erasure keeps its signed receipt for 30 days, for the person.
+  const receiptButton = request.type === 'erasure' && request.result && request.result.erasure_id && may('subjects.erase')
+    ? h('button', {
+      type: 'button',
+      class: 'secondary',
+      onclick: async () => {
+        clearStatus();
+        const kept = await attempt(() => call('GET', `/v1/requests/${encodeURIComponent(id)}/receipt`));
+        if (kept) {
+          showReceipt('The person', {
+            id: request.result.erasure_id,
+            erased_at: request.completed_at,
+            counts: request.result.erased,
+            receipt: kept.erasure_receipt,
+            kept_until: kept.kept_until,
+          }, id, false);
+        }
+      },
+    }, 'Show the erasure receipt')
+    : null;
   const exportLink = request.result && request.result.export && may('subjects.export')
     ? h('button', { type: 'button', class: 'secondary', onclick: () => save(`/v1/requests/${encodeURIComponent(id)}/export`) }, 'Download the export')
     : null;
@@ -477,6 +497,7 @@ async function renderRequest(id) {
     ),
     actions.length ? h('div', { class: 'actions' }, actions) : null,
     forms,
+    receiptButton,
     exportLink,
     result,
   );
@@ -665,7 +686,7 @@ function confirmErase(subjectId) {
  * An erasure's receipt, shown once: the API hands the signed receipt out with the erasure and
  * does not keep it (it names the person), so it can be copied and downloaded here.
  */
-function showReceipt(who, receipt, requestId = null) {
+function showReceipt(who, receipt, requestId = null, justErased = true) {
   const counts = Object.entries(receipt.counts || {}).map(([kind, n]) => [kind.replaceAll('_', ' '), String(n)]);
   const fileName = `erasure-receipt-${receipt.id || 'unknown'}.jws`;
   const copy = async () => {
@@ -687,11 +708,13 @@ function showReceipt(who, receipt, requestId = null) {
   };
   show(
     'Erasure receipt',
-    h('p', { class: 'message info' }, `${who} has been erased.`),
+    justErased ? h('p', { class: 'message info' }, `${who} has been erased.`) : null,
     h('div', { class: 'panel' }, facts([['Erasure id', h('code', {}, receipt.id)], ['Erased at', when(receipt.erased_at)], ['Future data refused', receipt.suppressed ? 'Yes' : 'No']])),
     table('What was deleted', ['Kind', 'Count'], counts),
     h('h2', {}, 'Signed receipt'),
-    h('p', { class: 'hint' }, 'A compact JWS; verify it with the key published at /v1/consents/receipt-key. It is shown only now: the service does not keep it, because it names the person. Copy or download it before leaving this page.'),
+    h('p', { class: 'hint' }, requestId
+      ? `A compact JWS; verify it with the key published at /v1/consents/receipt-key. It names the person, so the service keeps it only ${receipt.kept_until ? `until ${when(receipt.kept_until)}` : 'for 30 days'}, with the request ("Show the erasure receipt"); then it is shredded.`
+      : 'A compact JWS; verify it with the key published at /v1/consents/receipt-key. It is shown only now: an erasure made from this screen is not a request, and the service does not keep its receipt, because it names the person. Copy or download it before leaving this page.'),
     h('pre', { class: 'panel mono', 'aria-label': 'Signed receipt' }, receipt.receipt),
     h(
       'div',

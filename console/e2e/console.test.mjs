@@ -141,7 +141,7 @@ test('the request queue shows deadlines and highlights overdue requests', async 
   assert.match(await page.locator('dl.facts').textContent(), /Rejected.*Identity could not be verified/);
 });
 
-test('executing an erasure request needs the typed confirmation, then shows the receipt to copy and download', async () => {
+test('executing an erasure request needs the typed confirmation, then shows the receipt to copy and download, and again later', async () => {
   await page.evaluate((id) => { location.hash = `#/requests/${encodeURIComponent(id)}`; }, QUEUED_ERASURE_ID);
   await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
   await page.getByRole('button', { name: 'Mark identity verified' }).click();
@@ -185,6 +185,13 @@ test('executing an erasure request needs the typed confirmation, then shows the 
   await page.getByRole('link', { name: 'Back to the request' }).click();
   await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
   assert.match(await page.locator('dl.facts').textContent(), /Statuscompleted/);
+  // Later, the same receipt from the request (kept 30 days for the person).
+  await page.getByRole('button', { name: 'Show the erasure receipt' }).click();
+  await page.getByRole('heading', { name: 'Erasure receipt' }).waitFor();
+  assert.equal((await page.getByLabel('Signed receipt').textContent()).trim(), receipt);
+  assert.match(await page.locator('main').textContent(), /keeps it only until/);
+  await page.getByRole('link', { name: 'Back to the request' }).click();
+  await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
 });
 
 test('a person is found by e-mail, with consent state and history', async () => {
