@@ -204,6 +204,7 @@ pub async fn erase(
                 &for_work.receipts,
                 &subject_id,
                 suppress,
+                None,
                 &actor,
             )
         })

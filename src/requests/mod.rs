@@ -1044,7 +1044,14 @@ pub fn finish_execution(
             }
             (Some((subject_id, _)), Kind::Erasure) => {
                 let erasure = subjects::erase(
-                    conn, vault, policy, signer, subject_id, false, actor,
+                    conn,
+                    vault,
+                    policy,
+                    signer,
+                    subject_id,
+                    false,
+                    Some(id),
+                    actor,
                 )?
                 .ok_or(RequestError::Subject(SubjectError::Vault(
                     crate::vault::VaultError::Erased,
@@ -1116,6 +1123,48 @@ pub fn finish_execution(
             erased_key: erased_pk,
         })
     })
+}
+
+/// Completes the open requests `ids` of a person just erased (by `erasure_id`): there is no one
+/// left to give access to, restrict, object for or rectify, and an erasure asked for again is
+/// done. Each gets the result `{"subject_found": false, "closed_by_erasure": erasure_id}`, its
+/// audit entry, and its OpenDSR status callback. Call in the erasure's transaction.
+pub fn close_after_erasure(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    ids: &[&str],
+    erasure_id: &str,
+    pseudonym: &str,
+    actor: &Actor,
+) -> Result<(), SubjectError> {
+    let now = Utc::now().naive_utc().trunc_subsecs(6);
+    let mut entries = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(mut row) = request_store::find(conn, id, true)? else {
+            continue;
+        };
+        row.status = Status::Completed.as_str().into();
+        row.completed_at = Some(now);
+        row.updated_at = now;
+        row.result =
+            Some(json!({"subject_found": false, "closed_by_erasure": erasure_id}).to_string());
+        row.pseudonym = Some(pseudonym.to_owned());
+        request_store::save(conn, &row)?;
+        let request = view(vault, &row).map_err(|error| match error {
+            RequestError::Subject(error) => error,
+            _ => SubjectError::Vault(crate::vault::VaultError::Corrupt("a request row")),
+        })?;
+        entries.push(entry(
+            actor,
+            ACTION_COMPLETE,
+            &request,
+            row.pseudonym.clone(),
+        ));
+        crate::opendsr::announce(conn, &request)?;
+    }
+    audit::append(conn, policy.sha256(), entries)?;
+    Ok(())
 }
 
 /// An executed erasure request's kept receipt and until when it is kept; `None` when the request

@@ -66,6 +66,18 @@ struct Partition {
     name: String,
 }
 
+/// What [`delete_subject`] did besides deleting.
+#[derive(Debug)]
+pub struct Deleted {
+    /// What was deleted, by kind.
+    pub counts: ErasedCounts,
+    /// The destroyed key's subject and the tables whose files may hold old copies.
+    pub key: ErasedKey,
+    /// The requests that named the person and were still open (their identity is cleared now;
+    /// the caller closes them).
+    pub open_requests: Vec<String>,
+}
+
 /// Deletes every row about `subject_pk`, the wrapped data key first. Call inside a write
 /// transaction; after it commits, [`super::Database::remove_old_copies`] removes what the
 /// database files may still hold of the key row.
@@ -74,7 +86,7 @@ pub fn delete_subject(
     subject_pk: &str,
     subject_index: &str,
     pseudonym: &str,
-) -> Result<(ErasedCounts, ErasedKey), StoreError> {
+) -> Result<Deleted, StoreError> {
     // Lock the subject row first (PostgreSQL; SQLite already holds the write lock): a write
     // that references it (its foreign key takes a share lock on this row) then either finished
     // before, or waits and fails on the foreign key after the erasure, instead of holding one
@@ -103,6 +115,7 @@ pub fn delete_subject(
         .select(subject_identifiers::blind_index)
         .load(conn)?;
     indexes.push(subject_index.to_owned());
+    let open_requests = super::requests::open_naming(conn, &indexes)?;
     let request_identities = super::requests::forget_identity(conn, &indexes, pseudonym)?;
     // Through the interactions' ids: `interaction_purposes` is keyed by interaction.
     diesel::delete(
@@ -152,13 +165,14 @@ pub fn delete_subject(
     if matches!(conn, DbConnection::Postgresql(_)) && request_identities > 0 {
         rewrite.push("subject_requests".to_owned());
     }
-    Ok((
+    Ok(Deleted {
         counts,
-        ErasedKey {
+        key: ErasedKey {
             subject_pk: subject_pk.to_owned(),
             rewrite,
         },
-    ))
+        open_requests,
+    })
 }
 
 /// A tombstone.

@@ -169,6 +169,23 @@ pub fn page(
     Ok(query.load(conn)?)
 }
 
+/// The ids of the open requests (received, verified or in progress) that name a person by one
+/// of these identity indexes.
+pub fn open_naming(
+    conn: &mut DbConnection,
+    identity_indexes: &[String],
+) -> Result<Vec<String>, StoreError> {
+    if identity_indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(subject_requests::table
+        .filter(subject_requests::identity_index.eq_any(identity_indexes))
+        .filter(subject_requests::status.eq_any(["received", "verified", "in_progress"]))
+        .select(subject_requests::id)
+        .order(subject_requests::id)
+        .load(conn)?)
+}
+
 /// Clears what requests hold about a person being erased (identifier, its blind index, values
 /// to rectify), keeping the audit pseudonym. Returns how many requests were cleared.
 pub fn forget_identity(

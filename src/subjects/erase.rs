@@ -71,7 +71,9 @@ pub struct ErasureClaims<'a> {
 }
 
 /// Erases a subject, and with `suppress` blocks ingestion for its id until lifted; `None` when
-/// no subject has this id.
+/// no subject has this id. The person's other open requests are completed, explained by this
+/// erasure (`executing`: the request that asked for it, which completes itself).
+#[allow(clippy::too_many_arguments)]
 pub fn erase(
     conn: &mut DbConnection,
     vault: &Vault,
@@ -79,6 +81,7 @@ pub fn erase(
     signer: &JwsSigner,
     subject_id: &SubjectId,
     suppress: bool,
+    executing: Option<&str>,
     actor: &Actor,
 ) -> Result<Option<Erasure>, SubjectError> {
     let index = subject_index(vault, subject_id);
@@ -88,8 +91,11 @@ pub fn erase(
         };
         // The pseudonym comes from the data key, which is about to be destroyed.
         let pseudonym = vault.data_key_for(conn, &row.id)?.pseudonym().to_owned();
-        let (counts, erased_key) =
-            erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
+        let erasure_store::Deleted {
+            counts,
+            key: erased_key,
+            open_requests,
+        } = erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let erased_at = Utc::now().naive_utc().trunc_subsecs(6);
         let backups_unreadable_by = vault
@@ -137,7 +143,7 @@ pub fn erase(
             entries.push(Entry::new(actor, ACTION_SUPPRESS).pseudonym(Some(pseudonym.clone())));
         }
         let mut entry = Entry::new(actor, ACTION_ERASE)
-            .pseudonym(Some(pseudonym))
+            .pseudonym(Some(pseudonym.clone()))
             .target(id.clone())
             .records(counts.total());
         for (category, count) in [
@@ -152,6 +158,12 @@ pub fn erase(
         }
         entries.insert(0, entry);
         audit::append(conn, policy.sha256(), entries)?;
+        let others: Vec<&str> = open_requests
+            .iter()
+            .map(String::as_str)
+            .filter(|request| Some(*request) != executing)
+            .collect();
+        crate::requests::close_after_erasure(conn, vault, policy, &others, &id, &pseudonym, actor)?;
         Ok(Some(Erasure {
             id,
             erased_at,

@@ -372,6 +372,8 @@ async fn an_erasure_request_erases_the_person_and_what_every_request_held_about_
         "subject_not_found",
     )
     .await;
+    // The person's other open requests are completed by the erasure, and say so.
+    let erasure_id = done["result"]["erasure_id"].as_str().unwrap();
     for request in [&access, &rectify] {
         let shown: Value = app
             .get(
@@ -384,8 +386,33 @@ async fn an_erasure_request_erases_the_person_and_what_every_request_held_about_
             .unwrap();
         assert_eq!(shown["subject"], Value::Null);
         assert_eq!(shown["changes"], Value::Null);
-        assert_eq!(shown["status"], "received");
+        assert_eq!(shown["status"], "completed");
+        assert_eq!(
+            shown["result"],
+            json!({"subject_found": false, "closed_by_erasure": erasure_id})
+        );
+        assert!(shown["completed_at"].is_string());
     }
+    let completions = app
+        .get_json("/v1/audit?action=requests.complete", Some(&compliance))
+        .await;
+    let targets: Vec<&str> = completions["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["target"].as_str().unwrap())
+        .collect();
+    for request in [&access, &rectify, &erasure] {
+        assert!(
+            targets.contains(&request["id"].as_str().unwrap()),
+            "{targets:?}"
+        );
+    }
+    // The executed request keeps its own result.
+    let shown = app
+        .get_json(&format!("/v1/requests/{id}"), Some(&compliance))
+        .await;
+    assert_eq!(shown["result"]["erased"]["interactions"], 1);
     let kept: Value = app
         .get(
             &format!("/v1/requests/{}", other["id"].as_str().unwrap()),
@@ -397,20 +424,16 @@ async fn an_erasure_request_erases_the_person_and_what_every_request_held_about_
         .unwrap();
     assert_eq!(kept["subject"], json!({"subject_id": "cust-stays"}));
 
-    // Executing a request for the erased person says so.
+    // A closed request takes no further step.
     let access_id = access["id"].as_str().unwrap();
-    step(&app, &compliance, access_id, "verify", None).await;
-    assert_problem(
-        app.post_json(
-            &format!("/v1/requests/{access_id}/execute"),
+    let refused = app
+        .post_json(
+            &format!("/v1/requests/{access_id}/verify"),
             Some(&compliance),
             &json!({}),
         )
-        .await,
-        StatusCode::CONFLICT,
-        "subject_erased",
-    )
-    .await;
+        .await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
 
     let dump = database_dump(&app).await;
     for gone in ["gone@example.org", "Corrected Name", "please help"] {
@@ -1054,4 +1077,83 @@ async fn an_executed_erasure_keeps_its_receipt_sealed_for_30_days_then_retention
         .get_json(&format!("/v1/requests/{id}"), Some(&compliance))
         .await;
     assert_eq!(shown["status"], "completed");
+}
+
+#[tokio::test]
+async fn erasing_a_person_directly_completes_their_open_requests_and_leaves_others_open() {
+    let app = spawn_app().await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    person(&app, &collector, "cust-direct", "direct@example.org").await;
+    person(&app, &collector, "cust-other", "other@example.org").await;
+    let received = file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "gdpr", "email": "direct@example.org"}),
+    )
+    .await;
+    let verified = file(
+        &app,
+        &compliance,
+        json!({"type": "restriction", "regulation": "ccpa", "subject_id": "cust-direct"}),
+    )
+    .await;
+    step(
+        &app,
+        &compliance,
+        verified["id"].as_str().unwrap(),
+        "verify",
+        None,
+    )
+    .await;
+    let rejected = file(
+        &app,
+        &compliance,
+        json!({"type": "erasure", "regulation": "gdpr", "subject_id": "cust-direct"}),
+    )
+    .await;
+    let rejected = step(
+        &app,
+        &compliance,
+        rejected["id"].as_str().unwrap(),
+        "reject",
+        Some(json!({"reason": "a duplicate"})),
+    )
+    .await;
+    let unrelated = file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "gdpr", "subject_id": "cust-other"}),
+    )
+    .await;
+
+    let erased = app
+        .delete("/v1/subjects/cust-direct", Some(&compliance))
+        .await;
+    assert_eq!(erased.status(), StatusCode::OK);
+    let erased: Value = erased.json().await.unwrap();
+    let erasure_id = erased["id"].as_str().unwrap();
+
+    let show = |request: &Value| {
+        let (app, compliance) = (&app, &compliance);
+        let path = format!("/v1/requests/{}", request["id"].as_str().unwrap());
+        async move { app.get_json(&path, Some(compliance)).await }
+    };
+    for request in [&received, &verified] {
+        let shown = show(request).await;
+        assert_eq!(shown["status"], "completed", "{shown}");
+        assert_eq!(
+            shown["result"],
+            json!({"subject_found": false, "closed_by_erasure": erasure_id})
+        );
+    }
+    // A closed request stays as it was closed; another person's stays open.
+    let shown = show(&rejected).await;
+    assert_eq!(shown["status"], "rejected");
+    assert_eq!(shown["result"], Value::Null);
+    let shown = show(&unrelated).await;
+    assert_eq!(shown["status"], "received");
+    assert_eq!(shown["subject"], json!({"subject_id": "cust-other"}));
+    let verify: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
+    assert_eq!(verify["ok"], true);
 }
