@@ -310,7 +310,11 @@ async function renderRequests(filters = {}) {
   const query = new URLSearchParams({ limit: '100' });
   if (filters.status) query.set('status', filters.status);
   if (filters.overdue) query.set('overdue', 'true');
-  const page = await attempt(() => call('GET', `/v1/requests?${query}`));
+  const [page, policy] = await Promise.all([
+    attempt(() => call('GET', `/v1/requests?${query}`)),
+    // The purposes an objection can name; without the policy the form asks for ids instead.
+    call('GET', '/v1/policy').catch(() => null),
+  ]);
   const requests = page ? page.requests : [];
   const rows = requests.map((request) => [
     h('a', { href: `#/requests/${encodeURIComponent(request.id)}` }, kindLabel(request.type)),
@@ -324,15 +328,78 @@ async function renderRequests(filters = {}) {
     h('p', { class: 'hint' }, 'Data-subject requests, oldest deadline first. Overdue ones are highlighted.'),
     filterForm,
     table('Request queue', ['Type', 'Regulation', 'Status', 'Due', 'Days left'], rows, (index) => (requests[index].overdue ? 'overdue' : null)),
-    newRequestForm(),
+    newRequestForm(policy ? policy.purposes.map((purpose) => purpose.id) : null),
   );
 }
 
-function newRequestForm() {
+/** Today's date (UTC) as `YYYY-MM-DD`, the value of a date input. */
+const today = () => new Date().toISOString().slice(0, 10);
+
+/**
+ * The form that records a request: who, under which law, when it arrived (a letter may have
+ * arrived days ago: the deadline counts from then), and what an objection or a rectification
+ * asks for.
+ */
+function newRequestForm(purposeIds) {
   const kind = select('type', KINDS, 'access');
   const regulation = select('regulation', [['gdpr', 'GDPR'], ['ccpa', 'CCPA']], 'gdpr');
   const by = select('by', [['subject_id', 'Subject id'], ['email', 'E-mail address']], 'subject_id');
   const who = h('input', { name: 'who', required: true, autocomplete: 'off' });
+  const receivedOn = h('input', { type: 'date', name: 'received_on', value: today(), max: today(), required: true });
+  // Objection: the purposes objected to.
+  const purposeBoxes = (purposeIds || []).map((id) => h('input', { type: 'checkbox', name: 'purpose', value: id }));
+  const purposeText = h('input', { name: 'purposes', autocomplete: 'off' });
+  const purposes = h(
+    'fieldset',
+    { class: 'stack', hidden: true },
+    h('legend', {}, 'Purposes objected to'),
+    purposeIds
+      ? h('div', { class: 'row' }, purposeBoxes.map((box) => h('label', {}, box, ` ${box.value}`)))
+      : field('Purpose ids, separated by commas', purposeText),
+  );
+  // Rectification: the corrected values.
+  const newEmail = h('input', { type: 'email', name: 'new_email', autocomplete: 'off' });
+  const newPhone = h('input', { type: 'tel', name: 'new_phone', autocomplete: 'off' });
+  const traits = h('textarea', { name: 'traits', rows: '3', autocomplete: 'off', spellcheck: 'false' });
+  const changes = h(
+    'fieldset',
+    { class: 'stack', hidden: true },
+    h('legend', {}, 'Values to rectify'),
+    h('div', { class: 'row' }, field('Correct e-mail address', newEmail), field('Correct phone number', newPhone)),
+    field('Correct traits', traits, 'One per line: name = value (for example: country = AT).'),
+  );
+  const showFor = () => {
+    purposes.hidden = kind.value !== 'objection';
+    changes.hidden = kind.value !== 'rectification';
+  };
+  kind.addEventListener('change', showFor);
+  const requestBody = () => {
+    const body = { type: kind.value, regulation: regulation.value };
+    // Today: the server's clock (the time of day counts). An earlier day: from its start.
+    if (receivedOn.value && receivedOn.value !== today()) {
+      body.received_at = `${receivedOn.value}T00:00:00Z`;
+    }
+    body[by.value] = who.value.trim();
+    if (kind.value === 'objection') {
+      body.purposes = purposeIds
+        ? purposeBoxes.filter((box) => box.checked).map((box) => box.value)
+        : purposeText.value.split(',').map((id) => id.trim()).filter(Boolean);
+    }
+    if (kind.value === 'rectification') {
+      const identifiers = {};
+      if (newEmail.value.trim()) identifiers.email = newEmail.value.trim();
+      if (newPhone.value.trim()) identifiers.phone = newPhone.value.trim();
+      const traitValues = {};
+      for (const line of traits.value.split('\n')) {
+        const at = line.indexOf('=');
+        if (at > 0) traitValues[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+      }
+      body.changes = {};
+      if (Object.keys(identifiers).length) body.changes.identifiers = identifiers;
+      if (Object.keys(traitValues).length) body.changes.traits = traitValues;
+    }
+    return body;
+  };
   return h(
     'section',
     { 'aria-labelledby': 'new-request' },
@@ -344,17 +411,21 @@ function newRequestForm() {
         onsubmit: async (event) => {
           event.preventDefault();
           clearStatus();
-          const body = { type: kind.value, regulation: regulation.value };
-          body[by.value] = who.value.trim();
-          const created = await attempt(() => call('POST', '/v1/requests', body));
+          const created = await attempt(() => call('POST', '/v1/requests', requestBody()));
           if (created) {
+            // Shown here rather than through a hash change, which clears the status line: the
+            // confirmation stays on the request's screen.
+            history.pushState(null, '', `#/requests/${encodeURIComponent(created.id)}`);
+            await renderRequest(created.id);
             announce(`Request recorded; due ${when(created.due_at)}.`);
-            location.hash = `#/requests/${encodeURIComponent(created.id)}`;
           }
         },
       },
       h('div', { class: 'row' }, field('Type', kind), field('Regulation', regulation)),
       h('div', { class: 'row' }, field('Identify the person by', by), field('Value', who)),
+      field('Received on', receivedOn, 'The day the request arrived (UTC); its deadline counts from then (from the start of an earlier day, from now for today).'),
+      purposes,
+      changes,
       h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Record request')),
     ),
   );
@@ -487,6 +558,8 @@ async function renderRequest(id) {
         ['Regulation', request.regulation.toUpperCase()],
         ['Person', subject],
         ['Received', when(request.received_at)],
+        ['Purposes objected to', request.type === 'objection' ? (request.purposes || []).join(', ') || '—' : undefined],
+        ['Values to rectify', request.changes ? h('pre', { class: 'mono' }, JSON.stringify(request.changes, null, 2)) : undefined],
         ['Due', when(request.due_at)],
         ['Days left', daysLeft(request)],
         ['Extended', request.extended ? `${when(request.extended.at)}: ${request.extended.reason}` : 'No'],

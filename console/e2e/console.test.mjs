@@ -194,6 +194,40 @@ test('executing an erasure request needs the typed confirmation, then shows the 
   await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
 });
 
+test('objection and rectification requests are recorded with what they ask for and the day they arrived', async () => {
+  await page.getByRole('link', { name: 'Requests' }).click();
+  await page.getByRole('heading', { name: 'Record a new request' }).waitFor();
+  const form = page.locator('section[aria-labelledby="new-request"]');
+  // What only an objection or a rectification asks for is hidden until that type is chosen.
+  assert.equal(await form.getByRole('group', { name: 'Purposes objected to' }).isVisible(), false);
+  await form.getByLabel('Type').selectOption('objection');
+  await form.getByLabel('Value').fill('cust-console-9');
+  const fiveDaysAgo = new Date(Date.now() - 5 * 86400000).toISOString().slice(0, 10);
+  await form.getByLabel('Received on').fill(fiveDaysAgo);
+  await form.getByRole('group', { name: 'Purposes objected to' }).getByLabel('marketing', { exact: true }).check();
+  await assertAccessible('new objection request');
+  await form.getByRole('button', { name: 'Record request' }).click();
+  await page.getByRole('heading', { name: 'Objection request' }).waitFor();
+  // The confirmation stays on the request's screen.
+  await page.getByRole('status').filter({ hasText: 'Request recorded; due' }).waitFor();
+  const facts = await page.locator('dl.facts').textContent();
+  assert.match(facts, /Purposes objected tomarketing/);
+  const received = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeZone: 'UTC' }).format(new Date(`${fiveDaysAgo}T00:00:00Z`));
+  assert.match(facts, new RegExp(`Received${received}`));
+
+  await page.getByRole('link', { name: 'Back to the queue' }).click();
+  await page.getByRole('heading', { name: 'Record a new request' }).waitFor();
+  await form.getByLabel('Type').selectOption('rectification');
+  await form.getByLabel('Value').fill('cust-console-9');
+  await form.getByLabel('Correct e-mail address').fill('corrected@example.org');
+  await form.getByLabel('Correct traits').fill('country = AT');
+  await form.getByRole('button', { name: 'Record request' }).click();
+  await page.getByRole('heading', { name: 'Rectification request' }).waitFor();
+  const changes = await page.locator('dl.facts').textContent();
+  assert.match(changes, /corrected@example\.org/);
+  assert.match(changes, /"country": "AT"/);
+});
+
 test('a person is found by e-mail, with consent state and history', async () => {
   await page.getByRole('link', { name: 'Subjects' }).click();
   await page.getByLabel('Find by').selectOption('email');
