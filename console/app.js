@@ -452,6 +452,12 @@ async function renderRequest(id) {
     if (updated) {
       await renderRequest(id);
       announce(done);
+    } else if (currentSession()) {
+      // A failed step may still have changed the request (an execution that failed stays in
+      // progress): show it as it is now, keeping the error.
+      const error = statusBox().textContent;
+      await renderRequest(id);
+      announce(error, 'error');
     }
   };
   const reason = (name) => h('input', { name, autocomplete: 'off' });
@@ -831,6 +837,8 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
         for (const [name, input] of Object.entries(inputs)) {
           if (input.value.trim()) next[name] = input.value.trim();
         }
+        // A new question: an earlier answer's error no longer applies.
+        clearStatus();
         renderAudit(next);
       },
     },
@@ -843,7 +851,9 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
   );
   const query = new URLSearchParams({ limit: '50' });
   for (const [name, value] of Object.entries(filters)) {
-    query.set(name, name === 'from' ? `${value}T00:00:00Z` : name === 'to' ? `${value}T23:59:59Z` : value);
+    // `to` is exclusive: the whole of the day chosen is the start of the next one.
+    const dayAfter = (day) => new Date(Date.parse(`${day}T00:00:00Z`) + 86400000).toISOString();
+    query.set(name, name === 'from' ? `${value}T00:00:00Z` : name === 'to' ? dayAfter(value) : value);
   }
   if (cursor) query.set('cursor', cursor);
   const page = await attempt(() => call('GET', `/v1/audit?${query}`));

@@ -27,6 +27,8 @@ const SUBJECT_ID = env('SUBJECT_ID');
 const SUBJECT_EMAIL = env('SUBJECT_EMAIL');
 const QUEUED_SUBJECT_ID = env('QUEUED_SUBJECT_ID');
 const QUEUED_ERASURE_ID = env('QUEUED_ERASURE_ID');
+const SHARED_EMAIL = env('SHARED_EMAIL');
+const AMBIGUOUS_ACCESS_ID = env('AMBIGUOUS_ACCESS_ID');
 const SCREENSHOTS = env('SCREENSHOT_DIR');
 
 let browser;
@@ -228,6 +230,19 @@ test('objection and rectification requests are recorded with what they ask for a
   assert.match(changes, /"country": "AT"/);
 });
 
+test('a failed execution shows the request as it now is, with the reason', async () => {
+  await page.evaluate((id) => { location.hash = `#/requests/${encodeURIComponent(id)}`; }, AMBIGUOUS_ACCESS_ID);
+  await page.getByRole('heading', { name: 'Access request' }).waitFor();
+  assert.match(await page.locator('dl.facts').textContent(), new RegExp(`Person${SHARED_EMAIL.replaceAll('.', '\\.')}`));
+  await page.getByRole('button', { name: 'Mark identity verified' }).click();
+  await page.getByRole('status').filter({ hasText: 'Identity verified.' }).waitFor();
+  await page.getByRole('button', { name: 'Execute' }).click();
+  // Two people share the address: the execution fails, and the request is now in progress.
+  await page.getByRole('status').filter({ hasText: /subjects/ }).waitFor();
+  assert.match(await page.getByRole('status').getAttribute('class'), /error/);
+  assert.match(await page.locator('dl.facts').textContent(), /Statusin progress/);
+});
+
 test('a person is found by e-mail, with consent state and history', async () => {
   await page.getByRole('link', { name: 'Subjects' }).click();
   await page.getByLabel('Find by').selectOption('email');
@@ -315,6 +330,15 @@ test('the audit log is filtered, paged and verified', async () => {
   await page.getByText(/The audit log verifies: \d+ entries/).waitFor();
   await assertAccessible('audit');
   await shot('audit');
+  // A question the API refuses shows its error; the next good one clears it.
+  const day = new Date().toISOString().slice(0, 10);
+  await page.getByLabel('Subject id').fill('not a valid id!');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('status').filter({ hasText: /./ }).waitFor();
+  assert.match(await page.getByRole('status').getAttribute('class'), /error/);
+  await page.getByLabel('Subject id').fill('');
+  // Today's entries are within `To` today (the whole day, not up to its last whole second).
+  await page.getByLabel('To', { exact: true }).fill(day);
   await page.getByLabel('Action', { exact: true }).fill('subjects.erase');
   await page.getByRole('button', { name: 'Apply' }).click();
   // The filtered page replaces the unfiltered one.
@@ -325,6 +349,8 @@ test('the audit log is filtered, paged and verified', async () => {
   for (const text of await rows.allTextContents()) {
     assert.match(text, /subjects\.erase/);
   }
+  assert.equal(await page.locator('#status').textContent(), '', 'the earlier error is gone');
+  await page.getByLabel('To', { exact: true }).fill('');
   // Paging, 50 per page (the seeded run wrote more): the next page continues exactly where
   // this one ended, and back again. (Reading the log is itself audited, so new entries appear at
   // the top while paging.)

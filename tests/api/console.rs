@@ -22,6 +22,8 @@ const SUBJECT_ID: &str = "cust-console-7";
 const SUBJECT_EMAIL: &str = "console.person@example.org";
 /// A second person, erased by executing their erasure request from the queue.
 const QUEUED_SUBJECT_ID: &str = "cust-console-8";
+/// An e-mail address two people share: a request naming it cannot be executed.
+const SHARED_EMAIL: &str = "shared.console@example.org";
 
 fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("console/e2e")
@@ -63,9 +65,9 @@ fn browser() -> Option<PathBuf> {
     Some(chromium)
 }
 
-/// Seeds the people, their data and the requests; returns the id of the erasure request that
-/// the browser executes.
-async fn seed(app: &TestApp) -> String {
+/// Seeds the people, their data and the requests; returns the ids of the erasure request that
+/// the browser executes and of the access request whose execution fails (ambiguous e-mail).
+async fn seed(app: &TestApp) -> (String, String) {
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
     let response = app
@@ -157,6 +159,28 @@ async fn seed(app: &TestApp) -> String {
     assert_eq!(response.status(), StatusCode::CREATED);
     let queued: Value = response.json().await.unwrap();
     let queued_id = queued["id"].as_str().unwrap().to_owned();
+    // Two people sharing an e-mail address, and an access request that names it.
+    for id in ["cust-console-shared-1", "cust-console-shared-2"] {
+        let response = app
+            .request(
+                Method::PUT,
+                &format!("/v1/subjects/{id}"),
+                Some(&collector),
+                Some(&json!({"identifiers": {"email": SHARED_EMAIL}})),
+            )
+            .await;
+        assert!(response.status().is_success());
+    }
+    let response = app
+        .post_json(
+            "/v1/requests",
+            Some(&compliance),
+            &json!({"type": "access", "regulation": "ccpa", "email": SHARED_EMAIL}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let ambiguous: Value = response.json().await.unwrap();
+    let ambiguous_id = ambiguous["id"].as_str().unwrap().to_owned();
     // More than one page (50) of audit entries, for the console's paging.
     for _ in 0..50 {
         let response = app
@@ -167,7 +191,7 @@ async fn seed(app: &TestApp) -> String {
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
-    queued_id
+    (queued_id, ambiguous_id)
 }
 
 #[tokio::test]
@@ -180,7 +204,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         return;
     };
     let app = spawn_app().await;
-    let queued_erasure = seed(&app).await;
+    let (queued_erasure, ambiguous_access) = seed(&app).await;
     let compliance_key = app.create_api_key("compliance").await;
     let marketer_key = app.create_api_key("marketer").await;
     let screenshots = std::env::var_os("CUSTODIA_CONSOLE_SCREENSHOTS")
@@ -196,6 +220,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         let address = app.address.clone();
         let screenshots = screenshots.clone();
         let queued_erasure = queued_erasure.clone();
+        let ambiguous_access = ambiguous_access.clone();
         move || {
             Command::new("node")
                 .args(["--test", "--test-concurrency=1", "console.test.mjs"])
@@ -207,6 +232,8 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
                 .env("SUBJECT_EMAIL", SUBJECT_EMAIL)
                 .env("QUEUED_SUBJECT_ID", QUEUED_SUBJECT_ID)
                 .env("QUEUED_ERASURE_ID", &queued_erasure)
+                .env("SHARED_EMAIL", SHARED_EMAIL)
+                .env("AMBIGUOUS_ACCESS_ID", &ambiguous_access)
                 .env("SCREENSHOT_DIR", &screenshots)
                 .env("CHROMIUM", chromium)
                 .output()
@@ -234,7 +261,8 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(count_rows(&app, "subjects").await, 0);
+    // Only the two people who share an e-mail address are left.
+    assert_eq!(count_rows(&app, "subjects").await, 2);
     assert_eq!(count_rows(&app, "interactions").await, 0);
     let queue: Value = app
         .get_json("/v1/requests?status=completed", Some(&compliance))
