@@ -279,7 +279,29 @@ const KINDS = [
 ];
 const kindLabel = (kind) => (KINDS.find(([value]) => value === kind) || [kind, kind])[1];
 
+/** Who a request names, as text: the subject id, the e-mail address, a hash, or `Erased`. */
+function personOf(request) {
+  const named = request.subject || {};
+  return named.subject_id
+    ?? named.email
+    ?? (named.email_sha256 && `SHA-256 of an e-mail address: ${named.email_sha256}`)
+    ?? (named.subject_id_sha256 && `SHA-256 of a subject id: ${named.subject_id_sha256}`)
+    ?? 'Erased';
+}
+
+/** A completed request answered after its deadline. */
+const completedLate = (request) => request.status === 'completed' && request.completed_at && Date.parse(request.completed_at) > Date.parse(request.due_at);
+
+/** The deadline rule of a regulation, in words. */
+const DEADLINE_RULES = {
+  gdpr: 'GDPR Art. 12(3): one month from receipt, extendable by two further months',
+  ccpa: 'CCPA § 1798.130: 45 days from receipt, extendable once by 45 days',
+};
+
 function daysLeft(request) {
+  if (completedLate(request)) {
+    return h('span', { class: 'badge bad' }, 'Completed late');
+  }
   if (request.status === 'completed' || request.status === 'rejected') {
     return '—';
   }
@@ -291,7 +313,9 @@ function daysLeft(request) {
 
 async function renderRequests(filters = {}) {
   const display = view();
-  const status = select('status', [['', 'Any status'], ['received', 'Received'], ['verified', 'Verified'], ['in_progress', 'In progress'], ['completed', 'Completed'], ['rejected', 'Rejected']], filters.status || '');
+  // Open requests unless another status is chosen ('' is any status).
+  const chosen = filters.status ?? 'open';
+  const status = select('status', [['open', 'Open'], ['', 'Any status'], ['received', 'Received'], ['verified', 'Verified'], ['in_progress', 'In progress'], ['completed', 'Completed'], ['rejected', 'Rejected']], chosen);
   const overdue = h('input', { type: 'checkbox', name: 'overdue', checked: filters.overdue });
   const filterForm = h(
     'form',
@@ -308,7 +332,7 @@ async function renderRequests(filters = {}) {
     h('button', { type: 'submit', class: 'secondary' }, 'Apply'),
   );
   const query = new URLSearchParams({ limit: '100' });
-  if (filters.status) query.set('status', filters.status);
+  if (chosen) query.set('status', chosen);
   if (filters.overdue) query.set('overdue', 'true');
   const [page, policy] = await Promise.all([
     attempt(() => call('GET', `/v1/requests?${query}`)),
@@ -317,17 +341,18 @@ async function renderRequests(filters = {}) {
   ]);
   const requests = page ? page.requests : [];
   const rows = requests.map((request) => [
-    h('a', { href: `#/requests/${encodeURIComponent(request.id)}` }, kindLabel(request.type)),
+    h('a', { href: `#/requests/${encodeURIComponent(request.id)}` }, `${kindLabel(request.type)}: ${personOf(request)}`),
     request.regulation.toUpperCase(),
     request.status.replace('_', ' '),
+    when(request.received_at),
     when(request.due_at),
     daysLeft(request),
   ]);
   display(
     'Requests',
-    h('p', { class: 'hint' }, 'Data-subject requests, oldest deadline first. Overdue ones are highlighted.'),
+    h('p', { class: 'hint' }, 'Data-subject requests, soonest deadline first; open ones unless you choose another status. Overdue ones are highlighted.'),
     filterForm,
-    table('Request queue', ['Type', 'Regulation', 'Status', 'Due', 'Days left'], rows, (index) => (requests[index].overdue ? 'overdue' : null)),
+    table('Request queue', ['Request', 'Regulation', 'Status', 'Received', 'Due', 'Days left'], rows, (index) => (requests[index].overdue ? 'overdue' : null)),
     newRequestForm(policy ? policy.purposes.map((purpose) => purpose.id) : null),
   );
 }
@@ -441,10 +466,7 @@ async function renderRequest(id) {
   const named = request.subject || {};
   const subject = named.subject_id
     ? h('a', { href: `#/subjects/${encodeURIComponent(named.subject_id)}` }, named.subject_id)
-    : named.email
-      ?? (named.email_sha256 && `SHA-256 of an e-mail address: ${named.email_sha256}`)
-      ?? (named.subject_id_sha256 && `SHA-256 of a subject id: ${named.subject_id_sha256}`)
-      ?? 'Erased';
+    : personOf(request);
   const open = request.status !== 'completed' && request.status !== 'rejected';
   const act = async (path, body, done) => {
     clearStatus();
@@ -567,6 +589,7 @@ async function renderRequest(id) {
         ['Purposes objected to', request.type === 'objection' ? (request.purposes || []).join(', ') || '—' : undefined],
         ['Values to rectify', request.changes ? h('pre', { class: 'mono' }, JSON.stringify(request.changes, null, 2)) : undefined],
         ['Due', when(request.due_at)],
+        ['Deadline rule', DEADLINE_RULES[request.regulation] || request.regulation],
         ['Days left', daysLeft(request)],
         ['Extended', request.extended ? `${when(request.extended.at)}: ${request.extended.reason}` : 'No'],
         ['Identity verified', request.verified_at ? when(request.verified_at) : 'Not yet'],

@@ -259,8 +259,8 @@ pub async fn create(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Only this status.
-    #[param(pattern = "^(received|verified|in_progress|completed|rejected)$")]
+    /// Only this status; `open`: received, verified or in progress.
+    #[param(pattern = "^(open|received|verified|in_progress|completed|rejected)$")]
     pub status: Option<String>,
     /// Only this type.
     #[serde(rename = "type")]
@@ -311,6 +311,9 @@ fn encode_cursor(request: &Request) -> String {
     ))
 }
 
+/// The `status` filter that means received, verified or in progress.
+const OPEN_STATUSES: &str = crate::store::requests::OPEN_STATUSES;
+
 /// The queue of requests, soonest deadline first.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     params(ListQuery),
@@ -330,12 +333,16 @@ pub async fn list(
     let query = query.into_inner();
     let status = query
         .status
-        .map(|raw| {
-            Status::parse(&raw)
+        .map(|raw| match raw.as_str() {
+            OPEN_STATUSES => Ok(OPEN_STATUSES.to_owned()),
+            _ => Status::parse(&raw)
                 .map(|s| s.as_str().to_owned())
                 .ok_or_else(|| {
-                    invalid_query(format!("`status` is one of {}", Status::ALL.join(", ")))
-                })
+                    invalid_query(format!(
+                        "`status` is `{OPEN_STATUSES}` or one of {}",
+                        Status::ALL.join(", ")
+                    ))
+                }),
         })
         .transpose()?;
     let kind = query

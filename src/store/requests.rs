@@ -108,7 +108,7 @@ pub fn save(conn: &mut DbConnection, row: &RequestRow) -> Result<(), StoreError>
 /// Which requests to list.
 #[derive(Debug, Default, Clone)]
 pub struct RequestFilter {
-    /// Only this status.
+    /// Only this status ([`OPEN_STATUSES`]: every open one).
     pub status: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
@@ -118,6 +118,9 @@ pub struct RequestFilter {
     /// Only those filed by this API key.
     pub filed_by: Option<String>,
 }
+
+/// The status filter meaning every open request (received, verified or in progress).
+pub const OPEN_STATUSES: &str = "open";
 
 /// A page of requests, by deadline then id, after `(due_at, id)`.
 pub fn page(
@@ -133,8 +136,10 @@ pub fn page(
         .order((subject_requests::due_at.asc(), subject_requests::id.asc()))
         .limit(limit)
         .into_boxed();
-    if let Some(status) = &filter.status {
-        query = query.filter(subject_requests::status.eq(status.clone()));
+    match filter.status.as_deref() {
+        Some(OPEN_STATUSES) => query = query.filter(subject_requests::status.eq_any(OPEN)),
+        Some(status) => query = query.filter(subject_requests::status.eq(status.to_owned())),
+        None => {}
     }
     if let Some(kind) = &filter.kind {
         query = query.filter(subject_requests::kind.eq(kind.clone()));

@@ -181,6 +181,27 @@ async fn seed(app: &TestApp) -> (String, String) {
     assert_eq!(response.status(), StatusCode::CREATED);
     let ambiguous: Value = response.json().await.unwrap();
     let ambiguous_id = ambiguous["id"].as_str().unwrap().to_owned();
+    // A request answered after its deadline: received 50 days ago, completed now.
+    let response = app
+        .post_json(
+            "/v1/requests",
+            Some(&compliance),
+            &json!({"type": "portability", "regulation": "gdpr", "subject_id": "cust-console-nobody",
+                    "received_at": (Utc::now() - Duration::days(50)).to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let late: Value = response.json().await.unwrap();
+    for step in ["verify", "execute"] {
+        let response = app
+            .post_json(
+                &format!("/v1/requests/{}/{step}", late["id"].as_str().unwrap()),
+                Some(&compliance),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{step}");
+    }
     // More than one page (50) of audit entries, for the console's paging.
     for _ in 0..50 {
         let response = app
@@ -268,7 +289,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         .get_json("/v1/requests?status=completed", Some(&compliance))
         .await;
     let completed = queue["requests"].as_array().unwrap();
-    assert_eq!(completed.len(), 2, "{queue}");
+    assert_eq!(completed.len(), 3, "{queue}");
     let access = completed.iter().find(|r| r["type"] == "access").unwrap();
     assert!(access["extended"]["reason"].is_string());
     // The erasure request executed from the queue, after its typed confirmation.

@@ -1157,3 +1157,59 @@ async fn erasing_a_person_directly_completes_their_open_requests_and_leaves_othe
     let verify: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verify["ok"], true);
 }
+
+#[tokio::test]
+async fn the_queue_lists_open_requests_on_asking_for_status_open() {
+    let app = spawn_app().await;
+    let compliance = app.token_for("compliance").await;
+    let file_for = |subject: &'static str| {
+        let (app, compliance) = (&app, &compliance);
+        async move {
+            file(
+                app,
+                compliance,
+                json!({"type": "access", "regulation": "gdpr", "subject_id": subject}),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let received = file_for("cust-open-1").await;
+    let verified = file_for("cust-open-2").await;
+    step(&app, &compliance, &verified, "verify", None).await;
+    let completed = file_for("cust-open-3").await;
+    step(&app, &compliance, &completed, "verify", None).await;
+    step(&app, &compliance, &completed, "execute", None).await;
+    let rejected = file_for("cust-open-4").await;
+    step(
+        &app,
+        &compliance,
+        &rejected,
+        "reject",
+        Some(json!({"reason": "not verifiable"})),
+    )
+    .await;
+    let open = app
+        .get_json("/v1/requests?status=open", Some(&compliance))
+        .await;
+    let mut ids: Vec<&str> = open["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|request| request["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![received.as_str(), verified.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let refused = assert_problem(
+        app.get("/v1/requests?status=pending", Some(&compliance))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+    assert!(refused["detail"].as_str().unwrap().contains("`open`"));
+}
