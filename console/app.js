@@ -474,9 +474,9 @@ async function renderRequest(id) {
     if (updated) {
       await renderRequest(id);
       announce(done);
-    } else if (currentSession()) {
-      // A failed step may still have changed the request (an execution that failed stays in
-      // progress): show it as it is now, keeping the error.
+    } else if (path === 'execute' && currentSession()) {
+      // A failed execution has still changed the request (it stays in progress): show it as it
+      // is now, keeping the error. Other refused steps changed nothing, and keep what was typed.
       const error = statusBox().textContent;
       await renderRequest(id);
       announce(error, 'error');
