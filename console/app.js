@@ -62,7 +62,8 @@ function select(name, options, value) {
 function table(caption, headers, rows, rowClass) {
   return h(
     'div',
-    { class: 'table-wrap' },
+    // Focusable, so that a table wider than the screen scrolls from the keyboard too.
+    { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption },
     h(
       'table',
       {},
@@ -81,10 +82,10 @@ function table(caption, headers, rows, rowClass) {
   );
 }
 
-function facts(pairs) {
+function facts(pairs, kind = 'facts') {
   return h(
     'dl',
-    { class: 'facts' },
+    { class: kind },
     pairs.filter(([, value]) => value !== undefined).flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value ?? '—')]),
   );
 }
@@ -287,6 +288,26 @@ function personOf(request) {
     ?? (named.email_sha256 && `SHA-256 of an e-mail address: ${named.email_sha256}`)
     ?? (named.subject_id_sha256 && `SHA-256 of a subject id: ${named.subject_id_sha256}`)
     ?? 'Erased';
+}
+
+/** What an execution did, in words (the API's `result`). */
+function resultFacts(result) {
+  const counts = (map) => Object.entries(map || {})
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${n} ${kind.replaceAll('_', ' ')}`)
+    .join(', ') || 'nothing';
+  return [
+    ['Person found', result.subject_found === false ? 'No: nobody matched, nothing was held' : 'Yes'],
+    ['Closed by erasure', result.closed_by_erasure ? h('code', {}, result.closed_by_erasure) : undefined],
+    ['Export', result.export ? `ready to download (${result.export.format === 'csv' ? 'CSV, zip' : 'JSON'})` : undefined],
+    ['Erasure id', result.erasure_id ? h('code', {}, result.erasure_id) : undefined],
+    ['Deleted', result.erased ? counts(result.erased) : undefined],
+    ['Processing restricted', result.restricted ? (result.changed ? 'Yes, from now' : 'Yes, already') : undefined],
+    ['Objected to', result.objected ? result.objected.join(', ') || '—' : undefined],
+    ['Rectified', result.rectified
+      ? [...(result.rectified.identifiers || []), ...(result.rectified.traits || [])].join(', ') || 'nothing'
+      : undefined],
+  ];
 }
 
 /** A completed request answered after its deadline. */
@@ -550,7 +571,7 @@ async function renderRequest(id) {
     );
   }
   const result = request.result
-    ? h('section', {}, h('h2', {}, 'Result'), h('pre', { class: 'panel mono' }, JSON.stringify(request.result, null, 2)))
+    ? h('section', {}, h('h2', {}, 'Result'), h('div', { class: 'panel' }, facts(resultFacts(request.result), 'outcome')))
     : null;
   // An executed erasure keeps its signed receipt for 30 days, for the person.
   const receiptButton = request.type === 'erasure' && request.result && request.result.erasure_id && may('subjects.erase')
@@ -572,8 +593,14 @@ async function renderRequest(id) {
       },
     }, 'Show the erasure receipt')
     : null;
+  const exportPath = (format) => `/v1/requests/${encodeURIComponent(id)}/export?format=${format}`;
   const exportLink = request.result && request.result.export && may('subjects.export')
-    ? h('button', { type: 'button', class: 'secondary', onclick: () => save(`/v1/requests/${encodeURIComponent(id)}/export`) }, 'Download the export')
+    ? h(
+      'div',
+      { class: 'actions' },
+      h('button', { type: 'button', class: 'secondary', onclick: () => save(exportPath('json')) }, 'Download the export (JSON)'),
+      h('button', { type: 'button', class: 'secondary', onclick: () => save(exportPath('csv')) }, 'Download the export (CSV, zip)'),
+    )
     : null;
   display(
     `${request.type.charAt(0).toUpperCase()}${request.type.slice(1)} request`,
@@ -740,8 +767,9 @@ async function restriction(subjectId, method) {
  * The confirmation every erasure needs, wherever it starts: the officer types who is erased
  * (`who`: the subject id, or the identifier a request names) before `erase` runs.
  */
-function confirmErasure(who, erase) {
+function confirmErasure(who, erase, offerSuppression = false) {
   const typed = h('input', { name: 'confirm', autocomplete: 'off', spellcheck: 'false' });
+  const suppress = h('input', { type: 'checkbox', name: 'suppress' });
   const confirm = h('button', { type: 'submit', class: 'danger', disabled: true }, 'Erase permanently');
   const cancel = h('button', { type: 'button', class: 'secondary', onclick: () => dialog.close() }, 'Cancel');
   typed.addEventListener('input', () => {
@@ -759,11 +787,14 @@ function confirmErasure(who, erase) {
           if (typed.value !== who) return;
           confirm.disabled = true;
           dialog.close();
-          await erase();
+          await erase(suppress.checked);
         },
       },
       h('h2', { id: 'erase-title' }, 'Erase this person?'),
       h('p', {}, 'Their key is destroyed first, then every record about them. This cannot be undone. The audit log keeps only a pseudonym.'),
+      offerSuppression
+        ? h('div', { class: 'field' }, h('label', {}, suppress, ' Also refuse any future data about this id (until the suppression is lifted)'))
+        : null,
       field(`Type ${who} to confirm`, typed),
       h('div', { class: 'actions' }, confirm, cancel),
     ),
@@ -775,13 +806,14 @@ function confirmErasure(who, erase) {
 }
 
 function confirmErase(subjectId) {
-  confirmErasure(subjectId, async () => {
+  confirmErasure(subjectId, async (suppress) => {
     clearStatus();
-    const receipt = await attempt(() => call('DELETE', `/v1/subjects/${encodeURIComponent(subjectId)}`));
+    const query = suppress ? '?suppress=true' : '';
+    const receipt = await attempt(() => call('DELETE', `/v1/subjects/${encodeURIComponent(subjectId)}${query}`));
     if (receipt) {
       showReceipt(subjectId, receipt);
     }
-  });
+  }, true);
 }
 
 /**

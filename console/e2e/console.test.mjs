@@ -115,6 +115,8 @@ test('the request queue shows deadlines and highlights overdue requests', async 
   await page.getByRole('table', { name: 'Request queue' }).waitFor();
   const overdueRow = page.locator('tr.overdue');
   assert.equal(await overdueRow.count(), 1);
+  // The queue scrolls from the keyboard when it is wider than the screen.
+  assert.equal(await page.getByRole('region', { name: 'Request queue' }).getAttribute('tabindex'), '0');
   assert.match(await overdueRow.textContent(), /Overdue by \d+ days/);
   await assertAccessible('requests');
   await shot('requests');
@@ -132,6 +134,12 @@ test('the request queue shows deadlines and highlights overdue requests', async 
   await page.getByRole('button', { name: 'Execute' }).click();
   await page.getByRole('status').filter({ hasText: 'Request executed.' }).waitFor();
   assert.match(await page.locator('dl.facts').textContent(), /Statuscompleted/);
+  // The result in words, and the export in either format.
+  assert.match(await page.locator('dl.outcome').textContent(), /Person foundYesExportready to download \(JSON\)/);
+  for (const [button, name] of [['Download the export (JSON)', /\.json$/], ['Download the export (CSV, zip)', /\.zip$/]]) {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: button }).click()]);
+    assert.match(download.suggestedFilename(), name);
+  }
   await shot('request');
   // The other request is rejected, with a reason.
   await page.getByRole('link', { name: 'Back to the queue' }).click();
@@ -204,6 +212,7 @@ test('executing an erasure request needs the typed confirmation, then shows the 
   await page.getByRole('link', { name: 'Back to the request' }).click();
   await page.getByRole('heading', { name: 'Erasure request' }).waitFor();
   assert.match(await page.locator('dl.facts').textContent(), /Statuscompleted/);
+  assert.match(await page.locator('dl.outcome').textContent(), /Deleted.*1 interactions/);
   // Later, the same receipt from the request (kept 30 days for the person).
   await page.getByRole('button', { name: 'Show the erasure receipt' }).click();
   await page.getByRole('heading', { name: 'Erasure receipt' }).waitFor();
@@ -321,6 +330,7 @@ test('erasure needs the typed subject id, then shows the receipt', async () => {
   await assertAccessible('erase dialog');
   await dialog.getByLabel(`Type ${SUBJECT_ID} to confirm`).fill(SUBJECT_ID);
   assert.equal(await erase.isDisabled(), false);
+  await dialog.getByLabel(/refuse any future data about this id/).check();
   await shot('erase-confirm');
   await erase.click();
   await page.getByRole('heading', { name: 'Erasure receipt' }).waitFor();
@@ -329,6 +339,7 @@ test('erasure needs the typed subject id, then shows the receipt', async () => {
   assert.equal(receipt.split('.').length, 3, 'a compact JWS');
   const deleted = await page.getByRole('table', { name: 'What was deleted' }).textContent();
   assert.match(deleted, /interactions2/);
+  assert.match(await page.locator('dl.facts').textContent(), /Future data refusedYes/);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the receipt overflows by ${overflow}px`);
   await assertAccessible('receipt');

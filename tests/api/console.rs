@@ -282,6 +282,19 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // The officer chose suppression in the erase dialog: data about the id is refused.
+    let collector = app.token_for("collector").await;
+    let refused = app
+        .request(
+            Method::PUT,
+            &format!("/v1/subjects/{SUBJECT_ID}"),
+            Some(&collector),
+            Some(&json!({"traits": {"country": "DE"}})),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["code"], "subject_suppressed", "{refused}");
     // Only the two people who share an e-mail address are left.
     assert_eq!(count_rows(&app, "subjects").await, 2);
     assert_eq!(count_rows(&app, "interactions").await, 0);
