@@ -701,7 +701,12 @@ function noticeProof(notice) {
 async function renderSubject(subjectId) {
   const display = view();
   const path = `/v1/subjects/${encodeURIComponent(subjectId)}`;
-  const state = await attempt(() => call('GET', `${path}/consents`));
+  const [state, trail] = await Promise.all([
+    attempt(() => call('GET', `${path}/consents`)),
+    may('audit.read')
+      ? call('GET', `/v1/audit?${new URLSearchParams({ subject_id: subjectId, limit: '100' })}`).catch(() => null)
+      : null,
+  ]);
   const back = h('p', {}, h('a', { href: '#/subjects' }, 'Find another person'));
   if (!state) {
     display(`Subject ${subjectId}`, back);
@@ -750,7 +755,38 @@ async function renderSubject(subjectId) {
     history,
     h('h3', {}, 'Objections'),
     objections,
+    trail ? accessTrail(trail.entries) : null,
   );
+}
+
+/**
+ * Who accessed a person, from the audit log: the newest 50 entries naming them, without the
+ * console's own background listings (`requests.list`, which name everyone in the queue).
+ */
+function accessTrail(entries) {
+  const shown = entries.filter((e) => e.action !== 'requests.list').slice(0, 50);
+  return [
+    h('h2', {}, 'Who accessed this person'),
+    h('p', { class: 'hint' }, 'From the audit log, newest first: every read, write and refusal naming this person.'),
+    table(
+      'Access to this person',
+      ['When', 'Who', 'Action', 'Purposes', 'Decision'],
+      shown.map((e) => [
+        when(e.at),
+        actorOf(e),
+        e.action,
+        e.purposes.join(', ') || '—',
+        e.decision === 'deny' ? h('span', { class: 'badge bad' }, `denied: ${e.reason || ''}`) : 'allowed',
+      ]),
+    ),
+  ];
+}
+
+/** Who acted, in words: the key's name and role, or the command line / the server itself. */
+function actorOf(entry) {
+  if (entry.actor_name) return `${entry.actor_name} (${entry.role || 'no role'})`;
+  if (entry.actor_key_id) return `key ${entry.actor_key_id} (${entry.role || 'no role'})`;
+  return entry.role === 'system' ? 'the server (scheduled)' : 'command line (operator)';
 }
 
 async function restriction(subjectId, method) {
@@ -872,11 +908,26 @@ function showReceipt(who, receipt, requestId = null, justErased = true) {
 // ---------------------------------------------------------------------------------------------
 // Audit
 
+/** Every action the audit log records (docs/audit.md). */
+const AUDIT_ACTIONS = [
+  'audit.checkpoint', 'audit.read', 'audit.verify',
+  'consents.gpc', 'consents.read', 'consents.write',
+  'interactions.read', 'interactions.write',
+  'keys.create', 'keys.destroy_epoch', 'keys.list', 'keys.revoke', 'keys.rotate_epoch', 'keys.rotate_master',
+  'objections.lift', 'objections.write',
+  'requests.complete', 'requests.create', 'requests.execute', 'requests.extend', 'requests.list', 'requests.read',
+  'requests.receipt', 'requests.receipts_expire', 'requests.reject', 'requests.verify',
+  'retention.expire',
+  'segments.create', 'segments.export', 'segments.list', 'segments.preview', 'segments.probe_alert',
+  'subjects.erase', 'subjects.export', 'subjects.lookup', 'subjects.restrict', 'subjects.restriction_lift',
+  'subjects.suppress', 'subjects.suppression_lift', 'subjects.write',
+];
+
 async function renderAudit(filters = {}, cursor = null, history = []) {
   const display = view();
   const inputs = {
     subject_id: h('input', { name: 'subject_id', value: filters.subject_id || '', autocomplete: 'off' }),
-    action: h('input', { name: 'action', value: filters.action || '', autocomplete: 'off' }),
+    action: select('action', [['', 'Any action'], ...AUDIT_ACTIONS.map((a) => [a, a])], filters.action || ''),
     decision: select('decision', [['', 'Any'], ['allow', 'Allowed'], ['deny', 'Denied']], filters.decision || ''),
     from: h('input', { name: 'from', type: 'date', value: filters.from || '' }),
     to: h('input', { name: 'to', type: 'date', value: filters.to || '' }),
@@ -898,7 +949,7 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
       },
     },
     field('Subject id', inputs.subject_id),
-    field('Action', inputs.action, 'e.g. subjects.export'),
+    field('Action', inputs.action),
     field('Decision', inputs.decision),
     field('From', inputs.from),
     field('To', inputs.to),
@@ -917,7 +968,7 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
     String(e.seq),
     when(e.at),
     e.action,
-    e.role || '—',
+    actorOf(e),
     e.purposes.join(', ') || '—',
     e.decision === 'deny' ? h('span', { class: 'badge bad' }, `denied: ${e.reason || ''}`) : 'allowed',
     String(e.records),
@@ -937,7 +988,7 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
     h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => verify(verifyResult) }, 'Verify the chain')),
     verifyResult,
     filterForm,
-    table('Audit entries', ['#', 'When', 'Action', 'Role', 'Purposes', 'Decision', 'Records', 'Target'], rows),
+    table('Audit entries', ['#', 'When', 'Action', 'Who', 'Purposes', 'Decision', 'Records', 'Target'], rows),
     paging,
   );
 }

@@ -289,6 +289,13 @@ test('a person is found by e-mail, with consent state and history', async () => 
     await history.locator('code.hash').first().getAttribute('title'),
     /5b11ab05604ffabf38ef6a4bcdc12d742156a197a05631c7534cada6035b4972/,
   );
+  // Who accessed the person: the keys by name, without the console's own queue listings.
+  const trail = page.getByRole('table', { name: 'Access to this person' });
+  const accesses = await trail.locator('tbody tr').allTextContents();
+  assert.equal(accesses.length, 50);
+  assert.ok(accesses.some((row) => /test compliance \(compliance\)consents\.read/.test(row)), accesses.join('\n'));
+  assert.ok(accesses.every((row) => /UTCtest (compliance|collector) \((compliance|collector)\)/.test(row)), accesses.join('\n'));
+  assert.ok(accesses.every((row) => !row.includes('requests.list')), accesses.join('\n'));
   await assertAccessible('subject');
   await shot('subject');
 });
@@ -368,7 +375,7 @@ test('the audit log is filtered, paged and verified', async () => {
   await page.getByLabel('Subject id').fill('');
   // Today's entries are within `To` today (the whole day, not up to its last whole second).
   await page.getByLabel('To', { exact: true }).fill(day);
-  await page.getByLabel('Action', { exact: true }).fill('subjects.erase');
+  await page.getByLabel('Action', { exact: true }).selectOption('subjects.erase');
   await page.getByRole('button', { name: 'Apply' }).click();
   // The filtered page replaces the unfiltered one (and the empty one of the refused question).
   await page.waitForFunction(() => {
@@ -382,11 +389,13 @@ test('the audit log is filtered, paged and verified', async () => {
     assert.match(text, /subjects\.erase/);
   }
   assert.equal(await page.locator('#status').textContent(), '', 'the earlier error is gone');
+  // Who acted, by the key's name and role.
+  assert.match(await rows.first().textContent(), /test compliance \(compliance\)/);
   await page.getByLabel('To', { exact: true }).fill('');
   // Paging, 50 per page (the seeded run wrote more): the next page continues exactly where
   // this one ended, and back again. (Reading the log is itself audited, so new entries appear at
   // the top while paging.)
-  await page.getByLabel('Action', { exact: true }).fill('');
+  await page.getByLabel('Action', { exact: true }).selectOption('');
   await page.getByRole('button', { name: 'Apply' }).click();
   await page.getByRole('button', { name: 'Older entries' }).waitFor();
   const seqs = async () => (await rows.locator('td:first-child').allTextContents()).map(Number);

@@ -69,6 +69,8 @@ pub struct AuditEntryBody {
     pub at: DateTime<Utc>,
     /// The API key that acted (`null` for the command line).
     pub actor_key_id: Option<String>,
+    /// That key's name, as whoever created it named it (`null` for the command line).
+    pub actor_name: Option<String>,
     /// Its role (`operator` for the command line).
     pub role: Option<String>,
     /// What was done.
@@ -109,6 +111,7 @@ impl From<AuditRow> for AuditEntryBody {
             categories: list(&row.categories),
             subjects: list(&row.subjects),
             actor_key_id: row.actor_key_id,
+            actor_name: None,
             role: row.role,
             action: row.action,
             target: row.target,
@@ -234,7 +237,7 @@ pub async fn list(
         to: parse_time("to", query.to.as_deref())?,
     };
     let vault = state.vault.clone();
-    let (rows, pseudonym) = state
+    let (rows, pseudonym, names) = state
         .db
         .run(move |conn| -> Result<_, ApiError> {
             let mut pseudonym = None;
@@ -245,10 +248,33 @@ pub async fn list(
                 filter.subject.clone_from(&pseudonym);
             }
             let rows = audit_store::page(conn, &filter, before, limit + 1)?;
-            Ok((rows, pseudonym))
+            let mut actors: Vec<&str> = rows
+                .iter()
+                .filter_map(|row| row.actor_key_id.as_deref())
+                .collect();
+            actors.sort_unstable();
+            actors.dedup();
+            let names: std::collections::HashMap<String, String> =
+                crate::store::api_keys::names_of(conn, &actors)?
+                    .into_iter()
+                    .collect();
+            Ok((rows, pseudonym, names))
         })
         .await?;
-    let mut entries: Vec<AuditEntryBody> = rows.into_iter().map(AuditEntryBody::from).collect();
+    let mut entries: Vec<AuditEntryBody> = rows
+        .into_iter()
+        .map(|row| {
+            let name = row
+                .actor_key_id
+                .as_ref()
+                .and_then(|id| names.get(id))
+                .cloned();
+            AuditEntryBody {
+                actor_name: name,
+                ..AuditEntryBody::from(row)
+            }
+        })
+        .collect();
     let next_cursor = if entries.len() as i64 > limit {
         entries.truncate(limit as usize);
         entries.last().map(|entry| encode_cursor(entry.seq))

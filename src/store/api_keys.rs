@@ -87,3 +87,16 @@ pub fn revoke(
         find(conn, id)
     })
 }
+
+/// `(id, name)` of these keys (revoked ones too: an audit entry outlives its key's use).
+pub fn names_of(
+    conn: &mut DbConnection,
+    ids: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    super::load_chunked(ids, |chunk| {
+        api_keys::table
+            .filter(api_keys::id.eq_any(chunk))
+            .select((api_keys::id, api_keys::name))
+            .load(conn)
+    })
+}

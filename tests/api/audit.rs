@@ -372,6 +372,8 @@ async fn the_log_can_be_filtered_and_paged() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Each entry names the key that acted as its creator named it, not only by its id.
+    assert_eq!(writes["entries"][0]["actor_name"], "test collector");
     let by_actor = query(&app, &compliance, &format!("?actor={collector_key}")).await;
     assert_eq!(by_actor["entries"].as_array().unwrap().len(), 5);
     let fraud = query(&app, &compliance, "?purpose=fraud_prevention").await;
