@@ -117,8 +117,8 @@ pub struct Standing {
     pub restricted: Vec<String>,
 }
 
-/// [`current_for`], [`objections_for`] and [`restricted_among`] in one statement (one round
-/// trip instead of three: every read and write of a person's data needs all three).
+/// A person's current statements, objections and restriction in one statement (one round trip
+/// instead of three: every read and write of a person's data needs all three).
 pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Standing, StoreError> {
     use diesel::sql_types::{BigInt, Text};
     const CURRENT: &str = "current";
@@ -278,19 +278,6 @@ pub fn set_restriction(
         }
         _ => Ok(false),
     }
-}
-
-/// The subjects among these whose processing is restricted.
-pub fn restricted_among(
-    conn: &mut DbConnection,
-    subject_pks: &[&str],
-) -> Result<Vec<String>, StoreError> {
-    super::load_chunked(subject_pks, |chunk| {
-        restrictions::table
-            .filter(restrictions::subject_pk.eq_any(chunk))
-            .select(restrictions::subject_pk)
-            .load::<String>(conn)
-    })
 }
 
 /// The statements of these subjects whose record index is among `record_indexes`.

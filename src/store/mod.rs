@@ -232,22 +232,20 @@ impl ConnectionManager {
                     })?;
                 }
                 let tmp = sqlite_temporary_dir(path);
-                if !tmp.is_dir() {
-                    use std::os::unix::fs::DirBuilderExt;
-                    std::fs::DirBuilder::new()
-                        .mode(0o700)
-                        .create(&tmp)
-                        .or_else(|error| match error.kind() {
-                            std::io::ErrorKind::AlreadyExists => Ok(()),
-                            _ => Err(error),
-                        })
-                        .map_err(|error| {
-                            diesel::ConnectionError::BadConnection(format!(
-                                "cannot create {}: {error}",
-                                tmp.display()
-                            ))
-                        })?;
-                }
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&tmp)
+                    .or_else(|error| match error.kind() {
+                        std::io::ErrorKind::AlreadyExists => Ok(()),
+                        _ => Err(error),
+                    })
+                    .map_err(|error| {
+                        diesel::ConnectionError::BadConnection(format!(
+                            "cannot create {}: {error}",
+                            tmp.display()
+                        ))
+                    })?;
                 let path = path.to_str().ok_or_else(|| {
                     diesel::ConnectionError::InvalidConnectionUrl(
                         "the SQLite path is not valid UTF-8".into(),
