@@ -11,8 +11,10 @@ use serde::Serialize;
 
 use crate::audit::{self, Actor, Entry};
 use crate::policy::{Policy, Purpose};
+use crate::store::holds as hold_store;
 use crate::store::retention::{self as retention_store, ExpiredBatch};
 use crate::store::{write_transaction, DbConnection, StoreError, MAX_IN_LIST};
+use crate::subjects::holds;
 
 /// The audit action of a retention batch.
 pub const ACTION: &str = "retention.expire";
@@ -29,6 +31,10 @@ pub struct RetentionReport {
     /// Executed erasure requests' receipts shredded, past their time
     /// ([`crate::requests::RECEIPT_DAYS`]).
     pub erasure_receipts_shredded: usize,
+    /// Interactions an erasure kept under a legal hold, deleted now that the hold ended.
+    pub held_interactions_deleted: usize,
+    /// Legal holds left with nothing to hold, whose keys were destroyed.
+    pub legal_holds_ended: usize,
 }
 
 /// What expired for one purpose.
@@ -80,7 +86,42 @@ pub fn run(
     }
     report.erasure_receipts_shredded =
         crate::requests::shred_expired_receipts(conn, policy, actor)?;
+    let expired = expire_holds(conn, policy, now, actor)?;
+    report.held_interactions_deleted = expired.records;
+    report.legal_holds_ended = expired.ended.len();
     Ok(report)
+}
+
+/// Deletes what legal holds kept past its end, and the holds (with their keys) left empty, in
+/// one transaction with the audit entries: one for the records, one per hold that ended.
+pub fn expire_holds(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    now: NaiveDateTime,
+    actor: &Actor,
+) -> Result<hold_store::Expired, StoreError> {
+    write_transaction(conn, |conn| {
+        let expired = hold_store::expire(conn, now)?;
+        let mut entries = Vec::new();
+        if expired.records > 0 {
+            entries.push(
+                Entry::new(actor, holds::ACTION_EXPIRE)
+                    .records(expired.records)
+                    .category("interactions"),
+            );
+        }
+        for (erasure, pseudonym) in &expired.ended {
+            entries.push(
+                Entry::new(actor, holds::ACTION_END)
+                    .pseudonym(Some(pseudonym.clone()))
+                    .target(erasure.clone()),
+            );
+        }
+        if !entries.is_empty() {
+            audit::append(conn, policy.sha256(), entries)?;
+        }
+        Ok(expired)
+    })
 }
 
 impl RetentionReport {

@@ -15,6 +15,7 @@ pub mod connections;
 pub mod consents;
 pub mod console;
 pub mod export;
+pub mod holds;
 pub mod ingest_queue;
 pub mod interactions;
 pub mod keys;
@@ -100,6 +101,11 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(PUT "/v1/subjects/{subject_id}", Requires(&[Action::InteractionsWrite]), subjects::put),
         endpoint!(DELETE "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsErase]), subjects::erase),
         endpoint!(
+            GET "/v1/subjects/{subject_id}/erasure-preview",
+            Requires(&[Action::SubjectsErase]),
+            subjects::erasure_preview
+        ),
+        endpoint!(
             DELETE "/v1/subjects/{subject_id}/suppression",
             Requires(&[Action::SubjectsErase]),
             subjects::lift_suppression
@@ -147,6 +153,11 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             GET "/v1/subjects/{subject_id}/interactions",
             Requires(&[Action::InteractionsRead]),
             interactions::list_for_subject
+        ),
+        endpoint!(
+            GET "/v1/erasures/{id}/held",
+            Requires(&[Action::InteractionsRead]),
+            holds::held
         ),
         endpoint!(POST "/v1/requests", Requires(&[Action::RequestsManage]), requests::create),
         endpoint!(GET "/v1/requests", Requires(&[Action::RequestsManage]), requests::list),

@@ -30,6 +30,8 @@ use super::AppState;
         super::subjects::put,
         super::subjects::lookup,
         super::subjects::erase,
+        super::subjects::erasure_preview,
+        super::holds::held,
         super::subjects::lift_suppression,
         super::export::export_subject,
         super::interactions::create,

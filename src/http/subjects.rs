@@ -11,9 +11,10 @@ use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
 use crate::store::erasure::ErasedCounts;
 use crate::store::erasure::ErasedKey;
+use crate::subjects::holds::Held;
 use crate::subjects::{
-    self, find_by_email, upsert, Email, SubjectChanges, SubjectId, ACTION_LOOKUP,
-    IDENTIFIERS_CATEGORY,
+    self, find_by_email, upsert, Email, ErasurePreview, SubjectChanges, SubjectId,
+    ACTION_ERASURE_PREVIEW, ACTION_LOOKUP, IDENTIFIERS_CATEGORY,
 };
 
 /// Identifiers and traits to set; `null` removes one.
@@ -161,6 +162,11 @@ pub struct ErasureResponse {
     pub erased_at: chrono::DateTime<chrono::Utc>,
     /// What was deleted, by kind.
     pub counts: ErasedCounts,
+    /// What legal holds keep (GDPR Art. 17(3)(b), (e)), per purpose, and until when: held
+    /// interactions are re-encrypted under the hold's own key, restricted to that purpose,
+    /// readable only at `GET /v1/erasures/{id}/held`, and deleted by retention when the hold
+    /// ends. Empty when nothing is held.
+    pub held: Vec<Held>,
     /// A compact JWS (EdDSA) over the same, verifiable with `GET /v1/consents/receipt-key`.
     pub receipt: String,
     /// From this moment no copy made before the erasure (backups, WAL archives, replicas'
@@ -217,10 +223,47 @@ pub async fn erase(
         id: erasure.id,
         erased_at: erasure.erased_at.and_utc(),
         counts: erasure.counts,
+        held: erasure.held,
         receipt: erasure.receipt,
         backups_unreadable_by: erasure.backups_unreadable_by.and_utc(),
         old_copies_removed,
     }))
+}
+
+/// What erasing the person now would do, counted as the officer sees the person (identifiers
+/// and traits, not index rows): what is erased, what legal holds keep and until when, and the
+/// open requests the erasure completes. Nothing is changed; audited as
+/// `subjects.erasure_preview`.
+#[utoipa::path(get, path = "/v1/subjects/{subject_id}/erasure-preview", tag = "subjects",
+    security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    responses(
+        (status = 200, description = "What an erasure would do", body = ErasurePreview),
+        (status = 404, description = "No such subject (or already erased)",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn erasure_preview(
+    state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let for_work = state.clone();
+    let (preview, pseudonym) = state
+        .db
+        .run(move |conn| {
+            subjects::erasure_preview(conn, &for_work.vault, &for_work.policy, &subject_id)
+        })
+        .await?
+        .ok_or_else(subject_not_found)?;
+    audit_trail::record(
+        &request,
+        Entry::new(&actor, ACTION_ERASURE_PREVIEW).pseudonym(Some(pseudonym)),
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(preview))
 }
 
 /// What follows a committed erasure in this process: the key leaves the cache, and the old

@@ -103,6 +103,8 @@ struct RawPurpose {
     retention_days: Spanned<i64>,
     #[serde(default)]
     gpc: bool,
+    /// Absent: held exactly when the legal basis is `legal_obligation`.
+    legal_hold: Option<bool>,
     categories: Option<Vec<Spanned<String>>>,
 }
 
@@ -251,6 +253,7 @@ struct ParsedPurpose {
     description: String,
     retention_days: u32,
     gpc: bool,
+    legal_hold: bool,
     categories: Option<Vec<(Location, CategoryId)>>,
 }
 
@@ -549,6 +552,9 @@ fn check_purposes(
                     retention_days: u32::try_from(retention.clamp(1, MAX_RETENTION_DAYS))
                         .unwrap_or(1),
                     gpc: purpose.gpc,
+                    legal_hold: purpose
+                        .legal_hold
+                        .unwrap_or(purpose.legal_basis == LegalBasis::LegalObligation),
                     categories,
                 },
             );
@@ -622,6 +628,7 @@ fn check_purposes(
                 description: purpose.description.clone(),
                 retention_days: purpose.retention_days,
                 gpc: purpose.gpc,
+                legal_hold: purpose.legal_hold,
                 categories,
                 categories_inherited: inherited,
             },

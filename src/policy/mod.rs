@@ -166,6 +166,10 @@ pub struct Purpose {
     pub retention_days: u32,
     /// Whether a Global Privacy Control signal opts the person out of this purpose.
     pub gpc: bool,
+    /// Whether an erasure keeps the interactions held for this purpose until their retention
+    /// ends (GDPR Art. 17(3)(b) and (e)), restricted to it: by default exactly the purposes
+    /// whose legal basis is `legal_obligation` (docs/data-protection.md, "Legal holds").
+    pub legal_hold: bool,
     /// The data categories this purpose may use (its own list, or its parent's).
     #[schema(value_type = Vec<String>)]
     pub categories: Vec<CategoryId>,

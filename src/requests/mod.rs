@@ -1058,7 +1058,7 @@ pub fn finish_execution(
                 )))?;
                 receipt = Some(erasure.receipt);
                 erased_pk = Some(erasure.erased_key);
-                json!({"subject_found": true, "erasure_id": erasure.id, "erased": erasure.counts})
+                json!({"subject_found": true, "erasure_id": erasure.id, "erased": erasure.counts, "held": erasure.held})
             }
             (Some((subject_id, _)), Kind::Restriction) => {
                 let changed = consent::restrict(conn, vault, policy, subject_id, false, actor)?

@@ -15,12 +15,15 @@ use super::{DbConnection, StoreError};
 pub struct ErasedCounts {
     /// Data keys destroyed (1).
     pub data_keys: usize,
-    /// Identifiers (e-mail, phone) with their blind indexes.
+    /// Identifiers (e-mail, phone), with their blind indexes.
     pub identifiers: usize,
-    /// Segmentable traits.
+    /// Traits (encrypted and segmentable alike).
     pub traits: usize,
-    /// Interactions.
+    /// Interactions erased.
     pub interactions: usize,
+    /// Interactions a legal hold keeps (re-encrypted under the hold's key, restricted to the
+    /// holding purposes; not counted in `interactions` nor in [`ErasedCounts::total`]).
+    pub held_interactions: usize,
     /// Consent statements, with their evidence.
     pub consent_records: usize,
     /// Standing objections.
@@ -155,6 +158,7 @@ pub fn delete_subject(
         identifiers,
         traits,
         interactions,
+        held_interactions: 0,
         consent_records,
         objections,
         restrictions,
@@ -250,5 +254,58 @@ pub fn suppressed_among(
             .filter(suppressions::subject_index.eq_any(chunk))
             .select(suppressions::subject_index)
             .load(conn)
+    })
+}
+
+/// What [`delete_subject`] would find about a person, counted without deleting anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Preview {
+    /// Segmentable traits (the encrypted ones are counted from the subject's row).
+    pub segmentable_traits: usize,
+    /// Interactions.
+    pub interactions: usize,
+    /// Consent statements.
+    pub consent_records: usize,
+    /// Standing objections.
+    pub objections: usize,
+    /// Whether processing is restricted.
+    pub restricted: bool,
+    /// Open data-subject requests naming the person.
+    pub open_requests: usize,
+}
+
+/// Counts what an erasure of `subject_pk` would delete.
+pub fn preview(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    subject_index: &str,
+) -> Result<Preview, StoreError> {
+    let count = |n: i64| usize::try_from(n).unwrap_or(0);
+    let segmentable_traits: i64 = subject_traits::table
+        .filter(subject_traits::subject_pk.eq(subject_pk))
+        .count()
+        .get_result(conn)?;
+    let (interactions, consent_records) = super::export::counts(conn, subject_pk)?;
+    let objections: i64 = objections::table
+        .filter(objections::subject_pk.eq(subject_pk))
+        .count()
+        .get_result(conn)?;
+    let restrictions: i64 = restrictions::table
+        .filter(restrictions::subject_pk.eq(subject_pk))
+        .count()
+        .get_result(conn)?;
+    let mut indexes: Vec<String> = subject_identifiers::table
+        .filter(subject_identifiers::subject_pk.eq(subject_pk))
+        .select(subject_identifiers::blind_index)
+        .load(conn)?;
+    indexes.push(subject_index.to_owned());
+    let open_requests = super::requests::open_naming(conn, &indexes)?.len();
+    Ok(Preview {
+        segmentable_traits: count(segmentable_traits),
+        interactions: count(interactions),
+        consent_records: count(consent_records),
+        objections: count(objections),
+        restricted: restrictions > 0,
+        open_requests,
     })
 }

@@ -232,7 +232,10 @@ pub fn wrapped_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, S
         )
         .count()
         .get_result(conn)?;
-    Ok(data + material + super::requests::keys_up_to_epoch(conn, epoch)?)
+    Ok(data
+        + material
+        + super::requests::keys_up_to_epoch(conn, epoch)?
+        + super::holds::keys_up_to_epoch(conn, epoch)?)
 }
 
 /// The current (latest) key epoch, if any was started.

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod consents;
 pub mod erasure;
 pub mod export;
+pub mod holds;
 pub mod interactions;
 pub mod keys;
 pub mod legal_basis;

@@ -343,7 +343,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// What erasures kept under a legal hold: one key per erasure, wrapped by the master key.
+    legal_holds (erasure_id) {
+        erasure_id -> Text,
+        pseudonym -> Text,
+        key_id -> Text,
+        master_key_id -> Text,
+        epoch -> Nullable<BigInt>,
+        wrapped -> Binary,
+        held_since -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Interactions an erasure kept for a purpose with a legal hold, under the hold's key.
+    held_interactions (id) {
+        id -> Text,
+        erasure_id -> Text,
+        interaction_type -> Text,
+        channel -> Text,
+        occurred_at -> Timestamp,
+        purposes -> Text,
+        data_ct -> Text,
+        held_until -> Timestamp,
+    }
+}
+
 diesel::joinable!(data_keys -> subjects (subject_pk));
+diesel::joinable!(held_interactions -> legal_holds (erasure_id));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
 diesel::joinable!(interactions -> subjects (subject_pk));
@@ -376,4 +404,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     opendsr_identity,
     segments,
     segment_answers,
+    legal_holds,
+    held_interactions,
 );

@@ -5,6 +5,8 @@
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use serde::Serialize;
 
+use super::holds::{self, Held};
+use super::sealed::read_map;
 use super::{subject_index, SubjectError, SubjectId};
 use crate::audit::{self, Actor, Entry};
 use crate::crypto::JwsSigner;
@@ -18,6 +20,8 @@ use crate::vault::Vault;
 
 /// The audit action of an erasure.
 pub const ACTION_ERASE: &str = "subjects.erase";
+/// The audit action of looking at what an erasure would do (before confirming it).
+pub const ACTION_ERASURE_PREVIEW: &str = "subjects.erasure_preview";
 /// The audit action of blocking ingestion for an erased subject id.
 pub const ACTION_SUPPRESS: &str = "subjects.suppress";
 /// The audit action of lifting that block.
@@ -32,6 +36,8 @@ pub struct Erasure {
     pub erased_at: NaiveDateTime,
     /// What was deleted, by kind.
     pub counts: ErasedCounts,
+    /// What legal holds keep, per purpose, and until when.
+    pub held: Vec<Held>,
     /// A compact JWS (EdDSA, the receipt key) over [`ErasureClaims`].
     pub receipt: String,
     /// Where the destroyed key was (for the caller to drop caches and remove old copies of the
@@ -59,6 +65,8 @@ pub struct ErasureClaims<'a> {
     pub erased_at: String,
     /// What was deleted, by kind.
     pub erased: &'a ErasedCounts,
+    /// What legal holds keep, restricted to their purpose, and until when (empty: nothing).
+    pub held: &'a [Held],
     /// The pseudonym the person had in the audit log, which names this erasure too.
     pub audit_pseudonym: &'a str,
     /// Whether ingestion for the subject_id stays blocked until lifted.
@@ -89,15 +97,25 @@ pub fn erase(
         let Some(row) = subject_store::find_by_index(conn, &index)? else {
             return Ok(None);
         };
-        // The pseudonym comes from the data key, which is about to be destroyed.
-        let pseudonym = vault.data_key_for(conn, &row.id)?.pseudonym().to_owned();
+        // The pseudonym comes from the data key, which is about to be destroyed; what the
+        // legal holds keep is re-encrypted under a key of the hold's own before that.
+        let key = vault.data_key_for(conn, &row.id)?;
+        let pseudonym = key.pseudonym().to_owned();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let erased_at = Utc::now().naive_utc().trunc_subsecs(6);
+        let kept = holds::keep(
+            conn, vault, policy, &row.id, &key, &id, &pseudonym, erased_at,
+        )?;
         let erasure_store::Deleted {
-            counts,
+            mut counts,
             key: erased_key,
             open_requests,
         } = erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let erased_at = Utc::now().naive_utc().trunc_subsecs(6);
+        // Counted as the officer sees the person: identifiers and traits, not index rows.
+        counts.identifiers = read_map(&row.identifiers_ct)?.len();
+        counts.traits += read_map(&row.traits_ct)?.len();
+        counts.held_interactions = kept.records;
+        counts.interactions -= kept.records.min(counts.interactions);
         let backups_unreadable_by = vault
             .erasure_reaches_backups_by(conn, erased_at)?
             .trunc_subsecs(0);
@@ -109,6 +127,7 @@ pub fn erase(
             iat: erased_at.and_utc().timestamp(),
             erased_at: audit::format_time(&erased_at),
             erased: &counts,
+            held: &kept.held,
             audit_pseudonym: &pseudonym,
             suppressed: suppress,
             policy_sha256: policy.sha256(),
@@ -157,6 +176,19 @@ pub fn erase(
             }
         }
         entries.insert(0, entry);
+        if !kept.held.is_empty() {
+            let mut hold = Entry::new(actor, holds::ACTION_KEEP)
+                .pseudonym(Some(pseudonym.clone()))
+                .target(id.clone())
+                .records(kept.records)
+                .category("interactions");
+            for held in &kept.held {
+                if let Ok(purpose) = crate::policy::PurposeId::parse(&held.purpose) {
+                    hold.add_purpose(policy, &purpose);
+                }
+            }
+            entries.insert(1, hold);
+        }
         audit::append(conn, policy.sha256(), entries)?;
         let others: Vec<&str> = open_requests
             .iter()
@@ -168,6 +200,7 @@ pub fn erase(
             id,
             erased_at,
             counts,
+            held: kept.held,
             receipt,
             erased_key,
             backups_unreadable_by,
@@ -209,4 +242,60 @@ pub fn suppressed_among<'a>(
         .filter(|(_, index)| suppressed.contains(index))
         .map(|(id, _)| *id)
         .collect())
+}
+
+/// What an erasure of a person would do, as the officer sees the person: shown before they
+/// confirm it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErasurePreview {
+    /// Identifiers (e-mail, phone) that would be erased.
+    pub identifiers: usize,
+    /// Traits (encrypted and segmentable alike).
+    pub traits: usize,
+    /// Interactions that would be erased.
+    pub interactions: usize,
+    /// Interactions a legal hold would keep (see `held`).
+    pub held_interactions: usize,
+    /// What legal holds would keep, per purpose, and until when.
+    pub held: Vec<Held>,
+    /// Consent statements (with their evidence).
+    pub consent_records: usize,
+    /// Standing objections.
+    pub objections: usize,
+    /// Whether processing is restricted now.
+    pub restricted: bool,
+    /// Open data-subject requests naming the person: the erasure completes them, explained.
+    pub open_requests: usize,
+}
+
+/// What erasing `subject_id` now would do (nothing is written); `None` when no subject has
+/// this id. Also returns the person's pseudonym, for the audit entry.
+pub fn preview(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    subject_id: &SubjectId,
+) -> Result<Option<(ErasurePreview, String)>, SubjectError> {
+    let index = subject_index(vault, subject_id);
+    let Some(row) = subject_store::find_by_index(conn, &index)? else {
+        return Ok(None);
+    };
+    let pseudonym = vault.data_key_for(conn, &row.id)?.pseudonym().to_owned();
+    let now = Utc::now().naive_utc();
+    let kept = holds::preview(conn, policy, &row.id, now)?;
+    let counts = erasure_store::preview(conn, &row.id, &row.subject_index)?;
+    Ok(Some((
+        ErasurePreview {
+            identifiers: read_map(&row.identifiers_ct)?.len(),
+            traits: read_map(&row.traits_ct)?.len() + counts.segmentable_traits,
+            interactions: counts.interactions.saturating_sub(kept.records),
+            held_interactions: kept.records,
+            held: kept.held,
+            consent_records: counts.consent_records,
+            objections: counts.objections,
+            restricted: counts.restricted,
+            open_requests: counts.open_requests,
+        },
+        pseudonym,
+    )))
 }

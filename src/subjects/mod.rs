@@ -3,6 +3,7 @@
 //! encrypted unless the policy declares them segmentable.
 
 mod erase;
+pub mod holds;
 pub mod sealed;
 mod values;
 
@@ -14,8 +15,8 @@ use chrono::{NaiveDateTime, Utc};
 use serde_json::Value;
 
 pub use erase::{
-    erase, lift_suppression, suppressed_among, Erasure, ErasureClaims, ACTION_ERASE,
-    ACTION_LIFT_SUPPRESSION, ACTION_SUPPRESS,
+    erase, lift_suppression, preview as erasure_preview, suppressed_among, Erasure, ErasureClaims,
+    ErasurePreview, ACTION_ERASE, ACTION_ERASURE_PREVIEW, ACTION_LIFT_SUPPRESSION, ACTION_SUPPRESS,
 };
 pub use values::{Email, FieldValue, Phone, SubjectId, MAX_SUBJECT_ID_LEN, MAX_TEXT_VALUE_CHARS};
 

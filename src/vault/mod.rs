@@ -37,6 +37,8 @@ pub(crate) const ROOT_LABEL: &str = "root";
 pub(crate) const DATA_KEY_LABEL: &str = "data-key";
 /// The wrapping label of a data-subject request's own key.
 pub const REQUEST_KEY_LABEL: &str = "request-key";
+/// The wrapping label of a legal hold's own key (its owner: the erasure's id).
+pub const HOLD_KEY_LABEL: &str = "hold-key";
 
 /// A record's own key as stored (a data-subject request's): wrapped like a data key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::{Vault, VaultError, DATA_KEY_LABEL, REQUEST_KEY_LABEL, ROOT_LABEL};
+use super::{Vault, VaultError, DATA_KEY_LABEL, HOLD_KEY_LABEL, REQUEST_KEY_LABEL, ROOT_LABEL};
 use crate::crypto::{MasterKeyring, WrapContext};
 use crate::store::keys::{self as key_store, RotationRow};
 use crate::store::{write_transaction, DbConnection, StoreError};
@@ -119,6 +119,16 @@ pub(crate) fn rewrap_all(
         let (master, epoch, wrapped) = vault.wrap_current(&context, &secret)?;
         rewrapped +=
             crate::store::requests::rewrap_key(conn, &row, &master, epoch, &wrapped)? as i64;
+    }
+
+    for row in crate::store::holds::keys_not_under(conn, &target_master, epoch)? {
+        let context = WrapContext {
+            label: HOLD_KEY_LABEL,
+            owner: &row.erasure_id,
+        };
+        let secret = vault.unwrap_stored(&row.master_key_id, row.epoch, &context, &row.wrapped)?;
+        let (master, epoch, wrapped) = vault.wrap_current(&context, &secret)?;
+        rewrapped += crate::store::holds::rewrap_key(conn, &row, &master, epoch, &wrapped)? as i64;
     }
 
     let mut after = String::new();

@@ -16,6 +16,7 @@ mod errors;
 mod export;
 mod first_start;
 mod helpers;
+mod holds;
 mod interactions;
 mod keys;
 mod legal_basis;

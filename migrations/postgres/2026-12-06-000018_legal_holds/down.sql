@@ -1,0 +1,2 @@
+DROP TABLE held_interactions;
+DROP TABLE legal_holds;
