@@ -9,6 +9,7 @@
 //! goes on only if the announcement is accepted.
 
 mod csv;
+pub mod glance;
 mod json;
 pub mod zip;
 
@@ -134,6 +135,10 @@ struct Head {
     restricted_since: Option<NaiveDateTime>,
     objections: Vec<(String, NaiveDateTime)>,
     current: Vec<(String, String, NaiveDateTime)>,
+    /// The engine's view of the person, as read in this snapshot.
+    state: SubjectState,
+    /// The sequence of each current statement, by purpose (which of them is latest).
+    sequences: BTreeMap<String, i64>,
     processing: Vec<Processing>,
     interactions: i64,
     consents: i64,
@@ -246,6 +251,10 @@ fn read_head(
             .collect(),
         restricted: restricted_since.is_some(),
     };
+    let sequences: BTreeMap<String, i64> = current_rows
+        .iter()
+        .map(|current| (current.purpose.clone(), current.sequence))
+        .collect();
     let current: Vec<(String, String, NaiveDateTime)> = current_rows
         .into_iter()
         .map(|current| (current.purpose, current.status, current.since))
@@ -293,6 +302,8 @@ fn read_head(
         restricted_since,
         objections,
         current,
+        state,
+        sequences,
         processing,
         interactions,
         consents,

@@ -253,3 +253,12 @@ pub async fn export_subject(
     audit_trail::record(&request, export_entry(&actor, &summary));
     Ok(response)
 }
+
+impl From<ExportError> for ApiError {
+    fn from(error: ExportError) -> Self {
+        match error {
+            ExportError::Subject(error) => error.into(),
+            ExportError::Io(error) => ApiError::Internal(anyhow::Error::new(error)),
+        }
+    }
+}

@@ -100,6 +100,7 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/v1/ropa", Requires(&[Action::PolicyRead]), policy::ropa),
         endpoint!(PUT "/v1/subjects/{subject_id}", Requires(&[Action::InteractionsWrite]), subjects::put),
         endpoint!(DELETE "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsErase]), subjects::erase),
+        endpoint!(GET "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsExport]), subjects::glance),
         endpoint!(
             GET "/v1/subjects/{subject_id}/erasure-preview",
             Requires(&[Action::SubjectsErase]),

@@ -31,6 +31,7 @@ use super::AppState;
         super::subjects::lookup,
         super::subjects::erase,
         super::subjects::erasure_preview,
+        super::subjects::glance,
         super::holds::held,
         super::subjects::lift_suppression,
         super::export::export_subject,

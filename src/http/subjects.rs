@@ -230,6 +230,87 @@ pub async fn erase(
     }))
 }
 
+/// What the person's screen may show.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GlanceQuery {
+    /// `identifiers`: include the values of the person's e-mail address and phone number
+    /// (audited as `subjects.reveal`).
+    pub reveal: Option<String>,
+}
+
+/// The person at a glance: which identifiers they have (values only with
+/// `?reveal=identifiers`), their traits, the legal basis in effect now for every purpose and
+/// why, and the newest 100 interactions with the purposes each is still held for and until
+/// when. Audited as `subjects.view` (and `subjects.reveal` when identifiers are revealed).
+#[utoipa::path(get, path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
+    params(("subject_id" = String, Path, description = "The app's id for the person"), GlanceQuery),
+    responses(
+        (status = 200, description = "The person at a glance", body = crate::export::glance::Glance),
+        (status = 400, description = "`reveal` is not `identifiers`",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such subject",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn glance(
+    state: web::Data<AppState>,
+    actor: Actor,
+    request: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<GlanceQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let reveal = match query.reveal.as_deref() {
+        None => false,
+        Some("identifiers") => true,
+        Some(_) => {
+            return Err(Rejection::bad_request(
+                "invalid_query",
+                "`reveal` may only be `identifiers`",
+            )
+            .into())
+        }
+    };
+    let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let for_work = state.clone();
+    let glance = state
+        .db
+        .run(move |conn| {
+            crate::export::glance::glance(
+                conn,
+                &for_work.vault,
+                &for_work.policy,
+                &subject_id,
+                reveal,
+            )
+        })
+        .await?
+        .ok_or_else(subject_not_found)?;
+    let mut view = Entry::new(&actor, ACTION_VIEW)
+        .pseudonym(Some(glance.pseudonym.clone()))
+        .records(1 + glance.timeline.len());
+    for category in &glance.categories {
+        view.add_category(category);
+    }
+    audit_trail::record(&request, view);
+    if reveal && !glance.identifiers.is_empty() {
+        audit_trail::record(
+            &request,
+            Entry::new(&actor, ACTION_REVEAL)
+                .pseudonym(Some(glance.pseudonym.clone()))
+                .records(glance.identifiers.len())
+                .category(IDENTIFIERS_CATEGORY),
+        );
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(glance))
+}
+
+/// The audit action of looking at a person at a glance.
+pub const ACTION_VIEW: &str = "subjects.view";
+/// The audit action of revealing a person's identifiers on their screen.
+pub const ACTION_REVEAL: &str = "subjects.reveal";
+
 /// What erasing the person now would do, counted as the officer sees the person (identifiers
 /// and traits, not index rows): what is erased, what legal holds keep and until when, and the
 /// open requests the erasure completes. Nothing is changed; audited as

@@ -183,3 +183,17 @@ pub fn audit_page(
         .select(AuditRow::as_select())
         .load(conn)?)
 }
+
+/// The subject's newest `limit` interactions, newest first.
+pub fn latest_interactions(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    limit: i64,
+) -> Result<Vec<InteractionRow>, StoreError> {
+    Ok(interactions::table
+        .filter(interactions::subject_pk.eq(subject_pk))
+        .order((interactions::occurred_at.desc(), interactions::id.desc()))
+        .limit(limit)
+        .select(InteractionRow::as_select())
+        .load(conn)?)
+}
