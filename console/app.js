@@ -90,9 +90,77 @@ function facts(pairs, kind = 'facts') {
   );
 }
 
-const dateFormat = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
+// One date format everywhere, in what is shown and in what is typed: ISO 8601, UTC
+// (`2026-12-06 14:03 UTC`; days as `2026-12-06`). A browser's own date picker follows the
+// browser's locale instead, so day fields are text fields in this format.
 function when(text) {
-  return text ? `${dateFormat.format(new Date(text))} UTC` : '—';
+  return text ? `${new Date(text).toISOString().slice(0, 16).replace('T', ' ')} UTC` : '—';
+}
+
+/** The day of a time, `YYYY-MM-DD` (UTC). */
+function day(text) {
+  return text ? new Date(text).toISOString().slice(0, 10) : '—';
+}
+
+const DAY_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
+
+/** Whether `value` is a real day in `YYYY-MM-DD` form. */
+function isDay(value) {
+  return DAY_PATTERN.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`))
+    && new Date(`${value}T00:00:00Z`).toISOString().slice(0, 10) === value;
+}
+
+/** A day field: text in the console's one date format. */
+function dayInput(name, value = '') {
+  return h('input', { name, value, inputmode: 'numeric', autocomplete: 'off', spellcheck: 'false', placeholder: 'YYYY-MM-DD', maxlength: '10' });
+}
+
+/**
+ * Marks a form control invalid with a message tied to it (`aria-invalid`, and the message in
+ * its `aria-describedby`), and announces the message; focus moves to the control.
+ */
+function fieldError(control, message) {
+  const id = `${control.id}-error`;
+  let note = document.getElementById(id);
+  if (!note) {
+    note = h('span', { id, class: 'field-error' });
+    control.closest('.field, fieldset')?.append(note);
+  }
+  note.textContent = message;
+  control.setAttribute('aria-invalid', 'true');
+  const described = (control.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
+  if (!described.includes(id)) control.setAttribute('aria-describedby', [...described, id].join(' '));
+  announce(`Please check the form: ${message}`, 'error');
+  control.focus();
+}
+
+/** Clears the errors `fieldError` tied to the controls of `form`. */
+function clearFieldErrors(form) {
+  for (const control of form.querySelectorAll('[aria-invalid="true"]')) {
+    const id = `${control.id}-error`;
+    control.removeAttribute('aria-invalid');
+    const described = (control.getAttribute('aria-describedby') || '').split(' ').filter((part) => part && part !== id);
+    if (described.length) control.setAttribute('aria-describedby', described.join(' '));
+    else control.removeAttribute('aria-describedby');
+    document.getElementById(id)?.remove();
+  }
+}
+
+/**
+ * `attempt`, for a form: an error the API answers about what was typed (400, 422) is also tied
+ * to `control`.
+ */
+async function attemptFor(control, work) {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 400 || error.status === 422) && control) {
+      fieldError(control, error.problem?.detail || error.message);
+      announce(error.message, 'error');
+      return undefined;
+    }
+    return attempt(() => Promise.reject(error));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,9 +306,9 @@ function renderSignIn() {
         event.preventDefault();
         clearStatus();
         const value = key.value.trim();
+        clearFieldErrors(form);
         if (!value) {
-          announce('Paste your API key to sign in.', 'error');
-          key.focus();
+          fieldError(key, 'paste your API key to sign in.');
           return;
         }
         const session = await attempt(() => signIn(value));
@@ -362,7 +430,12 @@ async function renderRequests(filters = {}) {
   ]);
   const requests = page ? page.requests : [];
   const rows = requests.map((request) => [
-    h('a', { href: `#/requests/${encodeURIComponent(request.id)}` }, `${kindLabel(request.type)}: ${personOf(request)}`),
+    // Each link's name is its own: two requests of one kind for one person differ by the day
+    // they came and their id.
+    h('a', {
+      href: `#/requests/${encodeURIComponent(request.id)}`,
+      'aria-label': `${kindLabel(request.type)}: ${personOf(request)}, received ${day(request.received_at)} (request ${request.id.slice(-8)})`,
+    }, `${kindLabel(request.type)}: ${personOf(request)}`),
     request.regulation.toUpperCase(),
     request.status.replace('_', ' '),
     when(request.received_at),
@@ -391,9 +464,9 @@ function newRequestForm(purposeIds) {
   const regulation = select('regulation', [['gdpr', 'GDPR'], ['ccpa', 'CCPA']], 'gdpr');
   const by = select('by', [['subject_id', 'Subject id'], ['email', 'E-mail address']], 'subject_id');
   const who = h('input', { name: 'who', required: true, autocomplete: 'off' });
-  const receivedOn = h('input', { type: 'date', name: 'received_on', value: today(), max: today(), required: true });
+  const receivedOn = dayInput('received_on', today());
   // Objection: the purposes objected to.
-  const purposeBoxes = (purposeIds || []).map((id) => h('input', { type: 'checkbox', name: 'purpose', value: id }));
+  const purposeBoxes = (purposeIds || []).map((id) => h('input', { type: 'checkbox', name: 'purpose', value: id, id: `purpose-${id.replaceAll('.', '-')}` }));
   const purposeText = h('input', { name: 'purposes', autocomplete: 'off' });
   const purposes = h(
     'fieldset',
@@ -422,8 +495,8 @@ function newRequestForm(purposeIds) {
   const requestBody = () => {
     const body = { type: kind.value, regulation: regulation.value };
     // Today: the server's clock (the time of day counts). An earlier day: from its start.
-    if (receivedOn.value && receivedOn.value !== today()) {
-      body.received_at = `${receivedOn.value}T00:00:00Z`;
+    if (receivedOn.value.trim() !== today()) {
+      body.received_at = `${receivedOn.value.trim()}T00:00:00Z`;
     }
     body[by.value] = who.value.trim();
     if (kind.value === 'objection') {
@@ -446,18 +519,36 @@ function newRequestForm(purposeIds) {
     }
     return body;
   };
-  return h(
-    'section',
-    { 'aria-labelledby': 'new-request' },
-    h('h2', { id: 'new-request' }, 'Record a new request'),
-    h(
+  // What can be checked before asking the API, each error tied to its field.
+  const check = () => {
+    if (!who.value.trim()) {
+      fieldError(who, 'name the person: their subject id or e-mail address.');
+      return false;
+    }
+    if (!isDay(receivedOn.value.trim())) {
+      fieldError(receivedOn, 'give the day the request arrived, written as YYYY-MM-DD.');
+      return false;
+    }
+    if (receivedOn.value.trim() > today()) {
+      fieldError(receivedOn, 'the day the request arrived cannot be in the future.');
+      return false;
+    }
+    if (kind.value === 'objection' && purposeIds && !purposeBoxes.some((box) => box.checked)) {
+      fieldError(purposeBoxes[0], 'choose at least one purpose objected to.');
+      return false;
+    }
+    return true;
+  };
+  const form = h(
       'form',
       {
         class: 'stack',
         onsubmit: async (event) => {
           event.preventDefault();
           clearStatus();
-          const created = await attempt(() => call('POST', '/v1/requests', requestBody()));
+          clearFieldErrors(form);
+          if (!check()) return;
+          const created = await attemptFor(who, () => call('POST', '/v1/requests', requestBody()));
           if (created) {
             // Shown here rather than through a hash change, which clears the status line: the
             // confirmation stays on the request's screen.
@@ -469,11 +560,16 @@ function newRequestForm(purposeIds) {
       },
       h('div', { class: 'row' }, field('Type', kind), field('Regulation', regulation)),
       h('div', { class: 'row' }, field('Identify the person by', by), field('Value', who)),
-      field('Received on', receivedOn, 'The day the request arrived (UTC); its deadline counts from then (from the start of an earlier day, from now for today).'),
+      field('Received on', receivedOn, 'The day the request arrived, YYYY-MM-DD (UTC); its deadline counts from then (from the start of an earlier day, from now for today).'),
       purposes,
       changes,
       h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Record request')),
-    ),
+    );
+  return h(
+    'section',
+    { 'aria-labelledby': 'new-request' },
+    h('h2', { id: 'new-request' }, 'Record a new request'),
+    form,
   );
 }
 
@@ -489,9 +585,9 @@ async function renderRequest(id) {
     ? h('a', { href: `#/subjects/${encodeURIComponent(named.subject_id)}` }, named.subject_id)
     : personOf(request);
   const open = request.status !== 'completed' && request.status !== 'rejected';
-  const act = async (path, body, done) => {
+  const act = async (path, body, done, control = null) => {
     clearStatus();
-    const updated = await attempt(() => call('POST', `/v1/requests/${encodeURIComponent(id)}/${path}`, body));
+    const updated = await attemptFor(control, () => call('POST', `/v1/requests/${encodeURIComponent(id)}/${path}`, body));
     if (updated) {
       await renderRequest(id);
       announce(done);
@@ -512,7 +608,7 @@ async function renderRequest(id) {
   }
   if (open && request.status !== 'received') {
     const execute = request.type === 'erasure'
-      ? () => confirmErasure(named.subject_id ?? named.email ?? request.id, async () => {
+      ? async () => confirmErasure(named.subject_id ?? named.email ?? request.id, async () => {
         clearStatus();
         const executed = await attempt(() => call('POST', `/v1/requests/${encodeURIComponent(id)}/execute`, {}));
         if (!executed) {
@@ -529,9 +625,10 @@ async function renderRequest(id) {
           id: result.erasure_id,
           erased_at: executed.completed_at,
           counts: result.erased,
+          held: result.held,
           receipt: executed.erasure_receipt,
         }, id);
-      })
+      }, await requestErasurePreview(named))
       : () => act('execute', {}, 'Request executed.');
     actions.push(h('button', { type: 'button', onclick: execute }, 'Execute'));
   }
@@ -545,7 +642,12 @@ async function renderRequest(id) {
           'aria-label': 'Extend the deadline',
           onsubmit: (event) => {
             event.preventDefault();
-            act('extend', { reason: extendReason.value.trim() }, 'Deadline extended.');
+            clearFieldErrors(event.target);
+            if (!extendReason.value.trim()) {
+              fieldError(extendReason, 'give the reason for extending (it is recorded and told to the person).');
+              return;
+            }
+            act('extend', { reason: extendReason.value.trim() }, 'Deadline extended.', extendReason);
           },
         },
         field('Reason for extending', extendReason),
@@ -562,7 +664,12 @@ async function renderRequest(id) {
           'aria-label': 'Reject the request',
           onsubmit: (event) => {
             event.preventDefault();
-            act('reject', { reason: rejectReason.value.trim() }, 'Request rejected.');
+            clearFieldErrors(event.target);
+            if (!rejectReason.value.trim()) {
+              fieldError(rejectReason, 'give the reason for rejecting (it is recorded and told to the person).');
+              return;
+            }
+            act('reject', { reason: rejectReason.value.trim() }, 'Request rejected.', rejectReason);
           },
         },
         field('Reason for rejecting', rejectReason),
@@ -586,6 +693,7 @@ async function renderRequest(id) {
             id: request.result.erasure_id,
             erased_at: request.completed_at,
             counts: request.result.erased,
+            held: request.result.held,
             receipt: kept.erasure_receipt,
             kept_until: kept.kept_until,
           }, id, false);
@@ -648,9 +756,9 @@ function renderSubjectSearch() {
         event.preventDefault();
         clearStatus();
         const text = value.value.trim();
+        clearFieldErrors(form);
         if (!text) {
-          announce('Enter a subject id or an e-mail address.', 'error');
-          value.focus();
+          fieldError(value, 'enter a subject id or an e-mail address.');
           return;
         }
         if (by.value === 'subject_id') {
@@ -698,24 +806,78 @@ function noticeProof(notice) {
   return h('span', {}, name, h('br'), h('code', { class: 'hash', title: `SHA-256 of the text shown: ${notice.sha256}` }, `text ${notice.sha256.slice(0, 12)}…`));
 }
 
+/** The API's explanation in words, with its `code` quoting shown as quotation marks. */
+const words = (text) => (text || '').replace(/`([^`]*)`/g, '“$1”');
+
+/** A legal basis in effect or not, as a badge with its reason. */
+function basisBadge(basis) {
+  return basis.in_effect
+    ? h('span', { class: 'badge good' }, 'In effect')
+    : h('span', { class: 'badge bad' }, `Not in effect: ${(basis.reason || '').replaceAll('_', ' ')}`);
+}
+
+/** The person's identifiers: which ones they have, and their values only when revealed. */
+function identifierList(subjectId, glance) {
+  const section = h('div', { class: 'panel', 'aria-live': 'polite' });
+  const fill = (current) => {
+    const rows = current.identifiers.map((identifier) => [
+      identifier.kind === 'email' ? 'E-mail address' : identifier.kind === 'phone' ? 'Phone number' : identifier.kind,
+      current.identifiers_revealed ? h('span', { class: 'mono' }, identifier.value) : 'Held (hidden)',
+    ]);
+    const reveal = !current.identifiers_revealed && current.identifiers.length
+      ? h('button', {
+        type: 'button',
+        class: 'secondary',
+        onclick: async () => {
+          clearStatus();
+          const revealed = await attempt(() => call('GET', `/v1/subjects/${encodeURIComponent(subjectId)}?reveal=identifiers`));
+          if (revealed) {
+            fill(revealed);
+            announce('Identifiers revealed; this is recorded in the audit log.');
+          }
+        },
+      }, 'Reveal identifiers')
+      : null;
+    section.replaceChildren(
+      rows.length ? facts(rows) : h('p', {}, 'No e-mail address or phone number is held.'),
+      reveal ? h('p', { class: 'hint' }, 'Revealing them is recorded in the audit log.') : null,
+      reveal ? h('div', { class: 'actions' }, reveal) : null,
+    );
+  };
+  fill(glance);
+  return section;
+}
+
 async function renderSubject(subjectId) {
   const display = view();
   const path = `/v1/subjects/${encodeURIComponent(subjectId)}`;
-  const [state, trail] = await Promise.all([
-    attempt(() => call('GET', `${path}/consents`)),
+  const [glance, state, trail] = await Promise.all([
+    attempt(() => call('GET', path)),
+    call('GET', `${path}/consents`).catch(() => null),
     may('audit.read')
       ? call('GET', `/v1/audit?${new URLSearchParams({ subject_id: subjectId, limit: '100' })}`).catch(() => null)
       : null,
   ]);
   const back = h('p', {}, h('a', { href: '#/subjects' }, 'Find another person'));
-  if (!state) {
+  if (!glance || !state) {
     display(`Subject ${subjectId}`, back);
     return;
   }
+  const basisOf = new Map(glance.legal_basis.map((basis) => [basis.purpose, basis]));
+  // A statement's own status, and whether it has effect now (an objection to a parent, a
+  // restriction or a later statement on a parent can take it away).
   const current = table(
     'Current consent, per purpose',
-    ['Purpose', 'Status', 'Since'],
-    state.current.map((c) => [c.purpose, h('span', { class: `badge ${c.status === 'granted' ? 'good' : 'bad'}` }, c.status), when(c.since)]),
+    ['Purpose', 'Status', 'Since', 'In effect now'],
+    state.current.map((c) => {
+      const basis = basisOf.get(c.purpose);
+      return [
+        c.purpose,
+        h('span', { class: `badge ${c.status === 'granted' ? 'good' : 'bad'}` }, c.status),
+        when(c.since),
+        basis ? [basisBadge(basis), ' ', words(basis.why)] : '—',
+      ];
+    }),
   );
   const history = table(
     'Consent history, oldest first',
@@ -730,6 +892,31 @@ async function renderSubject(subjectId) {
     ]),
   );
   const objections = table('Objections (Art. 21)', ['Purpose', 'Since'], state.objections.map((o) => [o.purpose, when(o.since)]));
+  const bases = table(
+    'Legal basis in effect, per purpose',
+    ['Purpose', 'Legal basis', 'Now', 'Why', 'Since'],
+    glance.legal_basis.map((basis) => [
+      basis.purpose,
+      basis.legal_basis.replaceAll('_', ' '),
+      basisBadge(basis),
+      words(basis.why),
+      basis.since ? when(basis.since) : '—',
+    ]),
+  );
+  const traits = table('Traits', ['Trait', 'Value'], Object.entries(glance.traits).map(([name, value]) => [name, String(value)]));
+  const timeline = table(
+    'Interactions, newest first',
+    ['When', 'Type', 'Channel', 'Held for, until', 'Fields'],
+    glance.timeline.map((item) => [
+      when(item.occurred_at),
+      item.type,
+      item.channel,
+      item.held_for.length
+        ? h('ul', { class: 'plain' }, item.held_for.map((held) => h('li', {}, `${held.purpose} until ${day(held.until)}${held.legal_hold ? ' (legal hold: kept at erasure)' : ''}`)))
+        : 'No purpose (deleted at the next retention run)',
+      item.fields.join(', ') || '—',
+    ]),
+  );
   const actions = [
     h('button', { type: 'button', class: 'secondary', onclick: () => save(`${path}/export`) }, 'Export JSON'),
     h('button', { type: 'button', class: 'secondary', onclick: () => save(`${path}/export?format=csv`) }, 'Export CSV (zip)'),
@@ -747,14 +934,29 @@ async function renderSubject(subjectId) {
   display(
     `Subject ${subjectId}`,
     back,
-    h('div', { class: 'panel' }, facts([['Processing', state.restricted ? h('span', { class: 'badge bad' }, 'Restricted (Art. 18)') : 'Not restricted']])),
+    h('div', { class: 'panel' }, facts([
+      ['Processing', state.restricted ? h('span', { class: 'badge bad' }, 'Restricted (Art. 18)') : 'Not restricted'],
+      ['First seen', when(glance.created_at)],
+      ['Last changed', when(glance.updated_at)],
+      ['Interactions held', String(glance.interactions)],
+    ])),
     h('div', { class: 'actions', role: 'group', 'aria-label': 'Actions on this person' }, actions),
+    h('h2', {}, 'Identifiers'),
+    identifierList(subjectId, glance),
+    h('h2', {}, 'Traits'),
+    traits,
+    h('h2', {}, 'Legal basis'),
+    h('p', { class: 'hint' }, 'What the policy engine decides for each purpose now: a restriction, an objection (to the purpose or a parent) or the latest consent statement (on the purpose or a parent) decides.'),
+    bases,
     h('h2', {}, 'Consents'),
     current,
     h('h3', {}, 'History'),
     history,
     h('h3', {}, 'Objections'),
     objections,
+    h('h2', {}, 'Interactions'),
+    h('p', { class: 'hint' }, `The newest ${glance.timeline.length} of ${glance.interactions}, with the purposes each is still held for and when retention ends for each. Their content is in the export.`),
+    timeline,
     trail ? accessTrail(trail.entries) : null,
   );
 }
@@ -799,11 +1001,66 @@ async function restriction(subjectId, method) {
   }
 }
 
+/** Keeps Tab and Shift+Tab inside a modal dialog, cycling through its controls. */
+function trapFocus(dialog) {
+  dialog.addEventListener('keydown', (event) => {
+    if (event.key !== 'Tab') return;
+    const focusable = [...dialog.querySelectorAll('button, input, select, textarea, a[href], [tabindex="0"]')]
+      .filter((element) => !element.disabled && element.offsetParent !== null);
+    if (focusable.length === 0) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    if (event.shiftKey && document.activeElement === first) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
+}
+
+/** What an erasure will do, from `GET /v1/subjects/{id}/erasure-preview`, in words. */
+function previewParts(preview) {
+  if (!preview) return [];
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  const parts = [
+    h('h3', {}, 'What will be erased'),
+    facts([
+      ['Identifiers', plural(preview.identifiers, 'identifier (e-mail, phone)', 'identifiers (e-mail, phone)')],
+      ['Traits', plural(preview.traits, 'trait', 'traits')],
+      ['Interactions', plural(preview.interactions, 'interaction', 'interactions')],
+      ['Consent statements', plural(preview.consent_records, 'statement', 'statements')],
+      ['Objections', plural(preview.objections, 'objection', 'objections')],
+    ], 'erase-counts'),
+  ];
+  if (preview.held.length > 0) {
+    parts.push(h(
+      'div',
+      { class: 'message warning', role: 'note' },
+      h('strong', {}, 'Kept under a legal hold: '),
+      preview.held.map((held) => `${plural(held.interactions, 'interaction', 'interactions')} for ${held.purpose} (${held.legal_basis.replaceAll('_', ' ')}) until ${day(held.until)}`).join('; '),
+      '. They are kept restricted to that purpose, without any identifier, and deleted by retention then.',
+    ));
+  }
+  if (preview.open_requests > 0) {
+    parts.push(h(
+      'div',
+      { class: 'message warning', role: 'note' },
+      h('strong', {}, `${plural(preview.open_requests, 'open request', 'open requests')} for this person: `),
+      'the erasure completes them, explaining that the person was erased.',
+    ));
+  }
+  return parts;
+}
+
 /**
- * The confirmation every erasure needs, wherever it starts: the officer types who is erased
- * (`who`: the subject id, or the identifier a request names) before `erase` runs.
+ * The confirmation every erasure needs, wherever it starts: the officer sees what will be
+ * erased and what is kept (`preview`, when the person could be looked up; `note` says why not),
+ * and types who is erased (`who`: the subject id, or the identifier a request names) before
+ * `erase` runs.
  */
-function confirmErasure(who, erase, offerSuppression = false) {
+function confirmErasure(who, erase, { offerSuppression = false, preview = null, note = null } = {}) {
   const typed = h('input', { name: 'confirm', autocomplete: 'off', spellcheck: 'false' });
   const suppress = h('input', { type: 'checkbox', name: 'suppress' });
   const confirm = h('button', { type: 'submit', class: 'danger', disabled: true }, 'Erase permanently');
@@ -828,6 +1085,8 @@ function confirmErasure(who, erase, offerSuppression = false) {
       },
       h('h2', { id: 'erase-title' }, 'Erase this person?'),
       h('p', {}, 'Their key is destroyed first, then every record about them. This cannot be undone. The audit log keeps only a pseudonym.'),
+      previewParts(preview),
+      note ? h('p', { class: 'message warning', role: 'note' }, note) : null,
       offerSuppression
         ? h('div', { class: 'field' }, h('label', {}, suppress, ' Also refuse any future data about this id (until the suppression is lifted)'))
         : null,
@@ -835,13 +1094,54 @@ function confirmErasure(who, erase, offerSuppression = false) {
       h('div', { class: 'actions' }, confirm, cancel),
     ),
   );
+  trapFocus(dialog);
   dialog.addEventListener('close', () => dialog.remove());
   document.body.append(dialog);
   dialog.showModal();
   typed.focus();
 }
 
-function confirmErase(subjectId) {
+/**
+ * What executing an erasure request would do, for the dialog: the person it names is looked up
+ * (by subject id, or by e-mail address when exactly one person has it).
+ */
+async function requestErasurePreview(named) {
+  const path = (subjectId) => `/v1/subjects/${encodeURIComponent(subjectId)}/erasure-preview`;
+  const lookUp = async (subjectId) => {
+    try {
+      return { preview: await call('GET', path(subjectId)) };
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        return { note: 'Nobody with this id is held: executing the request completes it with nothing to erase.' };
+      }
+      return { note: `What the erasure will do could not be shown: ${error.message}` };
+    }
+  };
+  if (named.subject_id) return lookUp(named.subject_id);
+  if (named.email && may('subjects.export')) {
+    try {
+      const found = await call('POST', '/v1/lookup/subjects', { email: named.email });
+      if (found.subjects.length === 1) return lookUp(found.subjects[0].subject_id);
+      if (found.subjects.length === 0) {
+        return { note: 'Nobody with this e-mail address is held: executing the request completes it with nothing to erase.' };
+      }
+      return { note: `${found.subjects.length} people have this e-mail address: the request cannot be executed until it names one of them.` };
+    } catch (error) {
+      return { note: `What the erasure will do could not be shown: ${error.message}` };
+    }
+  }
+  return { note: 'The request names the person only by a hash: what the erasure will do is shown after it.' };
+}
+
+/** What erasing the person with this subject id would do; `null` (announced) when unknown. */
+async function erasurePreview(subjectId) {
+  return attempt(() => call('GET', `/v1/subjects/${encodeURIComponent(subjectId)}/erasure-preview`));
+}
+
+async function confirmErase(subjectId) {
+  clearStatus();
+  const preview = await erasurePreview(subjectId);
+  if (!preview) return;
   confirmErasure(subjectId, async (suppress) => {
     clearStatus();
     const query = suppress ? '?suppress=true' : '';
@@ -849,7 +1149,7 @@ function confirmErase(subjectId) {
     if (receipt) {
       showReceipt(subjectId, receipt);
     }
-  }, true);
+  }, { offerSuppression: true, preview });
 }
 
 /**
@@ -857,7 +1157,10 @@ function confirmErase(subjectId) {
  * does not keep it (it names the person), so it can be copied and downloaded here.
  */
 function showReceipt(who, receipt, requestId = null, justErased = true) {
-  const counts = Object.entries(receipt.counts || {}).map(([kind, n]) => [kind.replaceAll('_', ' '), String(n)]);
+  const counts = Object.entries(receipt.counts || {})
+    .filter(([kind]) => kind !== 'held_interactions')
+    .map(([kind, n]) => [kind.replaceAll('_', ' '), String(n)]);
+  const held = receipt.held || [];
   const fileName = `erasure-receipt-${receipt.id || 'unknown'}.jws`;
   const copy = async () => {
     try {
@@ -881,6 +1184,15 @@ function showReceipt(who, receipt, requestId = null, justErased = true) {
     justErased ? h('p', { class: 'message info' }, `${who} has been erased.`) : null,
     h('div', { class: 'panel' }, facts([['Erasure id', h('code', {}, receipt.id)], ['Erased at', when(receipt.erased_at)], ['Future data refused', receipt.suppressed ? 'Yes' : 'No']])),
     table('What was deleted', ['Kind', 'Count'], counts),
+    held.length
+      ? [
+        h('h2', {}, 'Kept under a legal hold'),
+        h('p', { class: 'hint' }, 'Restricted to the purpose that holds them, without any identifier, and deleted by retention on the day shown.'),
+        table('What is held, and until when', ['Purpose', 'Legal basis', 'Interactions', 'Until'], held.map((entry) => [
+          entry.purpose, entry.legal_basis.replaceAll('_', ' '), String(entry.interactions), day(entry.until),
+        ])),
+      ]
+      : null,
     h('h2', {}, 'Signed receipt'),
     h('p', { class: 'hint' }, requestId
       ? `A compact JWS; verify it with the key published at /v1/consents/receipt-key. It names the person, so the service keeps it only ${receipt.kept_until ? `until ${when(receipt.kept_until)}` : 'for 30 days'}, with the request ("Show the erasure receipt"); then it is shredded.`
@@ -912,6 +1224,7 @@ function showReceipt(who, receipt, requestId = null, justErased = true) {
 const AUDIT_ACTIONS = [
   'audit.checkpoint', 'audit.read', 'audit.verify',
   'consents.gpc', 'consents.read', 'consents.write',
+  'holds.end', 'holds.expire', 'holds.keep', 'holds.read',
   'interactions.read', 'interactions.write',
   'keys.create', 'keys.destroy_epoch', 'keys.list', 'keys.revoke', 'keys.rotate_epoch', 'keys.rotate_master',
   'objections.lift', 'objections.write',
@@ -919,8 +1232,9 @@ const AUDIT_ACTIONS = [
   'requests.receipt', 'requests.receipts_expire', 'requests.reject', 'requests.verify',
   'retention.expire',
   'segments.create', 'segments.export', 'segments.list', 'segments.preview', 'segments.probe_alert',
-  'subjects.erase', 'subjects.export', 'subjects.lookup', 'subjects.restrict', 'subjects.restriction_lift',
-  'subjects.suppress', 'subjects.suppression_lift', 'subjects.write',
+  'subjects.erase', 'subjects.erasure_preview', 'subjects.export', 'subjects.lookup', 'subjects.restrict',
+  'subjects.restriction_lift', 'subjects.reveal', 'subjects.suppress', 'subjects.suppression_lift',
+  'subjects.view', 'subjects.write',
 ];
 
 async function renderAudit(filters = {}, cursor = null, history = []) {
@@ -929,8 +1243,8 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
     subject_id: h('input', { name: 'subject_id', value: filters.subject_id || '', autocomplete: 'off' }),
     action: select('action', [['', 'Any action'], ...AUDIT_ACTIONS.map((a) => [a, a])], filters.action || ''),
     decision: select('decision', [['', 'Any'], ['allow', 'Allowed'], ['deny', 'Denied']], filters.decision || ''),
-    from: h('input', { name: 'from', type: 'date', value: filters.from || '' }),
-    to: h('input', { name: 'to', type: 'date', value: filters.to || '' }),
+    from: dayInput('from', filters.from || ''),
+    to: dayInput('to', filters.to || ''),
   };
   const filterForm = h(
     'form',
@@ -939,6 +1253,14 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
       'aria-label': 'Filter the audit log',
       onsubmit: (event) => {
         event.preventDefault();
+        clearFieldErrors(filterForm);
+        for (const name of ['from', 'to']) {
+          const value = inputs[name].value.trim();
+          if (value && !isDay(value)) {
+            fieldError(inputs[name], `${name === 'from' ? 'From' : 'To'} must be a day written as YYYY-MM-DD.`);
+            return;
+          }
+        }
         const next = {};
         for (const [name, input] of Object.entries(inputs)) {
           if (input.value.trim()) next[name] = input.value.trim();
@@ -951,8 +1273,8 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
     field('Subject id', inputs.subject_id),
     field('Action', inputs.action),
     field('Decision', inputs.decision),
-    field('From', inputs.from),
-    field('To', inputs.to),
+    field('From', inputs.from, 'YYYY-MM-DD, UTC'),
+    field('To', inputs.to, 'YYYY-MM-DD, UTC; the whole day'),
     h('button', { type: 'submit', class: 'secondary' }, 'Apply'),
   );
   const query = new URLSearchParams({ limit: '50' });

@@ -119,6 +119,12 @@ test('the request queue shows deadlines and highlights overdue requests', async 
   assert.equal(await page.getByRole('region', { name: 'Request queue' }).getAttribute('tabindex'), '0');
   assert.match(await overdueRow.textContent(), /Overdue by \d+ days/);
   await assertAccessible('requests');
+  // Every link in the queue has a name of its own (the day it came and the request's id).
+  const names = await page.getByRole('table', { name: 'Request queue' }).getByRole('link')
+    .evaluateAll((links) => links.map((link) => link.getAttribute('aria-label')));
+  assert.ok(names.length > 1);
+  assert.equal(new Set(names).size, names.length, names.join('\n'));
+  assert.ok(names.every((name) => /, received \d{4}-\d{2}-\d{2} \(request [0-9a-f]{8}\)$/.test(name)), names.join('\n'));
   await shot('requests');
   // Open the overdue access request: verify the identity, extend, then execute it.
   await overdueRow.getByRole('link').click();
@@ -128,7 +134,13 @@ test('the request queue shows deadlines and highlights overdue requests', async 
   // An extension without a reason is refused with the API's words.
   await page.getByRole('button', { name: 'Extend deadline' }).click();
   await page.getByRole('status').filter({ hasText: 'Please check the form' }).waitFor();
-  await page.getByLabel('Reason for extending').fill('Several systems to search');
+  // The error is tied to its field, for a screen reader as for the eye.
+  const reasonField = page.getByLabel('Reason for extending');
+  assert.equal(await reasonField.getAttribute('aria-invalid'), 'true');
+  const describedBy = await reasonField.getAttribute('aria-describedby');
+  assert.match(await page.locator(`#${describedBy.split(' ').pop()}`).textContent(), /give the reason for extending/);
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute('name')), 'extend_reason');
+  await reasonField.fill('Several systems to search');
   await page.getByRole('button', { name: 'Extend deadline' }).click();
   await page.getByRole('status').filter({ hasText: 'Deadline extended.' }).waitFor();
   await page.getByRole('button', { name: 'Execute' }).click();
@@ -182,6 +194,16 @@ test('executing an erasure request needs the typed confirmation, then shows the 
   assert.match(await page.locator('dl.facts').textContent(), /Statusverified/);
   await page.getByRole('button', { name: 'Execute' }).click();
   await dialog.waitFor();
+  // What will be erased, counted as the officer sees the person.
+  const counts = await dialog.locator('dl.erase-counts').textContent();
+  assert.match(counts, /Identifiers0 identifiers/);
+  assert.match(counts, /Traits1 trait/);
+  assert.match(counts, /Interactions1 interaction/);
+  // Focus stays inside the dialog, whichever way one tabs.
+  for (const key of ['Tab', 'Tab', 'Tab', 'Tab', 'Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab', 'Shift+Tab']) {
+    await page.keyboard.press(key);
+    assert.ok(await page.evaluate(() => Boolean(document.activeElement.closest('dialog'))), `focus left the dialog after ${key}`);
+  }
   const erase = dialog.getByRole('button', { name: 'Erase permanently' });
   assert.equal(await erase.isDisabled(), true);
   await dialog.getByLabel(`Type ${QUEUED_SUBJECT_ID} to confirm`).fill(`${QUEUED_SUBJECT_ID}x`);
@@ -231,8 +253,18 @@ test('objection and rectification requests are recorded with what they ask for a
   await form.getByLabel('Type').selectOption('objection');
   await form.getByLabel('Value').fill('cust-console-9');
   const fiveDaysAgo = new Date(Date.now() - 5 * 86400000).toISOString().slice(0, 10);
+  // A day in another format, or an objection to nothing, is refused at its field.
+  await form.getByLabel('Received on').fill('5/12/2026');
+  await form.getByRole('button', { name: 'Record request' }).click();
+  await page.getByRole('status').filter({ hasText: 'written as YYYY-MM-DD' }).waitFor();
+  assert.equal(await form.getByLabel('Received on').getAttribute('aria-invalid'), 'true');
   await form.getByLabel('Received on').fill(fiveDaysAgo);
-  await form.getByRole('group', { name: 'Purposes objected to' }).getByLabel('marketing', { exact: true }).check();
+  await form.getByRole('button', { name: 'Record request' }).click();
+  await page.getByRole('status').filter({ hasText: 'choose at least one purpose' }).waitFor();
+  assert.equal(await form.getByLabel('Received on').getAttribute('aria-invalid'), null);
+  const group = form.getByRole('group', { name: 'Purposes objected to' });
+  assert.equal(await group.getByRole('checkbox').first().getAttribute('aria-invalid'), 'true');
+  await group.getByLabel('marketing', { exact: true }).check();
   await assertAccessible('new objection request');
   await form.getByRole('button', { name: 'Record request' }).click();
   await page.getByRole('heading', { name: 'Objection request' }).waitFor();
@@ -240,8 +272,8 @@ test('objection and rectification requests are recorded with what they ask for a
   await page.getByRole('status').filter({ hasText: 'Request recorded; due' }).waitFor();
   const facts = await page.locator('dl.facts').textContent();
   assert.match(facts, /Purposes objected tomarketing/);
-  const received = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeZone: 'UTC' }).format(new Date(`${fiveDaysAgo}T00:00:00Z`));
-  assert.match(facts, new RegExp(`Received${received}`));
+  // Shown in the format it was typed in.
+  assert.match(facts, new RegExp(`Received${fiveDaysAgo} 00:00 UTC`));
 
   await page.getByRole('link', { name: 'Back to the queue' }).click();
   await page.getByRole('heading', { name: 'Record a new request' }).waitFor();
@@ -282,7 +314,26 @@ test('a person is found by e-mail, with consent state and history', async () => 
   assert.match(await current.textContent(), /marketinggranted/);
   assert.match(await current.textContent(), /marketing\.emailwithdrawn/);
   const history = page.getByRole('table', { name: 'Consent history, oldest first' });
-  assert.equal(await history.locator('tbody tr').count(), 3);
+  assert.equal(await history.locator('tbody tr').count(), 4);
+  // A grant is shown with whether it has effect now, and why not: the objection to
+  // `marketing` takes the `marketing.sms` grant out of effect.
+  const smsRow = current.locator('tbody tr', { hasText: 'marketing.sms' });
+  assert.match(await smsRow.textContent(), /granted.*Not in effect: objected.*objected to “marketing”/);
+  const bases = page.getByRole('table', { name: 'Legal basis in effect, per purpose' });
+  assert.match(await bases.locator('tbody tr', { hasText: 'marketing.email' }).textContent(), /Not in effect: objected/);
+  assert.match(await bases.locator('tbody tr', { hasText: 'support' }).first().textContent(), /contractIn effect/);
+  // Traits, and the identifiers: which ones, their values only on demand (and audited).
+  assert.match(await page.getByRole('table', { name: 'Traits' }).textContent(), /countryDE/);
+  assert.ok(!(await page.locator('main').textContent()).includes(SUBJECT_EMAIL));
+  assert.match(await page.locator('main').textContent(), /E-mail addressHeld \(hidden\)/);
+  await page.getByRole('button', { name: 'Reveal identifiers' }).click();
+  await page.getByRole('status').filter({ hasText: 'Identifiers revealed' }).waitFor();
+  assert.ok((await page.locator('main').textContent()).includes(SUBJECT_EMAIL));
+  // The timeline: each interaction with what it is held for and until when.
+  const timeline = page.getByRole('table', { name: 'Interactions, newest first' });
+  assert.equal(await timeline.locator('tbody tr').count(), 3);
+  assert.match(await timeline.textContent(), /legal_compliance until \d{4}-\d{2}-\d{2} \(legal hold: kept at erasure\)/);
+  assert.match(await timeline.textContent(), /support until \d{4}-\d{2}-\d{2}/);
   // Which exact notice text the person saw: its language and the start of its SHA-256.
   assert.match(await history.textContent(), /newsletter v3 \(en\)text 5b11ab05604f…/);
   assert.match(
@@ -326,10 +377,18 @@ test('processing is restricted and the restriction lifted', async () => {
   assert.match(await page.locator('.panel').first().textContent(), /Not restricted/);
 });
 
-test('erasure needs the typed subject id, then shows the receipt', async () => {
+test('erasure needs the typed subject id, warns of what is kept and which requests close, then shows the receipt', async () => {
   await page.getByRole('button', { name: 'Erase…' }).click();
   const dialog = page.getByRole('dialog', { name: 'Erase this person?' });
   await dialog.waitFor();
+  // The counts are those of the person as the screen showed them.
+  const counts = await dialog.locator('dl.erase-counts').textContent();
+  assert.match(counts, /Identifiers1 identifier \(e-mail, phone\)/);
+  assert.match(counts, /Traits2 traits/);
+  assert.match(counts, /Interactions2 interactions/);
+  const warnings = await dialog.getByRole('note').allTextContents();
+  assert.ok(warnings.some((text) => /Kept under a legal hold: 1 interaction for legal_compliance \(legal obligation\) until \d{4}-\d{2}-\d{2}/.test(text)), warnings.join('\n'));
+  assert.ok(warnings.some((text) => /1 open request for this person/.test(text)), warnings.join('\n'));
   const erase = dialog.getByRole('button', { name: 'Erase permanently' });
   assert.equal(await erase.isDisabled(), true);
   await dialog.getByLabel(`Type ${SUBJECT_ID} to confirm`).fill(`${SUBJECT_ID}x`);
@@ -346,6 +405,9 @@ test('erasure needs the typed subject id, then shows the receipt', async () => {
   assert.equal(receipt.split('.').length, 3, 'a compact JWS');
   const deleted = await page.getByRole('table', { name: 'What was deleted' }).textContent();
   assert.match(deleted, /interactions2/);
+  assert.match(deleted, /identifiers1/);
+  assert.match(deleted, /traits2/);
+  assert.match(await page.getByRole('table', { name: 'What is held, and until when' }).textContent(), /legal_compliancelegal obligation1\d{4}-\d{2}-\d{2}/);
   assert.match(await page.locator('dl.facts').textContent(), /Future data refusedYes/);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the receipt overflows by ${overflow}px`);
@@ -373,6 +435,11 @@ test('the audit log is filtered, paged and verified', async () => {
   await page.getByRole('status').filter({ hasText: /./ }).waitFor();
   assert.match(await page.getByRole('status').getAttribute('class'), /error/);
   await page.getByLabel('Subject id').fill('');
+  // A day not written as the console writes days is refused at its field.
+  await page.getByLabel('To', { exact: true }).fill('12/06/2026');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('status').filter({ hasText: 'To must be a day written as YYYY-MM-DD' }).waitFor();
+  assert.equal(await page.getByLabel('To', { exact: true }).getAttribute('aria-invalid'), 'true');
   // Today's entries are within `To` today (the whole day, not up to its last whole second).
   await page.getByLabel('To', { exact: true }).fill(day);
   await page.getByLabel('Action', { exact: true }).selectOption('subjects.erase');
@@ -478,6 +545,23 @@ test('at 390 px wide nothing overflows the page', async () => {
   }
   await page.getByRole('link', { name: 'Requests' }).click();
   await page.getByRole('table', { name: 'Request queue' }).waitFor();
+  // The deadline columns, off screen at this width, come into view from the keyboard alone.
+  const region = page.getByRole('region', { name: 'Request queue' });
+  await region.focus();
+  // Each arrow press scrolls a step (smoothly): press until the far end is reached.
+  const position = () => region.evaluate((r) => [r.scrollLeft, r.scrollWidth - r.clientWidth]);
+  for (let i = 0; i < 60; i += 1) {
+    const [left, end] = await position();
+    if (left >= end - 1) break;
+    await page.keyboard.press('ArrowRight');
+    await page.waitForFunction(([el, before]) => el.scrollLeft !== before, [await region.elementHandle(), left], { timeout: 2000 });
+  }
+  const inView = await page.evaluate(() => ['Due', 'Days left'].map((name) => {
+    const header = [...document.querySelectorAll('th')].find((th) => th.textContent === name);
+    const box = header.getBoundingClientRect();
+    return box.left >= 0 && box.right <= window.innerWidth;
+  }));
+  assert.deepEqual(inView, [true, true], `scrolled to ${(await position()).join(' of ')}`);
   await shot('requests-390');
   await page.setViewportSize({ width: 1280, height: 860 });
 });

@@ -84,6 +84,7 @@ async fn seed(app: &TestApp) -> (String, String) {
         ("marketing", "granted"),
         ("marketing.email", "granted"),
         ("marketing.email", "withdrawn"),
+        ("marketing.sms", "granted"),
     ] {
         let mut body = json!({"purpose": purpose, "status": status, "source": "web",
                               "method": "checkbox"});
@@ -99,6 +100,29 @@ async fn seed(app: &TestApp) -> (String, String) {
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
     }
+    // An objection to `marketing` takes the `marketing.sms` grant out of effect: the person's
+    // screen must say so, and why.
+    let response = app
+        .post_json(
+            &format!("/v1/subjects/{SUBJECT_ID}/objections"),
+            Some(&collector),
+            &json!({"purpose": "marketing"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // An invoice the law requires to be kept: a legal hold keeps it at erasure.
+    let response = app
+        .post_json(
+            "/v1/interactions",
+            Some(&collector),
+            &json!({"id": "console-invoice", "subject_id": SUBJECT_ID,
+                    "type": "purchase", "channel": "web",
+                    "occurred_at": (Utc::now() - Duration::days(30)).to_rfc3339(),
+                    "purposes": ["legal_compliance"],
+                    "data": {"order_id": "ORD-CONSOLE-1"}}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
     for n in 0..2 {
         let response = app
             .post_json(
@@ -113,9 +137,11 @@ async fn seed(app: &TestApp) -> (String, String) {
         assert_eq!(response.status(), StatusCode::CREATED);
     }
     // An access request received 40 days ago (overdue: GDPR gives a month) and a recent one.
+    // And a restriction request still open when the person is erased from their screen.
     for (kind, days_ago, who) in [
         ("access", 40, json!({"subject_id": SUBJECT_ID})),
         ("erasure", 2, json!({"email": "someone.else@example.org"})),
+        ("restriction", 3, json!({"subject_id": SUBJECT_ID})),
     ] {
         let mut body = json!({"type": kind, "regulation": "gdpr",
                               "received_at": (Utc::now() - Duration::days(days_ago)).to_rfc3339()});
@@ -298,11 +324,22 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     // Only the two people who share an e-mail address are left.
     assert_eq!(count_rows(&app, "subjects").await, 2);
     assert_eq!(count_rows(&app, "interactions").await, 0);
+    // The invoice is held, without the person's key: under the hold's own.
+    assert_eq!(count_rows(&app, "held_interactions").await, 1);
     let queue: Value = app
         .get_json("/v1/requests?status=completed", Some(&compliance))
         .await;
     let completed = queue["requests"].as_array().unwrap();
-    assert_eq!(completed.len(), 3, "{queue}");
+    assert_eq!(completed.len(), 4, "{queue}");
+    // The person's open restriction request was completed by their erasure, explained.
+    let restriction = completed
+        .iter()
+        .find(|r| r["type"] == "restriction")
+        .unwrap();
+    assert!(
+        restriction["result"]["closed_by_erasure"].is_string(),
+        "{restriction}"
+    );
     let access = completed.iter().find(|r| r["type"] == "access").unwrap();
     assert!(access["extended"]["reason"].is_string());
     // The erasure request executed from the queue, after its typed confirmation.
