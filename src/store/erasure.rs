@@ -38,7 +38,8 @@ pub struct ErasedCounts {
 }
 
 impl ErasedCounts {
-    /// Every row deleted.
+    /// Everything erased, as counted above (the audit entry's `records`); held interactions
+    /// are not counted.
     pub fn total(&self) -> usize {
         self.data_keys
             + self.identifiers

@@ -126,6 +126,13 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("GET", "/v1/ropa", &["admin", "compliance"]),
     ("PUT", "/v1/subjects/{subject_id}", &["collector"]),
     ("DELETE", "/v1/subjects/{subject_id}", &["compliance"]),
+    ("GET", "/v1/subjects/{subject_id}", &["compliance"]),
+    (
+        "GET",
+        "/v1/subjects/{subject_id}/erasure-preview",
+        &["compliance"],
+    ),
+    ("GET", "/v1/erasures/{id}/held", &["support"]),
     (
         "DELETE",
         "/v1/subjects/{subject_id}/suppression",

@@ -99,11 +99,12 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     assert_eq!(body["erased"], true);
     assert_eq!(
         body["counts"],
-        // identifiers: the e-mail's blind index, and those of the SHA-256 of the e-mail and of
-        // the subject id (docs/opendsr.md).
-        json!({"data_keys": 1, "identifiers": 3, "traits": 1, "interactions": 2,
-               "consent_records": 1, "objections": 1, "restrictions": 0, "subjects": 1,
-               "request_identities": 0})
+        // identifiers: the e-mail address, counted once as the officer sees it (its blind
+        // index and those of the SHA-256 of the e-mail and of the subject id go with it);
+        // traits: country (segmentable) and full_name (encrypted) alike.
+        json!({"data_keys": 1, "identifiers": 1, "traits": 2, "interactions": 2,
+               "held_interactions": 0, "consent_records": 1, "objections": 1,
+               "restrictions": 0, "subjects": 1, "request_identities": 0})
     );
 
     // The receipt verifies with the published receipt key and says the same.
@@ -190,8 +191,8 @@ async fn erasure_destroys_the_key_and_every_row_and_leaves_others_untouched() {
     let entry = &erasures["entries"][0];
     assert_eq!(entry["subjects"], json!([pseudonym]));
     assert_eq!(entry["target"], body["id"]);
-    // Every row deleted: the sum of the receipt's counts.
-    assert_eq!(entry["records"], 10);
+    // What was erased: the sum of the receipt's counts.
+    assert_eq!(entry["records"], 9);
     let verified: Value = app.get_json("/v1/audit/verify", Some(&compliance)).await;
     assert_eq!(verified["ok"], true, "{verified}");
 

@@ -48,7 +48,9 @@ async fn retention_deletes_exactly_what_expired() {
                   "analytics": {"interactions_expired": 1, "interactions_deleted": 1},
                   "support": {"interactions_expired": 2, "interactions_deleted": 1}},
                "interactions_deleted": 2,
-               "erasure_receipts_shredded": 0})
+               "erasure_receipts_shredded": 0,
+               "held_interactions_deleted": 0,
+               "legal_holds_ended": 0})
     );
     assert_eq!(count_rows(&app, "interactions").await, 3);
     assert_eq!(count_rows(&app, "interaction_purposes").await, 3);
