@@ -329,3 +329,60 @@ async fn an_erasure_without_held_data_stores_no_hold() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_hold_key_moves_with_a_master_key_rotation_and_stays_readable() {
+    let policies = policy_with_extra_roles(READERS);
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let auditor = app.token_for("tax_auditor").await;
+    let response = app
+        .post_json(
+            "/v1/interactions",
+            Some(&collector),
+            &json!({"id": "inv", "subject_id": "cust-rot-hold", "type": "purchase",
+                    "channel": "web", "occurred_at": Utc::now().to_rfc3339(),
+                    "purposes": ["legal_compliance"], "data": {"order_id": "ORD-ROT-1"}}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let erasure: Value = app
+        .delete("/v1/subjects/cust-rot-hold", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let erasure_id = erasure["id"].as_str().unwrap().to_owned();
+    let hold_master = || async {
+        use custodia::store::schema::legal_holds;
+        use diesel::prelude::*;
+        let database = app.database();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = database.connection().expect("a connection");
+            legal_holds::table
+                .select(legal_holds::master_key_id)
+                .first::<String>(&mut *conn)
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let before = hold_master().await;
+    let output = app.run_cli(&["keys", "rotate-master"]);
+    assert!(output.status.success(), "{output:?}");
+    let new_id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_ne!(before, new_id);
+    assert_eq!(hold_master().await, new_id, "the hold's key was re-wrapped");
+    let held: Value = app
+        .get_json(
+            &format!("/v1/erasures/{erasure_id}/held?purpose=legal_compliance"),
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!(
+        held["interactions"][0]["data"],
+        json!({"order_id": "ORD-ROT-1"})
+    );
+}
