@@ -60,8 +60,16 @@ pub fn tagged_with(
     if purposes.is_empty() {
         return Ok(Vec::new());
     }
+    // Through the person's interactions (their `subject_pk` index) to the tags' key, not
+    // through the purpose index, which would scan every interaction held for the purpose.
     let tags: Vec<(String, String)> = interaction_purposes::table
-        .filter(interaction_purposes::subject_pk.eq(subject_pk))
+        .filter(
+            interaction_purposes::interaction_pk.eq_any(
+                interactions::table
+                    .filter(interactions::subject_pk.eq(subject_pk))
+                    .select(interactions::id),
+            ),
+        )
         .filter(interaction_purposes::purpose.eq_any(purposes))
         .select((
             interaction_purposes::interaction_pk,
