@@ -435,7 +435,8 @@ async function renderRequests(filters = {}) {
     h('a', {
       href: `#/requests/${encodeURIComponent(request.id)}`,
       'aria-label': `${kindLabel(request.type)}: ${personOf(request)}, received ${day(request.received_at)} (request ${request.id.slice(-8)})`,
-    }, `${kindLabel(request.type)}: ${personOf(request)}`),
+    }, kindLabel(request.type)),
+    personOf(request),
     request.regulation.toUpperCase(),
     request.status.replace('_', ' '),
     when(request.received_at),
@@ -446,7 +447,7 @@ async function renderRequests(filters = {}) {
     'Requests',
     h('p', { class: 'hint' }, 'Data-subject requests, soonest deadline first; open ones unless you choose another status. Overdue ones are highlighted.'),
     filterForm,
-    table('Request queue', ['Request', 'Regulation', 'Status', 'Received', 'Due', 'Days left'], rows, (index) => (requests[index].overdue ? 'overdue' : null)),
+    table('Request queue', ['Type', 'Person', 'Regulation', 'Status', 'Received', 'Due', 'Days left'], rows, (index) => (requests[index].overdue ? 'overdue' : null)),
     newRequestForm(policy ? policy.purposes.map((purpose) => purpose.id) : null),
   );
 }
