@@ -735,11 +735,10 @@ pub fn read_state(
     subject_id: &SubjectId,
     only: Option<&[PurposeId]>,
 ) -> Result<Option<ConsentState>, SubjectError> {
-    let Some(subject) = subjects::find(conn, vault, subject_id)? else {
+    let Some((subject, standing)) = subjects::find_with_standing(conn, vault, subject_id)? else {
         return Ok(None);
     };
     let relevant = |purpose: &str| only.is_none_or(|purposes| bears_on(purpose, purposes));
-    let standing = consent_store::standing_for(conn, &[subject.pk.as_str()])?;
     let current_rows: Vec<_> = standing
         .current
         .into_iter()

@@ -29,8 +29,7 @@ use crate::store::write_transaction;
 use crate::store::DbConnection;
 use crate::subjects::sealed::{open, read_map, seal, write_map};
 use crate::subjects::{
-    self, declared_field, processing_state, FieldValue, PlannedSubjects, SubjectError,
-    SubjectHandle, SubjectId,
+    self, declared_field, FieldValue, PlannedSubjects, SubjectError, SubjectHandle, SubjectId,
 };
 use crate::vault::Vault;
 
@@ -758,8 +757,8 @@ pub fn read_for_purpose(
             format!("role `{role}` may not read data for purpose `{purpose}`"),
         )
     })?;
-    let subject = subjects::find(conn, vault, subject_id)?.ok_or_else(subject_not_found)?;
-    let state = processing_state(conn, &subject.pk)?;
+    let (subject, state) =
+        subjects::find_with_state(conn, vault, subject_id)?.ok_or_else(subject_not_found)?;
     request.subject = Some(&state);
     policy
         .decide(&request)

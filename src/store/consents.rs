@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{consent_current, consent_records, objections, restrictions};
+use super::schema::{consent_current, consent_records, objections, restrictions, subjects};
 use super::{DbConnection, StoreError, MAX_IN_LIST};
 
 /// One consent statement.
@@ -117,58 +117,56 @@ pub struct Standing {
     pub restricted: Vec<String>,
 }
 
-/// A person's current statements, objections and restriction in one statement (one round trip
-/// instead of three: every read and write of a person's data needs all three).
-pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Standing, StoreError> {
-    use diesel::sql_types::{BigInt, Text};
-    const CURRENT: &str = "current";
-    const OBJECTION: &str = "objection";
-    const RESTRICTION: &str = "restriction";
-    type Row = (String, String, String, String, i64, NaiveDateTime, String);
-    // Unions are written per backend: diesel's multi-connection backend does not build them.
-    macro_rules! union_for {
-        ($chunk:expr) => {{
-            let chunk = $chunk;
-            let current = consent_current::table
-                .filter(consent_current::subject_pk.eq_any(chunk))
-                .select((
-                    consent_current::subject_pk,
-                    CURRENT.into_sql::<Text>(),
-                    consent_current::purpose,
-                    consent_current::status,
-                    consent_current::sequence,
-                    consent_current::since,
-                    consent_current::record_id,
-                ));
-            let objected = objections::table
-                .filter(objections::subject_pk.eq_any(chunk))
-                .select((
-                    objections::subject_pk,
-                    OBJECTION.into_sql::<Text>(),
-                    objections::purpose,
-                    "".into_sql::<Text>(),
-                    0_i64.into_sql::<BigInt>(),
-                    objections::since,
-                    "".into_sql::<Text>(),
-                ));
-            let restricted = restrictions::table
-                .filter(restrictions::subject_pk.eq_any(chunk))
-                .select((
-                    restrictions::subject_pk,
-                    RESTRICTION.into_sql::<Text>(),
-                    "".into_sql::<Text>(),
-                    "".into_sql::<Text>(),
-                    0_i64.into_sql::<BigInt>(),
-                    restrictions::since,
-                    "".into_sql::<Text>(),
-                ));
-            current.union_all(objected).union_all(restricted)
-        }};
-    }
-    let rows: Vec<Row> = super::load_chunked(subject_pks, |chunk| match conn {
-        DbConnection::Postgresql(pg) => union_for!(chunk).load(pg),
-        DbConnection::Sqlite(sqlite) => union_for!(chunk).load(sqlite),
-    })?;
+const CURRENT: &str = "current";
+const OBJECTION: &str = "objection";
+const RESTRICTION: &str = "restriction";
+const SUBJECT: &str = "subject";
+type StandingRow = (String, String, String, String, i64, NaiveDateTime, String);
+
+/// The union of current statements, objections and restrictions of the subjects whose internal
+/// ids `$pks` gives (a list, or a subquery), each row tagged with its kind. Unions are written
+/// per backend: diesel's multi-connection backend does not build them.
+macro_rules! standing_union {
+    ($pks:expr) => {{
+        use diesel::sql_types::{BigInt, Text};
+        let current = consent_current::table
+            .filter(consent_current::subject_pk.eq_any($pks))
+            .select((
+                consent_current::subject_pk,
+                CURRENT.into_sql::<Text>(),
+                consent_current::purpose,
+                consent_current::status,
+                consent_current::sequence,
+                consent_current::since,
+                consent_current::record_id,
+            ));
+        let objected = objections::table
+            .filter(objections::subject_pk.eq_any($pks))
+            .select((
+                objections::subject_pk,
+                OBJECTION.into_sql::<Text>(),
+                objections::purpose,
+                "".into_sql::<Text>(),
+                0_i64.into_sql::<BigInt>(),
+                objections::since,
+                "".into_sql::<Text>(),
+            ));
+        let restricted = restrictions::table
+            .filter(restrictions::subject_pk.eq_any($pks))
+            .select((
+                restrictions::subject_pk,
+                RESTRICTION.into_sql::<Text>(),
+                "".into_sql::<Text>(),
+                "".into_sql::<Text>(),
+                0_i64.into_sql::<BigInt>(),
+                restrictions::since,
+                "".into_sql::<Text>(),
+            ));
+        current.union_all(objected).union_all(restricted)
+    }};
+}
+
+fn into_standing(rows: Vec<StandingRow>) -> Standing {
     let mut standing = Standing::default();
     for (subject_pk, kind, purpose, status, sequence, since, record_id) in rows {
         match kind.as_str() {
@@ -181,7 +179,8 @@ pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Sta
                 record_id,
             }),
             OBJECTION => standing.objections.push((subject_pk, purpose, since)),
-            _ => standing.restricted.push(subject_pk),
+            RESTRICTION => standing.restricted.push(subject_pk),
+            _ => {}
         }
     }
     // The order the three statements gave.
@@ -191,7 +190,57 @@ pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Sta
     standing
         .objections
         .sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    Ok(standing)
+    standing
+}
+
+/// A person's current statements, objections and restriction in one statement (one round trip
+/// instead of three: every read and write of a person's data needs all three).
+pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Standing, StoreError> {
+    let rows: Vec<StandingRow> = super::load_chunked(subject_pks, |chunk| match conn {
+        DbConnection::Postgresql(pg) => standing_union!(chunk).load(pg),
+        DbConnection::Sqlite(sqlite) => standing_union!(chunk).load(sqlite),
+    })?;
+    Ok(into_standing(rows))
+}
+
+/// The internal id of the subject with this blind index and what stands for them, in one
+/// statement (a read about one person needs both); `None` when no subject has the index.
+pub fn standing_by_index(
+    conn: &mut DbConnection,
+    subject_index: &str,
+) -> Result<Option<(String, Standing)>, StoreError> {
+    use diesel::sql_types::{BigInt, Text};
+    macro_rules! with_subject {
+        () => {{
+            let pk = subjects::table
+                .filter(subjects::subject_index.eq(subject_index))
+                .select(subjects::id);
+            let subject = subjects::table
+                .filter(subjects::subject_index.eq(subject_index))
+                .select((
+                    subjects::id,
+                    SUBJECT.into_sql::<Text>(),
+                    "".into_sql::<Text>(),
+                    "".into_sql::<Text>(),
+                    0_i64.into_sql::<BigInt>(),
+                    subjects::created_at,
+                    "".into_sql::<Text>(),
+                ));
+            standing_union!(pk).union_all(subject)
+        }};
+    }
+    let rows: Vec<StandingRow> = match conn {
+        DbConnection::Postgresql(pg) => with_subject!().load(pg)?,
+        DbConnection::Sqlite(sqlite) => with_subject!().load(sqlite)?,
+    };
+    let Some(pk) = rows
+        .iter()
+        .find(|row| row.1 == SUBJECT)
+        .map(|row| row.0.clone())
+    else {
+        return Ok(None);
+    };
+    Ok(Some((pk, into_standing(rows))))
 }
 
 /// `(subject_pk, purpose, since)` of the standing objections of these subjects.

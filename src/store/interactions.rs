@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::legal_basis::{interaction_usable_for, subjects_with_legal_basis};
+use super::legal_basis::{interaction_subject_has_legal_basis, interaction_usable_for};
 use super::schema::{interaction_purposes, interactions};
 use super::{DbConnection, StoreError, MAX_IN_LIST};
 use crate::policy::PopulationRule;
@@ -149,11 +149,10 @@ pub fn page_for_subject(
     after: Option<&PagePosition>,
     limit: i64,
 ) -> Result<Vec<InteractionRow>, StoreError> {
-    if subjects_with_legal_basis(conn, rule, Some(&[subject_pk]))?.is_empty() {
-        return Ok(Vec::new());
-    }
+    // Rule 2 (the person has a legal basis now) and rule 3 (per row) in one statement.
     let mut query = interactions::table
         .filter(interactions::subject_pk.eq(subject_pk))
+        .filter(interaction_subject_has_legal_basis(rule))
         .filter(interaction_usable_for(rule))
         .select(InteractionRow::as_select())
         .order((interactions::occurred_at.desc(), interactions::id.desc()))

@@ -26,57 +26,71 @@ pub type CurrentFilter =
 pub type InteractionFilter =
     Box<dyn BoxableExpression<interactions::table, Backend, SqlType = Bool>>;
 
-/// Rule 2 for every subject row: not restricted; no objection to the purpose or an ancestor;
-/// and, for a consent-based purpose, the latest statement on the purpose or an ancestor is a
-/// grant.
+/// Rule 2 as a boolean expression about the subject whose internal id is the column `$subject`
+/// (of the query's own table): not restricted; no objection to the purpose or an ancestor; and,
+/// for a consent-based purpose, the latest statement on the purpose or an ancestor is a grant.
+macro_rules! has_legal_basis {
+    ($rule:expr, $subject:expr) => {{
+        let rule: &PopulationRule = $rule;
+        let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
+        let not_restricted = not(exists(
+            restrictions::table.filter(restrictions::subject_pk.eq($subject)),
+        ));
+        let not_objected = not(exists(
+            objections::table
+                .filter(objections::subject_pk.eq($subject))
+                .filter(objections::purpose.eq_any(tags.clone())),
+        ));
+        if !rule.needs_consent {
+            Box::new(not_restricted.and(not_objected))
+        } else if tags.len() == 1 {
+            // One purpose, no ancestor: `consent_current` holds one statement per subject and
+            // purpose, so it is the latest; no later statement on an ancestor can override it.
+            let granted = exists(
+                consent_current::table
+                    .filter(consent_current::subject_pk.eq($subject))
+                    .filter(consent_current::purpose.eq_any(tags))
+                    .filter(consent_current::status.eq("granted")),
+            );
+            Box::new(not_restricted.and(not_objected).and(granted))
+        } else {
+            let later = later_statement
+                .filter(
+                    later_statement
+                        .field(consent_current::subject_pk)
+                        .eq($subject),
+                )
+                .filter(
+                    later_statement
+                        .field(consent_current::purpose)
+                        .eq_any(tags.clone()),
+                )
+                .filter(
+                    later_statement
+                        .field(consent_current::sequence)
+                        .gt(consent_current::sequence),
+                );
+            let latest_is_grant = exists(
+                consent_current::table
+                    .filter(consent_current::subject_pk.eq($subject))
+                    .filter(consent_current::purpose.eq_any(tags))
+                    .filter(consent_current::status.eq("granted"))
+                    .filter(not(exists(later))),
+            );
+            Box::new(not_restricted.and(not_objected).and(latest_is_grant))
+        }
+    }};
+}
+
+/// Rule 2 for every subject row (see `has_legal_basis!`).
 pub fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
-    let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
-    let not_restricted = not(exists(
-        restrictions::table.filter(restrictions::subject_pk.eq(subjects::id)),
-    ));
-    let not_objected = not(exists(
-        objections::table
-            .filter(objections::subject_pk.eq(subjects::id))
-            .filter(objections::purpose.eq_any(tags.clone())),
-    ));
-    if !rule.needs_consent {
-        return Box::new(not_restricted.and(not_objected));
-    }
-    if tags.len() == 1 {
-        // One purpose, no ancestor: `consent_current` holds one statement per subject and
-        // purpose, so it is the latest; no later statement on an ancestor can override it.
-        let granted = exists(
-            consent_current::table
-                .filter(consent_current::subject_pk.eq(subjects::id))
-                .filter(consent_current::purpose.eq_any(tags))
-                .filter(consent_current::status.eq("granted")),
-        );
-        return Box::new(not_restricted.and(not_objected).and(granted));
-    }
-    let later = later_statement
-        .filter(
-            later_statement
-                .field(consent_current::subject_pk)
-                .eq(subjects::id),
-        )
-        .filter(
-            later_statement
-                .field(consent_current::purpose)
-                .eq_any(tags.clone()),
-        )
-        .filter(
-            later_statement
-                .field(consent_current::sequence)
-                .gt(consent_current::sequence),
-        );
-    let latest_is_grant = exists(
-        consent_current::table
-            .filter(consent_current::subject_pk.eq(subjects::id))
-            .filter(consent_current::purpose.eq_any(tags))
-            .filter(consent_current::status.eq("granted"))
-            .filter(not(exists(later))),
-    );
-    Box::new(not_restricted.and(not_objected).and(latest_is_grant))
+    has_legal_basis!(rule, subjects::id)
+}
+
+/// Rule 2 for the subject of every interaction row: lets a read of one person's interactions
+/// check the person's legal basis in the statement that reads them.
+pub fn interaction_subject_has_legal_basis(rule: &PopulationRule) -> InteractionFilter {
+    has_legal_basis!(rule, interactions::subject_pk)
 }
 
 /// Rule 2 over `consent_current` rows, for a consent-based purpose: the row is a subject's

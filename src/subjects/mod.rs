@@ -225,13 +225,22 @@ pub fn processing_states(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<HashMap<String, SubjectState>, SubjectError> {
-    use crate::policy::PurposeId;
     use crate::store::consents as consent_store;
     let mut states: HashMap<String, SubjectState> = subject_pks
         .iter()
         .map(|pk| ((*pk).to_owned(), SubjectState::default()))
         .collect();
-    let standing = consent_store::standing_for(conn, subject_pks)?;
+    fill_states(&mut states, consent_store::standing_for(conn, subject_pks)?);
+    Ok(states)
+}
+
+/// Adds what stands (statements, objections, restrictions) to the states of the subjects it is
+/// about.
+fn fill_states(
+    states: &mut HashMap<String, SubjectState>,
+    standing: crate::store::consents::Standing,
+) {
+    use crate::policy::PurposeId;
     for row in standing.current {
         if let (Some(state), Some(statement)) =
             (states.get_mut(&row.subject_pk), consent_statement(&row))
@@ -249,7 +258,38 @@ pub fn processing_states(
             state.restricted = true;
         }
     }
-    Ok(states)
+}
+
+/// A subject by its id with the engine's view of them, in one statement (and the data key,
+/// from the cache or a second one); `None` when nobody has this subject id.
+pub fn find_with_state(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+) -> Result<Option<(SubjectHandle, SubjectState)>, SubjectError> {
+    let Some((subject, standing)) = find_with_standing(conn, vault, subject_id)? else {
+        return Ok(None);
+    };
+    let mut states = HashMap::from([(subject.pk.clone(), SubjectState::default())]);
+    fill_states(&mut states, standing);
+    let state = states.remove(&subject.pk).unwrap_or_default();
+    Ok(Some((subject, state)))
+}
+
+/// A subject by its id with their current statements, objections and restriction as stored,
+/// in one statement (and the data key, from the cache or a second one); `None` when nobody has
+/// this subject id.
+pub fn find_with_standing(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+) -> Result<Option<(SubjectHandle, crate::store::consents::Standing)>, SubjectError> {
+    let index = subject_index(vault, subject_id);
+    let Some((pk, standing)) = crate::store::consents::standing_by_index(conn, &index)? else {
+        return Ok(None);
+    };
+    let key = vault.data_key_for(conn, &pk)?;
+    Ok(Some((SubjectHandle { pk, key }, standing)))
 }
 
 /// The engine's view of a current consent row (`None` for a purpose id that no longer parses).
