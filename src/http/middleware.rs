@@ -39,12 +39,14 @@ pub async fn observe(
         .and_then(|value| uuid::Uuid::parse_str(value).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
         .to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Matching the path against the route table runs every pattern's regular expression: it is
+    // done once here, and `authorize` reads the result.
+    let pattern = req.match_pattern();
+    let route = pattern.clone().unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     req.extensions_mut().insert(RequestId(request_id.clone()));
+    req.extensions_mut().insert(RoutePattern(pattern));
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
     let result = next.call(req).instrument(span.clone()).await;
@@ -91,6 +93,18 @@ pub async fn observe(
     Ok(response)
 }
 
+/// The route pattern `observe` matched the request to (`None`: no route).
+#[derive(Clone)]
+struct RoutePattern(Option<String>);
+
+/// The route pattern of a request: as `observe` matched it, or matched now.
+fn pattern_of(req: &HttpRequest) -> Option<String> {
+    if let Some(RoutePattern(pattern)) = req.extensions().get::<RoutePattern>() {
+        return pattern.clone();
+    }
+    req.match_pattern()
+}
+
 /// The route that exchanges API keys for tokens.
 const TOKEN_ROUTE: &str = "/v1/auth/token";
 
@@ -108,16 +122,17 @@ pub async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let access = req
-        .match_pattern()
-        .and_then(|pattern| access_for(req.method(), &pattern));
+    let pattern = pattern_of(req.request());
+    let access = pattern
+        .as_deref()
+        .and_then(|pattern| access_for(req.method(), pattern));
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         let error = ApiError::Internal(anyhow::anyhow!("application state is missing"));
         return Ok(req.error_response(error).map_into_right_body());
     };
     let Some(Access::Requires(actions)) = access else {
         // Each token exchange costs an argon2id hash: a rate per client address.
-        if req.match_pattern().as_deref() == Some(TOKEN_ROUTE) {
+        if pattern.as_deref() == Some(TOKEN_ROUTE) {
             if let Some(peer) = req.peer_addr().map(|peer| peer.ip()) {
                 let forwarded: Vec<&str> = req
                     .headers()
@@ -149,7 +164,7 @@ pub async fn authorize(
     if let Err(error) = permit(&state, &principal.role, actions) {
         let code = error.code();
         tracing::info!(action = %actions[0], reason = code, "request denied");
-        let subject = subject_in_path(req.match_pattern().as_deref(), req.uri());
+        let subject = subject_in_path(pattern.as_deref(), req.uri());
         let entry = Entry::new(&actor, actions[0].as_str()).denied(code);
         if let Err(failure) = commit_denials(&state, vec![(entry, subject)]).await {
             return Ok(req.error_response(failure).map_into_right_body());
@@ -171,10 +186,7 @@ pub async fn authorize(
             .map_or("forbidden", |code| code.0);
         entries.push((Entry::new(&actor, actions[0].as_str()).denied(code), None));
     }
-    let subject = subject_in_path(
-        response.request().match_pattern().as_deref(),
-        response.request().uri(),
-    );
+    let subject = subject_in_path(pattern.as_deref(), response.request().uri());
     let entries = entries
         .into_iter()
         .map(|(entry, about)| (entry, about.or_else(|| subject.clone())))
@@ -187,10 +199,26 @@ pub async fn authorize(
     Ok(response.map_into_left_body())
 }
 
+/// The compiled patterns of the routes that name a person in their path (compiling one builds
+/// a regular expression: once per process, not per request).
+static SUBJECT_ROUTES: std::sync::LazyLock<
+    std::collections::HashMap<&'static str, actix_web::dev::ResourceDef>,
+> = std::sync::LazyLock::new(|| {
+    super::endpoints()
+        .iter()
+        .filter(|endpoint| endpoint.path.contains("{subject_id}"))
+        .map(|endpoint| {
+            (
+                endpoint.path,
+                actix_web::dev::ResourceDef::new(endpoint.path),
+            )
+        })
+        .collect()
+});
+
 /// The `{subject_id}` of a route that names a person in its path, decoded as the router does.
 fn subject_in_path(pattern: Option<&str>, uri: &actix_web::http::Uri) -> Option<String> {
-    let pattern = pattern.filter(|pattern| pattern.contains("{subject_id}"))?;
-    let resource = actix_web::dev::ResourceDef::new(pattern);
+    let resource = SUBJECT_ROUTES.get(pattern?)?;
     let mut path = actix_web::dev::Path::new(actix_web::dev::Url::new(uri.clone()));
     if !resource.capture_match_info(&mut path) {
         return None;
