@@ -113,12 +113,7 @@ pub fn delete_subject(
         .map(|found| found.name);
     }
     let data_keys = diesel::delete(data_keys::table.find(subject_pk)).execute(conn)?;
-    // Requests may name the person by subject_id or by any identifier's blind index.
-    let mut indexes: Vec<String> = subject_identifiers::table
-        .filter(subject_identifiers::subject_pk.eq(subject_pk))
-        .select(subject_identifiers::blind_index)
-        .load(conn)?;
-    indexes.push(subject_index.to_owned());
+    let indexes = identity_indexes(conn, subject_pk, subject_index)?;
     let open_requests = super::requests::open_naming(conn, &indexes)?;
     let request_identities = super::requests::forget_identity(conn, &indexes, pseudonym)?;
     // Through the interactions' ids: `interaction_purposes` is keyed by interaction.
@@ -178,6 +173,21 @@ pub fn delete_subject(
         },
         open_requests,
     })
+}
+
+/// Every blind index a data-subject request may name the person by: their subject_id's and
+/// each identifier's.
+fn identity_indexes(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    subject_index: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut indexes: Vec<String> = subject_identifiers::table
+        .filter(subject_identifiers::subject_pk.eq(subject_pk))
+        .select(subject_identifiers::blind_index)
+        .load(conn)?;
+    indexes.push(subject_index.to_owned());
+    Ok(indexes)
 }
 
 /// A tombstone.
@@ -295,11 +305,7 @@ pub fn preview(
         .filter(restrictions::subject_pk.eq(subject_pk))
         .count()
         .get_result(conn)?;
-    let mut indexes: Vec<String> = subject_identifiers::table
-        .filter(subject_identifiers::subject_pk.eq(subject_pk))
-        .select(subject_identifiers::blind_index)
-        .load(conn)?;
-    indexes.push(subject_index.to_owned());
+    let indexes = identity_indexes(conn, subject_pk, subject_index)?;
     let open_requests = super::requests::open_naming(conn, &indexes)?.len();
     Ok(Preview {
         segmentable_traits: count(segmentable_traits),
