@@ -75,7 +75,7 @@ pub(super) fn write<W: Write>(
 
     zip.start_file("subject.csv")?;
     record(&mut zip, &["kind", "name", "value"])?;
-    let profile = &head.profile;
+    let profile = &head.person.profile;
     record(&mut zip, &["subject", "subject_id", &profile.subject_id])?;
     record(
         &mut zip,
@@ -98,16 +98,16 @@ pub(super) fn write<W: Write>(
 
     zip.start_file("rights.csv")?;
     record(&mut zip, &["kind", "purpose", "since"])?;
-    if let Some(since) = head.restricted_since {
+    if let Some(since) = head.person.restricted_since {
         record(&mut zip, &["restriction", "", &rfc3339(since)])?;
     }
-    for (purpose, since) in &head.objections {
+    for (purpose, since) in &head.person.objections {
         record(&mut zip, &["objection", purpose, &rfc3339(*since)])?;
     }
 
     zip.start_file("consent_state.csv")?;
     record(&mut zip, &["purpose", "status", "since"])?;
-    for (purpose, status, since) in &head.current {
+    for (purpose, status, since) in &head.person.current {
         record(&mut zip, &[purpose, status, &rfc3339(*since)])?;
     }
 
@@ -162,7 +162,7 @@ pub(super) fn write<W: Write>(
             "evidence",
         ],
     )?;
-    for_each_statement(conn, &head.handle, |recorded, evidence| {
+    for_each_statement(conn, &head.person.handle, |recorded, evidence| {
         let notice = recorded.notice.as_ref();
         let text = |value: Option<&String>| value.cloned().unwrap_or_default();
         let notice_url = notice
@@ -205,7 +205,7 @@ pub(super) fn write<W: Write>(
             "value",
         ],
     )?;
-    for_each_interaction(conn, policy, &head.handle, |opened| {
+    for_each_interaction(conn, policy, &head.person.handle, |opened| {
         let (occurred, recorded) = (
             rfc3339(opened.row.occurred_at),
             rfc3339(opened.row.recorded_at),
@@ -250,7 +250,7 @@ pub(super) fn write<W: Write>(
             "reason",
         ],
     )?;
-    for_each_access(conn, &head.handle, |row| {
+    for_each_access(conn, &head.person.handle, |row| {
         record(
             &mut zip,
             &[

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{read_head, ExportError, Head};
+use super::{read_person, ExportError, Person};
 use crate::interactions::decrypt_client_id;
 use crate::policy::{LegalBasis, Policy, Purpose, PurposeId};
 use crate::store::export as export_store;
@@ -124,11 +124,11 @@ pub fn glance(
     reveal: bool,
 ) -> Result<Option<Glance>, ExportError> {
     export_store::snapshot(conn, |conn| {
-        let Some(head) = read_head(conn, vault, policy, subject_id)? else {
+        let Some(person) = read_person(conn, vault, subject_id)? else {
             return Ok(None);
         };
-        let timeline = timeline(conn, policy, &head)?;
-        let mut categories: Vec<String> = head
+        let timeline = timeline(conn, policy, &person)?;
+        let mut categories: Vec<String> = person
             .profile
             .traits
             .keys()
@@ -138,10 +138,10 @@ pub fn glance(
         categories.sort();
         categories.dedup();
         Ok(Some(Glance {
-            subject_id: head.profile.subject_id.clone(),
-            created_at: head.profile.created_at.and_utc(),
-            updated_at: head.profile.updated_at.and_utc(),
-            identifiers: head
+            subject_id: person.profile.subject_id.clone(),
+            created_at: person.profile.created_at.and_utc(),
+            updated_at: person.profile.updated_at.and_utc(),
+            identifiers: person
                 .profile
                 .identifiers
                 .iter()
@@ -151,15 +151,15 @@ pub fn glance(
                 })
                 .collect(),
             identifiers_revealed: reveal,
-            traits: head.profile.traits.clone(),
-            restricted_since: head.restricted_since.map(|at| at.and_utc()),
+            traits: person.profile.traits.clone(),
+            restricted_since: person.restricted_since.map(|at| at.and_utc()),
             legal_basis: policy
                 .purposes()
-                .map(|purpose| basis(policy, purpose, &head))
+                .map(|purpose| basis(policy, purpose, &person))
                 .collect(),
-            interactions: head.interactions,
+            interactions: person.interactions,
             timeline,
-            pseudonym: head.handle.key.pseudonym().to_owned(),
+            pseudonym: person.handle.key.pseudonym().to_owned(),
             categories,
         }))
     })
@@ -168,8 +168,8 @@ pub fn glance(
 /// The legal basis for `purpose` and the fact that decides it, in the engine's order: a
 /// restriction, then an objection to the purpose or a parent, then (for consent) the latest
 /// statement on the purpose or a parent.
-fn basis(policy: &Policy, purpose: &Purpose, head: &Head) -> BasisView {
-    let decision = policy.legal_basis(purpose, &head.state);
+fn basis(policy: &Policy, purpose: &Purpose, person: &Person) -> BasisView {
+    let decision = policy.legal_basis(purpose, &person.state);
     let mut view = BasisView {
         purpose: purpose.id.to_string(),
         description: purpose.description.clone(),
@@ -181,12 +181,12 @@ fn basis(policy: &Policy, purpose: &Purpose, head: &Head) -> BasisView {
         since: None,
     };
     let covers = |other: &str| PurposeId::parse(other).is_ok_and(|p| purpose.id.is_within(&p));
-    if let Some(since) = head.restricted_since {
+    if let Some(since) = person.restricted_since {
         view.why = "Processing of this person's data is restricted (Art. 18).".into();
         view.since = Some(since.and_utc());
         return view;
     }
-    if let Some((objected, since)) = head.objections.iter().find(|(p, _)| covers(p)) {
+    if let Some((objected, since)) = person.objections.iter().find(|(p, _)| covers(p)) {
         view.why = if objected == purpose.id.as_str() {
             format!("The person objected to `{objected}` (Art. 21).")
         } else {
@@ -208,11 +208,11 @@ fn basis(policy: &Policy, purpose: &Purpose, head: &Head) -> BasisView {
         };
         return view;
     }
-    let latest = head
+    let latest = person
         .current
         .iter()
         .filter(|(p, _, _)| covers(p))
-        .max_by_key(|(p, _, _)| head.sequences.get(p).copied().unwrap_or(i64::MIN));
+        .max_by_key(|(p, _, _)| person.sequences.get(p).copied().unwrap_or(i64::MIN));
     match latest {
         Some((statement, status, since)) => {
             let inherited = if statement == purpose.id.as_str() {
@@ -238,9 +238,9 @@ fn basis(policy: &Policy, purpose: &Purpose, head: &Head) -> BasisView {
 fn timeline(
     conn: &mut DbConnection,
     policy: &Policy,
-    head: &Head,
+    person: &Person,
 ) -> Result<Vec<TimelineItem>, ExportError> {
-    let rows = export_store::latest_interactions(conn, &head.handle.pk, TIMELINE)?;
+    let rows = export_store::latest_interactions(conn, &person.handle.pk, TIMELINE)?;
     let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
     let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
     for (id, purpose) in export_store::held_purposes(conn, &ids)? {
@@ -267,7 +267,7 @@ fn timeline(
             .into_keys()
             .collect();
         items.push(TimelineItem {
-            id: decrypt_client_id(&head.handle, &row)?,
+            id: decrypt_client_id(&person.handle, &row)?,
             interaction_type: row.interaction_type.clone(),
             channel: row.channel.clone(),
             occurred_at: row.occurred_at.and_utc(),

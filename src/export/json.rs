@@ -100,17 +100,18 @@ pub(super) fn write<W: Write>(
     value(
         out,
         &json!({
-            "subject_id": head.profile.subject_id,
-            "created_at": rfc3339(head.profile.created_at),
-            "updated_at": rfc3339(head.profile.updated_at),
-            "identifiers": head.profile.identifiers,
-            "traits": head.profile.traits,
+            "subject_id": head.person.profile.subject_id,
+            "created_at": rfc3339(head.person.profile.created_at),
+            "updated_at": rfc3339(head.person.profile.updated_at),
+            "identifiers": head.person.profile.identifiers,
+            "traits": head.person.profile.traits,
         }),
     )?;
     member(out, false, "restriction")?;
     value(
         out,
         &head
+            .person
             .restricted_since
             .map_or(Value::Null, |since| json!({"since": rfc3339(since)})),
     )?;
@@ -118,7 +119,8 @@ pub(super) fn write<W: Write>(
     value(
         out,
         &Value::Array(
-            head.objections
+            head.person
+                .objections
                 .iter()
                 .map(|(purpose, since)| json!({"purpose": purpose, "since": rfc3339(*since)}))
                 .collect(),
@@ -128,7 +130,7 @@ pub(super) fn write<W: Write>(
     value(
         out,
         &Value::Array(
-            head.current
+            head.person.current
                 .iter()
                 .map(|(purpose, status, since)| {
                     json!({"purpose": purpose, "status": status, "since": rfc3339(*since)})
@@ -169,7 +171,7 @@ pub(super) fn write<W: Write>(
     )?;
     member(out, false, "consents")?;
     array(out, |emit| {
-        for_each_statement(conn, &head.handle, |recorded, evidence| {
+        for_each_statement(conn, &head.person.handle, |recorded, evidence| {
             emit(json!({
                 "id": recorded.id,
                 "sequence": recorded.sequence,
@@ -191,11 +193,11 @@ pub(super) fn write<W: Write>(
     })?;
     member(out, false, "interactions")?;
     array(out, |emit| {
-        for_each_interaction(conn, policy, &head.handle, emit)
+        for_each_interaction(conn, policy, &head.person.handle, emit)
     })?;
     member(out, false, "access_log")?;
     array(out, |emit| {
-        for_each_access(conn, &head.handle, |row| {
+        for_each_access(conn, &head.person.handle, |row| {
             emit(json!({
                 "at": rfc3339(row.at),
                 "action": row.action,

@@ -127,9 +127,9 @@ struct Processing {
     interactions: i64,
 }
 
-/// Everything small enough to hold at once; interactions, consent statements and the access
-/// log are read page by page while writing.
-struct Head {
+/// The person as held: profile, standing and counts (what an export and the person's screen
+/// both start from).
+struct Person {
     handle: SubjectHandle,
     profile: Profile,
     restricted_since: Option<NaiveDateTime>,
@@ -139,9 +139,15 @@ struct Head {
     state: SubjectState,
     /// The sequence of each current statement, by purpose (which of them is latest).
     sequences: BTreeMap<String, i64>,
-    processing: Vec<Processing>,
     interactions: i64,
     consents: i64,
+}
+
+/// Everything small enough to hold at once; interactions, consent statements and the access
+/// log are read page by page while writing.
+struct Head {
+    person: Person,
+    processing: Vec<Processing>,
     generated_at: DateTime<Utc>,
     /// Were the person erased now: when no backup made before could be read any more.
     erasure_reaches_backups_by: NaiveDateTime,
@@ -183,6 +189,69 @@ fn read_head(
     policy: &Policy,
     subject_id: &SubjectId,
 ) -> Result<Option<Head>, ExportError> {
+    let Some(person) = read_person(conn, vault, subject_id)? else {
+        return Ok(None);
+    };
+    let Person {
+        handle,
+        current,
+        objections,
+        state,
+        ..
+    } = &person;
+
+    // Every purpose the person's data is held or was asked for: tagged interactions, consent
+    // statements, objections.
+    let mut by_purpose: BTreeMap<String, (Vec<String>, i64)> = BTreeMap::new();
+    for (purpose, channel, count) in export_store::purposes_by_channel(conn, &handle.pk)? {
+        let entry = by_purpose.entry(purpose).or_default();
+        entry.0.push(channel);
+        entry.1 += count;
+    }
+    for purpose in current
+        .iter()
+        .map(|(purpose, _, _)| purpose)
+        .chain(objections.iter().map(|(purpose, _)| purpose))
+    {
+        by_purpose.entry(purpose.clone()).or_default();
+    }
+    let processing = by_purpose
+        .into_iter()
+        .filter_map(|(purpose, (sources, interactions))| {
+            let declared = policy.purpose(&purpose)?;
+            Some(Processing {
+                purpose,
+                description: declared.description.clone(),
+                legal_basis: declared.legal_basis.as_str().to_owned(),
+                refused: policy.legal_basis(declared, state).err().map(|d| d.code()),
+                retention_days: declared.retention_days,
+                categories: declared
+                    .categories
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+                sources,
+                interactions,
+            })
+        })
+        .collect();
+
+    Ok(Some(Head {
+        person,
+        processing,
+        generated_at: Utc::now(),
+        erasure_reaches_backups_by: vault
+            .erasure_reaches_backups_by(conn, Utc::now().naive_utc())
+            .map_err(SubjectError::from)?,
+        schedule: vault.schedule(),
+    }))
+}
+
+fn read_person(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    subject_id: &SubjectId,
+) -> Result<Option<Person>, ExportError> {
     let index = subjects::subject_index(vault, subject_id);
     let Some(row) = subject_store::find_by_index(conn, &index)? else {
         return Ok(None);
@@ -260,43 +329,7 @@ fn read_head(
         .map(|current| (current.purpose, current.status, current.since))
         .collect();
 
-    // Every purpose the person's data is held or was asked for: tagged interactions, consent
-    // statements, objections.
-    let mut by_purpose: BTreeMap<String, (Vec<String>, i64)> = BTreeMap::new();
-    for (purpose, channel, count) in export_store::purposes_by_channel(conn, &row.id)? {
-        let entry = by_purpose.entry(purpose).or_default();
-        entry.0.push(channel);
-        entry.1 += count;
-    }
-    for purpose in current
-        .iter()
-        .map(|(purpose, _, _)| purpose)
-        .chain(objections.iter().map(|(purpose, _)| purpose))
-    {
-        by_purpose.entry(purpose.clone()).or_default();
-    }
-    let processing = by_purpose
-        .into_iter()
-        .filter_map(|(purpose, (sources, interactions))| {
-            let declared = policy.purpose(&purpose)?;
-            Some(Processing {
-                purpose,
-                description: declared.description.clone(),
-                legal_basis: declared.legal_basis.as_str().to_owned(),
-                refused: policy.legal_basis(declared, &state).err().map(|d| d.code()),
-                retention_days: declared.retention_days,
-                categories: declared
-                    .categories
-                    .iter()
-                    .map(|c| c.as_str().to_owned())
-                    .collect(),
-                sources,
-                interactions,
-            })
-        })
-        .collect();
-
-    Ok(Some(Head {
+    Ok(Some(Person {
         handle,
         profile,
         restricted_since,
@@ -304,31 +337,26 @@ fn read_head(
         current,
         state,
         sequences,
-        processing,
         interactions,
         consents,
-        generated_at: Utc::now(),
-        erasure_reaches_backups_by: vault
-            .erasure_reaches_backups_by(conn, Utc::now().naive_utc())
-            .map_err(SubjectError::from)?,
-        schedule: vault.schedule(),
     }))
 }
 
 fn summary_of(head: &Head) -> Summary {
     let mut categories = BTreeSet::new();
-    if !head.profile.identifiers.is_empty() {
+    let person = &head.person;
+    if !person.profile.identifiers.is_empty() {
         categories.insert(IDENTIFIERS_CATEGORY.to_owned());
     }
-    if head.consents > 0 {
+    if person.consents > 0 {
         categories.insert(CONSENT_CATEGORY.to_owned());
     }
     for processing in head.processing.iter().filter(|p| p.interactions > 0) {
         categories.extend(processing.categories.iter().cloned());
     }
     Summary {
-        pseudonym: head.handle.key.pseudonym().to_owned(),
-        records: 1 + head.interactions as usize + head.consents as usize,
+        pseudonym: person.handle.key.pseudonym().to_owned(),
+        records: 1 + person.interactions as usize + person.consents as usize,
         categories: categories.into_iter().collect(),
     }
 }

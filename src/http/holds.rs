@@ -84,20 +84,28 @@ pub async fn held(
         )
         .into());
     }
+    let declared = state
+        .policy
+        .purpose(purpose.as_str())
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a parsed purpose is not declared")))?;
     let erasure_id = path.into_inner();
-    let (vault, policy, id, target) = (
+    let (vault, policy, id) = (
         state.vault.clone(),
         state.policy.clone(),
         erasure_id.clone(),
-        purpose.clone(),
     );
     let read = state
         .db
         .run(move |conn| {
-            let declared = policy
-                .purpose(target.as_str())
-                .expect("parse_purpose checked it");
-            holds::read(conn, &vault, &policy, &id, declared, Utc::now().naive_utc())
+            holds::read(
+                conn,
+                &vault,
+                &policy,
+                &id,
+                &declared,
+                Utc::now().naive_utc(),
+            )
         })
         .await;
     let read = read?;

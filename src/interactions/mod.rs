@@ -835,6 +835,30 @@ pub fn stored_purposes(row: &InteractionRow) -> Result<Vec<String>, DecryptError
     serde_json::from_str(&row.purposes).map_err(|_| DecryptError)
 }
 
+/// Rule 4 over a stored map of sealed field values: the fields `purpose` may use, each opened
+/// with `open_field(name, sealed)`, and the names of the others, withheld (never decrypted).
+pub fn open_minimised(
+    policy: &Policy,
+    purpose: &crate::policy::Purpose,
+    data_ct: &str,
+    mut open_field: impl FnMut(&str, &str) -> Result<FieldValue, DecryptError>,
+) -> Result<(BTreeMap<String, FieldValue>, Vec<String>), DecryptError> {
+    let mut data = BTreeMap::new();
+    let mut withheld = Vec::new();
+    for (name, sealed) in read_map(data_ct)? {
+        let allowed = policy
+            .field(&name)
+            .is_some_and(|field| policy.purpose_may_use(purpose, &field.category));
+        if allowed {
+            let value = open_field(&name, &sealed)?;
+            data.insert(name, value);
+        } else {
+            withheld.push(name);
+        }
+    }
+    Ok((data, withheld))
+}
+
 fn open_row(
     policy: &Policy,
     purpose: &crate::policy::Purpose,
@@ -842,19 +866,9 @@ fn open_row(
     row: &InteractionRow,
 ) -> Result<ReadInteraction, SubjectError> {
     let client_id = decrypt_client_id(subject, row)?;
-    let mut data = BTreeMap::new();
-    let mut withheld = Vec::new();
-    for (name, sealed) in read_map(&row.data_ct)? {
-        let allowed = policy
-            .field(&name)
-            .is_some_and(|field| policy.purpose_may_use(purpose, &field.category));
-        if !allowed {
-            withheld.push(name);
-            continue;
-        }
-        let value = decrypt_field(subject, row, &name, &sealed)?;
-        data.insert(name, value);
-    }
+    let (data, withheld) = open_minimised(policy, purpose, &row.data_ct, |name, sealed| {
+        decrypt_field(subject, row, name, sealed)
+    })?;
     Ok(ReadInteraction {
         client_id,
         interaction_type: row.interaction_type.clone(),

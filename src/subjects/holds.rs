@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::sealed::{open, read_map, seal, write_map};
 use super::{FieldValue, SubjectError};
 use crate::crypto::{DataKey, FieldContext};
+use crate::interactions::open_minimised;
 use crate::policy::{Policy, Purpose, PurposeId};
 use crate::store::holds::{self as hold_store, HeldRow, HoldRow};
 use crate::store::DbConnection;
@@ -117,15 +118,14 @@ fn summarise(policy: &Policy, kept: &[Keep]) -> Vec<Held> {
     }
     by_purpose
         .into_iter()
-        .map(|(purpose, (interactions, until))| Held {
-            purpose: purpose.to_owned(),
-            legal_basis: policy
-                .purpose(purpose)
-                .map(|p| p.legal_basis.as_str())
-                .unwrap_or("legal_obligation")
-                .to_owned(),
-            interactions,
-            until: until.and_utc(),
+        // Every holding purpose was found in the policy (`to_keep`).
+        .filter_map(|(purpose, (interactions, until))| {
+            Some(Held {
+                purpose: purpose.to_owned(),
+                legal_basis: policy.purpose(purpose)?.legal_basis.as_str().to_owned(),
+                interactions,
+                until: until.and_utc(),
+            })
         })
         .collect()
 }
@@ -286,8 +286,7 @@ pub fn read(
     )?;
     let mut interactions = Vec::new();
     let mut held_for_purpose = false;
-    let loaded = hold_store::records(conn, erasure_id);
-    for row in loaded? {
+    for row in hold_store::records(conn, erasure_id)? {
         let holds: Vec<HoldingPurpose> =
             serde_json::from_str(&row.purposes).map_err(|_| crate::crypto::DecryptError)?;
         let covering: Vec<&HoldingPurpose> = holds
@@ -300,37 +299,30 @@ pub fn read(
         // No hold outlives the record's own end (the latest of its holds).
         let held_until = covering
             .iter()
-            .filter(|hold| hold.until > now && row.held_until > now)
             .map(|hold| hold.until)
+            .filter(|until| *until > now && row.held_until > now)
             .max();
         let Some(held_until) = held_until else {
             continue;
         };
-        let mut data = BTreeMap::new();
-        let mut withheld = Vec::new();
-        for (name, sealed) in read_map(&row.data_ct)? {
-            let allowed = policy
-                .field(&name)
-                .is_some_and(|field| policy.purpose_may_use(purpose, &field.category));
-            if !allowed {
-                withheld.push(name);
-                continue;
-            }
+        let (data, withheld) = open_minimised(policy, purpose, &row.data_ct, |name, sealed| {
             let place = FieldContext {
                 subject: erasure_id,
                 record: &row.id,
-                field: &name,
+                field: name,
             };
-            let value = FieldValue::from_plaintext(&open(&key, &place, &sealed)?)
-                .ok_or(crate::crypto::DecryptError)?;
-            data.insert(name, value.to_json());
-        }
+            FieldValue::from_plaintext(&open(&key, &place, sealed)?)
+                .ok_or(crate::crypto::DecryptError)
+        })?;
         interactions.push(HeldInteraction {
             interaction_type: row.interaction_type,
             channel: row.channel,
             occurred_at: row.occurred_at.and_utc(),
             held_until: held_until.and_utc(),
-            data,
+            data: data
+                .into_iter()
+                .map(|(name, value)| (name, value.to_json()))
+                .collect(),
             withheld,
         });
     }
