@@ -159,7 +159,7 @@ async function attemptFor(control, work) {
       announce(error.message, 'error');
       return undefined;
     }
-    return attempt(() => Promise.reject(error));
+    return report(error);
   }
 }
 
@@ -180,21 +180,26 @@ function clearStatus() {
   box.textContent = '';
 }
 
-/** Runs an API action, showing its error in words; a lost session returns to sign-in. */
+/** Shows an error in words; a lost session returns to sign-in. Rethrows what is not the API's. */
+function report(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 401 && currentSession()) {
+      signOut();
+      render();
+    }
+    announce(error.message, 'error');
+    return undefined;
+  }
+  announce('Something went wrong in the console. Reload the page and try again.', 'error');
+  throw error;
+}
+
+/** Runs an API action, showing its error in words (`report`). */
 async function attempt(work) {
   try {
     return await work();
   } catch (error) {
-    if (error instanceof ApiError) {
-      if (error.status === 401 && currentSession()) {
-        signOut();
-        render();
-      }
-      announce(error.message, 'error');
-      return undefined;
-    }
-    announce('Something went wrong in the console. Reload the page and try again.', 'error');
-    throw error;
+    return report(error);
   }
 }
 
