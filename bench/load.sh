@@ -11,7 +11,10 @@
 #                                      both threads the same ones), and one client (then four)
 #                                      posting batches of 1,000 interactions of 500 new people
 #                                      back to back; prints a Markdown table with the answers
-#                                      by status (409s and 5xx must be zero)
+#                                      by status (409s and 5xx must be zero); OPS picks some
+#                                      (consent_new interaction_new consent_shared
+#                                      interaction_shared consent_paced interaction_paced
+#                                      batch_new batch_new_4)
 #           flood                        authenticated reads while 200 connections send bad API
 #                                      keys to the token exchange without pause, from 50
 #                                      loopback addresses (bench/flood.py); read latency and
@@ -90,14 +93,16 @@ if [ "$script" = first-contact ]; then
   analyze
   echo "| workload | connections | requests/s | items/s | p50 | p99 | answers by status | server peak RSS so far |"
   echo "|---|---|---|---|---|---|---|---|"
-  for op in consent_new interaction_new consent_shared interaction_shared; do
-    measure "$op" 2 32
+  # OPS picks some of the workloads (e.g. OPS="batch_new batch_new_4"); all by default.
+  for op in ${OPS:-consent_new interaction_new consent_shared interaction_shared consent_paced interaction_paced batch_new batch_new_4}; do
+    case $op in
+      # A held rate of about 3,000 requests per second: each connection pauses between requests.
+      *_paced) measure "${op%_paced}_new" 2 32 "${DELAY_MS:-8}" ;;
+      batch_new) measure batch_new 1 1 ;;
+      batch_new_4) measure batch_new 2 4 ;;
+      *) measure "$op" 2 32 ;;
+    esac
   done
-  # A held rate of about 3,000 requests per second: each connection pauses between requests.
-  measure consent_new 2 32 "${DELAY_MS:-8}"
-  measure interaction_new 2 32 "${DELAY_MS:-8}"
-  measure batch_new 1 1
-  measure batch_new 2 4
 elif [ "$script" = flood ]; then
   python3 bench/flood.py "$url" "$server" "$TOKEN_COMPLIANCE"
 elif [ "$script" != all ]; then

@@ -25,8 +25,8 @@ use crate::store::interactions::{
     self as interaction_store, InteractionPurposeRow, InteractionRow, PagePosition,
 };
 use crate::store::subjects as subject_store;
-use crate::store::write_transaction;
 use crate::store::DbConnection;
+use crate::store::{insert_transaction, write_transaction};
 use crate::subjects::sealed::{open, read_map, seal, write_map};
 use crate::subjects::{
     self, declared_field, FieldValue, PlannedSubjects, SubjectError, SubjectHandle, SubjectId,
@@ -563,7 +563,7 @@ pub fn commit_ingest(
         audit: entries,
         policy_hash,
     } = prepared;
-    let written = write_transaction(conn, |conn| -> Result<(), SubjectError> {
+    let written = insert_transaction(conn, |conn| -> Result<(), SubjectError> {
         // Writers of the same people wait for each other here, in one global order, rather
         // than collide on their rows (or deadlock): a loser's retry then finds what the winner
         // stored.
@@ -596,6 +596,7 @@ pub fn ingest_in_turn(
     let written = write_transaction(conn, |conn| -> Result<Vec<Outcome>, SubjectError> {
         crate::store::lock_in_order(conn, "custodia/person/", &people)?;
         let prepared = prepare_ingest(conn, vault, policy, drafts)?;
+        crate::store::plan_inserts_cached(conn)?;
         subjects::insert_planned(conn, &prepared.subjects)?;
         interaction_store::insert(conn, &prepared.rows, &prepared.purposes)?;
         audit::append(conn, &prepared.policy_hash, prepared.audit)?;

@@ -44,6 +44,25 @@ pub struct AuditRow {
     pub hash: String,
 }
 
+super::bulk::pg_columns!(AuditRow => audit_log {
+    seq,
+    at,
+    actor_key_id,
+    role,
+    action,
+    target,
+    purposes,
+    legal_bases,
+    subjects,
+    categories,
+    records,
+    decision,
+    reason,
+    policy_hash,
+    request_id,
+    hash,
+});
+
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_checkpoints)]
@@ -92,6 +111,11 @@ pub struct AuditSubjectRow {
     /// The entry.
     pub seq: i64,
 }
+
+super::bulk::pg_columns!(AuditSubjectRow => audit_subjects {
+    subject_key,
+    seq,
+});
 
 /// The index key of a pseudonym: its first 64 bits (pseudonyms are hex).
 pub fn subject_key(pseudonym: &str) -> i64 {

@@ -42,6 +42,24 @@ pub struct ConsentRow {
     pub notice_sha256: Option<String>,
 }
 
+super::bulk::pg_columns!(ConsentRow => consent_records {
+    id,
+    subject_pk,
+    record_index,
+    sequence,
+    purpose,
+    status,
+    notice_id,
+    notice_version,
+    source,
+    method,
+    evidence_ct,
+    recorded_at,
+    recorded_by,
+    notice_language,
+    notice_sha256,
+});
+
 /// The latest statement on one purpose.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = consent_current)]

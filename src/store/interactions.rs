@@ -36,6 +36,20 @@ pub struct InteractionRow {
     pub recorded_by: String,
 }
 
+super::bulk::pg_columns!(InteractionRow => interactions {
+    id,
+    subject_pk,
+    client_index,
+    client_id_ct,
+    interaction_type,
+    channel,
+    occurred_at,
+    recorded_at,
+    purposes,
+    data_ct,
+    recorded_by,
+});
+
 /// One accepted purpose of one interaction.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = interaction_purposes)]
@@ -54,6 +68,15 @@ pub struct InteractionPurposeRow {
     /// The interaction's channel.
     pub channel: String,
 }
+
+super::bulk::pg_columns!(InteractionPurposeRow => interaction_purposes {
+    interaction_pk,
+    subject_pk,
+    purpose,
+    occurred_at,
+    interaction_type,
+    channel,
+});
 
 /// A stored interaction's identity and purposes, as found by [`existing_by_client_index`].
 #[derive(Debug, QueryableByName)]

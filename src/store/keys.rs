@@ -38,6 +38,14 @@ pub struct DataKeyRow {
     pub epoch: Option<i64>,
 }
 
+super::bulk::pg_columns!(DataKeyRow => data_keys {
+    subject_pk,
+    key_id,
+    master_key_id,
+    wrapped,
+    epoch,
+});
+
 /// A key epoch.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = key_epochs)]

@@ -56,6 +56,19 @@ pub struct CallbackRow {
     pub created_at: NaiveDateTime,
 }
 
+super::bulk::pg_columns!(CallbackRow => opendsr_callbacks {
+    id,
+    subject_request_id,
+    url,
+    body,
+    attempts,
+    next_attempt_at,
+    delivered_at,
+    failed_at,
+    last_error,
+    created_at,
+});
+
 /// Points every stored request's links at `base_url` (the configured public URL), replacing
 /// whatever an earlier version or configuration stored; returns how many rows changed.
 pub fn repoint_base_urls(conn: &mut DbConnection, base_url: &str) -> Result<usize, StoreError> {

@@ -26,6 +26,16 @@ pub struct SubjectRow {
     pub updated_at: NaiveDateTime,
 }
 
+super::bulk::pg_columns!(SubjectRow => subjects {
+    id,
+    subject_index,
+    subject_id_ct,
+    identifiers_ct,
+    traits_ct,
+    created_at,
+    updated_at,
+});
+
 /// The subject with this blind index.
 pub fn find_by_index(
     conn: &mut DbConnection,
@@ -77,6 +87,12 @@ pub struct IdentifierRow {
     /// The blind index.
     pub blind_index: String,
 }
+
+super::bulk::pg_columns!(IdentifierRow => subject_identifiers {
+    subject_pk,
+    kind,
+    blind_index,
+});
 
 /// On PostgreSQL, locks these subjects' rows (in id order, so that two writers never wait for
 /// each other crosswise) until the transaction ends: writers that derive something from a

@@ -8,7 +8,7 @@ pub mod sealed;
 mod values;
 
 use crate::audit::{Actor, Entry};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{NaiveDateTime, Utc};
@@ -426,21 +426,23 @@ pub fn handles_for(
 ) -> Result<(HashMap<String, SubjectHandle>, PlannedSubjects), SubjectError> {
     let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
     let mut existing_pks: Vec<&str> = Vec::new();
+    // Sets, not scans of the lists: a batch names hundreds of people.
+    let mut seen: HashSet<&str> = HashSet::new();
     for (subject_id, index) in wanted {
+        if !seen.insert(index) {
+            continue;
+        }
         match existing.get(*index) {
-            Some(pk) if !existing_pks.contains(&pk.as_str()) => existing_pks.push(pk),
-            Some(_) => {}
-            None if !missing.iter().any(|(_, known)| known == index) => {
-                missing.push((subject_id, index));
-            }
-            None => {}
+            Some(pk) => existing_pks.push(pk),
+            None => missing.push((subject_id, index)),
         }
     }
     let planned = plan_new_subjects(vault, &missing, now)?;
     let keys = vault.data_keys_for(conn, &existing_pks)?;
     let mut handles = planned.handles.clone();
+    let wanted_pks: HashSet<&str> = existing_pks.iter().copied().collect();
     for (index, pk) in existing {
-        if !existing_pks.contains(&pk.as_str()) {
+        if !wanted_pks.contains(pk.as_str()) {
             continue;
         }
         let key = keys.get(pk).cloned().ok_or(VaultError::Erased)?;
