@@ -19,7 +19,7 @@
 #                                      keys to the token exchange without pause, from 50
 #                                      loopback addresses (bench/flood.py); read latency and
 #                                      the server's memory before, during and after
-# Needs wrk (Debian package `wrk`). Builds the release binary (or runs $CUSTODIA_BIN).
+# SERVE_LOG keeps the server's log in that file. Needs wrk (Debian package `wrk`). Builds the release binary (or runs $CUSTODIA_BIN).
 # Results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,7 @@ keys=()
 for role in collector support marketer compliance; do
   keys+=("$("$bin" keys create --role "$role" --name "bench-$role" 2>/dev/null)")
 done
-"$bin" serve 2>"$work/serve.log" &
+"$bin" serve 2>"${SERVE_LOG:-$work/serve.log}" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 50); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.2; done
