@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Schema-driven API fuzzing: schemathesis (PyPI) against a running `custodia serve`, from its own
 # /openapi.json, once with a token of each sample role, bounded examples and a fixed seed.
-# Checks: no 5xx, every status/content type/header/body as documented, schema-invalid input
+# First /openapi.json is validated by openapi-spec-validator (PyPI). Checks: no 5xx, every status/content type/header/body as documented, schema-invalid input
 # refused, undeclared methods answered 405 with Allow, auth required where declared.
 # (positive_data_acceptance is left out: some rules span fields — "exactly one of subject_id or
 # email", "at least one supported identity" — and OpenAPI cannot state them; those requests get
@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 
 if ! command -v schemathesis >/dev/null 2>&1; then
   python3 -m pip install --quiet "schemathesis==4.32.5"
+fi
+# An independent check that /openapi.json is a valid OpenAPI document (unique operation ids,
+# resolvable references, schemas of the declared version), before anything is generated from it.
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  python3 -m pip install --quiet "openapi-spec-validator==0.7.2"
 fi
 bin=target/debug/custodia
 [ -x "$bin" ] || cargo build --quiet
@@ -39,6 +44,9 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
   sleep 0.1
 done
+
+curl -sf "http://127.0.0.1:$port/openapi.json" -o "$work/openapi.json"
+python3 -m openapi_spec_validator "$work/openapi.json"
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,unsupported_method,allow_header_conformance,missing_required_header,ignored_auth
 for role in compliance collector marketer support admin; do

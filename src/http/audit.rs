@@ -188,7 +188,7 @@ fn parse_token(name: &str, raw: Option<String>) -> Result<Option<String>, Reject
 }
 
 /// Queries the audit log, newest first.
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_list", path = "/v1/audit", tag = "audit", security(("bearer" = [])),
     params(AuditQuery),
     responses(
         (status = 200, description = "A page of entries", body = AuditPage),
@@ -295,7 +295,7 @@ pub async fn list(
 
 /// Verifies the whole chain: every hash, the sequence without gaps, the head, and every stored
 /// signed checkpoint.
-#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_verify", path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "The verification's result (also when it fails)",
         body = VerifyReport)))]
 pub async fn verify(
@@ -316,7 +316,7 @@ pub async fn verify(
 /// Signs the chain's current head: keep the answer outside Custodia, and give it to
 /// `custodia audit verify --checkpoint FILE` later to prove nothing it covers was removed or
 /// rewritten.
-#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_checkpoint", path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "A signed checkpoint", body = Checkpoint)))]
 pub async fn checkpoint(
     state: web::Data<AppState>,
@@ -342,7 +342,7 @@ pub async fn checkpoint(
 }
 
 /// The public key (JWK set) that verifies audit checkpoints.
-#[utoipa::path(get, path = "/v1/audit/checkpoint-key", tag = "audit",
+#[utoipa::path(get, operation_id = "audit_checkpoint_key", path = "/v1/audit/checkpoint-key", tag = "audit",
     responses((status = 200, description = "The checkpoint key", body = JwkSet)))]
 pub async fn checkpoint_key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(JwkSet {

@@ -36,7 +36,7 @@ pub struct TokenResponse {
 
 /// Exchanges an API key for a bearer token. Unknown, revoked and wrong keys all get the same
 /// 401 after the same work.
-#[utoipa::path(post, path = "/v1/auth/token", tag = "auth",
+#[utoipa::path(post, operation_id = "auth_issue_token", path = "/v1/auth/token", tag = "auth",
     request_body = TokenRequest,
     responses(
         (status = 200, description = "A bearer token", body = TokenResponse),

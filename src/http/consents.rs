@@ -171,7 +171,7 @@ fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
 }
 
 /// Records a consent statement (and applies a `Sec-GPC: 1` signal first, if sent).
-#[utoipa::path(post, path = "/v1/subjects/{subject_id}/consents", tag = "consents",
+#[utoipa::path(post, operation_id = "consents_record", path = "/v1/subjects/{subject_id}/consents", tag = "consents",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person"),
            ("Sec-GPC" = Option<String>, Header, description = "`1`: a Global Privacy Control signal")),
@@ -317,7 +317,7 @@ pub struct ConsentStateBody {
 /// A person's current consent per purpose; with `subjects.export`, every purpose and the full
 /// history with evidence; with `consents.write` only, the current state of what bears on the
 /// role's purposes.
-#[utoipa::path(get, path = "/v1/subjects/{subject_id}/consents", tag = "consents",
+#[utoipa::path(get, operation_id = "consents_show", path = "/v1/subjects/{subject_id}/consents", tag = "consents",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     responses(
@@ -426,7 +426,7 @@ pub struct ObjectionResponse {
 }
 
 /// Records an objection (Art. 21) to a purpose, or lifts one.
-#[utoipa::path(post, path = "/v1/subjects/{subject_id}/objections", tag = "consents",
+#[utoipa::path(post, operation_id = "consents_object", path = "/v1/subjects/{subject_id}/objections", tag = "consents",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     request_body = ObjectionRequest,
@@ -486,7 +486,7 @@ pub struct JwkSet {
 }
 
 /// The public key that verifies consent receipts.
-#[utoipa::path(get, path = "/v1/consents/receipt-key", tag = "consents",
+#[utoipa::path(get, operation_id = "consents_receipt_key", path = "/v1/consents/receipt-key", tag = "consents",
     responses((status = 200, description = "A JWK set", body = JwkSet)))]
 pub async fn receipt_key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(JwkSet {
@@ -539,7 +539,7 @@ async fn set_restriction(
 /// Restricts processing of a person's data (Art. 18): while it stands, no purpose has a legal
 /// basis for them (reads refused, nothing collected, not counted in segments); their data is
 /// kept.
-#[utoipa::path(post, path = "/v1/subjects/{subject_id}/restriction", tag = "consents",
+#[utoipa::path(post, operation_id = "consents_restrict", path = "/v1/subjects/{subject_id}/restriction", tag = "consents",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     responses(
@@ -557,7 +557,7 @@ pub async fn restrict(
 }
 
 /// Lifts a restriction of processing.
-#[utoipa::path(delete, path = "/v1/subjects/{subject_id}/restriction", tag = "consents",
+#[utoipa::path(delete, operation_id = "consents_lift_restriction", path = "/v1/subjects/{subject_id}/restriction", tag = "consents",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     responses(

@@ -227,7 +227,7 @@ pub async fn start(
 /// Everything held about one person (Art. 15), decrypted, with the processing context from the
 /// policy and the log of who read their data; `?format=csv` gives the portable form (Art. 20),
 /// a zip of CSV files. Streamed from one database snapshot.
-#[utoipa::path(get, path = "/v1/subjects/{subject_id}/export", tag = "subjects",
+#[utoipa::path(get, operation_id = "export_export_subject", path = "/v1/subjects/{subject_id}/export", tag = "subjects",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person"), ExportQuery),
     responses(

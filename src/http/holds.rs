@@ -36,7 +36,7 @@ pub struct HeldPage {
 /// The interactions an erasure kept under a legal hold, for a holding purpose only: they name
 /// no identifier, are minimised to the fields the purpose may use, and are gone once the hold
 /// ends. Audited as `holds.read` under the erased person's pseudonym.
-#[utoipa::path(get, path = "/v1/erasures/{id}/held", tag = "subjects", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "holds_held", path = "/v1/erasures/{id}/held", tag = "subjects", security(("bearer" = [])),
     params(("id" = String, Path, description = "The erasure's id (the receipt's `jti`)"), HeldQuery),
     responses(
         (status = 200, description = "The held records usable for the purpose", body = HeldPage),

@@ -150,7 +150,7 @@ async fn store(
 }
 
 /// Records one interaction.
-#[utoipa::path(post, path = "/v1/interactions", tag = "interactions", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "interactions_create", path = "/v1/interactions", tag = "interactions", security(("bearer" = [])),
     request_body = InteractionRequest,
     responses(
         (status = 201, description = "Stored", body = InteractionResult),
@@ -257,7 +257,7 @@ fn item_error(error: ApiError) -> ItemError {
 }
 
 /// Records up to 1,000 interactions: the valid ones in one transaction, a result per item.
-#[utoipa::path(post, path = "/v1/interactions/batch", tag = "interactions", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "interactions_batch", path = "/v1/interactions/batch", tag = "interactions", security(("bearer" = [])),
     request_body = BatchRequest,
     responses(
         (status = 200, description = "A result per item", body = BatchResponse),
@@ -420,7 +420,7 @@ pub struct InteractionPage {
 }
 
 /// A person's interactions usable for a purpose, minimised to the fields it may use.
-#[utoipa::path(get, path = "/v1/subjects/{subject_id}/interactions", tag = "interactions",
+#[utoipa::path(get, operation_id = "interactions_list_for_subject", path = "/v1/subjects/{subject_id}/interactions", tag = "interactions",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person"), ReadQuery),
     responses(

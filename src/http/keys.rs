@@ -72,7 +72,7 @@ impl From<KeyInfo> for KeyBody {
 }
 
 /// Creates an API key for a role.
-#[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "keys_create", path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "The key, with its secret shown once", body = CreatedKeyBody),
@@ -99,7 +99,7 @@ pub async fn create(
 }
 
 /// Lists every API key.
-#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "keys_list", path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     responses((status = 200, description = "All keys", body = KeyListBody)))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -117,7 +117,7 @@ pub async fn list(
 }
 
 /// Revokes an API key; its tokens stop working within seconds in every process.
-#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "keys_revoke", path = "/v1/keys/{id}", tag = "keys", security(("bearer" = [])),
     params(("id" = String, Path, description = "The key id")),
     responses(
         (status = 200, description = "The revoked key", body = KeyBody),

@@ -92,7 +92,7 @@ pub struct DiscoveryBody {
 }
 
 /// What this processor supports, and where its certificate is.
-#[utoipa::path(get, path = "/opendsr/v2/discovery", tag = "opendsr",
+#[utoipa::path(get, operation_id = "opendsr_discovery", path = "/opendsr/v2/discovery", tag = "opendsr",
     responses((status = 200, description = "The discovery document (signed)", body = DiscoveryBody)))]
 pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     signed(
@@ -111,7 +111,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The certificate (PEM) whose key signs answers and callbacks.
-#[utoipa::path(get, path = "/opendsr/v2/certificate", tag = "opendsr",
+#[utoipa::path(get, operation_id = "opendsr_certificate", path = "/opendsr/v2/certificate", tag = "opendsr",
     responses((status = 200, description = "The processor's certificate, PEM",
         content_type = "application/x-pem-file", body = String)))]
 pub async fn certificate(state: web::Data<AppState>) -> HttpResponse {
@@ -146,7 +146,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Receives a data-subject request from a controller. Idempotent on `subject_request_id`.
-#[utoipa::path(post, path = "/opendsr/v2/requests", tag = "opendsr", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "opendsr_create", path = "/opendsr/v2/requests", tag = "opendsr", security(("bearer" = [])),
     request_body = IncomingRequest,
     responses(
         (status = 201, description = "Received (signed)", body = CreatedBody),
@@ -278,7 +278,7 @@ pub async fn create(
 
 /// A request's status: `pending`, `in_progress`, `completed` (with `results_url` and
 /// `results_count`) or `cancelled`.
-#[utoipa::path(get, path = "/opendsr/v2/requests/{subject_request_id}", tag = "opendsr",
+#[utoipa::path(get, operation_id = "opendsr_status", path = "/opendsr/v2/requests/{subject_request_id}", tag = "opendsr",
     security(("bearer" = [])),
     params(("subject_request_id" = String, Path, description = "The controller's id for the request")),
     responses(
@@ -318,7 +318,7 @@ pub struct CancelledBody {
 }
 
 /// Cancels a pending request.
-#[utoipa::path(delete, path = "/opendsr/v2/requests/{subject_request_id}", tag = "opendsr",
+#[utoipa::path(delete, operation_id = "opendsr_cancel", path = "/opendsr/v2/requests/{subject_request_id}", tag = "opendsr",
     security(("bearer" = [])),
     params(("subject_request_id" = String, Path, description = "The controller's id for the request")),
     responses(

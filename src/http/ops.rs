@@ -16,7 +16,7 @@ pub struct HealthBody {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, operation_id = "ops_healthz", path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is alive", body = HealthBody)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(HealthBody {
@@ -26,7 +26,7 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// The service can answer requests: the database is reachable.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, operation_id = "ops_readyz", path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = HealthBody),
         (status = 503, description = "The database is unreachable", body = super::problem::ProblemBody,
@@ -41,7 +41,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// Prometheus text exposition of request counts and latencies.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, operation_id = "ops_metrics", path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

@@ -28,7 +28,7 @@ pub struct PolicyBody<'a> {
 }
 
 /// Shows the loaded policy.
-#[utoipa::path(get, path = "/v1/policy", tag = "policy", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "policy_show", path = "/v1/policy", tag = "policy", security(("bearer" = [])),
     responses((status = 200, description = "The loaded policy", body = PolicyBody)))]
 pub async fn show(state: web::Data<AppState>) -> HttpResponse {
     let policy = &state.policy;
@@ -45,7 +45,7 @@ pub async fn show(state: web::Data<AppState>) -> HttpResponse {
 
 /// The record of processing activities (GDPR Art. 30(1)), generated from the loaded policy: per
 /// purpose its legal basis, data categories and fields, retention and recipients.
-#[utoipa::path(get, path = "/v1/ropa", tag = "policy", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "policy_ropa", path = "/v1/ropa", tag = "policy", security(("bearer" = [])),
     responses((status = 200, description = "The record of processing activities",
         body = RecordOfProcessing)))]
 pub async fn ropa(state: web::Data<AppState>) -> HttpResponse {

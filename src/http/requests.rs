@@ -222,7 +222,7 @@ fn parse_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Files a data-subject request; its deadline runs from `received_at`.
-#[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "requests_create", path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Received", body = RequestBody),
@@ -315,7 +315,7 @@ fn encode_cursor(request: &Request) -> String {
 const OPEN_STATUSES: &str = crate::store::requests::OPEN_STATUSES;
 
 /// The queue of requests, soonest deadline first.
-#[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "requests_list", path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     params(ListQuery),
     responses(
         (status = 200, description = "A page of requests", body = RequestPage),
@@ -388,7 +388,7 @@ pub async fn list(
 }
 
 /// One request.
-#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "requests_show", path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id")),
     responses(
         (status = 200, description = "The request", body = RequestBody),
@@ -435,7 +435,7 @@ async fn visible(
 }
 
 /// Records that the requester's identity was verified (`received` → `verified`).
-#[utoipa::path(post, path = "/v1/requests/{id}/verify", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "requests_verify", path = "/v1/requests/{id}/verify", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id")),
     responses(
         (status = 200, description = "Verified", body = RequestBody),
@@ -479,7 +479,7 @@ async fn step(
 }
 
 /// Extends the deadline once, with a reason (GDPR: three months from receipt; CCPA: 90 days).
-#[utoipa::path(post, path = "/v1/requests/{id}/extend", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "requests_extend", path = "/v1/requests/{id}/extend", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id")),
     request_body = ReasonRequest,
     responses(
@@ -504,7 +504,7 @@ pub async fn extend(
 }
 
 /// Rejects an open request, with a reason.
-#[utoipa::path(post, path = "/v1/requests/{id}/reject", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "requests_reject", path = "/v1/requests/{id}/reject", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id")),
     request_body = ReasonRequest,
     responses(
@@ -540,7 +540,7 @@ pub struct ExecutedBody {
 
 /// Executes a verified request: access and portability make the export available at
 /// `result.export.url`; erasure, restriction, objection and rectification are carried out.
-#[utoipa::path(post, path = "/v1/requests/{id}/execute", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "requests_execute", path = "/v1/requests/{id}/execute", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id")),
     responses(
         (status = 200, description = "Completed", body = ExecutedBody),
@@ -631,7 +631,7 @@ pub struct ReceiptBody {
 /// The signed receipt of an executed erasure request, kept sealed for 30 days so that it can be
 /// handed to the person later. Needs `subjects.erase` (the action that produced it); audited as
 /// `requests.receipt` with the request as target.
-#[utoipa::path(get, path = "/v1/requests/{id}/receipt", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "requests_receipt", path = "/v1/requests/{id}/receipt", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id")),
     responses(
         (status = 200, description = "The receipt", body = ReceiptBody),
@@ -675,7 +675,7 @@ pub async fn receipt(
 
 /// The export of a completed access (JSON) or portability (zip of CSV files) request; `format`
 /// overrides. Audited as `subjects.export` with the request as target.
-#[utoipa::path(get, path = "/v1/requests/{id}/export", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "requests_export", path = "/v1/requests/{id}/export", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path, description = "The request's id"), ExportQuery),
     responses(
         (status = 200, description = "The export", content_type = "application/json"),

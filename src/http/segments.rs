@@ -118,7 +118,7 @@ async fn count_and_answer(
 
 /// How many people with a legal basis for the purpose match the filter (k-anonymous: below
 /// `min_size` the size is suppressed).
-#[utoipa::path(post, path = "/v1/segments/preview", tag = "segments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "segments_preview", path = "/v1/segments/preview", tag = "segments", security(("bearer" = [])),
     request_body = PreviewRequest,
     responses(
         (status = 200, description = "The size, or withheld (suppressed)", body = SizeBody),
@@ -190,7 +190,7 @@ fn segment_body(row: &SegmentRow) -> SegmentBody {
 }
 
 /// Saves a segment; it is evaluated whenever it is read.
-#[utoipa::path(post, path = "/v1/segments", tag = "segments", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "segments_create", path = "/v1/segments", tag = "segments", security(("bearer" = [])),
     request_body = CreateSegment,
     responses(
         (status = 201, description = "Saved", body = SegmentBody),
@@ -301,7 +301,7 @@ fn page_limit(raw: Option<i64>, default: i64, max: i64) -> Result<i64, Rejection
 }
 
 /// The saved segments for the purposes the role may query.
-#[utoipa::path(get, path = "/v1/segments", tag = "segments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "segments_list", path = "/v1/segments", tag = "segments", security(("bearer" = [])),
     params(PageQuery),
     responses((status = 200, description = "Saved segments", body = SegmentPage)))]
 pub async fn list(
@@ -390,7 +390,7 @@ pub struct SegmentWithSize {
 }
 
 /// A saved segment with its size now (under suppression and the differencing guard).
-#[utoipa::path(get, path = "/v1/segments/{id}", tag = "segments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "segments_show", path = "/v1/segments/{id}", tag = "segments", security(("bearer" = [])),
     params(("id" = String, Path, description = "The segment's id")),
     responses(
         (status = 200, description = "The segment and its size", body = SegmentWithSize),
@@ -433,7 +433,7 @@ pub struct MembersPage {
 
 /// The members of a saved segment, evaluated now: only people with a legal basis for its
 /// purpose; refused while the segment is smaller than `min_size`.
-#[utoipa::path(get, path = "/v1/segments/{id}/members", tag = "segments", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "segments_members", path = "/v1/segments/{id}/members", tag = "segments", security(("bearer" = [])),
     params(("id" = String, Path, description = "The segment's id"), MembersQuery),
     responses(
         (status = 200, description = "A page of members", body = MembersPage),

@@ -41,7 +41,7 @@ pub struct SubjectResponse {
 }
 
 /// Creates or updates a subject's identifiers and traits.
-#[utoipa::path(put, path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "subjects_put", path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     request_body = SubjectRequest,
     responses(
@@ -101,7 +101,7 @@ pub struct LookupResponse {
 }
 
 /// Finds subjects by e-mail address, through its blind index.
-#[utoipa::path(post, path = "/v1/lookup/subjects", tag = "subjects", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "subjects_lookup", path = "/v1/lookup/subjects", tag = "subjects", security(("bearer" = [])),
     request_body = LookupRequest,
     responses(
         (status = 200, description = "The subjects with this address", body = LookupResponse),
@@ -184,7 +184,7 @@ pub struct ErasureResponse {
 /// Erases a person (Art. 17): the data key is destroyed first (crypto-shredding), then every
 /// row about them; a tombstone without identifiers and the audit entries remain. Afterwards the
 /// subject_id is unknown everywhere (404).
-#[utoipa::path(delete, path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "subjects_erase", path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person"), EraseQuery),
     responses(
         (status = 200, description = "Erased, with a signed receipt", body = ErasureResponse),
@@ -243,7 +243,7 @@ pub struct GlanceQuery {
 /// `?reveal=identifiers`), their traits, the legal basis in effect now for every purpose and
 /// why, and the newest 100 interactions with the purposes each is still held for and until
 /// when. Audited as `subjects.view` (and `subjects.reveal` when identifiers are revealed).
-#[utoipa::path(get, path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "subjects_glance", path = "/v1/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person"), GlanceQuery),
     responses(
         (status = 200, description = "The person at a glance", body = crate::export::glance::Glance),
@@ -315,7 +315,7 @@ pub const ACTION_REVEAL: &str = "subjects.reveal";
 /// and traits, not index rows): what is erased, what legal holds keep and until when, and the
 /// open requests the erasure completes. Nothing is changed; audited as
 /// `subjects.erasure_preview`.
-#[utoipa::path(get, path = "/v1/subjects/{subject_id}/erasure-preview", tag = "subjects",
+#[utoipa::path(get, operation_id = "subjects_erasure_preview", path = "/v1/subjects/{subject_id}/erasure-preview", tag = "subjects",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     responses(
@@ -378,7 +378,7 @@ pub struct LiftResponse {
 
 /// Lifts the suppression an erasure with `?suppress=true` left on a subject_id: data about it
 /// is accepted again (as a new person).
-#[utoipa::path(delete, path = "/v1/subjects/{subject_id}/suppression", tag = "subjects",
+#[utoipa::path(delete, operation_id = "subjects_lift_suppression", path = "/v1/subjects/{subject_id}/suppression", tag = "subjects",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person")),
     responses(

@@ -121,6 +121,39 @@ async fn the_openapi_document_describes_every_api_route() {
 }
 
 #[tokio::test]
+async fn every_operation_has_its_own_stable_id() {
+    let app = spawn_app().await;
+
+    let document: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+
+    // Client generators name their methods after operation ids: each must exist, be unique
+    // (OpenAPI requires it) and follow `<module>_<handler>`.
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(
+                id.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{method} {path}: operationId {id} is not snake_case"
+            );
+            if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("operationId {id} names both {other} and {method} {path}");
+            }
+        }
+    }
+    assert_eq!(
+        document["paths"]["/v1/keys"]["post"]["operationId"],
+        "keys_create"
+    );
+    assert_eq!(
+        document["paths"]["/v1/subjects/{subject_id}/consents"]["post"]["operationId"],
+        "consents_record"
+    );
+}
+
+#[tokio::test]
 async fn the_docs_ui_is_served_from_the_binary() {
     let app = spawn_app().await;
 
