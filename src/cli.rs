@@ -119,6 +119,13 @@ fn serve(settings: &Settings) -> anyhow::Result<ExitCode> {
             database = %settings.database_url,
             "custodia is listening"
         );
+        // The one line `serve` writes to standard output, once it listens: the address it
+        // bound, with the port the system chose when asked for port 0 (scripts and tests start
+        // it on port 0 and read the address back, rather than guess a free port).
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on http://{}", application.address())?;
+        stdout.flush()?;
+        drop(stdout);
         application
             .run_until_stopped()
             .await

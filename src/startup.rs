@@ -73,7 +73,7 @@ pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// A built application, listening but not yet serving.
 pub struct Application {
-    port: u16,
+    local: std::net::SocketAddr,
     server: Server,
 }
 
@@ -103,7 +103,6 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let local = listener.local_addr()?;
-        let port = local.port();
         let public_url = match &settings.public_url {
             Some(url) => url.clone(),
             None => {
@@ -255,12 +254,17 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Application { port, server })
+        Ok(Application { local, server })
     }
 
     /// The port the application listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.local.port()
+    }
+
+    /// The address the application listens on (with the port the system chose for port 0).
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.local
     }
 
     /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).

@@ -710,45 +710,15 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_server(data_dir: &std::path::Path, database_url: &str) -> Server {
-    let port = free_port();
-    let child = custodia_command()
-        .arg("serve")
-        .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
+    let mut command = custodia_command();
+    command
         .env("CUSTODIA_DATA_DIR", data_dir)
         .env("CUSTODIA_DATABASE_URL", database_url)
-        .env("CUSTODIA_POLICY_DIR", crate::helpers::sample_policy_dir())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Owned at once, so that a server that never gets ready is still killed and reaped.
-    let server = Server {
-        child,
-        address: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(response) = client
-            .get(format!("{}/readyz", server.address))
-            .send()
-            .await
-        {
-            if response.status().is_success() {
-                return server;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the server on port {port} did not become ready");
+        .env("CUSTODIA_POLICY_DIR", crate::helpers::sample_policy_dir());
+    let (child, address) =
+        crate::helpers::serve_process(command, std::process::Stdio::null()).await;
+    Server { child, address }
 }
 
 #[tokio::test]

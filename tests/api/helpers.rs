@@ -467,41 +467,81 @@ pub fn key_id_of(api_key: &str) -> &str {
 }
 
 /// A port free now (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port of 127.0.0.1 held for a later listener: bound but not listening, so connections to it
+/// are refused until [`ReservedPort::listen`], and no other test can take it meanwhile.
+pub struct ReservedPort(socket2::Socket);
+
+impl ReservedPort {
+    /// A port the system chooses.
+    pub fn new() -> ReservedPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).expect("a port of 127.0.0.1");
+        ReservedPort(socket)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.0
+            .local_addr()
+            .ok()
+            .and_then(|address| address.as_socket())
+            .expect("a bound address")
+            .port()
+    }
+
+    /// Starts listening on it.
+    pub fn listen(self) -> std::net::TcpListener {
+        self.0.listen(128).expect("listening");
+        self.0.into()
+    }
 }
 
-/// `custodia serve` as its own process on `port`, ready to answer, its log (stderr, at
-/// `debug`) going to `log`.
-async fn serve_process_logging(
-    port: u16,
-    data_dir: &std::path::Path,
-    database_url: &str,
+/// `custodia serve` as its own process, on a port the system chooses (it binds port 0 and
+/// writes the address it bound on its standard output), ready to answer. Its log (stderr, at
+/// `debug`) goes to `log`. Returns the process and its base URL.
+pub async fn serve_process(
+    mut command: std::process::Command,
     log: std::process::Stdio,
-    env: &[(&'static str, String)],
-) -> std::process::Child {
-    let mut child = custodia_command()
-        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = command
         .arg("serve")
-        .env("CUSTODIA_BIND", format!("127.0.0.1:{port}"))
-        .env("CUSTODIA_DATA_DIR", data_dir)
-        .env("CUSTODIA_POLICY_DIR", sample_policy_dir())
-        .env("CUSTODIA_DATABASE_URL", database_url)
-        .env("CUSTODIA_LOG", "debug")
-        .stdout(std::process::Stdio::null())
+        .env("CUSTODIA_BIND", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
         .stderr(log)
         .spawn()
         .expect("custodia serve starts");
+    let stdout = child.stdout.take().expect("its standard output");
+    // The line arrives once the port is bound; a process that fails to start closes the pipe.
+    let line = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).map(|_| (line, reader))
+    });
+    let (line, reader) = match tokio::time::timeout(std::time::Duration::from_secs(30), line).await
+    {
+        Ok(Ok(Ok(read))) => read,
+        _ => {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("custodia serve did not say where it listens");
+        }
+    };
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("an address line, not {line:?}"))
+        .to_owned();
+    // Kept open with the process (it writes nothing more there).
+    child.stdout = Some(reader.into_inner());
     for _ in 0..200 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        if reqwest::get(format!("{base}/readyz"))
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return child;
+            return (child, base);
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -578,13 +618,12 @@ impl Deployment {
 
     /// Starts `custodia serve` on a free port, its debug log going to `log`.
     pub async fn serve_logging(&self, log: std::process::Stdio) -> Served {
-        let port = free_port();
-        let process =
-            serve_process_logging(port, &self.data_dir, &self.database.url, log, &self.env).await;
-        Served {
-            base: format!("http://127.0.0.1:{port}"),
-            process,
-        }
+        let mut command = self.command();
+        command
+            .envs(self.env.iter().map(|(name, value)| (*name, value.as_str())))
+            .env("CUSTODIA_LOG", "debug");
+        let (process, base) = serve_process(command, log).await;
+        Served { base, process }
     }
 }
 

@@ -15,9 +15,7 @@ use reqwest::{Method, StatusCode};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    count_rows, free_port, sample_policy_dir, spawn_app_with, Deployment, TestApp,
-};
+use crate::helpers::{count_rows, sample_policy_dir, spawn_app_with, Deployment, TestApp};
 
 /// An app whose callbacks may go to the test's receivers on loopback (and to names that do not
 /// resolve here, like the specification's `examplecontroller.com`).
@@ -658,8 +656,11 @@ async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
     let token = first.token(&deployment.api_key("compliance")).await;
     let client = reqwest::Client::new();
     // The controller's endpoint is down while the first process runs.
-    let receiver_port = free_port();
-    let callback = format!("http://127.0.0.1:{receiver_port}/opendsr_callbacks");
+    let receiver_port = crate::helpers::ReservedPort::new();
+    let callback = format!(
+        "http://127.0.0.1:{}/opendsr_callbacks",
+        receiver_port.port()
+    );
     let id = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
     let response = client
         .post(format!("{}/opendsr/v2/requests", first.base))
@@ -706,11 +707,7 @@ async fn callbacks_survive_a_crash_and_are_sent_by_the_next_process() {
     first.kill();
 
     // The endpoint comes back, and so does the service, as another process.
-    let receiver = start_receiver_on(
-        std::net::TcpListener::bind(("127.0.0.1", receiver_port)).unwrap(),
-        0,
-    )
-    .await;
+    let receiver = start_receiver_on(receiver_port.listen(), 0).await;
     let mut second = deployment.serve().await;
     let callbacks = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(callbacks.len(), 1, "delivered once the endpoint was back");
