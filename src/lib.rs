@@ -13,6 +13,7 @@ pub mod http;
 pub mod interactions;
 pub mod net;
 pub mod opendsr;
+pub mod page;
 pub mod policy;
 pub mod rejection;
 pub mod requests;

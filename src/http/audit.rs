@@ -2,8 +2,6 @@
 //! and `GET /v1/audit/checkpoint-key` (public).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -134,24 +132,17 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-fn invalid_cursor() -> Rejection {
-    Rejection::bad_request(
-        "invalid_cursor",
-        "the cursor is not one this service issued",
-    )
-}
-
 fn decode_cursor(text: &str) -> Result<i64, Rejection> {
-    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid_cursor())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid_cursor())?;
-    text.strip_prefix("seq:")
+    let invalid_cursor = crate::page::invalid_cursor;
+    crate::page::decode_cursor(text)?
+        .strip_prefix("seq:")
         .and_then(|seq| seq.parse::<i64>().ok())
         .filter(|seq| *seq > 0)
         .ok_or_else(invalid_cursor)
 }
 
 fn encode_cursor(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
+    crate::page::encode_cursor(&format!("seq:{seq}"))
 }
 
 fn parse_time(name: &str, raw: Option<&str>) -> Result<Option<chrono::NaiveDateTime>, Rejection> {
@@ -204,12 +195,7 @@ pub async fn list(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            Rejection::bad_request("invalid_limit", "`limit` must be between 1 and 500").into(),
-        );
-    }
+    let limit = crate::page::limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let decision = match query.decision.as_deref() {
         None => None,
         Some(value @ ("allow" | "deny")) => Some(value.to_owned()),

@@ -20,7 +20,7 @@ use crate::interactions::{
     parse_purpose, read_for_purpose, Cursor, Draft, Outcome, PurposeRejection, RawInteraction,
     ReadError, ACTION_READ, ACTION_WRITE, DEFAULT_PAGE, MAX_BATCH,
 };
-use crate::rejection::{Rejection, RejectionKind};
+use crate::rejection::RejectionKind;
 use crate::subjects::SubjectId;
 
 /// The largest batch body accepted, in bytes.
@@ -443,12 +443,7 @@ pub async fn list_for_subject(
     let query = query.into_inner();
     let purpose = parse_purpose(&state.policy, &query.purpose)?;
     let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=crate::interactions::MAX_PAGE).contains(&limit) {
-        return Err(
-            Rejection::bad_request("invalid_limit", "`limit` must be between 1 and 500").into(),
-        );
-    }
+    let limit = crate::page::limit(query.limit, DEFAULT_PAGE, crate::interactions::MAX_PAGE)?;
     let (vault, policy, target) = (state.vault.clone(), state.policy.clone(), purpose.clone());
     let read = state
         .db

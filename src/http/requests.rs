@@ -1,8 +1,6 @@
 //! `/v1/requests`: data-subject requests with their legal deadlines.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -290,9 +288,8 @@ fn invalid_query(message: String) -> Rejection {
 }
 
 fn decode_cursor(text: &str) -> Result<(NaiveDateTime, String), Rejection> {
-    let invalid = || invalid_query("`cursor` is not one this API gave".into());
-    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let invalid = crate::page::invalid_cursor;
+    let text = crate::page::decode_cursor(text)?;
     let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
     let due = micros
         .parse::<i64>()
@@ -304,7 +301,7 @@ fn decode_cursor(text: &str) -> Result<(NaiveDateTime, String), Rejection> {
 }
 
 fn encode_cursor(request: &Request) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
+    crate::page::encode_cursor(&format!(
         "{}|{}",
         request.due_at.and_utc().timestamp_micros(),
         request.id
@@ -353,10 +350,7 @@ pub async fn list(
                 .ok_or_else(|| invalid_query(format!("`type` is one of {}", Kind::ALL.join(", "))))
         })
         .transpose()?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid_query(format!("`limit` is between 1 and {MAX_PAGE}")).into());
-    }
+    let limit = crate::page::limit(query.limit, 50, MAX_PAGE)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = RequestFilter {
         status,

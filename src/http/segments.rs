@@ -1,8 +1,6 @@
 //! `/v1/segments`: previews, saved segments, and their members (activation lists).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -279,24 +277,25 @@ pub struct SegmentPage {
     pub next_cursor: Option<String>,
 }
 
-fn decode_cursor(raw: &str) -> Result<String, Rejection> {
-    URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|text| !text.is_empty() && text.len() <= 64)
-        .ok_or_else(|| Rejection::bad_request("invalid_query", "`cursor` is not one this API gave"))
+/// A saved segments page's position: the last segment's id.
+fn segment_after(cursor: &str) -> Result<String, Rejection> {
+    let id = crate::page::decode_cursor(cursor)?;
+    uuid::Uuid::try_parse(&id)
+        .map(|_| id)
+        .map_err(|_| crate::page::invalid_cursor())
 }
 
-fn page_limit(raw: Option<i64>, default: i64, max: i64) -> Result<i64, Rejection> {
-    let limit = raw.unwrap_or(default);
-    if (1..=max).contains(&limit) {
-        Ok(limit)
+/// A members page's position: the last member's internal id (base64url characters).
+fn member_after(cursor: &str) -> Result<String, Rejection> {
+    let pk = crate::page::decode_cursor(cursor)?;
+    let internal = pk.len() <= 64
+        && pk
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if internal {
+        Ok(pk)
     } else {
-        Err(Rejection::bad_request(
-            "invalid_query",
-            format!("`limit` is between 1 and {max}"),
-        ))
+        Err(crate::page::invalid_cursor())
     }
 }
 
@@ -311,8 +310,8 @@ pub async fn list(
     request: HttpRequest,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page_limit(query.limit, 50, 200)?;
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = crate::page::limit(query.limit, 50, 200)?;
+    let before = query.cursor.as_deref().map(segment_after).transpose()?;
     let purposes: Vec<String> = state
         .policy
         .purposes()
@@ -335,7 +334,7 @@ pub async fn list(
         .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|row| URL_SAFE_NO_PAD.encode(&row.id))
+        rows.last().map(|row| crate::page::encode_cursor(&row.id))
     } else {
         None
     };
@@ -450,8 +449,8 @@ pub async fn members(
     path: web::Path<String>,
     query: web::Query<MembersQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page_limit(query.limit, 100, MAX_MEMBERS_PAGE)?;
-    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = crate::page::limit(query.limit, 100, MAX_MEMBERS_PAGE)?;
+    let after = query.cursor.as_deref().map(member_after).transpose()?;
     let (row, filter) = load(&state, &principal, Action::SegmentsExport, &path).await?;
     let (policy, vault) = (state.policy.clone(), state.vault.clone());
     let purpose_id = row.purpose.clone();
@@ -501,7 +500,9 @@ pub async fn members(
     let mut members = members;
     let next_cursor = if members.len() as i64 > limit {
         members.truncate(limit as usize);
-        members.last().map(|(pk, _, _)| URL_SAFE_NO_PAD.encode(pk))
+        members
+            .last()
+            .map(|(pk, _, _)| crate::page::encode_cursor(pk))
     } else {
         None
     };

@@ -25,6 +25,7 @@ mod logs;
 mod migrations;
 mod opendsr;
 mod ops;
+mod paging;
 mod policy;
 mod races;
 mod requests;
