@@ -108,6 +108,8 @@ pub struct TestApp {
     /// The temporary directory holding the data directory (deleted on drop).
     _dir: TempDir,
     database: TestDatabase,
+    /// The database and policy as the CLI opens them, opened once for the test's helpers.
+    opened: std::sync::OnceLock<(Database, std::sync::Arc<custodia::policy::Policy>)>,
 }
 
 /// Whether this run tests PostgreSQL.
@@ -146,6 +148,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Options)) -> TestApp {
             .expect("an HTTP client"),
         _dir: dir,
         database,
+        opened: std::sync::OnceLock::new(),
     }
 }
 
@@ -215,18 +218,24 @@ impl TestApp {
         self.request(Method::DELETE, path, token, None).await
     }
 
-    /// The application's database, opened as the CLI would.
+    /// The application's database, opened as the CLI would (once per test application).
     pub fn database(&self) -> Database {
-        open_database(&self.settings).expect("the test database opens")
+        self.opened().0.clone()
+    }
+
+    fn opened(&self) -> &(Database, std::sync::Arc<custodia::policy::Policy>) {
+        self.opened.get_or_init(|| {
+            let database = open_database(&self.settings).expect("the test database opens");
+            let policy = load_dir(&self.settings.policy_dir).expect("the sample policy loads");
+            (database, std::sync::Arc::new(policy))
+        })
     }
 
     /// Creates an API key directly in the database (as `custodia keys create` does).
     pub async fn create_api_key(&self, role: &str) -> String {
-        let settings = self.settings.clone();
+        let (database, policy) = self.opened().clone();
         let role = role.to_owned();
         tokio::task::spawn_blocking(move || {
-            let database = open_database(&settings).expect("the test database opens");
-            let policy = load_dir(&settings.policy_dir).expect("the sample policy loads");
             let mut conn = database.connection().expect("a connection");
             custodia::auth::create_key(
                 &mut conn,
