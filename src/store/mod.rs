@@ -658,7 +658,7 @@ impl Database {
                 .map_err(|_| E::from(StoreError::Saturated))?
                 .map_err(|_| E::from(StoreError::Cancelled))?;
         let pool = self.pool.clone();
-        actix_web::rt::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut conn = pool.get().map_err(StoreError::from)?;
             work(&mut conn)

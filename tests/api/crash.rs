@@ -28,7 +28,14 @@ struct Acknowledged {
 
 /// Writes until the server dies: batches of interactions, each for a subject of its own, and a
 /// consent statement after each batch.
-async fn writer(client: Client, base: String, token: String, writer: usize) -> Acknowledged {
+/// Writes until the server stops answering; each acknowledged batch adds a permit to `acked`.
+async fn writer(
+    client: Client,
+    base: String,
+    token: String,
+    writer: usize,
+    acked: std::sync::Arc<tokio::sync::Semaphore>,
+) -> Acknowledged {
     let mut seen = Acknowledged::default();
     for round in 0.. {
         let name = format!("w{writer}-b{round}");
@@ -60,6 +67,7 @@ async fn writer(client: Client, base: String, token: String, writer: usize) -> A
         let results = body["results"].as_array().unwrap();
         assert!(results.iter().all(|r| r["error"].is_null()), "{body}");
         seen.batches.insert(name.clone(), ids);
+        acked.add_permits(1);
         let version = format!("v{round}");
         let response = client
             .post(format!("{base}/v1/subjects/{subject}/consents"))
@@ -94,11 +102,25 @@ async fn acknowledged_writes_survive_a_kill_and_no_batch_is_half_stored() {
         .unwrap();
     let collector = server.token(&deployment.api_key("collector")).await;
 
+    let acked = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let writers: Vec<_> = (0..WRITERS)
-        .map(|n| tokio::spawn(writer(client.clone(), base.clone(), collector.clone(), n)))
+        .map(|n| {
+            let work = writer(
+                client.clone(),
+                base.clone(),
+                collector.clone(),
+                n,
+                acked.clone(),
+            );
+            tokio::spawn(work)
+        })
         .collect();
-    // Let writes flow, then kill the process mid-flight: no shutdown, no flush.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once writes flow (three acknowledged batches per writer, on average), kill the process
+    // mid-flight: no shutdown, no flush.
+    let flowing = u32::try_from(3 * WRITERS).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(60), acked.acquire_many(flowing))
+        .await
+        .expect("the writers had batches acknowledged");
     server.kill();
     let mut seen = Acknowledged::default();
     for handle in writers {
