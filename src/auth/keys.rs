@@ -40,12 +40,6 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
-impl From<diesel::result::Error> for KeyError {
-    fn from(error: diesel::result::Error) -> Self {
-        KeyError::Store(error.into())
-    }
-}
-
 /// A key as shown to administrators (never its secret or hash).
 #[derive(Debug, Clone)]
 pub struct KeyInfo {

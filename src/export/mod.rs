@@ -93,12 +93,6 @@ impl From<StoreError> for ExportError {
     }
 }
 
-impl From<diesel::result::Error> for ExportError {
-    fn from(error: diesel::result::Error) -> Self {
-        ExportError::Subject(error.into())
-    }
-}
-
 impl From<DecryptError> for ExportError {
     fn from(error: DecryptError) -> Self {
         ExportError::Subject(error.into())

@@ -526,12 +526,6 @@ pub enum OpenDsrError {
     Request(#[from] RequestError),
 }
 
-impl From<diesel::result::Error> for OpenDsrError {
-    fn from(error: diesel::result::Error) -> Self {
-        OpenDsrError::from(StoreError::from(error))
-    }
-}
-
 impl From<StoreError> for OpenDsrError {
     fn from(error: StoreError) -> Self {
         OpenDsrError::Request(error.into())

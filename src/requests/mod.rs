@@ -445,12 +445,6 @@ impl From<crate::store::StoreError> for RequestError {
     }
 }
 
-impl From<diesel::result::Error> for RequestError {
-    fn from(error: diesel::result::Error) -> Self {
-        RequestError::Subject(error.into())
-    }
-}
-
 impl From<crate::crypto::DecryptError> for RequestError {
     fn from(error: crate::crypto::DecryptError) -> Self {
         RequestError::Subject(error.into())

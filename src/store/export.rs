@@ -21,11 +21,12 @@ use super::{DbConnection, StoreError};
 pub fn snapshot<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<StoreError> + From<diesel::result::Error>,
+    E: From<StoreError>,
 {
-    conn.transaction(|conn| {
+    super::transaction(conn, |conn| {
         if matches!(conn, DbConnection::Postgresql(_)) {
-            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .map_err(|error| E::from(StoreError::from(error)))?;
         }
         work(conn)
     })

@@ -406,7 +406,7 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    E: From<StoreError>,
 {
     transaction_planned(
         conn,
@@ -423,7 +423,7 @@ where
 pub fn insert_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    E: From<StoreError>,
 {
     transaction_planned(conn, "BEGIN", work)
 }
@@ -440,9 +440,10 @@ pub fn plan_inserts_cached(conn: &mut DbConnection) -> Result<(), StoreError> {
 fn transaction_planned<T, E, F>(conn: &mut DbConnection, begin: &str, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    E: From<StoreError>,
 {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    use diesel::connection::AnsiTransactionManager;
+    let store = |error: diesel::result::Error| E::from(StoreError::from(error));
     // This mirrors `SqliteConnection::immediate_transaction` but keeps the connection enum for
     // `work`.
     let started = match conn {
@@ -452,27 +453,52 @@ where
         }
     };
     match started {
-        Ok(()) => {}
+        Ok(()) => end_transaction(conn, work),
         Err(diesel::result::Error::AlreadyInTransaction) => {
-            return if writer::lone_write(conn)? {
+            if writer::lone_write(conn).map_err(store)? {
                 writer::undo_on_error(conn, work)
             } else {
-                conn.transaction(work)
-            };
+                transaction(conn, work)
+            }
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => Err(store(error)),
     }
-    // Ended through the connection enum's own transaction manager, which ends the inner one.
+}
+
+/// Runs `work` in a transaction (a savepoint inside another): committed if it succeeds, rolled
+/// back if it fails. Domain errors only need to come from [`StoreError`].
+pub fn transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    use diesel::connection::TransactionManager;
     type Manager = <DbConnection as Connection>::TransactionManager;
+    Manager::begin_transaction(conn).map_err(|error| E::from(StoreError::from(error)))?;
+    end_transaction(conn, work)
+}
+
+/// Runs `work` in the transaction just begun, then ends it: commit on success, rollback on
+/// failure (through the connection enum's own transaction manager, which ends the inner one).
+fn end_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    use diesel::connection::TransactionManager;
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    let store = |error: diesel::result::Error| E::from(StoreError::from(error));
     match work(conn) {
         Ok(value) => {
-            Manager::commit_transaction(conn)?;
+            Manager::commit_transaction(conn).map_err(store)?;
             Ok(value)
         }
-        Err(error) => {
-            Manager::rollback_transaction(conn)?;
-            Err(error)
-        }
+        // As diesel's own `transaction`: the work's error wins over a transaction manager
+        // that is already broken (the connection is then discarded by the pool).
+        Err(error) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback) => Err(store(rollback)),
+        },
     }
 }
 

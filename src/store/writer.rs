@@ -117,13 +117,14 @@ pub(super) fn lone_write(conn: &mut DbConnection) -> QueryResult<bool> {
 pub(super) fn undo_on_error<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    E: From<StoreError>,
 {
     let result = work(conn);
     if let (Err(_), DbConnection::Sqlite(sqlite)) = (&result, conn) {
         // From here on the request has written nothing; later writes of it take savepoints.
-        AnsiTransactionManager::rollback_transaction(sqlite)?;
-        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+        let store = |error| E::from(StoreError::from(error));
+        AnsiTransactionManager::rollback_transaction(sqlite).map_err(store)?;
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE").map_err(store)?;
         LONE_SINCE.set(total_changes(sqlite).ok());
     }
     result
@@ -243,17 +244,18 @@ mod tests {
         }
     }
 
-    impl From<diesel::result::Error> for Failed {
-        fn from(error: diesel::result::Error) -> Self {
+    impl From<StoreError> for Failed {
+        fn from(error: StoreError) -> Self {
             panic!("unexpected database error: {error}")
         }
     }
 
-    fn add(conn: &mut DbConnection, value: &str) -> Result<(), diesel::result::Error> {
+    fn add(conn: &mut DbConnection, value: &str) -> Result<(), StoreError> {
         diesel::sql_query("INSERT INTO scratch (value) VALUES (?)")
             .bind::<diesel::sql_types::Text, _>(value)
             .execute(conn)
             .map(drop)
+            .map_err(StoreError::from)
     }
 
     /// Writes `value`, then fails.

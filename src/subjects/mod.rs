@@ -64,12 +64,6 @@ impl SubjectError {
     }
 }
 
-impl From<diesel::result::Error> for SubjectError {
-    fn from(error: diesel::result::Error) -> Self {
-        SubjectError::Store(error.into())
-    }
-}
-
 /// The identifier kinds a subject may have, as named in requests.
 pub const IDENTIFIER_KINDS: [&str; 2] = ["email", "phone"];
 
