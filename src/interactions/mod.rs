@@ -327,16 +327,26 @@ pub struct IngestConflict;
 /// How often an ingest is prepared again after a conflict before it gives up.
 pub const MAX_INGEST_ATTEMPTS: usize = 5;
 
-/// Phase 1, reading only (it runs beside other writers): finds subjects and earlier copies of
-/// these interactions, decides the legal basis of every purpose (rule 5), plans the subjects to
-/// create (only for interactions that will be stored) and encrypts everything.
-pub fn prepare_ingest(
-    conn: &mut DbConnection,
-    vault: &Vault,
-    policy: &Policy,
-    drafts: &[Draft],
-) -> Result<PreparedIngest, SubjectError> {
-    let now = Utc::now().naive_utc();
+/// What the database holds about the people and interactions of a group of drafts.
+struct Found {
+    /// Each draft's subject blind index, in draft order.
+    subject_indexes: Vec<String>,
+    /// Each draft's client-id blind index (scoped to its subject), in draft order.
+    client_indexes: Vec<String>,
+    /// The distinct subject blind indexes, sorted.
+    distinct: Vec<String>,
+    /// Existing subjects: blind index → internal id.
+    existing: HashMap<String, String>,
+    /// Interactions stored before: (subject, client index) → their purposes.
+    stored: HashMap<(String, String), Vec<PurposeId>>,
+    /// Blind indexes erased with suppression.
+    suppressed: std::collections::HashSet<String>,
+    /// What stands for each existing subject (statements, objections, restriction).
+    states: HashMap<String, crate::policy::SubjectState>,
+}
+
+/// Reads what the drafts' decisions depend on, in a few set-based statements.
+fn find(conn: &mut DbConnection, vault: &Vault, drafts: &[Draft]) -> Result<Found, SubjectError> {
     let subject_indexes: Vec<String> = drafts
         .iter()
         .map(|draft| subjects::subject_index(vault, &draft.subject_id))
@@ -351,14 +361,13 @@ pub fn prepare_ingest(
             )
         })
         .collect();
-
-    let mut distinct: Vec<&str> = subject_indexes.iter().map(String::as_str).collect();
+    let mut distinct: Vec<String> = subject_indexes.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let existing: HashMap<String, String> = subject_store::ids_by_index(conn, &distinct)?
+    let distinct_refs: Vec<&str> = distinct.iter().map(String::as_str).collect();
+    let existing: HashMap<String, String> = subject_store::ids_by_index(conn, &distinct_refs)?
         .into_iter()
         .collect();
-
     let pairs: Vec<(&str, &str)> = subject_indexes
         .iter()
         .zip(&client_indexes)
@@ -377,12 +386,12 @@ pub fn prepare_ingest(
     }
     // Ids erased with suppression (they have no subject row) are refused one by one, here in
     // the group, rather than by a look-up of their own before each request is queued.
-    let unknown: Vec<&str> = distinct
+    let unknown: Vec<&str> = distinct_refs
         .iter()
         .copied()
         .filter(|index| !existing.contains_key(*index))
         .collect();
-    let suppressed: std::collections::HashSet<String> = if unknown.is_empty() {
+    let suppressed = if unknown.is_empty() {
         std::collections::HashSet::new()
     } else {
         crate::store::erasure::suppressed_among(conn, &unknown)?
@@ -391,21 +400,40 @@ pub fn prepare_ingest(
     };
     let existing_pks: Vec<&str> = existing.values().map(String::as_str).collect();
     let states = subjects::processing_states(conn, &existing_pks)?;
-    let empty_state = crate::policy::SubjectState::default();
+    Ok(Found {
+        subject_indexes,
+        client_indexes,
+        distinct,
+        existing,
+        stored,
+        suppressed,
+        states,
+    })
+}
 
-    // Decide every draft before planning anything.
+/// A draft to store: its position, the purposes accepted and those refused (rule 5).
+type ToStore = (usize, Vec<PurposeId>, Vec<PurposeRejection>);
+
+/// Decides every draft before anything is planned: suppressed, a duplicate (of an earlier
+/// request or of an earlier draft of the group), refused for want of a legal basis, or to store.
+fn decide(
+    policy: &Policy,
+    drafts: &[Draft],
+    found: &Found,
+) -> (Vec<Option<Outcome>>, Vec<ToStore>) {
+    let empty_state = crate::policy::SubjectState::default();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; drafts.len()];
-    let mut to_store: Vec<(usize, Vec<PurposeId>, Vec<PurposeRejection>)> = Vec::new();
+    let mut to_store: Vec<ToStore> = Vec::new();
     let mut first_in_batch: HashMap<(&str, &str), usize> = HashMap::new();
     for (index, draft) in drafts.iter().enumerate() {
-        let subject_index = subject_indexes[index].as_str();
-        let client_index = client_indexes[index].as_str();
-        if suppressed.contains(subject_index) {
+        let subject_index = found.subject_indexes[index].as_str();
+        let client_index = found.client_indexes[index].as_str();
+        if found.suppressed.contains(subject_index) {
             outcomes[index] = Some(Outcome::Suppressed);
             continue;
         }
-        if let Some(pk) = existing.get(subject_index) {
-            if let Some(purposes) = stored.get(&(pk.clone(), client_index.to_owned())) {
+        if let Some(pk) = found.existing.get(subject_index) {
+            if let Some(purposes) = found.stored.get(&(pk.clone(), client_index.to_owned())) {
                 outcomes[index] = Some(duplicate_of(draft, purposes.clone()));
                 continue;
             }
@@ -428,9 +456,10 @@ pub fn prepare_ingest(
             continue;
         }
         first_in_batch.insert((subject_index, client_index), index);
-        let state = existing
+        let state = found
+            .existing
             .get(subject_index)
-            .and_then(|pk| states.get(pk))
+            .and_then(|pk| found.states.get(pk))
             .unwrap_or(&empty_state);
         let (accepted, rejected) = split_by_legal_basis(policy, &draft.purposes, state);
         if accepted.is_empty() {
@@ -439,6 +468,28 @@ pub fn prepare_ingest(
             to_store.push((index, accepted, rejected));
         }
     }
+    (outcomes, to_store)
+}
+
+/// Phase 1, reading only (it runs beside other writers): finds subjects and earlier copies of
+/// these interactions, decides the legal basis of every purpose (rule 5), plans the subjects to
+/// create (only for interactions that will be stored) and encrypts everything.
+pub fn prepare_ingest(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    drafts: &[Draft],
+) -> Result<PreparedIngest, SubjectError> {
+    let now = Utc::now().naive_utc();
+    let found = find(conn, vault, drafts)?;
+    let (mut outcomes, to_store) = decide(policy, drafts, &found);
+    let Found {
+        subject_indexes,
+        client_indexes,
+        distinct,
+        existing,
+        ..
+    } = found;
 
     // Plan the subjects that are needed and do not exist yet; load the others' keys (also of
     // existing subjects whose interactions were refused, for their audit pseudonym).
@@ -477,54 +528,11 @@ pub fn prepare_ingest(
                 .ok_or(crate::vault::VaultError::Corrupt(
                     "a subject without a data key",
                 ))?;
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let mut data = BTreeMap::new();
-        for (field, value) in &draft.data {
-            let context = FieldContext {
-                subject: &handle.pk,
-                record: &id,
-                field: field.as_str(),
-            };
-            data.insert(
-                field.as_str().to_owned(),
-                seal(&handle.key, &context, &value.to_plaintext()),
-            );
-        }
-        let client_context = FieldContext {
-            subject: &handle.pk,
-            record: &id,
-            field: CLIENT_ID_FIELD,
-        };
-        for purpose in &accepted {
-            purpose_rows.push(InteractionPurposeRow {
-                interaction_pk: id.clone(),
-                subject_pk: handle.pk.clone(),
-                purpose: purpose.to_string(),
-                occurred_at: draft.occurred_at,
-                interaction_type: draft.interaction_type.clone(),
-                channel: draft.channel.clone(),
-            });
-        }
+        let (row, purposes) = sealed(draft, handle, &client_indexes[index], &accepted, now);
+        purpose_rows.extend(purposes);
+        rows.push(row);
         audit.stored(policy, draft, handle, &accepted);
         audit.refused(policy, draft, Some(handle), &rejected);
-        rows.push(InteractionRow {
-            client_id_ct: handle
-                .key
-                .encrypt(&client_context, draft.client_id.as_bytes()),
-            subject_pk: handle.pk.clone(),
-            client_index: client_indexes[index].clone(),
-            interaction_type: draft.interaction_type.clone(),
-            channel: draft.channel.clone(),
-            occurred_at: draft.occurred_at,
-            recorded_at: now,
-            purposes: serde_json::to_string(
-                &accepted.iter().map(PurposeId::as_str).collect::<Vec<_>>(),
-            )
-            .expect("strings encode"),
-            data_ct: write_map(&data),
-            recorded_by: draft.recorded_by.to_string(),
-            id,
-        });
         outcomes[index] = Some(Outcome::Stored {
             client_id: draft.client_id.clone(),
             accepted,
@@ -532,9 +540,8 @@ pub fn prepare_ingest(
             duplicate: false,
         });
     }
-    let people = distinct.iter().map(|index| (*index).to_owned()).collect();
     Ok(PreparedIngest {
-        people,
+        people: distinct,
         outcomes: outcomes
             .into_iter()
             .map(|outcome| outcome.expect("every draft has an outcome"))
@@ -545,6 +552,65 @@ pub fn prepare_ingest(
         audit: audit.entries,
         policy_hash: policy.sha256().to_owned(),
     })
+}
+
+/// One interaction as stored: a new id, its values and the app's id sealed under the person's
+/// key, and a purpose row per accepted purpose.
+fn sealed(
+    draft: &Draft,
+    handle: &SubjectHandle,
+    client_index: &str,
+    accepted: &[PurposeId],
+    now: chrono::NaiveDateTime,
+) -> (InteractionRow, Vec<InteractionPurposeRow>) {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let mut data = BTreeMap::new();
+    for (field, value) in &draft.data {
+        let context = FieldContext {
+            subject: &handle.pk,
+            record: &id,
+            field: field.as_str(),
+        };
+        data.insert(
+            field.as_str().to_owned(),
+            seal(&handle.key, &context, &value.to_plaintext()),
+        );
+    }
+    let client_context = FieldContext {
+        subject: &handle.pk,
+        record: &id,
+        field: CLIENT_ID_FIELD,
+    };
+    let purposes = accepted
+        .iter()
+        .map(|purpose| InteractionPurposeRow {
+            interaction_pk: id.clone(),
+            subject_pk: handle.pk.clone(),
+            purpose: purpose.to_string(),
+            occurred_at: draft.occurred_at,
+            interaction_type: draft.interaction_type.clone(),
+            channel: draft.channel.clone(),
+        })
+        .collect();
+    let row = InteractionRow {
+        client_id_ct: handle
+            .key
+            .encrypt(&client_context, draft.client_id.as_bytes()),
+        subject_pk: handle.pk.clone(),
+        client_index: client_index.to_owned(),
+        interaction_type: draft.interaction_type.clone(),
+        channel: draft.channel.clone(),
+        occurred_at: draft.occurred_at,
+        recorded_at: now,
+        purposes: serde_json::to_string(
+            &accepted.iter().map(PurposeId::as_str).collect::<Vec<_>>(),
+        )
+        .expect("strings encode"),
+        data_ct: write_map(&data),
+        recorded_by: draft.recorded_by.to_string(),
+        id,
+    };
+    (row, purposes)
 }
 
 /// Phase 2: writes a prepared ingest in one transaction, holding the write lock only for the
