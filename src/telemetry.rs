@@ -1,4 +1,4 @@
-//! Logging through `tracing`, to stderr, as readable lines or JSON. The level comes from
+//! Logging through `tracing`, to stderr, as readable lines (coloured only at a terminal) or JSON. The level comes from
 //! `CUSTODIA_LOG` (or `RUST_LOG`), `info` by default.
 //!
 //! What is logged is decided at the call sites, which never pass personal data: request logs
@@ -15,8 +15,11 @@ pub fn init(format: LogFormat) {
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a log file or a collector gets plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     let _already_installed = match format {
         LogFormat::Human => builder.try_init(),

@@ -118,6 +118,8 @@ async fn a_debug_log_holds_none_of_the_personal_data_it_was_sent() {
         text.contains("/v1/subjects/{subject_id}"),
         "requests are logged, by route pattern"
     );
+    // A log written to a file is plain text: no terminal colour codes.
+    assert!(!log.contains(&0x1b), "the log file holds ANSI escape codes");
     for canary in [
         "logcanary",
         "log.canary",
