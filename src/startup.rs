@@ -80,180 +80,23 @@ pub struct Application {
 impl Application {
     /// Prepares everything and binds `settings.bind` (port 0 picks a free port).
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
-        let policy = load_policy(settings)?;
+        let policy = Arc::new(load_policy(settings)?);
         let db = open_database(settings)?;
         db.start_checkpointer();
         let vault = Arc::new(open_vault(settings, &db)?);
         crate::auth::prepare_decoy();
-        let policy = Arc::new(policy);
-        let opendsr = {
-            let mut conn = db.connection()?;
-            Arc::new(
-                ProcessorIdentity::load(&mut conn, &vault, &settings.opendsr)
-                    .context("cannot load the OpenDSR signing identity")?,
-            )
-        };
-        let opendsr_controllers = settings
-            .opendsr
-            .controllers
-            .as_deref()
-            .map(ControllerKeys::load)
-            .transpose()
-            .context("cannot load the OpenDSR controllers' certificates")?;
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let local = listener.local_addr()?;
-        let public_url = match &settings.public_url {
-            Some(url) => url.clone(),
-            None => {
-                let url = crate::net::PublicUrl::of_listener(local);
-                if local.ip().is_unspecified() {
-                    tracing::warn!(
-                        public_url = %url,
-                        "listening on all interfaces without --public-url: links will name localhost"
-                    );
-                }
-                url
-            }
-        };
-        {
-            let mut conn = db.connection()?;
-            let repointed =
-                crate::store::opendsr::repoint_base_urls(&mut conn, public_url.as_str())?;
-            if repointed > 0 {
-                tracing::info!(repointed, "OpenDSR links now use the public URL");
-            }
-            if crate::store::autovacuum_off(&mut conn)? {
-                tracing::warn!("PostgreSQL's autovacuum is off: planner statistics are never gathered and queries slow down as tables grow; turn it on, or run ANALYZE regularly");
-            }
-        }
-        let opendsr_wake = Arc::new(tokio::sync::Notify::new());
-        crate::opendsr::callbacks::start(
-            db.clone(),
-            opendsr.clone(),
-            std::time::Duration::from_secs(1),
-            opendsr_wake.clone(),
-            settings.opendsr.allow_private_callbacks,
-        );
-        let state = web::Data::new(AppState {
-            limits: crate::http::limits::RateLimits::new(settings.rate_limit),
-            key_checks: crate::auth::KeyCheckPool::start(
-                crate::http::limits::key_check_threads(),
-                crate::http::limits::KEY_CHECKS_QUEUED,
-            ),
-            population_queries: Arc::new(tokio::sync::Semaphore::new(
-                crate::http::limits::POPULATION_QUERIES,
-            )),
-            opendsr,
-            opendsr_controllers,
-            opendsr_wake,
-            opendsr_private_callbacks: settings.opendsr.allow_private_callbacks,
-            public_url,
-            trusted_proxies: settings.trusted_proxies.clone(),
-            body_timeout: settings.body_timeout,
-            ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
-            consent_writes: start_consent_writes(&db, &vault, &policy),
-            read_audit: start_read_audit(&db, &policy),
-            db,
-            tokens: TokenService::new(vault.token_key(), settings.token_ttl),
-            receipts: JwsSigner::new(vault.receipt_seed()),
-            checkpoints: JwsSigner::new(vault.audit_seed()),
-            vault,
-            key_status: KeyStatusCache::new(),
-            metrics: Metrics::new(),
-            openapi_json: openapi::document(),
-            exports: crate::http::export::export_permits(),
-            policy,
-        });
+        let public_url = public_url(settings, local);
+        check_database(&db, &public_url)?;
+        let state = app_state(settings, db, vault, policy, public_url)?;
         start_hashed_index_backfill(&state);
         start_checkpoints(&state, settings.audit_checkpoint_interval);
 
         start_retention(&state, settings.retention_interval);
         start_key_epochs(&state);
-        let body_limit = settings.body_limit;
-        let connections = crate::http::connections::ConnectionCounts::new(
-            settings.max_connections_per_address,
-            settings.trusted_proxies.clone(),
-        );
-        let server = HttpServer::new(move || {
-            let mut app = App::new()
-                .app_data(state.clone())
-                .app_data(json_config(body_limit))
-                .app_data(
-                    web::QueryConfig::default()
-                        .error_handler(|error, _| ApiError::from_query(&error).into()),
-                )
-                .app_data(
-                    web::PathConfig::default()
-                        .error_handler(|error, _| ApiError::from_path(&error).into()),
-                )
-                .wrap(from_fn(authorize))
-                .wrap(from_fn(crate::http::body_deadline::body_deadline))
-                .wrap(from_fn(crate::http::opendsr::spec_errors))
-                .wrap(Compress::default())
-                .wrap(from_fn(crate::http::connections::cap))
-                .wrap(from_fn(observe))
-                .default_service(web::to(not_found));
-            for (path, routes) in routes_by_path() {
-                // RFC 9110: a 405 names the methods the resource has.
-                let allow = routes
-                    .iter()
-                    .map(|endpoint| endpoint.method.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut resource = web::resource(path).default_service(web::to(move || {
-                    let allow = allow.clone();
-                    async move {
-                        let mut response =
-                            actix_web::ResponseError::error_response(&ApiError::Problem {
-                                status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-                                code: "method_not_allowed",
-                                detail: "this resource does not support this method".into(),
-                            });
-                        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
-                            response
-                                .headers_mut()
-                                .insert(actix_web::http::header::ALLOW, value);
-                        }
-                        response
-                    }
-                }));
-                if let Some(limit) = routes.iter().find_map(|endpoint| endpoint.body_limit) {
-                    resource = resource.app_data(json_config(limit));
-                }
-                for endpoint in routes {
-                    let route = web::route().method(endpoint.method.clone());
-                    resource = resource.route((endpoint.handler)(route));
-                }
-                app = app.service(resource);
-            }
-            app.service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])))
-        })
-        // Streamed responses (exports) end with a small final write; with Nagle's algorithm it
-        // would wait for the client's delayed ACK (~40 ms). Every answer here is complete when
-        // written, so send at once.
-        // A client has 10 s to send a request's head, 5 s to close after the answer, and an idle
-        // kept-alive connection is closed after 30 s: slow or idle clients do not hold workers.
-        .client_request_timeout(std::time::Duration::from_secs(10))
-        .client_disconnect_timeout(std::time::Duration::from_secs(5))
-        .keep_alive(std::time::Duration::from_secs(30))
-        .on_connect(move |connection, data| {
-            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                if let Err(error) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %error, "could not set TCP_NODELAY");
-                }
-                // Counted while the connection lives (its data is dropped when it closes).
-                if let Some(slot) = tcp
-                    .peer_addr()
-                    .ok()
-                    .and_then(|peer| connections.open(peer.ip()))
-                {
-                    data.insert(slot);
-                }
-            }
-        })
-        .listen(listener)?
-        .run();
+        let server = http_server(settings, state, listener)?;
         Ok(Application { local, server })
     }
 
@@ -271,6 +114,199 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Everything the handlers share: the database, keys, policy, queues and limits, with the
+/// OpenDSR identity and its callback sender started.
+fn app_state(
+    settings: &Settings,
+    db: Database,
+    vault: Arc<Vault>,
+    policy: Arc<Policy>,
+    public_url: crate::net::PublicUrl,
+) -> anyhow::Result<web::Data<AppState>> {
+    let opendsr = {
+        let mut conn = db.connection()?;
+        Arc::new(
+            ProcessorIdentity::load(&mut conn, &vault, &settings.opendsr)
+                .context("cannot load the OpenDSR signing identity")?,
+        )
+    };
+    let opendsr_controllers = settings
+        .opendsr
+        .controllers
+        .as_deref()
+        .map(ControllerKeys::load)
+        .transpose()
+        .context("cannot load the OpenDSR controllers' certificates")?;
+    let opendsr_wake = Arc::new(tokio::sync::Notify::new());
+    crate::opendsr::callbacks::start(
+        db.clone(),
+        opendsr.clone(),
+        std::time::Duration::from_secs(1),
+        opendsr_wake.clone(),
+        settings.opendsr.allow_private_callbacks,
+    );
+    Ok(web::Data::new(AppState {
+        limits: crate::http::limits::RateLimits::new(settings.rate_limit),
+        key_checks: crate::auth::KeyCheckPool::start(
+            crate::http::limits::key_check_threads(),
+            crate::http::limits::KEY_CHECKS_QUEUED,
+        ),
+        population_queries: Arc::new(tokio::sync::Semaphore::new(
+            crate::http::limits::POPULATION_QUERIES,
+        )),
+        opendsr,
+        opendsr_controllers,
+        opendsr_wake,
+        opendsr_private_callbacks: settings.opendsr.allow_private_callbacks,
+        public_url,
+        trusted_proxies: settings.trusted_proxies.clone(),
+        body_timeout: settings.body_timeout,
+        ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
+        consent_writes: start_consent_writes(&db, &vault, &policy),
+        read_audit: start_read_audit(&db, &policy),
+        db,
+        tokens: TokenService::new(vault.token_key(), settings.token_ttl),
+        receipts: JwsSigner::new(vault.receipt_seed()),
+        checkpoints: JwsSigner::new(vault.audit_seed()),
+        vault,
+        key_status: KeyStatusCache::new(),
+        metrics: Metrics::new(),
+        openapi_json: openapi::document(),
+        exports: crate::http::export::export_permits(),
+        policy,
+    }))
+}
+
+/// The HTTP server on `listener`: timeouts, per-connection setup, middleware and routes.
+fn http_server(
+    settings: &Settings,
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> anyhow::Result<Server> {
+    let body_limit = settings.body_limit;
+    let connections = crate::http::connections::ConnectionCounts::new(
+        settings.max_connections_per_address,
+        settings.trusted_proxies.clone(),
+    );
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(json_config(body_limit))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|error, _| ApiError::from_query(&error).into()),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|error, _| ApiError::from_path(&error).into()),
+            )
+            .wrap(from_fn(authorize))
+            .wrap(from_fn(crate::http::body_deadline::body_deadline))
+            .wrap(from_fn(crate::http::opendsr::spec_errors))
+            .wrap(Compress::default())
+            .wrap(from_fn(crate::http::connections::cap))
+            .wrap(from_fn(observe))
+            .default_service(web::to(not_found))
+            .configure(mount_routes)
+    })
+    // Streamed responses (exports) end with a small final write; with Nagle's algorithm it
+    // would wait for the client's delayed ACK (~40 ms). Every answer here is complete when
+    // written, so send at once.
+    // A client has 10 s to send a request's head, 5 s to close after the answer, and an idle
+    // kept-alive connection is closed after 30 s: slow or idle clients do not hold workers.
+    .client_request_timeout(std::time::Duration::from_secs(10))
+    .client_disconnect_timeout(std::time::Duration::from_secs(5))
+    .keep_alive(std::time::Duration::from_secs(30))
+    .on_connect(move |connection, data| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %error, "could not set TCP_NODELAY");
+            }
+            // Counted while the connection lives (its data is dropped when it closes).
+            if let Some(slot) = tcp
+                .peer_addr()
+                .ok()
+                .and_then(|peer| connections.open(peer.ip()))
+            {
+                data.insert(slot);
+            }
+        }
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The address links and OpenDSR documents name: `--public-url`, or the listener's.
+fn public_url(settings: &Settings, local: std::net::SocketAddr) -> crate::net::PublicUrl {
+    if let Some(url) = &settings.public_url {
+        return url.clone();
+    }
+    let url = crate::net::PublicUrl::of_listener(local);
+    if local.ip().is_unspecified() {
+        tracing::warn!(
+            public_url = %url,
+            "listening on all interfaces without --public-url: links will name localhost"
+        );
+    }
+    url
+}
+
+/// Points stored OpenDSR links at the public URL, and warns when PostgreSQL never gathers
+/// planner statistics.
+fn check_database(db: &Database, public_url: &crate::net::PublicUrl) -> anyhow::Result<()> {
+    let mut conn = db.connection()?;
+    let repointed = crate::store::opendsr::repoint_base_urls(&mut conn, public_url.as_str())?;
+    if repointed > 0 {
+        tracing::info!(repointed, "OpenDSR links now use the public URL");
+    }
+    if crate::store::autovacuum_off(&mut conn)? {
+        tracing::warn!("PostgreSQL's autovacuum is off: planner statistics are never gathered and queries slow down as tables grow; turn it on, or run ANALYZE regularly");
+    }
+    Ok(())
+}
+
+/// Mounts the route table (one resource per path, each answering 405 with `Allow` for the
+/// methods it lacks) and the `/docs` UI.
+fn mount_routes(config: &mut web::ServiceConfig) {
+    for (path, routes) in routes_by_path() {
+        // RFC 9110: a 405 names the methods the resource has.
+        let allow = routes
+            .iter()
+            .map(|endpoint| endpoint.method.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut resource = web::resource(path).default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { method_not_allowed(&allow) }
+        }));
+        if let Some(limit) = routes.iter().find_map(|endpoint| endpoint.body_limit) {
+            resource = resource.app_data(json_config(limit));
+        }
+        for endpoint in routes {
+            let route = web::route().method(endpoint.method.clone());
+            resource = resource.route((endpoint.handler)(route));
+        }
+        config.service(resource);
+    }
+    config.service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])));
+}
+
+/// 405, with the methods the resource has in `Allow`.
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::Problem {
+        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        detail: "this resource does not support this method".into(),
+    });
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// JSON bodies up to `limit` bytes, with rejections answered as problems.
