@@ -949,6 +949,113 @@ pub struct Executed {
     pub erased_key: Option<crate::store::erasure::ErasedKey>,
 }
 
+/// What carrying out a request did: its result as shown, and an erasure's receipt and key.
+struct Carried {
+    result: Value,
+    receipt: Option<String>,
+    erased_key: Option<crate::store::erasure::ErasedKey>,
+}
+
+/// Carries out a request for the person it matched (if any), by its kind.
+#[allow(clippy::too_many_arguments)]
+fn carry_out(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    signer: &JwsSigner,
+    id: &str,
+    request: &Request,
+    matched: Option<&(SubjectId, String)>,
+    actor: &Actor,
+) -> Result<Carried, RequestError> {
+    let mut receipt = None;
+    let mut erased_key = None;
+    let result = match (matched, request.kind) {
+        (None, _) => json!({"subject_found": false}),
+        (Some(_), Kind::Access | Kind::Portability) => {
+            let format = if request.kind == Kind::Access {
+                "json"
+            } else {
+                "csv"
+            };
+            json!({"subject_found": true,
+                   "export": {"url": format!("/v1/requests/{id}/export"), "format": format}})
+        }
+        (Some((subject_id, _)), Kind::Erasure) => {
+            let erasure = subjects::erase(
+                conn,
+                vault,
+                policy,
+                signer,
+                subject_id,
+                false,
+                Some(id),
+                actor,
+            )?
+            .ok_or(RequestError::Subject(SubjectError::Vault(
+                crate::vault::VaultError::Erased,
+            )))?;
+            receipt = Some(erasure.receipt);
+            erased_key = Some(erasure.erased_key);
+            json!({"subject_found": true, "erasure_id": erasure.id, "erased": erasure.counts, "held": erasure.held})
+        }
+        (Some((subject_id, _)), Kind::Restriction) => {
+            let changed =
+                consent::restrict(conn, vault, policy, subject_id, false, actor)?.unwrap_or(false);
+            json!({"subject_found": true, "restricted": true, "changed": changed})
+        }
+        (Some((subject_id, _)), Kind::Objection) => {
+            let mut objected = Vec::new();
+            for name in &request.purposes {
+                let purpose = parse_purpose(policy, name)?;
+                consent::object(conn, vault, policy, subject_id, &purpose, false, actor)?;
+                objected.push(name.clone());
+            }
+            json!({"subject_found": true, "objected": objected})
+        }
+        (Some((subject_id, _)), Kind::Rectification) => {
+            let raw = request.changes.clone().unwrap_or(Value::Null);
+            let changes = parse_changes(policy, &raw)?;
+            subjects::upsert(conn, vault, policy, subject_id, &changes, actor)?;
+            let names = |key: &str| -> Vec<String> {
+                raw.get(key)
+                    .and_then(Value::as_object)
+                    .map(|map| map.keys().cloned().collect())
+                    .unwrap_or_default()
+            };
+            json!({"subject_found": true, "rectified":
+                   {"identifiers": names("identifiers"), "traits": names("traits")}})
+        }
+    };
+    Ok(Carried {
+        result,
+        receipt,
+        erased_key,
+    })
+}
+
+/// Keeps an erasure's receipt with the request, sealed under a key of its own: the erasure
+/// destroyed the request's key with the person's identifier, and the receipt (which names the
+/// person) is shredded with its key by retention after [`RECEIPT_DAYS`].
+fn keep_receipt(
+    vault: &Vault,
+    id: &str,
+    row: &mut request_store::RequestRow,
+    receipt: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<(), RequestError> {
+    let (key, wrapped) = vault
+        .new_record_key(REQUEST_KEY_LABEL, id)
+        .map_err(SubjectError::from)?;
+    row.receipt_ct = Some(seal_text(&key, id, "erasure_receipt", receipt));
+    row.receipt_until = Some(now + chrono::Duration::days(RECEIPT_DAYS));
+    row.key_id = Some(wrapped.key_id);
+    row.key_master_key_id = Some(wrapped.master_key_id);
+    row.key_epoch = wrapped.epoch;
+    row.key_wrapped = Some(wrapped.wrapped);
+    Ok(())
+}
+
 /// Executes a verified request: [`start_execution`], then [`finish_execution`]. Callers that
 /// want the `in_progress` state to survive a failed execution run the two in separate
 /// transactions (the HTTP API does).
@@ -1023,65 +1130,20 @@ pub fn finish_execution(
             Match::One(subject_id, pseudonym) => Some((subject_id, pseudonym)),
             Match::None => None,
         };
-        let mut receipt = None;
-        let mut erased_pk = None;
-        let result = match (&matched, request.kind) {
-            (None, _) => json!({"subject_found": false}),
-            (Some(_), Kind::Access | Kind::Portability) => {
-                let format = if request.kind == Kind::Access {
-                    "json"
-                } else {
-                    "csv"
-                };
-                json!({"subject_found": true,
-                       "export": {"url": format!("/v1/requests/{id}/export"), "format": format}})
-            }
-            (Some((subject_id, _)), Kind::Erasure) => {
-                let erasure = subjects::erase(
-                    conn,
-                    vault,
-                    policy,
-                    signer,
-                    subject_id,
-                    false,
-                    Some(id),
-                    actor,
-                )?
-                .ok_or(RequestError::Subject(SubjectError::Vault(
-                    crate::vault::VaultError::Erased,
-                )))?;
-                receipt = Some(erasure.receipt);
-                erased_pk = Some(erasure.erased_key);
-                json!({"subject_found": true, "erasure_id": erasure.id, "erased": erasure.counts, "held": erasure.held})
-            }
-            (Some((subject_id, _)), Kind::Restriction) => {
-                let changed = consent::restrict(conn, vault, policy, subject_id, false, actor)?
-                    .unwrap_or(false);
-                json!({"subject_found": true, "restricted": true, "changed": changed})
-            }
-            (Some((subject_id, _)), Kind::Objection) => {
-                let mut objected = Vec::new();
-                for name in &request.purposes {
-                    let purpose = parse_purpose(policy, name)?;
-                    consent::object(conn, vault, policy, subject_id, &purpose, false, actor)?;
-                    objected.push(name.clone());
-                }
-                json!({"subject_found": true, "objected": objected})
-            }
-            (Some((subject_id, _)), Kind::Rectification) => {
-                let raw = request.changes.clone().unwrap_or(Value::Null);
-                let changes = parse_changes(policy, &raw)?;
-                subjects::upsert(conn, vault, policy, subject_id, &changes, actor)?;
-                let names = |key: &str| -> Vec<String> {
-                    raw.get(key)
-                        .and_then(Value::as_object)
-                        .map(|map| map.keys().cloned().collect())
-                        .unwrap_or_default()
-                };
-                json!({"subject_found": true, "rectified":
-                       {"identifiers": names("identifiers"), "traits": names("traits")}})
-            }
-        };
+        let Carried {
+            result,
+            receipt,
+            erased_key,
+        } = carry_out(
+            conn,
+            vault,
+            policy,
+            signer,
+            id,
+            &request,
+            matched.as_ref(),
+            actor,
+        )?;
         // Re-read: an erasure cleared the identity of this request, among others.
         let mut row = request_store::find(conn, id, false)?.ok_or(RequestError::NotFound)?;
         let now = Utc::now().naive_utc().trunc_subsecs(6);
@@ -1093,17 +1155,7 @@ pub fn finish_execution(
             row.pseudonym = Some(pseudonym.clone());
         }
         if let Some(receipt) = &receipt {
-            // The erasure destroyed the request's key with the person's identifier; the receipt
-            // (which names the person) gets a key of its own, shredded with it by retention.
-            let (key, wrapped) = vault
-                .new_record_key(REQUEST_KEY_LABEL, id)
-                .map_err(SubjectError::from)?;
-            row.receipt_ct = Some(seal_text(&key, id, "erasure_receipt", receipt));
-            row.receipt_until = Some(now + chrono::Duration::days(RECEIPT_DAYS));
-            row.key_id = Some(wrapped.key_id);
-            row.key_master_key_id = Some(wrapped.master_key_id);
-            row.key_epoch = wrapped.epoch;
-            row.key_wrapped = Some(wrapped.wrapped);
+            keep_receipt(vault, id, &mut row, receipt, now)?;
         }
         request_store::save(conn, &row)?;
         let request = view(vault, &row)?;
@@ -1114,7 +1166,7 @@ pub fn finish_execution(
         Ok(Executed {
             request,
             erasure_receipt: receipt,
-            erased_key: erased_pk,
+            erased_key,
         })
     })
 }
