@@ -279,8 +279,7 @@ fn mount_routes(config: &mut web::ServiceConfig) {
             .collect::<Vec<_>>()
             .join(", ");
         let mut resource = web::resource(path).default_service(web::to(move || {
-            let allow = allow.clone();
-            async move { method_not_allowed(&allow) }
+            std::future::ready(method_not_allowed(&allow))
         }));
         if let Some(limit) = routes.iter().find_map(|endpoint| endpoint.body_limit) {
             resource = resource.app_data(json_config(limit));

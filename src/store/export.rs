@@ -26,7 +26,7 @@ where
     super::transaction(conn, |conn| {
         if matches!(conn, DbConnection::Postgresql(_)) {
             conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .map_err(|error| E::from(StoreError::from(error)))?;
+                .map_err(super::failed)?;
         }
         work(conn)
     })

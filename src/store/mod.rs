@@ -443,7 +443,6 @@ where
     E: From<StoreError>,
 {
     use diesel::connection::AnsiTransactionManager;
-    let store = |error: diesel::result::Error| E::from(StoreError::from(error));
     // This mirrors `SqliteConnection::immediate_transaction` but keeps the connection enum for
     // `work`.
     let started = match conn {
@@ -455,14 +454,19 @@ where
     match started {
         Ok(()) => end_transaction(conn, work),
         Err(diesel::result::Error::AlreadyInTransaction) => {
-            if writer::lone_write(conn).map_err(store)? {
+            if writer::lone_write(conn).map_err(failed)? {
                 writer::undo_on_error(conn, work)
             } else {
                 transaction(conn, work)
             }
         }
-        Err(error) => Err(store(error)),
+        Err(error) => Err(failed(error)),
     }
+}
+
+/// A database failure as the error of the work a transaction helper runs.
+pub(crate) fn failed<E: From<StoreError>>(error: diesel::result::Error) -> E {
+    E::from(StoreError::from(error))
 }
 
 /// Runs `work` in a transaction (a savepoint inside another): committed if it succeeds, rolled
@@ -474,7 +478,7 @@ where
 {
     use diesel::connection::TransactionManager;
     type Manager = <DbConnection as Connection>::TransactionManager;
-    Manager::begin_transaction(conn).map_err(|error| E::from(StoreError::from(error)))?;
+    Manager::begin_transaction(conn).map_err(failed)?;
     end_transaction(conn, work)
 }
 
@@ -487,17 +491,16 @@ where
 {
     use diesel::connection::TransactionManager;
     type Manager = <DbConnection as Connection>::TransactionManager;
-    let store = |error: diesel::result::Error| E::from(StoreError::from(error));
     match work(conn) {
         Ok(value) => {
-            Manager::commit_transaction(conn).map_err(store)?;
+            Manager::commit_transaction(conn).map_err(failed)?;
             Ok(value)
         }
         // As diesel's own `transaction`: the work's error wins over a transaction manager
         // that is already broken (the connection is then discarded by the pool).
         Err(error) => match Manager::rollback_transaction(conn) {
             Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
-            Err(rollback) => Err(store(rollback)),
+            Err(rollback) => Err(failed(rollback)),
         },
     }
 }

@@ -122,9 +122,9 @@ where
     let result = work(conn);
     if let (Err(_), DbConnection::Sqlite(sqlite)) = (&result, conn) {
         // From here on the request has written nothing; later writes of it take savepoints.
-        let store = |error| E::from(StoreError::from(error));
-        AnsiTransactionManager::rollback_transaction(sqlite).map_err(store)?;
-        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE").map_err(store)?;
+        AnsiTransactionManager::rollback_transaction(sqlite).map_err(super::failed)?;
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")
+            .map_err(super::failed)?;
         LONE_SINCE.set(total_changes(sqlite).ok());
     }
     result

@@ -419,31 +419,29 @@ pub fn handles_for(
     now: NaiveDateTime,
 ) -> Result<(HashMap<String, SubjectHandle>, PlannedSubjects), SubjectError> {
     let mut missing: Vec<(&SubjectId, &str)> = Vec::new();
-    let mut existing_pks: Vec<&str> = Vec::new();
-    // Sets, not scans of the lists: a batch names hundreds of people.
+    // The wanted people who exist, as (blind index, internal id).
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    // A set, not a scan of the lists: a batch names hundreds of people.
     let mut seen: HashSet<&str> = HashSet::new();
     for (subject_id, index) in wanted {
         if !seen.insert(index) {
             continue;
         }
         match existing.get(*index) {
-            Some(pk) => existing_pks.push(pk),
+            Some(pk) => found.push((index, pk)),
             None => missing.push((subject_id, index)),
         }
     }
     let planned = plan_new_subjects(vault, &missing, now)?;
+    let existing_pks: Vec<&str> = found.iter().map(|(_, pk)| *pk).collect();
     let keys = vault.data_keys_for(conn, &existing_pks)?;
     let mut handles = planned.handles.clone();
-    let wanted_pks: HashSet<&str> = existing_pks.iter().copied().collect();
-    for (index, pk) in existing {
-        if !wanted_pks.contains(pk.as_str()) {
-            continue;
-        }
+    for (index, pk) in found {
         let key = keys.get(pk).cloned().ok_or(VaultError::Erased)?;
         handles.insert(
-            index.clone(),
+            index.to_owned(),
             SubjectHandle {
-                pk: pk.clone(),
+                pk: pk.to_owned(),
                 key,
             },
         );
