@@ -5,12 +5,14 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod crypto;
 pub mod export;
 pub mod http;
 pub mod interactions;
+pub mod jobs;
 pub mod net;
 pub mod opendsr;
 pub mod page;

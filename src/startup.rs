@@ -12,6 +12,7 @@ use anyhow::Context;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::{KeyStatusCache, TokenService};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::consent::{record_all, ConsentJob, ConsentOutcome};
 use crate::crypto::JwsSigner;
@@ -19,10 +20,14 @@ use crate::http::coalesce::Coalescer;
 use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
+use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::opendsr::{ControllerKeys, ProcessorIdentity};
 use crate::policy::{load_dir, Policy};
 use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
+
+/// How long a stopping server waits for a periodic job's run in progress.
+const JOBS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connections per process: on SQLite, readers (writes have their own connection); on
 /// PostgreSQL, everything, sized so that several processes fit under its default limit of 100.
@@ -75,14 +80,19 @@ pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 pub struct Application {
     local: std::net::SocketAddr,
     server: Server,
+    jobs: Jobs,
 }
 
 impl Application {
     /// Prepares everything and binds `settings.bind` (port 0 picks a free port).
     pub fn build(settings: &Settings) -> anyhow::Result<Application> {
+        Application::build_with_clock(settings, Clock::system())
+    }
+
+    /// [`Application::build`] on a clock of the caller's (tests move an adjustable one).
+    pub fn build_with_clock(settings: &Settings, clock: Clock) -> anyhow::Result<Application> {
         let policy = Arc::new(load_policy(settings)?);
         let db = open_database(settings)?;
-        db.start_checkpointer();
         let vault = Arc::new(open_vault(settings, &db)?);
         crate::auth::prepare_decoy();
         let listener = TcpListener::bind(&settings.bind)
@@ -90,14 +100,20 @@ impl Application {
         let local = listener.local_addr()?;
         let public_url = public_url(settings, local);
         check_database(&db, &public_url)?;
-        let state = app_state(settings, db, vault, policy, public_url)?;
-        start_hashed_index_backfill(&state);
-        start_checkpoints(&state, settings.audit_checkpoint_interval);
-
-        start_retention(&state, settings.retention_interval);
-        start_key_epochs(&state);
+        let state = app_state(settings, db, vault, policy, public_url, clock)?;
+        start_jobs(&state, settings);
+        let jobs = state.jobs.clone();
         let server = http_server(settings, state, listener)?;
-        Ok(Application { local, server })
+        Ok(Application {
+            local,
+            server,
+            jobs,
+        })
+    }
+
+    /// The periodic jobs (tests run one on demand with [`Jobs::run_now`]).
+    pub fn jobs(&self) -> Jobs {
+        self.jobs.clone()
     }
 
     /// The port the application listens on.
@@ -111,8 +127,11 @@ impl Application {
     }
 
     /// Serves until the server is stopped (SIGINT/SIGTERM stop it gracefully).
+    /// The periodic jobs stop with it (a run in progress finishes first).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.jobs.stop(JOBS_PATIENCE).await;
+        served
     }
 }
 
@@ -124,6 +143,7 @@ fn app_state(
     vault: Arc<Vault>,
     policy: Arc<Policy>,
     public_url: crate::net::PublicUrl,
+    clock: Clock,
 ) -> anyhow::Result<web::Data<AppState>> {
     let opendsr = {
         let mut conn = db.connection()?;
@@ -139,16 +159,13 @@ fn app_state(
         .map(ControllerKeys::load)
         .transpose()
         .context("cannot load the OpenDSR controllers' certificates")?;
-    let opendsr_wake = Arc::new(tokio::sync::Notify::new());
-    crate::opendsr::callbacks::start(
-        db.clone(),
-        opendsr.clone(),
-        std::time::Duration::from_secs(1),
-        opendsr_wake.clone(),
-        settings.opendsr.allow_private_callbacks,
-    );
+    let metrics = Metrics::new();
+    let jobs = Jobs::new(metrics.registry(), clock.clone());
     Ok(web::Data::new(AppState {
-        limits: crate::http::limits::RateLimits::new(settings.rate_limit),
+        limits: Arc::new(crate::http::limits::RateLimits::new(
+            settings.rate_limit,
+            clock.clone(),
+        )),
         key_checks: crate::auth::KeyCheckPool::start(
             crate::http::limits::key_check_threads(),
             crate::http::limits::KEY_CHECKS_QUEUED,
@@ -158,7 +175,6 @@ fn app_state(
         )),
         opendsr,
         opendsr_controllers,
-        opendsr_wake,
         opendsr_private_callbacks: settings.opendsr.allow_private_callbacks,
         public_url,
         trusted_proxies: settings.trusted_proxies.clone(),
@@ -172,7 +188,9 @@ fn app_state(
         checkpoints: JwsSigner::new(vault.audit_seed()),
         vault,
         key_status: KeyStatusCache::new(),
-        metrics: Metrics::new(),
+        metrics,
+        jobs,
+        clock,
         openapi_json: openapi::document(),
         exports: crate::http::export::export_permits(),
         policy,
@@ -358,197 +376,215 @@ fn start_read_audit(db: &Database, policy: &Arc<Policy>) -> Coalescer<crate::aud
     })
 }
 
+/// The periodic jobs of a server: each its own turn, all on one runner ([`crate::jobs`]).
+fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
+    let jobs = &state.jobs;
+    if state.db.is_sqlite() {
+        let db = state.db.clone();
+        jobs.start(
+            "sqlite_wal_checkpoint",
+            Schedule::every(crate::store::SQLITE_CHECKPOINT_INTERVAL),
+            move || {
+                let db = db.clone();
+                async move {
+                    db.checkpoint_wal().await?;
+                    Ok(Ran::Done)
+                }
+            },
+        );
+    }
+    start_hashed_index_backfill(state);
+    jobs.start(
+        "audit_checkpoint",
+        Schedule::every(settings.audit_checkpoint_interval),
+        with_state(state, sign_checkpoint),
+    );
+    jobs.start(
+        "retention",
+        Schedule::every(settings.retention_interval),
+        with_state(state, apply_retention),
+    );
+    jobs.start(
+        "key_epochs",
+        Schedule::at_start_then_every(KEY_EPOCH_TICK),
+        with_state(state, maintain_key_epochs),
+    );
+    let db = state.db.clone();
+    jobs.start("old_copies", Schedule::every(OLD_COPIES_RETRY), move || {
+        let db = db.clone();
+        async move {
+            db.remove_pending_old_copies().await;
+            Ok(Ran::Done)
+        }
+    });
+    let limits = state.limits.clone();
+    jobs.start(
+        "rate_limit_upkeep",
+        Schedule::every(crate::http::limits::UPKEEP_INTERVAL),
+        move || {
+            limits.forget_quiet_callers();
+            std::future::ready(Ok(Ran::Done))
+        },
+    );
+    crate::opendsr::callbacks::start(
+        jobs,
+        state.db.clone(),
+        state.opendsr.clone(),
+        state.clock.clone(),
+        state.opendsr_private_callbacks,
+    );
+}
+
+/// A job's work as the runner calls it: a closure over the shared state.
+fn with_state<Fut>(
+    state: &web::Data<AppState>,
+    work: fn(web::Data<AppState>) -> Fut,
+) -> impl Fn() -> Fut + Send + Sync + 'static
+where
+    Fut: std::future::Future<Output = Result<Ran, Failure>> + Send + 'static,
+{
+    let state = state.clone();
+    move || work(state.clone())
+}
+
+/// How often the old copies of erased keys that a reader kept readable are tried again.
+const OLD_COPIES_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Gives subjects created before the SHA-256 blind indexes existed (OpenDSR `sha256`
-/// identities) their indexes, a batch at a time, in the background; a no-op once done.
+/// identities) their indexes, a batch at a time, in the background; finished once none is
+/// left (at once on a database that never had such subjects).
 fn start_hashed_index_backfill(state: &web::Data<AppState>) {
     const BATCH: i64 = 500;
-    let state = state.clone();
-    tokio::spawn(async move {
-        let mut done = 0;
-        loop {
+    state.jobs.start(
+        "sha256_index_backfill",
+        Schedule::at_start_then_every(std::time::Duration::from_secs(60)),
+        with_state(state, |state| async move {
             let for_work = state.clone();
-            let batch = state
+            let done = state
                 .db
                 .run_write(move |conn| {
                     crate::subjects::backfill_hashed_indexes(conn, &for_work.vault, BATCH)
                 })
-                .await;
-            match batch {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(error) => {
-                    tracing::warn!(error = %error, "SHA-256 index backfill stopped; it resumes at the next start");
-                    break;
-                }
+                .await?;
+            if done > 0 {
+                tracing::info!(
+                    subjects = done,
+                    "SHA-256 blind indexes written for existing subjects"
+                );
+                return Ok(Ran::More);
             }
-        }
-        if done > 0 {
-            tracing::info!(
-                subjects = done,
-                "SHA-256 blind indexes written for existing subjects"
-            );
-        }
-    });
+            Ok(Ran::Finished)
+        }),
+    );
 }
 
-/// Signs an audit checkpoint every `interval` while the chain has grown since the last one
-/// (any process's). Failures are logged and tried again at the next tick.
-fn start_checkpoints(state: &web::Data<AppState>, interval: std::time::Duration) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let for_work = state.clone();
-            let signed = state
-                .db
-                .run_write(move |conn| {
-                    write_transaction(conn, |conn| {
-                        let (size, _) = crate::store::audit::head(conn)?;
-                        if size <= crate::store::audit::last_checkpoint_size(conn)? {
-                            return Ok(None);
-                        }
-                        crate::audit::sign_head(conn, &for_work.checkpoints).map(Some)
-                    })
-                })
-                .await;
-            match signed {
-                Ok(Some(checkpoint)) => {
-                    tracing::debug!(size = checkpoint.size, "signed an audit checkpoint");
+/// Signs an audit checkpoint when the chain has grown since the last one (any process's).
+async fn sign_checkpoint(state: web::Data<AppState>) -> Result<Ran, Failure> {
+    let for_work = state.clone();
+    let signed = state
+        .db
+        .run_write(move |conn| {
+            write_transaction(conn, |conn| {
+                let (size, _) = crate::store::audit::head(conn)?;
+                if size <= crate::store::audit::last_checkpoint_size(conn)? {
+                    return Ok(None);
                 }
-                Ok(None) => {}
-                Err(error) => {
-                    let error: crate::store::StoreError = error;
-                    tracing::warn!(error = %error, "could not sign an audit checkpoint");
-                }
-            }
-        }
-    });
+                crate::audit::sign_head(conn, &for_work.checkpoints).map(Some)
+            })
+        })
+        .await
+        .map_err(|error: crate::store::StoreError| error)?;
+    if let Some(checkpoint) = signed {
+        tracing::debug!(size = checkpoint.size, "signed an audit checkpoint");
+    }
+    Ok(Ran::Done)
 }
 
-/// Applies retention every `interval`: batch after batch, each its own write (on SQLite, the
-/// writer serves other requests between batches). Failures are logged and tried again at the
-/// next tick.
-fn start_retention(state: &web::Data<AppState>, interval: std::time::Duration) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
+/// Applies retention: batch after batch, each its own write (on SQLite, the writer serves
+/// other requests between batches); then shreds the erasure receipts past their keeping.
+async fn apply_retention(state: web::Data<AppState>) -> Result<Ran, Failure> {
+    let now = state.clock.now_naive();
+    let mut report = crate::retention::RetentionReport::default();
+    for purpose in state.policy.purposes() {
         loop {
-            ticks.tick().await;
-            let now = chrono::Utc::now().naive_utc();
-            let mut report = crate::retention::RetentionReport::default();
-            'purposes: for purpose in state.policy.purposes() {
-                loop {
-                    let (for_work, id) = (state.clone(), purpose.id.clone());
-                    let batch = state
-                        .db
-                        .run_write(move |conn| {
-                            let purpose = for_work
-                                .policy
-                                .purpose(id.as_str())
-                                .expect("a purpose of the loaded policy");
-                            crate::retention::expire_batch(
-                                conn,
-                                &for_work.policy,
-                                purpose,
-                                now,
-                                &crate::audit::Actor::system(),
-                            )
-                        })
-                        .await;
-                    match batch {
-                        Ok(batch) => {
-                            report.record(purpose, batch);
-                            if batch.purpose_rows < crate::retention::BATCH {
-                                break;
-                            }
-                        }
-                        Err(error) => {
-                            let error: crate::store::StoreError = error;
-                            tracing::warn!(error = %error, "retention failed; trying again at the next tick");
-                            break 'purposes;
-                        }
-                    }
-                }
-            }
-            let for_work = state.clone();
-            let shredded = state
+            let (for_work, id) = (state.clone(), purpose.id.clone());
+            let batch = state
                 .db
                 .run_write(move |conn| {
-                    crate::requests::shred_expired_receipts(
+                    let purpose = for_work
+                        .policy
+                        .purpose(id.as_str())
+                        .expect("a purpose of the loaded policy");
+                    crate::retention::expire_batch(
                         conn,
                         &for_work.policy,
+                        purpose,
+                        now,
                         &crate::audit::Actor::system(),
                     )
                 })
-                .await;
-            match shredded {
-                Ok(shredded) => report.erasure_receipts_shredded = shredded,
-                Err(error) => {
-                    let error: crate::store::StoreError = error;
-                    tracing::warn!(error = %error, "shredding erasure receipts failed; trying again at the next tick");
-                }
-            }
-            if !report.purposes.is_empty() || report.erasure_receipts_shredded > 0 {
-                tracing::info!(
-                    deleted = report.interactions_deleted,
-                    receipts_shredded = report.erasure_receipts_shredded,
-                    "retention applied"
-                );
+                .await
+                .map_err(|error: crate::store::StoreError| error)?;
+            report.record(purpose, batch);
+            if batch.purpose_rows < crate::retention::BATCH {
+                break;
             }
         }
-    });
+    }
+    let for_work = state.clone();
+    report.erasure_receipts_shredded = state
+        .db
+        .run_write(move |conn| {
+            crate::requests::shred_expired_receipts(
+                conn,
+                &for_work.policy,
+                &crate::audit::Actor::system(),
+            )
+        })
+        .await
+        .map_err(|error: crate::store::StoreError| error)?;
+    if !report.purposes.is_empty() || report.erasure_receipts_shredded > 0 {
+        tracing::info!(
+            deleted = report.interactions_deleted,
+            receipts_shredded = report.erasure_receipts_shredded,
+            "retention applied"
+        );
+    }
+    Ok(Ran::Done)
 }
 
 /// How often a server looks after key epochs (start the next one when due, re-wrap, retire,
 /// destroy what is past its backup retention).
 const KEY_EPOCH_TICK: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Looks after key epochs at start (keys wrapped before epochs existed are re-wrapped at once)
-/// and every [`KEY_EPOCH_TICK`]. Re-wrapping runs on a pooled connection, a batch per
-/// transaction, so writes go on meanwhile. Failures are logged and tried again.
-fn start_key_epochs(state: &web::Data<AppState>) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(KEY_EPOCH_TICK);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let for_work = state.clone();
-            let result = state
-                .db
-                .run(move |conn| {
-                    let now = chrono::Utc::now().naive_utc();
-                    let report = crate::vault::maintain_epochs(conn, &for_work.vault, now, false)?;
-                    crate::vault::audit_epoch_report(
-                        conn,
-                        for_work.policy.sha256(),
-                        &crate::audit::Actor::system(),
-                        &report,
-                    )?;
-                    Ok::<_, crate::vault::VaultError>(report)
-                })
-                .await;
-            match result {
-                Ok(report) if report.started.is_some() || !report.destroyed.is_empty() => {
-                    tracing::info!(
-                        current = report.current,
-                        rewrapped = report.rewrapped,
-                        destroyed = ?report.destroyed,
-                        "key epochs maintained"
-                    );
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::error!(error = %error, "key epoch maintenance failed; trying again at the next tick");
-                }
-            }
-        }
-    });
+/// Looks after key epochs (at start, keys wrapped before epochs existed are re-wrapped at
+/// once). Re-wrapping runs on a pooled connection, a batch per transaction, so writes go on
+/// meanwhile.
+async fn maintain_key_epochs(state: web::Data<AppState>) -> Result<Ran, Failure> {
+    let for_work = state.clone();
+    let now = state.clock.now_naive();
+    let report = state
+        .db
+        .run(move |conn| {
+            let report = crate::vault::maintain_epochs(conn, &for_work.vault, now, false)?;
+            crate::vault::audit_epoch_report(
+                conn,
+                for_work.policy.sha256(),
+                &crate::audit::Actor::system(),
+                &report,
+            )?;
+            Ok::<_, crate::vault::VaultError>(report)
+        })
+        .await?;
+    if report.started.is_some() || !report.destroyed.is_empty() {
+        tracing::info!(
+            current = report.current,
+            rewrapped = report.rewrapped,
+            destroyed = ?report.destroyed,
+            "key epochs maintained"
+        );
+    }
+    Ok(Ran::Done)
 }
 
 /// The route table grouped by path, so each path is one resource and a wrong method gets 405.

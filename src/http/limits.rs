@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::clock::Clock;
 
 use super::problem::problem_response;
 
@@ -22,11 +25,17 @@ pub const POPULATION_QUERIES: usize = 2;
 /// How long a population query waits for its turn before the caller is told to come back.
 pub const POPULATION_QUEUE_WAIT: Duration = Duration::from_secs(15);
 
+/// A rate limiter per `K`, measuring on the service's clock.
+type KeyedLimiter<K> = RateLimiter<K, DashMapStateStore<K>, Clock, NoOpMiddleware<Duration>>;
+
+/// How often callers back at a full burst are forgotten.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The rate limiters of one process.
 pub struct RateLimits {
-    per_key: Option<DefaultKeyedRateLimiter<String>>,
-    token_exchanges: DefaultKeyedRateLimiter<IpAddr>,
-    clock: DefaultClock,
+    per_key: Option<KeyedLimiter<String>>,
+    token_exchanges: KeyedLimiter<IpAddr>,
+    clock: Clock,
 }
 
 fn quota(per_second: NonZeroU32) -> Quota {
@@ -36,29 +45,26 @@ fn quota(per_second: NonZeroU32) -> Quota {
 
 impl RateLimits {
     /// `per_key_per_second` requests per second per API key (bursts of twice that); `0` turns
-    /// the per-key limit off.
-    pub fn new(per_key_per_second: u32) -> Arc<RateLimits> {
-        let limits = Arc::new(RateLimits {
-            per_key: NonZeroU32::new(per_key_per_second).map(|n| RateLimiter::keyed(quota(n))),
-            token_exchanges: RateLimiter::keyed(quota(
-                NonZeroU32::new(TOKEN_EXCHANGES_PER_SECOND).expect("a positive rate"),
-            )),
-            clock: DefaultClock::default(),
-        });
-        // Forget callers that have been quiet long enough to be back at a full burst.
-        let weak = Arc::downgrade(&limits);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                ticks.tick().await;
-                let Some(limits) = weak.upgrade() else { break };
-                if let Some(per_key) = &limits.per_key {
-                    per_key.retain_recent();
-                }
-                limits.token_exchanges.retain_recent();
-            }
-        });
-        limits
+    /// the per-key limit off. Waits are measured on `clock`.
+    pub fn new(per_key_per_second: u32, clock: Clock) -> RateLimits {
+        RateLimits {
+            per_key: NonZeroU32::new(per_key_per_second)
+                .map(|n| RateLimiter::dashmap_with_clock(quota(n), clock.clone())),
+            token_exchanges: RateLimiter::dashmap_with_clock(
+                quota(NonZeroU32::new(TOKEN_EXCHANGES_PER_SECOND).expect("a positive rate")),
+                clock.clone(),
+            ),
+            clock,
+        }
+    }
+
+    /// Forgets callers that have been quiet long enough to be back at a full burst (the
+    /// periodic job `rate_limit_upkeep`, every [`UPKEEP_INTERVAL`]).
+    pub fn forget_quiet_callers(&self) {
+        if let Some(per_key) = &self.per_key {
+            per_key.retain_recent();
+        }
+        self.token_exchanges.retain_recent();
     }
 
     /// `Err(wait)` when the key has used its rate.
@@ -68,14 +74,14 @@ impl RateLimits {
         };
         per_key
             .check_key(&key_id.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+            .map_err(|not_until| not_until.wait_time_from(self.clock.elapsed()))
     }
 
     /// `Err(wait)` when the address has used its rate of token exchanges.
     pub fn check_token_exchange(&self, address: IpAddr) -> Result<(), Duration> {
         self.token_exchanges
             .check_key(&address)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+            .map_err(|not_until| not_until.wait_time_from(self.clock.elapsed()))
     }
 }
 

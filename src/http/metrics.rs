@@ -45,6 +45,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for other parts' metrics (the periodic jobs').
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Records one answered request.
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();

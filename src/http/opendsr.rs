@@ -263,7 +263,7 @@ pub async fn create(
         }
         other => other?,
     };
-    state.opendsr_wake.notify_one();
+    state.jobs.wake(crate::opendsr::callbacks::JOB);
     let created = CreatedBody {
         controller_id: receipt.row.controller_id.clone(),
         received_time: opendsr::rfc3339(receipt.row.received_at),
@@ -339,7 +339,7 @@ pub async fn cancel(
             opendsr::cancel(conn, &for_work.vault, &for_work.policy, &id, &actor)
         })
         .await?;
-    state.opendsr_wake.notify_one();
+    state.jobs.wake(crate::opendsr::callbacks::JOB);
     Ok(signed(
         &state,
         StatusCode::ACCEPTED,

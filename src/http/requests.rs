@@ -604,7 +604,7 @@ pub async fn execute(
         })
         .await?;
     if let Some(erased) = executed.erased_key.clone() {
-        super::subjects::after_erasure(&state, erased).await;
+        crate::subjects::after_erasure(&state.db, &state.vault, erased).await;
     }
     Ok(HttpResponse::Ok().json(ExecutedBody {
         request: viewer.body_of(&executed.request),

@@ -51,8 +51,10 @@ pub struct AppState {
     pub opendsr: Arc<crate::opendsr::ProcessorIdentity>,
     /// Controllers whose signatures OpenDSR requests must carry, when configured.
     pub opendsr_controllers: Option<crate::opendsr::ControllerKeys>,
-    /// Wakes the OpenDSR callback sender (a status changed).
-    pub opendsr_wake: Arc<tokio::sync::Notify>,
+    /// The periodic jobs (the OpenDSR callback sender is woken through them).
+    pub jobs: crate::jobs::Jobs,
+    /// The service's clock.
+    pub clock: crate::clock::Clock,
     /// Whether OpenDSR callback URLs may be http:// or reach internal addresses.
     pub opendsr_private_callbacks: bool,
     /// The base of every link handed out.

@@ -10,7 +10,6 @@ use crate::audit::{Actor, Entry};
 use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
 use crate::store::erasure::ErasedCounts;
-use crate::store::erasure::ErasedKey;
 use crate::subjects::holds::Held;
 use crate::subjects::{
     self, find_by_email, upsert, Email, ErasurePreview, SubjectChanges, SubjectId,
@@ -216,7 +215,8 @@ pub async fn erase(
         })
         .await?
         .ok_or_else(subject_not_found)?;
-    let old_copies_removed = after_erasure(&state, erasure.erased_key).await;
+    let old_copies_removed =
+        subjects::after_erasure(&state.db, &state.vault, erasure.erased_key).await;
     Ok(HttpResponse::Ok().json(ErasureResponse {
         erased: true,
         suppressed: suppress,
@@ -345,28 +345,6 @@ pub async fn erasure_preview(
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(preview))
-}
-
-/// What follows a committed erasure in this process: the key leaves the cache, and the old
-/// copies of its row leave the database files (the answer waits for that; see
-/// `store::old_copies`). When that does not hold in time, it is tried again in the background
-/// until it does. Returns whether it held before the answer.
-pub async fn after_erasure(state: &AppState, erased: ErasedKey) -> bool {
-    state.vault.forget_data_key(&erased.subject_pk);
-    if state.db.remove_old_copies(vec![erased.clone()]).await {
-        return true;
-    }
-    let db = state.db.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            if db.remove_old_copies(vec![erased.clone()]).await {
-                tracing::info!("old copies of an erased key removed after a wait");
-                return;
-            }
-        }
-    });
-    false
 }
 
 /// Whether a suppression was lifted.

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{SubsecRound, Utc};
-
 use super::ProcessorIdentity;
+use crate::clock::Clock;
+use crate::jobs::{Jobs, Ran, Schedule};
 use crate::store::opendsr::{self as store, CallbackRow};
 use crate::store::{Database, StoreError};
 
@@ -31,36 +31,37 @@ pub fn backoff(attempts: i32) -> chrono::Duration {
     chrono::Duration::seconds((1_i64 << exponent).min(3600))
 }
 
-/// Sends due callbacks every `interval` (and at once when `wake` is notified) until the
-/// process ends.
+/// The periodic job that sends due callbacks.
+pub const JOB: &str = "opendsr_callbacks";
+/// How often due callbacks are looked for (a status change wakes the job at once).
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the job [`JOB`]: every [`INTERVAL`], and when a status change wakes it, the due
+/// callbacks are sent; a full batch runs again at once.
 pub fn start(
+    jobs: &Jobs,
     db: Database,
     identity: Arc<ProcessorIdentity>,
-    interval: Duration,
-    wake: Arc<tokio::sync::Notify>,
+    clock: Clock,
     allow_private: bool,
 ) {
-    tokio::spawn(async move {
-        let client = match client(allow_private) {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::error!(error = %error, "no HTTP client for OpenDSR callbacks");
-                return;
-            }
-        };
-        loop {
-            match deliver_due(&db, &identity, &client, allow_private).await {
-                // A full batch: more may be due.
-                Ok(sent) if sent as i64 >= BATCH => continue,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(error = %error, "OpenDSR callbacks: will try again");
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = wake.notified() => {}
-            }
+    let client = match client(allow_private) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(error = %error, "no HTTP client for OpenDSR callbacks; none are sent");
+            return;
+        }
+    };
+    jobs.start(JOB, Schedule::at_start_then_every(INTERVAL), move || {
+        let (db, identity, clock, client) =
+            (db.clone(), identity.clone(), clock.clone(), client.clone());
+        async move {
+            let sent = deliver_due(&db, &identity, &client, &clock, allow_private).await?;
+            Ok(if sent as i64 >= BATCH {
+                Ran::More
+            } else {
+                Ran::Done
+            })
         }
     });
 }
@@ -70,9 +71,10 @@ pub async fn deliver_due(
     db: &Database,
     identity: &ProcessorIdentity,
     client: &reqwest::Client,
+    clock: &Clock,
     allow_private: bool,
 ) -> Result<usize, StoreError> {
-    let now = Utc::now().naive_utc().trunc_subsecs(6);
+    let now = clock.now_naive();
     // A read first: most rounds find nothing, and need no write.
     let due: Vec<CallbackRow> = db
         .run(move |conn| store::due_callbacks(conn, now, BATCH))
@@ -100,7 +102,7 @@ pub async fn deliver_due(
         };
         let attempts = row.attempts + 1;
         let id = row.id.clone();
-        let done = Utc::now().naive_utc().trunc_subsecs(6);
+        let done = clock.now_naive();
         match outcome {
             Ok(()) => {
                 db.run_write(move |conn| store::delivered(conn, &id, attempts, done))

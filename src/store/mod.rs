@@ -42,10 +42,10 @@ const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The WAL size, in pages, at which a committing connection checkpoints itself (a backstop:
 /// servers checkpoint in the background long before).
 const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 50_000;
-/// How often a server's background thread checkpoints the SQLite WAL (small, frequent
+/// How often a server's periodic job checkpoints the SQLite WAL (small, frequent
 /// checkpoints keep each one short: the writer's tail latency follows their size; measured
 /// p99 of first-contact writes at saturation 152 ms at 1 s, 50 ms at 100 ms, 35 ms at 25 ms).
-const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(25);
+pub const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(25);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 /// An arbitrary, fixed key for the PostgreSQL advisory lock that serializes migrations
@@ -258,7 +258,7 @@ impl ConnectionManager {
                 // the cache spill to temporary files rather than to memory; the operating
                 // system's file cache keeps a busy database's pages warm beyond that
                 // (docs/benchmarks.md, "Memory"). A server
-                // checkpoints in the background (`Database::start_checkpointer`), so commits do
+                // checkpoints in the background (`Database::checkpoint_wal`), so commits do
                 // not stall copying the WAL back; the automatic checkpoint is only a backstop.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
@@ -579,8 +579,10 @@ pub struct Database {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     writer: Option<std::sync::mpsc::Sender<Box<dyn writer::WriteJob>>>,
     url: DatabaseUrl,
-    alive: std::sync::Arc<()>,
     long_readers: std::sync::Arc<old_copies::LongReaders>,
+    /// Erased keys whose old copies were still readable when their erasure answered: the
+    /// periodic job `old_copies` removes them ([`Database::remove_pending_old_copies`]).
+    pending_old_copies: std::sync::Arc<std::sync::Mutex<Vec<erasure::ErasedKey>>>,
 }
 
 impl Database {
@@ -598,38 +600,32 @@ impl Database {
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
             writer,
             url: url.clone(),
-            alive: std::sync::Arc::new(()),
             long_readers: std::sync::Arc::default(),
+            pending_old_copies: std::sync::Arc::default(),
         }
     }
 
-    /// On SQLite, starts a thread that checkpoints the WAL every 25 ms (PASSIVE: it
-    /// never waits for readers or writers), so that no commit pays for a checkpoint. The thread
-    /// ends when the last clone of this `Database` is dropped. Does nothing on PostgreSQL.
-    pub fn start_checkpointer(&self) {
-        if !matches!(self.url, DatabaseUrl::Sqlite(_)) {
-            return;
+    /// Whether this is an SQLite database (whose WAL wants checkpointing).
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.url, DatabaseUrl::Sqlite(_))
+    }
+
+    /// On SQLite, copies what the WAL holds back into the database file, without waiting for
+    /// readers or writers (PASSIVE), so that no commit pays for a checkpoint: the periodic job
+    /// `sqlite_wal_checkpoint` runs it every [`SQLITE_CHECKPOINT_INTERVAL`]. It takes a pooled
+    /// connection but no admission permit (it must go on when requests fill them). Does nothing
+    /// on PostgreSQL.
+    pub async fn checkpoint_wal(&self) -> Result<(), StoreError> {
+        if !self.is_sqlite() {
+            return Ok(());
         }
-        let alive = std::sync::Arc::downgrade(&self.alive);
         let pool = self.pool.clone();
-        let spawned = std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || loop {
-                std::thread::sleep(SQLITE_CHECKPOINT_INTERVAL);
-                if alive.upgrade().is_none() {
-                    return;
-                }
-                let result = pool
-                    .get()
-                    .map_err(StoreError::from)
-                    .and_then(|mut conn| Ok(conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?));
-                if let Err(error) = result {
-                    tracing::warn!(error = %error, "background WAL checkpoint failed");
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(error = %error, "could not start the WAL checkpoint thread");
-        }
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            Ok(conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?)
+        })
+        .await
+        .map_err(|_| StoreError::Cancelled)?
     }
 
     /// The database URL (its `Display` hides any password).
@@ -706,19 +702,47 @@ impl Database {
     /// erased keys' rows (SQLite: truncates the WAL; PostgreSQL: rewrites the partitions that
     /// held them), waiting for readers with older snapshots and ending them after a while (see
     /// [`old_copies`]). Returns whether it held within [`old_copies::DEADLINE`].
+    ///
+    /// Keys whose copies it could not remove in time are kept, and the periodic job
+    /// `old_copies` tries them again ([`Database::remove_pending_old_copies`]) until it can.
     pub async fn remove_old_copies(&self, erased: Vec<erasure::ErasedKey>) -> bool {
         let readers = self.long_readers.clone();
+        let for_work = erased.clone();
         let result = self
-            .run(move |conn| old_copies::remove(conn, &erased, &readers, old_copies::DEADLINE))
+            .run(move |conn| old_copies::remove(conn, &for_work, &readers, old_copies::DEADLINE))
             .await;
-        match result {
+        let held = match result {
             Ok(held) => held,
             Err(error) => {
                 let error: StoreError = error;
                 tracing::error!(error = %error, "could not remove old copies of an erased key");
                 false
             }
+        };
+        if !held {
+            if let Ok(mut pending) = self.pending_old_copies.lock() {
+                pending.extend(erased);
+            }
         }
+        held
+    }
+
+    /// Tries again to remove the old copies of erased keys that were still readable when
+    /// their erasure answered. Returns how many keys were waiting (0: nothing to do); those
+    /// that still cannot be removed wait for the next try.
+    pub async fn remove_pending_old_copies(&self) -> usize {
+        let waiting: Vec<erasure::ErasedKey> = match self.pending_old_copies.lock() {
+            Ok(mut pending) => pending.drain(..).collect(),
+            Err(_) => return 0,
+        };
+        let count = waiting.len();
+        if count > 0 && self.remove_old_copies(waiting).await {
+            tracing::info!(
+                keys = count,
+                "old copies of erased keys removed after a wait"
+            );
+        }
+        count
     }
 
     /// Whether the database answers a trivial query.

@@ -15,7 +15,7 @@ use crate::store::erasure::{
     self as erasure_store, ErasedCounts, ErasedKey, ErasureRow, SuppressionRow,
 };
 use crate::store::subjects as subject_store;
-use crate::store::{write_transaction, DbConnection};
+use crate::store::{write_transaction, Database, DbConnection};
 use crate::vault::Vault;
 
 /// The audit action of an erasure.
@@ -26,6 +26,15 @@ pub const ACTION_ERASURE_PREVIEW: &str = "subjects.erasure_preview";
 pub const ACTION_SUPPRESS: &str = "subjects.suppress";
 /// The audit action of lifting that block.
 pub const ACTION_LIFT_SUPPRESSION: &str = "subjects.suppression_lift";
+
+/// What follows a committed erasure in this process: the key leaves the cache, and the old
+/// copies of its row leave the database files (the answer waits for that; see
+/// `store::old_copies`). When that does not hold in time, the periodic job `old_copies` tries
+/// again until it does. Returns whether it held before the answer.
+pub async fn after_erasure(db: &Database, vault: &Vault, erased: ErasedKey) -> bool {
+    vault.forget_data_key(&erased.subject_pk);
+    db.remove_old_copies(vec![erased]).await
+}
 
 /// What an erasure did, with its signed receipt.
 #[derive(Debug, Clone)]

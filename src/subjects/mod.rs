@@ -15,8 +15,9 @@ use chrono::{NaiveDateTime, Utc};
 use serde_json::Value;
 
 pub use erase::{
-    erase, lift_suppression, preview as erasure_preview, suppressed_among, Erasure, ErasureClaims,
-    ErasurePreview, ACTION_ERASE, ACTION_ERASURE_PREVIEW, ACTION_LIFT_SUPPRESSION, ACTION_SUPPRESS,
+    after_erasure, erase, lift_suppression, preview as erasure_preview, suppressed_among, Erasure,
+    ErasureClaims, ErasurePreview, ACTION_ERASE, ACTION_ERASURE_PREVIEW, ACTION_LIFT_SUPPRESSION,
+    ACTION_SUPPRESS,
 };
 pub use values::{Email, FieldValue, Phone, SubjectId, MAX_SUBJECT_ID_LEN, MAX_TEXT_VALUE_CHARS};
 

@@ -110,6 +110,10 @@ pub struct TestApp {
     database: TestDatabase,
     /// The database and policy as the CLI opens them, opened once for the test's helpers.
     opened: std::sync::OnceLock<(Database, std::sync::Arc<custodia::policy::Policy>)>,
+    /// The server's periodic jobs: a test runs one when it needs it instead of waiting.
+    jobs: custodia::jobs::Jobs,
+    /// The server's clock: a test moves it forward instead of sleeping.
+    pub clock: custodia::clock::Clock,
 }
 
 /// Whether this run tests PostgreSQL.
@@ -136,8 +140,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Options)) -> TestApp {
     };
     adjust(&mut options);
     let settings = Settings::resolve(&options).expect("valid test settings");
-    let application = Application::build(&settings).expect("the application starts");
+    let clock = custodia::clock::Clock::adjustable();
+    let application =
+        Application::build_with_clock(&settings, clock.clone()).expect("the application starts");
     let address = format!("http://127.0.0.1:{}", application.port());
+    let jobs = application.jobs();
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address,
@@ -149,10 +156,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Options)) -> TestApp {
         _dir: dir,
         database,
         opened: std::sync::OnceLock::new(),
+        jobs,
+        clock,
     }
 }
 
 impl TestApp {
+    /// Runs the server's periodic job `name` now and waits for it to end.
+    pub async fn run_job(&self, name: &str) {
+        assert!(
+            self.jobs.run_now(name).await,
+            "the server runs no job called {name}"
+        );
+    }
+
     /// Sends a request with an optional bearer token and JSON body.
     pub async fn request(
         &self,

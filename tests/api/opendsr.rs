@@ -36,6 +36,8 @@ struct Callback {
 struct Receiver {
     url: String,
     received: Arc<Mutex<Vec<Callback>>>,
+    /// How many callbacks arrived, for waiting on the next.
+    arrivals: tokio::sync::watch::Receiver<usize>,
 }
 
 async fn start_receiver(fail_first: usize) -> Receiver {
@@ -53,13 +55,15 @@ async fn start_receiver_on(listener: std::net::TcpListener, fail_first: usize) -
         "http://127.0.0.1:{}/opendsr_callbacks",
         listener.local_addr().unwrap().port()
     );
+    let (arrived, arrivals) = tokio::sync::watch::channel(0_usize);
+    let arrived = Arc::new(arrived);
     let (store, failing) = (received.clone(), failures.clone());
     let server = HttpServer::new(move || {
-        let (store, failing) = (store.clone(), failing.clone());
+        let (store, failing, arrived) = (store.clone(), failing.clone(), arrived.clone());
         App::new().route(
             "/opendsr_callbacks",
             web::post().to(move |request: HttpRequest, body: web::Bytes| {
-                let (store, failing) = (store.clone(), failing.clone());
+                let (store, failing, arrived) = (store.clone(), failing.clone(), arrived.clone());
                 async move {
                     if failing
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -73,11 +77,16 @@ async fn start_receiver_on(listener: std::net::TcpListener, fail_first: usize) -
                             .get(name)
                             .map(|v| v.to_str().unwrap().to_owned())
                     };
-                    store.lock().unwrap().push(Callback {
-                        domain: header("X-OpenDSR-Processor-Domain"),
-                        signature: header("X-OpenDSR-Signature"),
-                        body: body.to_vec(),
-                    });
+                    let count = {
+                        let mut store = store.lock().unwrap();
+                        store.push(Callback {
+                            domain: header("X-OpenDSR-Processor-Domain"),
+                            signature: header("X-OpenDSR-Signature"),
+                            body: body.to_vec(),
+                        });
+                        store.len()
+                    };
+                    arrived.send_replace(count);
                     HttpResponse::Ok().finish()
                 }
             }),
@@ -88,20 +97,19 @@ async fn start_receiver_on(listener: std::net::TcpListener, fail_first: usize) -
     .unwrap()
     .run();
     tokio::spawn(server);
-    Receiver { url, received }
+    Receiver {
+        url,
+        received,
+        arrivals,
+    }
 }
 
 impl Receiver {
     /// Waits (up to `limit`) until `n` callbacks arrived; returns them in arrival order.
     async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Callback> {
-        let started = std::time::Instant::now();
-        loop {
-            let received = self.received.lock().unwrap().clone();
-            if received.len() >= n || started.elapsed() > limit {
-                return received;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut arrivals = self.arrivals.clone();
+        let _ = tokio::time::timeout(limit, arrivals.wait_for(|count| *count >= n)).await;
+        self.received.lock().unwrap().clone()
     }
 }
 
@@ -413,7 +421,12 @@ async fn execution_is_reported_by_status_and_retried_callbacks() {
         .unwrap();
     assert_eq!(export["subject"]["subject_id"], "cust-77");
 
-    // pending (failed once, retried), in_progress, completed: each delivered, in order of status.
+    // Every due callback is tried (the first attempt at `pending` fails and waits its
+    // backoff); once the server's clock is past that backoff, it is tried again.
+    app.run_job("opendsr_callbacks").await;
+    app.clock.advance(Duration::from_secs(10));
+    app.run_job("opendsr_callbacks").await;
+    // pending (failed once, retried), in_progress, completed: each delivered.
     let callbacks = receiver.wait_for(3, Duration::from_secs(20)).await;
     let mut statuses: Vec<String> = callbacks
         .iter()
