@@ -55,6 +55,20 @@ pub(super) fn write<W: Write>(
     out: W,
 ) -> Result<(), ExportError> {
     let mut zip = ZipStream::new(out);
+    readme(&mut zip, head)?;
+    subject(&mut zip, head)?;
+    rights(&mut zip, head)?;
+    consent_state(&mut zip, head)?;
+    processing(&mut zip, head)?;
+    consents(&mut zip, conn, policy, head)?;
+    interactions(&mut zip, conn, policy, head)?;
+    access_log(&mut zip, conn, head)?;
+    zip.finish()?;
+    Ok(())
+}
+
+/// `README.txt`: the format, what each file holds, and when an erasure would reach backups.
+fn readme<W: Write>(zip: &mut ZipStream<W>, head: &Head) -> Result<(), ExportError> {
     let generated_at = head
         .generated_at
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -72,48 +86,64 @@ pub(super) fn write<W: Write>(
         )
         .as_bytes(),
     )?;
+    Ok(())
+}
 
+/// `subject.csv`: the person's id, identifiers and traits.
+fn subject<W: Write>(zip: &mut ZipStream<W>, head: &Head) -> Result<(), ExportError> {
     zip.start_file("subject.csv")?;
-    record(&mut zip, &["kind", "name", "value"])?;
+    record(zip, &["kind", "name", "value"])?;
     let profile = &head.person.profile;
-    record(&mut zip, &["subject", "subject_id", &profile.subject_id])?;
+    record(zip, &["subject", "subject_id", &profile.subject_id])?;
     record(
-        &mut zip,
+        zip,
         &["subject", "created_at", &rfc3339(profile.created_at)],
     )?;
     record(
-        &mut zip,
+        zip,
         &["subject", "updated_at", &rfc3339(profile.updated_at)],
     )?;
     for (name, value) in &profile.identifiers {
-        record(&mut zip, &["identifier", name, value])?;
+        record(zip, &["identifier", name, value])?;
     }
     for (name, value) in &profile.traits {
         let text = match value {
             serde_json::Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        record(&mut zip, &["trait", name, &text])?;
+        record(zip, &["trait", name, &text])?;
     }
+    Ok(())
+}
 
+/// `rights.csv`: a standing restriction and the objections.
+fn rights<W: Write>(zip: &mut ZipStream<W>, head: &Head) -> Result<(), ExportError> {
     zip.start_file("rights.csv")?;
-    record(&mut zip, &["kind", "purpose", "since"])?;
+    record(zip, &["kind", "purpose", "since"])?;
     if let Some(since) = head.person.restricted_since {
-        record(&mut zip, &["restriction", "", &rfc3339(since)])?;
+        record(zip, &["restriction", "", &rfc3339(since)])?;
     }
     for (purpose, since) in &head.person.objections {
-        record(&mut zip, &["objection", purpose, &rfc3339(*since)])?;
+        record(zip, &["objection", purpose, &rfc3339(*since)])?;
     }
+    Ok(())
+}
 
+/// `consent_state.csv`: the current statement per purpose.
+fn consent_state<W: Write>(zip: &mut ZipStream<W>, head: &Head) -> Result<(), ExportError> {
     zip.start_file("consent_state.csv")?;
-    record(&mut zip, &["purpose", "status", "since"])?;
+    record(zip, &["purpose", "status", "since"])?;
     for (purpose, status, since) in &head.person.current {
-        record(&mut zip, &[purpose, status, &rfc3339(*since)])?;
+        record(zip, &[purpose, status, &rfc3339(*since)])?;
     }
+    Ok(())
+}
 
+/// `processing.csv`: each purpose the data is processed for.
+fn processing<W: Write>(zip: &mut ZipStream<W>, head: &Head) -> Result<(), ExportError> {
     zip.start_file("processing.csv")?;
     record(
-        &mut zip,
+        zip,
         &[
             "purpose",
             "description",
@@ -128,7 +158,7 @@ pub(super) fn write<W: Write>(
     )?;
     for p in &head.processing {
         record(
-            &mut zip,
+            zip,
             &[
                 &p.purpose,
                 &p.description,
@@ -142,10 +172,19 @@ pub(super) fn write<W: Write>(
             ],
         )?;
     }
+    Ok(())
+}
 
+/// `consents.csv`: every consent statement, oldest first, with its evidence.
+fn consents<W: Write>(
+    zip: &mut ZipStream<W>,
+    conn: &mut DbConnection,
+    policy: &Policy,
+    head: &Head,
+) -> Result<(), ExportError> {
     zip.start_file("consents.csv")?;
     record(
-        &mut zip,
+        zip,
         &[
             "id",
             "sequence",
@@ -170,7 +209,7 @@ pub(super) fn write<W: Write>(
             .unwrap_or_default();
         let evidence = serde_json::to_string(&evidence).map_err(std::io::Error::from)?;
         record(
-            &mut zip,
+            zip,
             &[
                 &recorded.id,
                 &recorded.sequence.to_string(),
@@ -188,10 +227,19 @@ pub(super) fn write<W: Write>(
             ],
         )
     })?;
+    Ok(())
+}
 
+/// `interactions.csv`: one row per interaction and data field.
+fn interactions<W: Write>(
+    zip: &mut ZipStream<W>,
+    conn: &mut DbConnection,
+    policy: &Policy,
+    head: &Head,
+) -> Result<(), ExportError> {
     zip.start_file("interactions.csv")?;
     record(
-        &mut zip,
+        zip,
         &[
             "id",
             "type",
@@ -224,20 +272,28 @@ pub(super) fn write<W: Write>(
         if opened.data.is_empty() {
             let mut fields = common.to_vec();
             fields.extend(["", "", ""]);
-            return record(&mut zip, &fields);
+            return record(zip, &fields);
         }
         for (name, category, value) in &opened.data {
             let text = value_text(value);
             let mut fields = common.to_vec();
             fields.extend([name.as_str(), category.as_deref().unwrap_or(""), &text]);
-            record(&mut zip, &fields)?;
+            record(zip, &fields)?;
         }
         Ok(())
     })?;
+    Ok(())
+}
 
+/// `access_log.csv`: who read the person's data, when, for which purposes.
+fn access_log<W: Write>(
+    zip: &mut ZipStream<W>,
+    conn: &mut DbConnection,
+    head: &Head,
+) -> Result<(), ExportError> {
     zip.start_file("access_log.csv")?;
     record(
-        &mut zip,
+        zip,
         &[
             "at",
             "action",
@@ -252,7 +308,7 @@ pub(super) fn write<W: Write>(
     )?;
     for_each_access(conn, &head.person.handle, |row| {
         record(
-            &mut zip,
+            zip,
             &[
                 &rfc3339(row.at),
                 &row.action,
@@ -266,6 +322,5 @@ pub(super) fn write<W: Write>(
             ],
         )
     })?;
-    zip.finish()?;
     Ok(())
 }

@@ -504,65 +504,81 @@ fn check_purposes(
                     continue;
                 }
             };
-            if !checker.first_definition(&mut seen, "purpose", id.as_str(), &location) {
-                continue;
+            if checker.first_definition(&mut seen, "purpose", id.as_str(), &location) {
+                let parsed_purpose =
+                    parse_purpose(checker, *file, purpose, location, id, known_categories);
+                parsed.insert(parsed_purpose.id.clone(), parsed_purpose);
             }
-            let description = purpose.description.get_ref().trim();
-            if description.is_empty() {
-                checker.error(
-                    &at(*file, &purpose.description),
-                    format!("purpose `{id}` needs a non-empty description"),
-                );
-            }
-            let retention = *purpose.retention_days.get_ref();
-            if !(1..=MAX_RETENTION_DAYS).contains(&retention) {
-                checker.error(
-                    &at(*file, &purpose.retention_days),
-                    format!(
-                        "retention_days of purpose `{id}` must be between 1 and {MAX_RETENTION_DAYS}, not {retention}"
-                    ),
-                );
-            }
-            let categories = purpose.categories.as_ref().map(|list| {
-                let mut categories = Vec::new();
-                for raw_category in list {
-                    let category_location = at(*file, raw_category);
-                    match CategoryId::parse(raw_category.get_ref()) {
-                        Ok(category) if known_categories.contains(&category) => {
-                            categories.push((category_location, category));
-                        }
-                        Ok(category) => checker.error(
-                            &category_location,
-                            format!(
-                                "unknown data category `{category}` in purpose `{id}`: no [[field]] belongs to it"
-                            ),
-                        ),
-                        Err(message) => checker.error(&category_location, message),
-                    }
-                }
-                categories
-            });
-            parsed.insert(
-                id.clone(),
-                ParsedPurpose {
-                    location,
-                    id,
-                    legal_basis: purpose.legal_basis,
-                    description: description.to_owned(),
-                    retention_days: u32::try_from(retention.clamp(1, MAX_RETENTION_DAYS))
-                        .unwrap_or(1),
-                    gpc: purpose.gpc,
-                    legal_hold: purpose
-                        .legal_hold
-                        .unwrap_or(purpose.legal_basis == LegalBasis::LegalObligation),
-                    categories,
-                },
-            );
         }
     }
+    resolve_hierarchy(checker, &parsed)
+}
 
-    // Parents before children: a dotted id's depth orders the hierarchy, so no cycle can be
-    // written down and one pass in depth order resolves every inherited category list.
+/// One purpose as written, its values checked (each mistake reported where it is written).
+fn parse_purpose(
+    checker: &mut Checker<'_>,
+    file: usize,
+    purpose: &RawPurpose,
+    location: Location,
+    id: PurposeId,
+    known_categories: &BTreeSet<CategoryId>,
+) -> ParsedPurpose {
+    let description = purpose.description.get_ref().trim();
+    if description.is_empty() {
+        checker.error(
+            &at(file, &purpose.description),
+            format!("purpose `{id}` needs a non-empty description"),
+        );
+    }
+    let retention = *purpose.retention_days.get_ref();
+    if !(1..=MAX_RETENTION_DAYS).contains(&retention) {
+        checker.error(
+            &at(file, &purpose.retention_days),
+            format!(
+                "retention_days of purpose `{id}` must be between 1 and {MAX_RETENTION_DAYS}, not {retention}"
+            ),
+        );
+    }
+    let categories = purpose.categories.as_ref().map(|list| {
+        let mut categories = Vec::new();
+        for raw_category in list {
+            let category_location = at(file, raw_category);
+            match CategoryId::parse(raw_category.get_ref()) {
+                Ok(category) if known_categories.contains(&category) => {
+                    categories.push((category_location, category));
+                }
+                Ok(category) => checker.error(
+                    &category_location,
+                    format!(
+                        "unknown data category `{category}` in purpose `{id}`: no [[field]] belongs to it"
+                    ),
+                ),
+                Err(message) => checker.error(&category_location, message),
+            }
+        }
+        categories
+    });
+    ParsedPurpose {
+        location,
+        id,
+        legal_basis: purpose.legal_basis,
+        description: description.to_owned(),
+        retention_days: u32::try_from(retention.clamp(1, MAX_RETENTION_DAYS)).unwrap_or(1),
+        gpc: purpose.gpc,
+        legal_hold: purpose
+            .legal_hold
+            .unwrap_or(purpose.legal_basis == LegalBasis::LegalObligation),
+        categories,
+    }
+}
+
+/// Parents before children: a dotted id's depth orders the hierarchy, so no cycle can be
+/// written down and one pass in depth order resolves every inherited category list. A purpose
+/// whose parent is missing or invalid is reported and left out.
+fn resolve_hierarchy(
+    checker: &mut Checker<'_>,
+    parsed: &BTreeMap<PurposeId, ParsedPurpose>,
+) -> BTreeMap<PurposeId, Purpose> {
     let mut order: Vec<&ParsedPurpose> = parsed.values().collect();
     order.sort_by_key(|p| (p.id.as_str().matches('.').count(), p.id.clone()));
     let mut purposes: BTreeMap<PurposeId, Purpose> = BTreeMap::new();
@@ -588,37 +604,8 @@ fn check_purposes(
             },
             None => None,
         };
-        let (categories, inherited) = match (&purpose.categories, parent) {
-            (Some(own), parent) => {
-                if let Some(parent) = parent {
-                    for (location, category) in own {
-                        if !parent.categories.iter().any(|c| category.is_within(c)) {
-                            checker.error(
-                                location,
-                                format!(
-                                    "purpose `{}` may not use category `{category}`: its parent `{}` does not",
-                                    purpose.id, parent.id
-                                ),
-                            );
-                        }
-                    }
-                }
-                let mut list: Vec<CategoryId> = own.iter().map(|(_, c)| c.clone()).collect();
-                list.sort();
-                list.dedup();
-                (list, false)
-            }
-            (None, Some(parent)) => (parent.categories.clone(), true),
-            (None, None) => {
-                checker.error(
-                    &purpose.location,
-                    format!(
-                        "purpose `{}` has no parent to inherit categories from: declare `categories`",
-                        purpose.id
-                    ),
-                );
-                continue;
-            }
+        let Some((categories, inherited)) = resolve_categories(checker, purpose, parent) else {
+            continue;
         };
         purposes.insert(
             purpose.id.clone(),
@@ -635,6 +622,47 @@ fn check_purposes(
         );
     }
     purposes
+}
+
+/// A purpose's categories (and whether they are its parent's): its own, each within its
+/// parent's, or else its parent's; `None` (reported) for a root that declares none.
+fn resolve_categories(
+    checker: &mut Checker<'_>,
+    purpose: &ParsedPurpose,
+    parent: Option<&Purpose>,
+) -> Option<(Vec<CategoryId>, bool)> {
+    match (&purpose.categories, parent) {
+        (Some(own), parent) => {
+            if let Some(parent) = parent {
+                for (location, category) in own {
+                    if !parent.categories.iter().any(|c| category.is_within(c)) {
+                        checker.error(
+                            location,
+                            format!(
+                                "purpose `{}` may not use category `{category}`: its parent `{}` does not",
+                                purpose.id, parent.id
+                            ),
+                        );
+                    }
+                }
+            }
+            let mut list: Vec<CategoryId> = own.iter().map(|(_, c)| c.clone()).collect();
+            list.sort();
+            list.dedup();
+            Some((list, false))
+        }
+        (None, Some(parent)) => Some((parent.categories.clone(), true)),
+        (None, None) => {
+            checker.error(
+                &purpose.location,
+                format!(
+                    "purpose `{}` has no parent to inherit categories from: declare `categories`",
+                    purpose.id
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn check_roles(
