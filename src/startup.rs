@@ -21,8 +21,8 @@ use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
-use crate::opendsr::{ControllerKeys, ProcessorIdentity};
 use crate::policy::{load_dir, Policy};
+use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
 use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
 
@@ -426,7 +426,7 @@ fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
             std::future::ready(Ok(Ran::Done))
         },
     );
-    crate::opendsr::callbacks::start(
+    crate::requests::opendsr::callbacks::start(
         jobs,
         state.db.clone(),
         state.opendsr.clone(),

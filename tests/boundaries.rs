@@ -69,13 +69,24 @@ fn only_the_store_speaks_sql() {
 }
 
 #[test]
-fn the_policy_and_the_cryptography_depend_on_nothing_else() {
-    for (module, allowed) in [("policy", ["policy"]), ("crypto", ["crypto"])] {
-        for file in sources(&src().join(module)) {
+fn the_policy_the_cryptography_and_the_population_tree_depend_on_nothing_else() {
+    let leaves: [(&str, &[&str]); 3] = [
+        ("policy", &["policy"]),
+        ("crypto", &["crypto"]),
+        ("population.rs", &["policy"]),
+    ];
+    for (module, allowed) in leaves {
+        let path = src().join(module);
+        let files = if path.is_dir() {
+            sources(&path)
+        } else {
+            vec![path]
+        };
+        for file in files {
             for (named, line, path) in crate_paths(&file) {
                 assert!(
                     allowed.contains(&named.as_str()),
-                    "{}:{line} uses crate::{path}: {module} may use only itself",
+                    "{}:{line} uses crate::{path}: {module} may use only {allowed:?}",
                     file.display()
                 );
             }
@@ -85,18 +96,80 @@ fn the_policy_and_the_cryptography_depend_on_nothing_else() {
 
 #[test]
 fn the_store_uses_no_http_and_no_domain_module() {
-    // The store may use itself and the policy (population rules it compiles to SQL). The one
-    // domain type it still reads is the segment filter's syntax tree, which it compiles to SQL;
-    // issue 19 moves that tree to a module of its own.
+    // The store may use itself, the policy (population rules it compiles to SQL) and the
+    // population a query describes (the filter tree it compiles to SQL).
     for file in sources(&src().join("store")) {
         for (named, line, path) in crate_paths(&file) {
-            let allowed = matches!(named.as_str(), "store" | "policy")
-                || path.starts_with("segments::filter::");
+            let allowed = matches!(named.as_str(), "store" | "policy" | "population");
             assert!(
                 allowed,
                 "{}:{line} uses crate::{path}: the store may not use http or domain modules",
                 file.display()
             );
+        }
+    }
+}
+
+/// The top-level module a file belongs to (`src/requests/opendsr/mod.rs` is in `requests`).
+fn top_module(file: &Path) -> String {
+    let relative = file.strip_prefix(src()).expect("a file under src");
+    let first = relative
+        .components()
+        .next()
+        .expect("a path")
+        .as_os_str()
+        .to_string_lossy()
+        .into_owned();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+#[test]
+fn only_the_entry_points_use_http() {
+    // The HTTP layer is a client of the domain, never a dependency of it: only the start-up
+    // (which mounts it) and the command line (which starts it) may name it.
+    for file in sources(&src()) {
+        let top = top_module(&file);
+        if matches!(top.as_str(), "http" | "startup" | "cli" | "main") {
+            continue;
+        }
+        for (named, line, path) in crate_paths(&file) {
+            assert!(
+                !matches!(named.as_str(), "http" | "startup" | "cli"),
+                "{}:{line} uses crate::{path}: only the entry points may use http",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_audit_log_knows_nothing_of_callers_and_the_infrastructure_nothing_of_the_domain() {
+    // The audit log records actors by name; authentication depends on it, not the reverse.
+    // The clock, the job runner, paging and the population tree are used by the domain and
+    // use none of it.
+    let rules: [(&str, &[&str]); 5] = [
+        ("audit", &["audit", "crypto", "policy", "store"]),
+        ("clock.rs", &[]),
+        ("jobs.rs", &["clock"]),
+        ("page.rs", &["rejection"]),
+        ("rejection.rs", &[]),
+    ];
+    for (module, allowed) in rules {
+        let path = src().join(module);
+        let files = if path.is_dir() {
+            sources(&path)
+        } else {
+            vec![path]
+        };
+        for file in files {
+            let own = top_module(&file);
+            for (named, line, path) in crate_paths(&file) {
+                assert!(
+                    named == own || allowed.contains(&named.as_str()),
+                    "{}:{line} uses crate::{path}: {module} may use only {allowed:?}",
+                    file.display()
+                );
+            }
         }
     }
 }
@@ -107,7 +180,11 @@ fn the_checks_see_what_they_check() {
     assert!(sources(&src().join("store")).len() > 10);
     let named = crate_paths(&src().join("store").join("segments.rs"));
     assert!(named.iter().any(|(module, _, _)| module == "policy"));
-    assert!(named
-        .iter()
-        .any(|(_, _, path)| path.starts_with("segments::filter::")));
+    assert!(named.iter().any(|(module, _, _)| module == "population"));
+    assert_eq!(
+        top_module(&src().join("requests").join("opendsr").join("mod.rs")),
+        "requests"
+    );
+    let startup = crate_paths(&src().join("startup.rs"));
+    assert!(startup.iter().any(|(module, _, _)| module == "http"));
 }

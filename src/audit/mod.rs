@@ -22,7 +22,6 @@ use serde::Serialize;
 pub use checkpoint::{sign_head, verify_checkpoint, Checkpoint, CheckpointError};
 pub use verify::{verify, VerifyReport};
 
-use crate::auth::Principal;
 use crate::crypto::DataKey;
 use crate::policy::{Policy, PurposeId};
 use crate::store::audit::{self as audit_store, AuditRow, AuditSubjectRow};
@@ -47,11 +46,12 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// An API caller in a request.
-    pub fn caller(principal: &Principal, request_id: Option<String>) -> Actor {
+    /// An API caller in a request: its key's id and role, by name (the audit log does not
+    /// depend on how callers are authenticated).
+    pub fn caller(key_id: &str, role: &str, request_id: Option<String>) -> Actor {
         Actor {
-            key_id: Some(principal.key_id.to_string()),
-            role: Some(principal.role.to_string()),
+            key_id: Some(key_id.to_owned()),
+            role: Some(role.to_owned()),
             request_id,
         }
     }

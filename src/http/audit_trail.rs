@@ -59,7 +59,7 @@ pub fn actor_of(request: &HttpRequest) -> Option<Actor> {
     let extensions = request.extensions();
     let principal = extensions.get::<Principal>()?;
     let request_id = extensions.get::<RequestId>().map(|id| id.0.clone());
-    Some(Actor::caller(principal, request_id))
+    Some(principal.actor(request_id))
 }
 
 /// Extracting an [`Actor`] on a route whose table entry is public fails with 401.

@@ -18,7 +18,7 @@ use super::audit_trail::{self, RequestId};
 use super::limits::too_many_requests;
 use super::problem::ProblemCode;
 use super::{access_for, Access, ApiError, AppState};
-use crate::audit::{Actor, Decision, Entry};
+use crate::audit::{Decision, Entry};
 use crate::auth::{active_key_role, KeyId, Principal, TokenError};
 use crate::policy::{Action, RoleId};
 
@@ -160,7 +160,7 @@ pub async fn authorize(
         return Ok(req.into_response(response).map_into_right_body());
     }
     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
-    let actor = Actor::caller(&principal, request_id);
+    let actor = principal.actor(request_id);
     if let Err(error) = permit(&state, &principal.role, actions) {
         let code = error.code();
         tracing::info!(action = %actions[0], reason = code, "request denied");

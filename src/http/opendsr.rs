@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
 use crate::audit::Actor;
-use crate::opendsr::{
+use crate::requests::opendsr::{
     self, ErrorDetail, IncomingRequest, OpenDsrError, Receipt, StatusBody, API_VERSION,
     SUPPORTED_IDENTITIES, SUPPORTED_TYPES,
 };
@@ -263,7 +263,7 @@ pub async fn create(
         }
         other => other?,
     };
-    state.jobs.wake(crate::opendsr::callbacks::JOB);
+    state.jobs.wake(crate::requests::opendsr::callbacks::JOB);
     let created = CreatedBody {
         controller_id: receipt.row.controller_id.clone(),
         received_time: opendsr::rfc3339(receipt.row.received_at),
@@ -339,7 +339,7 @@ pub async fn cancel(
             opendsr::cancel(conn, &for_work.vault, &for_work.policy, &id, &actor)
         })
         .await?;
-    state.jobs.wake(crate::opendsr::callbacks::JOB);
+    state.jobs.wake(crate::requests::opendsr::callbacks::JOB);
     Ok(signed(
         &state,
         StatusCode::ACCEPTED,

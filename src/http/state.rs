@@ -48,9 +48,9 @@ pub struct AppState {
     /// Population queries (segment counts, member pages) running at once.
     pub population_queries: Arc<tokio::sync::Semaphore>,
     /// Signs OpenDSR answers and callbacks.
-    pub opendsr: Arc<crate::opendsr::ProcessorIdentity>,
+    pub opendsr: Arc<crate::requests::opendsr::ProcessorIdentity>,
     /// Controllers whose signatures OpenDSR requests must carry, when configured.
-    pub opendsr_controllers: Option<crate::opendsr::ControllerKeys>,
+    pub opendsr_controllers: Option<crate::requests::opendsr::ControllerKeys>,
     /// The periodic jobs (the OpenDSR callback sender is woken through them).
     pub jobs: crate::jobs::Jobs,
     /// The service's clock.

@@ -14,6 +14,7 @@
 //! written by officers are sealed under the deployment's requests key.
 
 pub mod deadline;
+pub mod opendsr;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use serde_json::{json, Value};
@@ -811,7 +812,7 @@ fn step(
             policy.sha256(),
             vec![entry(actor, action, &request, pseudonym)],
         )?;
-        crate::opendsr::announce(conn, &request)?;
+        crate::requests::opendsr::announce(conn, &request)?;
         Ok(request)
     })
 }
@@ -1162,7 +1163,7 @@ pub fn finish_execution(
         let records = usize::from(matched.is_some());
         let entry = entry(actor, ACTION_COMPLETE, &request, row.pseudonym.clone()).records(records);
         audit::append(conn, policy.sha256(), vec![entry])?;
-        crate::opendsr::announce(conn, &request)?;
+        crate::requests::opendsr::announce(conn, &request)?;
         Ok(Executed {
             request,
             erasure_receipt: receipt,
@@ -1207,7 +1208,7 @@ pub fn close_after_erasure(
             &request,
             row.pseudonym.clone(),
         ));
-        crate::opendsr::announce(conn, &request)?;
+        crate::requests::opendsr::announce(conn, &request)?;
     }
     audit::append(conn, policy.sha256(), entries)?;
     Ok(())

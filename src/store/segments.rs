@@ -22,7 +22,7 @@ use super::schema::{
 };
 use super::{DbConnection, StoreError};
 use crate::policy::PopulationRule;
-use crate::segments::filter::{Filter, InteractionCondition};
+use crate::population::{Filter, InteractionCondition};
 
 /// Population queries over one driving table: the filter compiled to a condition on its rows
 /// (leaves are `<id> IN (subquery)`), and the bucketed count and member pages with a legal-basis
