@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod coalesce;
 pub mod config;
 pub mod consent;
 pub mod crypto;

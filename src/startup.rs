@@ -11,15 +11,15 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use crate::audit::ReadAudit;
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::consent::{record_all, ConsentJob, ConsentOutcome};
+use crate::consent::ConsentWrites;
 use crate::crypto::JwsSigner;
-use crate::http::coalesce::Coalescer;
-use crate::http::ingest_queue::IngestQueue;
 use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
+use crate::interactions::IngestQueue;
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::policy::{load_dir, Policy};
 use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
@@ -161,6 +161,7 @@ fn app_state(
         .context("cannot load the OpenDSR controllers' certificates")?;
     let metrics = Metrics::new();
     let jobs = Jobs::new(metrics.registry(), clock.clone());
+    let receipts = Arc::new(JwsSigner::new(vault.receipt_seed()));
     Ok(web::Data::new(AppState {
         limits: Arc::new(crate::http::limits::RateLimits::new(
             settings.rate_limit,
@@ -180,11 +181,16 @@ fn app_state(
         trusted_proxies: settings.trusted_proxies.clone(),
         body_timeout: settings.body_timeout,
         ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
-        consent_writes: start_consent_writes(&db, &vault, &policy),
-        read_audit: start_read_audit(&db, &policy),
+        consent_writes: ConsentWrites::start(
+            db.clone(),
+            vault.clone(),
+            policy.clone(),
+            receipts.clone(),
+        ),
+        read_audit: ReadAudit::start(db.clone(), policy.sha256().to_owned()),
         db,
         tokens: TokenService::new(vault.token_key(), settings.token_ttl),
-        receipts: JwsSigner::new(vault.receipt_seed()),
+        receipts,
         checkpoints: JwsSigner::new(vault.audit_seed()),
         vault,
         key_status: KeyStatusCache::new(),
@@ -331,49 +337,6 @@ fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .error_handler(|error, _| ApiError::from_json(&error).into())
-}
-
-/// Consent calls are coalesced: the statements of concurrent calls are recorded in one
-/// transaction (see `http::coalesce`).
-fn start_consent_writes(
-    db: &Database,
-    vault: &Arc<Vault>,
-    policy: &Arc<Policy>,
-) -> Coalescer<ConsentJob, Result<ConsentOutcome, crate::subjects::SubjectError>> {
-    /// The most consent statements recorded in one transaction.
-    const MAX_GROUP: usize = 256;
-    let (db, vault, policy) = (db.clone(), vault.clone(), policy.clone());
-    Coalescer::start(MAX_GROUP, move |jobs: Vec<ConsentJob>| {
-        let (db, vault, policy) = (db.clone(), vault.clone(), policy.clone());
-        async move {
-            Ok(db
-                .run_write(move |conn| record_all(conn, &vault, &policy, &jobs))
-                .await?)
-        }
-    })
-}
-
-/// The audit entries of requests that wrote nothing (reads, look-ups, denials) are committed
-/// together: the entries of concurrent requests in one transaction, one lock of the audit head
-/// and one commit for all of them (group commit); each request is answered once its own
-/// entries are durable.
-fn start_read_audit(db: &Database, policy: &Arc<Policy>) -> Coalescer<crate::audit::Entry, ()> {
-    /// The most entries committed together.
-    const MAX_GROUP: usize = 512;
-    let (db, policy_hash) = (db.clone(), policy.sha256().to_owned());
-    Coalescer::start(MAX_GROUP, move |entries: Vec<crate::audit::Entry>| {
-        let (db, policy_hash) = (db.clone(), policy_hash.clone());
-        async move {
-            let count = entries.len();
-            db.run_write(move |conn| crate::audit::record(conn, &policy_hash, entries))
-                .await
-                .map_err(|error| {
-                    tracing::error!(error = %error, "could not write the audit log; the responses are withheld");
-                    crate::http::middleware::audit_unavailable()
-                })?;
-            Ok(vec![(); count])
-        }
-    })
 }
 
 /// The periodic jobs of a server: each its own turn, all on one runner ([`crate::jobs`]).

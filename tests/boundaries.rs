@@ -145,11 +145,12 @@ fn only_the_entry_points_use_http() {
 #[test]
 fn the_audit_log_knows_nothing_of_callers_and_the_infrastructure_nothing_of_the_domain() {
     // The audit log records actors by name; authentication depends on it, not the reverse.
-    // The clock, the job runner, paging and the population tree are used by the domain and
-    // use none of it.
-    let rules: [(&str, &[&str]); 5] = [
-        ("audit", &["audit", "crypto", "policy", "store"]),
+    // The clock, the job runner, the write coalescer, paging and rejections are used by the
+    // domain and use none of it.
+    let rules: [(&str, &[&str]); 6] = [
+        ("audit", &["audit", "coalesce", "crypto", "policy", "store"]),
         ("clock.rs", &[]),
+        ("coalesce.rs", &[]),
         ("jobs.rs", &["clock"]),
         ("page.rs", &["rejection"]),
         ("rejection.rs", &[]),

@@ -12,6 +12,7 @@
 //! The encoding that is hashed is documented in `docs/audit.md`, for verifiers outside Custodia.
 
 mod checkpoint;
+mod reads;
 mod verify;
 
 use std::collections::BTreeSet;
@@ -20,6 +21,7 @@ use chrono::{NaiveDateTime, SubsecRound, Utc};
 use serde::Serialize;
 
 pub use checkpoint::{sign_head, verify_checkpoint, Checkpoint, CheckpointError};
+pub use reads::{ReadAudit, Unrecorded};
 pub use verify::{verify, VerifyReport};
 
 use crate::crypto::DataKey;

@@ -23,6 +23,9 @@ use crate::subjects::sealed::{open, read_map, seal, write_map};
 use crate::subjects::{self, SubjectError, SubjectHandle, SubjectId};
 use crate::vault::Vault;
 
+mod writes;
+pub use writes::{receipt, ConsentWrites, Receipted};
+
 /// A consent statement as an app sends it.
 #[derive(Debug, Default)]
 pub struct RawConsent {

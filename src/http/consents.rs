@@ -10,7 +10,7 @@ use super::audit_trail;
 use super::{ApiError, AppState};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
-use crate::consent::{self, ConsentDraft, ConsentJob, NoticeRef, RawConsent, Recorded};
+use crate::consent::{self, ConsentDraft, ConsentJob, NoticeRef, RawConsent, Receipted, Recorded};
 use crate::crypto::Jwk;
 use crate::interactions::{parse_purpose, subject_not_found};
 use crate::rejection::Rejection;
@@ -118,21 +118,6 @@ fn body_of(recorded: &Recorded) -> ConsentBody {
     }
 }
 
-#[derive(Serialize)]
-struct ReceiptClaims<'a> {
-    iss: &'static str,
-    sub: &'a str,
-    jti: &'a str,
-    iat: i64,
-    purpose: &'a str,
-    status: &'a str,
-    notice: Option<&'a NoticeRef>,
-    source: &'a str,
-    method: &'a str,
-    recorded_at: DateTime<Utc>,
-    policy_sha256: &'a str,
-}
-
 /// Rule 1 for a consent or objection write: the role must hold `consents.write` for the
 /// purpose (or an ancestor of it). A refusal is 403 `purpose_not_permitted`, audited with the
 /// purpose (and, by the middleware, the person's pseudonym when they exist).
@@ -192,8 +177,7 @@ pub async fn record(
     path: web::Path<String>,
     body: web::Json<ConsentRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw_subject = path.into_inner();
-    let subject_id = parse_subject(&raw_subject)?;
+    let subject_id = parse_subject(&path.into_inner())?;
     let body = body.into_inner();
     let evidence = body.evidence.unwrap_or(EvidenceBody {
         ip_address: None,
@@ -230,26 +214,8 @@ pub async fn record(
         recorded_by: principal.key_id,
         actor,
     };
-    let outcome = state
-        .consent_writes
-        .submit(vec![job])
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a consent call got no outcome")))??;
+    let Receipted { outcome, receipt } = state.consent_writes.record(job).await?;
     let consent = body_of(&outcome.recorded);
-    let receipt = state.receipts.sign(&ReceiptClaims {
-        iss: "custodia",
-        sub: &raw_subject,
-        jti: &consent.id,
-        iat: consent.recorded_at.timestamp(),
-        purpose: &consent.purpose,
-        status: &consent.status,
-        notice: consent.notice.as_ref(),
-        source: &consent.source,
-        method: &consent.method,
-        recorded_at: consent.recorded_at,
-        policy_sha256: state.policy.sha256(),
-    });
     let duplicate = outcome.recorded.duplicate;
     let response = ConsentResponse {
         consent,

@@ -139,14 +139,14 @@ async fn store(
     actor: &Actor,
     drafts: Vec<Draft>,
 ) -> Result<Vec<Outcome>, ApiError> {
-    if has_gpc(request.headers()) {
+    Ok(if has_gpc(request.headers()) {
         state
             .ingest
             .store_with_gpc(drafts, principal.key_id.clone(), actor.clone())
-            .await
+            .await?
     } else {
-        state.ingest.store(drafts).await
-    }
+        state.ingest.store(drafts).await?
+    })
 }
 
 /// Records one interaction.

@@ -289,12 +289,13 @@ pub(crate) fn audit_unavailable() -> ApiError {
 }
 
 /// Commits audit entries before the response is sent: with those of concurrent requests, in a
-/// transaction of their own (`AppState::read_audit`).
+/// transaction of their own (`audit::ReadAudit`).
 async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    state.read_audit.submit(entries).await.map(drop)
+    state
+        .read_audit
+        .record(entries)
+        .await
+        .map_err(|_| audit_unavailable())
 }
 
 /// Rule 1 for the route: the role holds one of the route's actions.

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::audit::ReadAudit;
 use crate::auth::{KeyStatusCache, TokenService};
-use crate::consent::{ConsentJob, ConsentOutcome};
+use crate::consent::ConsentWrites;
 use crate::crypto::JwsSigner;
-use crate::http::coalesce::Coalescer;
-use crate::http::ingest_queue::IngestQueue;
 use crate::http::Metrics;
+use crate::interactions::IngestQueue;
 use crate::policy::Policy;
 use crate::store::Database;
 use crate::vault::Vault;
@@ -17,12 +17,11 @@ pub struct AppState {
     /// The database.
     pub db: Database,
     /// Where consent statements are recorded (coalescing concurrent calls).
-    pub consent_writes:
-        Coalescer<ConsentJob, Result<ConsentOutcome, crate::subjects::SubjectError>>,
+    pub consent_writes: ConsentWrites,
     /// Where the audit entries of requests that wrote nothing are committed, together.
-    pub read_audit: Coalescer<crate::audit::Entry, ()>,
-    /// Signs consent receipts.
-    pub receipts: JwsSigner,
+    pub read_audit: ReadAudit,
+    /// Signs consent and erasure receipts.
+    pub receipts: Arc<JwsSigner>,
     /// Signs audit checkpoints.
     pub checkpoints: JwsSigner,
     /// Where interactions are stored (coalescing small requests).

@@ -7,6 +7,7 @@
 //! the purpose or an ancestor are returned, and only fields the purpose may use are decrypted.
 
 mod cursor;
+mod queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde_json::Value;
 
 pub use cursor::Cursor;
+pub use queue::IngestQueue;
 
 use crate::audit::{self, Actor, Entry};
 use crate::auth::{KeyId, Principal};

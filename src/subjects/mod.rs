@@ -65,6 +65,30 @@ impl SubjectError {
     }
 }
 
+/// A coalesced group's failure, for each of its requests: the same kind of failure (a
+/// database that is away stays a 503, a contention a 409), the rest as a failed group commit.
+impl crate::coalesce::GroupError for SubjectError {
+    fn share(&self) -> Self {
+        match self {
+            SubjectError::Contended => SubjectError::Contended,
+            SubjectError::Suppressed => SubjectError::Suppressed,
+            SubjectError::Vault(VaultError::Erased) => SubjectError::Vault(VaultError::Erased),
+            SubjectError::Store(StoreError::Unavailable(_) | StoreError::Connection(_))
+            | SubjectError::Store(StoreError::Saturated)
+            | SubjectError::Vault(VaultError::Store(
+                StoreError::Unavailable(_) | StoreError::Connection(_) | StoreError::Saturated,
+            )) => SubjectError::Store(StoreError::Saturated),
+            other => SubjectError::Store(StoreError::GroupCommit(other.to_string())),
+        }
+    }
+
+    fn queue_stopped() -> Self {
+        SubjectError::Store(StoreError::GroupCommit(
+            "the write queue has stopped".into(),
+        ))
+    }
+}
+
 /// The identifier kinds a subject may have, as named in requests.
 pub const IDENTIFIER_KINDS: [&str; 2] = ["email", "phone"];
 

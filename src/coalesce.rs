@@ -12,7 +12,14 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::ApiError;
+/// The error of a group that failed as a whole (it failed to commit): every request of the
+/// group gets it. Implemented by the errors of the write paths that coalesce.
+pub trait GroupError: Send + 'static + Sized {
+    /// The same failure, for another request of the group (the first gets the original).
+    fn share(&self) -> Self;
+    /// The error of a request whose queue has stopped (the process is shutting down).
+    fn queue_stopped() -> Self;
+}
 
 /// How many groups are stored at once. Two: one is prepared while the other commits. More
 /// only made groups smaller: every write transaction ends by appending to the audit chain,
@@ -20,25 +27,25 @@ use super::ApiError;
 /// in docs/benchmarks.md, "Audit log cost").
 const GROUPS_IN_FLIGHT: usize = 2;
 
-type Reply<Out> = oneshot::Sender<Result<Vec<Out>, ApiError>>;
+type Reply<Out, E> = oneshot::Sender<Result<Vec<Out>, E>>;
 
-struct Pending<In, Out> {
+struct Pending<In, Out, E> {
     items: Vec<In>,
-    reply: Reply<Out>,
+    reply: Reply<Out, E>,
 }
 
 /// A queue that stores the items of concurrent requests together.
-pub struct Coalescer<In, Out> {
-    sender: mpsc::UnboundedSender<Pending<In, Out>>,
+pub struct Coalescer<In, Out, E> {
+    sender: mpsc::UnboundedSender<Pending<In, Out, E>>,
 }
 
-impl<In: Send + 'static, Out: Send + 'static> Coalescer<In, Out> {
+impl<In: Send + 'static, Out: Send + 'static, E: GroupError> Coalescer<In, Out, E> {
     /// Starts the queue's task on the current runtime. `store` gets every item of a group, in
     /// request order, and must return one result per item, in the same order.
-    pub fn start<F, Fut>(max_items: usize, store: F) -> Coalescer<In, Out>
+    pub fn start<F, Fut>(max_items: usize, store: F) -> Coalescer<In, Out, E>
     where
         F: Fn(Vec<In>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<Out>, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<Out>, E>> + Send + 'static,
     {
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run(Arc::new(store), receiver, max_items));
@@ -46,26 +53,25 @@ impl<In: Send + 'static, Out: Send + 'static> Coalescer<In, Out> {
     }
 
     /// Queues a request's items and waits for their results.
-    pub async fn submit(&self, items: Vec<In>) -> Result<Vec<Out>, ApiError> {
+    pub async fn submit(&self, items: Vec<In>) -> Result<Vec<Out>, E> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Pending { items, reply })
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("a write queue has stopped")))?;
-        answer
-            .await
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("a write queue dropped a request")))?
+            .map_err(|_| E::queue_stopped())?;
+        answer.await.map_err(|_| E::queue_stopped())?
     }
 }
 
-async fn run<In, Out, F, Fut>(
+async fn run<In, Out, E, F, Fut>(
     store: Arc<F>,
-    mut receiver: mpsc::UnboundedReceiver<Pending<In, Out>>,
+    mut receiver: mpsc::UnboundedReceiver<Pending<In, Out, E>>,
     max_items: usize,
 ) where
     In: Send + 'static,
     Out: Send + 'static,
+    E: GroupError,
     F: Fn(Vec<In>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Vec<Out>, ApiError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<Out>, E>> + Send + 'static,
 {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT));
     while let Some(first) = receiver.recv().await {
@@ -102,10 +108,10 @@ async fn run<In, Out, F, Fut>(
 }
 
 /// Hands each request of a group its own results, or the group's error.
-fn answer_group<Out>(
-    result: Result<Vec<Out>, ApiError>,
+fn answer_group<Out, E: GroupError>(
+    result: Result<Vec<Out>, E>,
     lengths: Vec<usize>,
-    replies: Vec<Reply<Out>>,
+    replies: Vec<Reply<Out, E>>,
 ) {
     match result {
         Ok(outcomes) => {
@@ -115,13 +121,13 @@ fn answer_group<Out>(
             }
         }
         Err(error) => {
-            let (status, code, detail) = error.into_parts();
+            let mut replies = replies.into_iter();
+            let first = replies.next();
             for reply in replies {
-                let _ = reply.send(Err(ApiError::Problem {
-                    status,
-                    code,
-                    detail: detail.clone(),
-                }));
+                let _ = reply.send(Err(error.share()));
+            }
+            if let Some(reply) = first {
+                let _ = reply.send(Err(error));
             }
         }
     }

@@ -1,18 +1,17 @@
-//! Storing interactions: small requests are coalesced (see `coalesce.rs`) and stored as one
-//! batch; large batches skip the queue and are prepared on a reading connection, beside other
+//! Storing interactions as the API receives them: small requests are coalesced
+//! (`crate::coalesce`) and stored as one batch; large batches skip the queue and are prepared on a reading connection, beside other
 //! requests, then committed on the writer.
 
 use std::sync::Arc;
 
-use super::coalesce::Coalescer;
-use super::ApiError;
-use crate::audit::{self, Actor};
-use crate::auth::KeyId;
-use crate::consent::{apply_gpc, gpc_entry};
-use crate::interactions::{
+use super::{
     commit_ingest, ingest, ingest_in_turn, prepare_ingest, Draft, Outcome, MAX_BATCH,
     MAX_INGEST_ATTEMPTS,
 };
+use crate::audit::{self, Actor};
+use crate::auth::KeyId;
+use crate::coalesce::Coalescer;
+use crate::consent::{apply_gpc, gpc_entry};
 use crate::policy::Policy;
 use crate::store::write_transaction;
 use crate::store::Database;
@@ -33,7 +32,7 @@ struct Storage {
 
 /// The entry point for storing interactions.
 pub struct IngestQueue {
-    queue: Coalescer<Draft, Outcome>,
+    queue: Coalescer<Draft, Outcome, SubjectError>,
     storage: Storage,
 }
 
@@ -56,10 +55,9 @@ impl IngestQueue {
         drafts: Vec<Draft>,
         recorded_by: KeyId,
         actor: Actor,
-    ) -> Result<Vec<Outcome>, ApiError> {
+    ) -> Result<Vec<Outcome>, SubjectError> {
         let storage = self.storage.clone();
-        Ok(self
-            .storage
+        self.storage
             .db
             .run_write(move |conn| {
                 write_transaction(conn, |conn| {
@@ -87,11 +85,11 @@ impl IngestQueue {
                     Ok::<_, SubjectError>(outcomes)
                 })
             })
-            .await?)
+            .await
     }
 
     /// Stores validated interactions and returns their outcomes, in order.
-    pub async fn store(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, ApiError> {
+    pub async fn store(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, SubjectError> {
         if drafts.len() >= COALESCE_BELOW {
             return self.storage.store_pipelined(drafts).await;
         }
@@ -101,18 +99,17 @@ impl IngestQueue {
 
 impl Storage {
     /// Prepares and commits in one trip to the writer (a coalesced group is small enough).
-    async fn store_together(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, ApiError> {
+    async fn store_together(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, SubjectError> {
         let (vault, policy) = (self.vault.clone(), self.policy.clone());
-        Ok(self
-            .db
+        self.db
             .run_write(move |conn| ingest(conn, &vault, &policy, &drafts))
-            .await?)
+            .await
     }
 
     /// Prepares on a reading connection, then commits on the writer; a group that lost a race
     /// with another writer of the same people is then prepared and committed in turn (under
     /// their locks, `interactions::ingest_in_turn`), where it finds what the winner stored.
-    async fn store_pipelined(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, ApiError> {
+    async fn store_pipelined(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, SubjectError> {
         let drafts = Arc::new(drafts);
         let (vault, policy, batch) = (self.vault.clone(), self.policy.clone(), drafts.clone());
         let prepared = self
@@ -121,7 +118,7 @@ impl Storage {
             .await;
         match prepared {
             Err(error) if error.is_write_conflict() => {}
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
             Ok(prepared) => {
                 let committed = self
                     .db
@@ -142,6 +139,6 @@ impl Storage {
                 return Ok(outcomes);
             }
         }
-        Err(SubjectError::Contended.into())
+        Err(SubjectError::Contended)
     }
 }
