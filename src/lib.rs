@@ -22,6 +22,7 @@ pub mod rejection;
 pub mod requests;
 pub mod retention;
 pub mod segments;
+pub mod services;
 pub mod startup;
 pub mod store;
 pub mod subjects;

@@ -44,6 +44,42 @@ pub fn decode_cursor(cursor: &str) -> Result<String, Rejection> {
         .ok_or_else(invalid_cursor)
 }
 
+/// One page of a list: its items and the cursor of the next page (`None` on the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, in the list's order.
+    pub items: Vec<T>,
+    /// Where the next page starts, as a cursor; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page from the rows of a query that asked for `limit + 1` (one more tells whether a
+    /// next page exists): at most `limit` items, and the cursor of the last one's `position`
+    /// when more followed.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, position: impl Fn(&T) -> String) -> Page<T> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| encode_cursor(&position(last)))
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+
+    /// The same page with each item changed.
+    pub fn map<U>(self, change: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(change).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +95,17 @@ mod tests {
         for bad in ["xyz!", "", "_w"] {
             assert_eq!(decode_cursor(bad).unwrap_err().code, "invalid_cursor");
         }
+    }
+
+    #[test]
+    fn a_page_holds_at_most_its_limit_and_points_past_its_last_item_only_when_more_follow() {
+        let full = Page::from_rows(vec![1, 2, 3], 2, |n| n.to_string());
+        assert_eq!(full.items, [1, 2]);
+        assert_eq!(
+            decode_cursor(full.next_cursor.as_deref().unwrap()).unwrap(),
+            "2"
+        );
+        let last = Page::from_rows(vec![1, 2], 2, |n| n.to_string());
+        assert_eq!((last.items, last.next_cursor), (vec![1, 2], None));
     }
 }

@@ -11,18 +11,15 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::audit::ReadAudit;
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::consent::ConsentWrites;
-use crate::crypto::JwsSigner;
 use crate::http::middleware::{authorize, observe};
-use crate::http::{endpoints, openapi, ApiError, AppState, Metrics};
-use crate::interactions::IngestQueue;
+use crate::http::{endpoints, openapi, ApiError, AppState, Callers, Metrics, OpenDsr, Web};
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::policy::{load_dir, Policy};
 use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
+use crate::services::Services;
 use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
 
@@ -102,7 +99,7 @@ impl Application {
         check_database(&db, &public_url)?;
         let state = app_state(settings, db, vault, policy, public_url, clock)?;
         start_jobs(&state, settings);
-        let jobs = state.jobs.clone();
+        let jobs = state.services.jobs.clone();
         let server = http_server(settings, state, listener)?;
         Ok(Application {
             local,
@@ -161,45 +158,33 @@ fn app_state(
         .context("cannot load the OpenDSR controllers' certificates")?;
     let metrics = Metrics::new();
     let jobs = Jobs::new(metrics.registry(), clock.clone());
-    let receipts = Arc::new(JwsSigner::new(vault.receipt_seed()));
     Ok(web::Data::new(AppState {
-        limits: Arc::new(crate::http::limits::RateLimits::new(
-            settings.rate_limit,
-            clock.clone(),
-        )),
-        key_checks: crate::auth::KeyCheckPool::start(
-            crate::http::limits::key_check_threads(),
-            crate::http::limits::KEY_CHECKS_QUEUED,
-        ),
-        population_queries: Arc::new(tokio::sync::Semaphore::new(
-            crate::http::limits::POPULATION_QUERIES,
-        )),
-        opendsr,
-        opendsr_controllers,
-        opendsr_private_callbacks: settings.opendsr.allow_private_callbacks,
-        public_url,
-        trusted_proxies: settings.trusted_proxies.clone(),
-        body_timeout: settings.body_timeout,
-        ingest: IngestQueue::start(db.clone(), vault.clone(), policy.clone()),
-        consent_writes: ConsentWrites::start(
-            db.clone(),
-            vault.clone(),
-            policy.clone(),
-            receipts.clone(),
-        ),
-        read_audit: ReadAudit::start(db.clone(), policy.sha256().to_owned()),
-        db,
-        tokens: TokenService::new(vault.token_key(), settings.token_ttl),
-        receipts,
-        checkpoints: JwsSigner::new(vault.audit_seed()),
-        vault,
-        key_status: KeyStatusCache::new(),
-        metrics,
-        jobs,
-        clock,
-        openapi_json: openapi::document(),
-        exports: crate::http::export::export_permits(),
-        policy,
+        callers: Callers {
+            tokens: TokenService::new(vault.token_key(), settings.token_ttl),
+            key_status: KeyStatusCache::new(),
+            key_checks: crate::auth::KeyCheckPool::start(
+                crate::http::limits::key_check_threads(),
+                crate::http::limits::KEY_CHECKS_QUEUED,
+            ),
+            limits: Arc::new(crate::http::limits::RateLimits::new(
+                settings.rate_limit,
+                clock.clone(),
+            )),
+        },
+        opendsr: OpenDsr {
+            identity: opendsr,
+            controllers: opendsr_controllers,
+            private_callbacks: settings.opendsr.allow_private_callbacks,
+        },
+        web: Web {
+            metrics,
+            openapi_json: openapi::document(),
+            public_url,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            body_timeout: settings.body_timeout,
+            exports: crate::http::export::export_permits(),
+        },
+        services: Services::start(db, vault, policy, clock, jobs),
     }))
 }
 
@@ -341,9 +326,9 @@ fn json_config(limit: usize) -> web::JsonConfig {
 
 /// The periodic jobs of a server: each its own turn, all on one runner ([`crate::jobs`]).
 fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
-    let jobs = &state.jobs;
-    if state.db.is_sqlite() {
-        let db = state.db.clone();
+    let jobs = &state.services.jobs;
+    if state.services.db.is_sqlite() {
+        let db = state.services.db.clone();
         jobs.start(
             "sqlite_wal_checkpoint",
             Schedule::every(crate::store::SQLITE_CHECKPOINT_INTERVAL),
@@ -372,7 +357,7 @@ fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
         Schedule::at_start_then_every(KEY_EPOCH_TICK),
         with_state(state, maintain_key_epochs),
     );
-    let db = state.db.clone();
+    let db = state.services.db.clone();
     jobs.start("old_copies", Schedule::every(OLD_COPIES_RETRY), move || {
         let db = db.clone();
         async move {
@@ -380,7 +365,7 @@ fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
             Ok(Ran::Done)
         }
     });
-    let limits = state.limits.clone();
+    let limits = state.callers.limits.clone();
     jobs.start(
         "rate_limit_upkeep",
         Schedule::every(crate::http::limits::UPKEEP_INTERVAL),
@@ -391,10 +376,10 @@ fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
     );
     crate::requests::opendsr::callbacks::start(
         jobs,
-        state.db.clone(),
-        state.opendsr.clone(),
-        state.clock.clone(),
-        state.opendsr_private_callbacks,
+        state.services.db.clone(),
+        state.opendsr.identity.clone(),
+        state.services.clock.clone(),
+        state.opendsr.private_callbacks,
     );
 }
 
@@ -418,15 +403,16 @@ const OLD_COPIES_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 /// left (at once on a database that never had such subjects).
 fn start_hashed_index_backfill(state: &web::Data<AppState>) {
     const BATCH: i64 = 500;
-    state.jobs.start(
+    state.services.jobs.start(
         "sha256_index_backfill",
         Schedule::at_start_then_every(std::time::Duration::from_secs(60)),
         with_state(state, |state| async move {
             let for_work = state.clone();
             let done = state
+                .services
                 .db
                 .run_write(move |conn| {
-                    crate::subjects::backfill_hashed_indexes(conn, &for_work.vault, BATCH)
+                    crate::subjects::backfill_hashed_indexes(conn, &for_work.services.vault, BATCH)
                 })
                 .await?;
             if done > 0 {
@@ -445,6 +431,7 @@ fn start_hashed_index_backfill(state: &web::Data<AppState>) {
 async fn sign_checkpoint(state: web::Data<AppState>) -> Result<Ran, Failure> {
     let for_work = state.clone();
     let signed = state
+        .services
         .db
         .run_write(move |conn| {
             write_transaction(conn, |conn| {
@@ -452,7 +439,7 @@ async fn sign_checkpoint(state: web::Data<AppState>) -> Result<Ran, Failure> {
                 if size <= crate::store::audit::last_checkpoint_size(conn)? {
                     return Ok(None);
                 }
-                crate::audit::sign_head(conn, &for_work.checkpoints).map(Some)
+                crate::audit::sign_head(conn, &for_work.services.checkpoints).map(Some)
             })
         })
         .await
@@ -466,21 +453,23 @@ async fn sign_checkpoint(state: web::Data<AppState>) -> Result<Ran, Failure> {
 /// Applies retention: batch after batch, each its own write (on SQLite, the writer serves
 /// other requests between batches); then shreds the erasure receipts past their keeping.
 async fn apply_retention(state: web::Data<AppState>) -> Result<Ran, Failure> {
-    let now = state.clock.now_naive();
+    let now = state.services.clock.now_naive();
     let mut report = crate::retention::RetentionReport::default();
-    for purpose in state.policy.purposes() {
+    for purpose in state.services.policy.purposes() {
         loop {
             let (for_work, id) = (state.clone(), purpose.id.clone());
             let batch = state
+                .services
                 .db
                 .run_write(move |conn| {
                     let purpose = for_work
+                        .services
                         .policy
                         .purpose(id.as_str())
                         .expect("a purpose of the loaded policy");
                     crate::retention::expire_batch(
                         conn,
-                        &for_work.policy,
+                        &for_work.services.policy,
                         purpose,
                         now,
                         &crate::audit::Actor::system(),
@@ -496,11 +485,12 @@ async fn apply_retention(state: web::Data<AppState>) -> Result<Ran, Failure> {
     }
     let for_work = state.clone();
     report.erasure_receipts_shredded = state
+        .services
         .db
         .run_write(move |conn| {
             crate::requests::shred_expired_receipts(
                 conn,
-                &for_work.policy,
+                &for_work.services.policy,
                 &crate::audit::Actor::system(),
             )
         })
@@ -525,14 +515,15 @@ const KEY_EPOCH_TICK: std::time::Duration = std::time::Duration::from_secs(60);
 /// meanwhile.
 async fn maintain_key_epochs(state: web::Data<AppState>) -> Result<Ran, Failure> {
     let for_work = state.clone();
-    let now = state.clock.now_naive();
+    let now = state.services.clock.now_naive();
     let report = state
+        .services
         .db
         .run(move |conn| {
-            let report = crate::vault::maintain_epochs(conn, &for_work.vault, now, false)?;
+            let report = crate::vault::maintain_epochs(conn, &for_work.services.vault, now, false)?;
             crate::vault::audit_epoch_report(
                 conn,
-                for_work.policy.sha256(),
+                for_work.services.policy.sha256(),
                 &crate::audit::Actor::system(),
                 &report,
             )?;

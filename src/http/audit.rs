@@ -222,8 +222,9 @@ pub async fn list(
         from: parse_time("from", query.from.as_deref())?,
         to: parse_time("to", query.to.as_deref())?,
     };
-    let vault = state.vault.clone();
+    let vault = state.services.vault.clone();
     let (rows, pseudonym, names) = state
+        .services
         .db
         .run(move |conn| -> Result<_, ApiError> {
             let mut pseudonym = None;
@@ -291,8 +292,9 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     let state_for_work = state.clone();
     let report = state
+        .services
         .db
-        .run(move |conn| audit::verify(conn, &state_for_work.checkpoints, &[]))
+        .run(move |conn| audit::verify(conn, &state_for_work.services.checkpoints, &[]))
         .await?;
     let entries = usize::try_from(report.entries).unwrap_or(0);
     audit_trail::record(&request, Entry::new(&actor, ACTION_VERIFY).records(entries));
@@ -311,10 +313,11 @@ pub async fn checkpoint(
 ) -> Result<HttpResponse, ApiError> {
     let state_for_work = state.clone();
     let checkpoint = state
+        .services
         .db
         .run_write(move |conn| {
             write_transaction(conn, |conn| {
-                audit::sign_head(conn, &state_for_work.checkpoints)
+                audit::sign_head(conn, &state_for_work.services.checkpoints)
             })
         })
         .await
@@ -332,6 +335,6 @@ pub async fn checkpoint(
     responses((status = 200, description = "The checkpoint key", body = JwkSet)))]
 pub async fn checkpoint_key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(JwkSet {
-        keys: vec![state.checkpoints.jwk()],
+        keys: vec![state.services.checkpoints.jwk()],
     })
 }

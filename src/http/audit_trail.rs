@@ -45,6 +45,21 @@ pub fn record_about(request: &HttpRequest, entry: Entry, subject_id: &str) {
     push(request, entry, Some(subject_id.to_owned()));
 }
 
+/// The domain has recorded the denial this request is answered with: the middleware adds no
+/// generic one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DenialRecorded;
+
+/// Marks a request whose refusal the domain service audited itself.
+pub fn denial_recorded(request: &HttpRequest) {
+    request.extensions_mut().insert(DenialRecorded);
+}
+
+/// Whether the domain audited this request's refusal.
+pub(super) fn has_recorded_denial(request: &HttpRequest) -> bool {
+    request.extensions().get::<DenialRecorded>().is_some()
+}
+
 /// Takes the entries waiting in a request.
 pub(super) fn take(request: &HttpRequest) -> Vec<(Entry, Option<String>)> {
     request

@@ -51,12 +51,14 @@ pub async fn issue_token(
     // The cheap half on a database connection: parse, read the key's row.
     let presented = api_key.clone();
     let candidate = state
+        .services
         .db
         .run(move |conn| find_candidate(conn, &presented))
         .await?;
     // The slow half (argon2id) on the key-check threads, holding no connection.
-    let policy = state.policy.clone();
+    let policy = state.services.policy.clone();
     let (key_id, role) = state
+        .callers
         .key_checks
         .run(move || check_candidate(&policy, &candidate, &api_key))
         .await
@@ -66,9 +68,10 @@ pub async fn issue_token(
                 "too many API keys are being checked; retry after the time in Retry-After",
             )
         })??;
-    let issued = state.tokens.issue(&key_id, &role);
+    let issued = state.callers.tokens.issue(&key_id, &role);
     // The key was just checked against the loaded policy, so its role is in it.
     let (actions, purposes) = state
+        .services
         .policy
         .role(role.as_str())
         .map(|held| (held.actions.clone(), held.purposes.clone()))

@@ -67,7 +67,7 @@ pub async fn body_deadline(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let timeout = req
         .app_data::<web::Data<AppState>>()
-        .map_or(Duration::from_secs(30), |state| state.body_timeout);
+        .map_or(Duration::from_secs(30), |state| state.web.body_timeout);
     let expired = Arc::new(AtomicBool::new(false));
     let deadline = Deadline {
         inner: req.take_payload(),

@@ -129,7 +129,7 @@ fn permit_purpose(
     action: &'static str,
     purpose: &crate::policy::PurposeId,
 ) -> Result<(), ApiError> {
-    let Err(denial) = state.policy.authorize_purpose(
+    let Err(denial) = state.services.policy.authorize_purpose(
         principal.role.as_str(),
         crate::policy::Action::ConsentsWrite,
         purpose,
@@ -139,7 +139,7 @@ fn permit_purpose(
     audit_trail::record(
         request,
         Entry::new(actor, action)
-            .purpose(&state.policy, purpose)
+            .purpose(&state.services.policy, purpose)
             .denied(denial.code()),
     );
     Err(ApiError::forbidden(
@@ -184,7 +184,7 @@ pub async fn record(
         user_agent: None,
     });
     let draft = ConsentDraft::parse(
-        &state.policy,
+        &state.services.policy,
         RawConsent {
             id: body.id,
             purpose: body.purpose,
@@ -214,7 +214,7 @@ pub async fn record(
         recorded_by: principal.key_id,
         actor,
     };
-    let Receipted { outcome, receipt } = state.consent_writes.record(job).await?;
+    let Receipted { outcome, receipt } = state.services.consent_writes.record(job).await?;
     let consent = body_of(&outcome.recorded);
     let duplicate = outcome.recorded.duplicate;
     let response = ConsentResponse {
@@ -300,6 +300,7 @@ pub async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
     let full = state
+        .services
         .policy
         .authorize_action(
             principal.role.as_str(),
@@ -311,15 +312,17 @@ pub async fn show(
     } else {
         Some(
             state
+                .services
                 .policy
                 .role(principal.role.as_str())
                 .map(|role| role.purposes.clone())
                 .unwrap_or_default(),
         )
     };
-    let vault = state.vault.clone();
+    let vault = state.services.vault.clone();
     let purposes = only.clone();
     let found = state
+        .services
         .db
         .run(move |conn| consent::read_state(conn, &vault, &subject_id, purposes.as_deref()))
         .await?
@@ -333,7 +336,7 @@ pub async fn show(
             found.current.len()
         });
     for purpose in only.iter().flatten() {
-        entry.add_purpose(&state.policy, purpose);
+        entry.add_purpose(&state.services.policy, purpose);
     }
     audit_trail::record(&request, entry);
     Ok(HttpResponse::Ok().json(ConsentStateBody {
@@ -411,7 +414,7 @@ pub async fn object(
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = parse_subject(&path.into_inner())?;
     let body = body.into_inner();
-    let purpose = parse_purpose(&state.policy, &body.purpose)?;
+    let purpose = parse_purpose(&state.services.policy, &body.purpose)?;
     let lift = match body.status.as_deref() {
         None | Some("objected") => false,
         Some("lifted") => true,
@@ -429,9 +432,10 @@ pub async fn object(
         consent::ACTION_OBJECT
     };
     permit_purpose(&state, &principal, &actor, &request, action, &purpose)?;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
     let target = purpose.clone();
     let changed = state
+        .services
         .db
         .run_write(move |conn| {
             consent::object(conn, &vault, &policy, &subject_id, &target, lift, &actor)
@@ -456,7 +460,7 @@ pub struct JwkSet {
     responses((status = 200, description = "A JWK set", body = JwkSet)))]
 pub async fn receipt_key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(JwkSet {
-        keys: vec![state.receipts.jwk()],
+        keys: vec![state.services.receipts.jwk()],
     })
 }
 
@@ -477,6 +481,7 @@ async fn set_restriction(
     lift: bool,
 ) -> Result<HttpResponse, ApiError> {
     if state
+        .services
         .policy
         .role(principal.role.as_str())
         .is_some_and(|role| role.own_requests_only)
@@ -490,8 +495,9 @@ async fn set_restriction(
         ));
     }
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
     let changed = state
+        .services
         .db
         .run_write(move |conn| consent::restrict(conn, &vault, &policy, &subject_id, lift, &actor))
         .await?

@@ -150,6 +150,7 @@ pub async fn start(
     format: Format,
 ) -> Result<Option<(Summary, HttpResponse)>, ApiError> {
     let permit = state
+        .web
         .exports
         .clone()
         .acquire_owned()
@@ -157,9 +158,13 @@ pub async fn start(
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("the export limiter closed")))?;
     let (announced, announcement) = oneshot::channel::<Option<Summary>>();
     let (chunks, body) = mpsc::channel::<Result<Bytes, io::Error>>(CHUNKS_IN_FLIGHT);
-    let (db, vault, policy) = (state.db.clone(), state.vault.clone(), state.policy.clone());
+    let (db, vault, policy) = (
+        state.services.db.clone(),
+        state.services.vault.clone(),
+        state.services.policy.clone(),
+    );
     let runtime = tokio::runtime::Handle::current();
-    let reader = state.db.long_reader();
+    let reader = state.services.db.long_reader();
     let worker = actix_web::rt::task::spawn_blocking(move || -> Result<bool, ExportError> {
         let _permit = permit;
         let failures = chunks.clone();

@@ -65,15 +65,15 @@ pub async fn held(
     if path.len() != 32 || !path.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(not_found());
     }
-    let purpose = parse_purpose(&state.policy, &query.purpose)?;
+    let purpose = parse_purpose(&state.services.policy, &query.purpose)?;
     let entry = Entry::new(&actor, holds::ACTION_READ)
-        .purpose(&state.policy, &purpose)
+        .purpose(&state.services.policy, &purpose)
         .target(path.as_str());
-    if let Err(denial) =
-        state
-            .policy
-            .authorize_purpose(principal.role.as_str(), Action::InteractionsRead, &purpose)
-    {
+    if let Err(denial) = state.services.policy.authorize_purpose(
+        principal.role.as_str(),
+        Action::InteractionsRead,
+        &purpose,
+    ) {
         audit_trail::record(&request, entry.denied(denial.code()));
         return Err(Rejection::forbidden(
             denial.code(),
@@ -85,17 +85,19 @@ pub async fn held(
         .into());
     }
     let declared = state
+        .services
         .policy
         .purpose(purpose.as_str())
         .cloned()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a parsed purpose is not declared")))?;
     let erasure_id = path.into_inner();
     let (vault, policy, id) = (
-        state.vault.clone(),
-        state.policy.clone(),
+        state.services.vault.clone(),
+        state.services.policy.clone(),
         erasure_id.clone(),
     );
     let read = state
+        .services
         .db
         .run(move |conn| {
             holds::read(
@@ -126,7 +128,7 @@ pub async fn held(
         .interactions
         .iter()
         .flat_map(|item| item.data.keys())
-        .filter_map(|name| state.policy.field(name))
+        .filter_map(|name| state.services.policy.field(name))
         .map(|field| field.category.as_str())
         .collect();
     for category in categories {

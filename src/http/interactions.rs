@@ -141,11 +141,12 @@ async fn store(
 ) -> Result<Vec<Outcome>, ApiError> {
     Ok(if has_gpc(request.headers()) {
         state
+            .services
             .ingest
             .store_with_gpc(drafts, principal.key_id.clone(), actor.clone())
             .await?
     } else {
-        state.ingest.store(drafts).await?
+        state.services.ingest.store(drafts).await?
     })
 }
 
@@ -170,17 +171,18 @@ pub async fn create(
     let shared = Arc::new(actor.clone());
     let body = body.into_inner();
     let subject_id = body.subject_id.clone();
-    let draft = Draft::parse(&state.policy, &principal, &shared, body.into()).map_err(|r| {
-        if r.kind == RejectionKind::Forbidden {
-            // A refusal about the person the body names.
-            audit_trail::record_about(
-                &request,
-                Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
-                &subject_id,
-            );
-        }
-        ApiError::from(r)
-    })?;
+    let draft =
+        Draft::parse(&state.services.policy, &principal, &shared, body.into()).map_err(|r| {
+            if r.kind == RejectionKind::Forbidden {
+                // A refusal about the person the body names.
+                audit_trail::record_about(
+                    &request,
+                    Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
+                    &subject_id,
+                );
+            }
+            ApiError::from(r)
+        })?;
     // A suppressed subject id is refused where the interaction is stored (`Outcome::Suppressed`).
     let mut outcomes = store(&state, &request, &principal, &actor, vec![draft]).await?;
     let result = result_of(outcomes.remove(0))?;
@@ -293,18 +295,20 @@ pub async fn batch(
             })
             .and_then(|request| {
                 let subject_id = request.subject_id.clone();
-                Draft::parse(&state.policy, &principal, &shared, request.into()).map_err(|r| {
-                    if r.kind == RejectionKind::Forbidden {
-                        // The role may not collect for a purpose: a refusal of its own, about
-                        // the person the item names.
-                        audit_trail::record_about(
-                            &request_for_audit,
-                            Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
-                            &subject_id,
-                        );
-                    }
-                    ApiError::from(r)
-                })
+                Draft::parse(&state.services.policy, &principal, &shared, request.into()).map_err(
+                    |r| {
+                        if r.kind == RejectionKind::Forbidden {
+                            // The role may not collect for a purpose: a refusal of its own, about
+                            // the person the item names.
+                            audit_trail::record_about(
+                                &request_for_audit,
+                                Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
+                                &subject_id,
+                            );
+                        }
+                        ApiError::from(r)
+                    },
+                )
             });
         match parsed {
             Ok(draft) => {
@@ -441,11 +445,16 @@ pub async fn list_for_subject(
     let subject_id = SubjectId::parse(&path.into_inner())
         .map_err(|_| crate::interactions::subject_not_found())?;
     let query = query.into_inner();
-    let purpose = parse_purpose(&state.policy, &query.purpose)?;
+    let purpose = parse_purpose(&state.services.policy, &query.purpose)?;
     let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
     let limit = crate::page::limit(query.limit, DEFAULT_PAGE, crate::interactions::MAX_PAGE)?;
-    let (vault, policy, target) = (state.vault.clone(), state.policy.clone(), purpose.clone());
+    let (vault, policy, target) = (
+        state.services.vault.clone(),
+        state.services.policy.clone(),
+        purpose.clone(),
+    );
     let read = state
+        .services
         .db
         .run(move |conn| {
             read_for_purpose(
@@ -460,7 +469,7 @@ pub async fn list_for_subject(
             )
         })
         .await;
-    let entry = Entry::new(&actor, ACTION_READ).purpose(&state.policy, &purpose);
+    let entry = Entry::new(&actor, ACTION_READ).purpose(&state.services.policy, &purpose);
     let page = match read {
         Ok(page) => page,
         Err(ReadError::Refused {
@@ -481,7 +490,7 @@ pub async fn list_for_subject(
         .interactions
         .iter()
         .flat_map(|item| item.data.keys())
-        .filter_map(|name| state.policy.field(name))
+        .filter_map(|name| state.services.policy.field(name))
         .map(|field| field.category.as_str())
         .collect();
     let mut entry = entry

@@ -85,8 +85,9 @@ pub async fn create(
     body: web::Json<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let policy = state.policy.clone();
+    let policy = state.services.policy.clone();
     let created = state
+        .services
         .db
         .run_write(move |conn| create_key(conn, &policy, &request.name, &request.role, &actor))
         .await?;
@@ -106,7 +107,7 @@ pub async fn list(
     actor: Actor,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let keys = state.db.run(list_keys).await?;
+    let keys = state.services.db.run(list_keys).await?;
     audit_trail::record(
         &request,
         Entry::new(&actor, ACTION_LIST).records(keys.len()),
@@ -131,11 +132,12 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let key_id = id.clone();
-    let policy = state.policy.clone();
+    let policy = state.services.policy.clone();
     let revoked = state
+        .services
         .db
         .run_write(move |conn| revoke_key(conn, &policy, &key_id, &actor))
         .await?;
-    state.key_status.forget(&id);
+    state.callers.key_status.forget(&id);
     Ok(HttpResponse::Ok().json(KeyBody::from(revoked)))
 }

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
@@ -20,10 +20,6 @@ use super::problem::problem_response;
 
 /// Token exchanges per second from one address (twice that in a burst).
 pub const TOKEN_EXCHANGES_PER_SECOND: u32 = 20;
-/// Population queries running at once in one process; more wait their turn.
-pub const POPULATION_QUERIES: usize = 2;
-/// How long a population query waits for its turn before the caller is told to come back.
-pub const POPULATION_QUEUE_WAIT: Duration = Duration::from_secs(15);
 
 /// A rate limiter per `K`, measuring on the service's clock.
 type KeyedLimiter<K> = RateLimiter<K, DashMapStateStore<K>, Clock, NoOpMiddleware<Duration>>;
@@ -120,23 +116,6 @@ pub fn key_check_threads() -> usize {
 /// per-address limit (bursts of 40) this is several addresses' bursts, about a second of work
 /// per core.
 pub const KEY_CHECKS_QUEUED: usize = 128;
-
-/// Waits for a turn to run a population query (at most [`POPULATION_QUEUE_WAIT`]); 503 `busy`
-/// when none comes.
-pub async fn population_turn(
-    queries: &Arc<tokio::sync::Semaphore>,
-) -> Result<tokio::sync::OwnedSemaphorePermit, super::ApiError> {
-    let busy = || {
-        super::ApiError::unavailable(
-            "busy",
-            "too many segment queries are running; retry after the time in Retry-After",
-        )
-    };
-    tokio::time::timeout(POPULATION_QUEUE_WAIT, queries.clone().acquire_owned())
-        .await
-        .map_err(|_| busy())?
-        .map_err(|_| busy())
-}
 
 #[cfg(test)]
 mod tests {

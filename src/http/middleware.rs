@@ -57,6 +57,7 @@ pub async fn observe(
     };
     if let Some(state) = &state {
         state
+            .web
             .metrics
             .observe(&method, &route, status.as_u16(), elapsed.as_secs_f64());
     }
@@ -139,8 +140,8 @@ pub async fn authorize(
                     .get_all("x-forwarded-for")
                     .filter_map(|value| value.to_str().ok())
                     .collect();
-                let address = state.trusted_proxies.client(peer, &forwarded);
-                if let Err(wait) = state.limits.check_token_exchange(address) {
+                let address = state.web.trusted_proxies.client(peer, &forwarded);
+                if let Err(wait) = state.callers.limits.check_token_exchange(address) {
                     let response = too_many_requests(wait, "token requests from this address");
                     return Ok(req.into_response(response).map_into_right_body());
                 }
@@ -155,7 +156,7 @@ pub async fn authorize(
         Ok(principal) => principal,
         Err(error) => return Ok(req.error_response(error).map_into_right_body()),
     };
-    if let Err(wait) = state.limits.check_key(principal.key_id.as_str()) {
+    if let Err(wait) = state.callers.limits.check_key(principal.key_id.as_str()) {
         let response = too_many_requests(wait, "requests with this API key");
         return Ok(req.into_response(response).map_into_right_body());
     }
@@ -175,6 +176,7 @@ pub async fn authorize(
     let response = next.call(req).await?;
     let mut entries = audit_trail::take(response.request());
     if response.status() == StatusCode::FORBIDDEN
+        && !audit_trail::has_recorded_denial(response.request())
         && !entries
             .iter()
             .any(|(entry, _)| entry.decision() == Decision::Deny)
@@ -247,9 +249,9 @@ async fn commit_denials(
     let found = if wanted.is_empty() {
         Vec::new()
     } else {
-        let vault = state.vault.clone();
+        let vault = state.services.vault.clone();
         state
-            .db
+            .services.db
             .run(move |conn| {
                 wanted
                     .into_iter()
@@ -292,6 +294,7 @@ pub(crate) fn audit_unavailable() -> ApiError {
 /// transaction of their own (`audit::ReadAudit`).
 async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
     state
+        .services
         .read_audit
         .record(entries)
         .await
@@ -302,7 +305,11 @@ async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
 fn permit(state: &AppState, role: &RoleId, actions: &[Action]) -> Result<(), ApiError> {
     let mut denial = crate::policy::Denial::ActionNotPermitted;
     for action in actions {
-        match state.policy.authorize_action(role.as_str(), *action) {
+        match state
+            .services
+            .policy
+            .authorize_action(role.as_str(), *action)
+        {
             Ok(_) => return Ok(()),
             Err(refused) => denial = refused,
         }
@@ -341,26 +348,34 @@ async fn authenticate(
                 "the Authorization header must be `Bearer <token>`",
             )
         })?;
-    let claims = state.tokens.verify(token).map_err(|error| match error {
-        TokenError::Expired => ApiError::unauthorized(
-            "token_expired",
-            "the access token has expired; get a new one from POST /v1/auth/token",
-        ),
-        TokenError::Invalid(_) => {
-            ApiError::unauthorized("invalid_token", "the access token is not valid")
-        }
-    })?;
+    let claims = state
+        .callers
+        .tokens
+        .verify(token)
+        .map_err(|error| match error {
+            TokenError::Expired => ApiError::unauthorized(
+                "token_expired",
+                "the access token has expired; get a new one from POST /v1/auth/token",
+            ),
+            TokenError::Invalid(_) => {
+                ApiError::unauthorized("invalid_token", "the access token is not valid")
+            }
+        })?;
     let invalid = || ApiError::unauthorized("invalid_token", "the access token is not valid");
     let key_id = KeyId::parse(&claims.sub).ok_or_else(invalid)?;
-    let active_role = match state.key_status.cached(key_id.as_str()) {
+    let active_role = match state.callers.key_status.cached(key_id.as_str()) {
         Some(role) => role,
         None => {
             let lookup_id = key_id.clone();
             let role = state
+                .services
                 .db
                 .run(move |conn| active_key_role(conn, lookup_id.as_str()))
                 .await?;
-            state.key_status.remember(key_id.as_str(), role.clone());
+            state
+                .callers
+                .key_status
+                .remember(key_id.as_str(), role.clone());
             role
         }
     };

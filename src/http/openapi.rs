@@ -163,7 +163,7 @@ pub fn document() -> String {
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(state.openapi_json.clone())
+        .body(state.web.openapi_json.clone())
 }
 
 /// `/docs` → `/docs/`, where the UI lives.

@@ -72,8 +72,8 @@ fn signed(state: &AppState, status: StatusCode, body: &impl Serialize) -> HttpRe
     HttpResponse::build(status)
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((PROCESSOR_DOMAIN, state.opendsr.domain()))
-        .insert_header((SIGNATURE, state.opendsr.sign(&bytes)))
+        .insert_header((PROCESSOR_DOMAIN, state.opendsr.identity.domain()))
+        .insert_header((SIGNATURE, state.opendsr.identity.sign(&bytes)))
         .body(bytes)
 }
 
@@ -105,7 +105,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
                 .map(|(kind, format)| json!({"identity_type": kind, "identity_format": format}))
                 .collect(),
             supported_subject_request_types: SUPPORTED_TYPES.to_vec(),
-            processor_certificate: format!("{}/opendsr/v2/certificate", state.public_url),
+            processor_certificate: format!("{}/opendsr/v2/certificate", state.web.public_url),
         },
     )
 }
@@ -117,7 +117,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 pub async fn certificate(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/x-pem-file")
-        .body(state.opendsr.certificate_pem().to_owned())
+        .body(state.opendsr.identity.certificate_pem().to_owned())
 }
 
 /// The answer to a received request.
@@ -160,7 +160,7 @@ pub async fn create(
     actor: Actor,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(controllers) = &state.opendsr_controllers {
+    if let Some(controllers) = &state.opendsr.controllers {
         let header = |name: &str| {
             request
                 .headers()
@@ -221,14 +221,14 @@ pub async fn create(
         }
     };
     let refused =
-        opendsr::check_callback_urls(&validated.callback_urls, state.opendsr_private_callbacks)
+        opendsr::check_callback_urls(&validated.callback_urls, state.opendsr.private_callbacks)
             .await;
     if let Some(first) = refused.first() {
         let message = first.message.clone();
         return Ok(spec_error(StatusCode::BAD_REQUEST, &message, refused));
     }
     let body_sha256 = sha256_hex(&body);
-    let base = state.public_url.to_string();
+    let base = state.web.public_url.to_string();
     let for_work = state.clone();
     let receive = move |actor: Actor| {
         let (state, validated, body_sha256, base) = (
@@ -237,13 +237,13 @@ pub async fn create(
             body_sha256.clone(),
             base.clone(),
         );
-        let db = state.db.clone();
+        let db = state.services.db.clone();
         async move {
             db.run_write(move |conn| {
                 opendsr::receive(
                     conn,
-                    &state.vault,
-                    &state.policy,
+                    &state.services.vault,
+                    &state.services.policy,
                     &validated,
                     &body_sha256,
                     &base,
@@ -263,7 +263,10 @@ pub async fn create(
         }
         other => other?,
     };
-    state.jobs.wake(crate::requests::opendsr::callbacks::JOB);
+    state
+        .services
+        .jobs
+        .wake(crate::requests::opendsr::callbacks::JOB);
     let created = CreatedBody {
         controller_id: receipt.row.controller_id.clone(),
         received_time: opendsr::rfc3339(receipt.row.received_at),
@@ -271,7 +274,7 @@ pub async fn create(
         subject_request_id: receipt.row.subject_request_id.clone(),
         encoded_request: STANDARD.encode(&body),
         api_version: API_VERSION,
-        processor_signature: state.opendsr.sign(&body),
+        processor_signature: state.opendsr.identity.sign(&body),
     };
     Ok(signed(&state, StatusCode::CREATED, &created))
 }
@@ -294,8 +297,9 @@ pub async fn status(
     let controller = actor.key_id.clone().unwrap_or_default();
     let for_work = state.clone();
     let receipt = state
+        .services
         .db
-        .run(move |conn| opendsr::find(conn, &for_work.vault, &id, &controller))
+        .run(move |conn| opendsr::find(conn, &for_work.services.vault, &id, &controller))
         .await?;
     Ok(signed(
         &state,
@@ -334,12 +338,22 @@ pub async fn cancel(
     let id = path.into_inner();
     let for_work = state.clone();
     let receipt = state
+        .services
         .db
         .run_write(move |conn| {
-            opendsr::cancel(conn, &for_work.vault, &for_work.policy, &id, &actor)
+            opendsr::cancel(
+                conn,
+                &for_work.services.vault,
+                &for_work.services.policy,
+                &id,
+                &actor,
+            )
         })
         .await?;
-    state.jobs.wake(crate::requests::opendsr::callbacks::JOB);
+    state
+        .services
+        .jobs
+        .wake(crate::requests::opendsr::callbacks::JOB);
     Ok(signed(
         &state,
         StatusCode::ACCEPTED,

@@ -33,10 +33,10 @@ pub async fn healthz() -> HttpResponse {
             content_type = "application/problem+json"),
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.db.ping().await?;
+    state.services.db.ping().await?;
     Ok(HttpResponse::Ok().json(HealthBody {
         status: "ready",
-        database: Some(state.db.url().backend()),
+        database: Some(state.services.db.url().backend()),
     }))
 }
 
@@ -46,5 +46,5 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.web.metrics.render())
 }

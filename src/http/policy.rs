@@ -31,7 +31,7 @@ pub struct PolicyBody<'a> {
 #[utoipa::path(get, operation_id = "policy_show", path = "/v1/policy", tag = "policy", security(("bearer" = [])),
     responses((status = 200, description = "The loaded policy", body = PolicyBody)))]
 pub async fn show(state: web::Data<AppState>) -> HttpResponse {
-    let policy = &state.policy;
+    let policy = &state.services.policy;
     HttpResponse::Ok().json(PolicyBody {
         sha256: policy.sha256(),
         files: policy.files(),
@@ -49,5 +49,5 @@ pub async fn show(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "The record of processing activities",
         body = RecordOfProcessing)))]
 pub async fn ropa(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.policy.record_of_processing())
+    HttpResponse::Ok().json(state.services.policy.record_of_processing())
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::auth::KeyError;
 use crate::interactions::ReadError;
 use crate::rejection::{Rejection, RejectionKind};
+use crate::segments::SegmentError;
 use crate::store::StoreError;
 use crate::subjects::SubjectError;
 use crate::vault::VaultError;
@@ -275,6 +276,29 @@ pub fn suppressed() -> ApiError {
         "subject_suppressed",
         "this subject_id was erased with suppression: nothing about it is accepted until a compliance officer lifts the suppression",
     )
+}
+
+impl From<SegmentError> for ApiError {
+    fn from(error: SegmentError) -> Self {
+        match error {
+            SegmentError::Rejected(rejection) => rejection.into(),
+            SegmentError::NotFound => {
+                ApiError::not_found("segment_not_found", "no segment has this id")
+            }
+            SegmentError::Busy => ApiError::unavailable(
+                "busy",
+                "too many segment queries are running; retry after the time in Retry-After",
+            ),
+            SegmentError::TooSmall { min_size } => ApiError::forbidden(
+                "segment_too_small",
+                format!("the segment has fewer than min_size ({min_size}) people: its members are not given"),
+            ),
+            SegmentError::Unrecorded(_) => super::middleware::audit_unavailable(),
+            SegmentError::Store(error) => error.into(),
+            SegmentError::Subject(error) => error.into(),
+            SegmentError::Corrupt => ApiError::Internal(anyhow::anyhow!("a stored filter does not parse")),
+        }
+    }
 }
 
 impl From<ReadError> for ApiError {

@@ -233,10 +233,10 @@ pub async fn create(
     actor: Actor,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.policy, &principal);
+    let viewer = Viewer::of(&state.services.policy, &principal);
     let body = body.into_inner();
     let draft = Draft::parse(
-        &state.policy,
+        &state.services.policy,
         &body.kind,
         &body.regulation,
         body.subject_id.as_deref(),
@@ -245,8 +245,9 @@ pub async fn create(
         body.changes.as_ref(),
         body.received_at.map(|at| at.naive_utc()),
     )?;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
     let request = state
+        .services
         .db
         .run_write(move |conn| requests::create(conn, &vault, &policy, &draft, &actor))
         .await?;
@@ -326,7 +327,7 @@ pub async fn list(
     request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.policy, &principal);
+    let viewer = Viewer::of(&state.services.policy, &principal);
     let query = query.into_inner();
     let status = query
         .status
@@ -358,8 +359,9 @@ pub async fn list(
         overdue: query.overdue,
         filed_by: viewer.only_filed_by.clone(),
     };
-    let vault = state.vault.clone();
+    let vault = state.services.vault.clone();
     let (found, pseudonyms) = state
+        .services
         .db
         .run(move |conn| requests::list(conn, &vault, &filter, after, limit + 1))
         .await?;
@@ -396,7 +398,7 @@ pub async fn show(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.policy, &principal);
+    let viewer = Viewer::of(&state.services.policy, &principal);
     let (found, pseudonym) = visible(&state, &viewer, &path).await?;
     audit_trail::record(
         &request,
@@ -416,8 +418,9 @@ async fn visible(
     raw_id: &str,
 ) -> Result<(Request, Option<String>), ApiError> {
     let id = parse_id(raw_id)?;
-    let vault = state.vault.clone();
+    let vault = state.services.vault.clone();
     let (found, pseudonym) = state
+        .services
         .db
         .run(move |conn| requests::get(conn, &vault, &id))
         .await?;
@@ -462,10 +465,11 @@ async fn step(
         + Send
         + 'static,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.policy, principal);
+    let viewer = Viewer::of(&state.services.policy, principal);
     let (found, _) = visible(state, &viewer, raw_id).await?;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
     let request = state
+        .services
         .db
         .run_write(move |conn| work(conn, &vault, &policy, &found.id))
         .await?;
@@ -552,10 +556,11 @@ pub async fn execute(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.policy, &principal);
+    let viewer = Viewer::of(&state.services.policy, &principal);
     let (found, pseudonym) = visible(&state, &viewer, &path).await?;
     let needed = found.kind.execution_action();
     if let Err(denial) = state
+        .services
         .policy
         .authorize_action(principal.role.as_str(), needed)
     {
@@ -578,12 +583,13 @@ pub async fn execute(
     let id = found.id.clone();
     // Two transactions, so that `in_progress` stays visible if the action fails.
     let (vault, policy, started_id, started_actor) = (
-        state.vault.clone(),
-        state.policy.clone(),
+        state.services.vault.clone(),
+        state.services.policy.clone(),
         id.clone(),
         actor.clone(),
     );
     state
+        .services
         .db
         .run_write(move |conn| {
             requests::start_execution(conn, &vault, &policy, &started_id, &started_actor)
@@ -591,20 +597,21 @@ pub async fn execute(
         .await?;
     let for_work = state.clone();
     let executed = state
+        .services
         .db
         .run_write(move |conn| {
             requests::finish_execution(
                 conn,
-                &for_work.vault,
-                &for_work.policy,
-                &for_work.receipts,
+                &for_work.services.vault,
+                &for_work.services.policy,
+                &for_work.services.receipts,
                 &id,
                 &actor,
             )
         })
         .await?;
     if let Some(erased) = executed.erased_key.clone() {
-        crate::subjects::after_erasure(&state.db, &state.vault, erased).await;
+        crate::subjects::after_erasure(&state.services.db, &state.services.vault, erased).await;
     }
     Ok(HttpResponse::Ok().json(ExecutedBody {
         request: viewer.body_of(&executed.request),
@@ -639,10 +646,11 @@ pub async fn receipt(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.policy, &principal);
+    let viewer = Viewer::of(&state.services.policy, &principal);
     let (found, pseudonym) = visible(&state, &viewer, &path).await?;
-    let (vault, id) = (state.vault.clone(), found.id.clone());
+    let (vault, id) = (state.services.vault.clone(), found.id.clone());
     let kept = state
+        .services
         .db
         .run(move |conn| requests::kept_receipt(conn, &vault, &id))
         .await?;
@@ -686,11 +694,12 @@ pub async fn export(
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.policy, &principal);
+    let viewer = Viewer::of(&state.services.policy, &principal);
     let id = visible(&state, &viewer, &path).await?.0.id;
     let explicit = query.format.as_deref().map(Some).map(parse_format);
-    let vault = state.vault.clone();
+    let vault = state.services.vault.clone();
     let (found, subject) = state
+        .services
         .db
         .run(move |conn| requests::export_target(conn, &vault, &id))
         .await?;

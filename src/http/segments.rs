@@ -1,23 +1,17 @@
 //! `/v1/segments`: previews, saved segments, and their members (activation lists).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::audit_trail;
 use super::{ApiError, AppState};
-use crate::audit::{Actor, Entry};
+use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::policy::{Action, Policy};
+use crate::policy::Policy;
 use crate::rejection::Rejection;
-use crate::segments::filter::Filter;
-use crate::segments::{self, Answer, ACTION_CREATE, ACTION_EXPORT, ACTION_LIST, ACTION_PREVIEW};
-use crate::store::segments::{self as segment_store, SegmentRow};
-use crate::subjects;
-
-/// The most members one page lists.
-pub const MAX_MEMBERS_PAGE: i64 = 1_000;
+use crate::segments::{self, Answer, NewSegment, Segment, SegmentError, MAX_MEMBERS_PAGE};
 
 /// A filter to count for a purpose.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -72,48 +66,6 @@ fn respond(
     }
 }
 
-/// Counts, then answers under suppression and the differencing guard.
-async fn count_and_answer(
-    state: &AppState,
-    actor: Actor,
-    purpose: String,
-    filter: Filter,
-    target: Option<String>,
-) -> Result<Answer, ApiError> {
-    let policy = state.policy.clone();
-    let (counted_purpose, counted_filter) = (purpose.clone(), filter.clone());
-    let turn = super::limits::population_turn(&state.population_queries).await?;
-    let count = state
-        .db
-        .run(move |conn| {
-            let declared = policy
-                .purpose(&counted_purpose)
-                .expect("an authorized purpose is declared");
-            segments::count(conn, &policy, declared, &counted_filter)
-        })
-        .await?;
-    drop(turn);
-    let policy = state.policy.clone();
-    Ok(state
-        .db
-        .run_write(move |conn| {
-            let declared = policy
-                .purpose(&purpose)
-                .expect("an authorized purpose is declared");
-            segments::answer(
-                conn,
-                &policy,
-                &actor,
-                declared,
-                &filter,
-                &count,
-                ACTION_PREVIEW,
-                target,
-            )
-        })
-        .await?)
-}
-
 /// How many people with a legal basis for the purpose match the filter (k-anonymous: below
 /// `min_size` the size is suppressed).
 #[utoipa::path(post, operation_id = "segments_preview", path = "/v1/segments/preview", tag = "segments", security(("bearer" = [])),
@@ -133,17 +85,16 @@ pub async fn preview(
     actor: Actor,
     body: web::Json<PreviewRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let declared = segments::authorize(
-        &state.policy,
+    let services = &state.services;
+    let answer = segments::preview(
+        services,
+        &actor,
         principal.role.as_str(),
-        Action::SegmentsQuery,
         &body.purpose,
-    )?;
-    let purpose = declared.id.to_string();
-    let filter = Filter::parse(&state.policy, declared, &body.filter)?;
-    let answer = count_and_answer(&state, actor, purpose, filter, None).await?;
-    Ok(respond(&state.policy, answer, |size| {
+        &body.filter,
+    )
+    .await?;
+    Ok(respond(&services.policy, answer, |size| {
         HttpResponse::Ok().json(size)
     }))
 }
@@ -177,13 +128,13 @@ pub struct SegmentBody {
     pub created_at: DateTime<Utc>,
 }
 
-fn segment_body(row: &SegmentRow) -> SegmentBody {
+fn segment_body(segment: Segment) -> SegmentBody {
     SegmentBody {
-        id: row.id.clone(),
-        name: row.name.clone(),
-        purpose: row.purpose.clone(),
-        filter: serde_json::from_str(&row.filter).unwrap_or(Value::Null),
-        created_at: row.created_at.and_utc(),
+        id: segment.id,
+        name: segment.name,
+        purpose: segment.purpose,
+        filter: segment.filter,
+        created_at: segment.created_at.and_utc(),
     }
 }
 
@@ -204,44 +155,13 @@ pub async fn create(
     body: web::Json<CreateSegment>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::unprocessable(
-            "invalid_name",
-            "a segment's name has 1 to 200 characters",
-        ));
-    }
-    let declared = segments::authorize(
-        &state.policy,
-        principal.role.as_str(),
-        Action::SegmentsQuery,
-        &body.purpose,
-    )?;
-    let filter = Filter::parse(&state.policy, declared, &body.filter)?;
-    let row = SegmentRow {
-        id: uuid::Uuid::now_v7().to_string(),
-        name,
-        purpose: declared.id.to_string(),
-        filter: filter.canonical(),
-        created_by: actor.key_id.clone(),
-        created_at: Utc::now().naive_utc().trunc_subsecs(6),
+    let new = NewSegment {
+        name: body.name,
+        purpose: body.purpose,
+        filter: body.filter,
     };
-    let (policy, saved) = (state.policy.clone(), row.clone());
-    state
-        .db
-        .run_write(move |conn| {
-            crate::store::write_transaction(conn, |conn| {
-                segment_store::insert_segment(conn, &saved)?;
-                let purpose = crate::policy::PurposeId::parse(&saved.purpose)
-                    .expect("a declared purpose parses");
-                let entry = Entry::new(&actor, ACTION_CREATE)
-                    .purpose(&policy, &purpose)
-                    .target(saved.id.clone());
-                crate::audit::append(conn, policy.sha256(), vec![entry])
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(segment_body(&row)))
+    let saved = segments::create(&state.services, &actor, principal.role.as_str(), new).await?;
+    Ok(HttpResponse::Created().json(segment_body(saved)))
 }
 
 /// Paging of lists.
@@ -307,74 +227,22 @@ pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
-    request: HttpRequest,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = crate::page::limit(query.limit, 50, 200)?;
     let before = query.cursor.as_deref().map(segment_after).transpose()?;
-    let purposes: Vec<String> = state
-        .policy
-        .purposes()
-        .filter(|purpose| {
-            segments::authorize(
-                &state.policy,
-                principal.role.as_str(),
-                Action::SegmentsQuery,
-                purpose.id.as_str(),
-            )
-            .is_ok()
-        })
-        .map(|purpose| purpose.id.to_string())
-        .collect();
-    let mut rows = state
-        .db
-        .run(move |conn| {
-            segment_store::list_segments(conn, &purposes, before.as_deref(), limit + 1)
-        })
-        .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| crate::page::encode_cursor(&row.id))
-    } else {
-        None
-    };
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, ACTION_LIST).records(rows.len()),
-    );
+    let page = segments::list(
+        &state.services,
+        &actor,
+        principal.role.as_str(),
+        limit,
+        before,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(SegmentPage {
-        segments: rows.iter().map(segment_body).collect(),
-        next_cursor,
+        segments: page.items.into_iter().map(segment_body).collect(),
+        next_cursor: page.next_cursor,
     }))
-}
-
-fn segment_not_found() -> ApiError {
-    ApiError::not_found("segment_not_found", "no segment has this id")
-}
-
-/// Loads a saved segment the role may use with `action`.
-async fn load(
-    state: &AppState,
-    principal: &Principal,
-    action: Action,
-    raw_id: &str,
-) -> Result<(SegmentRow, Filter), ApiError> {
-    let id = uuid::Uuid::parse_str(raw_id)
-        .map_err(|_| segment_not_found())?
-        .to_string();
-    let row = state
-        .db
-        .run(move |conn| segment_store::find_segment(conn, &id))
-        .await?
-        .ok_or_else(segment_not_found)?;
-    let declared =
-        segments::authorize(&state.policy, principal.role.as_str(), action, &row.purpose)?;
-    let stored: Value = serde_json::from_str(&row.filter)
-        .map_err(|error| ApiError::Internal(anyhow::anyhow!("stored filter: {error}")))?;
-    // A filter saved under an earlier policy may no longer be valid (a trait no longer
-    // segmentable): it is refused, never evaluated loosely.
-    let filter = Filter::parse(&state.policy, declared, &stored)?;
-    Ok((row, filter))
 }
 
 /// A saved segment and its current size.
@@ -404,18 +272,12 @@ pub async fn show(
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (row, filter) = load(&state, &principal, Action::SegmentsQuery, &path).await?;
-    let answer = count_and_answer(
-        &state,
-        actor,
-        row.purpose.clone(),
-        filter,
-        Some(row.id.clone()),
-    )
-    .await?;
-    Ok(respond(&state.policy, answer, |size| {
+    let services = &state.services;
+    let (segment, answer) =
+        segments::show(services, &actor, principal.role.as_str(), &path).await?;
+    Ok(respond(&services.policy, answer, |size| {
         HttpResponse::Ok().json(SegmentWithSize {
-            segment: segment_body(&row),
+            segment: segment_body(segment),
             size,
         })
     }))
@@ -451,70 +313,22 @@ pub async fn members(
 ) -> Result<HttpResponse, ApiError> {
     let limit = crate::page::limit(query.limit, 100, MAX_MEMBERS_PAGE)?;
     let after = query.cursor.as_deref().map(member_after).transpose()?;
-    let (row, filter) = load(&state, &principal, Action::SegmentsExport, &path).await?;
-    let (policy, vault) = (state.policy.clone(), state.vault.clone());
-    let purpose_id = row.purpose.clone();
-    let turn = super::limits::population_turn(&state.population_queries).await?;
-    let (size, members) = state
-        .db
-        .run(move |conn| {
-            crate::store::export::snapshot(conn, |conn| {
-                let declared = policy
-                    .purpose(&purpose_id)
-                    .expect("an authorized purpose is declared");
-                let size = segments::count(conn, &policy, declared, &filter)?.size;
-                if size < i64::from(policy.segment_limits().min_size) {
-                    return Ok::<_, crate::subjects::SubjectError>((size, Vec::new()));
-                }
-                let rule = policy.population_rule(declared);
-                let pks = segment_store::members_page(
-                    conn,
-                    &rule,
-                    &filter,
-                    Utc::now().naive_utc(),
-                    after.as_deref(),
-                    limit + 1,
-                )?;
-                let mut members = Vec::with_capacity(pks.len());
-                for pk in pks {
-                    let (subject_id, pseudonym) = subjects::reveal_subject_id(conn, &vault, &pk)?;
-                    members.push((pk, subject_id, pseudonym));
-                }
-                Ok((size, members))
-            })
-        })
-        .await?;
-    drop(turn);
-    let min_size = state.policy.segment_limits().min_size;
-    let purpose = crate::policy::PurposeId::parse(&row.purpose).expect("a declared purpose");
-    let mut entry = Entry::new(&actor, ACTION_EXPORT)
-        .purpose(&state.policy, &purpose)
-        .target(row.id.clone());
-    if size < i64::from(min_size) {
-        audit_trail::record(&request, entry.denied("segment_too_small"));
-        return Err(ApiError::forbidden(
-            "segment_too_small",
-            format!("the segment has fewer than min_size ({min_size}) people: its members are not given"),
-        ));
-    }
-    let mut members = members;
-    let next_cursor = if members.len() as i64 > limit {
-        members.truncate(limit as usize);
-        members
-            .last()
-            .map(|(pk, _, _)| crate::page::encode_cursor(pk))
-    } else {
-        None
-    };
-    for (_, _, pseudonym) in &members {
-        entry = entry.pseudonym(Some(pseudonym.clone()));
-    }
-    audit_trail::record(&request, entry.records(members.len()));
+    let page = segments::members(
+        &state.services,
+        &actor,
+        principal.role.as_str(),
+        &path,
+        limit,
+        after,
+    )
+    .await
+    .inspect_err(|error| {
+        if matches!(error, SegmentError::TooSmall { .. }) {
+            audit_trail::denial_recorded(&request);
+        }
+    })?;
     Ok(HttpResponse::Ok().json(MembersPage {
-        members: members
-            .into_iter()
-            .map(|(_, subject_id, _)| subject_id)
-            .collect(),
-        next_cursor,
+        members: page.items,
+        next_cursor: page.next_cursor,
     }))
 }

@@ -59,9 +59,10 @@ pub async fn put(
     let subject_id = SubjectId::parse(&raw_id)
         .map_err(|message| Rejection::invalid("invalid_subject_id", message))?;
     let body = body.into_inner();
-    let changes = SubjectChanges::parse(&state.policy, &body.identifiers, &body.traits)?;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let changes = SubjectChanges::parse(&state.services.policy, &body.identifiers, &body.traits)?;
+    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
     let outcome = state
+        .services
         .db
         .run_write(move |conn| upsert(conn, &vault, &policy, &subject_id, &changes, &actor))
         .await?;
@@ -115,8 +116,9 @@ pub async fn lookup(
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&body.into_inner().email)
         .map_err(|message| Rejection::invalid("invalid_identifier", message))?;
-    let vault = state.vault.clone();
+    let vault = state.services.vault.clone();
     let found = state
+        .services
         .db
         .run(move |conn| find_by_email(conn, &vault, &email))
         .await?;
@@ -200,13 +202,14 @@ pub async fn erase(
     let suppress = query.suppress.unwrap_or(false);
     let for_work = state.clone();
     let erasure = state
+        .services
         .db
         .run_write(move |conn| {
             subjects::erase(
                 conn,
-                &for_work.vault,
-                &for_work.policy,
-                &for_work.receipts,
+                &for_work.services.vault,
+                &for_work.services.policy,
+                &for_work.services.receipts,
                 &subject_id,
                 suppress,
                 None,
@@ -215,8 +218,12 @@ pub async fn erase(
         })
         .await?
         .ok_or_else(subject_not_found)?;
-    let old_copies_removed =
-        subjects::after_erasure(&state.db, &state.vault, erasure.erased_key).await;
+    let old_copies_removed = subjects::after_erasure(
+        &state.services.db,
+        &state.services.vault,
+        erasure.erased_key,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(ErasureResponse {
         erased: true,
         suppressed: suppress,
@@ -273,12 +280,13 @@ pub async fn glance(
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
     let for_work = state.clone();
     let glance = state
+        .services
         .db
         .run(move |conn| {
             crate::export::glance::glance(
                 conn,
-                &for_work.vault,
-                &for_work.policy,
+                &for_work.services.vault,
+                &for_work.services.policy,
                 &subject_id,
                 reveal,
             )
@@ -332,9 +340,15 @@ pub async fn erasure_preview(
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
     let for_work = state.clone();
     let (preview, pseudonym) = state
+        .services
         .db
         .run(move |conn| {
-            subjects::erasure_preview(conn, &for_work.vault, &for_work.policy, &subject_id)
+            subjects::erasure_preview(
+                conn,
+                &for_work.services.vault,
+                &for_work.services.policy,
+                &subject_id,
+            )
         })
         .await?
         .ok_or_else(subject_not_found)?;
@@ -372,8 +386,9 @@ pub async fn lift_suppression(
     let not_suppressed =
         || ApiError::not_found("suppression_not_found", "this subject_id is not suppressed");
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| not_suppressed())?;
-    let (vault, policy) = (state.vault.clone(), state.policy.clone());
+    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
     let lifted = state
+        .services
         .db
         .run_write(move |conn| {
             subjects::lift_suppression(conn, &vault, &policy, &subject_id, &actor)
@@ -391,8 +406,9 @@ pub async fn suppressed(state: &AppState, ids: Vec<SubjectId>) -> Result<Vec<Sub
     if ids.is_empty() {
         return Ok(ids);
     }
-    let vault = state.vault.clone();
+    let vault = state.services.vault.clone();
     Ok(state
+        .services
         .db
         .run(move |conn| {
             let refs: Vec<&SubjectId> = ids.iter().collect();

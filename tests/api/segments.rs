@@ -471,6 +471,11 @@ async fn withdrawal_objection_restriction_and_erasure_take_effect_at_once() {
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries[0]["decision"], "deny");
     assert_eq!(entries[0]["reason"], "segment_too_small");
+    assert_eq!(
+        entries.iter().filter(|e| e["decision"] == "deny").count(),
+        1,
+        "the refusal is audited once: {audit}"
+    );
     let allowed = entries.iter().find(|e| e["decision"] == "allow").unwrap();
     assert_eq!(allowed["purposes"], json!(["marketing"]));
     assert_eq!(allowed["target"], id.as_str());
