@@ -27,4 +27,5 @@ pub mod startup;
 pub mod store;
 pub mod subjects;
 pub mod telemetry;
+pub mod trail;
 pub mod vault;

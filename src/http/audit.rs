@@ -1,26 +1,17 @@
 //! `GET /v1/audit`, `GET /v1/audit/verify`, `GET /v1/audit/checkpoint` (action `audit.read`)
 //! and `GET /v1/audit/checkpoint-key` (public).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::audit_trail;
 use super::consents::JwkSet;
 use super::{ApiError, AppState};
-use crate::audit::{self, Actor, Checkpoint, Entry, VerifyReport};
+use crate::audit::{Actor, Checkpoint, VerifyReport};
 use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
-use crate::store::audit::{self as audit_store, AuditFilter, AuditRow};
-use crate::store::{write_transaction, StoreError};
-use crate::subjects::{self, SubjectId};
-
-/// The audit action of querying the log.
-pub const ACTION_READ: &str = "audit.read";
-/// The audit action of verifying the log.
-pub const ACTION_VERIFY: &str = "audit.verify";
-/// The audit action of signing a checkpoint on request.
-pub const ACTION_CHECKPOINT: &str = "audit.checkpoint";
+use crate::subjects::SubjectId;
+use crate::trail::{self, LoggedEntry, TrailQuery};
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 500;
@@ -98,18 +89,17 @@ pub struct AuditEntryBody {
     pub hash: String,
 }
 
-impl From<AuditRow> for AuditEntryBody {
-    fn from(row: AuditRow) -> Self {
-        let list = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
+impl From<LoggedEntry> for AuditEntryBody {
+    fn from(row: LoggedEntry) -> Self {
         AuditEntryBody {
             seq: row.seq,
             at: row.at.and_utc(),
-            purposes: list(&row.purposes),
-            legal_bases: list(&row.legal_bases),
-            categories: list(&row.categories),
-            subjects: list(&row.subjects),
+            purposes: row.purposes,
+            legal_bases: row.legal_bases,
+            categories: row.categories,
+            subjects: row.subjects,
             actor_key_id: row.actor_key_id,
-            actor_name: None,
+            actor_name: row.actor_name,
             role: row.role,
             action: row.action,
             target: row.target,
@@ -133,16 +123,7 @@ pub struct AuditPage {
 }
 
 fn decode_cursor(text: &str) -> Result<i64, Rejection> {
-    let invalid_cursor = crate::page::invalid_cursor;
-    crate::page::decode_cursor(text)?
-        .strip_prefix("seq:")
-        .and_then(|seq| seq.parse::<i64>().ok())
-        .filter(|seq| *seq > 0)
-        .ok_or_else(invalid_cursor)
-}
-
-fn encode_cursor(seq: i64) -> String {
-    crate::page::encode_cursor(&format!("seq:{seq}"))
+    trail::seq_of(&crate::page::decode_cursor(text)?).ok_or_else(crate::page::invalid_cursor)
 }
 
 fn parse_time(name: &str, raw: Option<&str>) -> Result<Option<chrono::NaiveDateTime>, Rejection> {
@@ -191,7 +172,6 @@ fn parse_token(name: &str, raw: Option<String>) -> Result<Option<String>, Reject
 pub async fn list(
     state: web::Data<AppState>,
     actor: Actor,
-    request: HttpRequest,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
@@ -213,8 +193,8 @@ pub async fn list(
         .as_deref()
         .map(|raw| SubjectId::parse(raw).map_err(|_| subject_not_found()))
         .transpose()?;
-    let mut filter = AuditFilter {
-        subject: None,
+    let wanted = TrailQuery {
+        subject_id,
         actor_key_id: parse_token("actor", query.actor)?,
         action: parse_token("action", query.action)?,
         purpose: parse_token("purpose", query.purpose)?,
@@ -222,61 +202,10 @@ pub async fn list(
         from: parse_time("from", query.from.as_deref())?,
         to: parse_time("to", query.to.as_deref())?,
     };
-    let vault = state.services.vault.clone();
-    let (rows, pseudonym, names) = state
-        .services
-        .db
-        .run(move |conn| -> Result<_, ApiError> {
-            let mut pseudonym = None;
-            if let Some(subject_id) = &subject_id {
-                let subject =
-                    subjects::find(conn, &vault, subject_id)?.ok_or_else(subject_not_found)?;
-                pseudonym = Some(subject.key.pseudonym().to_owned());
-                filter.subject.clone_from(&pseudonym);
-            }
-            let rows = audit_store::page(conn, &filter, before, limit + 1)?;
-            let mut actors: Vec<&str> = rows
-                .iter()
-                .filter_map(|row| row.actor_key_id.as_deref())
-                .collect();
-            actors.sort_unstable();
-            actors.dedup();
-            let names: std::collections::HashMap<String, String> =
-                crate::store::api_keys::names_of(conn, &actors)?
-                    .into_iter()
-                    .collect();
-            Ok((rows, pseudonym, names))
-        })
-        .await?;
-    let mut entries: Vec<AuditEntryBody> = rows
-        .into_iter()
-        .map(|row| {
-            let name = row
-                .actor_key_id
-                .as_ref()
-                .and_then(|id| names.get(id))
-                .cloned();
-            AuditEntryBody {
-                actor_name: name,
-                ..AuditEntryBody::from(row)
-            }
-        })
-        .collect();
-    let next_cursor = if entries.len() as i64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|entry| encode_cursor(entry.seq))
-    } else {
-        None
-    };
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, ACTION_READ)
-            .pseudonym(pseudonym)
-            .records(entries.len()),
-    );
+    let page = trail::page(&state.services, &actor, wanted, limit, before).await?;
     Ok(HttpResponse::Ok().json(AuditPage {
-        entries,
-        next_cursor,
+        entries: page.items.into_iter().map(AuditEntryBody::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -285,20 +214,8 @@ pub async fn list(
 #[utoipa::path(get, operation_id = "audit_verify", path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "The verification's result (also when it fails)",
         body = VerifyReport)))]
-pub async fn verify(
-    state: web::Data<AppState>,
-    actor: Actor,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let state_for_work = state.clone();
-    let report = state
-        .services
-        .db
-        .run(move |conn| audit::verify(conn, &state_for_work.services.checkpoints, &[]))
-        .await?;
-    let entries = usize::try_from(report.entries).unwrap_or(0);
-    audit_trail::record(&request, Entry::new(&actor, ACTION_VERIFY).records(entries));
-    Ok(HttpResponse::Ok().json(report))
+pub async fn verify(state: web::Data<AppState>, actor: Actor) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(trail::verify(&state.services, &actor).await?))
 }
 
 /// Signs the chain's current head: keep the answer outside Custodia, and give it to
@@ -309,25 +226,8 @@ pub async fn verify(
 pub async fn checkpoint(
     state: web::Data<AppState>,
     actor: Actor,
-    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let state_for_work = state.clone();
-    let checkpoint = state
-        .services
-        .db
-        .run_write(move |conn| {
-            write_transaction(conn, |conn| {
-                audit::sign_head(conn, &state_for_work.services.checkpoints)
-            })
-        })
-        .await
-        .map_err(|error: StoreError| ApiError::from(error))?;
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, ACTION_CHECKPOINT)
-            .records(usize::try_from(checkpoint.size).unwrap_or(0)),
-    );
-    Ok(HttpResponse::Ok().json(checkpoint))
+    Ok(HttpResponse::Ok().json(trail::checkpoint(&state.services, &actor).await?))
 }
 
 /// The public key (JWK set) that verifies audit checkpoints.

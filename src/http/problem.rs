@@ -17,6 +17,7 @@ use crate::rejection::{Rejection, RejectionKind};
 use crate::segments::SegmentError;
 use crate::store::StoreError;
 use crate::subjects::SubjectError;
+use crate::trail::TrailError;
 use crate::vault::VaultError;
 
 /// The problem document.
@@ -297,6 +298,17 @@ impl From<SegmentError> for ApiError {
             SegmentError::Store(error) => error.into(),
             SegmentError::Subject(error) => error.into(),
             SegmentError::Corrupt => ApiError::Internal(anyhow::anyhow!("a stored filter does not parse")),
+        }
+    }
+}
+
+impl From<TrailError> for ApiError {
+    fn from(error: TrailError) -> Self {
+        match error {
+            TrailError::SubjectNotFound => crate::interactions::subject_not_found().into(),
+            TrailError::Unrecorded(_) => super::middleware::audit_unavailable(),
+            TrailError::Store(error) => error.into(),
+            TrailError::Subject(error) => error.into(),
         }
     }
 }
