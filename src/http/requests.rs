@@ -8,15 +8,14 @@ use serde_json::Value;
 use super::audit_trail;
 use super::export::{export_entry, parse_format, start as start_export, ExportQuery};
 use super::{ApiError, AppState};
-use crate::audit::{Actor, Entry};
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::export::Format;
-use crate::policy::{Action, Policy};
 use crate::rejection::Rejection;
 use crate::requests::{
-    self, Draft, Identity, Kind, Request, RequestError, Status, ACTION_LIST, ACTION_READ,
+    self, Draft, Identity, Kind, ListFilter, Request, RequestError, Status, Step, Viewer,
+    OPEN_STATUSES,
 };
-use crate::store::requests::RequestFilter;
 
 /// The most requests one page lists.
 pub const MAX_PAGE: i64 = 200;
@@ -108,46 +107,19 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
-/// What a caller's role lets it see of requests.
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    /// Identities and corrected values in full (the role holds `subjects.export`); masked
-    /// otherwise.
-    reveal: bool,
-    /// Only the requests this key filed (a role with `own_requests_only`, such as an OpenDSR
-    /// controller's).
-    only_filed_by: Option<String>,
-}
-
-impl Viewer {
-    /// The view of `principal`'s role.
-    pub fn of(policy: &Policy, principal: &Principal) -> Viewer {
-        let role = policy.role(principal.role.as_str());
-        Viewer {
-            reveal: policy
-                .authorize_action(principal.role.as_str(), Action::SubjectsExport)
-                .is_ok(),
-            only_filed_by: role
-                .filter(|role| role.own_requests_only)
-                .map(|_| principal.key_id.as_str().to_owned()),
-        }
-    }
-
-    /// Whether the caller may see (and act on) `request` at all.
-    fn may_see(&self, request: &Request) -> bool {
-        self.only_filed_by
-            .as_ref()
-            .is_none_or(|key_id| request.created_by.as_ref() == Some(key_id))
-    }
-
-    fn body_of(&self, request: &Request) -> RequestBody {
-        let mut body = body_of(request);
-        if !self.reveal {
-            body.subject = request.identity.as_ref().map(Identity::masked);
-            body.changes = body.changes.as_ref().map(requests::masked_changes);
-        }
-        body
-    }
+/// A request as `viewer` may see it (identifiers and changes masked unless the role may export
+/// the person's data).
+fn shown(viewer: &Viewer, request: &Request) -> RequestBody {
+    let mut body = body_of(request);
+    body.subject = request
+        .identity
+        .as_ref()
+        .map(|identity| viewer.identity(identity));
+    body.changes = request
+        .changes
+        .as_ref()
+        .map(|changes| viewer.changes(changes));
+    body
 }
 
 fn body_of(request: &Request) -> RequestBody {
@@ -204,6 +176,13 @@ impl From<RequestError> for ApiError {
                 detail: "the person this request named has been erased; nothing is held".into(),
             },
             RequestError::Invalid(rejection) => rejection.into(),
+            RequestError::NotPermitted { code, needed, kind } => ApiError::forbidden(
+                code,
+                format!(
+                    "executing a {kind} request needs `{needed}`, as doing it directly does; this role does not hold it"
+                ),
+            ),
+            RequestError::Unrecorded => super::middleware::audit_unavailable(),
             RequestError::Subject(error) => error.into(),
         }
     }
@@ -211,12 +190,6 @@ impl From<RequestError> for ApiError {
 
 fn request_not_found() -> ApiError {
     ApiError::not_found("request_not_found", "no request has this id")
-}
-
-fn parse_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|id| id.to_string())
-        .map_err(|_| request_not_found())
 }
 
 /// Files a data-subject request; its deadline runs from `received_at`.
@@ -233,10 +206,11 @@ pub async fn create(
     actor: Actor,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::of(&state.services.policy, &principal);
+    let services = &state.services;
+    let viewer = Viewer::of(&services.policy, &principal);
     let body = body.into_inner();
     let draft = Draft::parse(
-        &state.services.policy,
+        &services.policy,
         &body.kind,
         &body.regulation,
         body.subject_id.as_deref(),
@@ -245,13 +219,8 @@ pub async fn create(
         body.changes.as_ref(),
         body.received_at.map(|at| at.naive_utc()),
     )?;
-    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
-    let request = state
-        .services
-        .db
-        .run_write(move |conn| requests::create(conn, &vault, &policy, &draft, &actor))
-        .await?;
-    Ok(HttpResponse::Created().json(viewer.body_of(&request)))
+    let request = requests::create_request(services, &actor, draft).await?;
+    Ok(HttpResponse::Created().json(shown(&viewer, &request)))
 }
 
 /// Filters of the queue.
@@ -301,17 +270,6 @@ fn decode_cursor(text: &str) -> Result<(NaiveDateTime, String), Rejection> {
     Ok((due.naive_utc(), id.to_string()))
 }
 
-fn encode_cursor(request: &Request) -> String {
-    crate::page::encode_cursor(&format!(
-        "{}|{}",
-        request.due_at.and_utc().timestamp_micros(),
-        request.id
-    ))
-}
-
-/// The `status` filter that means received, verified or in progress.
-const OPEN_STATUSES: &str = crate::store::requests::OPEN_STATUSES;
-
 /// The queue of requests, soonest deadline first.
 #[utoipa::path(get, operation_id = "requests_list", path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     params(ListQuery),
@@ -324,7 +282,6 @@ pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
-    request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, &principal);
@@ -353,33 +310,20 @@ pub async fn list(
         .transpose()?;
     let limit = crate::page::limit(query.limit, 50, MAX_PAGE)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let filter = RequestFilter {
+    let wanted = ListFilter {
         status,
         kind,
         overdue: query.overdue,
-        filed_by: viewer.only_filed_by.clone(),
     };
-    let vault = state.services.vault.clone();
-    let (found, pseudonyms) = state
-        .services
-        .db
-        .run(move |conn| requests::list(conn, &vault, &filter, after, limit + 1))
-        .await?;
-    let mut found = found;
-    let next_cursor = if found.len() as i64 > limit {
-        found.truncate(limit as usize);
-        found.last().map(encode_cursor)
-    } else {
-        None
-    };
-    let mut entry = Entry::new(&actor, ACTION_LIST).records(found.len());
-    for pseudonym in pseudonyms {
-        entry = entry.pseudonym(Some(pseudonym));
-    }
-    audit_trail::record(&request, entry);
+    let page =
+        requests::list_requests(&state.services, &actor, &viewer, wanted, limit, after).await?;
     Ok(HttpResponse::Ok().json(RequestPage {
-        requests: found.iter().map(|found| viewer.body_of(found)).collect(),
-        next_cursor,
+        requests: page
+            .items
+            .iter()
+            .map(|found| shown(&viewer, found))
+            .collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -395,40 +339,11 @@ pub async fn show(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, &principal);
-    let (found, pseudonym) = visible(&state, &viewer, &path).await?;
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, ACTION_READ)
-            .target(found.id.clone())
-            .pseudonym(pseudonym)
-            .records(1),
-    );
-    Ok(HttpResponse::Ok().json(viewer.body_of(&found)))
-}
-
-/// The request `raw_id` with the pseudonym to audit under, if the caller may see it; 404 alike
-/// for a request that does not exist and one the caller may not see.
-async fn visible(
-    state: &AppState,
-    viewer: &Viewer,
-    raw_id: &str,
-) -> Result<(Request, Option<String>), ApiError> {
-    let id = parse_id(raw_id)?;
-    let vault = state.services.vault.clone();
-    let (found, pseudonym) = state
-        .services
-        .db
-        .run(move |conn| requests::get(conn, &vault, &id))
-        .await?;
-    if viewer.may_see(&found) {
-        Ok((found, pseudonym))
-    } else {
-        Err(request_not_found())
-    }
+    let found = requests::show_request(&state.services, &actor, &viewer, &path).await?;
+    Ok(HttpResponse::Ok().json(shown(&viewer, &found)))
 }
 
 /// Records that the requester's identity was verified (`received` → `verified`).
@@ -445,35 +360,20 @@ pub async fn verify(
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    step(&state, &principal, &path, move |conn, vault, policy, id| {
-        requests::verify(conn, vault, policy, id, &actor)
-    })
-    .await
+    step(&state, &principal, &actor, &path, Step::Verify).await
 }
 
 /// Runs one lifecycle step on the writer and answers with the request.
 async fn step(
     state: &AppState,
     principal: &Principal,
+    actor: &Actor,
     raw_id: &str,
-    work: impl FnOnce(
-            &mut crate::store::DbConnection,
-            &crate::vault::Vault,
-            &crate::policy::Policy,
-            &str,
-        ) -> Result<Request, RequestError>
-        + Send
-        + 'static,
+    step: Step,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, principal);
-    let (found, _) = visible(state, &viewer, raw_id).await?;
-    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
-    let request = state
-        .services
-        .db
-        .run_write(move |conn| work(conn, &vault, &policy, &found.id))
-        .await?;
-    Ok(HttpResponse::Ok().json(viewer.body_of(&request)))
+    let request = requests::take_step(&state.services, actor, &viewer, raw_id, step).await?;
+    Ok(HttpResponse::Ok().json(shown(&viewer, &request)))
 }
 
 /// Extends the deadline once, with a reason (GDPR: three months from receipt; CCPA: 90 days).
@@ -495,10 +395,7 @@ pub async fn extend(
     body: web::Json<ReasonRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reason = body.into_inner().reason;
-    step(&state, &principal, &path, move |conn, vault, policy, id| {
-        requests::extend(conn, vault, policy, id, &reason, &actor)
-    })
-    .await
+    step(&state, &principal, &actor, &path, Step::Extend(reason)).await
 }
 
 /// Rejects an open request, with a reason.
@@ -518,10 +415,7 @@ pub async fn reject(
     body: web::Json<ReasonRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reason = body.into_inner().reason;
-    step(&state, &principal, &path, move |conn, vault, policy, id| {
-        requests::reject(conn, vault, policy, id, &reason, &actor)
-    })
-    .await
+    step(&state, &principal, &actor, &path, Step::Reject(reason)).await
 }
 
 /// The answer to executing a request.
@@ -557,64 +451,16 @@ pub async fn execute(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, &principal);
-    let (found, pseudonym) = visible(&state, &viewer, &path).await?;
-    let needed = found.kind.execution_action();
-    if let Err(denial) = state
-        .services
-        .policy
-        .authorize_action(principal.role.as_str(), needed)
-    {
-        audit_trail::record(
-            &request,
-            Entry::new(&actor, requests::ACTION_EXECUTE)
-                .target(found.id.clone())
-                .pseudonym(pseudonym)
-                .denied(denial.code()),
-        );
-        return Err(ApiError::forbidden(
-            denial.code(),
-            format!(
-                "executing a {} request needs `{needed}`, as doing it directly does; role `{}` does not hold it",
-                found.kind.as_str(),
-                principal.role
-            ),
-        ));
-    }
-    let id = found.id.clone();
-    // Two transactions, so that `in_progress` stays visible if the action fails.
-    let (vault, policy, started_id, started_actor) = (
-        state.services.vault.clone(),
-        state.services.policy.clone(),
-        id.clone(),
-        actor.clone(),
-    );
-    state
-        .services
-        .db
-        .run_write(move |conn| {
-            requests::start_execution(conn, &vault, &policy, &started_id, &started_actor)
-        })
-        .await?;
-    let for_work = state.clone();
-    let executed = state
-        .services
-        .db
-        .run_write(move |conn| {
-            requests::finish_execution(
-                conn,
-                &for_work.services.vault,
-                &for_work.services.policy,
-                &for_work.services.receipts,
-                &id,
-                &actor,
-            )
-        })
-        .await?;
-    if let Some(erased) = executed.erased_key.clone() {
-        crate::subjects::after_erasure(&state.services.db, &state.services.vault, erased).await;
-    }
+    let role = principal.role.as_str();
+    let executed = requests::execute_request(&state.services, &actor, role, &viewer, &path)
+        .await
+        .inspect_err(|error| {
+            if matches!(error, RequestError::NotPermitted { .. }) {
+                audit_trail::denial_recorded(&request);
+            }
+        })?;
     Ok(HttpResponse::Ok().json(ExecutedBody {
-        request: viewer.body_of(&executed.request),
+        request: shown(&viewer, &executed.request),
         erasure_receipt: executed.erasure_receipt,
     }))
 }
@@ -643,30 +489,16 @@ pub async fn receipt(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, &principal);
-    let (found, pseudonym) = visible(&state, &viewer, &path).await?;
-    let (vault, id) = (state.services.vault.clone(), found.id.clone());
-    let kept = state
-        .services
-        .db
-        .run(move |conn| requests::kept_receipt(conn, &vault, &id))
-        .await?;
+    let kept = requests::kept_receipt_of(&state.services, &actor, &viewer, &path).await?;
     let Some((receipt, until)) = kept else {
         return Err(ApiError::not_found(
             "receipt_not_found",
             "this request keeps no erasure receipt: it is not an executed erasure that found the person, or its 30 days are over",
         ));
     };
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, requests::ACTION_RECEIPT)
-            .target(found.id.clone())
-            .pseudonym(pseudonym)
-            .records(1),
-    );
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(ReceiptBody {
@@ -695,14 +527,8 @@ pub async fn export(
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, &principal);
-    let id = visible(&state, &viewer, &path).await?.0.id;
     let explicit = query.format.as_deref().map(Some).map(parse_format);
-    let vault = state.services.vault.clone();
-    let (found, subject) = state
-        .services
-        .db
-        .run(move |conn| requests::export_target(conn, &vault, &id))
-        .await?;
+    let (found, subject) = requests::export_target_of(&state.services, &viewer, &path).await?;
     let format = match explicit {
         Some(format) => format?,
         None if found.kind == Kind::Portability => Format::CsvZip,

@@ -15,6 +15,12 @@
 
 pub mod deadline;
 pub mod opendsr;
+mod service;
+
+pub use service::{
+    create_request, cursor_position, execute_request, export_target_of, kept_receipt_of,
+    list_requests, show_request, take_step, ListFilter, Step, Viewer, OPEN_STATUSES,
+};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use serde_json::{json, Value};
@@ -429,6 +435,19 @@ pub enum RequestError {
     /// Bad input.
     #[error("{0:?}")]
     Invalid(Rejection),
+    /// The role may not carry the request out: it lacks the action of doing it directly.
+    #[error("the role lacks `{needed}`")]
+    NotPermitted {
+        /// The denial's code.
+        code: &'static str,
+        /// The action needed.
+        needed: &'static str,
+        /// The request's type.
+        kind: &'static str,
+    },
+    /// The audit entry of a read could not be written: nothing is answered.
+    #[error("the audit log could not be written")]
+    Unrecorded,
     /// Not the caller's fault.
     #[error(transparent)]
     Subject(#[from] SubjectError),
@@ -773,19 +792,16 @@ pub fn list(
     filter: &RequestFilter,
     after: Option<(NaiveDateTime, String)>,
     limit: i64,
-) -> Result<(Vec<Request>, Vec<String>), RequestError> {
+) -> Result<Vec<(Request, Option<String>)>, RequestError> {
     let now = Utc::now().naive_utc();
     let rows = request_store::page(conn, filter, now, after, limit)?;
     let mut requests = Vec::with_capacity(rows.len());
-    let mut pseudonyms = Vec::new();
     for row in &rows {
         let request = view(vault, row)?;
-        if let Some(pseudonym) = pseudonym_for(conn, vault, &request)? {
-            pseudonyms.push(pseudonym);
-        }
-        requests.push(request);
+        let pseudonym = pseudonym_for(conn, vault, &request)?;
+        requests.push((request, pseudonym));
     }
-    Ok((requests, pseudonyms))
+    Ok(requests)
 }
 
 /// Runs one step on a locked request: checks the state, lets `change` update the row, saves it
