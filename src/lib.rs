@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of this crate.
 
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -22,10 +23,8 @@ pub mod rejection;
 pub mod requests;
 pub mod retention;
 pub mod segments;
-pub mod services;
 pub mod startup;
 pub mod store;
 pub mod subjects;
 pub mod telemetry;
-pub mod trail;
 pub mod vault;

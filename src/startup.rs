@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use crate::app::Services;
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -19,7 +20,6 @@ use crate::http::{endpoints, openapi, ApiError, AppState, Callers, Metrics, Open
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::policy::{load_dir, Policy};
 use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
-use crate::services::Services;
 use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
 

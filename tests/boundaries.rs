@@ -143,6 +143,25 @@ fn only_the_entry_points_use_http() {
 }
 
 #[test]
+fn the_domain_does_not_use_the_application_services() {
+    // The services (`src/app/`) call down into the domain; the domain never calls up into
+    // them, so the layers stay acyclic: http -> app -> domain -> store.
+    for file in sources(&src()) {
+        let top = top_module(&file);
+        if matches!(top.as_str(), "app" | "http" | "startup" | "cli" | "main") {
+            continue;
+        }
+        for (named, line, path) in crate_paths(&file) {
+            assert!(
+                named != "app",
+                "{}:{line} uses crate::{path}: only http and the entry points use the services",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn the_audit_log_knows_nothing_of_callers_and_the_infrastructure_nothing_of_the_domain() {
     // The audit log records actors by name; authentication depends on it, not the reverse.
     // The clock, the job runner, the write coalescer, paging and rejections are used by the

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::consents::JwkSet;
 use super::{ApiError, AppState};
+use crate::app::trail::{self, LoggedEntry, TrailQuery};
 use crate::audit::{Actor, Checkpoint, VerifyReport};
 use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
 use crate::subjects::SubjectId;
-use crate::trail::{self, LoggedEntry, TrailQuery};
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 500;

@@ -11,13 +11,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::app::segments::SegmentError;
+use crate::app::trail::TrailError;
 use crate::auth::KeyError;
 use crate::interactions::ReadError;
 use crate::rejection::{Rejection, RejectionKind};
-use crate::segments::SegmentError;
 use crate::store::StoreError;
 use crate::subjects::SubjectError;
-use crate::trail::TrailError;
 use crate::vault::VaultError;
 
 /// The problem document.

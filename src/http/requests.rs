@@ -8,14 +8,12 @@ use serde_json::Value;
 use super::audit_trail;
 use super::export::{export_entry, parse_format, start as start_export, ExportQuery};
 use super::{ApiError, AppState};
+use crate::app::requests::{self, ListFilter, Step, Viewer, OPEN_STATUSES};
 use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::export::Format;
 use crate::rejection::Rejection;
-use crate::requests::{
-    self, Draft, Identity, Kind, ListFilter, Request, RequestError, Status, Step, Viewer,
-    OPEN_STATUSES,
-};
+use crate::requests::{Draft, Identity, Kind, Request, RequestError, Status};
 
 /// The most requests one page lists.
 pub const MAX_PAGE: i64 = 200;

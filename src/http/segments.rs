@@ -7,11 +7,12 @@ use serde_json::Value;
 
 use super::audit_trail;
 use super::{ApiError, AppState};
+use crate::app::segments::{self, NewSegment, Segment, SegmentError, MAX_MEMBERS_PAGE};
 use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::policy::Policy;
 use crate::rejection::Rejection;
-use crate::segments::{self, Answer, NewSegment, Segment, SegmentError, MAX_MEMBERS_PAGE};
+use crate::segments::Answer;
 
 /// A filter to count for a purpose.
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::app::Services;
 use crate::auth::{KeyStatusCache, TokenService};
 use crate::http::Metrics;
-use crate::services::Services;
 
 /// The application state shared by all workers.
 pub struct AppState {

@@ -15,12 +15,6 @@
 
 pub mod deadline;
 pub mod opendsr;
-mod service;
-
-pub use service::{
-    create_request, cursor_position, execute_request, export_target_of, kept_receipt_of,
-    list_requests, show_request, take_step, ListFilter, Step, Viewer, OPEN_STATUSES,
-};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use serde_json::{json, Value};

@@ -20,12 +20,6 @@
 //! guarantee and its limits are in `docs/segments.md`.
 
 pub mod filter;
-mod service;
-
-pub use service::{
-    create, list, members, preview, show, NewSegment, Segment, SegmentError, MAX_MEMBERS_PAGE,
-    POPULATION_QUEUE_WAIT,
-};
 
 use chrono::{Duration, SubsecRound, Utc};
 

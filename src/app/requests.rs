@@ -4,16 +4,16 @@
 
 use chrono::NaiveDateTime;
 
-use super::{
-    create, extend, finish_execution, get, kept_receipt, list, reject, start_execution, verify,
-    Draft, Executed, Identity, Request, RequestError, ACTION_EXECUTE, ACTION_LIST, ACTION_READ,
-    ACTION_RECEIPT,
-};
+use super::Services;
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::page::Page;
 use crate::policy::{Action, Policy};
-use crate::services::Services;
+use crate::requests::{
+    create, export_target, extend, finish_execution, get, kept_receipt, list, masked_changes,
+    reject, start_execution, verify, Draft, Executed, Identity, Request, RequestError,
+    ACTION_EXECUTE, ACTION_LIST, ACTION_READ, ACTION_RECEIPT,
+};
 use crate::store::requests::RequestFilter;
 use crate::subjects::SubjectId;
 
@@ -63,7 +63,7 @@ impl Viewer {
         if self.reveals {
             changes.clone()
         } else {
-            super::masked_changes(changes)
+            masked_changes(changes)
         }
     }
 }
@@ -307,6 +307,6 @@ pub async fn export_target_of(
     let vault = services.vault.clone();
     services
         .db
-        .run(move |conn| super::export_target(conn, &vault, &id))
+        .run(move |conn| export_target(conn, &vault, &id))
         .await
 }

@@ -8,13 +8,15 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, SubsecRound};
 use serde_json::Value;
 
-use super::filter::Filter;
-use super::{authorize, count, Answer, ACTION_CREATE, ACTION_EXPORT, ACTION_LIST, ACTION_PREVIEW};
+use super::Services;
 use crate::audit::{Actor, Entry, Unrecorded};
 use crate::page::Page;
 use crate::policy::{Action, PurposeId};
 use crate::rejection::Rejection;
-use crate::services::Services;
+use crate::segments::filter::Filter;
+use crate::segments::{
+    answer, authorize, count, Answer, ACTION_CREATE, ACTION_EXPORT, ACTION_LIST, ACTION_PREVIEW,
+};
 use crate::store::segments::{self as segment_store, SegmentRow};
 use crate::store::StoreError;
 use crate::subjects::{reveal_subject_id, SubjectError};
@@ -144,7 +146,7 @@ async fn count_and_answer(
             let declared = policy
                 .purpose(purpose.as_str())
                 .expect("an authorized purpose is declared");
-            super::answer(
+            answer(
                 conn,
                 &policy,
                 &actor,

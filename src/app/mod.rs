@@ -1,7 +1,17 @@
-//! What the domain services share: the database, the keys, the policy, the clock, the job
-//! runner, the signers and the write paths that group concurrent requests. A capability's
-//! service functions take `&Services` and parsed input; they own their transaction, their
-//! audit entries (reads included) and their after-commit effects. Cloning is cheap.
+//! The application's services: one module per capability, each a set of async functions that
+//! the HTTP handlers (and any other entry point) call with parsed input. A service function
+//! decides with the policy engine, runs its transaction on the pool (the domain module below
+//! does the work over a connection), commits its audit entries — reads included, before it
+//! answers — and runs what follows a commit. `Services` is what they share: the database, the
+//! keys, the policy, the clock, the job runner, the signers and the write paths that group
+//! concurrent requests. Cloning it is cheap.
+//!
+//! The layers: `http` → `app` → the domain modules (`segments`, `requests`, `subjects` …) →
+//! `store`. No domain module uses `app` (checked by `tests/boundaries.rs`).
+
+pub mod requests;
+pub mod segments;
+pub mod trail;
 
 use std::sync::Arc;
 

@@ -7,9 +7,9 @@
 
 use chrono::NaiveDateTime;
 
+use super::Services;
 use crate::audit::{self, Actor, Checkpoint, Entry, Unrecorded, VerifyReport};
 use crate::page::Page;
-use crate::services::Services;
 use crate::store::audit::{self as audit_store, AuditFilter, AuditRow};
 use crate::store::{write_transaction, StoreError};
 use crate::subjects::{self, SubjectError, SubjectId};
