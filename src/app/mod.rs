@@ -11,6 +11,7 @@
 
 pub mod requests;
 pub mod segments;
+pub mod subjects;
 pub mod trail;
 
 use std::sync::Arc;
@@ -24,6 +25,30 @@ use crate::jobs::Jobs;
 use crate::policy::Policy;
 use crate::store::Database;
 use crate::vault::Vault;
+
+/// Why a service did not answer: its domain's error, or the audit entry of a read that could
+/// not be written (nothing is answered then).
+#[derive(Debug, thiserror::Error)]
+pub enum Failed<E> {
+    /// The domain refused or failed.
+    #[error(transparent)]
+    Domain(#[from] E),
+    /// The read's audit entry is not durable: the answer must not leave.
+    #[error(transparent)]
+    Unrecorded(crate::audit::Unrecorded),
+}
+
+/// Commits the audit entries of a read; the read answers only once they are durable.
+pub async fn audit_read<E>(
+    services: &Services,
+    entries: Vec<crate::audit::Entry>,
+) -> Result<(), Failed<E>> {
+    services
+        .read_audit
+        .record(entries)
+        .await
+        .map_err(Failed::Unrecorded)
+}
 
 /// Population queries (segment counts, member pages) running at once in one process; more
 /// wait their turn.

@@ -326,7 +326,7 @@ pub async fn batch(
     let mut ids: Vec<SubjectId> = drafts.iter().map(|d| d.subject_id().clone()).collect();
     ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     ids.dedup_by(|a, b| a.as_str() == b.as_str());
-    let blocked = super::subjects::suppressed(&state, ids).await?;
+    let blocked = crate::app::subjects::suppressed(&state.services, ids).await?;
     if !blocked.is_empty() {
         let mut kept = Vec::with_capacity(drafts.len());
         let mut kept_indexes = Vec::with_capacity(drafts.len());

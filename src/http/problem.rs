@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::app::segments::SegmentError;
 use crate::app::trail::TrailError;
+use crate::app::Failed;
 use crate::auth::KeyError;
 use crate::interactions::ReadError;
 use crate::rejection::{Rejection, RejectionKind};
@@ -298,6 +299,18 @@ impl From<SegmentError> for ApiError {
             SegmentError::Store(error) => error.into(),
             SegmentError::Subject(error) => error.into(),
             SegmentError::Corrupt => ApiError::Internal(anyhow::anyhow!("a stored filter does not parse")),
+        }
+    }
+}
+
+impl<E> From<Failed<E>> for ApiError
+where
+    ApiError: From<E>,
+{
+    fn from(failed: Failed<E>) -> Self {
+        match failed {
+            Failed::Domain(error) => error.into(),
+            Failed::Unrecorded(_) => super::middleware::audit_unavailable(),
         }
     }
 }

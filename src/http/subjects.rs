@@ -1,20 +1,16 @@
 //! `PUT /v1/subjects/{subject_id}` (identifiers and traits) and `POST /v1/lookup/subjects`.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::audit_trail;
 use super::{ApiError, AppState};
-use crate::audit::{Actor, Entry};
+use crate::app::subjects::{self as people, Erased};
+use crate::audit::Actor;
 use crate::interactions::subject_not_found;
 use crate::rejection::Rejection;
-use crate::store::erasure::ErasedCounts;
 use crate::subjects::holds::Held;
-use crate::subjects::{
-    self, find_by_email, upsert, Email, ErasurePreview, SubjectChanges, SubjectId,
-    ACTION_ERASURE_PREVIEW, ACTION_LOOKUP, IDENTIFIERS_CATEGORY,
-};
+use crate::subjects::{Email, ErasedCounts, ErasurePreview, SubjectChanges, SubjectId};
 
 /// Identifiers and traits to set; `null` removes one.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -60,12 +56,7 @@ pub async fn put(
         .map_err(|message| Rejection::invalid("invalid_subject_id", message))?;
     let body = body.into_inner();
     let changes = SubjectChanges::parse(&state.services.policy, &body.identifiers, &body.traits)?;
-    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
-    let outcome = state
-        .services
-        .db
-        .run_write(move |conn| upsert(conn, &vault, &policy, &subject_id, &changes, &actor))
-        .await?;
+    let outcome = people::put(&state.services, &actor, subject_id, changes).await?;
     let response = SubjectResponse {
         subject_id: raw_id,
         created: outcome.created,
@@ -111,32 +102,18 @@ pub struct LookupResponse {
 pub async fn lookup(
     state: web::Data<AppState>,
     actor: Actor,
-    request: HttpRequest,
     body: web::Json<LookupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&body.into_inner().email)
         .map_err(|message| Rejection::invalid("invalid_identifier", message))?;
-    let vault = state.services.vault.clone();
-    let found = state
-        .services
-        .db
-        .run(move |conn| find_by_email(conn, &vault, &email))
-        .await?;
+    let found = people::lookup(&state.services, &actor, email).await?;
     if found.is_empty() {
-        audit_trail::record(&request, Entry::new(&actor, ACTION_LOOKUP));
         return Err(subject_not_found().into());
-    }
-    for (_, pseudonym) in &found {
-        let entry = Entry::new(&actor, ACTION_LOOKUP)
-            .pseudonym(Some(pseudonym.clone()))
-            .category(IDENTIFIERS_CATEGORY)
-            .records(1);
-        audit_trail::record(&request, entry);
     }
     Ok(HttpResponse::Ok().json(LookupResponse {
         subjects: found
             .into_iter()
-            .map(|(subject_id, _)| FoundSubject { subject_id })
+            .map(|subject_id| FoundSubject { subject_id })
             .collect(),
     }))
 }
@@ -200,30 +177,12 @@ pub async fn erase(
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
     let suppress = query.suppress.unwrap_or(false);
-    let for_work = state.clone();
-    let erasure = state
-        .services
-        .db
-        .run_write(move |conn| {
-            subjects::erase(
-                conn,
-                &for_work.services.vault,
-                &for_work.services.policy,
-                &for_work.services.receipts,
-                &subject_id,
-                suppress,
-                None,
-                &actor,
-            )
-        })
+    let Erased {
+        erasure,
+        old_copies_removed,
+    } = people::erase(&state.services, &actor, subject_id, suppress)
         .await?
         .ok_or_else(subject_not_found)?;
-    let old_copies_removed = subjects::after_erasure(
-        &state.services.db,
-        &state.services.vault,
-        erasure.erased_key,
-    )
-    .await;
     Ok(HttpResponse::Ok().json(ErasureResponse {
         erased: true,
         suppressed: suppress,
@@ -262,7 +221,6 @@ pub struct GlanceQuery {
 pub async fn glance(
     state: web::Data<AppState>,
     actor: Actor,
-    request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<GlanceQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -278,46 +236,13 @@ pub async fn glance(
         }
     };
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
-    let for_work = state.clone();
-    let glance = state
-        .services
-        .db
-        .run(move |conn| {
-            crate::export::glance::glance(
-                conn,
-                &for_work.services.vault,
-                &for_work.services.policy,
-                &subject_id,
-                reveal,
-            )
-        })
+    let glance = people::glance(&state.services, &actor, subject_id, reveal)
         .await?
         .ok_or_else(subject_not_found)?;
-    let mut view = Entry::new(&actor, ACTION_VIEW)
-        .pseudonym(Some(glance.pseudonym.clone()))
-        .records(1 + glance.timeline.len());
-    for category in &glance.categories {
-        view.add_category(category);
-    }
-    audit_trail::record(&request, view);
-    if reveal && !glance.identifiers.is_empty() {
-        audit_trail::record(
-            &request,
-            Entry::new(&actor, ACTION_REVEAL)
-                .pseudonym(Some(glance.pseudonym.clone()))
-                .records(glance.identifiers.len())
-                .category(IDENTIFIERS_CATEGORY),
-        );
-    }
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(glance))
 }
-
-/// The audit action of looking at a person at a glance.
-pub const ACTION_VIEW: &str = "subjects.view";
-/// The audit action of revealing a person's identifiers on their screen.
-pub const ACTION_REVEAL: &str = "subjects.reveal";
 
 /// What erasing the person now would do, counted as the officer sees the person (identifiers
 /// and traits, not index rows): what is erased, what legal holds keep and until when, and the
@@ -334,28 +259,12 @@ pub const ACTION_REVEAL: &str = "subjects.reveal";
 pub async fn erasure_preview(
     state: web::Data<AppState>,
     actor: Actor,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
-    let for_work = state.clone();
-    let (preview, pseudonym) = state
-        .services
-        .db
-        .run(move |conn| {
-            subjects::erasure_preview(
-                conn,
-                &for_work.services.vault,
-                &for_work.services.policy,
-                &subject_id,
-            )
-        })
+    let preview = people::preview_erasure(&state.services, &actor, subject_id)
         .await?
         .ok_or_else(subject_not_found)?;
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, ACTION_ERASURE_PREVIEW).pseudonym(Some(pseudonym)),
-    );
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(preview))
@@ -386,34 +295,9 @@ pub async fn lift_suppression(
     let not_suppressed =
         || ApiError::not_found("suppression_not_found", "this subject_id is not suppressed");
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| not_suppressed())?;
-    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
-    let lifted = state
-        .services
-        .db
-        .run_write(move |conn| {
-            subjects::lift_suppression(conn, &vault, &policy, &subject_id, &actor)
-        })
-        .await?;
+    let lifted = people::lift_suppression(&state.services, &actor, subject_id).await?;
     if !lifted {
         return Err(not_suppressed());
     }
     Ok(HttpResponse::Ok().json(LiftResponse { lifted: true }))
-}
-
-/// The subject ids among `ids` whose ingestion is suppressed (checked before queuing writes,
-/// so that one suppressed id does not fail a whole coalesced group).
-pub async fn suppressed(state: &AppState, ids: Vec<SubjectId>) -> Result<Vec<SubjectId>, ApiError> {
-    if ids.is_empty() {
-        return Ok(ids);
-    }
-    let vault = state.services.vault.clone();
-    Ok(state
-        .services
-        .db
-        .run(move |conn| {
-            let refs: Vec<&SubjectId> = ids.iter().collect();
-            subjects::suppressed_among(conn, &vault, &refs)
-                .map(|found| found.into_iter().cloned().collect::<Vec<_>>())
-        })
-        .await?)
 }

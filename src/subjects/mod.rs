@@ -14,6 +14,8 @@ use std::sync::Arc;
 use chrono::{NaiveDateTime, Utc};
 use serde_json::Value;
 
+/// What an erasure deleted, by kind (as the store counts it).
+pub use crate::store::erasure::ErasedCounts;
 pub use erase::{
     after_erasure, erase, lift_suppression, preview as erasure_preview, suppressed_among, Erasure,
     ErasureClaims, ErasurePreview, ACTION_ERASE, ACTION_ERASURE_PREVIEW, ACTION_LIFT_SUPPRESSION,
