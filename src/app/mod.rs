@@ -9,6 +9,7 @@
 //! The layers: `http` → `app` → the domain modules (`segments`, `requests`, `subjects` …) →
 //! `store`. No domain module uses `app` (checked by `tests/boundaries.rs`).
 
+pub mod consents;
 pub mod requests;
 pub mod segments;
 pub mod subjects;
@@ -33,6 +34,10 @@ pub enum Failed<E> {
     /// The domain refused or failed.
     #[error(transparent)]
     Domain(#[from] E),
+    /// The policy refused, and the service audited the refusal itself (naming the person when
+    /// they exist): the caller gets the refusal, and nobody adds another entry for it.
+    #[error("refused: {}", .0.code)]
+    Refused(crate::rejection::Rejection),
     /// The read's audit entry is not durable: the answer must not leave.
     #[error(transparent)]
     Unrecorded(crate::audit::Unrecorded),

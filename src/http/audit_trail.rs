@@ -10,6 +10,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use super::ApiError;
+use crate::app::Failed;
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 
@@ -53,6 +54,20 @@ pub(super) struct DenialRecorded;
 /// Marks a request whose refusal the domain service audited itself.
 pub fn denial_recorded(request: &HttpRequest) {
     request.extensions_mut().insert(DenialRecorded);
+}
+
+/// A service's answer as the handler returns it: a refusal the service audited itself is marked
+/// so (the middleware adds no generic entry for it).
+pub fn settle<T, E>(request: &HttpRequest, result: Result<T, Failed<E>>) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
+    result.map_err(|failed| {
+        if matches!(failed, Failed::Refused(_)) {
+            denial_recorded(request);
+        }
+        <ApiError as From<Failed<E>>>::from(failed)
+    })
 }
 
 /// Whether the domain audited this request's refusal.

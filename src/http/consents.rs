@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::audit_trail;
 use super::{ApiError, AppState};
-use crate::audit::{Actor, Entry};
+use crate::app::consents::{self, ConsentView};
+use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::consent::{self, ConsentDraft, ConsentJob, NoticeRef, RawConsent, Receipted, Recorded};
+use crate::consent::{ConsentDraft, NoticeRef, RawConsent, Receipted, Recorded};
 use crate::crypto::Jwk;
 use crate::interactions::{parse_purpose, subject_not_found};
 use crate::rejection::Rejection;
@@ -118,39 +119,6 @@ fn body_of(recorded: &Recorded) -> ConsentBody {
     }
 }
 
-/// Rule 1 for a consent or objection write: the role must hold `consents.write` for the
-/// purpose (or an ancestor of it). A refusal is 403 `purpose_not_permitted`, audited with the
-/// purpose (and, by the middleware, the person's pseudonym when they exist).
-fn permit_purpose(
-    state: &AppState,
-    principal: &Principal,
-    actor: &Actor,
-    request: &HttpRequest,
-    action: &'static str,
-    purpose: &crate::policy::PurposeId,
-) -> Result<(), ApiError> {
-    let Err(denial) = state.services.policy.authorize_purpose(
-        principal.role.as_str(),
-        crate::policy::Action::ConsentsWrite,
-        purpose,
-    ) else {
-        return Ok(());
-    };
-    audit_trail::record(
-        request,
-        Entry::new(actor, action)
-            .purpose(&state.services.policy, purpose)
-            .denied(denial.code()),
-    );
-    Err(ApiError::forbidden(
-        denial.code(),
-        format!(
-            "role `{}` may not record statements for purpose `{purpose}`",
-            principal.role
-        ),
-    ))
-}
-
 fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
     SubjectId::parse(raw).map_err(|message| Rejection::invalid("invalid_subject_id", message))
 }
@@ -198,23 +166,10 @@ pub async fn record(
             user_agent: evidence.user_agent,
         },
     )?;
-    permit_purpose(
-        &state,
-        &principal,
-        &actor,
-        &request,
-        consent::ACTION_WRITE,
-        draft.purpose(),
-    )?;
-    // A suppressed subject id is refused where the statement is recorded (`record_all`).
-    let job = ConsentJob {
-        subject_id,
-        draft,
-        gpc: has_gpc(request.headers()),
-        recorded_by: principal.key_id,
-        actor,
-    };
-    let Receipted { outcome, receipt } = state.services.consent_writes.record(job).await?;
+    let gpc = has_gpc(request.headers());
+    let recorded =
+        consents::record(&state.services, &principal, &actor, subject_id, draft, gpc).await;
+    let Receipted { outcome, receipt } = audit_trail::settle(&request, recorded)?;
     let consent = body_of(&outcome.recorded);
     let duplicate = outcome.recorded.duplicate;
     let response = ConsentResponse {
@@ -295,50 +250,13 @@ pub async fn show(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
-    let full = state
-        .services
-        .policy
-        .authorize_action(
-            principal.role.as_str(),
-            crate::policy::Action::SubjectsExport,
-        )
-        .is_ok();
-    let only = if full {
-        None
-    } else {
-        Some(
-            state
-                .services
-                .policy
-                .role(principal.role.as_str())
-                .map(|role| role.purposes.clone())
-                .unwrap_or_default(),
-        )
-    };
-    let vault = state.services.vault.clone();
-    let purposes = only.clone();
-    let found = state
-        .services
-        .db
-        .run(move |conn| consent::read_state(conn, &vault, &subject_id, purposes.as_deref()))
-        .await?
-        .ok_or_else(subject_not_found)?;
-    let mut entry = Entry::new(&actor, consent::ACTION_READ)
-        .pseudonym(Some(found.pseudonym.clone()))
-        .category(consent::CONSENT_CATEGORY)
-        .records(if full {
-            found.history.len()
-        } else {
-            found.current.len()
-        });
-    for purpose in only.iter().flatten() {
-        entry.add_purpose(&state.services.policy, purpose);
-    }
-    audit_trail::record(&request, entry);
+    let ConsentView { full, state: found } =
+        consents::show(&state.services, &actor, principal.role.as_str(), subject_id)
+            .await?
+            .ok_or_else(subject_not_found)?;
     Ok(HttpResponse::Ok().json(ConsentStateBody {
         scope: if full { "full" } else { "purposes" },
         current: found
@@ -426,21 +344,17 @@ pub async fn object(
             .into())
         }
     };
-    let action = if lift {
-        consent::ACTION_LIFT_OBJECTION
-    } else {
-        consent::ACTION_OBJECT
-    };
-    permit_purpose(&state, &principal, &actor, &request, action, &purpose)?;
-    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
-    let target = purpose.clone();
-    let changed = state
-        .services
-        .db
-        .run_write(move |conn| {
-            consent::object(conn, &vault, &policy, &subject_id, &target, lift, &actor)
-        })
-        .await?;
+    let role = principal.role.as_str();
+    let objected = consents::object(
+        &state.services,
+        &actor,
+        role,
+        subject_id,
+        purpose.clone(),
+        lift,
+    )
+    .await;
+    let changed = audit_trail::settle(&request, objected)?;
     Ok(HttpResponse::Ok().json(ObjectionResponse {
         purpose: purpose.to_string(),
         status: if lift { "lifted" } else { "objected" }.into(),
@@ -477,31 +391,14 @@ async fn set_restriction(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
+    request: HttpRequest,
     path: web::Path<String>,
     lift: bool,
 ) -> Result<HttpResponse, ApiError> {
-    if state
-        .services
-        .policy
-        .role(principal.role.as_str())
-        .is_some_and(|role| role.own_requests_only)
-    {
-        return Err(ApiError::forbidden(
-            "own_requests_only",
-            format!(
-                "role `{}` acts only on the requests its keys filed: it may not restrict anyone directly",
-                principal.role
-            ),
-        ));
-    }
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
-    let (vault, policy) = (state.services.vault.clone(), state.services.policy.clone());
-    let changed = state
-        .services
-        .db
-        .run_write(move |conn| consent::restrict(conn, &vault, &policy, &subject_id, lift, &actor))
-        .await?
-        .ok_or_else(subject_not_found)?;
+    let role = principal.role.as_str();
+    let set = consents::set_restriction(&state.services, &actor, role, subject_id, lift).await;
+    let changed = audit_trail::settle(&request, set)?.ok_or_else(subject_not_found)?;
     Ok(HttpResponse::Ok().json(RestrictionResponse {
         restricted: !lift,
         changed,
@@ -523,9 +420,10 @@ pub async fn restrict(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_restriction(state, principal, actor, path, false).await
+    set_restriction(state, principal, actor, request, path, false).await
 }
 
 /// Lifts a restriction of processing.
@@ -541,7 +439,8 @@ pub async fn lift_restriction(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_restriction(state, principal, actor, path, true).await
+    set_restriction(state, principal, actor, request, path, true).await
 }

@@ -310,6 +310,7 @@ where
     fn from(failed: Failed<E>) -> Self {
         match failed {
             Failed::Domain(error) => error.into(),
+            Failed::Refused(rejection) => rejection.into(),
             Failed::Unrecorded(_) => super::middleware::audit_unavailable(),
         }
     }

@@ -951,6 +951,16 @@ async fn a_controllers_key_sees_and_acts_on_only_its_own_requests() {
         "own_requests_only",
     )
     .await;
+    // The refusal is audited once.
+    let denied: Value = app
+        .get_json(
+            "/v1/audit?decision=deny&action=requests.manage",
+            Some(&compliance),
+        )
+        .await;
+    let denied = denied["entries"].as_array().unwrap();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["reason"], "own_requests_only");
 }
 
 /// What the kept receipt of this request looks like in the table: (sealed receipt, key).
