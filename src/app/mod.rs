@@ -10,6 +10,7 @@
 //! `store`. No domain module uses `app` (checked by `tests/boundaries.rs`).
 
 pub mod consents;
+pub mod interactions;
 pub mod requests;
 pub mod segments;
 pub mod subjects;

@@ -7,20 +7,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use super::audit_trail;
 use super::consents::has_gpc;
 use super::problem::describe_serde_message;
 use super::{ApiError, AppState};
-use crate::audit::{Actor, Entry};
+use crate::app::interactions as app;
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::interactions::{
-    parse_purpose, read_for_purpose, Cursor, Draft, Outcome, PurposeRejection, RawInteraction,
-    ReadError, ACTION_READ, ACTION_WRITE, DEFAULT_PAGE, MAX_BATCH,
+    parse_purpose, Cursor, Outcome, PurposeRejection, RawInteraction, DEFAULT_PAGE, MAX_BATCH,
 };
-use crate::rejection::RejectionKind;
+use crate::rejection::Rejection;
 use crate::subjects::SubjectId;
 
 /// The largest batch body accepted, in bytes.
@@ -130,26 +127,6 @@ fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
     }
 }
 
-/// Stores drafts, applying a `Sec-GPC: 1` signal to their subjects first when the request
-/// carries one.
-async fn store(
-    state: &AppState,
-    request: &HttpRequest,
-    principal: &Principal,
-    actor: &Actor,
-    drafts: Vec<Draft>,
-) -> Result<Vec<Outcome>, ApiError> {
-    Ok(if has_gpc(request.headers()) {
-        state
-            .services
-            .ingest
-            .store_with_gpc(drafts, principal.key_id.clone(), actor.clone())
-            .await?
-    } else {
-        state.services.ingest.store(drafts).await?
-    })
-}
-
 /// Records one interaction.
 #[utoipa::path(post, operation_id = "interactions_create", path = "/v1/interactions", tag = "interactions", security(("bearer" = [])),
     request_body = InteractionRequest,
@@ -168,24 +145,15 @@ pub async fn create(
     request: HttpRequest,
     body: web::Json<InteractionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let shared = Arc::new(actor.clone());
-    let body = body.into_inner();
-    let subject_id = body.subject_id.clone();
-    let draft =
-        Draft::parse(&state.services.policy, &principal, &shared, body.into()).map_err(|r| {
-            if r.kind == RejectionKind::Forbidden {
-                // A refusal about the person the body names.
-                audit_trail::record_about(
-                    &request,
-                    Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
-                    &subject_id,
-                );
-            }
-            ApiError::from(r)
-        })?;
-    // A suppressed subject id is refused where the interaction is stored (`Outcome::Suppressed`).
-    let mut outcomes = store(&state, &request, &principal, &actor, vec![draft]).await?;
-    let result = result_of(outcomes.remove(0))?;
+    let gpc = has_gpc(request.headers());
+    let item = Ok(body.into_inner().into());
+    let mut results = app::collect(&state.services, &principal, &actor, vec![item], gpc).await?;
+    let outcome = audit_trail::settle(&request, results.remove(0))?;
+    if matches!(outcome, Outcome::Suppressed) {
+        // Refused before storing, and audited so.
+        audit_trail::denial_recorded(&request);
+    }
+    let result = result_of(outcome)?;
     Ok(if result.duplicate {
         HttpResponse::Ok().json(result)
     } else {
@@ -283,87 +251,31 @@ pub async fn batch(
             ),
         ));
     }
-    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
-    let mut drafts = Vec::new();
-    let mut draft_indexes = Vec::new();
-    let shared = Arc::new(actor.clone());
-    let request_for_audit = request.clone();
-    for (index, raw) in items.iter().enumerate() {
-        let parsed = serde_json::from_str::<InteractionRequest>(raw.get())
-            .map_err(|error| {
-                ApiError::unprocessable("invalid_body", describe_serde_message(&error.to_string()))
-            })
-            .and_then(|request| {
-                let subject_id = request.subject_id.clone();
-                Draft::parse(&state.services.policy, &principal, &shared, request.into()).map_err(
-                    |r| {
-                        if r.kind == RejectionKind::Forbidden {
-                            // The role may not collect for a purpose: a refusal of its own, about
-                            // the person the item names.
-                            audit_trail::record_about(
-                                &request_for_audit,
-                                Entry::new(&actor, ACTION_WRITE).records(1).denied(r.code),
-                                &subject_id,
-                            );
-                        }
-                        ApiError::from(r)
-                    },
-                )
-            });
-        match parsed {
-            Ok(draft) => {
-                drafts.push(draft);
-                draft_indexes.push(index);
-                results.push(None);
-            }
-            Err(error) => results.push(Some(BatchItem::Failed {
-                index,
-                error: item_error(error),
-            })),
-        }
-    }
-    // Items about suppressed subject ids are refused one by one.
-    let mut ids: Vec<SubjectId> = drafts.iter().map(|d| d.subject_id().clone()).collect();
-    ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-    ids.dedup_by(|a, b| a.as_str() == b.as_str());
-    let blocked = crate::app::subjects::suppressed(&state.services, ids).await?;
-    if !blocked.is_empty() {
-        let mut kept = Vec::with_capacity(drafts.len());
-        let mut kept_indexes = Vec::with_capacity(drafts.len());
-        for (draft, index) in drafts.into_iter().zip(draft_indexes) {
-            if blocked
-                .iter()
-                .any(|id| id.as_str() == draft.subject_id().as_str())
-            {
-                audit_trail::record(
-                    &request,
-                    Entry::new(&actor, ACTION_WRITE)
-                        .records(1)
-                        .denied("subject_suppressed"),
-                );
-                results[index] = Some(BatchItem::Failed {
+    let parsed = items
+        .iter()
+        .map(|raw| {
+            serde_json::from_str::<InteractionRequest>(raw.get())
+                .map(RawInteraction::from)
+                .map_err(|error| {
+                    Rejection::invalid("invalid_body", describe_serde_message(&error.to_string()))
+                })
+        })
+        .collect();
+    let gpc = has_gpc(request.headers());
+    let outcomes = app::collect(&state.services, &principal, &actor, parsed, gpc).await?;
+    let results: Vec<BatchItem> = outcomes
+        .into_iter()
+        .enumerate()
+        .map(
+            |(index, outcome)| match outcome.map_err(ApiError::from).and_then(result_of) {
+                Ok(result) => BatchItem::Stored { index, result },
+                Err(error) => BatchItem::Failed {
                     index,
-                    error: item_error(super::problem::suppressed()),
-                });
-            } else {
-                kept.push(draft);
-                kept_indexes.push(index);
-            }
-        }
-        drafts = kept;
-        draft_indexes = kept_indexes;
-    }
-    let outcomes = store(&state, &request, &principal, &actor, drafts).await?;
-    for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
-        results[index] = Some(match result_of(outcome) {
-            Ok(result) => BatchItem::Stored { index, result },
-            Err(error) => BatchItem::Failed {
-                index,
-                error: item_error(error),
+                    error: item_error(error),
+                },
             },
-        });
-    }
-    let results: Vec<BatchItem> = results.into_iter().flatten().collect();
+        )
+        .collect();
     let duplicates = results
         .iter()
         .filter(|item| matches!(item, BatchItem::Stored { result, .. } if result.duplicate))
@@ -448,58 +360,17 @@ pub async fn list_for_subject(
     let purpose = parse_purpose(&state.services.policy, &query.purpose)?;
     let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
     let limit = crate::page::limit(query.limit, DEFAULT_PAGE, crate::interactions::MAX_PAGE)?;
-    let (vault, policy, target) = (
-        state.services.vault.clone(),
-        state.services.policy.clone(),
-        purpose.clone(),
-    );
-    let read = state
-        .services
-        .db
-        .run(move |conn| {
-            read_for_purpose(
-                conn,
-                &vault,
-                &policy,
-                &principal.role,
-                &subject_id,
-                &target,
-                limit,
-                cursor.as_ref(),
-            )
-        })
-        .await;
-    let entry = Entry::new(&actor, ACTION_READ).purpose(&state.services.policy, &purpose);
-    let page = match read {
-        Ok(page) => page,
-        Err(ReadError::Refused {
-            rejection,
-            pseudonym,
-        }) => {
-            let entry = entry.pseudonym(Some(pseudonym)).denied(rejection.code);
-            audit_trail::record(&request, entry);
-            return Err(rejection.into());
-        }
-        Err(ReadError::Rejected(rejection)) if rejection.kind == RejectionKind::Forbidden => {
-            audit_trail::record(&request, entry.denied(rejection.code));
-            return Err(rejection.into());
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let categories: BTreeSet<&str> = page
-        .interactions
-        .iter()
-        .flat_map(|item| item.data.keys())
-        .filter_map(|name| state.services.policy.field(name))
-        .map(|field| field.category.as_str())
-        .collect();
-    let mut entry = entry
-        .pseudonym(Some(page.pseudonym.clone()))
-        .records(page.interactions.len());
-    for category in categories {
-        entry.add_category(category);
-    }
-    audit_trail::record(&request, entry);
+    let read = app::read(
+        &state.services,
+        &principal,
+        &actor,
+        subject_id,
+        purpose,
+        limit,
+        cursor,
+    )
+    .await;
+    let page = audit_trail::settle(&request, read)?;
     Ok(HttpResponse::Ok().json(InteractionPage {
         next_cursor: page.next_cursor.as_ref().map(Cursor::encode),
         interactions: page

@@ -1,0 +1,213 @@
+//! Interactions as the API offers them: collection (one or a batch, each item judged on its
+//! own) and reads for a purpose. Refusals by the policy are audited here, about the person
+//! they concern (by pseudonym, when they exist); reads are audited before they answer.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{audit_read, Failed, Services};
+use crate::audit::{Actor, Entry};
+use crate::auth::Principal;
+use crate::interactions::{
+    read_for_purpose, Cursor, Draft, Outcome, Page, RawInteraction, ReadError, ACTION_READ,
+    ACTION_WRITE,
+};
+use crate::policy::PurposeId;
+use crate::rejection::{Rejection, RejectionKind};
+use crate::subjects::{pseudonym_of, SubjectError, SubjectId};
+
+/// One item's fate: stored (or found stored, or refused by the person's standing — see
+/// [`Outcome`]), or refused as sent (`Failed::Refused` when the policy refused it and the
+/// refusal was audited, `Failed::Domain` when it was malformed).
+pub type ItemResult = Result<Outcome, Failed<Rejection>>;
+
+/// The pseudonyms of these subject ids, where someone has them (ids that do not parse name
+/// nobody).
+async fn pseudonyms_of(
+    services: &Services,
+    raw_ids: Vec<String>,
+) -> Result<Vec<Option<String>>, SubjectError> {
+    let vault = services.vault.clone();
+    services
+        .db
+        .run(move |conn| {
+            raw_ids
+                .iter()
+                .map(|raw| match SubjectId::parse(raw) {
+                    Ok(id) => pseudonym_of(conn, &vault, &id),
+                    Err(_) => Ok(None),
+                })
+                .collect()
+        })
+        .await
+}
+
+/// Collects interactions: each item is checked on its own (a malformed one, or one the role
+/// may not collect for — audited about its person —, does not stop the others), items about
+/// suppressed subject ids are refused (audited), and the rest are stored together, after a GPC
+/// signal for their subjects when `gpc`. One result per item, in order.
+pub async fn collect(
+    services: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    items: Vec<Result<RawInteraction, Rejection>>,
+    gpc: bool,
+) -> Result<Vec<ItemResult>, Failed<SubjectError>> {
+    let shared = Arc::new(actor.clone());
+    let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
+    let mut drafts = Vec::new();
+    let mut draft_indexes = Vec::new();
+    let mut refused_about = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let parsed = item.and_then(|raw| {
+            let subject_id = raw.subject_id.clone();
+            Draft::parse(&services.policy, principal, &shared, raw).inspect_err(|rejection| {
+                if rejection.kind == RejectionKind::Forbidden {
+                    refused_about.push((index, subject_id, rejection.code));
+                }
+            })
+        });
+        match parsed {
+            Ok(draft) => {
+                drafts.push(draft);
+                draft_indexes.push(index);
+                results.push(None);
+            }
+            Err(rejection) => results.push(Some(Err(Failed::Domain(rejection)))),
+        }
+    }
+    let mut denials = Vec::new();
+    if !refused_about.is_empty() {
+        let raw_ids = refused_about.iter().map(|(_, id, _)| id.clone()).collect();
+        let pseudonyms = pseudonyms_of(services, raw_ids).await?;
+        for ((index, _, code), pseudonym) in refused_about.into_iter().zip(pseudonyms) {
+            denials.push(
+                Entry::new(actor, ACTION_WRITE)
+                    .records(1)
+                    .pseudonym(pseudonym)
+                    .denied(code),
+            );
+            if let Some(Err(Failed::Domain(rejection))) = results[index].take() {
+                results[index] = Some(Err(Failed::Refused(rejection)));
+            }
+        }
+    }
+    // Items about suppressed subject ids are refused one by one.
+    let mut ids: Vec<SubjectId> = drafts.iter().map(|d| d.subject_id().clone()).collect();
+    ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids.dedup_by(|a, b| a.as_str() == b.as_str());
+    let blocked = super::subjects::suppressed(services, ids).await?;
+    if !blocked.is_empty() {
+        let mut kept = Vec::with_capacity(drafts.len());
+        let mut kept_indexes = Vec::with_capacity(drafts.len());
+        for (draft, index) in drafts.into_iter().zip(draft_indexes) {
+            let suppressed = blocked
+                .iter()
+                .any(|id| id.as_str() == draft.subject_id().as_str());
+            if suppressed {
+                denials.push(
+                    Entry::new(actor, ACTION_WRITE)
+                        .records(1)
+                        .denied("subject_suppressed"),
+                );
+                results[index] = Some(Ok(Outcome::Suppressed));
+            } else {
+                kept.push(draft);
+                kept_indexes.push(index);
+            }
+        }
+        drafts = kept;
+        draft_indexes = kept_indexes;
+    }
+    audit_read(services, denials).await?;
+    let outcomes = if drafts.is_empty() {
+        Vec::new()
+    } else if gpc {
+        services
+            .ingest
+            .store_with_gpc(drafts, principal.key_id.clone(), actor.clone())
+            .await?
+    } else {
+        services.ingest.store(drafts).await?
+    };
+    for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
+        results[index] = Some(Ok(outcome));
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// A page of a person's interactions usable for `purpose`, minimised to the fields it may use;
+/// audited with the categories shown. A refusal (the role may not read for the purpose, or the
+/// person gave it no legal basis) is audited about the person.
+#[allow(clippy::too_many_arguments)]
+pub async fn read(
+    services: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    subject_id: SubjectId,
+    purpose: PurposeId,
+    limit: i64,
+    cursor: Option<Cursor>,
+) -> Result<Page, Failed<ReadError>> {
+    let (vault, policy, role, target, about) = (
+        services.vault.clone(),
+        services.policy.clone(),
+        principal.role.clone(),
+        purpose.clone(),
+        subject_id.clone(),
+    );
+    let read = services
+        .db
+        .run(move |conn| {
+            read_for_purpose(
+                conn,
+                &vault,
+                &policy,
+                &role,
+                &about,
+                &target,
+                limit,
+                cursor.as_ref(),
+            )
+        })
+        .await;
+    let policy = &services.policy;
+    let entry = Entry::new(actor, ACTION_READ).purpose(policy, &purpose);
+    let page = match read {
+        Ok(page) => page,
+        Err(ReadError::Refused {
+            rejection,
+            pseudonym,
+        }) => {
+            let entry = entry.pseudonym(Some(pseudonym)).denied(rejection.code);
+            audit_read(services, vec![entry]).await?;
+            return Err(Failed::Refused(rejection));
+        }
+        Err(ReadError::Rejected(rejection)) if rejection.kind == RejectionKind::Forbidden => {
+            let pseudonyms = pseudonyms_of(services, vec![subject_id.as_str().to_owned()])
+                .await
+                .map_err(|error| Failed::Domain(ReadError::Failed(error)))?;
+            let entry = entry
+                .pseudonym(pseudonyms.into_iter().flatten().next())
+                .denied(rejection.code);
+            audit_read(services, vec![entry]).await?;
+            return Err(Failed::Refused(rejection));
+        }
+        Err(error) => return Err(Failed::Domain(error)),
+    };
+    let categories: BTreeSet<&str> = page
+        .interactions
+        .iter()
+        .flat_map(|item| item.data.keys())
+        .filter_map(|name| policy.field(name))
+        .map(|field| field.category.as_str())
+        .collect();
+    let mut entry = entry
+        .pseudonym(Some(page.pseudonym.clone()))
+        .records(page.interactions.len());
+    for category in categories {
+        entry.add_category(category);
+    }
+    audit_read(services, vec![entry]).await?;
+    Ok(page)
+}
