@@ -12,11 +12,10 @@ use anyhow::Context;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::app::Services;
-use crate::auth::{KeyStatusCache, TokenService};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::middleware::{authorize, observe};
-use crate::http::{endpoints, openapi, ApiError, AppState, Callers, Metrics, OpenDsr, Web};
+use crate::http::{endpoints, openapi, ApiError, AppState, Metrics, OpenDsr, Web};
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::policy::{load_dir, Policy};
 use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
@@ -159,18 +158,10 @@ fn app_state(
     let metrics = Metrics::new();
     let jobs = Jobs::new(metrics.registry(), clock.clone());
     Ok(web::Data::new(AppState {
-        callers: Callers {
-            tokens: TokenService::new(vault.token_key(), settings.token_ttl),
-            key_status: KeyStatusCache::new(),
-            key_checks: crate::auth::KeyCheckPool::start(
-                crate::http::limits::key_check_threads(),
-                crate::http::limits::KEY_CHECKS_QUEUED,
-            ),
-            limits: Arc::new(crate::http::limits::RateLimits::new(
-                settings.rate_limit,
-                clock.clone(),
-            )),
-        },
+        limits: Arc::new(crate::http::limits::RateLimits::new(
+            settings.rate_limit,
+            clock.clone(),
+        )),
         opendsr: OpenDsr {
             identity: opendsr,
             controllers: opendsr_controllers,
@@ -184,7 +175,7 @@ fn app_state(
             body_timeout: settings.body_timeout,
             exports: crate::http::export::export_permits(),
         },
-        services: Services::start(db, vault, policy, clock, jobs),
+        services: Services::start(db, vault, policy, clock, jobs, settings.token_ttl),
     }))
 }
 
@@ -365,7 +356,7 @@ fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
             Ok(Ran::Done)
         }
     });
-    let limits = state.callers.limits.clone();
+    let limits = state.limits.clone();
     jobs.start(
         "rate_limit_upkeep",
         Schedule::every(crate::http::limits::UPKEEP_INTERVAL),

@@ -9,8 +9,11 @@
 //! The layers: `http` → `app` → the domain modules (`segments`, `requests`, `subjects` …) →
 //! `store`. No domain module uses `app` (checked by `tests/boundaries.rs`).
 
+pub mod access;
 pub mod consents;
+pub mod holds;
 pub mod interactions;
+pub mod keys;
 pub mod requests;
 pub mod segments;
 pub mod subjects;
@@ -19,6 +22,9 @@ pub mod trail;
 use std::sync::Arc;
 
 use crate::audit::ReadAudit;
+use crate::auth::{
+    key_check_threads, KeyCheckPool, KeyStatusCache, TokenService, KEY_CHECKS_QUEUED,
+};
 use crate::clock::Clock;
 use crate::consent::ConsentWrites;
 use crate::crypto::JwsSigner;
@@ -85,6 +91,12 @@ pub struct Services {
     pub ingest: Arc<IngestQueue>,
     /// Population queries running at once.
     pub population_queries: Arc<tokio::sync::Semaphore>,
+    /// Recently checked API key statuses (a revocation forgets its key's).
+    pub key_status: Arc<KeyStatusCache>,
+    /// Issues and checks access tokens.
+    pub tokens: Arc<TokenService>,
+    /// Where API keys are checked (argon2id): threads of their own, apart from the database's.
+    pub key_checks: Arc<KeyCheckPool>,
 }
 
 impl Services {
@@ -95,6 +107,7 @@ impl Services {
         policy: Arc<Policy>,
         clock: Clock,
         jobs: Jobs,
+        token_ttl: std::time::Duration,
     ) -> Services {
         let receipts = Arc::new(JwsSigner::new(vault.receipt_seed()));
         Services {
@@ -112,6 +125,9 @@ impl Services {
             )),
             checkpoints: Arc::new(JwsSigner::new(vault.audit_seed())),
             population_queries: Arc::new(tokio::sync::Semaphore::new(POPULATION_QUERIES)),
+            key_status: Arc::new(KeyStatusCache::new()),
+            tokens: Arc::new(TokenService::new(vault.token_key(), token_ttl)),
+            key_checks: Arc::new(KeyCheckPool::start(key_check_threads(), KEY_CHECKS_QUEUED)),
             receipts,
             db,
             vault,

@@ -12,7 +12,7 @@ pub use keys::{
     CreatedKey, KeyError, KeyInfo, KeyStatusCache, ACTION_CREATE, ACTION_LIST, ACTION_REVOKE,
     ACTION_ROTATE_MASTER, KEY_STATUS_TTL,
 };
-pub use pool::{KeyCheckPool, PoolBusy};
+pub use pool::{key_check_threads, KeyCheckPool, PoolBusy, KEY_CHECKS_QUEUED};
 pub use token::{Claims, IssuedToken, TokenError, TokenService};
 
 use crate::policy::RoleId;

@@ -16,6 +16,17 @@ use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// How many API keys may be checked (argon2id: ~25 ms of one core and 19 MiB each) at once:
+/// one per core, on threads of their own (`auth::KeyCheckPool`).
+pub fn key_check_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// How many key checks may wait for a thread; past that, 503 `busy` at once. With the
+/// per-address limit (bursts of 40) this is several addresses' bursts, about a second of work
+/// per core.
+pub const KEY_CHECKS_QUEUED: usize = 128;
+
 /// A fixed set of threads that check API keys, with a bounded queue in front.
 #[derive(Clone)]
 pub struct KeyCheckPool {

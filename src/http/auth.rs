@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::auth::{check_candidate, find_candidate};
+use crate::app::access::{self, Exchanged};
 use crate::policy::{Action, PurposeId};
 
 /// The token request.
@@ -48,27 +48,10 @@ pub async fn issue_token(
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let api_key = zeroize::Zeroizing::new(body.into_inner().api_key);
-    // The cheap half on a database connection: parse, read the key's row.
-    let presented = api_key.clone();
-    let candidate = state
-        .services
-        .db
-        .run(move |conn| find_candidate(conn, &presented))
-        .await?;
-    // The slow half (argon2id) on the key-check threads, holding no connection.
-    let policy = state.services.policy.clone();
-    let (key_id, role) = state
-        .callers
-        .key_checks
-        .run(move || check_candidate(&policy, &candidate, &api_key))
-        .await
-        .map_err(|_| {
-            ApiError::unavailable(
-                "busy",
-                "too many API keys are being checked; retry after the time in Retry-After",
-            )
-        })??;
-    let issued = state.callers.tokens.issue(&key_id, &role);
+    let Exchanged {
+        token: issued,
+        role,
+    } = access::exchange(&state.services, api_key).await?;
     // The key was just checked against the loaded policy, so its role is in it.
     let (actions, purposes) = state
         .services

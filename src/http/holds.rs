@@ -1,17 +1,15 @@
 //! What erasures keep under a legal hold: read only for a holding purpose.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::audit_trail;
 use super::{ApiError, AppState};
-use crate::audit::{Actor, Entry};
+use crate::app::holds as app;
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::interactions::parse_purpose;
-use crate::policy::Action;
-use crate::rejection::Rejection;
-use crate::subjects::holds::{self, HeldInteraction};
+use crate::subjects::holds::HeldInteraction;
 
 /// The purpose a held record is read for.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -66,80 +64,22 @@ pub async fn held(
         return Err(not_found());
     }
     let purpose = parse_purpose(&state.services.policy, &query.purpose)?;
-    let entry = Entry::new(&actor, holds::ACTION_READ)
-        .purpose(&state.services.policy, &purpose)
-        .target(path.as_str());
-    if let Err(denial) = state.services.policy.authorize_purpose(
-        principal.role.as_str(),
-        Action::InteractionsRead,
-        &purpose,
-    ) {
-        audit_trail::record(&request, entry.denied(denial.code()));
-        return Err(Rejection::forbidden(
-            denial.code(),
-            format!(
-                "role `{}` may not read data for purpose `{purpose}`",
-                principal.role
-            ),
-        )
-        .into());
-    }
-    let declared = state
-        .services
-        .policy
-        .purpose(purpose.as_str())
-        .cloned()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a parsed purpose is not declared")))?;
     let erasure_id = path.into_inner();
-    let (vault, policy, id) = (
-        state.services.vault.clone(),
-        state.services.policy.clone(),
+    let role = principal.role.as_str();
+    let read = app::read(
+        &state.services,
+        &actor,
+        role,
         erasure_id.clone(),
-    );
-    let read = state
-        .services
-        .db
-        .run(move |conn| {
-            holds::read(
-                conn,
-                &vault,
-                &policy,
-                &id,
-                &declared,
-                Utc::now().naive_utc(),
-            )
-        })
-        .await;
-    let read = read?;
-    let Some(records) = read else {
-        return Err(not_found());
-    };
-    let entry = entry.pseudonym(Some(records.pseudonym.clone()));
-    if !records.held_for_purpose {
-        audit_trail::record(&request, entry.denied("purpose_not_held"));
-        return Err(Rejection::forbidden(
-            "purpose_not_held",
-            format!("this erasure holds nothing for purpose `{purpose}`: held records may be used only for the purpose that holds them"),
-        )
-        .into());
-    }
-    let mut entry = entry.records(records.interactions.len());
-    let categories: std::collections::BTreeSet<&str> = records
-        .interactions
-        .iter()
-        .flat_map(|item| item.data.keys())
-        .filter_map(|name| state.services.policy.field(name))
-        .map(|field| field.category.as_str())
-        .collect();
-    for category in categories {
-        entry.add_category(category);
-    }
-    audit_trail::record(&request, entry);
+        purpose.clone(),
+    )
+    .await;
+    let interactions = audit_trail::settle(&request, read)?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(HeldPage {
             erasure_id,
             purpose: purpose.to_string(),
-            interactions: records.interactions,
+            interactions,
         }))
 }

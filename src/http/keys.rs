@@ -1,14 +1,14 @@
 //! `POST/GET /v1/keys`, `DELETE /v1/keys/{id}`: API key management (action `keys.manage`).
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::audit_trail;
 use super::{ApiError, AppState};
-use crate::audit::{Actor, Entry};
-use crate::auth::{create_key, list_keys, revoke_key, KeyInfo, ACTION_LIST};
+use crate::app::keys;
+use crate::audit::Actor;
+use crate::auth::KeyInfo;
 
 /// A request to create a key.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -85,12 +85,7 @@ pub async fn create(
     body: web::Json<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let policy = state.services.policy.clone();
-    let created = state
-        .services
-        .db
-        .run_write(move |conn| create_key(conn, &policy, &request.name, &request.role, &actor))
-        .await?;
+    let created = keys::create(&state.services, &actor, request.name, request.role).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(CreatedKeyBody {
@@ -102,16 +97,8 @@ pub async fn create(
 /// Lists every API key.
 #[utoipa::path(get, operation_id = "keys_list", path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     responses((status = 200, description = "All keys", body = KeyListBody)))]
-pub async fn list(
-    state: web::Data<AppState>,
-    actor: Actor,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let keys = state.services.db.run(list_keys).await?;
-    audit_trail::record(
-        &request,
-        Entry::new(&actor, ACTION_LIST).records(keys.len()),
-    );
+pub async fn list(state: web::Data<AppState>, actor: Actor) -> Result<HttpResponse, ApiError> {
+    let keys = keys::list(&state.services, &actor).await?;
     Ok(HttpResponse::Ok().json(KeyListBody {
         keys: keys.into_iter().map(KeyBody::from).collect(),
     }))
@@ -130,14 +117,6 @@ pub async fn revoke(
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let key_id = id.clone();
-    let policy = state.services.policy.clone();
-    let revoked = state
-        .services
-        .db
-        .run_write(move |conn| revoke_key(conn, &policy, &key_id, &actor))
-        .await?;
-    state.callers.key_status.forget(&id);
+    let revoked = keys::revoke(&state.services, &actor, path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(KeyBody::from(revoked)))
 }

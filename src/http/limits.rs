@@ -106,17 +106,6 @@ pub fn too_many(wait: Duration, code: &'static str, detail: String) -> HttpRespo
     response
 }
 
-/// How many API keys may be checked (argon2id: ~25 ms of one core and 19 MiB each) at once:
-/// one per core, on threads of their own (`auth::KeyCheckPool`).
-pub fn key_check_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
-}
-
-/// How many key checks may wait for a thread; past that, 503 `busy` at once. With the
-/// per-address limit (bursts of 40) this is several addresses' bursts, about a second of work
-/// per core.
-pub const KEY_CHECKS_QUEUED: usize = 128;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use super::limits::too_many_requests;
 use super::problem::ProblemCode;
 use super::{access_for, Access, ApiError, AppState};
 use crate::audit::{Decision, Entry};
-use crate::auth::{active_key_role, KeyId, Principal, TokenError};
+use crate::auth::{KeyId, Principal, TokenError};
 use crate::policy::{Action, RoleId};
 
 /// The header carrying the request id, on requests (optional) and every response.
@@ -141,7 +141,7 @@ pub async fn authorize(
                     .filter_map(|value| value.to_str().ok())
                     .collect();
                 let address = state.web.trusted_proxies.client(peer, &forwarded);
-                if let Err(wait) = state.callers.limits.check_token_exchange(address) {
+                if let Err(wait) = state.limits.check_token_exchange(address) {
                     let response = too_many_requests(wait, "token requests from this address");
                     return Ok(req.into_response(response).map_into_right_body());
                 }
@@ -156,7 +156,7 @@ pub async fn authorize(
         Ok(principal) => principal,
         Err(error) => return Ok(req.error_response(error).map_into_right_body()),
     };
-    if let Err(wait) = state.callers.limits.check_key(principal.key_id.as_str()) {
+    if let Err(wait) = state.limits.check_key(principal.key_id.as_str()) {
         let response = too_many_requests(wait, "requests with this API key");
         return Ok(req.into_response(response).map_into_right_body());
     }
@@ -349,7 +349,7 @@ async fn authenticate(
             )
         })?;
     let claims = state
-        .callers
+        .services
         .tokens
         .verify(token)
         .map_err(|error| match error {
@@ -363,22 +363,7 @@ async fn authenticate(
         })?;
     let invalid = || ApiError::unauthorized("invalid_token", "the access token is not valid");
     let key_id = KeyId::parse(&claims.sub).ok_or_else(invalid)?;
-    let active_role = match state.callers.key_status.cached(key_id.as_str()) {
-        Some(role) => role,
-        None => {
-            let lookup_id = key_id.clone();
-            let role = state
-                .services
-                .db
-                .run(move |conn| active_key_role(conn, lookup_id.as_str()))
-                .await?;
-            state
-                .callers
-                .key_status
-                .remember(key_id.as_str(), role.clone());
-            role
-        }
-    };
+    let active_role = crate::app::access::active_role(&state.services, &key_id).await?;
     let role = match active_role {
         Some(role) if role == claims.role => role,
         Some(_) => return Err(invalid()),

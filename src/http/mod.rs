@@ -37,7 +37,7 @@ use actix_web::Route;
 
 pub use metrics::Metrics;
 pub use problem::ApiError;
-pub use state::{AppState, Callers, OpenDsr, Web};
+pub use state::{AppState, OpenDsr, Web};
 
 use crate::policy::Action;
 

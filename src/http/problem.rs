@@ -11,6 +11,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::app::access::AccessError;
 use crate::app::segments::SegmentError;
 use crate::app::trail::TrailError;
 use crate::app::Failed;
@@ -312,6 +313,18 @@ where
             Failed::Domain(error) => error.into(),
             Failed::Refused(rejection) => rejection.into(),
             Failed::Unrecorded(_) => super::middleware::audit_unavailable(),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> Self {
+        match error {
+            AccessError::Key(error) => error.into(),
+            AccessError::Busy => ApiError::unavailable(
+                "busy",
+                "too many API keys are being checked; retry after the time in Retry-After",
+            ),
         }
     }
 }

@@ -1,34 +1,21 @@
-//! What every handler can reach: the domain's services, and what only the HTTP layer needs
-//! (authentication and limits, the OpenDSR identity, the web's own settings).
+//! What every handler can reach: the services, and what only the HTTP layer needs (the limits
+//! on callers, the OpenDSR identity, the web's own settings).
 
 use std::sync::Arc;
 
 use crate::app::Services;
-use crate::auth::{KeyStatusCache, TokenService};
 use crate::http::Metrics;
 
 /// The application state shared by all workers.
 pub struct AppState {
     /// What the domain services share.
     pub services: Services,
-    /// Authentication and the limits on callers.
-    pub callers: Callers,
+    /// Request rates per key and token exchanges per address.
+    pub limits: Arc<super::limits::RateLimits>,
     /// OpenDSR: the processor's identity and the controllers it trusts.
     pub opendsr: OpenDsr,
     /// The web's own: metrics, documents, links, proxies, timeouts.
     pub web: Web,
-}
-
-/// Authentication and the limits on callers.
-pub struct Callers {
-    /// Issues and checks access tokens.
-    pub tokens: TokenService,
-    /// Recently checked API key statuses.
-    pub key_status: KeyStatusCache,
-    /// Where API keys are checked (argon2id): threads of their own, apart from the database's.
-    pub key_checks: crate::auth::KeyCheckPool,
-    /// Request rates per key and token exchanges per address.
-    pub limits: Arc<super::limits::RateLimits>,
 }
 
 /// OpenDSR as a processor.

@@ -1,0 +1,77 @@
+//! Access: an API key exchanged for a short-lived bearer token, and the check of a token's key
+//! on every request (its status cached for a moment, so that revocation reaches every process
+//! within seconds).
+
+use zeroize::Zeroizing;
+
+use super::Services;
+use crate::auth::{active_key_role, check_candidate, find_candidate, IssuedToken, KeyError, KeyId};
+use crate::policy::RoleId;
+use crate::store::StoreError;
+
+/// Why a key was not exchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The key is not valid (unknown, revoked, wrong secret, malformed: one answer).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Too many keys are being checked at once; try again shortly.
+    #[error("too many API keys are being checked")]
+    Busy,
+}
+
+impl From<StoreError> for AccessError {
+    fn from(error: StoreError) -> Self {
+        AccessError::Key(KeyError::Store(error))
+    }
+}
+
+/// A token issued for a key, with the key's role.
+pub struct Exchanged {
+    /// The token.
+    pub token: IssuedToken,
+    /// The key's role.
+    pub role: RoleId,
+}
+
+/// Exchanges an API key for a bearer token. Unknown, revoked and wrong keys all fail alike
+/// after the same work: the cheap half (parse, read the key's row) on a database connection,
+/// the slow half (argon2id) on the key-check threads, holding no connection.
+pub async fn exchange(
+    services: &Services,
+    api_key: Zeroizing<String>,
+) -> Result<Exchanged, AccessError> {
+    let presented = api_key.clone();
+    let candidate = services
+        .db
+        .run(move |conn| find_candidate(conn, &presented))
+        .await?;
+    let policy = services.policy.clone();
+    let (key_id, role) = services
+        .key_checks
+        .run(move || check_candidate(&policy, &candidate, &api_key))
+        .await
+        .map_err(|_| AccessError::Busy)??;
+    Ok(Exchanged {
+        token: services.tokens.issue(&key_id, &role),
+        role,
+    })
+}
+
+/// The role of key `key_id` if it is active (`None`: revoked or unknown), from the cache when
+/// it was checked a moment ago.
+pub async fn active_role(
+    services: &Services,
+    key_id: &KeyId,
+) -> Result<Option<String>, StoreError> {
+    if let Some(role) = services.key_status.cached(key_id.as_str()) {
+        return Ok(role);
+    }
+    let lookup_id = key_id.clone();
+    let role = services
+        .db
+        .run(move |conn| active_key_role(conn, lookup_id.as_str()))
+        .await?;
+    services.key_status.remember(key_id.as_str(), role.clone());
+    Ok(role)
+}
