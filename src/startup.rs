@@ -173,7 +173,6 @@ fn app_state(
             public_url,
             trusted_proxies: settings.trusted_proxies.clone(),
             body_timeout: settings.body_timeout,
-            exports: crate::http::export::export_permits(),
         },
         services: Services::start(db, vault, policy, clock, jobs, settings.token_ttl),
     }))

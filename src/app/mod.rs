@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod consents;
+pub mod exports;
 pub mod holds;
 pub mod interactions;
 pub mod keys;
@@ -97,6 +98,8 @@ pub struct Services {
     pub tokens: Arc<TokenService>,
     /// Where API keys are checked (argon2id): threads of their own, apart from the database's.
     pub key_checks: Arc<KeyCheckPool>,
+    /// Exports streaming at once (each holds a database connection while it streams).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
@@ -128,6 +131,7 @@ impl Services {
             key_status: Arc::new(KeyStatusCache::new()),
             tokens: Arc::new(TokenService::new(vault.token_key(), token_ttl)),
             key_checks: Arc::new(KeyCheckPool::start(key_check_threads(), KEY_CHECKS_QUEUED)),
+            exports: Arc::new(tokio::sync::Semaphore::new(exports::EXPORTS_IN_FLIGHT)),
             receipts,
             db,
             vault,

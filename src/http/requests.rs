@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::audit_trail;
-use super::export::{export_entry, parse_format, start as start_export, ExportQuery};
+use super::export::{parse_format, respond, ExportQuery};
 use super::{ApiError, AppState};
 use crate::app::requests::{self, ListFilter, Step, Viewer, OPEN_STATUSES};
 use crate::audit::Actor;
@@ -520,7 +520,6 @@ pub async fn export(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
-    request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -539,12 +538,9 @@ pub async fn export(
         )
     };
     let subject = subject.ok_or_else(no_data)?;
-    let (summary, response) = start_export(&state, subject, format)
+    let target = Some(found.id.clone());
+    let streaming = crate::app::exports::start(&state.services, &actor, subject, format, target)
         .await?
         .ok_or_else(no_data)?;
-    audit_trail::record(
-        &request,
-        export_entry(&actor, &summary).target(found.id.clone()),
-    );
-    Ok(response)
+    Ok(respond(streaming, format))
 }

@@ -40,6 +40,4 @@ pub struct Web {
     pub trusted_proxies: crate::net::TrustedProxies,
     /// How long a request body may take to arrive in full.
     pub body_timeout: std::time::Duration,
-    /// Limits concurrent exports (each holds a database connection while it streams).
-    pub exports: Arc<tokio::sync::Semaphore>,
 }
