@@ -1,6 +1,14 @@
 //! Why the domain refused a request, in a form the HTTP boundary maps to a problem: a kind
 //! (which decides the status), a stable code and a detail that never repeats a value.
 
+/// A failure of what the service stands on (the database): either it is away for now — the
+/// caller should try again (503) — or something is broken (500, logged). Domain errors carry
+/// such failures, and the HTTP boundary maps them by this, without knowing their type.
+pub trait Outage: std::error::Error + Send + Sync + 'static {
+    /// Whether the failure is an outage (unreachable, saturated) rather than a fault.
+    fn is_outage(&self) -> bool;
+}
+
 /// What kind of refusal this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectionKind {

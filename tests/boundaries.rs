@@ -96,11 +96,15 @@ fn the_policy_the_cryptography_and_the_population_tree_depend_on_nothing_else() 
 
 #[test]
 fn the_store_uses_no_http_and_no_domain_module() {
-    // The store may use itself, the policy (population rules it compiles to SQL) and the
-    // population a query describes (the filter tree it compiles to SQL).
+    // The store may use itself, the policy (population rules it compiles to SQL), the
+    // population a query describes (the filter tree it compiles to SQL) and `rejection` (it
+    // says which of its failures are outages).
     for file in sources(&src().join("store")) {
         for (named, line, path) in crate_paths(&file) {
-            let allowed = matches!(named.as_str(), "store" | "policy" | "population");
+            let allowed = matches!(
+                named.as_str(),
+                "store" | "policy" | "population" | "rejection"
+            );
             assert!(
                 allowed,
                 "{}:{line} uses crate::{path}: the store may not use http or domain modules",
@@ -137,6 +141,30 @@ fn only_the_entry_points_use_http() {
                 !matches!(named.as_str(), "http" | "startup" | "cli"),
                 "{}:{line} uses crate::{path}: only the entry points may use http",
                 file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn http_reaches_the_data_only_through_the_services() {
+    // Handlers parse, call one service and map its answer: no SQL, no store, no connection.
+    for file in sources(&src().join("http")) {
+        for (named, line, path) in crate_paths(&file) {
+            assert!(
+                named != "store",
+                "{}:{line} uses crate::{path}: http may not use the store",
+                file.display()
+            );
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            assert!(
+                !code.contains("services.db") && !code.contains(".run_write("),
+                "{}:{}: a handler runs database work itself; call a service",
+                file.display(),
+                number + 1
             );
         }
     }

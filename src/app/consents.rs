@@ -2,7 +2,7 @@
 //! purpose is decided here, and a refusal is audited with the person's pseudonym when they
 //! exist (the answer is the same either way); reads are audited before they answer.
 
-use super::{audit_read, Failed, Services};
+use super::{audit_read, record_refusal, Failed, Services};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::consent::{
@@ -11,27 +11,17 @@ use crate::consent::{
 };
 use crate::policy::{Action, PurposeId};
 use crate::rejection::Rejection;
-use crate::subjects::{pseudonym_of, SubjectError, SubjectId};
+use crate::subjects::{SubjectError, SubjectId};
 
-/// Audits a refusal about the person with this subject id (by pseudonym, when they exist: the
-/// answer is the same either way) and returns it.
+/// Audits a refusal about the person with this subject id and returns it.
 async fn refuse(
     services: &Services,
     entry: Entry,
     subject_id: &SubjectId,
     refusal: Rejection,
 ) -> Failed<SubjectError> {
-    let (vault, about) = (services.vault.clone(), subject_id.clone());
-    let pseudonym = match services
-        .db
-        .run(move |conn| pseudonym_of(conn, &vault, &about))
-        .await
-    {
-        Ok(pseudonym) => pseudonym,
-        Err(error) => return Failed::Domain(error),
-    };
-    let entry = entry.pseudonym(pseudonym).denied(refusal.code);
-    match audit_read::<SubjectError>(services, vec![entry]).await {
+    let entry = entry.denied(refusal.code);
+    match record_refusal(services, entry, Some(subject_id.as_str())).await {
         Ok(()) => Failed::Refused(refusal),
         Err(failed) => failed,
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{audit_read, Failed, Services};
+use super::{audit_read, record_refusal, Failed, Services};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::interactions::{
@@ -184,13 +184,14 @@ pub async fn read(
             return Err(Failed::Refused(rejection));
         }
         Err(ReadError::Rejected(rejection)) if rejection.kind == RejectionKind::Forbidden => {
-            let pseudonyms = pseudonyms_of(services, vec![subject_id.as_str().to_owned()])
+            let entry = entry.denied(rejection.code);
+            record_refusal(services, entry, Some(subject_id.as_str()))
                 .await
-                .map_err(|error| Failed::Domain(ReadError::Failed(error)))?;
-            let entry = entry
-                .pseudonym(pseudonyms.into_iter().flatten().next())
-                .denied(rejection.code);
-            audit_read(services, vec![entry]).await?;
+                .map_err(|failed| match failed {
+                    Failed::Domain(error) => Failed::Domain(ReadError::Failed(error)),
+                    Failed::Refused(rejection) => Failed::Refused(rejection),
+                    Failed::Unrecorded(error) => Failed::Unrecorded(error),
+                })?;
             return Err(Failed::Refused(rejection));
         }
         Err(error) => return Err(Failed::Domain(error)),

@@ -15,6 +15,7 @@ pub mod exports;
 pub mod holds;
 pub mod interactions;
 pub mod keys;
+pub mod opendsr;
 pub mod requests;
 pub mod segments;
 pub mod subjects;
@@ -61,6 +62,33 @@ pub async fn audit_read<E>(
         .record(entries)
         .await
         .map_err(Failed::Unrecorded)
+}
+
+/// Audits a refusal about the person with the subject id `about` (as sent: in the route or the
+/// body), naming them by pseudonym when they exist. The answer never depends on it: a refusal
+/// is the same whether or not the person exists, and someone unknown is named by no one.
+pub async fn record_refusal(
+    services: &Services,
+    entry: crate::audit::Entry,
+    about: Option<&str>,
+) -> Result<(), Failed<crate::subjects::SubjectError>> {
+    let pseudonym = match about.and_then(|raw| crate::subjects::SubjectId::parse(raw).ok()) {
+        Some(id) => {
+            let vault = services.vault.clone();
+            services
+                .db
+                .run(move |conn| crate::subjects::pseudonym_of(conn, &vault, &id))
+                .await?
+        }
+        None => None,
+    };
+    audit_read(services, vec![entry.pseudonym(pseudonym)]).await
+}
+
+/// Whether the service can answer: the database is reachable. The backend's name when it is.
+pub async fn ready(services: &Services) -> Result<&'static str, crate::store::StoreError> {
+    services.db.ping().await?;
+    Ok(services.db.url().backend())
 }
 
 /// Population queries (segment counts, member pages) running at once in one process; more

@@ -1,8 +1,6 @@
-//! Audit entries of requests that wrote nothing (reads, lookups, denials): a handler adds them
-//! to its request, and the authorization middleware commits them before the response leaves.
-//! If they cannot be committed, the caller gets a 503 instead of the data.
-//!
-//! Writes do not use this: their entries are appended in their own transaction.
+//! Who a request acts as (its [`Actor`], from the authenticated caller and the request id), and
+//! whether the service it called audited its refusal itself (then the authorization middleware
+//! adds no entry of its own). Every other audit entry is written by the services.
 
 use std::future::{ready, Ready};
 
@@ -11,40 +9,13 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use super::ApiError;
 use crate::app::Failed;
-use crate::audit::{Actor, Entry};
+use crate::audit::Actor;
 use crate::auth::Principal;
 
 /// The request's id (from `X-Request-Id` when it is a UUID, or new), put in the request by
 /// the `observe` middleware.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
-
-/// Entries waiting for the response, each with the subject id it is about when the handler
-/// knows one but not the person's pseudonym (a denial decided before the person was looked
-/// at).
-#[derive(Debug, Default)]
-pub(super) struct Pending(pub Vec<(Entry, Option<String>)>);
-
-fn push(request: &HttpRequest, entry: Entry, about: Option<String>) {
-    let mut extensions = request.extensions_mut();
-    match extensions.get_mut::<Pending>() {
-        Some(pending) => pending.0.push((entry, about)),
-        None => {
-            extensions.insert(Pending(vec![(entry, about)]));
-        }
-    }
-}
-
-/// Adds an entry to be committed before this request's response is sent.
-pub fn record(request: &HttpRequest, entry: Entry) {
-    push(request, entry, None);
-}
-
-/// Adds a denial about the person with this subject id (named in the body): the middleware
-/// adds their pseudonym when they exist, before committing it.
-pub fn record_about(request: &HttpRequest, entry: Entry, subject_id: &str) {
-    push(request, entry, Some(subject_id.to_owned()));
-}
 
 /// The domain has recorded the denial this request is answered with: the middleware adds no
 /// generic one.
@@ -73,15 +44,6 @@ where
 /// Whether the domain audited this request's refusal.
 pub(super) fn has_recorded_denial(request: &HttpRequest) -> bool {
     request.extensions().get::<DenialRecorded>().is_some()
-}
-
-/// Takes the entries waiting in a request.
-pub(super) fn take(request: &HttpRequest) -> Vec<(Entry, Option<String>)> {
-    request
-        .extensions_mut()
-        .remove::<Pending>()
-        .map(|pending| pending.0)
-        .unwrap_or_default()
 }
 
 /// The actor of a request: the authenticated caller and the request id.

@@ -18,7 +18,7 @@ use super::audit_trail::{self, RequestId};
 use super::limits::too_many_requests;
 use super::problem::ProblemCode;
 use super::{access_for, Access, ApiError, AppState};
-use crate::audit::{Decision, Entry};
+use crate::audit::Entry;
 use crate::auth::{KeyId, Principal, TokenError};
 use crate::policy::{Action, RoleId};
 
@@ -112,10 +112,10 @@ const TOKEN_ROUTE: &str = "/v1/auth/token";
 /// Runs a route only if the route table allows the caller: public routes for anyone, others
 /// for a valid bearer token whose (still active) key's role holds the route's action.
 ///
-/// It also keeps the audit promise for everything that is not a write: a refusal by the role
-/// check is recorded, and so is any other 403 the handler answers without recording its own
-/// denial; entries a handler added to its request (reads) are committed before the response
-/// leaves, or the response becomes a 503.
+/// It also keeps the audit promise for refusals the services do not see: a refusal by the role
+/// check is recorded (about the person of the route, by pseudonym), and so is any other 403 the
+/// handler answers without its service having audited it; when that cannot be written, the
+/// response becomes a 503. Reads and writes are audited by the services themselves.
 ///
 /// Rate limits come first: a key past its rate, or an address past its rate of token
 /// exchanges, gets 429 with `Retry-After` (`http::limits`).
@@ -167,36 +167,30 @@ pub async fn authorize(
         tracing::info!(action = %actions[0], reason = code, "request denied");
         let subject = subject_in_path(pattern.as_deref(), req.uri());
         let entry = Entry::new(&actor, actions[0].as_str()).denied(code);
-        if let Err(failure) = commit_denials(&state, vec![(entry, subject)]).await {
+        if let Err(failure) = record_refusal(&state, entry, subject.as_deref()).await {
             return Ok(req.error_response(failure).map_into_right_body());
         }
         return Ok(req.error_response(error).map_into_right_body());
     }
     req.extensions_mut().insert(principal);
     let response = next.call(req).await?;
-    let mut entries = audit_trail::take(response.request());
+    // A refusal the handler's service did not audit (a role-level one it reached, a purpose
+    // the request named): audited here, about the person of the route.
     if response.status() == StatusCode::FORBIDDEN
         && !audit_trail::has_recorded_denial(response.request())
-        && !entries
-            .iter()
-            .any(|(entry, _)| entry.decision() == Decision::Deny)
     {
         let code = response
             .response()
             .extensions()
             .get::<ProblemCode>()
             .map_or("forbidden", |code| code.0);
-        entries.push((Entry::new(&actor, actions[0].as_str()).denied(code), None));
-    }
-    let subject = subject_in_path(pattern.as_deref(), response.request().uri());
-    let entries = entries
-        .into_iter()
-        .map(|(entry, about)| (entry, about.or_else(|| subject.clone())))
-        .collect();
-    if let Err(failure) = commit_denials(&state, entries).await {
-        let (request, _) = response.into_parts();
-        let failed = actix_web::ResponseError::error_response(&failure);
-        return Ok(ServiceResponse::new(request, failed).map_into_right_body());
+        let entry = Entry::new(&actor, actions[0].as_str()).denied(code);
+        let subject = subject_in_path(pattern.as_deref(), response.request().uri());
+        if let Err(failure) = record_refusal(&state, entry, subject.as_deref()).await {
+            let (request, _) = response.into_parts();
+            let failed = actix_web::ResponseError::error_response(&failure);
+            return Ok(ServiceResponse::new(request, failed).map_into_right_body());
+        }
     }
     Ok(response.map_into_left_body())
 }
@@ -228,58 +222,19 @@ fn subject_in_path(pattern: Option<&str>, uri: &actix_web::http::Uri) -> Option<
     path.get("subject_id").map(str::to_owned)
 }
 
-/// [`commit`], after naming the person each denial is about (the `{subject_id}` of the route,
-/// or the subject id a handler gave) in every denial that names nobody yet: a refusal by role or
-/// purpose is decided before the person is looked at, but it concerns them, so it belongs in
-/// their audit trail and in their export's access log. The answer never depends on it: a
-/// denial is the same whether or not the person exists, and someone unknown is named by no one.
-async fn commit_denials(
+/// Audits a refusal about the person of the route (by pseudonym, when they exist); when that
+/// cannot be written, the caller gets a 503 instead of the refusal.
+async fn record_refusal(
     state: &AppState,
-    entries: Vec<(Entry, Option<String>)>,
+    entry: Entry,
+    about: Option<&str>,
 ) -> Result<(), ApiError> {
-    let unnamed = |entry: &Entry| entry.decision() == Decision::Deny && !entry.names_someone();
-    let mut wanted: Vec<crate::subjects::SubjectId> = entries
-        .iter()
-        .filter(|(entry, _)| unnamed(entry))
-        .filter_map(|(_, about)| about.as_deref())
-        .filter_map(|raw| crate::subjects::SubjectId::parse(raw).ok())
-        .collect();
-    wanted.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-    wanted.dedup_by(|a, b| a.as_str() == b.as_str());
-    let found = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        let vault = state.services.vault.clone();
-        state
-            .services.db
-            .run(move |conn| {
-                wanted
-                    .into_iter()
-                    .map(|id| {
-                        let pseudonym = crate::subjects::pseudonym_of(conn, &vault, &id)?;
-                        Ok((id.as_str().to_owned(), pseudonym))
-                    })
-                    .collect::<Result<Vec<_>, crate::subjects::SubjectError>>()
-            })
-            .await
-            .map_err(|error| {
-                tracing::error!(error = %error, "could not name the person of a denial; the response is withheld");
-                audit_unavailable()
-            })?
-    };
-    let entries = entries
-        .into_iter()
-        .map(|(entry, about)| {
-            let pseudonym = about.filter(|_| unnamed(&entry)).and_then(|raw| {
-                found
-                    .iter()
-                    .find(|(id, _)| *id == raw)
-                    .and_then(|(_, pseudonym)| pseudonym.clone())
-            });
-            entry.pseudonym(pseudonym)
+    crate::app::record_refusal(&state.services, entry, about)
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %error, "could not audit a refusal; the response is withheld");
+            audit_unavailable()
         })
-        .collect();
-    commit(state, entries).await
 }
 
 /// The 503 of a response withheld because its audit entries could not be written.
@@ -288,17 +243,6 @@ pub(crate) fn audit_unavailable() -> ApiError {
         "audit_unavailable",
         "the audit log could not be written, so nothing is answered; try again shortly",
     )
-}
-
-/// Commits audit entries before the response is sent: with those of concurrent requests, in a
-/// transaction of their own (`audit::ReadAudit`).
-async fn commit(state: &AppState, entries: Vec<Entry>) -> Result<(), ApiError> {
-    state
-        .services
-        .read_audit
-        .record(entries)
-        .await
-        .map_err(|_| audit_unavailable())
 }
 
 /// Rule 1 for the route: the role holds one of the route's actions.
@@ -363,7 +307,9 @@ async fn authenticate(
         })?;
     let invalid = || ApiError::unauthorized("invalid_token", "the access token is not valid");
     let key_id = KeyId::parse(&claims.sub).ok_or_else(invalid)?;
-    let active_role = crate::app::access::active_role(&state.services, &key_id).await?;
+    let active_role = crate::app::access::active_role(&state.services, &key_id)
+        .await
+        .map_err(super::problem::failure)?;
     let role = match active_role {
         Some(role) if role == claims.role => role,
         Some(_) => return Err(invalid()),

@@ -15,9 +15,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
+use crate::app::opendsr as app;
 use crate::audit::Actor;
 use crate::requests::opendsr::{
-    self, ErrorDetail, IncomingRequest, OpenDsrError, Receipt, StatusBody, API_VERSION,
+    self, ErrorDetail, IncomingRequest, OpenDsrError, StatusBody, API_VERSION,
     SUPPORTED_IDENTITIES, SUPPORTED_TYPES,
 };
 
@@ -229,44 +230,7 @@ pub async fn create(
     }
     let body_sha256 = sha256_hex(&body);
     let base = state.web.public_url.to_string();
-    let for_work = state.clone();
-    let receive = move |actor: Actor| {
-        let (state, validated, body_sha256, base) = (
-            for_work.clone(),
-            validated.clone(),
-            body_sha256.clone(),
-            base.clone(),
-        );
-        let db = state.services.db.clone();
-        async move {
-            db.run_write(move |conn| {
-                opendsr::receive(
-                    conn,
-                    &state.services.vault,
-                    &state.services.policy,
-                    &validated,
-                    &body_sha256,
-                    &base,
-                    &actor,
-                )
-            })
-            .await
-        }
-    };
-    // Two identical requests racing: the loser's insert breaks the primary key; received again,
-    // it finds the winner's and answers the same.
-    let receipt: Receipt = match receive(actor.clone()).await {
-        Err(OpenDsrError::Request(crate::requests::RequestError::Subject(error)))
-            if error.is_write_conflict() =>
-        {
-            receive(actor).await?
-        }
-        other => other?,
-    };
-    state
-        .services
-        .jobs
-        .wake(crate::requests::opendsr::callbacks::JOB);
+    let receipt = app::receive(&state.services, &actor, validated, body_sha256, base).await?;
     let created = CreatedBody {
         controller_id: receipt.row.controller_id.clone(),
         received_time: opendsr::rfc3339(receipt.row.received_at),
@@ -293,14 +257,7 @@ pub async fn status(
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let controller = actor.key_id.clone().unwrap_or_default();
-    let for_work = state.clone();
-    let receipt = state
-        .services
-        .db
-        .run(move |conn| opendsr::find(conn, &for_work.services.vault, &id, &controller))
-        .await?;
+    let receipt = app::status(&state.services, &actor, path.into_inner()).await?;
     Ok(signed(
         &state,
         StatusCode::OK,
@@ -335,32 +292,14 @@ pub async fn cancel(
     actor: Actor,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let for_work = state.clone();
-    let receipt = state
-        .services
-        .db
-        .run_write(move |conn| {
-            opendsr::cancel(
-                conn,
-                &for_work.services.vault,
-                &for_work.services.policy,
-                &id,
-                &actor,
-            )
-        })
-        .await?;
-    state
-        .services
-        .jobs
-        .wake(crate::requests::opendsr::callbacks::JOB);
+    let receipt = app::cancel(&state.services, &actor, path.into_inner()).await?;
     Ok(signed(
         &state,
         StatusCode::ACCEPTED,
         &CancelledBody {
             controller_id: receipt.row.controller_id.clone(),
             subject_request_id: receipt.row.subject_request_id.clone(),
-            received_time: opendsr::rfc3339(chrono::Utc::now().naive_utc()),
+            received_time: opendsr::rfc3339(state.services.clock.now_naive()),
             api_version: API_VERSION,
         },
     ))

@@ -33,10 +33,12 @@ pub async fn healthz() -> HttpResponse {
             content_type = "application/problem+json"),
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.services.db.ping().await?;
+    let backend = crate::app::ready(&state.services)
+        .await
+        .map_err(super::problem::failure)?;
     Ok(HttpResponse::Ok().json(HealthBody {
         status: "ready",
-        database: Some(state.services.db.url().backend()),
+        database: Some(backend),
     }))
 }
 

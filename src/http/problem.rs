@@ -17,8 +17,7 @@ use crate::app::trail::TrailError;
 use crate::app::Failed;
 use crate::auth::KeyError;
 use crate::interactions::ReadError;
-use crate::rejection::{Rejection, RejectionKind};
-use crate::store::StoreError;
+use crate::rejection::{Outage, Rejection, RejectionKind};
 use crate::subjects::SubjectError;
 use crate::vault::VaultError;
 
@@ -225,18 +224,17 @@ pub(crate) fn describe_serde_message(message: &str) -> String {
         .unwrap_or_else(|| "the body does not have the expected shape".to_owned())
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(_) | StoreError::Connection(_) | StoreError::Saturated => {
-                tracing::error!(error = %error, "database unavailable");
-                ApiError::unavailable(
-                    "database_unavailable",
-                    "the database is unavailable; try again shortly",
-                )
-            }
-            other => ApiError::Internal(other.into()),
-        }
+/// The answer to a failure of what the service stands on: 503 `database_unavailable` (with
+/// `Retry-After`) for an outage, else an internal error (logged, opaque to the caller).
+pub fn failure<E: Outage>(error: E) -> ApiError {
+    if error.is_outage() {
+        tracing::error!(error = %error, "database unavailable");
+        ApiError::unavailable(
+            "database_unavailable",
+            "the database is unavailable; try again shortly",
+        )
+    } else {
+        ApiError::Internal(error.into())
     }
 }
 
@@ -255,8 +253,8 @@ impl From<Rejection> for ApiError {
 impl From<SubjectError> for ApiError {
     fn from(error: SubjectError) -> Self {
         match error {
-            SubjectError::Store(error) => error.into(),
-            SubjectError::Vault(VaultError::Store(error)) => error.into(),
+            SubjectError::Store(error) => failure(error),
+            SubjectError::Vault(VaultError::Store(error)) => failure(error),
             SubjectError::Suppressed => suppressed(),
             SubjectError::Vault(VaultError::Erased) => {
                 crate::interactions::subject_not_found().into()
@@ -297,7 +295,7 @@ impl From<SegmentError> for ApiError {
                 format!("the segment has fewer than min_size ({min_size}) people: its members are not given"),
             ),
             SegmentError::Unrecorded(_) => super::middleware::audit_unavailable(),
-            SegmentError::Store(error) => error.into(),
+            SegmentError::Store(error) => failure(error),
             SegmentError::Subject(error) => error.into(),
             SegmentError::Corrupt => ApiError::Internal(anyhow::anyhow!("a stored filter does not parse")),
         }
@@ -334,7 +332,7 @@ impl From<TrailError> for ApiError {
         match error {
             TrailError::SubjectNotFound => crate::interactions::subject_not_found().into(),
             TrailError::Unrecorded(_) => super::middleware::audit_unavailable(),
-            TrailError::Store(error) => error.into(),
+            TrailError::Store(error) => failure(error),
             TrailError::Subject(error) => error.into(),
         }
     }
@@ -364,7 +362,7 @@ impl From<KeyError> for ApiError {
             ),
             KeyError::InvalidName(message) => ApiError::unprocessable("invalid_key_name", message),
             KeyError::NotFound => ApiError::not_found("key_not_found", "no API key has this id"),
-            KeyError::Store(error) => error.into(),
+            KeyError::Store(error) => failure(error),
         }
     }
 }

@@ -135,6 +135,15 @@ pub enum StoreError {
     Saturated,
 }
 
+impl crate::rejection::Outage for StoreError {
+    fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Connection(_) | StoreError::Saturated
+        )
+    }
+}
+
 /// Which backend a database URL names; chosen from the URL's scheme, never guessed.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
