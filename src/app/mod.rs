@@ -156,7 +156,7 @@ impl Services {
             )),
             checkpoints: Arc::new(JwsSigner::new(vault.audit_seed())),
             population_queries: Arc::new(tokio::sync::Semaphore::new(POPULATION_QUERIES)),
-            key_status: Arc::new(KeyStatusCache::new()),
+            key_status: Arc::new(KeyStatusCache::new(clock.clone())),
             tokens: Arc::new(TokenService::new(vault.token_key(), token_ttl)),
             key_checks: Arc::new(KeyCheckPool::start(key_check_threads(), KEY_CHECKS_QUEUED)),
             exports: Arc::new(tokio::sync::Semaphore::new(exports::EXPORTS_IN_FLIGHT)),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
 use zeroize::Zeroizing;
@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use super::api_key::{generate_key, verify_secret};
 use super::{KeyId, KeyName, PresentedApiKey};
 use crate::audit::{self, Actor, Entry};
+use crate::clock::Clock;
 use crate::policy::{Policy, RoleId};
 use crate::store::api_keys::{self, ApiKeyRow, NewApiKey};
 use crate::store::{write_transaction, DbConnection, StoreError};
@@ -228,20 +229,25 @@ fn now() -> NaiveDateTime {
 #[derive(Debug, Clone)]
 struct KeyStatus {
     role: Option<String>,
-    checked_at: Instant,
+    /// When it was read, on the cache's clock.
+    checked_at: Duration,
 }
 
 /// Remembers for [`KEY_STATUS_TTL`] whether a key is active, so that checking a token does not
 /// read the database on every request. Bounded: when full it is cleared.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyStatusCache {
     entries: Mutex<HashMap<String, KeyStatus>>,
+    clock: Clock,
 }
 
 impl KeyStatusCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        KeyStatusCache::default()
+    /// An empty cache, whose entries age on `clock`.
+    pub fn new(clock: Clock) -> Self {
+        KeyStatusCache {
+            entries: Mutex::default(),
+            clock,
+        }
     }
 
     /// The key's role if it is active and still read within the TTL; `None` means "look it up".
@@ -249,7 +255,9 @@ impl KeyStatusCache {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key_id)
-            .filter(|status| status.checked_at.elapsed() < KEY_STATUS_TTL)
+            .filter(|status| {
+                self.clock.elapsed().saturating_sub(status.checked_at) < KEY_STATUS_TTL
+            })
             .map(|status| status.role.clone())
     }
 
@@ -259,7 +267,7 @@ impl KeyStatusCache {
         if entries.len() >= KEY_STATUS_CACHE_CAPACITY {
             entries.clear();
         }
-        let checked_at = Instant::now();
+        let checked_at = self.clock.elapsed();
         entries.insert(key_id.to_owned(), KeyStatus { role, checked_at });
     }
 

@@ -2,9 +2,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::helpers::{custodia_command, sample_policy_dir};
+use crate::helpers::{custodia_command, listening_address, sample_policy_dir};
 
 /// Kills the server when the test ends, however it ends.
 struct Server(Child);
@@ -28,23 +27,23 @@ fn copy_sample_policies(to: &std::path::Path) {
     }
 }
 
-async fn wait_until_ready(url: &str, server: &mut Server) {
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = reqwest::get(url).await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        if let Some(status) = server.0.try_wait().unwrap() {
-            panic!("custodia exited early with {status}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "custodia did not become ready at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Starts `custodia serve` with nothing configured in `cwd`: it must say it listens on port
+/// 8080 of the loopback address, and answer there as ready.
+async fn serve_in(cwd: &std::path::Path) -> Server {
+    let mut server = Server(
+        custodia_command()
+            .arg("serve")
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = listening_address(&mut server.0).await;
+    assert_eq!(base, "http://127.0.0.1:8080");
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    server
 }
 
 #[tokio::test]
@@ -52,16 +51,7 @@ async fn serve_with_nothing_configured_creates_its_data_and_listens_on_8080() {
     let cwd = tempfile::tempdir().unwrap();
     copy_sample_policies(cwd.path());
 
-    let mut server = Server(
-        custodia_command()
-            .arg("serve")
-            .current_dir(cwd.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until_ready("http://127.0.0.1:8080/readyz", &mut server).await;
+    let server = serve_in(cwd.path()).await;
 
     let data = cwd.path().join("data");
     assert_eq!(
@@ -90,16 +80,7 @@ async fn serve_with_nothing_configured_creates_its_data_and_listens_on_8080() {
     drop(server);
 
     // A second start keeps the key it found.
-    let mut again = Server(
-        custodia_command()
-            .arg("serve")
-            .current_dir(cwd.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until_ready("http://127.0.0.1:8080/readyz", &mut again).await;
+    let _again = serve_in(cwd.path()).await;
     assert_eq!(
         std::fs::read(&key_path).unwrap(),
         key,

@@ -531,7 +531,6 @@ pub async fn serve_process(
     mut command: std::process::Command,
     log: std::process::Stdio,
 ) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let mut child = command
         .arg("serve")
         .env("CUSTODIA_BIND", "127.0.0.1:0")
@@ -539,8 +538,23 @@ pub async fn serve_process(
         .stderr(log)
         .spawn()
         .expect("custodia serve starts");
-    let stdout = child.stdout.take().expect("its standard output");
-    // The line arrives once the port is bound; a process that fails to start closes the pipe.
+    let base = listening_address(&mut child).await;
+    let ready = reqwest::get(format!("{base}/readyz")).await;
+    if !ready.as_ref().is_ok_and(|r| r.status().is_success()) {
+        child.kill().ok();
+        child.wait().ok();
+        panic!("custodia serve said it listens at {base} but is not ready: {ready:?}");
+    }
+    (child, base)
+}
+
+/// The base URL a `custodia serve` process (started with its standard output piped) says it
+/// listens at. It says so once its port is bound and everything is ready, so a request sent
+/// after this waits in the listen queue rather than failing; a process that fails to start
+/// closes the pipe.
+pub async fn listening_address(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("its standard output, piped");
     let line = tokio::task::spawn_blocking(move || {
         let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
@@ -555,25 +569,12 @@ pub async fn serve_process(
             panic!("custodia serve did not say where it listens");
         }
     };
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("an address line, not {line:?}"))
-        .to_owned();
     // Kept open with the process (it writes nothing more there).
     child.stdout = Some(reader.into_inner());
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return (child, base);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    panic!("custodia serve did not become ready");
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("an address line, not {line:?}"))
+        .to_owned()
 }
 
 /// A data directory and database for `custodia serve` processes (process-level tests: crashes,
