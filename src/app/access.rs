@@ -11,7 +11,7 @@ use crate::store::StoreError;
 
 /// Why a key was not exchanged.
 #[derive(Debug, thiserror::Error)]
-pub enum AccessError {
+pub(crate) enum AccessError {
     /// The key is not valid (unknown, revoked, wrong secret, malformed: one answer).
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -27,17 +27,17 @@ impl From<StoreError> for AccessError {
 }
 
 /// A token issued for a key, with the key's role.
-pub struct Exchanged {
+pub(crate) struct Exchanged {
     /// The token.
-    pub token: IssuedToken,
+    pub(crate) token: IssuedToken,
     /// The key's role.
-    pub role: RoleId,
+    pub(crate) role: RoleId,
 }
 
 /// Exchanges an API key for a bearer token. Unknown, revoked and wrong keys all fail alike
 /// after the same work: the cheap half (parse, read the key's row) on a database connection,
 /// the slow half (argon2id) on the key-check threads, holding no connection.
-pub async fn exchange(
+pub(crate) async fn exchange(
     services: &Services,
     api_key: Zeroizing<String>,
 ) -> Result<Exchanged, AccessError> {
@@ -60,7 +60,7 @@ pub async fn exchange(
 
 /// The role of key `key_id` if it is active (`None`: revoked or unknown), from the cache when
 /// it was checked a moment ago.
-pub async fn active_role(
+pub(crate) async fn active_role(
     services: &Services,
     key_id: &KeyId,
 ) -> Result<Option<String>, StoreError> {

@@ -52,7 +52,7 @@ async fn permit_purpose(
 
 /// Records a consent statement (after a GPC signal, when `gpc`), audited in the group's
 /// transaction, and signs its receipt.
-pub async fn record(
+pub(crate) async fn record(
     services: &Services,
     principal: &Principal,
     actor: &Actor,
@@ -83,16 +83,16 @@ pub async fn record(
 /// What a caller is shown of a person's consent: everything (a role that may export the
 /// person's data), or the current statements on its own purposes only.
 #[derive(Debug)]
-pub struct ConsentView {
+pub(crate) struct ConsentView {
     /// Whether the history and evidence are included.
-    pub full: bool,
+    pub(crate) full: bool,
     /// The state, limited to what the caller may see.
-    pub state: ConsentState,
+    pub(crate) state: ConsentState,
 }
 
 /// The person's consent state as the role may see it; audited. `None` when nobody has this
 /// subject id.
-pub async fn show(
+pub(crate) async fn show(
     services: &Services,
     actor: &Actor,
     role: &str,
@@ -133,7 +133,7 @@ pub async fn show(
 
 /// Records an objection (Art. 21) to a purpose, or lifts one (audited in its transaction);
 /// whether anything changed.
-pub async fn object(
+pub(crate) async fn object(
     services: &Services,
     actor: &Actor,
     role: &str,
@@ -163,7 +163,7 @@ pub async fn object(
 /// Restricts processing of a person's data (Art. 18), or lifts the restriction (audited in
 /// its transaction); whether it changed, or `None` when nobody has this subject id. A role
 /// that acts only on its own requests may not.
-pub async fn set_restriction(
+pub(crate) async fn set_restriction(
     services: &Services,
     actor: &Actor,
     role: &str,

@@ -18,7 +18,7 @@ use crate::subjects::SubjectId;
 
 /// Exports read at once; more wait their turn (each holds a database connection while it
 /// streams).
-pub const EXPORTS_IN_FLIGHT: usize = 4;
+pub(crate) const EXPORTS_IN_FLIGHT: usize = 4;
 
 /// How long a client may leave the export unread before it is abandoned.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -90,7 +90,7 @@ impl Write for ChannelWriter {
 }
 
 /// The audit entry of an export.
-pub fn export_entry(actor: &Actor, summary: &Summary) -> Entry {
+pub(crate) fn export_entry(actor: &Actor, summary: &Summary) -> Entry {
     let mut entry = Entry::new(actor, export::ACTION_EXPORT)
         .pseudonym(Some(summary.pseudonym.clone()))
         .records(summary.records);
@@ -100,19 +100,17 @@ pub fn export_entry(actor: &Actor, summary: &Summary) -> Entry {
     entry
 }
 
-/// An export under way: what it holds, and its chunks as they are read.
-pub struct Streaming {
-    /// What the export holds (audited).
-    pub summary: Summary,
+/// An export under way (audited): its chunks as they are read.
+pub(crate) struct Streaming {
     /// The chunks; an `Err` means the export failed part-way and the answer must be broken
     /// off.
-    pub chunks: mpsc::Receiver<Result<Vec<u8>, io::Error>>,
+    pub(crate) chunks: mpsc::Receiver<Result<Vec<u8>, io::Error>>,
 }
 
 /// Starts an export of `subject_id` in `format` (waiting for one of [`EXPORTS_IN_FLIGHT`]
 /// turns), audits it (with `target`, when it answers a request) once it has announced itself,
 /// and returns it; `None` for an unknown subject.
-pub async fn start(
+pub(crate) async fn start(
     services: &Services,
     actor: &Actor,
     subject_id: SubjectId,
@@ -183,8 +181,5 @@ pub async fn start(
         entry = entry.target(target);
     }
     audit_read(services, vec![entry]).await?;
-    Ok(Some(Streaming {
-        summary,
-        chunks: body,
-    }))
+    Ok(Some(Streaming { chunks: body }))
 }

@@ -14,7 +14,7 @@ use crate::subjects::SubjectError;
 /// may use; `None` when no erasure with this id holds anything. The role must hold
 /// `interactions.read` for the purpose, and the erasure must hold something for it; each
 /// refusal is audited.
-pub async fn read(
+pub(crate) async fn read(
     services: &Services,
     actor: &Actor,
     role: &str,

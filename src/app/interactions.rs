@@ -19,7 +19,7 @@ use crate::subjects::{pseudonym_of, SubjectError, SubjectId};
 /// One item's fate: stored (or found stored, or refused by the person's standing — see
 /// [`Outcome`]), or refused as sent (`Failed::Refused` when the policy refused it and the
 /// refusal was audited, `Failed::Domain` when it was malformed).
-pub type ItemResult = Result<Outcome, Failed<Rejection>>;
+pub(crate) type ItemResult = Result<Outcome, Failed<Rejection>>;
 
 /// The pseudonyms of these subject ids, where someone has them (ids that do not parse name
 /// nobody).
@@ -46,7 +46,7 @@ async fn pseudonyms_of(
 /// may not collect for — audited about its person —, does not stop the others), items about
 /// suppressed subject ids are refused (audited), and the rest are stored together, after a GPC
 /// signal for their subjects when `gpc`. One result per item, in order.
-pub async fn collect(
+pub(crate) async fn collect(
     services: &Services,
     principal: &Principal,
     actor: &Actor,
@@ -140,7 +140,7 @@ pub async fn collect(
 /// audited with the categories shown. A refusal (the role may not read for the purpose, or the
 /// person gave it no legal basis) is audited about the person.
 #[allow(clippy::too_many_arguments)]
-pub async fn read(
+pub(crate) async fn read(
     services: &Services,
     principal: &Principal,
     actor: &Actor,

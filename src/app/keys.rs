@@ -8,7 +8,7 @@ use crate::auth::{create_key, list_keys, revoke_key, CreatedKey, KeyError, KeyIn
 
 /// Creates a key for `role` named `name` (audited in its transaction); its secret is in the
 /// answer only.
-pub async fn create(
+pub(crate) async fn create(
     services: &Services,
     actor: &Actor,
     name: String,
@@ -22,7 +22,10 @@ pub async fn create(
 }
 
 /// Every key; audited.
-pub async fn list(services: &Services, actor: &Actor) -> Result<Vec<KeyInfo>, Failed<KeyError>> {
+pub(crate) async fn list(
+    services: &Services,
+    actor: &Actor,
+) -> Result<Vec<KeyInfo>, Failed<KeyError>> {
     let keys = services.db.run(list_keys).await?;
     audit_read(
         services,
@@ -34,7 +37,11 @@ pub async fn list(services: &Services, actor: &Actor) -> Result<Vec<KeyInfo>, Fa
 
 /// Revokes key `id` (audited in its transaction); its tokens stop working at once in this
 /// process.
-pub async fn revoke(services: &Services, actor: &Actor, id: String) -> Result<KeyInfo, KeyError> {
+pub(crate) async fn revoke(
+    services: &Services,
+    actor: &Actor,
+    id: String,
+) -> Result<KeyInfo, KeyError> {
     let (policy, actor, key_id) = (services.policy.clone(), actor.clone(), id.clone());
     let revoked = services
         .db

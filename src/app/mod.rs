@@ -9,17 +9,17 @@
 //! The layers: `http` → `app` → the domain modules (`segments`, `requests`, `subjects` …) →
 //! `store`. No domain module uses `app` (checked by `tests/boundaries.rs`).
 
-pub mod access;
-pub mod consents;
-pub mod exports;
-pub mod holds;
-pub mod interactions;
-pub mod keys;
-pub mod opendsr;
-pub mod requests;
-pub mod segments;
-pub mod subjects;
-pub mod trail;
+pub(crate) mod access;
+pub(crate) mod consents;
+pub(crate) mod exports;
+pub(crate) mod holds;
+pub(crate) mod interactions;
+pub(crate) mod keys;
+pub(crate) mod opendsr;
+pub(crate) mod requests;
+pub(crate) mod segments;
+pub(crate) mod subjects;
+pub(crate) mod trail;
 
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ use crate::vault::Vault;
 /// Why a service did not answer: its domain's error, or the audit entry of a read that could
 /// not be written (nothing is answered then).
 #[derive(Debug, thiserror::Error)]
-pub enum Failed<E> {
+pub(crate) enum Failed<E> {
     /// The domain refused or failed.
     #[error(transparent)]
     Domain(#[from] E),
@@ -53,7 +53,7 @@ pub enum Failed<E> {
 }
 
 /// Commits the audit entries of a read; the read answers only once they are durable.
-pub async fn audit_read<E>(
+pub(crate) async fn audit_read<E>(
     services: &Services,
     entries: Vec<crate::audit::Entry>,
 ) -> Result<(), Failed<E>> {
@@ -67,7 +67,7 @@ pub async fn audit_read<E>(
 /// Audits a refusal about the person with the subject id `about` (as sent: in the route or the
 /// body), naming them by pseudonym when they exist. The answer never depends on it: a refusal
 /// is the same whether or not the person exists, and someone unknown is named by no one.
-pub async fn record_refusal(
+pub(crate) async fn record_refusal(
     services: &Services,
     entry: crate::audit::Entry,
     about: Option<&str>,
@@ -86,53 +86,53 @@ pub async fn record_refusal(
 }
 
 /// Whether the service can answer: the database is reachable. The backend's name when it is.
-pub async fn ready(services: &Services) -> Result<&'static str, crate::store::StoreError> {
+pub(crate) async fn ready(services: &Services) -> Result<&'static str, crate::store::StoreError> {
     services.db.ping().await?;
     Ok(services.db.url().backend())
 }
 
 /// Population queries (segment counts, member pages) running at once in one process; more
 /// wait their turn.
-pub const POPULATION_QUERIES: usize = 2;
+pub(crate) const POPULATION_QUERIES: usize = 2;
 
 /// The shared services.
 #[derive(Clone)]
-pub struct Services {
+pub(crate) struct Services {
     /// The database.
-    pub db: Database,
+    pub(crate) db: Database,
     /// The key hierarchy: blind indexes, data keys.
-    pub vault: Arc<Vault>,
+    pub(crate) vault: Arc<Vault>,
     /// The loaded policy.
-    pub policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     /// The time.
-    pub clock: Clock,
+    pub(crate) clock: Clock,
     /// The periodic jobs (work that arrived early wakes them).
-    pub jobs: Jobs,
+    pub(crate) jobs: Jobs,
     /// Signs consent and erasure receipts.
-    pub receipts: Arc<JwsSigner>,
+    pub(crate) receipts: Arc<JwsSigner>,
     /// Signs audit checkpoints.
-    pub checkpoints: Arc<JwsSigner>,
+    pub(crate) checkpoints: Arc<JwsSigner>,
     /// Where the audit entries of reads are committed, together.
-    pub read_audit: Arc<ReadAudit>,
+    pub(crate) read_audit: Arc<ReadAudit>,
     /// Where consent statements are recorded (coalescing concurrent calls).
-    pub consent_writes: Arc<ConsentWrites>,
+    pub(crate) consent_writes: Arc<ConsentWrites>,
     /// Where interactions are stored (coalescing small requests).
-    pub ingest: Arc<IngestQueue>,
+    pub(crate) ingest: Arc<IngestQueue>,
     /// Population queries running at once.
-    pub population_queries: Arc<tokio::sync::Semaphore>,
+    pub(crate) population_queries: Arc<tokio::sync::Semaphore>,
     /// Recently checked API key statuses (a revocation forgets its key's).
-    pub key_status: Arc<KeyStatusCache>,
+    pub(crate) key_status: Arc<KeyStatusCache>,
     /// Issues and checks access tokens.
-    pub tokens: Arc<TokenService>,
+    pub(crate) tokens: Arc<TokenService>,
     /// Where API keys are checked (argon2id): threads of their own, apart from the database's.
-    pub key_checks: Arc<KeyCheckPool>,
+    pub(crate) key_checks: Arc<KeyCheckPool>,
     /// Exports streaming at once (each holds a database connection while it streams).
-    pub exports: Arc<tokio::sync::Semaphore>,
+    pub(crate) exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
     /// Starts the write paths on the current runtime around the given parts.
-    pub fn start(
+    pub(crate) fn start(
         db: Database,
         vault: Arc<Vault>,
         policy: Arc<Policy>,

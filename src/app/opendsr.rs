@@ -10,7 +10,7 @@ use crate::requests::RequestError;
 /// Receives a validated request (audited in its transaction, with the callbacks of its first
 /// status queued in it); `body_sha256` is the hash of the exact body, `base` the public URL
 /// that links are built on.
-pub async fn receive(
+pub(crate) async fn receive(
     services: &Services,
     actor: &Actor,
     validated: Validated,
@@ -50,7 +50,7 @@ pub async fn receive(
 }
 
 /// The request `id` of controller `actor` (its key), with its status.
-pub async fn status(
+pub(crate) async fn status(
     services: &Services,
     actor: &Actor,
     id: String,
@@ -67,7 +67,7 @@ pub async fn status(
 
 /// Cancels the pending request `id` of controller `actor` (audited in its transaction, its
 /// callbacks queued in it).
-pub async fn cancel(
+pub(crate) async fn cancel(
     services: &Services,
     actor: &Actor,
     id: String,

@@ -18,20 +18,20 @@ use crate::store::requests::RequestFilter;
 use crate::subjects::SubjectId;
 
 /// The `status` filter that means received, verified or in progress.
-pub const OPEN_STATUSES: &str = crate::store::requests::OPEN_STATUSES;
+pub(crate) const OPEN_STATUSES: &str = crate::store::requests::OPEN_STATUSES;
 
 /// What a caller may see of requests: whether identifiers show in full (a role that may export
 /// the person's data), and whether only the requests its own key filed (`own_requests_only`).
 #[derive(Debug, Clone)]
-pub struct Viewer {
+pub(crate) struct Viewer {
     /// Whether identifiers and changes show in full; else masked.
-    pub reveals: bool,
+    pub(crate) reveals: bool,
     only_filed_by: Option<String>,
 }
 
 impl Viewer {
     /// What `principal` may see under `policy`.
-    pub fn of(policy: &Policy, principal: &Principal) -> Viewer {
+    pub(crate) fn of(policy: &Policy, principal: &Principal) -> Viewer {
         let role = policy.role(principal.role.as_str());
         Viewer {
             reveals: policy
@@ -50,7 +50,7 @@ impl Viewer {
     }
 
     /// The person as the viewer may see them: in full, or masked.
-    pub fn identity(&self, identity: &Identity) -> serde_json::Value {
+    pub(crate) fn identity(&self, identity: &Identity) -> serde_json::Value {
         if self.reveals {
             identity.revealed()
         } else {
@@ -59,7 +59,7 @@ impl Viewer {
     }
 
     /// The changes as the viewer may see them: in full, or masked.
-    pub fn changes(&self, changes: &serde_json::Value) -> serde_json::Value {
+    pub(crate) fn changes(&self, changes: &serde_json::Value) -> serde_json::Value {
         if self.reveals {
             changes.clone()
         } else {
@@ -70,13 +70,13 @@ impl Viewer {
 
 /// Which requests to list.
 #[derive(Debug, Clone, Default)]
-pub struct ListFilter {
+pub(crate) struct ListFilter {
     /// Only this status, or [`OPEN_STATUSES`].
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only this type.
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
     /// Only open requests past their deadline (`true`), or all others (`false`).
-    pub overdue: Option<bool>,
+    pub(crate) overdue: Option<bool>,
 }
 
 fn parse_id(raw: &str) -> Result<String, RequestError> {
@@ -112,7 +112,7 @@ async fn audited(services: &Services, entry: Entry) -> Result<(), RequestError> 
 }
 
 /// Files a request (audited in its transaction); its deadline runs from its receipt.
-pub async fn create_request(
+pub(crate) async fn create_request(
     services: &Services,
     actor: &Actor,
     draft: Draft,
@@ -130,7 +130,7 @@ pub async fn create_request(
 
 /// A page of the queue the viewer may see, soonest deadline first, after `after` (the last
 /// deadline and id of the previous page); audited with the people of the requests listed.
-pub async fn list_requests(
+pub(crate) async fn list_requests(
     services: &Services,
     actor: &Actor,
     viewer: &Viewer,
@@ -161,7 +161,7 @@ pub async fn list_requests(
 }
 
 /// The position a page's cursor names: the request's deadline (microseconds) and id.
-pub fn cursor_position(request: &Request) -> String {
+pub(crate) fn cursor_position(request: &Request) -> String {
     format!(
         "{}|{}",
         request.due_at.and_utc().timestamp_micros(),
@@ -170,7 +170,7 @@ pub fn cursor_position(request: &Request) -> String {
 }
 
 /// One request, if the viewer may see it; audited.
-pub async fn show_request(
+pub(crate) async fn show_request(
     services: &Services,
     actor: &Actor,
     viewer: &Viewer,
@@ -187,7 +187,7 @@ pub async fn show_request(
 
 /// A lifecycle step that is not execution.
 #[derive(Debug, Clone)]
-pub enum Step {
+pub(crate) enum Step {
     /// The requester's identity was checked (`received` → `verified`).
     Verify,
     /// The deadline is extended once, for this reason.
@@ -197,7 +197,7 @@ pub enum Step {
 }
 
 /// Takes a lifecycle step on a request the viewer may see (audited in its transaction).
-pub async fn take_step(
+pub(crate) async fn take_step(
     services: &Services,
     actor: &Actor,
     viewer: &Viewer,
@@ -224,7 +224,7 @@ pub async fn take_step(
 /// directly (a refusal is audited with the person's pseudonym). Two transactions, so that
 /// `in_progress` stays visible if the action fails; an executed erasure then clears the key's
 /// old copies.
-pub async fn execute_request(
+pub(crate) async fn execute_request(
     services: &Services,
     actor: &Actor,
     role: &str,
@@ -274,7 +274,7 @@ pub async fn execute_request(
 
 /// An executed erasure request's kept receipt and until when it is kept, if the viewer may see
 /// the request and it keeps one; audited.
-pub async fn kept_receipt_of(
+pub(crate) async fn kept_receipt_of(
     services: &Services,
     actor: &Actor,
     viewer: &Viewer,
@@ -298,7 +298,7 @@ pub async fn kept_receipt_of(
 
 /// The request (a completed access or portability request the viewer may see) and the person
 /// it found, for its export; the export audits itself.
-pub async fn export_target_of(
+pub(crate) async fn export_target_of(
     services: &Services,
     viewer: &Viewer,
     raw_id: &str,

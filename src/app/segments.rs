@@ -22,13 +22,13 @@ use crate::store::StoreError;
 use crate::subjects::{reveal_subject_id, SubjectError};
 
 /// How long a population query waits for its turn before the caller is told to come back.
-pub const POPULATION_QUEUE_WAIT: Duration = Duration::from_secs(15);
+pub(crate) const POPULATION_QUEUE_WAIT: Duration = Duration::from_secs(15);
 /// The most members one page lists.
-pub const MAX_MEMBERS_PAGE: i64 = 1_000;
+pub(crate) const MAX_MEMBERS_PAGE: i64 = 1_000;
 
 /// Why a segments call did not answer.
 #[derive(Debug, thiserror::Error)]
-pub enum SegmentError {
+pub(crate) enum SegmentError {
     /// Refused as asked (a purpose not permitted, a bad filter or name).
     #[error("refused: {}", .0.code)]
     Rejected(Rejection),
@@ -67,17 +67,17 @@ impl From<Rejection> for SegmentError {
 
 /// A saved segment.
 #[derive(Debug, Clone)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// Its id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// The purpose it is evaluated for.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// The filter, in canonical form.
-    pub filter: Value,
+    pub(crate) filter: Value,
     /// When it was saved.
-    pub created_at: NaiveDateTime,
+    pub(crate) created_at: NaiveDateTime,
 }
 
 impl From<&SegmentRow> for Segment {
@@ -94,13 +94,13 @@ impl From<&SegmentRow> for Segment {
 
 /// A segment to save, as asked.
 #[derive(Debug, Clone)]
-pub struct NewSegment {
+pub(crate) struct NewSegment {
     /// A name for people (1 to 200 characters once trimmed).
-    pub name: String,
+    pub(crate) name: String,
     /// The purpose it is evaluated for.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// The filter tree, as sent.
-    pub filter: Value,
+    pub(crate) filter: Value,
 }
 
 /// A turn among the population queries of this process (segment counts and member pages are
@@ -161,7 +161,7 @@ async fn count_and_answer(
 }
 
 /// How many people with a legal basis for `purpose` match `filter` (rule 1 for the role first).
-pub async fn preview(
+pub(crate) async fn preview(
     services: &Services,
     actor: &Actor,
     role: &str,
@@ -174,7 +174,7 @@ pub async fn preview(
 }
 
 /// Saves a segment (audited in its transaction); it is evaluated whenever it is read.
-pub async fn create(
+pub(crate) async fn create(
     services: &Services,
     actor: &Actor,
     role: &str,
@@ -215,7 +215,7 @@ pub async fn create(
 
 /// The saved segments for the purposes the role may query, newest first, after `before` (a
 /// segment id from the previous page's cursor).
-pub async fn list(
+pub(crate) async fn list(
     services: &Services,
     actor: &Actor,
     role: &str,
@@ -266,7 +266,7 @@ async fn load(
 }
 
 /// A saved segment with its size now (under suppression and the differencing guard).
-pub async fn show(
+pub(crate) async fn show(
     services: &Services,
     actor: &Actor,
     role: &str,
@@ -282,7 +282,7 @@ pub async fn show(
 /// legal basis for its purpose; refused (and audited as refused) while the segment is smaller
 /// than `min_size`. The page and the size it is checked against are read in one snapshot, and
 /// the export is audited with every member's pseudonym before it is answered.
-pub async fn members(
+pub(crate) async fn members(
     services: &Services,
     actor: &Actor,
     role: &str,

@@ -13,12 +13,12 @@ use crate::subjects::{
 };
 
 /// The audit action of looking at a person at a glance.
-pub const ACTION_VIEW: &str = "subjects.view";
+pub(crate) const ACTION_VIEW: &str = "subjects.view";
 /// The audit action of revealing a person's identifiers on their screen.
-pub const ACTION_REVEAL: &str = "subjects.reveal";
+pub(crate) const ACTION_REVEAL: &str = "subjects.reveal";
 
 /// Creates or updates a person's identifiers and traits (audited in its transaction).
-pub async fn put(
+pub(crate) async fn put(
     services: &Services,
     actor: &Actor,
     subject_id: SubjectId,
@@ -37,7 +37,7 @@ pub async fn put(
 
 /// The subject ids with this e-mail address, sorted; audited once per person found (or once,
 /// naming nobody, when none is).
-pub async fn lookup(
+pub(crate) async fn lookup(
     services: &Services,
     actor: &Actor,
     email: Email,
@@ -70,17 +70,17 @@ pub async fn lookup(
 /// What an erasure did, and whether the key's old copies left the database files before the
 /// answer.
 #[derive(Debug, Clone)]
-pub struct Erased {
+pub(crate) struct Erased {
     /// The erasure, with its receipt.
-    pub erasure: Erasure,
+    pub(crate) erasure: Erasure,
     /// Whether the old copies were removed in time (else the job `old_copies` goes on).
-    pub old_copies_removed: bool,
+    pub(crate) old_copies_removed: bool,
 }
 
 /// Erases a person (audited in its transaction): the data key is destroyed first, then every
 /// row; after the commit the key leaves the cache and its old copies the database files.
 /// `None` when nobody has this subject id.
-pub async fn erase(
+pub(crate) async fn erase(
     services: &Services,
     actor: &Actor,
     subject_id: SubjectId,
@@ -120,7 +120,7 @@ pub async fn erase(
 
 /// The person at a glance (identifier values only when `reveal`); audited as a view, and as a
 /// reveal when identifiers were shown. `None` when nobody has this subject id.
-pub async fn glance(
+pub(crate) async fn glance(
     services: &Services,
     actor: &Actor,
     subject_id: SubjectId,
@@ -155,7 +155,7 @@ pub async fn glance(
 
 /// What erasing the person now would do (nothing is changed); audited. `None` when nobody has
 /// this subject id.
-pub async fn preview_erasure(
+pub(crate) async fn preview_erasure(
     services: &Services,
     actor: &Actor,
     subject_id: SubjectId,
@@ -175,7 +175,7 @@ pub async fn preview_erasure(
 
 /// Lifts the suppression an erasure left on a subject id (audited in its transaction);
 /// `false` when it was not suppressed.
-pub async fn lift_suppression(
+pub(crate) async fn lift_suppression(
     services: &Services,
     actor: &Actor,
     subject_id: SubjectId,
@@ -195,7 +195,7 @@ pub async fn lift_suppression(
 
 /// The subject ids among `ids` whose ingestion is suppressed (checked before queuing writes,
 /// so that one suppressed id does not fail a whole coalesced group).
-pub async fn suppressed(
+pub(crate) async fn suppressed(
     services: &Services,
     ids: Vec<SubjectId>,
 ) -> Result<Vec<SubjectId>, SubjectError> {

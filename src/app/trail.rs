@@ -15,15 +15,15 @@ use crate::store::{write_transaction, StoreError};
 use crate::subjects::{self, SubjectError, SubjectId};
 
 /// The audit action of querying the log.
-pub const ACTION_READ: &str = "audit.read";
+pub(crate) const ACTION_READ: &str = "audit.read";
 /// The audit action of verifying the log.
-pub const ACTION_VERIFY: &str = "audit.verify";
+pub(crate) const ACTION_VERIFY: &str = "audit.verify";
 /// The audit action of signing a checkpoint on request.
-pub const ACTION_CHECKPOINT: &str = "audit.checkpoint";
+pub(crate) const ACTION_CHECKPOINT: &str = "audit.checkpoint";
 
 /// Why the trail was not read.
 #[derive(Debug, thiserror::Error)]
-pub enum TrailError {
+pub(crate) enum TrailError {
     /// No subject has this subject id (or it was erased).
     #[error("no subject has this subject id")]
     SubjectNotFound,
@@ -40,60 +40,60 @@ pub enum TrailError {
 
 /// Which entries to list; every part optional, combined with AND.
 #[derive(Debug, Clone, Default)]
-pub struct TrailQuery {
+pub(crate) struct TrailQuery {
     /// Entries about this person.
-    pub subject_id: Option<SubjectId>,
+    pub(crate) subject_id: Option<SubjectId>,
     /// Entries by this API key id.
-    pub actor_key_id: Option<String>,
+    pub(crate) actor_key_id: Option<String>,
     /// Entries of this action.
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Entries naming this purpose.
-    pub purpose: Option<String>,
+    pub(crate) purpose: Option<String>,
     /// `allow` or `deny`.
-    pub decision: Option<String>,
+    pub(crate) decision: Option<String>,
     /// At or after.
-    pub from: Option<NaiveDateTime>,
+    pub(crate) from: Option<NaiveDateTime>,
     /// Before.
-    pub to: Option<NaiveDateTime>,
+    pub(crate) to: Option<NaiveDateTime>,
 }
 
 /// One entry as it is listed.
 #[derive(Debug, Clone)]
-pub struct LoggedEntry {
+pub(crate) struct LoggedEntry {
     /// Position in the chain, from 1.
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// When it was written.
-    pub at: NaiveDateTime,
+    pub(crate) at: NaiveDateTime,
     /// The API key that acted (`None` for the command line).
-    pub actor_key_id: Option<String>,
+    pub(crate) actor_key_id: Option<String>,
     /// That key's name, as whoever created it named it.
-    pub actor_name: Option<String>,
+    pub(crate) actor_name: Option<String>,
     /// Its role.
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
     /// What was done.
-    pub action: String,
+    pub(crate) action: String,
     /// What it was done to, when not a person.
-    pub target: Option<String>,
+    pub(crate) target: Option<String>,
     /// The purposes.
-    pub purposes: Vec<String>,
+    pub(crate) purposes: Vec<String>,
     /// Their legal bases.
-    pub legal_bases: Vec<String>,
+    pub(crate) legal_bases: Vec<String>,
     /// The pseudonyms of the people it is about.
-    pub subjects: Vec<String>,
+    pub(crate) subjects: Vec<String>,
     /// Data categories touched.
-    pub categories: Vec<String>,
+    pub(crate) categories: Vec<String>,
     /// How many records.
-    pub records: i64,
+    pub(crate) records: i64,
     /// `allow` or `deny`.
-    pub decision: String,
+    pub(crate) decision: String,
     /// The reason code of a denial.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// SHA-256 of the policy in force.
-    pub policy_hash: String,
+    pub(crate) policy_hash: String,
     /// The request's id.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// The entry's chain hash.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl LoggedEntry {
@@ -122,12 +122,12 @@ impl LoggedEntry {
 }
 
 /// The position a page's cursor names: the last entry's `seq`.
-pub fn cursor_position(seq: i64) -> String {
+pub(crate) fn cursor_position(seq: i64) -> String {
     format!("seq:{seq}")
 }
 
 /// The `seq` in a cursor's position, if it is one this list gave.
-pub fn seq_of(position: &str) -> Option<i64> {
+pub(crate) fn seq_of(position: &str) -> Option<i64> {
     position
         .strip_prefix("seq:")
         .and_then(|seq| seq.parse::<i64>().ok())
@@ -136,7 +136,7 @@ pub fn seq_of(position: &str) -> Option<i64> {
 
 /// A page of entries matching `query`, newest first, before `before` (a `seq`), each with the
 /// name of the key that acted; audited (with the person's pseudonym when one was asked for).
-pub async fn page(
+pub(crate) async fn page(
     services: &Services,
     actor: &Actor,
     query: TrailQuery,
@@ -201,7 +201,7 @@ pub async fn page(
 
 /// Verifies the whole chain (every hash, the sequence without gaps, the head, every stored
 /// signed checkpoint); audited with the number of entries checked.
-pub async fn verify(services: &Services, actor: &Actor) -> Result<VerifyReport, TrailError> {
+pub(crate) async fn verify(services: &Services, actor: &Actor) -> Result<VerifyReport, TrailError> {
     let signer = services.checkpoints.clone();
     let report = services
         .db
@@ -217,7 +217,10 @@ pub async fn verify(services: &Services, actor: &Actor) -> Result<VerifyReport, 
 
 /// Signs the chain's current head (kept outside, it later proves nothing it covers was removed
 /// or rewritten); audited with the size it covers.
-pub async fn checkpoint(services: &Services, actor: &Actor) -> Result<Checkpoint, TrailError> {
+pub(crate) async fn checkpoint(
+    services: &Services,
+    actor: &Actor,
+) -> Result<Checkpoint, TrailError> {
     let signer = services.checkpoints.clone();
     let checkpoint = services
         .db

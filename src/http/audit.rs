@@ -19,74 +19,74 @@ const MAX_PAGE: i64 = 500;
 /// Filters of `GET /v1/audit`; all optional, combined with AND.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// Entries about this person (the app's subject id, resolved to the person's pseudonym).
     #[param(min_length = 1)]
-    pub subject_id: Option<String>,
+    pub(crate) subject_id: Option<String>,
     /// Entries by this API key id.
     #[param(min_length = 1)]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Entries of this action (`interactions.read` …).
     #[param(min_length = 1)]
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Entries naming this purpose.
     #[param(min_length = 1)]
-    pub purpose: Option<String>,
+    pub(crate) purpose: Option<String>,
     /// `allow` or `deny`.
     #[param(pattern = "^(allow|deny)$")]
-    pub decision: Option<String>,
+    pub(crate) decision: Option<String>,
     /// At or after this time (RFC 3339).
     #[param(format = DateTime)]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Before this time (RFC 3339).
     #[param(format = DateTime)]
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
     /// Page size, 1–500 (default 100).
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     #[param(min_length = 1)]
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// One audit entry.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditEntryBody {
+pub(crate) struct AuditEntryBody {
     /// Position in the chain, from 1.
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// When it was written.
-    pub at: DateTime<Utc>,
+    pub(crate) at: DateTime<Utc>,
     /// The API key that acted (`null` for the command line).
-    pub actor_key_id: Option<String>,
+    pub(crate) actor_key_id: Option<String>,
     /// That key's name, as whoever created it named it (`null` for the command line).
-    pub actor_name: Option<String>,
+    pub(crate) actor_name: Option<String>,
     /// Its role (`operator` for the command line).
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
     /// What was done.
-    pub action: String,
+    pub(crate) action: String,
     /// What it was done to, when not a person (an API key id).
-    pub target: Option<String>,
+    pub(crate) target: Option<String>,
     /// The purposes.
-    pub purposes: Vec<String>,
+    pub(crate) purposes: Vec<String>,
     /// Their legal bases.
-    pub legal_bases: Vec<String>,
+    pub(crate) legal_bases: Vec<String>,
     /// The pseudonyms of the people it is about (never an identifier); several for a batch
     /// written in one request.
-    pub subjects: Vec<String>,
+    pub(crate) subjects: Vec<String>,
     /// Data categories touched.
-    pub categories: Vec<String>,
+    pub(crate) categories: Vec<String>,
     /// How many records.
-    pub records: i64,
+    pub(crate) records: i64,
     /// `allow` or `deny`.
-    pub decision: String,
+    pub(crate) decision: String,
     /// The reason code of a denial.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// SHA-256 of the policy in force.
-    pub policy_hash: String,
+    pub(crate) policy_hash: String,
     /// The request's id.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// The entry's chain hash.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl From<LoggedEntry> for AuditEntryBody {
@@ -115,11 +115,11 @@ impl From<LoggedEntry> for AuditEntryBody {
 
 /// A page of entries.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditPage {
+pub(crate) struct AuditPage {
     /// Newest first.
-    pub entries: Vec<AuditEntryBody>,
+    pub(crate) entries: Vec<AuditEntryBody>,
     /// Pass as `cursor` for the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 fn decode_cursor(text: &str) -> Result<i64, Rejection> {
@@ -169,7 +169,7 @@ fn parse_token(name: &str, raw: Option<String>) -> Result<Option<String>, Reject
         (status = 404, description = "No subject has this subject_id (or it was erased)",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn list(
+pub(crate) async fn list(
     state: web::Data<AppState>,
     actor: Actor,
     query: web::Query<AuditQuery>,
@@ -214,7 +214,10 @@ pub async fn list(
 #[utoipa::path(get, operation_id = "audit_verify", path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "The verification's result (also when it fails)",
         body = VerifyReport)))]
-pub async fn verify(state: web::Data<AppState>, actor: Actor) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn verify(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(trail::verify(&state.services, &actor).await?))
 }
 
@@ -223,7 +226,7 @@ pub async fn verify(state: web::Data<AppState>, actor: Actor) -> Result<HttpResp
 /// rewritten.
 #[utoipa::path(get, operation_id = "audit_checkpoint", path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "A signed checkpoint", body = Checkpoint)))]
-pub async fn checkpoint(
+pub(crate) async fn checkpoint(
     state: web::Data<AppState>,
     actor: Actor,
 ) -> Result<HttpResponse, ApiError> {
@@ -233,7 +236,7 @@ pub async fn checkpoint(
 /// The public key (JWK set) that verifies audit checkpoints.
 #[utoipa::path(get, operation_id = "audit_checkpoint_key", path = "/v1/audit/checkpoint-key", tag = "audit",
     responses((status = 200, description = "The checkpoint key", body = JwkSet)))]
-pub async fn checkpoint_key(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn checkpoint_key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(JwkSet {
         keys: vec![state.services.checkpoints.jwk()],
     })

@@ -15,7 +15,7 @@ use crate::auth::Principal;
 /// The request's id (from `X-Request-Id` when it is a UUID, or new), put in the request by
 /// the `observe` middleware.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub String);
 
 /// The domain has recorded the denial this request is answered with: the middleware adds no
 /// generic one.
@@ -23,13 +23,16 @@ pub struct RequestId(pub String);
 pub(super) struct DenialRecorded;
 
 /// Marks a request whose refusal the domain service audited itself.
-pub fn denial_recorded(request: &HttpRequest) {
+pub(crate) fn denial_recorded(request: &HttpRequest) {
     request.extensions_mut().insert(DenialRecorded);
 }
 
 /// A service's answer as the handler returns it: a refusal the service audited itself is marked
 /// so (the middleware adds no generic entry for it).
-pub fn settle<T, E>(request: &HttpRequest, result: Result<T, Failed<E>>) -> Result<T, ApiError>
+pub(crate) fn settle<T, E>(
+    request: &HttpRequest,
+    result: Result<T, Failed<E>>,
+) -> Result<T, ApiError>
 where
     ApiError: From<E>,
 {
@@ -47,7 +50,7 @@ pub(super) fn has_recorded_denial(request: &HttpRequest) -> bool {
 }
 
 /// The actor of a request: the authenticated caller and the request id.
-pub fn actor_of(request: &HttpRequest) -> Option<Actor> {
+pub(crate) fn actor_of(request: &HttpRequest) -> Option<Actor> {
     let extensions = request.extensions();
     let principal = extensions.get::<Principal>()?;
     let request_id = extensions.get::<RequestId>().map(|id| id.0.clone());

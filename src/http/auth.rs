@@ -11,27 +11,27 @@ use crate::policy::{Action, PurposeId};
 /// The token request.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TokenRequest {
+pub(crate) struct TokenRequest {
     /// The API key, `ck_<key-id>_<secret>`.
-    pub api_key: String,
+    pub(crate) api_key: String,
 }
 
 /// The token response.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     /// The bearer token (a JWT carrying the key id and role).
-    pub access_token: String,
+    pub(crate) access_token: String,
     /// Always `Bearer`.
-    pub token_type: &'static str,
+    pub(crate) token_type: &'static str,
     /// Seconds until the token expires.
-    pub expires_in: u64,
+    pub(crate) expires_in: u64,
     /// The key's role.
-    pub role: String,
+    pub(crate) role: String,
     /// What the role may do (a client such as the console shows only these).
-    pub actions: Vec<Action>,
+    pub(crate) actions: Vec<Action>,
     /// The purposes the role may act for (each covers its descendants).
     #[schema(value_type = Vec<String>)]
-    pub purposes: Vec<PurposeId>,
+    pub(crate) purposes: Vec<PurposeId>,
 }
 
 /// Exchanges an API key for a bearer token. Unknown, revoked and wrong keys all get the same
@@ -43,7 +43,7 @@ pub struct TokenResponse {
         (status = 401, description = "The API key is not valid", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn issue_token(
+pub(crate) async fn issue_token(
     state: web::Data<AppState>,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {

@@ -61,7 +61,7 @@ impl Stream for Deadline {
 
 /// Puts the body of every request under the deadline; a request whose body missed it is
 /// answered 408 `body_timeout` on a connection that is then closed.
-pub async fn body_deadline(
+pub(crate) async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {

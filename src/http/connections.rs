@@ -21,14 +21,14 @@ use super::problem::problem_response;
 use crate::net::TrustedProxies;
 
 /// Open connections per peer address.
-pub struct ConnectionCounts {
+pub(crate) struct ConnectionCounts {
     open: Mutex<HashMap<IpAddr, u32>>,
     cap: u32,
     exempt: TrustedProxies,
 }
 
 /// A connection's slot: counted while it lives; `over` when it was past the cap.
-pub struct ConnectionSlot {
+pub(crate) struct ConnectionSlot {
     counts: Arc<ConnectionCounts>,
     address: IpAddr,
     over: bool,
@@ -36,7 +36,7 @@ pub struct ConnectionSlot {
 
 impl ConnectionCounts {
     /// Counts for a cap of `cap` connections per address, trusted proxies exempt.
-    pub fn new(cap: u32, exempt: TrustedProxies) -> Arc<ConnectionCounts> {
+    pub(crate) fn new(cap: u32, exempt: TrustedProxies) -> Arc<ConnectionCounts> {
         Arc::new(ConnectionCounts {
             open: Mutex::new(HashMap::new()),
             cap,
@@ -45,7 +45,7 @@ impl ConnectionCounts {
     }
 
     /// Takes a slot for a new connection from `address`; `None` for an exempt address.
-    pub fn open(self: &Arc<Self>, address: IpAddr) -> Option<ConnectionSlot> {
+    pub(crate) fn open(self: &Arc<Self>, address: IpAddr) -> Option<ConnectionSlot> {
         if self.exempt.trusts(address) {
             return None;
         }
@@ -59,8 +59,9 @@ impl ConnectionCounts {
         })
     }
 
-    /// Connections now open from `address` (for tests and metrics).
-    pub fn open_from(&self, address: IpAddr) -> u32 {
+    /// Connections now open from `address`.
+    #[cfg(test)]
+    pub(crate) fn open_from(&self, address: IpAddr) -> u32 {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.get(&address).copied().unwrap_or(0)
     }
@@ -83,7 +84,7 @@ impl Drop for ConnectionSlot {
 }
 
 /// Answers every request of a connection past its address's cap with 429, and closes it.
-pub async fn cap(
+pub(crate) async fn cap(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {

@@ -18,7 +18,7 @@ use crate::rejection::Rejection;
 use crate::subjects::SubjectId;
 
 /// Whether the request carries a Global Privacy Control signal (`Sec-GPC: 1`).
-pub fn has_gpc(headers: &HeaderMap) -> bool {
+pub(crate) fn has_gpc(headers: &HeaderMap) -> bool {
     headers
         .get("sec-gpc")
         .and_then(|value| value.to_str().ok())
@@ -28,78 +28,78 @@ pub fn has_gpc(headers: &HeaderMap) -> bool {
 /// The notice the person saw: a `[[notice]]` the policy declares.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NoticeBody {
+pub(crate) struct NoticeBody {
     /// The notice's id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its version.
-    pub version: String,
+    pub(crate) version: String,
     /// The language of the text shown; needed when the version is declared in several.
-    pub language: Option<String>,
+    pub(crate) language: Option<String>,
 }
 
 /// Evidence of the statement, stored encrypted.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EvidenceBody {
+pub(crate) struct EvidenceBody {
     /// The person's IP address.
-    pub ip_address: Option<String>,
+    pub(crate) ip_address: Option<String>,
     /// The person's user agent.
-    pub user_agent: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 /// A consent statement.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConsentRequest {
+pub(crate) struct ConsentRequest {
     /// The app's id for this statement; re-sending it records nothing new.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// A declared, consent-based purpose (a statement covers its descendants).
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// `granted` or `withdrawn`.
-    pub status: String,
+    pub(crate) status: String,
     /// The notice agreed to (required for grants).
-    pub notice: Option<NoticeBody>,
+    pub(crate) notice: Option<NoticeBody>,
     /// Where (`web`, `app` …).
-    pub source: String,
+    pub(crate) source: String,
     /// How (`checkbox`, `banner` …).
-    pub method: String,
+    pub(crate) method: String,
     /// Optional evidence.
-    pub evidence: Option<EvidenceBody>,
+    pub(crate) evidence: Option<EvidenceBody>,
 }
 
 /// A recorded statement.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ConsentBody {
+pub(crate) struct ConsentBody {
     /// The app's id (or the internal one when none was given).
-    pub id: String,
+    pub(crate) id: String,
     /// The purpose.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// `granted` or `withdrawn`.
-    pub status: String,
+    pub(crate) status: String,
     /// When it was recorded.
-    pub recorded_at: DateTime<Utc>,
+    pub(crate) recorded_at: DateTime<Utc>,
     /// Its place in the person's history.
-    pub sequence: i64,
+    pub(crate) sequence: i64,
     /// The notice, with the language and SHA-256 of the text shown.
-    pub notice: Option<NoticeRef>,
+    pub(crate) notice: Option<NoticeRef>,
     /// Where.
-    pub source: String,
+    pub(crate) source: String,
     /// How.
-    pub method: String,
+    pub(crate) method: String,
 }
 
 /// The answer to a statement.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ConsentResponse {
+pub(crate) struct ConsentResponse {
     /// The statement.
     #[serde(flatten)]
-    pub consent: ConsentBody,
+    pub(crate) consent: ConsentBody,
     /// Whether it had been recorded before.
-    pub duplicate: bool,
+    pub(crate) duplicate: bool,
     /// Purposes a `Sec-GPC: 1` signal opted the person out of in this request.
-    pub gpc_applied: Vec<String>,
+    pub(crate) gpc_applied: Vec<String>,
     /// A compact JWS (EdDSA) over the statement, verifiable with `/v1/consents/receipt-key`.
-    pub receipt: String,
+    pub(crate) receipt: String,
 }
 
 fn utc(time: NaiveDateTime) -> DateTime<Utc> {
@@ -137,7 +137,7 @@ fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
         (status = 422, description = "Invalid (an undeclared notice, a notice that does not ask for the purpose, a source or method outside the vocabulary); nothing recorded",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn record(
+pub(crate) async fn record(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -187,52 +187,52 @@ pub async fn record(
 
 /// The current statement on one purpose.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct CurrentBody {
+pub(crate) struct CurrentBody {
     /// The purpose.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// `granted` or `withdrawn`.
-    pub status: String,
+    pub(crate) status: String,
     /// Since when.
-    pub since: DateTime<Utc>,
+    pub(crate) since: DateTime<Utc>,
     /// The statement that set it.
-    pub id: String,
+    pub(crate) id: String,
 }
 
 /// A statement in the history, with its evidence.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct HistoryBody {
+pub(crate) struct HistoryBody {
     /// The statement.
     #[serde(flatten)]
-    pub consent: ConsentBody,
+    pub(crate) consent: ConsentBody,
     /// Its evidence (`ip_address`, `user_agent`), decrypted.
     #[schema(value_type = Object)]
-    pub evidence: std::collections::BTreeMap<String, String>,
+    pub(crate) evidence: std::collections::BTreeMap<String, String>,
 }
 
 /// A standing objection.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ObjectionBody {
+pub(crate) struct ObjectionBody {
     /// The purpose objected to (covers its descendants).
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// Since when.
-    pub since: DateTime<Utc>,
+    pub(crate) since: DateTime<Utc>,
 }
 
 /// A person's consent state.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ConsentStateBody {
+pub(crate) struct ConsentStateBody {
     /// `full` (the role holds `subjects.export`): every purpose, with the history; `purposes`
     /// (`consents.write` only): what bears on the role's purposes, without history.
-    pub scope: &'static str,
+    pub(crate) scope: &'static str,
     /// The current statement per purpose.
-    pub current: Vec<CurrentBody>,
+    pub(crate) current: Vec<CurrentBody>,
     /// Every statement, oldest first, with evidence; only in the `full` scope.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub history: Option<Vec<HistoryBody>>,
+    pub(crate) history: Option<Vec<HistoryBody>>,
     /// Standing objections.
-    pub objections: Vec<ObjectionBody>,
+    pub(crate) objections: Vec<ObjectionBody>,
     /// Whether processing is restricted (Art. 18).
-    pub restricted: bool,
+    pub(crate) restricted: bool,
 }
 
 /// A person's current consent per purpose; with `subjects.export`, every purpose and the full
@@ -246,7 +246,7 @@ pub struct ConsentStateBody {
         (status = 404, description = "No such subject", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn show(
+pub(crate) async fn show(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -294,22 +294,22 @@ pub async fn show(
 /// An objection, or lifting one.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ObjectionRequest {
+pub(crate) struct ObjectionRequest {
     /// A declared purpose (covers its descendants).
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// `objected` (default) or `lifted`.
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 /// The objection's state after the request.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ObjectionResponse {
+pub(crate) struct ObjectionResponse {
     /// The purpose.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// `objected` or `lifted`.
-    pub status: String,
+    pub(crate) status: String,
     /// Whether the request changed anything.
-    pub changed: bool,
+    pub(crate) changed: bool,
 }
 
 /// Records an objection (Art. 21) to a purpose, or lifts one.
@@ -322,7 +322,7 @@ pub struct ObjectionResponse {
         (status = 403, description = "The role may not act for this purpose",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn object(
+pub(crate) async fn object(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -364,15 +364,15 @@ pub async fn object(
 
 /// The JWK set that verifies consent receipts.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct JwkSet {
+pub(crate) struct JwkSet {
     /// The keys (one).
-    pub keys: Vec<Jwk>,
+    pub(crate) keys: Vec<Jwk>,
 }
 
 /// The public key that verifies consent receipts.
 #[utoipa::path(get, operation_id = "consents_receipt_key", path = "/v1/consents/receipt-key", tag = "consents",
     responses((status = 200, description = "A JWK set", body = JwkSet)))]
-pub async fn receipt_key(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn receipt_key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(JwkSet {
         keys: vec![state.services.receipts.jwk()],
     })
@@ -380,11 +380,11 @@ pub async fn receipt_key(state: web::Data<AppState>) -> HttpResponse {
 
 /// A restriction's state after the call.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct RestrictionResponse {
+pub(crate) struct RestrictionResponse {
     /// Whether processing is restricted now.
-    pub restricted: bool,
+    pub(crate) restricted: bool,
     /// Whether this call changed it.
-    pub changed: bool,
+    pub(crate) changed: bool,
 }
 
 async fn set_restriction(
@@ -416,7 +416,7 @@ async fn set_restriction(
         (status = 404, description = "No such subject", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn restrict(
+pub(crate) async fn restrict(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -435,7 +435,7 @@ pub async fn restrict(
         (status = 404, description = "No such subject", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn lift_restriction(
+pub(crate) async fn lift_restriction(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,

@@ -56,12 +56,12 @@ fn serve(asset: &Asset) -> HttpResponse {
 }
 
 /// The console's page.
-pub async fn index() -> HttpResponse {
+pub(crate) async fn index() -> HttpResponse {
     serve(&ASSETS[0])
 }
 
 /// A file of the console, by name.
-pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
     ASSETS
         .iter()

@@ -20,14 +20,14 @@ use crate::subjects::SubjectId;
 /// Options of an export.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ExportQuery {
+pub(crate) struct ExportQuery {
     /// `json` (default): one JSON document. `csv`: a zip of CSV files (see `docs/api.md`).
     #[param(pattern = "^(json|csv)$")]
-    pub format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 /// Parses `?format=`.
-pub fn parse_format(raw: Option<&str>) -> Result<Format, Rejection> {
+pub(crate) fn parse_format(raw: Option<&str>) -> Result<Format, Rejection> {
     match raw {
         None | Some("json") => Ok(Format::Json),
         Some("csv") => Ok(Format::CsvZip),
@@ -43,7 +43,7 @@ pub fn parse_format(raw: Option<&str>) -> Result<Format, Rejection> {
 
 /// The streaming answer of an export: its chunks as they are read, broken off if the export
 /// fails part-way.
-pub fn respond(streaming: Streaming, format: Format) -> HttpResponse {
+pub(crate) fn respond(streaming: Streaming, format: Format) -> HttpResponse {
     let stream = futures_util::stream::unfold(streaming.chunks, |mut chunks| async move {
         chunks
             .recv()
@@ -80,7 +80,7 @@ pub fn respond(streaming: Streaming, format: Format) -> HttpResponse {
         (status = 422, description = "Unknown format", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn export_subject(
+pub(crate) async fn export_subject(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,

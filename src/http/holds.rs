@@ -14,21 +14,21 @@ use crate::subjects::holds::HeldInteraction;
 /// The purpose a held record is read for.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct HeldQuery {
+pub(crate) struct HeldQuery {
     /// A purpose with a legal hold that holds the records (or a descendant of one); the
     /// caller's role must have `interactions.read` for it.
-    pub purpose: String,
+    pub(crate) purpose: String,
 }
 
 /// An erasure's held records usable for one purpose.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct HeldPage {
+pub(crate) struct HeldPage {
     /// The erasure that kept them.
-    pub erasure_id: String,
+    pub(crate) erasure_id: String,
     /// The purpose they were read for.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// Oldest first, minimised to the fields the purpose may use.
-    pub interactions: Vec<HeldInteraction>,
+    pub(crate) interactions: Vec<HeldInteraction>,
 }
 
 /// The interactions an erasure kept under a legal hold, for a holding purpose only: they name
@@ -45,7 +45,7 @@ pub struct HeldPage {
         (status = 422, description = "Unknown purpose",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn held(
+pub(crate) async fn held(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,

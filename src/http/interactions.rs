@@ -21,29 +21,29 @@ use crate::rejection::Rejection;
 use crate::subjects::SubjectId;
 
 /// The largest batch body accepted, in bytes.
-pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+pub(crate) const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// One interaction.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct InteractionRequest {
+pub(crate) struct InteractionRequest {
     /// The app's id for this interaction; re-sending it for the same subject is harmless.
-    pub id: String,
+    pub(crate) id: String,
     /// The app's id for the person; an unknown one creates the subject.
-    pub subject_id: String,
+    pub(crate) subject_id: String,
     /// What happened (`purchase`, `support_chat` …): lowercase letters, digits, `_ . -`.
     #[serde(rename = "type")]
-    pub interaction_type: String,
+    pub(crate) interaction_type: String,
     /// Through which channel (`web`, `email` …).
-    pub channel: String,
+    pub(crate) channel: String,
     /// When it happened, RFC 3339.
-    pub occurred_at: String,
+    pub(crate) occurred_at: String,
     /// The purposes it is collected for.
-    pub purposes: Vec<String>,
+    pub(crate) purposes: Vec<String>,
     /// Declared fields only; strings or numbers.
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub data: Map<String, Value>,
+    pub(crate) data: Map<String, Value>,
 }
 
 impl From<InteractionRequest> for RawInteraction {
@@ -62,26 +62,26 @@ impl From<InteractionRequest> for RawInteraction {
 
 /// A purpose that was not accepted.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct RejectionBody {
+pub(crate) struct RejectionBody {
     /// The purpose.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// The reason code (`no_consent`, `objected`, …).
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// What happened to one interaction.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct InteractionResult {
+pub(crate) struct InteractionResult {
     /// The app's id.
-    pub id: String,
+    pub(crate) id: String,
     /// Purposes it is stored with.
-    pub purposes_accepted: Vec<String>,
+    pub(crate) purposes_accepted: Vec<String>,
     /// Purposes that had no legal basis.
-    pub purposes_rejected: Vec<String>,
+    pub(crate) purposes_rejected: Vec<String>,
     /// Why each rejected purpose was rejected.
-    pub rejections: Vec<RejectionBody>,
+    pub(crate) rejections: Vec<RejectionBody>,
     /// Whether it had already been stored (nothing new was written).
-    pub duplicate: bool,
+    pub(crate) duplicate: bool,
 }
 
 fn rejections(rejected: &[PurposeRejection]) -> Vec<RejectionBody> {
@@ -138,7 +138,7 @@ fn result_of(outcome: Outcome) -> Result<InteractionResult, ApiError> {
         (status = 403, description = "The role may not collect for a purpose",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn create(
+pub(crate) async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -164,29 +164,29 @@ pub async fn create(
 /// A batch of interactions.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// Up to 1,000 interactions, each shaped like the body of `POST /v1/interactions`
     /// (`InteractionRequest`). Each item is validated on its own: a malformed item is reported
     /// in its result and does not fail the others.
     #[schema(value_type = Vec<serde_json::Value>, max_items = 1000)]
-    pub interactions: Vec<Box<RawValue>>,
+    pub(crate) interactions: Vec<Box<RawValue>>,
 }
 
 /// One item's error.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ItemError {
+pub(crate) struct ItemError {
     /// The status this item alone would have had.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The problem code.
-    pub code: &'static str,
+    pub(crate) code: &'static str,
     /// What is wrong.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// One item's result: `id` and purposes when stored, `error` when not.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum BatchItem {
+pub(crate) enum BatchItem {
     /// Stored (or already stored): the item's position and its outcome.
     Stored {
         /// The item's position in the request.
@@ -206,15 +206,15 @@ pub enum BatchItem {
 
 /// The batch's results, in request order.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct BatchResponse {
+pub(crate) struct BatchResponse {
     /// One result per item.
-    pub results: Vec<BatchItem>,
+    pub(crate) results: Vec<BatchItem>,
     /// Items stored now.
-    pub stored: usize,
+    pub(crate) stored: usize,
     /// Items already stored earlier.
-    pub duplicates: usize,
+    pub(crate) duplicates: usize,
     /// Items refused.
-    pub failed: usize,
+    pub(crate) failed: usize,
 }
 
 fn item_error(error: ApiError) -> ItemError {
@@ -234,7 +234,7 @@ fn item_error(error: ApiError) -> ItemError {
         (status = 422, description = "More than 1,000 items", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn batch(
+pub(crate) async fn batch(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -295,44 +295,44 @@ pub async fn batch(
 /// Query of a read.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ReadQuery {
+pub(crate) struct ReadQuery {
     /// The purpose the data will be used for.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// Page size, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// One interaction as read for a purpose.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct InteractionBody {
+pub(crate) struct InteractionBody {
     /// The app's id.
-    pub id: String,
+    pub(crate) id: String,
     /// The interaction type.
     #[serde(rename = "type")]
-    pub interaction_type: String,
+    pub(crate) interaction_type: String,
     /// The channel.
-    pub channel: String,
+    pub(crate) channel: String,
     /// When it happened.
-    pub occurred_at: DateTime<Utc>,
+    pub(crate) occurred_at: DateTime<Utc>,
     /// The purposes it was collected for.
-    pub purposes: Vec<String>,
+    pub(crate) purposes: Vec<String>,
     /// The fields this purpose may use, decrypted.
     #[schema(value_type = Object)]
-    pub data: Map<String, Value>,
+    pub(crate) data: Map<String, Value>,
     /// Fields present but not usable for this purpose (names only).
-    pub withheld: Vec<String>,
+    pub(crate) withheld: Vec<String>,
 }
 
 /// A page of interactions.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct InteractionPage {
+pub(crate) struct InteractionPage {
     /// Newest first.
-    pub interactions: Vec<InteractionBody>,
+    pub(crate) interactions: Vec<InteractionBody>,
     /// Pass as `cursor` for the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// A person's interactions usable for a purpose, minimised to the fields it may use.
@@ -346,7 +346,7 @@ pub struct InteractionPage {
         (status = 404, description = "No such subject", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn list_for_subject(
+pub(crate) async fn list_for_subject(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,

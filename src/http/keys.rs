@@ -13,45 +13,45 @@ use crate::auth::KeyInfo;
 /// A request to create a key.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateKeyRequest {
+pub(crate) struct CreateKeyRequest {
     /// A human name for the key (1–100 characters).
-    pub name: String,
+    pub(crate) name: String,
     /// A role defined in the loaded policy.
-    pub role: String,
+    pub(crate) role: String,
 }
 
 /// A key as shown to administrators; never its secret.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct KeyBody {
+pub(crate) struct KeyBody {
     /// The key id.
-    pub id: String,
+    pub(crate) id: String,
     /// The key's name.
-    pub name: String,
+    pub(crate) name: String,
     /// The key's role.
-    pub role: String,
+    pub(crate) role: String,
     /// When the key was created.
-    pub created_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
     /// The key id that created it; `null` when created with the CLI.
-    pub created_by: Option<String>,
+    pub(crate) created_by: Option<String>,
     /// When the key was revoked, if it was.
-    pub revoked_at: Option<DateTime<Utc>>,
+    pub(crate) revoked_at: Option<DateTime<Utc>>,
 }
 
 /// A new key: shown with its full API key, exactly once.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct CreatedKeyBody {
+pub(crate) struct CreatedKeyBody {
     /// The stored key.
     #[serde(flatten)]
-    pub key: KeyBody,
+    pub(crate) key: KeyBody,
     /// The API key to give to the app, `ck_<id>_<secret>`. It cannot be shown again.
-    pub api_key: String,
+    pub(crate) api_key: String,
 }
 
 /// The key list.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct KeyListBody {
+pub(crate) struct KeyListBody {
     /// Every key, oldest first, revoked ones included.
-    pub keys: Vec<KeyBody>,
+    pub(crate) keys: Vec<KeyBody>,
 }
 
 fn utc(time: NaiveDateTime) -> DateTime<Utc> {
@@ -79,7 +79,7 @@ impl From<KeyInfo> for KeyBody {
         (status = 422, description = "Unknown role or bad name", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn create(
+pub(crate) async fn create(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<CreateKeyRequest>,
@@ -97,7 +97,10 @@ pub async fn create(
 /// Lists every API key.
 #[utoipa::path(get, operation_id = "keys_list", path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     responses((status = 200, description = "All keys", body = KeyListBody)))]
-pub async fn list(state: web::Data<AppState>, actor: Actor) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    actor: Actor,
+) -> Result<HttpResponse, ApiError> {
     let keys = keys::list(&state.services, &actor).await?;
     Ok(HttpResponse::Ok().json(KeyListBody {
         keys: keys.into_iter().map(KeyBody::from).collect(),
@@ -112,7 +115,7 @@ pub async fn list(state: web::Data<AppState>, actor: Actor) -> Result<HttpRespon
         (status = 404, description = "No such key", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn revoke(
+pub(crate) async fn revoke(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,

@@ -19,16 +19,16 @@ use crate::clock::Clock;
 use super::problem::problem_response;
 
 /// Token exchanges per second from one address (twice that in a burst).
-pub const TOKEN_EXCHANGES_PER_SECOND: u32 = 20;
+pub(crate) const TOKEN_EXCHANGES_PER_SECOND: u32 = 20;
 
 /// A rate limiter per `K`, measuring on the service's clock.
 type KeyedLimiter<K> = RateLimiter<K, DashMapStateStore<K>, Clock, NoOpMiddleware<Duration>>;
 
 /// How often callers back at a full burst are forgotten.
-pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The rate limiters of one process.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     per_key: Option<KeyedLimiter<String>>,
     token_exchanges: KeyedLimiter<IpAddr>,
     clock: Clock,
@@ -42,7 +42,7 @@ fn quota(per_second: NonZeroU32) -> Quota {
 impl RateLimits {
     /// `per_key_per_second` requests per second per API key (bursts of twice that); `0` turns
     /// the per-key limit off. Waits are measured on `clock`.
-    pub fn new(per_key_per_second: u32, clock: Clock) -> RateLimits {
+    pub(crate) fn new(per_key_per_second: u32, clock: Clock) -> RateLimits {
         RateLimits {
             per_key: NonZeroU32::new(per_key_per_second)
                 .map(|n| RateLimiter::dashmap_with_clock(quota(n), clock.clone())),
@@ -56,7 +56,7 @@ impl RateLimits {
 
     /// Forgets callers that have been quiet long enough to be back at a full burst (the
     /// periodic job `rate_limit_upkeep`, every [`UPKEEP_INTERVAL`]).
-    pub fn forget_quiet_callers(&self) {
+    pub(crate) fn forget_quiet_callers(&self) {
         if let Some(per_key) = &self.per_key {
             per_key.retain_recent();
         }
@@ -64,7 +64,7 @@ impl RateLimits {
     }
 
     /// `Err(wait)` when the key has used its rate.
-    pub fn check_key(&self, key_id: &str) -> Result<(), Duration> {
+    pub(crate) fn check_key(&self, key_id: &str) -> Result<(), Duration> {
         let Some(per_key) = &self.per_key else {
             return Ok(());
         };
@@ -74,7 +74,7 @@ impl RateLimits {
     }
 
     /// `Err(wait)` when the address has used its rate of token exchanges.
-    pub fn check_token_exchange(&self, address: IpAddr) -> Result<(), Duration> {
+    pub(crate) fn check_token_exchange(&self, address: IpAddr) -> Result<(), Duration> {
         self.token_exchanges
             .check_key(&address)
             .map_err(|not_until| not_until.wait_time_from(self.clock.elapsed()))
@@ -89,7 +89,7 @@ fn retry_after(wait: Duration) -> String {
 }
 
 /// 429 `rate_limited`, with `Retry-After`.
-pub fn too_many_requests(wait: Duration, what: &str) -> HttpResponse {
+pub(crate) fn too_many_requests(wait: Duration, what: &str) -> HttpResponse {
     too_many(
         wait,
         "rate_limited",
@@ -98,7 +98,7 @@ pub fn too_many_requests(wait: Duration, what: &str) -> HttpResponse {
 }
 
 /// 429 with this code and detail, and `Retry-After`.
-pub fn too_many(wait: Duration, code: &'static str, detail: String) -> HttpResponse {
+pub(crate) fn too_many(wait: Duration, code: &'static str, detail: String) -> HttpResponse {
     let mut response = problem_response(StatusCode::TOO_MANY_REQUESTS, code, detail);
     if let Ok(value) = header::HeaderValue::from_str(&retry_after(wait)) {
         response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -23,11 +23,11 @@ use crate::auth::{KeyId, Principal, TokenError};
 use crate::policy::{Action, RoleId};
 
 /// The header carrying the request id, on requests (optional) and every response.
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Gives every request an id (a caller's UUID is kept, anything else replaced), logs one line
 /// per request and records metrics.
-pub async fn observe(
+pub(crate) async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -119,7 +119,7 @@ const TOKEN_ROUTE: &str = "/v1/auth/token";
 ///
 /// Rate limits come first: a key past its rate, or an address past its rate of token
 /// exchanges, gets 429 with `Retry-After` (`http::limits`).
-pub async fn authorize(
+pub(crate) async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {

@@ -6,38 +6,38 @@
 //! if its entry's action is held by the caller's role. Nothing is mounted outside the table
 //! except the `/docs` UI assets.
 
-pub mod audit;
-pub mod audit_trail;
-pub mod auth;
-pub mod body_deadline;
-pub mod connections;
-pub mod consents;
-pub mod console;
-pub mod export;
-pub mod holds;
-pub mod interactions;
-pub mod keys;
-pub mod limits;
-pub mod metrics;
-pub mod middleware;
-pub mod openapi;
-pub mod opendsr;
-pub mod ops;
-pub mod policy;
-pub mod problem;
-pub mod requests;
-pub mod segments;
-pub mod state;
-pub mod subjects;
+pub(crate) mod audit;
+pub(crate) mod audit_trail;
+pub(crate) mod auth;
+pub(crate) mod body_deadline;
+pub(crate) mod connections;
+pub(crate) mod consents;
+pub(crate) mod console;
+pub(crate) mod export;
+pub(crate) mod holds;
+pub(crate) mod interactions;
+pub(crate) mod keys;
+pub(crate) mod limits;
+pub(crate) mod metrics;
+pub(crate) mod middleware;
+pub(crate) mod openapi;
+pub(crate) mod opendsr;
+pub(crate) mod ops;
+pub(crate) mod policy;
+pub(crate) mod problem;
+pub(crate) mod requests;
+pub(crate) mod segments;
+pub(crate) mod state;
+pub(crate) mod subjects;
 
 use std::sync::LazyLock;
 
 use actix_web::http::Method;
 use actix_web::Route;
 
-pub use metrics::Metrics;
-pub use problem::ApiError;
-pub use state::{AppState, OpenDsr, Web};
+pub(crate) use metrics::Metrics;
+pub(crate) use problem::ApiError;
+pub(crate) use state::{AppState, OpenDsr, Web};
 
 use crate::policy::Action;
 
@@ -50,7 +50,7 @@ pub enum Access {
     Requires(&'static [Action]),
 }
 
-/// One row of the route table.
+/// One row of the route table (public: it is the contract every route is checked against).
 pub struct Endpoint {
     /// The HTTP method.
     pub method: Method,
@@ -59,9 +59,9 @@ pub struct Endpoint {
     /// Who may call it.
     pub access: Access,
     /// Attaches the handler to a route.
-    pub handler: fn(Route) -> Route,
+    pub(crate) handler: fn(Route) -> Route,
     /// The largest JSON body this route accepts, when it differs from the default.
-    pub body_limit: Option<usize>,
+    pub(crate) body_limit: Option<usize>,
 }
 
 macro_rules! endpoint {
@@ -230,7 +230,7 @@ pub fn endpoints() -> &'static [Endpoint] {
 }
 
 /// The access rule of the endpoint with this method and path pattern, if there is one.
-pub fn access_for(method: &Method, pattern: &str) -> Option<Access> {
+pub(crate) fn access_for(method: &Method, pattern: &str) -> Option<Access> {
     endpoints()
         .iter()
         .find(|endpoint| endpoint.method == method && endpoint.path == pattern)

@@ -79,7 +79,7 @@ use super::AppState;
         (name = "opendsr", description = "OpenDSR 2.0: data-subject requests from controllers"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerAuth;
 
@@ -101,7 +101,7 @@ impl Modify for BearerAuth {
 /// The OpenAPI document as JSON. Every operation also documents a `default` response: any
 /// status not listed is an error in the route's error shape — a problem (RFC 9457) on the API,
 /// the specification's `{"error": …}` object on `/opendsr/` routes.
-pub fn document() -> String {
+pub(crate) fn document() -> String {
     let mut document: serde_json::Value =
         serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
     let problem = serde_json::json!({
@@ -160,14 +160,14 @@ pub fn document() -> String {
 }
 
 /// Serves the OpenAPI document.
-pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(state.web.openapi_json.clone())
 }
 
 /// `/docs` → `/docs/`, where the UI lives.
-pub async fn docs_redirect() -> HttpResponse {
+pub(crate) async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/docs/"))
         .finish()

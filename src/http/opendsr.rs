@@ -23,15 +23,15 @@ use crate::requests::opendsr::{
 };
 
 /// The path prefix of these routes.
-pub const PREFIX: &str = "/opendsr/";
+pub(crate) const PREFIX: &str = "/opendsr/";
 
 /// The header carrying a signature (ours on answers and callbacks; a controller's on requests
 /// when controllers must sign).
-pub const SIGNATURE: &str = "X-OpenDSR-Signature";
+pub(crate) const SIGNATURE: &str = "X-OpenDSR-Signature";
 /// The header naming the processor's domain.
-pub const PROCESSOR_DOMAIN: &str = "X-OpenDSR-Processor-Domain";
+pub(crate) const PROCESSOR_DOMAIN: &str = "X-OpenDSR-Processor-Domain";
 /// The header naming a signing controller's domain.
-pub const CONTROLLER_DOMAIN: &str = "X-OpenDSR-Controller-Domain";
+pub(crate) const CONTROLLER_DOMAIN: &str = "X-OpenDSR-Controller-Domain";
 
 /// An error in the specification's shape.
 fn spec_error(status: StatusCode, message: &str, errors: Vec<ErrorDetail>) -> HttpResponse {
@@ -80,22 +80,22 @@ fn signed(state: &AppState, status: StatusCode, body: &impl Serialize) -> HttpRe
 
 /// The discovery document.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct DiscoveryBody {
+pub(crate) struct DiscoveryBody {
     /// The version spoken.
-    pub api_version: &'static str,
+    pub(crate) api_version: &'static str,
     /// Identity type and format pairs accepted.
     #[schema(value_type = Vec<Object>)]
-    pub supported_identities: Vec<Value>,
+    pub(crate) supported_identities: Vec<Value>,
     /// Request types accepted.
-    pub supported_subject_request_types: Vec<&'static str>,
+    pub(crate) supported_subject_request_types: Vec<&'static str>,
     /// Where the certificate that signs answers and callbacks can be downloaded.
-    pub processor_certificate: String,
+    pub(crate) processor_certificate: String,
 }
 
 /// What this processor supports, and where its certificate is.
 #[utoipa::path(get, operation_id = "opendsr_discovery", path = "/opendsr/v2/discovery", tag = "opendsr",
     responses((status = 200, description = "The discovery document (signed)", body = DiscoveryBody)))]
-pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     signed(
         &state,
         StatusCode::OK,
@@ -115,7 +115,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, operation_id = "opendsr_certificate", path = "/opendsr/v2/certificate", tag = "opendsr",
     responses((status = 200, description = "The processor's certificate, PEM",
         content_type = "application/x-pem-file", body = String)))]
-pub async fn certificate(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn certificate(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/x-pem-file")
         .body(state.opendsr.identity.certificate_pem().to_owned())
@@ -123,23 +123,23 @@ pub async fn certificate(state: web::Data<AppState>) -> HttpResponse {
 
 /// The answer to a received request.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct CreatedBody {
+pub(crate) struct CreatedBody {
     /// The controller's identity here (its API key's id).
-    pub controller_id: String,
+    pub(crate) controller_id: String,
     /// When the processor received it.
-    pub received_time: String,
+    pub(crate) received_time: String,
     /// When it is expected to be fulfilled (its deadline).
-    pub expected_completion_time: String,
+    pub(crate) expected_completion_time: String,
     /// The controller's id for it.
-    pub subject_request_id: String,
+    pub(crate) subject_request_id: String,
     /// The request body as received, base64.
-    pub encoded_request: String,
+    pub(crate) encoded_request: String,
     /// The version spoken.
-    pub api_version: &'static str,
+    pub(crate) api_version: &'static str,
     /// The processor's signature (base64) of the request body exactly as received (the bytes
     /// of `encoded_request`): a receipt the controller can keep and verify with the published
     /// certificate. (The whole answer is signed in `X-OpenDSR-Signature`.)
-    pub processor_signature: String,
+    pub(crate) processor_signature: String,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -155,7 +155,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
         (status = 403, description = "A required controller signature is missing or wrong", body = Object),
         (status = 409, description = "The subject_request_id was used for another request", body = Object),
     ))]
-pub async fn create(
+pub(crate) async fn create(
     state: web::Data<AppState>,
     request: HttpRequest,
     actor: Actor,
@@ -252,7 +252,7 @@ pub async fn create(
         (status = 200, description = "Its status (signed)", body = StatusBody),
         (status = 404, description = "No such request from this controller", body = Object),
     ))]
-pub async fn status(
+pub(crate) async fn status(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
@@ -267,15 +267,15 @@ pub async fn status(
 
 /// The answer to a cancellation.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct CancelledBody {
+pub(crate) struct CancelledBody {
     /// The controller's identity here.
-    pub controller_id: String,
+    pub(crate) controller_id: String,
     /// The controller's id for the request.
-    pub subject_request_id: String,
+    pub(crate) subject_request_id: String,
     /// When the cancellation was received.
-    pub received_time: String,
+    pub(crate) received_time: String,
     /// The version spoken.
-    pub api_version: &'static str,
+    pub(crate) api_version: &'static str,
 }
 
 /// Cancels a pending request.
@@ -287,7 +287,7 @@ pub struct CancelledBody {
         (status = 404, description = "No such request from this controller", body = Object),
         (status = 409, description = "The request is no longer pending", body = Object),
     ))]
-pub async fn cancel(
+pub(crate) async fn cancel(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
@@ -309,7 +309,7 @@ pub async fn cancel(
 /// is answered in the specification's error shape instead of RFC 9457:
 /// `{"error": {"code": <status>, "message": <detail>, "errors": [{"domain", "reason": <code>,
 /// "message": <detail>}]}}`.
-pub async fn spec_errors(
+pub(crate) async fn spec_errors(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {

@@ -10,27 +10,27 @@ use crate::policy::{Field, Notice, Purpose, Role, SegmentLimits};
 
 /// The loaded policy.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct PolicyBody<'a> {
+pub(crate) struct PolicyBody<'a> {
     /// SHA-256 of the policy files, as stored with every audit entry.
-    pub sha256: &'a str,
+    pub(crate) sha256: &'a str,
     /// The files it was loaded from.
-    pub files: &'a [String],
+    pub(crate) files: &'a [String],
     /// Purposes, with effective categories.
-    pub purposes: Vec<&'a Purpose>,
+    pub(crate) purposes: Vec<&'a Purpose>,
     /// Declared fields.
-    pub fields: Vec<&'a Field>,
+    pub(crate) fields: Vec<&'a Field>,
     /// Roles.
-    pub roles: Vec<&'a Role>,
+    pub(crate) roles: Vec<&'a Role>,
     /// Consent notices.
-    pub notices: &'a [Notice],
+    pub(crate) notices: &'a [Notice],
     /// Segment limits.
-    pub segments: SegmentLimits,
+    pub(crate) segments: SegmentLimits,
 }
 
 /// Shows the loaded policy.
 #[utoipa::path(get, operation_id = "policy_show", path = "/v1/policy", tag = "policy", security(("bearer" = [])),
     responses((status = 200, description = "The loaded policy", body = PolicyBody)))]
-pub async fn show(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn show(state: web::Data<AppState>) -> HttpResponse {
     let policy = &state.services.policy;
     HttpResponse::Ok().json(PolicyBody {
         sha256: policy.sha256(),
@@ -48,6 +48,6 @@ pub async fn show(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, operation_id = "policy_ropa", path = "/v1/ropa", tag = "policy", security(("bearer" = [])),
     responses((status = 200, description = "The record of processing activities",
         body = RecordOfProcessing)))]
-pub async fn ropa(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn ropa(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.services.policy.record_of_processing())
 }

@@ -23,18 +23,18 @@ use crate::vault::VaultError;
 
 /// The problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ProblemBody {
+pub(crate) struct ProblemBody {
     /// A URI naming the kind of problem: `urn:custodia:problem:<code>`.
     #[serde(rename = "type")]
-    pub problem_type: String,
+    pub(crate) problem_type: String,
     /// A short summary of the kind of problem.
-    pub title: String,
+    pub(crate) title: String,
     /// The HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// What went wrong with this request, in words.
-    pub detail: String,
+    pub(crate) detail: String,
     /// The stable, machine-readable problem code (also the end of `type`).
-    pub code: String,
+    pub(crate) code: String,
 }
 
 /// An error answered to an API caller.
@@ -81,38 +81,38 @@ impl ApiError {
     }
 
     /// 400: the request is malformed.
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
         Self::problem(StatusCode::BAD_REQUEST, code, detail)
     }
 
     /// 401: no valid credentials.
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub(crate) fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
         Self::problem(StatusCode::UNAUTHORIZED, code, detail)
     }
 
     /// 403: valid credentials, but the policy denies this.
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub(crate) fn forbidden(code: &'static str, detail: impl Into<String>) -> ApiError {
         Self::problem(StatusCode::FORBIDDEN, code, detail)
     }
 
     /// 404: nothing here.
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
         Self::problem(StatusCode::NOT_FOUND, code, detail)
     }
 
     /// 422: well-formed JSON that breaks a rule.
-    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub(crate) fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
         Self::problem(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
     }
 
     /// 503: a dependency (the database) is unavailable.
-    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub(crate) fn unavailable(code: &'static str, detail: impl Into<String>) -> ApiError {
         Self::problem(StatusCode::SERVICE_UNAVAILABLE, code, detail)
     }
 
     /// Status, code and detail, for answers that carry problems inside another body (batch
     /// items, coalesced groups). An internal error is logged here and its detail left opaque.
-    pub fn into_parts(self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn into_parts(self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::Problem {
                 status,
@@ -131,7 +131,7 @@ impl ApiError {
     }
 
     /// The stable problem code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::Problem { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
@@ -139,7 +139,7 @@ impl ApiError {
     }
 
     /// Maps a rejected JSON body to a precise problem (413, 415, 400 or 422).
-    pub fn from_json(error: &JsonPayloadError) -> ApiError {
+    pub(crate) fn from_json(error: &JsonPayloadError) -> ApiError {
         match error {
             JsonPayloadError::OverflowKnownLength { length, limit } => Self::problem(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -176,7 +176,7 @@ impl ApiError {
     }
 
     /// Maps a rejected query string to a 400.
-    pub fn from_query(error: &QueryPayloadError) -> ApiError {
+    pub(crate) fn from_query(error: &QueryPayloadError) -> ApiError {
         let detail = match error {
             QueryPayloadError::Deserialize(error) => describe_serde_message(&error.to_string()),
             _ => "the query string could not be read".to_owned(),
@@ -185,7 +185,7 @@ impl ApiError {
     }
 
     /// Maps a rejected path parameter to a 404: no resource has such an address.
-    pub fn from_path(_error: &PathError) -> ApiError {
+    pub(crate) fn from_path(_error: &PathError) -> ApiError {
         Self::not_found("not_found", "no resource has this address")
     }
 }
@@ -226,7 +226,7 @@ pub(crate) fn describe_serde_message(message: &str) -> String {
 
 /// The answer to a failure of what the service stands on: 503 `database_unavailable` (with
 /// `Retry-After`) for an outage, else an internal error (logged, opaque to the caller).
-pub fn failure<E: Outage>(error: E) -> ApiError {
+pub(crate) fn failure<E: Outage>(error: E) -> ApiError {
     if error.is_outage() {
         tracing::error!(error = %error, "database unavailable");
         ApiError::unavailable(
@@ -272,7 +272,7 @@ impl From<SubjectError> for ApiError {
 }
 
 /// 403: the subject id was erased with suppression.
-pub fn suppressed() -> ApiError {
+pub(crate) fn suppressed() -> ApiError {
     ApiError::forbidden(
         "subject_suppressed",
         "this subject_id was erased with suppression: nothing about it is accepted until a compliance officer lifts the suppression",
@@ -391,10 +391,14 @@ impl ResponseError for ApiError {
 /// The problem code of an error response, kept in the response's extensions for the middleware
 /// that audits denials.
 #[derive(Debug, Clone, Copy)]
-pub struct ProblemCode(pub &'static str);
+pub(crate) struct ProblemCode(pub &'static str);
 
 /// Builds a problem+json response.
-pub fn problem_response(status: StatusCode, code: &'static str, detail: String) -> HttpResponse {
+pub(crate) fn problem_response(
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+) -> HttpResponse {
     let body = ProblemBody {
         problem_type: format!("urn:custodia:problem:{code}"),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),

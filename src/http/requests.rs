@@ -16,89 +16,89 @@ use crate::rejection::Rejection;
 use crate::requests::{Draft, Identity, Kind, Request, RequestError, Status};
 
 /// The most requests one page lists.
-pub const MAX_PAGE: i64 = 200;
+pub(crate) const MAX_PAGE: i64 = 200;
 
 /// A new request.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateRequest {
+pub(crate) struct CreateRequest {
     /// `access`, `portability`, `erasure`, `restriction`, `objection` or `rectification`.
     #[serde(rename = "type")]
     #[schema(pattern = "^(access|portability|erasure|restriction|objection|rectification)$")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// `gdpr` (one calendar month, extendable to three) or `ccpa` (45 days, extendable to 90).
     #[schema(pattern = "^(gdpr|ccpa)$")]
-    pub regulation: String,
+    pub(crate) regulation: String,
     /// The person, by the app's subject id …
-    pub subject_id: Option<String>,
+    pub(crate) subject_id: Option<String>,
     /// … or by e-mail address.
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     /// Objections: the purposes objected to.
-    pub purposes: Option<Vec<String>>,
+    pub(crate) purposes: Option<Vec<String>>,
     /// Rectifications: `{"identifiers": {…}, "traits": {…}}` with the corrected values.
     #[schema(value_type = Option<Object>)]
-    pub changes: Option<Value>,
+    pub(crate) changes: Option<Value>,
     /// When the request was received, if earlier than now (RFC 3339).
-    pub received_at: Option<DateTime<Utc>>,
+    pub(crate) received_at: Option<DateTime<Utc>>,
 }
 
 /// A reason, for extending or rejecting.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReasonRequest {
+pub(crate) struct ReasonRequest {
     /// Why (at most 2,000 characters; stored encrypted, never in the audit log).
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// When and why.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Annotated {
+pub(crate) struct Annotated {
     /// When.
-    pub at: DateTime<Utc>,
+    pub(crate) at: DateTime<Utc>,
     /// Why.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// A request as the API shows it.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct RequestBody {
+pub(crate) struct RequestBody {
     /// Its id.
-    pub id: String,
+    pub(crate) id: String,
     /// What is asked.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// `gdpr` or `ccpa`.
-    pub regulation: &'static str,
+    pub(crate) regulation: &'static str,
     /// `received`, `verified`, `in_progress`, `completed` or `rejected`.
-    pub status: &'static str,
+    pub(crate) status: &'static str,
     /// The person as the request named them (`subject_id` or `email`); `null` once erased.
     #[schema(value_type = Option<Object>)]
-    pub subject: Option<Value>,
+    pub(crate) subject: Option<Value>,
     /// Objections: the purposes.
-    pub purposes: Vec<String>,
+    pub(crate) purposes: Vec<String>,
     /// Rectifications: the corrected values (`null` once the person is erased).
     #[schema(value_type = Option<Object>)]
-    pub changes: Option<Value>,
+    pub(crate) changes: Option<Value>,
     /// When it was received.
-    pub received_at: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
     /// When it must be answered.
-    pub due_at: DateTime<Utc>,
+    pub(crate) due_at: DateTime<Utc>,
     /// Open and past its deadline.
-    pub overdue: bool,
+    pub(crate) overdue: bool,
     /// Calendar days until the deadline (negative when past).
-    pub days_left: i64,
+    pub(crate) days_left: i64,
     /// When and why the deadline was extended.
-    pub extended: Option<Annotated>,
+    pub(crate) extended: Option<Annotated>,
     /// When the requester's identity was verified.
-    pub verified_at: Option<DateTime<Utc>>,
+    pub(crate) verified_at: Option<DateTime<Utc>>,
     /// When it was completed.
-    pub completed_at: Option<DateTime<Utc>>,
+    pub(crate) completed_at: Option<DateTime<Utc>>,
     /// When and why it was rejected.
-    pub rejected: Option<Annotated>,
+    pub(crate) rejected: Option<Annotated>,
     /// What execution did: `subject_found`, and the export link, erasure id and counts,
     /// purposes objected to or fields rectified.
     #[schema(value_type = Option<Object>)]
-    pub result: Option<Value>,
+    pub(crate) result: Option<Value>,
 }
 
 fn utc(at: NaiveDateTime) -> DateTime<Utc> {
@@ -198,7 +198,7 @@ fn request_not_found() -> ApiError {
         (status = 422, description = "Bad type, regulation, person, purposes or changes; nothing stored",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn create(
+pub(crate) async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -224,31 +224,31 @@ pub async fn create(
 /// Filters of the queue.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only this status; `open`: received, verified or in progress.
     #[param(pattern = "^(open|received|verified|in_progress|completed|rejected)$")]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only this type.
     #[serde(rename = "type")]
     #[param(pattern = "^(access|portability|erasure|restriction|objection|rectification)$")]
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
     /// `true`: only open requests past their deadline; `false`: all others.
-    pub overdue: Option<bool>,
+    pub(crate) overdue: Option<bool>,
     /// At most this many (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// From `next_cursor` of the previous page.
     #[param(min_length = 1)]
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// A page of the queue.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct RequestPage {
+pub(crate) struct RequestPage {
     /// By deadline, soonest first.
-    pub requests: Vec<RequestBody>,
+    pub(crate) requests: Vec<RequestBody>,
     /// Give it as `cursor` for the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 fn invalid_query(message: String) -> Rejection {
@@ -276,7 +276,7 @@ fn decode_cursor(text: &str) -> Result<(NaiveDateTime, String), Rejection> {
         (status = 400, description = "Bad filter or cursor", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn list(
+pub(crate) async fn list(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -333,7 +333,7 @@ pub async fn list(
         (status = 404, description = "No such request", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn show(
+pub(crate) async fn show(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -352,7 +352,7 @@ pub async fn show(
         (status = 409, description = "Not in `received`", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn verify(
+pub(crate) async fn verify(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -385,7 +385,7 @@ async fn step(
         (status = 422, description = "No reason, or too long", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn extend(
+pub(crate) async fn extend(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -405,7 +405,7 @@ pub async fn extend(
         (status = 409, description = "Closed already", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn reject(
+pub(crate) async fn reject(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -418,14 +418,14 @@ pub async fn reject(
 
 /// The answer to executing a request.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ExecutedBody {
+pub(crate) struct ExecutedBody {
     /// The request, completed.
     #[serde(flatten)]
-    pub request: RequestBody,
+    pub(crate) request: RequestBody,
     /// Erasure: the signed receipt (verifiable with `GET /v1/consents/receipt-key`). It names
     /// the subject_id; the request keeps it sealed for 30 days, for `GET
     /// /v1/requests/{id}/receipt`, then retention shreds it.
-    pub erasure_receipt: Option<String>,
+    pub(crate) erasure_receipt: Option<String>,
 }
 
 /// Executes a verified request: access and portability make the export available at
@@ -441,7 +441,7 @@ pub struct ExecutedBody {
         (status = 409, description = "Not verified, closed, ambiguous, or the person is erased",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn execute(
+pub(crate) async fn execute(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -465,12 +465,12 @@ pub async fn execute(
 
 /// An executed erasure request's kept receipt.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ReceiptBody {
+pub(crate) struct ReceiptBody {
     /// The signed receipt the execution answered with (a compact JWS, verifiable with `GET
     /// /v1/consents/receipt-key`).
-    pub erasure_receipt: String,
+    pub(crate) erasure_receipt: String,
     /// When retention shreds it.
-    pub kept_until: DateTime<Utc>,
+    pub(crate) kept_until: DateTime<Utc>,
 }
 
 /// The signed receipt of an executed erasure request, kept sealed for 30 days so that it can be
@@ -483,7 +483,7 @@ pub struct ReceiptBody {
         (status = 404, description = "No such request, or it keeps no receipt (not an executed erasure that found the person, or past its 30 days)",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn receipt(
+pub(crate) async fn receipt(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -516,7 +516,7 @@ pub async fn receipt(
         (status = 409, description = "Not a completed access or portability request",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn export(
+pub(crate) async fn export(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,

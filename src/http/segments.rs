@@ -17,24 +17,24 @@ use crate::segments::Answer;
 /// A filter to count for a purpose.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PreviewRequest {
+pub(crate) struct PreviewRequest {
     /// The purpose the people are counted for (the role must hold it).
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// The filter tree (see `docs/segments.md`).
     #[schema(value_type = Object)]
-    pub filter: Value,
+    pub(crate) filter: Value,
 }
 
 /// A count as a marketer may see it.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SizeBody {
+pub(crate) struct SizeBody {
     /// How many people; `null` when withheld.
-    pub size: Option<i64>,
+    pub(crate) size: Option<i64>,
     /// Whether the size is withheld: below `min_size`, or too close to another question this
     /// key asked in the last 24 hours (the answer does not say which).
-    pub suppressed: bool,
+    pub(crate) suppressed: bool,
     /// The policy's k.
-    pub min_size: u32,
+    pub(crate) min_size: u32,
 }
 
 /// The answer: `body` with the size (or withheld), or the 429 of a key past its withheld
@@ -80,7 +80,7 @@ fn respond(
         (status = 422, description = "Bad filter (naming where) or unknown purpose",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn preview(
+pub(crate) async fn preview(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -103,30 +103,30 @@ pub async fn preview(
 /// A segment to save.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateSegment {
+pub(crate) struct CreateSegment {
     /// A name for people (1 to 200 characters).
-    pub name: String,
+    pub(crate) name: String,
     /// The purpose it is evaluated for.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// The filter tree.
     #[schema(value_type = Object)]
-    pub filter: Value,
+    pub(crate) filter: Value,
 }
 
 /// A saved segment.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SegmentBody {
+pub(crate) struct SegmentBody {
     /// Its id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// The purpose.
-    pub purpose: String,
+    pub(crate) purpose: String,
     /// The filter, in canonical form.
     #[schema(value_type = Object)]
-    pub filter: Value,
+    pub(crate) filter: Value,
     /// When it was saved.
-    pub created_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
 }
 
 fn segment_body(segment: Segment) -> SegmentBody {
@@ -149,7 +149,7 @@ fn segment_body(segment: Segment) -> SegmentBody {
         (status = 422, description = "Bad name, purpose or filter", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn create(
+pub(crate) async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -168,34 +168,34 @@ pub async fn create(
 /// Paging of lists.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     /// At most this many (default 50, at most 200).
     #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// From `next_cursor` of the previous page.
     #[param(min_length = 1)]
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Paging of a segment's members.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct MembersQuery {
+pub(crate) struct MembersQuery {
     /// At most this many (default 100, at most 1,000).
     #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// From `next_cursor` of the previous page.
     #[param(min_length = 1)]
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// A page of saved segments.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SegmentPage {
+pub(crate) struct SegmentPage {
     /// Newest first.
-    pub segments: Vec<SegmentBody>,
+    pub(crate) segments: Vec<SegmentBody>,
     /// For the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// A saved segments page's position: the last segment's id.
@@ -224,7 +224,7 @@ fn member_after(cursor: &str) -> Result<String, Rejection> {
 #[utoipa::path(get, operation_id = "segments_list", path = "/v1/segments", tag = "segments", security(("bearer" = [])),
     params(PageQuery),
     responses((status = 200, description = "Saved segments", body = SegmentPage)))]
-pub async fn list(
+pub(crate) async fn list(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -248,13 +248,13 @@ pub async fn list(
 
 /// A saved segment and its current size.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SegmentWithSize {
+pub(crate) struct SegmentWithSize {
     /// The segment.
     #[serde(flatten)]
-    pub segment: SegmentBody,
+    pub(crate) segment: SegmentBody,
     /// Its size now.
     #[serde(flatten)]
-    pub size: SizeBody,
+    pub(crate) size: SizeBody,
 }
 
 /// A saved segment with its size now (under suppression and the differencing guard).
@@ -267,7 +267,7 @@ pub struct SegmentWithSize {
         (status = 404, description = "No such segment", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn show(
+pub(crate) async fn show(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,
@@ -286,11 +286,11 @@ pub async fn show(
 
 /// A page of a segment's members.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct MembersPage {
+pub(crate) struct MembersPage {
     /// The app's subject ids of the members, in a stable order.
-    pub members: Vec<String>,
+    pub(crate) members: Vec<String>,
     /// For the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// The members of a saved segment, evaluated now: only people with a legal basis for its
@@ -304,7 +304,7 @@ pub struct MembersPage {
         (status = 404, description = "No such segment", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn members(
+pub(crate) async fn members(
     state: web::Data<AppState>,
     principal: Principal,
     actor: Actor,

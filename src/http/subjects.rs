@@ -15,24 +15,24 @@ use crate::subjects::{Email, ErasedCounts, ErasurePreview, SubjectChanges, Subje
 /// Identifiers and traits to set; `null` removes one.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SubjectRequest {
+pub(crate) struct SubjectRequest {
     /// `email` and/or `phone`.
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub identifiers: Map<String, Value>,
+    pub(crate) identifiers: Map<String, Value>,
     /// Declared fields only; strings or numbers.
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub traits: Map<String, Value>,
+    pub(crate) traits: Map<String, Value>,
 }
 
 /// The upsert's result.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct SubjectResponse {
+pub(crate) struct SubjectResponse {
     /// The app's id, as sent.
-    pub subject_id: String,
+    pub(crate) subject_id: String,
     /// Whether this request created the subject.
-    pub created: bool,
+    pub(crate) created: bool,
 }
 
 /// Creates or updates a subject's identifiers and traits.
@@ -45,7 +45,7 @@ pub struct SubjectResponse {
         (status = 422, description = "Undeclared field, bad identifier or value; nothing stored",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn put(
+pub(crate) async fn put(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
@@ -71,24 +71,24 @@ pub async fn put(
 /// A lookup by identifier.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LookupRequest {
+pub(crate) struct LookupRequest {
     /// The e-mail address to look for (sent in the body so it never appears in a URL or log).
     #[schema(pattern = "^[^@\\s]+@[^@\\s]+$", max_length = 254)]
-    pub email: String,
+    pub(crate) email: String,
 }
 
 /// One subject found.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct FoundSubject {
+pub(crate) struct FoundSubject {
     /// The app's id for the person.
-    pub subject_id: String,
+    pub(crate) subject_id: String,
 }
 
 /// Subjects found.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct LookupResponse {
+pub(crate) struct LookupResponse {
     /// Every subject with this identifier, sorted by subject_id.
-    pub subjects: Vec<FoundSubject>,
+    pub(crate) subjects: Vec<FoundSubject>,
 }
 
 /// Finds subjects by e-mail address, through its blind index.
@@ -99,7 +99,7 @@ pub struct LookupResponse {
         (status = 404, description = "No subject has this address", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
-pub async fn lookup(
+pub(crate) async fn lookup(
     state: web::Data<AppState>,
     actor: Actor,
     body: web::Json<LookupRequest>,
@@ -121,42 +121,42 @@ pub async fn lookup(
 /// Options of an erasure.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct EraseQuery {
+pub(crate) struct EraseQuery {
     /// `true`: also refuse any future data for this subject_id (kept as a keyed hash) until a
     /// compliance officer lifts it with `DELETE /v1/subjects/{subject_id}/suppression`.
-    pub suppress: Option<bool>,
+    pub(crate) suppress: Option<bool>,
 }
 
 /// The answer to an erasure.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErasureResponse {
+pub(crate) struct ErasureResponse {
     /// Always `true`.
-    pub erased: bool,
+    pub(crate) erased: bool,
     /// Whether ingestion for this subject_id is blocked until lifted.
-    pub suppressed: bool,
+    pub(crate) suppressed: bool,
     /// The erasure's id (also the audit entry's `target`).
-    pub id: String,
+    pub(crate) id: String,
     /// When.
-    pub erased_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) erased_at: chrono::DateTime<chrono::Utc>,
     /// What was deleted, by kind.
-    pub counts: ErasedCounts,
+    pub(crate) counts: ErasedCounts,
     /// What legal holds keep (GDPR Art. 17(3)(b), (e)), per purpose, and until when: held
     /// interactions are re-encrypted under the hold's own key, restricted to that purpose,
     /// readable only at `GET /v1/erasures/{id}/held`, and deleted by retention when the hold
     /// ends. Empty when nothing is held.
-    pub held: Vec<Held>,
+    pub(crate) held: Vec<Held>,
     /// A compact JWS (EdDSA) over the same, verifiable with `GET /v1/consents/receipt-key`.
-    pub receipt: String,
+    pub(crate) receipt: String,
     /// From this moment no copy made before the erasure (backups, WAL archives, replicas'
     /// old files) can be read any more, even with the master key: the key epoch that wrapped
     /// the person's data key is destroyed then. The live database holds nothing readable as
     /// soon as this answer arrives.
-    pub backups_unreadable_by: chrono::DateTime<chrono::Utc>,
+    pub(crate) backups_unreadable_by: chrono::DateTime<chrono::Utc>,
     /// Whether the live database files were cleared of the key's old copies before this answer
     /// (SQLite: the WAL truncated; PostgreSQL: the key's partition rewritten). `false` only when
     /// a reader in another process kept an older snapshot open for the whole wait (30 s): the
     /// erasure stands, and the removal is tried again in the background.
-    pub old_copies_removed: bool,
+    pub(crate) old_copies_removed: bool,
 }
 
 /// Erases a person (Art. 17): the data key is destroyed first (crypto-shredding), then every
@@ -169,7 +169,7 @@ pub struct ErasureResponse {
         (status = 404, description = "No such subject (or already erased)",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn erase(
+pub(crate) async fn erase(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
@@ -199,10 +199,10 @@ pub async fn erase(
 /// What the person's screen may show.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct GlanceQuery {
+pub(crate) struct GlanceQuery {
     /// `identifiers`: include the values of the person's e-mail address and phone number
     /// (audited as `subjects.reveal`).
-    pub reveal: Option<String>,
+    pub(crate) reveal: Option<String>,
 }
 
 /// The person at a glance: which identifiers they have (values only with
@@ -218,7 +218,7 @@ pub struct GlanceQuery {
         (status = 404, description = "No such subject",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn glance(
+pub(crate) async fn glance(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
@@ -256,7 +256,7 @@ pub async fn glance(
         (status = 404, description = "No such subject (or already erased)",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn erasure_preview(
+pub(crate) async fn erasure_preview(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
@@ -272,9 +272,9 @@ pub async fn erasure_preview(
 
 /// Whether a suppression was lifted.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct LiftResponse {
+pub(crate) struct LiftResponse {
     /// Always `true`.
-    pub lifted: bool,
+    pub(crate) lifted: bool,
 }
 
 /// Lifts the suppression an erasure with `?suppress=true` left on a subject_id: data about it
@@ -287,7 +287,7 @@ pub struct LiftResponse {
         (status = 404, description = "This subject_id is not suppressed",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn lift_suppression(
+pub(crate) async fn lift_suppression(
     state: web::Data<AppState>,
     actor: Actor,
     path: web::Path<String>,
