@@ -1,9 +1,7 @@
 //! What erasures keep under a legal hold, read only for a holding purpose: the refusals and
 //! the read are audited here, the read under the erased person's pseudonym.
 
-use std::collections::BTreeSet;
-
-use super::{audit_read, Failed, Services};
+use super::{audit_read, with_categories, Failed, Services};
 use crate::audit::{Actor, Entry};
 use crate::policy::{Action, PurposeId};
 use crate::rejection::Rejection;
@@ -58,17 +56,11 @@ pub(crate) async fn read(
             format!("this erasure holds nothing for purpose `{purpose}`: held records may be used only for the purpose that holds them"),
         )));
     }
-    let mut entry = entry.records(records.interactions.len());
-    let categories: BTreeSet<&str> = records
+    let shown = records
         .interactions
         .iter()
-        .flat_map(|item| item.data.keys())
-        .filter_map(|name| policy.field(name))
-        .map(|field| field.category.as_str())
-        .collect();
-    for category in categories {
-        entry.add_category(category);
-    }
+        .flat_map(|item| item.data.keys());
+    let entry = with_categories(entry.records(records.interactions.len()), policy, shown);
     audit_read(services, vec![entry]).await?;
     Ok(Some(records.interactions))
 }

@@ -2,10 +2,9 @@
 //! own) and reads for a purpose. Refusals by the policy are audited here, about the person
 //! they concern (by pseudonym, when they exist); reads are audited before they answer.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{audit_read, record_refusal, Failed, Services};
+use super::{audit_read, record_refusal, with_categories, Failed, Services};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::interactions::{
@@ -196,19 +195,11 @@ pub(crate) async fn read(
         }
         Err(error) => return Err(Failed::Domain(error)),
     };
-    let categories: BTreeSet<&str> = page
-        .interactions
-        .iter()
-        .flat_map(|item| item.data.keys())
-        .filter_map(|name| policy.field(name))
-        .map(|field| field.category.as_str())
-        .collect();
-    let mut entry = entry
+    let shown = page.interactions.iter().flat_map(|item| item.data.keys());
+    let entry = entry
         .pseudonym(Some(page.pseudonym.clone()))
         .records(page.interactions.len());
-    for category in categories {
-        entry.add_category(category);
-    }
+    let entry = with_categories(entry, policy, shown);
     audit_read(services, vec![entry]).await?;
     Ok(page)
 }

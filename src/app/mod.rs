@@ -85,6 +85,24 @@ pub(crate) async fn record_refusal(
     audit_read(services, vec![entry.pseudonym(pseudonym)]).await
 }
 
+/// Adds to `entry` the data category of every field named in `fields` (each category once): a
+/// read is audited with the categories it showed.
+pub(crate) fn with_categories<'a>(
+    mut entry: crate::audit::Entry,
+    policy: &crate::policy::Policy,
+    fields: impl IntoIterator<Item = &'a String>,
+) -> crate::audit::Entry {
+    let categories: std::collections::BTreeSet<&str> = fields
+        .into_iter()
+        .filter_map(|name| policy.field(name))
+        .map(|field| field.category.as_str())
+        .collect();
+    for category in categories {
+        entry.add_category(category);
+    }
+    entry
+}
+
 /// Whether the service can answer: the database is reachable. The backend's name when it is.
 pub(crate) async fn ready(services: &Services) -> Result<&'static str, crate::store::StoreError> {
     services.db.ping().await?;

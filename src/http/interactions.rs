@@ -372,7 +372,7 @@ pub(crate) async fn list_for_subject(
     .await;
     let page = audit_trail::settle(&request, read)?;
     Ok(HttpResponse::Ok().json(InteractionPage {
-        next_cursor: page.next_cursor.as_ref().map(Cursor::encode),
+        next_cursor: page.next_cursor,
         interactions: page
             .interactions
             .into_iter()

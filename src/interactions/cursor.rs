@@ -2,7 +2,7 @@
 
 use chrono::DateTime;
 
-use crate::page::{decode_cursor, encode_cursor, invalid_cursor};
+use crate::page::{decode_cursor, invalid_cursor};
 use crate::rejection::Rejection;
 use crate::store::interactions::PagePosition;
 
@@ -11,20 +11,15 @@ use crate::store::interactions::PagePosition;
 pub struct Cursor(PagePosition);
 
 impl Cursor {
-    /// A cursor after this position.
-    pub fn new(position: PagePosition) -> Cursor {
-        Cursor(position)
-    }
-
     /// The position it points after.
     pub fn position(&self) -> PagePosition {
         self.0.clone()
     }
 
-    /// The opaque text form.
-    pub fn encode(&self) -> String {
-        let micros = self.0.occurred_at.and_utc().timestamp_micros();
-        encode_cursor(&format!("{micros}:{}", self.0.id))
+    /// The position of a page's last row, as its cursor holds it (`micros:id`).
+    pub fn position_text(position: &PagePosition) -> String {
+        let micros = position.occurred_at.and_utc().timestamp_micros();
+        format!("{micros}:{}", position.id)
     }
 
     /// Reads a cursor given back by a caller.

@@ -760,7 +760,7 @@ pub struct Page {
     /// The interactions, newest first.
     pub interactions: Vec<ReadInteraction>,
     /// Where the next page starts, if there is one.
-    pub next_cursor: Option<Cursor>,
+    pub next_cursor: Option<String>,
     /// The subject's audit pseudonym.
     pub pseudonym: String,
 }
@@ -842,26 +842,21 @@ pub fn read_for_purpose(
     let rule = policy.population_rule(declared);
     let limit = limit.clamp(1, MAX_PAGE);
     let after = cursor.map(Cursor::position);
-    let mut rows =
+    let rows =
         interaction_store::page_for_subject(conn, &subject.pk, &rule, after.as_ref(), limit + 1)?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| {
-            Cursor::new(PagePosition {
-                occurred_at: row.occurred_at,
-                id: row.id.clone(),
-            })
+    let page = crate::page::Page::from_rows(rows, limit, |row| {
+        Cursor::position_text(&PagePosition {
+            occurred_at: row.occurred_at,
+            id: row.id.clone(),
         })
-    } else {
-        None
-    };
-    let mut interactions = Vec::with_capacity(rows.len());
-    for row in rows {
-        interactions.push(open_row(policy, declared, &subject, &row)?);
+    });
+    let mut interactions = Vec::with_capacity(page.items.len());
+    for row in &page.items {
+        interactions.push(open_row(policy, declared, &subject, row)?);
     }
     Ok(Page {
         interactions,
-        next_cursor,
+        next_cursor: page.next_cursor,
         pseudonym: subject.key.pseudonym().to_owned(),
     })
 }
