@@ -23,7 +23,7 @@ pub struct Clock {
 
 impl Clock {
     /// The system's clock.
-    pub fn system() -> Clock {
+    pub(crate) fn system() -> Clock {
         Clock {
             started: Instant::now(),
             offset: None,
@@ -56,7 +56,7 @@ impl Clock {
     }
 
     /// The current time.
-    pub fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         let now = Utc::now();
         match chrono::Duration::from_std(self.offset()) {
             Ok(offset) => now + offset,
@@ -66,13 +66,13 @@ impl Clock {
 
     /// The current time in UTC without its zone, as the database stores it, to microseconds
     /// (what both backends keep).
-    pub fn now_naive(&self) -> NaiveDateTime {
+    pub(crate) fn now_naive(&self) -> NaiveDateTime {
         use chrono::SubsecRound;
         self.now().naive_utc().trunc_subsecs(6)
     }
 
     /// Time since the clock was made, monotonic (what rate limits measure).
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed() + self.offset()
     }
 }

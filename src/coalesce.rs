@@ -42,7 +42,7 @@ pub struct Coalescer<In, Out, E> {
 impl<In: Send + 'static, Out: Send + 'static, E: GroupError> Coalescer<In, Out, E> {
     /// Starts the queue's task on the current runtime. `store` gets every item of a group, in
     /// request order, and must return one result per item, in the same order.
-    pub fn start<F, Fut>(max_items: usize, store: F) -> Coalescer<In, Out, E>
+    pub(crate) fn start<F, Fut>(max_items: usize, store: F) -> Coalescer<In, Out, E>
     where
         F: Fn(Vec<In>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Out>, E>> + Send + 'static,
@@ -53,7 +53,7 @@ impl<In: Send + 'static, Out: Send + 'static, E: GroupError> Coalescer<In, Out, 
     }
 
     /// Queues a request's items and waits for their results.
-    pub async fn submit(&self, items: Vec<In>) -> Result<Vec<Out>, E> {
+    pub(crate) async fn submit(&self, items: Vec<In>) -> Result<Vec<Out>, E> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Pending { items, reply })

@@ -46,7 +46,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// Every `interval`, the first time one interval after start.
-    pub fn every(interval: Duration) -> Schedule {
+    pub(crate) fn every(interval: Duration) -> Schedule {
         Schedule {
             every: interval,
             at_start: false,
@@ -54,7 +54,7 @@ impl Schedule {
     }
 
     /// At start, then every `interval`.
-    pub fn at_start_then_every(interval: Duration) -> Schedule {
+    pub(crate) fn at_start_then_every(interval: Duration) -> Schedule {
         Schedule {
             every: interval,
             at_start: true,
@@ -143,7 +143,7 @@ impl Jobs {
     }
 
     /// Starts `work` on the current runtime under `name` (a metric label: a fixed word).
-    pub fn start<F, Fut>(&self, name: &'static str, schedule: Schedule, work: F)
+    pub(crate) fn start<F, Fut>(&self, name: &'static str, schedule: Schedule, work: F)
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Ran, Failure>> + Send + 'static,
@@ -160,7 +160,7 @@ impl Jobs {
     }
 
     /// Asks `name` to run soon (work arrived); returns at once. Unknown names are ignored.
-    pub fn wake(&self, name: &str) {
+    pub(crate) fn wake(&self, name: &str) {
         if let Some(sender) = self.sender(name) {
             let _ = sender.send(None);
         }
@@ -188,7 +188,7 @@ impl Jobs {
     }
 
     /// Stops every job: a run in progress finishes (up to `patience`), none starts after.
-    pub async fn stop(&self, patience: Duration) {
+    pub(crate) async fn stop(&self, patience: Duration) {
         self.inner.stop.send_replace(true);
         let tasks: Vec<_> = self
             .inner

@@ -35,7 +35,7 @@ impl PublicUrl {
 
     /// The URL a server listening on `address` has when none is configured: `http://` and the
     /// address, with `localhost` for an unspecified (all-interfaces) one.
-    pub fn of_listener(address: SocketAddr) -> PublicUrl {
+    pub(crate) fn of_listener(address: SocketAddr) -> PublicUrl {
         let host = match address.ip() {
             ip if ip.is_unspecified() => "localhost".to_owned(),
             IpAddr::V6(ip) => format!("[{ip}]"),
@@ -87,7 +87,7 @@ impl Network {
     }
 
     /// Whether `ip` is in the network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         fn bits(ip: IpAddr) -> (u128, u8) {
             match ip {
                 IpAddr::V4(ip) => (u128::from(u32::from(ip)), 32),
@@ -137,14 +137,14 @@ impl TrustedProxies {
     }
 
     /// Whether `ip` is one of the trusted proxies.
-    pub fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|network| network.contains(ip))
     }
 
     /// The client's address: the peer, unless the peer is a trusted proxy; then the right-most
     /// address of `X-Forwarded-For` that is not itself a trusted proxy (the last hop a trusted
     /// proxy saw). Addresses a client wrote further left are never believed.
-    pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+    pub(crate) fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }
@@ -168,7 +168,7 @@ impl TrustedProxies {
 /// Whether an address is internal: loopback, private, link-local, shared (CGNAT),
 /// unspecified, multicast or broadcast — somewhere a callback from this server must not be
 /// sent unless the operator allows it.
-pub fn is_internal(ip: IpAddr) -> bool {
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(ip) => internal_v4(ip),
         IpAddr::V6(ip) => internal_v6(ip),

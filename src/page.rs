@@ -8,7 +8,7 @@ use base64::Engine;
 use crate::rejection::Rejection;
 
 /// The page size asked for, or `default`; refused outside `1..=max`.
-pub fn limit(asked: Option<i64>, default: i64, max: i64) -> Result<i64, Rejection> {
+pub(crate) fn limit(asked: Option<i64>, default: i64, max: i64) -> Result<i64, Rejection> {
     let limit = asked.unwrap_or(default);
     if (1..=max).contains(&limit) {
         Ok(limit)
@@ -21,7 +21,7 @@ pub fn limit(asked: Option<i64>, default: i64, max: i64) -> Result<i64, Rejectio
 }
 
 /// The refusal of a cursor this API did not give.
-pub fn invalid_cursor() -> Rejection {
+pub(crate) fn invalid_cursor() -> Rejection {
     Rejection::bad_request(
         "invalid_cursor",
         "the cursor is not one this service issued",
@@ -29,13 +29,13 @@ pub fn invalid_cursor() -> Rejection {
 }
 
 /// The opaque form of a list's position.
-pub fn encode_cursor(position: &str) -> String {
+pub(crate) fn encode_cursor(position: &str) -> String {
     URL_SAFE_NO_PAD.encode(position)
 }
 
 /// The position inside a cursor (what [`encode_cursor`] was given); each list then parses its
 /// own form and answers [`invalid_cursor`] when it does not parse.
-pub fn decode_cursor(cursor: &str) -> Result<String, Rejection> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String, Rejection> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
@@ -57,7 +57,11 @@ impl<T> Page<T> {
     /// A page from the rows of a query that asked for `limit + 1` (one more tells whether a
     /// next page exists): at most `limit` items, and the cursor of the last one's `position`
     /// when more followed.
-    pub fn from_rows(mut rows: Vec<T>, limit: i64, position: impl Fn(&T) -> String) -> Page<T> {
+    pub(crate) fn from_rows(
+        mut rows: Vec<T>,
+        limit: i64,
+        position: impl Fn(&T) -> String,
+    ) -> Page<T> {
         let limit = usize::try_from(limit).unwrap_or(0);
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);
@@ -72,7 +76,7 @@ impl<T> Page<T> {
     }
 
     /// The same page with each item changed.
-    pub fn map<U>(self, change: impl FnMut(T) -> U) -> Page<U> {
+    pub(crate) fn map<U>(self, change: impl FnMut(T) -> U) -> Page<U> {
         Page {
             items: self.items.into_iter().map(change).collect(),
             next_cursor: self.next_cursor,

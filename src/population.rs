@@ -48,7 +48,7 @@ impl Filter {
     }
 
     /// The filter as JSON, in the request's shape.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         match self {
             Filter::All(children) => {
                 serde_json::json!({"all": children.iter().map(Filter::to_json).collect::<Vec<_>>()})

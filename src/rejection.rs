@@ -35,7 +35,7 @@ pub struct Rejection {
 
 impl Rejection {
     /// A 400 refusal.
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Rejection {
+    pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> Rejection {
         Rejection {
             kind: RejectionKind::BadRequest,
             code,
@@ -44,7 +44,7 @@ impl Rejection {
     }
 
     /// A 422 refusal.
-    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Rejection {
+    pub(crate) fn invalid(code: &'static str, detail: impl Into<String>) -> Rejection {
         Rejection {
             kind: RejectionKind::Invalid,
             code,
@@ -53,7 +53,7 @@ impl Rejection {
     }
 
     /// A 403 refusal.
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Rejection {
+    pub(crate) fn forbidden(code: &'static str, detail: impl Into<String>) -> Rejection {
         Rejection {
             kind: RejectionKind::Forbidden,
             code,
@@ -62,7 +62,7 @@ impl Rejection {
     }
 
     /// A 404 refusal.
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Rejection {
+    pub(crate) fn not_found(code: &'static str, detail: impl Into<String>) -> Rejection {
         Rejection {
             kind: RejectionKind::NotFound,
             code,

@@ -35,6 +35,8 @@ pub struct RetentionReport {
     pub held_interactions_deleted: usize,
     /// Legal holds left with nothing to hold, whose keys were destroyed.
     pub legal_holds_ended: usize,
+    /// Questions the segments guard remembered past its window, forgotten.
+    pub segment_answers_forgotten: usize,
 }
 
 /// What expired for one purpose.
@@ -47,7 +49,7 @@ pub struct PurposeExpiry {
 }
 
 /// One batch for one purpose, in its own transaction with its audit entry.
-pub fn expire_batch(
+pub(crate) fn expire_batch(
     conn: &mut DbConnection,
     policy: &Policy,
     purpose: &Purpose,
@@ -84,17 +86,32 @@ pub fn run(
             }
         }
     }
+    expire_the_rest(conn, policy, now, actor, &mut report)?;
+    Ok(report)
+}
+
+/// What a run removes after the purposes' batches, each in its own transaction: the erasure
+/// receipts requests kept past their time, what legal holds kept past their end (with the keys
+/// of holds left empty), and the questions the segments guard remembers past its window.
+pub fn expire_the_rest(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    now: NaiveDateTime,
+    actor: &Actor,
+    report: &mut RetentionReport,
+) -> Result<(), StoreError> {
     report.erasure_receipts_shredded =
         crate::requests::shred_expired_receipts(conn, policy, actor)?;
     let expired = expire_holds(conn, policy, now, actor)?;
     report.held_interactions_deleted = expired.records;
     report.legal_holds_ended = expired.ended.len();
-    Ok(report)
+    report.segment_answers_forgotten = crate::segments::forget_old_answers(conn, now)?;
+    Ok(())
 }
 
 /// Deletes what legal holds kept past its end, and the holds (with their keys) left empty, in
 /// one transaction with the audit entries: one for the records, one per hold that ended.
-pub fn expire_holds(
+pub(crate) fn expire_holds(
     conn: &mut DbConnection,
     policy: &Policy,
     now: NaiveDateTime,
@@ -126,7 +143,7 @@ pub fn expire_holds(
 
 impl RetentionReport {
     /// Adds a batch's counts.
-    pub fn record(&mut self, purpose: &Purpose, batch: ExpiredBatch) {
+    pub(crate) fn record(&mut self, purpose: &Purpose, batch: ExpiredBatch) {
         if batch.purpose_rows == 0 {
             return;
         }

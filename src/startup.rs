@@ -30,7 +30,7 @@ const JOBS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 const POOL_SIZE: u32 = 16;
 
 /// Loads and validates the policy directory, with every error as `file:line: message`.
-pub fn load_policy(settings: &Settings) -> anyhow::Result<Policy> {
+pub(crate) fn load_policy(settings: &Settings) -> anyhow::Result<Policy> {
     load_dir(&settings.policy_dir).map_err(|errors| {
         anyhow::anyhow!(
             "the policy in {} is invalid:\n{errors}",
@@ -60,7 +60,7 @@ pub fn open_vault(settings: &Settings, db: &Database) -> anyhow::Result<Vault> {
 }
 
 /// Creates the data directory, readable by its owner only, if it does not exist yet.
-pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -118,7 +118,7 @@ impl Application {
     }
 
     /// The address the application listens on (with the port the system chose for port 0).
-    pub fn address(&self) -> std::net::SocketAddr {
+    pub(crate) fn address(&self) -> std::net::SocketAddr {
         self.local
     }
 
@@ -148,6 +148,11 @@ fn app_state(
                 .context("cannot load the OpenDSR signing identity")?,
         )
     };
+    if opendsr.is_development() {
+        tracing::warn!(
+            "OpenDSR answers are signed with a self-signed development certificate: controllers will not trust it; configure the processor's certificate and key (docs/opendsr.md)"
+        );
+    }
     let opendsr_controllers = settings
         .opendsr
         .controllers
@@ -474,22 +479,29 @@ async fn apply_retention(state: web::Data<AppState>) -> Result<Ran, Failure> {
         }
     }
     let for_work = state.clone();
-    report.erasure_receipts_shredded = state
+    let report = state
         .services
         .db
         .run_write(move |conn| {
-            crate::requests::shred_expired_receipts(
+            let mut report = report;
+            crate::retention::expire_the_rest(
                 conn,
                 &for_work.services.policy,
+                now,
                 &crate::audit::Actor::system(),
+                &mut report,
             )
+            .map(|()| report)
         })
         .await
         .map_err(|error: crate::store::StoreError| error)?;
-    if !report.purposes.is_empty() || report.erasure_receipts_shredded > 0 {
+    if report != crate::retention::RetentionReport::default() {
         tracing::info!(
             deleted = report.interactions_deleted,
             receipts_shredded = report.erasure_receipts_shredded,
+            held_deleted = report.held_interactions_deleted,
+            holds_ended = report.legal_holds_ended,
+            segment_answers_forgotten = report.segment_answers_forgotten,
             "retention applied"
         );
     }

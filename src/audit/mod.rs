@@ -50,7 +50,7 @@ pub struct Actor {
 impl Actor {
     /// An API caller in a request: its key's id and role, by name (the audit log does not
     /// depend on how callers are authenticated).
-    pub fn caller(key_id: &str, role: &str, request_id: Option<String>) -> Actor {
+    pub(crate) fn caller(key_id: &str, role: &str, request_id: Option<String>) -> Actor {
         Actor {
             key_id: Some(key_id.to_owned()),
             role: Some(role.to_owned()),
@@ -59,7 +59,7 @@ impl Actor {
     }
 
     /// The service itself, for work it does on its own (retention).
-    pub fn system() -> Actor {
+    pub(crate) fn system() -> Actor {
         Actor {
             key_id: None,
             role: Some(SYSTEM_ROLE.to_owned()),
@@ -130,25 +130,20 @@ impl Entry {
     }
 
     /// The person it is about, by the pseudonym their data key gives.
-    pub fn subject(mut self, key: &DataKey) -> Entry {
+    pub(crate) fn subject(mut self, key: &DataKey) -> Entry {
         self.add_subject(key);
         self
     }
 
     /// Adds a person it is about (an entry may cover several: a batch written in one request).
-    pub fn add_subject(&mut self, key: &DataKey) {
+    pub(crate) fn add_subject(&mut self, key: &DataKey) {
         if !self.subjects.contains(key.pseudonym()) {
             self.subjects.insert(key.pseudonym().to_owned());
         }
     }
 
-    /// Whether the entry names anyone.
-    pub fn names_someone(&self) -> bool {
-        !self.subjects.is_empty()
-    }
-
     /// A person by an already computed pseudonym.
-    pub fn pseudonym(mut self, pseudonym: Option<String>) -> Entry {
+    pub(crate) fn pseudonym(mut self, pseudonym: Option<String>) -> Entry {
         self.subjects.extend(pseudonym);
         self
     }
@@ -160,7 +155,7 @@ impl Entry {
     }
 
     /// Adds a purpose, with its legal basis from the policy.
-    pub fn add_purpose(&mut self, policy: &Policy, purpose: &PurposeId) {
+    pub(crate) fn add_purpose(&mut self, policy: &Policy, purpose: &PurposeId) {
         if self.purposes.contains(purpose.as_str()) {
             return;
         }
@@ -175,44 +170,44 @@ impl Entry {
 
     /// Adds the category of a field (its policy category), or `name` itself for the
     /// pseudo-categories `identifiers` and `consent`.
-    pub fn add_category(&mut self, category: &str) {
+    pub(crate) fn add_category(&mut self, category: &str) {
         if !self.categories.contains(category) {
             self.categories.insert(category.to_owned());
         }
     }
 
     /// A data category touched.
-    pub fn category(mut self, category: &str) -> Entry {
+    pub(crate) fn category(mut self, category: &str) -> Entry {
         self.add_category(category);
         self
     }
 
     /// The number of records.
-    pub fn records(mut self, records: usize) -> Entry {
+    pub(crate) fn records(mut self, records: usize) -> Entry {
         self.records = i64::try_from(records).unwrap_or(i64::MAX);
         self
     }
 
     /// Counts one more record.
-    pub fn add_record(&mut self) {
+    pub(crate) fn add_record(&mut self) {
         self.records += 1;
     }
 
     /// What the action was done to, when that is not a person (an API key id).
-    pub fn target(mut self, target: impl Into<String>) -> Entry {
+    pub(crate) fn target(mut self, target: impl Into<String>) -> Entry {
         self.target = Some(target.into());
         self
     }
 
     /// Marks the action refused, with the reason code (`no_consent`, `role_lacks_action` …).
-    pub fn denied(mut self, reason: &str) -> Entry {
+    pub(crate) fn denied(mut self, reason: &str) -> Entry {
         self.decision = Decision::Deny;
         self.reason = Some(reason.to_owned());
         self
     }
 
     /// Adds a reason code to a refusal (several purposes may be refused for different reasons).
-    pub fn add_reason(&mut self, reason: &str) {
+    pub(crate) fn add_reason(&mut self, reason: &str) {
         self.decision = Decision::Deny;
         let mut reasons: BTreeSet<&str> = self
             .reason
@@ -221,16 +216,6 @@ impl Entry {
             .unwrap_or_default();
         reasons.insert(reason);
         self.reason = Some(reasons.into_iter().collect::<Vec<_>>().join(","));
-    }
-
-    /// The action.
-    pub fn action(&self) -> &'static str {
-        self.action
-    }
-
-    /// Whether the action was allowed.
-    pub fn decision(&self) -> Decision {
-        self.decision
     }
 
     fn into_row(self, seq: i64, at: NaiveDateTime, policy_hash: &str) -> AuditRow {
@@ -281,7 +266,7 @@ struct Canonical<'a> {
 
 /// The timestamp as hashed: RFC 3339, UTC, exactly six fractional digits
 /// (`2026-11-22T11:15:11.315375Z`).
-pub fn format_time(at: &NaiveDateTime) -> String {
+pub(crate) fn format_time(at: &NaiveDateTime) -> String {
     use chrono::{Datelike, Timelike};
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
@@ -322,7 +307,7 @@ pub fn entry_hash(row: &AuditRow, prev: &str) -> String {
 
 /// Appends entries to the chain. Call inside the transaction of the action they record: the
 /// head stays locked until it commits, and a rollback removes the entries with the action.
-pub fn append(
+pub(crate) fn append(
     conn: &mut DbConnection,
     policy_hash: &str,
     entries: Vec<Entry>,
@@ -353,7 +338,7 @@ pub fn append(
 
 /// Appends entries in a transaction of their own (for actions that wrote nothing: reads,
 /// denials).
-pub fn record(
+pub(crate) fn record(
     conn: &mut DbConnection,
     policy_hash: &str,
     entries: Vec<Entry>,

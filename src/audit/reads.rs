@@ -32,7 +32,7 @@ pub struct ReadAudit {
 
 impl ReadAudit {
     /// Starts the queue's task on the current runtime; entries name the policy `policy_hash`.
-    pub fn start(db: Database, policy_hash: String) -> ReadAudit {
+    pub(crate) fn start(db: Database, policy_hash: String) -> ReadAudit {
         let queue = Coalescer::start(MAX_GROUP, move |entries: Vec<Entry>| {
             let (db, policy_hash) = (db.clone(), policy_hash.clone());
             async move {
@@ -50,7 +50,7 @@ impl ReadAudit {
     }
 
     /// Commits `entries` (with those of concurrent requests) and returns once they are durable.
-    pub async fn record(&self, entries: Vec<Entry>) -> Result<(), Unrecorded> {
+    pub(crate) async fn record(&self, entries: Vec<Entry>) -> Result<(), Unrecorded> {
         if entries.is_empty() {
             return Ok(());
         }

@@ -251,7 +251,7 @@ impl KeyStatusCache {
     }
 
     /// The key's role if it is active and still read within the TTL; `None` means "look it up".
-    pub fn cached(&self, key_id: &str) -> Option<Option<String>> {
+    pub(crate) fn cached(&self, key_id: &str) -> Option<Option<String>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key_id)
@@ -262,7 +262,7 @@ impl KeyStatusCache {
     }
 
     /// Remembers a key's status as just read from the database: its role when active.
-    pub fn remember(&self, key_id: &str, role: Option<String>) {
+    pub(crate) fn remember(&self, key_id: &str, role: Option<String>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= KEY_STATUS_CACHE_CAPACITY {
             entries.clear();
@@ -272,7 +272,7 @@ impl KeyStatusCache {
     }
 
     /// Forgets a key, so that this process sees its revocation at once.
-    pub fn forget(&self, key_id: &str) {
+    pub(crate) fn forget(&self, key_id: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.remove(key_id);
     }

@@ -28,7 +28,7 @@ pub struct Principal {
 
 impl Principal {
     /// The caller as the audit log names it, in the request `request_id`.
-    pub fn actor(&self, request_id: Option<String>) -> crate::audit::Actor {
+    pub(crate) fn actor(&self, request_id: Option<String>) -> crate::audit::Actor {
         crate::audit::Actor::caller(self.key_id.as_str(), self.role.as_str(), request_id)
     }
 }

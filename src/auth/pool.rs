@@ -55,7 +55,7 @@ pub struct PoolBusy;
 
 impl KeyCheckPool {
     /// Starts `threads` checker threads behind a queue of `queue` waiting checks.
-    pub fn start(threads: usize, queue: usize) -> KeyCheckPool {
+    pub(crate) fn start(threads: usize, queue: usize) -> KeyCheckPool {
         let (sender, receiver) = sync_channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for index in 0..threads.max(1) {

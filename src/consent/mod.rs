@@ -298,7 +298,7 @@ pub const ACTION_LIFT_OBJECTION: &str = "objections.lift";
 
 /// The audit entry of a GPC signal that opted a person out of `applied` purposes (none when
 /// nothing changed).
-pub fn gpc_entry(
+pub(crate) fn gpc_entry(
     actor: &Actor,
     policy: &Policy,
     subject: &SubjectHandle,
@@ -331,7 +331,7 @@ fn statement_entry(policy: &Policy, job: &ConsentJob, subject: &SubjectHandle) -
 /// Records consent calls in order, in one transaction (subjects created if unknown; a GPC
 /// signal applied before its call's statement). A conflict with a concurrent writer (the same
 /// subject's next sequence taken) rolls the whole group back and tries again.
-pub fn record_all(
+pub(crate) fn record_all(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -585,7 +585,7 @@ fn statement_row(
 
 /// Applies a GPC signal to a subject: withdrawals for consent-based `gpc` purposes not already
 /// withdrawn, objections for legitimate-interest `gpc` purposes. Returns the purposes changed.
-pub fn apply_gpc(
+pub(crate) fn apply_gpc(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -682,7 +682,7 @@ fn recorded_from(row: ConsentRow, shown_id: String, duplicate: bool) -> Recorded
 
 /// Decrypts a stored statement: the statement as shown (with the app's id when it gave one)
 /// and its evidence.
-pub fn open_statement(
+pub(crate) fn open_statement(
     subject: &SubjectHandle,
     row: ConsentRow,
 ) -> Result<(Recorded, BTreeMap<String, String>), crate::crypto::DecryptError> {
@@ -732,7 +732,7 @@ fn bears_on(purpose: &str, purposes: &[PurposeId]) -> bool {
 /// Reads a subject's consent state; `None` for an unknown subject. With `only`, the view of a
 /// caller limited to those purposes: the current statements and objections that bear on them
 /// (each purpose, its descendants and ancestors), and no history — nothing else is decrypted.
-pub fn read_state(
+pub(crate) fn read_state(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_id: &SubjectId,
@@ -787,7 +787,7 @@ pub fn read_state(
 
 /// Records (or, with `lift`, lifts) an objection to a purpose for a subject (created if
 /// unknown), with its audit entry. Returns whether anything changed.
-pub fn object(
+pub(crate) fn object(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -827,7 +827,7 @@ pub const ACTION_LIFT_RESTRICTION: &str = "subjects.restriction_lift";
 /// Restricts (or, with `lift`, allows again) the processing of an existing subject's data, with
 /// its audit entry. `None` for an unknown subject (a restriction never creates one); otherwise
 /// whether anything changed.
-pub fn restrict(
+pub(crate) fn restrict(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,

@@ -36,7 +36,7 @@ pub struct ConsentWrites {
 
 impl ConsentWrites {
     /// Starts the queue's task on the current runtime.
-    pub fn start(
+    pub(crate) fn start(
         db: Database,
         vault: Arc<Vault>,
         policy: Arc<Policy>,
@@ -58,7 +58,7 @@ impl ConsentWrites {
     }
 
     /// Records one consent call (its GPC signal first, if any) and signs its receipt.
-    pub async fn record(&self, job: ConsentJob) -> Result<Receipted, SubjectError> {
+    pub(crate) async fn record(&self, job: ConsentJob) -> Result<Receipted, SubjectError> {
         let subject_id = job.subject_id.clone();
         let outcome = self.queue.submit(vec![job]).await?.pop().ok_or_else(|| {
             SubjectError::Store(StoreError::GroupCommit(

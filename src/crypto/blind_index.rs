@@ -39,7 +39,7 @@ impl IdentifierKind {
     }
 
     /// The kind's name in `subject_identifiers.kind` for the kinds stored there.
-    pub fn stored_name(self) -> &'static str {
+    pub(crate) fn stored_name(self) -> &'static str {
         match self {
             IdentifierKind::SubjectId => "subject_id",
             IdentifierKind::Email => "email",
@@ -51,7 +51,7 @@ impl IdentifierKind {
     }
 
     /// The kind whose index is taken over this kind's SHA-256, when there is one.
-    pub fn hashed(self) -> Option<IdentifierKind> {
+    pub(crate) fn hashed(self) -> Option<IdentifierKind> {
         match self {
             IdentifierKind::Email => Some(IdentifierKind::EmailSha256),
             IdentifierKind::SubjectId => Some(IdentifierKind::SubjectIdSha256),
@@ -90,7 +90,7 @@ pub fn derive_from_root(root: &Secret, label: &str) -> Secret {
 
 impl BlindIndexKeys {
     /// Derives every blind-index key from the root secret.
-    pub fn derive(root: &Secret) -> BlindIndexKeys {
+    pub(crate) fn derive(root: &Secret) -> BlindIndexKeys {
         let key = |kind: IdentifierKind| {
             hmac::Key::new(
                 hmac::HMAC_SHA256,
@@ -108,13 +108,13 @@ impl BlindIndexKeys {
     }
 
     /// The blind index (the first 128 bits of HMAC-SHA256, in hex) of a normalized value.
-    pub fn index(&self, kind: IdentifierKind, normalized: &str) -> String {
+    pub(crate) fn index(&self, kind: IdentifierKind, normalized: &str) -> String {
         self.index_parts(kind, &[normalized.as_bytes()])
     }
 
     /// The blind index of the SHA-256 of a normalized value, under `kind`'s hashed kind (see
     /// [`IdentifierKind::hashed`]): what a controller's `sha256` identity is matched against.
-    pub fn index_of_sha256(&self, kind: IdentifierKind, normalized: &str) -> Option<String> {
+    pub(crate) fn index_of_sha256(&self, kind: IdentifierKind, normalized: &str) -> Option<String> {
         let hashed = kind.hashed()?;
         let digest = ring::digest::digest(&ring::digest::SHA256, normalized.as_bytes());
         Some(self.index(hashed, &hex::encode(digest.as_ref())))
@@ -122,7 +122,7 @@ impl BlindIndexKeys {
 
     /// The blind index of a value made of several parts (each length-prefixed, so parts cannot
     /// run into each other): a client id is indexed together with its subject.
-    pub fn index_parts(&self, kind: IdentifierKind, parts: &[&[u8]]) -> String {
+    pub(crate) fn index_parts(&self, kind: IdentifierKind, parts: &[&[u8]]) -> String {
         let key = match kind {
             IdentifierKind::SubjectId => &self.subject_id,
             IdentifierKind::Email => &self.email,

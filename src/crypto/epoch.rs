@@ -72,15 +72,10 @@ fn hmac_256(key: &[u8], message: &[u8]) -> Zeroizing<[u8; 32]> {
 }
 
 impl EpochKey {
-    /// The epoch's number.
-    pub fn epoch(&self) -> i64 {
-        self.epoch
-    }
-
     /// A public check value naming this key (first 8 bytes of an HMAC under it, hex): stored
     /// with the epoch, so a host whose epoch file differs from the deployment's refuses to start
     /// instead of wrapping keys nobody else can unwrap.
-    pub fn check(&self) -> String {
+    pub(crate) fn check(&self) -> String {
         hex::encode(&hmac_256(self.key.as_ref(), b"custodia/epoch/check/v1")[..8])
     }
 
@@ -174,7 +169,7 @@ impl EpochRatchet {
     /// Destroys every epoch before `epoch`: the file is replaced (written beside it, synced,
     /// renamed over it, the directory synced) by one that starts at `epoch`. Does nothing when
     /// they are destroyed already.
-    pub fn destroy_before(&mut self, epoch: i64) -> Result<(), MasterKeyError> {
+    pub(crate) fn destroy_before(&mut self, epoch: i64) -> Result<(), MasterKeyError> {
         if epoch <= self.oldest {
             return Ok(());
         }

@@ -76,12 +76,12 @@ impl DataKey {
     /// The subject's pseudonym in the audit log: a keyed hash under this data key (128 bits,
     /// hex). Stable for the life of the key and unlinkable to the person once the key is
     /// destroyed at erasure.
-    pub fn pseudonym(&self) -> &str {
+    pub(crate) fn pseudonym(&self) -> &str {
         &self.pseudonym
     }
 
     /// A new random key id.
-    pub fn generate_id() -> [u8; DATA_KEY_ID_LEN] {
+    pub(crate) fn generate_id() -> [u8; DATA_KEY_ID_LEN] {
         *random_array::<DATA_KEY_ID_LEN>()
     }
 

@@ -97,7 +97,7 @@ impl MasterKeyring {
 
     /// Rotation step 2: keeps the current key in the retired directory and makes `.next` the
     /// current key file. Afterwards reload the ring. Does nothing when there is no `.next`.
-    pub fn promote_next(&self) -> Result<(), MasterKeyError> {
+    pub(crate) fn promote_next(&self) -> Result<(), MasterKeyError> {
         let next = with_suffix(&self.path, NEXT_SUFFIX);
         if !next.exists() {
             return Ok(());

@@ -39,7 +39,7 @@ pub use signer::{Jwk, JwsError, JwsSigner};
 pub struct DecryptError;
 
 /// Random bytes from the operating system, zeroized when dropped.
-pub fn random_array<const N: usize>() -> zeroize::Zeroizing<[u8; N]> {
+pub(crate) fn random_array<const N: usize>() -> zeroize::Zeroizing<[u8; N]> {
     use ring::rand::SecureRandom;
     let mut bytes = zeroize::Zeroizing::new([0u8; N]);
     ring::rand::SystemRandom::new()

@@ -63,12 +63,12 @@ impl JwsSigner {
     }
 
     /// The key id (the first 8 bytes of the SHA-256 of the public key, hex).
-    pub fn key_id(&self) -> &str {
+    pub(crate) fn key_id(&self) -> &str {
         &self.key_id
     }
 
     /// The public key.
-    pub fn jwk(&self) -> Jwk {
+    pub(crate) fn jwk(&self) -> Jwk {
         Jwk {
             kty: "OKP".into(),
             crv: "Ed25519".into(),
@@ -80,7 +80,7 @@ impl JwsSigner {
     }
 
     /// A compact JWS over `claims`.
-    pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+    pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> String {
         let header = serde_json::json!({"alg": "EdDSA", "kid": self.key_id, "typ": "JWT"});
         let signing_input = format!(
             "{}.{}",

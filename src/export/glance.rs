@@ -116,7 +116,7 @@ pub struct Glance {
 }
 
 /// The person with this subject id at a glance; `None` when there is none.
-pub fn glance(
+pub(crate) fn glance(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,

@@ -152,7 +152,7 @@ struct Head {
 /// Exports the person with this subject id to `out` in `format`. Calls `announce` once: with
 /// `None` (and writes nothing) when there is no such subject, else with what the export will
 /// contain; writes only if `announce` returns `true`. Returns whether the subject was found.
-pub fn stream<W: Write>(
+pub(crate) fn stream<W: Write>(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,

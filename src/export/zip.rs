@@ -89,7 +89,7 @@ impl<W: Write> ZipStream<W> {
     }
 
     /// Ends the current file, if any, and starts one named `name`.
-    pub fn start_file(&mut self, name: &str) -> io::Result<()> {
+    pub(crate) fn start_file(&mut self, name: &str) -> io::Result<()> {
         self.finish_file()?;
         let offset = self.out.written;
         let mut header = Vec::with_capacity(30 + name.len());
@@ -156,7 +156,7 @@ impl<W: Write> ZipStream<W> {
     }
 
     /// Ends the last file, writes the central directory, and gives back the writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(crate) fn finish(mut self) -> io::Result<W> {
         self.finish_file()?;
         let start = narrow(self.out.written)?;
         for file in &self.done {

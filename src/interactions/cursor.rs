@@ -12,18 +12,18 @@ pub struct Cursor(PagePosition);
 
 impl Cursor {
     /// The position it points after.
-    pub fn position(&self) -> PagePosition {
+    pub(crate) fn position(&self) -> PagePosition {
         self.0.clone()
     }
 
     /// The position of a page's last row, as its cursor holds it (`micros:id`).
-    pub fn position_text(position: &PagePosition) -> String {
+    pub(crate) fn position_text(position: &PagePosition) -> String {
         let micros = position.occurred_at.and_utc().timestamp_micros();
         format!("{micros}:{}", position.id)
     }
 
     /// Reads a cursor given back by a caller.
-    pub fn decode(text: &str) -> Result<Cursor, Rejection> {
+    pub(crate) fn decode(text: &str) -> Result<Cursor, Rejection> {
         let invalid = invalid_cursor;
         let text = decode_cursor(text)?;
         let (micros, id) = text.split_once(':').ok_or_else(invalid)?;

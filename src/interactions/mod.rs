@@ -181,19 +181,14 @@ impl Draft {
         })
     }
 
-    /// The app's id for this interaction.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
     /// The person it is about.
-    pub fn subject_id(&self) -> &SubjectId {
+    pub(crate) fn subject_id(&self) -> &SubjectId {
         &self.subject_id
     }
 }
 
 /// A purpose named by a caller: well-formed and declared, or a 422 naming it.
-pub fn parse_purpose(policy: &Policy, name: &str) -> Result<PurposeId, Rejection> {
+pub(crate) fn parse_purpose(policy: &Policy, name: &str) -> Result<PurposeId, Rejection> {
     PurposeId::parse(name)
         .ok()
         .filter(|purpose| policy.purpose(purpose.as_str()).is_some())
@@ -476,7 +471,7 @@ fn decide(
 /// Phase 1, reading only (it runs beside other writers): finds subjects and earlier copies of
 /// these interactions, decides the legal basis of every purpose (rule 5), plans the subjects to
 /// create (only for interactions that will be stored) and encrypts everything.
-pub fn prepare_ingest(
+pub(crate) fn prepare_ingest(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -618,7 +613,7 @@ fn sealed(
 /// Phase 2: writes a prepared ingest in one transaction, holding the write lock only for the
 /// inserts. A write conflict (someone else stored one of these subjects or interactions, or
 /// erased one of the subjects, since phase 1) rolls everything back and reports a conflict.
-pub fn commit_ingest(
+pub(crate) fn commit_ingest(
     conn: &mut DbConnection,
     prepared: PreparedIngest,
 ) -> Result<Result<Vec<Outcome>, IngestConflict>, SubjectError> {
@@ -651,7 +646,7 @@ pub fn commit_ingest(
 /// about: whoever wrote them before has committed, so what is prepared is what the database
 /// holds, and no other writer of these people can get in between. What a group that lost a race
 /// does next (and what callers without an async runtime do).
-pub fn ingest_in_turn(
+pub(crate) fn ingest_in_turn(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -681,7 +676,7 @@ pub fn ingest_in_turn(
 
 /// Prepares and commits on one connection: for callers without an async runtime (tests,
 /// tools) and the SQLite writer. Every attempt runs in turn (see [`ingest_in_turn`]).
-pub fn ingest(
+pub(crate) fn ingest(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -799,7 +794,7 @@ impl From<crate::store::StoreError> for ReadError {
 
 /// Rules 1–4 for one person's interactions read for `purpose`.
 #[allow(clippy::too_many_arguments)]
-pub fn read_for_purpose(
+pub(crate) fn read_for_purpose(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -862,12 +857,12 @@ pub fn read_for_purpose(
 }
 
 /// The 404 for an unknown subject.
-pub fn subject_not_found() -> Rejection {
+pub(crate) fn subject_not_found() -> Rejection {
     Rejection::not_found("subject_not_found", "no subject has this subject_id")
 }
 
 /// Decrypts the app's id of a stored interaction.
-pub fn decrypt_client_id(
+pub(crate) fn decrypt_client_id(
     subject: &SubjectHandle,
     row: &InteractionRow,
 ) -> Result<String, DecryptError> {
@@ -880,7 +875,7 @@ pub fn decrypt_client_id(
 }
 
 /// Decrypts one field value of a stored interaction.
-pub fn decrypt_field(
+pub(crate) fn decrypt_field(
     subject: &SubjectHandle,
     row: &InteractionRow,
     name: &str,
@@ -895,13 +890,13 @@ pub fn decrypt_field(
 }
 
 /// The accepted purposes stored with an interaction.
-pub fn stored_purposes(row: &InteractionRow) -> Result<Vec<String>, DecryptError> {
+pub(crate) fn stored_purposes(row: &InteractionRow) -> Result<Vec<String>, DecryptError> {
     serde_json::from_str(&row.purposes).map_err(|_| DecryptError)
 }
 
 /// Rule 4 over a stored map of sealed field values: the fields `purpose` may use, each opened
 /// with `open_field(name, sealed)`, and the names of the others, withheld (never decrypted).
-pub fn open_minimised(
+pub(crate) fn open_minimised(
     policy: &Policy,
     purpose: &crate::policy::Purpose,
     data_ct: &str,

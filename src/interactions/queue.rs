@@ -38,7 +38,7 @@ pub struct IngestQueue {
 
 impl IngestQueue {
     /// Starts the queue's task on the current runtime.
-    pub fn start(db: Database, vault: Arc<Vault>, policy: Arc<Policy>) -> IngestQueue {
+    pub(crate) fn start(db: Database, vault: Arc<Vault>, policy: Arc<Policy>) -> IngestQueue {
         let storage = Storage { db, vault, policy };
         let for_queue = storage.clone();
         let queue = Coalescer::start(MAX_BATCH, move |drafts| {
@@ -50,7 +50,7 @@ impl IngestQueue {
 
     /// Applies a Global Privacy Control signal to every subject of these interactions, then
     /// stores them, in one transaction: the opt-outs decide which purposes are accepted.
-    pub async fn store_with_gpc(
+    pub(crate) async fn store_with_gpc(
         &self,
         drafts: Vec<Draft>,
         recorded_by: KeyId,
@@ -89,7 +89,7 @@ impl IngestQueue {
     }
 
     /// Stores validated interactions and returns their outcomes, in order.
-    pub async fn store(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, SubjectError> {
+    pub(crate) async fn store(&self, drafts: Vec<Draft>) -> Result<Vec<Outcome>, SubjectError> {
         if drafts.len() >= COALESCE_BELOW {
             return self.storage.store_pipelined(drafts).await;
         }

@@ -97,14 +97,14 @@ impl PurposeId {
         "dot-separated segments of lowercase letters, digits and `_`, each starting with a letter";
 
     /// The parent purpose (`marketing` for `marketing.email`), if any.
-    pub fn parent(&self) -> Option<PurposeId> {
+    pub(crate) fn parent(&self) -> Option<PurposeId> {
         self.0
             .rsplit_once('.')
             .map(|(parent, _)| PurposeId(parent.to_owned()))
     }
 
     /// Whether this purpose is `ancestor` or descends from it.
-    pub fn is_within(&self, ancestor: &PurposeId) -> bool {
+    pub(crate) fn is_within(&self, ancestor: &PurposeId) -> bool {
         dotted_within(&self.0, &ancestor.0)
     }
 }
@@ -113,12 +113,12 @@ impl CategoryId {
     const GRAMMAR: &'static str = PurposeId::GRAMMAR;
 
     /// Whether this category is `ancestor` or is covered by it (`contact` covers `contact.email`).
-    pub fn is_within(&self, ancestor: &CategoryId) -> bool {
+    pub(crate) fn is_within(&self, ancestor: &CategoryId) -> bool {
         dotted_within(&self.0, &ancestor.0)
     }
 
     /// This category and every category covering it, narrowest first.
-    pub fn with_ancestors(&self) -> impl Iterator<Item = CategoryId> + '_ {
+    pub(crate) fn with_ancestors(&self) -> impl Iterator<Item = CategoryId> + '_ {
         let mut current = Some(self.0.as_str());
         std::iter::from_fn(move || {
             let id = current?;

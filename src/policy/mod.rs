@@ -134,7 +134,7 @@ impl Action {
     }
 
     /// Whether the action is performed for a purpose, which the role must also hold.
-    pub fn is_purpose_bound(self) -> bool {
+    pub(crate) fn is_purpose_bound(self) -> bool {
         matches!(
             self,
             Action::InteractionsWrite
@@ -279,7 +279,7 @@ pub enum Denial {
 
 impl Denial {
     /// The stable reason code reported to callers and written to the audit log.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Denial::UnknownRole => "unknown_role",
             Denial::ActionNotPermitted => "action_not_permitted",
@@ -350,12 +350,12 @@ pub struct SubjectState {
 
 impl Policy {
     /// The hex SHA-256 over the loaded files (see `docs/policies.md` for the exact encoding).
-    pub fn sha256(&self) -> &str {
+    pub(crate) fn sha256(&self) -> &str {
         &self.sha256
     }
 
     /// The names (without directory) of the files the policy was loaded from, sorted.
-    pub fn files(&self) -> &[String] {
+    pub(crate) fn files(&self) -> &[String] {
         &self.files
     }
 
@@ -365,17 +365,17 @@ impl Policy {
     }
 
     /// All fields, ordered by name.
-    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &Field> {
         self.fields.values()
     }
 
     /// All roles, ordered by id.
-    pub fn roles(&self) -> impl Iterator<Item = &Role> {
+    pub(crate) fn roles(&self) -> impl Iterator<Item = &Role> {
         self.roles.values()
     }
 
     /// The role with this id, if the policy defines it.
-    pub fn role(&self, id: &str) -> Option<&Role> {
+    pub(crate) fn role(&self, id: &str) -> Option<&Role> {
         self.roles.get(id)
     }
 
@@ -385,18 +385,18 @@ impl Policy {
     }
 
     /// The field with this name, if the policy declares it.
-    pub fn field(&self, name: &str) -> Option<&Field> {
+    pub(crate) fn field(&self, name: &str) -> Option<&Field> {
         self.fields.get(name)
     }
 
     /// The declared consent notices, by id, version and language.
-    pub fn notices(&self) -> &[Notice] {
+    pub(crate) fn notices(&self) -> &[Notice] {
         &self.notices
     }
 
     /// The declared notice `id` `version`, in `language` — which may be left out when the
     /// notice is declared in one language only.
-    pub fn notice(
+    pub(crate) fn notice(
         &self,
         id: &str,
         version: &str,
@@ -424,12 +424,12 @@ impl Policy {
     }
 
     /// Segment limits.
-    pub fn segment_limits(&self) -> SegmentLimits {
+    pub(crate) fn segment_limits(&self) -> SegmentLimits {
         self.segments
     }
 
     /// Rule 1 with a purpose: the role holds `action` and one of its purposes covers `purpose`.
-    pub fn authorize_purpose(
+    pub(crate) fn authorize_purpose(
         &self,
         role: &str,
         action: Action,
@@ -526,7 +526,7 @@ impl Policy {
 
     /// Rule 3: the purpose tags that make an interaction usable for `purpose`: the purpose itself
     /// and each of its ancestors.
-    pub fn tags_permitting(&self, purpose: &PurposeId) -> Vec<PurposeId> {
+    pub(crate) fn tags_permitting(&self, purpose: &PurposeId) -> Vec<PurposeId> {
         let mut tags = vec![purpose.clone()];
         let mut current = purpose.parent();
         while let Some(parent) = current {
@@ -537,7 +537,7 @@ impl Policy {
     }
 
     /// Rule 4: may `purpose` use data of `category`?
-    pub fn purpose_may_use(&self, purpose: &Purpose, category: &CategoryId) -> bool {
+    pub(crate) fn purpose_may_use(&self, purpose: &Purpose, category: &CategoryId) -> bool {
         purpose
             .categories
             .iter()

@@ -85,7 +85,7 @@ const RIGHTS_ACTIONS: [Action; 4] = [
 
 impl Policy {
     /// The record of processing activities for this policy.
-    pub fn record_of_processing(&self) -> RecordOfProcessing {
+    pub(crate) fn record_of_processing(&self) -> RecordOfProcessing {
         let activities = self
             .purposes()
             .map(|purpose| {

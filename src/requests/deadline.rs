@@ -18,7 +18,7 @@ use chrono::{Days, Months, NaiveDateTime};
 use super::Regulation;
 
 /// The first deadline of a request received at `received`.
-pub fn initial(regulation: Regulation, received: NaiveDateTime) -> NaiveDateTime {
+pub(crate) fn initial(regulation: Regulation, received: NaiveDateTime) -> NaiveDateTime {
     match regulation {
         Regulation::Gdpr => add_months(received, 1),
         Regulation::Ccpa => add_days(received, 45),
@@ -26,7 +26,7 @@ pub fn initial(regulation: Regulation, received: NaiveDateTime) -> NaiveDateTime
 }
 
 /// The deadline once extended (allowed once).
-pub fn extended(regulation: Regulation, received: NaiveDateTime) -> NaiveDateTime {
+pub(crate) fn extended(regulation: Regulation, received: NaiveDateTime) -> NaiveDateTime {
     match regulation {
         Regulation::Gdpr => add_months(received, 3),
         Regulation::Ccpa => add_days(received, 90),

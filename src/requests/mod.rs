@@ -115,7 +115,7 @@ impl Kind {
     /// kind: the action of the route that does the same directly (erasure: `subjects.erase`,
     /// access and portability: `subjects.export`, rectification: `subjects.rectify`).
     /// Restriction and objection only limit processing: `requests.manage` is enough.
-    pub fn execution_action(self) -> Action {
+    pub(crate) fn execution_action(self) -> Action {
         match self {
             Kind::Access | Kind::Portability => Action::SubjectsExport,
             Kind::Erasure => Action::SubjectsErase,
@@ -127,7 +127,7 @@ impl Kind {
 
 impl Status {
     /// Whether the request still needs an answer.
-    pub fn is_open(self) -> bool {
+    pub(crate) fn is_open(self) -> bool {
         !matches!(self, Status::Completed | Status::Rejected)
     }
 }
@@ -147,7 +147,7 @@ pub enum Identity {
 }
 
 /// A SHA-256 as 64 hex digits, lowercased; `None` otherwise.
-pub fn parse_sha256_hex(text: &str) -> Option<String> {
+pub(crate) fn parse_sha256_hex(text: &str) -> Option<String> {
     (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| text.to_ascii_lowercase())
 }
@@ -188,7 +188,7 @@ impl Identity {
 
     /// The identity as a caller without `subjects.export` sees it: enough to tell requests
     /// apart, not enough to name the person (`c…2`, `j…@e….com`, `5e88…`).
-    pub fn masked(&self) -> Value {
+    pub(crate) fn masked(&self) -> Value {
         match self {
             Identity::SubjectId(id) => json!({"subject_id": mask(id.as_str())}),
             Identity::Email(email) => {
@@ -207,7 +207,7 @@ impl Identity {
     }
 
     /// The identity in full.
-    pub fn revealed(&self) -> Value {
+    pub(crate) fn revealed(&self) -> Value {
         match self {
             Identity::SubjectId(id) => json!({"subject_id": id.as_str()}),
             Identity::Email(email) => json!({"email": email.as_str()}),
@@ -239,7 +239,7 @@ fn mask(text: &str) -> String {
 
 /// Rectification values as a caller without `subjects.export` sees them: the names of the
 /// fields to correct, each value replaced by `…`.
-pub fn masked_changes(changes: &Value) -> Value {
+pub(crate) fn masked_changes(changes: &Value) -> Value {
     match changes {
         Value::Object(map) => Value::Object(
             map.iter()
@@ -504,12 +504,12 @@ pub struct Request {
 
 impl Request {
     /// Whether it is open and past its deadline at `now`.
-    pub fn overdue(&self, now: NaiveDateTime) -> bool {
+    pub(crate) fn overdue(&self, now: NaiveDateTime) -> bool {
         self.status.is_open() && self.due_at < now
     }
 
     /// Calendar days from `now` to the deadline (negative when past).
-    pub fn days_left(&self, now: NaiveDateTime) -> i64 {
+    pub(crate) fn days_left(&self, now: NaiveDateTime) -> i64 {
         (self.due_at.date() - now.date()).num_days()
     }
 }
@@ -582,7 +582,7 @@ fn parse_status(text: &str) -> Result<Status, RequestError> {
 }
 
 /// Decrypts a stored request.
-pub fn view(vault: &Vault, row: &RequestRow) -> Result<Request, RequestError> {
+pub(crate) fn view(vault: &Vault, row: &RequestRow) -> Result<Request, RequestError> {
     let corrupt = || RequestError::from(crate::crypto::DecryptError);
     let key = identity_key(vault, row)?;
     let identity = match (&row.identity_ct, &key) {
@@ -709,7 +709,7 @@ fn entry(
 }
 
 /// Files a new request (status `received`) with its deadline.
-pub fn create(
+pub(crate) fn create(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -768,7 +768,7 @@ pub fn create(
 }
 
 /// One request, with the pseudonym to audit its reading under.
-pub fn get(
+pub(crate) fn get(
     conn: &mut DbConnection,
     vault: &Vault,
     id: &str,
@@ -780,7 +780,7 @@ pub fn get(
 }
 
 /// A page of requests by deadline, with the pseudonyms they name.
-pub fn list(
+pub(crate) fn list(
     conn: &mut DbConnection,
     vault: &Vault,
     filter: &RequestFilter,
@@ -877,7 +877,7 @@ fn checked_reason(reason: &str) -> Result<&str, RequestError> {
 
 /// Extends the deadline once (GDPR: to three months from receipt; CCPA: to 90 days), with a
 /// reason; open requests only.
-pub fn extend(
+pub(crate) fn extend(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -916,7 +916,7 @@ pub fn extend(
 }
 
 /// Rejects an open request, with a reason (e.g. the identity could not be verified).
-pub fn reject(
+pub(crate) fn reject(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -1067,24 +1067,9 @@ fn keep_receipt(
     Ok(())
 }
 
-/// Executes a verified request: [`start_execution`], then [`finish_execution`]. Callers that
-/// want the `in_progress` state to survive a failed execution run the two in separate
-/// transactions (the HTTP API does).
-pub fn execute(
-    conn: &mut DbConnection,
-    vault: &Vault,
-    policy: &Policy,
-    signer: &JwsSigner,
-    id: &str,
-    actor: &Actor,
-) -> Result<Executed, RequestError> {
-    start_execution(conn, vault, policy, id, actor)?;
-    finish_execution(conn, vault, policy, signer, id, actor)
-}
-
 /// Marks a verified request `in_progress` (execution started), audited. A request already in
 /// progress (an execution that failed) may start again.
-pub fn start_execution(
+pub(crate) fn start_execution(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -1116,7 +1101,7 @@ pub fn start_execution(
 
 /// Runs the action of a request in progress and completes it with what was done, in one
 /// transaction with the action's own audit entries. A failure leaves it `in_progress`.
-pub fn finish_execution(
+pub(crate) fn finish_execution(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -1186,7 +1171,7 @@ pub fn finish_execution(
 /// left to give access to, restrict, object for or rectify, and an erasure asked for again is
 /// done. Each gets the result `{"subject_found": false, "closed_by_erasure": erasure_id}`, its
 /// audit entry, and its OpenDSR status callback. Call in the erasure's transaction.
-pub fn close_after_erasure(
+pub(crate) fn close_after_erasure(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -1226,7 +1211,7 @@ pub fn close_after_erasure(
 
 /// An executed erasure request's kept receipt and until when it is kept; `None` when the request
 /// keeps none (not an executed erasure, it found nobody, or retention shredded it).
-pub fn kept_receipt(
+pub(crate) fn kept_receipt(
     conn: &mut DbConnection,
     vault: &Vault,
     id: &str,
@@ -1248,7 +1233,7 @@ pub fn kept_receipt(
 }
 
 /// Shreds the erasure receipts kept past their time, with one audit entry.
-pub fn shred_expired_receipts(
+pub(crate) fn shred_expired_receipts(
     conn: &mut DbConnection,
     policy: &Policy,
     actor: &Actor,
@@ -1266,7 +1251,7 @@ pub fn shred_expired_receipts(
 
 /// The subject a completed access or portability request exports, and the format it asked
 /// for; `None` when the request found nobody.
-pub fn export_target(
+pub(crate) fn export_target(
     conn: &mut DbConnection,
     vault: &Vault,
     id: &str,

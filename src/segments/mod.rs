@@ -21,7 +21,7 @@
 
 pub mod filter;
 
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::{Duration, NaiveDateTime, SubsecRound, Utc};
 
 use crate::audit::{self, Actor, Entry};
 use crate::policy::{Action, DecisionRequest, Policy, Purpose, PurposeId};
@@ -42,12 +42,21 @@ pub const ACTION_EXPORT: &str = "segments.export";
 /// How long a revealed count counts against its key.
 pub const GUARD_WINDOW: Duration = Duration::hours(24);
 
+/// Forgets the questions asked before the guard's window (they no longer count against
+/// anyone), as of `now`; returns how many. Run by retention.
+pub fn forget_old_answers(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    segment_store::prune_answers(conn, now - GUARD_WINDOW)
+}
+
 /// The bucket of a subject: the first character of its internal id (URL-safe base64 of random
 /// bytes: 64 values, uniform).
 const BUCKETS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Rule 1 for a purpose-bound segments action: the role must hold `action` and the purpose.
-pub fn authorize<'a>(
+pub(crate) fn authorize<'a>(
     policy: &'a Policy,
     role: &str,
     action: Action,
@@ -93,7 +102,7 @@ pub struct Count {
 }
 
 /// Counts, in the database, the people with a legal basis for `purpose` who match `filter`.
-pub fn count(
+pub(crate) fn count(
     conn: &mut DbConnection,
     policy: &Policy,
     purpose: &Purpose,
@@ -174,7 +183,7 @@ fn distance(left: &[i64], right: &[i64]) -> i64 {
 /// compares against does not depend on the answers. Withheld answers look the same to the
 /// caller whether they were suppressed or refused; only the audit log tells them apart.
 #[allow(clippy::too_many_arguments)]
-pub fn answer(
+pub(crate) fn answer(
     conn: &mut DbConnection,
     policy: &Policy,
     actor: &Actor,

@@ -62,7 +62,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<ApiKeyRow>, Stor
 }
 
 /// Every key, oldest first.
-pub fn list(conn: &mut DbConnection) -> Result<Vec<ApiKeyRow>, StoreError> {
+pub(crate) fn list(conn: &mut DbConnection) -> Result<Vec<ApiKeyRow>, StoreError> {
     Ok(api_keys::table
         .select(ApiKeyRow::as_select())
         .order((api_keys::created_at.asc(), api_keys::id.asc()))
@@ -71,7 +71,7 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<ApiKeyRow>, StoreError> {
 
 /// Marks a key revoked at `now` unless it already was; returns the key as it is afterwards,
 /// or `None` when no key has this id.
-pub fn revoke(
+pub(crate) fn revoke(
     conn: &mut DbConnection,
     id: &str,
     now: NaiveDateTime,
@@ -89,7 +89,7 @@ pub fn revoke(
 }
 
 /// `(id, name)` of these keys (revoked ones too: an audit entry outlives its key's use).
-pub fn names_of(
+pub(crate) fn names_of(
     conn: &mut DbConnection,
     ids: &[&str],
 ) -> Result<Vec<(String, String)>, StoreError> {

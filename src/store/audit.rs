@@ -84,7 +84,7 @@ pub struct CheckpointRow {
 /// The chain's head, locked until the end of the transaction: PostgreSQL takes the row lock
 /// (`FOR UPDATE`), which serializes appends across every process; SQLite already holds the
 /// database's write lock, and has no `FOR UPDATE`.
-pub fn lock_head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
+pub(crate) fn lock_head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
     let query = audit_head::table
         .find(1)
         .select((audit_head::seq, audit_head::hash));
@@ -95,7 +95,7 @@ pub fn lock_head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
 }
 
 /// The head without a lock.
-pub fn head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
+pub(crate) fn head(conn: &mut DbConnection) -> Result<(i64, String), StoreError> {
     Ok(audit_head::table
         .find(1)
         .select((audit_head::seq, audit_head::hash))
@@ -118,14 +118,14 @@ super::bulk::pg_columns!(AuditSubjectRow => audit_subjects {
 });
 
 /// The index key of a pseudonym: its first 64 bits (pseudonyms are hex).
-pub fn subject_key(pseudonym: &str) -> i64 {
+pub(crate) fn subject_key(pseudonym: &str) -> i64 {
     let prefix = pseudonym.get(..16).unwrap_or(pseudonym);
     u64::from_str_radix(prefix, 16).unwrap_or(0) as i64
 }
 
 /// Appends rows (already chained) with the index of the people they name, and moves the head
 /// to the last one.
-pub fn append(
+pub(crate) fn append(
     conn: &mut DbConnection,
     rows: &[AuditRow],
     subjects: &[AuditSubjectRow],
@@ -177,7 +177,7 @@ pub fn range(
 }
 
 /// The people named by entries `from..=to`.
-pub fn subjects_between(
+pub(crate) fn subjects_between(
     conn: &mut DbConnection,
     from: i64,
     to: i64,
@@ -191,7 +191,7 @@ pub fn subjects_between(
 /// How many rows of `audit_log` hold a `seq` of at most `up_to`, counting rows outside the chain
 /// (0 or below) too: after a walk that found `1..=up_to` without a gap, anything above `up_to`
 /// rows means rows that are not chain positions.
-pub fn count_up_to(conn: &mut DbConnection, up_to: i64) -> Result<i64, StoreError> {
+pub(crate) fn count_up_to(conn: &mut DbConnection, up_to: i64) -> Result<i64, StoreError> {
     Ok(audit_log::table
         .filter(audit_log::seq.le(up_to))
         .count()
@@ -201,7 +201,7 @@ pub fn count_up_to(conn: &mut DbConnection, up_to: i64) -> Result<i64, StoreErro
 /// Rows outside the chain (`seq` below 1; the database refuses them, so these got in with the
 /// guard dropped): how many the log holds, and the lowest `seq` among them and among the index
 /// of people.
-pub fn unchained(conn: &mut DbConnection) -> Result<(i64, Option<i64>), StoreError> {
+pub(crate) fn unchained(conn: &mut DbConnection) -> Result<(i64, Option<i64>), StoreError> {
     let (count, in_log): (i64, Option<i64>) = audit_log::table
         .filter(audit_log::seq.lt(1))
         .select((diesel::dsl::count_star(), diesel::dsl::min(audit_log::seq)))
@@ -214,7 +214,7 @@ pub fn unchained(conn: &mut DbConnection) -> Result<(i64, Option<i64>), StoreErr
 }
 
 /// The entry at `seq`, if there is one.
-pub fn entry(conn: &mut DbConnection, seq: i64) -> Result<Option<AuditRow>, StoreError> {
+pub(crate) fn entry(conn: &mut DbConnection, seq: i64) -> Result<Option<AuditRow>, StoreError> {
     Ok(audit_log::table
         .find(seq)
         .select(AuditRow::as_select())
@@ -244,7 +244,7 @@ pub struct AuditFilter {
 /// Entries matching `filter`, newest first, before `before_seq`. Only chain positions are
 /// listed: from 1 to the head, so a row that is not part of the chain (a forged `seq` of 0
 /// or below, or one beyond the head) is never shown as an entry.
-pub fn page(
+pub(crate) fn page(
     conn: &mut DbConnection,
     filter: &AuditFilter,
     before_seq: Option<i64>,
@@ -301,7 +301,10 @@ pub fn page(
 }
 
 /// Stores a checkpoint.
-pub fn insert_checkpoint(conn: &mut DbConnection, row: &CheckpointRow) -> Result<(), StoreError> {
+pub(crate) fn insert_checkpoint(
+    conn: &mut DbConnection,
+    row: &CheckpointRow,
+) -> Result<(), StoreError> {
     diesel::insert_into(audit_checkpoints::table)
         .values(row)
         .execute(conn)?;
@@ -309,7 +312,7 @@ pub fn insert_checkpoint(conn: &mut DbConnection, row: &CheckpointRow) -> Result
 }
 
 /// Every stored checkpoint, smallest first.
-pub fn checkpoints(conn: &mut DbConnection) -> Result<Vec<CheckpointRow>, StoreError> {
+pub(crate) fn checkpoints(conn: &mut DbConnection) -> Result<Vec<CheckpointRow>, StoreError> {
     Ok(audit_checkpoints::table
         .order((
             audit_checkpoints::size.asc(),
@@ -320,7 +323,7 @@ pub fn checkpoints(conn: &mut DbConnection) -> Result<Vec<CheckpointRow>, StoreE
 }
 
 /// The size covered by the latest stored checkpoint (0 when there is none).
-pub fn last_checkpoint_size(conn: &mut DbConnection) -> Result<i64, StoreError> {
+pub(crate) fn last_checkpoint_size(conn: &mut DbConnection) -> Result<i64, StoreError> {
     Ok(audit_checkpoints::table
         .select(diesel::dsl::max(audit_checkpoints::size))
         .first::<Option<i64>>(conn)?

@@ -41,7 +41,7 @@ pub trait PgColumns: Sized {
 }
 
 /// `INSERT INTO table (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])`.
-pub fn unnest_insert_sql(table: &str, columns: &[(&str, &str)]) -> String {
+pub(crate) fn unnest_insert_sql(table: &str, columns: &[(&str, &str)]) -> String {
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let arrays: Vec<String> = columns
         .iter()

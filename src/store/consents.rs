@@ -79,7 +79,7 @@ pub struct CurrentRow {
 }
 
 /// The statement with this record index for the subject, if any.
-pub fn find_by_record_index(
+pub(crate) fn find_by_record_index(
     conn: &mut DbConnection,
     subject_pk: &str,
     record_index: &str,
@@ -93,7 +93,7 @@ pub fn find_by_record_index(
 }
 
 /// The next sequence number for the subject's statements.
-pub fn next_sequence(conn: &mut DbConnection, subject_pk: &str) -> Result<i64, StoreError> {
+pub(crate) fn next_sequence(conn: &mut DbConnection, subject_pk: &str) -> Result<i64, StoreError> {
     let max: Option<i64> = consent_records::table
         .filter(consent_records::subject_pk.eq(subject_pk))
         .select(diesel::dsl::max(consent_records::sequence))
@@ -102,7 +102,10 @@ pub fn next_sequence(conn: &mut DbConnection, subject_pk: &str) -> Result<i64, S
 }
 
 /// A subject's statements, oldest first.
-pub fn history(conn: &mut DbConnection, subject_pk: &str) -> Result<Vec<ConsentRow>, StoreError> {
+pub(crate) fn history(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<ConsentRow>, StoreError> {
     Ok(consent_records::table
         .filter(consent_records::subject_pk.eq(subject_pk))
         .order(consent_records::sequence.asc())
@@ -111,7 +114,7 @@ pub fn history(conn: &mut DbConnection, subject_pk: &str) -> Result<Vec<ConsentR
 }
 
 /// The current statements of these subjects.
-pub fn current_for(
+pub(crate) fn current_for(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<CurrentRow>, StoreError> {
@@ -213,7 +216,10 @@ fn into_standing(rows: Vec<StandingRow>) -> Standing {
 
 /// A person's current statements, objections and restriction in one statement (one round trip
 /// instead of three: every read and write of a person's data needs all three).
-pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Standing, StoreError> {
+pub(crate) fn standing_for(
+    conn: &mut DbConnection,
+    subject_pks: &[&str],
+) -> Result<Standing, StoreError> {
     let rows: Vec<StandingRow> = super::load_chunked(subject_pks, |chunk| match conn {
         DbConnection::Postgresql(pg) => standing_union!(chunk).load(pg),
         DbConnection::Sqlite(sqlite) => standing_union!(chunk).load(sqlite),
@@ -223,7 +229,7 @@ pub fn standing_for(conn: &mut DbConnection, subject_pks: &[&str]) -> Result<Sta
 
 /// The internal id of the subject with this blind index and what stands for them, in one
 /// statement (a read about one person needs both); `None` when no subject has the index.
-pub fn standing_by_index(
+pub(crate) fn standing_by_index(
     conn: &mut DbConnection,
     subject_index: &str,
 ) -> Result<Option<(String, Standing)>, StoreError> {
@@ -262,7 +268,7 @@ pub fn standing_by_index(
 }
 
 /// `(subject_pk, purpose, since)` of the standing objections of these subjects.
-pub fn objections_for(
+pub(crate) fn objections_for(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<(String, String, NaiveDateTime)>, StoreError> {
@@ -281,7 +287,7 @@ pub fn objections_for(
 
 /// Records an objection (keeping the first time if it already stands) or, with `None`, lifts
 /// it. Returns whether anything changed.
-pub fn set_objection(
+pub(crate) fn set_objection(
     conn: &mut DbConnection,
     subject_pk: &str,
     purpose: &str,
@@ -319,7 +325,7 @@ pub fn set_objection(
 
 /// Restricts processing of a subject (keeping the first time if it already is) or, with
 /// `None`, lifts the restriction. Returns whether anything changed.
-pub fn set_restriction(
+pub(crate) fn set_restriction(
     conn: &mut DbConnection,
     subject_pk: &str,
     since: Option<(NaiveDateTime, &str)>,
@@ -348,7 +354,7 @@ pub fn set_restriction(
 }
 
 /// The statements of these subjects whose record index is among `record_indexes`.
-pub fn find_by_record_indexes(
+pub(crate) fn find_by_record_indexes(
     conn: &mut DbConnection,
     subject_pks: &[&str],
     record_indexes: &[&str],
@@ -373,7 +379,7 @@ pub fn find_by_record_indexes(
 }
 
 /// The highest sequence of each of these subjects that has statements.
-pub fn max_sequences(
+pub(crate) fn max_sequences(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
@@ -391,7 +397,7 @@ pub fn max_sequences(
 
 /// Appends statements (already numbered) and makes the last one per subject and purpose the
 /// current one: one multi-row insert and one multi-row upsert.
-pub fn append_many(conn: &mut DbConnection, rows: &[ConsentRow]) -> Result<(), StoreError> {
+pub(crate) fn append_many(conn: &mut DbConnection, rows: &[ConsentRow]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }

@@ -40,7 +40,7 @@ pub struct ErasedCounts {
 impl ErasedCounts {
     /// Everything erased, as counted above (the audit entry's `records`); held interactions
     /// are not counted.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.data_keys
             + self.identifiers
             + self.traits
@@ -85,7 +85,7 @@ pub struct Deleted {
 /// Deletes every row about `subject_pk`, the wrapped data key first. Call inside a write
 /// transaction; after it commits, [`super::Database::remove_old_copies`] removes what the
 /// database files may still hold of the key row.
-pub fn delete_subject(
+pub(crate) fn delete_subject(
     conn: &mut DbConnection,
     subject_pk: &str,
     subject_index: &str,
@@ -209,7 +209,10 @@ pub struct ErasureRow {
 }
 
 /// Stores a tombstone.
-pub fn insert_tombstone(conn: &mut DbConnection, row: &ErasureRow) -> Result<(), StoreError> {
+pub(crate) fn insert_tombstone(
+    conn: &mut DbConnection,
+    row: &ErasureRow,
+) -> Result<(), StoreError> {
     diesel::insert_into(erasures::table)
         .values(row)
         .execute(conn)?;
@@ -231,7 +234,7 @@ pub struct SuppressionRow {
 }
 
 /// Blocks ingestion for a subject id (by blind index); replaces an earlier suppression.
-pub fn suppress(conn: &mut DbConnection, row: &SuppressionRow) -> Result<(), StoreError> {
+pub(crate) fn suppress(conn: &mut DbConnection, row: &SuppressionRow) -> Result<(), StoreError> {
     diesel::delete(suppressions::table.find(&row.subject_index)).execute(conn)?;
     diesel::insert_into(suppressions::table)
         .values(row)
@@ -240,7 +243,7 @@ pub fn suppress(conn: &mut DbConnection, row: &SuppressionRow) -> Result<(), Sto
 }
 
 /// Lifts a suppression; returns it, or `None` when there was none.
-pub fn lift(
+pub(crate) fn lift(
     conn: &mut DbConnection,
     subject_index: &str,
 ) -> Result<Option<SuppressionRow>, StoreError> {

@@ -18,7 +18,7 @@ use super::{DbConnection, StoreError};
 /// PostgreSQL `REPEATABLE READ READ ONLY`; SQLite's deferred transaction already reads one
 /// snapshot (WAL) from its first read to its end. An export read in pages stays consistent
 /// while writers carry on.
-pub fn snapshot<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+pub(crate) fn snapshot<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<StoreError>,
@@ -33,7 +33,7 @@ where
 }
 
 /// Segmentable traits (stored filterable, not encrypted): name and value.
-pub fn plain_traits(
+pub(crate) fn plain_traits(
     conn: &mut DbConnection,
     subject_pk: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
@@ -45,7 +45,7 @@ pub fn plain_traits(
 }
 
 /// Since when processing is restricted, if it is.
-pub fn restricted_since(
+pub(crate) fn restricted_since(
     conn: &mut DbConnection,
     subject_pk: &str,
 ) -> Result<Option<NaiveDateTime>, StoreError> {
@@ -57,7 +57,7 @@ pub fn restricted_since(
 }
 
 /// How many interactions and consent statements the subject has.
-pub fn counts(conn: &mut DbConnection, subject_pk: &str) -> Result<(i64, i64), StoreError> {
+pub(crate) fn counts(conn: &mut DbConnection, subject_pk: &str) -> Result<(i64, i64), StoreError> {
     let interactions = interactions::table
         .filter(interactions::subject_pk.eq(subject_pk))
         .count()
@@ -81,7 +81,7 @@ struct PurposeChannel {
 
 /// `(purpose, channel, interactions)` over the subject's interactions, counted in the database
 /// (through the `(subject_pk, client_index)` index and `interaction_purposes`' key).
-pub fn purposes_by_channel(
+pub(crate) fn purposes_by_channel(
     conn: &mut DbConnection,
     subject_pk: &str,
 ) -> Result<Vec<(String, String, i64)>, StoreError> {
@@ -100,7 +100,7 @@ pub fn purposes_by_channel(
 
 /// A page of the subject's interactions after `after` (a client index), in client-index order:
 /// the `(subject_pk, client_index)` index serves it without sorting.
-pub fn interactions_page(
+pub(crate) fn interactions_page(
     conn: &mut DbConnection,
     subject_pk: &str,
     after: Option<&str>,
@@ -120,7 +120,7 @@ pub fn interactions_page(
 
 /// The purposes these interactions are still held for (retention removes a purpose when it
 /// expires), by interaction id, through `interaction_purposes`' key.
-pub fn held_purposes(
+pub(crate) fn held_purposes(
     conn: &mut DbConnection,
     interaction_ids: &[&str],
 ) -> Result<Vec<(String, String)>, StoreError> {
@@ -140,7 +140,7 @@ pub fn held_purposes(
 }
 
 /// A page of the subject's consent statements after sequence `after`, oldest first.
-pub fn consents_page(
+pub(crate) fn consents_page(
     conn: &mut DbConnection,
     subject_pk: &str,
     after: i64,
@@ -157,7 +157,7 @@ pub fn consents_page(
 
 /// A page of the audit entries naming this pseudonym with one of `actions`, after `after`,
 /// oldest first.
-pub fn audit_page(
+pub(crate) fn audit_page(
     conn: &mut DbConnection,
     pseudonym: &str,
     actions: &[&str],
@@ -186,7 +186,7 @@ pub fn audit_page(
 }
 
 /// The subject's newest `limit` interactions, newest first.
-pub fn latest_interactions(
+pub(crate) fn latest_interactions(
     conn: &mut DbConnection,
     subject_pk: &str,
     limit: i64,

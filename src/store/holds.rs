@@ -52,7 +52,7 @@ pub struct HeldRow {
 
 /// A person's interactions tagged with any of `purposes` (as their tags stand now, after
 /// retention), each with those of its tags that are among `purposes`.
-pub fn tagged_with(
+pub(crate) fn tagged_with(
     conn: &mut DbConnection,
     subject_pk: &str,
     purposes: &[&str],
@@ -128,7 +128,10 @@ pub fn find(conn: &mut DbConnection, erasure_id: &str) -> Result<Option<HoldRow>
 }
 
 /// A hold's records (those past their end too, until retention deletes them), oldest first.
-pub fn records(conn: &mut DbConnection, erasure_id: &str) -> Result<Vec<HeldRow>, StoreError> {
+pub(crate) fn records(
+    conn: &mut DbConnection,
+    erasure_id: &str,
+) -> Result<Vec<HeldRow>, StoreError> {
     Ok(held_interactions::table
         .filter(held_interactions::erasure_id.eq(erasure_id))
         .order((held_interactions::occurred_at, held_interactions::id))
@@ -147,7 +150,7 @@ pub struct Expired {
 
 /// Deletes the held records whose hold ended by `now`, then the holds (with their keys) that
 /// hold nothing any more. Call inside a write transaction.
-pub fn expire(conn: &mut DbConnection, now: NaiveDateTime) -> Result<Expired, StoreError> {
+pub(crate) fn expire(conn: &mut DbConnection, now: NaiveDateTime) -> Result<Expired, StoreError> {
     let records =
         diesel::delete(held_interactions::table.filter(held_interactions::held_until.le(now)))
             .execute(conn)?;
@@ -168,7 +171,7 @@ pub fn expire(conn: &mut DbConnection, now: NaiveDateTime) -> Result<Expired, St
 
 /// The holds whose key is not wrapped by `master_key_id` in `epoch` (holds are few: one per
 /// erasure that kept anything, read at once).
-pub fn keys_not_under(
+pub(crate) fn keys_not_under(
     conn: &mut DbConnection,
     master_key_id: &str,
     epoch: i64,
@@ -185,7 +188,7 @@ pub fn keys_not_under(
 }
 
 /// Replaces a hold key's wrapping if it is still wrapped as `old` says; returns rows changed.
-pub fn rewrap_key(
+pub(crate) fn rewrap_key(
     conn: &mut DbConnection,
     old: &HoldRow,
     new_master: &str,
@@ -213,7 +216,7 @@ pub fn rewrap_key(
 }
 
 /// How many hold keys are wrapped in `epoch` or an earlier one.
-pub fn keys_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
+pub(crate) fn keys_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
     Ok(legal_holds::table
         .filter(
             legal_holds::epoch

@@ -111,7 +111,7 @@ where
 
 /// The stored interactions among these `(subject_pk, client_index)` pairs, found through the
 /// `(subject_pk, client_index)` index with one lookup per pair.
-pub fn existing_by_client_index(
+pub(crate) fn existing_by_client_index(
     conn: &mut DbConnection,
     pairs: &[(&str, &str)],
 ) -> Result<Vec<ExistingInteraction>, StoreError> {
@@ -165,7 +165,7 @@ pub struct PagePosition {
 /// A subject's interactions usable under `rule`, newest first, after `after`: the subject must
 /// have a legal basis (rule 2) and each interaction must have been collected for the purpose or
 /// an ancestor (rule 3), both decided by the database. No legal basis: no rows.
-pub fn page_for_subject(
+pub(crate) fn page_for_subject(
     conn: &mut DbConnection,
     subject_pk: &str,
     rule: &PopulationRule,

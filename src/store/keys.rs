@@ -83,7 +83,7 @@ pub struct RotationRow {
 }
 
 /// The wrapped secret with this name.
-pub fn find_key_material(
+pub(crate) fn find_key_material(
     conn: &mut DbConnection,
     name: &str,
 ) -> Result<Option<KeyMaterialRow>, StoreError> {
@@ -95,7 +95,7 @@ pub fn find_key_material(
 }
 
 /// Inserts a wrapped secret; `false` if another process inserted one with this name first.
-pub fn insert_key_material(
+pub(crate) fn insert_key_material(
     conn: &mut DbConnection,
     row: &KeyMaterialRow,
 ) -> Result<bool, StoreError> {
@@ -110,7 +110,7 @@ pub fn insert_key_material(
 }
 
 /// Every wrapped secret not wrapped by `master_key_id` in `epoch`.
-pub fn key_material_not_under(
+pub(crate) fn key_material_not_under(
     conn: &mut DbConnection,
     master_key_id: &str,
     epoch: i64,
@@ -127,7 +127,7 @@ pub fn key_material_not_under(
 }
 
 /// Replaces a secret's wrapping if it is still wrapped as `old` says; returns rows changed.
-pub fn rewrap_key_material(
+pub(crate) fn rewrap_key_material(
     conn: &mut DbConnection,
     old: &KeyMaterialRow,
     new_master: &str,
@@ -155,7 +155,7 @@ pub fn rewrap_key_material(
 }
 
 /// The wrapped data keys of these subjects (those that exist).
-pub fn data_keys_for(
+pub(crate) fn data_keys_for(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<Vec<DataKeyRow>, StoreError> {
@@ -168,14 +168,17 @@ pub fn data_keys_for(
 }
 
 /// Inserts data keys.
-pub fn insert_data_keys(conn: &mut DbConnection, rows: &[DataKeyRow]) -> Result<(), StoreError> {
+pub(crate) fn insert_data_keys(
+    conn: &mut DbConnection,
+    rows: &[DataKeyRow],
+) -> Result<(), StoreError> {
     super::insert_all!(conn, data_keys::table, rows);
     Ok(())
 }
 
 /// Up to `limit` data keys after `after_pk` (in key order) not wrapped by `master_key_id` in
 /// `epoch`: one pass over the primary key, however many keys there are.
-pub fn data_keys_not_under(
+pub(crate) fn data_keys_not_under(
     conn: &mut DbConnection,
     master_key_id: &str,
     epoch: i64,
@@ -198,7 +201,7 @@ pub fn data_keys_not_under(
 
 /// Replaces a data key's wrapping if it is still wrapped as `old` says (an erasure or another
 /// rotation may have come first); returns rows changed.
-pub fn rewrap_data_key(
+pub(crate) fn rewrap_data_key(
     conn: &mut DbConnection,
     old: &DataKeyRow,
     new_master: &str,
@@ -227,7 +230,7 @@ pub fn rewrap_data_key(
 
 /// How many wrapped keys (data keys and deployment secrets) are wrapped in `epoch` or an earlier
 /// one, or under the master key alone.
-pub fn wrapped_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
+pub(crate) fn wrapped_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
     let data: i64 = data_keys::table
         .filter(data_keys::epoch.le(epoch).or(data_keys::epoch.is_null()))
         .count()
@@ -247,7 +250,7 @@ pub fn wrapped_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, S
 }
 
 /// The current (latest) key epoch, if any was started.
-pub fn current_epoch(conn: &mut DbConnection) -> Result<Option<EpochRow>, StoreError> {
+pub(crate) fn current_epoch(conn: &mut DbConnection) -> Result<Option<EpochRow>, StoreError> {
     Ok(key_epochs::table
         .order(key_epochs::epoch.desc())
         .select(EpochRow::as_select())
@@ -256,7 +259,10 @@ pub fn current_epoch(conn: &mut DbConnection) -> Result<Option<EpochRow>, StoreE
 }
 
 /// One epoch.
-pub fn find_epoch(conn: &mut DbConnection, epoch: i64) -> Result<Option<EpochRow>, StoreError> {
+pub(crate) fn find_epoch(
+    conn: &mut DbConnection,
+    epoch: i64,
+) -> Result<Option<EpochRow>, StoreError> {
     Ok(key_epochs::table
         .find(epoch)
         .select(EpochRow::as_select())
@@ -265,7 +271,7 @@ pub fn find_epoch(conn: &mut DbConnection, epoch: i64) -> Result<Option<EpochRow
 }
 
 /// Every epoch, oldest first.
-pub fn epochs(conn: &mut DbConnection) -> Result<Vec<EpochRow>, StoreError> {
+pub(crate) fn epochs(conn: &mut DbConnection) -> Result<Vec<EpochRow>, StoreError> {
     Ok(key_epochs::table
         .order(key_epochs::epoch.asc())
         .select(EpochRow::as_select())
@@ -273,7 +279,7 @@ pub fn epochs(conn: &mut DbConnection) -> Result<Vec<EpochRow>, StoreError> {
 }
 
 /// Starts an epoch; `false` if another process started one with this number first.
-pub fn insert_epoch(conn: &mut DbConnection, row: &EpochRow) -> Result<bool, StoreError> {
+pub(crate) fn insert_epoch(conn: &mut DbConnection, row: &EpochRow) -> Result<bool, StoreError> {
     match diesel::insert_into(key_epochs::table)
         .values(row)
         .execute(conn)
@@ -285,7 +291,7 @@ pub fn insert_epoch(conn: &mut DbConnection, row: &EpochRow) -> Result<bool, Sto
 }
 
 /// Records that nothing live is wrapped in `epoch` any more (once).
-pub fn retire_epoch(
+pub(crate) fn retire_epoch(
     conn: &mut DbConnection,
     epoch: i64,
     at: NaiveDateTime,
@@ -301,7 +307,7 @@ pub fn retire_epoch(
 }
 
 /// Records that a host destroyed `epoch`'s key (the first one's time is kept).
-pub fn mark_epoch_destroyed(
+pub(crate) fn mark_epoch_destroyed(
     conn: &mut DbConnection,
     epoch: i64,
     at: NaiveDateTime,
@@ -317,7 +323,9 @@ pub fn mark_epoch_destroyed(
 }
 
 /// The rotation that was started but not finished, if any.
-pub fn unfinished_rotation(conn: &mut DbConnection) -> Result<Option<RotationRow>, StoreError> {
+pub(crate) fn unfinished_rotation(
+    conn: &mut DbConnection,
+) -> Result<Option<RotationRow>, StoreError> {
     Ok(master_key_rotations::table
         .filter(master_key_rotations::finished_at.is_null())
         .order(master_key_rotations::started_at.desc())
@@ -335,7 +343,7 @@ pub fn insert_rotation(conn: &mut DbConnection, row: &RotationRow) -> Result<(),
 }
 
 /// Records the end of a rotation.
-pub fn finish_rotation(
+pub(crate) fn finish_rotation(
     conn: &mut DbConnection,
     id: &str,
     finished_at: NaiveDateTime,
@@ -352,7 +360,7 @@ pub fn finish_rotation(
 
 /// Takes (or renews, with `renew`) the lease on re-wrapping into `epoch` until `until`; `false`
 /// when another process holds it and it has not run out at `now`.
-pub fn take_rewrap_lease(
+pub(crate) fn take_rewrap_lease(
     conn: &mut DbConnection,
     epoch: i64,
     now: NaiveDateTime,
@@ -371,7 +379,7 @@ pub fn take_rewrap_lease(
 }
 
 /// Renews a lease this process holds.
-pub fn renew_rewrap_lease(
+pub(crate) fn renew_rewrap_lease(
     conn: &mut DbConnection,
     epoch: i64,
     until: NaiveDateTime,
@@ -383,7 +391,7 @@ pub fn renew_rewrap_lease(
 }
 
 /// Gives the lease up.
-pub fn release_rewrap_lease(conn: &mut DbConnection, epoch: i64) -> Result<(), StoreError> {
+pub(crate) fn release_rewrap_lease(conn: &mut DbConnection, epoch: i64) -> Result<(), StoreError> {
     diesel::update(key_epochs::table.find(epoch))
         .set(key_epochs::rewrap_until.eq(None::<NaiveDateTime>))
         .execute(conn)?;

@@ -83,13 +83,13 @@ macro_rules! has_legal_basis {
 }
 
 /// Rule 2 for every subject row (see `has_legal_basis!`).
-pub fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
+pub(crate) fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
     has_legal_basis!(rule, subjects::id)
 }
 
 /// Rule 2 for the subject of every interaction row: lets a read of one person's interactions
 /// check the person's legal basis in the statement that reads them.
-pub fn interaction_subject_has_legal_basis(rule: &PopulationRule) -> InteractionFilter {
+pub(crate) fn interaction_subject_has_legal_basis(rule: &PopulationRule) -> InteractionFilter {
     has_legal_basis!(rule, interactions::subject_pk)
 }
 
@@ -99,7 +99,7 @@ pub fn interaction_subject_has_legal_basis(rule: &PopulationRule) -> Interaction
 /// population query over a consent-based purpose can be driven from the granted statements (an
 /// index range of `consent_current (purpose, status, subject_pk)`) instead of from every
 /// subject: the people who never consented are never visited.
-pub fn statement_gives_legal_basis(rule: &PopulationRule) -> CurrentFilter {
+pub(crate) fn statement_gives_legal_basis(rule: &PopulationRule) -> CurrentFilter {
     let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
     let granted = consent_current::purpose
         .eq_any(tags.clone())
@@ -133,7 +133,7 @@ pub fn statement_gives_legal_basis(rule: &PopulationRule) -> CurrentFilter {
 }
 
 /// Rule 3 for every interaction row: it was collected for the purpose or an ancestor.
-pub fn interaction_usable_for(rule: &PopulationRule) -> InteractionFilter {
+pub(crate) fn interaction_usable_for(rule: &PopulationRule) -> InteractionFilter {
     let tags: Vec<String> = rule.tags.iter().map(ToString::to_string).collect();
     Box::new(exists(
         interaction_purposes::table

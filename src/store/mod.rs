@@ -224,7 +224,7 @@ impl ConnectionManager {
     }
 
     /// Opens one connection, with SQLite set to WAL, foreign keys on and a busy timeout.
-    pub fn establish(&self) -> Result<DbConnection, StoreError> {
+    pub(crate) fn establish(&self) -> Result<DbConnection, StoreError> {
         match &self.url {
             DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgresql(
                 diesel::PgConnection::establish(url)?,
@@ -303,7 +303,7 @@ impl ConnectionManager {
     /// files: more bytes than the WAL itself, and outside the data directory. Readers keep
     /// `FILE`, for the sorts of large segment queries. (A larger page cache for the writer was
     /// measured slower: SQLite's savepoint code walks the whole cache.)
-    pub fn establish_writer(&self) -> Result<DbConnection, StoreError> {
+    pub(crate) fn establish_writer(&self) -> Result<DbConnection, StoreError> {
         let mut conn = self.establish()?;
         if let DbConnection::Sqlite(sqlite) = &mut conn {
             sqlite.batch_execute("PRAGMA temp_store = MEMORY;")?;
@@ -331,7 +331,7 @@ impl ManageConnection for ConnectionManager {
 
 /// Whether PostgreSQL's autovacuum is off: planner statistics are then never gathered, and
 /// plans drift from the data as tables grow (the server warns at start).
-pub fn autovacuum_off(conn: &mut DbConnection) -> Result<bool, StoreError> {
+pub(crate) fn autovacuum_off(conn: &mut DbConnection) -> Result<bool, StoreError> {
     #[derive(diesel::QueryableByName)]
     struct Setting {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -363,7 +363,7 @@ pub const POSTGRES_CONNECTION_LIFETIME: std::time::Duration = std::time::Duratio
 /// consent lookups in one minute). Write transactions plan every statement afresh
 /// ([`write_transaction`]); for reads, where that cost 15–25 % of throughput, replacing
 /// connections bounds the staleness to minutes.
-pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> DbPool {
+pub(crate) fn build_pool(url: &DatabaseUrl, max_size: u32) -> DbPool {
     let lifetime = match url {
         DatabaseUrl::Postgres(_) => Some(POSTGRES_CONNECTION_LIFETIME),
         DatabaseUrl::Sqlite(_) => None,
@@ -381,7 +381,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> DbPool {
 /// Safe when several processes start at once: PostgreSQL takes a transaction-scoped advisory
 /// lock, SQLite an immediate (write-locked) transaction, so one process migrates and the
 /// others then find nothing pending.
-pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
+pub(crate) fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
     type MigrationResult = Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>;
     // Each backend has its own migration folder and its own way to take the lock.
     let result: MigrationResult = match conn {
@@ -429,7 +429,7 @@ where
 /// afresh, each foreign-key check a row makes was planned again too (the checks are cached
 /// statements of PostgreSQL's own): 46 % of their time, about a fifth of a batch's inserts.
 /// Inserts and primary-key look-ups have one good plan, whatever the tables hold.
-pub fn insert_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+pub(crate) fn insert_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<StoreError>,
@@ -439,7 +439,7 @@ where
 
 /// Switches the rest of a [`write_transaction`] on PostgreSQL to cached plans, once its look-ups
 /// are done and only inserts of what they decided remain (see [`insert_transaction`]).
-pub fn plan_inserts_cached(conn: &mut DbConnection) -> Result<(), StoreError> {
+pub(crate) fn plan_inserts_cached(conn: &mut DbConnection) -> Result<(), StoreError> {
     if let DbConnection::Postgresql(pg) = conn {
         pg.batch_execute("SET LOCAL plan_cache_mode = auto")?;
     }
@@ -480,7 +480,7 @@ pub(crate) fn failed<E: From<StoreError>>(error: diesel::result::Error) -> E {
 
 /// Runs `work` in a transaction (a savepoint inside another): committed if it succeeds, rolled
 /// back if it fails. Domain errors only need to come from [`StoreError`].
-pub fn transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+pub(crate) fn transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<StoreError>,
@@ -518,7 +518,7 @@ where
 /// statement, so that transactions writing overlapping keys wait for each other instead of
 /// colliding or deadlocking (PostgreSQL advisory locks; volatile functions in a select list are
 /// evaluated after its `ORDER BY`). SQLite has one writer at a time: nothing to do.
-pub fn lock_in_order(
+pub(crate) fn lock_in_order(
     conn: &mut DbConnection,
     namespace: &str,
     keys: &[String],
@@ -553,7 +553,7 @@ pub fn lock_in_order(
 /// Whether an error means a concurrent writer changed what a transaction relied on: a unique
 /// violation (another writer inserted the same key first) or a foreign-key violation (the
 /// subject was erased in the meantime). Work that fails so is prepared again from scratch.
-pub fn is_write_conflict(error: &diesel::result::Error) -> bool {
+pub(crate) fn is_write_conflict(error: &diesel::result::Error) -> bool {
     is_unique_violation(error)
         || matches!(
             error,
@@ -565,7 +565,7 @@ pub fn is_write_conflict(error: &diesel::result::Error) -> bool {
 }
 
 /// Whether an error is a unique-constraint violation (another writer got there first).
-pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &diesel::result::Error) -> bool {
     matches!(
         error,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
@@ -596,7 +596,7 @@ pub struct Database {
 
 impl Database {
     /// Builds the pools for `url`; connections are opened lazily.
-    pub fn connect(url: &DatabaseUrl, max_size: u32) -> Self {
+    pub(crate) fn connect(url: &DatabaseUrl, max_size: u32) -> Self {
         let pool = build_pool(url, max_size);
         let writer = match url {
             DatabaseUrl::Sqlite(_) => {
@@ -615,7 +615,7 @@ impl Database {
     }
 
     /// Whether this is an SQLite database (whose WAL wants checkpointing).
-    pub fn is_sqlite(&self) -> bool {
+    pub(crate) fn is_sqlite(&self) -> bool {
         matches!(self.url, DatabaseUrl::Sqlite(_))
     }
 
@@ -624,7 +624,7 @@ impl Database {
     /// `sqlite_wal_checkpoint` runs it every [`SQLITE_CHECKPOINT_INTERVAL`]. It takes a pooled
     /// connection but no admission permit (it must go on when requests fill them). Does nothing
     /// on PostgreSQL.
-    pub async fn checkpoint_wal(&self) -> Result<(), StoreError> {
+    pub(crate) async fn checkpoint_wal(&self) -> Result<(), StoreError> {
         if !self.is_sqlite() {
             return Ok(());
         }
@@ -638,7 +638,7 @@ impl Database {
     }
 
     /// The database URL (its `Display` hides any password).
-    pub fn url(&self) -> &DatabaseUrl {
+    pub(crate) fn url(&self) -> &DatabaseUrl {
         &self.url
     }
 
@@ -659,7 +659,7 @@ impl Database {
 
     /// Runs `work`, which writes: on SQLite in the group writer (its result arrives once it is
     /// committed), on PostgreSQL with a pooled connection on the blocking thread pool.
-    pub async fn run_write<T, E, F>(&self, work: F) -> Result<T, E>
+    pub(crate) async fn run_write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -703,7 +703,7 @@ impl Database {
 
     /// Registers a long read snapshot of this process (an export), which an erasure may ask to
     /// end (see [`old_copies`]).
-    pub fn long_reader(&self) -> old_copies::LongReader {
+    pub(crate) fn long_reader(&self) -> old_copies::LongReader {
         self.long_readers.register()
     }
 
@@ -714,7 +714,7 @@ impl Database {
     ///
     /// Keys whose copies it could not remove in time are kept, and the periodic job
     /// `old_copies` tries them again ([`Database::remove_pending_old_copies`]) until it can.
-    pub async fn remove_old_copies(&self, erased: Vec<erasure::ErasedKey>) -> bool {
+    pub(crate) async fn remove_old_copies(&self, erased: Vec<erasure::ErasedKey>) -> bool {
         let readers = self.long_readers.clone();
         let for_work = erased.clone();
         let result = self
@@ -739,7 +739,7 @@ impl Database {
     /// Tries again to remove the old copies of erased keys that were still readable when
     /// their erasure answered. Returns how many keys were waiting (0: nothing to do); those
     /// that still cannot be removed wait for the next try.
-    pub async fn remove_pending_old_copies(&self) -> usize {
+    pub(crate) async fn remove_pending_old_copies(&self) -> usize {
         let waiting: Vec<erasure::ErasedKey> = match self.pending_old_copies.lock() {
             Ok(mut pending) => pending.drain(..).collect(),
             Err(_) => return 0,
@@ -755,7 +755,7 @@ impl Database {
     }
 
     /// Whether the database answers a trivial query.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| Ok::<_, StoreError>(conn.ping()?)).await
     }
 }

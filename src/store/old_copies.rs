@@ -56,13 +56,13 @@ pub struct LongReader {
 
 impl LongReader {
     /// Resolves when the reader is asked to end (an erasure needs its snapshot gone).
-    pub async fn ended(&self) {
+    pub(crate) async fn ended(&self) {
         let mut ended = self.ended.clone();
         let _ = ended.wait_for(|ended| *ended).await;
     }
 
     /// Whether the reader was asked to end.
-    pub fn is_ended(&self) -> bool {
+    pub(crate) fn is_ended(&self) -> bool {
         *self.ended.borrow()
     }
 }
@@ -79,7 +79,7 @@ impl Drop for LongReader {
 
 impl LongReaders {
     /// Registers a reader that is about to take its snapshot.
-    pub fn register(self: &Arc<Self>) -> LongReader {
+    pub(crate) fn register(self: &Arc<Self>) -> LongReader {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (sender, ended) = tokio::sync::watch::channel(false);
         self.open
@@ -94,7 +94,7 @@ impl LongReaders {
     }
 
     /// Asks every reader registered before `before` to end; returns how many were asked.
-    pub fn end_started_before(&self, before: Instant) -> usize {
+    pub(crate) fn end_started_before(&self, before: Instant) -> usize {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let mut asked = 0;
         for (started, ended) in open.values() {

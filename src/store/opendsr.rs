@@ -71,7 +71,10 @@ super::bulk::pg_columns!(CallbackRow => opendsr_callbacks {
 
 /// Points every stored request's links at `base_url` (the configured public URL), replacing
 /// whatever an earlier version or configuration stored; returns how many rows changed.
-pub fn repoint_base_urls(conn: &mut DbConnection, base_url: &str) -> Result<usize, StoreError> {
+pub(crate) fn repoint_base_urls(
+    conn: &mut DbConnection,
+    base_url: &str,
+) -> Result<usize, StoreError> {
     Ok(
         diesel::update(opendsr_requests::table.filter(opendsr_requests::base_url.ne(base_url)))
             .set(opendsr_requests::base_url.eq(base_url))
@@ -80,7 +83,7 @@ pub fn repoint_base_urls(conn: &mut DbConnection, base_url: &str) -> Result<usiz
 }
 
 /// Records a received request.
-pub fn insert_request(conn: &mut DbConnection, row: &OpenDsrRow) -> Result<(), StoreError> {
+pub(crate) fn insert_request(conn: &mut DbConnection, row: &OpenDsrRow) -> Result<(), StoreError> {
     diesel::insert_into(opendsr_requests::table)
         .values(row)
         .execute(conn)?;
@@ -88,7 +91,7 @@ pub fn insert_request(conn: &mut DbConnection, row: &OpenDsrRow) -> Result<(), S
 }
 
 /// The request with this controller id.
-pub fn find_request(
+pub(crate) fn find_request(
     conn: &mut DbConnection,
     subject_request_id: &str,
 ) -> Result<Option<OpenDsrRow>, StoreError> {
@@ -100,7 +103,7 @@ pub fn find_request(
 }
 
 /// The OpenDSR request a subject request came from, if any.
-pub fn find_by_request(
+pub(crate) fn find_by_request(
     conn: &mut DbConnection,
     request_id: &str,
 ) -> Result<Option<OpenDsrRow>, StoreError> {
@@ -112,7 +115,7 @@ pub fn find_by_request(
 }
 
 /// Records the status last announced.
-pub fn set_announced(
+pub(crate) fn set_announced(
     conn: &mut DbConnection,
     subject_request_id: &str,
     status: &str,
@@ -124,13 +127,16 @@ pub fn set_announced(
 }
 
 /// Queues callbacks.
-pub fn insert_callbacks(conn: &mut DbConnection, rows: &[CallbackRow]) -> Result<(), StoreError> {
+pub(crate) fn insert_callbacks(
+    conn: &mut DbConnection,
+    rows: &[CallbackRow],
+) -> Result<(), StoreError> {
     super::insert_all!(conn, opendsr_callbacks::table, rows);
     Ok(())
 }
 
 /// Callbacks due at `now`, oldest first.
-pub fn due_callbacks(
+pub(crate) fn due_callbacks(
     conn: &mut DbConnection,
     now: NaiveDateTime,
     limit: i64,
@@ -147,7 +153,7 @@ pub fn due_callbacks(
 
 /// Claims a due callback for one delivery attempt: moves its next attempt to `until` if no
 /// other process did first. `true` when this process holds it.
-pub fn claim(
+pub(crate) fn claim(
     conn: &mut DbConnection,
     row: &CallbackRow,
     until: NaiveDateTime,
@@ -164,7 +170,7 @@ pub fn claim(
 }
 
 /// Records a delivery.
-pub fn delivered(
+pub(crate) fn delivered(
     conn: &mut DbConnection,
     id: &str,
     attempts: i32,
@@ -182,7 +188,7 @@ pub fn delivered(
 
 /// Records a failed attempt: the next one at `next`, or given up (`failed_at`) when `next` is
 /// `None`.
-pub fn attempt_failed(
+pub(crate) fn attempt_failed(
     conn: &mut DbConnection,
     id: &str,
     attempts: i32,
@@ -223,7 +229,7 @@ pub fn callbacks_of(
 }
 
 /// The stored development identity: certificate PEM and sealed private key.
-pub fn find_identity(
+pub(crate) fn find_identity(
     conn: &mut DbConnection,
     name: &str,
 ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
@@ -239,7 +245,7 @@ pub fn find_identity(
 
 /// Stores a development identity unless one exists; `false` when another process stored one
 /// first.
-pub fn insert_identity(
+pub(crate) fn insert_identity(
     conn: &mut DbConnection,
     name: &str,
     certificate_pem: &str,

@@ -98,7 +98,7 @@ pub fn find(
 }
 
 /// Saves every column of a changed request.
-pub fn save(conn: &mut DbConnection, row: &RequestRow) -> Result<(), StoreError> {
+pub(crate) fn save(conn: &mut DbConnection, row: &RequestRow) -> Result<(), StoreError> {
     diesel::update(subject_requests::table.find(&row.id))
         .set(row)
         .execute(conn)?;
@@ -123,7 +123,7 @@ pub struct RequestFilter {
 pub const OPEN_STATUSES: &str = "open";
 
 /// A page of requests, by deadline then id, after `(due_at, id)`.
-pub fn page(
+pub(crate) fn page(
     conn: &mut DbConnection,
     filter: &RequestFilter,
     now: NaiveDateTime,
@@ -176,7 +176,7 @@ pub fn page(
 
 /// The ids of the open requests (received, verified or in progress) that name a person by one
 /// of these identity indexes.
-pub fn open_naming(
+pub(crate) fn open_naming(
     conn: &mut DbConnection,
     identity_indexes: &[String],
 ) -> Result<Vec<String>, StoreError> {
@@ -193,7 +193,7 @@ pub fn open_naming(
 
 /// Clears what requests hold about a person being erased (identifier, its blind index, values
 /// to rectify), keeping the audit pseudonym. Returns how many requests were cleared.
-pub fn forget_identity(
+pub(crate) fn forget_identity(
     conn: &mut DbConnection,
     identity_indexes: &[String],
     pseudonym: &str,
@@ -232,7 +232,7 @@ pub struct RequestKeyRow {
 
 /// The requests whose key is not wrapped by `master_key_id` in `epoch` (requests are few:
 /// thousands, read at once).
-pub fn keys_not_under(
+pub(crate) fn keys_not_under(
     conn: &mut DbConnection,
     master_key_id: &str,
     epoch: i64,
@@ -267,7 +267,7 @@ pub fn keys_not_under(
 }
 
 /// Replaces a request key's wrapping if it is still wrapped as `old` says; returns rows changed.
-pub fn rewrap_key(
+pub(crate) fn rewrap_key(
     conn: &mut DbConnection,
     old: &RequestKeyRow,
     new_master: &str,
@@ -295,7 +295,7 @@ pub fn rewrap_key(
 }
 
 /// How many request keys are wrapped in `epoch` or an earlier one.
-pub fn keys_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
+pub(crate) fn keys_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, StoreError> {
     Ok(subject_requests::table
         .filter(subject_requests::key_wrapped.is_not_null())
         .filter(
@@ -309,7 +309,7 @@ pub fn keys_up_to_epoch(conn: &mut DbConnection, epoch: i64) -> Result<i64, Stor
 
 /// Shreds the erasure receipts kept past `now`: the sealed receipt and the request key that
 /// seals it. Returns how many were shredded.
-pub fn shred_expired_receipts(
+pub(crate) fn shred_expired_receipts(
     conn: &mut DbConnection,
     now: NaiveDateTime,
 ) -> Result<usize, StoreError> {

@@ -18,7 +18,7 @@ pub struct ExpiredBatch {
 
 /// Removes `purpose` from up to `limit` interactions that occurred before `cutoff`, and deletes
 /// those of them that no purpose holds any more. Call inside a write transaction.
-pub fn expire_batch(
+pub(crate) fn expire_batch(
     conn: &mut DbConnection,
     purpose: &str,
     cutoff: NaiveDateTime,

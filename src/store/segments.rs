@@ -42,7 +42,7 @@ macro_rules! population {
             const BUCKET: &str = concat!("substr(", $id_sql, ", 1, 1)");
 
             /// The filter as a condition on the rows; interaction leaves look back from `now`.
-            pub fn compile(filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> Condition {
+            pub(crate) fn compile(filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> Condition {
                 match filter {
                     Filter::All(children) => children
                         .iter()
@@ -117,7 +117,7 @@ macro_rules! population {
             }
 
             /// How many rows satisfy `basis` and match `filter`, by bucket.
-            pub fn count_by_bucket(
+            pub(crate) fn count_by_bucket(
                 conn: &mut DbConnection,
                 basis: Condition,
                 rule: &PopulationRule,
@@ -134,7 +134,7 @@ macro_rules! population {
 
             /// A page of the internal ids of the rows satisfying `basis` and matching
             /// `filter`, in id order, after `after`.
-            pub fn members_page(
+            pub(crate) fn members_page(
                 conn: &mut DbConnection,
                 basis: Condition,
                 rule: &PopulationRule,
@@ -225,7 +225,7 @@ fn population_query<T>(
 /// character of their internal id): the size is the sum; the buckets are the sketch the
 /// differencing guard compares. Counted in the database, driven from the granted statements
 /// for a consent-based purpose and from every subject otherwise.
-pub fn count_by_bucket(
+pub(crate) fn count_by_bucket(
     conn: &mut DbConnection,
     rule: &PopulationRule,
     filter: &Filter,
@@ -247,7 +247,7 @@ pub fn count_by_bucket(
 }
 
 /// A page of the internal ids of the people matching, in id order, after `after`.
-pub fn members_page(
+pub(crate) fn members_page(
     conn: &mut DbConnection,
     rule: &PopulationRule,
     filter: &Filter,
@@ -299,7 +299,7 @@ pub struct SegmentRow {
 }
 
 /// Saves a segment.
-pub fn insert_segment(conn: &mut DbConnection, row: &SegmentRow) -> Result<(), StoreError> {
+pub(crate) fn insert_segment(conn: &mut DbConnection, row: &SegmentRow) -> Result<(), StoreError> {
     diesel::insert_into(segments::table)
         .values(row)
         .execute(conn)?;
@@ -307,7 +307,10 @@ pub fn insert_segment(conn: &mut DbConnection, row: &SegmentRow) -> Result<(), S
 }
 
 /// The segment with this id.
-pub fn find_segment(conn: &mut DbConnection, id: &str) -> Result<Option<SegmentRow>, StoreError> {
+pub(crate) fn find_segment(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Option<SegmentRow>, StoreError> {
     Ok(segments::table
         .find(id)
         .select(SegmentRow::as_select())
@@ -316,7 +319,7 @@ pub fn find_segment(conn: &mut DbConnection, id: &str) -> Result<Option<SegmentR
 }
 
 /// Saved segments for these purposes, newest first, after `before` (an id).
-pub fn list_segments(
+pub(crate) fn list_segments(
     conn: &mut DbConnection,
     purposes: &[String],
     before: Option<&str>,
@@ -359,7 +362,7 @@ pub struct AnswerRow {
 /// Serializes the guard's work for one key: PostgreSQL takes a transaction-level advisory lock
 /// on the key (two previews by the same key cannot both pass the guard unseen by each other);
 /// SQLite's writer already holds the database.
-pub fn lock_key(conn: &mut DbConnection, key_id: &str) -> Result<(), StoreError> {
+pub(crate) fn lock_key(conn: &mut DbConnection, key_id: &str) -> Result<(), StoreError> {
     if let DbConnection::Postgresql(pg) = conn {
         diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1)) IS NULL")
             .bind::<Text, _>(format!("custodia/segments/{key_id}"))
@@ -369,7 +372,7 @@ pub fn lock_key(conn: &mut DbConnection, key_id: &str) -> Result<(), StoreError>
 }
 
 /// The questions `key_id` asked for `purpose` since `since`, whatever they were answered.
-pub fn answers_since(
+pub(crate) fn answers_since(
     conn: &mut DbConnection,
     key_id: &str,
     purpose: &str,
@@ -386,7 +389,7 @@ pub fn answers_since(
 
 /// How many of the questions `key_id` asked (for any purpose) since `since` were answered with
 /// one of `outcomes`.
-pub fn outcomes_since(
+pub(crate) fn outcomes_since(
     conn: &mut DbConnection,
     key_id: &str,
     outcomes: &[&str],
@@ -402,7 +405,7 @@ pub fn outcomes_since(
 
 /// The oldest answer with one of `outcomes` given to `key_id` since `since` (when the probe
 /// limit lifts).
-pub fn oldest_since(
+pub(crate) fn oldest_since(
     conn: &mut DbConnection,
     key_id: &str,
     outcomes: &[&str],
@@ -417,7 +420,7 @@ pub fn oldest_since(
 }
 
 /// Remembers an answer.
-pub fn insert_answer(conn: &mut DbConnection, row: &AnswerRow) -> Result<(), StoreError> {
+pub(crate) fn insert_answer(conn: &mut DbConnection, row: &AnswerRow) -> Result<(), StoreError> {
     diesel::insert_into(segment_answers::table)
         .values(row)
         .execute(conn)?;
@@ -425,7 +428,10 @@ pub fn insert_answer(conn: &mut DbConnection, row: &AnswerRow) -> Result<(), Sto
 }
 
 /// Forgets answers older than `before` (they no longer count against anyone).
-pub fn prune_answers(conn: &mut DbConnection, before: NaiveDateTime) -> Result<usize, StoreError> {
+pub(crate) fn prune_answers(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+) -> Result<usize, StoreError> {
     Ok(
         diesel::delete(segment_answers::table.filter(segment_answers::answered_at.lt(before)))
             .execute(conn)?,

@@ -37,7 +37,7 @@ super::bulk::pg_columns!(SubjectRow => subjects {
 });
 
 /// The subject with this blind index.
-pub fn find_by_index(
+pub(crate) fn find_by_index(
     conn: &mut DbConnection,
     subject_index: &str,
 ) -> Result<Option<SubjectRow>, StoreError> {
@@ -49,7 +49,10 @@ pub fn find_by_index(
 }
 
 /// The subject with this internal id.
-pub fn find_by_pk(conn: &mut DbConnection, id: &str) -> Result<Option<SubjectRow>, StoreError> {
+pub(crate) fn find_by_pk(
+    conn: &mut DbConnection,
+    id: &str,
+) -> Result<Option<SubjectRow>, StoreError> {
     Ok(subjects::table
         .find(id)
         .select(SubjectRow::as_select())
@@ -58,7 +61,7 @@ pub fn find_by_pk(conn: &mut DbConnection, id: &str) -> Result<Option<SubjectRow
 }
 
 /// `(blind index, internal id)` of the subjects among these blind indexes that exist.
-pub fn ids_by_index(
+pub(crate) fn ids_by_index(
     conn: &mut DbConnection,
     indexes: &[&str],
 ) -> Result<Vec<(String, String)>, StoreError> {
@@ -98,7 +101,7 @@ super::bulk::pg_columns!(IdentifierRow => subject_identifiers {
 /// each other crosswise) until the transaction ends: writers that derive something from a
 /// subject's current rows (the next consent sequence) then take turns instead of failing each
 /// other's unique constraints. SQLite's writer already holds the whole database.
-pub fn lock_for_write(conn: &mut DbConnection, pks: &[&str]) -> Result<(), StoreError> {
+pub(crate) fn lock_for_write(conn: &mut DbConnection, pks: &[&str]) -> Result<(), StoreError> {
     if pks.is_empty() {
         return Ok(());
     }
@@ -117,7 +120,7 @@ pub fn lock_for_write(conn: &mut DbConnection, pks: &[&str]) -> Result<(), Store
 }
 
 /// Up to `limit` subjects without an identifier of `kind`.
-pub fn without_identifier(
+pub(crate) fn without_identifier(
     conn: &mut DbConnection,
     kind: &str,
     limit: i64,
@@ -136,7 +139,7 @@ pub fn without_identifier(
 }
 
 /// Inserts identifier rows.
-pub fn insert_identifiers(
+pub(crate) fn insert_identifiers(
     conn: &mut DbConnection,
     rows: &[IdentifierRow],
 ) -> Result<(), StoreError> {
@@ -145,7 +148,7 @@ pub fn insert_identifiers(
 }
 
 /// Replaces a subject's encrypted identifiers and traits.
-pub fn update_encrypted(
+pub(crate) fn update_encrypted(
     conn: &mut DbConnection,
     id: &str,
     identifiers_ct: &str,
@@ -163,7 +166,7 @@ pub fn update_encrypted(
 }
 
 /// Sets (or with `None`, removes) the blind index of one identifier kind of a subject.
-pub fn set_identifier(
+pub(crate) fn set_identifier(
     conn: &mut DbConnection,
     subject_pk: &str,
     kind: &str,
@@ -188,7 +191,7 @@ pub fn set_identifier(
 }
 
 /// Internal ids of the subjects with this identifier.
-pub fn ids_by_identifier(
+pub(crate) fn ids_by_identifier(
     conn: &mut DbConnection,
     kind: &str,
     blind_index: &str,
@@ -202,7 +205,7 @@ pub fn ids_by_identifier(
 }
 
 /// Sets (or with `None`, removes) one segmentable trait.
-pub fn set_trait(
+pub(crate) fn set_trait(
     conn: &mut DbConnection,
     subject_pk: &str,
     name: &str,

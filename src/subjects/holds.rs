@@ -263,7 +263,7 @@ pub struct HeldRecords {
 /// The records the erasure `erasure_id` holds that `purpose` may use at `now` (rule 3: the
 /// purpose is a holding purpose or descends from one, and that hold has not ended), minimised
 /// for it (rule 4). `None` when there is no such hold.
-pub fn read(
+pub(crate) fn read(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,

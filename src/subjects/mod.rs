@@ -58,7 +58,7 @@ impl SubjectError {
     /// Whether a concurrent writer got in the way: it inserted the same key first, or erased a
     /// subject the work had found (its key vanished, or a foreign key broke at the insert).
     /// Work that fails so is prepared again from scratch.
-    pub fn is_write_conflict(&self) -> bool {
+    pub(crate) fn is_write_conflict(&self) -> bool {
         match self {
             SubjectError::Store(StoreError::Query(error)) => crate::store::is_write_conflict(error),
             SubjectError::Vault(VaultError::Erased) => true,
@@ -167,7 +167,7 @@ impl SubjectChanges {
 }
 
 /// The declared field with this name, or a 422 naming it.
-pub fn declared_field(policy: &Policy, name: &str) -> Result<FieldName, Rejection> {
+pub(crate) fn declared_field(policy: &Policy, name: &str) -> Result<FieldName, Rejection> {
     policy
         .field(name)
         .map(|field| field.name.clone())
@@ -212,7 +212,7 @@ pub fn find(
 }
 
 /// The audit pseudonym of a subject; `None` when nobody has this subject id.
-pub fn pseudonym_of(
+pub(crate) fn pseudonym_of(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_id: &SubjectId,
@@ -222,7 +222,7 @@ pub fn pseudonym_of(
 
 /// Finds a subject, creating it (row, data key) when it is unknown. Call inside a write
 /// transaction.
-pub fn find_or_create(
+pub(crate) fn find_or_create(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_id: &SubjectId,
@@ -242,7 +242,7 @@ pub fn find_or_create(
 /// What the engine needs to know about these subjects to decide a legal basis: their current
 /// consent statements, standing objections and restriction. Every subject asked for is in the
 /// answer (with an empty state when nothing is recorded).
-pub fn processing_states(
+pub(crate) fn processing_states(
     conn: &mut DbConnection,
     subject_pks: &[&str],
 ) -> Result<HashMap<String, SubjectState>, SubjectError> {
@@ -283,7 +283,7 @@ fn fill_states(
 
 /// A subject by its id with the engine's view of them, in one statement (and the data key,
 /// from the cache or a second one); `None` when nobody has this subject id.
-pub fn find_with_state(
+pub(crate) fn find_with_state(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_id: &SubjectId,
@@ -300,7 +300,7 @@ pub fn find_with_state(
 /// A subject by its id with their current statements, objections and restriction as stored,
 /// in one statement (and the data key, from the cache or a second one); `None` when nobody has
 /// this subject id.
-pub fn find_with_standing(
+pub(crate) fn find_with_standing(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_id: &SubjectId,
@@ -314,7 +314,7 @@ pub fn find_with_standing(
 }
 
 /// The engine's view of a current consent row (`None` for a purpose id that no longer parses).
-pub fn consent_statement(
+pub(crate) fn consent_statement(
     row: &crate::store::consents::CurrentRow,
 ) -> Option<crate::policy::ConsentStatement> {
     Some(crate::policy::ConsentStatement {
@@ -438,7 +438,7 @@ pub fn plan_new_subjects(
 /// Handles for the subjects a group of writes needs, by blind index: the data keys of those in
 /// `existing` (blind index → internal id) and new subjects planned (not written) for the
 /// others. Each wanted subject appears once, whatever the repeats in `wanted`.
-pub fn handles_for(
+pub(crate) fn handles_for(
     conn: &mut DbConnection,
     vault: &Vault,
     existing: &HashMap<String, String>,
@@ -532,7 +532,7 @@ pub struct UpsertOutcome {
 
 /// Creates or updates a subject's identifiers and traits, in one transaction; if another
 /// request created the same subject at the same moment, tries again (then it is an update).
-pub fn upsert(
+pub(crate) fn upsert(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -557,7 +557,7 @@ const MAX_CONFLICT_ATTEMPTS: usize = 5;
 /// the same key first, or erased the subject: [`crate::store::is_write_conflict`]; the attempt's
 /// own transaction rolled back), up to
 /// [`MAX_CONFLICT_ATTEMPTS`] times; then reports contention.
-pub fn retry_on_conflict<T>(
+pub(crate) fn retry_on_conflict<T>(
     mut attempt: impl FnMut() -> Result<T, SubjectError>,
 ) -> Result<T, SubjectError> {
     for _ in 0..MAX_CONFLICT_ATTEMPTS {
@@ -692,7 +692,7 @@ fn upsert_once(
 
 /// The app's subject ids of every subject with this e-mail address, sorted, each with its
 /// audit pseudonym.
-pub fn find_by_email(
+pub(crate) fn find_by_email(
     conn: &mut DbConnection,
     vault: &Vault,
     email: &Email,
@@ -705,7 +705,7 @@ pub fn find_by_email(
 
 /// The app's subject ids (sorted, each with its audit pseudonym) of every subject with an
 /// identifier of `kind` (a `subject_identifiers.kind`) whose blind index is `blind`.
-pub fn find_by_identifier(
+pub(crate) fn find_by_identifier(
     conn: &mut DbConnection,
     vault: &Vault,
     kind: &str,
@@ -722,7 +722,7 @@ pub fn find_by_identifier(
 
 /// Decrypts the app's subject id of the subject with this internal id; also gives its audit
 /// pseudonym.
-pub fn reveal_subject_id(
+pub(crate) fn reveal_subject_id(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_pk: &str,

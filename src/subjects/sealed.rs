@@ -11,7 +11,7 @@ use crate::crypto::{DataKey, DecryptError, FieldContext};
 pub const SUBJECT_RECORD: &str = "subject";
 
 /// Encrypts one value for its place and encodes it as base64.
-pub fn seal(key: &DataKey, context: &FieldContext<'_>, plaintext: &[u8]) -> String {
+pub(crate) fn seal(key: &DataKey, context: &FieldContext<'_>, plaintext: &[u8]) -> String {
     STANDARD_NO_PAD.encode(key.encrypt(context, plaintext))
 }
 
@@ -27,11 +27,11 @@ pub fn open(
 
 /// Reads a stored map (field name → base64 ciphertext). A map that does not parse is treated as
 /// a decryption failure: it is never silently dropped.
-pub fn read_map(json: &str) -> Result<BTreeMap<String, String>, DecryptError> {
+pub(crate) fn read_map(json: &str) -> Result<BTreeMap<String, String>, DecryptError> {
     serde_json::from_str(json).map_err(|_| DecryptError)
 }
 
 /// Writes a map of sealed values.
-pub fn write_map(map: &BTreeMap<String, String>) -> String {
+pub(crate) fn write_map(map: &BTreeMap<String, String>) -> String {
     serde_json::to_string(map).expect("a map of strings encodes")
 }

@@ -145,12 +145,12 @@ impl FieldValue {
     }
 
     /// The bytes that get encrypted: the value's JSON encoding, so numbers stay numbers.
-    pub fn to_plaintext(&self) -> Vec<u8> {
+    pub(crate) fn to_plaintext(&self) -> Vec<u8> {
         serde_json::to_vec(&self.to_json()).expect("a string or number encodes")
     }
 
     /// Reads a decrypted value back.
-    pub fn from_plaintext(bytes: &[u8]) -> Option<FieldValue> {
+    pub(crate) fn from_plaintext(bytes: &[u8]) -> Option<FieldValue> {
         match serde_json::from_slice(bytes).ok()? {
             Value::String(text) => Some(FieldValue::Text(text)),
             Value::Number(number) => Some(FieldValue::Number(number)),
@@ -159,7 +159,7 @@ impl FieldValue {
     }
 
     /// The value as JSON.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         match self {
             FieldValue::Text(text) => Value::String(text.clone()),
             FieldValue::Number(number) => Value::Number(number.clone()),
@@ -167,7 +167,7 @@ impl FieldValue {
     }
 
     /// The value as stored for filtering (segmentable traits): text as is, numbers as JSON.
-    pub fn to_filterable(&self) -> String {
+    pub(crate) fn to_filterable(&self) -> String {
         match self {
             FieldValue::Text(text) => text.clone(),
             FieldValue::Number(number) => number.to_string(),

@@ -26,7 +26,7 @@ impl DataKeyCache {
     }
 
     /// An empty cache with these bounds.
-    pub fn with_bounds(capacity: usize, ttl: Duration) -> DataKeyCache {
+    pub(crate) fn with_bounds(capacity: usize, ttl: Duration) -> DataKeyCache {
         DataKeyCache {
             entries: Mutex::new(HashMap::new()),
             capacity,
@@ -35,7 +35,7 @@ impl DataKeyCache {
     }
 
     /// The subject's key, if cached and not too old.
-    pub fn get(&self, subject_pk: &str) -> Option<Arc<DataKey>> {
+    pub(crate) fn get(&self, subject_pk: &str) -> Option<Arc<DataKey>> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(subject_pk) {
             Some((key, at)) if at.elapsed() < self.ttl => Some(key.clone()),
@@ -64,7 +64,7 @@ impl DataKeyCache {
     }
 
     /// Drops a subject's key (its subject was erased).
-    pub fn forget(&self, subject_pk: &str) {
+    pub(crate) fn forget(&self, subject_pk: &str) {
         self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -72,13 +72,9 @@ impl DataKeyCache {
     }
 
     /// How many keys are cached.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -57,7 +57,7 @@ pub const RETIREMENT_ALLOWANCE: Duration = Duration::from_secs(3_600);
 /// epoch ends a period after it started (or now, if that is past), is retired once its keys are
 /// re-wrapped (within [`RETIREMENT_ALLOWANCE`]), and its key is destroyed a backup retention
 /// after that.
-pub fn reaches_backups_by(
+pub(crate) fn reaches_backups_by(
     schedule: &EpochSchedule,
     started: NaiveDateTime,
     now: NaiveDateTime,

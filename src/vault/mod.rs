@@ -168,12 +168,12 @@ impl Vault {
     }
 
     /// The epoch schedule.
-    pub fn schedule(&self) -> EpochSchedule {
+    pub(crate) fn schedule(&self) -> EpochSchedule {
         self.schedule
     }
 
     /// The epoch new keys are wrapped in.
-    pub fn current_epoch(&self) -> i64 {
+    pub(crate) fn current_epoch(&self) -> i64 {
         self.current_epoch.load(Ordering::Acquire)
     }
 
@@ -186,7 +186,7 @@ impl Vault {
     }
 
     /// The oldest epoch this host can still compute.
-    pub fn oldest_epoch(&self) -> i64 {
+    pub(crate) fn oldest_epoch(&self) -> i64 {
         self.ratchet
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -217,7 +217,7 @@ impl Vault {
 
     /// When an erasure made now reaches every backup: the current epoch is retired at the end of
     /// its period (or now, if that is past), and its key destroyed a backup retention later.
-    pub fn erasure_reaches_backups_by(
+    pub(crate) fn erasure_reaches_backups_by(
         &self,
         conn: &mut DbConnection,
         now: NaiveDateTime,
@@ -350,7 +350,7 @@ impl Vault {
     }
 
     /// The blind-index keys.
-    pub fn blind_index(&self) -> &BlindIndexKeys {
+    pub(crate) fn blind_index(&self) -> &BlindIndexKeys {
         &self.blind_index
     }
 
@@ -361,26 +361,26 @@ impl Vault {
 
     /// The seed of the Ed25519 key that signs consent receipts. It is a secret of its own (not
     /// derived from the root secret), so that it can be replaced without touching anything else.
-    pub fn receipt_seed(&self) -> &Secret {
+    pub(crate) fn receipt_seed(&self) -> &Secret {
         &self.receipt_seed
     }
 
     /// The seed of the Ed25519 key that signs audit checkpoints (a secret of its own, like the
     /// receipt seed).
-    pub fn audit_seed(&self) -> &Secret {
+    pub(crate) fn audit_seed(&self) -> &Secret {
         &self.audit_seed
     }
 
     /// The key that seals what a data-subject request says about the person (identifier,
     /// reasons, rectified values): derived from the root secret, so a master key rotation
     /// leaves it readable.
-    pub fn requests_key(&self) -> &DataKey {
+    pub(crate) fn requests_key(&self) -> &DataKey {
         &self.requests_key
     }
 
     /// Drops an erased subject's data key from this process's cache. Other processes drop it
     /// when their cache entry expires; the key can no longer be unwrapped from the database.
-    pub fn forget_data_key(&self, subject_pk: &str) {
+    pub(crate) fn forget_data_key(&self, subject_pk: &str) {
         self.cache.forget(subject_pk);
     }
 
@@ -433,7 +433,10 @@ impl Vault {
 
     /// A new data key for a subject, and its row (wrapped in the current epoch under the
     /// current master key).
-    pub fn new_data_key(&self, subject_pk: &str) -> Result<(Arc<DataKey>, DataKeyRow), VaultError> {
+    pub(crate) fn new_data_key(
+        &self,
+        subject_pk: &str,
+    ) -> Result<(Arc<DataKey>, DataKeyRow), VaultError> {
         let secret = Secret::generate();
         let key_id = DataKey::generate_id();
         let (master_key_id, epoch, wrapped) = self.wrap_current(
@@ -457,7 +460,7 @@ impl Vault {
 
     /// A new key of its own for the record `owner` (labelled `label`), wrapped in the current
     /// epoch; it is not cached.
-    pub fn new_record_key(
+    pub(crate) fn new_record_key(
         &self,
         label: &str,
         owner: &str,
@@ -478,7 +481,7 @@ impl Vault {
     }
 
     /// Unwraps a record's own key made by [`Vault::new_record_key`].
-    pub fn open_record_key(
+    pub(crate) fn open_record_key(
         &self,
         label: &str,
         owner: &str,
@@ -497,7 +500,7 @@ impl Vault {
     }
 
     /// Unwraps a stored data key (or takes it from the cache).
-    pub fn unwrap_data_key(&self, row: &DataKeyRow) -> Result<Arc<DataKey>, VaultError> {
+    pub(crate) fn unwrap_data_key(&self, row: &DataKeyRow) -> Result<Arc<DataKey>, VaultError> {
         if let Some(key) = self.cache.get(&row.subject_pk) {
             return Ok(key);
         }
@@ -519,7 +522,7 @@ impl Vault {
     }
 
     /// The data key of one subject, from the cache or the database; every subject has one.
-    pub fn data_key_for(
+    pub(crate) fn data_key_for(
         &self,
         conn: &mut DbConnection,
         subject_pk: &str,
@@ -530,7 +533,7 @@ impl Vault {
     }
 
     /// The data keys of these subjects, from the cache or the database.
-    pub fn data_keys_for(
+    pub(crate) fn data_keys_for(
         &self,
         conn: &mut DbConnection,
         subject_pks: &[&str],

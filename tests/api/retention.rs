@@ -50,7 +50,8 @@ async fn retention_deletes_exactly_what_expired() {
                "interactions_deleted": 2,
                "erasure_receipts_shredded": 0,
                "held_interactions_deleted": 0,
-               "legal_holds_ended": 0})
+               "legal_holds_ended": 0,
+               "segment_answers_forgotten": 0})
     );
     assert_eq!(count_rows(&app, "interactions").await, 3);
     assert_eq!(count_rows(&app, "interaction_purposes").await, 3);

@@ -867,3 +867,53 @@ purposes = ["marketing.sms"]
         true
     );
 }
+
+/// Moves every remembered question `by` into the past, as if that much time had passed.
+async fn age_answers(app: &TestApp, by: Duration) {
+    use custodia::store::schema::segment_answers;
+    use diesel::prelude::*;
+    let database = app.database();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().expect("a connection");
+        let rows: Vec<(String, chrono::NaiveDateTime)> = segment_answers::table
+            .select((segment_answers::id, segment_answers::answered_at))
+            .load(&mut *conn)
+            .unwrap();
+        for (id, at) in rows {
+            diesel::update(segment_answers::table.find(id))
+                .set(segment_answers::answered_at.eq(at - by))
+                .execute(&mut *conn)
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_questions_the_guard_remembers_are_forgotten_after_its_window() {
+    let app = spawn_app().await;
+    let marketer = app.token_for("marketer").await;
+    preview(
+        &app,
+        &marketer,
+        "marketing",
+        &json!({"trait": "country", "in": ["DE"]}),
+    )
+    .await;
+    assert_eq!(crate::helpers::count_rows(&app, "segment_answers").await, 1);
+    // Within the window the server's retention keeps it (it still counts against the key).
+    app.run_job("retention").await;
+    assert_eq!(crate::helpers::count_rows(&app, "segment_answers").await, 1);
+    // Past the window it is forgotten; a question asked now is kept.
+    age_answers(&app, Duration::hours(25)).await;
+    preview(
+        &app,
+        &marketer,
+        "marketing",
+        &json!({"trait": "country", "in": ["AT"]}),
+    )
+    .await;
+    app.run_job("retention").await;
+    assert_eq!(crate::helpers::count_rows(&app, "segment_answers").await, 1);
+}

@@ -26,7 +26,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 const BATCH: i64 = 32;
 
 /// The wait before attempt `attempts + 1`: 2 s, 4 s, 8 s … at most an hour.
-pub fn backoff(attempts: i32) -> chrono::Duration {
+pub(crate) fn backoff(attempts: i32) -> chrono::Duration {
     let exponent = u32::try_from(attempts.clamp(1, 12)).unwrap_or(12);
     chrono::Duration::seconds((1_i64 << exponent).min(3600))
 }
@@ -38,7 +38,7 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// Starts the job [`JOB`]: every [`INTERVAL`], and when a status change wakes it, the due
 /// callbacks are sent; a full batch runs again at once.
-pub fn start(
+pub(crate) fn start(
     jobs: &Jobs,
     db: Database,
     identity: Arc<ProcessorIdentity>,
@@ -67,7 +67,7 @@ pub fn start(
 }
 
 /// Sends the callbacks due now; returns how many were attempted.
-pub async fn deliver_due(
+pub(crate) async fn deliver_due(
     db: &Database,
     identity: &ProcessorIdentity,
     client: &reqwest::Client,
@@ -134,7 +134,7 @@ pub async fn deliver_due(
 /// timeout, and — unless internal targets are allowed — a resolver that refuses names
 /// resolving to internal addresses at the moment of sending (a name that pointed outside when
 /// the request was received may point inside by now).
-pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+pub(crate) fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none());

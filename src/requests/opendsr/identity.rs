@@ -160,22 +160,22 @@ impl ProcessorIdentity {
     }
 
     /// The domain sent as `X-OpenDSR-Processor-Domain`.
-    pub fn domain(&self) -> &str {
+    pub(crate) fn domain(&self) -> &str {
         &self.domain
     }
 
     /// The certificate, PEM.
-    pub fn certificate_pem(&self) -> &str {
+    pub(crate) fn certificate_pem(&self) -> &str {
         &self.certificate_pem
     }
 
     /// Whether this is the self-signed development certificate.
-    pub fn is_development(&self) -> bool {
+    pub(crate) fn is_development(&self) -> bool {
         self.development
     }
 
     /// The base64 signature of `bytes` (SHA-256 digest, ECDSA P-256 or RSA PKCS#1 v1.5).
-    pub fn sign(&self, bytes: &[u8]) -> String {
+    pub(crate) fn sign(&self, bytes: &[u8]) -> String {
         let signature = match &self.key {
             SigningKey::Ecdsa(pair) => pair
                 .sign(&self.rng, bytes)

@@ -142,7 +142,7 @@ fn callback_url_ok(url: &str) -> bool {
 
 /// The problems of callback URLs this processor may not call (see [`callback_url_problem`],
 /// [`callback_host_problem`]): none when `allow_private`.
-pub async fn check_callback_urls(urls: &[String], allow_private: bool) -> Vec<ErrorDetail> {
+pub(crate) async fn check_callback_urls(urls: &[String], allow_private: bool) -> Vec<ErrorDetail> {
     let mut errors = Vec::new();
     for (index, url) in urls.iter().enumerate() {
         let refused = match callback_url_problem(url, allow_private) {
@@ -163,7 +163,7 @@ pub async fn check_callback_urls(urls: &[String], allow_private: bool) -> Vec<Er
 
 /// Why a (well-formed) callback URL may not be called, without resolving names: it is not
 /// https, or its host is an internal address literal. `None` when `allow_private`.
-pub fn callback_url_problem(url: &str, allow_private: bool) -> Option<&'static str> {
+pub(crate) fn callback_url_problem(url: &str, allow_private: bool) -> Option<&'static str> {
     if allow_private {
         return None;
     }
@@ -188,7 +188,7 @@ pub fn callback_url_problem(url: &str, allow_private: bool) -> Option<&'static s
 /// Why a callback URL's host may not be called once resolved: a name resolving to an internal
 /// address (any of them), or one that does not resolve at all. `None` when `allow_private` or
 /// the host is an address literal (checked by [`callback_url_problem`]).
-pub async fn callback_host_problem(url: &str, allow_private: bool) -> Option<&'static str> {
+pub(crate) async fn callback_host_problem(url: &str, allow_private: bool) -> Option<&'static str> {
     if allow_private {
         return None;
     }
@@ -220,7 +220,7 @@ pub async fn callback_host_problem(url: &str, allow_private: bool) -> Option<&'s
 
 impl IncomingRequest {
     /// Checks every field; all problems at once.
-    pub fn validate(&self) -> Result<Validated, Vec<ErrorDetail>> {
+    pub(crate) fn validate(&self) -> Result<Validated, Vec<ErrorDetail>> {
         let mut errors = Vec::new();
         let kind = match self.subject_request_type.as_str() {
             "access" => Some(Kind::Access),
@@ -374,7 +374,7 @@ impl IncomingRequest {
 }
 
 /// The OpenDSR status of a subject request.
-pub fn status_of(status: Status) -> &'static str {
+pub(crate) fn status_of(status: Status) -> &'static str {
     match status {
         Status::Received | Status::Verified => "pending",
         Status::InProgress => "in_progress",
@@ -385,7 +385,7 @@ pub fn status_of(status: Status) -> &'static str {
 
 /// What a completed request produced: where the results are and how many there are (people
 /// whose data the export holds; for an erasure, the rows deleted).
-pub fn results(request: &Request, base_url: &str) -> (Option<String>, Option<i64>) {
+pub(crate) fn results(request: &Request, base_url: &str) -> (Option<String>, Option<i64>) {
     let Some(result) = request
         .result
         .as_ref()
@@ -438,13 +438,13 @@ pub struct StatusBody {
 }
 
 /// RFC 3339 in UTC with a `Z`, as the specification's examples write it.
-pub fn rfc3339(at: NaiveDateTime) -> String {
+pub(crate) fn rfc3339(at: NaiveDateTime) -> String {
     at.and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The status document of `row` whose subject request is `request`.
-pub fn status_body(row: &OpenDsrRow, request: &Request) -> StatusBody {
+pub(crate) fn status_body(row: &OpenDsrRow, request: &Request) -> StatusBody {
     let (results_url, results_count) = results(request, &row.base_url);
     StatusBody {
         controller_id: row.controller_id.clone(),
@@ -461,7 +461,7 @@ pub fn status_body(row: &OpenDsrRow, request: &Request) -> StatusBody {
 /// Called in the transaction of every status change of a subject request: when it came from
 /// an OpenDSR controller and its OpenDSR status changed, queues a callback to each of the
 /// controller's URLs (delivered by [`callbacks`], at least once).
-pub fn announce(conn: &mut DbConnection, request: &Request) -> Result<(), StoreError> {
+pub(crate) fn announce(conn: &mut DbConnection, request: &Request) -> Result<(), StoreError> {
     let Some(row) = store::find_by_request(conn, &request.id)? else {
         return Ok(());
     };
@@ -474,7 +474,7 @@ pub fn announce(conn: &mut DbConnection, request: &Request) -> Result<(), StoreE
 }
 
 /// Queues one callback per URL of `row` with the current status of `request`.
-pub fn queue_callbacks(
+pub(crate) fn queue_callbacks(
     conn: &mut DbConnection,
     row: &OpenDsrRow,
     request: &Request,
@@ -547,7 +547,7 @@ pub struct Receipt {
 /// re-sent request (same id, same controller, same body) gets the same receipt; the same id with
 /// another body is a conflict.
 #[allow(clippy::too_many_arguments)]
-pub fn receive(
+pub(crate) fn receive(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
@@ -607,7 +607,7 @@ pub fn find(
 
 /// Cancels a pending request (its subject request is rejected, with the reason "cancelled by
 /// the controller"; the callbacks announce `cancelled`).
-pub fn cancel(
+pub(crate) fn cancel(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
