@@ -144,10 +144,10 @@ pub(crate) async fn list_requests(
         overdue: wanted.overdue,
         filed_by: viewer.only_filed_by.clone(),
     };
-    let vault = services.vault.clone();
+    let (vault, now) = (services.vault.clone(), services.clock.now_naive());
     let found = services
         .db
-        .run(move |conn| list(conn, &vault, &filter, after, limit + 1))
+        .run(move |conn| list(conn, &vault, &filter, after, limit + 1, now))
         .await?;
     let page = Page::from_rows(found, limit, |(request, _)| cursor_position(request));
     let mut entry = Entry::new(actor, ACTION_LIST).records(page.items.len());

@@ -107,8 +107,8 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
 
 /// A request as `viewer` may see it (identifiers and changes masked unless the role may export
 /// the person's data).
-fn shown(viewer: &Viewer, request: &Request) -> RequestBody {
-    let mut body = body_of(request);
+fn shown(viewer: &Viewer, request: &Request, now: NaiveDateTime) -> RequestBody {
+    let mut body = body_of(request, now);
     body.subject = request
         .identity
         .as_ref()
@@ -120,8 +120,9 @@ fn shown(viewer: &Viewer, request: &Request) -> RequestBody {
     body
 }
 
-fn body_of(request: &Request) -> RequestBody {
-    let now = Utc::now().naive_utc();
+/// A request as the API shows it; whether it is overdue and the days left are as of `now`
+/// (the service's clock).
+fn body_of(request: &Request, now: NaiveDateTime) -> RequestBody {
     let subject = request.identity.as_ref().map(Identity::revealed);
     let annotated = |(at, reason): &(NaiveDateTime, String)| Annotated {
         at: utc(*at),
@@ -218,7 +219,7 @@ pub(crate) async fn create(
         body.received_at.map(|at| at.naive_utc()),
     )?;
     let request = requests::create_request(services, &actor, draft).await?;
-    Ok(HttpResponse::Created().json(shown(&viewer, &request)))
+    Ok(HttpResponse::Created().json(shown(&viewer, &request, state.services.clock.now_naive())))
 }
 
 /// Filters of the queue.
@@ -319,7 +320,7 @@ pub(crate) async fn list(
         requests: page
             .items
             .iter()
-            .map(|found| shown(&viewer, found))
+            .map(|found| shown(&viewer, found, state.services.clock.now_naive()))
             .collect(),
         next_cursor: page.next_cursor,
     }))
@@ -341,7 +342,7 @@ pub(crate) async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, &principal);
     let found = requests::show_request(&state.services, &actor, &viewer, &path).await?;
-    Ok(HttpResponse::Ok().json(shown(&viewer, &found)))
+    Ok(HttpResponse::Ok().json(shown(&viewer, &found, state.services.clock.now_naive())))
 }
 
 /// Records that the requester's identity was verified (`received` → `verified`).
@@ -371,7 +372,7 @@ async fn step(
 ) -> Result<HttpResponse, ApiError> {
     let viewer = Viewer::of(&state.services.policy, principal);
     let request = requests::take_step(&state.services, actor, &viewer, raw_id, step).await?;
-    Ok(HttpResponse::Ok().json(shown(&viewer, &request)))
+    Ok(HttpResponse::Ok().json(shown(&viewer, &request, state.services.clock.now_naive())))
 }
 
 /// Extends the deadline once, with a reason (GDPR: three months from receipt; CCPA: 90 days).
@@ -458,7 +459,7 @@ pub(crate) async fn execute(
             }
         })?;
     Ok(HttpResponse::Ok().json(ExecutedBody {
-        request: shown(&viewer, &executed.request),
+        request: shown(&viewer, &executed.request, state.services.clock.now_naive()),
         erasure_receipt: executed.erasure_receipt,
     }))
 }

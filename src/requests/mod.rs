@@ -786,8 +786,8 @@ pub(crate) fn list(
     filter: &RequestFilter,
     after: Option<(NaiveDateTime, String)>,
     limit: i64,
+    now: NaiveDateTime,
 ) -> Result<Vec<(Request, Option<String>)>, RequestError> {
-    let now = Utc::now().naive_utc();
     let rows = request_store::page(conn, filter, now, after, limit)?;
     let mut requests = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -1217,3 +1217,41 @@ async fn the_queue_lists_open_requests_on_asking_for_status_open() {
     .await;
     assert!(refused["detail"].as_str().unwrap().contains("`open`"));
 }
+
+#[tokio::test]
+async fn a_request_falls_overdue_as_the_servers_time_passes_its_deadline() {
+    let app = spawn_app().await;
+    let compliance = app.token_for("compliance").await;
+    let filed = file(
+        &app,
+        &compliance,
+        json!({"type": "access", "regulation": "ccpa", "email": "waiting@example.org"}),
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap().to_owned();
+    assert_eq!(filed["overdue"], false);
+    let overdue_ids = |listed: &Value| -> Vec<String> {
+        listed["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let overdue = app
+        .get_json("/v1/requests?overdue=true", Some(&compliance))
+        .await;
+    assert!(overdue_ids(&overdue).is_empty());
+    // CCPA gives 45 days; 46 pass on the server's clock.
+    app.clock
+        .advance(std::time::Duration::from_secs(46 * 24 * 3600));
+    let shown = app
+        .get_json(&format!("/v1/requests/{id}"), Some(&compliance))
+        .await;
+    assert_eq!(shown["overdue"], true, "{shown}");
+    assert!(shown["days_left"].as_i64().unwrap() < 0, "{shown}");
+    let overdue = app
+        .get_json("/v1/requests?overdue=true", Some(&compliance))
+        .await;
+    assert_eq!(overdue_ids(&overdue), [id]);
+}
