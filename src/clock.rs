@@ -31,6 +31,7 @@ impl Clock {
     }
 
     /// A clock that starts at the system's time and that [`Clock::advance`] moves forward.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn adjustable() -> Clock {
         Clock {
             started: Instant::now(),
@@ -46,6 +47,7 @@ impl Clock {
 
     /// Moves an adjustable clock forward by `by`; returns `false` (and changes nothing) on the
     /// system clock.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn advance(&self, by: Duration) -> bool {
         let Some(offset) = &self.offset else {
             return false;

@@ -298,6 +298,15 @@ pub struct OpenDsrSettings {
 pub struct ConfigError(String);
 
 impl Settings {
+    /// Where SQLite puts its temporary files for this database (`store::sqlite_temporary_dir`);
+    /// `None` on PostgreSQL.
+    pub fn sqlite_temporary_dir(&self) -> Option<PathBuf> {
+        match &self.database_url {
+            DatabaseUrl::Sqlite(path) => Some(crate::store::sqlite_temporary_dir(path)),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
     /// Applies defaults to what the flags and environment gave.
     pub fn resolve(options: &Options) -> Result<Settings, ConfigError> {
         let data_dir = options

@@ -168,6 +168,7 @@ impl Jobs {
 
     /// Runs `name` now and waits until that run (and any follow-up it asked for) has ended.
     /// `false` when no such job is running.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn run_now(&self, name: &str) -> bool {
         let Some(sender) = self.sender(name) else {
             return false;

@@ -33,14 +33,14 @@ fn bound_allocator_arenas() {}
 /// SQLite spills large sorts and journals to temporary files, by default in `/var/tmp`: pages
 /// of the database (segmentable traits, internal ids, blind indexes) would land on a file
 /// system the operator may not protect or wipe like the database's. They go to the `tmp`
-/// directory beside the database file instead (`store::sqlite_temporary_dir`, created
+/// directory beside the database file instead (`Settings::sqlite_temporary_dir`, created
 /// owner-only with the first connection). SQLite reads the setting once, when it first
 /// initializes; this runs before any other thread exists.
 fn keep_sqlite_temporary_files_beside_the_database(options: &custodia::config::Options) {
     let Ok(settings) = custodia::config::Settings::resolve(options) else {
         return; // The command reports the configuration error itself.
     };
-    if let custodia::store::DatabaseUrl::Sqlite(path) = &settings.database_url {
-        std::env::set_var("SQLITE_TMPDIR", custodia::store::sqlite_temporary_dir(path));
+    if let Some(dir) = settings.sqlite_temporary_dir() {
+        std::env::set_var("SQLITE_TMPDIR", dir);
     }
 }

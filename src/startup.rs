@@ -108,6 +108,7 @@ impl Application {
     }
 
     /// The periodic jobs (tests run one on demand with [`Jobs::run_now`]).
+    #[cfg(feature = "test-support")]
     pub fn jobs(&self) -> Jobs {
         self.jobs.clone()
     }

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use serde::Serialize;
 
-pub use checkpoint::{sign_head, verify_checkpoint, Checkpoint, CheckpointError};
+pub use checkpoint::{sign_head, verify_checkpoint, Checkpoint};
 pub use reads::{ReadAudit, Unrecorded};
 pub use verify::{verify, VerifyReport};
 

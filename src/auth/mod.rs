@@ -8,12 +8,13 @@ mod token;
 
 pub use api_key::{prepare_decoy, KeyId, KeyName, PresentedApiKey};
 pub use keys::{
-    active_key_role, check_candidate, create_key, find_candidate, list_keys, revoke_key, Candidate,
-    CreatedKey, KeyError, KeyInfo, KeyStatusCache, ACTION_CREATE, ACTION_LIST, ACTION_REVOKE,
-    ACTION_ROTATE_MASTER, KEY_STATUS_TTL,
+    active_key_role, check_candidate, create_key, find_candidate, list_keys, revoke_key,
+    CreatedKey, KeyError, KeyInfo, KeyStatusCache, ACTION_LIST, ACTION_ROTATE_MASTER,
 };
-pub use pool::{key_check_threads, KeyCheckPool, PoolBusy, KEY_CHECKS_QUEUED};
-pub use token::{Claims, IssuedToken, TokenError, TokenService};
+#[cfg(feature = "test-support")]
+pub use keys::KEY_STATUS_TTL;
+pub use pool::{key_check_threads, KeyCheckPool, KEY_CHECKS_QUEUED};
+pub use token::{IssuedToken, TokenError, TokenService};
 
 use crate::policy::RoleId;
 

@@ -24,7 +24,7 @@ use crate::subjects::{self, SubjectError, SubjectHandle, SubjectId};
 use crate::vault::Vault;
 
 mod writes;
-pub use writes::{receipt, ConsentWrites, Receipted};
+pub use writes::{ConsentWrites, Receipted};
 
 /// A consent statement as an app sends it.
 #[derive(Debug, Default)]

@@ -86,6 +86,7 @@ impl DataKey {
     }
 
     /// The key id carried by every ciphertext made with this key.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn id(&self) -> &[u8; DATA_KEY_ID_LEN] {
         &self.id
     }

@@ -86,6 +86,7 @@ impl MasterKeyring {
     }
 
     /// The ids of every key in the ring.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn ids(&self) -> impl Iterator<Item = &MasterKeyId> {
         self.keys.keys()
     }

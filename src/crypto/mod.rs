@@ -26,10 +26,10 @@ mod signer;
 
 pub use blind_index::{derive_from_root, BlindIndexKeys, IdentifierKind};
 pub use envelope::{unwrap_secret, wrap_secret, Secret, WrapContext};
-pub use epoch::{epoch_file_for, EpochKey, EpochRatchet, EPOCHS_SUFFIX};
+pub use epoch::{epoch_file_for, EpochRatchet};
 pub use field::{DataKey, FieldContext, DATA_KEY_ID_LEN};
 pub use keyring::{MasterKeyring, RETIRED_SUFFIX};
-pub use master_key::{MasterKey, MasterKeyError, MasterKeyId, MASTER_KEY_LEN};
+pub use master_key::{MasterKey, MasterKeyError, MasterKeyId};
 pub use signer::{Jwk, JwsError, JwsSigner};
 
 /// A ciphertext that could not be opened: wrong key, moved to another place, or tampered with.

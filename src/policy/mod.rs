@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use ids::{CategoryId, FieldName, PurposeId, RoleId};
-pub use load::{load_dir, PolicyError, PolicyErrors, PolicySource};
+pub use load::load_dir;
+#[cfg(feature = "test-support")]
+pub use load::PolicySource;
 
 /// The legal basis of a purpose (GDPR Art. 6(1)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]

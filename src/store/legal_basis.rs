@@ -144,6 +144,7 @@ pub(crate) fn interaction_usable_for(rule: &PopulationRule) -> InteractionFilter
 
 /// The internal ids, sorted, of the subjects among `subject_pks` with a legal basis under
 /// `rule` (all subjects when `subject_pks` is `None`).
+#[cfg(any(test, feature = "test-support"))]
 pub fn subjects_with_legal_basis(
     conn: &mut DbConnection,
     rule: &PopulationRule,

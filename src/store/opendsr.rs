@@ -217,6 +217,7 @@ pub(crate) fn attempt_failed(
 }
 
 /// The callbacks of a request, oldest first.
+#[cfg(any(test, feature = "test-support"))]
 pub fn callbacks_of(
     conn: &mut DbConnection,
     subject_request_id: &str,

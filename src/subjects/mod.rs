@@ -18,10 +18,9 @@ use serde_json::Value;
 pub use crate::store::erasure::ErasedCounts;
 pub use erase::{
     after_erasure, erase, lift_suppression, preview as erasure_preview, suppressed_among, Erasure,
-    ErasureClaims, ErasurePreview, ACTION_ERASE, ACTION_ERASURE_PREVIEW, ACTION_LIFT_SUPPRESSION,
-    ACTION_SUPPRESS,
+    ErasurePreview, ACTION_ERASURE_PREVIEW,
 };
-pub use values::{Email, FieldValue, Phone, SubjectId, MAX_SUBJECT_ID_LEN, MAX_TEXT_VALUE_CHARS};
+pub use values::{Email, FieldValue, Phone, SubjectId};
 
 use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};
 use crate::policy::{FieldName, Policy, SubjectState};
@@ -325,6 +324,7 @@ pub(crate) fn consent_statement(
 }
 
 /// [`processing_states`] for one subject.
+#[cfg(any(test, feature = "test-support"))]
 pub fn processing_state(
     conn: &mut DbConnection,
     subject_pk: &str,

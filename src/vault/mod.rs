@@ -16,10 +16,12 @@ use chrono::{NaiveDateTime, Utc};
 
 pub use cache::DataKeyCache;
 pub use epochs::{
-    audit_epoch_report, maintain_epochs, EpochReport, EpochSchedule, DEFAULT_BACKUP_RETENTION,
-    DEFAULT_KEY_EPOCH, RETIREMENT_ALLOWANCE,
+    audit_epoch_report, maintain_epochs, EpochSchedule, DEFAULT_BACKUP_RETENTION,
+    DEFAULT_KEY_EPOCH,
 };
-pub use rotation::{rotate_master_key, RotationReport};
+#[cfg(feature = "test-support")]
+pub use epochs::{EpochReport, RETIREMENT_ALLOWANCE};
+pub use rotation::rotate_master_key;
 
 use crate::crypto::{
     epoch_file_for, unwrap_secret, wrap_secret, BlindIndexKeys, DataKey, EpochRatchet, MasterKey,

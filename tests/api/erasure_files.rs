@@ -282,11 +282,25 @@ async fn after_an_erasure_nothing_in_the_live_files_decrypts_even_with_readers_h
         })
     };
 
+    // The held export is ended (after the erasure's patience with its own readers), broken
+    // off, never finished as if whole.
+    let mut rest = Vec::new();
+    let broken = loop {
+        match export.chunk().await {
+            Ok(Some(chunk)) => rest.extend_from_slice(&chunk),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        broken || serde_json::from_slice::<Value>(&rest).is_err(),
+        "an ended export is not a whole document"
+    );
+
     let receipt: Value = match &mut other {
         OtherReader::Shell(shell) => {
-            // Another process's SQLite reader cannot be ended: the erasure waits for it (past
-            // the patience after which its own export was ended), and answers only after.
-            tokio::time::sleep(Duration::from_secs(8)).await;
+            // Another process's SQLite reader cannot be ended: the erasure, which has just
+            // ended its own export, still waits for it, and answers only after.
             assert!(
                 !erasing.is_finished(),
                 "the erasure must not answer while a reader can still keep the WAL"
@@ -312,20 +326,6 @@ async fn after_an_erasure_nothing_in_the_live_files_decrypts_even_with_readers_h
     };
     assert_eq!(receipt["erased"], true, "{receipt}");
     assert_eq!(receipt["old_copies_removed"], true, "{receipt}");
-
-    // The held export was broken off, never finished as if whole.
-    let mut rest = Vec::new();
-    let broken = loop {
-        match export.chunk().await {
-            Ok(Some(chunk)) => rest.extend_from_slice(&chunk),
-            Ok(None) => break false,
-            Err(_) => break true,
-        }
-    };
-    assert!(
-        broken || serde_json::from_slice::<Value>(&rest).is_err(),
-        "an ended export is not a whole document"
-    );
 
     // The attack fails now: nothing in the live files unwraps as the victim's key.
     let (files, keys) = (raw_files(&deployment), keys_on_disk(&deployment));

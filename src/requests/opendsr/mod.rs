@@ -73,6 +73,7 @@ pub struct IncomingRequest {
     pub status_callback_urls: Vec<String>,
     /// Processor-specific elements keyed by processor domain (accepted, not used, not kept).
     #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)] // In the API's schema, as the specification has it; never read.
     pub extensions: Option<Value>,
 }
 
