@@ -25,5 +25,5 @@ macro_rules! internal {
 internal! {
     app, audit, auth, clock, coalesce, consent, crypto, export, http, interactions, jobs, net,
     page, policy, population, rejection, requests, retention, segments, startup, store,
-    subjects, vault,
+    subjects, tracking, vault,
 }

@@ -5,7 +5,9 @@
 use zeroize::Zeroizing;
 
 use super::Services;
-use crate::auth::{active_key_role, check_candidate, find_candidate, IssuedToken, KeyError, KeyId};
+use crate::auth::{
+    active_key_role, check_candidate, find_candidate, IssuedToken, KeyError, KeyId, Principal,
+};
 use crate::policy::RoleId;
 use crate::store::StoreError;
 
@@ -56,6 +58,51 @@ pub(crate) async fn exchange(
         token: services.tokens.issue(&key_id, &role),
         role,
     })
+}
+
+/// The caller behind a write key (an API key sent with HTTP Basic by a tracking SDK) whose
+/// check succeeded before, if it did (`Ok(None)`: check it with [`check_write_key`]). The key
+/// is still looked up for revocation (cached for at most two seconds), so revocation takes
+/// effect as for tokens; a revoked or re-roled key is forgotten and refused.
+pub(crate) async fn remembered_write_key(
+    services: &Services,
+    presented: &str,
+) -> Result<Option<Principal>, AccessError> {
+    let fingerprint = services.write_keys.fingerprint(presented);
+    let Some((key_id, role)) = services.write_keys.verified(&fingerprint) else {
+        return Ok(None);
+    };
+    match active_role(services, &key_id).await? {
+        Some(active) if active == role.as_str() => Ok(Some(Principal { key_id, role })),
+        _ => {
+            services.write_keys.forget(&fingerprint);
+            Err(AccessError::Key(KeyError::InvalidApiKey))
+        }
+    }
+}
+
+/// Checks a write key like a token exchange (the same work for every wrong key, on the
+/// key-check threads) and remembers it when it is valid.
+pub(crate) async fn check_write_key(
+    services: &Services,
+    presented: Zeroizing<String>,
+) -> Result<Principal, AccessError> {
+    let fingerprint = services.write_keys.fingerprint(&presented);
+    let candidate_key = presented.clone();
+    let candidate = services
+        .db
+        .run(move |conn| find_candidate(conn, &candidate_key))
+        .await?;
+    let policy = services.policy.clone();
+    let (key_id, role) = services
+        .key_checks
+        .run(move || check_candidate(&policy, &candidate, &presented))
+        .await
+        .map_err(|_| AccessError::Busy)??;
+    services
+        .write_keys
+        .remember(fingerprint, key_id.clone(), role.clone());
+    Ok(Principal { key_id, role })
 }
 
 /// The role of key `key_id` if it is active (`None`: revoked or unknown), from the cache when

@@ -19,13 +19,14 @@ pub(crate) mod opendsr;
 pub(crate) mod requests;
 pub(crate) mod segments;
 pub(crate) mod subjects;
+pub(crate) mod tracking;
 pub(crate) mod trail;
 
 use std::sync::Arc;
 
 use crate::audit::ReadAudit;
 use crate::auth::{
-    key_check_threads, KeyCheckPool, KeyStatusCache, TokenService, KEY_CHECKS_QUEUED,
+    key_check_threads, KeyCheckPool, KeyStatusCache, TokenService, WriteKeys, KEY_CHECKS_QUEUED,
 };
 use crate::clock::Clock;
 use crate::consent::ConsentWrites;
@@ -146,6 +147,8 @@ pub(crate) struct Services {
     pub(crate) key_checks: Arc<KeyCheckPool>,
     /// Exports streaming at once (each holds a database connection while it streams).
     pub(crate) exports: Arc<tokio::sync::Semaphore>,
+    /// Write keys (HTTP Basic, the tracking SDKs) whose check succeeded.
+    pub(crate) write_keys: Arc<WriteKeys>,
 }
 
 impl Services {
@@ -178,6 +181,7 @@ impl Services {
             tokens: Arc::new(TokenService::new(vault.token_key(), token_ttl)),
             key_checks: Arc::new(KeyCheckPool::start(key_check_threads(), KEY_CHECKS_QUEUED)),
             exports: Arc::new(tokio::sync::Semaphore::new(exports::EXPORTS_IN_FLIGHT)),
+            write_keys: Arc::new(WriteKeys::new()),
             receipts,
             db,
             vault,

@@ -5,6 +5,7 @@ mod api_key;
 mod keys;
 mod pool;
 mod token;
+mod write_keys;
 
 pub use api_key::{prepare_decoy, KeyId, KeyName, PresentedApiKey};
 pub use keys::{
@@ -15,6 +16,7 @@ pub use keys::{
 pub use keys::KEY_STATUS_TTL;
 pub use pool::{key_check_threads, KeyCheckPool, KEY_CHECKS_QUEUED};
 pub use token::{IssuedToken, TokenError, TokenService};
+pub use write_keys::WriteKeys;
 
 use crate::policy::RoleId;
 

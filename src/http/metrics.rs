@@ -10,6 +10,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    tracking: IntCounterVec,
 }
 
 impl Metrics {
@@ -32,6 +33,17 @@ impl Metrics {
             &["method", "route", "status"],
         )
         .expect("metric options are valid");
+        let tracking = IntCounterVec::new(
+            Opts::new(
+                "custodia_tracking_total",
+                "Tracking-protocol messages by outcome, and the properties dropped from them",
+            ),
+            &["outcome"],
+        )
+        .expect("metric options are valid");
+        registry
+            .register(Box::new(tracking.clone()))
+            .expect("metric names are unique");
         registry
             .register(Box::new(requests.clone()))
             .expect("metric names are unique");
@@ -42,6 +54,7 @@ impl Metrics {
             registry,
             requests,
             duration,
+            tracking,
         }
     }
 
@@ -56,6 +69,17 @@ impl Metrics {
         let labels = [method, route, status.as_str()];
         self.requests.with_label_values(&labels).inc();
         self.duration.with_label_values(&labels).observe(seconds);
+    }
+
+    /// Counts tracking-protocol outcomes: messages `stored`, `duplicate`, `refused` (no purpose
+    /// had a legal basis, or the person is suppressed), `no_purpose` (the consent context left
+    /// none), and `properties_dropped` (undeclared, or of a shape no field holds).
+    pub(crate) fn tracked(&self, outcome: &str, count: usize) {
+        if count > 0 {
+            self.tracking
+                .with_label_values(&[outcome])
+                .inc_by(count as u64);
+        }
     }
 
     /// The Prometheus text exposition.

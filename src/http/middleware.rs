@@ -131,20 +131,12 @@ pub(crate) async fn authorize(
         let error = ApiError::Internal(anyhow::anyhow!("application state is missing"));
         return Ok(req.error_response(error).map_into_right_body());
     };
-    let Some(Access::Requires(actions)) = access else {
+    let Some(actions) = access.and_then(|access| access.actions()) else {
         // Each token exchange costs an argon2id hash: a rate per client address.
         if pattern.as_deref() == Some(TOKEN_ROUTE) {
-            if let Some(peer) = req.peer_addr().map(|peer| peer.ip()) {
-                let forwarded: Vec<&str> = req
-                    .headers()
-                    .get_all("x-forwarded-for")
-                    .filter_map(|value| value.to_str().ok())
-                    .collect();
-                let address = state.web.trusted_proxies.client(peer, &forwarded);
-                if let Err(wait) = state.limits.check_token_exchange(address) {
-                    let response = too_many_requests(wait, "token requests from this address");
-                    return Ok(req.into_response(response).map_into_right_body());
-                }
+            if let Err(wait) = charge_key_check(&state, &req) {
+                let response = too_many_requests(wait, "token requests from this address");
+                return Ok(req.into_response(response).map_into_right_body());
             }
         }
         return next
@@ -152,7 +144,33 @@ pub(crate) async fn authorize(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let principal = match authenticate(&state, req.headers()).await {
+    let write_key = matches!(access, Some(Access::WriteKey(_)));
+    let basic = if write_key {
+        basic_credentials(req.headers())
+    } else {
+        None
+    };
+    let authenticated = match basic {
+        Some(Err(error)) => Err(error),
+        Some(Ok(presented)) => {
+            match crate::app::access::remembered_write_key(&state.services, &presented).await {
+                Ok(Some(principal)) => Ok(principal),
+                Ok(None) => match charge_key_check(&state, &req) {
+                    // A key not checked before costs an argon2id hash, like a token exchange.
+                    Err(wait) => {
+                        let response = too_many_requests(wait, "API key checks from this address");
+                        return Ok(req.into_response(response).map_into_right_body());
+                    }
+                    Ok(()) => crate::app::access::check_write_key(&state.services, presented)
+                        .await
+                        .map_err(ApiError::from),
+                },
+                Err(error) => Err(ApiError::from(error)),
+            }
+        }
+        None => authenticate(&state, req.headers()).await,
+    };
+    let principal = match authenticated {
         Ok(principal) => principal,
         Err(error) => return Ok(req.error_response(error).map_into_right_body()),
     };
@@ -263,6 +281,53 @@ fn permit(state: &AppState, role: &RoleId, actions: &[Action]) -> Result<(), Api
         denial.code(),
         format!("role `{role}` may not perform `{}`", names.join("` or `")),
     ))
+}
+
+/// Charges the client address's rate of key checks (argon2id hashes: token exchanges, write
+/// keys not checked before); how long to wait when it is spent.
+fn charge_key_check(state: &AppState, req: &ServiceRequest) -> Result<(), std::time::Duration> {
+    let Some(peer) = req.peer_addr().map(|peer| peer.ip()) else {
+        return Ok(());
+    };
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let address = state.web.trusted_proxies.client(peer, &forwarded);
+    state.limits.check_token_exchange(address)
+}
+
+/// The API key of an `Authorization: Basic` header (the username; the password when the
+/// username is empty, as some clients send it): `None` when the header is not Basic.
+fn basic_credentials(
+    headers: &header::HeaderMap,
+) -> Option<Result<zeroize::Zeroizing<String>, ApiError>> {
+    use base64::Engine;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let invalid = || {
+        ApiError::unauthorized(
+            "invalid_credentials",
+            "the Authorization header must be `Basic base64(<API key>:)`",
+        )
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return Some(Err(invalid()));
+    };
+    let decoded = zeroize::Zeroizing::new(decoded);
+    let Ok(text) = std::str::from_utf8(&decoded) else {
+        return Some(Err(invalid()));
+    };
+    let (user, password) = text.split_once(':').unwrap_or((text, ""));
+    let key = if user.is_empty() { password } else { user };
+    if key.is_empty() {
+        return Some(Err(invalid()));
+    }
+    Some(Ok(zeroize::Zeroizing::new(key.to_owned())))
 }
 
 /// The caller of a valid bearer token whose API key is still active.

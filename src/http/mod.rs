@@ -29,6 +29,7 @@ pub(crate) mod requests;
 pub(crate) mod segments;
 pub(crate) mod state;
 pub(crate) mod subjects;
+pub(crate) mod tracking;
 
 use std::sync::LazyLock;
 
@@ -48,6 +49,19 @@ pub enum Access {
     Public,
     /// A bearer token whose role holds one of these actions.
     Requires(&'static [Action]),
+    /// As `Requires`, or an API key sent with HTTP Basic as the username (the write key of the
+    /// tracking SDKs, which cannot exchange it for a token).
+    WriteKey(&'static [Action]),
+}
+
+impl Access {
+    /// The actions one of which the caller's role must hold; `None` for a public route.
+    pub fn actions(&self) -> Option<&'static [Action]> {
+        match self {
+            Access::Public => None,
+            Access::Requires(actions) | Access::WriteKey(actions) => Some(actions),
+        }
+    }
 }
 
 /// One row of the route table (public: it is the contract every route is checked against).
@@ -80,7 +94,8 @@ macro_rules! endpoint {
 }
 
 static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
-    use Access::{Public, Requires};
+    use Access::{Public, Requires, WriteKey};
+    const COLLECT: &[Action] = &[Action::InteractionsWrite];
     vec![
         endpoint!(GET "/healthz", Public, ops::healthz),
         endpoint!(GET "/readyz", Public, ops::readyz),
@@ -91,6 +106,13 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(GET "/console/", Public, console::index),
         endpoint!(GET "/console/{file}", Public, console::asset),
         endpoint!(POST "/v1/auth/token", Public, auth::issue_token),
+        endpoint!(POST "/v1/batch", WriteKey(COLLECT), tracking::batch),
+        endpoint!(POST "/v1/track", WriteKey(COLLECT), tracking::track),
+        endpoint!(POST "/v1/page", WriteKey(COLLECT), tracking::page),
+        endpoint!(POST "/v1/screen", WriteKey(COLLECT), tracking::screen),
+        endpoint!(POST "/v1/identify", WriteKey(COLLECT), tracking::identify),
+        endpoint!(POST "/v1/alias", WriteKey(COLLECT), tracking::alias),
+        endpoint!(POST "/v1/group", WriteKey(COLLECT), tracking::group),
         endpoint!(POST "/v1/keys", Requires(&[Action::KeysManage]), keys::create),
         endpoint!(GET "/v1/keys", Requires(&[Action::KeysManage]), keys::list),
         endpoint!(DELETE "/v1/keys/{id}", Requires(&[Action::KeysManage]), keys::revoke),

@@ -38,6 +38,13 @@ use super::AppState;
         super::interactions::create,
         super::interactions::batch,
         super::interactions::list_for_subject,
+        super::tracking::batch,
+        super::tracking::track,
+        super::tracking::page,
+        super::tracking::screen,
+        super::tracking::identify,
+        super::tracking::alias,
+        super::tracking::group,
         super::consents::record,
         super::consents::show,
         super::consents::object,
@@ -71,6 +78,7 @@ use super::AppState;
         (name = "policy", description = "The loaded policy"),
         (name = "subjects", description = "Subjects: identifiers and traits"),
         (name = "interactions", description = "Recording and reading interactions"),
+        (name = "tracking", description = "The tracking protocol of Segment's and RudderStack's SDKs (HTTP Basic with an API key as the write key)"),
         (name = "consents", description = "The consent ledger, objections and receipts"),
         (name = "requests", description = "Data-subject requests and their legal deadlines"),
         (name = "segments", description = "Purpose-bound, k-anonymous segments for marketers"),
@@ -94,6 +102,10 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }

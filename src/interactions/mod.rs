@@ -50,7 +50,7 @@ pub const MAX_PAGE: i64 = 500;
 const CLIENT_ID_FIELD: &str = "$client_id";
 
 /// An interaction as an app sends it, before validation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RawInteraction {
     /// The app's id for the interaction (idempotency key per subject).
     pub id: String,

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     Action, CategoryId, Field, FieldName, LegalBasis, Notice, Policy, Purpose, PurposeId, Role,
-    RoleId, SegmentLimits,
+    RoleId, SegmentLimits, Tracking,
 };
 
 /// The segment size used when no `[segments]` table sets one.
@@ -81,6 +81,18 @@ struct RawFile {
     #[serde(default)]
     notice: Vec<RawNotice>,
     segments: Option<Spanned<RawSegments>>,
+    tracking: Option<Spanned<RawTracking>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracking {
+    #[serde(default)]
+    default_purposes: Vec<Spanned<String>>,
+    #[serde(default)]
+    events: BTreeMap<String, Vec<Spanned<String>>>,
+    #[serde(default)]
+    consent_categories: BTreeMap<String, Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +303,7 @@ impl Policy {
         let roles = check_roles(&mut checker, &files, &purposes);
         let segments = check_segments(&mut checker, &files);
         let notices = check_notices(&mut checker, &files, &purposes);
+        let tracking = check_tracking(&mut checker, &files, &purposes);
         if roles.is_empty() && checker.errors.is_empty() {
             checker.errors.push(PolicyError {
                 file: sources.first().map(|s| s.name.clone()).unwrap_or_default(),
@@ -307,6 +320,7 @@ impl Policy {
             roles,
             notices,
             segments,
+            tracking,
             sha256: policy_digest(sources),
             files: sources.iter().map(|s| file_name(&s.name)).collect(),
         })
@@ -794,6 +808,81 @@ fn check_segments(checker: &mut Checker<'_>, files: &[(usize, RawFile)]) -> Segm
         }
     }
     limits
+}
+
+/// The longest event name or consent category the `[tracking]` table may name.
+const MAX_TRACKING_NAME: usize = 200;
+
+fn check_tracking(
+    checker: &mut Checker<'_>,
+    files: &[(usize, RawFile)],
+    purposes: &BTreeMap<PurposeId, Purpose>,
+) -> Option<Tracking> {
+    let mut tracking: Option<Tracking> = None;
+    let mut first: Option<Location> = None;
+    for (file, raw) in files {
+        let Some(table) = &raw.tracking else {
+            continue;
+        };
+        let location = at(*file, table);
+        if let Some(first) = &first {
+            let first = checker.describe(first);
+            checker.error(
+                &location,
+                format!("duplicate [tracking] table (first defined at {first})"),
+            );
+            continue;
+        }
+        first = Some(location.clone());
+        let known = |checker: &mut Checker<'_>, what: &str, ids: &[Spanned<String>]| {
+            let mut kept: Vec<PurposeId> = Vec::with_capacity(ids.len());
+            for id in ids {
+                match PurposeId::parse(id.get_ref()) {
+                    Ok(purpose) if purposes.contains_key(&purpose) => {
+                        if !kept.contains(&purpose) {
+                            kept.push(purpose);
+                        }
+                    }
+                    _ => checker.error(
+                        &at(*file, id),
+                        format!("{what} names `{}`, which is not a declared purpose", id.get_ref()),
+                    ),
+                }
+            }
+            kept
+        };
+        let raw = table.get_ref();
+        let default_purposes = known(checker, "tracking.default_purposes", &raw.default_purposes);
+        let named = |checker: &mut Checker<'_>,
+                         what: &str,
+                         entries: &BTreeMap<String, Vec<Spanned<String>>>| {
+            let mut map = BTreeMap::new();
+            for (name, ids) in entries {
+                if name.trim().is_empty()
+                    || name.len() > MAX_TRACKING_NAME
+                    || name.chars().any(char::is_control)
+                {
+                    checker.error(
+                        &location,
+                        format!(
+                            "tracking.{what} names `{name}`: a name is 1 to {MAX_TRACKING_NAME} bytes without control characters"
+                        ),
+                    );
+                    continue;
+                }
+                map.insert(name.clone(), known(checker, &format!("tracking.{what}.{name}"), ids));
+            }
+            map
+        };
+        let events = named(checker, "events", &raw.events);
+        let consent_categories = named(checker, "consent_categories", &raw.consent_categories);
+        tracking = Some(Tracking {
+            default_purposes,
+            events,
+            consent_categories,
+        });
+    }
+    tracking
 }
 
 /// The last component of a file path: what the digest covers and `GET /v1/policy` shows.

@@ -248,6 +248,22 @@ pub struct SegmentLimits {
     pub alert_refusals: u32,
 }
 
+/// How messages of the tracking protocol (`docs/tracking.md`) get their purposes: the
+/// `[tracking]` table. Absent, the tracking routes collect nothing.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Tracking {
+    /// Purposes of an event whose name has no entry in `events`.
+    #[schema(value_type = Vec<String>)]
+    pub default_purposes: Vec<PurposeId>,
+    /// Purposes by event name (a track call's `event`; `page` and `screen` for those calls).
+    #[schema(value_type = Object)]
+    pub events: BTreeMap<String, Vec<PurposeId>>,
+    /// Purposes by consent category, as consent managers name them in a message's context
+    /// (Segment's `categoryPreferences` keys, RudderStack's allowed and denied ids).
+    #[schema(value_type = Object)]
+    pub consent_categories: BTreeMap<String, Vec<PurposeId>>,
+}
+
 /// A validated policy, with the SHA-256 of the files it was loaded from.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -256,6 +272,7 @@ pub struct Policy {
     roles: BTreeMap<RoleId, Role>,
     notices: Vec<Notice>,
     segments: SegmentLimits,
+    tracking: Option<Tracking>,
     sha256: String,
     files: Vec<String>,
 }
@@ -426,6 +443,10 @@ impl Policy {
     }
 
     /// Segment limits.
+    pub(crate) fn tracking(&self) -> Option<&Tracking> {
+        self.tracking.as_ref()
+    }
+
     pub(crate) fn segment_limits(&self) -> SegmentLimits {
         self.segments
     }

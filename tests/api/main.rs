@@ -34,3 +34,4 @@ mod rotation;
 mod scaling;
 mod segments;
 mod subjects;
+mod tracking;

@@ -411,3 +411,27 @@ purposes = ["marketing"]
     }
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
+
+#[test]
+fn the_tracking_table_names_only_declared_purposes_and_appears_once() {
+    let tracking = "[tracking]\ndefault_purposes = [\"marketing\", \"analytics\"]\n\n[tracking.events]\n\"Order Completed\" = [\"orders\"]\n\"\" = [\"marketing\"]\n\n[tracking.consent_categories]\nAdvertising = [\"marketing\"]\n";
+    let again = "[tracking]\ndefault_purposes = []\n";
+    let errors = errors_for(&[
+        ("purposes.toml", MARKETING),
+        ("tracking.toml", tracking),
+        ("zz.toml", again),
+    ]);
+    let expected = [
+        "tracking.toml:2: tracking.default_purposes names `analytics`, which is not a declared purpose",
+        "tracking.toml:5: tracking.events.Order Completed names `orders`, which is not a declared purpose",
+        "tracking.toml:1: tracking.events names ``: a name is 1 to 200 bytes without control characters",
+        "zz.toml:1: duplicate [tracking] table (first defined at tracking.toml:1)",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "missing error: {want}\n got {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}

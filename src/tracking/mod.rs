@@ -1,0 +1,524 @@
+//! The tracking protocol of Segment's and RudderStack's SDKs (`docs/tracking.md`): their
+//! messages read into the native model. A `track`, `page` or `screen` message becomes one
+//! interaction: its `messageId` the idempotency key, its type from the event, its channel from
+//! the context, only declared properties kept, and its purposes from the policy's `[tracking]`
+//! table (the event's own, or the default, with the consent categories the message allows and
+//! without those it denies). Whether each purpose has a legal basis is then decided as for any
+//! interaction (SPEC §3 rule 5).
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::interactions::RawInteraction;
+use crate::policy::{Policy, PurposeId, Tracking};
+use crate::rejection::Rejection;
+
+/// The largest message accepted, alone or in a batch (the protocol's limit).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// The largest batch body accepted (the protocol's limit).
+pub(crate) const MAX_BATCH_BYTES: usize = 500 * 1024;
+/// The most messages in one batch.
+pub(crate) const MAX_BATCH_MESSAGES: usize = crate::interactions::MAX_BATCH;
+
+/// The calls of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Call {
+    Track,
+    Page,
+    Screen,
+    Identify,
+    Alias,
+    Group,
+}
+
+impl Call {
+    fn parse(raw: &str) -> Option<Call> {
+        Some(match raw {
+            "track" => Call::Track,
+            "page" => Call::Page,
+            "screen" => Call::Screen,
+            "identify" => Call::Identify,
+            "alias" => Call::Alias,
+            "group" => Call::Group,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Call::Track => "track",
+            Call::Page => "page",
+            Call::Screen => "screen",
+            Call::Identify => "identify",
+            Call::Alias => "alias",
+            Call::Group => "group",
+        }
+    }
+}
+
+/// One message as the SDKs send it. Keys not listed (`integrations`, `version`, `receivedAt`,
+/// `traits`, the rest of `context` …) are accepted and never stored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    #[serde(rename = "type")]
+    call: Option<String>,
+    message_id: Option<Value>,
+    user_id: Option<Value>,
+    anonymous_id: Option<Value>,
+    event: Option<Value>,
+    properties: Option<Value>,
+    context: Option<Value>,
+    timestamp: Option<Value>,
+    original_timestamp: Option<Value>,
+    sent_at: Option<Value>,
+    /// RudderStack's source channel (`web`, `server`, `mobile` …).
+    channel: Option<Value>,
+}
+
+/// A batch as the SDKs send it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireBatch<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+    sent_at: Option<Value>,
+}
+
+/// What a message became.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// An interaction to collect, and how many properties were dropped (undeclared, or of a
+    /// shape a field cannot hold).
+    Interaction {
+        interaction: RawInteraction,
+        dropped: usize,
+    },
+    /// Nothing to collect: no purpose is left once the message's consent context is applied.
+    NoPurpose,
+}
+
+/// Where a message stands in its request, for error messages (`message 3`, or `the message`).
+#[derive(Clone, Copy)]
+pub(crate) struct Position(pub(crate) Option<usize>);
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(index) => write!(f, "message {index} of the batch"),
+            None => f.write_str("the message"),
+        }
+    }
+}
+
+/// Splits a batch body into its messages (each still raw, to be read on its own).
+pub(crate) fn read_batch(body: &[u8]) -> Result<(Vec<&RawValue>, Option<Value>), Rejection> {
+    let batch: WireBatch<'_> = serde_json::from_slice(body).map_err(|error| {
+        Rejection::bad_request(
+            "invalid_batch",
+            format!(
+                "the body must be a JSON object with a `batch` array of messages ({})",
+                where_wrong(&error)
+            ),
+        )
+    })?;
+    if batch.batch.len() > MAX_BATCH_MESSAGES {
+        return Err(Rejection::bad_request(
+            "batch_too_large",
+            format!("a batch holds at most {MAX_BATCH_MESSAGES} messages"),
+        ));
+    }
+    Ok((batch.batch, batch.sent_at))
+}
+
+/// Reads one message: `route` is the call of a single-message route (`/v1/track` …), `None`
+/// in a batch, where each message names its own `type`. `sent_at` is the batch's, when the
+/// message has none; `received_at`, when the request arrived.
+pub(crate) fn read_message(
+    policy: &Policy,
+    route: Option<Call>,
+    raw: &RawValue,
+    position: Position,
+    batch_sent_at: Option<&Value>,
+    received_at: DateTime<Utc>,
+) -> Result<Read, Rejection> {
+    let invalid = |code: &'static str, detail: String| {
+        Rejection::bad_request(code, format!("{position}: {detail}"))
+    };
+    if raw.get().len() > MAX_MESSAGE_BYTES {
+        return Err(invalid(
+            "message_too_large",
+            format!("a message may be at most {} KiB", MAX_MESSAGE_BYTES / 1024),
+        ));
+    }
+    let wire: Wire = serde_json::from_str(raw.get()).map_err(|error| {
+        invalid(
+            "invalid_message",
+            format!(
+                "not a message of the tracking protocol ({})",
+                where_wrong(&error)
+            ),
+        )
+    })?;
+    let call = match (route, wire.call.as_deref()) {
+        (Some(call), None) => call,
+        (Some(call), Some(named)) if named == call.name() => call,
+        (Some(call), Some(_)) => {
+            return Err(invalid(
+                "invalid_message",
+                format!("`type` must be `{}` on this route", call.name()),
+            ))
+        }
+        (None, Some(named)) => Call::parse(named).ok_or_else(|| {
+            invalid(
+                "invalid_message",
+                "`type` must be one of track, page, screen, identify, alias, group".into(),
+            )
+        })?,
+        (None, None) => {
+            return Err(invalid(
+                "invalid_message",
+                "a message in a batch must name its `type`".into(),
+            ))
+        }
+    };
+    if matches!(call, Call::Identify | Call::Alias | Call::Group) {
+        return Err(invalid(
+            "unsupported_call",
+            format!(
+                "`{}` is not collected yet: linking identities and traits from the tracking protocol is not built (docs/tracking.md)",
+                call.name()
+            ),
+        ));
+    }
+    let user_id = identity(&wire.user_id).map_err(|detail| invalid("invalid_message", detail))?;
+    let anonymous_id =
+        identity(&wire.anonymous_id).map_err(|detail| invalid("invalid_message", detail))?;
+    let subject_id = match (user_id, anonymous_id) {
+        (Some(user_id), _) => user_id,
+        (None, Some(_)) => {
+            return Err(invalid(
+                "anonymous_not_collected",
+                "a message with an `anonymousId` and no `userId` is not collected: an anonymous identity cannot yet be linked to a person, so what was collected could not be found for an access or erasure request (docs/tracking.md)".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "invalid_message",
+                "a message needs a `userId`".into(),
+            ))
+        }
+    };
+    let event = match call {
+        Call::Track => match &wire.event {
+            Some(Value::String(event)) if !event.trim().is_empty() => event.clone(),
+            _ => {
+                return Err(invalid(
+                    "invalid_message",
+                    "a track message needs an `event` name".into(),
+                ))
+            }
+        },
+        _ => call.name().to_owned(),
+    };
+    let context = match &wire.context {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(context)) => context.clone(),
+        Some(_) => {
+            return Err(invalid(
+                "invalid_message",
+                "`context` must be an object".into(),
+            ))
+        }
+    };
+    let properties = match &wire.properties {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(properties)) => properties.clone(),
+        Some(_) => {
+            return Err(invalid(
+                "invalid_message",
+                "`properties` must be an object".into(),
+            ))
+        }
+    };
+    let occurred_at = occurred_at(&wire, batch_sent_at, received_at)
+        .map_err(|detail| invalid("invalid_timestamp", detail))?;
+    let Some(tracking) = policy.tracking() else {
+        return Err(Rejection::bad_request(
+            "tracking_not_configured",
+            "the policy has no [tracking] table, so no purpose can be given to tracked events",
+        ));
+    };
+    let purposes = purposes_of(tracking, &event, &context);
+    if purposes.is_empty() {
+        return Ok(Read::NoPurpose);
+    }
+    let (data, dropped) = declared(policy, properties);
+    let message_id = match &wire.message_id {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        None | Some(Value::Null) => derived_message_id(raw),
+        Some(_) => {
+            return Err(invalid(
+                "invalid_message",
+                "`messageId` must be a non-empty string".into(),
+            ))
+        }
+    };
+    Ok(Read::Interaction {
+        interaction: RawInteraction {
+            id: message_id,
+            subject_id,
+            interaction_type: type_of(&event),
+            channel: channel_of(call, wire.channel.as_ref(), &context),
+            occurred_at: occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            purposes: purposes.iter().map(ToString::to_string).collect(),
+            data,
+        },
+        dropped,
+    })
+}
+
+/// What is wrong with a body that did not parse, and where, without repeating any of it.
+fn where_wrong(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Syntax => "malformed JSON",
+        Category::Eof => "the JSON ends early",
+        Category::Data => "a value of the wrong type",
+        Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
+}
+
+/// An identity as the SDKs send it: a string, or a number (some send numeric user ids).
+fn identity(value: &Option<Value>) -> Result<Option<String>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) if id.is_empty() => Ok(None),
+        Some(Value::String(id)) => Ok(Some(id.clone())),
+        Some(Value::Number(id)) => Ok(Some(id.to_string())),
+        Some(_) => Err("`userId` and `anonymousId` must be strings or numbers".into()),
+    }
+}
+
+fn timestamp(value: Option<&Value>, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => DateTime::parse_from_rfc3339(text)
+            .map(|at| Some(at.with_timezone(&Utc)))
+            .map_err(|_| format!("`{name}` must be an ISO 8601 timestamp with its offset")),
+        Some(_) => Err(format!("`{name}` must be a string")),
+    }
+}
+
+/// When it happened: `timestamp` as sent; else `originalTimestamp` corrected for the sender's
+/// clock (by how far its `sentAt` is from the time of receipt, as the protocol defines);
+/// else the time of receipt.
+fn occurred_at(
+    wire: &Wire,
+    batch_sent_at: Option<&Value>,
+    received_at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    if let Some(at) = timestamp(wire.timestamp.as_ref(), "timestamp")? {
+        return Ok(at);
+    }
+    let original = timestamp(wire.original_timestamp.as_ref(), "originalTimestamp")?;
+    let sent = match timestamp(wire.sent_at.as_ref(), "sentAt")? {
+        Some(sent) => Some(sent),
+        None => timestamp(batch_sent_at, "sentAt")?,
+    };
+    Ok(match (original, sent) {
+        (Some(original), Some(sent)) => {
+            received_at - (sent - original).clamp(Duration::zero(), Duration::days(3650))
+        }
+        (Some(original), None) => original,
+        (None, _) => received_at,
+    })
+}
+
+/// The purposes of an event: its own in `[tracking.events]`, else the default ones; plus those
+/// of the consent categories the message allows, minus those of the ones it denies.
+fn purposes_of(tracking: &Tracking, event: &str, context: &Map<String, Value>) -> Vec<PurposeId> {
+    let mut purposes: Vec<PurposeId> = tracking
+        .events
+        .get(event)
+        .unwrap_or(&tracking.default_purposes)
+        .clone();
+    let (allowed, denied) = consent_categories(context);
+    let of = |categories: &[String]| -> Vec<PurposeId> {
+        categories
+            .iter()
+            .filter_map(|category| tracking.consent_categories.get(category))
+            .flatten()
+            .cloned()
+            .collect()
+    };
+    for purpose in of(&allowed) {
+        if !purposes.contains(&purpose) {
+            purposes.push(purpose);
+        }
+    }
+    let denied = of(&denied);
+    purposes.retain(|purpose| !denied.contains(purpose));
+    purposes
+}
+
+/// The consent categories a message's context allows and denies: Segment's
+/// `context.consent.categoryPreferences` (`{"Advertising": true, …}`) and RudderStack's
+/// `context.consentManagement` (`allowedConsentIds`, `deniedConsentIds`).
+fn consent_categories(context: &Map<String, Value>) -> (Vec<String>, Vec<String>) {
+    let (mut allowed, mut denied) = (Vec::new(), Vec::new());
+    if let Some(Value::Object(preferences)) = context
+        .get("consent")
+        .and_then(|consent| consent.get("categoryPreferences"))
+    {
+        for (category, value) in preferences {
+            match value {
+                Value::Bool(true) => allowed.push(category.clone()),
+                Value::Bool(false) => denied.push(category.clone()),
+                _ => {}
+            }
+        }
+    }
+    if let Some(management) = context.get("consentManagement") {
+        let ids = |key: &str| -> Vec<String> {
+            management
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| match id {
+                            Value::String(id) => Some(id.clone()),
+                            Value::Number(id) => Some(id.to_string()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        allowed.extend(ids("allowedConsentIds"));
+        denied.extend(ids("deniedConsentIds"));
+    }
+    (allowed, denied)
+}
+
+/// The declared properties whose values a field can hold (strings, numbers); the number of
+/// the others, which are dropped.
+fn declared(policy: &Policy, properties: Map<String, Value>) -> (Map<String, Value>, usize) {
+    let mut kept = Map::new();
+    let mut dropped = 0;
+    for (name, value) in properties {
+        let holdable = matches!(value, Value::String(_) | Value::Number(_));
+        if holdable && policy.field(&name).is_some() {
+            kept.insert(name, value);
+        } else {
+            dropped += 1;
+        }
+    }
+    (kept, dropped)
+}
+
+/// An interaction type from an event name: lowercase, runs of other characters as one `_`, at
+/// most 64 characters (`Order Completed` → `order_completed`).
+fn type_of(event: &str) -> String {
+    let mut kind = String::with_capacity(event.len().min(64));
+    for c in event.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+            kind.push(c);
+        } else if !kind.is_empty() && !kind.ends_with('_') {
+            kind.push('_');
+        }
+        if kind.len() >= 64 {
+            break;
+        }
+    }
+    let kind = kind.trim_end_matches('_');
+    if kind.is_empty() {
+        "event".to_owned()
+    } else {
+        kind.to_owned()
+    }
+}
+
+/// The channel: RudderStack's `channel` when it is a plain token; else what the sending library
+/// says (a browser's, a phone's, or else a server's); `page` defaults to `web`, `screen` to
+/// `mobile`.
+fn channel_of(call: Call, channel: Option<&Value>, context: &Map<String, Value>) -> String {
+    if let Some(Value::String(channel)) = channel {
+        let channel = channel.to_lowercase();
+        if crate::interactions::token("channel", &channel).is_ok() {
+            return channel;
+        }
+    }
+    let library = context
+        .get("library")
+        .and_then(|library| library.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_lowercase();
+    let mobile = ["ios", "android", "react-native", "flutter", "mobile"];
+    let web = ["analytics.js", "analytics-next", "javascript", "browser"];
+    if mobile.iter().any(|name| library.contains(name)) {
+        "mobile".to_owned()
+    } else if web.iter().any(|name| library.contains(name)) {
+        "web".to_owned()
+    } else {
+        match call {
+            Call::Page => "web".to_owned(),
+            Call::Screen => "mobile".to_owned(),
+            _ => "server".to_owned(),
+        }
+    }
+}
+
+/// A message id for a message sent without one: the SHA-256 of its bytes, so that a retry of
+/// the same message is recognised.
+fn derived_message_id(raw: &RawValue) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, raw.get().as_bytes());
+    format!("sha256:{}", hex::encode(digest.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_become_types() {
+        assert_eq!(type_of("Order Completed"), "order_completed");
+        assert_eq!(type_of("  Signed up!  "), "signed_up");
+        assert_eq!(type_of("checkout.step-2"), "checkout.step-2");
+        assert_eq!(type_of("!!!"), "event");
+        assert_eq!(type_of(&"x".repeat(100)).len(), 64);
+        assert_eq!(type_of("Ärger über"), "rger_ber");
+    }
+
+    #[test]
+    fn consent_categories_are_read_from_both_shapes() {
+        let context: Map<String, Value> = serde_json::from_str(
+            r#"{"consent": {"categoryPreferences": {"Advertising": true, "Analytics": false}},
+                "consentManagement": {"allowedConsentIds": ["C0004"], "deniedConsentIds": [2]}}"#,
+        )
+        .unwrap();
+        let (allowed, denied) = consent_categories(&context);
+        assert_eq!(allowed, ["Advertising", "C0004"]);
+        assert_eq!(denied, ["Analytics", "2"]);
+    }
+
+    #[test]
+    fn the_senders_clock_is_corrected() {
+        let received: DateTime<Utc> = "2026-12-06T12:00:10Z".parse().unwrap();
+        let wire: Wire = serde_json::from_str(
+            r#"{"originalTimestamp": "2026-12-06T11:00:00Z", "sentAt": "2026-12-06T11:00:05Z"}"#,
+        )
+        .unwrap();
+        let at = occurred_at(&wire, None, received).unwrap();
+        assert_eq!(at, "2026-12-06T12:00:05Z".parse::<DateTime<Utc>>().unwrap());
+        let explicit: Wire = serde_json::from_str(r#"{"timestamp": "2026-12-01T08:00:00+01:00"}"#).unwrap();
+        assert_eq!(
+            occurred_at(&explicit, None, received).unwrap(),
+            "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+}
