@@ -336,3 +336,50 @@ async fn write_keys_work_only_for_collecting_roles_on_tracking_routes_until_revo
     .await;
     assert_eq!(count_rows(&app, "interactions").await, 3);
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_write_keys_is_limited_and_a_checked_key_is_not() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let first = track("f-0", "user-7", "Support Chat Started", json!({}));
+    assert_eq!(
+        send(&app, "/v1/track", &write_key, &first).await.status(),
+        StatusCode::OK
+    );
+
+    // More bad keys at once than the address's burst of key checks (40): each would cost an
+    // argon2id hash.
+    let message = track("f-x", "user-7", "Support Chat Started", json!({}));
+    let app = &app;
+    let bad = (0..80).map(|n| {
+        let key = format!("ck_{n:016x}_{}", "0".repeat(64));
+        let message = message.clone();
+        async move { send(&app, "/v1/track", &key, &message).await.status() }
+    });
+    let statuses = futures_util::future::join_all(bad).await;
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(limited + refused, 80, "{statuses:?}");
+    assert!(limited >= 20, "{limited} of 80 were limited");
+
+    // The key checked before is remembered: its requests cost no check and are not limited.
+    for n in 1..=60 {
+        let message = track(
+            &format!("f-{n}"),
+            "user-7",
+            "Support Chat Started",
+            json!({}),
+        );
+        assert_eq!(
+            send(&app, "/v1/track", &write_key, &message).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(count_rows(&app, "interactions").await, 61);
+}
