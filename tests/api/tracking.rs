@@ -354,7 +354,7 @@ async fn a_flood_of_bad_write_keys_is_limited_and_a_checked_key_is_not() {
     let bad = (0..80).map(|n| {
         let key = format!("ck_{n:016x}_{}", "0".repeat(64));
         let message = message.clone();
-        async move { send(&app, "/v1/track", &key, &message).await.status() }
+        async move { send(app, "/v1/track", &key, &message).await.status() }
     });
     let statuses = futures_util::future::join_all(bad).await;
     let limited = statuses
@@ -377,9 +377,9 @@ async fn a_flood_of_bad_write_keys_is_limited_and_a_checked_key_is_not() {
             json!({}),
         );
         assert_eq!(
-            send(&app, "/v1/track", &write_key, &message).await.status(),
+            send(app, "/v1/track", &write_key, &message).await.status(),
             StatusCode::OK
         );
     }
-    assert_eq!(count_rows(&app, "interactions").await, 61);
+    assert_eq!(count_rows(app, "interactions").await, 61);
 }
