@@ -32,6 +32,7 @@ mod requests;
 mod retention;
 mod rotation;
 mod scaling;
+mod sdks;
 mod segments;
 mod subjects;
 mod tracking;

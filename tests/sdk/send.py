@@ -1,0 +1,35 @@
+"""Sends events through Segment's Python library (segment-analytics-python) to a running
+Custodia, with the library's own batching, gzip and retries (driven by tests/api/sdks.rs).
+Environment: HOST (http://127.0.0.1:PORT), WRITE_KEY (a Custodia API key), USER_ID. Prints one
+JSON line: {"errors": [...]}, the failures the library reported."""
+
+import json
+import os
+
+from segment.analytics.client import Client
+
+errors = []
+client = Client(
+    write_key=os.environ["WRITE_KEY"],
+    host=os.environ["HOST"],
+    gzip=True,
+    max_retries=2,
+    on_error=lambda error, _batch: errors.append(str(error)),
+)
+user_id = os.environ["USER_ID"]
+# The same three events as send.mjs: an order, a page view, and an event whose consent context
+# denies its only purpose.
+client.track(
+    user_id=user_id,
+    event="Order Completed",
+    properties={"order_id": "ORD-SDK-1", "revenue": 12.5, "products": [{"sku": "A-1"}]},
+)
+client.page(user_id=user_id, name="Checkout", properties={"page_url": "/checkout"})
+client.track(
+    user_id=user_id,
+    event="Product Viewed",
+    context={"consent": {"categoryPreferences": {"Analytics": False}}},
+)
+client.flush()
+client.shutdown()
+print(json.dumps({"errors": errors}))
