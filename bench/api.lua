@@ -12,6 +12,8 @@ local tokens = {
   support = "Bearer " .. (os.getenv("TOKEN_SUPPORT") or ""),
   marketer = "Bearer " .. (os.getenv("TOKEN_MARKETER") or ""),
   compliance = "Bearer " .. (os.getenv("TOKEN_COMPLIANCE") or ""),
+  -- The tracking protocol's write key: HTTP Basic, base64 of "<API key>:" (bench/tracking.sh).
+  writekey = "Basic " .. (os.getenv("WRITE_KEY_BASIC") or ""),
 }
 local countries = {"DE", "AT", "FR", "IT", "ES", "NL", "BE", "PL", "SE", "DK"}
 local languages = {"de", "en", "fr", "it", "nl"}
@@ -123,6 +125,21 @@ ops.batch_new = function()
   end
   return send("POST", "collector", "/v1/interactions/batch",
     '{"interactions":[' .. table.concat(items, ",") .. ']}')
+end
+
+-- The tracking protocol as an SDK batches it: 100 track messages of 50 new people.
+ops.tracking_batch = function()
+  local messages = {}
+  for i = 1, 100 do
+    local id = string.format("%s-t%d-%d-%d", run, thread_id, counter, i)
+    local user = string.format("track-%s-t%d-%d-%d", run, thread_id, counter, i % 50)
+    messages[i] = string.format(
+      '{"type":"track","messageId":"%s","userId":"%s","event":"Order Completed",' ..
+      '"properties":{"order_id":"ORD-%s","message":"two items, the usual address",' ..
+      '"revenue":12.5},"context":{"library":{"name":"analytics-node"}},' ..
+      '"timestamp":"2026-11-01T10:00:00Z"}', id, user, id)
+  end
+  return send("POST", "writekey", "/v1/batch", '{"batch":[' .. table.concat(messages, ",") .. ']}')
 end
 
 ops.consent = function()
