@@ -19,6 +19,7 @@ async fn a_debug_log_holds_none_of_the_personal_data_it_was_sent() {
     let collector = server.token(&deployment.api_key("collector")).await;
     let compliance = server.token(&deployment.api_key("compliance")).await;
     let support = server.token(&deployment.api_key("support")).await;
+    let write_key = deployment.api_key("collector");
 
     let subject = "cust-logcanary-5521";
     let email = "log.canary@example.org";
@@ -109,6 +110,30 @@ async fn a_debug_log_holds_none_of_the_personal_data_it_was_sent() {
     )
     .await
     .unwrap();
+    // The tracking protocol, with the API key itself as the write key: a batch stored, one
+    // refused as malformed, each carrying canaries in ids, properties and context.
+    let tracked = |body: serde_json::Value| {
+        client
+            .post(format!("{base}/v1/batch"))
+            .basic_auth(&write_key, Some(""))
+            .json(&body)
+            .send()
+    };
+    let stored = tracked(json!({"batch": [
+        {"type": "track", "messageId": "msg-logcanary-1", "userId": "user-logcanary-7",
+         "event": "Order Completed", "properties": {"message": message, "coupon": "logcanary"},
+         "context": {"ip": "203.0.113.99", "userAgent": "logcanary-agent"}}
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(stored.status(), reqwest::StatusCode::OK);
+    let refused = tracked(json!({"batch": [
+        {"type": "track", "messageId": "msg-logcanary-2", "anonymousId": "anon-logcanary-3",
+         "event": "logcanary event", "properties": {"message": message}}
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
     server.kill();
 
     let log = std::fs::read(&log_path).unwrap();
@@ -127,6 +152,8 @@ async fn a_debug_log_holds_none_of_the_personal_data_it_was_sent() {
         "Logperson",
         "canary-header-8812",
         "secret_field",
+        "203.0.113.99",
+        write_key.rsplit('_').next().unwrap(),
     ] {
         assert!(
             !contains_in_any_encoding(&log, canary),
