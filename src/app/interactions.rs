@@ -13,7 +13,7 @@ use crate::interactions::{
 };
 use crate::policy::PurposeId;
 use crate::rejection::{Rejection, RejectionKind};
-use crate::subjects::{pseudonym_of, SubjectError, SubjectId};
+use crate::subjects::{pseudonym_of, SubjectChanges, SubjectError, SubjectId};
 
 /// One item's fate: stored (or found stored, or refused by the person's standing — see
 /// [`Outcome`]), or refused as sent (`Failed::Refused` when the policy refused it and the
@@ -51,6 +51,19 @@ pub(crate) async fn collect(
     actor: &Actor,
     items: Vec<Result<RawInteraction, Rejection>>,
     gpc: bool,
+) -> Result<Vec<ItemResult>, Failed<SubjectError>> {
+    collect_with(services, principal, actor, items, gpc, Vec::new()).await
+}
+
+/// [`collect`], with people's identifiers and traits set in the same transaction, before the
+/// interactions (the tracking protocol's `identify`); their subject ids are not suppressed.
+pub(crate) async fn collect_with(
+    services: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    items: Vec<Result<RawInteraction, Rejection>>,
+    gpc: bool,
+    identities: Vec<(SubjectId, SubjectChanges)>,
 ) -> Result<Vec<ItemResult>, Failed<SubjectError>> {
     let shared = Arc::new(actor.clone());
     let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
@@ -119,12 +132,13 @@ pub(crate) async fn collect(
         draft_indexes = kept_indexes;
     }
     audit_read(services, denials).await?;
-    let outcomes = if drafts.is_empty() {
+    let outcomes = if drafts.is_empty() && identities.is_empty() {
         Vec::new()
-    } else if gpc {
+    } else if gpc || !identities.is_empty() {
+        let relayed_by = gpc.then(|| principal.key_id.clone());
         services
             .ingest
-            .store_with_gpc(drafts, principal.key_id.clone(), actor.clone())
+            .store_with(drafts, identities, relayed_by, actor.clone())
             .await?
     } else {
         services.ingest.store(drafts).await?

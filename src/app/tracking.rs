@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use super::interactions::collect as collect_interactions;
-use super::{Failed, Services};
-use crate::audit::Actor;
+use super::interactions::collect_with;
+use super::{audit_read, Failed, Services};
+use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::interactions::{Draft, Outcome, RawInteraction};
 use crate::rejection::{Rejection, RejectionKind};
-use crate::subjects::SubjectError;
+use crate::subjects::{SubjectChanges, SubjectError, SubjectId, ACTION_WRITE};
 use crate::tracking::{read_batch, read_message, Call, Position, Read};
 
 /// What became of a request's messages.
@@ -20,13 +20,15 @@ pub(crate) struct Tracked {
     pub(crate) stored: usize,
     /// Stored before (the same `messageId` for the same person).
     pub(crate) duplicates: usize,
-    /// Not stored: no purpose had a legal basis, the person is suppressed, or the key's role
-    /// may not collect for a purpose (each audited).
+    /// Not stored: no purpose had a legal basis, the person is suppressed (an `identify` too),
+    /// or the key's role may not collect for a purpose (each audited).
     pub(crate) refused: usize,
     /// Not stored: the message's consent context left no purpose to collect for.
     pub(crate) no_purpose: usize,
-    /// Properties dropped: undeclared fields, or values no field holds.
+    /// Properties and traits dropped: undeclared fields, or values no field holds.
     pub(crate) properties_dropped: usize,
+    /// People whose identifiers and traits an `identify` set.
+    pub(crate) identified: usize,
 }
 
 /// Why a request stored nothing.
@@ -50,6 +52,7 @@ pub(crate) async fn collect(
     let received_at = services.clock.now();
     let mut tracked = Tracked::default();
     let mut interactions = Vec::new();
+    let mut identities = Vec::new();
     {
         let (messages, sent_at) = match call {
             None => read_batch(body).map_err(TrackingError::Malformed)?,
@@ -84,18 +87,28 @@ pub(crate) async fn collect(
                     interactions.push((position, interaction));
                 }
                 Read::NoPurpose => tracked.no_purpose += 1,
+                Read::Identify {
+                    subject_id,
+                    changes,
+                    dropped,
+                } => {
+                    tracked.properties_dropped += dropped;
+                    identities.push((subject_id, changes));
+                }
             }
         }
     }
     check_whole(services, principal, actor, &interactions)?;
-    if interactions.is_empty() {
+    let identities = unsuppressed(services, actor, identities, &mut tracked).await?;
+    if interactions.is_empty() && identities.is_empty() {
         return Ok(tracked);
     }
+    tracked.identified = identities.len();
     let items = interactions
         .into_iter()
         .map(|(_, interaction)| Ok(interaction))
         .collect();
-    let results = collect_interactions(services, principal, actor, items, gpc)
+    let results = collect_with(services, principal, actor, items, gpc, identities)
         .await
         .map_err(TrackingError::Failed)?;
     for result in results {
@@ -113,6 +126,35 @@ pub(crate) async fn collect(
         }
     }
     Ok(tracked)
+}
+
+/// The identities whose subject ids are not suppressed; the others are refused, each audited
+/// (an erased person is not brought back by a later `identify`).
+async fn unsuppressed(
+    services: &Services,
+    actor: &Actor,
+    identities: Vec<(SubjectId, SubjectChanges)>,
+    tracked: &mut Tracked,
+) -> Result<Vec<(SubjectId, SubjectChanges)>, TrackingError> {
+    let ids = identities.iter().map(|(id, _)| id.clone()).collect();
+    let blocked = super::subjects::suppressed(services, ids)
+        .await
+        .map_err(|error| TrackingError::Failed(Failed::Domain(error)))?;
+    if blocked.is_empty() {
+        return Ok(identities);
+    }
+    let (refused, kept): (Vec<_>, Vec<_>) = identities
+        .into_iter()
+        .partition(|(id, _)| blocked.iter().any(|b| b.as_str() == id.as_str()));
+    tracked.refused += refused.len();
+    let denials = refused
+        .iter()
+        .map(|_| Entry::new(actor, ACTION_WRITE).denied("subject_suppressed"))
+        .collect();
+    audit_read(services, denials)
+        .await
+        .map_err(TrackingError::Failed)?;
+    Ok(kept)
 }
 
 /// Refuses the request if any interaction is malformed as the native API would see it (a value

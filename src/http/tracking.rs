@@ -1,5 +1,5 @@
 //! The tracking protocol of Segment's and RudderStack's SDKs (`docs/tracking.md`):
-//! `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen` (and `/v1/identify`, `/v1/alias`,
+//! `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify` (and `/v1/alias`,
 //! `/v1/group`, answered 400 until identities can be linked). An API key of a collecting role
 //! is the write key, sent with HTTP Basic; bodies may be gzip-compressed.
 
@@ -104,6 +104,7 @@ async fn receive(
     metrics.tracked("refused", tracked.refused);
     metrics.tracked("no_purpose", tracked.no_purpose);
     metrics.tracked("properties_dropped", tracked.properties_dropped);
+    metrics.tracked("identified", tracked.identified);
     Ok(HttpResponse::Ok().json(Accepted { success: true }))
 }
 
@@ -157,7 +158,7 @@ single_call!(
     Call::Identify,
     "/v1/identify",
     "tracking_identify",
-    "Who the user is (`identify`): not collected yet (400)."
+    "Who the user is (`identify`): identifiers and declared traits."
 );
 single_call!(
     alias,

@@ -15,8 +15,7 @@ use crate::consent::{apply_gpc, gpc_entry};
 use crate::policy::Policy;
 use crate::store::write_transaction;
 use crate::store::Database;
-use crate::subjects::find_or_create;
-use crate::subjects::SubjectError;
+use crate::subjects::{find_or_create, upsert, SubjectChanges, SubjectError, SubjectId};
 use crate::vault::Vault;
 
 /// Requests with fewer interactions than this are coalesced.
@@ -48,12 +47,16 @@ impl IngestQueue {
         IngestQueue { queue, storage }
     }
 
-    /// Applies a Global Privacy Control signal to every subject of these interactions, then
-    /// stores them, in one transaction: the opt-outs decide which purposes are accepted.
-    pub(crate) async fn store_with_gpc(
+    /// Stores interactions together with what must take effect in the same transaction:
+    /// `identities` (identifiers and traits of people, set first, each audited) and, when
+    /// `gpc` names the key that relayed a Global Privacy Control signal, that signal's opt-outs
+    /// for every subject of these interactions (which then decide the purposes accepted).
+    /// Everything or nothing.
+    pub(crate) async fn store_with(
         &self,
         drafts: Vec<Draft>,
-        recorded_by: KeyId,
+        identities: Vec<(SubjectId, SubjectChanges)>,
+        gpc: Option<KeyId>,
         actor: Actor,
     ) -> Result<Vec<Outcome>, SubjectError> {
         let storage = self.storage.clone();
@@ -61,24 +64,41 @@ impl IngestQueue {
             .db
             .run_write(move |conn| {
                 write_transaction(conn, |conn| {
-                    let mut seen = Vec::new();
-                    let mut entries = Vec::new();
-                    for draft in drafts.iter() {
-                        if seen.contains(&draft.subject_id()) {
-                            continue;
-                        }
-                        seen.push(draft.subject_id());
-                        let subject = find_or_create(conn, &storage.vault, draft.subject_id())?;
-                        let applied = apply_gpc(
+                    for (subject_id, changes) in &identities {
+                        upsert(
                             conn,
                             &storage.vault,
                             &storage.policy,
-                            &subject,
-                            &recorded_by,
+                            subject_id,
+                            changes,
+                            &actor,
                         )?;
-                        entries.extend(gpc_entry(&actor, &storage.policy, &subject, &applied));
                     }
-                    let outcomes = ingest(conn, &storage.vault, &storage.policy, &drafts)?;
+                    let mut entries = Vec::new();
+                    if let Some(recorded_by) = &gpc {
+                        let mut seen = Vec::new();
+                        for draft in drafts.iter() {
+                            if seen.contains(&draft.subject_id()) {
+                                continue;
+                            }
+                            seen.push(draft.subject_id());
+                            let subject =
+                                find_or_create(conn, &storage.vault, draft.subject_id())?;
+                            let applied = apply_gpc(
+                                conn,
+                                &storage.vault,
+                                &storage.policy,
+                                &subject,
+                                recorded_by,
+                            )?;
+                            entries.extend(gpc_entry(&actor, &storage.policy, &subject, &applied));
+                        }
+                    }
+                    let outcomes = if drafts.is_empty() {
+                        Vec::new()
+                    } else {
+                        ingest(conn, &storage.vault, &storage.policy, &drafts)?
+                    };
                     // Last, like every append: the audit head stays locked only for the commit
                     // (locking it before the inserts could deadlock with a concurrent ingest).
                     audit::append(conn, storage.policy.sha256(), entries)?;

@@ -1,5 +1,6 @@
 //! The tracking protocol of Segment's and RudderStack's SDKs (`docs/tracking.md`): their
-//! messages read into the native model. A `track`, `page` or `screen` message becomes one
+//! messages read into the native model. An `identify` sets the person's identifiers and
+//! declared traits, as `PUT /v1/subjects` does. A `track`, `page` or `screen` message becomes one
 //! interaction: its `messageId` the idempotency key, its type from the event, its channel from
 //! the context, only declared properties kept, and its purposes from the policy's `[tracking]`
 //! table (the event's own, or the default, with the consent categories the message allows and
@@ -14,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::interactions::RawInteraction;
 use crate::policy::{Policy, PurposeId, Tracking};
 use crate::rejection::Rejection;
+use crate::subjects::{SubjectChanges, SubjectId};
 
 /// The largest message accepted, alone or in a batch (the protocol's limit).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 32 * 1024;
@@ -70,6 +72,7 @@ struct Wire {
     anonymous_id: Option<Value>,
     event: Option<Value>,
     properties: Option<Value>,
+    traits: Option<Value>,
     context: Option<Value>,
     timestamp: Option<Value>,
     original_timestamp: Option<Value>,
@@ -98,6 +101,13 @@ pub(crate) enum Read {
     },
     /// Nothing to collect: no purpose is left once the message's consent context is applied.
     NoPurpose,
+    /// Who the user is (`identify`): identifiers and traits to set on the person, and how many
+    /// traits were dropped (undeclared, or of a shape a field cannot hold).
+    Identify {
+        subject_id: SubjectId,
+        changes: SubjectChanges,
+        dropped: usize,
+    },
 }
 
 /// Where a message stands in its request, for error messages (`message 3`, or `the message`).
@@ -184,11 +194,11 @@ pub(crate) fn read_message(
             ))
         }
     };
-    if matches!(call, Call::Identify | Call::Alias | Call::Group) {
+    if matches!(call, Call::Alias | Call::Group) {
         return Err(invalid(
             "unsupported_call",
             format!(
-                "`{}` is not collected yet: linking identities and traits from the tracking protocol is not built (docs/tracking.md)",
+                "`{}` is not collected yet: linking identities from the tracking protocol is not built (docs/tracking.md)",
                 call.name()
             ),
         ));
@@ -211,6 +221,28 @@ pub(crate) fn read_message(
             ))
         }
     };
+    if call == Call::Identify {
+        let subject_id = SubjectId::parse(&subject_id)
+            .map_err(|detail| invalid("invalid_subject_id", detail))?;
+        let traits = match &wire.traits {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(traits)) => traits.clone(),
+            Some(_) => {
+                return Err(invalid(
+                    "invalid_message",
+                    "`traits` must be an object".into(),
+                ))
+            }
+        };
+        let (changes, dropped) = identified(policy, traits).map_err(|rejection| {
+            invalid(rejection.code, rejection.detail)
+        })?;
+        return Ok(Read::Identify {
+            subject_id,
+            changes,
+            dropped,
+        });
+    }
     let event = match call {
         Call::Track => match &wire.event {
             Some(Value::String(event)) if !event.trim().is_empty() => event.clone(),
@@ -418,6 +450,32 @@ fn declared(policy: &Policy, properties: Map<String, Value>) -> (Map<String, Val
         }
     }
     (kept, dropped)
+}
+
+/// What an `identify` sets: `email` and `phone` as identifiers (validated as by
+/// `PUT /v1/subjects`), the declared traits whose values are strings or numbers; the number of
+/// the other traits, which are dropped. A trait sent as `null` is left as it is.
+fn identified(
+    policy: &Policy,
+    traits: Map<String, Value>,
+) -> Result<(SubjectChanges, usize), Rejection> {
+    let mut identifiers = Map::new();
+    let mut kept = Map::new();
+    let mut dropped = 0;
+    for (name, value) in traits {
+        match (name.as_str(), &value) {
+            (_, Value::Null) => {}
+            ("email" | "phone", Value::String(_)) => {
+                identifiers.insert(name, value);
+            }
+            (_, Value::String(_) | Value::Number(_)) if policy.field(&name).is_some() => {
+                kept.insert(name, value);
+            }
+            _ => dropped += 1,
+        }
+    }
+    let changes = SubjectChanges::parse(policy, &identifiers, &kept)?;
+    Ok((changes, dropped))
 }
 
 /// An interaction type from an event name: lowercase, runs of other characters as one `_`, at

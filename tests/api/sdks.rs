@@ -56,9 +56,10 @@ fn ensure_node_sdks() {
     }
 }
 
-/// Sends the script's three events with `sdk` for `user_id`, and checks what was stored: the
-/// order (support and legal compliance) and the page view (analytics), with declared fields
-/// only; the event whose consent context denied its only purpose is not stored.
+/// Sends the script's messages with `sdk` for `user_id`, and checks what was stored: the
+/// person's e-mail address and declared trait, the order (support and legal compliance) and the
+/// page view (analytics), with declared fields only; the event whose consent context denied its
+/// only purpose is not stored.
 async fn events_from(sdk: &'static str, user_id: &'static str) {
     if sdk == "python" {
         ensure_python_sdk();
@@ -68,6 +69,7 @@ async fn events_from(sdk: &'static str, user_id: &'static str) {
     let app = spawn_app().await;
     let write_key = app.create_api_key("collector").await;
     let support = app.token_for("support").await;
+    let compliance = app.token_for("compliance").await;
     let host = app.address.clone();
     let output = tokio::task::spawn_blocking(move || {
         let mut command = if sdk == "python" {
@@ -117,6 +119,16 @@ async fn events_from(sdk: &'static str, user_id: &'static str) {
         serde_json::json!({"order_id": "ORD-SDK-1"}),
         "{sdk}: undeclared and nested properties are never stored"
     );
+    // The identify: the e-mail address finds the person; the declared trait is kept.
+    let found = app
+        .post_json(
+            "/v1/lookup/subjects",
+            Some(&compliance),
+            &serde_json::json!({"email": format!("{user_id}@example.com")}),
+        )
+        .await;
+    assert_eq!(found.status(), StatusCode::OK, "{sdk}");
+    assert_eq!(count_rows(&app, "subject_traits").await, 1, "{sdk}");
     let metrics = app.get("/metrics", None).await;
     assert_eq!(metrics.status(), StatusCode::OK);
     let metrics = metrics.text().await.unwrap();

@@ -181,9 +181,14 @@ async fn a_malformed_message_stores_nothing_of_its_batch() {
             "anonymous_not_collected",
         ),
         (
-            json!({"type": "identify", "messageId": "b-3", "userId": "user-4",
-                   "traits": {"email": "someone@example.com"}}),
+            json!({"type": "alias", "messageId": "b-3", "userId": "user-4",
+                   "previousId": "someone@example.com"}),
             "unsupported_call",
+        ),
+        (
+            json!({"type": "identify", "messageId": "b-7", "userId": "user-4",
+                   "traits": {"email": "someone@@example.com"}}),
+            "invalid_identifier",
         ),
         (
             json!({"type": "track", "messageId": "b-4", "userId": "user-4", "event": "X",
@@ -203,11 +208,13 @@ async fn a_malformed_message_stores_nothing_of_its_batch() {
         ),
     ];
     for (bad, code) in cases {
+        let identify = json!({"type": "identify", "messageId": "g-0", "userId": "user-4",
+                              "traits": {"country": "DE"}});
         let response = send(
             &app,
             "/v1/batch",
             &write_key,
-            &json!({"batch": [good, bad]}),
+            &json!({"batch": [identify, good, bad]}),
         )
         .await;
         let problem = assert_problem(response, StatusCode::BAD_REQUEST, code).await;
@@ -215,7 +222,7 @@ async fn a_malformed_message_stores_nothing_of_its_batch() {
             problem["detail"]
                 .as_str()
                 .unwrap()
-                .starts_with("message 1 of the batch"),
+                .starts_with("message 2 of the batch"),
             "{problem}"
         );
         assert!(
@@ -382,4 +389,72 @@ async fn a_flood_of_bad_write_keys_is_limited_and_a_checked_key_is_not() {
         );
     }
     assert_eq!(count_rows(app, "interactions").await, 61);
+}
+
+#[tokio::test]
+async fn identify_sets_identifiers_and_declared_traits_with_the_batchs_events_at_once() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let batch = json!({"batch": [
+        {"type": "identify", "messageId": "i-1", "userId": "user-8",
+         "traits": {"email": "Eight@Example.com", "country": "DE", "plan": "gold",
+                    "address": {"city": "Berlin"}}},
+        track("i-2", "user-8", "Support Chat Started", json!({}))
+    ]});
+    assert_eq!(
+        send(&app, "/v1/batch", &write_key, &batch).await.status(),
+        StatusCode::OK
+    );
+    let found = app
+        .post_json(
+            "/v1/lookup/subjects",
+            Some(&compliance),
+            &json!({"email": "eight@example.com"}),
+        )
+        .await;
+    assert_eq!(found.status(), StatusCode::OK);
+    assert_eq!(
+        found.json::<Value>().await.unwrap()["subjects"],
+        json!([{"subject_id": "user-8"}])
+    );
+    assert_eq!(count_rows(&app, "subjects").await, 1);
+    assert_eq!(
+        count_rows(&app, "subject_traits").await,
+        1,
+        "country, segmentable"
+    );
+    assert_eq!(count_rows(&app, "interactions").await, 1);
+    assert_eq!(tracked(&app, "identified").await, 1);
+    assert_eq!(
+        tracked(&app, "properties_dropped").await,
+        2,
+        "plan and address"
+    );
+
+    // A person erased with suppression is not brought back by a later identify; the rest of
+    // the batch is stored.
+    let erased = app
+        .delete("/v1/subjects/user-8?suppress=true", Some(&compliance))
+        .await;
+    assert_eq!(erased.status(), StatusCode::OK);
+    let again = json!({"batch": [
+        {"type": "identify", "messageId": "i-3", "userId": "user-8",
+         "traits": {"email": "eight@example.com"}},
+        {"type": "identify", "messageId": "i-4", "userId": "user-9", "traits": {"country": "AT"}}
+    ]});
+    assert_eq!(
+        send(&app, "/v1/batch", &write_key, &again).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(count_rows(&app, "subjects").await, 1, "only user-9");
+    let lookup = app
+        .post_json(
+            "/v1/lookup/subjects",
+            Some(&compliance),
+            &json!({"email": "eight@example.com"}),
+        )
+        .await;
+    assert_eq!(lookup.status(), StatusCode::NOT_FOUND);
+    assert_eq!(tracked(&app, "refused").await, 1);
 }

@@ -8,6 +8,11 @@ import RudderAnalytics from '@rudderstack/rudder-sdk-node';
 const { SDK, HOST, WRITE_KEY, USER_ID } = process.env;
 const errors = [];
 
+// Who the user is: an e-mail address (an identifier), a declared trait, an undeclared one.
+const identify = {
+  userId: USER_ID,
+  traits: { email: `${USER_ID}@example.com`, country: 'DE', plan: 'gold' },
+};
 // Three events: an order (a declared field, an undeclared one, a nested one), a page view, and
 // an event whose consent context denies its only purpose.
 const order = {
@@ -25,6 +30,7 @@ const denied = {
 if (SDK === 'segment') {
   const analytics = new Analytics({ writeKey: WRITE_KEY, host: HOST, flushAt: 10, maxRetries: 2 });
   analytics.on('error', (error) => errors.push(String(error?.code ?? error?.message ?? error)));
+  analytics.identify(identify);
   analytics.track(order);
   analytics.page(page);
   analytics.track(denied);
@@ -37,6 +43,7 @@ if (SDK === 'segment') {
     logLevel: 'error',
     errorHandler: (error) => errors.push(String(error?.message ?? error)),
   });
+  client.identify(identify);
   client.track(order);
   client.page(page);
   client.track(denied);

@@ -17,8 +17,12 @@ client = Client(
     on_error=lambda error, _batch: errors.append(str(error)),
 )
 user_id = os.environ["USER_ID"]
-# The same three events as send.mjs: an order, a page view, and an event whose consent context
-# denies its only purpose.
+# The same messages as send.mjs: who the user is, an order, a page view, and an event whose
+# consent context denies its only purpose.
+client.identify(
+    user_id=user_id,
+    traits={"email": f"{user_id}@example.com", "country": "DE", "plan": "gold"},
+)
 client.track(
     user_id=user_id,
     event="Order Completed",
