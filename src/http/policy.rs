@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::policy::ropa::RecordOfProcessing;
-use crate::policy::{Field, Notice, Purpose, Role, SegmentLimits};
+use crate::policy::{Field, Notice, Purpose, Role, SegmentLimits, Tracking};
 
 /// The loaded policy.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -25,6 +25,9 @@ pub(crate) struct PolicyBody<'a> {
     pub(crate) notices: &'a [Notice],
     /// Segment limits.
     pub(crate) segments: SegmentLimits,
+    /// How tracking-protocol messages get their purposes (`null`: no `[tracking]` table, the
+    /// tracking routes collect nothing).
+    pub(crate) tracking: Option<&'a Tracking>,
 }
 
 /// Shows the loaded policy.
@@ -40,6 +43,7 @@ pub(crate) async fn show(state: web::Data<AppState>) -> HttpResponse {
         roles: policy.roles().collect(),
         notices: policy.notices(),
         segments: policy.segment_limits(),
+        tracking: policy.tracking(),
     })
 }
 

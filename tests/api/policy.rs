@@ -5,7 +5,7 @@ use std::path::Path;
 
 use custodia::policy::load_dir;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, custodia_command, sample_policy_dir, spawn_app};
 
@@ -40,6 +40,15 @@ async fn get_policy_returns_the_loaded_policy_and_its_sha256() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["sha256"], expected_digest(&sample_policy_dir()));
     assert_eq!(body["segments"]["min_size"], 10);
+    assert_eq!(body["tracking"]["default_purposes"], json!(["analytics"]));
+    assert_eq!(
+        body["tracking"]["events"]["Order Completed"],
+        json!(["support", "legal_compliance"])
+    );
+    assert_eq!(
+        body["tracking"]["consent_categories"]["Advertising"],
+        json!(["marketing"])
+    );
     let purposes = body["purposes"].as_array().unwrap();
     let find = |id: &str| purposes.iter().find(|p| p["id"] == id).unwrap().clone();
     assert_eq!(find("marketing.email")["legal_basis"], "consent");
