@@ -29,6 +29,8 @@ pub(crate) struct Tracked {
     pub(crate) properties_dropped: usize,
     /// People whose identifiers and traits an `identify` set.
     pub(crate) identified: usize,
+    /// `group` calls: accepted, nothing kept.
+    pub(crate) ignored: usize,
 }
 
 /// Why a request stored nothing.
@@ -87,6 +89,7 @@ pub(crate) async fn collect(
                     interactions.push((position, interaction));
                 }
                 Read::NoPurpose => tracked.no_purpose += 1,
+                Read::Ignored => tracked.ignored += 1,
                 Read::Identify {
                     subject_id,
                     changes,

@@ -1,6 +1,6 @@
 //! The tracking protocol of Segment's and RudderStack's SDKs (`docs/tracking.md`):
-//! `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify` (and `/v1/alias`,
-//! `/v1/group`, answered 400 until identities can be linked). An API key of a collecting role
+//! `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify`, `/v1/group`
+//! (accepted, nothing kept) and `/v1/alias` (answered 400 until identities can be linked). An API key of a collecting role
 //! is the write key, sent with HTTP Basic; bodies may be gzip-compressed.
 
 use std::io::Read as _;
@@ -105,6 +105,7 @@ async fn receive(
     metrics.tracked("no_purpose", tracked.no_purpose);
     metrics.tracked("properties_dropped", tracked.properties_dropped);
     metrics.tracked("identified", tracked.identified);
+    metrics.tracked("ignored", tracked.ignored);
     Ok(HttpResponse::Ok().json(Accepted { success: true }))
 }
 
@@ -172,5 +173,5 @@ single_call!(
     Call::Group,
     "/v1/group",
     "tracking_group",
-    "A user's group (`group`): not collected yet (400)."
+    "A user's group (`group`): accepted, nothing of it kept."
 );

@@ -101,6 +101,9 @@ pub(crate) enum Read {
     },
     /// Nothing to collect: no purpose is left once the message's consent context is applied.
     NoPurpose,
+    /// A `group` call: accepted, and nothing of it kept (Custodia keeps no accounts or groups;
+    /// its traits are not stored).
+    Ignored,
     /// Who the user is (`identify`): identifiers and traits to set on the person, and how many
     /// traits were dropped (undeclared, or of a shape a field cannot hold).
     Identify {
@@ -194,7 +197,10 @@ pub(crate) fn read_message(
             ))
         }
     };
-    if matches!(call, Call::Alias | Call::Group) {
+    if call == Call::Group {
+        return Ok(Read::Ignored);
+    }
+    if call == Call::Alias {
         return Err(invalid(
             "unsupported_call",
             format!(

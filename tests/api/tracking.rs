@@ -91,6 +91,32 @@ async fn a_batch_sent_with_a_write_key_becomes_interactions_with_declared_fields
 }
 
 #[tokio::test]
+async fn group_calls_are_accepted_and_nothing_of_them_is_kept() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let group = json!({"type": "group", "messageId": "grp-1", "userId": "user-10",
+                       "groupId": "acme", "traits": {"name": "Acme", "email": "boss@acme.example"}});
+    assert_eq!(
+        send(&app, "/v1/group", &write_key, &group).await.status(),
+        StatusCode::OK
+    );
+    let batch =
+        json!({"batch": [group, track("grp-2", "user-10", "Support Chat Started", json!({}))]});
+    assert_eq!(
+        send(&app, "/v1/batch", &write_key, &batch).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(tracked(&app, "ignored").await, 2);
+    assert_eq!(count_rows(&app, "interactions").await, 1);
+    assert_eq!(
+        count_rows(&app, "subject_identifiers").await,
+        1,
+        "the subject id's hash only"
+    );
+    assert_eq!(count_rows(&app, "subject_traits").await, 0);
+}
+
+#[tokio::test]
 async fn a_message_sent_again_is_stored_once() {
     let app = spawn_app().await;
     let write_key = app.create_api_key("collector").await;
