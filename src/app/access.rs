@@ -43,17 +43,7 @@ pub(crate) async fn exchange(
     services: &Services,
     api_key: Zeroizing<String>,
 ) -> Result<Exchanged, AccessError> {
-    let presented = api_key.clone();
-    let candidate = services
-        .db
-        .run(move |conn| find_candidate(conn, &presented))
-        .await?;
-    let policy = services.policy.clone();
-    let (key_id, role) = services
-        .key_checks
-        .run(move || check_candidate(&policy, &candidate, &api_key))
-        .await
-        .map_err(|_| AccessError::Busy)??;
+    let Principal { key_id, role } = check_key(services, api_key).await?;
     Ok(Exchanged {
         token: services.tokens.issue(&key_id, &role),
         role,
@@ -88,6 +78,22 @@ pub(crate) async fn check_write_key(
     presented: Zeroizing<String>,
 ) -> Result<Principal, AccessError> {
     let fingerprint = services.write_keys.fingerprint(&presented);
+    let principal = check_key(services, presented).await?;
+    services.write_keys.remember(
+        fingerprint,
+        principal.key_id.clone(),
+        principal.role.clone(),
+    );
+    Ok(principal)
+}
+
+/// Checks a presented API key: the cheap half (parse, read the key's row) on a database
+/// connection, the slow half (argon2id) on the key-check threads, holding no connection.
+/// Unknown, revoked and wrong keys all fail alike after the same work.
+async fn check_key(
+    services: &Services,
+    presented: Zeroizing<String>,
+) -> Result<Principal, AccessError> {
     let candidate_key = presented.clone();
     let candidate = services
         .db
@@ -99,9 +105,6 @@ pub(crate) async fn check_write_key(
         .run(move || check_candidate(&policy, &candidate, &presented))
         .await
         .map_err(|_| AccessError::Busy)??;
-    services
-        .write_keys
-        .remember(fingerprint, key_id.clone(), role.clone());
     Ok(Principal { key_id, role })
 }
 
