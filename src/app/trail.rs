@@ -5,7 +5,7 @@
 //! This sits above `audit` (which appends and verifies the chain and may not know people)
 //! because finding a person's entries starts from their subject id.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::Services;
 use crate::audit::{self, Actor, Checkpoint, Entry, Unrecorded, VerifyReport};
@@ -57,28 +57,30 @@ pub(crate) struct TrailQuery {
     pub(crate) to: Option<NaiveDateTime>,
 }
 
-/// One entry as it is listed.
-#[derive(Debug, Clone)]
+/// One entry as it is listed (and as `GET /v1/audit` shows it).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntryBody)]
 pub(crate) struct LoggedEntry {
     /// Position in the chain, from 1.
     pub(crate) seq: i64,
     /// When it was written.
-    pub(crate) at: NaiveDateTime,
-    /// The API key that acted (`None` for the command line).
+    pub(crate) at: DateTime<Utc>,
+    /// The API key that acted (`null` for the command line).
     pub(crate) actor_key_id: Option<String>,
-    /// That key's name, as whoever created it named it.
+    /// That key's name, as whoever created it named it (`null` for the command line).
     pub(crate) actor_name: Option<String>,
-    /// Its role.
+    /// Its role (`operator` for the command line).
     pub(crate) role: Option<String>,
     /// What was done.
     pub(crate) action: String,
-    /// What it was done to, when not a person.
+    /// What it was done to, when not a person (an API key id).
     pub(crate) target: Option<String>,
     /// The purposes.
     pub(crate) purposes: Vec<String>,
     /// Their legal bases.
     pub(crate) legal_bases: Vec<String>,
-    /// The pseudonyms of the people it is about.
+    /// The pseudonyms of the people it is about (never an identifier); several for a batch
+    /// written in one request.
     pub(crate) subjects: Vec<String>,
     /// Data categories touched.
     pub(crate) categories: Vec<String>,
@@ -101,7 +103,7 @@ impl LoggedEntry {
         let list = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
         LoggedEntry {
             seq: row.seq,
-            at: row.at,
+            at: row.at.and_utc(),
             purposes: list(&row.purposes),
             legal_bases: list(&row.legal_bases),
             categories: list(&row.categories),

@@ -2,7 +2,7 @@
 //! and `GET /v1/audit/checkpoint-key` (public).
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 
 use super::consents::JwkSet;
@@ -49,75 +49,11 @@ pub(crate) struct AuditQuery {
     pub(crate) cursor: Option<String>,
 }
 
-/// One audit entry.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct AuditEntryBody {
-    /// Position in the chain, from 1.
-    pub(crate) seq: i64,
-    /// When it was written.
-    pub(crate) at: DateTime<Utc>,
-    /// The API key that acted (`null` for the command line).
-    pub(crate) actor_key_id: Option<String>,
-    /// That key's name, as whoever created it named it (`null` for the command line).
-    pub(crate) actor_name: Option<String>,
-    /// Its role (`operator` for the command line).
-    pub(crate) role: Option<String>,
-    /// What was done.
-    pub(crate) action: String,
-    /// What it was done to, when not a person (an API key id).
-    pub(crate) target: Option<String>,
-    /// The purposes.
-    pub(crate) purposes: Vec<String>,
-    /// Their legal bases.
-    pub(crate) legal_bases: Vec<String>,
-    /// The pseudonyms of the people it is about (never an identifier); several for a batch
-    /// written in one request.
-    pub(crate) subjects: Vec<String>,
-    /// Data categories touched.
-    pub(crate) categories: Vec<String>,
-    /// How many records.
-    pub(crate) records: i64,
-    /// `allow` or `deny`.
-    pub(crate) decision: String,
-    /// The reason code of a denial.
-    pub(crate) reason: Option<String>,
-    /// SHA-256 of the policy in force.
-    pub(crate) policy_hash: String,
-    /// The request's id.
-    pub(crate) request_id: Option<String>,
-    /// The entry's chain hash.
-    pub(crate) hash: String,
-}
-
-impl From<LoggedEntry> for AuditEntryBody {
-    fn from(row: LoggedEntry) -> Self {
-        AuditEntryBody {
-            seq: row.seq,
-            at: row.at.and_utc(),
-            purposes: row.purposes,
-            legal_bases: row.legal_bases,
-            categories: row.categories,
-            subjects: row.subjects,
-            actor_key_id: row.actor_key_id,
-            actor_name: row.actor_name,
-            role: row.role,
-            action: row.action,
-            target: row.target,
-            records: row.records,
-            decision: row.decision,
-            reason: row.reason,
-            policy_hash: row.policy_hash,
-            request_id: row.request_id,
-            hash: row.hash,
-        }
-    }
-}
-
 /// A page of entries.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AuditPage {
     /// Newest first.
-    pub(crate) entries: Vec<AuditEntryBody>,
+    pub(crate) entries: Vec<LoggedEntry>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub(crate) next_cursor: Option<String>,
 }
@@ -204,7 +140,7 @@ pub(crate) async fn list(
     };
     let page = trail::page(&state.services, &actor, wanted, limit, before).await?;
     Ok(HttpResponse::Ok().json(AuditPage {
-        entries: page.items.into_iter().map(AuditEntryBody::from).collect(),
+        entries: page.items,
         next_cursor: page.next_cursor,
     }))
 }
