@@ -13,7 +13,7 @@ use crate::interactions::{
 };
 use crate::policy::PurposeId;
 use crate::rejection::{Rejection, RejectionKind};
-use crate::subjects::{pseudonym_of, SubjectChanges, SubjectError, SubjectId};
+use crate::subjects::{self, pseudonym_of, SubjectChanges, SubjectError, SubjectId};
 
 /// One item's fate: stored (or found stored, or refused by the person's standing — see
 /// [`Outcome`]), or refused as sent (`Failed::Refused` when the policy refused it and the
@@ -52,42 +52,104 @@ pub(crate) async fn collect(
     items: Vec<Result<RawInteraction, Rejection>>,
     gpc: bool,
 ) -> Result<Vec<ItemResult>, Failed<SubjectError>> {
-    collect_with(services, principal, actor, items, gpc, Vec::new()).await
+    let checked = check(services, principal, actor, items);
+    let collected = store_checked(services, principal, actor, checked, gpc, Vec::new()).await?;
+    Ok(collected.results)
 }
 
-/// [`collect`], with people's identifiers and traits set in the same transaction, before the
-/// interactions (the tracking protocol's `identify`); their subject ids are not suppressed.
-pub(crate) async fn collect_with(
+/// Items checked on their own, before anything is read or stored.
+pub(crate) struct Checked {
+    /// Per item: its result when it is refused already, `None` while it is a draft.
+    results: Vec<Option<ItemResult>>,
+    drafts: Vec<Draft>,
+    /// The item each draft came from.
+    draft_indexes: Vec<usize>,
+    /// Items the role may not collect for: index, subject id as sent, reason code.
+    refused_about: Vec<(usize, String, &'static str)>,
+}
+
+impl Checked {
+    /// The first item refused as malformed (a purpose the role may not collect for is a
+    /// refusal, not malformed), with its index.
+    pub(crate) fn first_malformed(&self) -> Option<(usize, &Rejection)> {
+        self.results
+            .iter()
+            .enumerate()
+            .find_map(|(index, result)| match result {
+                Some(Err(Failed::Domain(rejection)))
+                    if rejection.kind != RejectionKind::Forbidden =>
+                {
+                    Some((index, rejection))
+                }
+                _ => None,
+            })
+    }
+}
+
+/// Checks each item on its own (`Draft::parse`): declared fields and purposes, purposes the
+/// caller's role may collect for, bounded values.
+pub(crate) fn check(
     services: &Services,
     principal: &Principal,
     actor: &Actor,
     items: Vec<Result<RawInteraction, Rejection>>,
-    gpc: bool,
-    identities: Vec<(SubjectId, SubjectChanges)>,
-) -> Result<Vec<ItemResult>, Failed<SubjectError>> {
+) -> Checked {
     let shared = Arc::new(actor.clone());
-    let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
-    let mut drafts = Vec::new();
-    let mut draft_indexes = Vec::new();
-    let mut refused_about = Vec::new();
+    let mut checked = Checked {
+        results: Vec::with_capacity(items.len()),
+        drafts: Vec::new(),
+        draft_indexes: Vec::new(),
+        refused_about: Vec::new(),
+    };
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item.and_then(|raw| {
             let subject_id = raw.subject_id.clone();
             Draft::parse(&services.policy, principal, &shared, raw).inspect_err(|rejection| {
                 if rejection.kind == RejectionKind::Forbidden {
-                    refused_about.push((index, subject_id, rejection.code));
+                    checked
+                        .refused_about
+                        .push((index, subject_id, rejection.code));
                 }
             })
         });
         match parsed {
             Ok(draft) => {
-                drafts.push(draft);
-                draft_indexes.push(index);
-                results.push(None);
+                checked.drafts.push(draft);
+                checked.draft_indexes.push(index);
+                checked.results.push(None);
             }
-            Err(rejection) => results.push(Some(Err(Failed::Domain(rejection)))),
+            Err(rejection) => checked.results.push(Some(Err(Failed::Domain(rejection)))),
         }
     }
+    checked
+}
+
+/// What [`store_checked`] did.
+pub(crate) struct Collected {
+    /// One result per item, in order.
+    pub(crate) results: Vec<ItemResult>,
+    /// Identities refused because their subject id is suppressed (each audited).
+    pub(crate) identities_refused: usize,
+}
+
+/// Stores checked items: refusals by the role are audited about their person, items and
+/// `identities` (identifiers and traits to set first, in the same transaction: the tracking
+/// protocol's `identify`) about suppressed subject ids are refused (audited), and the rest are
+/// stored together, after a GPC signal for their subjects when `gpc`.
+pub(crate) async fn store_checked(
+    services: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    checked: Checked,
+    gpc: bool,
+    mut identities: Vec<(SubjectId, SubjectChanges)>,
+) -> Result<Collected, Failed<SubjectError>> {
+    let Checked {
+        mut results,
+        mut drafts,
+        mut draft_indexes,
+        refused_about,
+    } = checked;
     let mut denials = Vec::new();
     if !refused_about.is_empty() {
         let raw_ids = refused_about.iter().map(|(_, id, _)| id.clone()).collect();
@@ -104,19 +166,22 @@ pub(crate) async fn collect_with(
             }
         }
     }
-    // Items about suppressed subject ids are refused one by one.
-    let mut ids: Vec<SubjectId> = drafts.iter().map(|d| d.subject_id().clone()).collect();
+    // Items and identities about suppressed subject ids are refused one by one.
+    let mut ids: Vec<SubjectId> = drafts
+        .iter()
+        .map(|d| d.subject_id().clone())
+        .chain(identities.iter().map(|(id, _)| id.clone()))
+        .collect();
     ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     ids.dedup_by(|a, b| a.as_str() == b.as_str());
     let blocked = super::subjects::suppressed(services, ids).await?;
+    let mut identities_refused = 0;
     if !blocked.is_empty() {
+        let is_blocked = |id: &SubjectId| blocked.iter().any(|b| b.as_str() == id.as_str());
         let mut kept = Vec::with_capacity(drafts.len());
         let mut kept_indexes = Vec::with_capacity(drafts.len());
         for (draft, index) in drafts.into_iter().zip(draft_indexes) {
-            let suppressed = blocked
-                .iter()
-                .any(|id| id.as_str() == draft.subject_id().as_str());
-            if suppressed {
+            if is_blocked(draft.subject_id()) {
                 denials.push(
                     Entry::new(actor, ACTION_WRITE)
                         .records(1)
@@ -130,6 +195,15 @@ pub(crate) async fn collect_with(
         }
         drafts = kept;
         draft_indexes = kept_indexes;
+        identities.retain(|(id, _)| {
+            if is_blocked(id) {
+                denials.push(Entry::new(actor, subjects::ACTION_WRITE).denied("subject_suppressed"));
+                identities_refused += 1;
+                false
+            } else {
+                true
+            }
+        });
     }
     audit_read(services, denials).await?;
     let outcomes = if drafts.is_empty() && identities.is_empty() {
@@ -146,7 +220,10 @@ pub(crate) async fn collect_with(
     for (index, outcome) in draft_indexes.into_iter().zip(outcomes) {
         results[index] = Some(Ok(outcome));
     }
-    Ok(results.into_iter().flatten().collect())
+    Ok(Collected {
+        results: results.into_iter().flatten().collect(),
+        identities_refused,
+    })
 }
 
 /// A page of a person's interactions usable for `purpose`, minimised to the fields it may use;

@@ -2,15 +2,13 @@
 //! read and checked whole, so that one malformed message stores nothing; then they are
 //! collected like any interactions, each judged on its person's standing, refusals audited.
 
-use std::sync::Arc;
-
-use super::interactions::collect_with;
-use super::{audit_read, Failed, Services};
-use crate::audit::{Actor, Entry};
+use super::interactions::{check, store_checked};
+use super::{Failed, Services};
+use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::interactions::{Draft, Outcome, RawInteraction};
-use crate::rejection::{Rejection, RejectionKind};
-use crate::subjects::{SubjectChanges, SubjectError, SubjectId, ACTION_WRITE};
+use crate::interactions::Outcome;
+use crate::rejection::Rejection;
+use crate::subjects::SubjectError;
 use crate::tracking::{read_batch, read_message, Call, Position, Read};
 
 /// What became of a request's messages.
@@ -101,20 +99,30 @@ pub(crate) async fn collect(
             }
         }
     }
-    check_whole(services, principal, actor, &interactions)?;
-    let identities = unsuppressed(services, actor, identities, &mut tracked).await?;
-    if interactions.is_empty() && identities.is_empty() {
+    let (positions, items): (Vec<Position>, Vec<_>) = interactions
+        .into_iter()
+        .map(|(position, interaction)| (position, Ok(interaction)))
+        .unzip();
+    // Refused whole if any interaction is malformed as the native API would see it (a value
+    // too long, a time out of range …), before anything is stored. A purpose the key's role
+    // may not collect for is not malformed: that message alone is refused, and audited.
+    let checked = check(services, principal, actor, items);
+    if let Some((index, rejection)) = checked.first_malformed() {
+        return Err(TrackingError::Malformed(Rejection::bad_request(
+            rejection.code,
+            format!("{}: {}", positions[index], rejection.detail),
+        )));
+    }
+    if positions.is_empty() && identities.is_empty() {
         return Ok(tracked);
     }
-    tracked.identified = identities.len();
-    let items = interactions
-        .into_iter()
-        .map(|(_, interaction)| Ok(interaction))
-        .collect();
-    let results = collect_with(services, principal, actor, items, gpc, identities)
+    let offered = identities.len();
+    let collected = store_checked(services, principal, actor, checked, gpc, identities)
         .await
         .map_err(TrackingError::Failed)?;
-    for result in results {
+    tracked.refused += collected.identities_refused;
+    tracked.identified = offered - collected.identities_refused;
+    for result in collected.results {
         match result {
             Ok(Outcome::Stored { duplicate, .. }) => {
                 if duplicate {
@@ -129,59 +137,4 @@ pub(crate) async fn collect(
         }
     }
     Ok(tracked)
-}
-
-/// The identities whose subject ids are not suppressed; the others are refused, each audited
-/// (an erased person is not brought back by a later `identify`).
-async fn unsuppressed(
-    services: &Services,
-    actor: &Actor,
-    identities: Vec<(SubjectId, SubjectChanges)>,
-    tracked: &mut Tracked,
-) -> Result<Vec<(SubjectId, SubjectChanges)>, TrackingError> {
-    let ids = identities.iter().map(|(id, _)| id.clone()).collect();
-    let blocked = super::subjects::suppressed(services, ids)
-        .await
-        .map_err(|error| TrackingError::Failed(Failed::Domain(error)))?;
-    if blocked.is_empty() {
-        return Ok(identities);
-    }
-    let (refused, kept): (Vec<_>, Vec<_>) = identities
-        .into_iter()
-        .partition(|(id, _)| blocked.iter().any(|b| b.as_str() == id.as_str()));
-    tracked.refused += refused.len();
-    let denials = refused
-        .iter()
-        .map(|_| Entry::new(actor, ACTION_WRITE).denied("subject_suppressed"))
-        .collect();
-    audit_read(services, denials)
-        .await
-        .map_err(TrackingError::Failed)?;
-    Ok(kept)
-}
-
-/// Refuses the request if any interaction is malformed as the native API would see it (a value
-/// too long, a time out of range …), before anything is stored. A purpose the key's role may
-/// not collect for is not malformed: that message alone is refused, and audited, when
-/// collected.
-fn check_whole(
-    services: &Services,
-    principal: &Principal,
-    actor: &Actor,
-    interactions: &[(Position, RawInteraction)],
-) -> Result<(), TrackingError> {
-    let shared = Arc::new(actor.clone());
-    for (position, interaction) in interactions {
-        if let Err(rejection) =
-            Draft::parse(&services.policy, principal, &shared, interaction.clone())
-        {
-            if rejection.kind != RejectionKind::Forbidden {
-                return Err(TrackingError::Malformed(Rejection::bad_request(
-                    rejection.code,
-                    format!("{position}: {}", rejection.detail),
-                )));
-            }
-        }
-    }
-    Ok(())
 }

@@ -345,10 +345,16 @@ pub async fn stored_key_count(app: &TestApp) -> usize {
     .expect("count finishes")
 }
 
-/// A policy directory with the sample purposes and fields, and the sample roles plus `extra`.
+/// A policy directory with the sample purposes, fields, notices and tracking table, and the
+/// sample roles plus `extra`.
 pub fn policy_with_extra_roles(extra: &str) -> TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    for name in ["purposes.toml", "fields.toml", "notices.toml"] {
+    for name in [
+        "purposes.toml",
+        "fields.toml",
+        "notices.toml",
+        "tracking.toml",
+    ] {
         std::fs::copy(sample_policy_dir().join(name), dir.path().join(name)).unwrap();
     }
     let roles = std::fs::read_to_string(sample_policy_dir().join("roles.toml")).unwrap();

@@ -8,7 +8,10 @@ use std::io::Write;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, count_rows, key_id_of, spawn_app, TestApp};
+use crate::helpers::{
+    assert_problem, count_rows, key_id_of, policy_with_extra_roles, spawn_app, spawn_app_with,
+    TestApp,
+};
 
 /// POSTs a body to a tracking route with the API key as the Basic username, as the SDKs do.
 async fn send(app: &TestApp, path: &str, write_key: &str, body: &Value) -> reqwest::Response {
@@ -483,4 +486,47 @@ async fn identify_sets_identifiers_and_declared_traits_with_the_batchs_events_at
         .await;
     assert_eq!(lookup.status(), StatusCode::NOT_FOUND);
     assert_eq!(tracked(&app, "refused").await, 1);
+}
+
+#[tokio::test]
+async fn a_purpose_the_role_may_not_collect_for_refuses_that_message_alone_and_is_audited() {
+    let policies = policy_with_extra_roles(
+        "[[role]]\nid = \"web_tag\"\nactions = [\"interactions.write\"]\npurposes = [\"analytics\"]\n",
+    );
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("web_tag").await;
+    let compliance = app.token_for("compliance").await;
+    // "Order Completed" is collected for support and legal compliance, which this role may not
+    // collect for; the page view (analytics) it may.
+    let batch = json!({"batch": [
+        track("w-1", "user-11", "Order Completed", json!({})),
+        {"type": "page", "messageId": "w-2", "userId": "user-11", "name": "Home"}
+    ]});
+    assert_eq!(
+        send(&app, "/v1/batch", &write_key, &batch).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(count_rows(&app, "interactions").await, 1);
+    assert_eq!(tracked(&app, "refused").await, 1);
+    assert_eq!(tracked(&app, "stored").await, 1);
+
+    // Alone in its request, the refused message is still audited.
+    let alone = track("w-3", "user-11", "Order Completed", json!({}));
+    assert_eq!(
+        send(&app, "/v1/track", &write_key, &alone).await.status(),
+        StatusCode::OK
+    );
+    let denied = app
+        .get_json(
+            "/v1/audit?decision=deny&action=interactions.write",
+            Some(&compliance),
+        )
+        .await;
+    let entries = denied["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{denied}");
+    assert!(entries
+        .iter()
+        .all(|entry| entry["reason"] == "purpose_not_permitted" && entry["role"] == "web_tag"));
+    assert_eq!(count_rows(&app, "interactions").await, 1);
 }
