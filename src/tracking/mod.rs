@@ -166,7 +166,7 @@ pub(crate) fn read_message(
             format!("a message may be at most {} KiB", MAX_MESSAGE_BYTES / 1024),
         ));
     }
-    let wire: Wire = serde_json::from_str(raw.get()).map_err(|error| {
+    let mut wire: Wire = serde_json::from_str(raw.get()).map_err(|error| {
         invalid(
             "invalid_message",
             format!(
@@ -230,16 +230,8 @@ pub(crate) fn read_message(
     if call == Call::Identify {
         let subject_id = SubjectId::parse(&subject_id)
             .map_err(|detail| invalid("invalid_subject_id", detail))?;
-        let traits = match &wire.traits {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(traits)) => traits.clone(),
-            Some(_) => {
-                return Err(invalid(
-                    "invalid_message",
-                    "`traits` must be an object".into(),
-                ))
-            }
-        };
+        let traits = object(wire.traits.take(), "traits")
+            .map_err(|detail| invalid("invalid_message", detail))?;
         let (changes, dropped) = identified(policy, traits).map_err(|rejection| {
             invalid(rejection.code, rejection.detail)
         })?;
@@ -261,26 +253,10 @@ pub(crate) fn read_message(
         },
         _ => call.name().to_owned(),
     };
-    let context = match &wire.context {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(context)) => context.clone(),
-        Some(_) => {
-            return Err(invalid(
-                "invalid_message",
-                "`context` must be an object".into(),
-            ))
-        }
-    };
-    let properties = match &wire.properties {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(properties)) => properties.clone(),
-        Some(_) => {
-            return Err(invalid(
-                "invalid_message",
-                "`properties` must be an object".into(),
-            ))
-        }
-    };
+    let context = object(wire.context.take(), "context")
+        .map_err(|detail| invalid("invalid_message", detail))?;
+    let properties = object(wire.properties.take(), "properties")
+        .map_err(|detail| invalid("invalid_message", detail))?;
     let occurred_at = occurred_at(&wire, batch_sent_at, received_at)
         .map_err(|detail| invalid("invalid_timestamp", detail))?;
     let Some(tracking) = policy.tracking() else {
@@ -328,6 +304,15 @@ fn where_wrong(error: &serde_json::Error) -> String {
         Category::Io => "unreadable",
     };
     format!("{what} at line {} column {}", error.line(), error.column())
+}
+
+/// An optional object of a message (`properties`, `traits`, `context`), taken out of it.
+fn object(value: Option<Value>, name: &str) -> Result<Map<String, Value>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(object)) => Ok(object),
+        Some(_) => Err(format!("`{name}` must be an object")),
+    }
 }
 
 /// An identity as the SDKs send it: a string, or a number (some send numeric user ids).
