@@ -345,6 +345,18 @@ pub async fn stored_key_count(app: &TestApp) -> usize {
     .expect("count finishes")
 }
 
+/// The answers to a flood of bad API keys, each either limited (429) or refused (401): how many
+/// of each.
+pub fn limited_and_refused(statuses: &[StatusCode]) -> (usize, usize) {
+    let count = |wanted: StatusCode| statuses.iter().filter(|s| **s == wanted).count();
+    let (limited, refused) = (
+        count(StatusCode::TOO_MANY_REQUESTS),
+        count(StatusCode::UNAUTHORIZED),
+    );
+    assert_eq!(limited + refused, statuses.len(), "{statuses:?}");
+    (limited, refused)
+}
+
 /// A policy directory with the sample purposes, fields, notices and tracking table, and the
 /// sample roles plus `extra`.
 pub fn policy_with_extra_roles(extra: &str) -> TempDir {
