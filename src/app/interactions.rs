@@ -13,7 +13,9 @@ use crate::interactions::{
 };
 use crate::policy::PurposeId;
 use crate::rejection::{Rejection, RejectionKind};
-use crate::subjects::{self, pseudonym_of, SubjectChanges, SubjectError, SubjectId};
+use crate::interactions::Together;
+use crate::subjects::links::Linked;
+use crate::subjects::{self, pseudonym_of, SubjectError, SubjectId};
 
 /// One item's fate: stored (or found stored, or refused by the person's standing — see
 /// [`Outcome`]), or refused as sent (`Failed::Refused` when the policy refused it and the
@@ -53,7 +55,8 @@ pub(crate) async fn collect(
     gpc: bool,
 ) -> Result<Vec<ItemResult>, Failed<SubjectError>> {
     let checked = check(services, principal, actor, items);
-    let collected = store_checked(services, principal, actor, checked, gpc, Vec::new()).await?;
+    let collected =
+        store_checked(services, principal, actor, checked, gpc, Together::default()).await?;
     Ok(collected.results)
 }
 
@@ -130,6 +133,8 @@ pub(crate) struct Collected {
     pub(crate) results: Vec<ItemResult>,
     /// Identities refused because their subject id is suppressed (each audited).
     pub(crate) identities_refused: usize,
+    /// What became of each link, in order.
+    pub(crate) linked: Vec<Linked>,
 }
 
 /// Stores checked items: refusals by the role are audited about their person, items and
@@ -142,7 +147,7 @@ pub(crate) async fn store_checked(
     actor: &Actor,
     checked: Checked,
     gpc: bool,
-    mut identities: Vec<(SubjectId, SubjectChanges)>,
+    mut together: Together,
 ) -> Result<Collected, Failed<SubjectError>> {
     let Checked {
         mut results,
@@ -170,14 +175,14 @@ pub(crate) async fn store_checked(
     let mut ids: Vec<SubjectId> = drafts
         .iter()
         .map(|d| d.subject_id().clone())
-        .chain(identities.iter().map(|(id, _)| id.clone()))
+        .chain(together.identities.iter().map(|(id, _)| id.clone()))
         .collect();
-    ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-    ids.dedup_by(|a, b| a.as_str() == b.as_str());
+    ids.sort_unstable_by(|a, b| (a.is_anonymous(), a.as_str()).cmp(&(b.is_anonymous(), b.as_str())));
+    ids.dedup();
     let blocked = super::subjects::suppressed(services, ids).await?;
     let mut identities_refused = 0;
     if !blocked.is_empty() {
-        let is_blocked = |id: &SubjectId| blocked.iter().any(|b| b.as_str() == id.as_str());
+        let is_blocked = |id: &SubjectId| blocked.contains(id);
         let mut kept = Vec::with_capacity(drafts.len());
         let mut kept_indexes = Vec::with_capacity(drafts.len());
         for (draft, index) in drafts.into_iter().zip(draft_indexes) {
@@ -195,7 +200,7 @@ pub(crate) async fn store_checked(
         }
         drafts = kept;
         draft_indexes = kept_indexes;
-        identities.retain(|(id, _)| {
+        together.identities.retain(|(id, _)| {
             if is_blocked(id) {
                 denials.push(Entry::new(actor, subjects::ACTION_WRITE).denied("subject_suppressed"));
                 identities_refused += 1;
@@ -206,14 +211,24 @@ pub(crate) async fn store_checked(
         });
     }
     audit_read(services, denials).await?;
-    let outcomes = if drafts.is_empty() && identities.is_empty() {
+    let mut linked = Vec::new();
+    let outcomes = if drafts.is_empty() && together.is_empty() {
         Vec::new()
-    } else if gpc || !identities.is_empty() {
+    } else if gpc || !together.is_empty() {
         let relayed_by = gpc.then(|| principal.key_id.clone());
-        services
+        let stored = services
             .ingest
-            .store_with(drafts, identities, relayed_by, actor.clone())
-            .await?
+            .store_with(drafts, together, relayed_by, actor.clone())
+            .await?;
+        // A person merged into another: their key is gone; its cached copy goes now, and its
+        // old copies leave the database files in the background (as after an erasure).
+        for key in stored.destroyed {
+            services.vault.forget_data_key(&key.subject_pk);
+            let db = services.db.clone();
+            tokio::spawn(async move { db.remove_old_copies(vec![key]).await });
+        }
+        linked = stored.linked;
+        stored.outcomes
     } else {
         services.ingest.store(drafts).await?
     };
@@ -223,6 +238,7 @@ pub(crate) async fn store_checked(
     Ok(Collected {
         results: results.into_iter().flatten().collect(),
         identities_refused,
+        linked,
     })
 }
 

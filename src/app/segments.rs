@@ -289,7 +289,7 @@ pub(crate) async fn members(
     id: &str,
     limit: i64,
     after: Option<String>,
-) -> Result<Page<String>, SegmentError> {
+) -> Result<Page<crate::subjects::SubjectId>, SegmentError> {
     let (row, filter) = load(services, role, Action::SegmentsExport, id).await?;
     let purpose = PurposeId::parse(&row.purpose).map_err(|_| SegmentError::Corrupt)?;
     let (policy, vault) = (services.policy.clone(), services.vault.clone());

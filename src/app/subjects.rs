@@ -41,7 +41,7 @@ pub(crate) async fn lookup(
     services: &Services,
     actor: &Actor,
     email: Email,
-) -> Result<Vec<String>, Failed<SubjectError>> {
+) -> Result<Vec<SubjectId>, Failed<SubjectError>> {
     let vault = services.vault.clone();
     let found = services
         .db

@@ -6,7 +6,8 @@ use super::interactions::{check, store_checked};
 use super::{Failed, Services};
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::interactions::Outcome;
+use crate::interactions::{Outcome, Together};
+use crate::subjects::links::Linked;
 use crate::rejection::Rejection;
 use crate::subjects::SubjectError;
 use crate::tracking::{read_batch, read_message, Call, Position, Read};
@@ -29,6 +30,23 @@ pub(crate) struct Tracked {
     pub(crate) identified: usize,
     /// `group` calls: accepted, nothing kept.
     pub(crate) ignored: usize,
+    /// What became of the links of anonymous ids to users (`identify`, `alias`).
+    pub(crate) links: Links,
+}
+
+/// Links of anonymous ids to users, by outcome.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Links {
+    /// Linked, nothing to merge (one side was new).
+    pub(crate) linked: usize,
+    /// Linked, an anonymous person merged into the user's.
+    pub(crate) merged: usize,
+    /// Linked before.
+    pub(crate) already_linked: usize,
+    /// Refused: the anonymous id is another person's (over-merge guard).
+    pub(crate) claimed: usize,
+    /// Refused: one of the ids is suppressed.
+    pub(crate) suppressed: usize,
 }
 
 /// Why a request stored nothing.
@@ -52,7 +70,7 @@ pub(crate) async fn collect(
     let received_at = services.clock.now();
     let mut tracked = Tracked::default();
     let mut interactions = Vec::new();
-    let mut identities = Vec::new();
+    let mut together = Together::default();
     {
         let (messages, sent_at) = match call {
             None => read_batch(body).map_err(TrackingError::Malformed)?,
@@ -92,10 +110,15 @@ pub(crate) async fn collect(
                     subject_id,
                     changes,
                     dropped,
+                    link,
                 } => {
                     tracked.properties_dropped += dropped;
-                    identities.push((subject_id, changes));
+                    if let Some(anonymous) = link {
+                        together.links.push((subject_id.clone(), anonymous));
+                    }
+                    together.identities.push((subject_id, changes));
                 }
+                Read::Alias { user, anonymous } => together.links.push((user, anonymous)),
             }
         }
     }
@@ -113,15 +136,24 @@ pub(crate) async fn collect(
             format!("{}: {}", positions[index], rejection.detail),
         )));
     }
-    if positions.is_empty() && identities.is_empty() {
+    if positions.is_empty() && together.is_empty() {
         return Ok(tracked);
     }
-    let offered = identities.len();
-    let collected = store_checked(services, principal, actor, checked, gpc, identities)
+    let offered = together.identities.len();
+    let collected = store_checked(services, principal, actor, checked, gpc, together)
         .await
         .map_err(TrackingError::Failed)?;
     tracked.refused += collected.identities_refused;
     tracked.identified = offered - collected.identities_refused;
+    for linked in collected.linked {
+        match linked {
+            Linked::Linked { merged: 0 } => tracked.links.linked += 1,
+            Linked::Linked { .. } => tracked.links.merged += 1,
+            Linked::AlreadyLinked => tracked.links.already_linked += 1,
+            Linked::Claimed => tracked.links.claimed += 1,
+            Linked::Suppressed => tracked.links.suppressed += 1,
+        }
+    }
     for result in collected.results {
         match result {
             Ok(Outcome::Stored { duplicate, .. }) => {

@@ -579,6 +579,7 @@ fn statement_row(
         evidence_ct: write_map(&evidence),
         recorded_at,
         recorded_by: recorded_by.to_string(),
+        merged_from: None,
         id,
     }
 }

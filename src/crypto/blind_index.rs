@@ -24,6 +24,8 @@ pub enum IdentifierKind {
     EmailSha256,
     /// The SHA-256 (lowercase hex) of a `subject_id` (OpenDSR `controller_customer_id`, sha256).
     SubjectIdSha256,
+    /// A tracking SDK's `anonymousId`: a namespace of its own, apart from `subject_id`.
+    AnonymousId,
 }
 
 impl IdentifierKind {
@@ -35,6 +37,7 @@ impl IdentifierKind {
             IdentifierKind::ClientId => "custodia/blind-index/client-id/v1",
             IdentifierKind::EmailSha256 => "custodia/blind-index/email-sha256/v1",
             IdentifierKind::SubjectIdSha256 => "custodia/blind-index/subject-id-sha256/v1",
+            IdentifierKind::AnonymousId => "custodia/blind-index/anonymous-id/v1",
         }
     }
 
@@ -47,6 +50,7 @@ impl IdentifierKind {
             IdentifierKind::ClientId => "client_id",
             IdentifierKind::EmailSha256 => "email_sha256",
             IdentifierKind::SubjectIdSha256 => "subject_id_sha256",
+            IdentifierKind::AnonymousId => "anonymous_id",
         }
     }
 
@@ -68,6 +72,7 @@ pub struct BlindIndexKeys {
     client_id: hmac::Key,
     email_sha256: hmac::Key,
     subject_id_sha256: hmac::Key,
+    anonymous_id: hmac::Key,
 }
 
 impl fmt::Debug for BlindIndexKeys {
@@ -104,6 +109,7 @@ impl BlindIndexKeys {
             client_id: key(IdentifierKind::ClientId),
             email_sha256: key(IdentifierKind::EmailSha256),
             subject_id_sha256: key(IdentifierKind::SubjectIdSha256),
+            anonymous_id: key(IdentifierKind::AnonymousId),
         }
     }
 
@@ -130,6 +136,7 @@ impl BlindIndexKeys {
             IdentifierKind::ClientId => &self.client_id,
             IdentifierKind::EmailSha256 => &self.email_sha256,
             IdentifierKind::SubjectIdSha256 => &self.subject_id_sha256,
+            IdentifierKind::AnonymousId => &self.anonymous_id,
         };
         let mut context = hmac::Context::with_key(key);
         for part in parts {

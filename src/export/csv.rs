@@ -94,7 +94,12 @@ fn subject<W: Write>(zip: &mut ZipStream<W>, head: &Head) -> Result<(), ExportEr
     zip.start_file("subject.csv")?;
     record(zip, &["kind", "name", "value"])?;
     let profile = &head.person.profile;
-    record(zip, &["subject", "subject_id", &profile.subject_id])?;
+    if let Some(subject_id) = &profile.subject_id {
+        record(zip, &["subject", "subject_id", subject_id])?;
+    }
+    for anonymous_id in &profile.anonymous_ids {
+        record(zip, &["subject", "anonymous_id", anonymous_id])?;
+    }
     record(
         zip,
         &["subject", "created_at", &rfc3339(profile.created_at)],

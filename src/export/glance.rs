@@ -138,7 +138,9 @@ pub(crate) fn glance(
         categories.sort();
         categories.dedup();
         Ok(Some(Glance {
-            subject_id: person.profile.subject_id.clone(),
+            // Reached by the user id in the path (a person known only by an anonymous id has
+            // no page of their own; their export is reached through a request).
+            subject_id: person.profile.subject_id.clone().unwrap_or_default(),
             created_at: person.profile.created_at.and_utc(),
             updated_at: person.profile.updated_at.and_utc(),
             identifiers: person

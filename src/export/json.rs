@@ -101,6 +101,7 @@ pub(super) fn write<W: Write>(
         out,
         &json!({
             "subject_id": head.person.profile.subject_id,
+            "anonymous_ids": head.person.profile.anonymous_ids,
             "created_at": rfc3339(head.person.profile.created_at),
             "updated_at": rfc3339(head.person.profile.updated_at),
             "identifiers": head.person.profile.identifiers,

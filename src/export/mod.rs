@@ -101,7 +101,11 @@ impl From<DecryptError> for ExportError {
 
 /// The person's profile.
 struct Profile {
-    subject_id: String,
+    /// The app's user id; `None` for a person known only by an anonymous id.
+    subject_id: Option<String>,
+    /// The anonymous ids the person is known by: their own (when they have no user id) and
+    /// every one linked to them (identity resolution), oldest link first.
+    anonymous_ids: Vec<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     identifiers: BTreeMap<String, String>,
@@ -267,9 +271,16 @@ fn read_person(
             field,
         }
     }
-    let revealed = handle
-        .key
-        .decrypt(&place(&row.id, "$subject_id"), &row.subject_id_ct)?;
+    let own = subjects::open_subject_id(&handle.key, &row.id, &row.subject_id_ct)?;
+    let mut anonymous_ids = Vec::new();
+    if own.is_anonymous() {
+        anonymous_ids.push(own.as_str().to_owned());
+    }
+    anonymous_ids.extend(
+        crate::subjects::links::linked_ids(conn, &handle)?
+            .into_iter()
+            .map(|(id, _)| id),
+    );
     let mut identifiers = BTreeMap::new();
     for (name, sealed) in read_map(&row.identifiers_ct)? {
         let value = open(&handle.key, &place(&row.id, &format!("${name}")), &sealed)?;
@@ -286,7 +297,8 @@ fn read_person(
         traits.insert(name, serde_json::Value::String(value));
     }
     let profile = Profile {
-        subject_id: String::from_utf8(revealed).map_err(|_| DecryptError)?,
+        subject_id: (!own.is_anonymous()).then(|| own.as_str().to_owned()),
+        anonymous_ids,
         created_at: row.created_at,
         updated_at: row.updated_at,
         identifiers,

@@ -51,6 +51,7 @@ impl From<InteractionRequest> for RawInteraction {
         RawInteraction {
             id: request.id,
             subject_id: request.subject_id,
+            anonymous: false,
             interaction_type: request.interaction_type,
             channel: request.channel,
             occurred_at: request.occurred_at,

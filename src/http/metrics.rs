@@ -11,6 +11,7 @@ pub(crate) struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     tracking: IntCounterVec,
+    links: IntCounterVec,
 }
 
 impl Metrics {
@@ -41,8 +42,19 @@ impl Metrics {
             &["outcome"],
         )
         .expect("metric options are valid");
+        let links = IntCounterVec::new(
+            Opts::new(
+                "custodia_identity_links_total",
+                "Links of anonymous ids to users (identity resolution) by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("metric options are valid");
         registry
             .register(Box::new(tracking.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(links.clone()))
             .expect("metric names are unique");
         registry
             .register(Box::new(requests.clone()))
@@ -55,6 +67,7 @@ impl Metrics {
             requests,
             duration,
             tracking,
+            links,
         }
     }
 
@@ -79,6 +92,16 @@ impl Metrics {
             self.tracking
                 .with_label_values(&[outcome])
                 .inc_by(count as u64);
+        }
+    }
+
+    /// Counts links of anonymous ids to users: `linked`, `merged` (an anonymous person merged
+    /// into the user's), `already_linked`, `claimed` (refused: the anonymous id is another
+    /// person's, the over-merge guard) and `suppressed` (refused: an id was erased with
+    /// suppression).
+    pub(crate) fn linked(&self, outcome: &str, count: usize) {
+        if count > 0 {
+            self.links.with_label_values(&[outcome]).inc_by(count as u64);
         }
     }
 

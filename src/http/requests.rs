@@ -31,6 +31,9 @@ pub(crate) struct CreateRequest {
     pub(crate) regulation: String,
     /// The person, by the app's subject id …
     pub(crate) subject_id: Option<String>,
+    /// … or by the anonymous id a tracking SDK gave their browser or device (the person it
+    /// belongs to, linked or not: docs/tracking.md) …
+    pub(crate) anonymous_id: Option<String>,
     /// … or by e-mail address.
     pub(crate) email: Option<String>,
     /// Objections: the purposes objected to.
@@ -213,6 +216,7 @@ pub(crate) async fn create(
         &body.kind,
         &body.regulation,
         body.subject_id.as_deref(),
+        body.anonymous_id.as_deref(),
         body.email.as_deref(),
         body.purposes.as_deref(),
         body.changes.as_ref(),

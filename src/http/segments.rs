@@ -289,6 +289,9 @@ pub(crate) async fn show(
 pub(crate) struct MembersPage {
     /// The app's subject ids of the members, in a stable order.
     pub(crate) members: Vec<String>,
+    /// Members known only by the anonymous id a tracking SDK gave them (not yet linked to a
+    /// user id), in the same order.
+    pub(crate) anonymous_members: Vec<String>,
     /// For the next page; `null` on the last.
     pub(crate) next_cursor: Option<String>,
 }
@@ -328,8 +331,11 @@ pub(crate) async fn members(
             audit_trail::denial_recorded(&request);
         }
     })?;
+    let (anonymous, known): (Vec<_>, Vec<_>) =
+        page.items.into_iter().partition(|id| id.is_anonymous());
     Ok(HttpResponse::Ok().json(MembersPage {
-        members: page.items,
+        members: known.iter().map(|id| id.as_str().to_owned()).collect(),
+        anonymous_members: anonymous.iter().map(|id| id.as_str().to_owned()).collect(),
         next_cursor: page.next_cursor,
     }))
 }

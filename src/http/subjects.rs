@@ -77,11 +77,33 @@ pub(crate) struct LookupRequest {
     pub(crate) email: String,
 }
 
-/// One subject found.
+/// One subject found: by the app's user id, or, for a person known only by the anonymous id
+/// a tracking SDK gave them, by that.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct FoundSubject {
     /// The app's id for the person.
-    pub(crate) subject_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) subject_id: Option<String>,
+    /// The anonymous id of a person not (yet) known by a user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) anonymous_id: Option<String>,
+}
+
+impl From<SubjectId> for FoundSubject {
+    fn from(id: SubjectId) -> Self {
+        let shown = Some(id.as_str().to_owned());
+        if id.is_anonymous() {
+            FoundSubject {
+                subject_id: None,
+                anonymous_id: shown,
+            }
+        } else {
+            FoundSubject {
+                subject_id: shown,
+                anonymous_id: None,
+            }
+        }
+    }
 }
 
 /// Subjects found.
@@ -111,10 +133,7 @@ pub(crate) async fn lookup(
         return Err(subject_not_found().into());
     }
     Ok(HttpResponse::Ok().json(LookupResponse {
-        subjects: found
-            .into_iter()
-            .map(|subject_id| FoundSubject { subject_id })
-            .collect(),
+        subjects: found.into_iter().map(FoundSubject::from).collect(),
     }))
 }
 

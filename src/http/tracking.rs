@@ -106,6 +106,12 @@ async fn receive(
     metrics.tracked("properties_dropped", tracked.properties_dropped);
     metrics.tracked("identified", tracked.identified);
     metrics.tracked("ignored", tracked.ignored);
+    let links = &tracked.links;
+    metrics.linked("linked", links.linked);
+    metrics.linked("merged", links.merged);
+    metrics.linked("already_linked", links.already_linked);
+    metrics.linked("claimed", links.claimed);
+    metrics.linked("suppressed", links.suppressed);
     Ok(HttpResponse::Ok().json(Accepted { success: true }))
 }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub use cursor::Cursor;
 pub use queue::IngestQueue;
+pub(crate) use queue::Together;
 
 use crate::audit::{self, Actor, Entry};
 use crate::auth::{KeyId, Principal};
@@ -47,7 +48,7 @@ pub const MAX_CLIENT_ID_LEN: usize = 128;
 pub const DEFAULT_PAGE: i64 = 50;
 /// The largest page a read may ask for.
 pub const MAX_PAGE: i64 = 500;
-const CLIENT_ID_FIELD: &str = "$client_id";
+pub(crate) const CLIENT_ID_FIELD: &str = "$client_id";
 
 /// An interaction as an app sends it, before validation.
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub struct RawInteraction {
     pub id: String,
     /// The app's id for the person.
     pub subject_id: String,
+    /// Whether `subject_id` is an anonymous id (a tracking SDK's `anonymousId`) rather than
+    /// the app's user id.
+    pub anonymous: bool,
     /// What kind of interaction.
     pub interaction_type: String,
     /// Through which channel.
@@ -116,8 +120,12 @@ impl Draft {
                 format!("`id` must be 1 to {MAX_CLIENT_ID_LEN} bytes without control characters"),
             ));
         }
-        let subject_id = SubjectId::parse(&raw.subject_id)
-            .map_err(|message| Rejection::invalid("invalid_subject_id", message))?;
+        let subject_id = if raw.anonymous {
+            SubjectId::anonymous(&raw.subject_id)
+        } else {
+            SubjectId::parse(&raw.subject_id)
+        }
+        .map_err(|message| Rejection::invalid("invalid_subject_id", message))?;
         let interaction_type = token("type", &raw.interaction_type)?;
         let channel = token("channel", &raw.channel)?;
         let occurred_at = DateTime::parse_from_rfc3339(&raw.occurred_at)

@@ -15,8 +15,38 @@ use crate::consent::{apply_gpc, gpc_entry};
 use crate::policy::Policy;
 use crate::store::write_transaction;
 use crate::store::Database;
+use crate::store::erasure::ErasedKey;
+use crate::subjects::links::{link, Linked};
 use crate::subjects::{find_or_create, upsert, SubjectChanges, SubjectError, SubjectId};
 use crate::vault::Vault;
+
+/// What is written together with a request's interactions, before them, in their transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Together {
+    /// Anonymous ids to link to users (`(user, anonymous)`: identity resolution), first.
+    pub(crate) links: Vec<(SubjectId, SubjectId)>,
+    /// Identifiers and traits of people, each audited.
+    pub(crate) identities: Vec<(SubjectId, SubjectChanges)>,
+}
+
+impl Together {
+    /// Whether there is nothing to write but interactions.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.links.is_empty() && self.identities.is_empty()
+    }
+}
+
+/// What [`IngestQueue::store_with`] did.
+#[derive(Debug)]
+pub(crate) struct StoredWith {
+    /// One outcome per interaction, in order.
+    pub(crate) outcomes: Vec<Outcome>,
+    /// One per link, in order.
+    pub(crate) linked: Vec<Linked>,
+    /// The data keys of people merged into others (destroyed in the transaction): their old
+    /// copies are to be removed from the database files.
+    pub(crate) destroyed: Vec<ErasedKey>,
+}
 
 /// Requests with fewer interactions than this are coalesced.
 const COALESCE_BELOW: usize = 32;
@@ -48,22 +78,40 @@ impl IngestQueue {
     }
 
     /// Stores interactions together with what must take effect in the same transaction:
-    /// `identities` (identifiers and traits of people, set first, each audited) and, when
+    /// `together` (links of anonymous ids to users, then identifiers and traits of people,
+    /// each audited) and, when
     /// `gpc` names the key that relayed a Global Privacy Control signal, that signal's opt-outs
     /// for every subject of these interactions (which then decide the purposes accepted).
     /// Everything or nothing.
     pub(crate) async fn store_with(
         &self,
         drafts: Vec<Draft>,
-        identities: Vec<(SubjectId, SubjectChanges)>,
+        together: Together,
         gpc: Option<KeyId>,
         actor: Actor,
-    ) -> Result<Vec<Outcome>, SubjectError> {
+    ) -> Result<StoredWith, SubjectError> {
         let storage = self.storage.clone();
+        let Together { links, identities } = together;
         self.storage
             .db
             .run_write(move |conn| {
                 write_transaction(conn, |conn| {
+                    let mut entries = Vec::new();
+                    let mut linked = Vec::with_capacity(links.len());
+                    let mut destroyed = Vec::new();
+                    for (user, anonymous) in &links {
+                        let result = link(
+                            conn,
+                            &storage.vault,
+                            &storage.policy,
+                            user,
+                            anonymous,
+                            &actor,
+                        )?;
+                        linked.push(result.linked);
+                        entries.extend(result.entries);
+                        destroyed.extend(result.destroyed);
+                    }
                     for (subject_id, changes) in &identities {
                         upsert(
                             conn,
@@ -74,7 +122,6 @@ impl IngestQueue {
                             &actor,
                         )?;
                     }
-                    let mut entries = Vec::new();
                     if let Some(recorded_by) = &gpc {
                         let mut seen = Vec::new();
                         for draft in drafts.iter() {
@@ -102,7 +149,11 @@ impl IngestQueue {
                     // Last, like every append: the audit head stays locked only for the commit
                     // (locking it before the inserts could deadlock with a concurrent ingest).
                     audit::append(conn, storage.policy.sha256(), entries)?;
-                    Ok::<_, SubjectError>(outcomes)
+                    Ok::<_, SubjectError>(StoredWith {
+                        outcomes,
+                        linked,
+                        destroyed,
+                    })
                 })
             })
             .await

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     Action, CategoryId, Field, FieldName, LegalBasis, Notice, Policy, Purpose, PurposeId, Role,
-    RoleId, SegmentLimits, Tracking,
+    MergeConsent, RoleId, SegmentLimits, Tracking,
 };
 
 /// The segment size used when no `[segments]` table sets one.
@@ -93,6 +93,8 @@ struct RawTracking {
     events: BTreeMap<String, Vec<Spanned<String>>>,
     #[serde(default)]
     consent_categories: BTreeMap<String, Vec<Spanned<String>>>,
+    #[serde(default)]
+    merge_consent: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -876,10 +878,24 @@ fn check_tracking(
         };
         let events = named(checker, "events", &raw.events);
         let consent_categories = named(checker, "consent_categories", &raw.consent_categories);
+        let merge_consent = match &raw.merge_consent {
+            None => MergeConsent::default(),
+            Some(name) => MergeConsent::parse(name.get_ref()).unwrap_or_else(|| {
+                checker.error(
+                    &at(*file, name),
+                    format!(
+                        "tracking.merge_consent is `{}`: use `most_restrictive` or `latest`",
+                        name.get_ref().escape_debug()
+                    ),
+                );
+                MergeConsent::default()
+            }),
+        };
         tracking = Some(Tracking {
             default_purposes,
             events,
             consent_categories,
+            merge_consent,
         });
     }
     tracking

@@ -262,6 +262,31 @@ pub struct Tracking {
     /// (Segment's `categoryPreferences` keys, RudderStack's allowed and denied ids).
     #[schema(value_type = Object)]
     pub consent_categories: BTreeMap<String, Vec<PurposeId>>,
+    /// How the current consent of two people merged by identity resolution is decided.
+    pub merge_consent: MergeConsent,
+}
+
+/// How the current consent of two people merged into one (an anonymous visitor who logs in as
+/// a known user) is decided, purpose by purpose, when both sides have a statement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeConsent {
+    /// A withdrawal on either side wins over a grant (the default).
+    #[default]
+    MostRestrictive,
+    /// The later statement stands, whatever it says.
+    Latest,
+}
+
+impl MergeConsent {
+    /// The rule a policy names (`most_restrictive`, `latest`).
+    pub fn parse(name: &str) -> Option<MergeConsent> {
+        match name {
+            "most_restrictive" => Some(MergeConsent::MostRestrictive),
+            "latest" => Some(MergeConsent::Latest),
+            _ => None,
+        }
+    }
 }
 
 /// A validated policy, with the SHA-256 of the files it was loaded from.
@@ -445,6 +470,14 @@ impl Policy {
     /// Segment limits.
     pub(crate) fn tracking(&self) -> Option<&Tracking> {
         self.tracking.as_ref()
+    }
+
+    /// The rule that merges the consent of two people linked into one.
+    pub(crate) fn merge_consent(&self) -> MergeConsent {
+        self.tracking
+            .as_ref()
+            .map(|tracking| tracking.merge_consent)
+            .unwrap_or_default()
     }
 
     pub(crate) fn segment_limits(&self) -> SegmentLimits {

@@ -155,6 +155,7 @@ pub(crate) fn parse_sha256_hex(text: &str) -> Option<String> {
 impl Identity {
     fn kind(&self) -> &'static str {
         match self {
+            Identity::SubjectId(id) if id.is_anonymous() => "anonymous_id",
             Identity::SubjectId(_) => "subject_id",
             Identity::Email(_) => "email",
             // Matched in `subject_identifiers` under the same names.
@@ -190,7 +191,7 @@ impl Identity {
     /// apart, not enough to name the person (`c…2`, `j…@e….com`, `5e88…`).
     pub(crate) fn masked(&self) -> Value {
         match self {
-            Identity::SubjectId(id) => json!({"subject_id": mask(id.as_str())}),
+            Identity::SubjectId(id) => json!({Identity::SubjectId(id.clone()).kind(): mask(id.as_str())}),
             Identity::Email(email) => {
                 let (local, domain) = email.as_str().rsplit_once('@').unwrap_or(("", ""));
                 let domain = match domain.rsplit_once('.') {
@@ -209,7 +210,7 @@ impl Identity {
     /// The identity in full.
     pub(crate) fn revealed(&self) -> Value {
         match self {
-            Identity::SubjectId(id) => json!({"subject_id": id.as_str()}),
+            Identity::SubjectId(id) => json!({self.kind(): id.as_str()}),
             Identity::Email(email) => json!({"email": email.as_str()}),
             Identity::EmailSha256(hex) => json!({"email_sha256": hex}),
             Identity::SubjectIdSha256(hex) => json!({"subject_id_sha256": hex}),
@@ -219,6 +220,7 @@ impl Identity {
     fn parse(kind: &str, value: &str) -> Option<Identity> {
         match kind {
             "subject_id" => SubjectId::parse(value).ok().map(Identity::SubjectId),
+            "anonymous_id" => SubjectId::anonymous(value).ok().map(Identity::SubjectId),
             "email" => Email::parse(value).ok().map(Identity::Email),
             "email_sha256" => parse_sha256_hex(value).map(Identity::EmailSha256),
             "subject_id_sha256" => parse_sha256_hex(value).map(Identity::SubjectIdSha256),
@@ -275,6 +277,7 @@ impl Draft {
         kind: &str,
         regulation: &str,
         subject_id: Option<&str>,
+        anonymous_id: Option<&str>,
         email: Option<&str>,
         purposes: Option<&[String]>,
         changes: Option<&Value>,
@@ -301,17 +304,21 @@ impl Draft {
                 ),
             )
         })?;
-        let identity = match (subject_id, email) {
-            (Some(id), None) => Identity::SubjectId(
+        let identity = match (subject_id, anonymous_id, email) {
+            (Some(id), None, None) => Identity::SubjectId(
                 SubjectId::parse(id).map_err(|m| invalid("invalid_subject_id", m))?,
             ),
-            (None, Some(email)) => {
+            (None, Some(id), None) => Identity::SubjectId(
+                SubjectId::anonymous(id).map_err(|m| invalid("invalid_subject_id", m))?,
+            ),
+            (None, None, Some(email)) => {
                 Identity::Email(Email::parse(email).map_err(|m| invalid("invalid_identifier", m))?)
             }
             _ => {
                 return Err(invalid(
                     "invalid_subject",
-                    "name the person by exactly one of `subject_id` or `email`".into(),
+                    "name the person by exactly one of `subject_id`, `anonymous_id` or `email`"
+                        .into(),
                 ))
             }
         };
@@ -668,7 +675,6 @@ fn match_subject(
                 0 => Match::None,
                 1 => {
                     let (id, pseudonym) = found.remove(0);
-                    let id = SubjectId::parse(&id).map_err(|_| crate::crypto::DecryptError)?;
                     Match::One(id, pseudonym)
                 }
                 n => Match::Several(n),

@@ -40,6 +40,9 @@ pub struct ConsentRow {
     pub notice_language: Option<String>,
     /// SHA-256 of the notice text shown (from the policy when it was recorded).
     pub notice_sha256: Option<String>,
+    /// For a statement recorded for a person since merged into this one: that person's audit
+    /// pseudonym (ledger provenance of the merge).
+    pub merged_from: Option<String>,
 }
 
 super::bulk::pg_columns!(ConsentRow => consent_records {
@@ -58,6 +61,7 @@ super::bulk::pg_columns!(ConsentRow => consent_records {
     recorded_by,
     notice_language,
     notice_sha256,
+    merged_from,
 });
 
 /// The latest statement on one purpose.

@@ -80,6 +80,9 @@ pub struct Deleted {
     /// The requests that named the person and were still open (their identity is cleared now;
     /// the caller closes them).
     pub open_requests: Vec<String>,
+    /// The blind indexes of the anonymous ids that were linked to the person (unlinked now;
+    /// an erasure with suppression suppresses them too).
+    pub aliases: Vec<String>,
 }
 
 /// Deletes every row about `subject_pk`, the wrapped data key first. Call inside a write
@@ -96,7 +99,6 @@ pub(crate) fn delete_subject(
     // before, or waits and fails on the foreign key after the erasure, instead of holding one
     // of the rows deleted below while this waits for it (a deadlock).
     // PostgreSQL also notes the partition holding the key (hash partitions: the key decides).
-    let mut partition = None;
     if let DbConnection::Postgresql(pg) = conn {
         subjects::table
             .find(subject_pk)
@@ -104,16 +106,12 @@ pub(crate) fn delete_subject(
             .for_update()
             .first::<String>(pg)
             .optional()?;
-        partition = diesel::sql_query(
-            "SELECT tableoid::regclass::text AS name FROM data_keys WHERE subject_pk = $1",
-        )
-        .bind::<diesel::sql_types::Text, _>(subject_pk)
-        .get_result::<Partition>(pg)
-        .optional()?
-        .map(|found| found.name);
     }
+    let partition = key_partition(conn, subject_pk)?;
     let data_keys = diesel::delete(data_keys::table.find(subject_pk)).execute(conn)?;
-    let indexes = identity_indexes(conn, subject_pk, subject_index)?;
+    let aliases = super::links::delete_aliases(conn, subject_pk)?;
+    let mut indexes = identity_indexes(conn, subject_pk, subject_index)?;
+    indexes.extend(aliases.iter().cloned());
     let open_requests = super::requests::open_naming(conn, &indexes)?;
     let request_identities = super::requests::forget_identity(conn, &indexes, pseudonym)?;
     // Through the interactions' ids: `interaction_purposes` is keyed by interaction.
@@ -172,7 +170,26 @@ pub(crate) fn delete_subject(
             rewrite,
         },
         open_requests,
+        aliases,
     })
+}
+
+/// On PostgreSQL, the partition of `data_keys` that holds this person's key (hash partitions:
+/// the key decides), which must be rewritten once the key is deleted; `None` on SQLite.
+pub(crate) fn key_partition(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Option<String>, StoreError> {
+    let DbConnection::Postgresql(pg) = conn else {
+        return Ok(None);
+    };
+    Ok(diesel::sql_query(
+        "SELECT tableoid::regclass::text AS name FROM data_keys WHERE subject_pk = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(subject_pk)
+    .get_result::<Partition>(pg)
+    .optional()?
+    .map(|found| found.name))
 }
 
 /// Every blind index a data-subject request may name the person by: their subject_id's and

@@ -14,6 +14,7 @@ pub mod holds;
 pub mod interactions;
 pub mod keys;
 pub mod legal_basis;
+pub mod links;
 pub mod old_copies;
 pub mod opendsr;
 pub mod requests;

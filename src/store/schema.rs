@@ -70,6 +70,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The anonymous ids linked to a person (identity resolution).
+    subject_aliases (alias_index) {
+        alias_index -> Text,
+        subject_pk -> Text,
+        alias_ct -> Binary,
+        linked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     /// Segmentable traits, filterable.
     subject_traits (subject_pk, name) {
         subject_pk -> Text,
@@ -137,6 +147,7 @@ diesel::table! {
         recorded_by -> Text,
         notice_language -> Nullable<Text>,
         notice_sha256 -> Nullable<Text>,
+        merged_from -> Nullable<Text>,
     }
 }
 
@@ -374,6 +385,7 @@ diesel::joinable!(data_keys -> subjects (subject_pk));
 diesel::joinable!(held_interactions -> legal_holds (erasure_id));
 diesel::joinable!(subject_identifiers -> subjects (subject_pk));
 diesel::joinable!(subject_traits -> subjects (subject_pk));
+diesel::joinable!(subject_aliases -> subjects (subject_pk));
 diesel::joinable!(interactions -> subjects (subject_pk));
 diesel::joinable!(interaction_purposes -> interactions (interaction_pk));
 
@@ -385,6 +397,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     data_keys,
     subject_identifiers,
     subject_traits,
+    subject_aliases,
     interactions,
     interaction_purposes,
     master_key_rotations,

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{subject_identifiers, subject_traits, subjects};
+use super::schema::{subject_aliases, subject_identifiers, subject_traits, subjects};
 use super::{DbConnection, StoreError};
 
 /// A stored subject.
@@ -36,8 +36,30 @@ super::bulk::pg_columns!(SubjectRow => subjects {
     updated_at,
 });
 
-/// The subject with this blind index.
+/// The subject with this blind index: the person whose own id it is, else the person an
+/// anonymous id with this index is linked to.
 pub(crate) fn find_by_index(
+    conn: &mut DbConnection,
+    subject_index: &str,
+) -> Result<Option<SubjectRow>, StoreError> {
+    let own = subjects::table
+        .filter(subjects::subject_index.eq(subject_index))
+        .select(SubjectRow::as_select())
+        .first(conn)
+        .optional()?;
+    if own.is_some() {
+        return Ok(own);
+    }
+    Ok(subjects::table
+        .inner_join(subject_aliases::table)
+        .filter(subject_aliases::alias_index.eq(subject_index))
+        .select(SubjectRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The subject whose own id has this blind index (never through a linked anonymous id).
+pub(crate) fn find_own(
     conn: &mut DbConnection,
     subject_index: &str,
 ) -> Result<Option<SubjectRow>, StoreError> {
@@ -46,6 +68,32 @@ pub(crate) fn find_by_index(
         .select(SubjectRow::as_select())
         .first(conn)
         .optional()?)
+}
+
+/// Gives a subject another own id (an anonymous person who has logged in: their user id).
+pub(crate) fn set_own_id(
+    conn: &mut DbConnection,
+    pk: &str,
+    subject_index: &str,
+    subject_id_ct: &[u8],
+    updated_at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(subjects::table.find(pk))
+        .set((
+            subjects::subject_index.eq(subject_index),
+            subjects::subject_id_ct.eq(subject_id_ct),
+            subjects::updated_at.eq(updated_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes a subject row and its data key (a person merged into another: nothing else of
+/// theirs is left).
+pub(crate) fn delete_merged(conn: &mut DbConnection, pk: &str) -> Result<(), StoreError> {
+    diesel::delete(super::schema::data_keys::table.find(pk)).execute(conn)?;
+    diesel::delete(subjects::table.find(pk)).execute(conn)?;
+    Ok(())
 }
 
 /// The subject with this internal id.
@@ -60,17 +108,31 @@ pub(crate) fn find_by_pk(
         .optional()?)
 }
 
-/// `(blind index, internal id)` of the subjects among these blind indexes that exist.
+/// `(blind index, internal id)` of the subjects among these blind indexes that exist: by
+/// their own id, or by an anonymous id linked to them (looked up only for the indexes no
+/// person's own id has).
 pub(crate) fn ids_by_index(
     conn: &mut DbConnection,
     indexes: &[&str],
 ) -> Result<Vec<(String, String)>, StoreError> {
-    super::load_chunked(indexes, |chunk| {
+    let mut found = super::load_chunked(indexes, |chunk| {
         subjects::table
             .filter(subjects::subject_index.eq_any(chunk))
             .select((subjects::subject_index, subjects::id))
             .load::<(String, String)>(conn)
-    })
+    })?;
+    if found.len() < indexes.len() {
+        let own: std::collections::HashSet<&str> =
+            found.iter().map(|(index, _)| index.as_str()).collect();
+        let rest: Vec<&str> = indexes
+            .iter()
+            .copied()
+            .filter(|index| !own.contains(index))
+            .collect();
+        let linked = super::links::subjects_of_aliases(conn, &rest)?;
+        found.extend(linked);
+    }
+    Ok(found)
 }
 
 /// Inserts subjects.

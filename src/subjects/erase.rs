@@ -119,6 +119,7 @@ pub fn erase(
             mut counts,
             key: erased_key,
             open_requests,
+            aliases,
         } = erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
         // Counted as the officer sees the person: identifiers and traits, not index rows.
         counts.identifiers = read_map(&row.identifiers_ct)?.len();
@@ -159,15 +160,21 @@ pub fn erase(
         )?;
         let mut entries = Vec::new();
         if suppress {
-            erasure_store::suppress(
-                conn,
-                &SuppressionRow {
-                    subject_index: index.clone(),
-                    pseudonym: pseudonym.clone(),
-                    since: erased_at,
-                    recorded_by: actor.key_id.clone(),
-                },
-            )?;
+            // Every id the person was known by: their own, and each anonymous id linked to
+            // them, so that no later message or link brings any of them back.
+            let mut suppressed = vec![row.subject_index.clone()];
+            suppressed.extend(aliases);
+            for subject_index in suppressed {
+                erasure_store::suppress(
+                    conn,
+                    &SuppressionRow {
+                        subject_index,
+                        pseudonym: pseudonym.clone(),
+                        since: erased_at,
+                        recorded_by: actor.key_id.clone(),
+                    },
+                )?;
+            }
             entries.push(Entry::new(actor, ACTION_SUPPRESS).pseudonym(Some(pseudonym.clone())));
         }
         let mut entry = Entry::new(actor, ACTION_ERASE)

@@ -3,6 +3,7 @@
 //! encrypted unless the policy declares them segmentable.
 
 mod erase;
+pub mod links;
 pub mod holds;
 pub mod sealed;
 mod values;
@@ -181,11 +182,61 @@ pub(crate) fn declared_field(policy: &Policy, name: &str) -> Result<FieldName, R
         })
 }
 
-/// The blind index of a subject id.
+/// The blind index of a subject id: a user id's under the subject-id key, an anonymous id's
+/// under its own key (so the two namespaces never meet).
 pub fn subject_index(vault: &Vault, subject_id: &SubjectId) -> String {
-    vault
-        .blind_index()
-        .index(IdentifierKind::SubjectId, subject_id.as_str())
+    let kind = if subject_id.is_anonymous() {
+        IdentifierKind::AnonymousId
+    } else {
+        IdentifierKind::SubjectId
+    };
+    vault.blind_index().index(kind, subject_id.as_str())
+}
+
+/// The identifier row that marks a subject by its kind of id: a user id's SHA-256 index (what
+/// OpenDSR controllers may name them by), or, for a person known only by an anonymous id, the
+/// `anonymous_id` marker (no SHA-256 index: controllers name people by their user id).
+pub(crate) fn id_marker(vault: &Vault, pk: &str, subject_id: &SubjectId) -> subject_store::IdentifierRow {
+    let (kind, blind_index) = if subject_id.is_anonymous() {
+        (IdentifierKind::AnonymousId, subject_index(vault, subject_id))
+    } else {
+        (
+            IdentifierKind::SubjectIdSha256,
+            vault
+                .blind_index()
+                .index_of_sha256(IdentifierKind::SubjectId, subject_id.as_str())
+                .expect("subject ids have a hashed index"),
+        )
+    };
+    subject_store::IdentifierRow {
+        subject_pk: pk.to_owned(),
+        kind: kind.stored_name().to_owned(),
+        blind_index,
+    }
+}
+
+/// Seals a subject id in the subject's row (`subjects.subject_id_ct`).
+pub(crate) fn seal_subject_id(key: &DataKey, pk: &str, subject_id: &SubjectId) -> Vec<u8> {
+    let context = FieldContext {
+        subject: pk,
+        record: SUBJECT_RECORD,
+        field: "$subject_id",
+    };
+    key.encrypt(&context, &subject_id.sealed_form())
+}
+
+/// Opens the subject id sealed in a subject's row.
+pub(crate) fn open_subject_id(
+    key: &DataKey,
+    pk: &str,
+    sealed: &[u8],
+) -> Result<SubjectId, DecryptError> {
+    let context = FieldContext {
+        subject: pk,
+        record: SUBJECT_RECORD,
+        field: "$subject_id",
+    };
+    SubjectId::from_sealed_form(&key.decrypt(&context, sealed)?).map_err(|_| DecryptError)
 }
 
 /// A subject as the domain works with it: its internal id and its data key.
@@ -305,7 +356,19 @@ pub(crate) fn find_with_standing(
     subject_id: &SubjectId,
 ) -> Result<Option<(SubjectHandle, crate::store::consents::Standing)>, SubjectError> {
     let index = subject_index(vault, subject_id);
-    let Some((pk, standing)) = crate::store::consents::standing_by_index(conn, &index)? else {
+    let found = if subject_id.is_anonymous() {
+        // Possibly linked to a person known by another id: found through the link.
+        match subject_store::find_by_index(conn, &index)? {
+            Some(row) => {
+                let standing = crate::store::consents::standing_for(conn, &[row.id.as_str()])?;
+                Some((row.id, standing))
+            }
+            None => None,
+        }
+    } else {
+        crate::store::consents::standing_by_index(conn, &index)?
+    };
+    let Some((pk, standing)) = found else {
         return Ok(None);
     };
     let key = vault.data_key_for(conn, &pk)?;
@@ -369,13 +432,9 @@ pub fn backfill_hashed_indexes(
                 record: SUBJECT_RECORD,
                 field,
             };
-            let subject_id =
-                String::from_utf8(key.decrypt(&context("$subject_id"), &row.subject_id_ct)?)
-                    .map_err(|_| DecryptError)?;
-            let blind = vault
-                .blind_index()
-                .index_of_sha256(IdentifierKind::SubjectId, &subject_id);
-            subject_store::set_identifier(conn, &row.id, marker, blind.as_deref())?;
+            let subject_id = open_subject_id(key, &row.id, &row.subject_id_ct)?;
+            let marker = id_marker(vault, &row.id, &subject_id);
+            subject_store::set_identifier(conn, &row.id, &marker.kind, Some(&marker.blind_index))?;
             if let Some(sealed) = read_map(&row.identifiers_ct)?.get("email") {
                 let email = String::from_utf8(sealed::open(key, &context("$email"), sealed)?)
                     .map_err(|_| DecryptError)?;
@@ -405,29 +464,17 @@ pub fn plan_new_subjects(
     for (subject_id, index) in subjects {
         let pk = new_subject_pk();
         let (key, key_row) = vault.new_data_key(&pk)?;
-        let context = FieldContext {
-            subject: &pk,
-            record: SUBJECT_RECORD,
-            field: "$subject_id",
-        };
         planned.rows.push(SubjectRow {
             id: pk.clone(),
             subject_index: (*index).to_owned(),
-            subject_id_ct: key.encrypt(&context, subject_id.as_str().as_bytes()),
+            subject_id_ct: seal_subject_id(&key, &pk, subject_id),
             identifiers_ct: "{}".into(),
             traits_ct: "{}".into(),
             created_at: now,
             updated_at: now,
         });
         planned.keys.push(key_row);
-        planned.identifiers.push(subject_store::IdentifierRow {
-            subject_pk: pk.clone(),
-            kind: IdentifierKind::SubjectIdSha256.stored_name().to_owned(),
-            blind_index: vault
-                .blind_index()
-                .index_of_sha256(IdentifierKind::SubjectId, subject_id.as_str())
-                .expect("subject ids have a hashed index"),
-        });
+        planned.identifiers.push(id_marker(vault, &pk, subject_id));
         planned
             .handles
             .insert((*index).to_owned(), SubjectHandle { pk, key });
@@ -696,7 +743,7 @@ pub(crate) fn find_by_email(
     conn: &mut DbConnection,
     vault: &Vault,
     email: &Email,
-) -> Result<Vec<(String, String)>, SubjectError> {
+) -> Result<Vec<(SubjectId, String)>, SubjectError> {
     let blind = vault
         .blind_index()
         .index(IdentifierKind::Email, email.as_str());
@@ -710,13 +757,15 @@ pub(crate) fn find_by_identifier(
     vault: &Vault,
     kind: &str,
     blind: &str,
-) -> Result<Vec<(String, String)>, SubjectError> {
+) -> Result<Vec<(SubjectId, String)>, SubjectError> {
     let pks = subject_store::ids_by_identifier(conn, kind, blind)?;
     let mut found = Vec::with_capacity(pks.len());
     for pk in pks {
         found.push(reveal_subject_id(conn, vault, &pk)?);
     }
-    found.sort();
+    found.sort_by(|(a, _), (b, _)| {
+        (a.is_anonymous(), a.as_str()).cmp(&(b.is_anonymous(), b.as_str()))
+    });
     Ok(found)
 }
 
@@ -726,16 +775,10 @@ pub(crate) fn reveal_subject_id(
     conn: &mut DbConnection,
     vault: &Vault,
     subject_pk: &str,
-) -> Result<(String, String), SubjectError> {
+) -> Result<(SubjectId, String), SubjectError> {
     let row = subject_store::find_by_pk(conn, subject_pk)?
         .ok_or(VaultError::Corrupt("a blind index points to no subject"))?;
     let key = vault.data_key_for(conn, subject_pk)?;
-    let context = FieldContext {
-        subject: subject_pk,
-        record: SUBJECT_RECORD,
-        field: "$subject_id",
-    };
-    let bytes = key.decrypt(&context, &row.subject_id_ct)?;
-    let subject_id = String::from_utf8(bytes).map_err(|_| SubjectError::Decrypt(DecryptError))?;
+    let subject_id = open_subject_id(&key, subject_pk, &row.subject_id_ct)?;
     Ok((subject_id, key.pseudonym().to_owned()))
 }

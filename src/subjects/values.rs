@@ -10,9 +10,16 @@ pub const MAX_SUBJECT_ID_LEN: usize = 200;
 /// The longest text field value, in characters.
 pub const MAX_TEXT_VALUE_CHARS: usize = 4_096;
 
-/// The app's id for a person. An identifier: never logged, never stored in clear.
+/// The id of a person as the app names them: its own user id (`subject_id`), or an anonymous
+/// id a tracking SDK gave a device or browser before anyone logged in (`anonymousId`). The two
+/// are separate namespaces, each blind-indexed under its own key, so that an anonymous id can
+/// never name a known person (`docs/tracking.md`, "Identity resolution"). An identifier: never
+/// logged, never stored in clear.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SubjectId(String);
+pub struct SubjectId {
+    id: String,
+    anonymous: bool,
+}
 
 impl fmt::Debug for SubjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -21,25 +28,67 @@ impl fmt::Debug for SubjectId {
 }
 
 impl SubjectId {
-    /// 1 to 200 bytes, no control characters, no surrounding whitespace.
+    /// The app's user id: 1 to 200 bytes, no control characters, no surrounding whitespace.
     pub fn parse(raw: &str) -> Result<SubjectId, String> {
-        if raw.is_empty() || raw.len() > MAX_SUBJECT_ID_LEN {
-            return Err(format!(
-                "a subject_id must be 1 to {MAX_SUBJECT_ID_LEN} bytes long"
-            ));
-        }
-        if raw.chars().any(char::is_control) || raw.trim() != raw {
-            return Err(
-                "a subject_id may not contain control characters or surrounding spaces".into(),
-            );
-        }
-        Ok(SubjectId(raw.to_owned()))
+        check_id(raw, "a subject_id")?;
+        Ok(SubjectId {
+            id: raw.to_owned(),
+            anonymous: false,
+        })
+    }
+
+    /// An anonymous id (a tracking SDK's `anonymousId`), held to the same rules.
+    pub fn anonymous(raw: &str) -> Result<SubjectId, String> {
+        check_id(raw, "an anonymous id")?;
+        Ok(SubjectId {
+            id: raw.to_owned(),
+            anonymous: true,
+        })
     }
 
     /// The id as the app wrote it.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
     }
+
+    /// Whether this is an anonymous id rather than the app's user id.
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
+    }
+
+    /// The id as sealed in `subjects.subject_id_ct`: a user id as it is; an anonymous id after
+    /// a NUL byte and `anonymous:`, which no user id can begin with (no control characters).
+    pub(crate) fn sealed_form(&self) -> Vec<u8> {
+        if self.anonymous {
+            [ANONYMOUS_PREFIX, self.id.as_bytes()].concat()
+        } else {
+            self.id.as_bytes().to_vec()
+        }
+    }
+
+    /// The id a sealed form holds (see [`SubjectId::sealed_form`]).
+    pub(crate) fn from_sealed_form(bytes: &[u8]) -> Result<SubjectId, String> {
+        match bytes.strip_prefix(ANONYMOUS_PREFIX) {
+            Some(rest) => SubjectId::anonymous(
+                std::str::from_utf8(rest).map_err(|_| "not UTF-8".to_owned())?,
+            ),
+            None => SubjectId::parse(std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?),
+        }
+    }
+}
+
+const ANONYMOUS_PREFIX: &[u8] = b"\0anonymous:";
+
+fn check_id(raw: &str, what: &str) -> Result<(), String> {
+    if raw.is_empty() || raw.len() > MAX_SUBJECT_ID_LEN {
+        return Err(format!("{what} must be 1 to {MAX_SUBJECT_ID_LEN} bytes long"));
+    }
+    if raw.chars().any(char::is_control) || raw.trim() != raw {
+        return Err(format!(
+            "{what} may not contain control characters or surrounding spaces"
+        ));
+    }
+    Ok(())
 }
 
 /// An e-mail address, normalized (trimmed, lowercase).

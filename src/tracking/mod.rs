@@ -70,6 +70,8 @@ struct Wire {
     message_id: Option<Value>,
     user_id: Option<Value>,
     anonymous_id: Option<Value>,
+    /// An `alias` call's earlier id (the anonymous id the user had).
+    previous_id: Option<Value>,
     event: Option<Value>,
     properties: Option<Value>,
     traits: Option<Value>,
@@ -110,6 +112,13 @@ pub(crate) enum Read {
         subject_id: SubjectId,
         changes: SubjectChanges,
         dropped: usize,
+        /// The anonymous id an `identify` with a `userId` also carried: linked to the user.
+        link: Option<SubjectId>,
+    },
+    /// An `alias`: link the anonymous id (`previousId`) to the user (`userId`).
+    Alias {
+        user: SubjectId,
+        anonymous: SubjectId,
     },
 }
 
@@ -200,36 +209,43 @@ pub(crate) fn read_message(
     if call == Call::Group {
         return Ok(Read::Ignored);
     }
+    let user_id = identity(&wire.user_id, "userId")
+        .map_err(|detail| invalid("invalid_message", detail))?
+        .map(|id| SubjectId::parse(&id))
+        .transpose()
+        .map_err(|detail| invalid("invalid_subject_id", detail))?;
+    let anonymous_id = identity(&wire.anonymous_id, "anonymousId")
+        .map_err(|detail| invalid("invalid_message", detail))?
+        .map(|id| SubjectId::anonymous(&id))
+        .transpose()
+        .map_err(|detail| invalid("invalid_subject_id", detail))?;
     if call == Call::Alias {
-        return Err(invalid(
-            "unsupported_call",
-            format!(
-                "`{}` is not collected yet: linking identities from the tracking protocol is not built (docs/tracking.md)",
-                call.name()
-            ),
-        ));
+        let previous = identity(&wire.previous_id, "previousId")
+            .map_err(|detail| invalid("invalid_message", detail))?
+            .map(|id| SubjectId::anonymous(&id))
+            .transpose()
+            .map_err(|detail| invalid("invalid_subject_id", detail))?;
+        return match (user_id, previous) {
+            (Some(user), Some(anonymous)) => Ok(Read::Alias { user, anonymous }),
+            _ => Err(invalid(
+                "invalid_message",
+                "an alias message needs a `userId` and a `previousId`".into(),
+            )),
+        };
     }
-    let user_id = identity(&wire.user_id).map_err(|detail| invalid("invalid_message", detail))?;
-    let anonymous_id =
-        identity(&wire.anonymous_id).map_err(|detail| invalid("invalid_message", detail))?;
-    let subject_id = match (user_id, anonymous_id) {
-        (Some(user_id), _) => user_id,
-        (None, Some(_)) => {
-            return Err(invalid(
-                "anonymous_not_collected",
-                "a message with an `anonymousId` and no `userId` is not collected: an anonymous identity cannot yet be linked to a person, so what was collected could not be found for an access or erasure request (docs/tracking.md)".into(),
-            ))
-        }
+    // The person: the user when the message names one (an anonymous id beside it is linked
+    // by an `identify`, and only recorded as such otherwise), else the anonymous id.
+    let (subject_id, link) = match (user_id, anonymous_id) {
+        (Some(user), anonymous) => (user, anonymous),
+        (None, Some(anonymous)) => (anonymous, None),
         (None, None) => {
             return Err(invalid(
                 "invalid_message",
-                "a message needs a `userId`".into(),
+                "a message needs a `userId` or an `anonymousId`".into(),
             ))
         }
     };
     if call == Call::Identify {
-        let subject_id = SubjectId::parse(&subject_id)
-            .map_err(|detail| invalid("invalid_subject_id", detail))?;
         let traits = object(wire.traits.take(), "traits")
             .map_err(|detail| invalid("invalid_message", detail))?;
         let (changes, dropped) = identified(policy, traits).map_err(|rejection| {
@@ -239,6 +255,7 @@ pub(crate) fn read_message(
             subject_id,
             changes,
             dropped,
+            link,
         });
     }
     let event = match call {
@@ -283,7 +300,8 @@ pub(crate) fn read_message(
     Ok(Read::Interaction {
         interaction: RawInteraction {
             id: message_id,
-            subject_id,
+            anonymous: subject_id.is_anonymous(),
+            subject_id: subject_id.as_str().to_owned(),
             interaction_type: type_of(&event),
             channel: channel_of(call, wire.channel.as_ref(), &context),
             occurred_at: occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -316,13 +334,13 @@ fn object(value: Option<Value>, name: &str) -> Result<Map<String, Value>, String
 }
 
 /// An identity as the SDKs send it: a string, or a number (some send numeric user ids).
-fn identity(value: &Option<Value>) -> Result<Option<String>, String> {
+fn identity(value: &Option<Value>, name: &str) -> Result<Option<String>, String> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(id)) if id.is_empty() => Ok(None),
         Some(Value::String(id)) => Ok(Some(id.clone())),
         Some(Value::Number(id)) => Ok(Some(id.to_string())),
-        Some(_) => Err("`userId` and `anonymousId` must be strings or numbers".into()),
+        Some(_) => Err(format!("`{name}` must be a string or a number")),
     }
 }
 

@@ -1,0 +1,230 @@
+//! Identity resolution: the anonymous ids linked to a person (`subject_aliases`), and moving
+//! every row of a person merged into another.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::consents::{ConsentRow, CurrentRow};
+use super::interactions::InteractionRow;
+use super::schema::{
+    consent_current, consent_records, interaction_purposes, interactions, objections,
+    restrictions, subject_aliases, subject_identifiers, subject_traits,
+};
+use super::{DbConnection, StoreError};
+
+/// An anonymous id linked to a person.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = subject_aliases)]
+pub struct AliasRow {
+    /// The blind index of the anonymous id (under the anonymous-id key).
+    pub alias_index: String,
+    /// The person.
+    pub subject_pk: String,
+    /// The anonymous id, sealed under the person's data key.
+    pub alias_ct: Vec<u8>,
+    /// When it was linked.
+    pub linked_at: NaiveDateTime,
+}
+
+/// `(alias index, person)` of the aliases among these indexes.
+pub(crate) fn subjects_of_aliases(
+    conn: &mut DbConnection,
+    indexes: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    super::load_chunked(indexes, |chunk| {
+        subject_aliases::table
+            .filter(subject_aliases::alias_index.eq_any(chunk))
+            .select((subject_aliases::alias_index, subject_aliases::subject_pk))
+            .load::<(String, String)>(conn)
+    })
+}
+
+/// The anonymous ids linked to a person.
+pub(crate) fn aliases_of(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<AliasRow>, StoreError> {
+    Ok(subject_aliases::table
+        .filter(subject_aliases::subject_pk.eq(subject_pk))
+        .order(subject_aliases::linked_at)
+        .select(AliasRow::as_select())
+        .load(conn)?)
+}
+
+/// Links anonymous ids to people.
+pub(crate) fn insert_aliases(conn: &mut DbConnection, rows: &[AliasRow]) -> Result<(), StoreError> {
+    for row in rows {
+        diesel::insert_into(subject_aliases::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Replaces the sealed id of aliases (re-sealed under the person they now belong to).
+pub(crate) fn move_aliases(conn: &mut DbConnection, rows: &[AliasRow]) -> Result<(), StoreError> {
+    for row in rows {
+        diesel::update(subject_aliases::table.find(&row.alias_index))
+            .set((
+                subject_aliases::subject_pk.eq(&row.subject_pk),
+                subject_aliases::alias_ct.eq(&row.alias_ct),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Deletes a person's aliases; returns their indexes (erasure suppresses them).
+pub(crate) fn delete_aliases(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<String>, StoreError> {
+    let indexes: Vec<String> = subject_aliases::table
+        .filter(subject_aliases::subject_pk.eq(subject_pk))
+        .select(subject_aliases::alias_index)
+        .load(conn)?;
+    diesel::delete(subject_aliases::table.filter(subject_aliases::subject_pk.eq(subject_pk)))
+        .execute(conn)?;
+    Ok(indexes)
+}
+
+/// Every interaction of a person.
+pub(crate) fn interactions_of(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<InteractionRow>, StoreError> {
+    Ok(interactions::table
+        .filter(interactions::subject_pk.eq(subject_pk))
+        .select(InteractionRow::as_select())
+        .load(conn)?)
+}
+
+/// Gives interactions to another person: their rows (re-sealed by the caller) and their
+/// purpose rows.
+pub(crate) fn move_interactions(
+    conn: &mut DbConnection,
+    from_pk: &str,
+    rows: &[InteractionRow],
+) -> Result<(), StoreError> {
+    let Some(to_pk) = rows.first().map(|row| row.subject_pk.clone()) else {
+        return Ok(());
+    };
+    for row in rows {
+        diesel::update(interactions::table.find(&row.id))
+            .set((
+                interactions::subject_pk.eq(&row.subject_pk),
+                interactions::client_id_ct.eq(&row.client_id_ct),
+                interactions::data_ct.eq(&row.data_ct),
+            ))
+            .execute(conn)?;
+    }
+    diesel::update(interaction_purposes::table.filter(interaction_purposes::subject_pk.eq(from_pk)))
+        .set(interaction_purposes::subject_pk.eq(to_pk))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every consent statement of a person, in their order.
+pub(crate) fn statements_of(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+) -> Result<Vec<ConsentRow>, StoreError> {
+    Ok(consent_records::table
+        .filter(consent_records::subject_pk.eq(subject_pk))
+        .order(consent_records::sequence)
+        .select(ConsentRow::as_select())
+        .load(conn)?)
+}
+
+/// Gives statements to another person (re-sealed and renumbered by the caller).
+pub(crate) fn move_statements(conn: &mut DbConnection, rows: &[ConsentRow]) -> Result<(), StoreError> {
+    for row in rows {
+        diesel::update(consent_records::table.find(&row.id))
+            .set((
+                consent_records::subject_pk.eq(&row.subject_pk),
+                consent_records::sequence.eq(row.sequence),
+                consent_records::evidence_ct.eq(&row.evidence_ct),
+                consent_records::merged_from.eq(&row.merged_from),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Replaces the current statements of two people by `current` (the merged person's).
+pub(crate) fn replace_current(
+    conn: &mut DbConnection,
+    pks: [&str; 2],
+    current: &[CurrentRow],
+) -> Result<(), StoreError> {
+    diesel::delete(consent_current::table.filter(consent_current::subject_pk.eq_any(pks)))
+        .execute(conn)?;
+    for row in current {
+        diesel::insert_into(consent_current::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Gives a person's objections and restriction to another who lacks them (what either stood
+/// for stands for the merged person); drops the rest.
+pub(crate) fn move_standing(conn: &mut DbConnection, from_pk: &str, to_pk: &str) -> Result<(), StoreError> {
+    let held: Vec<String> = objections::table
+        .filter(objections::subject_pk.eq(to_pk))
+        .select(objections::purpose)
+        .load(conn)?;
+    diesel::update(
+        objections::table
+            .filter(objections::subject_pk.eq(from_pk))
+            .filter(objections::purpose.ne_all(held)),
+    )
+    .set(objections::subject_pk.eq(to_pk))
+    .execute(conn)?;
+    diesel::delete(objections::table.filter(objections::subject_pk.eq(from_pk))).execute(conn)?;
+    let restricted = restrictions::table
+        .find(to_pk)
+        .count()
+        .get_result::<i64>(conn)?;
+    if restricted == 0 {
+        diesel::update(restrictions::table.find(from_pk))
+            .set(restrictions::subject_pk.eq(to_pk))
+            .execute(conn)?;
+    }
+    diesel::delete(restrictions::table.find(from_pk)).execute(conn)?;
+    Ok(())
+}
+
+/// Gives a person's identifier indexes and segmentable traits to another, for the kinds and
+/// names the other has none of (the surviving person's own win); drops the rest, the
+/// `anonymous_id` marker with them.
+pub(crate) fn move_profile(conn: &mut DbConnection, from_pk: &str, to_pk: &str) -> Result<(), StoreError> {
+    let kinds: Vec<String> = subject_identifiers::table
+        .filter(subject_identifiers::subject_pk.eq(to_pk))
+        .select(subject_identifiers::kind)
+        .load(conn)?;
+    diesel::update(
+        subject_identifiers::table
+            .filter(subject_identifiers::subject_pk.eq(from_pk))
+            .filter(subject_identifiers::kind.ne_all(kinds))
+            .filter(subject_identifiers::kind.ne("anonymous_id")),
+    )
+    .set(subject_identifiers::subject_pk.eq(to_pk))
+    .execute(conn)?;
+    diesel::delete(subject_identifiers::table.filter(subject_identifiers::subject_pk.eq(from_pk)))
+        .execute(conn)?;
+    let names: Vec<String> = subject_traits::table
+        .filter(subject_traits::subject_pk.eq(to_pk))
+        .select(subject_traits::name)
+        .load(conn)?;
+    diesel::update(
+        subject_traits::table
+            .filter(subject_traits::subject_pk.eq(from_pk))
+            .filter(subject_traits::name.ne_all(names)),
+    )
+    .set(subject_traits::subject_pk.eq(to_pk))
+    .execute(conn)?;
+    diesel::delete(subject_traits::table.filter(subject_traits::subject_pk.eq(from_pk)))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,456 @@
+//! Identity resolution: an anonymous id linked to the person a user id names, so that from then
+//! on they are one person for reads, exports, segments and erasure, including everything
+//! recorded before the link (`docs/tracking.md`, "Identity resolution").
+//!
+//! A person's rows are keyed by one internal id and sealed under one data key, so linking an
+//! anonymous person to a known one **merges** them: every row of the anonymous person is
+//! re-encrypted under the known person's key and given to them, their current consent is
+//! merged by the policy's rule, and the anonymous person's key and row are destroyed, as at an
+//! erasure. When only one side exists, nothing moves: the anonymous person takes the user id,
+//! or the user's person takes the anonymous id.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDateTime, Utc};
+
+use super::sealed::{open, read_map, seal, write_map, SUBJECT_RECORD};
+use super::{
+    id_marker, insert_planned, plan_new_subjects, seal_subject_id,
+    subject_index, SubjectError, SubjectHandle, SubjectId,
+};
+use crate::audit::{Actor, Entry};
+use crate::crypto::{DataKey, DecryptError, FieldContext};
+use crate::policy::{MergeConsent, Policy};
+use crate::store::consents::CurrentRow;
+use crate::store::erasure::ErasedKey;
+use crate::store::links::{self as link_store, AliasRow};
+use crate::store::subjects as subject_store;
+use crate::store::DbConnection;
+use crate::vault::Vault;
+
+/// The audit action of a link (allowed, or refused with its reason).
+pub const ACTION_LINK: &str = "subjects.link";
+
+/// The field name an alias's sealed anonymous id is bound to.
+const ALIAS_FIELD: &str = "$anonymous_id";
+
+/// What became of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Linked {
+    /// Linked: the person the user id names now also holds the anonymous id. `merged` counts
+    /// the records of an anonymous person merged into them (0: nothing to merge).
+    Linked {
+        /// Records (interactions and consent statements) moved from the anonymous person.
+        merged: usize,
+    },
+    /// They were linked before: nothing to do.
+    AlreadyLinked,
+    /// The anonymous id is linked to another person already: over-merging is refused, both
+    /// stay separate (audited, counted).
+    Claimed,
+    /// One of the ids was erased with suppression: nothing is linked, nobody comes back.
+    Suppressed,
+}
+
+/// A link's outcome, what to audit, and the key of a merged person to clear from the
+/// database files once the transaction commits.
+#[derive(Debug)]
+pub struct LinkResult {
+    /// What became of it.
+    pub linked: Linked,
+    /// The audit entries to append in the same transaction.
+    pub entries: Vec<Entry>,
+    /// The destroyed data key of the anonymous person merged, if one was.
+    pub destroyed: Option<ErasedKey>,
+}
+
+/// Links `anonymous` to the person `user` names, inside the caller's write transaction.
+pub(crate) fn link(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    user: &SubjectId,
+    anonymous: &SubjectId,
+    actor: &Actor,
+) -> Result<LinkResult, SubjectError> {
+    debug_assert!(!user.is_anonymous() && anonymous.is_anonymous());
+    let user_index = subject_index(vault, user);
+    let anonymous_index = subject_index(vault, anonymous);
+    let people = [user_index.clone(), anonymous_index.clone()];
+    crate::store::lock_in_order(conn, "custodia/person/", &people)?;
+    let refused = |reason: &str, pseudonyms: Vec<String>| {
+        let mut entry = Entry::new(actor, ACTION_LINK).denied(reason);
+        for pseudonym in pseudonyms {
+            entry = entry.pseudonym(Some(pseudonym));
+        }
+        entry
+    };
+    let suppressed = crate::store::erasure::suppressed_among(
+        conn,
+        &[user_index.as_str(), anonymous_index.as_str()],
+    )?;
+    if !suppressed.is_empty() {
+        return Ok(LinkResult {
+            linked: Linked::Suppressed,
+            entries: vec![refused("subject_suppressed", Vec::new())],
+            destroyed: None,
+        });
+    }
+    let known = subject_store::find_own(conn, &user_index)?;
+    let linked_to = link_store::subjects_of_aliases(conn, &[anonymous_index.as_str()])?
+        .pop()
+        .map(|(_, pk)| pk);
+    if let Some(linked_pk) = linked_to {
+        if known.as_ref().is_some_and(|row| row.id == linked_pk) {
+            return Ok(LinkResult {
+                linked: Linked::AlreadyLinked,
+                entries: Vec::new(),
+                destroyed: None,
+            });
+        }
+        // Claimed by someone else: one anonymous id (a shared device, a reused cookie) must
+        // not fold two known people into one.
+        let mut pseudonyms = vec![vault.data_key_for(conn, &linked_pk)?.pseudonym().to_owned()];
+        if let Some(row) = &known {
+            pseudonyms.push(vault.data_key_for(conn, &row.id)?.pseudonym().to_owned());
+        }
+        return Ok(LinkResult {
+            linked: Linked::Claimed,
+            entries: vec![refused("identity_claimed", pseudonyms)],
+            destroyed: None,
+        });
+    }
+    let anonymous_person = subject_store::find_own(conn, &anonymous_index)?;
+    let now = Utc::now().naive_utc();
+    let (survivor, merged, destroyed, mut entry) = match (known, anonymous_person) {
+        (Some(known), Some(anonymous_row)) => {
+            let into = handle(conn, vault, &known.id)?;
+            let from = handle(conn, vault, &anonymous_row.id)?;
+            let moved = merge(conn, policy, &from, &into, &anonymous_row, &known, now)?;
+            let key = erased_key(conn, &from.pk)?;
+            subject_store::delete_merged(conn, &from.pk)?;
+            let entry = Entry::new(actor, ACTION_LINK)
+                .subject(&into.key)
+                .subject(&from.key)
+                .records(moved);
+            (into, moved, Some(key), entry)
+        }
+        (Some(known), None) => {
+            let into = handle(conn, vault, &known.id)?;
+            let entry = Entry::new(actor, ACTION_LINK).subject(&into.key);
+            (into, 0, None, entry)
+        }
+        (None, Some(anonymous_row)) => {
+            // The anonymous person logs in for the first time: they take the user id.
+            let person = handle(conn, vault, &anonymous_row.id)?;
+            let sealed = seal_subject_id(&person.key, &person.pk, user);
+            subject_store::set_own_id(conn, &person.pk, &user_index, &sealed, now)?;
+            let marker = id_marker(vault, &person.pk, user);
+            subject_store::set_identifier(conn, &person.pk, "anonymous_id", None)?;
+            subject_store::set_identifier(conn, &person.pk, &marker.kind, Some(&marker.blind_index))?;
+            let entry = Entry::new(actor, ACTION_LINK).subject(&person.key);
+            (person, 0, None, entry)
+        }
+        (None, None) => {
+            let mut planned = plan_new_subjects(vault, &[(user, &user_index)], now)?;
+            insert_planned(conn, &planned)?;
+            let person = planned
+                .handles
+                .remove(&user_index)
+                .expect("a planned subject has a handle");
+            let entry = Entry::new(actor, ACTION_LINK).subject(&person.key);
+            (person, 0, None, entry)
+        }
+    };
+    let alias = AliasRow {
+        alias_ct: seal_alias(&survivor, &anonymous_index, anonymous),
+        alias_index: anonymous_index,
+        subject_pk: survivor.pk.clone(),
+        linked_at: now,
+    };
+    link_store::insert_aliases(conn, &[alias])?;
+    entry.add_category("identifiers");
+    Ok(LinkResult {
+        linked: Linked::Linked { merged },
+        entries: vec![entry],
+        destroyed,
+    })
+}
+
+/// The anonymous ids linked to a person, opened (for their export).
+pub(crate) fn linked_ids(
+    conn: &mut DbConnection,
+    subject: &SubjectHandle,
+) -> Result<Vec<(String, NaiveDateTime)>, SubjectError> {
+    let mut ids = Vec::new();
+    for row in link_store::aliases_of(conn, &subject.pk)? {
+        let context = alias_context(&subject.pk, &row.alias_index);
+        let id = String::from_utf8(subject.key.decrypt(&context, &row.alias_ct)?)
+            .map_err(|_| DecryptError)?;
+        ids.push((id, row.linked_at));
+    }
+    Ok(ids)
+}
+
+fn alias_context<'a>(pk: &'a str, alias_index: &'a str) -> FieldContext<'a> {
+    FieldContext {
+        subject: pk,
+        record: alias_index,
+        field: ALIAS_FIELD,
+    }
+}
+
+fn seal_alias(person: &SubjectHandle, alias_index: &str, anonymous: &SubjectId) -> Vec<u8> {
+    person
+        .key
+        .encrypt(&alias_context(&person.pk, alias_index), anonymous.as_str().as_bytes())
+}
+
+fn handle(conn: &mut DbConnection, vault: &Vault, pk: &str) -> Result<SubjectHandle, SubjectError> {
+    Ok(SubjectHandle {
+        pk: pk.to_owned(),
+        key: vault.data_key_for(conn, pk)?,
+    })
+}
+
+/// Where the merged person's key row was, for removing its old copies after the commit.
+fn erased_key(conn: &mut DbConnection, pk: &str) -> Result<ErasedKey, SubjectError> {
+    Ok(ErasedKey {
+        subject_pk: pk.to_owned(),
+        rewrite: crate::store::erasure::key_partition(conn, pk)?
+            .into_iter()
+            .collect(),
+    })
+}
+
+/// Re-seals one value of `from` for the same place in `into`.
+fn reseal(
+    from: &SubjectHandle,
+    into: &SubjectHandle,
+    record: &str,
+    field: &str,
+    sealed: &str,
+) -> Result<String, DecryptError> {
+    let plaintext = open(
+        &from.key,
+        &FieldContext {
+            subject: &from.pk,
+            record,
+            field,
+        },
+        sealed,
+    )?;
+    Ok(seal(
+        &into.key,
+        &FieldContext {
+            subject: &into.pk,
+            record,
+            field,
+        },
+        &plaintext,
+    ))
+}
+
+fn reseal_map(
+    from: &SubjectHandle,
+    into: &SubjectHandle,
+    record: &str,
+    json: &str,
+    field_of: impl Fn(&str) -> String,
+) -> Result<BTreeMap<String, String>, DecryptError> {
+    let mut map = BTreeMap::new();
+    for (name, sealed) in read_map(json)? {
+        let resealed = reseal(from, into, record, &field_of(&name), &sealed)?;
+        map.insert(name, resealed);
+    }
+    Ok(map)
+}
+
+fn reseal_bytes(
+    from: &DataKey,
+    from_context: &FieldContext<'_>,
+    into: &DataKey,
+    into_context: &FieldContext<'_>,
+    sealed: &[u8],
+) -> Result<Vec<u8>, DecryptError> {
+    Ok(into.encrypt(into_context, &from.decrypt(from_context, sealed)?))
+}
+
+/// Moves every row of `from` to `into`, re-sealed under `into`'s key; returns how many
+/// interactions and statements moved.
+fn merge(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    from: &SubjectHandle,
+    into: &SubjectHandle,
+    from_row: &subject_store::SubjectRow,
+    into_row: &subject_store::SubjectRow,
+    now: NaiveDateTime,
+) -> Result<usize, SubjectError> {
+    subject_store::lock_for_write(conn, &[from.pk.as_str(), into.pk.as_str()])?;
+    // Interactions: every sealed value and the app's id, bound to the person and the record.
+    let mut interactions = link_store::interactions_of(conn, &from.pk)?;
+    for row in &mut interactions {
+        let data = reseal_map(from, into, &row.id, &row.data_ct, |name| name.to_owned())?;
+        row.data_ct = write_map(&data);
+        let field = crate::interactions::CLIENT_ID_FIELD;
+        row.client_id_ct = reseal_bytes(
+            &from.key,
+            &FieldContext {
+                subject: &from.pk,
+                record: &row.id,
+                field,
+            },
+            &into.key,
+            &FieldContext {
+                subject: &into.pk,
+                record: &row.id,
+                field,
+            },
+            &row.client_id_ct,
+        )?;
+        row.subject_pk = into.pk.clone();
+    }
+    link_store::move_interactions(conn, &from.pk, &interactions)?;
+    // Consent statements: both histories kept, the merged one after the survivor's own in
+    // sequence, each naming where it came from.
+    let next = crate::store::consents::next_sequence(conn, &into.pk)?;
+    let mut statements = link_store::statements_of(conn, &from.pk)?;
+    let mut renumbered = BTreeMap::new();
+    for (offset, row) in statements.iter_mut().enumerate() {
+        let evidence = reseal_map(from, into, &row.id, &row.evidence_ct, |name| name.to_owned())?;
+        row.evidence_ct = write_map(&evidence);
+        row.subject_pk = into.pk.clone();
+        row.sequence = next + i64::try_from(offset).unwrap_or(i64::MAX);
+        row.merged_from = Some(from.key.pseudonym().to_owned());
+        renumbered.insert(row.id.clone(), row.sequence);
+    }
+    link_store::move_statements(conn, &statements)?;
+    let pks = [from.pk.as_str(), into.pk.as_str()];
+    let mut current = crate::store::consents::current_for(conn, &pks)?;
+    for row in &mut current {
+        if let Some(sequence) = renumbered.get(&row.record_id) {
+            row.sequence = *sequence;
+        }
+    }
+    let merged = merged_current(policy.merge_consent(), &into.pk, current);
+    link_store::replace_current(conn, [from.pk.as_str(), into.pk.as_str()], &merged)?;
+    link_store::move_standing(conn, &from.pk, &into.pk)?;
+    // Profile: the survivor's identifiers and traits win; the merged person's fill the gaps.
+    let mut identifiers = read_map(&into_row.identifiers_ct)?;
+    for (name, sealed) in read_map(&from_row.identifiers_ct)? {
+        if !identifiers.contains_key(&name) {
+            let field = format!("${name}");
+            identifiers.insert(name, reseal(from, into, SUBJECT_RECORD, &field, &sealed)?);
+        }
+    }
+    let mut traits = read_map(&into_row.traits_ct)?;
+    for (name, sealed) in read_map(&from_row.traits_ct)? {
+        if !traits.contains_key(&name) {
+            let resealed = reseal(from, into, SUBJECT_RECORD, &name, &sealed)?;
+            traits.insert(name, resealed);
+        }
+    }
+    subject_store::update_encrypted(
+        conn,
+        &into.pk,
+        &write_map(&identifiers),
+        &write_map(&traits),
+        now,
+    )?;
+    link_store::move_profile(conn, &from.pk, &into.pk)?;
+    // Anonymous ids linked to the merged person before follow them.
+    let mut aliases = link_store::aliases_of(conn, &from.pk)?;
+    for alias in &mut aliases {
+        alias.alias_ct = reseal_bytes(
+            &from.key,
+            &alias_context(&from.pk, &alias.alias_index),
+            &into.key,
+            &alias_context(&into.pk, &alias.alias_index),
+            &alias.alias_ct,
+        )?;
+        alias.subject_pk = into.pk.clone();
+    }
+    link_store::move_aliases(conn, &aliases)?;
+    // The merged person's own anonymous id becomes an alias: the caller links it.
+    Ok(interactions.len() + statements.len())
+}
+
+/// The current statements of a merged person, per purpose, by the policy's rule: under
+/// `most_restrictive` a withdrawal on either side wins over a grant (the later of two of the
+/// same status stands); under `latest` the later statement stands.
+fn merged_current(rule: MergeConsent, into_pk: &str, rows: Vec<CurrentRow>) -> Vec<CurrentRow> {
+    let mut by_purpose: BTreeMap<String, CurrentRow> = BTreeMap::new();
+    for mut row in rows {
+        row.subject_pk = into_pk.to_owned();
+        let keep_new = match by_purpose.get(&row.purpose) {
+            None => true,
+            Some(held) => {
+                let later = (row.since, row.sequence) > (held.since, held.sequence);
+                match rule {
+                    MergeConsent::Latest => later,
+                    MergeConsent::MostRestrictive => {
+                        let (new_granted, held_granted) =
+                            (row.status == "granted", held.status == "granted");
+                        if new_granted == held_granted {
+                            later
+                        } else {
+                            !new_granted
+                        }
+                    }
+                }
+            }
+        };
+        if keep_new {
+            by_purpose.insert(row.purpose.clone(), row);
+        }
+    }
+    by_purpose.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current(pk: &str, purpose: &str, status: &str, since_secs: i64, sequence: i64) -> CurrentRow {
+        CurrentRow {
+            subject_pk: pk.into(),
+            purpose: purpose.into(),
+            status: status.into(),
+            sequence,
+            since: chrono::DateTime::from_timestamp(since_secs, 0)
+                .expect("a time")
+                .naive_utc(),
+            record_id: format!("{pk}-{purpose}-{sequence}"),
+        }
+    }
+
+    #[test]
+    fn most_restrictive_keeps_a_withdrawal_from_either_side_and_latest_keeps_the_later() {
+        let rows = || {
+            vec![
+                // marketing: the anonymous side granted later, the known side withdrew earlier.
+                current("known", "marketing", "withdrawn", 100, 1),
+                current("anon", "marketing", "granted", 200, 7),
+                // analytics: both granted; the later one stands.
+                current("known", "analytics", "granted", 300, 2),
+                current("anon", "analytics", "granted", 100, 8),
+                // support: only one side.
+                current("anon", "support", "granted", 50, 9),
+            ]
+        };
+        let strict = merged_current(MergeConsent::MostRestrictive, "known", rows());
+        let latest = merged_current(MergeConsent::Latest, "known", rows());
+        let status = |rows: &[CurrentRow], purpose: &str| {
+            let row = rows.iter().find(|r| r.purpose == purpose).expect("merged");
+            assert_eq!(row.subject_pk, "known");
+            (row.status.clone(), row.sequence)
+        };
+        assert_eq!(status(&strict, "marketing"), ("withdrawn".into(), 1));
+        assert_eq!(status(&latest, "marketing"), ("granted".into(), 7));
+        assert_eq!(status(&strict, "analytics"), ("granted".into(), 2));
+        assert_eq!(status(&strict, "support"), ("granted".into(), 9));
+        assert_eq!(strict.len(), 3);
+        assert_eq!(latest.len(), 3);
+    }
+}
