@@ -125,10 +125,11 @@ pub(crate) async fn start(
         .map_err(|_| ExportError::Io(io::Error::other("the export limiter closed")))?;
     let (announced, announcement) = oneshot::channel::<Option<Summary>>();
     let (chunks, body) = mpsc::channel::<Result<Vec<u8>, io::Error>>(CHUNKS_IN_FLIGHT);
-    let (db, vault, policy) = (
+    let (db, vault, policy, receipts) = (
         services.db.clone(),
         services.vault.clone(),
         services.policy.clone(),
+        services.receipts.clone(),
     );
     let runtime = tokio::runtime::Handle::current();
     let reader = services.db.long_reader();
@@ -147,6 +148,7 @@ pub(crate) async fn start(
                 &mut conn,
                 &vault,
                 &policy,
+                &receipts,
                 &subject_id,
                 format,
                 |summary| announced.send(summary.cloned()).is_ok(),

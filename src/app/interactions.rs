@@ -135,6 +135,8 @@ pub(crate) struct Collected {
     pub(crate) identities_refused: usize,
     /// What became of each link, in order.
     pub(crate) linked: Vec<Linked>,
+    /// What became of each consent statement, in order.
+    pub(crate) consents: Vec<Result<crate::consent::ConsentOutcome, SubjectError>>,
 }
 
 /// Stores checked items: refusals by the role are audited about their person, items and
@@ -212,6 +214,7 @@ pub(crate) async fn store_checked(
     }
     audit_read(services, denials).await?;
     let mut linked = Vec::new();
+    let mut consents = Vec::new();
     let outcomes = if drafts.is_empty() && together.is_empty() {
         Vec::new()
     } else if gpc || !together.is_empty() {
@@ -228,6 +231,7 @@ pub(crate) async fn store_checked(
             tokio::spawn(async move { db.remove_old_copies(vec![key]).await });
         }
         linked = stored.linked;
+        consents = stored.consents;
         stored.outcomes
     } else {
         services.ingest.store(drafts).await?
@@ -239,6 +243,7 @@ pub(crate) async fn store_checked(
         results: results.into_iter().flatten().collect(),
         identities_refused,
         linked,
+        consents,
     })
 }
 

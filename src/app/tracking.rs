@@ -6,7 +6,11 @@ use super::interactions::{check, store_checked};
 use super::{Failed, Services};
 use crate::audit::Actor;
 use crate::auth::Principal;
+use super::audit_read;
+use crate::audit::Entry;
+use crate::consent::{self, ConsentJob};
 use crate::interactions::{Outcome, Together};
+use crate::policy::Action;
 use crate::subjects::links::Linked;
 use crate::rejection::Rejection;
 use crate::subjects::SubjectError;
@@ -30,6 +34,8 @@ pub(crate) struct Tracked {
     pub(crate) identified: usize,
     /// `group` calls: accepted, nothing kept.
     pub(crate) ignored: usize,
+    /// Consent statements recorded from consent events.
+    pub(crate) consented: usize,
     /// What became of the links of anonymous ids to users (`identify`, `alias`).
     pub(crate) links: Links,
 }
@@ -71,6 +77,7 @@ pub(crate) async fn collect(
     let mut tracked = Tracked::default();
     let mut interactions = Vec::new();
     let mut together = Together::default();
+    let mut refused_statements = Vec::new();
     {
         let (messages, sent_at) = match call {
             None => read_batch(body).map_err(TrackingError::Malformed)?,
@@ -119,6 +126,35 @@ pub(crate) async fn collect(
                     together.identities.push((subject_id, changes));
                 }
                 Read::Alias { user, anonymous } => together.links.push((user, anonymous)),
+                Read::Consent {
+                    subject_id,
+                    statements,
+                } => {
+                    for draft in statements {
+                        // As for POST /v1/subjects/{id}/consents: the key's role must hold
+                        // consents.write for the purpose; a statement it may not record is
+                        // refused alone, and audited.
+                        if let Err(denial) = services.policy.authorize_purpose(
+                            principal.role.as_str(),
+                            Action::ConsentsWrite,
+                            draft.purpose(),
+                        ) {
+                            refused_statements.push(
+                                Entry::new(actor, consent::ACTION_WRITE)
+                                    .purpose(&services.policy, draft.purpose())
+                                    .denied(denial.code()),
+                            );
+                            continue;
+                        }
+                        together.consents.push(ConsentJob {
+                            subject_id: subject_id.clone(),
+                            draft,
+                            gpc: false,
+                            recorded_by: principal.key_id.clone(),
+                            actor: actor.clone(),
+                        });
+                    }
+                }
             }
         }
     }
@@ -136,6 +172,12 @@ pub(crate) async fn collect(
             format!("{}: {}", positions[index], rejection.detail),
         )));
     }
+    if !refused_statements.is_empty() {
+        tracked.refused += refused_statements.len();
+        audit_read(services, refused_statements)
+            .await
+            .map_err(|failed| TrackingError::Failed(failed.into()))?;
+    }
     if positions.is_empty() && together.is_empty() {
         return Ok(tracked);
     }
@@ -145,6 +187,12 @@ pub(crate) async fn collect(
         .map_err(TrackingError::Failed)?;
     tracked.refused += collected.identities_refused;
     tracked.identified = offered - collected.identities_refused;
+    for recorded in &collected.consents {
+        match recorded {
+            Ok(_) => tracked.consented += 1,
+            Err(_) => tracked.refused += 1,
+        }
+    }
     for linked in collected.linked {
         match linked {
             Linked::Linked { merged: 0 } => tracked.links.linked += 1,

@@ -24,7 +24,7 @@ use crate::subjects::{self, SubjectError, SubjectHandle, SubjectId};
 use crate::vault::Vault;
 
 mod writes;
-pub use writes::{ConsentWrites, Receipted};
+pub use writes::{receipt, ConsentWrites, Receipted};
 
 /// A consent statement as an app sends it.
 #[derive(Debug, Default)]
@@ -259,6 +259,10 @@ pub struct Recorded {
     pub method: String,
     /// Whether this id had been recorded before (nothing new was written).
     pub duplicate: bool,
+    /// For a statement recorded for a person since merged into this one (identity
+    /// resolution): that person's audit pseudonym.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<String>,
 }
 
 /// What one consent call did.
@@ -678,6 +682,7 @@ fn recorded_from(row: ConsentRow, shown_id: String, duplicate: bool) -> Recorded
         source: row.source,
         method: row.method,
         duplicate,
+        merged_from: row.merged_from,
     }
 }
 

@@ -10,6 +10,7 @@ use super::{
     for_each_access, for_each_interaction, for_each_statement, json_list, rfc3339, value_text,
     ExportError, Head, FORMAT_VERSION,
 };
+use crate::crypto::JwsSigner;
 use crate::policy::Policy;
 use crate::store::DbConnection;
 
@@ -51,6 +52,7 @@ fn record<W: Write>(out: &mut W, fields: &[&str]) -> Result<(), ExportError> {
 pub(super) fn write<W: Write>(
     conn: &mut DbConnection,
     policy: &Policy,
+    receipts: &JwsSigner,
     head: &Head,
     out: W,
 ) -> Result<(), ExportError> {
@@ -60,7 +62,7 @@ pub(super) fn write<W: Write>(
     rights(&mut zip, head)?;
     consent_state(&mut zip, head)?;
     processing(&mut zip, head)?;
-    consents(&mut zip, conn, policy, head)?;
+    consents(&mut zip, conn, policy, receipts, head)?;
     interactions(&mut zip, conn, policy, head)?;
     access_log(&mut zip, conn, head)?;
     zip.finish()?;
@@ -185,6 +187,7 @@ fn consents<W: Write>(
     zip: &mut ZipStream<W>,
     conn: &mut DbConnection,
     policy: &Policy,
+    receipts: &JwsSigner,
     head: &Head,
 ) -> Result<(), ExportError> {
     zip.start_file("consents.csv")?;
@@ -204,6 +207,8 @@ fn consents<W: Write>(
             "source",
             "method",
             "evidence",
+            "merged_from",
+            "receipt",
         ],
     )?;
     for_each_statement(conn, &head.person.handle, |recorded, evidence| {
@@ -229,6 +234,8 @@ fn consents<W: Write>(
                 &recorded.source,
                 &recorded.method,
                 &evidence,
+                &text(recorded.merged_from.as_ref()),
+                &super::receipt_of(receipts, policy, head, &recorded),
             ],
         )
     })?;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::Opened;
+use crate::crypto::JwsSigner;
 
 /// The data of an interaction as a JSON object.
 struct DataMap<'a>(&'a [(String, Option<String>, crate::subjects::FieldValue)]);
@@ -82,6 +83,7 @@ fn array<W: Write, T: Serialize>(
 pub(super) fn write<W: Write>(
     conn: &mut DbConnection,
     policy: &Policy,
+    receipts: &JwsSigner,
     head: &Head,
     mut out: W,
 ) -> Result<(), ExportError> {
@@ -189,6 +191,8 @@ pub(super) fn write<W: Write>(
                 "source": recorded.source,
                 "method": recorded.method,
                 "evidence": evidence,
+                "merged_from": recorded.merged_from,
+                "receipt": super::receipt_of(receipts, policy, head, &recorded),
             }))
         })
     })?;

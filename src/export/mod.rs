@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::consent::{self, Recorded, CONSENT_CATEGORY};
-use crate::crypto::{DecryptError, FieldContext};
+use crate::crypto::{DecryptError, FieldContext, JwsSigner};
 use crate::interactions::{decrypt_client_id, decrypt_field, stored_purposes};
 use crate::policy::{Policy, PurposeId, SubjectState};
 use crate::store::audit::AuditRow;
@@ -156,10 +156,12 @@ struct Head {
 /// Exports the person with this subject id to `out` in `format`. Calls `announce` once: with
 /// `None` (and writes nothing) when there is no such subject, else with what the export will
 /// contain; writes only if `announce` returns `true`. Returns whether the subject was found.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn stream<W: Write>(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
+    receipts: &JwsSigner,
     subject_id: &SubjectId,
     format: Format,
     announce: impl FnOnce(Option<&Summary>) -> bool,
@@ -174,8 +176,8 @@ pub(crate) fn stream<W: Write>(
             return Ok(true);
         }
         match format {
-            Format::Json => json::write(conn, policy, &head, out)?,
-            Format::CsvZip => csv::write(conn, policy, &head, out)?,
+            Format::Json => json::write(conn, policy, receipts, &head, out)?,
+            Format::CsvZip => csv::write(conn, policy, receipts, &head, out)?,
         }
         Ok(true)
     })
@@ -448,6 +450,21 @@ fn for_each_statement(
             return Ok(());
         }
     }
+}
+
+/// The receipt of a statement as the export gives it: signed now, by the consent receipt key,
+/// over what was recorded, naming the person by the id the export shows (their user id, else
+/// their anonymous id). Verifiable with `GET /v1/consents/receipt-key` like the receipt the
+/// recording call answered (a statement collected through the tracking protocol has only
+/// this one: the SDKs get no receipts).
+fn receipt_of(receipts: &JwsSigner, policy: &Policy, head: &Head, recorded: &Recorded) -> String {
+    let profile = &head.person.profile;
+    let shown = profile
+        .subject_id
+        .as_deref()
+        .or(profile.anonymous_ids.first().map(String::as_str))
+        .unwrap_or_default();
+    consent::receipt(receipts, policy, shown, recorded)
 }
 
 /// Calls `each` with every audit entry that disclosed the subject's data, oldest first.

@@ -86,6 +86,10 @@ pub(crate) struct ConsentBody {
     pub(crate) source: String,
     /// How.
     pub(crate) method: String,
+    /// For a statement recorded for a person since merged into this one (identity
+    /// resolution): that person's audit pseudonym.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) merged_from: Option<String>,
 }
 
 /// The answer to a statement.
@@ -116,6 +120,7 @@ fn body_of(recorded: &Recorded) -> ConsentBody {
         notice: recorded.notice.clone(),
         source: recorded.source.clone(),
         method: recorded.method.clone(),
+        merged_from: recorded.merged_from.clone(),
     }
 }
 

@@ -106,6 +106,7 @@ async fn receive(
     metrics.tracked("properties_dropped", tracked.properties_dropped);
     metrics.tracked("identified", tracked.identified);
     metrics.tracked("ignored", tracked.ignored);
+    metrics.tracked("consented", tracked.consented);
     let links = &tracked.links;
     metrics.linked("linked", links.linked);
     metrics.linked("merged", links.merged);

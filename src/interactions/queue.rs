@@ -11,7 +11,7 @@ use super::{
 use crate::audit::{self, Actor};
 use crate::auth::KeyId;
 use crate::coalesce::Coalescer;
-use crate::consent::{apply_gpc, gpc_entry};
+use crate::consent::{apply_gpc, gpc_entry, record_all, ConsentJob, ConsentOutcome};
 use crate::policy::Policy;
 use crate::store::write_transaction;
 use crate::store::Database;
@@ -27,12 +27,14 @@ pub(crate) struct Together {
     pub(crate) links: Vec<(SubjectId, SubjectId)>,
     /// Identifiers and traits of people, each audited.
     pub(crate) identities: Vec<(SubjectId, SubjectChanges)>,
+    /// Consent statements (a consent manager's answers), each audited.
+    pub(crate) consents: Vec<ConsentJob>,
 }
 
 impl Together {
     /// Whether there is nothing to write but interactions.
     pub(crate) fn is_empty(&self) -> bool {
-        self.links.is_empty() && self.identities.is_empty()
+        self.links.is_empty() && self.identities.is_empty() && self.consents.is_empty()
     }
 }
 
@@ -43,6 +45,8 @@ pub(crate) struct StoredWith {
     pub(crate) outcomes: Vec<Outcome>,
     /// One per link, in order.
     pub(crate) linked: Vec<Linked>,
+    /// One per consent statement, in order (refused: the person is suppressed).
+    pub(crate) consents: Vec<Result<ConsentOutcome, SubjectError>>,
     /// The data keys of people merged into others (destroyed in the transaction): their old
     /// copies are to be removed from the database files.
     pub(crate) destroyed: Vec<ErasedKey>,
@@ -91,11 +95,29 @@ impl IngestQueue {
         actor: Actor,
     ) -> Result<StoredWith, SubjectError> {
         let storage = self.storage.clone();
-        let Together { links, identities } = together;
+        let Together {
+            links,
+            identities,
+            consents,
+        } = together;
         self.storage
             .db
             .run_write(move |conn| {
                 write_transaction(conn, |conn| {
+                    // Every person written about, locked first and in one order (PostgreSQL):
+                    // the steps below lock some of them again and append to the audit log as
+                    // they go, and a person locked after the audit head could deadlock with a
+                    // writer holding that person and waiting for the head.
+                    let vault = &storage.vault;
+                    let people: Vec<String> = links
+                        .iter()
+                        .flat_map(|(user, anonymous)| [user, anonymous])
+                        .chain(identities.iter().map(|(id, _)| id))
+                        .chain(consents.iter().map(|job| &job.subject_id))
+                        .chain(drafts.iter().map(|draft| draft.subject_id()))
+                        .map(|id| crate::subjects::subject_index(vault, id))
+                        .collect();
+                    crate::store::lock_in_order(conn, "custodia/person/", &people)?;
                     let mut entries = Vec::new();
                     let mut linked = Vec::with_capacity(links.len());
                     let mut destroyed = Vec::new();
@@ -122,6 +144,11 @@ impl IngestQueue {
                             &actor,
                         )?;
                     }
+                    let recorded = if consents.is_empty() {
+                        Vec::new()
+                    } else {
+                        record_all(conn, &storage.vault, &storage.policy, &consents)?
+                    };
                     if let Some(recorded_by) = &gpc {
                         let mut seen = Vec::new();
                         for draft in drafts.iter() {
@@ -152,6 +179,7 @@ impl IngestQueue {
                     Ok::<_, SubjectError>(StoredWith {
                         outcomes,
                         linked,
+                        consents: recorded,
                         destroyed,
                     })
                 })

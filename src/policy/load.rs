@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     Action, CategoryId, Field, FieldName, LegalBasis, Notice, Policy, Purpose, PurposeId, Role,
-    MergeConsent, RoleId, SegmentLimits, Tracking,
+    MergeConsent, RoleId, SegmentLimits, Tracking, TrackingNotice, SEGMENT_CONSENT_EVENT,
 };
 
 /// The segment size used when no `[segments]` table sets one.
@@ -95,6 +95,16 @@ struct RawTracking {
     consent_categories: BTreeMap<String, Vec<Spanned<String>>>,
     #[serde(default)]
     merge_consent: Option<Spanned<String>>,
+    consent_events: Option<Vec<String>>,
+    consent_notice: Option<Spanned<RawTrackingNotice>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrackingNotice {
+    id: String,
+    version: String,
+    language: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -305,7 +315,7 @@ impl Policy {
         let roles = check_roles(&mut checker, &files, &purposes);
         let segments = check_segments(&mut checker, &files);
         let notices = check_notices(&mut checker, &files, &purposes);
-        let tracking = check_tracking(&mut checker, &files, &purposes);
+        let tracking = check_tracking(&mut checker, &files, &purposes, &notices);
         if roles.is_empty() && checker.errors.is_empty() {
             checker.errors.push(PolicyError {
                 file: sources.first().map(|s| s.name.clone()).unwrap_or_default(),
@@ -819,6 +829,7 @@ fn check_tracking(
     checker: &mut Checker<'_>,
     files: &[(usize, RawFile)],
     purposes: &BTreeMap<PurposeId, Purpose>,
+    notices: &[Notice],
 ) -> Option<Tracking> {
     let mut tracking: Option<Tracking> = None;
     let mut first: Option<Location> = None;
@@ -891,11 +902,38 @@ fn check_tracking(
                 MergeConsent::default()
             }),
         };
+        let consent_notice = raw.consent_notice.as_ref().map(|spanned| {
+            let notice = spanned.get_ref();
+            if notices
+                .iter()
+                .all(|declared| declared.id != notice.id || declared.version != notice.version)
+            {
+                checker.error(
+                    &at(*file, spanned),
+                    format!(
+                        "tracking.consent_notice names `{}` version `{}`, which no [[notice]] declares",
+                        notice.id.escape_debug(),
+                        notice.version.escape_debug()
+                    ),
+                );
+            }
+            TrackingNotice {
+                id: notice.id.clone(),
+                version: notice.version.clone(),
+                language: notice.language.clone(),
+            }
+        });
+        let consent_events = raw
+            .consent_events
+            .clone()
+            .unwrap_or_else(|| vec![SEGMENT_CONSENT_EVENT.to_owned()]);
         tracking = Some(Tracking {
             default_purposes,
             events,
             consent_categories,
             merge_consent,
+            consent_events,
+            consent_notice,
         });
     }
     tracking

@@ -264,7 +264,28 @@ pub struct Tracking {
     pub consent_categories: BTreeMap<String, Vec<PurposeId>>,
     /// How the current consent of two people merged by identity resolution is decided.
     pub merge_consent: MergeConsent,
+    /// The track events that carry a consent manager's answer (Segment's `Segment Consent
+    /// Preference Updated` by default): recorded as consent statements, not as interactions.
+    pub consent_events: Vec<String>,
+    /// The notice the consent banner shows (a declared `[[notice]]`): what a grant from a
+    /// consent event names. Without it, consent events can only withdraw.
+    pub consent_notice: Option<TrackingNotice>,
 }
+
+/// The notice a consent banner shows, by id, version and (when declared in several) language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TrackingNotice {
+    /// The notice's id.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// Its language, when the version is declared in several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// The consent event of Segment's consent management.
+pub const SEGMENT_CONSENT_EVENT: &str = "Segment Consent Preference Updated";
 
 /// How the current consent of two people merged into one (an anonymous visitor who logs in as
 /// a known user) is decided, purpose by purpose, when both sides have a statement.

@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::interactions::RawInteraction;
-use crate::policy::{Policy, PurposeId, Tracking};
+use crate::consent::{ConsentDraft, RawConsent};
+use crate::policy::{LegalBasis, Policy, PurposeId, Tracking};
 use crate::rejection::Rejection;
 use crate::subjects::{SubjectChanges, SubjectId};
 
@@ -114,6 +115,11 @@ pub(crate) enum Read {
         dropped: usize,
         /// The anonymous id an `identify` with a `userId` also carried: linked to the user.
         link: Option<SubjectId>,
+    },
+    /// A consent manager's answer (a consent event): statements to record for the person.
+    Consent {
+        subject_id: SubjectId,
+        statements: Vec<ConsentDraft>,
     },
     /// An `alias`: link the anonymous id (`previousId`) to the user (`userId`).
     Alias {
@@ -282,11 +288,6 @@ pub(crate) fn read_message(
             "the policy has no [tracking] table, so no purpose can be given to tracked events",
         ));
     };
-    let purposes = purposes_of(tracking, &event, &context);
-    if purposes.is_empty() {
-        return Ok(Read::NoPurpose);
-    }
-    let (data, dropped) = declared(policy, properties);
     let message_id = match &wire.message_id {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
         None | Some(Value::Null) => derived_message_id(raw),
@@ -297,6 +298,19 @@ pub(crate) fn read_message(
             ))
         }
     };
+    if call == Call::Track && tracking.consent_events.contains(&event) {
+        let statements = consent_statements(policy, tracking, &message_id, call, &wire, &context)
+            .map_err(|rejection| invalid(rejection.code, rejection.detail))?;
+        return Ok(Read::Consent {
+            subject_id,
+            statements,
+        });
+    }
+    let purposes = purposes_of(tracking, &event, &context);
+    if purposes.is_empty() {
+        return Ok(Read::NoPurpose);
+    }
+    let (data, dropped) = declared(policy, properties);
     Ok(Read::Interaction {
         interaction: RawInteraction {
             id: message_id,
@@ -404,6 +418,82 @@ fn purposes_of(tracking: &Tracking, event: &str, context: &Map<String, Value>) -
     let denied = of(&denied);
     purposes.retain(|purpose| !denied.contains(purpose));
     purposes
+}
+
+/// The statements a consent event stands for: for each category its context allows, a grant
+/// of the category's consent-based purposes naming the policy's `consent_notice`; for each it
+/// denies, a withdrawal of them (a denial wins over an allowance of the same purpose). The
+/// message's IP address and user agent are the evidence; `messageId/purpose` the statement's
+/// id, so a retried event is recorded once.
+fn consent_statements(
+    policy: &Policy,
+    tracking: &Tracking,
+    message_id: &str,
+    call: Call,
+    wire: &Wire,
+    context: &Map<String, Value>,
+) -> Result<Vec<ConsentDraft>, Rejection> {
+    let (allowed, denied) = consent_categories(context);
+    let consent_based = |categories: &[String]| -> Vec<PurposeId> {
+        let mut purposes: Vec<PurposeId> = categories
+            .iter()
+            .filter_map(|category| tracking.consent_categories.get(category))
+            .flatten()
+            .filter(|purpose| {
+                policy
+                    .purpose(purpose.as_str())
+                    .is_some_and(|declared| declared.legal_basis == LegalBasis::Consent)
+            })
+            .cloned()
+            .collect();
+        purposes.sort();
+        purposes.dedup();
+        purposes
+    };
+    let withdrawn = consent_based(&denied);
+    let granted: Vec<PurposeId> = consent_based(&allowed)
+        .into_iter()
+        .filter(|purpose| !withdrawn.contains(purpose))
+        .collect();
+    if granted.is_empty() && withdrawn.is_empty() {
+        return Err(Rejection::bad_request(
+            "invalid_consent_event",
+            "a consent event must allow or deny at least one consent category the policy maps to a consent-based purpose ([tracking.consent_categories])",
+        ));
+    }
+    let notice = tracking
+        .consent_notice
+        .as_ref()
+        .map(|notice| (notice.id.clone(), notice.version.clone(), notice.language.clone()));
+    if !granted.is_empty() && notice.is_none() {
+        return Err(Rejection::bad_request(
+            "consent_notice_not_configured",
+            "a consent event that grants needs the notice the banner shows: set [tracking] consent_notice",
+        ));
+    }
+    let text = |key: &str| context.get(key).and_then(Value::as_str).map(str::to_owned);
+    let source = match channel_of(call, wire.channel.as_ref(), context).as_str() {
+        "web" => "web",
+        "mobile" => "app",
+        _ => "api",
+    };
+    let mut statements = Vec::with_capacity(granted.len() + withdrawn.len());
+    for (purposes, status) in [(&granted, "granted"), (&withdrawn, "withdrawn")] {
+        for purpose in purposes {
+            let raw = RawConsent {
+                id: Some(format!("{message_id}/{purpose}")),
+                purpose: purpose.to_string(),
+                status: status.to_owned(),
+                notice: (status == "granted").then(|| notice.clone()).flatten(),
+                source: source.to_owned(),
+                method: "banner".to_owned(),
+                ip_address: text("ip"),
+                user_agent: text("userAgent"),
+            };
+            statements.push(ConsentDraft::parse(policy, raw)?);
+        }
+    }
+    Ok(statements)
 }
 
 /// The consent categories a message's context allows and denies: Segment's

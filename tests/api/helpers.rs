@@ -392,6 +392,7 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
             "subject_requests" => subject_requests::table.count().get_result(conn),
             "segments" => segments::table.count().get_result(conn),
             "consent_records" => consent_records::table.count().get_result(conn),
+            "subject_aliases" => subject_aliases::table.count().get_result(conn),
             "held_interactions" => held_interactions::table.count().get_result(conn),
             "segment_answers" => segment_answers::table.count().get_result(conn),
             other => panic!("no count for table {other}"),

@@ -127,9 +127,28 @@ async fn a_debug_log_holds_none_of_the_personal_data_it_was_sent() {
     .await
     .unwrap();
     assert_eq!(stored.status(), reqwest::StatusCode::OK);
-    let refused = tracked(json!({"batch": [
+    // An anonymous visitor's consent and events, then their login: linked and merged.
+    let linked = tracked(json!({"batch": [
         {"type": "track", "messageId": "msg-logcanary-2", "anonymousId": "anon-logcanary-3",
+         "event": "Segment Consent Preference Updated",
+         "context": {"ip": "203.0.113.98", "userAgent": "logcanary-agent-2",
+                     "consent": {"categoryPreferences": {"Advertising": true}}}},
+        {"type": "track", "messageId": "msg-logcanary-4", "anonymousId": "anon-logcanary-3",
          "event": "logcanary event", "properties": {"message": message}}
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(linked.status(), reqwest::StatusCode::OK);
+    let merged = tracked(json!({"batch": [
+        {"type": "identify", "messageId": "msg-logcanary-5", "userId": "user-logcanary-7",
+         "anonymousId": "anon-logcanary-3", "traits": {"email": "logcanary@example.com"}}
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(merged.status(), reqwest::StatusCode::OK);
+    let refused = tracked(json!({"batch": [
+        {"type": "alias", "messageId": "msg-logcanary-6", "userId": "user-logcanary-8",
+         "context": {"ip": "203.0.113.97"}, "properties": {"message": message}}
     ]}))
     .await
     .unwrap();

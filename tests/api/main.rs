@@ -17,6 +17,7 @@ mod export;
 mod first_start;
 mod helpers;
 mod holds;
+mod identity;
 mod interactions;
 mod keys;
 mod legal_basis;

@@ -1,0 +1,489 @@
+//! Identity resolution through the tracking protocol (docs/tracking.md, "Identity
+//! resolution"): anonymous visitors collected under their own ids, linked to a user when they
+//! log in (one person for reads, segments, exports and erasure, including everything recorded
+//! before), consent merged by the policy's rule, one anonymous id never folding two known
+//! people into one, and nobody erased coming back through a link.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    contains_in_any_encoding, count_rows, database_dump, policy_with_extra_roles, spawn_app,
+    spawn_app_with, TestApp,
+};
+use crate::tracking::{send, tracked};
+
+const CONSENT_EVENT: &str = "Segment Consent Preference Updated";
+
+/// A consent manager's answer from an anonymous visitor, with the evidence a browser SDK sends.
+fn consent_event(message_id: &str, anonymous_id: &str, preferences: Value) -> Value {
+    json!({
+        "type": "track", "messageId": message_id, "anonymousId": anonymous_id,
+        "event": CONSENT_EVENT,
+        "context": {"ip": "198.51.100.23", "userAgent": "IdentityTest/1.0 (visitor)",
+                    "library": {"name": "analytics.js", "version": "5.0.0"},
+                    "consent": {"categoryPreferences": preferences}},
+        "timestamp": "2026-11-01T09:00:00.000Z"
+    })
+}
+
+/// A page view sent with the banner's answer in its context (as analytics.js does).
+fn page(message_id: &str, who: (&str, &str), url: &str, advertising: bool) -> Value {
+    let (key, id) = who;
+    let mut message = json!({
+        "type": "page", "messageId": message_id, "name": "Product",
+        "properties": {"page_url": url},
+        "context": {"library": {"name": "analytics.js", "version": "5.0.0"},
+                    "consent": {"categoryPreferences": {"Advertising": advertising}}},
+        "timestamp": "2026-11-01T09:05:00.000Z"
+    });
+    message[key] = json!(id);
+    message
+}
+
+fn identify(message_id: &str, user_id: &str, anonymous_id: &str, traits: Value) -> Value {
+    json!({"type": "identify", "messageId": message_id, "userId": user_id,
+           "anonymousId": anonymous_id, "traits": traits,
+           "timestamp": "2026-11-02T12:00:00.000Z"})
+}
+
+async fn batch(app: &TestApp, write_key: &str, messages: Vec<Value>) {
+    let response = send(app, "/v1/batch", write_key, &json!({ "batch": messages })).await;
+    let status = response.status();
+    assert_eq!(status, StatusCode::OK, "{}", response.text().await.unwrap());
+}
+
+/// The value of `custodia_identity_links_total{outcome=…}` (0 when absent).
+async fn links(app: &TestApp, outcome: &str) -> u64 {
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let prefix = format!("custodia_identity_links_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+async fn export(app: &TestApp, token: &str, subject: &str) -> Value {
+    let response = app
+        .get(&format!("/v1/subjects/{subject}/export"), Some(token))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_anonymous_visitor_who_consents_browses_and_logs_in_is_one_person_until_erased() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    // Ten visitors (a segment count is shown from ten people): each answers the banner and
+    // browses anonymously, then logs in and browses on.
+    for n in 0..10 {
+        let anonymous = format!("anon-visitor-{n}");
+        batch(
+            &app,
+            &write_key,
+            vec![
+                consent_event(&format!("c-{n}"), &anonymous, json!({"Advertising": true})),
+                page(&format!("p-{n}"), ("anonymousId", &anonymous), "/shoes", true),
+            ],
+        )
+        .await;
+    }
+    assert_eq!(count_rows(&app, "subjects").await, 10);
+    assert_eq!(count_rows(&app, "consent_records").await, 10);
+    assert_eq!(tracked(&app, "consented").await, 10);
+    // Each page view was collected for analytics and, with the grant, for marketing.
+    assert_eq!(count_rows(&app, "interaction_purposes").await, 20);
+
+    for n in 0..10 {
+        let user = format!("user-visitor-{n}");
+        batch(
+            &app,
+            &write_key,
+            vec![
+                identify(
+                    &format!("i-{n}"),
+                    &user,
+                    &format!("anon-visitor-{n}"),
+                    json!({"email": format!("visitor{n}@example.com"), "country": "DE"}),
+                ),
+                page(&format!("q-{n}"), ("userId", &user), "/checkout", true),
+            ],
+        )
+        .await;
+    }
+    // The anonymous person took the user id: nothing to merge, one person each.
+    assert_eq!(links(&app, "linked").await, 10);
+    assert_eq!(count_rows(&app, "subjects").await, 10);
+    assert_eq!(count_rows(&app, "subject_aliases").await, 10);
+    assert_eq!(count_rows(&app, "interactions").await, 20);
+    // The page after login was collected for marketing on the anonymous grant: one person.
+    assert_eq!(count_rows(&app, "interaction_purposes").await, 40);
+
+    // Marketers count each visitor once, with their anonymous and known history together.
+    let marketer = app.token_for("marketer").await;
+    let answer = app
+        .post_json(
+            "/v1/segments/preview",
+            Some(&marketer),
+            &json!({"purpose": "marketing",
+                    "filter": {"interactions": {"type": "page", "at_least": 2}}}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["size"], 10, "{answer}");
+
+    // The export holds the anonymous period: the anonymous id, the statement with its
+    // evidence and notice, and the pages browsed before the login.
+    let bundle = export(&app, &compliance, "user-visitor-3").await;
+    assert_eq!(bundle["subject"]["subject_id"], "user-visitor-3");
+    assert_eq!(bundle["subject"]["anonymous_ids"], json!(["anon-visitor-3"]));
+    let consents = bundle["consents"].as_array().unwrap();
+    assert_eq!(consents.len(), 1, "{bundle}");
+    assert_eq!(consents[0]["purpose"], "marketing");
+    assert_eq!(consents[0]["status"], "granted");
+    assert_eq!(consents[0]["notice"]["id"], "cookies");
+    assert_eq!(consents[0]["method"], "banner");
+    assert_eq!(consents[0]["source"], "web");
+    assert_eq!(consents[0]["evidence"]["ip_address"], "198.51.100.23");
+    assert_eq!(consents[0]["id"], "c-3/marketing");
+    let receipt = consents[0]["receipt"].as_str().expect("a receipt");
+    assert_eq!(receipt.split('.').count(), 3, "a compact JWS");
+    let pages: Vec<&str> = bundle["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(pages.len(), 2, "{bundle}");
+    assert!(pages.contains(&"p-3") && pages.contains(&"q-3"), "{pages:?}");
+
+    // Neither id, nor the evidence, is in the database in clear.
+    let dump = database_dump(&app).await;
+    for secret in [
+        "anon-visitor-3",
+        "user-visitor-3",
+        "198.51.100.23",
+        "IdentityTest",
+    ] {
+        assert!(
+            !contains_in_any_encoding(&dump, secret),
+            "{secret} is stored in clear"
+        );
+    }
+
+    // Erasure removes both identities; with suppression neither comes back.
+    let erased = app
+        .delete(
+            "/v1/subjects/user-visitor-3?suppress=true",
+            Some(&compliance),
+        )
+        .await;
+    assert_eq!(erased.status(), StatusCode::OK);
+    assert_eq!(count_rows(&app, "subjects").await, 9);
+    assert_eq!(count_rows(&app, "subject_aliases").await, 9);
+    assert_eq!(count_rows(&app, "interactions").await, 18);
+    assert_eq!(count_rows(&app, "consent_records").await, 9);
+    let refused_before = tracked(&app, "refused").await;
+    batch(
+        &app,
+        &write_key,
+        vec![
+            page("r-1", ("anonymousId", "anon-visitor-3"), "/back", false),
+            identify("r-2", "user-new-3", "anon-visitor-3", json!({})),
+        ],
+    )
+    .await;
+    assert_eq!(tracked(&app, "refused").await, refused_before + 1);
+    assert_eq!(links(&app, "suppressed").await, 1);
+    // The new user exists (their identify stood), without the erased visitor's id or history.
+    assert_eq!(count_rows(&app, "subject_aliases").await, 9);
+    assert_eq!(count_rows(&app, "interactions").await, 18);
+}
+
+#[tokio::test]
+async fn linking_merges_both_histories_under_the_known_person_with_the_stricter_consent() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    // Known: a customer who withdrew marketing consent, with a support chat.
+    let withdrawn = app
+        .post_json(
+            "/v1/subjects/user-merge/consents",
+            Some(&collector),
+            &json!({"purpose": "marketing", "status": "withdrawn", "source": "web",
+                    "method": "preference_center"}),
+        )
+        .await;
+    assert_eq!(withdrawn.status(), StatusCode::CREATED);
+    batch(
+        &app,
+        &write_key,
+        vec![crate::tracking::track(
+            "k-1",
+            "user-merge",
+            "Support Chat Started",
+            json!({"message": "where is my order"}),
+        )],
+    )
+    .await;
+    // Anonymous, on another device, later: grants advertising and browses.
+    batch(
+        &app,
+        &write_key,
+        vec![
+            consent_event("c-m", "anon-merge", json!({"Advertising": true})),
+            page("p-m", ("anonymousId", "anon-merge"), "/sale", true),
+        ],
+    )
+    .await;
+    assert_eq!(count_rows(&app, "subjects").await, 2);
+    assert_eq!(count_rows(&app, "data_keys").await, 2);
+
+    batch(
+        &app,
+        &write_key,
+        vec![identify("i-m", "user-merge", "anon-merge", json!({}))],
+    )
+    .await;
+    assert_eq!(links(&app, "merged").await, 1);
+    assert_eq!(count_rows(&app, "subjects").await, 1);
+    assert_eq!(
+        count_rows(&app, "data_keys").await,
+        1,
+        "the merged key is destroyed"
+    );
+    assert_eq!(count_rows(&app, "interactions").await, 2);
+    assert_eq!(count_rows(&app, "consent_records").await, 2);
+
+    // Both histories are the known person's, readable under their key.
+    let bundle = export(&app, &compliance, "user-merge").await;
+    assert_eq!(bundle["subject"]["anonymous_ids"], json!(["anon-merge"]));
+    let ids: Vec<&str> = bundle["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"k-1") && ids.contains(&"p-m"), "{ids:?}");
+    let consents = bundle["consents"].as_array().unwrap();
+    assert_eq!(consents.len(), 2, "both histories are kept");
+    let merged: Vec<&Value> = consents
+        .iter()
+        .filter(|statement| statement["merged_from"].is_string())
+        .collect();
+    assert_eq!(merged.len(), 1, "the anonymous grant names where it came from");
+    assert_eq!(merged[0]["status"], "granted");
+    assert!(merged[0]["sequence"].as_i64() > consents[0]["sequence"].as_i64());
+    // Most restrictive: the known side's withdrawal stands over the later anonymous grant.
+    let state: Value = app
+        .get_json("/v1/subjects/user-merge/consents", Some(&compliance))
+        .await;
+    let marketing = state["current"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|statement| statement["purpose"] == "marketing")
+        .cloned()
+        .unwrap_or_else(|| panic!("{state}"));
+    assert_eq!(marketing["status"], "withdrawn", "{state}");
+    // So a page sent now with the banner's allowance is not collected for marketing.
+    let before = count_rows(&app, "interaction_purposes").await;
+    batch(
+        &app,
+        &write_key,
+        vec![page("p-m2", ("anonymousId", "anon-merge"), "/sale", true)],
+    )
+    .await;
+    assert_eq!(
+        count_rows(&app, "interaction_purposes").await,
+        before + 1,
+        "analytics only"
+    );
+
+    // The merge is audited, naming both people by pseudonym.
+    let audit: Value = app
+        .get_json("/v1/audit?action=subjects.link", Some(&compliance))
+        .await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["decision"], "allow");
+    assert_eq!(entries[0]["subjects"].as_array().unwrap().len(), 2);
+    assert_eq!(entries[0]["records"], 2);
+
+    // Erasing the known person erases the merged history and both ids.
+    let erased = app
+        .delete("/v1/subjects/user-merge", Some(&compliance))
+        .await;
+    assert_eq!(erased.status(), StatusCode::OK);
+    for table in [
+        "subjects",
+        "interactions",
+        "consent_records",
+        "subject_aliases",
+        "data_keys",
+    ] {
+        assert_eq!(count_rows(&app, table).await, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn under_the_latest_rule_the_later_statement_stands_after_a_merge() {
+    let policies = policy_with_extra_roles("");
+    let tracking = std::fs::read_to_string(policies.path().join("tracking.toml")).unwrap();
+    std::fs::write(
+        policies.path().join("tracking.toml"),
+        tracking.replace(
+            "merge_consent = \"most_restrictive\"",
+            "merge_consent = \"latest\"",
+        ),
+    )
+    .unwrap();
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("collector").await;
+    let collector = app.token_for("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let withdrawn = app
+        .post_json(
+            "/v1/subjects/user-latest/consents",
+            Some(&collector),
+            &json!({"purpose": "marketing", "status": "withdrawn", "source": "web",
+                    "method": "preference_center"}),
+        )
+        .await;
+    assert_eq!(withdrawn.status(), StatusCode::CREATED);
+    batch(
+        &app,
+        &write_key,
+        vec![consent_event(
+            "c-l",
+            "anon-latest",
+            json!({"Advertising": true}),
+        )],
+    )
+    .await;
+    batch(
+        &app,
+        &write_key,
+        vec![json!({"type": "alias", "messageId": "a-l", "userId": "user-latest",
+                    "previousId": "anon-latest"})],
+    )
+    .await;
+    assert_eq!(links(&app, "merged").await, 1);
+    let state: Value = app
+        .get_json("/v1/subjects/user-latest/consents", Some(&compliance))
+        .await;
+    let marketing = state["current"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|statement| statement["purpose"] == "marketing")
+        .cloned()
+        .unwrap_or_else(|| panic!("{state}"));
+    assert_eq!(marketing["status"], "granted", "{state}");
+}
+
+#[tokio::test]
+async fn one_anonymous_id_never_folds_two_known_people_into_one() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    batch(
+        &app,
+        &write_key,
+        vec![
+            page("s-1", ("anonymousId", "anon-shared"), "/", false),
+            identify("s-2", "user-first", "anon-shared", json!({})),
+        ],
+    )
+    .await;
+    // The shared tablet: a known customer logs in with the same anonymous id.
+    batch(
+        &app,
+        &write_key,
+        vec![json!({"type": "identify", "messageId": "s-0", "userId": "user-second",
+                    "traits": {"country": "FR"}})],
+    )
+    .await;
+    batch(
+        &app,
+        &write_key,
+        vec![
+            identify("s-3", "user-second", "anon-shared", json!({"country": "FR"})),
+            page("s-4", ("anonymousId", "anon-shared"), "/after", false),
+        ],
+    )
+    .await;
+    assert_eq!(links(&app, "linked").await, 1);
+    assert_eq!(links(&app, "claimed").await, 1);
+    // Two people: the second user's identify stood on its own, the link did not.
+    assert_eq!(count_rows(&app, "subjects").await, 2);
+    assert_eq!(count_rows(&app, "subject_aliases").await, 1);
+    let first = export(&app, &compliance, "user-first").await;
+    assert_eq!(first["interactions"].as_array().unwrap().len(), 2);
+    let second = export(&app, &compliance, "user-second").await;
+    assert_eq!(second["subject"]["anonymous_ids"], json!([]));
+    assert_eq!(second["interactions"].as_array().unwrap().len(), 0);
+    // Refused and audited, naming both people.
+    let audit: Value = app
+        .get_json("/v1/audit?action=subjects.link", Some(&compliance))
+        .await;
+    let refused: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["decision"] == "deny")
+        .collect();
+    assert_eq!(refused.len(), 1, "{audit}");
+    assert_eq!(refused[0]["reason"], "identity_claimed");
+    assert_eq!(refused[0]["subjects"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_request_may_name_a_visitor_by_their_anonymous_id() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    batch(
+        &app,
+        &write_key,
+        vec![
+            consent_event("c-r", "anon-request", json!({"Advertising": true})),
+            page("p-r", ("anonymousId", "anon-request"), "/", true),
+        ],
+    )
+    .await;
+    let filed = app
+        .post_json(
+            "/v1/requests",
+            Some(&compliance),
+            &json!({"type": "erasure", "regulation": "gdpr", "anonymous_id": "anon-request"}),
+        )
+        .await;
+    assert_eq!(filed.status(), StatusCode::CREATED);
+    let filed: Value = filed.json().await.unwrap();
+    assert_eq!(filed["subject"], json!({"anonymous_id": "anon-request"}));
+    let id = filed["id"].as_str().unwrap();
+    for action in ["verify", "execute"] {
+        let response = app
+            .post_json(
+                &format!("/v1/requests/{id}/{action}"),
+                Some(&compliance),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{action}");
+        if action == "execute" {
+            let done: Value = response.json().await.unwrap();
+            assert_eq!(done["status"], "completed", "{done}");
+            assert_eq!(done["result"]["subject_found"], true, "{done}");
+        }
+    }
+    for table in ["subjects", "interactions", "consent_records", "data_keys"] {
+        assert_eq!(count_rows(&app, table).await, 0, "{table}");
+    }
+}
