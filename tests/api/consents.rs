@@ -904,5 +904,5 @@ async fn a_statement_names_a_declared_notice_and_closed_vocabularies() {
     // The policy lists the declared notices.
     let admin = app.token_for("admin").await;
     let policy: Value = app.get_json("/v1/policy", Some(&admin)).await;
-    assert_eq!(policy["notices"].as_array().unwrap().len(), 4);
+    assert_eq!(policy["notices"].as_array().unwrap().len(), 5);
 }

@@ -85,7 +85,12 @@ async fn an_anonymous_visitor_who_consents_browses_and_logs_in_is_one_person_unt
             &write_key,
             vec![
                 consent_event(&format!("c-{n}"), &anonymous, json!({"Advertising": true})),
-                page(&format!("p-{n}"), ("anonymousId", &anonymous), "/shoes", true),
+                page(
+                    &format!("p-{n}"),
+                    ("anonymousId", &anonymous),
+                    "/shoes",
+                    true,
+                ),
             ],
         )
         .await;
@@ -139,7 +144,10 @@ async fn an_anonymous_visitor_who_consents_browses_and_logs_in_is_one_person_unt
     // evidence and notice, and the pages browsed before the login.
     let bundle = export(&app, &compliance, "user-visitor-3").await;
     assert_eq!(bundle["subject"]["subject_id"], "user-visitor-3");
-    assert_eq!(bundle["subject"]["anonymous_ids"], json!(["anon-visitor-3"]));
+    assert_eq!(
+        bundle["subject"]["anonymous_ids"],
+        json!(["anon-visitor-3"])
+    );
     let consents = bundle["consents"].as_array().unwrap();
     assert_eq!(consents.len(), 1, "{bundle}");
     assert_eq!(consents[0]["purpose"], "marketing");
@@ -158,7 +166,10 @@ async fn an_anonymous_visitor_who_consents_browses_and_logs_in_is_one_person_unt
         .map(|item| item["id"].as_str().unwrap())
         .collect();
     assert_eq!(pages.len(), 2, "{bundle}");
-    assert!(pages.contains(&"p-3") && pages.contains(&"q-3"), "{pages:?}");
+    assert!(
+        pages.contains(&"p-3") && pages.contains(&"q-3"),
+        "{pages:?}"
+    );
 
     // Neither id, nor the evidence, is in the database in clear.
     let dump = database_dump(&app).await;
@@ -275,7 +286,11 @@ async fn linking_merges_both_histories_under_the_known_person_with_the_stricter_
         .iter()
         .filter(|statement| statement["merged_from"].is_string())
         .collect();
-    assert_eq!(merged.len(), 1, "the anonymous grant names where it came from");
+    assert_eq!(
+        merged.len(),
+        1,
+        "the anonymous grant names where it came from"
+    );
     assert_eq!(merged[0]["status"], "granted");
     assert!(merged[0]["sequence"].as_i64() > consents[0]["sequence"].as_i64());
     // Most restrictive: the known side's withdrawal stands over the later anonymous grant.
@@ -369,8 +384,10 @@ async fn under_the_latest_rule_the_later_statement_stands_after_a_merge() {
     batch(
         &app,
         &write_key,
-        vec![json!({"type": "alias", "messageId": "a-l", "userId": "user-latest",
-                    "previousId": "anon-latest"})],
+        vec![
+            json!({"type": "alias", "messageId": "a-l", "userId": "user-latest",
+                    "previousId": "anon-latest"}),
+        ],
     )
     .await;
     assert_eq!(links(&app, "merged").await, 1);
@@ -405,15 +422,22 @@ async fn one_anonymous_id_never_folds_two_known_people_into_one() {
     batch(
         &app,
         &write_key,
-        vec![json!({"type": "identify", "messageId": "s-0", "userId": "user-second",
-                    "traits": {"country": "FR"}})],
+        vec![
+            json!({"type": "identify", "messageId": "s-0", "userId": "user-second",
+                    "traits": {"country": "FR"}}),
+        ],
     )
     .await;
     batch(
         &app,
         &write_key,
         vec![
-            identify("s-3", "user-second", "anon-shared", json!({"country": "FR"})),
+            identify(
+                "s-3",
+                "user-second",
+                "anon-shared",
+                json!({"country": "FR"}),
+            ),
             page("s-4", ("anonymousId", "anon-shared"), "/after", false),
         ],
     )

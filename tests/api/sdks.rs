@@ -57,9 +57,10 @@ fn ensure_node_sdks() {
 }
 
 /// Sends the script's messages with `sdk` for `user_id`, and checks what was stored: the
-/// person's e-mail address and declared trait, the order (support and legal compliance) and the
-/// page view (analytics), with declared fields only; the event whose consent context denied its
-/// only purpose is not stored.
+/// anonymous visitor's banner answer (a consent statement with its evidence) and page view,
+/// linked to the user by the identify; the person's e-mail address and declared trait, the
+/// order (support and legal compliance) and the page view (analytics), with declared fields
+/// only; the event whose consent context denied its only purpose is not stored.
 async fn events_from(sdk: &'static str, user_id: &'static str) {
     if sdk == "python" {
         ensure_python_sdk();
@@ -87,6 +88,7 @@ async fn events_from(sdk: &'static str, user_id: &'static str) {
             .env("HOST", host)
             .env("WRITE_KEY", write_key)
             .env("USER_ID", user_id)
+            .env("ANON_ID", format!("anon-{user_id}"))
             .output()
             .expect("node runs")
     })
@@ -102,8 +104,29 @@ async fn events_from(sdk: &'static str, user_id: &'static str) {
         .unwrap_or_else(|_| panic!("{sdk} printed no report: {stdout}"));
     assert_eq!(report["errors"], serde_json::json!([]), "{sdk}: {report}");
 
-    assert_eq!(count_rows(&app, "interactions").await, 2, "{sdk}");
-    assert_eq!(count_rows(&app, "interaction_purposes").await, 3, "{sdk}");
+    // One person: the anonymous visit, the order and the page view after login.
+    assert_eq!(count_rows(&app, "subjects").await, 1, "{sdk}");
+    assert_eq!(count_rows(&app, "subject_aliases").await, 1, "{sdk}");
+    assert_eq!(count_rows(&app, "interactions").await, 3, "{sdk}");
+    // The banner's grant is a consent statement; the anonymous page view was collected for
+    // analytics and, with that grant, marketing.
+    assert_eq!(count_rows(&app, "consent_records").await, 1, "{sdk}");
+    assert_eq!(count_rows(&app, "interaction_purposes").await, 5, "{sdk}");
+    let bundle: Value = app
+        .get(&format!("/v1/subjects/{user_id}/export"), Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        bundle["subject"]["anonymous_ids"],
+        serde_json::json!([format!("anon-{user_id}")]),
+        "{sdk}"
+    );
+    assert_eq!(
+        bundle["consents"][0]["evidence"]["ip_address"], "192.0.2.44",
+        "{sdk}"
+    );
     let read = app
         .get_json(
             &format!("/v1/subjects/{user_id}/interactions?purpose=support"),

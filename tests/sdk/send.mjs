@@ -1,16 +1,28 @@
 // Sends events through a real tracking SDK to a running Custodia, with the SDK's own batching,
 // compression and retries (driven by tests/api/sdks.rs). Environment: SDK (segment or
-// rudderstack), HOST (http://127.0.0.1:PORT), WRITE_KEY (a Custodia API key), USER_ID.
+// rudderstack), HOST (http://127.0.0.1:PORT), WRITE_KEY (a Custodia API key), USER_ID, ANON_ID
+// (the anonymous id the user browsed with before logging in).
 // Prints one JSON line: {"errors": [...]}, the failures the SDK reported.
 import { Analytics } from '@segment/analytics-node';
 import RudderAnalytics from '@rudderstack/rudder-sdk-node';
 
-const { SDK, HOST, WRITE_KEY, USER_ID } = process.env;
+const { SDK, HOST, WRITE_KEY, USER_ID, ANON_ID } = process.env;
 const errors = [];
 
-// Who the user is: an e-mail address (an identifier), a declared trait, an undeclared one.
+// Before logging in: the visitor answers the cookie banner (a consent event) and views a page
+// with the banner's answer in its context.
+const advertising = { consent: { categoryPreferences: { Advertising: true } } };
+const consented = {
+  anonymousId: ANON_ID,
+  event: 'Segment Consent Preference Updated',
+  context: { ...advertising, ip: '192.0.2.44', userAgent: 'SdkTest/1.0' },
+};
+const visit = { anonymousId: ANON_ID, name: 'Home', properties: { page_url: '/' }, context: advertising };
+// Who the user is, linked to the anonymous visitor: an e-mail address (an identifier), a
+// declared trait, an undeclared one.
 const identify = {
   userId: USER_ID,
+  anonymousId: ANON_ID,
   traits: { email: `${USER_ID}@example.com`, country: 'DE', plan: 'gold' },
 };
 // Three events: an order (a declared field, an undeclared one, a nested one), a page view, and
@@ -30,6 +42,8 @@ const denied = {
 if (SDK === 'segment') {
   const analytics = new Analytics({ writeKey: WRITE_KEY, host: HOST, flushAt: 10, maxRetries: 2 });
   analytics.on('error', (error) => errors.push(String(error?.code ?? error?.message ?? error)));
+  analytics.track(consented);
+  analytics.page(visit);
   analytics.identify(identify);
   analytics.track(order);
   analytics.page(page);
@@ -43,6 +57,8 @@ if (SDK === 'segment') {
     logLevel: 'error',
     errorHandler: (error) => errors.push(String(error?.message ?? error)),
   });
+  client.track(consented);
+  client.page(visit);
   client.identify(identify);
   client.track(order);
   client.page(page);
