@@ -20,7 +20,8 @@ This archive holds everything Custodia stores about one person, as CSV files (UT
 subject.csv        the person's id, identifiers and traits (kind, name, value)
 rights.csv         standing restriction of processing and objections (kind, purpose, since)
 consent_state.csv  the current consent statement per purpose
-consents.csv       every consent statement, oldest first, with its evidence (JSON)
+consents.csv       every consent statement, oldest first, with its evidence (JSON),
+                   where a merged one came from, and its receipt (signed now)
 processing.csv     each purpose the data is processed for: legal basis, whether it is in
                    effect now, retention, data categories, sources (channels), interactions
 interactions.csv   one row per interaction and data field (an interaction without data has

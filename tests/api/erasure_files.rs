@@ -349,3 +349,88 @@ async fn after_an_erasure_nothing_in_the_live_files_decrypts_even_with_readers_h
     }
     drop(served);
 }
+
+/// The internal id of the person an id names (an anonymous id: through its own index).
+fn pk_of(deployment: &Deployment, id: &custodia::subjects::SubjectId) -> String {
+    let mut conn = connect(&deployment.database.url);
+    let vault =
+        custodia::vault::Vault::open(&mut conn, &deployment.data_dir.join("master.key")).unwrap();
+    custodia::subjects::find(&mut conn, &vault, id)
+        .unwrap()
+        .expect("the person exists")
+        .pk
+}
+
+#[tokio::test]
+async fn after_a_merge_the_merged_persons_key_leaves_the_live_files() {
+    let deployment = Deployment::new();
+    let collector_key = deployment.api_key("collector");
+    let served = deployment.serve().await;
+    let collector = served.token(&collector_key).await;
+    let known = post(
+        &served,
+        &collector,
+        "/v1/interactions",
+        &json!({"id": "n1", "subject_id": "known-merge", "type": "note", "channel": "web",
+                "occurred_at": "2026-11-01T10:00:00Z", "purposes": ["support"],
+                "data": {"message": "the known side"}}),
+    )
+    .await;
+    assert_eq!(known.status(), StatusCode::CREATED);
+    let track = |messages: Value| {
+        let (base, key) = (served.base.clone(), collector_key.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/v1/batch"))
+                .basic_auth(key, Some(""))
+                .json(&json!({ "batch": messages }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let visited = track(
+        json!([{"type": "page", "messageId": "p1", "anonymousId": "anon-files",
+                                "name": "Home", "properties": {"page_url": "/"}}]),
+    )
+    .await;
+    assert_eq!(visited.status(), StatusCode::OK);
+
+    // The anonymous person's key is in the files, as any key is.
+    let anonymous = custodia::subjects::SubjectId::anonymous("anon-files").unwrap();
+    let pk = pk_of(&deployment, &anonymous);
+    let keys = keys_on_disk(&deployment);
+    assert!(
+        wrapped_key_found(&raw_files(&deployment), "data-key", &pk, &keys),
+        "the scan finds the anonymous person's wrapped key before the merge"
+    );
+
+    let linked = track(
+        json!([{"type": "identify", "messageId": "i1", "userId": "known-merge",
+                               "anonymousId": "anon-files"}]),
+    )
+    .await;
+    assert_eq!(linked.status(), StatusCode::OK);
+    assert_eq!(
+        pk_of(&deployment, &anonymous),
+        pk_of(
+            &deployment,
+            &custodia::subjects::SubjectId::parse("known-merge").unwrap()
+        ),
+        "the anonymous id now names the known person"
+    );
+    // The merged key's old copies leave the files in the background after the answer.
+    let mut found = true;
+    for _ in 0..100 {
+        found = wrapped_key_found(&raw_files(&deployment), "data-key", &pk, &keys);
+        if !found {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !found,
+        "the merged person's wrapped key must leave the raw files"
+    );
+    drop(served);
+}

@@ -511,3 +511,43 @@ async fn a_request_may_name_a_visitor_by_their_anonymous_id() {
         assert_eq!(count_rows(&app, table).await, 0, "{table}");
     }
 }
+
+#[tokio::test]
+async fn two_users_claiming_one_anonymous_id_at_once_get_one_link() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    const ROUNDS: usize = 6;
+    for round in 0..ROUNDS {
+        let anonymous = format!("anon-race-{round}");
+        batch(
+            &app,
+            &write_key,
+            vec![page(
+                &format!("r{round}"),
+                ("anonymousId", &anonymous),
+                "/",
+                false,
+            )],
+        )
+        .await;
+        let claim = |user: String| {
+            let message = identify(&format!("{user}-i"), &user, &anonymous, json!({}));
+            let (app, write_key) = (&app, &write_key);
+            async move { batch(app, write_key, vec![message]).await }
+        };
+        tokio::join!(
+            claim(format!("user-race-a{round}")),
+            claim(format!("user-race-b{round}"))
+        );
+    }
+    // Each anonymous id went to exactly one of the two users; the other was refused.
+    assert_eq!(
+        links(&app, "linked").await + links(&app, "merged").await,
+        ROUNDS as u64
+    );
+    assert_eq!(links(&app, "claimed").await, ROUNDS as u64);
+    assert_eq!(count_rows(&app, "subject_aliases").await, ROUNDS as i64);
+    // Per round: the visitor, who became one of the users, and the other user.
+    assert_eq!(count_rows(&app, "subjects").await, 2 * ROUNDS as i64);
+    assert_eq!(count_rows(&app, "interactions").await, ROUNDS as i64);
+}

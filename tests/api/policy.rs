@@ -49,6 +49,15 @@ async fn get_policy_returns_the_loaded_policy_and_its_sha256() {
         body["tracking"]["consent_categories"]["Advertising"],
         json!(["marketing"])
     );
+    assert_eq!(body["tracking"]["merge_consent"], "most_restrictive");
+    assert_eq!(
+        body["tracking"]["consent_events"],
+        json!(["Segment Consent Preference Updated"])
+    );
+    assert_eq!(
+        body["tracking"]["consent_notice"],
+        json!({"id": "cookies", "version": "1"})
+    );
     let purposes = body["purposes"].as_array().unwrap();
     let find = |id: &str| purposes.iter().find(|p| p["id"] == id).unwrap().clone();
     assert_eq!(find("marketing.email")["legal_basis"], "consent");
@@ -423,7 +432,7 @@ purposes = ["marketing"]
 
 #[test]
 fn the_tracking_table_names_only_declared_purposes_and_appears_once() {
-    let tracking = "[tracking]\ndefault_purposes = [\"marketing\", \"analytics\"]\n\n[tracking.events]\n\"Order Completed\" = [\"orders\"]\n\"\" = [\"marketing\"]\n\n[tracking.consent_categories]\nAdvertising = [\"marketing\"]\n";
+    let tracking = "[tracking]\ndefault_purposes = [\"marketing\", \"analytics\"]\nmerge_consent = \"newest\"\nconsent_notice = { id = \"banner\", version = \"9\" }\n\n[tracking.events]\n\"Order Completed\" = [\"orders\"]\n\"\" = [\"marketing\"]\n\n[tracking.consent_categories]\nAdvertising = [\"marketing\"]\n";
     let again = "[tracking]\ndefault_purposes = []\n";
     let errors = errors_for(&[
         ("purposes.toml", MARKETING),
@@ -432,7 +441,9 @@ fn the_tracking_table_names_only_declared_purposes_and_appears_once() {
     ]);
     let expected = [
         "tracking.toml:2: tracking.default_purposes names `analytics`, which is not a declared purpose",
-        "tracking.toml:5: tracking.events.Order Completed names `orders`, which is not a declared purpose",
+        "tracking.toml:7: tracking.events.Order Completed names `orders`, which is not a declared purpose",
+        "tracking.toml:3: tracking.merge_consent is `newest`: use `most_restrictive` or `latest`",
+        "tracking.toml:4: tracking.consent_notice names `banner` version `9`, which no [[notice]] declares",
         "tracking.toml:1: tracking.events names ``: a name is 1 to 200 bytes without control characters",
         "zz.toml:1: duplicate [tracking] table (first defined at tracking.toml:1)",
     ];
