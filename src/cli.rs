@@ -16,6 +16,85 @@ use crate::policy::load_dir;
 use crate::startup::{load_policy, open_database, open_vault, Application};
 use crate::vault::rotate_master_key;
 
+/// `custodia import`: progress on stderr (a line redrawn in place on a terminal, a plain line
+/// every few seconds otherwise), bad lines on stderr, the summary as JSON on stdout. Exits 1
+/// when a line could not be imported.
+fn import(
+    settings: &Settings,
+    file: std::path::PathBuf,
+    role: &str,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let policy = load_policy(settings)?;
+    let role = crate::policy::RoleId::parse(role)
+        .map_err(|_| anyhow::anyhow!("`{role}` is not a role id"))?;
+    let database = open_database(settings)?;
+    let mut conn = database.connection()?;
+    let vault = open_vault(settings, &database)?;
+    let options = crate::import::ImportOptions {
+        path: file,
+        dry_run,
+        role,
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_shown = std::time::Instant::now();
+    let shown_on_line = std::cell::Cell::new(false);
+    let mut progress = |at: crate::import::Progress| {
+        let finished = at.bytes >= at.total_bytes;
+        if !terminal && !finished && last_shown.elapsed().as_secs() < 5 {
+            return;
+        }
+        if terminal && !finished && last_shown.elapsed().as_millis() < 200 {
+            return;
+        }
+        last_shown = std::time::Instant::now();
+        let rate = at.lines as f64 / at.seconds.max(1e-9);
+        let share = at.bytes as f64 / (at.total_bytes.max(1)) as f64;
+        let eta = if share > 0.0 {
+            (at.seconds / share - at.seconds).max(0.0)
+        } else {
+            0.0
+        };
+        let text = format!(
+            "{} lines, {:.0} lines/s, {:.0}% read, ETA {}:{:02}",
+            at.lines,
+            rate,
+            share * 100.0,
+            (eta as u64) / 60,
+            (eta as u64) % 60
+        );
+        if terminal {
+            const WIDTH: usize = 40;
+            let filled = ((share * WIDTH as f64) as usize).min(WIDTH);
+            eprint!(
+                "\r[{}{}] {text}\x1b[K",
+                "#".repeat(filled),
+                " ".repeat(WIDTH - filled)
+            );
+            shown_on_line.set(true);
+        } else {
+            eprintln!("{text}");
+        }
+    };
+    let mut bad = |line: String| {
+        if terminal && shown_on_line.get() {
+            eprint!("\r\x1b[K");
+        }
+        eprintln!("{line}");
+    };
+    let summary = crate::import::run(&mut conn, &vault, &policy, &options, &mut bad, &mut progress)?;
+    if terminal {
+        eprintln!();
+    }
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(if summary.invalid > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// Runs a command; errors are printed to stderr and turn into exit status 1.
 pub fn run(cli: Cli) -> ExitCode {
     match execute(cli) {
@@ -52,6 +131,11 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import {
+            file,
+            role,
+            dry_run,
+        } => import(&settings, file, &role, dry_run),
         Command::Policy(PolicyCommand::Check { dir }) => {
             let dir = dir.unwrap_or_else(|| settings.policy_dir.clone());
             match load_dir(&dir) {

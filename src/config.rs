@@ -181,6 +181,20 @@ pub enum Command {
     /// Apply the policy's retention periods.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Load people, interactions and consent statements from a file (NDJSON in the native or
+    /// the tracking protocol's shapes, or CSV with a header), under the same rules and audit
+    /// as the API; idempotent by id, so a rerun resumes. Bad lines are reported as
+    /// `file:line: message`; a JSON summary is printed at the end (docs/import.md).
+    Import {
+        /// The file: `.csv` is read as CSV, anything else as NDJSON.
+        file: PathBuf,
+        /// The role whose permissions the import acts with (its purposes and actions).
+        #[arg(long)]
+        role: String,
+        /// Check every line and store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `custodia retention …`

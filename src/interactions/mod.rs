@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub use cursor::Cursor;
 pub use queue::IngestQueue;
-pub(crate) use queue::Together;
+pub(crate) use queue::{store_together, Together};
 
 use crate::audit::{self, Actor, Entry};
 use crate::auth::{KeyId, Principal};

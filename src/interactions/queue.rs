@@ -14,7 +14,7 @@ use crate::coalesce::Coalescer;
 use crate::consent::{apply_gpc, gpc_entry, record_all, ConsentJob, ConsentOutcome};
 use crate::policy::Policy;
 use crate::store::write_transaction;
-use crate::store::Database;
+use crate::store::{Database, DbConnection};
 use crate::store::erasure::ErasedKey;
 use crate::subjects::links::{link, Linked};
 use crate::subjects::{find_or_create, upsert, SubjectChanges, SubjectError, SubjectId};
@@ -94,95 +94,11 @@ impl IngestQueue {
         gpc: Option<KeyId>,
         actor: Actor,
     ) -> Result<StoredWith, SubjectError> {
-        let storage = self.storage.clone();
-        let Together {
-            links,
-            identities,
-            consents,
-        } = together;
+        let (vault, policy) = (self.storage.vault.clone(), self.storage.policy.clone());
         self.storage
             .db
             .run_write(move |conn| {
-                write_transaction(conn, |conn| {
-                    // Every person written about, locked first and in one order (PostgreSQL):
-                    // the steps below lock some of them again and append to the audit log as
-                    // they go, and a person locked after the audit head could deadlock with a
-                    // writer holding that person and waiting for the head.
-                    let vault = &storage.vault;
-                    let people: Vec<String> = links
-                        .iter()
-                        .flat_map(|(user, anonymous)| [user, anonymous])
-                        .chain(identities.iter().map(|(id, _)| id))
-                        .chain(consents.iter().map(|job| &job.subject_id))
-                        .chain(drafts.iter().map(|draft| draft.subject_id()))
-                        .map(|id| crate::subjects::subject_index(vault, id))
-                        .collect();
-                    crate::store::lock_in_order(conn, "custodia/person/", &people)?;
-                    let mut entries = Vec::new();
-                    let mut linked = Vec::with_capacity(links.len());
-                    let mut destroyed = Vec::new();
-                    for (user, anonymous) in &links {
-                        let result = link(
-                            conn,
-                            &storage.vault,
-                            &storage.policy,
-                            user,
-                            anonymous,
-                            &actor,
-                        )?;
-                        linked.push(result.linked);
-                        entries.extend(result.entries);
-                        destroyed.extend(result.destroyed);
-                    }
-                    for (subject_id, changes) in &identities {
-                        upsert(
-                            conn,
-                            &storage.vault,
-                            &storage.policy,
-                            subject_id,
-                            changes,
-                            &actor,
-                        )?;
-                    }
-                    let recorded = if consents.is_empty() {
-                        Vec::new()
-                    } else {
-                        record_all(conn, &storage.vault, &storage.policy, &consents)?
-                    };
-                    if let Some(recorded_by) = &gpc {
-                        let mut seen = Vec::new();
-                        for draft in drafts.iter() {
-                            if seen.contains(&draft.subject_id()) {
-                                continue;
-                            }
-                            seen.push(draft.subject_id());
-                            let subject =
-                                find_or_create(conn, &storage.vault, draft.subject_id())?;
-                            let applied = apply_gpc(
-                                conn,
-                                &storage.vault,
-                                &storage.policy,
-                                &subject,
-                                recorded_by,
-                            )?;
-                            entries.extend(gpc_entry(&actor, &storage.policy, &subject, &applied));
-                        }
-                    }
-                    let outcomes = if drafts.is_empty() {
-                        Vec::new()
-                    } else {
-                        ingest(conn, &storage.vault, &storage.policy, &drafts)?
-                    };
-                    // Last, like every append: the audit head stays locked only for the commit
-                    // (locking it before the inserts could deadlock with a concurrent ingest).
-                    audit::append(conn, storage.policy.sha256(), entries)?;
-                    Ok::<_, SubjectError>(StoredWith {
-                        outcomes,
-                        linked,
-                        consents: recorded,
-                        destroyed,
-                    })
-                })
+                store_together(conn, &vault, &policy, &drafts, together, gpc.as_ref(), &actor)
             })
             .await
     }
@@ -194,6 +110,84 @@ impl IngestQueue {
         }
         self.queue.submit(drafts).await
     }
+}
+
+/// Writes interactions with what must take effect in their transaction (see
+/// [`IngestQueue::store_with`]), in one write transaction on `conn`: what the queue runs on the
+/// writer, and what `custodia import` runs batch by batch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_together(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    policy: &Policy,
+    drafts: &[Draft],
+    together: Together,
+    gpc: Option<&KeyId>,
+    actor: &Actor,
+) -> Result<StoredWith, SubjectError> {
+    let Together {
+        links,
+        identities,
+        consents,
+    } = together;
+    write_transaction(conn, |conn| {
+        // Every person written about, locked first and in one order (PostgreSQL): the steps
+        // below lock some of them again and append to the audit log as they go, and a person
+        // locked after the audit head could deadlock with a writer holding that person and
+        // waiting for the head.
+        let people: Vec<String> = links
+            .iter()
+            .flat_map(|(user, anonymous)| [user, anonymous])
+            .chain(identities.iter().map(|(id, _)| id))
+            .chain(consents.iter().map(|job| &job.subject_id))
+            .chain(drafts.iter().map(|draft| draft.subject_id()))
+            .map(|id| crate::subjects::subject_index(vault, id))
+            .collect();
+        crate::store::lock_in_order(conn, "custodia/person/", &people)?;
+        let mut entries = Vec::new();
+        let mut linked = Vec::with_capacity(links.len());
+        let mut destroyed = Vec::new();
+        for (user, anonymous) in &links {
+            let result = link(conn, vault, policy, user, anonymous, actor)?;
+            linked.push(result.linked);
+            entries.extend(result.entries);
+            destroyed.extend(result.destroyed);
+        }
+        for (subject_id, changes) in &identities {
+            upsert(conn, vault, policy, subject_id, changes, actor)?;
+        }
+        let recorded = if consents.is_empty() {
+            Vec::new()
+        } else {
+            record_all(conn, vault, policy, &consents)?
+        };
+        if let Some(recorded_by) = gpc {
+            let mut seen = Vec::new();
+            for draft in drafts {
+                if seen.contains(&draft.subject_id()) {
+                    continue;
+                }
+                seen.push(draft.subject_id());
+                let subject = find_or_create(conn, vault, draft.subject_id())?;
+                let applied = apply_gpc(conn, vault, policy, &subject, recorded_by)?;
+                entries.extend(gpc_entry(actor, policy, &subject, &applied));
+            }
+        }
+        let outcomes = if drafts.is_empty() {
+            Vec::new()
+        } else {
+            ingest(conn, vault, policy, drafts)?
+        };
+        // Last, like every append: the audit head stays locked only for the commit (locking it
+        // before the inserts could deadlock with a concurrent ingest).
+        audit::append(conn, policy.sha256(), entries)?;
+        Ok::<_, SubjectError>(StoredWith {
+            outcomes,
+            linked,
+            consents: recorded,
+            destroyed,
+        })
+    })
 }
 
 impl Storage {
