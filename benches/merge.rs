@@ -59,10 +59,12 @@ async fn main() {
     }
     for person in 0..PEOPLE {
         let anonymous = format!("anon-merge-{person}");
-        send(vec![json!({"type": "track", "messageId": format!("consent-{person}"),
+        send(vec![
+            json!({"type": "track", "messageId": format!("consent-{person}"),
             "anonymousId": anonymous, "event": "Segment Consent Preference Updated",
             "context": {"ip": "198.51.100.1", "userAgent": "bench",
-                        "consent": {"categoryPreferences": {"Advertising": true}}}})])
+                        "consent": {"categoryPreferences": {"Advertising": true}}}}),
+        ])
         .await;
         for start in (0..PER_PERSON).step_by(BATCH) {
             send(
@@ -83,8 +85,10 @@ async fn main() {
     let mut times = Vec::new();
     for person in 0..PEOPLE {
         let started = Instant::now();
-        send(vec![json!({"type": "identify", "messageId": format!("login-{person}"),
-            "userId": format!("customer-{person}"), "anonymousId": format!("anon-merge-{person}")})])
+        send(vec![
+            json!({"type": "identify", "messageId": format!("login-{person}"),
+            "userId": format!("customer-{person}"), "anonymousId": format!("anon-merge-{person}")}),
+        ])
         .await;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }

@@ -83,7 +83,14 @@ fn import(
         }
         eprintln!("{line}");
     };
-    let summary = crate::import::run(&mut conn, &vault, &policy, &options, &mut bad, &mut progress)?;
+    let summary = crate::import::run(
+        &mut conn,
+        &vault,
+        &policy,
+        &options,
+        &mut bad,
+        &mut progress,
+    )?;
     if terminal {
         eprintln!();
     }

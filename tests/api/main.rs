@@ -18,6 +18,7 @@ mod first_start;
 mod helpers;
 mod holds;
 mod identity;
+mod import;
 mod interactions;
 mod keys;
 mod legal_basis;
