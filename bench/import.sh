@@ -37,4 +37,4 @@ ls -l "$work/interactions.ndjson" | awk '{printf "file: %.0f MB\n", $5/1e6}'
   "$bin" import "$work/interactions.ndjson" --role collector 2>"$work/import.err" >"$work/summary.json" \
   || { tail -5 "$work/import.err"; exit 1; }
 tail -1 "$work/import.err"
-python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"stored {s[\"interactions_stored\"]}, duplicates {s[\"interactions_duplicate\"]}, invalid {s[\"invalid\"]}, {s[\"lines_per_second\"]:.0f} lines/s")' "$work/summary.json"
+python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(\"stored\", s[\"interactions_stored\"], \"duplicates\", s[\"interactions_duplicate\"], \"invalid\", s[\"invalid\"], round(s[\"lines_per_second\"]), \"lines/s\")" "$work/summary.json"

@@ -157,6 +157,13 @@ pub fn run(
         source,
     };
     let file = File::open(&options.path).map_err(read_error)?;
+    if !options.dry_run {
+        crate::store::prepare_bulk_writes(conn).map_err(|error| ImportError::Store {
+            first: 0,
+            last: 0,
+            source: error.into(),
+        })?;
+    }
     let total_bytes = file.metadata().map_err(read_error)?.len();
     let name = options
         .path
@@ -183,6 +190,7 @@ pub fn run(
         },
         batch: Vec::new(),
         first_line: 0,
+        batches: 0,
     };
     let counter = CountingReader {
         inner: file,
@@ -412,7 +420,11 @@ struct Importer<'a> {
     summary: Summary,
     batch: Vec<Item>,
     first_line: u64,
+    batches: u64,
 }
+
+/// Batches between two WAL checkpoints (SQLite): the WAL stays a few tens of MiB.
+const CHECKPOINT_EVERY: u64 = 10;
 
 impl Importer<'_> {
     fn invalid(&mut self, bad: &mut dyn FnMut(String), file: &str, line: u64, message: &str) {
@@ -726,6 +738,11 @@ impl Importer<'_> {
         .map_err(|source| ImportError::Store { first, last, source })?;
         for key in &stored.destroyed {
             self.vault.forget_data_key(&key.subject_pk);
+        }
+        self.batches += 1;
+        if self.batches % CHECKPOINT_EVERY == 0 {
+            crate::store::checkpoint(conn)
+                .map_err(|error| ImportError::Store { first, last, source: error.into() })?;
         }
         self.summary.subjects += subjects;
         for outcome in stored.outcomes {

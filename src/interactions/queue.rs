@@ -125,6 +125,16 @@ pub(crate) fn store_together(
     gpc: Option<&KeyId>,
     actor: &Actor,
 ) -> Result<StoredWith, SubjectError> {
+    if together.is_empty() && gpc.is_none() {
+        // Interactions alone: their own transaction, without a savepoint inside another (on
+        // SQLite every statement in a savepoint pays for its journal).
+        return Ok(StoredWith {
+            outcomes: ingest(conn, vault, policy, drafts)?,
+            linked: Vec::new(),
+            consents: Vec::new(),
+            destroyed: Vec::new(),
+        });
+    }
     let Together {
         links,
         identities,

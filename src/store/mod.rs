@@ -287,6 +287,27 @@ impl ConnectionManager {
     }
 }
 
+/// Readies a connection for a long run of large write transactions (`custodia import`): on
+/// SQLite, statement journals in memory (each batch's nested writes journal every page they
+/// touch; the writer thread does the same) and a page cache of 128 MiB for the indexes the
+/// batches insert into. Nothing to do on PostgreSQL.
+pub(crate) fn prepare_bulk_writes(conn: &mut DbConnection) -> Result<(), StoreError> {
+    if let DbConnection::Sqlite(sqlite) = conn {
+        sqlite.batch_execute("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -131072;")?;
+    }
+    Ok(())
+}
+
+/// Copies what the WAL holds into the database file as far as readers allow (SQLite; nothing
+/// on PostgreSQL): what a server's job does every few milliseconds, for a long run of writes
+/// outside a server.
+pub(crate) fn checkpoint(conn: &mut DbConnection) -> Result<(), StoreError> {
+    if let DbConnection::Sqlite(sqlite) = conn {
+        sqlite.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
+    }
+    Ok(())
+}
+
 /// Where SQLite's temporary files go (large sorts, journals): `tmp` beside the database file,
 /// owner-only, so that pages of the database never land outside its directory. The binary
 /// points SQLite there (`SQLITE_TMPDIR`) before it starts any thread.
