@@ -114,6 +114,9 @@ pub enum ImportError {
     /// The role is not declared, or may not write what the import holds.
     #[error("{0}")]
     Role(String),
+    /// The database could not be prepared for the import.
+    #[error("cannot prepare the database: {0}")]
+    Database(#[from] crate::store::StoreError),
     /// Storing a batch failed (nothing of that batch was stored; rerun to resume).
     #[error("storing lines {first} to {last} failed: {source}")]
     Store {
@@ -158,11 +161,7 @@ pub fn run(
     };
     let file = File::open(&options.path).map_err(read_error)?;
     if !options.dry_run {
-        crate::store::prepare_bulk_writes(conn).map_err(|error| ImportError::Store {
-            first: 0,
-            last: 0,
-            source: error.into(),
-        })?;
+        crate::store::prepare_bulk_writes(conn)?;
     }
     let total_bytes = file.metadata().map_err(read_error)?.len();
     let name = options

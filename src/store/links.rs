@@ -99,28 +99,74 @@ pub(crate) fn interactions_of(
         .load(conn)?)
 }
 
-/// Gives interactions to another person: their rows (re-sealed by the caller) and their
-/// purpose rows.
+/// One interaction re-sealed for the person it moves to: its id, client id and data.
+pub(crate) type Resealed = (String, Vec<u8>, String);
+
+/// Rows per statement when moving interactions (three parameters each).
+const MOVE_CHUNK: usize = 500;
+
+/// Gives a person's interactions to another: their purpose rows (one statement, through the
+/// interactions' ids), then each interaction's person, client id and data (re-sealed by the
+/// caller), a few hundred rows per statement rather than one statement per row.
 pub(crate) fn move_interactions(
     conn: &mut DbConnection,
     from_pk: &str,
-    rows: &[InteractionRow],
+    to_pk: &str,
+    rows: &[Resealed],
 ) -> Result<(), StoreError> {
-    let Some(to_pk) = rows.first().map(|row| row.subject_pk.clone()) else {
-        return Ok(());
-    };
-    for row in rows {
-        diesel::update(interactions::table.find(&row.id))
-            .set((
-                interactions::subject_pk.eq(&row.subject_pk),
-                interactions::client_id_ct.eq(&row.client_id_ct),
-                interactions::data_ct.eq(&row.data_ct),
-            ))
-            .execute(conn)?;
+    diesel::update(
+        interaction_purposes::table.filter(
+            interaction_purposes::interaction_pk.eq_any(
+                interactions::table
+                    .filter(interactions::subject_pk.eq(from_pk))
+                    .select(interactions::id),
+            ),
+        ),
+    )
+    .set(interaction_purposes::subject_pk.eq(to_pk))
+    .execute(conn)?;
+    use diesel::sql_types::{Binary, Text};
+    for chunk in rows.chunks(MOVE_CHUNK) {
+        // The one statement each backend spells its own way: an update from a list of values.
+        match conn {
+            DbConnection::Sqlite(sqlite) => {
+                let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                let mut query = diesel::sql_query(format!(
+                    "UPDATE interactions SET subject_pk = ?, client_id_ct = v.column2, \
+                     data_ct = v.column3 FROM (VALUES {values}) AS v \
+                     WHERE interactions.id = v.column1"
+                ))
+                .into_boxed::<diesel::sqlite::Sqlite>()
+                .bind::<Text, _>(to_pk);
+                for (id, client_id_ct, data_ct) in chunk {
+                    query = query
+                        .bind::<Text, _>(id)
+                        .bind::<Binary, _>(client_id_ct)
+                        .bind::<Text, _>(data_ct);
+                }
+                query.execute(sqlite)?;
+            }
+            DbConnection::Postgresql(pg) => {
+                let values = (0..chunk.len())
+                    .map(|i| format!("(${}, ${}::bytea, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut query = diesel::sql_query(format!(
+                    "UPDATE interactions SET subject_pk = $1, client_id_ct = v.c, data_ct = v.d \
+                     FROM (VALUES {values}) AS v(id, c, d) WHERE interactions.id = v.id"
+                ))
+                .into_boxed::<diesel::pg::Pg>()
+                .bind::<Text, _>(to_pk);
+                for (id, client_id_ct, data_ct) in chunk {
+                    query = query
+                        .bind::<Text, _>(id)
+                        .bind::<Binary, _>(client_id_ct)
+                        .bind::<Text, _>(data_ct);
+                }
+                query.execute(pg)?;
+            }
+        }
     }
-    diesel::update(interaction_purposes::table.filter(interaction_purposes::subject_pk.eq(from_pk)))
-        .set(interaction_purposes::subject_pk.eq(to_pk))
-        .execute(conn)?;
     Ok(())
 }
 

@@ -288,30 +288,12 @@ fn merge(
     now: NaiveDateTime,
 ) -> Result<usize, SubjectError> {
     subject_store::lock_for_write(conn, &[from.pk.as_str(), into.pk.as_str()])?;
-    // Interactions: every sealed value and the app's id, bound to the person and the record.
-    let mut interactions = link_store::interactions_of(conn, &from.pk)?;
-    for row in &mut interactions {
-        let data = reseal_map(from, into, &row.id, &row.data_ct, |name| name.to_owned())?;
-        row.data_ct = write_map(&data);
-        let field = crate::interactions::CLIENT_ID_FIELD;
-        row.client_id_ct = reseal_bytes(
-            &from.key,
-            &FieldContext {
-                subject: &from.pk,
-                record: &row.id,
-                field,
-            },
-            &into.key,
-            &FieldContext {
-                subject: &into.pk,
-                record: &row.id,
-                field,
-            },
-            &row.client_id_ct,
-        )?;
-        row.subject_pk = into.pk.clone();
-    }
-    link_store::move_interactions(conn, &from.pk, &interactions)?;
+    // Interactions: every sealed value and the app's id, bound to the person and the record,
+    // re-sealed on as many threads as there are cores (it is most of a merge's work).
+    let interactions = link_store::interactions_of(conn, &from.pk)?;
+    let moved = interactions.len();
+    let resealed = reseal_interactions(from, into, interactions)?;
+    link_store::move_interactions(conn, &from.pk, &into.pk, &resealed)?;
     // Consent statements: both histories kept, the merged one after the survivor's own in
     // sequence, each naming where it came from.
     let next = crate::store::consents::next_sequence(conn, &into.pk)?;
@@ -373,7 +355,54 @@ fn merge(
     }
     link_store::move_aliases(conn, &aliases)?;
     // The merged person's own anonymous id becomes an alias: the caller links it.
-    Ok(interactions.len() + statements.len())
+    Ok(moved + statements.len())
+}
+
+/// Each interaction's client id and data, opened with `from`'s key and sealed with `into`'s.
+fn reseal_interactions(
+    from: &SubjectHandle,
+    into: &SubjectHandle,
+    rows: Vec<crate::store::interactions::InteractionRow>,
+) -> Result<Vec<link_store::Resealed>, DecryptError> {
+    let one = |row: &crate::store::interactions::InteractionRow| {
+        let data = reseal_map(from, into, &row.id, &row.data_ct, |name| name.to_owned())?;
+        let field = crate::interactions::CLIENT_ID_FIELD;
+        let client_id_ct = reseal_bytes(
+            &from.key,
+            &FieldContext {
+                subject: &from.pk,
+                record: &row.id,
+                field,
+            },
+            &into.key,
+            &FieldContext {
+                subject: &into.pk,
+                record: &row.id,
+                field,
+            },
+            &row.client_id_ct,
+        )?;
+        Ok((row.id.clone(), client_id_ct, write_map(&data)))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || rows.len() < 1_000 {
+        return rows.iter().map(one).collect();
+    }
+    let per_thread = rows.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = rows
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(one).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut resealed = Vec::with_capacity(rows.len());
+        for worker in workers {
+            match worker.join() {
+                Ok(rows) => resealed.extend(rows?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(resealed)
+    })
 }
 
 /// The current statements of a merged person, per purpose, by the policy's rule: under
