@@ -26,7 +26,7 @@ use crate::consent::{ConsentDraft, ConsentJob, RawConsent};
 use crate::interactions::{Draft, Outcome, RawInteraction, Together, MAX_BATCH};
 use crate::policy::{Action, Policy, RoleId};
 use crate::store::DbConnection;
-use crate::subjects::links::Linked;
+use crate::subjects::links::LinkOutcome;
 use crate::subjects::{SubjectChanges, SubjectError, SubjectId};
 use crate::tracking::{read_message, Position, Read};
 use crate::vault::Vault;
@@ -763,8 +763,8 @@ impl Importer<'_> {
         }
         for linked in stored.linked {
             match linked {
-                Linked::Linked { .. } | Linked::AlreadyLinked => self.summary.links += 1,
-                Linked::Claimed | Linked::Suppressed => self.summary.links_refused += 1,
+                LinkOutcome::Linked { .. } | LinkOutcome::AlreadyLinked => self.summary.links += 1,
+                LinkOutcome::Claimed | LinkOutcome::Suppressed => self.summary.links_refused += 1,
             }
         }
         Ok(())

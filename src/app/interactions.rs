@@ -14,7 +14,7 @@ use crate::interactions::{
 use crate::policy::PurposeId;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::interactions::Together;
-use crate::subjects::links::Linked;
+use crate::subjects::links::LinkOutcome;
 use crate::subjects::{self, pseudonym_of, SubjectError, SubjectId};
 
 /// One item's fate: stored (or found stored, or refused by the person's standing — see
@@ -134,7 +134,7 @@ pub(crate) struct Collected {
     /// Identities refused because their subject id is suppressed (each audited).
     pub(crate) identities_refused: usize,
     /// What became of each link, in order.
-    pub(crate) linked: Vec<Linked>,
+    pub(crate) linked: Vec<LinkOutcome>,
     /// What became of each consent statement, in order.
     pub(crate) consents: Vec<Result<crate::consent::ConsentOutcome, SubjectError>>,
 }

@@ -11,7 +11,7 @@ use crate::audit::Entry;
 use crate::consent::{self, ConsentJob};
 use crate::interactions::{Outcome, Together};
 use crate::policy::Action;
-use crate::subjects::links::Linked;
+use crate::subjects::links::LinkOutcome;
 use crate::rejection::Rejection;
 use crate::subjects::SubjectError;
 use crate::tracking::{read_batch, read_message, Call, Position, Read};
@@ -176,7 +176,7 @@ pub(crate) async fn collect(
         tracked.refused += refused_statements.len();
         audit_read(services, refused_statements)
             .await
-            .map_err(|failed| TrackingError::Failed(failed.into()))?;
+            .map_err(TrackingError::Failed)?;
     }
     if positions.is_empty() && together.is_empty() {
         return Ok(tracked);
@@ -195,11 +195,11 @@ pub(crate) async fn collect(
     }
     for linked in collected.linked {
         match linked {
-            Linked::Linked { merged: 0 } => tracked.links.linked += 1,
-            Linked::Linked { .. } => tracked.links.merged += 1,
-            Linked::AlreadyLinked => tracked.links.already_linked += 1,
-            Linked::Claimed => tracked.links.claimed += 1,
-            Linked::Suppressed => tracked.links.suppressed += 1,
+            LinkOutcome::Linked { merged: 0 } => tracked.links.linked += 1,
+            LinkOutcome::Linked { .. } => tracked.links.merged += 1,
+            LinkOutcome::AlreadyLinked => tracked.links.already_linked += 1,
+            LinkOutcome::Claimed => tracked.links.claimed += 1,
+            LinkOutcome::Suppressed => tracked.links.suppressed += 1,
         }
     }
     for result in collected.results {

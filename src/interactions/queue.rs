@@ -16,7 +16,7 @@ use crate::policy::Policy;
 use crate::store::write_transaction;
 use crate::store::{Database, DbConnection};
 use crate::store::erasure::ErasedKey;
-use crate::subjects::links::{link, Linked};
+use crate::subjects::links::{link, LinkOutcome};
 use crate::subjects::{find_or_create, upsert, SubjectChanges, SubjectError, SubjectId};
 use crate::vault::Vault;
 
@@ -44,7 +44,7 @@ pub(crate) struct StoredWith {
     /// One outcome per interaction, in order.
     pub(crate) outcomes: Vec<Outcome>,
     /// One per link, in order.
-    pub(crate) linked: Vec<Linked>,
+    pub(crate) linked: Vec<LinkOutcome>,
     /// One per consent statement, in order (refused: the person is suppressed).
     pub(crate) consents: Vec<Result<ConsentOutcome, SubjectError>>,
     /// The data keys of people merged into others (destroyed in the transaction): their old

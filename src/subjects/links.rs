@@ -9,6 +9,7 @@
 //! erasure. When only one side exists, nothing moves: the anonymous person takes the user id,
 //! or the user's person takes the anonymous id.
 
+use std::collections::btree_map::Entry as Slot;
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDateTime, Utc};
@@ -36,7 +37,7 @@ const ALIAS_FIELD: &str = "$anonymous_id";
 
 /// What became of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Linked {
+pub enum LinkOutcome {
     /// Linked: the person the user id names now also holds the anonymous id. `merged` counts
     /// the records of an anonymous person merged into them (0: nothing to merge).
     Linked {
@@ -57,7 +58,7 @@ pub enum Linked {
 #[derive(Debug)]
 pub struct LinkResult {
     /// What became of it.
-    pub linked: Linked,
+    pub linked: LinkOutcome,
     /// The audit entries to append in the same transaction.
     pub entries: Vec<Entry>,
     /// The destroyed data key of the anonymous person merged, if one was.
@@ -91,7 +92,7 @@ pub(crate) fn link(
     )?;
     if !suppressed.is_empty() {
         return Ok(LinkResult {
-            linked: Linked::Suppressed,
+            linked: LinkOutcome::Suppressed,
             entries: vec![refused("subject_suppressed", Vec::new())],
             destroyed: None,
         });
@@ -103,7 +104,7 @@ pub(crate) fn link(
     if let Some(linked_pk) = linked_to {
         if known.as_ref().is_some_and(|row| row.id == linked_pk) {
             return Ok(LinkResult {
-                linked: Linked::AlreadyLinked,
+                linked: LinkOutcome::AlreadyLinked,
                 entries: Vec::new(),
                 destroyed: None,
             });
@@ -115,7 +116,7 @@ pub(crate) fn link(
             pseudonyms.push(vault.data_key_for(conn, &row.id)?.pseudonym().to_owned());
         }
         return Ok(LinkResult {
-            linked: Linked::Claimed,
+            linked: LinkOutcome::Claimed,
             entries: vec![refused("identity_claimed", pseudonyms)],
             destroyed: None,
         });
@@ -171,7 +172,7 @@ pub(crate) fn link(
     link_store::insert_aliases(conn, &[alias])?;
     entry.add_category("identifiers");
     Ok(LinkResult {
-        linked: Linked::Linked { merged },
+        linked: LinkOutcome::Linked { merged },
         entries: vec![entry],
         destroyed,
     })
@@ -321,16 +322,16 @@ fn merge(
     // Profile: the survivor's identifiers and traits win; the merged person's fill the gaps.
     let mut identifiers = read_map(&into_row.identifiers_ct)?;
     for (name, sealed) in read_map(&from_row.identifiers_ct)? {
-        if !identifiers.contains_key(&name) {
-            let field = format!("${name}");
-            identifiers.insert(name, reseal(from, into, SUBJECT_RECORD, &field, &sealed)?);
+        let field = format!("${name}");
+        if let Slot::Vacant(slot) = identifiers.entry(name) {
+            slot.insert(reseal(from, into, SUBJECT_RECORD, &field, &sealed)?);
         }
     }
     let mut traits = read_map(&into_row.traits_ct)?;
     for (name, sealed) in read_map(&from_row.traits_ct)? {
-        if !traits.contains_key(&name) {
-            let resealed = reseal(from, into, SUBJECT_RECORD, &name, &sealed)?;
-            traits.insert(name, resealed);
+        let resealed = reseal(from, into, SUBJECT_RECORD, &name, &sealed)?;
+        if let Slot::Vacant(slot) = traits.entry(name) {
+            slot.insert(resealed);
         }
     }
     subject_store::update_encrypted(
