@@ -63,6 +63,33 @@ async fn links(app: &TestApp, outcome: &str) -> u64 {
         .map_or(0, |value| value.trim().parse().unwrap())
 }
 
+/// Records a withdrawal of marketing consent through the native API.
+async fn withdraw_marketing(app: &TestApp, token: &str, subject: &str) {
+    let withdrawn = app
+        .post_json(
+            &format!("/v1/subjects/{subject}/consents"),
+            Some(token),
+            &json!({"purpose": "marketing", "status": "withdrawn", "source": "web",
+                    "method": "preference_center"}),
+        )
+        .await;
+    assert_eq!(withdrawn.status(), StatusCode::CREATED);
+}
+
+/// The status of the person's current statement on marketing.
+async fn current_marketing(app: &TestApp, token: &str, subject: &str) -> String {
+    let state: Value = app
+        .get_json(&format!("/v1/subjects/{subject}/consents"), Some(token))
+        .await;
+    let marketing = state["current"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|statement| statement["purpose"] == "marketing")
+        .unwrap_or_else(|| panic!("{state}"));
+    marketing["status"].as_str().unwrap().to_owned()
+}
+
 async fn export(app: &TestApp, token: &str, subject: &str) -> Value {
     let response = app
         .get(&format!("/v1/subjects/{subject}/export"), Some(token))
@@ -221,15 +248,7 @@ async fn linking_merges_both_histories_under_the_known_person_with_the_stricter_
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
     // Known: a customer who withdrew marketing consent, with a support chat.
-    let withdrawn = app
-        .post_json(
-            "/v1/subjects/user-merge/consents",
-            Some(&collector),
-            &json!({"purpose": "marketing", "status": "withdrawn", "source": "web",
-                    "method": "preference_center"}),
-        )
-        .await;
-    assert_eq!(withdrawn.status(), StatusCode::CREATED);
+    withdraw_marketing(&app, &collector, "user-merge").await;
     batch(
         &app,
         &write_key,
@@ -294,17 +313,10 @@ async fn linking_merges_both_histories_under_the_known_person_with_the_stricter_
     assert_eq!(merged[0]["status"], "granted");
     assert!(merged[0]["sequence"].as_i64() > consents[0]["sequence"].as_i64());
     // Most restrictive: the known side's withdrawal stands over the later anonymous grant.
-    let state: Value = app
-        .get_json("/v1/subjects/user-merge/consents", Some(&compliance))
-        .await;
-    let marketing = state["current"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|statement| statement["purpose"] == "marketing")
-        .cloned()
-        .unwrap_or_else(|| panic!("{state}"));
-    assert_eq!(marketing["status"], "withdrawn", "{state}");
+    assert_eq!(
+        current_marketing(&app, &compliance, "user-merge").await,
+        "withdrawn"
+    );
     // So a page sent now with the banner's allowance is not collected for marketing.
     let before = count_rows(&app, "interaction_purposes").await;
     batch(
@@ -362,15 +374,7 @@ async fn under_the_latest_rule_the_later_statement_stands_after_a_merge() {
     let write_key = app.create_api_key("collector").await;
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
-    let withdrawn = app
-        .post_json(
-            "/v1/subjects/user-latest/consents",
-            Some(&collector),
-            &json!({"purpose": "marketing", "status": "withdrawn", "source": "web",
-                    "method": "preference_center"}),
-        )
-        .await;
-    assert_eq!(withdrawn.status(), StatusCode::CREATED);
+    withdraw_marketing(&app, &collector, "user-latest").await;
     batch(
         &app,
         &write_key,
@@ -391,17 +395,10 @@ async fn under_the_latest_rule_the_later_statement_stands_after_a_merge() {
     )
     .await;
     assert_eq!(links(&app, "merged").await, 1);
-    let state: Value = app
-        .get_json("/v1/subjects/user-latest/consents", Some(&compliance))
-        .await;
-    let marketing = state["current"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|statement| statement["purpose"] == "marketing")
-        .cloned()
-        .unwrap_or_else(|| panic!("{state}"));
-    assert_eq!(marketing["status"], "granted", "{state}");
+    assert_eq!(
+        current_marketing(&app, &compliance, "user-latest").await,
+        "granted"
+    );
 }
 
 #[tokio::test]
