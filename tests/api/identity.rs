@@ -548,3 +548,75 @@ async fn two_users_claiming_one_anonymous_id_at_once_get_one_link() {
     assert_eq!(count_rows(&app, "subjects").await, 2 * ROUNDS as i64);
     assert_eq!(count_rows(&app, "interactions").await, ROUNDS as i64);
 }
+
+#[tokio::test]
+async fn a_consent_event_is_held_to_the_roles_purposes_and_a_grant_needs_the_banners_notice() {
+    // A role that may collect events but record no consent.
+    let policies = policy_with_extra_roles(
+        "[[role]]\nid = \"tracker\"\nactions = [\"interactions.write\"]\npurposes = [\"analytics\", \"marketing\"]\n",
+    );
+    let tracking = std::fs::read_to_string(policies.path().join("tracking.toml")).unwrap();
+    let without_notice: String = tracking
+        .lines()
+        .filter(|line| !line.starts_with("consent_notice"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let compliance = app.token_for("compliance").await;
+    let tracker = app.create_api_key("tracker").await;
+    batch(
+        &app,
+        &tracker,
+        vec![
+            consent_event("c-t", "anon-tracker", json!({"Advertising": true})),
+            page("p-t", ("anonymousId", "anon-tracker"), "/", true),
+        ],
+    )
+    .await;
+    // The statement was refused, and audited; the page was collected for analytics only.
+    assert_eq!(count_rows(&app, "consent_records").await, 0);
+    assert_eq!(tracked(&app, "refused").await, 1);
+    assert_eq!(count_rows(&app, "interaction_purposes").await, 1);
+    let audit: Value = app
+        .get_json(
+            "/v1/audit?action=consents.write&decision=deny",
+            Some(&compliance),
+        )
+        .await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["purposes"], json!(["marketing"]));
+
+    // Without the banner's notice in the policy, a grant cannot say what the person agreed to.
+    let policies = policy_with_extra_roles("");
+    std::fs::write(policies.path().join("tracking.toml"), &without_notice).unwrap();
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("collector").await;
+    let response = send(
+        &app,
+        "/v1/batch",
+        &write_key,
+        &json!({"batch": [consent_event("c-n", "anon-notice", json!({"Advertising": true}))]}),
+    )
+    .await;
+    crate::helpers::assert_problem(
+        response,
+        StatusCode::BAD_REQUEST,
+        "consent_notice_not_configured",
+    )
+    .await;
+    // A withdrawal needs no notice.
+    batch(
+        &app,
+        &write_key,
+        vec![consent_event(
+            "c-w",
+            "anon-notice",
+            json!({"Advertising": false}),
+        )],
+    )
+    .await;
+    assert_eq!(count_rows(&app, "consent_records").await, 1);
+}
