@@ -22,11 +22,11 @@ use crate::subjects::{self, pseudonym_of, SubjectError, SubjectId};
 /// refusal was audited, `Failed::Domain` when it was malformed).
 pub(crate) type ItemResult = Result<Outcome, Failed<Rejection>>;
 
-/// The pseudonyms of these subject ids, where someone has them (ids that do not parse name
-/// nobody).
+/// The pseudonyms of these subject ids (`(id, anonymous)`: a user id, or a tracking SDK's
+/// anonymous id), where someone has them (ids that do not parse name nobody).
 async fn pseudonyms_of(
     services: &Services,
-    raw_ids: Vec<String>,
+    raw_ids: Vec<(String, bool)>,
 ) -> Result<Vec<Option<String>>, SubjectError> {
     let vault = services.vault.clone();
     services
@@ -34,9 +34,16 @@ async fn pseudonyms_of(
         .run(move |conn| {
             raw_ids
                 .iter()
-                .map(|raw| match SubjectId::parse(raw) {
-                    Ok(id) => pseudonym_of(conn, &vault, &id),
-                    Err(_) => Ok(None),
+                .map(|(raw, anonymous)| {
+                    let id = if *anonymous {
+                        SubjectId::anonymous(raw)
+                    } else {
+                        SubjectId::parse(raw)
+                    };
+                    match id {
+                        Ok(id) => pseudonym_of(conn, &vault, &id),
+                        Err(_) => Ok(None),
+                    }
                 })
                 .collect()
         })
@@ -68,7 +75,7 @@ pub(crate) struct Checked {
     /// The item each draft came from.
     draft_indexes: Vec<usize>,
     /// Items the role may not collect for: index, subject id as sent, reason code.
-    refused_about: Vec<(usize, String, &'static str)>,
+    refused_about: Vec<(usize, (String, bool), &'static str)>,
 }
 
 impl Checked {
@@ -106,7 +113,7 @@ pub(crate) fn check(
     };
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item.and_then(|raw| {
-            let subject_id = raw.subject_id.clone();
+            let subject_id = (raw.subject_id.clone(), raw.anonymous);
             Draft::parse(&services.policy, principal, &shared, raw).inspect_err(|rejection| {
                 if rejection.kind == RejectionKind::Forbidden {
                     checked

@@ -620,3 +620,68 @@ async fn a_consent_event_is_held_to_the_roles_purposes_and_a_grant_needs_the_ban
     .await;
     assert_eq!(count_rows(&app, "consent_records").await, 1);
 }
+
+#[tokio::test]
+async fn a_refusal_about_an_anonymous_visitor_names_them_not_a_user_with_the_same_id() {
+    let policies = policy_with_extra_roles(
+        "[[role]]\nid = \"web_tag\"\nactions = [\"interactions.write\"]\npurposes = [\"analytics\"]\n",
+    );
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("web_tag").await;
+    let compliance = app.token_for("compliance").await;
+    // A user and an anonymous visitor whose ids are the same string: two people.
+    batch(
+        &app,
+        &write_key,
+        vec![page("s-1", ("userId", "same-id"), "/", false)],
+    )
+    .await;
+    batch(
+        &app,
+        &write_key,
+        vec![page("s-2", ("anonymousId", "same-id"), "/", false)],
+    )
+    .await;
+    assert_eq!(count_rows(&app, "subjects").await, 2);
+    let writes: Value = app
+        .get_json(
+            "/v1/audit?action=interactions.write&decision=allow",
+            Some(&compliance),
+        )
+        .await;
+    let pseudonyms: Vec<Value> = writes["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["subjects"][0].clone())
+        .collect();
+    assert_eq!(pseudonyms.len(), 2, "{writes}");
+    assert_ne!(pseudonyms[0], pseudonyms[1]);
+    // An order about the visitor, which this role may not collect for: refused, and the
+    // refusal names the visitor.
+    let mut order = crate::tracking::track("s-3", "ignored", "Order Completed", json!({}));
+    order.as_object_mut().unwrap().remove("userId");
+    order["anonymousId"] = json!("same-id");
+    batch(&app, &write_key, vec![order]).await;
+    let denied: Value = app
+        .get_json(
+            "/v1/audit?action=interactions.write&decision=deny",
+            Some(&compliance),
+        )
+        .await;
+    let entries = denied["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{denied}");
+    // The user's pseudonym is the one the audit log finds by their user id.
+    let about_user: Value = app
+        .get_json("/v1/audit?subject_id=same-id", Some(&compliance))
+        .await;
+    let user = about_user["entries"][0]["subjects"][0].clone();
+    assert!(pseudonyms.contains(&user), "{about_user}");
+    let visitor = pseudonyms
+        .iter()
+        .find(|pseudonym| **pseudonym != user)
+        .cloned()
+        .unwrap();
+    assert_eq!(entries[0]["subjects"], json!([visitor]), "{denied}");
+}
