@@ -86,7 +86,8 @@ impl Metrics {
 
     /// Counts tracking-protocol outcomes: messages `stored`, `duplicate`, `refused` (no purpose
     /// had a legal basis, or the person is suppressed), `no_purpose` (the consent context left
-    /// none), and `properties_dropped` (undeclared, or of a shape no field holds).
+    /// none), `identified`, `consented` (statements from consent events), `ignored`, and
+    /// `properties_dropped` (undeclared, or of a shape no field holds).
     pub(crate) fn tracked(&self, outcome: &str, count: usize) {
         if count > 0 {
             self.tracking
