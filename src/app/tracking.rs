@@ -58,7 +58,7 @@ pub(crate) struct Links {
 /// Why a request stored nothing.
 #[derive(Debug)]
 pub(crate) enum TrackingError {
-    /// A message is malformed, or of a call not collected (400).
+    /// A message is malformed (400).
     Malformed(Rejection),
     /// Collecting failed (the store, or an audited refusal).
     Failed(Failed<SubjectError>),

@@ -1,7 +1,7 @@
 //! The tracking protocol of Segment's and RudderStack's SDKs (`docs/tracking.md`):
-//! `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify`, `/v1/group`
-//! (accepted, nothing kept) and `/v1/alias` (answered 400 until identities can be linked). An API key of a collecting role
-//! is the write key, sent with HTTP Basic; bodies may be gzip-compressed.
+//! `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify`, `/v1/alias` and
+//! `/v1/group` (accepted, nothing kept). An API key of a collecting role is the write key, sent
+//! with HTTP Basic; bodies may be gzip-compressed.
 
 use std::io::Read as _;
 
@@ -122,7 +122,7 @@ async fn receive(
     request_body(content = Object, description = "`{\"batch\": [message, …], \"sentAt\": …}`, at most 500 KiB (before or after gzip), each message at most 32 KiB, at most 1,000 messages"),
     responses(
         (status = 200, description = "Read; each message stored or refused by the policy", body = Accepted),
-        (status = 400, description = "A malformed message, or a call not collected; nothing stored",
+        (status = 400, description = "A malformed message; nothing of the request stored",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn batch(
@@ -143,7 +143,7 @@ macro_rules! single_call {
             request_body(content = Object, description = "One message of the call, at most 32 KiB"),
             responses(
                 (status = 200, description = "Read; stored or refused by the policy", body = Accepted),
-                (status = 400, description = "Malformed, or a call not collected; nothing stored",
+                (status = 400, description = "Malformed; nothing stored",
                     body = super::problem::ProblemBody, content_type = "application/problem+json"),
             ))]
         pub(crate) async fn $name(
@@ -173,7 +173,7 @@ single_call!(
     Call::Alias,
     "/v1/alias",
     "tracking_alias",
-    "Two ids of one user (`alias`): not collected yet (400)."
+    "An anonymous id (`previousId`) linked to the user (`alias`): identity resolution."
 );
 single_call!(
     group,
