@@ -25,6 +25,7 @@ use crate::auth::{KeyId, Principal};
 use crate::consent::{ConsentDraft, ConsentJob, RawConsent};
 use crate::interactions::{Draft, Outcome, RawInteraction, Together, MAX_BATCH};
 use crate::policy::{Action, Policy, RoleId};
+use crate::rejection::describe_serde_message;
 use crate::store::DbConnection;
 use crate::subjects::links::LinkOutcome;
 use crate::subjects::{SubjectChanges, SubjectError, SubjectId};
@@ -393,20 +394,10 @@ struct NativeEvidence {
     user_agent: Option<String>,
 }
 
-/// Reads a line into a value without repeating it (serde's messages may quote input).
+/// Reads a line into a value, saying what is wrong without repeating any of it.
 fn shape<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, String> {
-    serde_json::from_value(value).map_err(|error| {
-        let text = error.to_string();
-        // "unknown field `x`" and "missing field `x`" name only the schema.
-        let named = ["unknown field", "missing field"]
-            .iter()
-            .find_map(|prefix| text.find(prefix).map(|at| &text[at..]))
-            .map(|rest| rest.split(", expected").next().unwrap_or(rest).to_owned());
-        match named {
-            Some(named) => format!("not a {what} line: {named}"),
-            None => format!("not a {what} line: a value of the wrong type"),
-        }
-    })
+    serde_json::from_value(value)
+        .map_err(|error| format!("not a {what} line: {}", describe_serde_message(&error.to_string())))
 }
 
 struct Importer<'a> {

@@ -70,3 +70,71 @@ impl Rejection {
         }
     }
 }
+
+/// Rewrites a serde error message so that it names fields and types but never repeats a value
+/// the caller sent (which might be personal data).
+pub(crate) fn describe_serde_message(message: &str) -> String {
+    // serde_json appends " at line L column C"; the caller gets those separately.
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message, |(head, _)| head);
+    let redacted = |prefix: &str| -> Option<String> {
+        let rest = message.strip_prefix(prefix)?;
+        let (unexpected, expected) = rest.split_once(", expected ")?;
+        let kind = unexpected
+            .find(['"', '`', '\''])
+            .map_or(unexpected, |index| &unexpected[..index])
+            .trim();
+        Some(format!("{prefix}{kind}, expected {expected}"))
+    };
+    if message.starts_with("unknown field")
+        || message.starts_with("missing field")
+        || message.starts_with("duplicate field")
+        || message.starts_with("invalid length")
+    {
+        return message.to_owned();
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let expected = rest
+            .split_once(", expected ")
+            .map_or("a known value", |(_, expected)| expected);
+        return format!("unknown value, expected {expected}");
+    }
+    redacted("invalid type: ")
+        .or_else(|| redacted("invalid value: "))
+        .unwrap_or_else(|| "the body does not have the expected shape".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_serde_message;
+
+    #[test]
+    fn values_are_never_repeated() {
+        let cases = [
+            (
+                "invalid type: string \"jane@example.com\", expected u32 at line 1 column 9",
+                "invalid type: string, expected u32",
+            ),
+            (
+                "unknown variant `jane@example.com`, expected `granted` or `withdrawn`",
+                "unknown value, expected `granted` or `withdrawn`",
+            ),
+            (
+                "invalid value: integer `-4`, expected a positive number",
+                "invalid value: integer, expected a positive number",
+            ),
+            (
+                "unknown field `nmae`, expected `name` or `role`",
+                "unknown field `nmae`, expected `name` or `role`",
+            ),
+            (
+                "some custom message with jane@example.com",
+                "the body does not have the expected shape",
+            ),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(describe_serde_message(message), expected);
+        }
+    }
+}

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::audit_trail;
 use super::consents::has_gpc;
-use super::problem::describe_serde_message;
+use crate::rejection::describe_serde_message;
 use super::{ApiError, AppState};
 use crate::app::interactions as app;
 use crate::audit::Actor;

@@ -161,7 +161,7 @@ impl ApiError {
                     "invalid_body",
                     format!(
                         "{} (line {}, column {})",
-                        describe_serde_message(&error.to_string()),
+                        crate::rejection::describe_serde_message(&error.to_string()),
                         error.line(),
                         error.column()
                     ),
@@ -178,7 +178,7 @@ impl ApiError {
     /// Maps a rejected query string to a 400.
     pub(crate) fn from_query(error: &QueryPayloadError) -> ApiError {
         let detail = match error {
-            QueryPayloadError::Deserialize(error) => describe_serde_message(&error.to_string()),
+            QueryPayloadError::Deserialize(error) => crate::rejection::describe_serde_message(&error.to_string()),
             _ => "the query string could not be read".to_owned(),
         };
         Self::bad_request("invalid_query", format!("invalid query string: {detail}"))
@@ -188,40 +188,6 @@ impl ApiError {
     pub(crate) fn from_path(_error: &PathError) -> ApiError {
         Self::not_found("not_found", "no resource has this address")
     }
-}
-
-/// Rewrites a serde error message so that it names fields and types but never repeats a value
-/// the caller sent (which might be personal data).
-pub(crate) fn describe_serde_message(message: &str) -> String {
-    // serde_json appends " at line L column C"; the caller gets those separately.
-    let message = message
-        .rsplit_once(" at line ")
-        .map_or(message, |(head, _)| head);
-    let redacted = |prefix: &str| -> Option<String> {
-        let rest = message.strip_prefix(prefix)?;
-        let (unexpected, expected) = rest.split_once(", expected ")?;
-        let kind = unexpected
-            .find(['"', '`', '\''])
-            .map_or(unexpected, |index| &unexpected[..index])
-            .trim();
-        Some(format!("{prefix}{kind}, expected {expected}"))
-    };
-    if message.starts_with("unknown field")
-        || message.starts_with("missing field")
-        || message.starts_with("duplicate field")
-        || message.starts_with("invalid length")
-    {
-        return message.to_owned();
-    }
-    if let Some(rest) = message.strip_prefix("unknown variant ") {
-        let expected = rest
-            .split_once(", expected ")
-            .map_or("a known value", |(_, expected)| expected);
-        return format!("unknown value, expected {expected}");
-    }
-    redacted("invalid type: ")
-        .or_else(|| redacted("invalid value: "))
-        .unwrap_or_else(|| "the body does not have the expected shape".to_owned())
 }
 
 /// The answer to a failure of what the service stands on: 503 `database_unavailable` (with
@@ -419,36 +385,3 @@ pub(crate) fn problem_response(
     response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::describe_serde_message;
-
-    #[test]
-    fn values_are_never_repeated() {
-        let cases = [
-            (
-                "invalid type: string \"jane@example.com\", expected u32 at line 1 column 9",
-                "invalid type: string, expected u32",
-            ),
-            (
-                "unknown variant `jane@example.com`, expected `granted` or `withdrawn`",
-                "unknown value, expected `granted` or `withdrawn`",
-            ),
-            (
-                "invalid value: integer `-4`, expected a positive number",
-                "invalid value: integer, expected a positive number",
-            ),
-            (
-                "unknown field `nmae`, expected `name` or `role`",
-                "unknown field `nmae`, expected `name` or `role`",
-            ),
-            (
-                "some custom message with jane@example.com",
-                "the body does not have the expected shape",
-            ),
-        ];
-        for (message, expected) in cases {
-            assert_eq!(describe_serde_message(message), expected);
-        }
-    }
-}
