@@ -36,23 +36,8 @@ pub(crate) struct Tracked {
     pub(crate) ignored: usize,
     /// Consent statements recorded from consent events.
     pub(crate) consented: usize,
-    /// What became of the links of anonymous ids to users (`identify`, `alias`).
-    pub(crate) links: Links,
-}
-
-/// Links of anonymous ids to users, by outcome.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Links {
-    /// Linked, nothing to merge (one side was new).
-    pub(crate) linked: usize,
-    /// Linked, an anonymous person merged into the user's.
-    pub(crate) merged: usize,
-    /// Linked before.
-    pub(crate) already_linked: usize,
-    /// Refused: the anonymous id is another person's (over-merge guard).
-    pub(crate) claimed: usize,
-    /// Refused: one of the ids is suppressed.
-    pub(crate) suppressed: usize,
+    /// What became of each link of an anonymous id to a user (`identify`, `alias`).
+    pub(crate) links: Vec<LinkOutcome>,
 }
 
 /// Why a request stored nothing.
@@ -193,15 +178,7 @@ pub(crate) async fn collect(
             Err(_) => tracked.refused += 1,
         }
     }
-    for linked in collected.linked {
-        match linked {
-            LinkOutcome::Linked { merged: 0 } => tracked.links.linked += 1,
-            LinkOutcome::Linked { .. } => tracked.links.merged += 1,
-            LinkOutcome::AlreadyLinked => tracked.links.already_linked += 1,
-            LinkOutcome::Claimed => tracked.links.claimed += 1,
-            LinkOutcome::Suppressed => tracked.links.suppressed += 1,
-        }
-    }
+    tracked.links = collected.linked;
     for result in collected.results {
         match result {
             Ok(Outcome::Stored { duplicate, .. }) => {

@@ -278,11 +278,7 @@ fn read_person(
     if own.is_anonymous() {
         anonymous_ids.push(own.as_str().to_owned());
     }
-    anonymous_ids.extend(
-        crate::subjects::links::linked_ids(conn, &handle)?
-            .into_iter()
-            .map(|(id, _)| id),
-    );
+    anonymous_ids.extend(crate::subjects::links::linked_ids(conn, &handle)?);
     let mut identifiers = BTreeMap::new();
     for (name, sealed) in read_map(&row.identifiers_ct)? {
         let value = open(&handle.key, &place(&row.id, &format!("${name}")), &sealed)?;

@@ -107,12 +107,9 @@ async fn receive(
     metrics.tracked("identified", tracked.identified);
     metrics.tracked("ignored", tracked.ignored);
     metrics.tracked("consented", tracked.consented);
-    let links = &tracked.links;
-    metrics.linked("linked", links.linked);
-    metrics.linked("merged", links.merged);
-    metrics.linked("already_linked", links.already_linked);
-    metrics.linked("claimed", links.claimed);
-    metrics.linked("suppressed", links.suppressed);
+    for link in &tracked.links {
+        metrics.linked(link.outcome(), 1);
+    }
     Ok(HttpResponse::Ok().json(Accepted { success: true }))
 }
 

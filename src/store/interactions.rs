@@ -51,7 +51,7 @@ super::bulk::pg_columns!(InteractionRow => interactions {
 });
 
 /// One accepted purpose of one interaction.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = interaction_purposes)]
 pub struct InteractionPurposeRow {
     /// The interaction's internal id.

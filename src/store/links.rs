@@ -51,13 +51,11 @@ pub(crate) fn aliases_of(
         .load(conn)?)
 }
 
-/// Links anonymous ids to people.
-pub(crate) fn insert_aliases(conn: &mut DbConnection, rows: &[AliasRow]) -> Result<(), StoreError> {
-    for row in rows {
-        diesel::insert_into(subject_aliases::table)
-            .values(row)
-            .execute(conn)?;
-    }
+/// Links an anonymous id to a person.
+pub(crate) fn insert_alias(conn: &mut DbConnection, row: &AliasRow) -> Result<(), StoreError> {
+    diesel::insert_into(subject_aliases::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 

@@ -16,11 +16,11 @@ use chrono::{NaiveDateTime, Utc};
 
 use super::sealed::{open, read_map, seal, write_map, SUBJECT_RECORD};
 use super::{
-    id_marker, insert_planned, plan_new_subjects, seal_subject_id,
+    find_or_create, id_marker, seal_subject_id,
     subject_index, SubjectError, SubjectHandle, SubjectId,
 };
 use crate::audit::{Actor, Entry};
-use crate::crypto::{DataKey, DecryptError, FieldContext};
+use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};
 use crate::policy::{MergeConsent, Policy};
 use crate::store::consents::CurrentRow;
 use crate::store::erasure::ErasedKey;
@@ -51,6 +51,20 @@ pub enum LinkOutcome {
     Claimed,
     /// One of the ids was erased with suppression: nothing is linked, nobody comes back.
     Suppressed,
+}
+
+impl LinkOutcome {
+    /// Its name (the metric's `outcome` label): `linked` (nothing to merge), `merged`,
+    /// `already_linked`, `claimed` or `suppressed`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            LinkOutcome::Linked { merged: 0 } => "linked",
+            LinkOutcome::Linked { .. } => "merged",
+            LinkOutcome::AlreadyLinked => "already_linked",
+            LinkOutcome::Claimed => "claimed",
+            LinkOutcome::Suppressed => "suppressed",
+        }
+    }
 }
 
 /// A link's outcome, what to audit, and the key of a merged person to clear from the
@@ -147,18 +161,14 @@ pub(crate) fn link(
             let sealed = seal_subject_id(&person.key, &person.pk, user);
             subject_store::set_own_id(conn, &person.pk, &user_index, &sealed, now)?;
             let marker = id_marker(vault, &person.pk, user);
-            subject_store::set_identifier(conn, &person.pk, "anonymous_id", None)?;
+            let anonymous_marker = IdentifierKind::AnonymousId.stored_name();
+            subject_store::set_identifier(conn, &person.pk, anonymous_marker, None)?;
             subject_store::set_identifier(conn, &person.pk, &marker.kind, Some(&marker.blind_index))?;
             let entry = Entry::new(actor, ACTION_LINK).subject(&person.key);
             (person, 0, None, entry)
         }
         (None, None) => {
-            let mut planned = plan_new_subjects(vault, &[(user, &user_index)], now)?;
-            insert_planned(conn, &planned)?;
-            let person = planned
-                .handles
-                .remove(&user_index)
-                .expect("a planned subject has a handle");
+            let person = find_or_create(conn, vault, user)?;
             let entry = Entry::new(actor, ACTION_LINK).subject(&person.key);
             (person, 0, None, entry)
         }
@@ -169,7 +179,7 @@ pub(crate) fn link(
         subject_pk: survivor.pk.clone(),
         linked_at: now,
     };
-    link_store::insert_aliases(conn, &[alias])?;
+    link_store::insert_alias(conn, &alias)?;
     entry.add_category("identifiers");
     Ok(LinkResult {
         linked: LinkOutcome::Linked { merged },
@@ -178,17 +188,17 @@ pub(crate) fn link(
     })
 }
 
-/// The anonymous ids linked to a person, opened (for their export).
+/// The anonymous ids linked to a person, opened, oldest link first (for their export).
 pub(crate) fn linked_ids(
     conn: &mut DbConnection,
     subject: &SubjectHandle,
-) -> Result<Vec<(String, NaiveDateTime)>, SubjectError> {
+) -> Result<Vec<String>, SubjectError> {
     let mut ids = Vec::new();
     for row in link_store::aliases_of(conn, &subject.pk)? {
         let context = alias_context(&subject.pk, &row.alias_index);
         let id = String::from_utf8(subject.key.decrypt(&context, &row.alias_ct)?)
             .map_err(|_| DecryptError)?;
-        ids.push((id, row.linked_at));
+        ids.push(id);
     }
     Ok(ids)
 }
