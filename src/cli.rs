@@ -24,6 +24,7 @@ fn import(
     file: std::path::PathBuf,
     role: &str,
     dry_run: bool,
+    batch_lines: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     let policy = load_policy(settings)?;
@@ -36,6 +37,7 @@ fn import(
         path: file,
         dry_run,
         role,
+        batch_lines,
     };
     let terminal = std::io::stderr().is_terminal();
     let mut last_shown = std::time::Instant::now();
@@ -142,7 +144,14 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             role,
             dry_run,
-        } => import(&settings, file, &role, dry_run),
+            batch_size,
+        } => import(
+            &settings,
+            file,
+            &role,
+            dry_run,
+            batch_size.map(|lines| lines as usize),
+        ),
         Command::Policy(PolicyCommand::Check { dir }) => {
             let dir = dir.unwrap_or_else(|| settings.policy_dir.clone());
             match load_dir(&dir) {

@@ -194,6 +194,11 @@ pub enum Command {
         /// Check every line and store nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Lines per transaction: 10,000 by default on SQLite (at most 50,000; a server
+        /// sharing the database waits for each batch's commit to write), 1,000 on PostgreSQL
+        /// (at most 5,000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::import::MAX_BATCH_LINES as i64))]
+        batch_size: Option<u32>,
     },
 }
 

@@ -137,28 +137,11 @@ pub(crate) fn append(
         audit_head::seq.eq(last.seq),
         audit_head::hash.eq(&last.hash),
     ));
-    match conn {
-        // SQLite has no round trips: for the few entries, one cached single-row statement per
-        // row is cheaper than preparing a large multi-row statement (every statement runs on the
-        // concrete connection, whose prepared statements are cached). The people they name can
-        // be hundreds per entry (a batch): each statement that may abort on a key conflict
-        // opens and releases a statement journal, which costs more than the insert, so those
-        // go in multi-row statements.
-        DbConnection::Sqlite(sqlite) => {
-            for row in rows {
-                diesel::insert_into(audit_log::table)
-                    .values(row)
-                    .execute(sqlite)?;
-            }
-            super::insert_all!(conn, audit_subjects::table, subjects);
-            move_head.execute(conn)?;
-        }
-        DbConnection::Postgresql(_) => {
-            super::insert_all!(conn, audit_log::table, rows);
-            super::insert_all!(conn, audit_subjects::table, subjects);
-            move_head.execute(conn)?;
-        }
-    }
+    // Both backends through `insert_all!`: column arrays on PostgreSQL; on SQLite, which has
+    // no round trips, one cached single-row statement per row without a savepoint.
+    super::insert_all!(conn, audit_log::table, rows);
+    super::insert_all!(conn, audit_subjects::table, subjects);
+    move_head.execute(conn)?;
     Ok(())
 }
 

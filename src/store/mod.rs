@@ -55,15 +55,15 @@ const MIGRATION_LOCK_KEY: i64 = 0x6375_7374_6f64_6961; // "custodia"
 
 /// The most values one `IN (…)` list binds; longer lists are split.
 pub const MAX_IN_LIST: usize = 900;
-/// The most rows one multi-row `INSERT` carries on SQLite, keeping bound parameters well under
-/// its limit (32,766).
+/// The most rows one multi-row upsert of consent standings carries on PostgreSQL.
 pub const MAX_ROWS_PER_INSERT: usize = 500;
 
 /// Inserts many rows. diesel's `MultiConnection` cannot batch-insert (SQLite has no `DEFAULT`
 /// keyword), so this is one of the places where each backend gets its own code. A single row
 /// takes the portable single-row statement, whose prepared form is cached. More rows: on
-/// PostgreSQL one statement of column arrays, whatever their number ([`bulk`]); on SQLite one
-/// multi-row `INSERT` per chunk of [`MAX_ROWS_PER_INSERT`] rows.
+/// PostgreSQL one statement of column arrays, whatever their number ([`bulk`]); on SQLite that
+/// cached single-row statement once per row, with no savepoint ([`atomically_on_sqlite`]: no
+/// round trip makes a statement per row cost more there).
 macro_rules! insert_all {
     ($conn:expr, $table:expr, $rows:expr) => {{
         match (&mut *$conn, &$rows[..]) {
@@ -75,9 +75,12 @@ macro_rules! insert_all {
                 $crate::store::bulk::PgColumns::insert_columns(pg, rows)?;
             }
             ($crate::store::DbConnection::Sqlite(sqlite), rows) => {
-                for chunk in rows.chunks($crate::store::MAX_ROWS_PER_INSERT) {
-                    diesel::insert_into($table).values(chunk).execute(sqlite)?;
-                }
+                $crate::store::atomically_on_sqlite(sqlite, |sqlite| {
+                    for row in rows {
+                        diesel::insert_into($table).values(row).execute(sqlite)?;
+                    }
+                    Ok(())
+                })?;
             }
         }
     }};
@@ -95,6 +98,28 @@ pub(crate) fn load_chunked<'k, T>(
         rows.extend(load(chunk)?);
     }
     Ok(rows)
+}
+
+/// Runs `rows` (one statement per row) as one unit on SQLite: inside the caller's transaction
+/// when there is one (a failed row fails the caller's work, which then rolls back whole; every
+/// caller of [`insert_all!`] propagates its error), otherwise in a transaction of its own.
+///
+/// Not diesel's own batch insert: for derived `Insertable` rows (every field may be a default)
+/// it runs one statement per row anyway, inside a savepoint, and every page a statement touches
+/// inside a savepoint is first copied to the savepoint's journal (a third of an import's time).
+/// Nor one multi-row `INSERT`: a statement that writes several rows keeps a statement journal
+/// for the same reason.
+pub(crate) fn atomically_on_sqlite(
+    sqlite: &mut diesel::SqliteConnection,
+    rows: impl FnOnce(&mut diesel::SqliteConnection) -> QueryResult<()>,
+) -> QueryResult<()> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?;
+    if depth.is_some() {
+        rows(sqlite)
+    } else {
+        sqlite.transaction(rows)
+    }
 }
 
 /// One connection to either backend.

@@ -281,3 +281,82 @@ async fn an_import_acts_only_with_a_declared_roles_permissions() {
     assert!(bad.iter().any(|line| line.contains("may not")), "{bad:?}");
     assert_eq!(count_rows(&app, "subjects").await, 0);
 }
+
+/// Transactions of `--batch-size` lines: a statement in one batch decides the interactions of
+/// the next, a batch boundary inside one person's lines changes nothing, and sizes the backend
+/// cannot take are refused before anything is read.
+#[tokio::test]
+async fn batches_of_any_size_store_the_same_as_one() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec![
+        json!({"subject_id": "batch-ada", "id": "c-1", "purpose": "marketing",
+        "status": "granted", "notice": {"id": "newsletter", "version": "3"},
+        "source": "web", "method": "checkbox"})
+        .to_string(),
+    ];
+    for n in 0..7 {
+        lines.push(
+            json!({"id": format!("b-{n}"), "subject_id": format!("batch-{}", n % 3),
+                   "type": "purchase", "channel": "web", "occurred_at": "2026-10-01T10:00:00Z",
+                   "purposes": ["support", "marketing"], "data": {"order_id": format!("B-{n}")}})
+            .to_string(),
+        );
+    }
+    lines.push(
+        json!({"id": "b-ada", "subject_id": "batch-ada", "type": "purchase", "channel": "web",
+               "occurred_at": "2026-10-01T10:00:00Z", "purposes": ["marketing"]})
+        .to_string(),
+    );
+    let file = write(&dir, "batches.ndjson", &lines);
+
+    let (ok, summary, bad) = import(&app, &file, &["--role", "collector", "--batch-size", "2"]);
+    assert!(ok && bad.is_empty(), "{bad:?}");
+    assert_eq!(summary["consents"], 1, "{summary}");
+    assert_eq!(summary["interactions_stored"], 8, "{summary}");
+    assert_eq!(count_rows(&app, "subjects").await, 4);
+    assert_eq!(count_rows(&app, "interactions").await, 8);
+    // Marketing needs consent: only Ada's interaction (consented in an earlier batch) holds
+    // it; the others hold support alone.
+    assert_eq!(count_rows(&app, "interaction_purposes").await, 7 + 1);
+
+    // The whole file again in one batch: all duplicates.
+    let (ok, summary, _) = import(&app, &file, &["--role", "collector", "--batch-size", "50"]);
+    assert!(ok);
+    assert_eq!(summary["interactions_duplicate"], 8, "{summary}");
+    assert_eq!(count_rows(&app, "interactions").await, 8);
+
+    for size in ["0", "50001"] {
+        let output = app.run_cli(&["import", &file, "--role", "collector", "--batch-size", size]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "the command line refuses {size}"
+        );
+    }
+    let output = app.run_cli(&[
+        "import",
+        &file,
+        "--role",
+        "collector",
+        "--batch-size",
+        "5001",
+    ]);
+    if crate::helpers::testing_postgres() {
+        assert!(
+            !output.status.success(),
+            "PostgreSQL takes at most 5,000 a batch"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--batch-size is at most 5000 on PostgreSQL"),
+            "{stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "refused before reading: no summary"
+        );
+    } else {
+        assert!(output.status.success(), "SQLite takes up to 50,000 a batch");
+    }
+}

@@ -40,7 +40,10 @@ const denied = {
 };
 
 if (SDK === 'segment') {
-  const analytics = new Analytics({ writeKey: WRITE_KEY, host: HOST, flushAt: 10, maxRetries: 2 });
+  // A generous request timeout: the suite runs this beside the other tests on a debug build.
+  const analytics = new Analytics({
+    writeKey: WRITE_KEY, host: HOST, flushAt: 10, maxRetries: 2, httpRequestTimeout: 30000,
+  });
   analytics.on('error', (error) => errors.push(String(error?.code ?? error?.message ?? error)));
   analytics.track(consented);
   analytics.page(visit);
