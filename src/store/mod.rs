@@ -159,15 +159,33 @@ pub enum StoreError {
     /// Every database connection stayed busy for the whole checkout timeout.
     #[error("no database connection became free in time")]
     Saturated,
+    /// SQLite's write lock stayed with another process for the whole busy timeout (a large
+    /// import batch committing, a maintenance command).
+    #[error("another process held the database's write lock for the whole busy timeout")]
+    Locked,
 }
 
 impl crate::rejection::Outage for StoreError {
     fn is_outage(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable(_) | StoreError::Connection(_) | StoreError::Saturated
-        )
+        match self {
+            StoreError::Unavailable(_)
+            | StoreError::Connection(_)
+            | StoreError::Saturated
+            | StoreError::Locked => true,
+            StoreError::Query(error) => is_locked_by_another_process(error),
+            _ => false,
+        }
     }
+}
+
+/// Whether SQLite gave up waiting, after its busy timeout, for a write lock another process
+/// holds (`custodia import` committing a large batch, a maintenance command): the database is
+/// busy for a while, not broken, and the request may be retried.
+pub(crate) fn is_locked_by_another_process(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(_, info) if info.message() == "database is locked"
+    )
 }
 
 /// Which backend a database URL names; chosen from the URL's scheme, never guessed.

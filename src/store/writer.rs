@@ -20,7 +20,34 @@ use super::{ConnectionManager, DbConnection, StoreError};
 const MAX_GROUP: usize = 128;
 
 /// What a job does once it knows whether its group committed (`Err` carries why not).
-pub(super) type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+pub(super) type Finish = Box<dyn FnOnce(Result<(), GroupFailed>) + Send>;
+
+/// Why a group did not commit, as each of its requests learns it.
+#[derive(Debug, Clone)]
+pub(crate) enum GroupFailed {
+    /// Another process held the write lock past the busy timeout: the database is busy, and
+    /// the request may be retried (503).
+    Locked,
+    /// Anything else (500).
+    Other(String),
+}
+
+impl GroupFailed {
+    fn of(error: &diesel::result::Error) -> GroupFailed {
+        if super::is_locked_by_another_process(error) {
+            GroupFailed::Locked
+        } else {
+            GroupFailed::Other(error.to_string())
+        }
+    }
+
+    fn into_error(self) -> StoreError {
+        match self {
+            GroupFailed::Locked => StoreError::Locked,
+            GroupFailed::Other(reason) => StoreError::GroupCommit(reason),
+        }
+    }
+}
 
 /// A queued write: runs in a savepoint, then learns whether the group committed.
 pub(super) trait WriteJob: Send {
@@ -28,7 +55,7 @@ pub(super) trait WriteJob: Send {
     /// and what to do once the commit's outcome is known.
     fn run(self: Box<Self>, conn: &mut DbConnection, isolate: bool) -> (bool, Finish);
     /// The work never ran: the writer could not open a transaction.
-    fn fail(self: Box<Self>, reason: String);
+    fn fail(self: Box<Self>, reason: GroupFailed);
 }
 
 /// A write and the channel its result goes back on.
@@ -66,20 +93,18 @@ where
             work(conn)
         };
         let succeeded = result.is_ok();
-        let finish = Box::new(move |committed: Result<(), String>| {
+        let finish = Box::new(move |committed: Result<(), GroupFailed>| {
             let outcome = match committed {
                 Ok(()) => result,
-                Err(reason) => Err(E::from(StoreError::GroupCommit(reason))),
+                Err(reason) => Err(E::from(reason.into_error())),
             };
             let _ = reply.send(outcome);
         });
         (succeeded, finish)
     }
 
-    fn fail(self: Box<Self>, reason: String) {
-        let _ = self
-            .reply
-            .send(Err(E::from(StoreError::GroupCommit(reason))));
+    fn fail(self: Box<Self>, reason: GroupFailed) {
+        let _ = self.reply.send(Err(E::from(reason.into_error())));
     }
 }
 
@@ -155,7 +180,7 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
                 Ok(conn) => connection = Some(conn),
                 Err(error) => {
                     for job in jobs {
-                        job.fail(error.to_string());
+                        job.fail(GroupFailed::Other(error.to_string()));
                     }
                     continue;
                 }
@@ -168,7 +193,7 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
         if let Err(error) = AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")
         {
             for job in jobs {
-                job.fail(error.to_string());
+                job.fail(GroupFailed::of(&error));
             }
             connection = None;
             continue;
@@ -198,11 +223,11 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
         let committed = if isolate || all_succeeded {
             AnsiTransactionManager::commit_transaction(sqlite).map_err(|error| {
                 let _ = AnsiTransactionManager::rollback_transaction(sqlite);
-                error.to_string()
+                GroupFailed::of(&error)
             })
         } else {
             // The lone job failed; its result is already an error, which is what it gets.
-            AnsiTransactionManager::rollback_transaction(sqlite).map_err(|error| error.to_string())
+            AnsiTransactionManager::rollback_transaction(sqlite).map_err(|error| GroupFailed::of(&error))
         };
         if committed.is_err() {
             connection = None;

@@ -80,6 +80,7 @@ impl crate::coalesce::GroupError for SubjectError {
             | SubjectError::Vault(VaultError::Store(
                 StoreError::Unavailable(_) | StoreError::Connection(_) | StoreError::Saturated,
             )) => SubjectError::Store(StoreError::Saturated),
+            SubjectError::Store(StoreError::Locked) => SubjectError::Store(StoreError::Locked),
             other => SubjectError::Store(StoreError::GroupCommit(other.to_string())),
         }
     }

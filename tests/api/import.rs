@@ -6,7 +6,9 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{contains_in_any_encoding, count_rows, database_dump, spawn_app, TestApp};
+use crate::helpers::{
+    assert_problem, contains_in_any_encoding, count_rows, database_dump, spawn_app, TestApp,
+};
 
 fn write(dir: &tempfile::TempDir, name: &str, lines: &[String]) -> String {
     let path = dir.path().join(name);
@@ -359,4 +361,44 @@ async fn batches_of_any_size_store_the_same_as_one() {
     } else {
         assert!(output.status.success(), "SQLite takes up to 50,000 a batch");
     }
+}
+
+/// While another process holds SQLite's write lock longer than the busy timeout (an import's
+/// large batch committing, say), a write is answered 503 with `Retry-After`, not 500, and
+/// stores nothing; once the lock is released it goes through. (PostgreSQL writers wait for
+/// each other's row locks instead; there is no busy timeout to run out.)
+#[tokio::test]
+async fn a_write_that_waits_out_another_processs_lock_is_told_to_retry() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let app = spawn_app().await;
+    if crate::helpers::testing_postgres() {
+        return;
+    }
+    let collector = app.token_for("collector").await;
+    let custodia::store::DatabaseUrl::Sqlite(path) = &app.settings.database_url else {
+        unreachable!("SQLite")
+    };
+    let mut other = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let item = json!({"id": "locked-1", "subject_id": "locked-ada", "type": "purchase",
+                      "channel": "web", "occurred_at": "2026-10-01T10:00:00Z",
+                      "purposes": ["support"]});
+    let response = app
+        .post_json("/v1/interactions", Some(&collector), &item)
+        .await;
+    let status = response.status();
+    assert!(response.headers().contains_key("retry-after"), "{status}");
+    assert_problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+    )
+    .await;
+    other.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(count_rows(&app, "interactions").await, 0);
+    let response = app
+        .post_json("/v1/interactions", Some(&collector), &item)
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
 }
