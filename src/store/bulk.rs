@@ -3,11 +3,18 @@
 //! A multi-row `VALUES` list is a different statement for every number of rows, so PostgreSQL
 //! parses and plans each batch's inserts anew (a batch of 1,000 interactions bound 11,000
 //! parameters to statements of five sizes). `INSERT INTO t (…) SELECT * FROM unnest($1::text[],
-//! …)` is one statement per table whatever the number of rows: prepared once per connection,
-//! with one parameter per column. [`insert_all!`](super::insert_all) uses it for every row type
-//! declared here with [`pg_columns!`].
+//! …)` is one statement per table whatever the number of rows, with one parameter per column,
+//! and [`UnnestInsert`] lets diesel keep it prepared on each connection (diesel's `sql_query`
+//! never does: PostgreSQL parsed every execution again). [`insert_all!`](super::insert_all)
+//! uses it for every row type declared here with [`pg_columns!`].
 
-use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text, Timestamp};
+use std::marker::PhantomData;
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Array, BigInt, Binary, HasSqlType, Integer, Nullable, Text, Timestamp};
+use diesel::QueryResult;
 
 /// PostgreSQL's name of a SQL type, for the array casts of an `unnest` insert.
 pub trait PgArrayType {
@@ -40,19 +47,78 @@ pub trait PgColumns: Sized {
     fn insert_columns(pg: &mut diesel::PgConnection, rows: &[Self]) -> diesel::QueryResult<usize>;
 }
 
-/// `INSERT INTO table (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])`.
-pub(crate) fn unnest_insert_sql(table: &str, columns: &[(&str, &str)]) -> String {
-    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let arrays: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(index, (_, element))| format!("${}::{element}[]", index + 1))
-        .collect();
+/// `INSERT INTO table (a, b) SELECT * FROM unnest(`: what comes before the arrays.
+pub(crate) fn unnest_insert_prefix(table: &str, columns: &[&str]) -> String {
     format!(
-        "INSERT INTO {table} ({}) SELECT * FROM unnest({})",
-        names.join(", "),
-        arrays.join(", ")
+        "INSERT INTO {table} ({}) SELECT * FROM unnest(",
+        columns.join(", ")
     )
+}
+
+/// One column's values, bound as one array parameter.
+pub trait ColumnArray {
+    /// Binds the array.
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+}
+
+/// The values of a column of SQL type `ST`.
+pub struct Column<ST, T> {
+    values: T,
+    sql_type: PhantomData<ST>,
+}
+
+impl<ST, T> Column<ST, T> {
+    /// The column's values, in row order.
+    pub fn new(values: T) -> Self {
+        Column {
+            values,
+            sql_type: PhantomData,
+        }
+    }
+}
+
+impl<ST: 'static, T> ColumnArray for Column<ST, T>
+where
+    Pg: HasSqlType<Array<ST>>,
+    T: ToSql<Array<ST>, Pg>,
+{
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<Array<ST>, T>(&self.values)
+    }
+}
+
+/// `INSERT INTO table (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])`, safe for diesel
+/// to keep prepared: its text depends only on the table and columns, never on the rows.
+pub struct UnnestInsert<'a> {
+    /// [`unnest_insert_prefix`].
+    pub prefix: &'static str,
+    /// Each column's values and its element type's name.
+    pub columns: Vec<(Box<dyn ColumnArray + 'a>, &'static str)>,
+}
+
+impl QueryFragment<Pg> for UnnestInsert<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(self.prefix);
+        for (index, (values, element)) in self.columns.iter().enumerate() {
+            if index > 0 {
+                out.push_sql(", ");
+            }
+            values.bind(&mut out)?;
+            out.push_sql("::");
+            out.push_sql(element);
+            out.push_sql("[]");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl<Conn> diesel::RunQueryDsl<Conn> for UnnestInsert<'_> {}
+
+impl QueryId for UnnestInsert<'_> {
+    type QueryId = ();
+    // Cached by its text (one per row type), not by a type.
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 /// Declares how a row type is inserted through column arrays: its table (in
@@ -67,23 +133,25 @@ macro_rules! pg_columns {
                 rows: &[Self],
             ) -> diesel::QueryResult<usize> {
                 use $crate::store::schema::$table;
-                static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-                let sql = SQL.get_or_init(|| {
-                    $crate::store::bulk::unnest_insert_sql(
+                static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                let prefix = PREFIX.get_or_init(|| {
+                    $crate::store::bulk::unnest_insert_prefix(
                         stringify!($table),
-                        &[$((
-                            <$table::$column as diesel::Column>::NAME,
-                            <<$table::$column as diesel::Expression>::SqlType
-                                as $crate::store::bulk::PgArrayType>::NAME,
-                        )),+],
+                        &[$(<$table::$column as diesel::Column>::NAME),+],
                     )
                 });
-                let query = diesel::sql_query(sql.as_str());
-                $(
-                    let query = query.bind::<diesel::sql_types::Array<
-                        <$table::$column as diesel::Expression>::SqlType,
-                    >, _>(rows.iter().map(|row| &row.$column).collect::<Vec<_>>());
-                )+
+                let query = $crate::store::bulk::UnnestInsert {
+                    prefix: prefix.as_str(),
+                    columns: vec![$((
+                        Box::new($crate::store::bulk::Column::<
+                            <$table::$column as diesel::Expression>::SqlType,
+                            _,
+                        >::new(rows.iter().map(|row| &row.$column).collect::<Vec<_>>()))
+                            as Box<dyn $crate::store::bulk::ColumnArray + '_>,
+                        <<$table::$column as diesel::Expression>::SqlType
+                            as $crate::store::bulk::PgArrayType>::NAME,
+                    )),+],
+                };
                 diesel::RunQueryDsl::execute(query, pg)
             }
         }
@@ -97,9 +165,21 @@ mod tests {
 
     #[test]
     fn one_array_per_column() {
+        let prefix = unnest_insert_prefix("t", &["a", "b"]);
+        let query = UnnestInsert {
+            prefix: Box::leak(prefix.into_boxed_str()),
+            columns: vec![
+                (Box::new(Column::<Text, _>::new(vec!["x"])), "text"),
+                (Box::new(Column::<Binary, _>::new(vec![vec![1u8]])), "bytea"),
+            ],
+        };
         assert_eq!(
-            unnest_insert_sql("t", &[("a", "text"), ("b", "bytea")]),
-            "INSERT INTO t (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])"
+            diesel::debug_query::<Pg, _>(&query).to_string().split(" -- ").next(),
+            Some("INSERT INTO t (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])")
+        );
+        assert!(
+            QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap(),
+            "kept prepared"
         );
     }
 }
