@@ -512,7 +512,6 @@ pub fn key_id_of(api_key: &str) -> &str {
     api_key.split('_').nth(1).expect("a key id")
 }
 
-/// A port free now (bound and released).
 /// A port of 127.0.0.1 held for a later listener: bound but not listening, so connections to it
 /// are refused until [`ReservedPort::listen`], and no other test can take it meanwhile.
 pub struct ReservedPort(socket2::Socket);
