@@ -121,6 +121,27 @@ impl QueryId for UnnestInsert<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
+/// `SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest($1::bigint[]) AS id ORDER BY
+/// 1)`: a transaction-level lock per id, in ascending order, in one statement that diesel keeps
+/// prepared (see [`super::lock_in_order`]).
+pub struct LockAll<'a>(pub &'a [i64]);
+
+impl QueryFragment<Pg> for LockAll<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest(");
+        out.push_bind_param::<Array<BigInt>, [i64]>(self.0)?;
+        out.push_sql("::bigint[]) AS id ORDER BY 1) AS ordered");
+        Ok(())
+    }
+}
+
+impl<Conn> diesel::RunQueryDsl<Conn> for LockAll<'_> {}
+
+impl QueryId for LockAll<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
 /// Declares how a row type is inserted through column arrays: its table (in
 /// [`schema`](super::schema)) and every column it writes, named as its fields are. The compiler
 /// checks each field against its column's type; a column left out would be refused by the
@@ -181,5 +202,16 @@ mod tests {
             QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap(),
             "kept prepared"
         );
+    }
+
+    #[test]
+    fn locks_in_one_prepared_statement() {
+        let ids = [3i64, 7];
+        let query = LockAll(&ids);
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&query).to_string().split(" -- ").next(),
+            Some("SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest($1::bigint[]) AS id ORDER BY 1) AS ordered")
+        );
+        assert!(QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap());
     }
 }

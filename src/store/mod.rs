@@ -622,11 +622,7 @@ pub(crate) fn lock_in_order(
     ids.sort_unstable();
     ids.dedup();
     if !ids.is_empty() {
-        diesel::sql_query(
-            "SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest($1::bigint[]) AS id ORDER BY 1) AS ordered",
-        )
-        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
-        .execute(pg)?;
+        bulk::LockAll(&ids).execute(pg)?;
     }
     Ok(())
 }
