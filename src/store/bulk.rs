@@ -4,7 +4,7 @@
 //! parses and plans each batch's inserts anew (a batch of 1,000 interactions bound 11,000
 //! parameters to statements of five sizes). `INSERT INTO t (…) SELECT * FROM unnest($1::text[],
 //! …)` is one statement per table whatever the number of rows, with one parameter per column,
-//! and [`UnnestInsert`] lets diesel keep it prepared on each connection (diesel's `sql_query`
+//! and [`ArrayStatement`] lets diesel keep it prepared on each connection (diesel's `sql_query`
 //! never does: PostgreSQL parsed every execution again). [`insert_all!`](super::insert_all)
 //! uses it for every row type declared here with [`pg_columns!`].
 
@@ -47,12 +47,19 @@ pub trait PgColumns: Sized {
     fn insert_columns(pg: &mut diesel::PgConnection, rows: &[Self]) -> diesel::QueryResult<usize>;
 }
 
-/// `INSERT INTO table (a, b) SELECT * FROM unnest(`: what comes before the arrays.
-pub(crate) fn unnest_insert_prefix(table: &str, columns: &[&str]) -> String {
-    format!(
+/// The text of `INSERT INTO table (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])`
+/// around its parameters (one piece more than there are columns).
+pub(crate) fn unnest_insert_text(table: &str, columns: &[(&str, &str)]) -> Vec<String> {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let mut text = vec![format!(
         "INSERT INTO {table} ({}) SELECT * FROM unnest(",
-        columns.join(", ")
-    )
+        names.join(", ")
+    )];
+    for (index, (_, element)) in columns.iter().enumerate() {
+        let after = if index + 1 == columns.len() { ")" } else { ", " };
+        text.push(format!("::{element}[]{after}"));
+    }
+    text
 }
 
 /// One column's values, bound as one array parameter.
@@ -87,58 +94,39 @@ where
     }
 }
 
-/// `INSERT INTO table (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])`, safe for diesel
-/// to keep prepared: its text depends only on the table and columns, never on the rows.
-pub struct UnnestInsert<'a> {
-    /// [`unnest_insert_prefix`].
-    pub prefix: &'static str,
-    /// Each column's values and its element type's name.
-    pub columns: Vec<(Box<dyn ColumnArray + 'a>, &'static str)>,
+/// A statement of fixed text whose parameters are arrays (`… unnest($1::text[], …) …`),
+/// which diesel keeps prepared on each connection: its text never depends on how many values
+/// the arrays hold. (diesel never keeps a `sql_query` prepared, so PostgreSQL parsed those again
+/// at every execution.)
+pub struct ArrayStatement<'a> {
+    /// The text around the parameters: one piece before each array, and one after the last.
+    pub text: Vec<&'a str>,
+    /// The arrays, in order.
+    pub arrays: Vec<Box<dyn ColumnArray + 'a>>,
 }
 
-impl QueryFragment<Pg> for UnnestInsert<'_> {
+impl QueryFragment<Pg> for ArrayStatement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(self.prefix);
-        for (index, (values, element)) in self.columns.iter().enumerate() {
-            if index > 0 {
-                out.push_sql(", ");
-            }
-            values.bind(&mut out)?;
-            out.push_sql("::");
-            out.push_sql(element);
-            out.push_sql("[]");
+        debug_assert_eq!(self.text.len(), self.arrays.len() + 1);
+        let mut text = self.text.iter();
+        for array in &self.arrays {
+            out.push_sql(text.next().copied().unwrap_or_default());
+            array.bind(&mut out)?;
         }
-        out.push_sql(")");
+        out.push_sql(text.next().copied().unwrap_or_default());
         Ok(())
     }
 }
 
-impl<Conn> diesel::RunQueryDsl<Conn> for UnnestInsert<'_> {}
-
-impl QueryId for UnnestInsert<'_> {
-    type QueryId = ();
-    // Cached by its text (one per row type), not by a type.
-    const HAS_STATIC_QUERY_ID: bool = false;
+impl diesel::query_builder::Query for ArrayStatement<'_> {
+    type SqlType = diesel::sql_types::Untyped;
 }
 
-/// `SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest($1::bigint[]) AS id ORDER BY
-/// 1)`: a transaction-level lock per id, in ascending order, in one statement that diesel keeps
-/// prepared (see [`super::lock_in_order`]).
-pub struct LockAll<'a>(pub &'a [i64]);
+impl<Conn> diesel::RunQueryDsl<Conn> for ArrayStatement<'_> {}
 
-impl QueryFragment<Pg> for LockAll<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest(");
-        out.push_bind_param::<Array<BigInt>, [i64]>(self.0)?;
-        out.push_sql("::bigint[]) AS id ORDER BY 1) AS ordered");
-        Ok(())
-    }
-}
-
-impl<Conn> diesel::RunQueryDsl<Conn> for LockAll<'_> {}
-
-impl QueryId for LockAll<'_> {
+impl QueryId for ArrayStatement<'_> {
     type QueryId = ();
+    // Cached by its text, not by a type.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
@@ -154,24 +142,26 @@ macro_rules! pg_columns {
                 rows: &[Self],
             ) -> diesel::QueryResult<usize> {
                 use $crate::store::schema::$table;
-                static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-                let prefix = PREFIX.get_or_init(|| {
-                    $crate::store::bulk::unnest_insert_prefix(
+                static TEXT: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+                let text = TEXT.get_or_init(|| {
+                    $crate::store::bulk::unnest_insert_text(
                         stringify!($table),
-                        &[$(<$table::$column as diesel::Column>::NAME),+],
+                        &[$((
+                            <$table::$column as diesel::Column>::NAME,
+                            <<$table::$column as diesel::Expression>::SqlType
+                                as $crate::store::bulk::PgArrayType>::NAME,
+                        )),+],
                     )
                 });
-                let query = $crate::store::bulk::UnnestInsert {
-                    prefix: prefix.as_str(),
-                    columns: vec![$((
+                let query = $crate::store::bulk::ArrayStatement {
+                    text: text.iter().map(String::as_str).collect(),
+                    arrays: vec![$(
                         Box::new($crate::store::bulk::Column::<
                             <$table::$column as diesel::Expression>::SqlType,
                             _,
                         >::new(rows.iter().map(|row| &row.$column).collect::<Vec<_>>()))
                             as Box<dyn $crate::store::bulk::ColumnArray + '_>,
-                        <<$table::$column as diesel::Expression>::SqlType
-                            as $crate::store::bulk::PgArrayType>::NAME,
-                    )),+],
+                    )+],
                 };
                 diesel::RunQueryDsl::execute(query, pg)
             }
@@ -186,12 +176,12 @@ mod tests {
 
     #[test]
     fn one_array_per_column() {
-        let prefix = unnest_insert_prefix("t", &["a", "b"]);
-        let query = UnnestInsert {
-            prefix: Box::leak(prefix.into_boxed_str()),
-            columns: vec![
-                (Box::new(Column::<Text, _>::new(vec!["x"])), "text"),
-                (Box::new(Column::<Binary, _>::new(vec![vec![1u8]])), "bytea"),
+        let text = unnest_insert_text("t", &[("a", "text"), ("b", "bytea")]);
+        let query = ArrayStatement {
+            text: text.iter().map(String::as_str).collect(),
+            arrays: vec![
+                Box::new(Column::<Text, _>::new(vec!["x"])),
+                Box::new(Column::<Binary, _>::new(vec![vec![1u8]])),
             ],
         };
         assert_eq!(
@@ -202,16 +192,5 @@ mod tests {
             QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap(),
             "kept prepared"
         );
-    }
-
-    #[test]
-    fn locks_in_one_prepared_statement() {
-        let ids = [3i64, 7];
-        let query = LockAll(&ids);
-        assert_eq!(
-            diesel::debug_query::<Pg, _>(&query).to_string().split(" -- ").next(),
-            Some("SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest($1::bigint[]) AS id ORDER BY 1) AS ordered")
-        );
-        assert!(QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap());
     }
 }

@@ -98,7 +98,7 @@ pub(crate) fn existing_by_client_index(
     conn: &mut DbConnection,
     pairs: &[(&str, &str)],
 ) -> Result<Vec<ExistingInteraction>, StoreError> {
-    use diesel::sql_types::{Array, Text};
+    use diesel::sql_types::Text;
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
@@ -126,14 +126,19 @@ pub(crate) fn existing_by_client_index(
         // pairs over 200,000 interactions.)
         DbConnection::Postgresql(pg) => {
             let (subjects, clients): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
-            Ok(diesel::sql_query(
-                "SELECT i.subject_pk, i.client_index, i.purposes \
-                 FROM unnest($1::text[], $2::text[]) AS wanted (subject_pk, client_index) \
-                 JOIN interactions i ON i.subject_pk = wanted.subject_pk \
-                 AND i.client_index = wanted.client_index",
-            )
-            .bind::<Array<Text>, _>(subjects)
-            .bind::<Array<Text>, _>(clients)
+            Ok(super::bulk::ArrayStatement {
+                text: vec![
+                    "SELECT i.subject_pk, i.client_index, i.purposes FROM unnest(",
+                    "::text[], ",
+                    "::text[]) AS wanted (subject_pk, client_index) \
+                     JOIN interactions i ON i.subject_pk = wanted.subject_pk \
+                     AND i.client_index = wanted.client_index",
+                ],
+                arrays: vec![
+                    Box::new(super::bulk::Column::<Text, _>::new(subjects)),
+                    Box::new(super::bulk::Column::<Text, _>::new(clients)),
+                ],
+            }
             .load(pg)?)
         }
     }

@@ -622,9 +622,21 @@ pub(crate) fn lock_in_order(
     ids.sort_unstable();
     ids.dedup();
     if !ids.is_empty() {
-        bulk::LockAll(&ids).execute(pg)?;
+        lock_all(ids).execute(pg)?;
     }
     Ok(())
+}
+
+/// A transaction-level advisory lock per id, in ascending order, in one statement kept
+/// prepared (every write runs it).
+fn lock_all(ids: Vec<i64>) -> bulk::ArrayStatement<'static> {
+    bulk::ArrayStatement {
+        text: vec![
+            "SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest(",
+            "::bigint[]) AS id ORDER BY 1) AS ordered",
+        ],
+        arrays: vec![Box::new(bulk::Column::<diesel::sql_types::BigInt, _>::new(ids))],
+    }
 }
 
 /// Whether an error means a concurrent writer changed what a transaction relied on: a unique
@@ -834,5 +846,24 @@ impl Database {
     /// Whether the database answers a trivial query.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| Ok::<_, StoreError>(conn.ping()?)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::pg::Pg;
+    use diesel::query_builder::QueryFragment;
+
+    #[test]
+    fn locks_in_one_prepared_statement() {
+        let query = super::lock_all(vec![3, 7]);
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&query)
+                .to_string()
+                .split(" -- ")
+                .next(),
+            Some("SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest($1::bigint[]) AS id ORDER BY 1) AS ordered")
+        );
+        assert!(QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap());
     }
 }
