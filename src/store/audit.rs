@@ -44,7 +44,7 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-super::bulk::pg_columns!(AuditRow => audit_log {
+super::bulk::insert_columns!(AuditRow => audit_log {
     seq,
     at,
     actor_key_id,
@@ -112,7 +112,7 @@ pub struct AuditSubjectRow {
     pub seq: i64,
 }
 
-super::bulk::pg_columns!(AuditSubjectRow => audit_subjects {
+super::bulk::insert_columns!(AuditSubjectRow => audit_subjects {
     subject_key,
     seq,
 });

@@ -45,7 +45,7 @@ pub struct ConsentRow {
     pub merged_from: Option<String>,
 }
 
-super::bulk::pg_columns!(ConsentRow => consent_records {
+super::bulk::insert_columns!(ConsentRow => consent_records {
     id,
     subject_pk,
     record_index,

@@ -36,7 +36,7 @@ pub struct InteractionRow {
     pub recorded_by: String,
 }
 
-super::bulk::pg_columns!(InteractionRow => interactions {
+super::bulk::insert_columns!(InteractionRow => interactions {
     id,
     subject_pk,
     client_index,
@@ -69,7 +69,7 @@ pub struct InteractionPurposeRow {
     pub channel: String,
 }
 
-super::bulk::pg_columns!(InteractionPurposeRow => interaction_purposes {
+super::bulk::insert_columns!(InteractionPurposeRow => interaction_purposes {
     interaction_pk,
     subject_pk,
     purpose,

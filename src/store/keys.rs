@@ -38,7 +38,7 @@ pub struct DataKeyRow {
     pub epoch: Option<i64>,
 }
 
-super::bulk::pg_columns!(DataKeyRow => data_keys {
+super::bulk::insert_columns!(DataKeyRow => data_keys {
     subject_pk,
     key_id,
     master_key_id,

@@ -59,15 +59,19 @@ pub const MAX_IN_LIST: usize = 900;
 pub const MAX_ROWS_PER_INSERT: usize = 500;
 
 /// Inserts many rows. diesel's `MultiConnection` cannot batch-insert (SQLite has no `DEFAULT`
-/// keyword), so this is one of the places where each backend gets its own code. A single row
-/// takes the portable single-row statement, whose prepared form is cached. More rows: on
-/// PostgreSQL one statement of column arrays, whatever their number ([`bulk`]); on SQLite that
-/// cached single-row statement once per row, with no savepoint ([`atomically_on_sqlite`]: no
-/// round trip makes a statement per row cost more there).
+/// keyword), so this is one of the places where each backend gets its own code (the row type
+/// declares its columns with [`bulk::insert_columns!`]). On SQLite, one fixed single-row
+/// statement per row type ([`bulk::RowInsert`], found in diesel's statement cache by type),
+/// once per row, with no savepoint ([`atomically_on_sqlite`]: no round trip makes a statement
+/// per row cost more there). On PostgreSQL a single row takes diesel's single-row statement;
+/// more rows one statement of column arrays, whatever their number ([`bulk`]).
 macro_rules! insert_all {
     ($conn:expr, $table:expr, $rows:expr) => {{
         match (&mut *$conn, &$rows[..]) {
             (_, []) => {}
+            ($crate::store::DbConnection::Sqlite(sqlite), [row]) => {
+                diesel::RunQueryDsl::execute($crate::store::bulk::RowInsert(row), sqlite)?;
+            }
             (conn, [row]) => {
                 diesel::insert_into($table).values(row).execute(conn)?;
             }
@@ -77,7 +81,7 @@ macro_rules! insert_all {
             ($crate::store::DbConnection::Sqlite(sqlite), rows) => {
                 $crate::store::atomically_on_sqlite(sqlite, |sqlite| {
                     for row in rows {
-                        diesel::insert_into($table).values(row).execute(sqlite)?;
+                        diesel::RunQueryDsl::execute($crate::store::bulk::RowInsert(row), sqlite)?;
                     }
                     Ok(())
                 })?;

@@ -56,7 +56,7 @@ pub struct CallbackRow {
     pub created_at: NaiveDateTime,
 }
 
-super::bulk::pg_columns!(CallbackRow => opendsr_callbacks {
+super::bulk::insert_columns!(CallbackRow => opendsr_callbacks {
     id,
     subject_request_id,
     url,

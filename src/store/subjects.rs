@@ -26,7 +26,7 @@ pub struct SubjectRow {
     pub updated_at: NaiveDateTime,
 }
 
-super::bulk::pg_columns!(SubjectRow => subjects {
+super::bulk::insert_columns!(SubjectRow => subjects {
     id,
     subject_index,
     subject_id_ct,
@@ -153,7 +153,7 @@ pub struct IdentifierRow {
     pub blind_index: String,
 }
 
-super::bulk::pg_columns!(IdentifierRow => subject_identifiers {
+super::bulk::insert_columns!(IdentifierRow => subject_identifiers {
     subject_pk,
     kind,
     blind_index,
