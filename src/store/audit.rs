@@ -139,8 +139,8 @@ pub(crate) fn append(
     ));
     // Both backends through `insert_all!`: column arrays on PostgreSQL; on SQLite, which has
     // no round trips, one cached single-row statement per row without a savepoint.
-    super::insert_all!(conn, audit_log::table, rows);
-    super::insert_all!(conn, audit_subjects::table, subjects);
+    super::insert_all!(conn, rows);
+    super::insert_all!(conn, subjects);
     move_head.execute(conn)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Inserting rows without diesel rebuilding each statement's text: on PostgreSQL many rows in
-//! one statement, one array per column, unpacked by `unnest`; on SQLite one fixed single-row
-//! statement per table, which diesel finds in its statement cache by type.
+//! one statement, one array per column, unpacked by `unnest`; one row (and on SQLite every row)
+//! through one fixed single-row statement per table, which diesel finds in its statement cache
+//! by type.
 //!
 //! A multi-row `VALUES` list is a different statement for every number of rows, so PostgreSQL
 //! parses and plans each batch's inserts anew (a batch of 1,000 interactions bound 11,000
@@ -10,15 +11,14 @@
 //! never does: PostgreSQL parsed every execution again). [`insert_all!`](super::insert_all)
 //! uses it for every row type declared here with [`insert_columns!`].
 //!
-//! On SQLite, `insert_into(table).values(row)` of a derived `Insertable` has no static query
-//! id: diesel built its SQL text again at every execution to look the prepared statement up
-//! (14 % of the SQLite writer's time in a batch of 1,000 interactions). [`RowInsert`] has one
-//! per row type.
+//! `insert_into(table).values(row)` of a derived `Insertable` has no static query id: diesel
+//! built its SQL text again at every execution to look the prepared statement up (14 % of the
+//! SQLite writer's time in a batch of 1,000 interactions). [`RowInsert`] has one per row type.
 
 use std::marker::PhantomData;
 
 use diesel::pg::Pg;
-use diesel::sqlite::Sqlite;
+use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Array, BigInt, Binary, HasSqlType, Integer, Nullable, Text, Timestamp};
@@ -138,25 +138,26 @@ impl QueryId for ArrayStatement<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-/// Rows that SQLite takes one at a time, through one fixed statement per row type.
-pub trait SqliteRow: 'static {
-    /// Writes `INSERT INTO table (a, b) VALUES (?, ?)`, binding this row's values.
-    fn walk_insert<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()>;
+/// Rows inserted one at a time through one fixed statement per row type and backend.
+pub trait InsertRow<DB: Backend>: 'static {
+    /// Writes `INSERT INTO table (a, b) VALUES (?, ?)` (`$1, $2` on PostgreSQL), binding this
+    /// row's values.
+    fn walk_insert<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()>;
 }
 
-/// The single-row insert of `R` on SQLite, cached by diesel under `R`'s type.
+/// The single-row insert of `R`, cached by diesel under `R`'s type.
 pub struct RowInsert<'a, R>(pub &'a R);
 
 /// The statement-cache identity of [`RowInsert`] of `R`.
 pub struct RowInsertId<R>(PhantomData<R>);
 
-impl<R: SqliteRow> QueryFragment<Sqlite> for RowInsert<'_, R> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+impl<DB: Backend, R: InsertRow<DB>> QueryFragment<DB> for RowInsert<'_, R> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         self.0.walk_insert(out)
     }
 }
 
-impl<R: SqliteRow> QueryId for RowInsert<'_, R> {
+impl<R: 'static> QueryId for RowInsert<'_, R> {
     type QueryId = RowInsertId<R>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
@@ -167,8 +168,8 @@ impl<R> diesel::query_builder::Query for RowInsert<'_, R> {
 
 impl<R, Conn> diesel::RunQueryDsl<Conn> for RowInsert<'_, R> {}
 
-/// Declares how a row type is inserted (through column arrays on PostgreSQL, [`ArrayStatement`];
-/// through one fixed single-row statement on SQLite, [`RowInsert`]): its table (in
+/// Declares how a row type is inserted (many rows through column arrays on PostgreSQL,
+/// [`ArrayStatement`]; one at a time through one fixed statement, [`RowInsert`]): its table (in
 /// [`schema`](super::schema)) and every column it writes, named as its fields are. The compiler
 /// checks each field against its column's type; a column left out would be refused by the
 /// database as a missing `NOT NULL` value, which every test that writes the row would show.
@@ -205,11 +206,20 @@ macro_rules! insert_columns {
             }
         }
 
-        impl $crate::store::bulk::SqliteRow for $row {
+        $crate::store::bulk::insert_row!($row => $table, diesel::sqlite::Sqlite, { $($column),+ });
+        $crate::store::bulk::insert_row!($row => $table, diesel::pg::Pg, { $($column),+ });
+    };
+}
+pub(crate) use insert_columns;
+
+/// The single-row insert of a row type on one backend (see [`insert_columns!`]).
+macro_rules! insert_row {
+    ($row:ty => $table:ident, $db:ty, { $($column:ident),+ }) => {
+        impl $crate::store::bulk::InsertRow<$db> for $row {
             #[allow(unused_assignments)]
             fn walk_insert<'b>(
                 &'b self,
-                mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $db>,
             ) -> diesel::QueryResult<()> {
                 use $crate::store::schema::$table;
                 static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -232,11 +242,12 @@ macro_rules! insert_columns {
         }
     };
 }
-pub(crate) use insert_columns;
+pub(crate) use insert_row;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::sqlite::Sqlite;
 
     #[test]
     fn one_array_per_column() {
@@ -259,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn one_fixed_statement_per_row_type_on_sqlite() {
+    fn one_fixed_single_row_statement_per_row_type() {
         let row = crate::store::interactions::InteractionPurposeRow {
             interaction_pk: "i".into(),
             subject_pk: "s".into(),
@@ -278,6 +289,14 @@ mod tests {
             )
         );
         assert!(text.contains("\"marketing\""), "the row's values are bound: {text}");
+        let text = diesel::debug_query::<Pg, _>(&query).to_string();
+        assert!(
+            text.starts_with(
+                "INSERT INTO interaction_purposes (interaction_pk, subject_pk, purpose, \
+                 occurred_at, interaction_type, channel) VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            "{text}"
+        );
         // Found in diesel's statement cache by type, not by building its text again.
         assert!(RowInsert::<crate::store::interactions::InteractionPurposeRow>::query_id().is_some());
         assert_ne!(

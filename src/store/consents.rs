@@ -405,7 +405,7 @@ pub(crate) fn append_many(conn: &mut DbConnection, rows: &[ConsentRow]) -> Resul
     if rows.is_empty() {
         return Ok(());
     }
-    super::insert_all!(conn, consent_records::table, rows);
+    super::insert_all!(conn, rows);
     let mut latest: std::collections::BTreeMap<(&str, &str), &ConsentRow> = Default::default();
     for row in rows {
         let key = (row.subject_pk.as_str(), row.purpose.as_str());

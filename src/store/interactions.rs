@@ -150,8 +150,8 @@ pub fn insert(
     rows: &[InteractionRow],
     purposes: &[InteractionPurposeRow],
 ) -> Result<(), StoreError> {
-    super::insert_all!(conn, interactions::table, rows);
-    super::insert_all!(conn, interaction_purposes::table, purposes);
+    super::insert_all!(conn, rows);
+    super::insert_all!(conn, purposes);
     Ok(())
 }
 

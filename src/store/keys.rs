@@ -172,7 +172,7 @@ pub(crate) fn insert_data_keys(
     conn: &mut DbConnection,
     rows: &[DataKeyRow],
 ) -> Result<(), StoreError> {
-    super::insert_all!(conn, data_keys::table, rows);
+    super::insert_all!(conn, rows);
     Ok(())
 }
 

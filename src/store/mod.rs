@@ -60,20 +60,20 @@ pub const MAX_ROWS_PER_INSERT: usize = 500;
 
 /// Inserts many rows. diesel's `MultiConnection` cannot batch-insert (SQLite has no `DEFAULT`
 /// keyword), so this is one of the places where each backend gets its own code (the row type
-/// declares its columns with [`bulk::insert_columns!`]). On SQLite, one fixed single-row
-/// statement per row type ([`bulk::RowInsert`], found in diesel's statement cache by type),
-/// once per row, with no savepoint ([`atomically_on_sqlite`]: no round trip makes a statement
-/// per row cost more there). On PostgreSQL a single row takes diesel's single-row statement;
-/// more rows one statement of column arrays, whatever their number ([`bulk`]).
+/// declares its columns with [`bulk::insert_columns!`]). One row: one fixed single-row
+/// statement per row type ([`bulk::RowInsert`], found in diesel's statement cache by type).
+/// More rows: on SQLite that statement once per row, with no savepoint
+/// ([`atomically_on_sqlite`]: no round trip makes a statement per row cost more there); on
+/// PostgreSQL one statement of column arrays, whatever their number ([`bulk`]).
 macro_rules! insert_all {
-    ($conn:expr, $table:expr, $rows:expr) => {{
+    ($conn:expr, $rows:expr) => {{
         match (&mut *$conn, &$rows[..]) {
             (_, []) => {}
             ($crate::store::DbConnection::Sqlite(sqlite), [row]) => {
                 diesel::RunQueryDsl::execute($crate::store::bulk::RowInsert(row), sqlite)?;
             }
-            (conn, [row]) => {
-                diesel::insert_into($table).values(row).execute(conn)?;
+            ($crate::store::DbConnection::Postgresql(pg), [row]) => {
+                diesel::RunQueryDsl::execute($crate::store::bulk::RowInsert(row), pg)?;
             }
             ($crate::store::DbConnection::Postgresql(pg), rows) => {
                 $crate::store::bulk::PgColumns::insert_columns(pg, rows)?;

@@ -131,7 +131,7 @@ pub(crate) fn insert_callbacks(
     conn: &mut DbConnection,
     rows: &[CallbackRow],
 ) -> Result<(), StoreError> {
-    super::insert_all!(conn, opendsr_callbacks::table, rows);
+    super::insert_all!(conn, rows);
     Ok(())
 }
 

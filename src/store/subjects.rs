@@ -137,7 +137,7 @@ pub(crate) fn ids_by_index(
 
 /// Inserts subjects.
 pub fn insert(conn: &mut DbConnection, rows: &[SubjectRow]) -> Result<(), StoreError> {
-    super::insert_all!(conn, subjects::table, rows);
+    super::insert_all!(conn, rows);
     Ok(())
 }
 
@@ -205,7 +205,7 @@ pub(crate) fn insert_identifiers(
     conn: &mut DbConnection,
     rows: &[IdentifierRow],
 ) -> Result<(), StoreError> {
-    super::insert_all!(conn, subject_identifiers::table, rows);
+    super::insert_all!(conn, rows);
     Ok(())
 }
 
