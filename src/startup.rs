@@ -15,7 +15,7 @@ use crate::app::Services;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::middleware::{authorize, observe};
-use crate::http::{endpoints, openapi, ApiError, AppState, Metrics, OpenDsr, Web};
+use crate::http::{endpoints, openapi, ApiError, AppState, Endpoint, Metrics, OpenDsr, Web};
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::policy::{load_dir, Policy};
 use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
@@ -274,28 +274,68 @@ fn check_database(db: &Database, public_url: &crate::net::PublicUrl) -> anyhow::
 }
 
 /// Mounts the route table (one resource per path, each answering 405 with `Allow` for the
-/// methods it lacks) and the `/docs` UI.
+/// methods it lacks) and the `/docs` UI. Paths are grouped in scopes by their first two
+/// segments (`/v1/subjects`, `/v1/requests` …): a request is matched against a scope's static
+/// prefix first, and only then against the patterns inside it, instead of against every
+/// pattern of the table in turn (each pattern with a parameter is a regular expression, and the
+/// table is matched twice per request: for the route label of logs and metrics, and to route).
 fn mount_routes(config: &mut web::ServiceConfig) {
+    let mut scopes: BTreeMap<&'static str, Vec<(&'static str, Vec<&'static Endpoint>)>> =
+        BTreeMap::new();
     for (path, routes) in routes_by_path() {
-        // RFC 9110: a 405 names the methods the resource has.
-        let allow = routes
-            .iter()
-            .map(|endpoint| endpoint.method.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut resource = web::resource(path).default_service(web::to(move || {
-            std::future::ready(method_not_allowed(&allow))
-        }));
-        if let Some(limit) = routes.iter().find_map(|endpoint| endpoint.body_limit) {
-            resource = resource.app_data(json_config(limit));
+        scopes.entry(scope_of(path)).or_default().push((path, routes));
+    }
+    for (prefix, resources) in scopes {
+        if prefix.is_empty() {
+            for (path, routes) in resources {
+                config.service(resource_for(path, routes));
+            }
+            continue;
         }
-        for endpoint in routes {
-            let route = web::route().method(endpoint.method.clone());
-            resource = resource.route((endpoint.handler)(route));
+        let mut scope = web::scope(prefix);
+        for (path, routes) in resources {
+            scope = scope.service(resource_for(&path[prefix.len()..], routes));
         }
-        config.service(resource);
+        config.service(scope);
     }
     config.service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/openapi.json"])));
+}
+
+/// The scope a path is mounted in: its first two segments when both are fixed
+/// (`/v1/subjects/{subject_id}` and `/v1/subjects` → `/v1/subjects`), otherwise none (`""`).
+fn scope_of(path: &'static str) -> &'static str {
+    let mut segments = path.match_indices('/').map(|(at, _)| at);
+    let end = match (segments.next(), segments.next()) {
+        (Some(0), Some(_)) => segments.next().unwrap_or(path.len()),
+        _ => return "",
+    };
+    let prefix = &path[..end];
+    if prefix.contains('{') {
+        ""
+    } else {
+        prefix
+    }
+}
+
+/// One path's resource: its endpoints, 405 with `Allow` for other methods.
+fn resource_for(path: &str, routes: Vec<&'static Endpoint>) -> actix_web::Resource {
+    // RFC 9110: a 405 names the methods the resource has.
+    let allow = routes
+        .iter()
+        .map(|endpoint| endpoint.method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resource = web::resource(path).default_service(web::to(move || {
+        std::future::ready(method_not_allowed(&allow))
+    }));
+    if let Some(limit) = routes.iter().find_map(|endpoint| endpoint.body_limit) {
+        resource = resource.app_data(json_config(limit));
+    }
+    for endpoint in routes {
+        let route = web::route().method(endpoint.method.clone());
+        resource = resource.route((endpoint.handler)(route));
+    }
+    resource
 }
 
 /// 405, with the methods the resource has in `Allow`.
@@ -558,4 +598,24 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
         "not_found",
         "no resource has this address",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_scoped_by_their_first_two_fixed_segments() {
+        assert_eq!(scope_of("/v1/subjects/{subject_id}/consents"), "/v1/subjects");
+        assert_eq!(scope_of("/v1/keys"), "/v1/keys");
+        assert_eq!(scope_of("/v1/keys/{id}"), "/v1/keys");
+        assert_eq!(scope_of("/opendsr/v2/requests/{subject_request_id}"), "/opendsr/v2");
+        assert_eq!(scope_of("/healthz"), "");
+        // Every path of the table is its scope's prefix followed by the rest.
+        for (path, _) in routes_by_path() {
+            let scope = scope_of(path);
+            assert!(path.starts_with(scope), "{path}");
+            assert!(!scope.contains('{'), "{path}");
+        }
+    }
 }

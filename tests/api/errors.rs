@@ -124,6 +124,20 @@ async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
         "not_found",
     )
     .await;
+    // Under a known prefix (routes are mounted in scopes by their first two segments), a path
+    // that no route has is still a 404 problem, not the scope's own resource.
+    for path in [
+        "/v1/keys/some-id/extra",
+        "/v1/subjects/someone/nothing-here",
+        "/v1/keysx",
+    ] {
+        assert_problem(
+            app.get(path, None).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
+    }
     let wrong_method = app
         .request(reqwest::Method::PUT, "/v1/keys", None, Some(&json!({})))
         .await;
