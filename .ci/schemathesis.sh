@@ -18,7 +18,7 @@ fi
 if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
   python3 -m pip install --quiet "openapi-spec-validator==0.7.2"
 fi
-bin=target/debug/custodia
+bin=${CARGO_TARGET_DIR:-target}/debug/custodia
 [ -x "$bin" ] || cargo build --quiet
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

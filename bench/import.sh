@@ -6,7 +6,7 @@
 # Builds the release binary (or runs $CUSTODIA_BIN). Results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --release --quiet --bin custodia; bin=target/release/custodia; fi
+if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --release --quiet --bin custodia; bin=${CARGO_TARGET_DIR:-target}/release/custodia; fi
 lines=${LINES:-1000000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

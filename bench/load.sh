@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 script=${1:?usage: bench/load.sh SCRIPT|all [DATABASE_URL]}
 # CUSTODIA_BIN runs another build (e.g. an older commit's, for an A/B comparison).
-if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --release --quiet; bin=target/release/custodia; fi
+if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --release --quiet; bin=${CARGO_TARGET_DIR:-target}/release/custodia; fi
 work=$(mktemp -d)
 port=${BENCH_PORT:-18080}
 url="http://127.0.0.1:$port"

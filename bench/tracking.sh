@@ -6,7 +6,7 @@
 # $CUSTODIA_BIN); installs the SDK from tests/sdk/package-lock.json. Results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --release --quiet; bin=target/release/custodia; fi
+if [ -n "${CUSTODIA_BIN:-}" ]; then bin=$CUSTODIA_BIN; else cargo build --release --quiet; bin=${CARGO_TARGET_DIR:-target}/release/custodia; fi
 [ -d tests/sdk/node_modules/@segment/analytics-node ] || (cd tests/sdk && npm ci --no-audit --no-fund)
 work=$(mktemp -d)
 port=${BENCH_PORT:-18081}
