@@ -7,7 +7,7 @@ use super::schema::{audit_checkpoints, audit_head, audit_log, audit_subjects};
 use super::{DbConnection, StoreError};
 
 /// One audit entry as stored (and hashed: see `audit::entry_hash`).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = audit_log)]
 pub struct AuditRow {
     /// Position in the chain, from 1, without gaps.
@@ -103,7 +103,7 @@ pub(crate) fn head(conn: &mut DbConnection) -> Result<(i64, String), StoreError>
 }
 
 /// One person named by one entry.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 #[diesel(table_name = audit_subjects)]
 pub struct AuditSubjectRow {
     /// The first 64 bits of the person's pseudonym ([`subject_key`]).

@@ -7,7 +7,7 @@ use super::schema::{consent_current, consent_records, objections, restrictions, 
 use super::{DbConnection, StoreError, MAX_IN_LIST};
 
 /// One consent statement.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = consent_records)]
 pub struct ConsentRow {
     /// Internal id (time-ordered).

@@ -4,12 +4,12 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::legal_basis::{interaction_subject_has_legal_basis, interaction_usable_for};
-use super::schema::{interaction_purposes, interactions};
+use super::schema::interactions;
 use super::{DbConnection, StoreError, MAX_IN_LIST};
 use crate::policy::PopulationRule;
 
 /// A stored interaction.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = interactions)]
 pub struct InteractionRow {
     /// The internal id.
@@ -51,8 +51,7 @@ super::bulk::insert_columns!(InteractionRow => interactions {
 });
 
 /// One accepted purpose of one interaction.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = interaction_purposes)]
+#[derive(Debug, Clone)]
 pub struct InteractionPurposeRow {
     /// The interaction's internal id.
     pub interaction_pk: String,

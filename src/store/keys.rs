@@ -23,7 +23,7 @@ pub struct KeyMaterialRow {
 }
 
 /// A subject's wrapped data key.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = data_keys)]
 pub struct DataKeyRow {
     /// The subject's internal id.

@@ -31,7 +31,7 @@ pub struct OpenDsrRow {
 }
 
 /// A status callback.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = opendsr_callbacks)]
 pub struct CallbackRow {
     /// Its id (time-ordered).

@@ -7,7 +7,7 @@ use super::schema::{subject_aliases, subject_identifiers, subject_traits, subjec
 use super::{DbConnection, StoreError};
 
 /// A stored subject.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = subjects)]
 pub struct SubjectRow {
     /// The internal id (never shown outside).
@@ -142,8 +142,7 @@ pub fn insert(conn: &mut DbConnection, rows: &[SubjectRow]) -> Result<(), StoreE
 }
 
 /// The blind index of one identifier of a subject.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = subject_identifiers)]
+#[derive(Debug, Clone)]
 pub struct IdentifierRow {
     /// The subject.
     pub subject_pk: String,
