@@ -757,21 +757,6 @@ impl Importer<'_> {
             &self.actor,
         )
         .map_err(|source| ImportError::Store { first, last, source })?;
-        // People merged into others: their keys are gone, and their old copies leave the
-        // files now (a command has no job to do it later).
-        if !stored.destroyed.is_empty() {
-            for key in &stored.destroyed {
-                self.vault.forget_data_key(&key.subject_pk);
-            }
-            let held = crate::store::remove_old_copies_now(conn, &stored.destroyed)
-                .map_err(|error| ImportError::Store { first, last, source: error.into() })?;
-            if !held {
-                tracing::warn!(
-                    keys = stored.destroyed.len(),
-                    "readers in other processes kept old copies of merged people's keys readable past the deadline; they stay in the files until reused, and unreadable once their key epoch is destroyed"
-                );
-            }
-        }
         self.since_checkpoint += written;
         if self.since_checkpoint >= CHECKPOINT_EVERY {
             self.since_checkpoint = 0;

@@ -230,16 +230,6 @@ pub(crate) async fn store_checked(
             .ingest
             .store_with(drafts, together, relayed_by, actor.clone())
             .await?;
-        // People merged into others: their keys are gone; the cached copies go now, and the
-        // old copies leave the database files in the background (as after an erasure), all
-        // the request's in one pass.
-        if !stored.destroyed.is_empty() {
-            for key in &stored.destroyed {
-                services.vault.forget_data_key(&key.subject_pk);
-            }
-            let db = services.db.clone();
-            tokio::spawn(async move { db.remove_old_copies(stored.destroyed).await });
-        }
         linked = stored.linked;
         consents = stored.consents;
         stored.outcomes

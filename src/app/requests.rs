@@ -266,7 +266,8 @@ pub(crate) async fn execute_request(
         .db
         .run_write(move |conn| finish_execution(conn, &vault, &policy, &receipts, &id, &actor))
         .await?;
-    if let Some(erased) = executed.erased_key.clone() {
+    if !executed.erased_keys.is_empty() {
+        let erased = executed.erased_keys.clone();
         crate::subjects::after_erasure(&services.db, &services.vault, erased).await;
     }
     Ok(executed)

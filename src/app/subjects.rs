@@ -111,7 +111,7 @@ pub(crate) async fn erase(
         return Ok(None);
     };
     let old_copies_removed =
-        after_erasure(&services.db, &services.vault, erasure.erased_key.clone()).await;
+        after_erasure(&services.db, &services.vault, erasure.erased_keys.clone()).await;
     Ok(Some(Erased {
         erasure,
         old_copies_removed,

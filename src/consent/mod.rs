@@ -437,6 +437,7 @@ fn record_group(
     distinct.dedup();
     let existing: HashMap<String, String> = crate::store::subjects::ids_by_index(conn, &distinct)?
         .into_iter()
+        .map(|(index, pk, _)| (index, pk))
         .collect();
     // Writers in other processes recording statements for the same people take turns: each
     // statement's sequence is derived from the rows already there.

@@ -212,7 +212,7 @@ fn consents<W: Write>(
             "receipt",
         ],
     )?;
-    for_each_statement(conn, &head.person.handle, |recorded, evidence| {
+    for_each_statement(conn, head.person.owners.person(), |recorded, evidence| {
         let notice = recorded.notice.as_ref();
         let text = |value: Option<&String>| value.cloned().unwrap_or_default();
         let notice_url = notice
@@ -266,7 +266,7 @@ fn interactions<W: Write>(
             "value",
         ],
     )?;
-    for_each_interaction(conn, policy, &head.person.handle, |opened| {
+    for_each_interaction(conn, policy, &head.person.owners, |opened| {
         let (occurred, recorded) = (
             rfc3339(opened.row.occurred_at),
             rfc3339(opened.row.recorded_at),
@@ -319,7 +319,7 @@ fn access_log<W: Write>(
             "reason",
         ],
     )?;
-    for_each_access(conn, &head.person.handle, |row| {
+    for_each_access(conn, head.person.owners.person(), |row| {
         record(
             zip,
             &[

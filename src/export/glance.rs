@@ -161,7 +161,7 @@ pub(crate) fn glance(
                 .collect(),
             interactions: person.interactions,
             timeline,
-            pseudonym: person.handle.key.pseudonym().to_owned(),
+            pseudonym: person.owners.person().key.pseudonym().to_owned(),
             categories,
         }))
     })
@@ -242,7 +242,7 @@ fn timeline(
     policy: &Policy,
     person: &Person,
 ) -> Result<Vec<TimelineItem>, ExportError> {
-    let rows = export_store::latest_interactions(conn, &person.handle.pk, TIMELINE)?;
+    let rows = export_store::latest_interactions(conn, &person.owners.pks(), TIMELINE)?;
     let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
     let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
     for (id, purpose) in export_store::held_purposes(conn, &ids)? {
@@ -269,7 +269,7 @@ fn timeline(
             .into_keys()
             .collect();
         items.push(TimelineItem {
-            id: decrypt_client_id(&person.handle, &row)?,
+            id: decrypt_client_id(&person.owners, &row)?,
             interaction_type: row.interaction_type.clone(),
             channel: row.channel.clone(),
             occurred_at: row.occurred_at.and_utc(),

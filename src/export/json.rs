@@ -174,7 +174,7 @@ pub(super) fn write<W: Write>(
     )?;
     member(out, false, "consents")?;
     array(out, |emit| {
-        for_each_statement(conn, &head.person.handle, |recorded, evidence| {
+        for_each_statement(conn, head.person.owners.person(), |recorded, evidence| {
             emit(json!({
                 "id": recorded.id,
                 "sequence": recorded.sequence,
@@ -198,11 +198,11 @@ pub(super) fn write<W: Write>(
     })?;
     member(out, false, "interactions")?;
     array(out, |emit| {
-        for_each_interaction(conn, policy, &head.person.handle, emit)
+        for_each_interaction(conn, policy, &head.person.owners, emit)
     })?;
     member(out, false, "access_log")?;
     array(out, |emit| {
-        for_each_access(conn, &head.person.handle, |row| {
+        for_each_access(conn, head.person.owners.person(), |row| {
             emit(json!({
                 "at": rfc3339(row.at),
                 "action": row.action,

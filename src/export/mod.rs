@@ -34,7 +34,7 @@ use crate::store::subjects as subject_store;
 use crate::store::{DbConnection, StoreError};
 use crate::subjects::sealed::{open, read_map, SUBJECT_RECORD};
 use crate::subjects::{
-    self, FieldValue, SubjectError, SubjectHandle, SubjectId, IDENTIFIERS_CATEGORY,
+    self, FieldValue, Owners, SubjectError, SubjectHandle, SubjectId, IDENTIFIERS_CATEGORY,
 };
 use crate::vault::{Vault, VaultError};
 
@@ -128,7 +128,8 @@ struct Processing {
 /// The person as held: profile, standing and counts (what an export and the person's screen
 /// both start from).
 struct Person {
-    handle: SubjectHandle,
+    /// The person, and the people merged into them (whose interactions keep their own key).
+    owners: Owners,
     profile: Profile,
     restricted_since: Option<NaiveDateTime>,
     objections: Vec<(String, NaiveDateTime)>,
@@ -193,7 +194,7 @@ fn read_head(
         return Ok(None);
     };
     let Person {
-        handle,
+        owners,
         current,
         objections,
         state,
@@ -203,7 +204,7 @@ fn read_head(
     // Every purpose the person's data is held or was asked for: tagged interactions, consent
     // statements, objections.
     let mut by_purpose: BTreeMap<String, (Vec<String>, i64)> = BTreeMap::new();
-    for (purpose, channel, count) in export_store::purposes_by_channel(conn, &handle.pk)? {
+    for (purpose, channel, count) in export_store::purposes_by_channel(conn, &owners.pks())? {
         let entry = by_purpose.entry(purpose).or_default();
         entry.0.push(channel);
         entry.1 += count;
@@ -304,7 +305,8 @@ fn read_person(
     };
 
     let pks = [row.id.as_str()];
-    let (interactions, consents) = export_store::counts(conn, &row.id)?;
+    let owners = Owners::load(conn, vault, handle)?;
+    let (interactions, consents) = export_store::counts(conn, &owners.pks())?;
     let current_rows = consent_store::current_for(conn, &pks)?;
     let objections: Vec<(String, NaiveDateTime)> = consent_store::objections_for(conn, &pks)?
         .into_iter()
@@ -334,7 +336,7 @@ fn read_person(
         .collect();
 
     Ok(Some(Person {
-        handle,
+        owners,
         profile,
         restricted_since,
         objections,
@@ -359,7 +361,7 @@ fn summary_of(head: &Head) -> Summary {
         categories.extend(processing.categories.iter().cloned());
     }
     Summary {
-        pseudonym: person.handle.key.pseudonym().to_owned(),
+        pseudonym: person.owners.person().key.pseudonym().to_owned(),
         records: 1 + person.interactions as usize + person.consents as usize,
         categories: categories.into_iter().collect(),
     }
@@ -387,18 +389,20 @@ impl Opened {
     }
 }
 
-/// Calls `each` with every interaction of the subject, decrypted, page by page.
+/// Calls `each` with every interaction of the person and of the people merged into them,
+/// decrypted, page by page.
 fn for_each_interaction(
     conn: &mut DbConnection,
     policy: &Policy,
-    subject: &SubjectHandle,
+    owners: &Owners,
     mut each: impl FnMut(Opened) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
     let mut after: Option<String> = None;
+    let pks = owners.pks();
     loop {
-        let rows = export_store::interactions_page(conn, &subject.pk, after.as_deref(), PAGE)?;
+        let rows = export_store::interactions_page(conn, &pks, after.as_deref(), PAGE)?;
         let full = rows.len() as i64 == PAGE;
-        after = rows.last().map(|row| row.client_index.clone());
+        after = rows.last().map(|row| row.id.clone());
         let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
         let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
         for (id, purpose) in export_store::held_purposes(conn, &ids)? {
@@ -407,14 +411,14 @@ fn for_each_interaction(
         for row in rows {
             let mut data = Vec::new();
             for (name, sealed) in read_map(&row.data_ct)? {
-                let value = decrypt_field(subject, &row, &name, &sealed)?;
+                let value = decrypt_field(owners, &row, &name, &sealed)?;
                 let category = policy
                     .field(&name)
                     .map(|field| field.category.as_str().to_owned());
                 data.push((name, category, value));
             }
             each(Opened {
-                id: decrypt_client_id(subject, &row)?,
+                id: decrypt_client_id(owners, &row)?,
                 collected_for: stored_purposes(&row)?,
                 purposes: held.remove(&row.id).unwrap_or_default(),
                 row,

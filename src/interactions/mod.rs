@@ -32,7 +32,7 @@ use crate::store::DbConnection;
 use crate::store::{insert_transaction, write_transaction};
 use crate::subjects::sealed::{open, read_map, seal, write_map};
 use crate::subjects::{
-    self, declared_field, FieldValue, PlannedSubjects, SubjectError, SubjectHandle, SubjectId,
+    self, declared_field, FieldValue, Owners, PlannedSubjects, SubjectError, SubjectHandle, SubjectId,
 };
 use crate::vault::Vault;
 
@@ -370,22 +370,45 @@ fn find(conn: &mut DbConnection, vault: &Vault, drafts: &[Draft]) -> Result<Foun
     distinct.sort_unstable();
     distinct.dedup();
     let distinct_refs: Vec<&str> = distinct.iter().map(String::as_str).collect();
-    let existing: HashMap<String, String> = subject_store::ids_by_index(conn, &distinct_refs)?
-        .into_iter()
-        .collect();
-    let pairs: Vec<(&str, &str)> = subject_indexes
-        .iter()
-        .zip(&client_indexes)
-        .filter_map(|(subject_index, client_index)| {
-            existing
-                .get(subject_index)
-                .map(|pk| (pk.as_str(), client_index.as_str()))
-        })
-        .collect();
+    let mut existing: HashMap<String, String> = HashMap::new();
+    let mut linked: Vec<String> = Vec::new();
+    for (index, pk, through_alias) in subject_store::ids_by_index(conn, &distinct_refs)? {
+        if through_alias {
+            linked.push(pk.clone());
+        }
+        existing.insert(index, pk);
+    }
+    // An id reached through a linked anonymous id may have interactions recorded before the
+    // link, stored under the person merged in then (a member keeps its rows): a retry of one
+    // of them is looked for under each member too. (A client index is keyed by the id it was
+    // sent with, so nothing recorded under a member can match an id that is not an alias.)
+    let mut owners_of: HashMap<String, Vec<String>> = HashMap::new();
+    if !linked.is_empty() {
+        let persons: Vec<&str> = linked.iter().map(String::as_str).collect();
+        for (person, member) in crate::store::links::members_of_all(conn, &persons)? {
+            owners_of.entry(person).or_default().push(member);
+        }
+    }
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(subject_indexes.len());
+    let mut member_of: HashMap<&str, &str> = HashMap::new();
+    for (subject_index, client_index) in subject_indexes.iter().zip(&client_indexes) {
+        let Some(pk) = existing.get(subject_index) else {
+            continue;
+        };
+        pairs.push((pk.as_str(), client_index.as_str()));
+        for member in owners_of.get(pk).into_iter().flatten() {
+            pairs.push((member.as_str(), client_index.as_str()));
+            member_of.insert(member.as_str(), pk.as_str());
+        }
+    }
     let mut stored: HashMap<(String, String), Vec<PurposeId>> = HashMap::new();
     for found in interaction_store::existing_by_client_index(conn, &pairs)? {
+        // Found under a member: it is the person's.
+        let owner = member_of
+            .get(found.subject_pk.as_str())
+            .map_or(found.subject_pk, |person| (*person).to_owned());
         stored.insert(
-            (found.subject_pk, found.client_index),
+            (owner, found.client_index),
             parse_stored_purposes(&found.purposes),
         );
     }
@@ -845,8 +868,16 @@ pub(crate) fn read_for_purpose(
     let rule = policy.population_rule(declared);
     let limit = limit.clamp(1, MAX_PAGE);
     let after = cursor.map(Cursor::position);
-    let rows =
-        interaction_store::page_for_subject(conn, &subject.pk, &rule, after.as_ref(), limit + 1)?;
+    // The person's interactions and those of the people merged into them (each sealed under
+    // its own key).
+    let owners = subjects::Owners::load(conn, vault, subject)?;
+    let rows = interaction_store::page_for_subject(
+        conn,
+        &owners.pks(),
+        &rule,
+        after.as_ref(),
+        limit + 1,
+    )?;
     let page = crate::page::Page::from_rows(rows, limit, |row| {
         Cursor::position_text(&PagePosition {
             occurred_at: row.occurred_at,
@@ -855,12 +886,12 @@ pub(crate) fn read_for_purpose(
     });
     let mut interactions = Vec::with_capacity(page.items.len());
     for row in &page.items {
-        interactions.push(open_row(policy, declared, &subject, row)?);
+        interactions.push(open_row(policy, declared, &owners, row)?);
     }
     Ok(Page {
         interactions,
         next_cursor: page.next_cursor,
-        pseudonym: subject.key.pseudonym().to_owned(),
+        pseudonym: owners.person().key.pseudonym().to_owned(),
     })
 }
 
@@ -871,9 +902,10 @@ pub(crate) fn subject_not_found() -> Rejection {
 
 /// Decrypts the app's id of a stored interaction.
 pub(crate) fn decrypt_client_id(
-    subject: &SubjectHandle,
+    owners: &Owners,
     row: &InteractionRow,
 ) -> Result<String, DecryptError> {
+    let subject = owners.of(&row.subject_pk)?;
     let context = FieldContext {
         subject: &subject.pk,
         record: &row.id,
@@ -884,11 +916,12 @@ pub(crate) fn decrypt_client_id(
 
 /// Decrypts one field value of a stored interaction.
 pub(crate) fn decrypt_field(
-    subject: &SubjectHandle,
+    owners: &Owners,
     row: &InteractionRow,
     name: &str,
     sealed: &str,
 ) -> Result<FieldValue, DecryptError> {
+    let subject = owners.of(&row.subject_pk)?;
     let context = FieldContext {
         subject: &subject.pk,
         record: &row.id,
@@ -929,12 +962,12 @@ pub(crate) fn open_minimised(
 fn open_row(
     policy: &Policy,
     purpose: &crate::policy::Purpose,
-    subject: &SubjectHandle,
+    owners: &Owners,
     row: &InteractionRow,
 ) -> Result<ReadInteraction, SubjectError> {
-    let client_id = decrypt_client_id(subject, row)?;
+    let client_id = decrypt_client_id(owners, row)?;
     let (data, withheld) = open_minimised(policy, purpose, &row.data_ct, |name, sealed| {
-        decrypt_field(subject, row, name, sealed)
+        decrypt_field(owners, row, name, sealed)
     })?;
     Ok(ReadInteraction {
         client_id,

@@ -15,7 +15,6 @@ use crate::consent::{apply_gpc, gpc_entry, record_all, ConsentJob, ConsentOutcom
 use crate::policy::Policy;
 use crate::store::write_transaction;
 use crate::store::{Database, DbConnection};
-use crate::store::erasure::ErasedKey;
 use crate::subjects::links::{link, LinkOutcome};
 use crate::subjects::{find_or_create, upsert, SubjectChanges, SubjectError, SubjectId};
 use crate::vault::Vault;
@@ -47,9 +46,6 @@ pub(crate) struct StoredWith {
     pub(crate) linked: Vec<LinkOutcome>,
     /// One per consent statement, in order (refused: the person is suppressed).
     pub(crate) consents: Vec<Result<ConsentOutcome, SubjectError>>,
-    /// The data keys of people merged into others (destroyed in the transaction): their old
-    /// copies are to be removed from the database files.
-    pub(crate) destroyed: Vec<ErasedKey>,
 }
 
 /// Requests with fewer interactions than this are coalesced.
@@ -132,7 +128,6 @@ pub(crate) fn store_together(
             outcomes: ingest(conn, vault, policy, drafts)?,
             linked: Vec::new(),
             consents: Vec::new(),
-            destroyed: Vec::new(),
         });
     }
     let Together {
@@ -156,12 +151,10 @@ pub(crate) fn store_together(
         crate::store::lock_in_order(conn, "custodia/person/", &people)?;
         let mut entries = Vec::new();
         let mut linked = Vec::with_capacity(links.len());
-        let mut destroyed = Vec::new();
         for (user, anonymous) in &links {
             let result = link(conn, vault, policy, user, anonymous, actor)?;
             linked.push(result.linked);
             entries.extend(result.entries);
-            destroyed.extend(result.destroyed);
         }
         for (subject_id, changes) in &identities {
             upsert(conn, vault, policy, subject_id, changes, actor)?;
@@ -195,7 +188,6 @@ pub(crate) fn store_together(
             outcomes,
             linked,
             consents: recorded,
-            destroyed,
         })
     })
 }

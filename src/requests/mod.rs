@@ -962,15 +962,15 @@ pub struct Executed {
     pub request: Request,
     /// An erasure's signed receipt (also kept, sealed, for [`RECEIPT_DAYS`]: [`kept_receipt`]).
     pub erasure_receipt: Option<String>,
-    /// The internal id of an erased subject (to drop caches; never shown).
-    pub erased_key: Option<crate::store::erasure::ErasedKey>,
+    /// The destroyed keys of an erased person and their members (to drop caches; never shown).
+    pub erased_keys: Vec<crate::store::erasure::ErasedKey>,
 }
 
 /// What carrying out a request did: its result as shown, and an erasure's receipt and key.
 struct Carried {
     result: Value,
     receipt: Option<String>,
-    erased_key: Option<crate::store::erasure::ErasedKey>,
+    erased_keys: Vec<crate::store::erasure::ErasedKey>,
 }
 
 /// Carries out a request for the person it matched (if any), by its kind.
@@ -986,7 +986,7 @@ fn carry_out(
     actor: &Actor,
 ) -> Result<Carried, RequestError> {
     let mut receipt = None;
-    let mut erased_key = None;
+    let mut erased_keys = Vec::new();
     let result = match (matched, request.kind) {
         (None, _) => json!({"subject_found": false}),
         (Some(_), Kind::Access | Kind::Portability) => {
@@ -1013,7 +1013,7 @@ fn carry_out(
                 crate::vault::VaultError::Erased,
             )))?;
             receipt = Some(erasure.receipt);
-            erased_key = Some(erasure.erased_key);
+            erased_keys = erasure.erased_keys;
             json!({"subject_found": true, "erasure_id": erasure.id, "erased": erasure.counts, "held": erasure.held})
         }
         (Some((subject_id, _)), Kind::Restriction) => {
@@ -1047,7 +1047,7 @@ fn carry_out(
     Ok(Carried {
         result,
         receipt,
-        erased_key,
+        erased_keys,
     })
 }
 
@@ -1135,7 +1135,7 @@ pub(crate) fn finish_execution(
         let Carried {
             result,
             receipt,
-            erased_key,
+            erased_keys,
         } = carry_out(
             conn,
             vault,
@@ -1168,7 +1168,7 @@ pub(crate) fn finish_execution(
         Ok(Executed {
             request,
             erasure_receipt: receipt,
-            erased_key,
+            erased_keys,
         })
     })
 }

@@ -174,6 +174,17 @@ pub(crate) fn delete_subject(
     })
 }
 
+/// Deletes a person merged into the one being erased (`subject_members`): the membership, then
+/// the member's key and rows as [`delete_subject`] does. Call inside the person's erasure.
+pub(crate) fn delete_member(
+    conn: &mut DbConnection,
+    member_pk: &str,
+    pseudonym: &str,
+) -> Result<Deleted, StoreError> {
+    super::links::delete_member(conn, member_pk)?;
+    delete_subject(conn, member_pk, &format!("member:{member_pk}"), pseudonym)
+}
+
 /// On PostgreSQL, the partition of `data_keys` that holds this person's key (hash partitions:
 /// the key decides), which must be rewritten once the key is deleted; `None` on SQLite.
 pub(crate) fn key_partition(
@@ -305,18 +316,20 @@ pub struct Preview {
     pub open_requests: usize,
 }
 
-/// Counts what an erasure of `subject_pk` would delete.
+/// Counts what an erasure of a person would delete: `owners` is the person, then the people
+/// merged into them (whose interactions go with the person's).
 pub fn preview(
     conn: &mut DbConnection,
-    subject_pk: &str,
+    owners: &[&str],
     subject_index: &str,
 ) -> Result<Preview, StoreError> {
+    let subject_pk = owners[0];
     let count = |n: i64| usize::try_from(n).unwrap_or(0);
     let segmentable_traits: i64 = subject_traits::table
         .filter(subject_traits::subject_pk.eq(subject_pk))
         .count()
         .get_result(conn)?;
-    let (interactions, consent_records) = super::export::counts(conn, subject_pk)?;
+    let (interactions, consent_records) = super::export::counts(conn, owners)?;
     let objections: i64 = objections::table
         .filter(objections::subject_pk.eq(subject_pk))
         .count()

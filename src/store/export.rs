@@ -56,14 +56,15 @@ pub(crate) fn restricted_since(
         .optional()?)
 }
 
-/// How many interactions and consent statements the subject has.
-pub(crate) fn counts(conn: &mut DbConnection, subject_pk: &str) -> Result<(i64, i64), StoreError> {
+/// How many interactions and consent statements a person has: `owners` is the person, then
+/// the people merged into them (interactions stay with who recorded them; statements move).
+pub(crate) fn counts(conn: &mut DbConnection, owners: &[&str]) -> Result<(i64, i64), StoreError> {
     let interactions = interactions::table
-        .filter(interactions::subject_pk.eq(subject_pk))
+        .filter(interactions::subject_pk.eq_any(owners))
         .count()
         .get_result(conn)?;
     let consents = consent_records::table
-        .filter(consent_records::subject_pk.eq(subject_pk))
+        .filter(consent_records::subject_pk.eq(owners[0]))
         .count()
         .get_result(conn)?;
     Ok((interactions, consents))
@@ -79,41 +80,48 @@ struct PurposeChannel {
     interactions: i64,
 }
 
-/// `(purpose, channel, interactions)` over the subject's interactions, counted in the database
-/// (through the `(subject_pk, client_index)` index and `interaction_purposes`' key).
+/// `(purpose, channel, interactions)` over the interactions stored under `owners` (a person and
+/// the people merged into them), counted in the database (through the `(subject_pk,
+/// client_index)` index and `interaction_purposes`' key).
 pub(crate) fn purposes_by_channel(
     conn: &mut DbConnection,
-    subject_pk: &str,
+    owners: &[&str],
 ) -> Result<Vec<(String, String, i64)>, StoreError> {
-    let rows: Vec<PurposeChannel> = diesel::sql_query(
-        "SELECT p.purpose AS purpose, i.channel AS channel, COUNT(*) AS interactions \
-         FROM interactions i JOIN interaction_purposes p ON p.interaction_pk = i.id \
-         WHERE i.subject_pk = $1 GROUP BY p.purpose, i.channel ORDER BY p.purpose, i.channel",
-    )
-    .bind::<diesel::sql_types::Text, _>(subject_pk)
-    .load(conn)?;
-    Ok(rows
+    let mut by_key: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for owner in owners {
+        let rows: Vec<PurposeChannel> = diesel::sql_query(
+            "SELECT p.purpose AS purpose, i.channel AS channel, COUNT(*) AS interactions \
+             FROM interactions i JOIN interaction_purposes p ON p.interaction_pk = i.id \
+             WHERE i.subject_pk = $1 GROUP BY p.purpose, i.channel",
+        )
+        .bind::<diesel::sql_types::Text, _>(*owner)
+        .load(conn)?;
+        for row in rows {
+            *by_key.entry((row.purpose, row.channel)).or_default() += row.interactions;
+        }
+    }
+    Ok(by_key
         .into_iter()
-        .map(|row| (row.purpose, row.channel, row.interactions))
+        .map(|((purpose, channel), interactions)| (purpose, channel, interactions))
         .collect())
 }
 
-/// A page of the subject's interactions after `after` (a client index), in client-index order:
-/// the `(subject_pk, client_index)` index serves it without sorting.
+/// A page of the interactions stored under `owners` (a person and the people merged into
+/// them) after `after` (an interaction id), in id order (time-ordered ids: recording order).
 pub(crate) fn interactions_page(
     conn: &mut DbConnection,
-    subject_pk: &str,
+    owners: &[&str],
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<InteractionRow>, StoreError> {
     let mut query = interactions::table
-        .filter(interactions::subject_pk.eq(subject_pk))
-        .order(interactions::client_index.asc())
+        .filter(interactions::subject_pk.eq_any(owners.to_vec()))
+        .order(interactions::id.asc())
         .limit(limit)
         .select(InteractionRow::as_select())
         .into_boxed();
     if let Some(after) = after {
-        query = query.filter(interactions::client_index.gt(after.to_owned()));
+        query = query.filter(interactions::id.gt(after.to_owned()));
     }
     Ok(query.load(conn)?)
 }
@@ -185,14 +193,15 @@ pub(crate) fn audit_page(
         .load(conn)?)
 }
 
-/// The subject's newest `limit` interactions, newest first.
+/// The newest `limit` interactions stored under `owners` (a person and the people merged into
+/// them), newest first.
 pub(crate) fn latest_interactions(
     conn: &mut DbConnection,
-    subject_pk: &str,
+    owners: &[&str],
     limit: i64,
 ) -> Result<Vec<InteractionRow>, StoreError> {
     Ok(interactions::table
-        .filter(interactions::subject_pk.eq(subject_pk))
+        .filter(interactions::subject_pk.eq_any(owners.to_vec()))
         .order((interactions::occurred_at.desc(), interactions::id.desc()))
         .limit(limit)
         .select(InteractionRow::as_select())

@@ -50,11 +50,12 @@ pub struct HeldRow {
     pub held_until: NaiveDateTime,
 }
 
-/// A person's interactions tagged with any of `purposes` (as their tags stand now, after
-/// retention), each with those of its tags that are among `purposes`.
+/// The interactions stored under `owners` (a person and the people merged into them) tagged
+/// with any of `purposes` (as their tags stand now, after retention), each with those of its
+/// tags that are among `purposes`.
 pub(crate) fn tagged_with(
     conn: &mut DbConnection,
-    subject_pk: &str,
+    owners: &[&str],
     purposes: &[&str],
 ) -> Result<Vec<(InteractionRow, Vec<String>)>, StoreError> {
     if purposes.is_empty() {
@@ -66,7 +67,7 @@ pub(crate) fn tagged_with(
         .filter(
             interaction_purposes::interaction_pk.eq_any(
                 interactions::table
-                    .filter(interactions::subject_pk.eq(subject_pk))
+                    .filter(interactions::subject_pk.eq_any(owners.to_vec()))
                     .select(interactions::id),
             ),
         )

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::legal_basis::{interaction_subject_has_legal_basis, interaction_usable_for};
+use super::legal_basis::{interaction_usable_for, person_has_legal_basis};
 use super::schema::interactions;
 use super::{DbConnection, StoreError, MAX_IN_LIST};
 use crate::policy::PopulationRule;
@@ -163,20 +163,21 @@ pub struct PagePosition {
     pub id: String,
 }
 
-/// A subject's interactions usable under `rule`, newest first, after `after`: the subject must
-/// have a legal basis (rule 2) and each interaction must have been collected for the purpose or
-/// an ancestor (rule 3), both decided by the database. No legal basis: no rows.
+/// A person's interactions usable under `rule`, newest first, after `after`: those stored under
+/// any of `owners` (the person first, then the people merged into them); the person must have
+/// a legal basis (rule 2) and each interaction must have been collected for the purpose or an
+/// ancestor (rule 3), both decided by the database. No legal basis: no rows.
 pub(crate) fn page_for_subject(
     conn: &mut DbConnection,
-    subject_pk: &str,
+    owners: &[&str],
     rule: &PopulationRule,
     after: Option<&PagePosition>,
     limit: i64,
 ) -> Result<Vec<InteractionRow>, StoreError> {
     // Rule 2 (the person has a legal basis now) and rule 3 (per row) in one statement.
     let mut query = interactions::table
-        .filter(interactions::subject_pk.eq(subject_pk))
-        .filter(interaction_subject_has_legal_basis(rule))
+        .filter(interactions::subject_pk.eq_any(owners.to_vec()))
+        .filter(person_has_legal_basis(rule, owners[0]))
         .filter(interaction_usable_for(rule))
         .select(InteractionRow::as_select())
         .order((interactions::occurred_at.desc(), interactions::id.desc()))

@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 
 use super::schema::{
-    consent_current, interaction_purposes, interactions, objections, restrictions, subjects,
+    consent_current, interaction_purposes, interactions, objections, restrictions,
+    subject_members, subjects,
 };
 use super::DbConnection;
 use crate::policy::PopulationRule;
@@ -82,15 +83,22 @@ macro_rules! has_legal_basis {
     }};
 }
 
-/// Rule 2 for every subject row (see `has_legal_basis!`).
+/// Rule 2 for every subject row (see `has_legal_basis!`). A row of a person merged into
+/// another (`subject_members`) is never a person of its own: it has no legal basis, and what it
+/// holds counts for the person it was merged into.
 pub(crate) fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
-    has_legal_basis!(rule, subjects::id)
+    let person = not(exists(
+        subject_members::table.filter(subject_members::member_pk.eq(subjects::id)),
+    ));
+    let basis: SubjectFilter = has_legal_basis!(rule, subjects::id);
+    Box::new(person.and(basis))
 }
 
-/// Rule 2 for the subject of every interaction row: lets a read of one person's interactions
-/// check the person's legal basis in the statement that reads them.
-pub(crate) fn interaction_subject_has_legal_basis(rule: &PopulationRule) -> InteractionFilter {
-    has_legal_basis!(rule, interactions::subject_pk)
+/// Rule 2 for one person, as a condition on interaction rows: lets a read of the person's
+/// interactions (their own and their members', `subject_members`) check the person's legal
+/// basis in the statement that reads them.
+pub(crate) fn person_has_legal_basis(rule: &PopulationRule, person_pk: &str) -> InteractionFilter {
+    has_legal_basis!(rule, person_pk.to_owned())
 }
 
 /// Rule 2 over `consent_current` rows, for a consent-based purpose: the row is a subject's

@@ -1,14 +1,13 @@
-//! Identity resolution: the anonymous ids linked to a person (`subject_aliases`), and moving
-//! every row of a person merged into another.
+//! Identity resolution: the anonymous ids linked to a person (`subject_aliases`), the people
+//! merged into a person (`subject_members`), and moving a merged person's few small rows.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::consents::{ConsentRow, CurrentRow};
-use super::interactions::InteractionRow;
 use super::schema::{
-    consent_current, consent_records, interaction_purposes, interactions, objections,
-    restrictions, subject_aliases, subject_identifiers, subject_traits,
+    consent_current, consent_records, interactions, objections, restrictions, subject_aliases,
+    subject_identifiers, subject_members, subject_traits,
 };
 use super::{DbConnection, StoreError};
 
@@ -86,85 +85,66 @@ pub(crate) fn delete_aliases(
     Ok(indexes)
 }
 
-/// Every interaction of a person.
-pub(crate) fn interactions_of(
+/// How many interactions these people hold (a merge's audit entry counts them).
+pub(crate) fn interaction_count(
     conn: &mut DbConnection,
-    subject_pk: &str,
-) -> Result<Vec<InteractionRow>, StoreError> {
+    subject_pks: &[&str],
+) -> Result<i64, StoreError> {
     Ok(interactions::table
-        .filter(interactions::subject_pk.eq(subject_pk))
-        .select(InteractionRow::as_select())
+        .filter(interactions::subject_pk.eq_any(subject_pks))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Makes `member_pk` a member of `person_pk`, and the members it had members of `person_pk`
+/// too (a person is never a member of a member). Nothing of the member's moves.
+pub(crate) fn add_member(
+    conn: &mut DbConnection,
+    member_pk: &str,
+    person_pk: &str,
+    merged_at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(subject_members::table.filter(subject_members::person_pk.eq(member_pk)))
+        .set(subject_members::person_pk.eq(person_pk))
+        .execute(conn)?;
+    diesel::insert_into(subject_members::table)
+        .values((
+            subject_members::member_pk.eq(member_pk),
+            subject_members::person_pk.eq(person_pk),
+            subject_members::merged_at.eq(merged_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The internal ids of the people merged into a person, in the order they were merged.
+pub(crate) fn members_of(
+    conn: &mut DbConnection,
+    person_pk: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(subject_members::table
+        .filter(subject_members::person_pk.eq(person_pk))
+        .order((subject_members::merged_at, subject_members::member_pk))
+        .select(subject_members::member_pk)
         .load(conn)?)
 }
 
-/// One interaction re-sealed for the person it moves to: its id, client id and data.
-pub(crate) type Resealed = (String, Vec<u8>, String);
-
-/// Rows per statement when moving interactions (three parameters each).
-const MOVE_CHUNK: usize = 500;
-
-/// Gives a person's interactions to another: their purpose rows (one statement, through the
-/// interactions' ids), then each interaction's person, client id and data (re-sealed by the
-/// caller), a few hundred rows per statement rather than one statement per row.
-pub(crate) fn move_interactions(
+/// `(person, member)` for every member of these people.
+pub(crate) fn members_of_all(
     conn: &mut DbConnection,
-    from_pk: &str,
-    to_pk: &str,
-    rows: &[Resealed],
-) -> Result<(), StoreError> {
-    diesel::update(
-        interaction_purposes::table.filter(
-            interaction_purposes::interaction_pk.eq_any(
-                interactions::table
-                    .filter(interactions::subject_pk.eq(from_pk))
-                    .select(interactions::id),
-            ),
-        ),
-    )
-    .set(interaction_purposes::subject_pk.eq(to_pk))
-    .execute(conn)?;
-    use diesel::sql_types::{Binary, Text};
-    for chunk in rows.chunks(MOVE_CHUNK) {
-        // The one statement each backend spells its own way: an update from a list of values.
-        match conn {
-            DbConnection::Sqlite(sqlite) => {
-                let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-                let mut query = diesel::sql_query(format!(
-                    "UPDATE interactions SET subject_pk = ?, client_id_ct = v.column2, \
-                     data_ct = v.column3 FROM (VALUES {values}) AS v \
-                     WHERE interactions.id = v.column1"
-                ))
-                .into_boxed::<diesel::sqlite::Sqlite>()
-                .bind::<Text, _>(to_pk);
-                for (id, client_id_ct, data_ct) in chunk {
-                    query = query
-                        .bind::<Text, _>(id)
-                        .bind::<Binary, _>(client_id_ct)
-                        .bind::<Text, _>(data_ct);
-                }
-                query.execute(sqlite)?;
-            }
-            DbConnection::Postgresql(pg) => {
-                let values = (0..chunk.len())
-                    .map(|i| format!("(${}, ${}::bytea, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut query = diesel::sql_query(format!(
-                    "UPDATE interactions SET subject_pk = $1, client_id_ct = v.c, data_ct = v.d \
-                     FROM (VALUES {values}) AS v(id, c, d) WHERE interactions.id = v.id"
-                ))
-                .into_boxed::<diesel::pg::Pg>()
-                .bind::<Text, _>(to_pk);
-                for (id, client_id_ct, data_ct) in chunk {
-                    query = query
-                        .bind::<Text, _>(id)
-                        .bind::<Binary, _>(client_id_ct)
-                        .bind::<Text, _>(data_ct);
-                }
-                query.execute(pg)?;
-            }
-        }
-    }
+    person_pks: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    super::load_chunked(person_pks, |chunk| {
+        subject_members::table
+            .filter(subject_members::person_pk.eq_any(chunk))
+            .select((subject_members::person_pk, subject_members::member_pk))
+            .load::<(String, String)>(conn)
+    })
+}
+
+/// Ends a membership (the member is being erased with its person).
+pub(crate) fn delete_member(conn: &mut DbConnection, member_pk: &str) -> Result<(), StoreError> {
+    diesel::delete(subject_members::table.find(member_pk)).execute(conn)?;
     Ok(())
 }
 

@@ -345,22 +345,6 @@ pub(crate) fn prepare_bulk_writes(conn: &mut DbConnection) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Removes what the database files still hold of these destroyed keys' rows, on this
-/// connection, outside any transaction: what [`Database::remove_old_copies`] does for a server,
-/// for a command that has no server's registry of long readers nor its `old_copies` job.
-/// `Ok(false)` when readers in other processes kept the copies readable past the deadline.
-pub(crate) fn remove_old_copies_now(
-    conn: &mut DbConnection,
-    erased: &[erasure::ErasedKey],
-) -> Result<bool, StoreError> {
-    old_copies::remove(
-        conn,
-        erased,
-        &old_copies::LongReaders::default(),
-        old_copies::DEADLINE,
-    )
-}
-
 /// Copies what the WAL holds into the database file as far as readers allow (SQLite; nothing
 /// on PostgreSQL): what a server's job does every few milliseconds, for a long run of writes
 /// outside a server.

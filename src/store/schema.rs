@@ -80,6 +80,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// People merged into another without moving their rows: the member keeps its id, data key
+    /// and interactions; the person is the one reads, counts and erasure resolve it to.
+    subject_members (member_pk) {
+        member_pk -> Text,
+        person_pk -> Text,
+        merged_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     /// Segmentable traits, filterable.
     subject_traits (subject_pk, name) {
         subject_pk -> Text,
@@ -398,6 +408,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     subject_identifiers,
     subject_traits,
     subject_aliases,
+    subject_members,
     interactions,
     interaction_purposes,
     master_key_rotations,

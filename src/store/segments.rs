@@ -18,7 +18,8 @@ use diesel::sql_types::{Bool, Text};
 
 use super::legal_basis::{statement_gives_legal_basis, subject_has_legal_basis, Backend};
 use super::schema::{
-    consent_current, interaction_purposes, segment_answers, segments, subject_traits, subjects,
+    consent_current, interaction_purposes, interactions, segment_answers, segments,
+    subject_members, subject_traits, subjects,
 };
 use super::{DbConnection, StoreError};
 use crate::policy::PopulationRule;
@@ -68,11 +69,30 @@ macro_rules! population {
                         let usable = interaction_purposes::table
                             .filter(interaction_purposes::purpose.eq_any(leaf.tags.clone()))
                             .filter(interaction_purposes::occurred_at.ge(leaf.since));
+                        // The people merged into others (`subject_members`) keep their
+                        // interactions: those count for the person, joined through the
+                        // member's interactions (their `subject_pk` index). The person's own are
+                        // joined too, so that a count is the person's whole; `COUNT(DISTINCT)`
+                        // keeps an interaction met through two memberships once.
+                        let merged = subject_members::table
+                            .inner_join(
+                                interactions::table.on(interactions::subject_pk
+                                    .eq(subject_members::member_pk)
+                                    .or(interactions::subject_pk.eq(subject_members::person_pk))),
+                            )
+                            .inner_join(
+                                interaction_purposes::table
+                                    .on(interaction_purposes::interaction_pk.eq(interactions::id)),
+                            )
+                            .filter(interaction_purposes::purpose.eq_any(leaf.tags.clone()))
+                            .filter(interaction_purposes::occurred_at.ge(leaf.since));
                         macro_rules! leaf {
-                            ($query:expr) => {
+                            ($query:expr, $merged:expr) => {
                                 if leaf.at_least <= 1 {
-                                    Box::new($id.eq_any($query.select(interaction_purposes::subject_pk)))
-                                        as Condition
+                                    Box::new(
+                                        $id.eq_any($query.select(interaction_purposes::subject_pk))
+                                            .or($id.eq_any($merged.select(subject_members::person_pk))),
+                                    ) as Condition
                                 } else if leaf.tags.len() > 1 {
                                     // One interaction may hold several of the tags: count
                                     // interactions, not rows.
@@ -86,31 +106,54 @@ macro_rules! population {
                                                         .ge(leaf.at_least),
                                                 )
                                                 .select(interaction_purposes::subject_pk),
-                                        ),
+                                        )
+                                        .or($id.eq_any(merged_at_least!($merged))),
                                     )
                                 } else {
+                                    // A person's own count can only be below their whole, so
+                                    // the two sides together are exact.
                                     Box::new(
                                         $id.eq_any(
                                             $query
                                                 .group_by(interaction_purposes::subject_pk)
                                                 .having(count_star().ge(leaf.at_least))
                                                 .select(interaction_purposes::subject_pk),
-                                        ),
+                                        )
+                                        .or($id.eq_any(merged_at_least!($merged))),
                                     )
                                 }
                             };
                         }
+                        macro_rules! merged_at_least {
+                            ($merged:expr) => {
+                                $merged
+                                    .group_by(subject_members::person_pk)
+                                    .having(
+                                        count(interactions::id)
+                                            .aggregate_distinct()
+                                            .ge(leaf.at_least),
+                                    )
+                                    .select(subject_members::person_pk)
+                            };
+                        }
                         match (condition.kind.clone(), condition.channel.clone()) {
-                            (None, None) => leaf!(usable),
-                            (Some(kind), None) => {
-                                leaf!(usable.filter(interaction_purposes::interaction_type.eq(kind)))
-                            }
-                            (None, Some(channel)) => {
-                                leaf!(usable.filter(interaction_purposes::channel.eq(channel)))
-                            }
-                            (Some(kind), Some(channel)) => leaf!(usable
-                                .filter(interaction_purposes::interaction_type.eq(kind))
-                                .filter(interaction_purposes::channel.eq(channel))),
+                            (None, None) => leaf!(usable, merged),
+                            (Some(kind), None) => leaf!(
+                                usable.filter(interaction_purposes::interaction_type.eq(kind.clone())),
+                                merged.filter(interaction_purposes::interaction_type.eq(kind))
+                            ),
+                            (None, Some(channel)) => leaf!(
+                                usable.filter(interaction_purposes::channel.eq(channel.clone())),
+                                merged.filter(interaction_purposes::channel.eq(channel))
+                            ),
+                            (Some(kind), Some(channel)) => leaf!(
+                                usable
+                                    .filter(interaction_purposes::interaction_type.eq(kind.clone()))
+                                    .filter(interaction_purposes::channel.eq(channel.clone())),
+                                merged
+                                    .filter(interaction_purposes::interaction_type.eq(kind))
+                                    .filter(interaction_purposes::channel.eq(channel))
+                            ),
                         }
                     }
                 }

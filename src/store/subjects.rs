@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{subject_aliases, subject_identifiers, subject_traits, subjects};
+use super::schema::{subject_aliases, subject_identifiers, subject_members, subject_traits, subjects};
 use super::{DbConnection, StoreError};
 
 /// A stored subject.
@@ -88,11 +88,25 @@ pub(crate) fn set_own_id(
     Ok(())
 }
 
-/// Deletes a subject row and its data key (a person merged into another: nothing else of
-/// theirs is left).
-pub(crate) fn delete_merged(conn: &mut DbConnection, pk: &str) -> Result<(), StoreError> {
-    diesel::delete(super::schema::data_keys::table.find(pk)).execute(conn)?;
-    diesel::delete(subjects::table.find(pk)).execute(conn)?;
+/// What a subject merged into another keeps of its own row: nothing that finds it (its own
+/// id's blind index becomes `member:<internal id>`, which no blind index can equal, so that
+/// the id resolves to the person through their alias) and nothing sealed (the person holds
+/// the id, identifiers and traits now). Its data key stays: its interactions are sealed under
+/// it.
+pub(crate) fn retire_merged(
+    conn: &mut DbConnection,
+    pk: &str,
+    updated_at: NaiveDateTime,
+) -> Result<(), StoreError> {
+    diesel::update(subjects::table.find(pk))
+        .set((
+            subjects::subject_index.eq(format!("member:{pk}")),
+            subjects::subject_id_ct.eq(Vec::<u8>::new()),
+            subjects::identifiers_ct.eq("{}"),
+            subjects::traits_ct.eq("{}"),
+            subjects::updated_at.eq(updated_at),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -108,14 +122,14 @@ pub(crate) fn find_by_pk(
         .optional()?)
 }
 
-/// `(blind index, internal id)` of the subjects among these blind indexes that exist: by
-/// their own id, or by an anonymous id linked to them (looked up only for the indexes no
-/// person's own id has).
+/// `(blind index, internal id, linked)` of the subjects among these blind indexes that exist:
+/// by their own id, or (`linked`) by an anonymous id linked to them (looked up only for the
+/// indexes no person's own id has).
 pub(crate) fn ids_by_index(
     conn: &mut DbConnection,
     indexes: &[&str],
-) -> Result<Vec<(String, String)>, StoreError> {
-    let mut found = super::load_chunked(indexes, |chunk| {
+) -> Result<Vec<(String, String, bool)>, StoreError> {
+    let found = super::load_chunked(indexes, |chunk| {
         subjects::table
             .filter(subjects::subject_index.eq_any(chunk))
             .select((subjects::subject_index, subjects::id))
@@ -130,9 +144,17 @@ pub(crate) fn ids_by_index(
             .filter(|index| !own.contains(index))
             .collect();
         let linked = super::links::subjects_of_aliases(conn, &rest)?;
-        found.extend(linked);
+        let mut found: Vec<(String, String, bool)> = found
+            .into_iter()
+            .map(|(index, pk)| (index, pk, false))
+            .collect();
+        found.extend(linked.into_iter().map(|(index, pk)| (index, pk, true)));
+        return Ok(found);
     }
-    Ok(found)
+    Ok(found
+        .into_iter()
+        .map(|(index, pk)| (index, pk, false))
+        .collect())
 }
 
 /// Inserts subjects.
@@ -180,10 +202,10 @@ pub(crate) fn lock_for_write(conn: &mut DbConnection, pks: &[&str]) -> Result<()
     Ok(())
 }
 
-/// Up to `limit` subjects without an identifier of `kind`.
+/// Up to `limit` people (not members of another) with none of these identifier kinds.
 pub(crate) fn without_identifier(
     conn: &mut DbConnection,
-    kind: &str,
+    kinds: &[&str],
     limit: i64,
 ) -> Result<Vec<SubjectRow>, StoreError> {
     use diesel::dsl::{exists, not};
@@ -191,7 +213,10 @@ pub(crate) fn without_identifier(
         .filter(not(exists(
             subject_identifiers::table
                 .filter(subject_identifiers::subject_pk.eq(subjects::id))
-                .filter(subject_identifiers::kind.eq(kind.to_owned())),
+                .filter(subject_identifiers::kind.eq_any(kinds)),
+        )))
+        .filter(not(exists(
+            subject_members::table.filter(subject_members::member_pk.eq(subjects::id)),
         )))
         .order(subjects::id)
         .limit(limit)

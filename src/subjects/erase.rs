@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::holds::{self, Held};
 use super::sealed::read_map;
-use super::{subject_index, SubjectError, SubjectId};
+use super::{subject_index, Owners, SubjectError, SubjectHandle, SubjectId};
 use crate::audit::{self, Actor, Entry};
 use crate::crypto::JwsSigner;
 use crate::policy::Policy;
@@ -31,9 +31,11 @@ pub const ACTION_LIFT_SUPPRESSION: &str = "subjects.suppression_lift";
 /// copies of its row leave the database files (the answer waits for that; see
 /// `store::old_copies`). When that does not hold in time, the periodic job `old_copies` tries
 /// again until it does. Returns whether it held before the answer.
-pub async fn after_erasure(db: &Database, vault: &Vault, erased: ErasedKey) -> bool {
-    vault.forget_data_key(&erased.subject_pk);
-    db.remove_old_copies(vec![erased]).await
+pub async fn after_erasure(db: &Database, vault: &Vault, erased: Vec<ErasedKey>) -> bool {
+    for key in &erased {
+        vault.forget_data_key(&key.subject_pk);
+    }
+    db.remove_old_copies(erased).await
 }
 
 /// What an erasure did, with its signed receipt.
@@ -49,9 +51,10 @@ pub struct Erasure {
     pub held: Vec<Held>,
     /// A compact JWS (EdDSA, the receipt key) over [`ErasureClaims`].
     pub receipt: String,
-    /// Where the destroyed key was (for the caller to drop caches and remove old copies of the
-    /// key row from the database files; never shown).
-    pub erased_key: ErasedKey,
+    /// Where the destroyed keys were, the person's first, then those of the people merged into
+    /// them (for the caller to drop caches and remove old copies of the key rows from the
+    /// database files; never shown).
+    pub erased_keys: Vec<ErasedKey>,
     /// When every backup and WAL archive stops being readable for this person: the key epoch
     /// their data key was wrapped in is destroyed then (docs/data-protection.md).
     pub backups_unreadable_by: NaiveDateTime,
@@ -112,15 +115,31 @@ pub fn erase(
         let pseudonym = key.pseudonym().to_owned();
         let id = uuid::Uuid::now_v7().simple().to_string();
         let erased_at = Utc::now().naive_utc().trunc_subsecs(6);
-        let kept = holds::keep(
-            conn, vault, policy, &row.id, &key, &id, &pseudonym, erased_at,
-        )?;
+        let person = SubjectHandle {
+            pk: row.id.clone(),
+            key,
+        };
+        // The people merged into this one hold their interactions under keys of their own.
+        let owners = Owners::load(conn, vault, person)?;
+        let kept = holds::keep(conn, vault, policy, &owners, &id, &pseudonym, erased_at)?;
+        // The members first (their membership names the person), each key before its rows.
+        let mut erased_keys = Vec::new();
+        let mut members = ErasedCounts::default();
+        for member in &owners.pks()[1..] {
+            let deleted = erasure_store::delete_member(conn, member, &pseudonym)?;
+            members.data_keys += deleted.counts.data_keys;
+            members.interactions += deleted.counts.interactions;
+            erased_keys.push(deleted.key);
+        }
         let erasure_store::Deleted {
             mut counts,
             key: erased_key,
             open_requests,
             aliases,
         } = erasure_store::delete_subject(conn, &row.id, &row.subject_index, &pseudonym)?;
+        erased_keys.insert(0, erased_key);
+        counts.data_keys += members.data_keys;
+        counts.interactions += members.interactions;
         // Counted as the officer sees the person: identifiers and traits, not index rows.
         counts.identifiers = read_map(&row.identifiers_ct)?.len();
         counts.traits += read_map(&row.traits_ct)?.len();
@@ -218,7 +237,7 @@ pub fn erase(
             counts,
             held: kept.held,
             receipt,
-            erased_key,
+            erased_keys,
             backups_unreadable_by,
         }))
     })
@@ -296,10 +315,12 @@ pub fn preview(
     let Some(row) = subject_store::find_by_index(conn, &index)? else {
         return Ok(None);
     };
-    let pseudonym = vault.data_key_for(conn, &row.id)?.pseudonym().to_owned();
+    let key = vault.data_key_for(conn, &row.id)?;
+    let pseudonym = key.pseudonym().to_owned();
     let now = Utc::now().naive_utc();
-    let kept = holds::preview(conn, policy, &row.id, now)?;
-    let counts = erasure_store::preview(conn, &row.id, &row.subject_index)?;
+    let owners = Owners::load(conn, vault, SubjectHandle { pk: row.id.clone(), key })?;
+    let kept = holds::preview(conn, policy, &owners.pks(), now)?;
+    let counts = erasure_store::preview(conn, &owners.pks(), &row.subject_index)?;
     Ok(Some((
         ErasurePreview {
             identifiers: read_map(&row.identifiers_ct)?.len(),

@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::sealed::{open, read_map, seal, write_map};
-use super::{FieldValue, SubjectError};
-use crate::crypto::{DataKey, FieldContext};
+use super::{FieldValue, Owners, SubjectError};
+use crate::crypto::FieldContext;
 use crate::interactions::open_minimised;
 use crate::policy::{Policy, Purpose, PurposeId};
 use crate::store::holds::{self as hold_store, HeldRow, HoldRow};
@@ -63,13 +63,13 @@ struct Keep {
 fn to_keep(
     conn: &mut DbConnection,
     policy: &Policy,
-    subject_pk: &str,
+    owners: &[&str],
     now: NaiveDateTime,
 ) -> Result<Vec<Keep>, SubjectError> {
     let purposes = holding_purposes(policy);
     let ids: Vec<&str> = purposes.iter().map(|p| p.id.as_str()).collect();
     let mut kept = Vec::new();
-    for (row, tags) in hold_store::tagged_with(conn, subject_pk, &ids)? {
+    for (row, tags) in hold_store::tagged_with(conn, owners, &ids)? {
         let mut holds: Vec<HoldingPurpose> = tags
             .iter()
             .filter_map(|tag| {
@@ -95,10 +95,10 @@ fn to_keep(
 pub fn preview(
     conn: &mut DbConnection,
     policy: &Policy,
-    subject_pk: &str,
+    owners: &[&str],
     now: NaiveDateTime,
 ) -> Result<Kept, SubjectError> {
-    let kept = to_keep(conn, policy, subject_pk, now)?;
+    let kept = to_keep(conn, policy, owners, now)?;
     Ok(Kept {
         held: summarise(policy, &kept),
         records: kept.len(),
@@ -148,13 +148,12 @@ pub(super) fn keep(
     conn: &mut DbConnection,
     vault: &Vault,
     policy: &Policy,
-    subject_pk: &str,
-    key: &DataKey,
+    owners: &Owners,
     erasure_id: &str,
     pseudonym: &str,
     now: NaiveDateTime,
 ) -> Result<Kept, SubjectError> {
-    let kept = to_keep(conn, policy, subject_pk, now)?;
+    let kept = to_keep(conn, policy, &owners.pks(), now)?;
     if kept.is_empty() {
         return Ok(Kept::default());
     }
@@ -177,10 +176,11 @@ pub(super) fn keep(
             if !usable {
                 continue;
             }
+            let owner = owners.of(&record.row.subject_pk)?;
             let plaintext = open(
-                key,
+                &owner.key,
                 &FieldContext {
-                    subject: subject_pk,
+                    subject: &owner.pk,
                     record: &record.row.id,
                     field: &name,
                 },

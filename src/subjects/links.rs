@@ -2,12 +2,14 @@
 //! on they are one person for reads, exports, segments and erasure, including everything
 //! recorded before the link (`docs/tracking.md`, "Identity resolution").
 //!
-//! A person's rows are keyed by one internal id and sealed under one data key, so linking an
-//! anonymous person to a known one **merges** them: every row of the anonymous person is
-//! re-encrypted under the known person's key and given to them, their current consent is
-//! merged by the policy's rule, and the anonymous person's key and row are destroyed, as at an
-//! erasure. When only one side exists, nothing moves: the anonymous person takes the user id,
-//! or the user's person takes the anonymous id.
+//! Linking an anonymous person to a known one **merges** them without moving their
+//! interactions: the anonymous person becomes a *member* of the known one (`subject_members`),
+//! keeping their internal id, their data key and every interaction sealed under it, and from
+//! then on every read, count, export, hold and erasure of the known person goes through their
+//! members too. What is small moves: the consent history (re-sealed, renumbered, merged by the
+//! policy's rule), objections and restrictions, identifiers and traits the known person lacks,
+//! linked anonymous ids. When only one side exists, nothing merges: the anonymous person takes
+//! the user id, or the user's person takes the anonymous id.
 
 use std::collections::btree_map::Entry as Slot;
 use std::collections::BTreeMap;
@@ -23,7 +25,6 @@ use crate::audit::{Actor, Entry};
 use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};
 use crate::policy::{MergeConsent, Policy};
 use crate::store::consents::CurrentRow;
-use crate::store::erasure::ErasedKey;
 use crate::store::links::{self as link_store, AliasRow};
 use crate::store::subjects as subject_store;
 use crate::store::DbConnection;
@@ -67,16 +68,13 @@ impl LinkOutcome {
     }
 }
 
-/// A link's outcome, what to audit, and the key of a merged person to clear from the
-/// database files once the transaction commits.
+/// A link's outcome and what to audit.
 #[derive(Debug)]
 pub struct LinkResult {
     /// What became of it.
     pub linked: LinkOutcome,
     /// The audit entries to append in the same transaction.
     pub entries: Vec<Entry>,
-    /// The destroyed data key of the anonymous person merged, if one was.
-    pub destroyed: Option<ErasedKey>,
 }
 
 /// Links `anonymous` to the person `user` names, inside the caller's write transaction.
@@ -108,7 +106,6 @@ pub(crate) fn link(
         return Ok(LinkResult {
             linked: LinkOutcome::Suppressed,
             entries: vec![refused("subject_suppressed", Vec::new())],
-            destroyed: None,
         });
     }
     let known = subject_store::find_own(conn, &user_index)?;
@@ -120,8 +117,7 @@ pub(crate) fn link(
             return Ok(LinkResult {
                 linked: LinkOutcome::AlreadyLinked,
                 entries: Vec::new(),
-                destroyed: None,
-            });
+                });
         }
         // Claimed by someone else: one anonymous id (a shared device, a reused cookie) must
         // not fold two known people into one.
@@ -132,28 +128,27 @@ pub(crate) fn link(
         return Ok(LinkResult {
             linked: LinkOutcome::Claimed,
             entries: vec![refused("identity_claimed", pseudonyms)],
-            destroyed: None,
         });
     }
     let anonymous_person = subject_store::find_own(conn, &anonymous_index)?;
     let now = Utc::now().naive_utc();
-    let (survivor, merged, destroyed, mut entry) = match (known, anonymous_person) {
+    let (survivor, merged, mut entry) = match (known, anonymous_person) {
         (Some(known), Some(anonymous_row)) => {
             let into = handle(conn, vault, &known.id)?;
             let from = handle(conn, vault, &anonymous_row.id)?;
             let moved = merge(conn, policy, &from, &into, &anonymous_row, &known, now)?;
-            let key = erased_key(conn, &from.pk)?;
-            subject_store::delete_merged(conn, &from.pk)?;
+            subject_store::retire_merged(conn, &from.pk, now)?;
+            link_store::add_member(conn, &from.pk, &into.pk, now)?;
             let entry = Entry::new(actor, ACTION_LINK)
                 .subject(&into.key)
                 .subject(&from.key)
                 .records(moved);
-            (into, moved, Some(key), entry)
+            (into, moved, entry)
         }
         (Some(known), None) => {
             let into = handle(conn, vault, &known.id)?;
             let entry = Entry::new(actor, ACTION_LINK).subject(&into.key);
-            (into, 0, None, entry)
+            (into, 0, entry)
         }
         (None, Some(anonymous_row)) => {
             // The anonymous person logs in for the first time: they take the user id.
@@ -165,12 +160,12 @@ pub(crate) fn link(
             subject_store::set_identifier(conn, &person.pk, anonymous_marker, None)?;
             subject_store::set_identifier(conn, &person.pk, &marker.kind, Some(&marker.blind_index))?;
             let entry = Entry::new(actor, ACTION_LINK).subject(&person.key);
-            (person, 0, None, entry)
+            (person, 0, entry)
         }
         (None, None) => {
             let person = find_or_create(conn, vault, user)?;
             let entry = Entry::new(actor, ACTION_LINK).subject(&person.key);
-            (person, 0, None, entry)
+            (person, 0, entry)
         }
     };
     let alias = AliasRow {
@@ -184,7 +179,6 @@ pub(crate) fn link(
     Ok(LinkResult {
         linked: LinkOutcome::Linked { merged },
         entries: vec![entry],
-        destroyed,
     })
 }
 
@@ -221,16 +215,6 @@ fn handle(conn: &mut DbConnection, vault: &Vault, pk: &str) -> Result<SubjectHan
     Ok(SubjectHandle {
         pk: pk.to_owned(),
         key: vault.data_key_for(conn, pk)?,
-    })
-}
-
-/// Where the merged person's key row was, for removing its old copies after the commit.
-fn erased_key(conn: &mut DbConnection, pk: &str) -> Result<ErasedKey, SubjectError> {
-    Ok(ErasedKey {
-        subject_pk: pk.to_owned(),
-        rewrite: crate::store::erasure::key_partition(conn, pk)?
-            .into_iter()
-            .collect(),
     })
 }
 
@@ -287,8 +271,9 @@ fn reseal_bytes(
     Ok(into.encrypt(into_context, &from.decrypt(from_context, sealed)?))
 }
 
-/// Moves every row of `from` to `into`, re-sealed under `into`'s key; returns how many
-/// interactions and statements moved.
+/// Merges `from` into `into`: the small rows move, re-sealed under `into`'s key; the
+/// interactions stay (the caller makes `from` a member). Returns how many interactions and
+/// statements the merged person brought.
 fn merge(
     conn: &mut DbConnection,
     policy: &Policy,
@@ -299,12 +284,12 @@ fn merge(
     now: NaiveDateTime,
 ) -> Result<usize, SubjectError> {
     subject_store::lock_for_write(conn, &[from.pk.as_str(), into.pk.as_str()])?;
-    // Interactions: every sealed value and the app's id, bound to the person and the record,
-    // re-sealed on as many threads as there are cores (it is most of a merge's work).
-    let interactions = link_store::interactions_of(conn, &from.pk)?;
-    let moved = interactions.len();
-    let resealed = reseal_interactions(from, into, interactions)?;
-    link_store::move_interactions(conn, &from.pk, &into.pk, &resealed)?;
+    // The merged person's own members (none for an anonymous person today) are counted with it.
+    let mut owners = link_store::members_of(conn, &from.pk)?;
+    owners.push(from.pk.clone());
+    let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
+    let interactions = link_store::interaction_count(conn, &owners)?;
+    let moved = usize::try_from(interactions).unwrap_or(usize::MAX);
     // Consent statements: both histories kept, the merged one after the survivor's own in
     // sequence, each naming where it came from.
     let next = crate::store::consents::next_sequence(conn, &into.pk)?;
@@ -367,53 +352,6 @@ fn merge(
     link_store::move_aliases(conn, &aliases)?;
     // The merged person's own anonymous id becomes an alias: the caller links it.
     Ok(moved + statements.len())
-}
-
-/// Each interaction's client id and data, opened with `from`'s key and sealed with `into`'s.
-fn reseal_interactions(
-    from: &SubjectHandle,
-    into: &SubjectHandle,
-    rows: Vec<crate::store::interactions::InteractionRow>,
-) -> Result<Vec<link_store::Resealed>, DecryptError> {
-    let one = |row: &crate::store::interactions::InteractionRow| {
-        let data = reseal_map(from, into, &row.id, &row.data_ct, |name| name.to_owned())?;
-        let field = crate::interactions::CLIENT_ID_FIELD;
-        let client_id_ct = reseal_bytes(
-            &from.key,
-            &FieldContext {
-                subject: &from.pk,
-                record: &row.id,
-                field,
-            },
-            &into.key,
-            &FieldContext {
-                subject: &into.pk,
-                record: &row.id,
-                field,
-            },
-            &row.client_id_ct,
-        )?;
-        Ok((row.id.clone(), client_id_ct, write_map(&data)))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || rows.len() < 1_000 {
-        return rows.iter().map(one).collect();
-    }
-    let per_thread = rows.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = rows
-            .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(one).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        let mut resealed = Vec::with_capacity(rows.len());
-        for worker in workers {
-            match worker.join() {
-                Ok(rows) => resealed.extend(rows?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        Ok(resealed)
-    })
 }
 
 /// The current statements of a merged person, per purpose, by the policy's rule: under

@@ -249,6 +249,55 @@ pub struct SubjectHandle {
     pub key: Arc<DataKey>,
 }
 
+/// A person with the people merged into them (`subject_members`), whose interactions keep
+/// their own internal id and data key: what every reader of a person's interactions opens
+/// them with. The person comes first.
+#[derive(Debug, Clone)]
+pub struct Owners {
+    handles: Vec<SubjectHandle>,
+}
+
+impl Owners {
+    /// The person's handle and their members'.
+    pub(crate) fn load(
+        conn: &mut DbConnection,
+        vault: &Vault,
+        person: SubjectHandle,
+    ) -> Result<Self, SubjectError> {
+        let members = crate::store::links::members_of(conn, &person.pk)?;
+        let mut handles = Vec::with_capacity(1 + members.len());
+        handles.push(person);
+        if !members.is_empty() {
+            let pks: Vec<&str> = members.iter().map(String::as_str).collect();
+            let mut keys = vault.data_keys_for(conn, &pks)?;
+            for pk in members {
+                let key = keys.remove(&pk).ok_or(VaultError::Erased)?;
+                handles.push(SubjectHandle { pk, key });
+            }
+        }
+        Ok(Owners { handles })
+    }
+
+    /// The person.
+    pub fn person(&self) -> &SubjectHandle {
+        &self.handles[0]
+    }
+
+    /// The internal ids rows may be stored under: the person's and each member's.
+    pub fn pks(&self) -> Vec<&str> {
+        self.handles.iter().map(|handle| handle.pk.as_str()).collect()
+    }
+
+    /// The handle a row stored under `owner_pk` is sealed with; a row of anyone else cannot be
+    /// opened.
+    pub fn of(&self, owner_pk: &str) -> Result<&SubjectHandle, DecryptError> {
+        self.handles
+            .iter()
+            .find(|handle| handle.pk == owner_pk)
+            .ok_or(DecryptError)
+    }
+}
+
 /// Finds a subject by the app's id.
 pub fn find(
     conn: &mut DbConnection,
@@ -419,9 +468,14 @@ pub fn backfill_hashed_indexes(
     vault: &Vault,
     limit: i64,
 ) -> Result<usize, SubjectError> {
-    let marker = IdentifierKind::SubjectIdSha256.stored_name();
+    // A person first seen anonymously has the `anonymous_id` marker instead, and never gets
+    // the SHA-256 index: without it here, this would find them again at every batch.
+    let markers = [
+        IdentifierKind::SubjectIdSha256.stored_name(),
+        IdentifierKind::AnonymousId.stored_name(),
+    ];
     crate::store::write_transaction(conn, |conn| {
-        let rows = subject_store::without_identifier(conn, marker, limit)?;
+        let rows = subject_store::without_identifier(conn, &markers, limit)?;
         let pks: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
         let keys = vault.data_keys_for(conn, &pks)?;
         for row in &rows {

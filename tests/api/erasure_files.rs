@@ -362,11 +362,13 @@ fn pk_of(deployment: &Deployment, id: &custodia::subjects::SubjectId) -> String 
 }
 
 #[tokio::test]
-async fn after_a_merge_the_merged_persons_key_leaves_the_live_files() {
+async fn after_a_merged_persons_erasure_their_members_key_leaves_the_live_files() {
     let deployment = Deployment::new();
     let collector_key = deployment.api_key("collector");
+    let compliance_key = deployment.api_key("compliance");
     let served = deployment.serve().await;
     let collector = served.token(&collector_key).await;
+    let compliance = served.token(&compliance_key).await;
     let known = post(
         &served,
         &collector,
@@ -395,91 +397,46 @@ async fn after_a_merge_the_merged_persons_key_leaves_the_live_files() {
     )
     .await;
     assert_eq!(visited.status(), StatusCode::OK);
-
-    // The anonymous person's key is in the files, as any key is.
     let anonymous = custodia::subjects::SubjectId::anonymous("anon-files").unwrap();
-    let pk = pk_of(&deployment, &anonymous);
-    let keys = keys_on_disk(&deployment);
-    assert!(
-        wrapped_key_found(&raw_files(&deployment), "data-key", &pk, &keys),
-        "the scan finds the anonymous person's wrapped key before the merge"
-    );
-
+    let member = pk_of(&deployment, &anonymous);
     let linked = track(
         json!([{"type": "identify", "messageId": "i1", "userId": "known-merge",
                                "anonymousId": "anon-files"}]),
     )
     .await;
     assert_eq!(linked.status(), StatusCode::OK);
+    let person = pk_of(
+        &deployment,
+        &custodia::subjects::SubjectId::parse("known-merge").unwrap(),
+    );
     assert_eq!(
         pk_of(&deployment, &anonymous),
-        pk_of(
-            &deployment,
-            &custodia::subjects::SubjectId::parse("known-merge").unwrap()
-        ),
+        person,
         "the anonymous id now names the known person"
     );
-    // The merged key's old copies leave the files in the background after the answer.
-    let mut found = true;
-    for _ in 0..100 {
-        found = wrapped_key_found(&raw_files(&deployment), "data-key", &pk, &keys);
-        if !found {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        !found,
-        "the merged person's wrapped key must leave the raw files"
-    );
-    drop(served);
-}
-
-/// (On SQLite the command's last connection also removes the WAL at exit; on PostgreSQL the
-/// partition that held the key keeps it as a dead row unless the import rewrites it.)
-#[test]
-fn after_an_import_merges_a_visitor_their_key_leaves_the_live_files() {
-    let deployment = Deployment::new();
-    let dir = tempfile::tempdir().unwrap();
-    let import = |name: &str, lines: &[Value]| {
-        let path = dir.path().join(name);
-        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
-        std::fs::write(&path, text.join("\n")).unwrap();
-        let output = deployment
-            .command()
-            .args(["import", path.to_str().unwrap(), "--role", "collector"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    import(
-        "before.ndjson",
-        &[
-            json!({"subject_id": "known-import", "traits": {"country": "DE"}}),
-            json!({"type": "page", "messageId": "p1", "anonymousId": "anon-import",
-                   "name": "Home", "properties": {"page_url": "/"}}),
-        ],
-    );
-    let anonymous = custodia::subjects::SubjectId::anonymous("anon-import").unwrap();
-    let pk = pk_of(&deployment, &anonymous);
+    // The visitor is a member of the person: their key stays, their page is sealed under it.
     let keys = keys_on_disk(&deployment);
+    let files = raw_files(&deployment);
     assert!(
-        wrapped_key_found(&raw_files(&deployment), "data-key", &pk, &keys),
-        "the scan finds the visitor's wrapped key before the merge"
+        wrapped_key_found(&files, "data-key", &member, &keys),
+        "the scan finds the member's wrapped key after the merge"
     );
-    import(
-        "login.ndjson",
-        &[
-            json!({"type": "identify", "messageId": "i1", "userId": "known-import",
-                 "anonymousId": "anon-import"}),
-        ],
-    );
-    assert!(
-        !wrapped_key_found(&raw_files(&deployment), "data-key", &pk, &keys),
-        "the merged visitor's wrapped key must leave the raw files when the import ends"
-    );
+    assert!(wrapped_key_found(&files, "data-key", &person, &keys));
+
+    // Erasing the person destroys both keys, and their old copies leave the files.
+    let erased = reqwest::Client::new()
+        .delete(format!("{}/v1/subjects/known-merge", served.base))
+        .bearer_auth(&compliance)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), StatusCode::OK);
+    let files = raw_files(&deployment);
+    for (pk, whose) in [(&member, "member"), (&person, "person")] {
+        assert!(
+            !wrapped_key_found(&files, "data-key", pk, &keys),
+            "the {whose}'s wrapped key must leave the raw files"
+        );
+    }
+    drop(served);
 }

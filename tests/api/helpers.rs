@@ -393,6 +393,7 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
             "segments" => segments::table.count().get_result(conn),
             "consent_records" => consent_records::table.count().get_result(conn),
             "subject_aliases" => subject_aliases::table.count().get_result(conn),
+            "subject_members" => subject_members::table.count().get_result(conn),
             "held_interactions" => held_interactions::table.count().get_result(conn),
             "segment_answers" => segment_answers::table.count().get_result(conn),
             other => panic!("no count for table {other}"),

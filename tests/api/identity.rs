@@ -280,12 +280,11 @@ async fn linking_merges_both_histories_under_the_known_person_with_the_stricter_
     )
     .await;
     assert_eq!(links(&app, "merged").await, 1);
-    assert_eq!(count_rows(&app, "subjects").await, 1);
-    assert_eq!(
-        count_rows(&app, "data_keys").await,
-        1,
-        "the merged key is destroyed"
-    );
+    // The visitor is a member of the customer now: their row and key stay (their interactions
+    // are sealed under it), found by no id of their own.
+    assert_eq!(count_rows(&app, "subjects").await, 2);
+    assert_eq!(count_rows(&app, "data_keys").await, 2);
+    assert_eq!(count_rows(&app, "subject_members").await, 1);
     assert_eq!(count_rows(&app, "interactions").await, 2);
     assert_eq!(count_rows(&app, "consent_records").await, 2);
 
@@ -351,6 +350,7 @@ async fn linking_merges_both_histories_under_the_known_person_with_the_stricter_
         "interactions",
         "consent_records",
         "subject_aliases",
+        "subject_members",
         "data_keys",
     ] {
         assert_eq!(count_rows(&app, table).await, 0, "{table}");
@@ -684,4 +684,186 @@ async fn a_refusal_about_an_anonymous_visitor_names_them_not_a_user_with_the_sam
         .cloned()
         .unwrap();
     assert_eq!(entries[0]["subjects"], json!([visitor]), "{denied}");
+}
+
+/// The `id`s of a list of interactions, sorted.
+fn ids_of(items: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = items
+        .as_array()
+        .unwrap_or_else(|| panic!("{items}"))
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A segment preview's size for a fresh key of `role` (the differencing guard is per key).
+async fn preview_size(app: &TestApp, role: &str, purpose: &str, filter: Value) -> Value {
+    let token = app.token_for(role).await;
+    let answer = app
+        .post_json(
+            "/v1/segments/preview",
+            Some(&token),
+            &json!({"purpose": purpose, "filter": filter}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer: Value = answer.json().await.unwrap();
+    answer["size"].clone()
+}
+
+#[tokio::test]
+async fn a_merged_visitor_keeps_their_rows_and_every_reader_sees_one_person() {
+    let policies = policy_with_extra_roles(
+        "[[role]]\nid = \"analyst\"\nactions = [\"segments.query\", \"interactions.read\"]\npurposes = [\"analytics\"]\n",
+    );
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    // Ten visitors who grant advertising and view two pages, and ten customers (one page each,
+    // no consent), on other devices: twenty people.
+    for n in 0..10 {
+        let anonymous = format!("anon-member-{n}");
+        let user = format!("user-member-{n}");
+        batch(
+            &app,
+            &write_key,
+            vec![
+                consent_event(&format!("c-{n}"), &anonymous, json!({"Advertising": true})),
+                page(&format!("a-{n}-1"), ("anonymousId", &anonymous), "/a", true),
+                page(&format!("a-{n}-2"), ("anonymousId", &anonymous), "/b", true),
+                page(&format!("u-{n}"), ("userId", &user), "/account", false),
+            ],
+        )
+        .await;
+    }
+    assert_eq!(count_rows(&app, "subjects").await, 20);
+    for n in 0..10 {
+        batch(
+            &app,
+            &write_key,
+            vec![identify(
+                &format!("i-{n}"),
+                &format!("user-member-{n}"),
+                &format!("anon-member-{n}"),
+                json!({}),
+            )],
+        )
+        .await;
+    }
+    assert_eq!(links(&app, "merged").await, 10);
+    // Nothing of the visitors' interactions moved: each visitor is a member of the customer,
+    // with their own key, which their interactions stay sealed under.
+    assert_eq!(count_rows(&app, "subjects").await, 20);
+    assert_eq!(count_rows(&app, "data_keys").await, 20);
+    assert_eq!(count_rows(&app, "subject_members").await, 10);
+    assert_eq!(count_rows(&app, "interactions").await, 30);
+    // The consent statements did move (the ledger is the person's).
+    assert_eq!(
+        current_marketing(&app, &compliance, "user-member-4").await,
+        "granted"
+    );
+
+    // Segments count people, not rows: ten, whatever the members hold, and a person's count
+    // is their own interactions and their members' together.
+    let page_views =
+        |at_least: u32| json!({"interactions": {"type": "page", "at_least": at_least}});
+    assert_eq!(
+        preview_size(&app, "analyst", "analytics", page_views(1)).await,
+        10
+    );
+    assert_eq!(
+        preview_size(&app, "analyst", "analytics", page_views(3)).await,
+        10
+    );
+    assert_eq!(
+        preview_size(&app, "analyst", "analytics", page_views(4)).await,
+        Value::Null
+    );
+    // Nobody has fewer than three: neither a customer counted without their visitor's pages,
+    // nor a visitor counted as a person of their own.
+    assert_eq!(
+        preview_size(&app, "analyst", "analytics", json!({"not": page_views(3)})).await,
+        Value::Null
+    );
+    // Marketing: only the visitors' pages were collected for it, and the grant is the person's.
+    assert_eq!(
+        preview_size(&app, "marketer", "marketing", page_views(2)).await,
+        10
+    );
+
+    // Reading the customer's interactions returns the visitor's too, each opened with the key
+    // it was sealed under.
+    let analyst = app.token_for("analyst").await;
+    let read: Value = app
+        .get_json(
+            "/v1/subjects/user-member-3/interactions?purpose=analytics",
+            Some(&analyst),
+        )
+        .await;
+    assert_eq!(
+        ids_of(&read["interactions"]),
+        ["a-3-1", "a-3-2", "u-3"],
+        "{read}"
+    );
+    // The export and the console's glance hold all three.
+    let bundle = export(&app, &compliance, "user-member-3").await;
+    assert_eq!(ids_of(&bundle["interactions"]), ["a-3-1", "a-3-2", "u-3"]);
+    assert_eq!(bundle["subject"]["anonymous_ids"], json!(["anon-member-3"]));
+    let glance: Value = app
+        .get_json("/v1/subjects/user-member-3", Some(&compliance))
+        .await;
+    assert_eq!(
+        ids_of(&glance["timeline"]),
+        ["a-3-1", "a-3-2", "u-3"],
+        "{glance}"
+    );
+
+    // The SDK retrying a page sent before the login is recognised, under the member; a new
+    // page from the anonymous id is the person's.
+    batch(
+        &app,
+        &write_key,
+        vec![
+            page("a-3-1", ("anonymousId", "anon-member-3"), "/a", true),
+            page("a-3-3", ("anonymousId", "anon-member-3"), "/c", true),
+        ],
+    )
+    .await;
+    assert_eq!(count_rows(&app, "interactions").await, 31);
+    let bundle = export(&app, &compliance, "user-member-3").await;
+    assert_eq!(
+        ids_of(&bundle["interactions"]),
+        ["a-3-1", "a-3-2", "a-3-3", "u-3"]
+    );
+
+    // Erasure: the preview counts the members' interactions, and the erasure destroys both
+    // keys and every row of both.
+    let preview: Value = app
+        .get_json(
+            "/v1/subjects/user-member-3/erasure-preview",
+            Some(&compliance),
+        )
+        .await;
+    assert_eq!(preview["interactions"], 4, "{preview}");
+    let erased = app
+        .delete("/v1/subjects/user-member-3", Some(&compliance))
+        .await;
+    assert_eq!(erased.status(), StatusCode::OK);
+    let erased: Value = erased.json().await.unwrap();
+    assert_eq!(erased["counts"]["data_keys"], 2, "{erased}");
+    assert_eq!(erased["counts"]["interactions"], 4, "{erased}");
+    assert_eq!(count_rows(&app, "subjects").await, 18);
+    assert_eq!(count_rows(&app, "data_keys").await, 18);
+    assert_eq!(count_rows(&app, "subject_members").await, 9);
+    assert_eq!(count_rows(&app, "interactions").await, 27);
+    let gone = app
+        .get(
+            "/v1/subjects/anon-member-3/erasure-preview",
+            Some(&compliance),
+        )
+        .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
