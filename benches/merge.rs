@@ -1,7 +1,7 @@
 //! Identity resolution: the merge of an anonymous visitor with 10,000 interactions into the
 //! known customer they log in as, over HTTP (the `identify` that links them), beside other
-//! people's data. Every interaction and consent statement of the visitor is re-encrypted under
-//! the customer's key in the request's transaction.
+//! people's data. The visitor becomes a member of the customer: their consent statements are
+//! re-encrypted under the customer's key and move, their interactions stay where they are.
 //!
 //! `cargo bench --bench merge` (SQLite) or with `CUSTODIA_BENCH_DATABASE_URL=postgres://…`.
 //! Results go in docs/benchmarks.md.

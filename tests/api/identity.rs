@@ -867,3 +867,44 @@ async fn a_merged_visitor_keeps_their_rows_and_every_reader_sees_one_person() {
         .await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_sha256_index_backfill_finds_nothing_to_do_for_visitors_and_merged_people() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    // A visitor who stays anonymous, and one merged into the customer they log in as.
+    batch(
+        &app,
+        &write_key,
+        vec![
+            page("b-1", ("anonymousId", "anon-backfill-1"), "/", false),
+            page("b-2", ("anonymousId", "anon-backfill-2"), "/", false),
+            page("b-3", ("userId", "user-backfill-2"), "/", false),
+        ],
+    )
+    .await;
+    batch(
+        &app,
+        &write_key,
+        vec![identify(
+            "b-4",
+            "user-backfill-2",
+            "anon-backfill-2",
+            json!({}),
+        )],
+    )
+    .await;
+    assert_eq!(count_rows(&app, "subject_members").await, 1);
+    // Neither has (nor can have) a SHA-256 index of a user id: a batch of the backfill must not
+    // pick them up again, or it never finishes.
+    let database = app.database();
+    let master_key = app.settings.master_key_file.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut conn = database.connection().expect("a connection");
+        let vault = custodia::vault::Vault::open(&mut conn, &master_key).expect("the vault");
+        custodia::subjects::backfill_hashed_indexes(&mut conn, &vault, 100).expect("a batch")
+    })
+    .await
+    .unwrap();
+    assert_eq!(done, 0);
+}
