@@ -389,3 +389,67 @@ async fn a_hold_key_moves_with_a_master_key_rotation_and_stays_readable() {
         json!({"order_id": "ORD-ROT-1"})
     );
 }
+
+#[tokio::test]
+async fn a_merged_visitors_order_is_held_at_the_persons_erasure_under_the_holds_key() {
+    let policies = policy_with_extra_roles(READERS);
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let auditor = app.token_for("tax_auditor").await;
+    let ordered_at = (Utc::now() - Duration::days(10)).to_rfc3339();
+    // A visitor orders anonymously (support and legal_compliance, policies/tracking.toml); the
+    // customer they log in as has a support chat of their own.
+    for messages in [
+        json!([
+            {"type": "track", "messageId": "o-1", "anonymousId": "anon-hold",
+             "event": "Order Completed", "timestamp": ordered_at,
+             "properties": {"order_id": "ORD-MEMBER-7781"}},
+            {"type": "track", "messageId": "s-1", "userId": "user-hold",
+             "event": "Support Chat Started", "properties": {"message": "hello 5e0c"}}
+        ]),
+        json!([{"type": "identify", "messageId": "i-1", "userId": "user-hold",
+                "anonymousId": "anon-hold"}]),
+    ] {
+        let sent =
+            crate::tracking::send(&app, "/v1/batch", &write_key, &json!({"batch": messages})).await;
+        assert_eq!(sent.status(), StatusCode::OK);
+    }
+    assert_eq!(count_rows(&app, "subject_members").await, 1);
+
+    let preview: Value = app
+        .get_json("/v1/subjects/user-hold/erasure-preview", Some(&compliance))
+        .await;
+    assert_eq!(preview["held_interactions"], 1, "{preview}");
+    assert_eq!(preview["interactions"], 1, "{preview}");
+    let response = app
+        .delete("/v1/subjects/user-hold", Some(&compliance))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let erasure: Value = response.json().await.unwrap();
+    assert_eq!(erasure["counts"]["held_interactions"], 1, "{erasure}");
+    assert_eq!(erasure["counts"]["interactions"], 1, "{erasure}");
+    assert_eq!(erasure["counts"]["data_keys"], 2, "{erasure}");
+    for table in ["subjects", "data_keys", "interactions", "subject_members"] {
+        assert_eq!(count_rows(&app, table).await, 0, "{table}");
+    }
+    // The visitor's order, sealed under their own key until now, is readable under the hold's.
+    let erasure_id = erasure["id"].as_str().unwrap();
+    let held: Value = app
+        .get_json(
+            &format!("/v1/erasures/{erasure_id}/held?purpose=legal_compliance"),
+            Some(&auditor),
+        )
+        .await;
+    let records = held["interactions"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{held}");
+    assert_eq!(records[0]["data"], json!({"order_id": "ORD-MEMBER-7781"}));
+    let dump = database_dump(&app).await;
+    for secret in ["ORD-MEMBER-7781", "hello 5e0c", "anon-hold", "user-hold"] {
+        assert!(
+            !contains_in_any_encoding(&dump, secret),
+            "{secret} in clear"
+        );
+    }
+}
