@@ -85,12 +85,16 @@ macro_rules! has_legal_basis {
 
 /// Rule 2 for every subject row (see `has_legal_basis!`). A row of a person merged into
 /// another (`subject_members`) is never a person of its own: it has no legal basis, and what it
-/// holds counts for the person it was merged into.
-pub(crate) fn subject_has_legal_basis(rule: &PopulationRule) -> SubjectFilter {
+/// holds counts for the person it was merged into. `merged`: whether anybody was merged (when
+/// nobody was, the condition leaves the members out).
+pub(crate) fn subject_has_legal_basis(rule: &PopulationRule, merged: bool) -> SubjectFilter {
+    let basis: SubjectFilter = has_legal_basis!(rule, subjects::id);
+    if !merged {
+        return basis;
+    }
     let person = not(exists(
         subject_members::table.filter(subject_members::member_pk.eq(subjects::id)),
     ));
-    let basis: SubjectFilter = has_legal_basis!(rule, subjects::id);
     Box::new(person.and(basis))
 }
 
@@ -159,7 +163,7 @@ pub fn subjects_with_legal_basis(
     subject_pks: Option<&[&str]>,
 ) -> Result<Vec<String>, super::StoreError> {
     let mut query = subjects::table
-        .filter(subject_has_legal_basis(rule))
+        .filter(subject_has_legal_basis(rule, true))
         .select(subjects::id)
         .order(subjects::id)
         .into_boxed();

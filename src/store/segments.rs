@@ -43,19 +43,24 @@ macro_rules! population {
             const BUCKET: &str = concat!("substr(", $id_sql, ", 1, 1)");
 
             /// The filter as a condition on the rows; interaction leaves look back from `now`.
-            pub(crate) fn compile(filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> Condition {
+            pub(crate) fn compile(
+                filter: &Filter,
+                rule: &PopulationRule,
+                now: NaiveDateTime,
+                merged: bool,
+            ) -> Condition {
                 match filter {
                     Filter::All(children) => children
                         .iter()
-                        .map(|child| compile(child, rule, now))
+                        .map(|child| compile(child, rule, now, merged))
                         .reduce(|left, right| Box::new(left.and(right)))
                         .expect("`all` has children"),
                     Filter::Any(children) => children
                         .iter()
-                        .map(|child| compile(child, rule, now))
+                        .map(|child| compile(child, rule, now, merged))
                         .reduce(|left, right| Box::new(left.or(right)))
                         .expect("`any` has children"),
-                    Filter::Not(child) => Box::new(not(compile(child, rule, now))),
+                    Filter::Not(child) => Box::new(not(compile(child, rule, now, merged))),
                     Filter::Trait { field, values } => Box::new(
                         $id.eq_any(
                             subject_traits::table
@@ -74,7 +79,7 @@ macro_rules! population {
                         // member's interactions (their `subject_pk` index). The person's own are
                         // joined too, so that a count is the person's whole; `COUNT(DISTINCT)`
                         // keeps an interaction met through two memberships once.
-                        let merged = subject_members::table
+                        let through_members = subject_members::table
                             .inner_join(
                                 interactions::table.on(interactions::subject_pk
                                     .eq(subject_members::member_pk)
@@ -86,13 +91,12 @@ macro_rules! population {
                             )
                             .filter(interaction_purposes::purpose.eq_any(leaf.tags.clone()))
                             .filter(interaction_purposes::occurred_at.ge(leaf.since));
-                        macro_rules! leaf {
-                            ($query:expr, $merged:expr) => {
+                        // A person's own interactions, as counted before members existed.
+                        macro_rules! own_only {
+                            ($query:expr) => {
                                 if leaf.at_least <= 1 {
-                                    Box::new(
-                                        $id.eq_any($query.select(interaction_purposes::subject_pk))
-                                            .or($id.eq_any($merged.select(subject_members::person_pk))),
-                                    ) as Condition
+                                    Box::new($id.eq_any($query.select(interaction_purposes::subject_pk)))
+                                        as Condition
                                 } else if leaf.tags.len() > 1 {
                                     // One interaction may hold several of the tags: count
                                     // interactions, not rows.
@@ -106,20 +110,16 @@ macro_rules! population {
                                                         .ge(leaf.at_least),
                                                 )
                                                 .select(interaction_purposes::subject_pk),
-                                        )
-                                        .or($id.eq_any(merged_at_least!($merged))),
+                                        ),
                                     )
                                 } else {
-                                    // A person's own count can only be below their whole, so
-                                    // the two sides together are exact.
                                     Box::new(
                                         $id.eq_any(
                                             $query
                                                 .group_by(interaction_purposes::subject_pk)
                                                 .having(count_star().ge(leaf.at_least))
                                                 .select(interaction_purposes::subject_pk),
-                                        )
-                                        .or($id.eq_any(merged_at_least!($merged))),
+                                        ),
                                     )
                                 }
                             };
@@ -136,21 +136,39 @@ macro_rules! population {
                                     .select(subject_members::person_pk)
                             };
                         }
+                        // With nobody merged, the statement is the one before members existed.
+                        // Otherwise a person's own count can only be below their whole, so the
+                        // two sides together are exact.
+                        macro_rules! leaf {
+                            ($query:expr, $merged:expr) => {{
+                                let own: Condition = own_only!($query);
+                                if !merged {
+                                    own
+                                } else if leaf.at_least <= 1 {
+                                    Box::new(own.or(
+                                        $id.eq_any($merged.select(subject_members::person_pk)),
+                                    )) as Condition
+                                } else {
+                                    Box::new(own.or($id.eq_any(merged_at_least!($merged))))
+                                        as Condition
+                                }
+                            }};
+                        }
                         match (condition.kind.clone(), condition.channel.clone()) {
-                            (None, None) => leaf!(usable, merged),
+                            (None, None) => leaf!(usable, through_members),
                             (Some(kind), None) => leaf!(
                                 usable.filter(interaction_purposes::interaction_type.eq(kind.clone())),
-                                merged.filter(interaction_purposes::interaction_type.eq(kind))
+                                through_members.filter(interaction_purposes::interaction_type.eq(kind))
                             ),
                             (None, Some(channel)) => leaf!(
                                 usable.filter(interaction_purposes::channel.eq(channel.clone())),
-                                merged.filter(interaction_purposes::channel.eq(channel))
+                                through_members.filter(interaction_purposes::channel.eq(channel))
                             ),
                             (Some(kind), Some(channel)) => leaf!(
                                 usable
                                     .filter(interaction_purposes::interaction_type.eq(kind.clone()))
                                     .filter(interaction_purposes::channel.eq(channel.clone())),
-                                merged
+                                through_members
                                     .filter(interaction_purposes::interaction_type.eq(kind))
                                     .filter(interaction_purposes::channel.eq(channel))
                             ),
@@ -166,10 +184,11 @@ macro_rules! population {
                 rule: &PopulationRule,
                 filter: &Filter,
                 now: NaiveDateTime,
+                merged: bool,
             ) -> Result<Vec<(String, i64)>, StoreError> {
                 Ok($table::table
                     .filter(basis)
-                    .filter(compile(filter, rule, now))
+                    .filter(compile(filter, rule, now, merged))
                     .group_by(sql::<Text>(BUCKET))
                     .select((sql::<Text>(BUCKET), count_star()))
                     .load(conn)?)
@@ -183,12 +202,13 @@ macro_rules! population {
                 rule: &PopulationRule,
                 filter: &Filter,
                 now: NaiveDateTime,
+                merged: bool,
                 after: Option<&str>,
                 limit: i64,
             ) -> Result<Vec<String>, StoreError> {
                 let mut query = $table::table
                     .filter(basis)
-                    .filter(compile(filter, rule, now))
+                    .filter(compile(filter, rule, now, merged))
                     .select($id)
                     .order($id)
                     .limit(limit)
@@ -248,10 +268,19 @@ impl InteractionLeaf {
 /// bounds what concurrent previews take from the writers).
 fn population_query<T>(
     conn: &mut DbConnection,
-    query: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    query: impl FnOnce(&mut DbConnection, bool) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    // Whether anybody was merged into somebody, read in the query's own snapshot: with nobody
+    // merged the statement has no member side (the plan of a database without merges).
+    let merged = |conn: &mut DbConnection| -> Result<bool, StoreError> {
+        Ok(diesel::select(diesel::dsl::exists(subject_members::table.select(subject_members::member_pk)))
+            .get_result(conn)?)
+    };
     if !matches!(conn, DbConnection::Postgresql(_)) {
-        return query(conn);
+        return conn.transaction(|conn| {
+            let merged = merged(conn)?;
+            query(conn, merged)
+        });
     }
     conn.transaction(|conn| {
         conn.batch_execute(
@@ -260,7 +289,8 @@ fn population_query<T>(
              SET LOCAL jit = off;
              SET LOCAL max_parallel_workers_per_gather = 0;",
         )?;
-        query(conn)
+        let merged = merged(conn)?;
+        query(conn, merged)
     })
 }
 
@@ -274,7 +304,7 @@ pub(crate) fn count_by_bucket(
     filter: &Filter,
     now: NaiveDateTime,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    population_query(conn, |conn| {
+    population_query(conn, |conn, merged| {
         if rule.needs_consent {
             over_statements::count_by_bucket(
                 conn,
@@ -282,9 +312,17 @@ pub(crate) fn count_by_bucket(
                 rule,
                 filter,
                 now,
+                merged,
             )
         } else {
-            over_subjects::count_by_bucket(conn, subject_has_legal_basis(rule), rule, filter, now)
+            over_subjects::count_by_bucket(
+                conn,
+                subject_has_legal_basis(rule, merged),
+                rule,
+                filter,
+                now,
+                merged,
+            )
         }
     })
 }
@@ -298,7 +336,7 @@ pub(crate) fn members_page(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    population_query(conn, |conn| {
+    population_query(conn, |conn, merged| {
         if rule.needs_consent {
             over_statements::members_page(
                 conn,
@@ -306,16 +344,18 @@ pub(crate) fn members_page(
                 rule,
                 filter,
                 now,
+                merged,
                 after,
                 limit,
             )
         } else {
             over_subjects::members_page(
                 conn,
-                subject_has_legal_basis(rule),
+                subject_has_legal_basis(rule, merged),
                 rule,
                 filter,
                 now,
+                merged,
                 after,
                 limit,
             )
