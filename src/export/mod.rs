@@ -397,38 +397,41 @@ fn for_each_interaction(
     owners: &Owners,
     mut each: impl FnMut(Opened) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
-    let mut after: Option<String> = None;
-    let pks = owners.pks();
-    loop {
-        let rows = export_store::interactions_page(conn, &pks, after.as_deref(), PAGE)?;
-        let full = rows.len() as i64 == PAGE;
-        after = rows.last().map(|row| row.id.clone());
-        let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
-        let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
-        for (id, purpose) in export_store::held_purposes(conn, &ids)? {
-            held.entry(id).or_default().push(purpose);
-        }
-        for row in rows {
-            let mut data = Vec::new();
-            for (name, sealed) in read_map(&row.data_ct)? {
-                let value = decrypt_field(owners, &row, &name, &sealed)?;
-                let category = policy
-                    .field(&name)
-                    .map(|field| field.category.as_str().to_owned());
-                data.push((name, category, value));
+    // Owner by owner, each in client-index order (their index serves it without sorting).
+    for owner in owners.pks() {
+        let mut after: Option<String> = None;
+        loop {
+            let rows = export_store::interactions_page(conn, owner, after.as_deref(), PAGE)?;
+            let full = rows.len() as i64 == PAGE;
+            after = rows.last().map(|row| row.client_index.clone());
+            let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+            let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for (id, purpose) in export_store::held_purposes(conn, &ids)? {
+                held.entry(id).or_default().push(purpose);
             }
-            each(Opened {
-                id: decrypt_client_id(owners, &row)?,
-                collected_for: stored_purposes(&row)?,
-                purposes: held.remove(&row.id).unwrap_or_default(),
-                row,
-                data,
-            })?;
-        }
-        if !full {
-            return Ok(());
+            for row in rows {
+                let mut data = Vec::new();
+                for (name, sealed) in read_map(&row.data_ct)? {
+                    let value = decrypt_field(owners, &row, &name, &sealed)?;
+                    let category = policy
+                        .field(&name)
+                        .map(|field| field.category.as_str().to_owned());
+                    data.push((name, category, value));
+                }
+                each(Opened {
+                    id: decrypt_client_id(owners, &row)?,
+                    collected_for: stored_purposes(&row)?,
+                    purposes: held.remove(&row.id).unwrap_or_default(),
+                    row,
+                    data,
+                })?;
+            }
+            if !full {
+                break;
+            }
         }
     }
+    Ok(())
 }
 
 /// Calls `each` with every consent statement of the subject, oldest first, page by page.

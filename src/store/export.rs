@@ -106,22 +106,23 @@ pub(crate) fn purposes_by_channel(
         .collect())
 }
 
-/// A page of the interactions stored under `owners` (a person and the people merged into
-/// them) after `after` (an interaction id), in id order (time-ordered ids: recording order).
+/// A page of the interactions stored under `owner` (a person, or one merged into them) after
+/// `after` (a client index), in client-index order: the `(subject_pk, client_index)` index
+/// serves it without sorting.
 pub(crate) fn interactions_page(
     conn: &mut DbConnection,
-    owners: &[&str],
+    owner: &str,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<InteractionRow>, StoreError> {
     let mut query = interactions::table
-        .filter(interactions::subject_pk.eq_any(owners.to_vec()))
-        .order(interactions::id.asc())
+        .filter(interactions::subject_pk.eq(owner))
+        .order(interactions::client_index.asc())
         .limit(limit)
         .select(InteractionRow::as_select())
         .into_boxed();
     if let Some(after) = after {
-        query = query.filter(interactions::id.gt(after.to_owned()));
+        query = query.filter(interactions::client_index.gt(after.to_owned()));
     }
     Ok(query.load(conn)?)
 }
