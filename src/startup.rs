@@ -393,6 +393,11 @@ fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
         Schedule::at_start_then_every(KEY_EPOCH_TICK),
         with_state(state, maintain_key_epochs),
     );
+    jobs.start(
+        crate::subjects::links::CONSOLIDATION_JOB,
+        Schedule::at_start_then_every(CONSOLIDATION_TICK),
+        with_state(state, consolidate_members),
+    );
     let db = state.services.db.clone();
     jobs.start("old_copies", Schedule::every(OLD_COPIES_RETRY), move || {
         let db = db.clone();
@@ -461,6 +466,35 @@ fn start_hashed_index_backfill(state: &web::Data<AppState>) {
             Ok(Ran::Finished)
         }),
     );
+}
+
+/// How often the people merged into others are looked for, to fold their interactions into
+/// the person (a merge also wakes the job).
+const CONSOLIDATION_TICK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Steps a turn of consolidation takes before letting other jobs run (500 interactions each).
+const CONSOLIDATION_STEPS: usize = 20;
+
+/// Folds merged people's interactions into the person they were merged into, a step (one short
+/// write transaction) at a time; a member left with nothing is deleted and its key's old copies
+/// leave the database files, as after an erasure.
+async fn consolidate_members(state: web::Data<AppState>) -> Result<Ran, Failure> {
+    for _ in 0..CONSOLIDATION_STEPS {
+        let vault = state.services.vault.clone();
+        let step = state
+            .services
+            .db
+            .run_write(move |conn| crate::subjects::links::consolidate_step(conn, &vault))
+            .await?;
+        let Some(step) = step else {
+            return Ok(Ran::Done);
+        };
+        if let Some(key) = step.finished {
+            crate::subjects::after_erasure(&state.services.db, &state.services.vault, vec![key])
+                .await;
+        }
+    }
+    Ok(Ran::More)
 }
 
 /// Signs an audit checkpoint when the chain has grown since the last one (any process's).

@@ -5,9 +5,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::consents::{ConsentRow, CurrentRow};
+use super::interactions::InteractionRow;
 use super::schema::{
-    consent_current, consent_records, interactions, objections, restrictions, subject_aliases,
-    subject_identifiers, subject_members, subject_traits,
+    consent_current, consent_records, interaction_purposes, interactions, objections,
+    restrictions, subject_aliases, subject_identifiers, subject_members, subject_traits,
 };
 use super::{DbConnection, StoreError};
 
@@ -145,6 +146,108 @@ pub(crate) fn members_of_all(
 /// Ends a membership (the member is being erased with its person).
 pub(crate) fn delete_member(conn: &mut DbConnection, member_pk: &str) -> Result<(), StoreError> {
     diesel::delete(subject_members::table.find(member_pk)).execute(conn)?;
+    Ok(())
+}
+
+/// The oldest membership: `(member, person)`, the next to consolidate.
+pub(crate) fn oldest_member(conn: &mut DbConnection) -> Result<Option<(String, String)>, StoreError> {
+    Ok(subject_members::table
+        .order((subject_members::merged_at, subject_members::member_pk))
+        .select((subject_members::member_pk, subject_members::person_pk))
+        .first(conn)
+        .optional()?)
+}
+
+/// Whether `member_pk` is a member of `person_pk`.
+pub(crate) fn is_member(
+    conn: &mut DbConnection,
+    member_pk: &str,
+    person_pk: &str,
+) -> Result<bool, StoreError> {
+    Ok(subject_members::table
+        .find(member_pk)
+        .filter(subject_members::person_pk.eq(person_pk))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0)
+}
+
+/// Up to `limit` interactions of a person.
+pub(crate) fn interactions_of(
+    conn: &mut DbConnection,
+    subject_pk: &str,
+    limit: i64,
+) -> Result<Vec<InteractionRow>, StoreError> {
+    Ok(interactions::table
+        .filter(interactions::subject_pk.eq(subject_pk))
+        .limit(limit)
+        .select(InteractionRow::as_select())
+        .load(conn)?)
+}
+
+/// One interaction re-sealed for the person it moves to: its id, client id and data.
+pub(crate) type Resealed = (String, Vec<u8>, String);
+
+/// Gives interactions to a person: their purpose rows (one statement, by the interactions'
+/// ids), then each interaction's person, client id and data (re-sealed by the caller), in one
+/// statement of a list of values.
+pub(crate) fn move_interactions(
+    conn: &mut DbConnection,
+    to_pk: &str,
+    rows: &[Resealed],
+) -> Result<(), StoreError> {
+    use diesel::sql_types::{Binary, Text};
+    let ids: Vec<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
+    for chunk in ids.chunks(super::MAX_IN_LIST) {
+        diesel::update(
+            interaction_purposes::table.filter(interaction_purposes::interaction_pk.eq_any(chunk)),
+        )
+        .set(interaction_purposes::subject_pk.eq(to_pk))
+        .execute(conn)?;
+    }
+    // The one statement each backend spells its own way: an update from a list of values.
+    match conn {
+        DbConnection::Sqlite(sqlite) => {
+            for chunk in rows.chunks(super::MAX_IN_LIST / 3) {
+                let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                let mut query = diesel::sql_query(format!(
+                    "UPDATE interactions SET subject_pk = ?, client_id_ct = v.column2, \
+                     data_ct = v.column3 FROM (VALUES {values}) AS v \
+                     WHERE interactions.id = v.column1"
+                ))
+                .into_boxed::<diesel::sqlite::Sqlite>()
+                .bind::<Text, _>(to_pk);
+                for (id, client_id_ct, data_ct) in chunk {
+                    query = query
+                        .bind::<Text, _>(id)
+                        .bind::<Binary, _>(client_id_ct)
+                        .bind::<Text, _>(data_ct);
+                }
+                query.execute(sqlite)?;
+            }
+        }
+        DbConnection::Postgresql(pg) => {
+            for chunk in rows.chunks(super::MAX_IN_LIST / 3) {
+                let values = (0..chunk.len())
+                    .map(|i| format!("(${}, ${}::bytea, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut query = diesel::sql_query(format!(
+                    "UPDATE interactions SET subject_pk = $1, client_id_ct = v.c, data_ct = v.d \
+                     FROM (VALUES {values}) AS v(id, c, d) WHERE interactions.id = v.id"
+                ))
+                .into_boxed::<diesel::pg::Pg>()
+                .bind::<Text, _>(to_pk);
+                for (id, client_id_ct, data_ct) in chunk {
+                    query = query
+                        .bind::<Text, _>(id)
+                        .bind::<Binary, _>(client_id_ct)
+                        .bind::<Text, _>(data_ct);
+                }
+                query.execute(pg)?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -110,6 +110,14 @@ pub(crate) fn retire_merged(
     Ok(())
 }
 
+/// Deletes a merged person's row and data key, once every interaction of theirs was given to
+/// the person they were merged into (nothing else of theirs is left).
+pub(crate) fn delete_consolidated(conn: &mut DbConnection, pk: &str) -> Result<(), StoreError> {
+    diesel::delete(super::schema::data_keys::table.find(pk)).execute(conn)?;
+    diesel::delete(subjects::table.find(pk)).execute(conn)?;
+    Ok(())
+}
+
 /// The subject with this internal id.
 pub(crate) fn find_by_pk(
     conn: &mut DbConnection,

@@ -119,8 +119,11 @@ pub fn erase(
             pk: row.id.clone(),
             key,
         };
-        // The people merged into this one hold their interactions under keys of their own.
+        // The person, then the people merged into them, who hold their interactions under keys
+        // of their own (locked in the order a consolidation step locks them).
+        subject_store::lock_for_write(conn, &[row.id.as_str()])?;
         let owners = Owners::load(conn, vault, person)?;
+        subject_store::lock_for_write(conn, &owners.pks()[1..])?;
         let kept = holds::keep(conn, vault, policy, &owners, &id, &pseudonym, erased_at)?;
         // The members first (their membership names the person), each key before its rows.
         let mut erased_keys = Vec::new();

@@ -25,10 +25,14 @@ use crate::audit::{Actor, Entry};
 use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};
 use crate::policy::{MergeConsent, Policy};
 use crate::store::consents::CurrentRow;
+use crate::store::erasure::ErasedKey;
 use crate::store::links::{self as link_store, AliasRow};
 use crate::store::subjects as subject_store;
 use crate::store::DbConnection;
 use crate::vault::Vault;
+
+/// The job that folds merged people's interactions into their person ([`consolidate_step`]).
+pub const CONSOLIDATION_JOB: &str = "member_consolidation";
 
 /// The audit action of a link (allowed, or refused with its reason).
 pub const ACTION_LINK: &str = "subjects.link";
@@ -352,6 +356,122 @@ fn merge(
     link_store::move_aliases(conn, &aliases)?;
     // The merged person's own anonymous id becomes an alias: the caller links it.
     Ok(moved + statements.len())
+}
+
+/// Interactions moved per consolidation step: one short transaction each, so that a large
+/// anonymous history never holds the writer or the person for long.
+const CONSOLIDATION_STEP: i64 = 500;
+
+/// What one consolidation step did.
+#[derive(Debug)]
+pub struct Consolidated {
+    /// Interactions given to the person (re-sealed under their key).
+    pub moved: usize,
+    /// A member left with nothing was deleted: its destroyed key, whose old copies are to leave
+    /// the database files.
+    pub finished: Option<ErasedKey>,
+}
+
+/// One step of folding the oldest member into its person, in a write transaction of its own:
+/// up to [`CONSOLIDATION_STEP`] of the member's interactions are opened with the member's key,
+/// sealed with the person's for the person's internal id, and given to the person; a member
+/// with none left is deleted, key first. `None`: nobody is a member. Reads are correct before,
+/// between and after the steps (a person's owners only ever shrink to the person).
+pub fn consolidate_step(
+    conn: &mut DbConnection,
+    vault: &Vault,
+) -> Result<Option<Consolidated>, SubjectError> {
+    crate::store::write_transaction(conn, |conn| {
+        let Some((member_pk, person_pk)) = link_store::oldest_member(conn)? else {
+            return Ok(None);
+        };
+        // The person first, then the member: the order an erasure of the person locks them in.
+        subject_store::lock_for_write(conn, &[person_pk.as_str()])?;
+        subject_store::lock_for_write(conn, &[member_pk.as_str()])?;
+        if !link_store::is_member(conn, &member_pk, &person_pk)? {
+            // Erased or consolidated by another process meanwhile.
+            return Ok(Some(Consolidated {
+                moved: 0,
+                finished: None,
+            }));
+        }
+        let from = handle(conn, vault, &member_pk)?;
+        let into = handle(conn, vault, &person_pk)?;
+        let rows = link_store::interactions_of(conn, &member_pk, CONSOLIDATION_STEP)?;
+        if rows.is_empty() {
+            let key = erased_key(conn, &member_pk)?;
+            link_store::delete_member(conn, &member_pk)?;
+            subject_store::delete_consolidated(conn, &member_pk)?;
+            return Ok(Some(Consolidated {
+                moved: 0,
+                finished: Some(key),
+            }));
+        }
+        let moved = rows.len();
+        let resealed = reseal_interactions(&from, &into, rows)?;
+        link_store::move_interactions(conn, &into.pk, &resealed)?;
+        Ok(Some(Consolidated {
+            moved,
+            finished: None,
+        }))
+    })
+}
+
+/// Each interaction's client id and data, opened with `from`'s key and sealed with `into`'s.
+fn reseal_interactions(
+    from: &SubjectHandle,
+    into: &SubjectHandle,
+    rows: Vec<crate::store::interactions::InteractionRow>,
+) -> Result<Vec<link_store::Resealed>, DecryptError> {
+    let one = |row: &crate::store::interactions::InteractionRow| {
+        let data = reseal_map(from, into, &row.id, &row.data_ct, |name| name.to_owned())?;
+        let field = crate::interactions::CLIENT_ID_FIELD;
+        let client_id_ct = reseal_bytes(
+            &from.key,
+            &FieldContext {
+                subject: &from.pk,
+                record: &row.id,
+                field,
+            },
+            &into.key,
+            &FieldContext {
+                subject: &into.pk,
+                record: &row.id,
+                field,
+            },
+            &row.client_id_ct,
+        )?;
+        Ok((row.id.clone(), client_id_ct, write_map(&data)))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || rows.len() < 1_000 {
+        return rows.iter().map(one).collect();
+    }
+    let per_thread = rows.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = rows
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(one).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut resealed = Vec::with_capacity(rows.len());
+        for worker in workers {
+            match worker.join() {
+                Ok(rows) => resealed.extend(rows?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(resealed)
+    })
+}
+
+/// Where a consolidated member's key row was, for removing its old copies after the commit.
+fn erased_key(conn: &mut DbConnection, pk: &str) -> Result<ErasedKey, SubjectError> {
+    Ok(ErasedKey {
+        subject_pk: pk.to_owned(),
+        rewrite: crate::store::erasure::key_partition(conn, pk)?
+            .into_iter()
+            .collect(),
+    })
 }
 
 /// The current statements of a merged person, per purpose, by the policy's rule: under

@@ -908,3 +908,152 @@ async fn the_sha256_index_backfill_finds_nothing_to_do_for_visitors_and_merged_p
     .unwrap();
     assert_eq!(done, 0);
 }
+
+#[tokio::test]
+async fn the_consolidation_job_folds_merged_visitors_into_their_person_and_destroys_their_keys() {
+    let policies = policy_with_extra_roles(
+        "[[role]]\nid = \"analyst\"\nactions = [\"segments.query\"]\npurposes = [\"analytics\"]\n",
+    );
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    for n in 0..10 {
+        let anonymous = format!("anon-fold-{n}");
+        let user = format!("user-fold-{n}");
+        batch(
+            &app,
+            &write_key,
+            vec![
+                page(
+                    &format!("a-{n}-1"),
+                    ("anonymousId", &anonymous),
+                    "/a",
+                    false,
+                ),
+                page(
+                    &format!("a-{n}-2"),
+                    ("anonymousId", &anonymous),
+                    "/b",
+                    false,
+                ),
+                page(&format!("u-{n}"), ("userId", &user), "/account", false),
+            ],
+        )
+        .await;
+        batch(
+            &app,
+            &write_key,
+            vec![identify(&format!("i-{n}"), &user, &anonymous, json!({}))],
+        )
+        .await;
+    }
+    assert_eq!(count_rows(&app, "subject_members").await, 10);
+    assert_eq!(count_rows(&app, "data_keys").await, 20);
+
+    app.run_job("member_consolidation").await;
+
+    // Every visitor's pages are their person's now, under the person's key; the visitors' rows
+    // and keys are gone.
+    assert_eq!(count_rows(&app, "subject_members").await, 0);
+    assert_eq!(count_rows(&app, "subjects").await, 10);
+    assert_eq!(count_rows(&app, "data_keys").await, 10);
+    assert_eq!(count_rows(&app, "interactions").await, 30);
+    assert_eq!(count_rows(&app, "interaction_purposes").await, 30);
+    let page_views =
+        |at_least: u32| json!({"interactions": {"type": "page", "at_least": at_least}});
+    assert_eq!(
+        preview_size(&app, "analyst", "analytics", page_views(3)).await,
+        10
+    );
+    assert_eq!(
+        preview_size(&app, "analyst", "analytics", page_views(4)).await,
+        Value::Null
+    );
+    let bundle = export(&app, &compliance, "user-fold-7").await;
+    assert_eq!(ids_of(&bundle["interactions"]), ["a-7-1", "a-7-2", "u-7"]);
+    assert_eq!(bundle["subject"]["anonymous_ids"], json!(["anon-fold-7"]));
+
+    // A retry of a page sent before the login is still recognised; a new one is stored.
+    batch(
+        &app,
+        &write_key,
+        vec![
+            page("a-7-2", ("anonymousId", "anon-fold-7"), "/b", false),
+            page("a-7-3", ("anonymousId", "anon-fold-7"), "/c", false),
+        ],
+    )
+    .await;
+    assert_eq!(count_rows(&app, "interactions").await, 31);
+
+    // Nothing in the database opens with a destroyed visitor key: the history reads whole.
+    let bundle = export(&app, &compliance, "user-fold-7").await;
+    assert_eq!(
+        ids_of(&bundle["interactions"]),
+        ["a-7-1", "a-7-2", "a-7-3", "u-7"]
+    );
+    let erased = app
+        .delete("/v1/subjects/user-fold-7", Some(&compliance))
+        .await;
+    assert_eq!(erased.status(), StatusCode::OK);
+    assert_eq!(count_rows(&app, "interactions").await, 27);
+    assert_eq!(count_rows(&app, "data_keys").await, 9);
+}
+
+#[tokio::test]
+async fn an_erasure_racing_the_consolidation_of_its_members_leaves_nothing_behind() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    // One customer with three merged visitors of 1,200 pages each (several steps each).
+    for n in 0..3 {
+        let anonymous = format!("anon-race-{n}");
+        for chunk in 0..3 {
+            let pages = (0..400)
+                .map(|i| {
+                    page(
+                        &format!("r-{n}-{chunk}-{i}"),
+                        ("anonymousId", &anonymous),
+                        "/p",
+                        false,
+                    )
+                })
+                .collect();
+            batch(&app, &write_key, pages).await;
+        }
+        batch(
+            &app,
+            &write_key,
+            vec![identify(
+                &format!("i-{n}"),
+                "user-race",
+                &anonymous,
+                json!({}),
+            )],
+        )
+        .await;
+    }
+    assert_eq!(
+        count_rows(&app, "subject_members").await,
+        2,
+        "the first visitor took the user id"
+    );
+    assert_eq!(count_rows(&app, "interactions").await, 3_600);
+
+    let (_, erased) = tokio::join!(
+        app.run_job("member_consolidation"),
+        app.delete("/v1/subjects/user-race", Some(&compliance)),
+    );
+    assert_eq!(erased.status(), StatusCode::OK);
+    let erased: Value = erased.json().await.unwrap();
+    assert_eq!(erased["counts"]["interactions"], 3_600, "{erased}");
+    for table in [
+        "subjects",
+        "data_keys",
+        "interactions",
+        "interaction_purposes",
+        "subject_members",
+    ] {
+        assert_eq!(count_rows(&app, table).await, 0, "{table}");
+    }
+}
