@@ -106,6 +106,50 @@ async fn main() {
         )),
         "every login merged: {metrics}"
     );
+    // The visitors are members now; the consolidation job (at start, then every 10 s) folds
+    // their interactions into the customers in steps of 500. Its own time, from its metrics.
+    let database = custodia::startup::open_database(&app.settings).unwrap();
+    let waited = Instant::now();
+    loop {
+        use diesel::prelude::*;
+        let mut conn = database.connection().unwrap();
+        let members: i64 = custodia::store::schema::subject_members::table
+            .count()
+            .get_result(&mut *conn)
+            .unwrap();
+        if members == 0 {
+            break;
+        }
+        assert!(
+            waited.elapsed().as_secs() < 300,
+            "consolidation did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let metrics = client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        let prefix = format!("{name}{{job=\"member_consolidation\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    };
+    println!(
+        "| {} | consolidation of the {PEOPLE} visitors ({} interactions) into their customers | job time {:.2} s over {} runs ({:.0} interactions/s); members gone {:.1} s after the last login |",
+        app.backend,
+        PEOPLE * PER_PERSON,
+        metric("custodia_job_duration_seconds_sum"),
+        metric("custodia_job_duration_seconds_count"),
+        (PEOPLE * PER_PERSON) as f64 / metric("custodia_job_duration_seconds_sum"),
+        waited.elapsed().as_secs_f64(),
+    );
     times.sort_by(f64::total_cmp);
     println!(
         "| {} | merge of an anonymous visitor with {PER_PERSON} interactions (2 purposes, 3 encrypted fields) and 1 consent statement into a customer with 100, {BYSTANDERS} other people with {} interactions | {PEOPLE} runs: {} ms | median {:.0} ms |",

@@ -1,5 +1,6 @@
 //! Periodic work, run by one runner: audit checkpoints, retention, key epochs, OpenDSR
-//! callbacks, the SQLite WAL checkpoint, old copies of erased keys, rate-limit upkeep.
+//! callbacks, the SQLite WAL checkpoint, old copies of erased keys, rate-limit upkeep, the
+//! consolidation of merged people.
 //!
 //! Every job gets the same treatment: its interval with up to a tenth more of random jitter (so
 //! that several processes on one database do not run in step), a failure logged and tried again
