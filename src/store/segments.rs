@@ -196,6 +196,7 @@ macro_rules! population {
 
             /// A page of the internal ids of the rows satisfying `basis` and matching
             /// `filter`, in id order, after `after`.
+            #[allow(clippy::too_many_arguments)]
             pub(crate) fn members_page(
                 conn: &mut DbConnection,
                 basis: Condition,
