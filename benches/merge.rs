@@ -82,6 +82,16 @@ async fn main() {
         )
         .await;
     }
+    let metrics_text = || async {
+        client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
     let mut times = Vec::new();
     for person in 0..PEOPLE {
         let started = Instant::now();
@@ -92,14 +102,7 @@ async fn main() {
         .await;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    let metrics = client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text().await;
     assert!(
         metrics.contains(&format!(
             "custodia_identity_links_total{{outcome=\"merged\"}} {PEOPLE}"
@@ -126,14 +129,7 @@ async fn main() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let metrics = client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text().await;
     let metric = |name: &str| -> f64 {
         let prefix = format!("{name}{{job=\"member_consolidation\"}} ");
         metrics
