@@ -31,8 +31,10 @@ impl Drop for BenchApp {
 
 /// Starts the application on SQLite, or on a fresh schema of the PostgreSQL server named by
 /// `CUSTODIA_BENCH_DATABASE_URL`. `CUSTODIA_BENCH_DATA_DIR` keeps the data directory (SQLite
-/// database and master key) there instead of in a temporary directory, so that a benchmark
-/// that generates a large population can run again on it.
+/// database and master key) there instead of in a temporary directory, and
+/// `CUSTODIA_BENCH_SCHEMA` names a PostgreSQL schema that is kept (with the data directory
+/// too: the master key), so that a benchmark that generates a large population can run again
+/// on it.
 pub fn start() -> BenchApp {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = std::env::var_os("CUSTODIA_BENCH_DATA_DIR")
@@ -40,16 +42,23 @@ pub fn start() -> BenchApp {
         .map_or_else(|| dir.path().join("data"), std::path::PathBuf::from);
     let (database_url, schema) = match std::env::var("CUSTODIA_BENCH_DATABASE_URL") {
         Ok(server) if !server.is_empty() => {
-            let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+            // A named schema (`CUSTODIA_BENCH_SCHEMA`) is kept for the next run, as a kept data
+            // directory is on SQLite; otherwise a fresh one, dropped at the end.
+            let kept = std::env::var("CUSTODIA_BENCH_SCHEMA")
+                .ok()
+                .filter(|name| !name.is_empty());
+            let schema = kept
+                .clone()
+                .unwrap_or_else(|| format!("bench_{}", uuid::Uuid::new_v4().simple()));
             let mut conn = diesel::PgConnection::establish(&server).expect("PostgreSQL reachable");
-            conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+            conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .unwrap();
             let separator = if server.contains('?') { '&' } else { '?' };
             (
                 Some(format!(
                     "{server}{separator}options=-csearch_path%3D{schema}"
                 )),
-                Some((server, schema)),
+                kept.is_none().then_some((server, schema)),
             )
         }
         _ => (None, None),
