@@ -479,6 +479,8 @@ const CONSOLIDATION_STEPS: usize = 20;
 /// write transaction) at a time; a member left with nothing is deleted and its key's old copies
 /// leave the database files, as after an erasure.
 async fn consolidate_members(state: web::Data<AppState>) -> Result<Ran, Failure> {
+    let (mut moved, mut finished) = (0, 0);
+    let mut ran = Ran::More;
     for _ in 0..CONSOLIDATION_STEPS {
         let vault = state.services.vault.clone();
         let step = state
@@ -487,14 +489,24 @@ async fn consolidate_members(state: web::Data<AppState>) -> Result<Ran, Failure>
             .run_write(move |conn| crate::subjects::links::consolidate_step(conn, &vault))
             .await?;
         let Some(step) = step else {
-            return Ok(Ran::Done);
+            ran = Ran::Done;
+            break;
         };
+        moved += step.moved;
         if let Some(key) = step.finished {
+            finished += 1;
             crate::subjects::after_erasure(&state.services.db, &state.services.vault, vec![key])
                 .await;
         }
     }
-    Ok(Ran::More)
+    if moved > 0 || finished > 0 {
+        tracing::info!(
+            interactions = moved,
+            members = finished,
+            "merged people's interactions folded into their person"
+        );
+    }
+    Ok(ran)
 }
 
 /// Signs an audit checkpoint when the chain has grown since the last one (any process's).
