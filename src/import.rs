@@ -424,8 +424,12 @@ struct NativeEvidence {
 
 /// Reads a line into a value, saying what is wrong without repeating any of it.
 fn shape<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, String> {
-    serde_json::from_value(value)
-        .map_err(|error| format!("not a {what} line: {}", describe_serde_message(&error.to_string())))
+    serde_json::from_value(value).map_err(|error| {
+        format!(
+            "not a {what} line: {}",
+            describe_serde_message(&error.to_string())
+        )
+    })
 }
 
 struct Importer<'a> {
@@ -465,11 +469,7 @@ impl Importer<'_> {
     /// The items of one NDJSON line.
     fn ndjson_item(&self, text: &str, line: u64) -> Result<Vec<Item>, String> {
         let value: Value = serde_json::from_str(text).map_err(|error| {
-            format!(
-                "not JSON (line {} column {})",
-                error.line(),
-                error.column()
-            )
+            format!("not JSON (line {} column {})", error.line(), error.column())
         })?;
         let Value::Object(mut object) = value else {
             return Err("a line must be a JSON object".into());
@@ -486,8 +486,8 @@ impl Importer<'_> {
             Some(kind @ ("subject" | "interaction" | "consent")) => kind,
             Some(_) => return Err("`kind` must be subject, interaction or consent".into()),
             None if tracking => {
-                let raw = RawValue::from_string(text.to_owned())
-                    .map_err(|_| "not JSON".to_owned())?;
+                let raw =
+                    RawValue::from_string(text.to_owned()).map_err(|_| "not JSON".to_owned())?;
                 return self.tracking_items(&raw, line);
             }
             None if object.contains_key("status") => "consent",
@@ -537,8 +537,8 @@ impl Importer<'_> {
     /// The items of one message of the tracking protocol.
     fn tracking_items(&self, raw: &RawValue, line: u64) -> Result<Vec<Item>, String> {
         let position = Position(Some(usize::try_from(line).unwrap_or(usize::MAX)));
-        let read = read_message(self.policy, None, raw, position, None, self.received_at)
-            .map_err(|rejection| {
+        let read = read_message(self.policy, None, raw, position, None, self.received_at).map_err(
+            |rejection| {
                 // The position is the file's line, which the report names already.
                 let prefix = format!("{position}: ");
                 rejection
@@ -546,7 +546,8 @@ impl Importer<'_> {
                     .strip_prefix(&prefix)
                     .map(str::to_owned)
                     .unwrap_or(rejection.detail)
-            })?;
+            },
+        )?;
         Ok(match read {
             Read::Interaction { interaction, .. } => vec![self.interaction(interaction)?],
             Read::NoPurpose | Read::Ignored => vec![Item::Skip],
@@ -689,7 +690,9 @@ impl Importer<'_> {
                 let notice = match (take("notice_id"), take("notice_version")) {
                     (Some(id), Some(version)) => Some((id, version, take("notice_language"))),
                     (None, None) => None,
-                    _ => return Err("give both `notice_id` and `notice_version`, or neither".into()),
+                    _ => {
+                        return Err("give both `notice_id` and `notice_version`, or neither".into())
+                    }
                 };
                 let raw = RawConsent {
                     id: Some(required(take("id"), "id")?),
@@ -735,11 +738,16 @@ impl Importer<'_> {
         // lines are refused here (interactions, statements and links refuse them themselves).
         if !together.identities.is_empty() {
             let ids: Vec<&SubjectId> = together.identities.iter().map(|(id, _)| id).collect();
-            let suppressed: Vec<SubjectId> = crate::subjects::suppressed_among(conn, self.vault, &ids)
-                .map_err(|source| ImportError::Store { first, last, source })?
-                .into_iter()
-                .cloned()
-                .collect();
+            let suppressed: Vec<SubjectId> =
+                crate::subjects::suppressed_among(conn, self.vault, &ids)
+                    .map_err(|source| ImportError::Store {
+                        first,
+                        last,
+                        source,
+                    })?
+                    .into_iter()
+                    .cloned()
+                    .collect();
             let before = together.identities.len();
             together
                 .identities
@@ -756,12 +764,19 @@ impl Importer<'_> {
             None,
             &self.actor,
         )
-        .map_err(|source| ImportError::Store { first, last, source })?;
+        .map_err(|source| ImportError::Store {
+            first,
+            last,
+            source,
+        })?;
         self.since_checkpoint += written;
         if self.since_checkpoint >= CHECKPOINT_EVERY {
             self.since_checkpoint = 0;
-            crate::store::checkpoint(conn)
-                .map_err(|error| ImportError::Store { first, last, source: error.into() })?;
+            crate::store::checkpoint(conn).map_err(|error| ImportError::Store {
+                first,
+                last,
+                source: error.into(),
+            })?;
         }
         self.summary.subjects += subjects;
         for outcome in stored.outcomes {

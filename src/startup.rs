@@ -283,7 +283,10 @@ fn mount_routes(config: &mut web::ServiceConfig) {
     let mut scopes: BTreeMap<&'static str, Vec<(&'static str, Vec<&'static Endpoint>)>> =
         BTreeMap::new();
     for (path, routes) in routes_by_path() {
-        scopes.entry(scope_of(path)).or_default().push((path, routes));
+        scopes
+            .entry(scope_of(path))
+            .or_default()
+            .push((path, routes));
     }
     for (prefix, resources) in scopes {
         if prefix.is_empty() {
@@ -652,10 +655,16 @@ mod tests {
 
     #[test]
     fn paths_are_scoped_by_their_first_two_fixed_segments() {
-        assert_eq!(scope_of("/v1/subjects/{subject_id}/consents"), "/v1/subjects");
+        assert_eq!(
+            scope_of("/v1/subjects/{subject_id}/consents"),
+            "/v1/subjects"
+        );
         assert_eq!(scope_of("/v1/keys"), "/v1/keys");
         assert_eq!(scope_of("/v1/keys/{id}"), "/v1/keys");
-        assert_eq!(scope_of("/opendsr/v2/requests/{subject_request_id}"), "/opendsr/v2");
+        assert_eq!(
+            scope_of("/opendsr/v2/requests/{subject_request_id}"),
+            "/opendsr/v2"
+        );
         assert_eq!(scope_of("/healthz"), "");
         // Every path of the table is split at a segment boundary: what is mounted inside its
         // scope is the scope's own resource ("") or starts a segment of its own.

@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
     let purpose = policy().purpose("marketing").expect("a sample purpose");
     if let Ok(filter) = Filter::parse(policy(), purpose, &value) {
         let canonical: serde_json::Value = serde_json::from_str(&filter.canonical()).unwrap();
-        assert_eq!(Filter::parse(policy(), purpose, &canonical).ok(), Some(filter));
+        assert_eq!(
+            Filter::parse(policy(), purpose, &canonical).ok(),
+            Some(filter)
+        );
     }
 });

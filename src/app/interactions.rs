@@ -7,13 +7,13 @@ use std::sync::Arc;
 use super::{audit_read, record_refusal, with_categories, Failed, Services};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
+use crate::interactions::Together;
 use crate::interactions::{
     read_for_purpose, Cursor, Draft, Outcome, Page, RawInteraction, ReadError, ACTION_READ,
     ACTION_WRITE,
 };
 use crate::policy::PurposeId;
 use crate::rejection::{Rejection, RejectionKind};
-use crate::interactions::Together;
 use crate::subjects::links::LinkOutcome;
 use crate::subjects::{self, pseudonym_of, SubjectError, SubjectId};
 
@@ -62,8 +62,15 @@ pub(crate) async fn collect(
     gpc: bool,
 ) -> Result<Vec<ItemResult>, Failed<SubjectError>> {
     let checked = check(services, principal, actor, items);
-    let collected =
-        store_checked(services, principal, actor, checked, gpc, Together::default()).await?;
+    let collected = store_checked(
+        services,
+        principal,
+        actor,
+        checked,
+        gpc,
+        Together::default(),
+    )
+    .await?;
     Ok(collected.results)
 }
 
@@ -186,7 +193,9 @@ pub(crate) async fn store_checked(
         .map(|d| d.subject_id().clone())
         .chain(together.identities.iter().map(|(id, _)| id.clone()))
         .collect();
-    ids.sort_unstable_by(|a, b| (a.is_anonymous(), a.as_str()).cmp(&(b.is_anonymous(), b.as_str())));
+    ids.sort_unstable_by(|a, b| {
+        (a.is_anonymous(), a.as_str()).cmp(&(b.is_anonymous(), b.as_str()))
+    });
     ids.dedup();
     let blocked = super::subjects::suppressed(services, ids).await?;
     let mut identities_refused = 0;
@@ -211,7 +220,8 @@ pub(crate) async fn store_checked(
         draft_indexes = kept_indexes;
         together.identities.retain(|(id, _)| {
             if is_blocked(id) {
-                denials.push(Entry::new(actor, subjects::ACTION_WRITE).denied("subject_suppressed"));
+                denials
+                    .push(Entry::new(actor, subjects::ACTION_WRITE).denied("subject_suppressed"));
                 identities_refused += 1;
                 false
             } else {

@@ -2,17 +2,17 @@
 //! read and checked whole, so that one malformed message stores nothing; then they are
 //! collected like any interactions, each judged on its person's standing, refusals audited.
 
+use super::audit_read;
 use super::interactions::{check, store_checked};
 use super::{Failed, Services};
 use crate::audit::Actor;
-use crate::auth::Principal;
-use super::audit_read;
 use crate::audit::Entry;
+use crate::auth::Principal;
 use crate::consent::{self, ConsentJob};
 use crate::interactions::{Outcome, Together};
 use crate::policy::Action;
-use crate::subjects::links::LinkOutcome;
 use crate::rejection::Rejection;
+use crate::subjects::links::LinkOutcome;
 use crate::subjects::SubjectError;
 use crate::tracking::{read_batch, read_message, Call, Position, Read};
 

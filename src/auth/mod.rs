@@ -8,12 +8,12 @@ mod token;
 mod write_keys;
 
 pub use api_key::{prepare_decoy, KeyId, KeyName, PresentedApiKey};
+#[cfg(feature = "test-support")]
+pub use keys::KEY_STATUS_TTL;
 pub use keys::{
     active_key_role, check_candidate, create_key, find_candidate, list_keys, revoke_key,
     CreatedKey, KeyError, KeyInfo, KeyStatusCache, ACTION_LIST, ACTION_ROTATE_MASTER,
 };
-#[cfg(feature = "test-support")]
-pub use keys::KEY_STATUS_TTL;
 pub use pool::{key_check_threads, KeyCheckPool, KEY_CHECKS_QUEUED};
 pub use token::{IssuedToken, TokenError, TokenService};
 pub use write_keys::WriteKeys;

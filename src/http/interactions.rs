@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use super::audit_trail;
 use super::consents::has_gpc;
-use crate::rejection::describe_serde_message;
 use super::{ApiError, AppState};
 use crate::app::interactions as app;
 use crate::audit::Actor;
@@ -17,6 +16,7 @@ use crate::auth::Principal;
 use crate::interactions::{
     parse_purpose, Cursor, Outcome, PurposeRejection, RawInteraction, DEFAULT_PAGE, MAX_BATCH,
 };
+use crate::rejection::describe_serde_message;
 use crate::rejection::Rejection;
 use crate::subjects::SubjectId;
 

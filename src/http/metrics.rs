@@ -102,7 +102,9 @@ impl Metrics {
     /// suppression).
     pub(crate) fn linked(&self, outcome: &str, count: usize) {
         if count > 0 {
-            self.links.with_label_values(&[outcome]).inc_by(count as u64);
+            self.links
+                .with_label_values(&[outcome])
+                .inc_by(count as u64);
         }
     }
 

@@ -178,7 +178,9 @@ impl ApiError {
     /// Maps a rejected query string to a 400.
     pub(crate) fn from_query(error: &QueryPayloadError) -> ApiError {
         let detail = match error {
-            QueryPayloadError::Deserialize(error) => crate::rejection::describe_serde_message(&error.to_string()),
+            QueryPayloadError::Deserialize(error) => {
+                crate::rejection::describe_serde_message(&error.to_string())
+            }
             _ => "the query string could not be read".to_owned(),
         };
         Self::bad_request("invalid_query", format!("invalid query string: {detail}"))
@@ -384,4 +386,3 @@ pub(crate) fn problem_response(
     response.extensions_mut().insert(ProblemCode(code));
     response
 }
-

@@ -90,8 +90,7 @@ async fn receive(
     };
     let body = read_body(&request, payload, limit).await?;
     let gpc = has_gpc(request.headers());
-    let tracked = match app::collect(&state.services, &principal, &actor, call, &body, gpc).await
-    {
+    let tracked = match app::collect(&state.services, &principal, &actor, call, &body, gpc).await {
         Ok(tracked) => tracked,
         Err(TrackingError::Malformed(rejection)) => return Err(rejection.into()),
         Err(TrackingError::Failed(failed)) => {
@@ -155,9 +154,27 @@ macro_rules! single_call {
     };
 }
 
-single_call!(track, Call::Track, "/v1/track", "tracking_track", "An event (`track`).");
-single_call!(page, Call::Page, "/v1/page", "tracking_page", "A page view (`page`).");
-single_call!(screen, Call::Screen, "/v1/screen", "tracking_screen", "A screen view (`screen`).");
+single_call!(
+    track,
+    Call::Track,
+    "/v1/track",
+    "tracking_track",
+    "An event (`track`)."
+);
+single_call!(
+    page,
+    Call::Page,
+    "/v1/page",
+    "tracking_page",
+    "A page view (`page`)."
+);
+single_call!(
+    screen,
+    Call::Screen,
+    "/v1/screen",
+    "tracking_screen",
+    "A screen view (`screen`)."
+);
 single_call!(
     identify,
     Call::Identify,

@@ -32,7 +32,8 @@ use crate::store::DbConnection;
 use crate::store::{insert_transaction, write_transaction};
 use crate::subjects::sealed::{open, read_map, seal, write_map};
 use crate::subjects::{
-    self, declared_field, FieldValue, Owners, PlannedSubjects, SubjectError, SubjectHandle, SubjectId,
+    self, declared_field, FieldValue, Owners, PlannedSubjects, SubjectError, SubjectHandle,
+    SubjectId,
 };
 use crate::vault::Vault;
 
@@ -871,13 +872,8 @@ pub(crate) fn read_for_purpose(
     // The person's interactions and those of the people merged into them (each sealed under
     // its own key).
     let owners = subjects::Owners::load(conn, vault, subject)?;
-    let rows = interaction_store::page_for_subject(
-        conn,
-        &owners.pks(),
-        &rule,
-        after.as_ref(),
-        limit + 1,
-    )?;
+    let rows =
+        interaction_store::page_for_subject(conn, &owners.pks(), &rule, after.as_ref(), limit + 1)?;
     let page = crate::page::Page::from_rows(rows, limit, |row| {
         Cursor::position_text(&PagePosition {
             occurred_at: row.occurred_at,

@@ -94,7 +94,15 @@ impl IngestQueue {
         self.storage
             .db
             .run_write(move |conn| {
-                store_together(conn, &vault, &policy, &drafts, together, gpc.as_ref(), &actor)
+                store_together(
+                    conn,
+                    &vault,
+                    &policy,
+                    &drafts,
+                    together,
+                    gpc.as_ref(),
+                    &actor,
+                )
             })
             .await
     }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Action, CategoryId, Field, FieldName, LegalBasis, Notice, Policy, Purpose, PurposeId, Role,
-    MergeConsent, RoleId, SegmentLimits, Tracking, TrackingNotice, SEGMENT_CONSENT_EVENT,
+    Action, CategoryId, Field, FieldName, LegalBasis, MergeConsent, Notice, Policy, Purpose,
+    PurposeId, Role, RoleId, SegmentLimits, Tracking, TrackingNotice, SEGMENT_CONSENT_EVENT,
 };
 
 /// The segment size used when no `[segments]` table sets one.
@@ -858,7 +858,10 @@ fn check_tracking(
                     }
                     _ => checker.error(
                         &at(*file, id),
-                        format!("{what} names `{}`, which is not a declared purpose", id.get_ref()),
+                        format!(
+                            "{what} names `{}`, which is not a declared purpose",
+                            id.get_ref()
+                        ),
                     ),
                 }
             }
@@ -867,8 +870,8 @@ fn check_tracking(
         let raw = table.get_ref();
         let default_purposes = known(checker, "tracking.default_purposes", &raw.default_purposes);
         let named = |checker: &mut Checker<'_>,
-                         what: &str,
-                         entries: &BTreeMap<String, Vec<Spanned<String>>>| {
+                     what: &str,
+                     entries: &BTreeMap<String, Vec<Spanned<String>>>| {
             let mut map = BTreeMap::new();
             for (name, ids) in entries {
                 if name.trim().is_empty()
@@ -883,7 +886,10 @@ fn check_tracking(
                     );
                     continue;
                 }
-                map.insert(name.clone(), known(checker, &format!("tracking.{what}.{name}"), ids));
+                map.insert(
+                    name.clone(),
+                    known(checker, &format!("tracking.{what}.{name}"), ids),
+                );
             }
             map
         };

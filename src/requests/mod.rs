@@ -191,7 +191,9 @@ impl Identity {
     /// apart, not enough to name the person (`c…2`, `j…@e….com`, `5e88…`).
     pub(crate) fn masked(&self) -> Value {
         match self {
-            Identity::SubjectId(id) => json!({Identity::SubjectId(id.clone()).kind(): mask(id.as_str())}),
+            Identity::SubjectId(id) => {
+                json!({Identity::SubjectId(id.clone()).kind(): mask(id.as_str())})
+            }
             Identity::Email(email) => {
                 let (local, domain) = email.as_str().rsplit_once('@').unwrap_or(("", ""));
                 let domain = match domain.rsplit_once('.') {

@@ -17,8 +17,8 @@
 
 use std::marker::PhantomData;
 
-use diesel::pg::Pg;
 use diesel::backend::Backend;
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Array, BigInt, Binary, HasSqlType, Integer, Nullable, Text, Timestamp};
@@ -64,7 +64,11 @@ pub(crate) fn unnest_insert_text(table: &str, columns: &[(&str, &str)]) -> Vec<S
         names.join(", ")
     )];
     for (index, (_, element)) in columns.iter().enumerate() {
-        let after = if index + 1 == columns.len() { ")" } else { ", " };
+        let after = if index + 1 == columns.len() {
+            ")"
+        } else {
+            ", "
+        };
         text.push(format!("::{element}[]{after}"));
     }
     text
@@ -260,7 +264,10 @@ mod tests {
             ],
         };
         assert_eq!(
-            diesel::debug_query::<Pg, _>(&query).to_string().split(" -- ").next(),
+            diesel::debug_query::<Pg, _>(&query)
+                .to_string()
+                .split(" -- ")
+                .next(),
             Some("INSERT INTO t (a, b) SELECT * FROM unnest($1::text[], $2::bytea[])")
         );
         assert!(
@@ -288,7 +295,10 @@ mod tests {
                  occurred_at, interaction_type, channel) VALUES (?, ?, ?, ?, ?, ?)"
             )
         );
-        assert!(text.contains("\"marketing\""), "the row's values are bound: {text}");
+        assert!(
+            text.contains("\"marketing\""),
+            "the row's values are bound: {text}"
+        );
         let text = diesel::debug_query::<Pg, _>(&query).to_string();
         assert!(
             text.starts_with(
@@ -298,7 +308,9 @@ mod tests {
             "{text}"
         );
         // Found in diesel's statement cache by type, not by building its text again.
-        assert!(RowInsert::<crate::store::interactions::InteractionPurposeRow>::query_id().is_some());
+        assert!(
+            RowInsert::<crate::store::interactions::InteractionPurposeRow>::query_id().is_some()
+        );
         assert_ne!(
             RowInsert::<crate::store::interactions::InteractionPurposeRow>::query_id(),
             RowInsert::<crate::store::interactions::InteractionRow>::query_id()

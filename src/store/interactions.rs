@@ -113,7 +113,9 @@ pub(crate) fn existing_by_client_index(
                 );
                 let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
                 for (subject_pk, client_index) in chunk {
-                    query = query.bind::<Text, _>(*subject_pk).bind::<Text, _>(*client_index);
+                    query = query
+                        .bind::<Text, _>(*subject_pk)
+                        .bind::<Text, _>(*client_index);
                 }
                 found.extend(query.load(sqlite)?);
             }

@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 
 use super::schema::{
-    consent_current, interaction_purposes, interactions, objections, restrictions,
-    subject_members, subjects,
+    consent_current, interaction_purposes, interactions, objections, restrictions, subject_members,
+    subjects,
 };
 use super::DbConnection;
 use crate::policy::PopulationRule;

@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use super::consents::{ConsentRow, CurrentRow};
 use super::interactions::InteractionRow;
 use super::schema::{
-    consent_current, consent_records, interaction_purposes, interactions, objections,
-    restrictions, subject_aliases, subject_identifiers, subject_members, subject_traits,
+    consent_current, consent_records, interaction_purposes, interactions, objections, restrictions,
+    subject_aliases, subject_identifiers, subject_members, subject_traits,
 };
 use super::{DbConnection, StoreError};
 
@@ -150,7 +150,9 @@ pub(crate) fn delete_member(conn: &mut DbConnection, member_pk: &str) -> Result<
 }
 
 /// The oldest membership: `(member, person)`, the next to consolidate.
-pub(crate) fn oldest_member(conn: &mut DbConnection) -> Result<Option<(String, String)>, StoreError> {
+pub(crate) fn oldest_member(
+    conn: &mut DbConnection,
+) -> Result<Option<(String, String)>, StoreError> {
     Ok(subject_members::table
         .order((subject_members::merged_at, subject_members::member_pk))
         .select((subject_members::member_pk, subject_members::person_pk))
@@ -264,7 +266,10 @@ pub(crate) fn statements_of(
 }
 
 /// Gives statements to another person (re-sealed and renumbered by the caller).
-pub(crate) fn move_statements(conn: &mut DbConnection, rows: &[ConsentRow]) -> Result<(), StoreError> {
+pub(crate) fn move_statements(
+    conn: &mut DbConnection,
+    rows: &[ConsentRow],
+) -> Result<(), StoreError> {
     for row in rows {
         diesel::update(consent_records::table.find(&row.id))
             .set((
@@ -296,7 +301,11 @@ pub(crate) fn replace_current(
 
 /// Gives a person's objections and restriction to another who lacks them (what either stood
 /// for stands for the merged person); drops the rest.
-pub(crate) fn move_standing(conn: &mut DbConnection, from_pk: &str, to_pk: &str) -> Result<(), StoreError> {
+pub(crate) fn move_standing(
+    conn: &mut DbConnection,
+    from_pk: &str,
+    to_pk: &str,
+) -> Result<(), StoreError> {
     let held: Vec<String> = objections::table
         .filter(objections::subject_pk.eq(to_pk))
         .select(objections::purpose)
@@ -325,7 +334,11 @@ pub(crate) fn move_standing(conn: &mut DbConnection, from_pk: &str, to_pk: &str)
 /// Gives a person's identifier indexes and segmentable traits to another, for the kinds and
 /// names the other has none of (the surviving person's own win); drops the rest, the
 /// `anonymous_id` marker with them.
-pub(crate) fn move_profile(conn: &mut DbConnection, from_pk: &str, to_pk: &str) -> Result<(), StoreError> {
+pub(crate) fn move_profile(
+    conn: &mut DbConnection,
+    from_pk: &str,
+    to_pk: &str,
+) -> Result<(), StoreError> {
     let kinds: Vec<String> = subject_identifiers::table
         .filter(subject_identifiers::subject_pk.eq(to_pk))
         .select(subject_identifiers::kind)

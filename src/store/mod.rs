@@ -118,7 +118,8 @@ pub(crate) fn atomically_on_sqlite(
     rows: impl FnOnce(&mut diesel::SqliteConnection) -> QueryResult<()>,
 ) -> QueryResult<()> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let depth = AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?;
+    let depth =
+        AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?;
     if depth.is_some() {
         rows(sqlite)
     } else {
@@ -623,7 +624,9 @@ fn lock_all(ids: Vec<i64>) -> bulk::ArrayStatement<'static> {
             "SELECT count(pg_advisory_xact_lock(id)) FROM (SELECT unnest(",
             "::bigint[]) AS id ORDER BY 1) AS ordered",
         ],
-        arrays: vec![Box::new(bulk::Column::<diesel::sql_types::BigInt, _>::new(ids))],
+        arrays: vec![Box::new(bulk::Column::<diesel::sql_types::BigInt, _>::new(
+            ids,
+        ))],
     }
 }
 

@@ -95,8 +95,9 @@ macro_rules! population {
                         macro_rules! own_only {
                             ($query:expr) => {
                                 if leaf.at_least <= 1 {
-                                    Box::new($id.eq_any($query.select(interaction_purposes::subject_pk)))
-                                        as Condition
+                                    Box::new(
+                                        $id.eq_any($query.select(interaction_purposes::subject_pk)),
+                                    ) as Condition
                                 } else if leaf.tags.len() > 1 {
                                     // One interaction may hold several of the tags: count
                                     // interactions, not rows.
@@ -145,9 +146,11 @@ macro_rules! population {
                                 if !merged {
                                     own
                                 } else if leaf.at_least <= 1 {
-                                    Box::new(own.or(
-                                        $id.eq_any($merged.select(subject_members::person_pk)),
-                                    )) as Condition
+                                    Box::new(
+                                        own.or(
+                                            $id.eq_any($merged.select(subject_members::person_pk))
+                                        ),
+                                    ) as Condition
                                 } else {
                                     Box::new(own.or($id.eq_any(merged_at_least!($merged))))
                                         as Condition
@@ -157,8 +160,11 @@ macro_rules! population {
                         match (condition.kind.clone(), condition.channel.clone()) {
                             (None, None) => leaf!(usable, through_members),
                             (Some(kind), None) => leaf!(
-                                usable.filter(interaction_purposes::interaction_type.eq(kind.clone())),
-                                through_members.filter(interaction_purposes::interaction_type.eq(kind))
+                                usable.filter(
+                                    interaction_purposes::interaction_type.eq(kind.clone())
+                                ),
+                                through_members
+                                    .filter(interaction_purposes::interaction_type.eq(kind))
                             ),
                             (None, Some(channel)) => leaf!(
                                 usable.filter(interaction_purposes::channel.eq(channel.clone())),
@@ -274,8 +280,10 @@ fn population_query<T>(
     // Whether anybody was merged into somebody, read in the query's own snapshot: with nobody
     // merged the statement has no member side (the plan of a database without merges).
     let merged = |conn: &mut DbConnection| -> Result<bool, StoreError> {
-        Ok(diesel::select(diesel::dsl::exists(subject_members::table.select(subject_members::member_pk)))
-            .get_result(conn)?)
+        Ok(diesel::select(diesel::dsl::exists(
+            subject_members::table.select(subject_members::member_pk),
+        ))
+        .get_result(conn)?)
     };
     if !matches!(conn, DbConnection::Postgresql(_)) {
         return conn.transaction(|conn| {

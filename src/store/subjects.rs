@@ -3,7 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{subject_aliases, subject_identifiers, subject_members, subject_traits, subjects};
+use super::schema::{
+    subject_aliases, subject_identifiers, subject_members, subject_traits, subjects,
+};
 use super::{DbConnection, StoreError};
 
 /// A stored subject.

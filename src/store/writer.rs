@@ -227,7 +227,8 @@ fn writer_loop(manager: &ConnectionManager, receiver: &Receiver<Box<dyn WriteJob
             })
         } else {
             // The lone job failed; its result is already an error, which is what it gets.
-            AnsiTransactionManager::rollback_transaction(sqlite).map_err(|error| GroupFailed::of(&error))
+            AnsiTransactionManager::rollback_transaction(sqlite)
+                .map_err(|error| GroupFailed::of(&error))
         };
         if committed.is_err() {
             connection = None;

@@ -321,7 +321,14 @@ pub fn preview(
     let key = vault.data_key_for(conn, &row.id)?;
     let pseudonym = key.pseudonym().to_owned();
     let now = Utc::now().naive_utc();
-    let owners = Owners::load(conn, vault, SubjectHandle { pk: row.id.clone(), key })?;
+    let owners = Owners::load(
+        conn,
+        vault,
+        SubjectHandle {
+            pk: row.id.clone(),
+            key,
+        },
+    )?;
     let kept = holds::preview(conn, policy, &owners.pks(), now)?;
     let counts = erasure_store::preview(conn, &owners.pks(), &row.subject_index)?;
     Ok(Some((

@@ -18,8 +18,8 @@ use chrono::{NaiveDateTime, Utc};
 
 use super::sealed::{open, read_map, seal, write_map, SUBJECT_RECORD};
 use super::{
-    find_or_create, id_marker, seal_subject_id,
-    subject_index, SubjectError, SubjectHandle, SubjectId,
+    find_or_create, id_marker, seal_subject_id, subject_index, SubjectError, SubjectHandle,
+    SubjectId,
 };
 use crate::audit::{Actor, Entry};
 use crate::crypto::{DataKey, DecryptError, FieldContext, IdentifierKind};
@@ -121,7 +121,7 @@ pub(crate) fn link(
             return Ok(LinkResult {
                 linked: LinkOutcome::AlreadyLinked,
                 entries: Vec::new(),
-                });
+            });
         }
         // Claimed by someone else: one anonymous id (a shared device, a reused cookie) must
         // not fold two known people into one.
@@ -162,7 +162,12 @@ pub(crate) fn link(
             let marker = id_marker(vault, &person.pk, user);
             let anonymous_marker = IdentifierKind::AnonymousId.stored_name();
             subject_store::set_identifier(conn, &person.pk, anonymous_marker, None)?;
-            subject_store::set_identifier(conn, &person.pk, &marker.kind, Some(&marker.blind_index))?;
+            subject_store::set_identifier(
+                conn,
+                &person.pk,
+                &marker.kind,
+                Some(&marker.blind_index),
+            )?;
             let entry = Entry::new(actor, ACTION_LINK).subject(&person.key);
             (person, 0, entry)
         }
@@ -210,9 +215,10 @@ fn alias_context<'a>(pk: &'a str, alias_index: &'a str) -> FieldContext<'a> {
 }
 
 fn seal_alias(person: &SubjectHandle, alias_index: &str, anonymous: &SubjectId) -> Vec<u8> {
-    person
-        .key
-        .encrypt(&alias_context(&person.pk, alias_index), anonymous.as_str().as_bytes())
+    person.key.encrypt(
+        &alias_context(&person.pk, alias_index),
+        anonymous.as_str().as_bytes(),
+    )
 }
 
 fn handle(conn: &mut DbConnection, vault: &Vault, pk: &str) -> Result<SubjectHandle, SubjectError> {
@@ -300,7 +306,9 @@ fn merge(
     let mut statements = link_store::statements_of(conn, &from.pk)?;
     let mut renumbered = BTreeMap::new();
     for (offset, row) in statements.iter_mut().enumerate() {
-        let evidence = reseal_map(from, into, &row.id, &row.evidence_ct, |name| name.to_owned())?;
+        let evidence = reseal_map(from, into, &row.id, &row.evidence_ct, |name| {
+            name.to_owned()
+        })?;
         row.evidence_ct = write_map(&evidence);
         row.subject_pk = into.pk.clone();
         row.sequence = next + i64::try_from(offset).unwrap_or(i64::MAX);
@@ -510,7 +518,13 @@ fn merged_current(rule: MergeConsent, into_pk: &str, rows: Vec<CurrentRow>) -> V
 mod tests {
     use super::*;
 
-    fn current(pk: &str, purpose: &str, status: &str, since_secs: i64, sequence: i64) -> CurrentRow {
+    fn current(
+        pk: &str,
+        purpose: &str,
+        status: &str,
+        since_secs: i64,
+        sequence: i64,
+    ) -> CurrentRow {
         CurrentRow {
             subject_pk: pk.into(),
             purpose: purpose.into(),

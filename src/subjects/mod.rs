@@ -3,8 +3,8 @@
 //! encrypted unless the policy declares them segmentable.
 
 mod erase;
-pub mod links;
 pub mod holds;
+pub mod links;
 pub mod sealed;
 mod values;
 
@@ -197,9 +197,16 @@ pub fn subject_index(vault: &Vault, subject_id: &SubjectId) -> String {
 /// The identifier row that marks a subject by its kind of id: a user id's SHA-256 index (what
 /// OpenDSR controllers may name them by), or, for a person known only by an anonymous id, the
 /// `anonymous_id` marker (no SHA-256 index: controllers name people by their user id).
-pub(crate) fn id_marker(vault: &Vault, pk: &str, subject_id: &SubjectId) -> subject_store::IdentifierRow {
+pub(crate) fn id_marker(
+    vault: &Vault,
+    pk: &str,
+    subject_id: &SubjectId,
+) -> subject_store::IdentifierRow {
     let (kind, blind_index) = if subject_id.is_anonymous() {
-        (IdentifierKind::AnonymousId, subject_index(vault, subject_id))
+        (
+            IdentifierKind::AnonymousId,
+            subject_index(vault, subject_id),
+        )
     } else {
         (
             IdentifierKind::SubjectIdSha256,
@@ -285,7 +292,10 @@ impl Owners {
 
     /// The internal ids rows may be stored under: the person's and each member's.
     pub fn pks(&self) -> Vec<&str> {
-        self.handles.iter().map(|handle| handle.pk.as_str()).collect()
+        self.handles
+            .iter()
+            .map(|handle| handle.pk.as_str())
+            .collect()
     }
 
     /// The handle a row stored under `owner_pk` is sealed with; a row of anyone else cannot be

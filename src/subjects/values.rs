@@ -69,10 +69,12 @@ impl SubjectId {
     /// The id a sealed form holds (see [`SubjectId::sealed_form`]).
     pub(crate) fn from_sealed_form(bytes: &[u8]) -> Result<SubjectId, String> {
         match bytes.strip_prefix(ANONYMOUS_PREFIX) {
-            Some(rest) => SubjectId::anonymous(
-                std::str::from_utf8(rest).map_err(|_| "not UTF-8".to_owned())?,
-            ),
-            None => SubjectId::parse(std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?),
+            Some(rest) => {
+                SubjectId::anonymous(std::str::from_utf8(rest).map_err(|_| "not UTF-8".to_owned())?)
+            }
+            None => {
+                SubjectId::parse(std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?)
+            }
         }
     }
 }
@@ -81,7 +83,9 @@ const ANONYMOUS_PREFIX: &[u8] = b"\0anonymous:";
 
 fn check_id(raw: &str, what: &str) -> Result<(), String> {
     if raw.is_empty() || raw.len() > MAX_SUBJECT_ID_LEN {
-        return Err(format!("{what} must be 1 to {MAX_SUBJECT_ID_LEN} bytes long"));
+        return Err(format!(
+            "{what} must be 1 to {MAX_SUBJECT_ID_LEN} bytes long"
+        ));
     }
     if raw.chars().any(char::is_control) || raw.trim() != raw {
         return Err(format!(

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::interactions::RawInteraction;
 use crate::consent::{ConsentDraft, RawConsent};
+use crate::interactions::RawInteraction;
 use crate::policy::{LegalBasis, Policy, PurposeId, Tracking};
 use crate::rejection::Rejection;
 use crate::subjects::{SubjectChanges, SubjectId};
@@ -254,9 +254,8 @@ pub(crate) fn read_message(
     if call == Call::Identify {
         let traits = object(wire.traits.take(), "traits")
             .map_err(|detail| invalid("invalid_message", detail))?;
-        let (changes, dropped) = identified(policy, traits).map_err(|rejection| {
-            invalid(rejection.code, rejection.detail)
-        })?;
+        let (changes, dropped) = identified(policy, traits)
+            .map_err(|rejection| invalid(rejection.code, rejection.detail))?;
         return Ok(Read::Identify {
             subject_id,
             changes,
@@ -461,10 +460,13 @@ fn consent_statements(
             "a consent event must allow or deny at least one consent category the policy maps to a consent-based purpose ([tracking.consent_categories])",
         ));
     }
-    let notice = tracking
-        .consent_notice
-        .as_ref()
-        .map(|notice| (notice.id.clone(), notice.version.clone(), notice.language.clone()));
+    let notice = tracking.consent_notice.as_ref().map(|notice| {
+        (
+            notice.id.clone(),
+            notice.version.clone(),
+            notice.language.clone(),
+        )
+    });
     if !granted.is_empty() && notice.is_none() {
         return Err(Rejection::bad_request(
             "consent_notice_not_configured",
@@ -672,7 +674,8 @@ mod tests {
         .unwrap();
         let at = occurred_at(&wire, None, received).unwrap();
         assert_eq!(at, "2026-12-06T12:00:05Z".parse::<DateTime<Utc>>().unwrap());
-        let explicit: Wire = serde_json::from_str(r#"{"timestamp": "2026-12-01T08:00:00+01:00"}"#).unwrap();
+        let explicit: Wire =
+            serde_json::from_str(r#"{"timestamp": "2026-12-01T08:00:00+01:00"}"#).unwrap();
         assert_eq!(
             occurred_at(&explicit, None, received).unwrap(),
             "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap()

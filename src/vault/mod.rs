@@ -16,8 +16,7 @@ use chrono::{NaiveDateTime, Utc};
 
 pub use cache::DataKeyCache;
 pub use epochs::{
-    audit_epoch_report, maintain_epochs, EpochSchedule, DEFAULT_BACKUP_RETENTION,
-    DEFAULT_KEY_EPOCH,
+    audit_epoch_report, maintain_epochs, EpochSchedule, DEFAULT_BACKUP_RETENTION, DEFAULT_KEY_EPOCH,
 };
 #[cfg(feature = "test-support")]
 pub use epochs::{EpochReport, RETIREMENT_ALLOWANCE};
