@@ -1057,3 +1057,75 @@ async fn an_erasure_racing_the_consolidation_of_its_members_leaves_nothing_behin
         assert_eq!(count_rows(&app, table).await, 0, "{table}");
     }
 }
+
+#[tokio::test]
+async fn reads_during_a_consolidation_always_see_the_whole_person() {
+    let policies = policy_with_extra_roles(
+        "[[role]]\nid = \"analyst\"\nactions = [\"interactions.read\"]\npurposes = [\"analytics\"]\n",
+    );
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let analyst = app.token_for("analyst").await;
+    // A customer with two merged visitors of 1,000 pages each (two steps each to fold in).
+    batch(
+        &app,
+        &write_key,
+        vec![page("own", ("userId", "user-reads"), "/", false)],
+    )
+    .await;
+    for n in 0..2 {
+        let anonymous = format!("anon-reads-{n}");
+        for chunk in 0..2 {
+            let pages = (0..500)
+                .map(|i| {
+                    page(
+                        &format!("p-{n}-{chunk}-{i}"),
+                        ("anonymousId", &anonymous),
+                        "/",
+                        false,
+                    )
+                })
+                .collect();
+            batch(&app, &write_key, pages).await;
+        }
+        batch(
+            &app,
+            &write_key,
+            vec![identify(
+                &format!("i-{n}"),
+                "user-reads",
+                &anonymous,
+                json!({}),
+            )],
+        )
+        .await;
+    }
+    assert_eq!(count_rows(&app, "subject_members").await, 2);
+
+    let reads = async {
+        let mut seen = Vec::new();
+        for _ in 0..30 {
+            let read = app
+                .get(
+                    "/v1/subjects/user-reads/interactions?purpose=analytics&limit=100",
+                    Some(&analyst),
+                )
+                .await;
+            assert_eq!(read.status(), StatusCode::OK);
+            let read: Value = read.json().await.unwrap();
+            seen.push(read["interactions"].as_array().unwrap().len());
+            let preview: Value = app
+                .get_json("/v1/subjects/user-reads/erasure-preview", Some(&compliance))
+                .await;
+            assert_eq!(preview["interactions"], 2_001, "{preview}");
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(app.run_job("member_consolidation"), reads);
+    assert!(seen.iter().all(|n| *n == 100), "{seen:?}");
+    assert_eq!(count_rows(&app, "subject_members").await, 0);
+    let bundle = export(&app, &compliance, "user-reads").await;
+    assert_eq!(bundle["interactions"].as_array().unwrap().len(), 2_001);
+}
