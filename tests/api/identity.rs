@@ -90,6 +90,17 @@ async fn current_marketing(app: &TestApp, token: &str, subject: &str) -> String 
     marketing["status"].as_str().unwrap().to_owned()
 }
 
+/// An application whose policy adds a role `id` with these `actions` for `analytics`; the
+/// policy directory comes with it (it must live as long as the application).
+async fn with_analytics_role(id: &str, actions: &str) -> (TestApp, tempfile::TempDir) {
+    let policies = policy_with_extra_roles(&format!(
+        "[[role]]\nid = \"{id}\"\nactions = {actions}\npurposes = [\"analytics\"]\n"
+    ));
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    (app, policies)
+}
+
 async fn export(app: &TestApp, token: &str, subject: &str) -> Value {
     let response = app
         .get(&format!("/v1/subjects/{subject}/export"), Some(token))
@@ -623,11 +634,7 @@ async fn a_consent_event_is_held_to_the_roles_purposes_and_a_grant_needs_the_ban
 
 #[tokio::test]
 async fn a_refusal_about_an_anonymous_visitor_names_them_not_a_user_with_the_same_id() {
-    let policies = policy_with_extra_roles(
-        "[[role]]\nid = \"web_tag\"\nactions = [\"interactions.write\"]\npurposes = [\"analytics\"]\n",
-    );
-    let path = policies.path().to_owned();
-    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let (app, _policies) = with_analytics_role("web_tag", r#"["interactions.write"]"#).await;
     let write_key = app.create_api_key("web_tag").await;
     let compliance = app.token_for("compliance").await;
     // A user and an anonymous visitor whose ids are the same string: two people.
@@ -715,11 +722,8 @@ async fn preview_size(app: &TestApp, role: &str, purpose: &str, filter: Value) -
 
 #[tokio::test]
 async fn a_merged_visitor_keeps_their_rows_and_every_reader_sees_one_person() {
-    let policies = policy_with_extra_roles(
-        "[[role]]\nid = \"analyst\"\nactions = [\"segments.query\", \"interactions.read\"]\npurposes = [\"analytics\"]\n",
-    );
-    let path = policies.path().to_owned();
-    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let (app, _policies) =
+        with_analytics_role("analyst", r#"["segments.query", "interactions.read"]"#).await;
     let write_key = app.create_api_key("collector").await;
     let compliance = app.token_for("compliance").await;
     // Ten visitors who grant advertising and view two pages, and ten customers (one page each,
@@ -911,11 +915,7 @@ async fn the_sha256_index_backfill_finds_nothing_to_do_for_visitors_and_merged_p
 
 #[tokio::test]
 async fn the_consolidation_job_folds_merged_visitors_into_their_person_and_destroys_their_keys() {
-    let policies = policy_with_extra_roles(
-        "[[role]]\nid = \"analyst\"\nactions = [\"segments.query\"]\npurposes = [\"analytics\"]\n",
-    );
-    let path = policies.path().to_owned();
-    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let (app, _policies) = with_analytics_role("analyst", r#"["segments.query"]"#).await;
     let write_key = app.create_api_key("collector").await;
     let compliance = app.token_for("compliance").await;
     for n in 0..10 {
@@ -1060,11 +1060,7 @@ async fn an_erasure_racing_the_consolidation_of_its_members_leaves_nothing_behin
 
 #[tokio::test]
 async fn reads_during_a_consolidation_always_see_the_whole_person() {
-    let policies = policy_with_extra_roles(
-        "[[role]]\nid = \"analyst\"\nactions = [\"interactions.read\"]\npurposes = [\"analytics\"]\n",
-    );
-    let path = policies.path().to_owned();
-    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let (app, _policies) = with_analytics_role("analyst", r#"["interactions.read"]"#).await;
     let write_key = app.create_api_key("collector").await;
     let compliance = app.token_for("compliance").await;
     let analyst = app.token_for("analyst").await;
