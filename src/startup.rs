@@ -472,7 +472,7 @@ fn start_hashed_index_backfill(state: &web::Data<AppState>) {
 }
 
 /// How often the people merged into others are looked for, to fold their interactions into
-/// the person (a merge also wakes the job).
+/// the person.
 const CONSOLIDATION_TICK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Steps a turn of consolidation takes before letting other jobs run (500 interactions each).
@@ -482,34 +482,44 @@ const CONSOLIDATION_STEPS: usize = 20;
 /// write transaction) at a time; a member left with nothing is deleted and its key's old copies
 /// leave the database files, as after an erasure.
 async fn consolidate_members(state: web::Data<AppState>) -> Result<Ran, Failure> {
-    let (mut moved, mut finished) = (0, 0);
-    let mut ran = Ran::More;
+    let mut moved = 0;
+    let mut erased = Vec::new();
+    let mut ran = Ok(Ran::More);
     for _ in 0..CONSOLIDATION_STEPS {
         let vault = state.services.vault.clone();
         let step = state
             .services
             .db
             .run_write(move |conn| crate::subjects::links::consolidate_step(conn, &vault))
-            .await?;
-        let Some(step) = step else {
-            ran = Ran::Done;
-            break;
-        };
-        moved += step.moved;
-        if let Some(key) = step.finished {
-            finished += 1;
-            crate::subjects::after_erasure(&state.services.db, &state.services.vault, vec![key])
-                .await;
+            .await;
+        match step {
+            Ok(Some(step)) => {
+                moved += step.moved;
+                erased.extend(step.finished);
+            }
+            Ok(None) => {
+                ran = Ok(Ran::Done);
+                break;
+            }
+            Err(error) => {
+                ran = Err(error.into());
+                break;
+            }
         }
     }
-    if moved > 0 || finished > 0 {
+    if moved > 0 || !erased.is_empty() {
         tracing::info!(
             interactions = moved,
-            members = finished,
+            members = erased.len(),
             "merged people's interactions folded into their person"
         );
     }
-    Ok(ran)
+    // The destroyed keys of the whole turn leave the database files in one pass (also when a
+    // later step failed: their rows are gone already).
+    if !erased.is_empty() {
+        crate::subjects::after_erasure(&state.services.db, &state.services.vault, erased).await;
+    }
+    ran
 }
 
 /// Signs an audit checkpoint when the chain has grown since the last one (any process's).
@@ -666,9 +676,9 @@ mod tests {
             "/opendsr/v2"
         );
         assert_eq!(scope_of("/healthz"), "");
-        // Every path of the table is split at a segment boundary: what is mounted inside its
-        // scope is the scope's own resource ("") or starts a segment of its own.
-        // A scope's prefix is fixed text (actix matches it without a regular expression).
+        // For every path of the table: its scope's prefix is fixed text (actix matches it
+        // without a regular expression), and the path is split at a segment boundary (what is
+        // mounted inside the scope is the scope's own resource, "", or starts a segment).
         for (path, _) in routes_by_path() {
             let scope = scope_of(path);
             assert!(!scope.contains('{'), "{path}");

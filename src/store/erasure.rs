@@ -174,15 +174,17 @@ pub(crate) fn delete_subject(
     })
 }
 
-/// Deletes a person merged into the one being erased (`subject_members`): the membership, then
-/// the member's key and rows as [`delete_subject`] does. Call inside the person's erasure.
+/// Deletes a person merged into another (`subject_members`): the membership, then the member's
+/// key and rows as [`delete_subject`] does. Called inside the person's erasure, and by the
+/// consolidation step that finds a member holding nothing any more.
 pub(crate) fn delete_member(
     conn: &mut DbConnection,
     member_pk: &str,
     pseudonym: &str,
 ) -> Result<Deleted, StoreError> {
     super::links::delete_member(conn, member_pk)?;
-    delete_subject(conn, member_pk, &format!("member:{member_pk}"), pseudonym)
+    let index = super::subjects::retired_index(member_pk);
+    delete_subject(conn, member_pk, &index, pseudonym)
 }
 
 /// On PostgreSQL, the partition of `data_keys` that holds this person's key (hash partitions:

@@ -102,7 +102,7 @@ pub(crate) fn retire_merged(
 ) -> Result<(), StoreError> {
     diesel::update(subjects::table.find(pk))
         .set((
-            subjects::subject_index.eq(format!("member:{pk}")),
+            subjects::subject_index.eq(retired_index(pk)),
             subjects::subject_id_ct.eq(Vec::<u8>::new()),
             subjects::identifiers_ct.eq("{}"),
             subjects::traits_ct.eq("{}"),
@@ -112,12 +112,9 @@ pub(crate) fn retire_merged(
     Ok(())
 }
 
-/// Deletes a merged person's row and data key, once every interaction of theirs was given to
-/// the person they were merged into (nothing else of theirs is left).
-pub(crate) fn delete_consolidated(conn: &mut DbConnection, pk: &str) -> Result<(), StoreError> {
-    diesel::delete(super::schema::data_keys::table.find(pk)).execute(conn)?;
-    diesel::delete(subjects::table.find(pk)).execute(conn)?;
-    Ok(())
+/// The blind-index column of a person merged into another: `member:<internal id>`.
+pub(crate) fn retired_index(pk: &str) -> String {
+    format!("member:{pk}")
 }
 
 /// The subject with this internal id.

@@ -404,17 +404,17 @@ pub fn consolidate_step(
             }));
         }
         let from = handle(conn, vault, &member_pk)?;
-        let into = handle(conn, vault, &person_pk)?;
         let rows = link_store::interactions_of(conn, &member_pk, CONSOLIDATION_STEP)?;
         if rows.is_empty() {
-            let key = erased_key(conn, &member_pk)?;
-            link_store::delete_member(conn, &member_pk)?;
-            subject_store::delete_consolidated(conn, &member_pk)?;
+            // Nothing left: the member goes as it would with its person's erasure, key first.
+            let deleted =
+                crate::store::erasure::delete_member(conn, &member_pk, from.key.pseudonym())?;
             return Ok(Some(Consolidated {
                 moved: 0,
-                finished: Some(key),
+                finished: Some(deleted.key),
             }));
         }
+        let into = handle(conn, vault, &person_pk)?;
         let moved = rows.len();
         let resealed = reseal_interactions(&from, &into, rows)?;
         link_store::move_interactions(conn, &into.pk, &resealed)?;
@@ -469,16 +469,6 @@ fn reseal_interactions(
             }
         }
         Ok(resealed)
-    })
-}
-
-/// Where a consolidated member's key row was, for removing its old copies after the commit.
-fn erased_key(conn: &mut DbConnection, pk: &str) -> Result<ErasedKey, SubjectError> {
-    Ok(ErasedKey {
-        subject_pk: pk.to_owned(),
-        rewrite: crate::store::erasure::key_partition(conn, pk)?
-            .into_iter()
-            .collect(),
     })
 }
 
