@@ -91,6 +91,10 @@ pub struct Options {
     /// [default: 1000].
     #[arg(long, env = "CUSTODIA_RATE_LIMIT", global = true)]
     pub rate_limit: Option<u32>,
+    /// Keep the population in memory to answer segment counts (`on`), or count in the database
+    /// only (`off`) [default: on]. See docs/segments.md, "The population index".
+    #[arg(long, env = "CUSTODIA_POPULATION_INDEX", global = true)]
+    pub population_index: Option<Switch>,
     /// The public base URL of this service (`https://cdp.example.com`), used for every link it
     /// hands out (OpenDSR `results_url`, the discovery document). Never taken from a request's
     /// `Host` or `X-Forwarded-*` headers [default: http:// and the address it listens on].
@@ -160,6 +164,15 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
+}
+
+/// A feature turned on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// The commands.
@@ -286,6 +299,8 @@ pub struct Settings {
     pub opendsr: OpenDsrSettings,
     /// Requests per second per API key (0: no limit).
     pub rate_limit: u32,
+    /// Whether segment counts are answered from the process's population index.
+    pub population_index: bool,
     /// Key epochs: how long one lasts, how long backups are kept.
     pub epochs: crate::vault::EpochSchedule,
     /// The configured public base URL; `None`: the listening address.
@@ -377,6 +392,7 @@ impl Settings {
                     .unwrap_or(DEFAULT_AUDIT_CHECKPOINT_SECS),
             ),
             rate_limit: options.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
+            population_index: options.population_index != Some(Switch::Off),
             epochs: crate::vault::EpochSchedule {
                 period: options
                     .key_epoch

@@ -18,6 +18,7 @@ use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Endpoint, Metrics, OpenDsr, Web};
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::policy::{load_dir, Policy};
+use crate::segments::index::PopulationIndex;
 use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
 use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
@@ -163,6 +164,8 @@ fn app_state(
         .context("cannot load the OpenDSR controllers' certificates")?;
     let metrics = Metrics::new();
     let jobs = Jobs::new(metrics.registry(), clock.clone());
+    let population_index =
+        PopulationIndex::new(policy.clone(), settings.population_index, metrics.registry());
     Ok(web::Data::new(AppState {
         limits: Arc::new(crate::http::limits::RateLimits::new(
             settings.rate_limit,
@@ -180,7 +183,15 @@ fn app_state(
             trusted_proxies: settings.trusted_proxies.clone(),
             body_timeout: settings.body_timeout,
         },
-        services: Services::start(db, vault, policy, clock, jobs, settings.token_ttl),
+        services: Services::start(
+            db,
+            vault,
+            policy.clone(),
+            clock,
+            jobs,
+            settings.token_ttl,
+            population_index,
+        ),
     }))
 }
 
@@ -401,6 +412,7 @@ fn start_jobs(state: &web::Data<AppState>, settings: &Settings) {
         Schedule::at_start_then_every(CONSOLIDATION_TICK),
         with_state(state, consolidate_members),
     );
+    start_population_index(state);
     let db = state.services.db.clone();
     jobs.start("old_copies", Schedule::every(OLD_COPIES_RETRY), move || {
         let db = db.clone();
@@ -467,6 +479,46 @@ fn start_hashed_index_backfill(state: &web::Data<AppState>) {
                 return Ok(Ran::More);
             }
             Ok(Ran::Finished)
+        }),
+    );
+}
+
+/// How often a process's population index reads the change feed between counts (each count
+/// reads it too): what a count then reads is a few seconds' changes.
+const POPULATION_INDEX_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the change feed is marked and pruned.
+const POPULATION_FEED_PRUNE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Builds this process's population index at start and keeps it close to the change feed; and
+/// prunes the feed of what every process has read.
+fn start_population_index(state: &web::Data<AppState>) {
+    state.services.jobs.start(
+        crate::segments::index::JOB,
+        Schedule::at_start_then_every(POPULATION_INDEX_TICK),
+        with_state(state, |state| async move {
+            let index = state.services.population_index.clone();
+            state
+                .services
+                .db
+                .run(move |conn| index.refresh(conn))
+                .await?;
+            Ok(Ran::Done)
+        }),
+    );
+    state.services.jobs.start(
+        "population_feed_prune",
+        Schedule::every(POPULATION_FEED_PRUNE),
+        with_state(state, |state| async move {
+            // Real time, not the service's clock: what was read is measured against the
+            // readers' own (monotonic) clocks.
+            let now = chrono::Utc::now().naive_utc();
+            let pruned = state
+                .services
+                .db
+                .run_write(move |conn| crate::store::population_feed::mark_and_prune(conn, now))
+                .await?;
+            tracing::debug!(rows = pruned, "population change feed pruned");
+            Ok(Ran::Done)
         }),
     );
 }

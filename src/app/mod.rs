@@ -139,6 +139,8 @@ pub(crate) struct Services {
     pub(crate) ingest: Arc<IngestQueue>,
     /// Population queries running at once.
     pub(crate) population_queries: Arc<tokio::sync::Semaphore>,
+    /// This process's population index (segment counts).
+    pub(crate) population_index: Arc<crate::segments::index::PopulationIndex>,
     /// Recently checked API key statuses (a revocation forgets its key's).
     pub(crate) key_status: Arc<KeyStatusCache>,
     /// Issues and checks access tokens.
@@ -160,6 +162,7 @@ impl Services {
         clock: Clock,
         jobs: Jobs,
         token_ttl: std::time::Duration,
+        population_index: crate::segments::index::PopulationIndex,
     ) -> Services {
         let receipts = Arc::new(JwsSigner::new(vault.receipt_seed()));
         Services {
@@ -177,6 +180,7 @@ impl Services {
             )),
             checkpoints: Arc::new(JwsSigner::new(vault.audit_seed())),
             population_queries: Arc::new(tokio::sync::Semaphore::new(POPULATION_QUERIES)),
+            population_index: Arc::new(population_index),
             key_status: Arc::new(KeyStatusCache::new(clock.clone())),
             tokens: Arc::new(TokenService::new(vault.token_key(), token_ttl)),
             key_checks: Arc::new(KeyCheckPool::start(key_check_threads(), KEY_CHECKS_QUEUED)),

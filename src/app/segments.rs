@@ -128,6 +128,7 @@ async fn count_and_answer(
 ) -> Result<Answer, SegmentError> {
     let (policy, counted_purpose, counted_filter) =
         (services.policy.clone(), purpose.clone(), filter.clone());
+    let index = services.population_index.clone();
     let turn = population_turn(services).await?;
     let count = services
         .db
@@ -135,7 +136,7 @@ async fn count_and_answer(
             let declared = policy
                 .purpose(counted_purpose.as_str())
                 .expect("an authorized purpose is declared");
-            count(conn, &policy, declared, &counted_filter)
+            count(conn, Some(&index), &policy, declared, &counted_filter)
         })
         .await?;
     drop(turn);
@@ -305,7 +306,8 @@ pub(crate) async fn members(
                 let declared = policy
                     .purpose(counted_purpose.as_str())
                     .expect("an authorized purpose is declared");
-                let size = count(conn, &policy, declared, &filter)?.size;
+                // In the export's snapshot, with the page below: from the database.
+                let size = count(conn, None, &policy, declared, &filter)?.size;
                 if size < i64::from(policy.segment_limits().min_size) {
                     return Ok::<_, SegmentError>((size, Vec::new()));
                 }

@@ -20,6 +20,7 @@
 //! guarantee and its limits are in `docs/segments.md`.
 
 pub mod filter;
+pub mod index;
 
 use chrono::{Duration, NaiveDateTime, SubsecRound, Utc};
 
@@ -101,18 +102,30 @@ pub struct Count {
     pub sketch: Vec<i64>,
 }
 
-/// Counts, in the database, the people with a legal basis for `purpose` who match `filter`.
+/// Counts the people with a legal basis for `purpose` who match `filter`: from the process's
+/// population index when one is given and can answer, otherwise in the database (in the
+/// caller's transaction). Interactions are looked back from now in whole seconds (the index
+/// keeps an interaction's time to the second).
 pub(crate) fn count(
     conn: &mut DbConnection,
+    index: Option<&index::PopulationIndex>,
     policy: &Policy,
     purpose: &Purpose,
     filter: &Filter,
 ) -> Result<Count, StoreError> {
     let rule = policy.population_rule(purpose);
-    let now = Utc::now().naive_utc();
+    let now = Utc::now().naive_utc().trunc_subsecs(0);
     let mut sketch = vec![0; BUCKETS.len()];
     let mut size = 0;
-    for (bucket, people) in segment_store::count_by_bucket(conn, &rule, filter, now)? {
+    let from_index = match index {
+        Some(index) => index.count(conn, purpose.id.as_str(), &rule, filter, now)?,
+        None => None,
+    };
+    let counts = match from_index {
+        Some(counts) => counts,
+        None => segment_store::count_by_bucket(conn, &rule, filter, now)?,
+    };
+    for (bucket, people) in counts {
         if let Some(index) = bucket
             .bytes()
             .next()

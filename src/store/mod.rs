@@ -17,6 +17,7 @@ pub mod legal_basis;
 pub mod links;
 pub mod old_copies;
 pub mod opendsr;
+pub mod population_feed;
 pub mod requests;
 pub mod retention;
 pub mod schema;

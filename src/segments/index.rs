@@ -1,0 +1,913 @@
+//! The population index: each process keeps, in memory, what a population query needs to know
+//! of every person — whether they are a person (not erased, not merged into another), their
+//! legal basis for each purpose of the policy (rule 2, decided from their current statements,
+//! objections and restriction), their segmentable traits, and the time, type, channel and
+//! purposes of each of their interactions (rule 3), members' included — and answers a count by
+//! one pass over it: tens of milliseconds at a million people, where the same count in the
+//! database probes hundreds of thousands of keys (`docs/benchmarks.md`).
+//!
+//! It is never behind what a count may see. Triggers write a feed of the changes in the
+//! transaction of every change to those tables (`store::population_feed`, migration 000021);
+//! before each count the index reads, in a snapshot, the feed since its last read, reads again
+//! the state of every subject the feed names, then answers from memory: a withdrawal, an
+//! objection, a restriction, an erasure or a merge committed before the request is in the
+//! answer. A process that has not built its index yet, or fell behind the feed's retention,
+//! answers from the database (`store::segments`) meanwhile; both give the same counts (the
+//! brute-force test runs against both).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::policy::{Policy, PopulationRule};
+use crate::population::{Filter, InteractionCondition};
+use crate::store::population_feed::{self as feed, Change, Position, PurposeRow, Statement};
+use crate::store::{DbConnection, StoreError};
+
+/// The periodic job that builds a process's index and keeps it close to the feed.
+pub const JOB: &str = "population_index";
+
+/// Rows read per page while building.
+const PAGE: i64 = 20_000;
+/// An index whose last catch-up is older than this starts again from the tables (the feed
+/// keeps what was read for twice as long).
+const MAX_LAG: Duration = Duration::from_secs(300);
+/// The most feed rows one catch-up reads; further behind, the index starts again.
+const MAX_CHANGES: i64 = 2_000_000;
+/// The most purposes the policy may declare for the index to serve it (one bit each).
+const MAX_PURPOSES: usize = 32;
+
+/// One interaction usable for at least one purpose of the policy: 12 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    /// When it occurred: Unix seconds, clamped to `u32` (a look-back starts after 1970 and
+    /// before 2106, so the clamp never changes a comparison).
+    at: u32,
+    /// Its type, interned.
+    kind: u16,
+    /// Its channel, interned.
+    channel: u16,
+    /// The policy's purposes it was collected for, one bit each.
+    purposes: u32,
+}
+
+fn seconds(at: NaiveDateTime) -> u32 {
+    at.and_utc().timestamp().clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// Strings numbered in the order they are first met.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn get(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = self.ids.len() as u32;
+        self.ids.insert(text.to_owned(), id);
+        id
+    }
+}
+
+/// A segmentable field: each person's value, interned (0: none).
+struct Column {
+    values: Interner,
+    by_slot: Vec<u32>,
+}
+
+/// A subject id as a map key: ids of up to 23 bytes (the service's are 22) inline, longer ones
+/// in a map of their own.
+type Key = [u8; 24];
+
+fn key(pk: &str) -> Option<Key> {
+    let bytes = pk.as_bytes();
+    if bytes.len() >= 24 {
+        return None;
+    }
+    let mut key = [0u8; 24];
+    key[0] = bytes.len() as u8;
+    key[1..=bytes.len()].copy_from_slice(bytes);
+    Some(key)
+}
+
+/// Why an index cannot serve this policy or data (it is then not used).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error("more than {MAX_PURPOSES} purposes")]
+    Purposes,
+    #[error("more than 65,536 interaction types or channels")]
+    Tokens,
+}
+
+/// The state of one person, as read for a catch-up.
+#[derive(Default)]
+struct PersonState {
+    traits: Vec<(String, String)>,
+    statements: Vec<(String, bool, i64)>,
+    objections: Vec<String>,
+    restricted: bool,
+}
+
+/// The population in memory (see the module's documentation).
+struct Replica {
+    /// The policy's purposes, by bit, with their rules.
+    rules: Vec<PopulationRule>,
+    /// A purpose's bit.
+    purpose_bits: HashMap<String, u32>,
+    /// Segmentable fields, by name.
+    fields: HashMap<String, usize>,
+    columns: Vec<Column>,
+    kinds: Interner,
+    channels: Interner,
+    slots: HashMap<Key, u32>,
+    long_slots: HashMap<String, u32>,
+    free: Vec<u32>,
+    /// Whether the slot holds a person.
+    alive: Vec<bool>,
+    /// The first byte of the person's id (the differencing guard's bucket).
+    bucket: Vec<u8>,
+    /// The purposes the person has a legal basis for, one bit each.
+    eligible: Vec<u32>,
+    /// The person's interactions, their members' included.
+    runs: Vec<Box<[Entry]>>,
+    /// Where the feed was read to.
+    position: Position,
+    caught_up: Instant,
+}
+
+impl Replica {
+    fn new(policy: &Policy, position: Position) -> Result<Replica, Unusable> {
+        let purposes: Vec<_> = policy.purposes().collect();
+        if purposes.len() > MAX_PURPOSES {
+            return Err(Unusable::Purposes);
+        }
+        let fields: Vec<_> = policy.fields().filter(|f| f.segmentable).collect();
+        Ok(Replica {
+            rules: purposes.iter().map(|p| policy.population_rule(p)).collect(),
+            purpose_bits: purposes
+                .iter()
+                .enumerate()
+                .map(|(bit, p)| (p.id.to_string(), bit as u32))
+                .collect(),
+            fields: fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.name.as_str().to_owned(), i))
+                .collect(),
+            columns: fields
+                .iter()
+                .map(|_| Column {
+                    values: Interner::default(),
+                    by_slot: Vec::new(),
+                })
+                .collect(),
+            kinds: Interner::default(),
+            channels: Interner::default(),
+            slots: HashMap::new(),
+            long_slots: HashMap::new(),
+            free: Vec::new(),
+            alive: Vec::new(),
+            bucket: Vec::new(),
+            eligible: Vec::new(),
+            runs: Vec::new(),
+            position,
+            caught_up: Instant::now(),
+        })
+    }
+
+    fn slot_of(&self, pk: &str) -> Option<u32> {
+        match key(pk) {
+            Some(key) => self.slots.get(&key).copied(),
+            None => self.long_slots.get(pk).copied(),
+        }
+    }
+
+    /// The person's slot, taken if they have none.
+    fn slot_for(&mut self, pk: &str) -> u32 {
+        if let Some(slot) = self.slot_of(pk) {
+            return slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = self.alive.len() as u32;
+                self.alive.push(false);
+                self.bucket.push(0);
+                self.eligible.push(0);
+                self.runs.push(Box::new([]));
+                for column in &mut self.columns {
+                    column.by_slot.push(0);
+                }
+                slot
+            }
+        };
+        match key(pk) {
+            Some(key) => self.slots.insert(key, slot),
+            None => self.long_slots.insert(pk.to_owned(), slot),
+        };
+        let s = slot as usize;
+        self.alive[s] = true;
+        self.bucket[s] = pk.as_bytes().first().copied().unwrap_or(0);
+        slot
+    }
+
+    /// Forgets a subject that is no longer a person (erased, or merged into another).
+    fn release(&mut self, pk: &str) {
+        let slot = match key(pk) {
+            Some(key) => self.slots.remove(&key),
+            None => self.long_slots.remove(pk),
+        };
+        if let Some(slot) = slot {
+            self.clear(slot as usize);
+            self.free.push(slot);
+        }
+    }
+
+    fn clear(&mut self, s: usize) {
+        self.alive[s] = false;
+        self.eligible[s] = 0;
+        self.runs[s] = Box::new([]);
+        for column in &mut self.columns {
+            column.by_slot[s] = 0;
+        }
+    }
+
+    fn set_trait(&mut self, s: usize, name: &str, value: &str) {
+        if let Some(&field) = self.fields.get(name) {
+            let column = &mut self.columns[field];
+            column.by_slot[s] = column.values.intern(value) + 1;
+        }
+    }
+
+    /// Rule 2 for every purpose of the policy: not restricted; no objection to the purpose or
+    /// an ancestor; for a consent-based purpose, the latest statement on the purpose or an
+    /// ancestor is a grant (as `store::legal_basis`: a grant with no later statement).
+    fn eligibility(&self, statements: &[(String, bool, i64)], objections: &[String], restricted: bool) -> u32 {
+        if restricted {
+            return 0;
+        }
+        let mut bits = 0;
+        for (bit, rule) in self.rules.iter().enumerate() {
+            let on_tags = |purpose: &str| rule.tags.iter().any(|tag| tag.as_str() == purpose);
+            if objections.iter().any(|p| on_tags(p)) {
+                continue;
+            }
+            if rule.needs_consent {
+                let on: Vec<_> = statements.iter().filter(|(p, _, _)| on_tags(p)).collect();
+                let Some(latest) = on.iter().map(|(_, _, seq)| *seq).max() else {
+                    continue;
+                };
+                if !on.iter().any(|(_, granted, seq)| *granted && *seq == latest) {
+                    continue;
+                }
+            }
+            bits |= 1 << bit;
+        }
+        bits
+    }
+
+    /// An interaction's entry from its purpose rows (`None`: usable for no purpose of the
+    /// policy).
+    fn entry(&mut self, rows: &[&PurposeRow]) -> Result<Option<Entry>, Unusable> {
+        let purposes = rows
+            .iter()
+            .filter_map(|row| self.purpose_bits.get(&row.purpose))
+            .fold(0u32, |bits, bit| bits | 1 << bit);
+        if purposes == 0 {
+            return Ok(None);
+        }
+        let first = rows[0];
+        let kind = self.kinds.intern(&first.interaction_type);
+        let channel = self.channels.intern(&first.channel);
+        Ok(Some(Entry {
+            at: seconds(first.occurred_at),
+            kind: u16::try_from(kind).map_err(|_| Unusable::Tokens)?,
+            channel: u16::try_from(channel).map_err(|_| Unusable::Tokens)?,
+            purposes,
+        }))
+    }
+
+    /// The entries of purpose rows sorted by interaction, each with its owner's person.
+    fn entries_by_person<'r>(
+        &mut self,
+        rows: &'r [PurposeRow],
+        person_of: impl Fn(&'r str) -> Option<&'r str>,
+    ) -> Result<Vec<(&'r str, Entry)>, Unusable> {
+        let mut out = Vec::new();
+        for group in rows.chunk_by(|a, b| a.interaction_pk == b.interaction_pk) {
+            let Some(person) = person_of(&group[0].subject_pk) else {
+                continue;
+            };
+            let refs: Vec<&PurposeRow> = group.iter().collect();
+            if let Some(entry) = self.entry(&refs)? {
+                out.push((person, entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the whole population in one snapshot.
+    fn build(conn: &mut DbConnection, policy: &Policy) -> Result<Result<Replica, Unusable>, StoreError> {
+        feed::snapshot(conn, |conn, position| {
+            let mut replica = match Replica::new(policy, position) {
+                Ok(replica) => replica,
+                Err(unusable) => return Ok(Err(unusable)),
+            };
+            let person_of: HashMap<String, String> =
+                feed::memberships(conn, None)?.into_iter().collect();
+            let mut after = String::new();
+            loop {
+                let page = feed::subjects_page(conn, &after, PAGE)?;
+                let Some(last) = page.last() else { break };
+                after = last.clone();
+                for pk in &page {
+                    if !person_of.contains_key(pk) {
+                        replica.slot_for(pk);
+                    }
+                }
+            }
+            let mut after = (String::new(), String::new());
+            loop {
+                let page = feed::traits_page(conn, (&after.0, &after.1), PAGE)?;
+                let Some(last) = page.last() else { break };
+                after = (last.0.clone(), last.1.clone());
+                for (pk, name, value) in &page {
+                    if let Some(slot) = replica.slot_of(pk) {
+                        replica.set_trait(slot as usize, name, value);
+                    }
+                }
+            }
+            let mut objections: HashMap<String, Vec<String>> = HashMap::new();
+            for (pk, purpose) in feed::objections_of(conn, None)? {
+                objections.entry(pk).or_default().push(purpose);
+            }
+            let restricted: HashSet<String> = feed::restricted(conn, None)?.into_iter().collect();
+            // Most people neither object nor are restricted: without statements, their bits are
+            // the same.
+            let base = replica.eligibility(&[], &[], false);
+            for bits in &mut replica.eligible {
+                *bits = base;
+            }
+            let none = Vec::new();
+            for pk in objections.keys().chain(restricted.iter()) {
+                if let Some(slot) = replica.slot_of(pk) {
+                    replica.eligible[slot as usize] = replica.eligibility(
+                        &[],
+                        objections.get(pk).unwrap_or(&none),
+                        restricted.contains(pk),
+                    );
+                }
+            }
+            let mut after = (String::new(), String::new());
+            let mut pending: Vec<Statement> = Vec::new();
+            loop {
+                let page = feed::statements_page(conn, (&after.0, &after.1), PAGE)?;
+                let done = page.is_empty();
+                if let Some(last) = page.last() {
+                    after = (last.0.clone(), last.1.clone());
+                }
+                pending.extend(page);
+                // A subject's statements may continue on the next page: keep the last one's.
+                let keep_from = if done {
+                    pending.len()
+                } else {
+                    let last = pending.last().map(|s| s.0.clone()).unwrap_or_default();
+                    pending.iter().position(|s| s.0 == last).unwrap_or(pending.len())
+                };
+                let ready: Vec<Statement> = pending.drain(..keep_from).collect();
+                for group in ready.chunk_by(|a, b| a.0 == b.0) {
+                    let pk = &group[0].0;
+                    if let Some(slot) = replica.slot_of(pk) {
+                        let statements: Vec<_> =
+                            group.iter().map(|s| (s.1.clone(), s.2, s.3)).collect();
+                        replica.eligible[slot as usize] = replica.eligibility(
+                            &statements,
+                            objections.get(pk).unwrap_or(&none),
+                            restricted.contains(pk),
+                        );
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+            let mut runs: Vec<Vec<Entry>> = vec![Vec::new(); replica.alive.len()];
+            let mut after = (String::new(), String::new());
+            let mut carried: Vec<PurposeRow> = Vec::new();
+            loop {
+                let page = feed::purpose_rows_page(conn, (&after.0, &after.1), PAGE)?;
+                let done = page.is_empty();
+                if let Some(last) = page.last() {
+                    after = (last.interaction_pk.clone(), last.purpose.clone());
+                }
+                carried.extend(page);
+                // An interaction's rows may continue on the next page: keep the last one's.
+                let keep_from = if done {
+                    carried.len()
+                } else {
+                    let last = carried.last().map(|r| r.interaction_pk.clone()).unwrap_or_default();
+                    carried.iter().position(|r| r.interaction_pk == last).unwrap_or(carried.len())
+                };
+                let ready: Vec<PurposeRow> = carried.drain(..keep_from).collect();
+                let entries = match replica.entries_by_person(&ready, |owner| {
+                    Some(person_of.get(owner).map_or(owner, String::as_str))
+                }) {
+                    Ok(entries) => entries,
+                    Err(unusable) => return Ok(Err(unusable)),
+                };
+                for (person, entry) in entries {
+                    if let Some(slot) = replica.slot_of(person) {
+                        runs[slot as usize].push(entry);
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+            replica.runs = runs.into_iter().map(Vec::into_boxed_slice).collect();
+            replica.caught_up = Instant::now();
+            Ok(Ok(replica))
+        })
+    }
+
+    /// Reads the feed since the last catch-up and the state of every subject it names, in the
+    /// snapshot `position` describes, then applies them (nothing changes if a read fails).
+    /// `Ok(false)`: too far behind (the caller starts again from the tables).
+    fn catch_up(&mut self, conn: &mut DbConnection, position: Position) -> Result<Result<bool, Unusable>, StoreError> {
+        let Some(changes) = feed::changes_since(conn, &self.position, MAX_CHANGES)? else {
+            return Ok(Ok(false));
+        };
+        let mut dirty: HashSet<String> = HashSet::new();
+        let mut added: Vec<(String, String)> = Vec::new();
+        for change in changes {
+            match change {
+                Change::Subject(pk) => {
+                    dirty.insert(pk);
+                }
+                Change::Added(pk, interaction) => added.push((pk, interaction)),
+            }
+        }
+        // A new interaction of somebody who is not a person here (new, or a member): read again.
+        for (pk, _) in &added {
+            if self.slot_of(pk).is_none() {
+                dirty.insert(pk.clone());
+            }
+        }
+        let mut new_interactions: Vec<&str> = added
+            .iter()
+            .filter(|(pk, _)| !dirty.contains(pk))
+            .map(|(_, interaction)| interaction.as_str())
+            .collect();
+        new_interactions.sort_unstable();
+        new_interactions.dedup();
+        // Read in this snapshot: an interaction deleted since is not there (and its deletion
+        // named its subject, read again whole).
+        let mut added = feed::purpose_rows_by_interaction(conn, &new_interactions)?;
+        added.retain(|row| !dirty.contains(&row.subject_pk));
+        let states = if dirty.is_empty() {
+            None
+        } else {
+            Some(read_states(conn, &dirty)?)
+        };
+        if let Some(states) = states {
+            if let Err(unusable) = self.apply(&dirty, states) {
+                return Ok(Err(unusable));
+            }
+        }
+        let entries = match self.entries_by_person(&added, Some) {
+            Ok(entries) => entries,
+            Err(unusable) => return Ok(Err(unusable)),
+        };
+        for (person, entry) in entries {
+            if let Some(slot) = self.slot_of(person) {
+                let run = &mut self.runs[slot as usize];
+                let mut longer = Vec::with_capacity(run.len() + 1);
+                longer.extend_from_slice(run);
+                longer.push(entry);
+                *run = longer.into_boxed_slice();
+            }
+        }
+        self.position = position;
+        self.caught_up = Instant::now();
+        Ok(Ok(true))
+    }
+
+    fn apply(&mut self, dirty: &HashSet<String>, states: States) -> Result<(), Unusable> {
+        for pk in dirty {
+            if !states.persons.contains_key(pk) {
+                self.release(pk);
+            }
+        }
+        for member in &states.members {
+            self.release(member);
+        }
+        let entries = self.entries_by_person(&states.rows, |owner| {
+            states.person_of.get(owner).map(String::as_str)
+        })?;
+        for (pk, state) in &states.persons {
+            let slot = self.slot_for(pk) as usize;
+            self.clear(slot);
+            self.alive[slot] = true;
+            for (name, value) in &state.traits {
+                self.set_trait(slot, name, value);
+            }
+            self.eligible[slot] =
+                self.eligibility(&state.statements, &state.objections, state.restricted);
+        }
+        let mut runs: HashMap<&str, Vec<Entry>> = HashMap::new();
+        for (person, entry) in entries {
+            runs.entry(person).or_default().push(entry);
+        }
+        for (person, run) in runs {
+            if let Some(slot) = self.slot_of(person) {
+                self.runs[slot as usize] = run.into_boxed_slice();
+            }
+        }
+        Ok(())
+    }
+
+    /// How many people with a legal basis for the purpose whose bit is `bit` match `node`, by
+    /// bucket.
+    fn count(&self, bit: u32, node: &Node) -> Vec<(String, i64)> {
+        let mut buckets = [0i64; 256];
+        let mask = 1u32 << bit;
+        for s in 0..self.alive.len() {
+            if self.alive[s] && self.eligible[s] & mask != 0 && self.matches(node, s) {
+                buckets[usize::from(self.bucket[s])] += 1;
+            }
+        }
+        buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(b, n)| ((b as u8 as char).to_string(), *n))
+            .collect()
+    }
+
+    fn matches(&self, node: &Node, s: usize) -> bool {
+        match node {
+            Node::All(children) => children.iter().all(|child| self.matches(child, s)),
+            Node::Any(children) => children.iter().any(|child| self.matches(child, s)),
+            Node::Not(child) => !self.matches(child, s),
+            Node::Never => false,
+            Node::Trait { column, values } => {
+                let value = self.columns[*column].by_slot[s];
+                value != 0 && values.contains(&value)
+            }
+            Node::Interactions {
+                kind,
+                channel,
+                since,
+                at_least,
+                purposes,
+            } => {
+                let mut found = 0;
+                for entry in self.runs[s].iter() {
+                    if entry.purposes & purposes != 0
+                        && entry.at >= *since
+                        && kind.is_none_or(|k| entry.kind == k)
+                        && channel.is_none_or(|c| entry.channel == c)
+                    {
+                        found += 1;
+                        if found >= *at_least {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// The filter over this index's numbering.
+    fn compile(&self, filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> Node {
+        match filter {
+            Filter::All(children) => {
+                Node::All(children.iter().map(|c| self.compile(c, rule, now)).collect())
+            }
+            Filter::Any(children) => {
+                Node::Any(children.iter().map(|c| self.compile(c, rule, now)).collect())
+            }
+            Filter::Not(child) => Node::Not(Box::new(self.compile(child, rule, now))),
+            Filter::Trait { field, values } => match self.fields.get(field.as_str()) {
+                Some(&column) => Node::Trait {
+                    column,
+                    values: values
+                        .iter()
+                        .filter_map(|v| self.columns[column].values.get(v).map(|id| id + 1))
+                        .collect(),
+                },
+                None => Node::Never,
+            },
+            Filter::Interactions(condition) => self.interactions(condition, rule, now),
+        }
+    }
+
+    fn interactions(
+        &self,
+        condition: &InteractionCondition,
+        rule: &PopulationRule,
+        now: NaiveDateTime,
+    ) -> Node {
+        let purposes = rule
+            .tags
+            .iter()
+            .filter_map(|tag| self.purpose_bits.get(tag.as_str()))
+            .fold(0u32, |bits, bit| bits | 1 << bit);
+        let token = |interner: &Interner, text: &Option<String>| match text {
+            None => Some(None),
+            Some(text) => interner.get(text).map(|id| Some(id as u16)),
+        };
+        match (
+            token(&self.kinds, &condition.kind),
+            token(&self.channels, &condition.channel),
+        ) {
+            (Some(kind), Some(channel)) if purposes != 0 => Node::Interactions {
+                kind,
+                channel,
+                since: condition
+                    .within_days
+                    .map_or(0, |days| seconds(now - chrono::Duration::days(i64::from(days)))),
+                at_least: condition.at_least,
+                purposes,
+            },
+            // A type or channel nobody has, or a purpose no interaction may serve.
+            _ => Node::Never,
+        }
+    }
+}
+
+/// A filter compiled against a replica.
+enum Node {
+    All(Vec<Node>),
+    Any(Vec<Node>),
+    Not(Box<Node>),
+    Never,
+    Trait {
+        column: usize,
+        values: Vec<u32>,
+    },
+    Interactions {
+        kind: Option<u16>,
+        channel: Option<u16>,
+        since: u32,
+        at_least: u32,
+        purposes: u32,
+    },
+}
+
+/// What a catch-up read about the subjects the feed named.
+struct States {
+    /// The people among them (and the people their members belong to), with their state.
+    persons: HashMap<String, PersonState>,
+    /// Subjects that are members of another.
+    members: Vec<String>,
+    /// The person of each owner of interactions read (themselves, or the person of a member).
+    person_of: HashMap<String, String>,
+    /// The purpose rows of the people and their members, sorted by interaction.
+    rows: Vec<PurposeRow>,
+}
+
+fn read_states(conn: &mut DbConnection, dirty: &HashSet<String>) -> Result<States, StoreError> {
+    let named: Vec<&str> = dirty.iter().map(String::as_str).collect();
+    let mut person_of: HashMap<String, String> = HashMap::new();
+    for (member, person) in feed::memberships(conn, Some(&named))? {
+        person_of.insert(member, person);
+    }
+    // The people concerned: those named who are not members, and the person of each member named.
+    let mut candidates: HashSet<String> = dirty
+        .iter()
+        .filter(|pk| !person_of.contains_key(*pk))
+        .cloned()
+        .collect();
+    candidates.extend(person_of.values().cloned());
+    let candidate_list: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    // Every member of those people (theirs count as the person's).
+    for (member, person) in feed::memberships(conn, Some(&candidate_list))? {
+        person_of.insert(member, person);
+    }
+    let existing: HashSet<String> = feed::existing(conn, &candidate_list)?.into_iter().collect();
+    let persons: Vec<&str> = candidate_list
+        .iter()
+        .copied()
+        .filter(|pk| existing.contains(*pk) && !person_of.contains_key(*pk))
+        .collect();
+    let mut states: HashMap<String, PersonState> = persons
+        .iter()
+        .map(|pk| ((*pk).to_owned(), PersonState::default()))
+        .collect();
+    for (pk, name, value) in feed::traits_of(conn, &persons)? {
+        if let Some(state) = states.get_mut(&pk) {
+            state.traits.push((name, value));
+        }
+    }
+    for (pk, purpose, granted, sequence) in feed::statements_of(conn, &persons)? {
+        if let Some(state) = states.get_mut(&pk) {
+            state.statements.push((purpose, granted, sequence));
+        }
+    }
+    for (pk, purpose) in feed::objections_of(conn, Some(&persons))? {
+        if let Some(state) = states.get_mut(&pk) {
+            state.objections.push(purpose);
+        }
+    }
+    for pk in feed::restricted(conn, Some(&persons))? {
+        if let Some(state) = states.get_mut(&pk) {
+            state.restricted = true;
+        }
+    }
+    let members: Vec<String> = person_of
+        .iter()
+        .filter(|(_, person)| states.contains_key(*person))
+        .map(|(member, _)| member.clone())
+        .collect();
+    let mut owner_of: HashMap<String, String> = persons
+        .iter()
+        .map(|pk| ((*pk).to_owned(), (*pk).to_owned()))
+        .collect();
+    for member in &members {
+        owner_of.insert(member.clone(), person_of[member].clone());
+    }
+    let owners: Vec<&str> = owner_of.keys().map(String::as_str).collect();
+    let rows = feed::purpose_rows_of(conn, &owners)?;
+    let all_members = person_of.keys().cloned().collect();
+    Ok(States {
+        persons: states,
+        members: all_members,
+        person_of: owner_of,
+        rows,
+    })
+}
+
+/// Where a process's index is.
+enum Stage {
+    /// Not built (or dropped: too far behind, or unusable); counts go to the database.
+    Empty,
+    /// Being built; counts go to the database meanwhile.
+    Building,
+    /// Answering.
+    Ready(Box<Replica>),
+}
+
+/// A process's population index (see the module's documentation).
+pub(crate) struct PopulationIndex {
+    enabled: bool,
+    policy: Arc<Policy>,
+    stage: Mutex<Stage>,
+    answers: IntCounterVec,
+    people: IntGauge,
+}
+
+impl PopulationIndex {
+    /// An index for `policy`, not built yet; `enabled: false` keeps every count in the
+    /// database.
+    pub(crate) fn new(policy: Arc<Policy>, enabled: bool, registry: &Registry) -> PopulationIndex {
+        let answers = IntCounterVec::new(
+            Opts::new(
+                "custodia_population_counts_total",
+                "Population counts answered, by where (index: the process's population index; database)",
+            ),
+            &["from"],
+        )
+        .expect("metric options are valid");
+        let people = IntGauge::new(
+            "custodia_population_index_people",
+            "People in this process's population index (0: not built)",
+        )
+        .expect("metric options are valid");
+        for metric in [
+            Box::new(answers.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(people.clone()),
+        ] {
+            if let Err(error) = registry.register(metric) {
+                tracing::warn!(error = %error, "population index metrics not registered");
+            }
+        }
+        PopulationIndex {
+            enabled,
+            policy,
+            stage: Mutex::new(Stage::Empty),
+            answers,
+            people,
+        }
+    }
+
+    fn stage(&self) -> std::sync::MutexGuard<'_, Stage> {
+        self.stage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Builds the index when it has none, or brings it up to date; the periodic job calls it
+    /// (the first run builds). Counts are answered from the database while it builds.
+    pub(crate) fn refresh(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        {
+            let mut stage = self.stage();
+            match &mut *stage {
+                Stage::Ready(replica) => {
+                    let done = self.catch_up(replica, conn)?;
+                    if !done {
+                        *stage = Stage::Empty;
+                        self.people.set(0);
+                    }
+                    return Ok(());
+                }
+                Stage::Building => return Ok(()),
+                Stage::Empty => *stage = Stage::Building,
+            }
+        }
+        let started = Instant::now();
+        let built = Replica::build(conn, &self.policy);
+        let mut stage = self.stage();
+        match built {
+            Ok(Ok(replica)) => {
+                let people = replica.slots.len() + replica.long_slots.len();
+                self.people.set(people as i64);
+                tracing::info!(
+                    people,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "population index built"
+                );
+                *stage = Stage::Ready(Box::new(replica));
+                Ok(())
+            }
+            Ok(Err(unusable)) => {
+                tracing::warn!(reason = %unusable, "population index not used: counts are answered by the database");
+                *stage = Stage::Empty;
+                Ok(())
+            }
+            Err(error) => {
+                *stage = Stage::Empty;
+                Err(error)
+            }
+        }
+    }
+
+    /// Brings `replica` up to date in a new snapshot; `false` when it cannot be (too far
+    /// behind, or no longer usable).
+    fn catch_up(&self, replica: &mut Replica, conn: &mut DbConnection) -> Result<bool, StoreError> {
+        if replica.caught_up.elapsed() > MAX_LAG {
+            tracing::warn!("population index fell behind the change feed: it is built again");
+            return Ok(false);
+        }
+        match feed::snapshot(conn, |conn, position| replica.catch_up(conn, position))? {
+            Ok(true) => {
+                self.people
+                    .set((replica.slots.len() + replica.long_slots.len()) as i64);
+                Ok(true)
+            }
+            Ok(false) => {
+                tracing::warn!("population index fell behind the change feed: it is built again");
+                Ok(false)
+            }
+            Err(unusable) => {
+                tracing::warn!(reason = %unusable, "population index dropped: counts are answered by the database");
+                Ok(false)
+            }
+        }
+    }
+
+    /// The count by bucket of the people with a legal basis under `rule` (the rule of the
+    /// policy's purpose `purpose`) who match `filter`, interactions looked back from `now`
+    /// (whole seconds: an interaction's time is kept to the second), from the index brought up
+    /// to date first; `None` when the index cannot answer (the caller asks the database).
+    pub(crate) fn count(
+        &self,
+        conn: &mut DbConnection,
+        purpose: &str,
+        rule: &PopulationRule,
+        filter: &Filter,
+        now: NaiveDateTime,
+    ) -> Result<Option<Vec<(String, i64)>>, StoreError> {
+        let mut stage = self.stage();
+        let Stage::Ready(replica) = &mut *stage else {
+            self.answers.with_label_values(&["database"]).inc();
+            return Ok(None);
+        };
+        if !self.catch_up(replica, conn)? {
+            *stage = Stage::Empty;
+            self.people.set(0);
+            self.answers.with_label_values(&["database"]).inc();
+            return Ok(None);
+        }
+        let Some(&bit) = replica.purpose_bits.get(purpose) else {
+            self.answers.with_label_values(&["database"]).inc();
+            return Ok(None);
+        };
+        let node = replica.compile(filter, rule, now);
+        let counts = replica.count(bit, &node);
+        self.answers.with_label_values(&["index"]).inc();
+        Ok(Some(counts))
+    }
+}
