@@ -404,6 +404,29 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
     .unwrap()
 }
 
+/// The value of the metric line that starts with `series` (name and labels, e.g.
+/// `custodia_population_counts_total{from="index"}`) in `/metrics` at `base`; 0 when absent.
+pub async fn metric_at(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics are answered")
+        .text()
+        .await
+        .expect("a metrics body");
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0.0, |value| value.trim().parse().expect("a number"))
+}
+
+/// Population counts this app answered from its population index and from the database.
+pub async fn population_counts(app: &TestApp) -> (f64, f64) {
+    (
+        metric_at(&app.address, "custodia_population_counts_total{from=\"index\"}").await,
+        metric_at(&app.address, "custodia_population_counts_total{from=\"database\"}").await,
+    )
+}
+
 /// Everything the database holds, as bytes to search: the SQLite files, or on PostgreSQL every
 /// row of every table in the test schema as text (binary columns as hex).
 pub async fn database_dump(app: &TestApp) -> Vec<u8> {

@@ -3,10 +3,13 @@
 //! membership at once; refusals (purpose, filter, k, differencing) are precise.
 
 use chrono::{Duration, Utc};
+use custodia::config::Switch;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, policy_with_extra_roles, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_problem, policy_with_extra_roles, population_counts, spawn_app, spawn_app_with, TestApp,
+};
 
 /// A role that may count people for a purpose whose legal basis is legitimate interest.
 const ANALYST: &str = r#"
@@ -295,12 +298,30 @@ async fn preview(app: &TestApp, token: &str, purpose: &str, filter: &Value) -> V
 
 #[tokio::test]
 async fn counts_equal_a_brute_force_evaluation_of_the_rules() {
+    counts_equal_a_brute_force_evaluation(Switch::On).await;
+}
+
+#[tokio::test]
+async fn counts_in_the_database_equal_a_brute_force_evaluation_of_the_rules() {
+    counts_equal_a_brute_force_evaluation(Switch::Off).await;
+}
+
+/// The brute-force comparison, answered by the population index (`On`: every count, checked by
+/// the server's metrics) or by the database (`Off`).
+async fn counts_equal_a_brute_force_evaluation(index: Switch) {
     let policies = policy_with_extra_roles(ANALYST);
     let path = policies.path().to_owned();
-    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let app = spawn_app_with(|options| {
+        options.policy_dir = Some(path);
+        options.population_index = Some(index);
+    })
+    .await;
     let collector = app.token_for("collector").await;
     let compliance = app.token_for("compliance").await;
     let people = generate(&app, &collector, &compliance).await;
+    // Built at start (before the people came): what follows reaches it through the feed.
+    app.run_job("population_index").await;
+    let before = population_counts(&app).await;
     let filters = [
         json!({"trait": "country", "in": ["DE"]}),
         json!({"trait": "country", "in": ["DE", "AT"]}),
@@ -372,6 +393,13 @@ async fn counts_equal_a_brute_force_evaluation_of_the_rules() {
         }
     }
     assert!(revealed >= 16, "the generated data exercises real counts");
+    let (from_index, from_database) = population_counts(&app).await;
+    let asked = (filters.len() * PURPOSES.len() * 2) as f64;
+    if index == Switch::On {
+        assert_eq!((from_index - before.0, from_database - before.1), (asked, 0.0));
+    } else {
+        assert_eq!((from_index - before.0, from_database - before.1), (0.0, asked));
+    }
 }
 
 async fn member_ids(app: &TestApp, token: &str, segment: &str) -> Result<Vec<String>, Value> {
