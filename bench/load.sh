@@ -19,6 +19,8 @@
 #                                      keys to the token exchange without pause, from 50
 #                                      loopback addresses (bench/flood.py); read latency and
 #                                      the server's memory before, during and after
+# POPULATION_FEED=off drops the population index's change-feed triggers and turns the index off
+# (CUSTODIA_POPULATION_INDEX=off): the A/B baseline of what the index costs at ingest.
 # SERVE_LOG keeps the server's log in that file. Needs wrk (Debian package `wrk`). Builds the release binary (or runs $CUSTODIA_BIN).
 # Results: docs/benchmarks.md.
 set -euo pipefail
@@ -35,6 +37,28 @@ export CUSTODIA_DATA_DIR="$work/data" CUSTODIA_POLICY_DIR="$PWD/policies" CUSTOD
 export CUSTODIA_RATE_LIMIT="${CUSTODIA_RATE_LIMIT:-0}"
 if [ -n "${2:-}" ]; then export CUSTODIA_DATABASE_URL="$2"; fi
 "$bin" migrate
+if [ "${POPULATION_FEED:-on}" = off ]; then
+  export CUSTODIA_POPULATION_INDEX=off
+  drops=""
+  for t in subjects:insert,delete subject_members:insert,delete \
+           subject_traits:insert,update,delete consent_current:insert,update,delete \
+           objections:insert,update,delete restrictions:insert,update,delete \
+           interaction_purposes:insert,update,delete; do
+    table=${t%%:*}
+    for event in ${t#*:}; do
+      event=${event//,/ }
+      for e in $event; do
+        if [[ "${CUSTODIA_DATABASE_URL:-}" == postgres* ]]; then
+          drops+="DROP TRIGGER population_${table}_$e ON $table;"
+        else
+          drops+="DROP TRIGGER population_${table}_$e;"
+        fi
+      done
+    done
+  done
+  if [[ "${CUSTODIA_DATABASE_URL:-}" == postgres* ]]; then psql -q "$CUSTODIA_DATABASE_URL" -c "$drops"
+  else sqlite3 "$CUSTODIA_DATA_DIR/custodia.db" "$drops"; fi
+fi
 keys=()
 for role in collector support marketer compliance; do
   keys+=("$("$bin" keys create --role "$role" --name "bench-$role" 2>/dev/null)")

@@ -144,6 +144,26 @@ async fn main() {
     // ran inside the database library of this process.
     common::reset_peak_rss();
     let client = reqwest::Client::new();
+    // The service's population index was built at its start, before the population was
+    // generated; the generator's rows reached it through the change feed, more than a catch-up
+    // reads, so the index is built again from the tables (or, with a kept database, at start).
+    // Counts are timed once it holds everyone (until then they are answered by the database).
+    let waited = Instant::now();
+    let mut indexed = 0.0;
+    while std::env::var_os("CUSTODIA_POPULATION_INDEX").is_none_or(|v| v != "off") {
+        indexed =
+            population_metric(&client, &app.address, "custodia_population_index_people").await;
+        if indexed as u64 >= people {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    println!(
+        "| {} | population index: {indexed} people, ready {:.1} s after the population was generated; peak RSS so far {:.0} MiB |",
+        app.backend,
+        waited.elapsed().as_secs_f64(),
+        common::peak_rss_mib()
+    );
     let filters = [
         ("trait", json!({"trait": "country", "in": ["DE", "AT"]})),
         (
@@ -195,8 +215,26 @@ async fn main() {
         );
     }
     println!(
-        "| {} | peak RSS while answering: {:.0} MiB |",
+        "| {} | peak RSS while answering: {:.0} MiB | counts from the index: {}, from the database: {} |",
         app.backend,
-        common::peak_rss_mib()
+        common::peak_rss_mib(),
+        population_metric(&client, &app.address, "custodia_population_counts_total{from=\"index\"}").await,
+        population_metric(&client, &app.address, "custodia_population_counts_total{from=\"database\"}").await,
     );
+}
+
+/// A metric's value in the service's `/metrics` (0 when absent).
+async fn population_metric(client: &reqwest::Client, address: &str, series: &str) -> f64 {
+    let text = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
 }

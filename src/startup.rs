@@ -18,8 +18,8 @@ use crate::http::middleware::{authorize, observe};
 use crate::http::{endpoints, openapi, ApiError, AppState, Endpoint, Metrics, OpenDsr, Web};
 use crate::jobs::{Failure, Jobs, Ran, Schedule};
 use crate::policy::{load_dir, Policy};
-use crate::segments::index::PopulationIndex;
 use crate::requests::opendsr::{ControllerKeys, ProcessorIdentity};
+use crate::segments::index::PopulationIndex;
 use crate::store::{run_migrations, write_transaction, Database};
 use crate::vault::Vault;
 
@@ -164,8 +164,11 @@ fn app_state(
         .context("cannot load the OpenDSR controllers' certificates")?;
     let metrics = Metrics::new();
     let jobs = Jobs::new(metrics.registry(), clock.clone());
-    let population_index =
-        PopulationIndex::new(policy.clone(), settings.population_index, metrics.registry());
+    let population_index = PopulationIndex::new(
+        policy.clone(),
+        settings.population_index,
+        metrics.registry(),
+    );
     Ok(web::Data::new(AppState {
         limits: Arc::new(crate::http::limits::RateLimits::new(
             settings.rate_limit,

@@ -70,6 +70,16 @@ pub fn start() -> BenchApp {
         policy_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into()),
         // The benchmarks measure capacity from one key; the per-key limit is not what they ask.
         rate_limit: Some(0),
+        // `CUSTODIA_POPULATION_INDEX=off` measures counts in the database.
+        population_index: std::env::var("CUSTODIA_POPULATION_INDEX")
+            .ok()
+            .map(|value| {
+                if value == "off" {
+                    custodia::config::Switch::Off
+                } else {
+                    custodia::config::Switch::On
+                }
+            }),
         ..Options::default()
     };
     let settings = Settings::resolve(&options).unwrap();

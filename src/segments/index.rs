@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::policy::{Policy, PopulationRule};
+use crate::policy::{ConsentStatement, Policy, PopulationRule, PurposeId, SubjectState};
 use crate::population::{Filter, InteractionCondition};
 use crate::store::population_feed::{self as feed, Change, Position, PurposeRow, Statement};
 use crate::store::{DbConnection, StoreError};
@@ -36,7 +36,7 @@ const PAGE: i64 = 20_000;
 /// keeps what was read for twice as long).
 const MAX_LAG: Duration = Duration::from_secs(300);
 /// The most feed rows one catch-up reads; further behind, the index starts again.
-const MAX_CHANGES: i64 = 2_000_000;
+const MAX_CHANGES: i64 = 500_000;
 /// The most purposes the policy may declare for the index to serve it (one bit each).
 const MAX_PURPOSES: usize = 32;
 
@@ -120,8 +120,8 @@ struct PersonState {
 
 /// The population in memory (see the module's documentation).
 struct Replica {
-    /// The policy's purposes, by bit, with their rules.
-    rules: Vec<PopulationRule>,
+    /// The policy; its purposes, in order, are the bits of `eligible` and of an entry's purposes.
+    policy: Arc<Policy>,
     /// A purpose's bit.
     purpose_bits: HashMap<String, u32>,
     /// Segmentable fields, by name.
@@ -146,14 +146,14 @@ struct Replica {
 }
 
 impl Replica {
-    fn new(policy: &Policy, position: Position) -> Result<Replica, Unusable> {
+    fn new(policy: &Arc<Policy>, position: Position) -> Result<Replica, Unusable> {
         let purposes: Vec<_> = policy.purposes().collect();
         if purposes.len() > MAX_PURPOSES {
             return Err(Unusable::Purposes);
         }
         let fields: Vec<_> = policy.fields().filter(|f| f.segmentable).collect();
         Ok(Replica {
-            rules: purposes.iter().map(|p| policy.population_rule(p)).collect(),
+            policy: policy.clone(),
             purpose_bits: purposes
                 .iter()
                 .enumerate()
@@ -249,31 +249,37 @@ impl Replica {
         }
     }
 
-    /// Rule 2 for every purpose of the policy: not restricted; no objection to the purpose or
-    /// an ancestor; for a consent-based purpose, the latest statement on the purpose or an
-    /// ancestor is a grant (as `store::legal_basis`: a grant with no later statement).
-    fn eligibility(&self, statements: &[(String, bool, i64)], objections: &[String], restricted: bool) -> u32 {
-        if restricted {
-            return 0;
-        }
-        let mut bits = 0;
-        for (bit, rule) in self.rules.iter().enumerate() {
-            let on_tags = |purpose: &str| rule.tags.iter().any(|tag| tag.as_str() == purpose);
-            if objections.iter().any(|p| on_tags(p)) {
-                continue;
-            }
-            if rule.needs_consent {
-                let on: Vec<_> = statements.iter().filter(|(p, _, _)| on_tags(p)).collect();
-                let Some(latest) = on.iter().map(|(_, _, seq)| *seq).max() else {
-                    continue;
-                };
-                if !on.iter().any(|(_, granted, seq)| *granted && *seq == latest) {
-                    continue;
-                }
-            }
-            bits |= 1 << bit;
-        }
-        bits
+    /// Rule 2 for every purpose of the policy, decided by the policy engine
+    /// (`Policy::legal_basis`) from the person's current statements, objections and
+    /// restriction: one bit per purpose.
+    fn eligibility(
+        &self,
+        statements: &[(String, bool, i64)],
+        objections: &[String],
+        restricted: bool,
+    ) -> u32 {
+        let state = SubjectState {
+            consents: statements
+                .iter()
+                .filter_map(|(purpose, granted, sequence)| {
+                    Some(ConsentStatement {
+                        purpose: PurposeId::parse(purpose).ok()?,
+                        granted: *granted,
+                        sequence: *sequence,
+                    })
+                })
+                .collect(),
+            objections: objections
+                .iter()
+                .filter_map(|purpose| PurposeId::parse(purpose).ok())
+                .collect(),
+            restricted,
+        };
+        self.policy
+            .purposes()
+            .enumerate()
+            .filter(|(_, purpose)| self.policy.legal_basis(purpose, &state).is_ok())
+            .fold(0, |bits, (bit, _)| bits | 1 << bit)
     }
 
     /// An interaction's entry from its purpose rows (`None`: usable for no purpose of the
@@ -317,7 +323,10 @@ impl Replica {
     }
 
     /// Reads the whole population in one snapshot.
-    fn build(conn: &mut DbConnection, policy: &Policy) -> Result<Result<Replica, Unusable>, StoreError> {
+    fn build(
+        conn: &mut DbConnection,
+        policy: &Arc<Policy>,
+    ) -> Result<Result<Replica, Unusable>, StoreError> {
         feed::snapshot(conn, |conn, position| {
             let mut replica = match Replica::new(policy, position) {
                 Ok(replica) => replica,
@@ -382,7 +391,10 @@ impl Replica {
                     pending.len()
                 } else {
                     let last = pending.last().map(|s| s.0.clone()).unwrap_or_default();
-                    pending.iter().position(|s| s.0 == last).unwrap_or(pending.len())
+                    pending
+                        .iter()
+                        .position(|s| s.0 == last)
+                        .unwrap_or(pending.len())
                 };
                 let ready: Vec<Statement> = pending.drain(..keep_from).collect();
                 for group in ready.chunk_by(|a, b| a.0 == b.0) {
@@ -415,8 +427,14 @@ impl Replica {
                 let keep_from = if done {
                     carried.len()
                 } else {
-                    let last = carried.last().map(|r| r.interaction_pk.clone()).unwrap_or_default();
-                    carried.iter().position(|r| r.interaction_pk == last).unwrap_or(carried.len())
+                    let last = carried
+                        .last()
+                        .map(|r| r.interaction_pk.clone())
+                        .unwrap_or_default();
+                    carried
+                        .iter()
+                        .position(|r| r.interaction_pk == last)
+                        .unwrap_or(carried.len())
                 };
                 let ready: Vec<PurposeRow> = carried.drain(..keep_from).collect();
                 let entries = match replica.entries_by_person(&ready, |owner| {
@@ -443,7 +461,11 @@ impl Replica {
     /// Reads the feed since the last catch-up and the state of every subject it names, in the
     /// snapshot `position` describes, then applies them (nothing changes if a read fails).
     /// `Ok(false)`: too far behind (the caller starts again from the tables).
-    fn catch_up(&mut self, conn: &mut DbConnection, position: Position) -> Result<Result<bool, Unusable>, StoreError> {
+    fn catch_up(
+        &mut self,
+        conn: &mut DbConnection,
+        position: Position,
+    ) -> Result<Result<bool, Unusable>, StoreError> {
         let Some(changes) = feed::changes_since(conn, &self.position, MAX_CHANGES)? else {
             return Ok(Ok(false));
         };
@@ -592,12 +614,18 @@ impl Replica {
     /// The filter over this index's numbering.
     fn compile(&self, filter: &Filter, rule: &PopulationRule, now: NaiveDateTime) -> Node {
         match filter {
-            Filter::All(children) => {
-                Node::All(children.iter().map(|c| self.compile(c, rule, now)).collect())
-            }
-            Filter::Any(children) => {
-                Node::Any(children.iter().map(|c| self.compile(c, rule, now)).collect())
-            }
+            Filter::All(children) => Node::All(
+                children
+                    .iter()
+                    .map(|c| self.compile(c, rule, now))
+                    .collect(),
+            ),
+            Filter::Any(children) => Node::Any(
+                children
+                    .iter()
+                    .map(|c| self.compile(c, rule, now))
+                    .collect(),
+            ),
             Filter::Not(child) => Node::Not(Box::new(self.compile(child, rule, now))),
             Filter::Trait { field, values } => match self.fields.get(field.as_str()) {
                 Some(&column) => Node::Trait {
@@ -635,9 +663,9 @@ impl Replica {
             (Some(kind), Some(channel)) if purposes != 0 => Node::Interactions {
                 kind,
                 channel,
-                since: condition
-                    .within_days
-                    .map_or(0, |days| seconds(now - chrono::Duration::days(i64::from(days)))),
+                since: condition.within_days.map_or(0, |days| {
+                    seconds(now - chrono::Duration::days(i64::from(days)))
+                }),
                 at_least: condition.at_least,
                 purposes,
             },
@@ -803,7 +831,9 @@ impl PopulationIndex {
     }
 
     fn stage(&self) -> std::sync::MutexGuard<'_, Stage> {
-        self.stage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.stage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Builds the index when it has none, or brings it up to date; the periodic job calls it

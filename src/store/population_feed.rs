@@ -104,9 +104,8 @@ pub(crate) fn snapshot<T>(
     conn.transaction(|conn| {
         let position = match conn {
             DbConnection::Sqlite(sqlite) => {
-                let last: Number =
-                    diesel::sql_query("SELECT max(id) AS n FROM population_changes")
-                        .get_result(sqlite)?;
+                let last: Number = diesel::sql_query("SELECT max(id) AS n FROM population_changes")
+                    .get_result(sqlite)?;
                 Position::Sqlite {
                     after_id: last.n.unwrap_or(0),
                 }
@@ -141,29 +140,45 @@ pub(crate) fn changes_since(
     from: &Position,
     limit: i64,
 ) -> Result<Option<Vec<Change>>, StoreError> {
-    const COLUMNS: &str = "subject_pk, interaction_pk";
+    // More than `limit` rows is found by one step of the index past the limit, before
+    // anything is loaded.
+    let beyond = format!(
+        "SELECT CAST(1 AS BIGINT) AS n FROM population_changes WHERE {{}} LIMIT 1 OFFSET {limit}"
+    );
     let rows: Vec<FeedRow> = match (conn, from) {
-        (DbConnection::Sqlite(sqlite), Position::Sqlite { after_id }) => diesel::sql_query(
-            format!("SELECT {COLUMNS} FROM population_changes WHERE id > ? ORDER BY id LIMIT ?"),
-        )
-        .bind::<BigInt, _>(after_id)
-        .bind::<BigInt, _>(limit + 1)
-        .load(sqlite)?,
+        (DbConnection::Sqlite(sqlite), Position::Sqlite { after_id }) => {
+            let more: Vec<Number> = diesel::sql_query(beyond.replace("{}", "id > ?"))
+                .bind::<BigInt, _>(after_id)
+                .load(sqlite)?;
+            if !more.is_empty() {
+                return Ok(None);
+            }
+            diesel::sql_query(
+                "SELECT subject_pk, interaction_pk FROM population_changes WHERE id > ? \
+                 ORDER BY id",
+            )
+            .bind::<BigInt, _>(after_id)
+            .load(sqlite)?
+        }
         (DbConnection::Postgresql(pg), Position::Postgres { xmax, in_progress }) => {
+            const SINCE: &str = "(txid >= $1 OR txid = ANY($2))";
+            let more: Vec<Number> = diesel::sql_query(beyond.replace("{}", SINCE))
+                .bind::<BigInt, _>(xmax)
+                .bind::<diesel::sql_types::Array<BigInt>, _>(in_progress)
+                .load(pg)?;
+            if !more.is_empty() {
+                return Ok(None);
+            }
             diesel::sql_query(format!(
-                "SELECT {COLUMNS} FROM population_changes \
-                 WHERE txid >= $1 OR txid = ANY($2) ORDER BY txid, id LIMIT $3"
+                "SELECT subject_pk, interaction_pk FROM population_changes WHERE {SINCE} \
+                 ORDER BY txid, id"
             ))
             .bind::<BigInt, _>(xmax)
             .bind::<diesel::sql_types::Array<BigInt>, _>(in_progress)
-            .bind::<BigInt, _>(limit + 1)
             .load(pg)?
         }
         _ => return Ok(None),
     };
-    if rows.len() as i64 > limit {
-        return Ok(None);
-    }
     Ok(Some(rows.into_iter().map(FeedRow::change).collect()))
 }
 
@@ -238,9 +253,11 @@ pub(crate) fn traits_page(
 ) -> Result<Vec<(String, String, String)>, StoreError> {
     Ok(subject_traits::table
         .filter(
-            subject_traits::subject_pk.gt(after.0).or(subject_traits::subject_pk
-                .eq(after.0)
-                .and(subject_traits::name.gt(after.1))),
+            subject_traits::subject_pk
+                .gt(after.0)
+                .or(subject_traits::subject_pk
+                    .eq(after.0)
+                    .and(subject_traits::name.gt(after.1))),
         )
         .order((subject_traits::subject_pk, subject_traits::name))
         .select((
@@ -288,9 +305,11 @@ pub(crate) fn statements_page(
 ) -> Result<Vec<Statement>, StoreError> {
     Ok(consent_current::table
         .filter(
-            consent_current::subject_pk.gt(after.0).or(consent_current::subject_pk
-                .eq(after.0)
-                .and(consent_current::purpose.gt(after.1))),
+            consent_current::subject_pk
+                .gt(after.0)
+                .or(consent_current::subject_pk
+                    .eq(after.0)
+                    .and(consent_current::purpose.gt(after.1))),
         )
         .order((consent_current::subject_pk, consent_current::purpose))
         .select((
@@ -400,11 +419,11 @@ pub(crate) fn purpose_rows_page(
 ) -> Result<Vec<PurposeRow>, StoreError> {
     Ok(interaction_purposes::table
         .filter(
-            interaction_purposes::interaction_pk
-                .gt(after.0)
-                .or(interaction_purposes::interaction_pk
+            interaction_purposes::interaction_pk.gt(after.0).or(
+                interaction_purposes::interaction_pk
                     .eq(after.0)
-                    .and(interaction_purposes::purpose.gt(after.1))),
+                    .and(interaction_purposes::purpose.gt(after.1)),
+            ),
         )
         .order((
             interaction_purposes::interaction_pk,

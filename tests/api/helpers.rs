@@ -422,8 +422,16 @@ pub async fn metric_at(base: &str, series: &str) -> f64 {
 /// Population counts this app answered from its population index and from the database.
 pub async fn population_counts(app: &TestApp) -> (f64, f64) {
     (
-        metric_at(&app.address, "custodia_population_counts_total{from=\"index\"}").await,
-        metric_at(&app.address, "custodia_population_counts_total{from=\"database\"}").await,
+        metric_at(
+            &app.address,
+            "custodia_population_counts_total{from=\"index\"}",
+        )
+        .await,
+        metric_at(
+            &app.address,
+            "custodia_population_counts_total{from=\"database\"}",
+        )
+        .await,
     )
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::Deployment;
+use crate::helpers::{metric_at, Deployment};
 
 #[tokio::test]
 async fn two_processes_share_one_database() {
@@ -157,4 +157,166 @@ async fn two_processes_share_one_database() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What one process writes is in the next count another process answers from its population
+/// index: new people, their interactions, a withdrawal, an erasure — while writes go on through
+/// the first process between the counts, and the second's index never answers from the
+/// database.
+#[tokio::test]
+async fn a_count_through_one_process_sees_what_the_other_just_wrote() {
+    let deployment = Deployment::new();
+    let nodes = [deployment.serve().await, deployment.serve().await];
+    let client = Client::new();
+    let collector = nodes[0].token(&deployment.api_key("collector")).await;
+    let compliance = nodes[0].token(&deployment.api_key("compliance")).await;
+    // The second process's index was built at its start.
+    let started = Instant::now();
+    while metric_at(
+        &nodes[1].base,
+        "custodia_job_last_success_timestamp_seconds{job=\"population_index\"}",
+    )
+    .await
+        == 0.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the index is built"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let purchase = |person: usize, n: usize| {
+        json!({"id": format!("buy-{person}-{n}"), "subject_id": format!("pop-{person}"),
+               "type": "purchase", "channel": "web",
+               "occurred_at": (chrono::Utc::now() - chrono::Duration::days(n as i64 + 1)).to_rfc3339(),
+               "purposes": ["marketing"]})
+    };
+    for person in 0..12 {
+        let put = client
+            .put(format!("{}/v1/subjects/pop-{person}", nodes[0].base))
+            .bearer_auth(&collector)
+            .json(&json!({"traits": {"country": "DE", "language": "de"}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+        marketing_consent(&client, &nodes[0].base, &collector, person, "granted").await;
+    }
+    let batch = client
+        .post(format!("{}/v1/interactions/batch", nodes[0].base))
+        .bearer_auth(&collector)
+        .json(&json!({"interactions": (0..12).map(|p| purchase(p, 0)).collect::<Vec<_>>()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), StatusCode::OK);
+
+    let germany = json!({"trait": "country", "in": ["DE"]});
+    let two_purchases = json!({"all": [germany.clone(),
+        {"interactions": {"type": "purchase", "within_days": 30, "at_least": 2}}]});
+    assert_eq!(
+        count(&deployment, &nodes[1].base, &germany).await,
+        json!(12)
+    );
+    assert_eq!(
+        count(&deployment, &nodes[1].base, &two_purchases).await,
+        Value::Null
+    );
+    // A second purchase for eleven of them, through the other process.
+    let batch = client
+        .post(format!("{}/v1/interactions/batch", nodes[0].base))
+        .bearer_auth(&collector)
+        .json(&json!({"interactions": (0..11).map(|p| purchase(p, 1)).collect::<Vec<_>>()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), StatusCode::OK);
+    assert_eq!(
+        count(&deployment, &nodes[1].base, &two_purchases).await,
+        json!(11)
+    );
+    // A withdrawal, then an erasure: each in the very next count.
+    marketing_consent(&client, &nodes[0].base, &collector, 0, "withdrawn").await;
+    assert_eq!(
+        count(&deployment, &nodes[1].base, &germany).await,
+        json!(11)
+    );
+    assert_eq!(
+        count(&deployment, &nodes[1].base, &two_purchases).await,
+        json!(10)
+    );
+    let erased = client
+        .delete(format!("{}/v1/subjects/pop-1", nodes[0].base))
+        .bearer_auth(&compliance)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), StatusCode::OK);
+    assert_eq!(
+        count(&deployment, &nodes[1].base, &germany).await,
+        json!(10)
+    );
+    assert_eq!(
+        count(&deployment, &nodes[1].base, &two_purchases).await,
+        Value::Null
+    );
+    assert_eq!(
+        (
+            metric_at(
+                &nodes[1].base,
+                "custodia_population_counts_total{from=\"index\"}"
+            )
+            .await,
+            metric_at(
+                &nodes[1].base,
+                "custodia_population_counts_total{from=\"database\"}"
+            )
+            .await
+        ),
+        (7.0, 0.0)
+    );
+}
+
+async fn marketing_consent(client: &Client, base: &str, token: &str, person: usize, status: &str) {
+    let mut body = json!({"purpose": "marketing", "status": status, "source": "web",
+                          "method": "checkbox"});
+    if status == "granted" {
+        body["notice"] = json!({"id": "newsletter", "version": "3"});
+    }
+    let consent = client
+        .post(format!("{base}/v1/subjects/pop-{person}/consents"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), StatusCode::CREATED);
+}
+
+/// A marketing preview through `base`, with a key of its own (the differencing guard compares
+/// one key's answers): the size, or null when withheld.
+async fn count(deployment: &Deployment, base: &str, filter: &Value) -> Value {
+    let marketer = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({ "api_key": deployment.api_key("marketer") }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer: Value = Client::new()
+        .post(format!("{base}/v1/segments/preview"))
+        .bearer_auth(marketer)
+        .json(&json!({"purpose": "marketing", "filter": filter}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["size"].clone()
 }

@@ -396,9 +396,15 @@ async fn counts_equal_a_brute_force_evaluation(index: Switch) {
     let (from_index, from_database) = population_counts(&app).await;
     let asked = (filters.len() * PURPOSES.len() * 2) as f64;
     if index == Switch::On {
-        assert_eq!((from_index - before.0, from_database - before.1), (asked, 0.0));
+        assert_eq!(
+            (from_index - before.0, from_database - before.1),
+            (asked, 0.0)
+        );
     } else {
-        assert_eq!((from_index - before.0, from_database - before.1), (0.0, asked));
+        assert_eq!(
+            (from_index - before.0, from_database - before.1),
+            (0.0, asked)
+        );
     }
 }
 
