@@ -120,6 +120,11 @@ async fn main() {
             .batch_execute("DROP INDEX interaction_purposes_by_purpose")
             .unwrap();
     }
+    // For the A/B measurement of what the population index's change feed costs at ingest
+    // (with `CUSTODIA_POPULATION_INDEX=off`, the index itself too).
+    if std::env::var_os("CUSTODIA_BENCH_WITHOUT_POPULATION_FEED").is_some() {
+        common::drop_population_feed(&app.settings);
+    }
     let token = app.token("collector").await;
     let client = reqwest::Client::new();
 

@@ -161,3 +161,28 @@ pub fn cpu_seconds() -> f64 {
     // utime and stime are fields 14 and 15 of stat; after the ")" they are the 12th and 13th.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// Drops the population index's change-feed triggers (migration 000021): the baseline of an
+/// A/B measurement of what they cost.
+#[allow(dead_code)]
+pub fn drop_population_feed(settings: &Settings) {
+    use diesel::connection::SimpleConnection;
+    let database = custodia::startup::open_database(settings).unwrap();
+    let postgres = settings.database_url.backend() == "postgres";
+    let mut drops = String::new();
+    for (table, events) in [
+        ("subjects", &["insert", "delete"][..]),
+        ("subject_members", &["insert", "delete"]),
+        ("subject_traits", &["insert", "update", "delete"]),
+        ("consent_current", &["insert", "update", "delete"]),
+        ("objections", &["insert", "update", "delete"]),
+        ("restrictions", &["insert", "update", "delete"]),
+        ("interaction_purposes", &["insert", "update", "delete"]),
+    ] {
+        for event in events {
+            let on = if postgres { format!(" ON {table}") } else { String::new() };
+            drops.push_str(&format!("DROP TRIGGER population_{table}_{event}{on};"));
+        }
+    }
+    database.connection().unwrap().batch_execute(&drops).unwrap();
+}
