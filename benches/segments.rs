@@ -159,9 +159,10 @@ async fn main() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     println!(
-        "| {} | population index: {indexed} people, ready {:.1} s after the population was generated; peak RSS so far {:.0} MiB |",
+        "| {} | population index: {indexed} people, ready {:.1} s after the population was generated; RSS {:.0} MiB, peak so far {:.0} MiB |",
         app.backend,
         waited.elapsed().as_secs_f64(),
+        common::rss_mib(),
         common::peak_rss_mib()
     );
     let filters = [

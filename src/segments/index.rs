@@ -58,6 +58,13 @@ fn seconds(at: NaiveDateTime) -> u32 {
     at.and_utc().timestamp().clamp(0, i64::from(u32::MAX)) as u32
 }
 
+/// Where a person's interactions are in the arena.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    start: u32,
+    len: u32,
+}
+
 /// Strings numbered in the order they are first met.
 #[derive(Default)]
 struct Interner {
@@ -129,8 +136,12 @@ struct Replica {
     columns: Vec<Column>,
     kinds: Interner,
     channels: Interner,
-    slots: HashMap<Key, u32>,
-    long_slots: HashMap<String, u32>,
+    /// The ids of the people found by the build, sorted: a person's slot is their place here
+    /// (a slot stays its person's: ids are never reused).
+    sorted: Vec<Key>,
+    /// The slots of people who came later (and of ids too long for a key).
+    later: HashMap<String, u32>,
+    /// Slots of `later` that were released.
     free: Vec<u32>,
     /// Whether the slot holds a person.
     alive: Vec<bool>,
@@ -138,8 +149,12 @@ struct Replica {
     bucket: Vec<u8>,
     /// The purposes the person has a legal basis for, one bit each.
     eligible: Vec<u32>,
-    /// The person's interactions, their members' included.
-    runs: Vec<Box<[Entry]>>,
+    /// Where the person's interactions (their members' included) are in `arena`.
+    runs: Vec<Run>,
+    /// Every person's interactions, a run per person.
+    arena: Vec<Entry>,
+    /// Entries of `arena` no run points at any more (moved or released).
+    garbage: usize,
     /// Where the feed was read to.
     position: Position,
     caught_up: Instant,
@@ -173,47 +188,52 @@ impl Replica {
                 .collect(),
             kinds: Interner::default(),
             channels: Interner::default(),
-            slots: HashMap::new(),
-            long_slots: HashMap::new(),
+            sorted: Vec::new(),
+            later: HashMap::new(),
             free: Vec::new(),
             alive: Vec::new(),
             bucket: Vec::new(),
             eligible: Vec::new(),
             runs: Vec::new(),
+            arena: Vec::new(),
+            garbage: 0,
             position,
             caught_up: Instant::now(),
         })
     }
 
     fn slot_of(&self, pk: &str) -> Option<u32> {
-        match key(pk) {
-            Some(key) => self.slots.get(&key).copied(),
-            None => self.long_slots.get(pk).copied(),
+        key(pk)
+            .and_then(|key| self.sorted.binary_search(&key).ok())
+            .map(|slot| slot as u32)
+            .or_else(|| self.later.get(pk).copied())
+    }
+
+    /// A new slot (for no one yet).
+    fn push_slot(&mut self) -> u32 {
+        let slot = self.alive.len() as u32;
+        self.alive.push(false);
+        self.bucket.push(0);
+        self.eligible.push(0);
+        self.runs.push(Run::default());
+        for column in &mut self.columns {
+            column.by_slot.push(0);
         }
+        slot
     }
 
     /// The person's slot, taken if they have none.
     fn slot_for(&mut self, pk: &str) -> u32 {
-        if let Some(slot) = self.slot_of(pk) {
-            return slot;
-        }
-        let slot = match self.free.pop() {
+        let slot = match self.slot_of(pk) {
             Some(slot) => slot,
             None => {
-                let slot = self.alive.len() as u32;
-                self.alive.push(false);
-                self.bucket.push(0);
-                self.eligible.push(0);
-                self.runs.push(Box::new([]));
-                for column in &mut self.columns {
-                    column.by_slot.push(0);
-                }
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => self.push_slot(),
+                };
+                self.later.insert(pk.to_owned(), slot);
                 slot
             }
-        };
-        match key(pk) {
-            Some(key) => self.slots.insert(key, slot),
-            None => self.long_slots.insert(pk.to_owned(), slot),
         };
         let s = slot as usize;
         self.alive[s] = true;
@@ -223,23 +243,82 @@ impl Replica {
 
     /// Forgets a subject that is no longer a person (erased, or merged into another).
     fn release(&mut self, pk: &str) {
-        let slot = match key(pk) {
-            Some(key) => self.slots.remove(&key),
-            None => self.long_slots.remove(pk),
-        };
-        if let Some(slot) = slot {
+        if let Some(slot) = self.slot_of(pk) {
             self.clear(slot as usize);
-            self.free.push(slot);
+            if self.later.remove(pk).is_some() {
+                self.free.push(slot);
+            }
         }
     }
 
     fn clear(&mut self, s: usize) {
         self.alive[s] = false;
         self.eligible[s] = 0;
-        self.runs[s] = Box::new([]);
+        self.set_run(s, &[]);
         for column in &mut self.columns {
             column.by_slot[s] = 0;
         }
+    }
+
+    /// Gives the slot these interactions, at the end of the arena (the old run is garbage,
+    /// collected when it is half the arena).
+    fn set_run(&mut self, s: usize, entries: &[Entry]) {
+        let old = self.runs[s];
+        self.garbage += old.len as usize;
+        self.runs[s] = Run {
+            start: self.arena.len() as u32,
+            len: entries.len() as u32,
+        };
+        self.arena.extend_from_slice(entries);
+        self.compact_if_half_garbage();
+    }
+
+    /// Adds interactions to the slot's run (moved to the end of the arena).
+    fn extend_run(&mut self, s: usize, entries: &[Entry]) {
+        let old = self.runs[s];
+        let start = self.arena.len();
+        self.arena
+            .extend_from_within(old.start as usize..(old.start + old.len) as usize);
+        self.arena.extend_from_slice(entries);
+        self.garbage += old.len as usize;
+        self.runs[s] = Run {
+            start: start as u32,
+            len: (self.arena.len() - start) as u32,
+        };
+        self.compact_if_half_garbage();
+    }
+
+    fn compact_if_half_garbage(&mut self) {
+        if self.garbage < 1024 || self.garbage * 2 < self.arena.len() {
+            return;
+        }
+        for run in self.runs.iter_mut().filter(|run| run.len == 0) {
+            run.start = 0;
+        }
+        let mut order: Vec<u32> = (0..self.runs.len() as u32)
+            .filter(|s| self.runs[*s as usize].len > 0)
+            .collect();
+        order.sort_unstable_by_key(|s| self.runs[*s as usize].start);
+        let mut cursor = 0usize;
+        for s in order {
+            let run = &mut self.runs[s as usize];
+            let (start, len) = (run.start as usize, run.len as usize);
+            self.arena.copy_within(start..start + len, cursor);
+            run.start = cursor as u32;
+            cursor += len;
+        }
+        self.arena.truncate(cursor);
+        self.arena.shrink_to_fit();
+        self.garbage = 0;
+    }
+
+    fn run(&self, s: usize) -> &[Entry] {
+        let run = self.runs[s];
+        &self.arena[run.start as usize..(run.start + run.len) as usize]
+    }
+
+    fn people(&self) -> usize {
+        self.alive.iter().filter(|alive| **alive).count()
     }
 
     fn set_trait(&mut self, s: usize, name: &str, value: &str) {
@@ -335,15 +414,30 @@ impl Replica {
             let person_of: HashMap<String, String> =
                 feed::memberships(conn, None)?.into_iter().collect();
             let mut after = String::new();
+            let mut long = Vec::new();
             loop {
                 let page = feed::subjects_page(conn, &after, PAGE)?;
                 let Some(last) = page.last() else { break };
                 after = last.clone();
-                for pk in &page {
-                    if !person_of.contains_key(pk) {
-                        replica.slot_for(pk);
+                for pk in page {
+                    if person_of.contains_key(&pk) {
+                        continue;
+                    }
+                    match key(&pk) {
+                        Some(key) => replica.sorted.push(key),
+                        None => long.push(pk),
                     }
                 }
+            }
+            replica.sorted.sort_unstable();
+            replica.sorted.shrink_to_fit();
+            for s in 0..replica.sorted.len() {
+                replica.push_slot();
+                replica.alive[s] = true;
+                replica.bucket[s] = replica.sorted[s][1];
+            }
+            for pk in long {
+                replica.slot_for(&pk);
             }
             let mut after = (String::new(), String::new());
             loop {
@@ -413,7 +507,9 @@ impl Replica {
                     break;
                 }
             }
-            let mut runs: Vec<Vec<Entry>> = vec![Vec::new(); replica.alive.len()];
+            // Every entry with its slot, sorted by slot once all are read, then laid out as the
+            // arena (in place: an entry is smaller than the pair).
+            let mut pairs: Vec<(u32, Entry)> = Vec::new();
             let mut after = (String::new(), String::new());
             let mut carried: Vec<PurposeRow> = Vec::new();
             loop {
@@ -445,14 +541,24 @@ impl Replica {
                 };
                 for (person, entry) in entries {
                     if let Some(slot) = replica.slot_of(person) {
-                        runs[slot as usize].push(entry);
+                        pairs.push((slot, entry));
                     }
                 }
                 if done {
                     break;
                 }
             }
-            replica.runs = runs.into_iter().map(Vec::into_boxed_slice).collect();
+            pairs.sort_unstable_by_key(|(slot, _)| *slot);
+            for group in pairs.chunk_by(|a, b| a.0 == b.0) {
+                let start = (group.as_ptr() as usize - pairs.as_ptr() as usize)
+                    / std::mem::size_of::<(u32, Entry)>();
+                replica.runs[group[0].0 as usize] = Run {
+                    start: start as u32,
+                    len: group.len() as u32,
+                };
+            }
+            replica.arena = pairs.into_iter().map(|(_, entry)| entry).collect();
+            replica.arena.shrink_to_fit();
             replica.caught_up = Instant::now();
             Ok(Ok(replica))
         })
@@ -510,13 +616,13 @@ impl Replica {
             Ok(entries) => entries,
             Err(unusable) => return Ok(Err(unusable)),
         };
+        let mut by_person: HashMap<&str, Vec<Entry>> = HashMap::new();
         for (person, entry) in entries {
+            by_person.entry(person).or_default().push(entry);
+        }
+        for (person, new) in by_person {
             if let Some(slot) = self.slot_of(person) {
-                let run = &mut self.runs[slot as usize];
-                let mut longer = Vec::with_capacity(run.len() + 1);
-                longer.extend_from_slice(run);
-                longer.push(entry);
-                *run = longer.into_boxed_slice();
+                self.extend_run(slot as usize, &new);
             }
         }
         self.position = position;
@@ -552,7 +658,7 @@ impl Replica {
         }
         for (person, run) in runs {
             if let Some(slot) = self.slot_of(person) {
-                self.runs[slot as usize] = run.into_boxed_slice();
+                self.set_run(slot as usize, &run);
             }
         }
         Ok(())
@@ -594,7 +700,7 @@ impl Replica {
                 purposes,
             } => {
                 let mut found = 0;
-                for entry in self.runs[s].iter() {
+                for entry in self.run(s) {
                     if entry.purposes & purposes != 0
                         && entry.at >= *since
                         && kind.is_none_or(|k| entry.kind == k)
@@ -862,7 +968,7 @@ impl PopulationIndex {
         let mut stage = self.stage();
         match built {
             Ok(Ok(replica)) => {
-                let people = replica.slots.len() + replica.long_slots.len();
+                let people = replica.people();
                 self.people.set(people as i64);
                 tracing::info!(
                     people,
@@ -894,7 +1000,7 @@ impl PopulationIndex {
         match feed::snapshot(conn, |conn, position| replica.catch_up(conn, position))? {
             Ok(true) => {
                 self.people
-                    .set((replica.slots.len() + replica.long_slots.len()) as i64);
+                    .set(replica.people() as i64);
                 Ok(true)
             }
             Ok(false) => {
@@ -939,5 +1045,98 @@ impl PopulationIndex {
         let counts = replica.count(bit, &node);
         self.answers.with_label_values(&["index"]).inc();
         Ok(Some(counts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica() -> Replica {
+        let policy = crate::policy::load_dir(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policies"
+        )))
+        .unwrap();
+        Replica::new(&Arc::new(policy), Position::Sqlite { after_id: 0 }).unwrap()
+    }
+
+    fn entry(at: u32) -> Entry {
+        Entry {
+            at,
+            kind: 0,
+            channel: 0,
+            purposes: 1,
+        }
+    }
+
+    #[test]
+    fn runs_survive_moves_releases_and_compaction() {
+        let mut replica = replica();
+        let mut expected: HashMap<String, Vec<u32>> = HashMap::new();
+        for round in 0..200u32 {
+            for person in 0..50u32 {
+                let pk = format!("person-{person}");
+                let slot = replica.slot_for(&pk) as usize;
+                let times = expected.entry(pk.clone()).or_default();
+                match (round + person) % 7 {
+                    // Read again whole.
+                    0 => {
+                        *times = (0..person % 5).map(|n| round * 10 + n).collect();
+                        let run: Vec<Entry> = times.iter().map(|at| entry(*at)).collect();
+                        replica.set_run(slot, &run);
+                    }
+                    // Erased (or merged away).
+                    6 if person % 3 == 0 => {
+                        replica.release(&pk);
+                        expected.remove(&pk);
+                    }
+                    // A new interaction.
+                    _ => {
+                        times.push(round);
+                        replica.extend_run(slot, &[entry(round)]);
+                    }
+                }
+            }
+            assert!(replica.garbage * 2 < replica.arena.len() || replica.garbage < 1024);
+        }
+        for person in 0..50u32 {
+            let pk = format!("person-{person}");
+            match (expected.get(&pk), replica.slot_of(&pk)) {
+                (Some(times), Some(slot)) => {
+                    let run: Vec<u32> = replica.run(slot as usize).iter().map(|e| e.at).collect();
+                    assert_eq!(&run, times, "{pk}");
+                    assert!(replica.alive[slot as usize]);
+                }
+                (None, None) => {}
+                (None, Some(slot)) => assert!(!replica.alive[slot as usize], "{pk}"),
+                (Some(_), None) => panic!("{pk} lost its slot"),
+            }
+        }
+        // Released slots are taken again by newcomers.
+        let before = replica.alive.len();
+        replica.slot_for("newcomer");
+        assert_eq!(replica.alive.len(), before);
+    }
+
+    #[test]
+    fn slots_of_the_build_are_found_by_their_sorted_ids() {
+        let mut replica = replica();
+        let mut ids: Vec<String> = (0..1000).map(|n| format!("{:x}", n * 7919 % 4096)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        replica.sorted = ids.iter().map(|id| key(id).unwrap()).collect();
+        replica.sorted.sort_unstable();
+        for _ in 0..replica.sorted.len() {
+            replica.push_slot();
+        }
+        for id in &ids {
+            let slot = replica.slot_of(id).unwrap() as usize;
+            assert_eq!(replica.sorted[slot], key(id).unwrap());
+        }
+        assert_eq!(replica.slot_of("not-there"), None);
+        let long = "x".repeat(40);
+        let slot = replica.slot_for(&long);
+        assert_eq!(replica.slot_of(&long), Some(slot));
     }
 }

@@ -14,7 +14,7 @@
 use chrono::{Duration, NaiveDateTime};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamp};
 
 use super::schema::{
     consent_current, interaction_purposes, objections, restrictions, subject_members,
@@ -245,6 +245,17 @@ pub(crate) fn traits_of(
     })
 }
 
+/// `(first, second) > (a, b)` over a two-column key: a row value, which both databases seek to
+/// in the key's index (the same condition spelled with `OR` makes SQLite filter from the start
+/// of the index at every page).
+fn after_pair(columns: &'static str, after: (&str, &str)) -> diesel::expression::SqlLiteral<Bool, impl diesel::query_builder::QueryFragment<super::legal_basis::Backend> + diesel::query_builder::QueryId> {
+    diesel::dsl::sql::<Bool>(&format!("({columns}) > ("))
+        .bind::<Text, _>(after.0.to_owned())
+        .sql(", ")
+        .bind::<Text, _>(after.1.to_owned())
+        .sql(")")
+}
+
 /// A page of every segmentable trait, in key order, after `(subject, name)`.
 pub(crate) fn traits_page(
     conn: &mut DbConnection,
@@ -252,13 +263,7 @@ pub(crate) fn traits_page(
     limit: i64,
 ) -> Result<Vec<(String, String, String)>, StoreError> {
     Ok(subject_traits::table
-        .filter(
-            subject_traits::subject_pk
-                .gt(after.0)
-                .or(subject_traits::subject_pk
-                    .eq(after.0)
-                    .and(subject_traits::name.gt(after.1))),
-        )
+        .filter(after_pair("subject_pk, name", after))
         .order((subject_traits::subject_pk, subject_traits::name))
         .select((
             subject_traits::subject_pk,
@@ -304,13 +309,7 @@ pub(crate) fn statements_page(
     limit: i64,
 ) -> Result<Vec<Statement>, StoreError> {
     Ok(consent_current::table
-        .filter(
-            consent_current::subject_pk
-                .gt(after.0)
-                .or(consent_current::subject_pk
-                    .eq(after.0)
-                    .and(consent_current::purpose.gt(after.1))),
-        )
+        .filter(after_pair("subject_pk, purpose", after))
         .order((consent_current::subject_pk, consent_current::purpose))
         .select((
             consent_current::subject_pk,
@@ -418,13 +417,7 @@ pub(crate) fn purpose_rows_page(
     limit: i64,
 ) -> Result<Vec<PurposeRow>, StoreError> {
     Ok(interaction_purposes::table
-        .filter(
-            interaction_purposes::interaction_pk.gt(after.0).or(
-                interaction_purposes::interaction_pk
-                    .eq(after.0)
-                    .and(interaction_purposes::purpose.gt(after.1)),
-            ),
-        )
+        .filter(after_pair("interaction_pk, purpose", after))
         .order((
             interaction_purposes::interaction_pk,
             interaction_purposes::purpose,
