@@ -190,9 +190,17 @@ pub fn drop_population_feed(settings: &Settings) {
         ("interaction_purposes", &["insert", "update", "delete"]),
     ] {
         for event in events {
-            let on = if postgres { format!(" ON {table}") } else { String::new() };
+            let on = if postgres {
+                format!(" ON {table}")
+            } else {
+                String::new()
+            };
             drops.push_str(&format!("DROP TRIGGER population_{table}_{event}{on};"));
         }
     }
-    database.connection().unwrap().batch_execute(&drops).unwrap();
+    database
+        .connection()
+        .unwrap()
+        .batch_execute(&drops)
+        .unwrap();
 }

@@ -40,17 +40,23 @@ const MAX_CHANGES: i64 = 500_000;
 /// The most purposes the policy may declare for the index to serve it (one bit each).
 const MAX_PURPOSES: usize = 32;
 
-/// One interaction usable for at least one purpose of the policy: 12 bytes.
+/// One interaction usable for at least one purpose of the policy: 8 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     /// When it occurred: Unix seconds, clamped to `u32` (a look-back starts after 1970 and
     /// before 2106, so the clamp never changes a comparison).
     at: u32,
-    /// Its type, interned.
-    kind: u16,
-    /// Its channel, interned.
-    channel: u16,
-    /// The policy's purposes it was collected for, one bit each.
+    /// Its type, channel and purposes, as one of the replica's combinations (`Combo`).
+    combo: u16,
+}
+
+/// What interactions share: a type, a channel and the policy's purposes they were collected for
+/// (one bit each). A population has few such combinations, so an interaction names its own by
+/// number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Combo {
+    kind: u32,
+    channel: u32,
     purposes: u32,
 }
 
@@ -112,8 +118,8 @@ fn key(pk: &str) -> Option<Key> {
 enum Unusable {
     #[error("more than {MAX_PURPOSES} purposes")]
     Purposes,
-    #[error("more than 65,536 interaction types or channels")]
-    Tokens,
+    #[error("more than 65,536 combinations of interaction type, channel and purposes")]
+    Combos,
 }
 
 /// The state of one person, as read for a catch-up.
@@ -136,6 +142,9 @@ struct Replica {
     columns: Vec<Column>,
     kinds: Interner,
     channels: Interner,
+    /// The combinations met, by number.
+    combos: Vec<Combo>,
+    combo_ids: HashMap<Combo, u16>,
     /// The ids of the people found by the build, sorted: a person's slot is their place here
     /// (a slot stays its person's: ids are never reused).
     sorted: Vec<Key>,
@@ -188,6 +197,8 @@ impl Replica {
                 .collect(),
             kinds: Interner::default(),
             channels: Interner::default(),
+            combos: Vec::new(),
+            combo_ids: HashMap::new(),
             sorted: Vec::new(),
             later: HashMap::new(),
             free: Vec::new(),
@@ -372,13 +383,23 @@ impl Replica {
             return Ok(None);
         }
         let first = rows[0];
-        let kind = self.kinds.intern(&first.interaction_type);
-        let channel = self.channels.intern(&first.channel);
+        let combo = Combo {
+            kind: self.kinds.intern(&first.interaction_type),
+            channel: self.channels.intern(&first.channel),
+            purposes,
+        };
+        let combo = match self.combo_ids.get(&combo) {
+            Some(id) => *id,
+            None => {
+                let id = u16::try_from(self.combos.len()).map_err(|_| Unusable::Combos)?;
+                self.combos.push(combo);
+                self.combo_ids.insert(combo, id);
+                id
+            }
+        };
         Ok(Some(Entry {
             at: seconds(first.occurred_at),
-            kind: u16::try_from(kind).map_err(|_| Unusable::Tokens)?,
-            channel: u16::try_from(channel).map_err(|_| Unusable::Tokens)?,
-            purposes,
+            combo,
         }))
     }
 
@@ -693,19 +714,13 @@ impl Replica {
                 value != 0 && values.contains(&value)
             }
             Node::Interactions {
-                kind,
-                channel,
+                combos,
                 since,
                 at_least,
-                purposes,
             } => {
                 let mut found = 0;
                 for entry in self.run(s) {
-                    if entry.purposes & purposes != 0
-                        && entry.at >= *since
-                        && kind.is_none_or(|k| entry.kind == k)
-                        && channel.is_none_or(|c| entry.channel == c)
-                    {
+                    if entry.at >= *since && combos[usize::from(entry.combo)] {
                         found += 1;
                         if found >= *at_least {
                             return true;
@@ -760,20 +775,27 @@ impl Replica {
             .fold(0u32, |bits, bit| bits | 1 << bit);
         let token = |interner: &Interner, text: &Option<String>| match text {
             None => Some(None),
-            Some(text) => interner.get(text).map(|id| Some(id as u16)),
+            Some(text) => interner.get(text).map(Some),
         };
         match (
             token(&self.kinds, &condition.kind),
             token(&self.channels, &condition.channel),
         ) {
             (Some(kind), Some(channel)) if purposes != 0 => Node::Interactions {
-                kind,
-                channel,
+                // Which combinations the leaf accepts, decided once per question.
+                combos: self
+                    .combos
+                    .iter()
+                    .map(|combo| {
+                        combo.purposes & purposes != 0
+                            && kind.is_none_or(|k| combo.kind == k)
+                            && channel.is_none_or(|c| combo.channel == c)
+                    })
+                    .collect(),
                 since: condition.within_days.map_or(0, |days| {
                     seconds(now - chrono::Duration::days(i64::from(days)))
                 }),
                 at_least: condition.at_least,
-                purposes,
             },
             // A type or channel nobody has, or a purpose no interaction may serve.
             _ => Node::Never,
@@ -792,11 +814,10 @@ enum Node {
         values: Vec<u32>,
     },
     Interactions {
-        kind: Option<u16>,
-        channel: Option<u16>,
+        /// By combination number: does an interaction of it count?
+        combos: Vec<bool>,
         since: u32,
         at_least: u32,
-        purposes: u32,
     },
 }
 
@@ -881,6 +902,16 @@ fn read_states(conn: &mut DbConnection, dirty: &HashSet<String>) -> Result<State
         person_of: owner_of,
         rows,
     })
+}
+
+/// Gives the memory the build read through and freed back to the system (glibc keeps freed
+/// heap pages of a thread's arena otherwise, and they count as the process's resident memory).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free memory of the allocator's own heaps to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Where a process's index is.
@@ -976,6 +1007,8 @@ impl PopulationIndex {
                     "population index built"
                 );
                 *stage = Stage::Ready(Box::new(replica));
+                drop(stage);
+                release_freed_memory();
                 Ok(())
             }
             Ok(Err(unusable)) => {
@@ -999,8 +1032,7 @@ impl PopulationIndex {
         }
         match feed::snapshot(conn, |conn, position| replica.catch_up(conn, position))? {
             Ok(true) => {
-                self.people
-                    .set(replica.people() as i64);
+                self.people.set(replica.people() as i64);
                 Ok(true)
             }
             Ok(false) => {
@@ -1062,12 +1094,7 @@ mod tests {
     }
 
     fn entry(at: u32) -> Entry {
-        Entry {
-            at,
-            kind: 0,
-            channel: 0,
-            purposes: 1,
-        }
+        Entry { at, combo: 0 }
     }
 
     #[test]
@@ -1122,7 +1149,9 @@ mod tests {
     #[test]
     fn slots_of_the_build_are_found_by_their_sorted_ids() {
         let mut replica = replica();
-        let mut ids: Vec<String> = (0..1000).map(|n| format!("{:x}", n * 7919 % 4096)).collect();
+        let mut ids: Vec<String> = (0..1000)
+            .map(|n| format!("{:x}", n * 7919 % 4096))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         replica.sorted = ids.iter().map(|id| key(id).unwrap()).collect();

@@ -248,7 +248,14 @@ pub(crate) fn traits_of(
 /// `(first, second) > (a, b)` over a two-column key: a row value, which both databases seek to
 /// in the key's index (the same condition spelled with `OR` makes SQLite filter from the start
 /// of the index at every page).
-fn after_pair(columns: &'static str, after: (&str, &str)) -> diesel::expression::SqlLiteral<Bool, impl diesel::query_builder::QueryFragment<super::legal_basis::Backend> + diesel::query_builder::QueryId> {
+fn after_pair(
+    columns: &'static str,
+    after: (&str, &str),
+) -> diesel::expression::SqlLiteral<
+    Bool,
+    impl diesel::query_builder::QueryFragment<super::legal_basis::Backend>
+        + diesel::query_builder::QueryId,
+> {
     diesel::dsl::sql::<Bool>(&format!("({columns}) > ("))
         .bind::<Text, _>(after.0.to_owned())
         .sql(", ")
