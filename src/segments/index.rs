@@ -528,58 +528,64 @@ impl Replica {
                     break;
                 }
             }
-            // Every entry with its slot, sorted by slot once all are read, then laid out as the
-            // arena (in place: an entry is smaller than the pair).
-            let mut pairs: Vec<(u32, Entry)> = Vec::new();
-            let mut after = (String::new(), String::new());
-            let mut carried: Vec<PurposeRow> = Vec::new();
-            loop {
-                let page = feed::purpose_rows_page(conn, (&after.0, &after.1), PAGE)?;
-                let done = page.is_empty();
-                if let Some(last) = page.last() {
-                    after = (last.interaction_pk.clone(), last.purpose.clone());
-                }
-                carried.extend(page);
-                // An interaction's rows may continue on the next page: keep the last one's.
-                let keep_from = if done {
-                    carried.len()
-                } else {
-                    let last = carried
-                        .last()
-                        .map(|r| r.interaction_pk.clone())
-                        .unwrap_or_default();
-                    carried
-                        .iter()
-                        .position(|r| r.interaction_pk == last)
-                        .unwrap_or(carried.len())
-                };
-                let ready: Vec<PurposeRow> = carried.drain(..keep_from).collect();
-                let entries = match replica.entries_by_person(&ready, |owner| {
-                    Some(person_of.get(owner).map_or(owner, String::as_str))
-                }) {
-                    Ok(entries) => entries,
-                    Err(unusable) => return Ok(Err(unusable)),
-                };
-                for (person, entry) in entries {
-                    if let Some(slot) = replica.slot_of(person) {
-                        pairs.push((slot, entry));
+            // Two passes over the purpose rows: the first counts each person's interactions, so
+            // that the arena is allocated once at its size and filled in place by the second
+            // (holding every entry with its person until they could be sorted would cost half
+            // as much memory again as the arena).
+            for pass in 0..2 {
+                let mut after = (String::new(), String::new());
+                let mut carried: Vec<PurposeRow> = Vec::new();
+                loop {
+                    let page = feed::purpose_rows_page(conn, (&after.0, &after.1), PAGE)?;
+                    let done = page.is_empty();
+                    if let Some(last) = page.last() {
+                        after = (last.interaction_pk.clone(), last.purpose.clone());
+                    }
+                    carried.extend(page);
+                    // An interaction's rows may continue on the next page: keep the last one's.
+                    let keep_from = if done {
+                        carried.len()
+                    } else {
+                        let last = carried
+                            .last()
+                            .map(|r| r.interaction_pk.clone())
+                            .unwrap_or_default();
+                        carried
+                            .iter()
+                            .position(|r| r.interaction_pk == last)
+                            .unwrap_or(carried.len())
+                    };
+                    let ready: Vec<PurposeRow> = carried.drain(..keep_from).collect();
+                    let entries = match replica.entries_by_person(&ready, |owner| {
+                        Some(person_of.get(owner).map_or(owner, String::as_str))
+                    }) {
+                        Ok(entries) => entries,
+                        Err(unusable) => return Ok(Err(unusable)),
+                    };
+                    for (person, entry) in entries {
+                        let Some(slot) = replica.slot_of(person) else {
+                            continue;
+                        };
+                        let run = &mut replica.runs[slot as usize];
+                        if pass == 1 {
+                            replica.arena[(run.start + run.len) as usize] = entry;
+                        }
+                        run.len += 1;
+                    }
+                    if done {
+                        break;
                     }
                 }
-                if done {
-                    break;
+                if pass == 0 {
+                    let mut start = 0u32;
+                    for run in &mut replica.runs {
+                        let count = run.len;
+                        *run = Run { start, len: 0 };
+                        start += count;
+                    }
+                    replica.arena = vec![Entry { at: 0, combo: 0 }; start as usize];
                 }
             }
-            pairs.sort_unstable_by_key(|(slot, _)| *slot);
-            for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-                let start = (group.as_ptr() as usize - pairs.as_ptr() as usize)
-                    / std::mem::size_of::<(u32, Entry)>();
-                replica.runs[group[0].0 as usize] = Run {
-                    start: start as u32,
-                    len: group.len() as u32,
-                };
-            }
-            replica.arena = pairs.into_iter().map(|(_, entry)| entry).collect();
-            replica.arena.shrink_to_fit();
             replica.caught_up = Instant::now();
             Ok(Ok(replica))
         })
