@@ -153,7 +153,21 @@ pub fn insert(
 ) -> Result<(), StoreError> {
     super::insert_all!(conn, rows);
     super::insert_all!(conn, purposes);
-    Ok(())
+    // The population index's feed: each interaction with purposes, once (see
+    // `population_feed::log`).
+    let mut logged: Vec<super::population_feed::ChangeRow> = Vec::with_capacity(rows.len());
+    for purpose in purposes {
+        if logged
+            .last()
+            .is_none_or(|row| row.interaction_pk.as_deref() != Some(&purpose.interaction_pk))
+        {
+            logged.push(super::population_feed::ChangeRow {
+                subject_pk: purpose.subject_pk.clone(),
+                interaction_pk: Some(purpose.interaction_pk.clone()),
+            });
+        }
+    }
+    super::population_feed::log(conn, &logged)
 }
 
 /// Where a page starts: after this `(occurred_at, id)`, newest first.

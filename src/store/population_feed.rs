@@ -22,6 +22,54 @@ use super::schema::{
 };
 use super::{load_chunked, DbConnection, StoreError};
 
+/// A change written to the feed by the code that makes it, in its transaction: a new subject
+/// (`interaction_pk` `None`), or a new interaction of a subject. The hot paths of ingest write
+/// these themselves (`store::subjects::insert`, `store::interactions::insert`): a row trigger
+/// would cost SQLite a statement journal for every row; every other change to a population is
+/// written by triggers.
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    /// The subject.
+    pub subject_pk: String,
+    /// The new interaction, if that is the change.
+    pub interaction_pk: Option<String>,
+}
+
+super::bulk::insert_columns!(ChangeRow => population_changes {
+    subject_pk,
+    interaction_pk,
+});
+
+/// The most rows of one SQLite statement writing the feed (two parameters each).
+const SQLITE_ROWS_PER_STATEMENT: usize = 400;
+
+/// Writes changes to the feed: one statement of column arrays on PostgreSQL; on SQLite one
+/// multi-row statement per 400 (the feed's `AUTOINCREMENT` makes every insert write two tables,
+/// and each such statement keeps a statement journal: one per batch, not one per row).
+pub(crate) fn log(conn: &mut DbConnection, rows: &[ChangeRow]) -> Result<(), StoreError> {
+    match conn {
+        DbConnection::Postgresql(_) => {
+            super::insert_all!(conn, rows);
+        }
+        DbConnection::Sqlite(sqlite) => {
+            for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                let values = vec!["(?, ?)"; chunk.len()].join(", ");
+                let mut query = diesel::sql_query(format!(
+                    "INSERT INTO population_changes (subject_pk, interaction_pk) VALUES {values}"
+                ))
+                .into_boxed::<diesel::sqlite::Sqlite>();
+                for row in chunk {
+                    query = query
+                        .bind::<Text, _>(&row.subject_pk)
+                        .bind::<Nullable<Text>, _>(&row.interaction_pk);
+                }
+                query.execute(sqlite)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where a reader of the feed is (see the module's documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Position {

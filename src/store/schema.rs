@@ -174,6 +174,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The population index's change feed (migration 000021). Declared for the rows code
+    /// writes; read with each backend's own SQL (`store::population_feed`), which also knows
+    /// PostgreSQL's `txid` column.
+    population_changes (id) {
+        id -> BigInt,
+        subject_pk -> Text,
+        interaction_pk -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     /// Standing objections (Art. 21).
     objections (subject_pk, purpose) {
         subject_pk -> Text,

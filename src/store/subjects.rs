@@ -167,7 +167,15 @@ pub(crate) fn ids_by_index(
 /// Inserts subjects.
 pub fn insert(conn: &mut DbConnection, rows: &[SubjectRow]) -> Result<(), StoreError> {
     super::insert_all!(conn, rows);
-    Ok(())
+    // The population index's feed (see `population_feed::log`).
+    let logged: Vec<super::population_feed::ChangeRow> = rows
+        .iter()
+        .map(|row| super::population_feed::ChangeRow {
+            subject_pk: row.id.clone(),
+            interaction_pk: None,
+        })
+        .collect();
+    super::population_feed::log(conn, &logged)
 }
 
 /// The blind index of one identifier of a subject.

@@ -1,9 +1,11 @@
 -- The population index's change feed (docs/segments.md, "The population index"). Every process
 -- keeps the segmentable state of the population in memory and, before answering a count, reads
 -- the changes committed since it last looked. Triggers write the feed in the transaction of the
--- change itself, so no code path can change a population without it: a new interaction is
--- named with its subject (its purpose rows are read and appended to the person); any other
--- change names the subject, whose state is read again. The feed holds internal ids only, no
+-- change itself: any change names the subject, whose state is read again. Two changes are
+-- written by the code that makes them instead, in the same transaction and statement batch,
+-- because they are the hot paths of ingest (a row trigger costs SQLite a statement journal per
+-- row): a new subject (`store::subjects::insert`) and a new interaction with its subject
+-- (`store::interactions::insert`; its purpose rows are read and appended to the person). The feed holds internal ids only, no
 -- value (nothing about a person outlives their erasure here but two random ids, for at most
 -- ten minutes). Pruned ten minutes after every process has read it (`population_change_marks`).
 -- PostgreSQL: transactions commit out of id order, so each row carries its writing transaction's
@@ -24,11 +26,6 @@ CREATE TABLE population_change_marks (
     marked_at TIMESTAMP NOT NULL
 );
 
-CREATE FUNCTION population_log_new_subjects() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO population_changes (subject_pk) SELECT DISTINCT id FROM new_rows;
-    RETURN NULL;
-END $$;
 CREATE FUNCTION population_log_old_subjects() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO population_changes (subject_pk) SELECT DISTINCT id FROM old_rows;
@@ -56,15 +53,7 @@ BEGIN
         SELECT member_pk FROM old_rows UNION SELECT person_pk FROM old_rows;
     RETURN NULL;
 END $$;
-CREATE FUNCTION population_log_new_interactions() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO population_changes (subject_pk, interaction_pk)
-        SELECT DISTINCT subject_pk, interaction_pk FROM new_rows;
-    RETURN NULL;
-END $$;
 
-CREATE TRIGGER population_subjects_insert AFTER INSERT ON subjects
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION population_log_new_subjects();
 CREATE TRIGGER population_subjects_delete AFTER DELETE ON subjects
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION population_log_old_subjects();
 CREATE TRIGGER population_subject_traits_insert AFTER INSERT ON subject_traits
@@ -95,8 +84,6 @@ CREATE TRIGGER population_subject_members_insert AFTER INSERT ON subject_members
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION population_log_new_members();
 CREATE TRIGGER population_subject_members_delete AFTER DELETE ON subject_members
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION population_log_old_members();
-CREATE TRIGGER population_interaction_purposes_insert AFTER INSERT ON interaction_purposes
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION population_log_new_interactions();
 CREATE FUNCTION population_log_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO population_changes (subject_pk)

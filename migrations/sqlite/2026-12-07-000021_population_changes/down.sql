@@ -1,4 +1,3 @@
-DROP TRIGGER population_subjects_insert;
 DROP TRIGGER population_subjects_delete;
 DROP TRIGGER population_subject_traits_insert;
 DROP TRIGGER population_subject_traits_update;
@@ -12,7 +11,6 @@ DROP TRIGGER population_objections_delete;
 DROP TRIGGER population_restrictions_insert;
 DROP TRIGGER population_restrictions_update;
 DROP TRIGGER population_restrictions_delete;
-DROP TRIGGER population_interaction_purposes_insert;
 DROP TRIGGER population_interaction_purposes_update;
 DROP TRIGGER population_interaction_purposes_delete;
 DROP TRIGGER population_subject_members_insert;

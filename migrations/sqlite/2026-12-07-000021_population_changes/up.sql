@@ -1,9 +1,11 @@
 -- The population index's change feed (docs/segments.md, "The population index"). Every process
 -- keeps the segmentable state of the population in memory and, before answering a count, reads
 -- the changes committed since it last looked. Triggers write the feed in the transaction of the
--- change itself, so no code path can change a population without it: a new interaction is
--- named with its subject (its purpose rows are read and appended to the person); any other
--- change names the subject, whose state is read again. The feed holds internal ids only, no
+-- change itself: any change names the subject, whose state is read again. Two changes are
+-- written by the code that makes them instead, in the same transaction and statement batch,
+-- because they are the hot paths of ingest (a row trigger costs SQLite a statement journal per
+-- row): a new subject (`store::subjects::insert`) and a new interaction with its subject
+-- (`store::interactions::insert`; its purpose rows are read and appended to the person). The feed holds internal ids only, no
 -- value (nothing about a person outlives their erasure here but two random ids, for at most
 -- ten minutes). Pruned ten minutes after every process has read it (`population_change_marks`).
 -- SQLite: one writer at a time, so ids are in commit order and a reader asks for the ids after
@@ -20,10 +22,6 @@ CREATE TABLE population_change_marks (
     position  BIGINT NOT NULL,
     marked_at TIMESTAMP NOT NULL
 );
-
-CREATE TRIGGER population_subjects_insert AFTER INSERT ON subjects BEGIN
-    INSERT INTO population_changes (subject_pk) VALUES (NEW.id);
-END;
 
 CREATE TRIGGER population_subjects_delete AFTER DELETE ON subjects BEGIN
     INSERT INTO population_changes (subject_pk) VALUES (OLD.id);
@@ -85,10 +83,6 @@ CREATE TRIGGER population_subject_members_delete AFTER DELETE ON subject_members
     INSERT INTO population_changes (subject_pk) VALUES (OLD.member_pk), (OLD.person_pk);
 END;
 
-CREATE TRIGGER population_interaction_purposes_insert AFTER INSERT ON interaction_purposes BEGIN
-    INSERT INTO population_changes (subject_pk, interaction_pk)
-    VALUES (NEW.subject_pk, NEW.interaction_pk);
-END;
 CREATE TRIGGER population_interaction_purposes_update AFTER UPDATE ON interaction_purposes BEGIN
     INSERT INTO population_changes (subject_pk) VALUES (OLD.subject_pk), (NEW.subject_pk);
 END;
