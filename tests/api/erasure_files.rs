@@ -19,7 +19,7 @@ use diesel::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{testing_postgres, Deployment, Served};
+use crate::helpers::{metric_at, testing_postgres, Deployment, Served};
 
 /// Every key that can unwrap anything, from the files on disk: each master key alone (keys
 /// from before epochs) and with each epoch the epoch file can still compute.
@@ -399,6 +399,21 @@ async fn after_a_merged_persons_erasure_their_members_key_leaves_the_live_files(
     assert_eq!(visited.status(), StatusCode::OK);
     let anonymous = custodia::subjects::SubjectId::anonymous("anon-files").unwrap();
     let member = pk_of(&deployment, &anonymous);
+    // The consolidation job folds a member into its person on a 10 s tick: start the merge
+    // right after a tick, so that the member and its key are still there when the files are
+    // scanned below (under load, a tick between the merge and the scan made this test fail).
+    let consolidations = || {
+        metric_at(
+            &served.base,
+            "custodia_job_runs_total{job=\"member_consolidation\",outcome=\"ok\"}",
+        )
+    };
+    let before = consolidations().await;
+    let waited = std::time::Instant::now();
+    while consolidations().await == before {
+        assert!(waited.elapsed() < Duration::from_secs(30), "the job ticks");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let linked = track(
         json!([{"type": "identify", "messageId": "i1", "userId": "known-merge",
                                "anonymousId": "anon-files"}]),
