@@ -17,7 +17,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamp};
 
 use super::schema::{
-    consent_current, interaction_purposes, objections, restrictions, subject_members,
+    consent_current, interaction_purposes, interactions, objections, restrictions, subject_members,
     subject_traits, subjects,
 };
 use super::{load_chunked, DbConnection, StoreError};
@@ -429,14 +429,20 @@ pub(crate) fn purpose_rows_by_interaction(
     Ok(rows)
 }
 
-/// The purpose rows held by these subjects, grouped by interaction (in key order).
+/// The purpose rows held by these subjects, grouped by interaction (in key order): through
+/// their interactions (`interactions (subject_pk, client_index)` finds them;
+/// `interaction_purposes` has no index led by the subject).
 pub(crate) fn purpose_rows_of(
     conn: &mut DbConnection,
     pks: &[&str],
 ) -> Result<Vec<PurposeRow>, StoreError> {
     let mut rows = load_chunked(pks, |chunk| {
-        interaction_purposes::table
-            .filter(interaction_purposes::subject_pk.eq_any(chunk))
+        interactions::table
+            .inner_join(
+                interaction_purposes::table
+                    .on(interaction_purposes::interaction_pk.eq(interactions::id)),
+            )
+            .filter(interactions::subject_pk.eq_any(chunk))
             .select(purpose_columns())
             .load::<PurposeRow>(conn)
     })?;
