@@ -500,10 +500,8 @@ fn start_population_index(state: &web::Data<AppState>) {
         Schedule::at_start_then_every(POPULATION_INDEX_TICK),
         with_state(state, |state| async move {
             let index = state.services.population_index.clone();
-            state
-                .services
-                .db
-                .run(move |conn| index.refresh(conn))
+            index
+                .refresh_in_background(state.services.db.clone())
                 .await?;
             Ok(Ran::Done)
         }),

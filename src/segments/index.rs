@@ -910,6 +910,16 @@ fn read_states(conn: &mut DbConnection, dirty: &HashSet<String>) -> Result<State
     })
 }
 
+/// Lowers the calling thread's scheduling priority to the lowest (Linux: a thread's own `nice`).
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `setpriority` on this thread's own id changes only its scheduling priority.
+    unsafe {
+        let thread = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 19);
+    }
+}
+
 /// Gives the memory the build read through and freed back to the system (glibc keeps freed
 /// heap pages of a thread's arena otherwise, and they count as the process's resident memory).
 fn release_freed_memory() {
@@ -930,11 +940,21 @@ enum Stage {
     Ready(Box<Replica>),
 }
 
+/// A request to the background worker: bring the index up to date with a connection of this
+/// database, and say how it went.
+type Refresh = (
+    crate::store::Database,
+    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+);
+
 /// A process's population index (see the module's documentation).
 pub(crate) struct PopulationIndex {
     enabled: bool,
     policy: Arc<Policy>,
     stage: Mutex<Stage>,
+    /// The worker thread that builds and refreshes the index between counts (started at the
+    /// first refresh).
+    worker: Mutex<Option<std::sync::mpsc::Sender<Refresh>>>,
     answers: IntCounterVec,
     people: IntGauge,
 }
@@ -968,6 +988,7 @@ impl PopulationIndex {
             enabled,
             policy,
             stage: Mutex::new(Stage::Empty),
+            worker: Mutex::new(None),
             answers,
             people,
         }
@@ -977,6 +998,45 @@ impl PopulationIndex {
         self.stage
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// [`refresh`](Self::refresh) on the index's own worker thread, which runs at the lowest
+    /// scheduling priority (`nice` 19): building and keeping up with the feed between counts
+    /// takes only CPU time that requests leave idle, so that ingest keeps its throughput (a
+    /// count brings the index up to date itself, at its own priority). The periodic job calls
+    /// this and waits for it.
+    pub(crate) async fn refresh_in_background(
+        self: &Arc<Self>,
+        db: crate::store::Database,
+    ) -> Result<(), StoreError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let sent = {
+            let mut worker = self.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let sender = worker.get_or_insert_with(|| {
+                let (sender, requests) = std::sync::mpsc::channel::<Refresh>();
+                let index = Arc::downgrade(self);
+                std::thread::Builder::new()
+                    .name("population-index".into())
+                    .spawn(move || {
+                        lowest_priority();
+                        while let Ok((db, reply)) = requests.recv() {
+                            let Some(index) = index.upgrade() else { break };
+                            let refreshed = db
+                                .connection()
+                                .and_then(|mut conn| index.refresh(&mut conn));
+                            let _ = reply.send(refreshed);
+                        }
+                    })
+                    .expect("a thread can be started");
+                sender
+            });
+            sender.send((db, reply)).is_ok()
+        };
+        if !sent {
+            *self.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            return Err(StoreError::Cancelled);
+        }
+        done.await.unwrap_or(Err(StoreError::Cancelled))
     }
 
     /// Builds the index when it has none, or brings it up to date; the periodic job calls it
