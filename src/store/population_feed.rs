@@ -40,33 +40,11 @@ super::bulk::insert_columns!(ChangeRow => population_changes {
     interaction_pk,
 });
 
-/// The most rows of one SQLite statement writing the feed (two parameters each).
-const SQLITE_ROWS_PER_STATEMENT: usize = 400;
-
-/// Writes changes to the feed: one statement of column arrays on PostgreSQL; on SQLite one
-/// multi-row statement per 400 (the feed's `AUTOINCREMENT` makes every insert write two tables,
-/// and each such statement keeps a statement journal: one per batch, not one per row).
+/// Writes changes to the feed, as every many-row insert is written ([`super::insert_all!`]:
+/// one statement of column arrays on PostgreSQL; one cached single-row statement per row on
+/// SQLite, where the feed's plain integer key keeps each a one-table write).
 pub(crate) fn log(conn: &mut DbConnection, rows: &[ChangeRow]) -> Result<(), StoreError> {
-    match conn {
-        DbConnection::Postgresql(_) => {
-            super::insert_all!(conn, rows);
-        }
-        DbConnection::Sqlite(sqlite) => {
-            for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
-                let values = vec!["(?, ?)"; chunk.len()].join(", ");
-                let mut query = diesel::sql_query(format!(
-                    "INSERT INTO population_changes (subject_pk, interaction_pk) VALUES {values}"
-                ))
-                .into_boxed::<diesel::sqlite::Sqlite>();
-                for row in chunk {
-                    query = query
-                        .bind::<Text, _>(&row.subject_pk)
-                        .bind::<Nullable<Text>, _>(&row.interaction_pk);
-                }
-                query.execute(sqlite)?;
-            }
-        }
-    }
+    super::insert_all!(conn, rows);
     Ok(())
 }
 
@@ -524,11 +502,13 @@ pub(crate) fn mark_and_prune(
         .get_result(conn)?;
         let Some(old) = old.n else { return Ok(0) };
         let deleted = match conn {
-            DbConnection::Sqlite(sqlite) => {
-                diesel::sql_query("DELETE FROM population_changes WHERE id <= ?")
-                    .bind::<BigInt, _>(old)
-                    .execute(sqlite)?
-            }
+            // The newest row stays: a new id is one more than the largest (see the migration).
+            DbConnection::Sqlite(sqlite) => diesel::sql_query(
+                "DELETE FROM population_changes WHERE id <= ? \
+                 AND id < (SELECT max(id) FROM population_changes)",
+            )
+            .bind::<BigInt, _>(old)
+            .execute(sqlite)?,
             DbConnection::Postgresql(pg) => {
                 diesel::sql_query("DELETE FROM population_changes WHERE txid < $1")
                     .bind::<BigInt, _>(old)

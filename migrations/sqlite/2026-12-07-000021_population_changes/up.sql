@@ -9,11 +9,13 @@
 -- value (nothing about a person outlives their erasure here but two random ids, for at most
 -- ten minutes). Pruned ten minutes after every process has read it (`population_change_marks`).
 -- SQLite: one writer at a time, so ids are in commit order and a reader asks for the ids after
--- the last it read (AUTOINCREMENT: an id is never reused, even after pruning). Row triggers.
+-- the last it read. An id is never reused: a new row's is one more than the largest, and pruning
+-- never deletes the newest row (not AUTOINCREMENT, whose counter makes every insert write a
+-- second table and so keep a statement journal). Row triggers.
 -- (PostgreSQL: the writing transaction's id, statement triggers over transition tables.)
 
 CREATE TABLE population_changes (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               INTEGER PRIMARY KEY,
     subject_pk       TEXT NOT NULL,
     interaction_pk   TEXT
 );
