@@ -25,8 +25,8 @@ use super::{load_chunked, DbConnection, StoreError};
 /// A change written to the feed by the code that makes it, in its transaction: a new subject
 /// (`interaction_pk` `None`), or a new interaction of a subject. The hot paths of ingest write
 /// these themselves (`store::subjects::insert`, `store::interactions::insert`): a row trigger
-/// would cost SQLite a statement journal for every row; every other change to a population is
-/// written by triggers.
+/// makes every insert into its table write two tables, which costs SQLite a statement journal
+/// per row; every other change to a population is written by triggers.
 #[derive(Debug, Clone)]
 pub struct ChangeRow {
     /// The subject.
