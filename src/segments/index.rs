@@ -1011,7 +1011,10 @@ impl PopulationIndex {
     ) -> Result<(), StoreError> {
         let (reply, done) = tokio::sync::oneshot::channel();
         let sent = {
-            let mut worker = self.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut worker = self
+                .worker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let sender = worker.get_or_insert_with(|| {
                 let (sender, requests) = std::sync::mpsc::channel::<Refresh>();
                 let index = Arc::downgrade(self);
@@ -1033,7 +1036,10 @@ impl PopulationIndex {
             sender.send((db, reply)).is_ok()
         };
         if !sent {
-            *self.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            *self
+                .worker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             return Err(StoreError::Cancelled);
         }
         done.await.unwrap_or(Err(StoreError::Cancelled))
