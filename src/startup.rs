@@ -189,7 +189,7 @@ fn app_state(
         services: Services::start(
             db,
             vault,
-            policy.clone(),
+            policy,
             clock,
             jobs,
             settings.token_ttl,

@@ -374,7 +374,7 @@ impl Replica {
 
     /// An interaction's entry from its purpose rows (`None`: usable for no purpose of the
     /// policy).
-    fn entry(&mut self, rows: &[&PurposeRow]) -> Result<Option<Entry>, Unusable> {
+    fn entry(&mut self, rows: &[PurposeRow]) -> Result<Option<Entry>, Unusable> {
         let purposes = rows
             .iter()
             .filter_map(|row| self.purpose_bits.get(&row.purpose))
@@ -382,7 +382,7 @@ impl Replica {
         if purposes == 0 {
             return Ok(None);
         }
-        let first = rows[0];
+        let first = &rows[0];
         let combo = Combo {
             kind: self.kinds.intern(&first.interaction_type),
             channel: self.channels.intern(&first.channel),
@@ -403,23 +403,22 @@ impl Replica {
         }))
     }
 
-    /// The entries of purpose rows sorted by interaction, each with its owner's person.
+    /// The entries of purpose rows sorted by interaction, grouped by their owner's person.
     fn entries_by_person<'r>(
         &mut self,
         rows: &'r [PurposeRow],
         person_of: impl Fn(&'r str) -> Option<&'r str>,
-    ) -> Result<Vec<(&'r str, Entry)>, Unusable> {
-        let mut out = Vec::new();
+    ) -> Result<HashMap<&'r str, Vec<Entry>>, Unusable> {
+        let mut by_person: HashMap<&str, Vec<Entry>> = HashMap::new();
         for group in rows.chunk_by(|a, b| a.interaction_pk == b.interaction_pk) {
             let Some(person) = person_of(&group[0].subject_pk) else {
                 continue;
             };
-            let refs: Vec<&PurposeRow> = group.iter().collect();
-            if let Some(entry) = self.entry(&refs)? {
-                out.push((person, entry));
+            if let Some(entry) = self.entry(group)? {
+                by_person.entry(person).or_default().push(entry);
             }
         }
-        Ok(out)
+        Ok(by_person)
     }
 
     /// Reads the whole population in one snapshot.
@@ -501,17 +500,7 @@ impl Replica {
                     after = (last.0.clone(), last.1.clone());
                 }
                 pending.extend(page);
-                // A subject's statements may continue on the next page: keep the last one's.
-                let keep_from = if done {
-                    pending.len()
-                } else {
-                    let last = pending.last().map(|s| s.0.clone()).unwrap_or_default();
-                    pending
-                        .iter()
-                        .position(|s| s.0 == last)
-                        .unwrap_or(pending.len())
-                };
-                let ready: Vec<Statement> = pending.drain(..keep_from).collect();
+                let ready = complete_groups(&mut pending, done, |a, b| a.0 == b.0);
                 for group in ready.chunk_by(|a, b| a.0 == b.0) {
                     let pk = &group[0].0;
                     if let Some(slot) = replica.slot_of(pk) {
@@ -542,35 +531,25 @@ impl Replica {
                         after = (last.interaction_pk.clone(), last.purpose.clone());
                     }
                     carried.extend(page);
-                    // An interaction's rows may continue on the next page: keep the last one's.
-                    let keep_from = if done {
-                        carried.len()
-                    } else {
-                        let last = carried
-                            .last()
-                            .map(|r| r.interaction_pk.clone())
-                            .unwrap_or_default();
-                        carried
-                            .iter()
-                            .position(|r| r.interaction_pk == last)
-                            .unwrap_or(carried.len())
-                    };
-                    let ready: Vec<PurposeRow> = carried.drain(..keep_from).collect();
+                    let ready = complete_groups(&mut carried, done, |a, b| {
+                        a.interaction_pk == b.interaction_pk
+                    });
                     let entries = match replica.entries_by_person(&ready, |owner| {
                         Some(person_of.get(owner).map_or(owner, String::as_str))
                     }) {
                         Ok(entries) => entries,
                         Err(unusable) => return Ok(Err(unusable)),
                     };
-                    for (person, entry) in entries {
+                    for (person, entries) in entries {
                         let Some(slot) = replica.slot_of(person) else {
                             continue;
                         };
                         let run = &mut replica.runs[slot as usize];
                         if pass == 1 {
-                            replica.arena[(run.start + run.len) as usize] = entry;
+                            let at = (run.start + run.len) as usize;
+                            replica.arena[at..at + entries.len()].copy_from_slice(&entries);
                         }
-                        run.len += 1;
+                        run.len += entries.len() as u32;
                     }
                     if done {
                         break;
@@ -639,14 +618,10 @@ impl Replica {
                 return Ok(Err(unusable));
             }
         }
-        let entries = match self.entries_by_person(&added, Some) {
-            Ok(entries) => entries,
+        let by_person = match self.entries_by_person(&added, Some) {
+            Ok(by_person) => by_person,
             Err(unusable) => return Ok(Err(unusable)),
         };
-        let mut by_person: HashMap<&str, Vec<Entry>> = HashMap::new();
-        for (person, entry) in entries {
-            by_person.entry(person).or_default().push(entry);
-        }
         for (person, new) in by_person {
             if let Some(slot) = self.slot_of(person) {
                 self.extend_run(slot as usize, &new);
@@ -666,7 +641,7 @@ impl Replica {
         for member in &states.members {
             self.release(member);
         }
-        let entries = self.entries_by_person(&states.rows, |owner| {
+        let runs = self.entries_by_person(&states.rows, |owner| {
             states.person_of.get(owner).map(String::as_str)
         })?;
         for (pk, state) in &states.persons {
@@ -678,10 +653,6 @@ impl Replica {
             }
             self.eligible[slot] =
                 self.eligibility(&state.statements, &state.objections, state.restricted);
-        }
-        let mut runs: HashMap<&str, Vec<Entry>> = HashMap::new();
-        for (person, entry) in entries {
-            runs.entry(person).or_default().push(entry);
         }
         for (person, run) in runs {
             if let Some(slot) = self.slot_of(person) {
@@ -825,6 +796,20 @@ enum Node {
         since: u32,
         at_least: u32,
     },
+}
+
+/// Takes from `carried` (rows in key order, read page by page) the rows whose group is complete:
+/// all of them once the last page was read (`done`), otherwise all but the last row's group,
+/// which may continue on the next page.
+fn complete_groups<T>(carried: &mut Vec<T>, done: bool, same: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    let keep_from = match carried.last() {
+        Some(last) if !done => carried
+            .iter()
+            .position(|row| same(row, last))
+            .unwrap_or(carried.len()),
+        _ => carried.len(),
+    };
+    carried.drain(..keep_from).collect()
 }
 
 /// What a catch-up read about the subjects the feed named.

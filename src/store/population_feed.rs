@@ -66,25 +66,19 @@ pub(crate) enum Position {
 }
 
 /// One purpose row of an interaction (`interaction_purposes`).
-#[derive(Debug, Clone, Queryable, QueryableByName)]
+#[derive(Debug, Clone, Queryable)]
 pub(crate) struct PurposeRow {
     /// The interaction.
-    #[diesel(sql_type = Text)]
     pub interaction_pk: String,
     /// Whose it is.
-    #[diesel(sql_type = Text)]
     pub subject_pk: String,
     /// The purpose it was collected for.
-    #[diesel(sql_type = Text)]
     pub purpose: String,
     /// When it occurred.
-    #[diesel(sql_type = Timestamp)]
     pub occurred_at: NaiveDateTime,
     /// Its type.
-    #[diesel(sql_type = Text)]
     pub interaction_type: String,
     /// Its channel.
-    #[diesel(sql_type = Text)]
     pub channel: String,
 }
 
@@ -120,6 +114,11 @@ struct Number {
     n: Option<i64>,
 }
 
+/// SQLite: the feed's last id (ids are in commit order there).
+fn last_id(sqlite: &mut diesel::SqliteConnection) -> QueryResult<Number> {
+    diesel::sql_query("SELECT max(id) AS n FROM population_changes").get_result(sqlite)
+}
+
 /// Runs `read` in one snapshot (SQLite: a read transaction; PostgreSQL: repeatable read, read
 /// only, with the settings of a population statement) and gives it the feed's position at that
 /// snapshot.
@@ -129,13 +128,9 @@ pub(crate) fn snapshot<T>(
 ) -> Result<T, StoreError> {
     conn.transaction(|conn| {
         let position = match conn {
-            DbConnection::Sqlite(sqlite) => {
-                let last: Number = diesel::sql_query("SELECT max(id) AS n FROM population_changes")
-                    .get_result(sqlite)?;
-                Position::Sqlite {
-                    after_id: last.n.unwrap_or(0),
-                }
-            }
+            DbConnection::Sqlite(sqlite) => Position::Sqlite {
+                after_id: last_id(sqlite)?.n.unwrap_or(0),
+            },
             DbConnection::Postgresql(pg) => {
                 pg.batch_execute(
                     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
@@ -478,10 +473,7 @@ pub(crate) fn mark_and_prune(
 ) -> Result<usize, StoreError> {
     conn.transaction(|conn| {
         let position: Number = match conn {
-            DbConnection::Sqlite(sqlite) => {
-                diesel::sql_query("SELECT max(id) AS n FROM population_changes")
-                    .get_result(sqlite)?
-            }
+            DbConnection::Sqlite(sqlite) => last_id(sqlite)?,
             // Every transaction below the oldest one in progress has ended: what it wrote to
             // the feed is visible to every snapshot from now on.
             DbConnection::Postgresql(pg) => diesel::sql_query(

@@ -419,19 +419,12 @@ pub async fn metric_at(base: &str, series: &str) -> f64 {
         .map_or(0.0, |value| value.trim().parse().expect("a number"))
 }
 
-/// Population counts this app answered from its population index and from the database.
-pub async fn population_counts(app: &TestApp) -> (f64, f64) {
+/// Population counts the server at `base` answered from its population index and from the
+/// database.
+pub async fn population_counts(base: &str) -> (f64, f64) {
     (
-        metric_at(
-            &app.address,
-            "custodia_population_counts_total{from=\"index\"}",
-        )
-        .await,
-        metric_at(
-            &app.address,
-            "custodia_population_counts_total{from=\"database\"}",
-        )
-        .await,
+        metric_at(base, "custodia_population_counts_total{from=\"index\"}").await,
+        metric_at(base, "custodia_population_counts_total{from=\"database\"}").await,
     )
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{metric_at, Deployment};
+use crate::helpers::{metric_at, population_counts, Deployment, Served};
 
 #[tokio::test]
 async fn two_processes_share_one_database() {
@@ -187,14 +187,21 @@ async fn a_count_through_one_process_sees_what_the_other_just_wrote() {
         assert!(put.status().is_success());
         marketing_consent(&client, &first.base, &collector, person, "granted").await;
     }
-    let batch = client
-        .post(format!("{}/v1/interactions/batch", first.base))
-        .bearer_auth(&collector)
-        .json(&json!({"interactions": (0..12).map(|p| purchase(p, 0)).collect::<Vec<_>>()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(batch.status(), StatusCode::OK);
+    let first_base = first.base.clone();
+    let purchases = |n: usize, people: usize| {
+        let (client, base, collector) = (client.clone(), first_base.clone(), collector.clone());
+        async move {
+            let batch = client
+                .post(format!("{base}/v1/interactions/batch"))
+                .bearer_auth(&collector)
+                .json(&json!({"interactions": (0..people).map(|p| purchase(p, n)).collect::<Vec<_>>()}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(batch.status(), StatusCode::OK);
+        }
+    };
+    purchases(0, 12).await;
     // A second process starts now: its index is built from the tables.
     let nodes = [first, deployment.serve().await];
     let started = Instant::now();
@@ -209,35 +216,22 @@ async fn a_count_through_one_process_sees_what_the_other_just_wrote() {
     let germany = json!({"trait": "country", "in": ["DE"]});
     let two_purchases = json!({"all": [germany.clone(),
         {"interactions": {"type": "purchase", "within_days": 30, "at_least": 2}}]});
+    assert_eq!(count(&deployment, &nodes[1], &germany).await, json!(12));
     assert_eq!(
-        count(&deployment, &nodes[1].base, &germany).await,
-        json!(12)
-    );
-    assert_eq!(
-        count(&deployment, &nodes[1].base, &two_purchases).await,
+        count(&deployment, &nodes[1], &two_purchases).await,
         Value::Null
     );
     // A second purchase for eleven of them, through the other process.
-    let batch = client
-        .post(format!("{}/v1/interactions/batch", nodes[0].base))
-        .bearer_auth(&collector)
-        .json(&json!({"interactions": (0..11).map(|p| purchase(p, 1)).collect::<Vec<_>>()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(batch.status(), StatusCode::OK);
+    purchases(1, 11).await;
     assert_eq!(
-        count(&deployment, &nodes[1].base, &two_purchases).await,
+        count(&deployment, &nodes[1], &two_purchases).await,
         json!(11)
     );
     // A withdrawal, then an erasure: each in the very next count.
     marketing_consent(&client, &nodes[0].base, &collector, 0, "withdrawn").await;
+    assert_eq!(count(&deployment, &nodes[1], &germany).await, json!(11));
     assert_eq!(
-        count(&deployment, &nodes[1].base, &germany).await,
-        json!(11)
-    );
-    assert_eq!(
-        count(&deployment, &nodes[1].base, &two_purchases).await,
+        count(&deployment, &nodes[1], &two_purchases).await,
         json!(10)
     );
     let erased = client
@@ -247,29 +241,12 @@ async fn a_count_through_one_process_sees_what_the_other_just_wrote() {
         .await
         .unwrap();
     assert_eq!(erased.status(), StatusCode::OK);
+    assert_eq!(count(&deployment, &nodes[1], &germany).await, json!(10));
     assert_eq!(
-        count(&deployment, &nodes[1].base, &germany).await,
-        json!(10)
-    );
-    assert_eq!(
-        count(&deployment, &nodes[1].base, &two_purchases).await,
+        count(&deployment, &nodes[1], &two_purchases).await,
         Value::Null
     );
-    assert_eq!(
-        (
-            metric_at(
-                &nodes[1].base,
-                "custodia_population_counts_total{from=\"index\"}"
-            )
-            .await,
-            metric_at(
-                &nodes[1].base,
-                "custodia_population_counts_total{from=\"database\"}"
-            )
-            .await
-        ),
-        (7.0, 0.0)
-    );
+    assert_eq!(population_counts(&nodes[1].base).await, (7.0, 0.0));
 }
 
 async fn marketing_consent(client: &Client, base: &str, token: &str, person: usize, status: &str) {
@@ -288,23 +265,12 @@ async fn marketing_consent(client: &Client, base: &str, token: &str, person: usi
     assert_eq!(consent.status(), StatusCode::CREATED);
 }
 
-/// A marketing preview through `base`, with a key of its own (the differencing guard compares
+/// A marketing preview through `node`, with a key of its own (the differencing guard compares
 /// one key's answers): the size, or null when withheld.
-async fn count(deployment: &Deployment, base: &str, filter: &Value) -> Value {
-    let marketer = reqwest::Client::new()
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({ "api_key": deployment.api_key("marketer") }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+async fn count(deployment: &Deployment, node: &Served, filter: &Value) -> Value {
+    let marketer = node.token(&deployment.api_key("marketer")).await;
     let answer: Value = Client::new()
-        .post(format!("{base}/v1/segments/preview"))
+        .post(format!("{}/v1/segments/preview", node.base))
         .bearer_auth(marketer)
         .json(&json!({"purpose": "marketing", "filter": filter}))
         .send()

@@ -321,7 +321,7 @@ async fn counts_equal_a_brute_force_evaluation(index: Switch) {
     let people = generate(&app, &collector, &compliance).await;
     // Built at start (before the people came): what follows reaches it through the feed.
     app.run_job("population_index").await;
-    let before = population_counts(&app).await;
+    let before = population_counts(&app.address).await;
     let filters = [
         json!({"trait": "country", "in": ["DE"]}),
         json!({"trait": "country", "in": ["DE", "AT"]}),
@@ -393,7 +393,7 @@ async fn counts_equal_a_brute_force_evaluation(index: Switch) {
         }
     }
     assert!(revealed >= 16, "the generated data exercises real counts");
-    let (from_index, from_database) = population_counts(&app).await;
+    let (from_index, from_database) = population_counts(&app.address).await;
     let asked = (filters.len() * PURPOSES.len() * 2) as f64;
     if index == Switch::On {
         assert_eq!(
