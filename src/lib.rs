@@ -23,7 +23,7 @@ macro_rules! internal {
 }
 
 internal! {
-    app, audit, auth, clock, coalesce, consent, crypto, export, http, import, interactions, jobs, net,
+    app, audit, auth, clock, coalesce, consent, crypto, export, http, import, insights, interactions, jobs, net,
     page, policy, population, rejection, requests, retention, segments, startup, store,
     subjects, tracking, vault,
 }

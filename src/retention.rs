@@ -37,6 +37,8 @@ pub struct RetentionReport {
     pub legal_holds_ended: usize,
     /// Questions the segments guard remembered past its window, forgotten.
     pub segment_answers_forgotten: usize,
+    /// Insight answers and budget spending of days before today, forgotten.
+    pub insight_days_forgotten: usize,
 }
 
 /// What expired for one purpose.
@@ -106,6 +108,8 @@ pub fn expire_the_rest(
     report.held_interactions_deleted = expired.records;
     report.legal_holds_ended = expired.ended.len();
     report.segment_answers_forgotten = crate::segments::forget_old_answers(conn, now)?;
+    report.insight_days_forgotten =
+        crate::store::insights::prune(conn, &now.date().to_string())?;
     Ok(())
 }
 

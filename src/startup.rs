@@ -655,6 +655,7 @@ async fn apply_retention(state: web::Data<AppState>) -> Result<Ran, Failure> {
             held_deleted = report.held_interactions_deleted,
             holds_ended = report.legal_holds_ended,
             segment_answers_forgotten = report.segment_answers_forgotten,
+            insight_days_forgotten = report.insight_days_forgotten,
             "retention applied"
         );
     }

@@ -13,6 +13,7 @@ pub(crate) mod access;
 pub(crate) mod consents;
 pub(crate) mod exports;
 pub(crate) mod holds;
+pub(crate) mod insights;
 pub(crate) mod interactions;
 pub(crate) mod keys;
 pub(crate) mod opendsr;

@@ -105,7 +105,7 @@ pub(crate) struct NewSegment {
 
 /// A turn among the population queries of this process (segment counts and member pages are
 /// the heaviest reads: two at once, the rest wait up to [`POPULATION_QUEUE_WAIT`]).
-async fn population_turn(
+pub(crate) async fn population_turn(
     services: &Services,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, SegmentError> {
     tokio::time::timeout(
@@ -315,7 +315,7 @@ pub(crate) async fn members(
                 let pks = segment_store::members_page(
                     conn,
                     &rule,
-                    &filter,
+                    Some(&filter),
                     now,
                     after.as_deref(),
                     limit + 1,

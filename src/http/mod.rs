@@ -15,6 +15,7 @@ pub(crate) mod consents;
 pub(crate) mod console;
 pub(crate) mod export;
 pub(crate) mod holds;
+pub(crate) mod insights;
 pub(crate) mod interactions;
 pub(crate) mod keys;
 pub(crate) mod limits;
@@ -225,6 +226,12 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             GET "/v1/segments/{id}/members",
             Requires(&[Action::SegmentsExport]),
             segments::members
+        ),
+        endpoint!(POST "/v1/insights", Requires(&[Action::InsightsQuery]), insights::query),
+        endpoint!(
+            GET "/v1/insights/budget",
+            Requires(&[Action::InsightsQuery]),
+            insights::budget
         ),
         endpoint!(GET "/v1/audit", Requires(&[Action::AuditRead]), audit::list),
         endpoint!(GET "/v1/audit/verify", Requires(&[Action::AuditRead]), audit::verify),

@@ -12,6 +12,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::app::access::AccessError;
+use crate::app::insights::InsightError;
 use crate::app::segments::SegmentError;
 use crate::app::trail::TrailError;
 use crate::app::Failed;
@@ -245,6 +246,33 @@ pub(crate) fn suppressed() -> ApiError {
         "subject_suppressed",
         "this subject_id was erased with suppression: nothing about it is accepted until a compliance officer lifts the suppression",
     )
+}
+
+impl From<InsightError> for ApiError {
+    fn from(error: InsightError) -> Self {
+        match error {
+            InsightError::Rejected(rejection) => rejection.into(),
+            InsightError::Busy => ApiError::unavailable(
+                "busy",
+                "too many population queries are running; retry after the time in Retry-After",
+            ),
+            // Answered by the handler (429 with Retry-After); kept total here.
+            InsightError::Exhausted { .. } => ApiError::problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "privacy_budget_exhausted",
+                "the privacy budget this question draws on is spent for today",
+            ),
+            InsightError::Unavailable => ApiError::unavailable(
+                "insights_unavailable",
+                "insights cannot be computed over this data: more than 65,536 combinations of interaction type, channel and purposes",
+            ),
+            InsightError::Mechanism(error) => ApiError::Internal(error.into()),
+            InsightError::Corrupt => {
+                ApiError::Internal(anyhow::anyhow!("a released insight does not parse"))
+            }
+            InsightError::Store(error) => failure(error),
+        }
+    }
 }
 
 impl From<SegmentError> for ApiError {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Action, CategoryId, Field, FieldName, LegalBasis, MergeConsent, Notice, Policy, Purpose,
+    Action, CategoryId, Field, FieldName, InsightBudget, LegalBasis, MergeConsent, Notice, Policy, Purpose,
     PurposeId, Role, RoleId, SegmentLimits, Tracking, TrackingNotice, SEGMENT_CONSENT_EVENT,
 };
 
@@ -130,6 +130,16 @@ struct RawPurpose {
     /// Absent: held exactly when the legal basis is `legal_obligation`.
     legal_hold: Option<bool>,
     categories: Option<Vec<Spanned<String>>>,
+    insights: Option<Spanned<RawInsights>>,
+}
+
+/// `insights = { epsilon_per_day = 1.0, delta_per_day = 1e-6 }` on a purpose.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInsights {
+    epsilon_per_day: f64,
+    #[serde(default)]
+    delta_per_day: f64,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +289,7 @@ struct ParsedPurpose {
     gpc: bool,
     legal_hold: bool,
     categories: Option<Vec<(Location, CategoryId)>>,
+    insights: Option<InsightBudget>,
 }
 
 impl Policy {
@@ -584,6 +595,10 @@ fn parse_purpose(
         }
         categories
     });
+    let insights = purpose
+        .insights
+        .as_ref()
+        .and_then(|raw| check_insights(checker, file, raw, &id));
     ParsedPurpose {
         location,
         id,
@@ -595,7 +610,43 @@ fn parse_purpose(
             .legal_hold
             .unwrap_or(purpose.legal_basis == LegalBasis::LegalObligation),
         categories,
+        insights,
     }
+}
+
+/// The most ε a purpose may spend on insights per day.
+const MAX_EPSILON_PER_DAY: f64 = 10.0;
+/// The most δ a purpose may spend per day (a δ is a probability of failing outright: keep it far
+/// below one over the population).
+const MAX_DELTA_PER_DAY: f64 = 1e-3;
+
+/// A purpose's insights budget, checked.
+fn check_insights(
+    checker: &mut Checker<'_>,
+    file: usize,
+    raw: &Spanned<RawInsights>,
+    id: &PurposeId,
+) -> Option<InsightBudget> {
+    let location = at(file, raw);
+    let (epsilon, delta) = (raw.get_ref().epsilon_per_day, raw.get_ref().delta_per_day);
+    if !(epsilon >= 0.001 && epsilon <= MAX_EPSILON_PER_DAY) {
+        checker.error(
+            &location,
+            format!("insights.epsilon_per_day of purpose `{id}` must be from 0.001 to {MAX_EPSILON_PER_DAY}, not {epsilon}"),
+        );
+        return None;
+    }
+    if !(delta == 0.0 || (1e-12..=MAX_DELTA_PER_DAY).contains(&delta)) {
+        checker.error(
+            &location,
+            format!("insights.delta_per_day of purpose `{id}` must be 0 or from 1e-12 to {MAX_DELTA_PER_DAY}, not {delta}"),
+        );
+        return None;
+    }
+    Some(InsightBudget {
+        epsilon_per_day_micros: (epsilon * 1e6).round() as u64,
+        delta_per_day_picos: (delta * 1e12).round() as u64,
+    })
 }
 
 /// Parents before children: a dotted id's depth orders the hierarchy, so no cycle can be
@@ -644,6 +695,7 @@ fn resolve_hierarchy(
                 legal_hold: purpose.legal_hold,
                 categories,
                 categories_inherited: inherited,
+                insights: purpose.insights,
             },
         );
     }

@@ -69,6 +69,9 @@ pub enum Action {
     /// List the members of a segment.
     #[serde(rename = "segments.export")]
     SegmentsExport,
+    /// Ask differentially private aggregates over time (`docs/insights.md`).
+    #[serde(rename = "insights.query")]
+    InsightsQuery,
     /// Export everything held about a person (Art. 15/20).
     #[serde(rename = "subjects.export")]
     SubjectsExport,
@@ -95,12 +98,13 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::InteractionsWrite,
         Action::ConsentsWrite,
         Action::InteractionsRead,
         Action::SegmentsQuery,
         Action::SegmentsExport,
+        Action::InsightsQuery,
         Action::SubjectsExport,
         Action::SubjectsErase,
         Action::SubjectsRectify,
@@ -118,6 +122,7 @@ impl Action {
             Action::InteractionsRead => "interactions.read",
             Action::SegmentsQuery => "segments.query",
             Action::SegmentsExport => "segments.export",
+            Action::InsightsQuery => "insights.query",
             Action::SubjectsExport => "subjects.export",
             Action::SubjectsErase => "subjects.erase",
             Action::SubjectsRectify => "subjects.rectify",
@@ -144,6 +149,7 @@ impl Action {
                 | Action::InteractionsRead
                 | Action::SegmentsQuery
                 | Action::SegmentsExport
+                | Action::InsightsQuery
         )
     }
 }
@@ -177,6 +183,21 @@ pub struct Purpose {
     pub categories: Vec<CategoryId>,
     /// Whether `categories` was inherited from the parent purpose.
     pub categories_inherited: bool,
+    /// The privacy budget of insights for this purpose (`docs/insights.md`); absent: no
+    /// insights are answered for it unless an ancestor declares one.
+    pub insights: Option<InsightBudget>,
+}
+
+/// A purpose's privacy budget for insights: how much privacy loss all the insights answered for
+/// it may spend per day (UTC), across every key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct InsightBudget {
+    /// ε per day, in millionths (the budget is kept in whole millionths, so that spending adds
+    /// exactly).
+    pub epsilon_per_day_micros: u64,
+    /// δ per day, in units of 10⁻¹² (spent only by questions grouped by values that come from
+    /// the data: see `docs/insights.md`).
+    pub delta_per_day_picos: u64,
 }
 
 /// A field an app may send in `data` or `traits`.

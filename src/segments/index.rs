@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::insights::tally::{Cell, Tally};
+use crate::insights::{GroupKey, Question, TimeAxis};
 use crate::policy::{ConsentStatement, Policy, PopulationRule, PurposeId, SubjectState};
 use crate::population::{Filter, InteractionCondition};
 use crate::store::population_feed::{self as feed, Change, Position, PurposeRow, Statement};
@@ -80,6 +82,15 @@ struct Interner {
 impl Interner {
     fn get(&self, text: &str) -> Option<u32> {
         self.ids.get(text).copied()
+    }
+
+    /// Every string, by its number.
+    fn names(&self) -> Vec<&str> {
+        let mut names = vec![""; self.ids.len()];
+        for (name, id) in &self.ids {
+            names[*id as usize] = name;
+        }
+        names
     }
 
     fn intern(&mut self, text: &str) -> u32 {
@@ -780,6 +791,195 @@ impl Replica {
     }
 }
 
+impl Replica {
+    /// A question in this replica's numbering.
+    fn plan(&self, question: &Question, rule: &PopulationRule, now: NaiveDateTime) -> Option<Plan> {
+        let bit = *self.purpose_bits.get(question.purpose.as_str())?;
+        let tags = rule
+            .tags
+            .iter()
+            .filter_map(|tag| self.purpose_bits.get(tag.as_str()))
+            .fold(0u32, |bits, bit| bits | 1 << bit);
+        let dim = |key: Option<&GroupKey>| match key {
+            None => Dim::None,
+            Some(GroupKey::Time(_)) => Dim::Time,
+            Some(GroupKey::Type) => Dim::Kind,
+            Some(GroupKey::Channel) => Dim::Channel,
+            Some(GroupKey::Trait(field)) => self
+                .fields
+                .get(field.as_str())
+                .map_or(Dim::Never, |column| Dim::Trait(*column)),
+        };
+        let clamp = |seconds: i64| seconds.clamp(0, i64::from(u32::MAX)) as u32;
+        Some(Plan {
+            bit,
+            node: match &question.filter {
+                Some(filter) => self.compile(filter, rule, now),
+                None => Node::All(Vec::new()),
+            },
+            usable: self.combos.iter().map(|c| c.purposes & tags != 0).collect(),
+            start: clamp(question.start_seconds()),
+            end: clamp(question.end_seconds()),
+            axis: question.time_axis(),
+            dims: [dim(question.group_by.first()), dim(question.group_by.get(1))],
+        })
+    }
+
+    /// Adds the person in slot `s` to the tally, if they count for the question.
+    fn tally_slot(&self, plan: &Plan, s: usize, tally: &mut Tally) {
+        if !self.alive[s] || self.eligible[s] & (1 << plan.bit) == 0 || !self.matches(&plan.node, s)
+        {
+            return;
+        }
+        let mut traits = [0u32; 2];
+        for (i, dim) in plan.dims.iter().enumerate() {
+            match dim {
+                Dim::Never => return,
+                Dim::Trait(column) => {
+                    traits[i] = self.columns[*column].by_slot[s];
+                    // People without a value are not in any group of the trait.
+                    if traits[i] == 0 {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for entry in self.run(s) {
+            if entry.at < plan.start || entry.at >= plan.end || !plan.usable[usize::from(entry.combo)]
+            {
+                continue;
+            }
+            let combo = self.combos[usize::from(entry.combo)];
+            let value = |i: usize| match plan.dims[i] {
+                Dim::None | Dim::Never => 0,
+                Dim::Time => plan
+                    .axis
+                    .as_ref()
+                    .map_or(0, |axis| axis.bucket(i64::from(entry.at))),
+                Dim::Kind => combo.kind,
+                Dim::Channel => combo.channel,
+                Dim::Trait(_) => traits[i],
+            };
+            tally.push([value(0), value(1)]);
+        }
+        tally.end_person();
+    }
+
+    /// The totals with each cell's key in words, in the order of the question's keys.
+    fn labelled(&self, plan: &Plan, totals: HashMap<Cell, i64>) -> Vec<(Vec<String>, i64)> {
+        let (kinds, channels) = (self.kinds.names(), self.channels.names());
+        let traits: Vec<Vec<&str>> = self.columns.iter().map(|c| c.values.names()).collect();
+        let label = |dim: Dim, value: u32| -> Option<String> {
+            Some(match dim {
+                Dim::None | Dim::Never => return None,
+                Dim::Time => plan.axis.as_ref()?.label(value),
+                Dim::Kind => kinds[value as usize].to_owned(),
+                Dim::Channel => channels[value as usize].to_owned(),
+                Dim::Trait(column) => traits[column][value as usize - 1].to_owned(),
+            })
+        };
+        totals
+            .into_iter()
+            .map(|(cell, n)| {
+                let key = (0..2).filter_map(|i| label(plan.dims[i], cell[i])).collect();
+                (key, n)
+            })
+            .collect()
+    }
+}
+
+/// How a cell's coordinate is read.
+#[derive(Debug, Clone, Copy)]
+enum Dim {
+    /// No key.
+    None,
+    /// A trait this replica does not keep: nobody is in any group.
+    Never,
+    Time,
+    Kind,
+    Channel,
+    /// A trait's column.
+    Trait(usize),
+}
+
+/// A question compiled against a replica.
+struct Plan {
+    bit: u32,
+    node: Node,
+    /// By combination number: do interactions of it serve the purpose?
+    usable: Vec<bool>,
+    start: u32,
+    end: u32,
+    axis: Option<TimeAxis>,
+    dims: [Dim; 2],
+}
+
+/// The exact, bounded totals of an insight question, each cell keyed by its values in words.
+pub(crate) type InsightTotals = Vec<(Vec<String>, i64)>;
+
+/// The totals of `question` computed from the database, for a process without an index: the
+/// people with a legal basis who match the filter are read from the database in pages (rule 2
+/// and the filter in its query), in one snapshot; each page's state is read as a catch-up reads it, and the same
+/// code as the index's tallies them. `None` when the data cannot be numbered (more than 65,536
+/// combinations of type, channel and purposes).
+pub(crate) fn insight_totals_from_database(
+    conn: &mut DbConnection,
+    policy: &Arc<Policy>,
+    rule: &PopulationRule,
+    question: &Question,
+    now: NaiveDateTime,
+    seed: u64,
+) -> Result<Option<InsightTotals>, StoreError> {
+    // One snapshot for every page.
+    crate::store::export::snapshot(conn, |conn| {
+        let Ok(mut replica) = Replica::new(policy, Position::Sqlite { after_id: 0 }) else {
+            return Ok(None);
+        };
+        let mut tally = Tally::new(question.bound, seed);
+        let mut after: Option<String> = None;
+        let mut plan = None;
+        loop {
+            let page = crate::store::segments::members_page(
+                conn,
+                rule,
+                question.filter.as_ref(),
+                now,
+                after.as_deref(),
+                PAGE,
+            )?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.clone());
+            let named: HashSet<String> = page.into_iter().collect();
+            let states = read_states(conn, &named)?;
+            let persons: Vec<String> = states.persons.keys().cloned().collect();
+            if replica.apply(&named, states).is_err() {
+                return Ok(None);
+            }
+            let Some(compiled) = replica.plan(question, rule, now) else {
+                return Ok(None);
+            };
+            for pk in persons.iter().filter(|pk| named.contains(*pk)) {
+                if let Some(slot) = replica.slot_of(pk) {
+                    replica.tally_slot(&compiled, slot as usize, &mut tally);
+                }
+            }
+            for pk in &persons {
+                replica.release(pk);
+            }
+            plan = Some(compiled);
+        }
+        let plan = match plan {
+            Some(plan) => plan,
+            None => match replica.plan(question, rule, now) {
+                Some(plan) => plan,
+                None => return Ok(None),
+            },
+        };
+    Ok(Some(replica.labelled(&plan, tally.into_totals())))
+    })
+}
+
 /// A filter compiled against a replica.
 enum Node {
     All(Vec<Node>),
@@ -1101,6 +1301,36 @@ impl PopulationIndex {
                 Ok(false)
             }
         }
+    }
+
+    /// The exact, bounded totals of `question` (rule `rule`, interactions of its filter looked
+    /// back from `now`), from the index brought up to date first; `None` when the index cannot
+    /// answer (the caller asks the database).
+    pub(crate) fn insight_totals(
+        &self,
+        conn: &mut DbConnection,
+        rule: &PopulationRule,
+        question: &Question,
+        now: NaiveDateTime,
+        seed: u64,
+    ) -> Result<Option<InsightTotals>, StoreError> {
+        let mut stage = self.stage();
+        let Stage::Ready(replica) = &mut *stage else {
+            return Ok(None);
+        };
+        if !self.catch_up(replica, conn)? {
+            *stage = Stage::Empty;
+            self.people.set(0);
+            return Ok(None);
+        }
+        let Some(plan) = replica.plan(question, rule, now) else {
+            return Ok(None);
+        };
+        let mut tally = Tally::new(question.bound, seed);
+        for s in 0..replica.alive.len() {
+            replica.tally_slot(&plan, s, &mut tally);
+        }
+        Ok(Some(replica.labelled(&plan, tally.into_totals())))
     }
 
     /// The count by bucket of the people with a legal basis under `rule` (the rule of the

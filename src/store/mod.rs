@@ -21,6 +21,7 @@ pub mod population_feed;
 pub mod requests;
 pub mod retention;
 pub mod schema;
+pub mod insights;
 pub mod segments;
 pub mod subjects;
 mod writer;

@@ -336,6 +336,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// What each purpose's insights spent of the day's privacy budget.
+    insight_budget (purpose, day) {
+        purpose -> Text,
+        day -> Text,
+        epsilon_micros -> BigInt,
+        delta_picos -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Insight answers released, per purpose, day and question.
+    insight_releases (purpose, day, question_sha256) {
+        purpose -> Text,
+        day -> Text,
+        question_sha256 -> Text,
+        answer -> Text,
+        epsilon_micros -> BigInt,
+        delta_picos -> BigInt,
+        released_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     /// OpenDSR requests received from controllers, mapped onto `subject_requests`.
     opendsr_requests (subject_request_id) {
         subject_request_id -> Text,
@@ -439,6 +462,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     opendsr_identity,
     segments,
     segment_answers,
+    insight_budget,
+    insight_releases,
     legal_holds,
     held_interactions,
 );

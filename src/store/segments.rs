@@ -201,13 +201,13 @@ macro_rules! population {
             }
 
             /// A page of the internal ids of the rows satisfying `basis` and matching
-            /// `filter`, in id order, after `after`.
+            /// `filter` (if any), in id order, after `after`.
             #[allow(clippy::too_many_arguments)]
             pub(crate) fn members_page(
                 conn: &mut DbConnection,
                 basis: Condition,
                 rule: &PopulationRule,
-                filter: &Filter,
+                filter: Option<&Filter>,
                 now: NaiveDateTime,
                 merged: bool,
                 after: Option<&str>,
@@ -215,11 +215,13 @@ macro_rules! population {
             ) -> Result<Vec<String>, StoreError> {
                 let mut query = $table::table
                     .filter(basis)
-                    .filter(compile(filter, rule, now, merged))
                     .select($id)
                     .order($id)
                     .limit(limit)
                     .into_boxed();
+                if let Some(filter) = filter {
+                    query = query.filter(compile(filter, rule, now, merged));
+                }
                 if let Some(after) = after {
                     query = query.filter($id.gt(after.to_owned()));
                 }
@@ -336,11 +338,12 @@ pub(crate) fn count_by_bucket(
     })
 }
 
-/// A page of the internal ids of the people matching, in id order, after `after`.
+/// A page of the internal ids of the people with a legal basis under `rule` matching `filter`
+/// (everyone with one, without), in id order, after `after`.
 pub(crate) fn members_page(
     conn: &mut DbConnection,
     rule: &PopulationRule,
-    filter: &Filter,
+    filter: Option<&Filter>,
     now: NaiveDateTime,
     after: Option<&str>,
     limit: i64,

@@ -51,7 +51,8 @@ async fn retention_deletes_exactly_what_expired() {
                "erasure_receipts_shredded": 0,
                "held_interactions_deleted": 0,
                "legal_holds_ended": 0,
-               "segment_answers_forgotten": 0})
+               "segment_answers_forgotten": 0,
+               "insight_days_forgotten": 0})
     );
     assert_eq!(count_rows(&app, "interactions").await, 3);
     assert_eq!(count_rows(&app, "interaction_purposes").await, 3);

@@ -1,0 +1,2 @@
+DROP TABLE insight_releases;
+DROP TABLE insight_budget;

@@ -1,0 +1,517 @@
+//! Insights as the API offers them (`docs/insights.md`): a question is checked, its exact
+//! bounded aggregate computed (from the population index, or the database without one), the
+//! noise added by OpenDP, and the answer released in one transaction that charges every budget
+//! it draws on, records the release and appends the audit entry — or, when a budget is spent,
+//! records only the refusal.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Days, NaiveDate, NaiveDateTime, SubsecRound};
+use diesel::Connection;
+use serde::{Deserialize, Serialize};
+
+use super::segments::population_turn;
+use super::Services;
+use crate::audit::{self, Actor, Entry};
+use crate::insights::mechanism::{self, MechanismError, Noisy};
+use crate::insights::tally::random_seed;
+use crate::insights::{budgets, Asked, Question, ACTION_QUERY, DELTA_SHARE};
+use crate::policy::{Action, DecisionRequest, InsightBudget, Policy, PurposeId};
+use crate::rejection::Rejection;
+use crate::segments::authorize;
+use crate::store::insights::{self as store, ReleaseRow};
+use crate::store::{write_transaction, StoreError};
+
+/// Why an insight was not answered.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InsightError {
+    /// Refused as asked.
+    #[error("refused: {}", .0.code)]
+    Rejected(Rejection),
+    /// Too many population queries are running.
+    #[error("too many population queries are running")]
+    Busy,
+    /// A budget the question draws on cannot pay for it today (the refusal is audited).
+    #[error("privacy budget exhausted")]
+    Exhausted {
+        /// When the budgets start again (the next midnight, UTC).
+        resets_at: NaiveDateTime,
+        /// Seconds until then.
+        retry_after: i64,
+    },
+    /// The data cannot be numbered for a tally (more than 65,536 combinations of type,
+    /// channel and purposes).
+    #[error("insights cannot be computed over this data")]
+    Unavailable,
+    /// OpenDP refused the mechanism's parameters.
+    #[error(transparent)]
+    Mechanism(#[from] MechanismError),
+    /// A released answer stored earlier does not parse.
+    #[error("a released insight does not parse")]
+    Corrupt,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Rejection> for InsightError {
+    fn from(rejection: Rejection) -> Self {
+        InsightError::Rejected(rejection)
+    }
+}
+
+/// A released cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct CellAnswer {
+    /// The group keys' values, by key name.
+    pub(crate) key: BTreeMap<String, String>,
+    /// The noisy value.
+    pub(crate) value: i64,
+    /// Its 95 % interval.
+    pub(crate) interval: [i64; 2],
+}
+
+/// What is stored of a release, and given again to a repeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Released {
+    /// The cells released (suppressed cells are absent).
+    pub(crate) cells: Vec<CellAnswer>,
+    /// The threshold a cell had to reach (`None`: all released).
+    pub(crate) threshold: Option<i64>,
+    /// The noise's scale (discrete Laplace).
+    pub(crate) noise_scale: f64,
+}
+
+/// What is left of the budgets a question draws on (the least of them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Left {
+    pub(crate) epsilon: f64,
+    pub(crate) delta: f64,
+    pub(crate) resets_at: NaiveDateTime,
+}
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Answered {
+    pub(crate) question: Question,
+    pub(crate) released: Released,
+    /// ε charged to each budget (0 for a repeat).
+    pub(crate) epsilon_spent: f64,
+    /// δ charged to each budget.
+    pub(crate) delta_spent: f64,
+    /// Whether this is the answer released earlier today to the same question.
+    pub(crate) repeated: bool,
+    pub(crate) budget: Left,
+}
+
+/// The budget day of an instant, and when it ends.
+fn day_of(now: NaiveDateTime) -> (NaiveDate, NaiveDateTime) {
+    let day = now.date();
+    let resets_at = (day + Days::new(1)).and_time(chrono::NaiveTime::MIN);
+    (day, resets_at)
+}
+
+/// What each budget of the chain may spend on one question: ε as asked; δ (for thresholds)
+/// a tenth of the smallest daily δ of the chain.
+fn delta_of(chain: &[(PurposeId, InsightBudget)], question: &Question) -> u64 {
+    if !question.keys_from_data() {
+        return 0;
+    }
+    chain
+        .iter()
+        .map(|(_, budget)| budget.delta_per_day_picos / DELTA_SHARE)
+        .min()
+        .unwrap_or(0)
+}
+
+/// Answers a question for the caller's role.
+pub(crate) async fn ask(
+    services: &Services,
+    actor: &Actor,
+    role: &str,
+    asked: Asked,
+) -> Result<Answered, InsightError> {
+    let policy = services.policy.clone();
+    let declared = authorize(&policy, role, Action::InsightsQuery, &asked.purpose)?;
+    let question = Question::parse(&policy, declared, &asked)?;
+    let chain = budgets(&policy, &question.purpose);
+    if chain.is_empty() {
+        return Err(Rejection::forbidden(
+            "no_privacy_budget",
+            format!(
+                "purpose `{}` has no insights budget in the policy: no insights are answered for it",
+                question.purpose
+            ),
+        )
+        .into());
+    }
+    let delta_picos = delta_of(&chain, &question);
+    if question.keys_from_data() && delta_picos == 0 {
+        return Err(Rejection::forbidden(
+            "no_delta_budget",
+            "grouping by type, channel or a trait releases only cells above a threshold, which spends δ; the policy gives this purpose's insights no δ (insights.delta_per_day)",
+        )
+        .into());
+    }
+    let now = services.clock.now_naive();
+    let (day, resets_at) = day_of(now);
+    let day_text = day.to_string();
+    let question_sha256 = question.sha256();
+
+    let earlier = {
+        let (purpose, day, sha) = (
+            question.purpose.to_string(),
+            day_text.clone(),
+            question_sha256.clone(),
+        );
+        services
+            .db
+            .run(move |conn| store::release(conn, &purpose, &day, &sha))
+            .await?
+    };
+    let fresh = match earlier {
+        Some(_) => None,
+        None => Some(compute(services, &question, delta_picos as f64 / 1e12).await?),
+    };
+
+    let (policy, actor, asked_question) = (services.policy.clone(), actor.clone(), question.clone());
+    let epsilon_micros = question.epsilon_micros as i64;
+    let outcome = services
+        .db
+        .run_write(move |conn| {
+            write_transaction(conn, |conn| {
+                release(
+                    conn,
+                    &policy,
+                    &actor,
+                    &asked_question,
+                    &chain,
+                    (&day_text, resets_at),
+                    &question_sha256,
+                    fresh,
+                    (epsilon_micros, delta_picos as i64),
+                )
+            })
+        })
+        .await?;
+    match outcome {
+        Outcome::Released {
+            released,
+            repeated,
+            left,
+        } => Ok(Answered {
+            question,
+            released,
+            epsilon_spent: if repeated { 0.0 } else { epsilon_micros as f64 / 1e6 },
+            delta_spent: if repeated { 0.0 } else { delta_picos as f64 / 1e12 },
+            repeated,
+            budget: left,
+        }),
+        Outcome::Exhausted => Err(InsightError::Exhausted {
+            resets_at,
+            retry_after: (resets_at - now).num_seconds().max(1),
+        }),
+    }
+}
+
+/// The noisy answer to a question, not yet released.
+async fn compute(
+    services: &Services,
+    question: &Question,
+    delta: f64,
+) -> Result<Released, InsightError> {
+    let (policy, index, asked) = (
+        services.policy.clone(),
+        services.population_index.clone(),
+        question.clone(),
+    );
+    let turn = population_turn(services).await.map_err(|_| InsightError::Busy)?;
+    let now = services.clock.now_naive().trunc_subsecs(0);
+    let totals = services
+        .db
+        .run(move |conn| {
+            let declared = policy
+                .purpose(asked.purpose.as_str())
+                .expect("an authorized purpose is declared");
+            let rule = policy.population_rule(declared);
+            let seed = random_seed();
+            match index.insight_totals(conn, &rule, &asked, now, seed)? {
+                Some(totals) => Ok::<_, StoreError>(Some(totals)),
+                None => crate::segments::index::insight_totals_from_database(
+                    conn, &policy, &rule, &asked, now, seed,
+                ),
+            }
+        })
+        .await?;
+    drop(turn);
+    let totals = totals.ok_or(InsightError::Unavailable)?;
+    noisy(question, totals, delta)
+}
+
+/// Adds the noise: every cell of the grid the question fixes, or the cells of the data above a
+/// threshold.
+fn noisy(
+    question: &Question,
+    totals: Vec<(Vec<String>, i64)>,
+    delta: f64,
+) -> Result<Released, InsightError> {
+    let names: Vec<String> = question.group_by.iter().map(|k| k.name()).collect();
+    let key_of = |values: &[String]| -> BTreeMap<String, String> {
+        names.iter().cloned().zip(values.iter().cloned()).collect()
+    };
+    let epsilon = question.epsilon_micros as f64 / 1e6;
+    if !question.keys_from_data() {
+        // Every bucket of the axis (or the one cell of a question without keys), zeros included.
+        let keys: Vec<Vec<String>> = match question.time_axis() {
+            Some(axis) => (0..axis.buckets() as u32).map(|b| vec![axis.label(b)]).collect(),
+            None => vec![Vec::new()],
+        };
+        let by_key: HashMap<Vec<String>, i64> = totals.into_iter().collect();
+        let counts: Vec<i64> = keys
+            .iter()
+            .map(|key| by_key.get(key).copied().unwrap_or(0))
+            .collect();
+        let (values, spent) = mechanism::release_all(&counts, question.bound, epsilon)?;
+        let cells = keys
+            .iter()
+            .zip(values)
+            .map(|(key, Noisy { value, interval })| CellAnswer {
+                key: key_of(key),
+                value,
+                interval,
+            })
+            .collect();
+        return Ok(Released {
+            cells,
+            threshold: None,
+            noise_scale: spent.scale,
+        });
+    }
+    let keys: Vec<Vec<String>> = totals.iter().map(|(key, _)| key.clone()).collect();
+    let counts: HashMap<u32, i64> = totals
+        .iter()
+        .enumerate()
+        .map(|(i, (_, n))| (i as u32, *n))
+        .collect();
+    let (released, spent) =
+        mechanism::release_above_threshold(&counts, question.bound, epsilon, delta)?;
+    let mut released: Vec<(u32, Noisy)> = released.into_iter().collect();
+    released.sort_by(|(a, _), (b, _)| keys[*a as usize].cmp(&keys[*b as usize]));
+    Ok(Released {
+        cells: released
+            .into_iter()
+            .map(|(i, Noisy { value, interval })| CellAnswer {
+                key: key_of(&keys[i as usize]),
+                value,
+                interval,
+            })
+            .collect(),
+        threshold: spent.threshold,
+        noise_scale: spent.scale,
+    })
+}
+
+/// What the release transaction decided.
+enum Outcome {
+    Released {
+        released: Released,
+        repeated: bool,
+        left: Left,
+    },
+    Exhausted,
+}
+
+/// The charges failed: one of the budgets cannot pay (rolls the savepoint back).
+#[derive(Debug)]
+enum Charge {
+    Exhausted,
+    Store(StoreError),
+}
+
+impl From<diesel::result::Error> for Charge {
+    fn from(error: diesel::result::Error) -> Self {
+        Charge::Store(error.into())
+    }
+}
+
+/// In the release's transaction: the answer released earlier today to the same question if
+/// there is one (it spends nothing); otherwise every budget of the chain is charged (all or
+/// none: a savepoint), the release recorded and audited; or the refusal audited.
+#[allow(clippy::too_many_arguments)]
+fn release(
+    conn: &mut crate::store::DbConnection,
+    policy: &Policy,
+    actor: &Actor,
+    question: &Question,
+    chain: &[(PurposeId, InsightBudget)],
+    (day, resets_at): (&str, NaiveDateTime),
+    question_sha256: &str,
+    fresh: Option<Released>,
+    (epsilon_micros, delta_picos): (i64, i64),
+) -> Result<Outcome, InsightError> {
+    let purpose = question.purpose.as_str();
+    let target = |epsilon: i64, delta: i64| {
+        format!(
+            "filter:{};question:{question_sha256};epsilon:{};delta:{}",
+            question.filter_sha256(),
+            epsilon as f64 / 1e6,
+            delta as f64 / 1e12
+        )
+    };
+    let entry = Entry::new(actor, ACTION_QUERY).purpose(policy, &question.purpose);
+    let earlier = store::release(conn, purpose, day, question_sha256)?;
+    let (released, repeated) = match (earlier, fresh) {
+        (Some(row), _) => (
+            serde_json::from_str::<Released>(&row.answer).map_err(|_| InsightError::Corrupt)?,
+            true,
+        ),
+        (None, Some(released)) => {
+            let charged = conn.transaction::<_, Charge, _>(|conn| {
+                for (budget_purpose, budget) in chain {
+                    let caps = (
+                        budget.epsilon_per_day_micros as i64,
+                        budget.delta_per_day_picos as i64,
+                    );
+                    if !store::charge(
+                        conn,
+                        budget_purpose.as_str(),
+                        day,
+                        (epsilon_micros, delta_picos),
+                        caps,
+                    )
+                    .map_err(Charge::Store)?
+                    {
+                        return Err(Charge::Exhausted);
+                    }
+                }
+                Ok(())
+            });
+            match charged {
+                Ok(()) => {}
+                Err(Charge::Exhausted) => {
+                    audit::append(
+                        conn,
+                        policy.sha256(),
+                        vec![entry
+                            .target(target(epsilon_micros, delta_picos))
+                            .denied("privacy_budget_exhausted")],
+                    )?;
+                    return Ok(Outcome::Exhausted);
+                }
+                Err(Charge::Store(error)) => return Err(error.into()),
+            }
+            store::insert_release(
+                conn,
+                &ReleaseRow {
+                    purpose: purpose.to_owned(),
+                    day: day.to_owned(),
+                    question_sha256: question_sha256.to_owned(),
+                    answer: serde_json::to_string(&released).expect("an answer encodes"),
+                    epsilon_micros,
+                    delta_picos,
+                    released_at: chrono::Utc::now().naive_utc().trunc_subsecs(6),
+                },
+            )?;
+            (released, false)
+        }
+        // Released by nobody, and nothing computed: the caller saw a release that is gone (a
+        // new day began between the two reads). Never reached with a computed answer.
+        (None, None) => return Err(InsightError::Corrupt),
+    };
+    let (epsilon, delta) = if repeated {
+        (0, 0)
+    } else {
+        (epsilon_micros, delta_picos)
+    };
+    audit::append(
+        conn,
+        policy.sha256(),
+        vec![entry
+            .target(target(epsilon, delta))
+            .records(released.cells.len())],
+    )?;
+    let left = left_of(conn, chain, day, resets_at)?;
+    Ok(Outcome::Released {
+        released,
+        repeated,
+        left,
+    })
+}
+
+/// What is left today of the budgets of a chain: the least of them.
+fn left_of(
+    conn: &mut crate::store::DbConnection,
+    chain: &[(PurposeId, InsightBudget)],
+    day: &str,
+    resets_at: NaiveDateTime,
+) -> Result<Left, StoreError> {
+    let mut left = Left {
+        epsilon: f64::INFINITY,
+        delta: f64::INFINITY,
+        resets_at,
+    };
+    for (purpose, budget) in chain {
+        let (epsilon, delta) = store::spent(conn, purpose.as_str(), day)?;
+        left.epsilon = left
+            .epsilon
+            .min((budget.epsilon_per_day_micros as i64 - epsilon).max(0) as f64 / 1e6);
+        left.delta = left
+            .delta
+            .min((budget.delta_per_day_picos as i64 - delta).max(0) as f64 / 1e12);
+    }
+    Ok(left)
+}
+
+/// A purpose's budget today, as the budget route shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct BudgetState {
+    pub(crate) purpose: PurposeId,
+    pub(crate) budget: InsightBudget,
+    pub(crate) epsilon_spent: f64,
+    pub(crate) delta_spent: f64,
+    pub(crate) resets_at: NaiveDateTime,
+}
+
+/// The budgets the role's insights may draw on: every purpose that declares one and that the
+/// role may ask insights for.
+pub(crate) async fn budgets_today(
+    services: &Services,
+    role: &str,
+) -> Result<Vec<BudgetState>, InsightError> {
+    let policy = services.policy.clone();
+    let declared: Vec<(PurposeId, InsightBudget)> = policy
+        .purposes()
+        .filter(|purpose| {
+            policy
+                .decide(&DecisionRequest {
+                    role,
+                    action: Action::InsightsQuery,
+                    purpose: Some(&purpose.id),
+                    categories: &[],
+                    subject: None,
+                })
+                .is_ok()
+        })
+        .filter_map(|purpose| Some((purpose.id.clone(), purpose.insights?)))
+        .collect();
+    let (day, resets_at) = day_of(services.clock.now_naive());
+    let day = day.to_string();
+    Ok(services
+        .db
+        .run(move |conn| {
+            declared
+                .into_iter()
+                .map(|(purpose, budget)| {
+                    let (epsilon, delta) = store::spent(conn, purpose.as_str(), &day)?;
+                    Ok(BudgetState {
+                        purpose,
+                        budget,
+                        epsilon_spent: epsilon as f64 / 1e6,
+                        delta_spent: delta as f64 / 1e12,
+                        resets_at,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await?)
+}

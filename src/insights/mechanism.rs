@@ -1,0 +1,207 @@
+//! The noise, by OpenDP (`opendp` crate): its discrete Laplace mechanism, whose samplers are
+//! exact (no floating-point noise), over the bounded aggregate of a question.
+//!
+//! - Cells whose keys the question fixes (time buckets, or no key at all) are all released,
+//!   zeros included: `make_laplace` over the vector of counts, whose L1 sensitivity is the
+//!   person's bound `cells × per_cell`. Pure ε-differential privacy.
+//! - Cells whose keys come from the data (a type, channel or trait value) are released only
+//!   when their noisy count reaches a threshold: `make_laplace_threshold` over the map of counts,
+//!   with the person's bound in all three norms (`cells` keys, `cells × per_cell` in total,
+//!   `per_cell` in any one). A value only one person has is released with probability below
+//!   δ: (ε, δ)-differential privacy, the threshold the least that keeps δ within the question's
+//!   share of the day's δ.
+//!
+//! Each released value carries its 95 % interval: the value ± the accuracy OpenDP gives for the
+//! scale at α = 0.05.
+
+use std::collections::HashMap;
+
+use opendp::accuracy::discrete_laplacian_scale_to_accuracy;
+use opendp::domains::{AtomDomain, MapDomain, VectorDomain};
+use opendp::measurements::{make_laplace, make_laplace_threshold};
+use opendp::measures::{Approximate, MaxDivergence};
+use opendp::metrics::{AbsoluteDistance, L0PInfDistance, L1Distance};
+
+use super::Bound;
+
+/// Why noise could not be added (OpenDP refused the parameters: never for a checked question).
+#[derive(Debug, thiserror::Error)]
+#[error("the mechanism could not be built: {0}")]
+pub struct MechanismError(String);
+
+fn opendp_error(error: opendp::error::Error) -> MechanismError {
+    MechanismError(format!("{:?}: {}", error.variant, error.message.unwrap_or_default()))
+}
+
+/// A released value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Noisy {
+    /// The noisy count (never below 0: a count is not negative, and clamping is
+    /// post-processing).
+    pub value: i64,
+    /// Its 95 % interval.
+    pub interval: [i64; 2],
+}
+
+/// What a release spent and how it was made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spent {
+    /// ε, as OpenDP's privacy map gives it for the bound.
+    pub epsilon: f64,
+    /// δ (0 without a threshold).
+    pub delta: f64,
+    /// The noise scale.
+    pub scale: f64,
+    /// The threshold a cell had to reach (`None`: every cell released).
+    pub threshold: Option<i64>,
+}
+
+/// The scale that spends at most `epsilon` for the bound: `sensitivity / epsilon`, nudged up
+/// until OpenDP's own privacy map agrees (its arithmetic rounds outward).
+fn scale_for(
+    bound: Bound,
+    epsilon: f64,
+    spends: impl Fn(f64) -> Result<f64, MechanismError>,
+) -> Result<f64, MechanismError> {
+    let mut scale = bound.sensitivity() as f64 / epsilon;
+    for _ in 0..64 {
+        if spends(scale)? <= epsilon {
+            return Ok(scale);
+        }
+        scale *= 1.0 + 1e-9;
+    }
+    Err(MechanismError("no scale within the budget".into()))
+}
+
+fn interval(value: i64, scale: f64) -> Result<[i64; 2], MechanismError> {
+    let half = discrete_laplacian_scale_to_accuracy(scale, 0.05)
+        .map_err(opendp_error)?
+        .floor() as i64;
+    Ok([(value - half).max(0), value.saturating_add(half)])
+}
+
+/// Releases every count of `counts` (in order) with ε = `epsilon` under `bound`.
+pub fn release_all(
+    counts: &[i64],
+    bound: Bound,
+    epsilon: f64,
+) -> Result<(Vec<Noisy>, Spent), MechanismError> {
+    let build = |scale: f64| {
+        make_laplace::<_, _, MaxDivergence>(
+            VectorDomain::new(AtomDomain::<i64>::default()),
+            L1Distance::<i64>::default(),
+            scale,
+            None,
+        )
+        .map_err(opendp_error)
+    };
+    let scale = scale_for(bound, epsilon, |scale| {
+        build(scale)?
+            .map(&bound.sensitivity())
+            .map_err(opendp_error)
+    })?;
+    let measurement = build(scale)?;
+    let spent = measurement
+        .map(&bound.sensitivity())
+        .map_err(opendp_error)?;
+    let noisy = measurement.invoke(&counts.to_vec()).map_err(opendp_error)?;
+    let released = noisy
+        .into_iter()
+        .map(|value| {
+            let value = value.max(0);
+            Ok(Noisy {
+                value,
+                interval: interval(value, scale)?,
+            })
+        })
+        .collect::<Result<_, MechanismError>>()?;
+    Ok((
+        released,
+        Spent {
+            epsilon: spent,
+            delta: 0.0,
+            scale,
+            threshold: None,
+        },
+    ))
+}
+
+type Thresholded = opendp::core::Measurement<
+    MapDomain<AtomDomain<u32>, AtomDomain<i64>>,
+    L0PInfDistance<1, AbsoluteDistance<i64>>,
+    Approximate<MaxDivergence>,
+    HashMap<u32, i64>,
+>;
+
+fn thresholded(scale: f64, threshold: i64) -> Result<Thresholded, MechanismError> {
+    make_laplace_threshold::<_, _, Approximate<MaxDivergence>>(
+        MapDomain::new(AtomDomain::<u32>::default(), AtomDomain::<i64>::default()),
+        L0PInfDistance::<1, _>(AbsoluteDistance::<i64>::default()),
+        scale,
+        threshold,
+        None,
+    )
+    .map_err(opendp_error)
+}
+
+/// Releases the counts of `counts` (by key) whose noisy value reaches the least threshold that
+/// keeps δ within `delta`, with ε = `epsilon` under `bound`; the others are absent.
+pub fn release_above_threshold(
+    counts: &HashMap<u32, i64>,
+    bound: Bound,
+    epsilon: f64,
+    delta: f64,
+) -> Result<(HashMap<u32, Noisy>, Spent), MechanismError> {
+    let d_in = (
+        bound.cells,
+        bound.sensitivity(),
+        i64::from(bound.per_cell),
+    );
+    let spends = |scale: f64, threshold: i64| -> Result<(f64, f64), MechanismError> {
+        thresholded(scale, threshold)?
+            .map(&d_in)
+            .map_err(opendp_error)
+    };
+    // The threshold only moves δ: find the scale for ε at a generous threshold first.
+    let generous = i64::MAX / 4;
+    let scale = scale_for(bound, epsilon, |scale| Ok(spends(scale, generous)?.0))?;
+    // The least threshold whose δ is within `delta` (δ falls as the threshold rises).
+    let (mut low, mut high) = (i64::from(bound.per_cell), i64::from(bound.per_cell).max(1));
+    while spends(scale, high)?.1 > delta {
+        low = high;
+        high = high.checked_mul(2).ok_or_else(|| MechanismError("no threshold".into()))?;
+    }
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if spends(scale, middle).is_ok_and(|(_, d)| d <= delta) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    let measurement = thresholded(scale, high)?;
+    let (spent_epsilon, spent_delta) = measurement.map(&d_in).map_err(opendp_error)?;
+    let noisy = measurement.invoke(counts).map_err(opendp_error)?;
+    let released = noisy
+        .into_iter()
+        .map(|(key, value)| {
+            let value = value.max(0);
+            Ok((
+                key,
+                Noisy {
+                    value,
+                    interval: interval(value, scale)?,
+                },
+            ))
+        })
+        .collect::<Result<_, MechanismError>>()?;
+    Ok((
+        released,
+        Spent {
+            epsilon: spent_epsilon,
+            delta: spent_delta,
+            scale,
+            threshold: Some(high),
+        },
+    ))
+}
