@@ -108,8 +108,7 @@ pub fn expire_the_rest(
     report.held_interactions_deleted = expired.records;
     report.legal_holds_ended = expired.ended.len();
     report.segment_answers_forgotten = crate::segments::forget_old_answers(conn, now)?;
-    report.insight_days_forgotten =
-        crate::store::insights::prune(conn, &now.date().to_string())?;
+    report.insight_days_forgotten = crate::store::insights::prune(conn, &now.date().to_string())?;
     Ok(())
 }
 

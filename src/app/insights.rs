@@ -174,7 +174,8 @@ pub(crate) async fn ask(
         None => Some(compute(services, &question, delta_picos as f64 / 1e12).await?),
     };
 
-    let (policy, actor, asked_question) = (services.policy.clone(), actor.clone(), question.clone());
+    let (policy, actor, asked_question) =
+        (services.policy.clone(), actor.clone(), question.clone());
     let epsilon_micros = question.epsilon_micros as i64;
     let outcome = services
         .db
@@ -202,8 +203,16 @@ pub(crate) async fn ask(
         } => Ok(Answered {
             question,
             released,
-            epsilon_spent: if repeated { 0.0 } else { epsilon_micros as f64 / 1e6 },
-            delta_spent: if repeated { 0.0 } else { delta_picos as f64 / 1e12 },
+            epsilon_spent: if repeated {
+                0.0
+            } else {
+                epsilon_micros as f64 / 1e6
+            },
+            delta_spent: if repeated {
+                0.0
+            } else {
+                delta_picos as f64 / 1e12
+            },
             repeated,
             budget: left,
         }),
@@ -225,7 +234,9 @@ async fn compute(
         services.population_index.clone(),
         question.clone(),
     );
-    let turn = population_turn(services).await.map_err(|_| InsightError::Busy)?;
+    let turn = population_turn(services)
+        .await
+        .map_err(|_| InsightError::Busy)?;
     let now = services.clock.now_naive().trunc_subsecs(0);
     let totals = services
         .db
@@ -263,7 +274,9 @@ fn noisy(
     if !question.keys_from_data() {
         // Every bucket of the axis (or the one cell of a question without keys), zeros included.
         let keys: Vec<Vec<String>> = match question.time_axis() {
-            Some(axis) => (0..axis.buckets() as u32).map(|b| vec![axis.label(b)]).collect(),
+            Some(axis) => (0..axis.buckets() as u32)
+                .map(|b| vec![axis.label(b)])
+                .collect(),
             None => vec![Vec::new()],
         };
         let by_key: HashMap<Vec<String>, i64> = totals.into_iter().collect();

@@ -30,7 +30,11 @@ use super::Bound;
 pub struct MechanismError(String);
 
 fn opendp_error(error: opendp::error::Error) -> MechanismError {
-    MechanismError(format!("{:?}: {}", error.variant, error.message.unwrap_or_default()))
+    MechanismError(format!(
+        "{:?}: {}",
+        error.variant,
+        error.message.unwrap_or_default()
+    ))
 }
 
 /// A released value.
@@ -152,11 +156,7 @@ pub fn release_above_threshold(
     epsilon: f64,
     delta: f64,
 ) -> Result<(HashMap<u32, Noisy>, Spent), MechanismError> {
-    let d_in = (
-        bound.cells,
-        bound.sensitivity(),
-        i64::from(bound.per_cell),
-    );
+    let d_in = (bound.cells, bound.sensitivity(), i64::from(bound.per_cell));
     let spends = |scale: f64, threshold: i64| -> Result<(f64, f64), MechanismError> {
         thresholded(scale, threshold)?
             .map(&d_in)
@@ -169,7 +169,9 @@ pub fn release_above_threshold(
     let (mut low, mut high) = (i64::from(bound.per_cell), i64::from(bound.per_cell).max(1));
     while spends(scale, high)?.1 > delta {
         low = high;
-        high = high.checked_mul(2).ok_or_else(|| MechanismError("no threshold".into()))?;
+        high = high
+            .checked_mul(2)
+            .ok_or_else(|| MechanismError("no threshold".into()))?;
     }
     while low < high {
         let middle = low + (high - low) / 2;

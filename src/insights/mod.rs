@@ -238,12 +238,10 @@ impl Question {
         }
         let per_cell = match (measure, asked.per_cell) {
             (Measure::People, None | Some(1)) => 1,
-            (Measure::People, Some(_)) => {
-                return Err(Rejection::invalid(
-                    "invalid_bound",
-                    "`bound.per_cell` is 1 when people are counted (a person counts once in a cell)",
-                ))
-            }
+            (Measure::People, Some(_)) => return Err(Rejection::invalid(
+                "invalid_bound",
+                "`bound.per_cell` is 1 when people are counted (a person counts once in a cell)",
+            )),
             (Measure::Interactions, per_cell) => {
                 let per_cell = per_cell.unwrap_or(DEFAULT_PER_CELL);
                 if !(1..=MAX_PER_CELL).contains(&per_cell) {
@@ -328,7 +326,8 @@ impl Question {
                     format!("group_by[{i}] repeats a key"),
                 ));
             }
-            if matches!(key, GroupKey::Time(_)) && keys.iter().any(|k| matches!(k, GroupKey::Time(_)))
+            if matches!(key, GroupKey::Time(_))
+                && keys.iter().any(|k| matches!(k, GroupKey::Time(_)))
             {
                 return Err(Rejection::invalid(
                     "invalid_group_key",
@@ -376,12 +375,20 @@ impl Question {
     /// SHA-256 (hex) of the filter's canonical form (`all` when there is none), as the audit
     /// log names it.
     pub fn filter_sha256(&self) -> String {
-        sha256_hex(&self.filter.as_ref().map_or_else(|| "all".to_owned(), Filter::canonical))
+        sha256_hex(
+            &self
+                .filter
+                .as_ref()
+                .map_or_else(|| "all".to_owned(), Filter::canonical),
+        )
     }
 
     /// The first instant counted, in Unix seconds.
     pub fn start_seconds(&self) -> i64 {
-        self.from.and_time(chrono::NaiveTime::MIN).and_utc().timestamp()
+        self.from
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp()
     }
 
     /// The instant after the last counted, in Unix seconds.
@@ -445,7 +452,10 @@ impl TimeAxis {
 
     /// The bucket of an instant within the question's range.
     pub fn bucket(&self, seconds: i64) -> u32 {
-        (self.start_seconds.partition_point(|start| *start <= seconds) - 1) as u32
+        (self
+            .start_seconds
+            .partition_point(|start| *start <= seconds)
+            - 1) as u32
     }
 
     /// A bucket's label: `2026-01-05`, `2026-W02`, `2026-01`.
@@ -490,7 +500,11 @@ mod tests {
         assert_eq!(axis.buckets(), 3);
         assert_eq!(axis.label(0), "2026-W01");
         assert_eq!(axis.label(2), "2026-W03");
-        let monday = day("2026-01-05").and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+        let monday = day("2026-01-05")
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
         assert_eq!(axis.bucket(monday - 1), 0);
         assert_eq!(axis.bucket(monday), 1);
     }

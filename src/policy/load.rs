@@ -9,8 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Action, CategoryId, Field, FieldName, InsightBudget, LegalBasis, MergeConsent, Notice, Policy, Purpose,
-    PurposeId, Role, RoleId, SegmentLimits, Tracking, TrackingNotice, SEGMENT_CONSENT_EVENT,
+    Action, CategoryId, Field, FieldName, InsightBudget, LegalBasis, MergeConsent, Notice, Policy,
+    Purpose, PurposeId, Role, RoleId, SegmentLimits, Tracking, TrackingNotice,
+    SEGMENT_CONSENT_EVENT,
 };
 
 /// The segment size used when no `[segments]` table sets one.

@@ -821,7 +821,10 @@ impl Replica {
             start: clamp(question.start_seconds()),
             end: clamp(question.end_seconds()),
             axis: question.time_axis(),
-            dims: [dim(question.group_by.first()), dim(question.group_by.get(1))],
+            dims: [
+                dim(question.group_by.first()),
+                dim(question.group_by.get(1)),
+            ],
         })
     }
 
@@ -846,7 +849,9 @@ impl Replica {
             }
         }
         for entry in self.run(s) {
-            if entry.at < plan.start || entry.at >= plan.end || !plan.usable[usize::from(entry.combo)]
+            if entry.at < plan.start
+                || entry.at >= plan.end
+                || !plan.usable[usize::from(entry.combo)]
             {
                 continue;
             }
@@ -882,7 +887,9 @@ impl Replica {
         totals
             .into_iter()
             .map(|(cell, n)| {
-                let key = (0..2).filter_map(|i| label(plan.dims[i], cell[i])).collect();
+                let key = (0..2)
+                    .filter_map(|i| label(plan.dims[i], cell[i]))
+                    .collect();
                 (key, n)
             })
             .collect()
@@ -976,7 +983,7 @@ pub(crate) fn insight_totals_from_database(
                 None => return Ok(None),
             },
         };
-    Ok(Some(replica.labelled(&plan, tally.into_totals())))
+        Ok(Some(replica.labelled(&plan, tally.into_totals())))
     })
 }
 

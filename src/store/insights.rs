@@ -107,8 +107,8 @@ pub(crate) fn charge(
 /// Forgets released answers and spending of days before `day` (`YYYY-MM-DD`): a day's answers
 /// are only given again that day, and its budget only counts that day.
 pub(crate) fn prune(conn: &mut DbConnection, day: &str) -> Result<usize, StoreError> {
-    let releases =
-        diesel::delete(insight_releases::table.filter(insight_releases::day.lt(day))).execute(conn)?;
+    let releases = diesel::delete(insight_releases::table.filter(insight_releases::day.lt(day)))
+        .execute(conn)?;
     let budgets =
         diesel::delete(insight_budget::table.filter(insight_budget::day.lt(day))).execute(conn)?;
     Ok(releases + budgets)

@@ -396,6 +396,8 @@ pub async fn count_rows(app: &TestApp, table: &'static str) -> i64 {
             "subject_members" => subject_members::table.count().get_result(conn),
             "held_interactions" => held_interactions::table.count().get_result(conn),
             "segment_answers" => segment_answers::table.count().get_result(conn),
+            "insight_releases" => insight_releases::table.count().get_result(conn),
+            "insight_budget" => insight_budget::table.count().get_result(conn),
             other => panic!("no count for table {other}"),
         }
         .expect("count rows")

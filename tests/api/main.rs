@@ -19,6 +19,7 @@ mod helpers;
 mod holds;
 mod identity;
 mod import;
+mod insights;
 mod interactions;
 mod keys;
 mod legal_basis;

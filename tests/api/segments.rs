@@ -22,18 +22,18 @@ purposes = ["analytics"]
 /// The purposes the brute-force test asks about: consent-based (`marketing`), consent-based with
 /// an ancestor (`marketing.email`: its own statements and those on `marketing` count, the later
 /// wins), and legitimate interest (`analytics`: everyone not restricted or objecting).
-const PURPOSES: [&str; 3] = ["marketing", "marketing.email", "analytics"];
+pub(crate) const PURPOSES: [&str; 3] = ["marketing", "marketing.email", "analytics"];
 
 /// One generated person, and what the rules make of them.
 #[derive(Debug, Clone)]
-struct Person {
-    country: &'static str,
-    language: &'static str,
+pub(crate) struct Person {
+    pub(crate) country: &'static str,
+    pub(crate) language: &'static str,
     /// Per purpose of [`PURPOSES`]: the interactions usable for it, `(type, channel, days
     /// ago)`.
-    usable: [Vec<(&'static str, &'static str, i64)>; 3],
+    pub(crate) usable: [Vec<(&'static str, &'static str, i64)>; 3],
     /// Per purpose of [`PURPOSES`]: has an effective legal basis for it now.
-    basis: [bool; 3],
+    pub(crate) basis: [bool; 3],
 }
 
 async fn put_traits(app: &TestApp, token: &str, id: &str, country: &str, language: &str) {
@@ -125,7 +125,7 @@ async fn visit_then_log_in(app: &TestApp, write_key: &str, id: &str, days_ago: &
 /// Sixty people with varied traits, consents (on `marketing` and on `marketing.email`),
 /// interactions, objections, restrictions and later changes of mind; a quarter of them browsed
 /// anonymously first and were merged at their login.
-async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Person> {
+pub(crate) async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Person> {
     let write_key = app.create_api_key("collector").await;
     let mut people = Vec::new();
     for i in 0..60_usize {
@@ -244,7 +244,7 @@ async fn generate(app: &TestApp, collector: &str, compliance: &str) -> Vec<Perso
 }
 
 /// The brute-force evaluation of a filter for one person and purpose (index into [`PURPOSES`]).
-fn matches(filter: &Value, person: &Person, purpose: usize) -> bool {
+pub(crate) fn matches(filter: &Value, person: &Person, purpose: usize) -> bool {
     if let Some(children) = filter.get("all") {
         return children
             .as_array()
