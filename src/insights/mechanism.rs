@@ -207,3 +207,104 @@ pub fn release_above_threshold(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The mechanism as OpenDP draws it, checked against its distribution and against the
+    //! membership attack it must resist. OpenDP samples from the operating system's entropy
+    //! and takes no seed: the tests use many draws and thresholds whose false alarm rate is
+    //! below one in a million instead.
+
+    use super::*;
+
+    const DRAWS: usize = 20_000;
+
+    fn bound(cells: u32) -> Bound {
+        Bound { cells, per_cell: 1 }
+    }
+
+    /// The discrete Laplace probability of `k` at `scale`.
+    fn pmf(k: i64, scale: f64) -> f64 {
+        let r = (-1.0 / scale).exp();
+        (1.0 - r) / (1.0 + r) * r.powi(k.unsigned_abs() as i32)
+    }
+
+    #[test]
+    fn the_noise_is_discrete_laplace_of_the_bound_over_epsilon() {
+        // Sensitivity 2 at ε = 1: scale 2. A count far from 0, so that clamping never applies.
+        let (released, spent) = release_all(&vec![1_000; DRAWS], bound(2), 1.0).unwrap();
+        assert!((spent.scale - 2.0).abs() < 1e-6 && spent.epsilon <= 1.0);
+        let mut observed = std::collections::BTreeMap::new();
+        for noisy in &released {
+            *observed
+                .entry((noisy.value - 1_000).clamp(-8, 8))
+                .or_insert(0usize) += 1;
+        }
+        // Pearson's χ² over the bins -8 ..= 8 (the ends hold their tails): 16 degrees of
+        // freedom, whose 1-in-a-million critical value is about 55.
+        let mut chi2 = 0.0;
+        for k in -8i64..=8 {
+            // An end bin holds its tail: half of what -7 ..= 7 leaves.
+            let p = if k.abs() == 8 {
+                (1.0 - (-7..=7).map(|j| pmf(j, 2.0)).sum::<f64>()) / 2.0
+            } else {
+                pmf(k, 2.0)
+            };
+            let expected = p * DRAWS as f64;
+            let seen = *observed.get(&k).unwrap_or(&0) as f64;
+            chi2 += (seen - expected).powi(2) / expected;
+        }
+        assert!(chi2 < 55.0, "χ² = {chi2}: {observed:?}");
+        // The intervals cover the truth at least 95 % of the time.
+        let covered = released
+            .iter()
+            .filter(|n| n.interval[0] <= 1_000 && 1_000 <= n.interval[1])
+            .count();
+        assert!(covered as f64 / DRAWS as f64 >= 0.94, "{covered}");
+    }
+
+    #[test]
+    fn a_membership_attack_does_no_better_than_epsilon_allows() {
+        // The attacker asks many times whether one person is in (101) or out (100) and decides
+        // by the answer; for every decision threshold, how often they say "in" when the person
+        // is in may exceed how often they say it when out by a factor of e^ε at most.
+        let epsilon = 0.5;
+        let draws = |count: i64| -> Vec<i64> {
+            release_all(&vec![count; DRAWS], bound(1), epsilon)
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|n| n.value)
+                .collect()
+        };
+        let (inside, outside) = (draws(101), draws(100));
+        for threshold in 96..=105 {
+            let rate = |values: &[i64]| {
+                values.iter().filter(|v| **v >= threshold).count() as f64 / DRAWS as f64
+            };
+            let (true_positive, false_positive) = (rate(&inside), rate(&outside));
+            // Sampling error of a rate over 20,000 draws is below 0.0036 (one σ): allow five σ.
+            assert!(
+                true_positive <= epsilon.exp() * false_positive + 5.0 * 0.0036 * 2.0,
+                "threshold {threshold}: {true_positive} vs {false_positive}"
+            );
+        }
+        // And the attack is not hopeless either: the mechanism leaks what ε says it may.
+        let rate = |values: &[i64]| values.iter().filter(|v| **v >= 101).count() as f64;
+        assert!(rate(&inside) > rate(&outside));
+    }
+
+    #[test]
+    fn a_key_only_one_person_has_is_almost_never_released() {
+        let counts: HashMap<u32, i64> = [(0, 1), (1, 500)].into();
+        let delta = 1e-9;
+        let mut alone = 0;
+        for _ in 0..2_000 {
+            let (released, spent) = release_above_threshold(&counts, bound(1), 1.0, delta).unwrap();
+            assert!(spent.delta <= delta && spent.epsilon <= 1.0);
+            assert!(released.contains_key(&1));
+            alone += usize::from(released.contains_key(&0));
+        }
+        assert_eq!(alone, 0);
+    }
+}
