@@ -630,7 +630,7 @@ fn check_insights(
 ) -> Option<InsightBudget> {
     let location = at(file, raw);
     let (epsilon, delta) = (raw.get_ref().epsilon_per_day, raw.get_ref().delta_per_day);
-    if !(epsilon >= 0.001 && epsilon <= MAX_EPSILON_PER_DAY) {
+    if !(0.001..=MAX_EPSILON_PER_DAY).contains(&epsilon) {
         checker.error(
             &location,
             format!("insights.epsilon_per_day of purpose `{id}` must be from 0.001 to {MAX_EPSILON_PER_DAY}, not {epsilon}"),

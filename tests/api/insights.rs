@@ -91,6 +91,9 @@ fn range() -> (String, String) {
 /// What one brute-force question counts for a person: the keys of the cells they are in.
 type Cells = dyn Fn(&Person, usize) -> Vec<Vec<String>>;
 
+/// A brute-force case: purpose, filter, group keys, bound, and the cells a person is in.
+type Case<'a> = (&'a str, Option<Value>, Vec<&'a str>, Value, Box<Cells>);
+
 /// The exact aggregate, by cell: per person with a basis who matches the filter, one per cell
 /// they are in.
 fn expected(
@@ -156,7 +159,7 @@ async fn answers_are_the_exact_aggregate_plus_noise(index: Switch) {
             .collect()
     };
     let narrowed = json!({"trait": "country", "in": ["DE", "AT"]});
-    let cases: Vec<(&str, Option<Value>, Vec<&str>, Value, Box<Cells>)> = vec![
+    let cases: Vec<Case> = vec![
         ("marketing", None, vec![], json!({}), Box::new(any_usable)),
         (
             "marketing",
