@@ -504,7 +504,7 @@ test('the policy and the record of processing are shown', async () => {
   await activities.waitFor();
   const text = await activities.textContent();
   assert.match(text, /marketing\.emailNewsletters and offers by e-mailconsent/);
-  assert.match(text, /marketer \(segments\.query, segments\.export\)/);
+  assert.match(text, /marketer \(segments\.query, segments\.export, insights\.query\)/);
   assert.match(await page.getByRole('table', { name: 'Roles' }).textContent(), /compliance/);
   await assertAccessible('policy');
   await shot('policy');

@@ -245,6 +245,24 @@ fn bad_values_are_errors_at_their_line() {
         basis[0].starts_with("q.toml:3: unknown variant `because`"),
         "{basis:?}"
     );
+
+    // An insights budget beyond what the checker allows, of either kind.
+    let budgets = errors_for(&[(
+        "r.toml",
+        "[[purpose]]\nid = \"x\"\nlegal_basis = \"consent\"\ndescription = \"d\"\nretention_days = 1\ncategories = [\"contact\"]\ninsights = { epsilon_per_day = 50.0 }\n\n[[purpose]]\nid = \"y\"\nlegal_basis = \"consent\"\ndescription = \"d\"\nretention_days = 1\ncategories = [\"contact\"]\ninsights = { epsilon_per_day = 1.0, delta_per_day = 0.5 }\n",
+    )]);
+    assert!(
+        budgets.iter().any(|e| e.starts_with(
+            "r.toml:7: insights.epsilon_per_day of purpose `x` must be from 0.001 to 10"
+        )),
+        "{budgets:#?}"
+    );
+    assert!(
+        budgets.iter().any(|e| e.starts_with(
+            "r.toml:15: insights.delta_per_day of purpose `y` must be 0 or from 1e-12"
+        )),
+        "{budgets:#?}"
+    );
 }
 
 #[test]
@@ -361,7 +379,7 @@ async fn the_record_of_processing_is_generated_from_the_loaded_policy() {
         personalization["recipients"],
         serde_json::json!([
             {"role": "collector", "actions": ["interactions.write", "consents.write"]},
-            {"role": "marketer", "actions": ["segments.query", "segments.export"]}
+            {"role": "marketer", "actions": ["segments.query", "segments.export", "insights.query"]}
         ])
     );
     assert_eq!(
