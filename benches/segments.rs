@@ -1,4 +1,4 @@
-//! Segment previews over 1,000,000 people and 10,000,000 interactions, over HTTP.
+//! Segment previews and insights over 1,000,000 people and 10,000,000 interactions, over HTTP.
 //!
 //! The population is generated inside the database (recursive CTE on SQLite, generate_series on
 //! PostgreSQL) in the shapes the service writes: subjects, segmentable traits, current consent
@@ -211,6 +211,61 @@ async fn main() {
             "| {} | {people} people, {} interactions (generated in {generated:.0} s) | {name}: size {size} | runs {runs} ms | median {:.0} ms | worst {:.0} ms |",
             app.backend,
             people * 10,
+            times[RUNS / 2],
+            times[RUNS - 1]
+        );
+    }
+    // Insights (issue 21): 52 weekly buckets × channel over the year, and people by week. Each
+    // run a new question (its ε differs), so each is computed and charged, never a repeat.
+    let today = chrono::Utc::now().date_naive();
+    let from = (today - chrono::Duration::days(364)).to_string();
+    let questions = [
+        (
+            "interactions by week × channel",
+            json!({"measure": "interactions", "group_by": ["week", "channel"]}),
+        ),
+        (
+            "people by week",
+            json!({"measure": "people", "group_by": ["week"]}),
+        ),
+        (
+            "people by country, DE/AT/FR filter",
+            json!({"measure": "people", "group_by": ["trait:country"],
+            "filter": {"trait": "country", "in": ["DE", "AT", "FR"]}}),
+        ),
+    ];
+    for (q, (name, shape)) in questions.iter().enumerate() {
+        let token = app.token("marketer").await;
+        let mut times = Vec::new();
+        let mut cells = 0;
+        for run in 0..RUNS {
+            let mut question = shape.clone();
+            question["purpose"] = json!("marketing");
+            question["from"] = json!(from);
+            question["to"] = json!(today.to_string());
+            question["epsilon"] = json!(0.05 + 0.001 * (q * RUNS + run) as f64);
+            let started = Instant::now();
+            let response = client
+                .post(format!("{}/v1/insights", app.address))
+                .bearer_auth(&token)
+                .json(&question)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{name}");
+            let body: Value = response.json().await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            cells = body["cells"].as_array().unwrap().len();
+        }
+        let runs = times
+            .iter()
+            .map(|t| format!("{t:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {} | insights: {name}: {cells} cells | runs {runs} ms | median {:.0} ms | worst {:.0} ms |",
+            app.backend,
             times[RUNS / 2],
             times[RUNS - 1]
         );

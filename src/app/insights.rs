@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate, NaiveDateTime, SubsecRound};
-use diesel::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::segments::population_turn;
@@ -124,6 +123,116 @@ fn delta_of(chain: &[(PurposeId, InsightBudget)], question: &Question) -> u64 {
         .unwrap_or(0)
 }
 
+/// What a release is charged and recorded as: the purpose asked for, the audit action, the
+/// question's identity (a repeat that day gets the same answer), the filter's hash, the budgets
+/// of the purpose's chain and what it costs each.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    pub(crate) purpose: PurposeId,
+    pub(crate) action: &'static str,
+    pub(crate) question_sha256: String,
+    pub(crate) filter_sha256: String,
+    /// Written before the rest of the audit target (a saved segment's id).
+    pub(crate) target_prefix: Option<String>,
+    pub(crate) chain: Vec<(PurposeId, InsightBudget)>,
+    pub(crate) epsilon_micros: i64,
+    pub(crate) delta_picos: i64,
+}
+
+/// A released answer, what it cost, and what is left.
+#[derive(Debug, Clone)]
+pub(crate) struct Release {
+    pub(crate) released: Released,
+    pub(crate) repeated: bool,
+    pub(crate) epsilon_spent: f64,
+    pub(crate) delta_spent: f64,
+    pub(crate) left: Left,
+}
+
+/// The chain of budgets for `purpose`, or the refusal when it has none.
+pub(crate) fn chain_of(
+    policy: &Policy,
+    purpose: &PurposeId,
+) -> Result<Vec<(PurposeId, InsightBudget)>, Rejection> {
+    let chain = budgets(policy, purpose);
+    if chain.is_empty() {
+        return Err(Rejection::forbidden(
+            "no_privacy_budget",
+            format!(
+                "purpose `{purpose}` has no insights budget in the policy: nothing noisy is answered for it"
+            ),
+        ));
+    }
+    Ok(chain)
+}
+
+/// Releases the answer of `ticket` once: the answer released earlier today to the same question
+/// if there is one (free), otherwise `compute`'s, charged to every budget of the chain in the
+/// transaction that records and audits it.
+pub(crate) async fn release_once<F, Fut>(
+    services: &Services,
+    actor: &Actor,
+    ticket: Ticket,
+    compute: F,
+) -> Result<Release, InsightError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Released, InsightError>>,
+{
+    let now = services.clock.now_naive();
+    let (day, resets_at) = day_of(now);
+    let day = day.to_string();
+    let earlier = {
+        let (purpose, day, sha) = (
+            ticket.purpose.to_string(),
+            day.clone(),
+            ticket.question_sha256.clone(),
+        );
+        services
+            .db
+            .run(move |conn| store::release(conn, &purpose, &day, &sha))
+            .await?
+    };
+    let fresh = match earlier {
+        Some(_) => None,
+        None => Some(compute().await?),
+    };
+    let (policy, actor, charged) = (services.policy.clone(), actor.clone(), ticket.clone());
+    let outcome = services
+        .db
+        .run_write(move |conn| {
+            write_transaction(conn, |conn| {
+                release(conn, &policy, &actor, &charged, (&day, resets_at), fresh)
+            })
+        })
+        .await?;
+    match outcome {
+        Outcome::Released {
+            released,
+            repeated,
+            left,
+        } => Ok(Release {
+            released,
+            repeated,
+            epsilon_spent: if repeated {
+                0.0
+            } else {
+                ticket.epsilon_micros as f64 / 1e6
+            },
+            delta_spent: if repeated {
+                0.0
+            } else {
+                ticket.delta_picos as f64 / 1e12
+            },
+            left,
+        }),
+        Outcome::Exhausted => Err(InsightError::Exhausted {
+            resets_at,
+            retry_after: (resets_at - now).num_seconds().max(1),
+        }),
+    }
+}
+
 /// Answers a question for the caller's role.
 pub(crate) async fn ask(
     services: &Services,
@@ -134,17 +243,7 @@ pub(crate) async fn ask(
     let policy = services.policy.clone();
     let declared = authorize(&policy, role, Action::InsightsQuery, &asked.purpose)?;
     let question = Question::parse(&policy, declared, &asked)?;
-    let chain = budgets(&policy, &question.purpose);
-    if chain.is_empty() {
-        return Err(Rejection::forbidden(
-            "no_privacy_budget",
-            format!(
-                "purpose `{}` has no insights budget in the policy: no insights are answered for it",
-                question.purpose
-            ),
-        )
-        .into());
-    }
+    let chain = chain_of(&policy, &question.purpose)?;
     let delta_picos = delta_of(&chain, &question);
     if question.keys_from_data() && delta_picos == 0 {
         return Err(Rejection::forbidden(
@@ -153,74 +252,28 @@ pub(crate) async fn ask(
         )
         .into());
     }
-    let now = services.clock.now_naive();
-    let (day, resets_at) = day_of(now);
-    let day_text = day.to_string();
-    let question_sha256 = question.sha256();
-
-    let earlier = {
-        let (purpose, day, sha) = (
-            question.purpose.to_string(),
-            day_text.clone(),
-            question_sha256.clone(),
-        );
-        services
-            .db
-            .run(move |conn| store::release(conn, &purpose, &day, &sha))
-            .await?
+    let ticket = Ticket {
+        purpose: question.purpose.clone(),
+        action: ACTION_QUERY,
+        question_sha256: question.sha256(),
+        filter_sha256: question.filter_sha256(),
+        target_prefix: None,
+        chain,
+        epsilon_micros: question.epsilon_micros as i64,
+        delta_picos: delta_picos as i64,
     };
-    let fresh = match earlier {
-        Some(_) => None,
-        None => Some(compute(services, &question, delta_picos as f64 / 1e12).await?),
-    };
-
-    let (policy, actor, asked_question) =
-        (services.policy.clone(), actor.clone(), question.clone());
-    let epsilon_micros = question.epsilon_micros as i64;
-    let outcome = services
-        .db
-        .run_write(move |conn| {
-            write_transaction(conn, |conn| {
-                release(
-                    conn,
-                    &policy,
-                    &actor,
-                    &asked_question,
-                    &chain,
-                    (&day_text, resets_at),
-                    &question_sha256,
-                    fresh,
-                    (epsilon_micros, delta_picos as i64),
-                )
-            })
-        })
-        .await?;
-    match outcome {
-        Outcome::Released {
-            released,
-            repeated,
-            left,
-        } => Ok(Answered {
-            question,
-            released,
-            epsilon_spent: if repeated {
-                0.0
-            } else {
-                epsilon_micros as f64 / 1e6
-            },
-            delta_spent: if repeated {
-                0.0
-            } else {
-                delta_picos as f64 / 1e12
-            },
-            repeated,
-            budget: left,
-        }),
-        Outcome::Exhausted => Err(InsightError::Exhausted {
-            resets_at,
-            retry_after: (resets_at - now).num_seconds().max(1),
-        }),
-    }
+    let release = release_once(services, actor, ticket, || {
+        compute(services, &question, delta_picos as f64 / 1e12)
+    })
+    .await?;
+    Ok(Answered {
+        question,
+        released: release.released,
+        epsilon_spent: release.epsilon_spent,
+        delta_spent: release.delta_spent,
+        repeated: release.repeated,
+        budget: release.left,
+    })
 }
 
 /// The noisy answer to a question, not yet released.
@@ -334,91 +387,70 @@ enum Outcome {
     Exhausted,
 }
 
-/// The charges failed: one of the budgets cannot pay (rolls the savepoint back).
-#[derive(Debug)]
-enum Charge {
-    Exhausted,
-    Store(StoreError),
-}
-
-impl From<diesel::result::Error> for Charge {
-    fn from(error: diesel::result::Error) -> Self {
-        Charge::Store(error.into())
-    }
-}
-
 /// In the release's transaction: the answer released earlier today to the same question if
 /// there is one (it spends nothing); otherwise every budget of the chain is charged (all or
 /// none: a savepoint), the release recorded and audited; or the refusal audited.
-#[allow(clippy::too_many_arguments)]
 fn release(
     conn: &mut crate::store::DbConnection,
     policy: &Policy,
     actor: &Actor,
-    question: &Question,
-    chain: &[(PurposeId, InsightBudget)],
+    ticket: &Ticket,
     (day, resets_at): (&str, NaiveDateTime),
-    question_sha256: &str,
     fresh: Option<Released>,
-    (epsilon_micros, delta_picos): (i64, i64),
 ) -> Result<Outcome, InsightError> {
-    let purpose = question.purpose.as_str();
+    let purpose = ticket.purpose.as_str();
     let target = |epsilon: i64, delta: i64| {
         format!(
-            "filter:{};question:{question_sha256};epsilon:{};delta:{}",
-            question.filter_sha256(),
+            "{}filter:{};question:{};epsilon:{};delta:{}",
+            ticket
+                .target_prefix
+                .as_ref()
+                .map(|prefix| format!("{prefix};"))
+                .unwrap_or_default(),
+            ticket.filter_sha256,
+            ticket.question_sha256,
             epsilon as f64 / 1e6,
             delta as f64 / 1e12
         )
     };
-    let entry = Entry::new(actor, ACTION_QUERY).purpose(policy, &question.purpose);
-    let earlier = store::release(conn, purpose, day, question_sha256)?;
+    let (epsilon_micros, delta_picos) = (ticket.epsilon_micros, ticket.delta_picos);
+    let entry = Entry::new(actor, ticket.action).purpose(policy, &ticket.purpose);
+    let earlier = store::release(conn, purpose, day, &ticket.question_sha256)?;
     let (released, repeated) = match (earlier, fresh) {
         (Some(row), _) => (
             serde_json::from_str::<Released>(&row.answer).map_err(|_| InsightError::Corrupt)?,
             true,
         ),
         (None, Some(released)) => {
-            let charged = conn.transaction::<_, Charge, _>(|conn| {
-                for (budget_purpose, budget) in chain {
-                    let caps = (
-                        budget.epsilon_per_day_micros as i64,
-                        budget.delta_per_day_picos as i64,
-                    );
-                    if !store::charge(
-                        conn,
-                        budget_purpose.as_str(),
-                        day,
-                        (epsilon_micros, delta_picos),
-                        caps,
+            let budgets: Vec<(&str, (i64, i64))> = ticket
+                .chain
+                .iter()
+                .map(|(purpose, budget)| {
+                    (
+                        purpose.as_str(),
+                        (
+                            budget.epsilon_per_day_micros as i64,
+                            budget.delta_per_day_picos as i64,
+                        ),
                     )
-                    .map_err(Charge::Store)?
-                    {
-                        return Err(Charge::Exhausted);
-                    }
-                }
-                Ok(())
-            });
-            match charged {
-                Ok(()) => {}
-                Err(Charge::Exhausted) => {
-                    audit::append(
-                        conn,
-                        policy.sha256(),
-                        vec![entry
-                            .target(target(epsilon_micros, delta_picos))
-                            .denied("privacy_budget_exhausted")],
-                    )?;
-                    return Ok(Outcome::Exhausted);
-                }
-                Err(Charge::Store(error)) => return Err(error.into()),
+                })
+                .collect();
+            if !store::charge_all(conn, day, &budgets, (epsilon_micros, delta_picos))? {
+                audit::append(
+                    conn,
+                    policy.sha256(),
+                    vec![entry
+                        .target(target(epsilon_micros, delta_picos))
+                        .denied("privacy_budget_exhausted")],
+                )?;
+                return Ok(Outcome::Exhausted);
             }
             store::insert_release(
                 conn,
                 &ReleaseRow {
                     purpose: purpose.to_owned(),
                     day: day.to_owned(),
-                    question_sha256: question_sha256.to_owned(),
+                    question_sha256: ticket.question_sha256.clone(),
                     answer: serde_json::to_string(&released).expect("an answer encodes"),
                     epsilon_micros,
                     delta_picos,
@@ -427,9 +459,8 @@ fn release(
             )?;
             (released, false)
         }
-        // Released by nobody, and nothing computed: the caller saw a release that is gone (a
-        // new day began between the two reads). Never reached with a computed answer.
-        (None, None) => return Err(InsightError::Corrupt),
+        // The release read before was pruned in between (a new day's retention): ask again.
+        (None, None) => return Err(InsightError::Busy),
     };
     let (epsilon, delta) = if repeated {
         (0, 0)
@@ -443,7 +474,7 @@ fn release(
             .target(target(epsilon, delta))
             .records(released.cells.len())],
     )?;
-    let left = left_of(conn, chain, day, resets_at)?;
+    let left = left_of(conn, &ticket.chain, day, resets_at)?;
     Ok(Outcome::Released {
         released,
         repeated,

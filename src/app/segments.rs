@@ -8,9 +8,13 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, SubsecRound};
 use serde_json::Value;
 
+use super::insights::{self, InsightError};
 use super::Services;
 use crate::audit::{Actor, Entry, Unrecorded};
+use crate::insights::mechanism;
+use crate::insights::Bound;
 use crate::page::Page;
+use crate::policy::SegmentCounts;
 use crate::policy::{Action, PurposeId};
 use crate::rejection::Rejection;
 use crate::segments::filter::Filter;
@@ -57,6 +61,9 @@ pub(crate) enum SegmentError {
     /// A stored filter is not JSON.
     #[error("a stored filter does not parse")]
     Corrupt,
+    /// A noisy size could not be drawn or recorded.
+    #[error("a noisy size failed: {0}")]
+    Noise(String),
 }
 
 impl From<Rejection> for SegmentError {
@@ -126,6 +133,9 @@ async fn count_and_answer(
     filter: Filter,
     target: Option<String>,
 ) -> Result<Answer, SegmentError> {
+    if services.policy.segment_limits().counts == SegmentCounts::Noisy {
+        return noisy_count(services, actor, purpose, filter, target).await;
+    }
     let (policy, counted_purpose, counted_filter) =
         (services.policy.clone(), purpose.clone(), filter.clone());
     let index = services.population_index.clone();
@@ -159,6 +169,94 @@ async fn count_and_answer(
             )
         })
         .await?)
+}
+
+/// The noisy size of `filter` for `purpose` (`docs/segments.md`, "Noisy counts"): the exact count
+/// plus discrete Laplace noise of sensitivity one, charged to the purpose's insights budget; the
+/// same filter asked again that day gets the same size, free. No `min_size` and no differencing
+/// guard: the budget bounds what all answers together reveal.
+async fn noisy_count(
+    services: &Services,
+    actor: &Actor,
+    purpose: PurposeId,
+    filter: Filter,
+    target: Option<String>,
+) -> Result<Answer, SegmentError> {
+    let policy = services.policy.clone();
+    let chain = insights::chain_of(&policy, &purpose)?;
+    let epsilon_micros = policy.segment_limits().epsilon_micros;
+    let canonical = filter.canonical();
+    let digest =
+        |text: &str| hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
+    let ticket = insights::Ticket {
+        purpose: purpose.clone(),
+        action: ACTION_PREVIEW,
+        question_sha256: digest(
+            &serde_json::json!({"segment_size": purpose.as_str(), "filter": canonical,
+                                "epsilon_micros": epsilon_micros})
+            .to_string(),
+        ),
+        filter_sha256: digest(&canonical),
+        target_prefix: target.map(|id| format!("segment:{id}")),
+        chain,
+        epsilon_micros: epsilon_micros as i64,
+        delta_picos: 0,
+    };
+    let compute = || async {
+        let index = services.population_index.clone();
+        let (policy, counted, filter) = (policy.clone(), purpose.clone(), filter.clone());
+        let turn = population_turn(services)
+            .await
+            .map_err(|_| InsightError::Busy)?;
+        let size = services
+            .db
+            .run(move |conn| {
+                let declared = policy
+                    .purpose(counted.as_str())
+                    .expect("an authorized purpose is declared");
+                count(conn, Some(&index), &policy, declared, &filter)
+            })
+            .await?
+            .size;
+        drop(turn);
+        let (values, spent) = mechanism::release_all(
+            &[size],
+            Bound {
+                cells: 1,
+                per_cell: 1,
+            },
+            epsilon_micros as f64 / 1e6,
+        )?;
+        Ok(insights::Released {
+            cells: values
+                .into_iter()
+                .map(|noisy| insights::CellAnswer {
+                    key: Default::default(),
+                    value: noisy.value,
+                    interval: noisy.interval,
+                })
+                .collect(),
+            threshold: None,
+            noise_scale: spent.scale,
+        })
+    };
+    match insights::release_once(services, actor, ticket, compute).await {
+        Ok(release) => {
+            let cell = &release.released.cells[0];
+            Ok(Answer::Noisy {
+                size: cell.value,
+                interval: cell.interval,
+                epsilon_spent: release.epsilon_spent,
+            })
+        }
+        Err(InsightError::Exhausted { retry_after, .. }) => {
+            Ok(Answer::BudgetExhausted { retry_after })
+        }
+        Err(InsightError::Rejected(rejection)) => Err(rejection.into()),
+        Err(InsightError::Busy) => Err(SegmentError::Busy),
+        Err(InsightError::Store(error)) => Err(error.into()),
+        Err(other) => Err(SegmentError::Noise(other.to_string())),
+    }
 }
 
 /// How many people with a legal basis for `purpose` match `filter` (rule 1 for the role first).

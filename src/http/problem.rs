@@ -294,6 +294,7 @@ impl From<SegmentError> for ApiError {
             SegmentError::Store(error) => failure(error),
             SegmentError::Subject(error) => error.into(),
             SegmentError::Corrupt => ApiError::Internal(anyhow::anyhow!("a stored filter does not parse")),
+            SegmentError::Noise(error) => ApiError::Internal(anyhow::anyhow!(error)),
         }
     }
 }

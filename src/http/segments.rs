@@ -35,6 +35,15 @@ pub(crate) struct SizeBody {
     pub(crate) suppressed: bool,
     /// The policy's k.
     pub(crate) min_size: u32,
+    /// Whether the size is noisy (`[segments] counts = "noisy"`: differentially private,
+    /// drawn from the purpose's insights budget; never suppressed).
+    pub(crate) noisy: bool,
+    /// A noisy size's 95 % interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) interval: Option<[i64; 2]>,
+    /// ε a noisy size spent (0: the size given earlier today for the same filter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) epsilon_spent: Option<f64>,
 }
 
 /// The answer: `body` with the size (or withheld), or the 429 of a key past its withheld
@@ -50,12 +59,35 @@ fn respond(
             size: Some(size),
             suppressed: false,
             min_size,
+            noisy: false,
+            interval: None,
+            epsilon_spent: None,
         }),
         Answer::Withheld => body(SizeBody {
             size: None,
             suppressed: true,
             min_size,
+            noisy: false,
+            interval: None,
+            epsilon_spent: None,
         }),
+        Answer::Noisy {
+            size,
+            interval,
+            epsilon_spent,
+        } => body(SizeBody {
+            size: Some(size),
+            suppressed: false,
+            min_size,
+            noisy: true,
+            interval: Some(interval),
+            epsilon_spent: Some(epsilon_spent),
+        }),
+        Answer::BudgetExhausted { retry_after } => super::limits::too_many(
+            std::time::Duration::from_secs(retry_after.unsigned_abs()),
+            "privacy_budget_exhausted",
+            "the privacy budget of this purpose is spent for today; noisy sizes resume at midnight UTC (Retry-After)".to_owned(),
+        ),
         Answer::Limited { retry_after } => super::limits::too_many(
             std::time::Duration::from_secs(retry_after.unsigned_abs()),
             "segment_probe_limit",

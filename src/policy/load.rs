@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     Action, CategoryId, Field, FieldName, InsightBudget, LegalBasis, MergeConsent, Notice, Policy,
-    Purpose, PurposeId, Role, RoleId, SegmentLimits, Tracking, TrackingNotice,
+    Purpose, PurposeId, Role, RoleId, SegmentCounts, SegmentLimits, Tracking, TrackingNotice,
     SEGMENT_CONSENT_EVENT,
 };
 
@@ -167,6 +167,10 @@ struct RawRole {
 #[serde(deny_unknown_fields)]
 struct RawSegments {
     min_size: Spanned<i64>,
+    #[serde(default)]
+    counts: Option<Spanned<String>>,
+    #[serde(default)]
+    epsilon: Option<Spanned<f64>>,
     #[serde(default)]
     max_withheld: Option<Spanned<i64>>,
     #[serde(default)]
@@ -819,6 +823,8 @@ fn check_segments(checker: &mut Checker<'_>, files: &[(usize, RawFile)]) -> Segm
         min_size: DEFAULT_MIN_SEGMENT_SIZE,
         max_withheld: DEFAULT_MAX_WITHHELD,
         alert_refusals: DEFAULT_ALERT_REFUSALS,
+        counts: SegmentCounts::Exact,
+        epsilon_micros: 100_000,
     };
     let mut first: Option<Location> = None;
     for (file, raw) in files {
@@ -869,6 +875,29 @@ fn check_segments(checker: &mut Checker<'_>, files: &[(usize, RawFile)]) -> Segm
         if let Some(value) = &segments.get_ref().alert_refusals {
             if let Some(n) = bounded(checker, "alert_refusals", value, 1_000_000) {
                 limits.alert_refusals = n;
+            }
+        }
+        if let Some(counts) = &segments.get_ref().counts {
+            match counts.get_ref().as_str() {
+                "exact" => limits.counts = SegmentCounts::Exact,
+                "noisy" => limits.counts = SegmentCounts::Noisy,
+                other => checker.error(
+                    &at(*file, counts),
+                    format!("segments.counts is \"exact\" or \"noisy\", not {:?}", other),
+                ),
+            }
+        }
+        if let Some(epsilon) = &segments.get_ref().epsilon {
+            let value = *epsilon.get_ref();
+            if (0.001..=MAX_EPSILON_PER_DAY).contains(&value) {
+                limits.epsilon_micros = (value * 1e6).round() as u64;
+            } else {
+                checker.error(
+                    &at(*file, epsilon),
+                    format!(
+                        "segments.epsilon must be from 0.001 to {MAX_EPSILON_PER_DAY}, not {value}"
+                    ),
+                );
             }
         }
     }

@@ -267,6 +267,21 @@ pub struct SegmentLimits {
     /// How many differencing refusals of one key within the window raise a
     /// `segments.probe_alert` audit entry (and every this many more).
     pub alert_refusals: u32,
+    /// How sizes are answered: exactly under `min_size` and the differencing guard, or with
+    /// noise drawn from the purpose's insights budget (`docs/segments.md`, "Noisy counts").
+    pub counts: SegmentCounts,
+    /// ε a noisy size spends, in millionths.
+    pub epsilon_micros: u64,
+}
+
+/// How segment sizes are answered: `[segments] counts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentCounts {
+    /// The exact size, withheld below `min_size` and by the differencing guard.
+    Exact,
+    /// The size plus discrete Laplace noise, charged to the purpose's insights budget.
+    Noisy,
 }
 
 /// How messages of the tracking protocol (`docs/tracking.md`) get their purposes: the

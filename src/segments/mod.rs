@@ -139,7 +139,7 @@ pub(crate) fn count(
 }
 
 /// What a caller is told of a count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Answer {
     /// The size.
     Revealed(i64),
@@ -150,6 +150,20 @@ pub enum Answer {
     /// counts until the oldest of them leaves it (`retry_after`).
     Limited {
         /// Seconds until the oldest withheld answer leaves the window.
+        retry_after: i64,
+    },
+    /// A noisy size (`[segments] counts = "noisy"`), drawn from the purpose's insights budget.
+    Noisy {
+        /// The size plus noise, at least 0.
+        size: i64,
+        /// Its 95 % interval.
+        interval: [i64; 2],
+        /// ε it spent (0: the size released earlier today for the same filter).
+        epsilon_spent: f64,
+    },
+    /// A noisy size could not be paid for: the purpose's budget is spent until `resets_at`.
+    BudgetExhausted {
+        /// Seconds until the budget resets.
         retry_after: i64,
     },
 }

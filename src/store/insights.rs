@@ -104,6 +104,41 @@ pub(crate) fn charge(
     Ok(charged == 1)
 }
 
+/// Why a charge of several budgets stopped.
+enum Stopped {
+    Exhausted,
+    Failed(StoreError),
+}
+
+impl From<StoreError> for Stopped {
+    fn from(error: StoreError) -> Self {
+        Stopped::Failed(error)
+    }
+}
+
+/// [`charge`]s every budget of `budgets` (purpose, (ε cap, δ cap)) the same `cost`, all or
+/// none: in a savepoint rolled back when one cannot pay; `false` then.
+pub(crate) fn charge_all(
+    conn: &mut DbConnection,
+    day: &str,
+    budgets: &[(&str, (i64, i64))],
+    cost: (i64, i64),
+) -> Result<bool, StoreError> {
+    let charged = super::transaction(conn, |conn| {
+        for (purpose, caps) in budgets {
+            if !charge(conn, purpose, day, cost, *caps)? {
+                return Err(Stopped::Exhausted);
+            }
+        }
+        Ok(())
+    });
+    match charged {
+        Ok(()) => Ok(true),
+        Err(Stopped::Exhausted) => Ok(false),
+        Err(Stopped::Failed(error)) => Err(error),
+    }
+}
+
 /// Forgets released answers and spending of days before `day` (`YYYY-MM-DD`): a day's answers
 /// are only given again that day, and its budget only counts that day.
 pub(crate) fn prune(conn: &mut DbConnection, day: &str) -> Result<usize, StoreError> {

@@ -634,3 +634,93 @@ async fn bad_questions_are_precise_and_spend_nothing() {
     let response = app.post_json("/v1/insights", Some(&collector), &base).await;
     assert_problem(response, StatusCode::FORBIDDEN, "action_not_permitted").await;
 }
+
+#[tokio::test]
+async fn noisy_segment_sizes_draw_on_the_budget_and_are_never_suppressed() {
+    let policies = policy(10.0);
+    let roles = policies.path().join("roles.toml");
+    let text = std::fs::read_to_string(&roles).unwrap();
+    assert!(text.contains("[segments]\nmin_size = 10\n"));
+    std::fs::write(
+        &roles,
+        text.replace(
+            "[segments]\nmin_size = 10\n",
+            "[segments]\nmin_size = 10\ncounts = \"noisy\"\nepsilon = 4.5\n",
+        ),
+    )
+    .unwrap();
+    let path = policies.path().to_owned();
+    let app = spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let collector = app.token_for("collector").await;
+    buyers(&app, &collector, "DE", 12).await;
+    buyers(&app, &collector, "LI", 2).await;
+    let marketer = app.token_for("marketer").await;
+    let preview = |filter: Value| {
+        let (app, marketer) = (&app, marketer.clone());
+        async move {
+            let response = app
+                .post_json(
+                    "/v1/segments/preview",
+                    Some(&marketer),
+                    &json!({"purpose": "marketing", "filter": filter}),
+                )
+                .await;
+            (
+                response.status(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let de = json!({"trait": "country", "in": ["DE"]});
+    let (status, first) = preview(de.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["noisy"], true);
+    assert_eq!(first["suppressed"], false);
+    assert_eq!(first["epsilon_spent"], 4.5);
+    // ε 4.5 at sensitivity one: the noise is 0 or ±1 but for about one draw in 8,000 × 7.
+    assert!((first["size"].as_i64().unwrap() - 12).abs() <= 2, "{first}");
+    let interval = first["interval"].as_array().unwrap();
+    assert!(interval[0].as_i64().unwrap() <= first["size"].as_i64().unwrap());
+    // Below min_size, and differing from the first by exactly the two people: answered all the
+    // same (no suppression, no guard: the budget bounds what the answers reveal).
+    let (status, small) = preview(json!({"trait": "country", "in": ["LI"]})).await;
+    assert_eq!(status, StatusCode::OK, "{small}");
+    assert!((small["size"].as_i64().unwrap() - 2).abs() <= 2, "{small}");
+    assert_eq!(small["suppressed"], false);
+    // The same filter again: the same size, free.
+    let (_, again) = preview(de.clone()).await;
+    assert_eq!(
+        (again["size"].clone(), again["epsilon_spent"].clone()),
+        (first["size"].clone(), json!(0.0))
+    );
+    // The budget of 10 paid for two sizes at 4.5; a third new filter is refused.
+    let (status, refused) = preview(json!({"trait": "country", "in": ["DE", "LI"]})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{refused}");
+    assert_eq!(refused["code"], "privacy_budget_exhausted");
+    let budget: Value = app
+        .get("/v1/insights/budget", Some(&marketer))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(budget["budgets"][0]["epsilon_spent"], 9.0);
+    let compliance = app.token_for("compliance").await;
+    let audit: Value = app
+        .get("/v1/audit?action=segments.preview", Some(&compliance))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{audit}");
+    assert!(entries
+        .iter()
+        .all(|e| e["target"].as_str().unwrap().contains(";epsilon:")));
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["reason"] == "privacy_budget_exhausted")
+            .count(),
+        1
+    );
+}

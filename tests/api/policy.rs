@@ -246,6 +246,24 @@ fn bad_values_are_errors_at_their_line() {
         "{basis:?}"
     );
 
+    // Segment counts are exact or noisy, their ε within bounds.
+    let counts = errors_for(&[(
+        "s.toml",
+        "[segments]\nmin_size = 10\ncounts = \"fuzzy\"\nepsilon = 0\n",
+    )]);
+    assert!(
+        counts
+            .iter()
+            .any(|e| e.starts_with("s.toml:3: segments.counts is \"exact\" or \"noisy\"")),
+        "{counts:#?}"
+    );
+    assert!(
+        counts
+            .iter()
+            .any(|e| e.starts_with("s.toml:4: segments.epsilon must be from 0.001")),
+        "{counts:#?}"
+    );
+
     // An insights budget beyond what the checker allows, of either kind.
     let budgets = errors_for(&[(
         "r.toml",

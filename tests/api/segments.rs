@@ -674,7 +674,7 @@ async fn small_sizes_are_suppressed_and_the_differencing_attack_is_withheld() {
     .await;
     assert_eq!(
         small,
-        json!({"size": null, "suppressed": true, "min_size": 10})
+        json!({"size": null, "suppressed": true, "min_size": 10, "noisy": false})
     );
 
     let everyone = json!({"trait": "country", "in": ["DE"]});
@@ -764,7 +764,7 @@ async fn the_threshold_oracle_answers_alike_whether_or_not_the_person_has_the_tr
     assert_eq!(has, has_not);
     assert_eq!(
         serde_json::from_str::<Value>(&has.1).unwrap(),
-        json!({"size": null, "suppressed": true, "min_size": 10})
+        json!({"size": null, "suppressed": true, "min_size": 10, "noisy": false})
     );
     // In the other order (the probe first, then the set) the set is withheld either way: a
     // suppressed answer is remembered too.
@@ -775,7 +775,7 @@ async fn the_threshold_oracle_answers_alike_whether_or_not_the_person_has_the_tr
         let after = preview(&app, &key, "marketing", &set).await;
         assert_eq!(
             after,
-            json!({"size": null, "suppressed": true, "min_size": 10}),
+            json!({"size": null, "suppressed": true, "min_size": 10, "noisy": false}),
             "{tier}"
         );
     }
