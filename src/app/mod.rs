@@ -17,6 +17,7 @@ pub(crate) mod insights;
 pub(crate) mod interactions;
 pub(crate) mod keys;
 pub(crate) mod opendsr;
+pub(crate) mod reports;
 pub(crate) mod requests;
 pub(crate) mod segments;
 pub(crate) mod subjects;

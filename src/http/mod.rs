@@ -26,6 +26,7 @@ pub(crate) mod opendsr;
 pub(crate) mod ops;
 pub(crate) mod policy;
 pub(crate) mod problem;
+pub(crate) mod reports;
 pub(crate) mod requests;
 pub(crate) mod segments;
 pub(crate) mod state;
@@ -234,6 +235,11 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
             insights::budget
         ),
         endpoint!(GET "/v1/audit", Requires(&[Action::AuditRead]), audit::list),
+        endpoint!(
+            GET "/v1/reports/consents",
+            Requires(&[Action::AuditRead]),
+            reports::consents
+        ),
         endpoint!(GET "/v1/audit/verify", Requires(&[Action::AuditRead]), audit::verify),
         endpoint!(GET "/v1/audit/checkpoint", Requires(&[Action::AuditRead]), audit::checkpoint),
         endpoint!(GET "/v1/audit/checkpoint-key", Public, audit::checkpoint_key),

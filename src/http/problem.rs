@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::app::access::AccessError;
 use crate::app::insights::InsightError;
+use crate::app::reports::ReportError;
 use crate::app::segments::SegmentError;
 use crate::app::trail::TrailError;
 use crate::app::Failed;
@@ -246,6 +247,15 @@ pub(crate) fn suppressed() -> ApiError {
         "subject_suppressed",
         "this subject_id was erased with suppression: nothing about it is accepted until a compliance officer lifts the suppression",
     )
+}
+
+impl From<ReportError> for ApiError {
+    fn from(error: ReportError) -> Self {
+        match error {
+            ReportError::Rejected(rejection) => rejection.into(),
+            ReportError::Store(error) => failure(error),
+        }
+    }
 }
 
 impl From<InsightError> for ApiError {

@@ -19,6 +19,7 @@ pub mod links;
 pub mod old_copies;
 pub mod opendsr;
 pub mod population_feed;
+pub mod reports;
 pub mod requests;
 pub mod retention;
 pub mod schema;

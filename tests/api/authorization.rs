@@ -192,6 +192,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("GET", "/v1/segments/{id}/members", &["marketer"]),
     ("POST", "/v1/insights", &["marketer"]),
     ("GET", "/v1/insights/budget", &["marketer"]),
+    ("GET", "/v1/reports/consents", &["compliance"]),
     ("GET", "/v1/audit", &["compliance"]),
     ("GET", "/v1/audit/verify", &["compliance"]),
     ("GET", "/v1/audit/checkpoint", &["compliance"]),

@@ -31,6 +31,7 @@ mod ops;
 mod paging;
 mod policy;
 mod races;
+mod reports;
 mod requests;
 mod retention;
 mod rotation;
