@@ -25,6 +25,7 @@ const MESSAGES = {
   action_not_permitted: 'Your role does not allow this.',
   purpose_not_permitted: 'Your role may not act for this purpose.',
   rate_limited: 'Too many requests in a short time. Wait a moment and try again.',
+  privacy_budget_exhausted: 'The privacy budget of this purpose is spent for today: it resets at midnight UTC. Questions asked earlier today can still be asked again.',
 };
 
 function describe(status, problem) {

@@ -210,6 +210,8 @@ const SECTIONS = [
   { hash: '#/requests', label: 'Requests', allowed: () => may('requests.manage') },
   { hash: '#/subjects', label: 'Subjects', allowed: () => may('subjects.export') },
   { hash: '#/audit', label: 'Audit log', allowed: () => may('audit.read') },
+  { hash: '#/consents', label: 'Consent trends', allowed: () => may('audit.read') },
+  { hash: '#/insights', label: 'Insights', allowed: () => may('insights.query') },
   { hash: '#/policy', label: 'Policy', allowed: () => may('policy.read') },
 ];
 
@@ -288,6 +290,12 @@ async function render() {
     case 'policy':
       if (may('policy.read')) return renderPolicy();
       break;
+    case 'consents':
+      if (may('audit.read')) return renderConsentTrends();
+      break;
+    case 'insights':
+      if (may('insights.query')) return renderInsights();
+      break;
     default:
       break;
   }
@@ -295,7 +303,7 @@ async function render() {
     location.hash = allowed[0].hash;
     return;
   }
-  show('Nothing to show', h('p', {}, `The role ${session.role} has no compliance actions in this console.`));
+  show('Nothing to show', h('p', {}, `The role ${session.role} has nothing to do in this console.`));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1388,6 +1396,362 @@ async function renderPolicy() {
     h('p', {}, ropa.transfers),
     h('h3', {}, 'Security measures'),
     h('ul', {}, ropa.security_measures.map((m) => h('li', {}, m))),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Charts: plain SVG, drawn from the numbers the table beside each shows (the table is the
+// accessible form of the chart; the chart is an image named for what it shows). Series differ by
+// colour, line pattern and marker shape, never by colour alone.
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** Creates an SVG element (attributes only: the console's CSP allows no inline style). */
+function svg(tag, attributes = {}, ...children) {
+  const element = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== undefined && value !== null) element.setAttribute(name, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+const SERIES = [
+  { colour: '#0b57d0', dash: null, marker: 'circle' },
+  { colour: '#a4161a', dash: '7 4', marker: 'square' },
+  { colour: '#1e6b34', dash: '2 3', marker: 'triangle' },
+  { colour: '#6a3d9a', dash: '9 3 2 3', marker: 'diamond' },
+  { colour: '#7a4b00', dash: '4 2', marker: 'circle' },
+  { colour: '#3a3f45', dash: '1 2', marker: 'square' },
+];
+
+function marker(kind, x, y, colour) {
+  switch (kind) {
+    case 'square':
+      return svg('rect', { x: x - 3.5, y: y - 3.5, width: 7, height: 7, fill: colour });
+    case 'triangle':
+      return svg('polygon', { points: `${x},${y - 4.5} ${x - 4.5},${y + 3.5} ${x + 4.5},${y + 3.5}`, fill: colour });
+    case 'diamond':
+      return svg('polygon', { points: `${x},${y - 5} ${x + 5},${y} ${x},${y + 5} ${x - 5},${y}`, fill: colour });
+    default:
+      return svg('circle', { cx: x, cy: y, r: 3.5, fill: colour });
+  }
+}
+
+/** A round upper bound for an axis, and its tick step. */
+function axisScale(max) {
+  if (max <= 0) return { top: 1, step: 1 };
+  const magnitude = 10 ** Math.floor(Math.log10(max));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => max / s <= 5) || magnitude * 10;
+  return { top: Math.ceil(max / step) * step, step };
+}
+
+const WIDTH = 640;
+const HEIGHT = 280;
+const MARGIN = { left: 56, right: 16, top: 16, bottom: 44 };
+
+/**
+ * A chart of `series` ([{name, values: [{value, interval?}] }]) over `labels`: lines with their
+ * intervals as bands when `kind` is 'line', bars with interval whiskers when 'bar'.
+ */
+function chart(title, labels, series, kind = 'line') {
+  const plotW = WIDTH - MARGIN.left - MARGIN.right;
+  const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const highest = Math.max(0, ...series.flatMap((s) => s.values.map((v) => (v ? (v.interval ? v.interval[1] : v.value) : 0))));
+  const { top, step } = axisScale(highest);
+  const y = (value) => MARGIN.top + plotH - (value / top) * plotH;
+  const slot = plotW / Math.max(labels.length, 1);
+  const x = (index) => MARGIN.left + slot * index + slot / 2;
+  const parts = [svg('title', {}, title)];
+  for (let tick = 0; tick <= top + step / 2; tick += step) {
+    parts.push(svg('line', { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y(tick), y2: y(tick), stroke: '#c9d0d8', 'stroke-width': 1 }));
+    parts.push(svg('text', { x: MARGIN.left - 6, y: y(tick) + 4, 'text-anchor': 'end', 'font-size': 12, fill: '#1b1f24' }, Number.isInteger(tick) ? tick.toLocaleString('en') : tick.toFixed(2)));
+  }
+  const every = Math.max(1, Math.ceil(labels.length / 8));
+  labels.forEach((label, index) => {
+    if (index % every === 0) {
+      parts.push(svg('text', { x: x(index), y: HEIGHT - MARGIN.bottom + 18, 'text-anchor': 'middle', 'font-size': 12, fill: '#1b1f24' }, label));
+    }
+  });
+  parts.push(svg('line', { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y(0), y2: y(0), stroke: '#1b1f24', 'stroke-width': 1 }));
+  series.forEach((s, n) => {
+    const style = SERIES[n % SERIES.length];
+    if (kind === 'bar') {
+      const band = (slot * 0.8) / series.length;
+      s.values.forEach((v, index) => {
+        if (!v) return;
+        const left = x(index) - slot * 0.4 + band * n;
+        parts.push(svg('rect', { x: left, y: y(v.value), width: Math.max(band - 2, 1), height: Math.max(y(0) - y(v.value), 0), fill: style.colour, 'fill-opacity': 0.85 }));
+        if (v.interval) {
+          const middle = left + band / 2;
+          parts.push(svg('path', { d: `M${middle} ${y(v.interval[0])} V${y(v.interval[1])} M${middle - 4} ${y(v.interval[0])} H${middle + 4} M${middle - 4} ${y(v.interval[1])} H${middle + 4}`, stroke: '#1b1f24', 'stroke-width': 1.5, fill: 'none' }));
+        }
+      });
+      return;
+    }
+    const points = s.values.map((v, index) => (v ? [x(index), v] : null)).filter(Boolean);
+    const upper = points.filter(([, v]) => v.interval).map(([px, v]) => `${px},${y(v.interval[1])}`);
+    const lower = points.filter(([, v]) => v.interval).map(([px, v]) => `${px},${y(v.interval[0])}`).reverse();
+    if (upper.length > 1) {
+      parts.push(svg('polygon', { points: [...upper, ...lower].join(' '), fill: style.colour, 'fill-opacity': 0.12, stroke: 'none' }));
+    }
+    parts.push(svg('polyline', { points: points.map(([px, v]) => `${px},${y(v.value)}`).join(' '), fill: 'none', stroke: style.colour, 'stroke-width': 2, 'stroke-dasharray': style.dash }));
+    for (const [px, v] of points) parts.push(marker(style.marker, px, y(v.value), style.colour));
+  });
+  const legend = series.length > 1 || series[0]?.name
+    ? h('ul', { class: 'legend' }, series.map((s, n) => {
+      const style = SERIES[n % SERIES.length];
+      return h('li', {}, svg('svg', { width: 28, height: 12, 'aria-hidden': 'true' },
+        kind === 'bar'
+          ? svg('rect', { x: 4, y: 1, width: 20, height: 10, fill: style.colour })
+          : [svg('line', { x1: 0, x2: 28, y1: 6, y2: 6, stroke: style.colour, 'stroke-width': 2, 'stroke-dasharray': style.dash }), marker(style.marker, 14, 6, style.colour)]), s.name);
+    }))
+    : null;
+  return h('figure', { class: 'chart' },
+    svg('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img', 'aria-label': title, preserveAspectRatio: 'xMidYMid meet' }, parts),
+    legend,
+    h('figcaption', { class: 'hint' }, `${title}. The same numbers are in the table below.`));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Insights (a marketer's screen): a differentially private question, its chart and its table
+
+const TIME_KEYS = ['day', 'week', 'month'];
+
+/** The day `days` before today, `YYYY-MM-DD`. */
+const daysAgo = (days) => new Date(Date.now() - days * 86400000).toISOString().slice(0, 10);
+
+function budgetFacts(budgets) {
+  if (!budgets || budgets.length === 0) {
+    return h('p', { class: 'message info' }, 'No purpose your role may ask about declares a privacy budget.');
+  }
+  return table(
+    'Privacy budget today',
+    ['Purpose', 'ε per day', 'ε spent', 'ε left', 'Resets'],
+    budgets.map((b) => [b.purpose, String(b.epsilon_per_day), String(b.epsilon_spent), String(b.epsilon_left), when(b.resets_at)]),
+  );
+}
+
+function insightResult(question, answer) {
+  const keys = question.group_by;
+  const timeKey = keys.find((k) => TIME_KEYS.includes(k));
+  const otherKey = keys.find((k) => !TIME_KEYS.includes(k));
+  const cells = answer.cells;
+  const summary = facts([
+    ['ε spent', answer.repeated ? '0 (the answer given earlier today to the same question)' : String(answer.epsilon_spent)],
+    ['ε left today', String(answer.budget.epsilon_left)],
+    ['Budget resets', when(answer.budget.resets_at)],
+    ['Contribution bound', `${answer.bound.cells} cells per person, ${answer.bound.per_cell} per cell`],
+    ['Suppressed below', answer.threshold === null ? 'nothing suppressed' : `${answer.threshold} (cells below the noisy threshold are absent)`],
+  ]);
+  let figure;
+  const what = question.measure === 'people' ? 'People' : 'Interactions';
+  if (timeKey) {
+    const labels = [...new Set(cells.map((c) => c.key[timeKey]))].sort();
+    const names = otherKey ? [...new Set(cells.map((c) => c.key[otherKey]))].sort() : [''];
+    const series = names.map((name) => ({
+      name: otherKey ? `${otherKey}: ${name}` : '',
+      values: labels.map((label) => cells.find((c) => c.key[timeKey] === label && (!otherKey || c.key[otherKey] === name)) || null),
+    }));
+    figure = chart(`${what} by ${timeKey}${otherKey ? ` and ${otherKey}` : ''}, with 95 % intervals`, labels, series, 'line');
+  } else {
+    const labels = otherKey ? cells.map((c) => c.key[otherKey]) : ['All'];
+    figure = chart(`${what}${otherKey ? ` by ${otherKey}` : ''}, with 95 % intervals`, labels, [{ name: '', values: cells }], 'bar');
+  }
+  const headers = [...keys, 'Value', '95 % interval'];
+  const rows = cells.map((c) => [...keys.map((k) => c.key[k]), c.value.toLocaleString('en'), `${c.interval[0].toLocaleString('en')} – ${c.interval[1].toLocaleString('en')}`]);
+  return [h('h2', {}, 'Answer'), summary, cells.length ? figure : h('p', {}, 'Every cell was below the threshold: nothing to show.'), table('Insight cells', headers, rows)];
+}
+
+async function renderInsights(question = null, answer = null) {
+  const display = view();
+  const session = currentSession();
+  const budgets = await attempt(() => call('GET', '/v1/insights/budget'));
+  const inputs = {
+    purpose: select('purpose', session.purposes.map((p) => [p, p]), question?.purpose || session.purposes[0]),
+    measure: select('measure', [['people', 'People (with at least one interaction)'], ['interactions', 'Interactions']], question?.measure || 'people'),
+    time: select('time', [['week', 'Week'], ['day', 'Day'], ['month', 'Month'], ['', 'No time buckets']], question ? (question.group_by.find((k) => TIME_KEYS.includes(k)) || '') : 'week'),
+    by: select('by', [['', 'Nothing else'], ['channel', 'Channel'], ['type', 'Interaction type'], ['trait', 'A trait (name below)']], question ? (question.group_by.find((k) => !TIME_KEYS.includes(k))?.startsWith('trait:') ? 'trait' : (question.group_by.find((k) => !TIME_KEYS.includes(k)) || '')) : ''),
+    trait: h('input', { name: 'trait', value: question?.group_by.find((k) => k.startsWith('trait:'))?.slice(6) || '', autocomplete: 'off' }),
+    from: dayInput('from', question?.from || daysAgo(83)),
+    to: dayInput('to', question?.to || daysAgo(0)),
+    epsilon: h('input', { name: 'epsilon', value: String(question?.epsilon ?? 0.1), inputmode: 'decimal', autocomplete: 'off' }),
+  };
+  const form = h(
+    'form',
+    {
+      'aria-label': 'Ask a question',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        for (const name of ['from', 'to']) {
+          if (!isDay(inputs[name].value.trim())) {
+            fieldError(inputs[name], `${name === 'from' ? 'From' : 'To'} must be a day written as YYYY-MM-DD.`);
+            return;
+          }
+        }
+        const epsilon = Number(inputs.epsilon.value.trim());
+        if (!(epsilon > 0)) {
+          fieldError(inputs.epsilon, 'ε must be a positive number, such as 0.1.');
+          return;
+        }
+        const groupBy = [];
+        if (inputs.time.value) groupBy.push(inputs.time.value);
+        if (inputs.by.value === 'trait') {
+          if (!inputs.trait.value.trim()) {
+            fieldError(inputs.trait, 'Name the trait to group by.');
+            return;
+          }
+          groupBy.push(`trait:${inputs.trait.value.trim()}`);
+        } else if (inputs.by.value) {
+          groupBy.push(inputs.by.value);
+        }
+        const asked = {
+          purpose: inputs.purpose.value,
+          measure: inputs.measure.value,
+          from: inputs.from.value.trim(),
+          to: inputs.to.value.trim(),
+          group_by: groupBy,
+          epsilon,
+        };
+        clearStatus();
+        const result = await attemptFor(inputs.from, () => call('POST', '/v1/insights', asked));
+        if (result) renderInsights(asked, result);
+      },
+    },
+    h('div', { class: 'row' },
+      field('Purpose', inputs.purpose),
+      field('Count', inputs.measure),
+      field('Time buckets', inputs.time),
+      field('Group also by', inputs.by),
+      field('Trait', inputs.trait, 'Only with “A trait”: a segmentable trait, e.g. country'),
+    ),
+    h('div', { class: 'row' },
+      field('From', inputs.from, 'YYYY-MM-DD, UTC'),
+      field('To', inputs.to, 'YYYY-MM-DD, UTC; the whole day'),
+      field('ε to spend', inputs.epsilon, 'Privacy cost; less ε, more noise'),
+    ),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Ask')),
+  );
+  display(
+    'Insights',
+    h('p', { class: 'hint' }, 'Differentially private counts for one purpose: every answer has noise added and spends part of the purpose’s daily privacy budget. Asking the same question again today gives the same answer and spends nothing.'),
+    budgetFacts(budgets?.budgets),
+    h('h2', {}, 'Ask a question'),
+    form,
+    answer ? insightResult(question, answer) : null,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consent trends (compliance): exact counts per period, purpose and notice version
+
+/** The ISO week of a day (`2026-W05`), as the API labels weeks. */
+function isoWeek(dayText) {
+  const date = new Date(`${dayText}T00:00:00Z`);
+  const weekday = (date.getUTCDay() + 6) % 7;
+  // The Thursday of the same week decides its year.
+  const thursday = new Date(date.getTime() + (3 - weekday) * 86400000);
+  const firstThursday = new Date(Date.UTC(thursday.getUTCFullYear(), 0, 4));
+  const week = 1 + Math.round(((thursday - firstThursday) / 86400000 - 3 + ((firstThursday.getUTCDay() + 6) % 7)) / 7);
+  return `${thursday.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
+}
+
+/** Every period from `from` to `to`: days, or ISO weeks (empty ones included, so a chart's
+ * spacing is time's). */
+function periodsBetween(from, to, bucket) {
+  const periods = [];
+  for (let t = Date.parse(`${from}T00:00:00Z`); t <= Date.parse(`${to}T00:00:00Z`); t += 86400000) {
+    const dayText = new Date(t).toISOString().slice(0, 10);
+    const period = bucket === 'week' ? isoWeek(dayText) : dayText;
+    if (periods[periods.length - 1] !== period) periods.push(period);
+  }
+  return periods;
+}
+
+async function renderConsentTrends(filters = null) {
+  const display = view();
+  const asked = filters || { from: daysAgo(83), to: daysAgo(0), bucket: 'week', purpose: '' };
+  const inputs = {
+    from: dayInput('from', asked.from),
+    to: dayInput('to', asked.to),
+    bucket: select('bucket', [['week', 'ISO week'], ['day', 'Day']], asked.bucket),
+    purpose: h('input', { name: 'purpose', value: asked.purpose, autocomplete: 'off' }),
+  };
+  const query = () => {
+    const params = new URLSearchParams({ from: asked.from, to: asked.to, bucket: asked.bucket });
+    if (asked.purpose) params.set('purpose', asked.purpose);
+    return params;
+  };
+  const form = h(
+    'form',
+    {
+      class: 'row',
+      'aria-label': 'Choose the period',
+      onsubmit: (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        for (const name of ['from', 'to']) {
+          if (!isDay(inputs[name].value.trim())) {
+            fieldError(inputs[name], `${name === 'from' ? 'From' : 'To'} must be a day written as YYYY-MM-DD.`);
+            return;
+          }
+        }
+        clearStatus();
+        renderConsentTrends({ from: inputs.from.value.trim(), to: inputs.to.value.trim(), bucket: inputs.bucket.value, purpose: inputs.purpose.value.trim() });
+      },
+    },
+    field('From', inputs.from, 'YYYY-MM-DD, UTC'),
+    field('To', inputs.to, 'YYYY-MM-DD, UTC; the whole day'),
+    field('Period', inputs.bucket),
+    field('Purpose', inputs.purpose, 'Optional: one purpose'),
+    h('button', { type: 'submit', class: 'secondary' }, 'Show'),
+  );
+  const report = await attemptFor(inputs.from, () => call('GET', `/v1/reports/consents?${query()}`));
+  const content = [form];
+  if (report) {
+    const periods = report.rows.length ? periodsBetween(report.from, report.to, report.bucket) : [];
+    const sum = (period, field) => report.rows.filter((r) => r.period === period).reduce((total, r) => total + r[field], 0);
+    const series = [['grants', 'Grants'], ['withdrawals', 'Withdrawals'], ['objections', 'Objections']].map(([fieldName, name]) => ({
+      name,
+      values: periods.map((p) => ({ value: sum(p, fieldName) })),
+    }));
+    const rate = (value) => (value === null ? '—' : `${(value * 100).toFixed(1)} %`);
+    content.push(
+      h('div', { class: 'actions' }, h('button', {
+        type: 'button',
+        class: 'secondary',
+        onclick: () => attempt(async () => {
+          const params = query();
+          params.set('format', 'csv');
+          const { blob, name } = await download(`/v1/reports/consents?${params}`);
+          const link = h('a', { href: URL.createObjectURL(blob), download: name });
+          document.body.append(link);
+          link.click();
+          link.remove();
+          announce(`Downloaded ${name}.`);
+        }),
+      }, 'Download CSV')),
+      periods.length ? chart(`Consent statements and objections per ${report.bucket === 'week' ? 'ISO week' : 'day'}`, periods, series, 'line') : h('p', {}, 'No consent statements or objections in this period.'),
+      table(
+        'Totals per purpose',
+        ['Purpose', 'Grants', 'Withdrawals', 'By GPC', 'Objections', 'Opt-in rate', 'GPC share of withdrawals'],
+        report.totals.map((t) => [t.purpose, String(t.grants), String(t.withdrawals), String(t.gpc_withdrawals), String(t.objections), rate(t.opt_in_rate), rate(t.gpc_share)]),
+      ),
+      table(
+        'Consent by period, purpose and notice',
+        ['Period', 'Purpose', 'Notice', 'Grants', 'Withdrawals', 'By GPC', 'Objections', 'Opt-in rate'],
+        report.rows.map((r) => [r.period, r.purpose, r.notice_id ? `${r.notice_id} v${r.notice_version}` : '—', String(r.grants), String(r.withdrawals), String(r.gpc_withdrawals), String(r.objections), rate(r.opt_in_rate)]),
+      ),
+    );
+  }
+  display(
+    'Consent trends',
+    h('p', { class: 'hint' }, 'Exact counts of consent statements and objections; no person is shown. Reading this report is recorded in the audit log.'),
+    content,
   );
 }
 

@@ -1,7 +1,7 @@
 // End-to-end tests of the compliance console in Debian's Chromium, headless, against a real
 // server that `tests/api/console.rs` started and seeded. Run by that Rust test (part of
 // `cargo test`); it passes what it seeded in the environment:
-//   CONSOLE_URL, COMPLIANCE_KEY, MARKETER_KEY, SUBJECT_ID, SUBJECT_EMAIL, SCREENSHOT_DIR,
+//   CONSOLE_URL, COMPLIANCE_KEY, MARKETER_KEY, COLLECTOR_KEY, SUBJECT_ID, SUBJECT_EMAIL, SCREENSHOT_DIR,
 //   CHROMIUM (default /usr/bin/chromium).
 
 import { test, before, after } from 'node:test';
@@ -23,6 +23,7 @@ const env = (name) => {
 const BASE = env('CONSOLE_URL');
 const COMPLIANCE_KEY = env('COMPLIANCE_KEY');
 const MARKETER_KEY = env('MARKETER_KEY');
+const COLLECTOR_KEY = env('COLLECTOR_KEY');
 const SUBJECT_ID = env('SUBJECT_ID');
 const SUBJECT_EMAIL = env('SUBJECT_EMAIL');
 const QUEUED_SUBJECT_ID = env('QUEUED_SUBJECT_ID');
@@ -107,7 +108,7 @@ test('a wrong key is refused in words, and nothing is kept in browser storage', 
   const storage = await page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
   assert.deepEqual(storage, [0, 0, '']);
   const sections = await page.getByRole('navigation', { name: 'Sections' }).getByRole('link').allTextContents();
-  assert.deepEqual(sections, ['Requests', 'Subjects', 'Audit log', 'Policy']);
+  assert.deepEqual(sections, ['Requests', 'Subjects', 'Audit log', 'Consent trends', 'Policy']);
 });
 
 test('the request queue shows deadlines and highlights overdue requests', async () => {
@@ -510,6 +511,39 @@ test('the policy and the record of processing are shown', async () => {
   await shot('policy');
 });
 
+test('consent trends show exact counts as a chart beside their table, and download as CSV', async () => {
+  await page.getByRole('link', { name: 'Consent trends' }).click();
+  const totals = page.getByRole('table', { name: 'Totals per purpose' });
+  await totals.waitFor();
+  // The seeded person's statements went with their erasure (an earlier test): the six buyers'
+  // grants remain. Purpose, grants, withdrawals, by GPC, objections, opt-in rate, GPC share.
+  const marketing = totals.getByRole('row').filter({ has: page.getByRole('cell', { name: 'marketing', exact: true }) });
+  assert.equal(await marketing.textContent(), 'marketing6000100.0 %—');
+  const chart = page.getByRole('img', { name: /Consent statements and objections per ISO week/ });
+  assert.equal(await chart.count(), 1);
+  const lines = await page.evaluate(() => document.querySelectorAll('figure.chart polyline').length);
+  assert.ok(lines >= 3, `a line per series: ${lines}`);
+  const byPeriod = await page.getByRole('table', { name: 'Consent by period, purpose and notice' }).getByRole('row').allTextContents();
+  assert.equal(byPeriod.length, 2, byPeriod.join(' | '));
+  assert.match(byPeriod[1], /^\d{4}-W\d{2}marketingnewsletter v36000100\.0 %$/);
+  const [file] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download CSV' }).click(),
+  ]);
+  assert.match(file.suggestedFilename(), /^consents-\d{4}-\d{2}-\d{2}-\d{4}-\d{2}-\d{2}\.csv$/);
+  const csv = await readFile(await file.path(), 'utf8');
+  assert.match(csv.split('\n')[0], /^period,purpose,notice_id,notice_version,grants,withdrawals/);
+  // A bad day is refused at its field.
+  await page.getByLabel('From').fill('2026-13-01');
+  await page.getByRole('button', { name: 'Show' }).click();
+  assert.equal(await page.getByLabel('From').getAttribute('aria-invalid'), 'true');
+  await page.getByLabel('From').fill('2026-01-01');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await totals.waitFor();
+  await assertAccessible('consent trends');
+  await shot('consent-trends');
+});
+
 test('the keyboard reaches everything, with a visible focus', async () => {
   await page.goto(`${BASE}/console`);
   await page.reload();
@@ -542,7 +576,7 @@ test('the keyboard reaches everything, with a visible focus', async () => {
 
 test('at 390 px wide nothing overflows the page', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const section of ['Requests', 'Subjects', 'Audit log', 'Policy']) {
+  for (const section of ['Requests', 'Subjects', 'Audit log', 'Consent trends', 'Policy']) {
     await page.getByRole('link', { name: section }).click();
     await page.getByRole('heading', { level: 1, name: section }).waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -571,17 +605,56 @@ test('at 390 px wide nothing overflows the page', async () => {
   await page.setViewportSize({ width: 1280, height: 860 });
 });
 
-test('a role without compliance actions sees nothing, and signing out forgets the session', async () => {
+test('a marketer sees only insights: a question answered as a chart with its intervals beside a table, and the budget left', async () => {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   await signIn(MARKETER_KEY);
-  await page.getByRole('heading', { name: 'Nothing to show' }).waitFor();
-  assert.equal(await page.getByRole('navigation', { name: 'Sections' }).getByRole('link').count(), 0);
-  // Typing a compliance address by hand does not open it either.
+  await page.getByRole('heading', { level: 1, name: 'Insights' }).waitFor();
+  const sections = await page.getByRole('navigation', { name: 'Sections' }).getByRole('link').allTextContents();
+  assert.deepEqual(sections, ['Insights']);
+  const budget = page.getByRole('table', { name: 'Privacy budget today' });
+  assert.match(await budget.textContent(), /marketing/);
+  // Weekly people over the last twelve weeks (the form's defaults).
+  await page.getByRole('button', { name: 'Ask' }).click();
+  const cells = page.getByRole('table', { name: 'Insight cells' });
+  await cells.waitFor();
+  const rows = await cells.getByRole('row').count();
+  assert.ok(rows >= 13, `a row per week and the header: ${rows}`);
+  assert.match(await cells.textContent(), /\d{4}-W\d{2}/);
+  const chart = page.getByRole('img', { name: /People by week, with 95 % intervals/ });
+  assert.equal(await chart.count(), 1);
+  assert.equal(await page.locator('figure.chart polygon').count() >= 1, true, 'the interval band');
+  assert.match(await page.locator('dl.facts').textContent(), /ε spent0\.1/);
+  assert.match(await page.locator('dl.facts').textContent(), /ε left today0\.9/);
+  await assertAccessible('insights');
+  await shot('insights');
+  // The same question again: the same answer, free.
+  await page.getByRole('button', { name: 'Ask' }).click();
+  await page.locator('dl.facts').filter({ hasText: 'the answer given earlier today' }).waitFor();
+  // Grouped by channel without time: bars, cells only above the threshold.
+  await page.getByLabel('Time buckets').selectOption('');
+  await page.getByLabel('Group also by').selectOption('channel');
+  await page.getByRole('button', { name: 'Ask' }).click();
+  await page.locator('dl.facts').filter({ hasText: 'cells below the noisy threshold are absent' }).waitFor();
+  // At 390 px the chart fits the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `insights overflow by ${overflow}px`);
+  await shot('insights-390');
+  await page.setViewportSize({ width: 1280, height: 860 });
+  // Typing a compliance address by hand does not open it.
   await page.goto(`${BASE}/console#/audit`);
   await page.reload();
   await signIn(MARKETER_KEY);
+  await page.getByRole('heading', { level: 1, name: 'Insights' }).waitFor();
+});
+
+test('a role with nothing to do here sees nothing, and signing out forgets the session', async () => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await signIn(COLLECTOR_KEY);
   await page.getByRole('heading', { name: 'Nothing to show' }).waitFor();
+  assert.equal(await page.getByRole('navigation', { name: 'Sections' }).getByRole('link').count(), 0);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   assert.equal(await page.locator('#nav').isHidden(), true);

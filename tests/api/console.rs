@@ -238,6 +238,34 @@ async fn seed(app: &TestApp) -> (String, String) {
             .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
+    // Buyers who consented to marketing, a purchase a week for the last ten weeks, on two
+    // channels: what the marketer's insights count.
+    for n in 0..6 {
+        let buyer = format!("console-buyer-{n}");
+        let response = app
+            .post_json(
+                &format!("/v1/subjects/{buyer}/consents"),
+                Some(&collector),
+                &json!({"purpose": "marketing", "status": "granted", "source": "web",
+                        "method": "checkbox", "notice": {"id": "newsletter", "version": "3"}}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        for week in 0..10 {
+            let at = chrono::Utc::now() - chrono::Duration::days(7 * week + 1);
+            let channel = if n % 2 == 0 { "web" } else { "app" };
+            let response = app
+                .post_json(
+                    "/v1/interactions",
+                    Some(&collector),
+                    &json!({"id": format!("{buyer}-{week}"), "subject_id": buyer,
+                            "type": "purchase", "channel": channel,
+                            "occurred_at": at.to_rfc3339(), "purposes": ["marketing"]}),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+    }
     (queued_id, ambiguous_id)
 }
 
@@ -254,6 +282,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     let (queued_erasure, ambiguous_access) = seed(&app).await;
     let compliance_key = app.create_api_key("compliance").await;
     let marketer_key = app.create_api_key("marketer").await;
+    let collector_key = app.create_api_key("collector").await;
     let screenshots = std::env::var_os("CUSTODIA_CONSOLE_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -275,6 +304,7 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
                 .env("CONSOLE_URL", address)
                 .env("COMPLIANCE_KEY", compliance_key)
                 .env("MARKETER_KEY", marketer_key)
+                .env("COLLECTOR_KEY", collector_key)
                 .env("SUBJECT_ID", SUBJECT_ID)
                 .env("SUBJECT_EMAIL", SUBJECT_EMAIL)
                 .env("QUEUED_SUBJECT_ID", QUEUED_SUBJECT_ID)
@@ -321,9 +351,10 @@ async fn the_console_works_end_to_end_in_headless_chromium() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let refused: Value = refused.json().await.unwrap();
     assert_eq!(refused["code"], "subject_suppressed", "{refused}");
-    // Only the two people who share an e-mail address are left.
-    assert_eq!(count_rows(&app, "subjects").await, 2);
-    assert_eq!(count_rows(&app, "interactions").await, 0);
+    // Only the two people who share an e-mail address are left, and the six buyers with their
+    // purchases (the marketer's insights).
+    assert_eq!(count_rows(&app, "subjects").await, 2 + 6);
+    assert_eq!(count_rows(&app, "interactions").await, 6 * 10);
     // The invoice is held, without the person's key: under the hold's own.
     assert_eq!(count_rows(&app, "held_interactions").await, 1);
     let queue: Value = app
