@@ -308,3 +308,24 @@ mod tests {
         assert_eq!(alone, 0);
     }
 }
+
+#[cfg(test)]
+mod extremes {
+    use super::*;
+
+    #[test]
+    fn the_widest_bound_at_the_least_epsilon_still_releases() {
+        // What a checked question may ask at most: 400 cells, 1,000 per cell, ε = 0.001.
+        let bound = Bound {
+            cells: 400,
+            per_cell: 1_000,
+        };
+        let (all, spent) = release_all(&[5, 0, 7], bound, 0.001).unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(spent.epsilon <= 0.001);
+        let counts: HashMap<u32, i64> = [(0, 10), (1, 1_000_000)].into();
+        let (some, spent) = release_above_threshold(&counts, bound, 0.001, 1e-12).unwrap();
+        assert!(spent.delta <= 1e-12 && spent.threshold.unwrap() > 1_000_000);
+        assert!(some.len() <= 2);
+    }
+}
