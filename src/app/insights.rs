@@ -14,10 +14,11 @@ use super::Services;
 use crate::audit::{self, Actor, Entry};
 use crate::insights::mechanism::{self, MechanismError, Noisy};
 use crate::insights::tally::random_seed;
-use crate::insights::{budgets, Asked, Question, ACTION_QUERY, DELTA_SHARE};
+use crate::insights::{budgets, Asked, GroupKey, Question, ACTION_QUERY, DELTA_SHARE};
 use crate::policy::{Action, DecisionRequest, InsightBudget, Policy, PurposeId};
 use crate::rejection::Rejection;
 use crate::segments::authorize;
+use crate::segments::index::InsightTotals;
 use crate::store::insights::{self as store, ReleaseRow};
 use crate::store::{write_transaction, StoreError};
 
@@ -312,33 +313,85 @@ async fn compute(
     noisy(question, totals, delta)
 }
 
-/// Adds the noise: every cell of the grid the question fixes, or the cells of the data above a
-/// threshold.
-fn noisy(
-    question: &Question,
-    totals: Vec<(Vec<String>, i64)>,
-    delta: f64,
-) -> Result<Released, InsightError> {
+/// Adds the noise. Without keys from the data: every cell of the grid the question fixes
+/// (time buckets, or the one cell), zeros included, with all of ε. With them, in two steps that
+/// share ε half and half: the values of those keys are selected by the noisy number of people
+/// who have them reaching a threshold (what spends δ; a value only one person has is not
+/// selected but with probability δ), then every cell of the time buckets × the selected values
+/// is released, zeros included.
+fn noisy(question: &Question, totals: InsightTotals, delta: f64) -> Result<Released, InsightError> {
     let names: Vec<String> = question.group_by.iter().map(|k| k.name()).collect();
     let key_of = |values: &[String]| -> BTreeMap<String, String> {
         names.iter().cloned().zip(values.iter().cloned()).collect()
     };
     let epsilon = question.epsilon_micros as f64 / 1e6;
-    if !question.keys_from_data() {
-        // Every bucket of the axis (or the one cell of a question without keys), zeros included.
-        let keys: Vec<Vec<String>> = match question.time_axis() {
-            Some(axis) => (0..axis.buckets() as u32)
-                .map(|b| vec![axis.label(b)])
-                .collect(),
-            None => vec![Vec::new()],
+    let buckets: Vec<String> = match question.time_axis() {
+        Some(axis) => (0..axis.buckets() as u32).map(|b| axis.label(b)).collect(),
+        None => Vec::new(),
+    };
+    let time_at = question
+        .group_by
+        .iter()
+        .position(|key| matches!(key, GroupKey::Time(_)));
+    // The cells to release, each as its keys' values in the question's order.
+    let (keys, threshold, cell_epsilon): (Vec<Vec<String>>, Option<i64>, f64) =
+        if question.keys_from_data() {
+            let values: Vec<Vec<String>> = totals.values.iter().map(|(v, _)| v.clone()).collect();
+            let counts: HashMap<u32, i64> = totals
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, (_, n))| (i as u32, *n))
+                .collect();
+            let (selected, spent) = mechanism::release_above_threshold(
+                &counts,
+                question.selection_bound(),
+                epsilon / 2.0,
+                delta,
+            )?;
+            let mut selected: Vec<&Vec<String>> =
+                selected.keys().map(|i| &values[*i as usize]).collect();
+            selected.sort();
+            let keys = match time_at {
+                None => selected.into_iter().cloned().collect(),
+                Some(at) => buckets
+                    .iter()
+                    .flat_map(|bucket| {
+                        selected.iter().map(move |value| {
+                            let mut key = (*value).clone();
+                            key.insert(at, bucket.clone());
+                            key
+                        })
+                    })
+                    .collect(),
+            };
+            (keys, spent.threshold, epsilon / 2.0)
+        } else if buckets.is_empty() {
+            (vec![Vec::new()], None, epsilon)
+        } else {
+            (
+                buckets.iter().map(|b| vec![b.clone()]).collect(),
+                None,
+                epsilon,
+            )
         };
-        let by_key: HashMap<Vec<String>, i64> = totals.into_iter().collect();
-        let counts: Vec<i64> = keys
-            .iter()
-            .map(|key| by_key.get(key).copied().unwrap_or(0))
-            .collect();
-        let (values, spent) = mechanism::release_all(&counts, question.bound, epsilon)?;
-        let cells = keys
+    let by_key: HashMap<Vec<String>, i64> = totals.cells.into_iter().collect();
+    let counts: Vec<i64> = keys
+        .iter()
+        .map(|key| by_key.get(key).copied().unwrap_or(0))
+        .collect();
+    if counts.is_empty() {
+        // Nothing selected: nothing to release (the selection already spent its share).
+        let scale = question.bound.sensitivity() as f64 / cell_epsilon;
+        return Ok(Released {
+            cells: Vec::new(),
+            threshold,
+            noise_scale: scale,
+        });
+    }
+    let (values, spent) = mechanism::release_all(&counts, question.bound, cell_epsilon)?;
+    Ok(Released {
+        cells: keys
             .iter()
             .zip(values)
             .map(|(key, Noisy { value, interval })| CellAnswer {
@@ -346,33 +399,8 @@ fn noisy(
                 value,
                 interval,
             })
-            .collect();
-        return Ok(Released {
-            cells,
-            threshold: None,
-            noise_scale: spent.scale,
-        });
-    }
-    let keys: Vec<Vec<String>> = totals.iter().map(|(key, _)| key.clone()).collect();
-    let counts: HashMap<u32, i64> = totals
-        .iter()
-        .enumerate()
-        .map(|(i, (_, n))| (i as u32, *n))
-        .collect();
-    let (released, spent) =
-        mechanism::release_above_threshold(&counts, question.bound, epsilon, delta)?;
-    let mut released: Vec<(u32, Noisy)> = released.into_iter().collect();
-    released.sort_by(|(a, _), (b, _)| keys[*a as usize].cmp(&keys[*b as usize]));
-    Ok(Released {
-        cells: released
-            .into_iter()
-            .map(|(i, Noisy { value, interval })| CellAnswer {
-                key: key_of(&keys[i as usize]),
-                value,
-                interval,
-            })
             .collect(),
-        threshold: spent.threshold,
+        threshold,
         noise_scale: spent.scale,
     })
 }

@@ -4,12 +4,13 @@
 //! - Cells whose keys the question fixes (time buckets, or no key at all) are all released,
 //!   zeros included: `make_laplace` over the vector of counts, whose L1 sensitivity is the
 //!   person's bound `cells × per_cell`. Pure ε-differential privacy.
-//! - Cells whose keys come from the data (a type, channel or trait value) are released only
-//!   when their noisy count reaches a threshold: `make_laplace_threshold` over the map of counts,
-//!   with the person's bound in all three norms (`cells` keys, `cells × per_cell` in total,
-//!   `per_cell` in any one). A value only one person has is released with probability below
-//!   δ: (ε, δ)-differential privacy, the threshold the least that keeps δ within the question's
-//!   share of the day's δ.
+//! - Keys that come from the data (a type, channel or trait value) are chosen first: their values
+//!   are selected when the noisy number of people who have them reaches a threshold
+//!   (`release_above_threshold`: `make_laplace_threshold` over the map of counts, with the
+//!   person's bound in all three norms), the threshold the least that keeps δ within the
+//!   question's share of the day's δ. A value only one person has is selected with probability
+//!   below δ. The cells of the selected values are then released as above (the caller splits ε
+//!   between the two steps): (ε, δ)-differential privacy in all.
 //!
 //! Each released value carries its 95 % interval: the value ± the accuracy OpenDP gives for the
 //! scale at α = 0.05.

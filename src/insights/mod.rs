@@ -339,6 +339,21 @@ impl Question {
         Ok(keys)
     }
 
+    /// How much one person counts towards selecting the values of the keys that come from the
+    /// data: once per value, in at most as many values as they may have — one for a trait (a
+    /// person has one value), `bound.cells` for a type or a channel.
+    pub fn selection_bound(&self) -> Bound {
+        let traits_only = self
+            .group_by
+            .iter()
+            .filter(|key| key.from_data())
+            .all(|key| matches!(key, GroupKey::Trait(_)));
+        Bound {
+            cells: if traits_only { 1 } else { self.bound.cells },
+            per_cell: 1,
+        }
+    }
+
     /// Whether some group key's values come from the data (see [`GroupKey::from_data`]).
     pub fn keys_from_data(&self) -> bool {
         self.group_by.iter().any(GroupKey::from_data)

@@ -829,7 +829,7 @@ impl Replica {
     }
 
     /// Adds the person in slot `s` to the tally, if they count for the question.
-    fn tally_slot(&self, plan: &Plan, s: usize, tally: &mut Tally) {
+    fn tally_slot(&self, plan: &Plan, s: usize, tallies: &mut Tallies) {
         if !self.alive[s] || self.eligible[s] & (1 << plan.bit) == 0 || !self.matches(&plan.node, s)
         {
             return;
@@ -866,9 +866,45 @@ impl Replica {
                 Dim::Channel => combo.channel,
                 Dim::Trait(_) => traits[i],
             };
-            tally.push([value(0), value(1)]);
+            let cell = [value(0), value(1)];
+            tallies.cells.push(cell);
+            // The values from the data, without the time bucket: what partition selection
+            // counts (a person once per value).
+            tallies.values.push(std::array::from_fn(|i| {
+                if matches!(plan.dims[i], Dim::Time) {
+                    0
+                } else {
+                    cell[i]
+                }
+            }));
         }
-        tally.end_person();
+        tallies.cells.end_person();
+        tallies.values.end_person();
+    }
+
+    /// Both tallies in words (the values' keys without the time bucket).
+    fn labelled_totals(&self, plan: &Plan, tallies: Tallies) -> InsightTotals {
+        let values = self
+            .labelled(plan, tallies.values.into_totals())
+            .into_iter()
+            .map(|(key, n)| {
+                let key = key
+                    .into_iter()
+                    .zip(
+                        plan.dims
+                            .iter()
+                            .filter(|d| !matches!(d, Dim::None | Dim::Never)),
+                    )
+                    .filter(|(_, dim)| !matches!(dim, Dim::Time))
+                    .map(|(value, _)| value)
+                    .collect();
+                (key, n)
+            })
+            .collect();
+        InsightTotals {
+            cells: self.labelled(plan, tallies.cells.into_totals()),
+            values,
+        }
     }
 
     /// The totals with each cell's key in words, in the order of the question's keys.
@@ -923,7 +959,32 @@ struct Plan {
 }
 
 /// The exact, bounded totals of an insight question, each cell keyed by its values in words.
-pub(crate) type InsightTotals = Vec<(Vec<String>, i64)>;
+pub(crate) struct InsightTotals {
+    /// Per cell, keys in the question's order.
+    pub(crate) cells: Vec<(Vec<String>, i64)>,
+    /// Per value of the keys that come from the data (the time bucket left out): how many
+    /// people have it, each counting in at most `Question::selection_bound` of them — what
+    /// partition selection thresholds.
+    pub(crate) values: Vec<(Vec<String>, i64)>,
+}
+
+/// The two tallies a pass feeds.
+struct Tallies {
+    cells: Tally,
+    values: Tally,
+}
+
+impl Tallies {
+    fn new(question: &Question, seed: u64) -> Tallies {
+        Tallies {
+            cells: Tally::new(question.bound, seed),
+            values: Tally::new(
+                question.selection_bound(),
+                seed.rotate_left(17) ^ 0x5DEE_CE66,
+            ),
+        }
+    }
+}
 
 /// The totals of `question` computed from the database, for a process without an index: the
 /// people with a legal basis who match the filter are read from the database in pages (rule 2
@@ -943,7 +1004,7 @@ pub(crate) fn insight_totals_from_database(
         let Ok(mut replica) = Replica::new(policy, Position::Sqlite { after_id: 0 }) else {
             return Ok(None);
         };
-        let mut tally = Tally::new(question.bound, seed);
+        let mut tallies = Tallies::new(question, seed);
         let mut after: Option<String> = None;
         let mut plan = None;
         loop {
@@ -968,7 +1029,7 @@ pub(crate) fn insight_totals_from_database(
             };
             for pk in persons.iter().filter(|pk| named.contains(*pk)) {
                 if let Some(slot) = replica.slot_of(pk) {
-                    replica.tally_slot(&compiled, slot as usize, &mut tally);
+                    replica.tally_slot(&compiled, slot as usize, &mut tallies);
                 }
             }
             for pk in &persons {
@@ -983,7 +1044,7 @@ pub(crate) fn insight_totals_from_database(
                 None => return Ok(None),
             },
         };
-        Ok(Some(replica.labelled(&plan, tally.into_totals())))
+        Ok(Some(replica.labelled_totals(&plan, tallies)))
     })
 }
 
@@ -1333,11 +1394,11 @@ impl PopulationIndex {
         let Some(plan) = replica.plan(question, rule, now) else {
             return Ok(None);
         };
-        let mut tally = Tally::new(question.bound, seed);
+        let mut tallies = Tallies::new(question, seed);
         for s in 0..replica.alive.len() {
-            replica.tally_slot(&plan, s, &mut tally);
+            replica.tally_slot(&plan, s, &mut tallies);
         }
-        Ok(Some(replica.labelled(&plan, tally.into_totals())))
+        Ok(Some(replica.labelled_totals(&plan, tallies)))
     }
 
     /// The count by bucket of the people with a legal basis under `rule` (the rule of the
