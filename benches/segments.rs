@@ -128,6 +128,10 @@ async fn main() {
         ))
         .get_result(&mut conn)
         .unwrap();
+        // Insights answered by an earlier run today would be given again (a repeat is free and
+        // instant) and its spending would count against today's budget: start from none.
+        conn.batch_execute("DELETE FROM insight_releases; DELETE FROM insight_budget;")
+            .unwrap();
         if existing == 0 {
             generate(&mut conn, people, postgres);
         } else {
