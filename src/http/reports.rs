@@ -132,7 +132,8 @@ fn csv(report: &ConsentReport) -> Result<String, ApiError> {
 #[utoipa::path(get, operation_id = "reports_consents", path = "/v1/reports/consents", tag = "reports", security(("bearer" = [])),
     params(ConsentReportQuery),
     responses(
-        (status = 200, description = "The report (JSON, or CSV with `format=csv`)", body = ConsentReportBody),
+        (status = 200, description = "The report (JSON, or CSV with `format=csv`)",
+            content((ConsentReportBody = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A bad query (naming what)",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Unknown purpose",
