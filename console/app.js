@@ -110,6 +110,21 @@ function isDay(value) {
     && new Date(`${value}T00:00:00Z`).toISOString().slice(0, 10) === value;
 }
 
+/**
+ * Whether the day fields `names` of `inputs` hold days (an empty one passes when `optional`);
+ * the first that does not is marked with its error.
+ */
+function daysValid(inputs, names, optional = false) {
+  for (const name of names) {
+    const value = inputs[name].value.trim();
+    if ((value || !optional) && !isDay(value)) {
+      fieldError(inputs[name], `${name === 'from' ? 'From' : 'To'} must be a day written as YYYY-MM-DD.`);
+      return false;
+    }
+  }
+  return true;
+}
+
 /** A day field: text in the console's one date format. */
 function dayInput(name, value = '') {
   return h('input', { name, value, inputmode: 'numeric', autocomplete: 'off', spellcheck: 'false', placeholder: 'YYYY-MM-DD', maxlength: '10' });
@@ -1268,13 +1283,7 @@ async function renderAudit(filters = {}, cursor = null, history = []) {
       onsubmit: (event) => {
         event.preventDefault();
         clearFieldErrors(filterForm);
-        for (const name of ['from', 'to']) {
-          const value = inputs[name].value.trim();
-          if (value && !isDay(value)) {
-            fieldError(inputs[name], `${name === 'from' ? 'From' : 'To'} must be a day written as YYYY-MM-DD.`);
-            return;
-          }
-        }
+        if (!daysValid(inputs, ['from', 'to'], true)) return;
         const next = {};
         for (const [name, input] of Object.entries(inputs)) {
           if (input.value.trim()) next[name] = input.value.trim();
@@ -1587,12 +1596,7 @@ async function renderInsights(question = null, answer = null) {
       onsubmit: async (event) => {
         event.preventDefault();
         clearFieldErrors(form);
-        for (const name of ['from', 'to']) {
-          if (!isDay(inputs[name].value.trim())) {
-            fieldError(inputs[name], `${name === 'from' ? 'From' : 'To'} must be a day written as YYYY-MM-DD.`);
-            return;
-          }
-        }
+        if (!daysValid(inputs, ['from', 'to'])) return;
         const epsilon = Number(inputs.epsilon.value.trim());
         if (!(epsilon > 0)) {
           fieldError(inputs.epsilon, 'ε must be a positive number, such as 0.1.');
@@ -1694,12 +1698,7 @@ async function renderConsentTrends(filters = null) {
       onsubmit: (event) => {
         event.preventDefault();
         clearFieldErrors(form);
-        for (const name of ['from', 'to']) {
-          if (!isDay(inputs[name].value.trim())) {
-            fieldError(inputs[name], `${name === 'from' ? 'From' : 'To'} must be a day written as YYYY-MM-DD.`);
-            return;
-          }
-        }
+        if (!daysValid(inputs, ['from', 'to'])) return;
         clearStatus();
         renderConsentTrends({ from: inputs.from.value.trim(), to: inputs.to.value.trim(), bucket: inputs.bucket.value, purpose: inputs.purpose.value.trim() });
       },

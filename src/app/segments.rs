@@ -124,6 +124,29 @@ pub(crate) async fn population_turn(
     .map_err(|_| SegmentError::Busy)
 }
 
+/// Counts the people matching `filter` for `purpose` (an authorized purpose), in its turn among
+/// the population queries.
+async fn count_in_turn(
+    services: &Services,
+    purpose: &PurposeId,
+    filter: &Filter,
+) -> Result<crate::segments::Count, SegmentError> {
+    let (policy, purpose, filter) = (services.policy.clone(), purpose.clone(), filter.clone());
+    let index = services.population_index.clone();
+    let turn = population_turn(services).await?;
+    let counted = services
+        .db
+        .run(move |conn| {
+            let declared = policy
+                .purpose(purpose.as_str())
+                .expect("an authorized purpose is declared");
+            count(conn, Some(&index), &policy, declared, &filter)
+        })
+        .await?;
+    drop(turn);
+    Ok(counted)
+}
+
 /// Counts the people matching `filter` for `purpose`, then answers under suppression and the
 /// differencing guard (audited with the answer, in the guard's transaction).
 async fn count_and_answer(
@@ -136,20 +159,7 @@ async fn count_and_answer(
     if services.policy.segment_limits().counts == SegmentCounts::Noisy {
         return noisy_count(services, actor, purpose, filter, target).await;
     }
-    let (policy, counted_purpose, counted_filter) =
-        (services.policy.clone(), purpose.clone(), filter.clone());
-    let index = services.population_index.clone();
-    let turn = population_turn(services).await?;
-    let count = services
-        .db
-        .run(move |conn| {
-            let declared = policy
-                .purpose(counted_purpose.as_str())
-                .expect("an authorized purpose is declared");
-            count(conn, Some(&index), &policy, declared, &counted_filter)
-        })
-        .await?;
-    drop(turn);
+    let count = count_in_turn(services, &purpose, &filter).await?;
     let (policy, actor) = (services.policy.clone(), actor.clone());
     Ok(services
         .db
@@ -203,22 +213,11 @@ async fn noisy_count(
         delta_picos: 0,
     };
     let compute = || async {
-        let index = services.population_index.clone();
-        let (policy, counted, filter) = (policy.clone(), purpose.clone(), filter.clone());
-        let turn = population_turn(services)
-            .await
-            .map_err(|_| InsightError::Busy)?;
-        let size = services
-            .db
-            .run(move |conn| {
-                let declared = policy
-                    .purpose(counted.as_str())
-                    .expect("an authorized purpose is declared");
-                count(conn, Some(&index), &policy, declared, &filter)
-            })
-            .await?
-            .size;
-        drop(turn);
+        let size = match count_in_turn(services, &purpose, &filter).await {
+            Ok(counted) => counted.size,
+            Err(SegmentError::Store(error)) => return Err(InsightError::Store(error)),
+            Err(_) => return Err(InsightError::Busy),
+        };
         let (values, spent) = mechanism::release_all(
             &[size],
             Bound {

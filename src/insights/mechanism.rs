@@ -78,11 +78,16 @@ fn scale_for(
     Err(MechanismError("no scale within the budget".into()))
 }
 
-fn interval(value: i64, scale: f64) -> Result<[i64; 2], MechanismError> {
+/// A noisy count as released: clamped at 0, with its 95 % interval.
+fn released(value: i64, scale: f64) -> Result<Noisy, MechanismError> {
+    let value = value.max(0);
     let half = discrete_laplacian_scale_to_accuracy(scale, 0.05)
         .map_err(opendp_error)?
         .floor() as i64;
-    Ok([(value - half).max(0), value.saturating_add(half)])
+    Ok(Noisy {
+        value,
+        interval: [(value - half).max(0), value.saturating_add(half)],
+    })
 }
 
 /// Releases every count of `counts` (in order) with ε = `epsilon` under `bound`.
@@ -112,13 +117,7 @@ pub fn release_all(
     let noisy = measurement.invoke(&counts.to_vec()).map_err(opendp_error)?;
     let released = noisy
         .into_iter()
-        .map(|value| {
-            let value = value.max(0);
-            Ok(Noisy {
-                value,
-                interval: interval(value, scale)?,
-            })
-        })
+        .map(|value| released(value, scale))
         .collect::<Result<_, MechanismError>>()?;
     Ok((
         released,
@@ -187,16 +186,7 @@ pub fn release_above_threshold(
     let noisy = measurement.invoke(counts).map_err(opendp_error)?;
     let released = noisy
         .into_iter()
-        .map(|(key, value)| {
-            let value = value.max(0);
-            Ok((
-                key,
-                Noisy {
-                    value,
-                    interval: interval(value, scale)?,
-                },
-            ))
-        })
+        .map(|(key, value)| Ok((key, released(value, scale)?)))
         .collect::<Result<_, MechanismError>>()?;
     Ok((
         released,
