@@ -94,7 +94,7 @@ impl GroupKey {
 
     /// Whether the key's values come from the data (released only above a threshold) rather
     /// than from the question (time buckets: every one is released).
-    pub fn from_data(&self) -> bool {
+    pub fn comes_from_data(&self) -> bool {
         !matches!(self, GroupKey::Time(_))
     }
 }
@@ -346,7 +346,7 @@ impl Question {
         let traits_only = self
             .group_by
             .iter()
-            .filter(|key| key.from_data())
+            .filter(|key| key.comes_from_data())
             .all(|key| matches!(key, GroupKey::Trait(_)));
         Bound {
             cells: if traits_only { 1 } else { self.bound.cells },
@@ -354,9 +354,9 @@ impl Question {
         }
     }
 
-    /// Whether some group key's values come from the data (see [`GroupKey::from_data`]).
+    /// Whether some group key's values come from the data (see [`GroupKey::comes_from_data`]).
     pub fn keys_from_data(&self) -> bool {
-        self.group_by.iter().any(GroupKey::from_data)
+        self.group_by.iter().any(GroupKey::comes_from_data)
     }
 
     /// The time axis, when grouped by time.
