@@ -205,18 +205,11 @@ async fn main() {
             times.push(started.elapsed().as_secs_f64() * 1000.0);
             size = body["size"].clone();
         }
-        let runs = times
-            .iter()
-            .map(|t| format!("{t:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        times.sort_by(f64::total_cmp);
         println!(
-            "| {} | {people} people, {} interactions (generated in {generated:.0} s) | {name}: size {size} | runs {runs} ms | median {:.0} ms | worst {:.0} ms |",
+            "| {} | {people} people, {} interactions (generated in {generated:.0} s) | {name}: size {size} | {} |",
             app.backend,
             people * 10,
-            times[RUNS / 2],
-            times[RUNS - 1]
+            runs_summary(times),
         );
     }
     // Insights (issue 21): 52 weekly buckets × channel over the year, and people by week. Each
@@ -261,17 +254,10 @@ async fn main() {
             times.push(started.elapsed().as_secs_f64() * 1000.0);
             cells = body["cells"].as_array().unwrap().len();
         }
-        let runs = times
-            .iter()
-            .map(|t| format!("{t:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        times.sort_by(f64::total_cmp);
         println!(
-            "| {} | insights: {name}: {cells} cells | runs {runs} ms | median {:.0} ms | worst {:.0} ms |",
+            "| {} | insights: {name}: {cells} cells | {} |",
             app.backend,
-            times[RUNS / 2],
-            times[RUNS - 1]
+            runs_summary(times),
         );
     }
     println!(
@@ -281,6 +267,22 @@ async fn main() {
         population_metric(&client, &app.address, "custodia_population_counts_total{from=\"index\"}").await,
         population_metric(&client, &app.address, "custodia_population_counts_total{from=\"database\"}").await,
     );
+}
+
+/// The runs (ms) in the order they ran, then their median and the worst: `runs 7, 6, … ms |
+/// median 7 ms | worst 11 ms`.
+fn runs_summary(mut times: Vec<f64>) -> String {
+    let runs = times
+        .iter()
+        .map(|t| format!("{t:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    times.sort_by(f64::total_cmp);
+    format!(
+        "runs {runs} ms | median {:.0} ms | worst {:.0} ms",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    )
 }
 
 /// A metric's value in the service's `/metrics` (0 when absent).

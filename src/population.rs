@@ -40,11 +40,21 @@ pub struct InteractionCondition {
     pub at_least: u32,
 }
 
+/// SHA-256 of a text, in hex.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+}
+
 impl Filter {
     /// A canonical encoding: equal for filters that are the same tree (used to recognise a
     /// repeated query).
     pub fn canonical(&self) -> String {
         self.to_json().to_string()
+    }
+
+    /// SHA-256 (hex) of the canonical form: how the audit log names a filter.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.canonical())
     }
 
     /// The filter as JSON, in the request's shape.

@@ -15,7 +15,9 @@ use crate::audit::{self, Actor, Entry};
 use crate::insights::mechanism::{self, MechanismError, Noisy};
 use crate::insights::tally::random_seed;
 use crate::insights::{budgets, Asked, GroupKey, Question, ACTION_QUERY, DELTA_SHARE};
-use crate::policy::{Action, DecisionRequest, InsightBudget, Policy, PurposeId};
+use crate::policy::{
+    Action, DecisionRequest, InsightBudget, Policy, PurposeId, DELTA_UNITS, EPSILON_UNITS,
+};
 use crate::rejection::Rejection;
 use crate::segments::authorize;
 use crate::segments::index::InsightTotals;
@@ -74,9 +76,10 @@ pub(crate) struct CellAnswer {
 /// What is stored of a release, and given again to a repeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Released {
-    /// The cells released (suppressed cells are absent).
+    /// The cells released (cells of values not selected are absent).
     pub(crate) cells: Vec<CellAnswer>,
-    /// The threshold a cell had to reach (`None`: all released).
+    /// The threshold the number of people with a value had to reach for its cells to be
+    /// released (`None`: no key from the data, every cell released).
     pub(crate) threshold: Option<i64>,
     /// The noise's scale (discrete Laplace).
     pub(crate) noise_scale: f64,
@@ -90,18 +93,11 @@ pub(crate) struct Left {
     pub(crate) resets_at: NaiveDateTime,
 }
 
-/// An answer.
+/// An answer: the question as checked, and its release.
 #[derive(Debug, Clone)]
 pub(crate) struct Answered {
     pub(crate) question: Question,
-    pub(crate) released: Released,
-    /// ε charged to each budget (0 for a repeat).
-    pub(crate) epsilon_spent: f64,
-    /// δ charged to each budget.
-    pub(crate) delta_spent: f64,
-    /// Whether this is the answer released earlier today to the same question.
-    pub(crate) repeated: bool,
-    pub(crate) budget: Left,
+    pub(crate) release: Release,
 }
 
 /// The budget day of an instant, and when it ends.
@@ -144,9 +140,13 @@ pub(crate) struct Ticket {
 #[derive(Debug, Clone)]
 pub(crate) struct Release {
     pub(crate) released: Released,
+    /// Whether this is the answer released earlier today to the same question.
     pub(crate) repeated: bool,
+    /// ε charged to each budget (0 for a repeat).
     pub(crate) epsilon_spent: f64,
+    /// δ charged to each budget (0 for a repeat).
     pub(crate) delta_spent: f64,
+    /// What is left of the budgets.
     pub(crate) left: Left,
 }
 
@@ -198,40 +198,19 @@ where
         Some(_) => None,
         None => Some(compute().await?),
     };
-    let (policy, actor, charged) = (services.policy.clone(), actor.clone(), ticket.clone());
-    let outcome = services
+    let (policy, actor) = (services.policy.clone(), actor.clone());
+    let released = services
         .db
         .run_write(move |conn| {
             write_transaction(conn, |conn| {
-                release(conn, &policy, &actor, &charged, (&day, resets_at), fresh)
+                release(conn, &policy, &actor, &ticket, (&day, resets_at), fresh)
             })
         })
         .await?;
-    match outcome {
-        Outcome::Released {
-            released,
-            repeated,
-            left,
-        } => Ok(Release {
-            released,
-            repeated,
-            epsilon_spent: if repeated {
-                0.0
-            } else {
-                ticket.epsilon_micros as f64 / 1e6
-            },
-            delta_spent: if repeated {
-                0.0
-            } else {
-                ticket.delta_picos as f64 / 1e12
-            },
-            left,
-        }),
-        Outcome::Exhausted => Err(InsightError::Exhausted {
-            resets_at,
-            retry_after: (resets_at - now).num_seconds().max(1),
-        }),
-    }
+    released.ok_or(InsightError::Exhausted {
+        resets_at,
+        retry_after: (resets_at - now).num_seconds().max(1),
+    })
 }
 
 /// Answers a question for the caller's role.
@@ -264,17 +243,10 @@ pub(crate) async fn ask(
         delta_picos: delta_picos as i64,
     };
     let release = release_once(services, actor, ticket, || {
-        compute(services, &question, delta_picos as f64 / 1e12)
+        compute(services, &question, delta_picos as f64 / DELTA_UNITS)
     })
     .await?;
-    Ok(Answered {
-        question,
-        released: release.released,
-        epsilon_spent: release.epsilon_spent,
-        delta_spent: release.delta_spent,
-        repeated: release.repeated,
-        budget: release.left,
-    })
+    Ok(Answered { question, release })
 }
 
 /// The noisy answer to a question, not yet released.
@@ -324,7 +296,7 @@ fn noisy(question: &Question, totals: InsightTotals, delta: f64) -> Result<Relea
     let key_of = |values: &[String]| -> BTreeMap<String, String> {
         names.iter().cloned().zip(values.iter().cloned()).collect()
     };
-    let epsilon = question.epsilon_micros as f64 / 1e6;
+    let epsilon = question.epsilon_micros as f64 / EPSILON_UNITS;
     let buckets: Vec<String> = match question.time_axis() {
         Some(axis) => (0..axis.buckets() as u32).map(|b| axis.label(b)).collect(),
         None => Vec::new(),
@@ -343,14 +315,14 @@ fn noisy(question: &Question, totals: InsightTotals, delta: f64) -> Result<Relea
                 .enumerate()
                 .map(|(i, (_, n))| (i as u32, *n))
                 .collect();
-            let (selected, spent) = mechanism::release_above_threshold(
+            let (selected, spent) = mechanism::select_above_threshold(
                 &counts,
                 question.selection_bound(),
                 epsilon / 2.0,
                 delta,
             )?;
             let mut selected: Vec<&Vec<String>> =
-                selected.keys().map(|i| &values[*i as usize]).collect();
+                selected.iter().map(|i| &values[*i as usize]).collect();
             selected.sort();
             let keys = match time_at {
                 None => selected.into_iter().cloned().collect(),
@@ -405,19 +377,10 @@ fn noisy(question: &Question, totals: InsightTotals, delta: f64) -> Result<Relea
     })
 }
 
-/// What the release transaction decided.
-enum Outcome {
-    Released {
-        released: Released,
-        repeated: bool,
-        left: Left,
-    },
-    Exhausted,
-}
-
 /// In the release's transaction: the answer released earlier today to the same question if
 /// there is one (it spends nothing); otherwise every budget of the chain is charged (all or
-/// none: a savepoint), the release recorded and audited; or the refusal audited.
+/// none: a savepoint), the release recorded and audited; or, when a budget cannot pay, the
+/// refusal audited and `None`.
 fn release(
     conn: &mut crate::store::DbConnection,
     policy: &Policy,
@@ -425,7 +388,7 @@ fn release(
     ticket: &Ticket,
     (day, resets_at): (&str, NaiveDateTime),
     fresh: Option<Released>,
-) -> Result<Outcome, InsightError> {
+) -> Result<Option<Release>, InsightError> {
     let purpose = ticket.purpose.as_str();
     let target = |epsilon: i64, delta: i64| {
         format!(
@@ -437,8 +400,8 @@ fn release(
                 .unwrap_or_default(),
             ticket.filter_sha256,
             ticket.question_sha256,
-            epsilon as f64 / 1e6,
-            delta as f64 / 1e12
+            epsilon as f64 / EPSILON_UNITS,
+            delta as f64 / DELTA_UNITS
         )
     };
     let (epsilon_micros, delta_picos) = (ticket.epsilon_micros, ticket.delta_picos);
@@ -450,20 +413,7 @@ fn release(
             true,
         ),
         (None, Some(released)) => {
-            let budgets: Vec<(&str, (i64, i64))> = ticket
-                .chain
-                .iter()
-                .map(|(purpose, budget)| {
-                    (
-                        purpose.as_str(),
-                        (
-                            budget.epsilon_per_day_micros as i64,
-                            budget.delta_per_day_picos as i64,
-                        ),
-                    )
-                })
-                .collect();
-            if !store::charge_all(conn, day, &budgets, (epsilon_micros, delta_picos))? {
+            if !store::charge_all(conn, day, &ticket.chain, (epsilon_micros, delta_picos))? {
                 audit::append(
                     conn,
                     policy.sha256(),
@@ -471,7 +421,7 @@ fn release(
                         .target(target(epsilon_micros, delta_picos))
                         .denied("privacy_budget_exhausted")],
                 )?;
-                return Ok(Outcome::Exhausted);
+                return Ok(None);
             }
             store::insert_release(
                 conn,
@@ -502,12 +452,13 @@ fn release(
             .target(target(epsilon, delta))
             .records(released.cells.len())],
     )?;
-    let left = left_of(conn, &ticket.chain, day, resets_at)?;
-    Ok(Outcome::Released {
+    Ok(Some(Release {
         released,
         repeated,
-        left,
-    })
+        epsilon_spent: epsilon as f64 / EPSILON_UNITS,
+        delta_spent: delta as f64 / DELTA_UNITS,
+        left: left_of(conn, &ticket.chain, day, resets_at)?,
+    }))
 }
 
 /// What is left today of the budgets of a chain: the least of them.
@@ -526,10 +477,10 @@ fn left_of(
         let (epsilon, delta) = store::spent(conn, purpose.as_str(), day)?;
         left.epsilon = left
             .epsilon
-            .min((budget.epsilon_per_day_micros as i64 - epsilon).max(0) as f64 / 1e6);
+            .min((budget.epsilon_per_day_micros as i64 - epsilon).max(0) as f64 / EPSILON_UNITS);
         left.delta = left
             .delta
-            .min((budget.delta_per_day_picos as i64 - delta).max(0) as f64 / 1e12);
+            .min((budget.delta_per_day_picos as i64 - delta).max(0) as f64 / DELTA_UNITS);
     }
     Ok(left)
 }
@@ -578,8 +529,8 @@ pub(crate) async fn budgets_today(
                     Ok(BudgetState {
                         purpose,
                         budget,
-                        epsilon_spent: epsilon as f64 / 1e6,
-                        delta_spent: delta as f64 / 1e12,
+                        epsilon_spent: epsilon as f64 / EPSILON_UNITS,
+                        delta_spent: delta as f64 / DELTA_UNITS,
                         resets_at,
                     })
                 })

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, Days, NaiveDate};
+use chrono::{Days, NaiveDate};
 
 use super::{audit_read, Failed, Services};
 use crate::audit::{Actor, Entry};
+use crate::insights::{parse_day, TimeAxis, TimeUnit};
 use crate::policy::PurposeId;
 use crate::rejection::Rejection;
 use crate::store::reports as store;
@@ -94,26 +95,12 @@ pub(crate) struct ConsentReport {
 }
 
 fn date(name: &str, text: &str) -> Result<NaiveDate, Rejection> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .filter(|_| text.len() == 10)
-        .ok_or_else(|| {
-            Rejection::bad_request(
-                "invalid_query",
-                format!("`{name}` must be a date written YYYY-MM-DD"),
-            )
-        })
-}
-
-/// The period a day falls in: the day, or its ISO week (`2026-W05`).
-fn period(bucket: Bucket, day: NaiveDate) -> String {
-    match bucket {
-        Bucket::Day => day.format("%Y-%m-%d").to_string(),
-        Bucket::Week => {
-            let week = day.iso_week();
-            format!("{}-W{:02}", week.year(), week.week())
-        }
-    }
+    parse_day(text).ok_or_else(|| {
+        Rejection::bad_request(
+            "invalid_query",
+            format!("`{name}` must be a date written YYYY-MM-DD"),
+        )
+    })
 }
 
 /// The consent report asked for, its reading audited before it is given.
@@ -176,14 +163,24 @@ pub(crate) async fn consents(
         .map_err(ReportError::from)?;
     let mut rows: BTreeMap<(String, String, Option<String>, Option<String>), ReportRow> =
         BTreeMap::new();
-    let day_of = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+    // The period a day falls in: the day, or its ISO week (`2026-W05`), labelled as insights
+    // label theirs.
+    let axis = TimeAxis::new(
+        match bucket {
+            Bucket::Day => TimeUnit::Day,
+            Bucket::Week => TimeUnit::Week,
+        },
+        from,
+        to,
+    );
+    let period = |text: &str| parse_day(text).map(|day| axis.label_of(day));
     for count in statements {
-        let Some(day) = day_of(&count.day) else {
+        let Some(period) = period(&count.day) else {
             continue;
         };
         let row = rows
             .entry((
-                period(bucket, day),
+                period,
                 count.purpose.clone(),
                 count.notice_id.clone(),
                 count.notice_version.clone(),
@@ -199,10 +196,10 @@ pub(crate) async fn consents(
         }
     }
     for count in objections {
-        let Some(day) = day_of(&count.day) else {
+        let Some(period) = period(&count.day) else {
             continue;
         };
-        rows.entry((period(bucket, day), count.purpose.clone(), None, None))
+        rows.entry((period, count.purpose.clone(), None, None))
             .or_default()
             .objections += count.count;
     }

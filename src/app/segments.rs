@@ -12,10 +12,10 @@ use super::insights::{self, InsightError};
 use super::Services;
 use crate::audit::{Actor, Entry, Unrecorded};
 use crate::insights::mechanism;
-use crate::insights::Bound;
+use crate::insights::{segment_size_sha256, Bound};
 use crate::page::Page;
-use crate::policy::SegmentCounts;
 use crate::policy::{Action, PurposeId};
+use crate::policy::{SegmentCounts, EPSILON_UNITS};
 use crate::rejection::Rejection;
 use crate::segments::filter::Filter;
 use crate::segments::{
@@ -195,18 +195,11 @@ async fn noisy_count(
     let policy = services.policy.clone();
     let chain = insights::chain_of(&policy, &purpose)?;
     let epsilon_micros = policy.segment_limits().epsilon_micros;
-    let canonical = filter.canonical();
-    let digest =
-        |text: &str| hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()));
     let ticket = insights::Ticket {
         purpose: purpose.clone(),
         action: ACTION_PREVIEW,
-        question_sha256: digest(
-            &serde_json::json!({"segment_size": purpose.as_str(), "filter": canonical,
-                                "epsilon_micros": epsilon_micros})
-            .to_string(),
-        ),
-        filter_sha256: digest(&canonical),
+        question_sha256: segment_size_sha256(&purpose, &filter, epsilon_micros),
+        filter_sha256: filter.sha256(),
         target_prefix: target.map(|id| format!("segment:{id}")),
         chain,
         epsilon_micros: epsilon_micros as i64,
@@ -224,7 +217,7 @@ async fn noisy_count(
                 cells: 1,
                 per_cell: 1,
             },
-            epsilon_micros as f64 / 1e6,
+            epsilon_micros as f64 / EPSILON_UNITS,
         )?;
         Ok(insights::Released {
             cells: values

@@ -13,6 +13,7 @@ use crate::app::insights::{self, Answered, InsightError};
 use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::insights::Asked;
+use crate::policy::{DELTA_UNITS, EPSILON_UNITS};
 
 /// How much one person may contribute.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -82,7 +83,7 @@ pub(crate) struct BoundBody {
 /// An answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct InsightBody {
-    /// The released cells; cells below the threshold are absent.
+    /// The released cells; with keys from the data, the cells of values not selected are absent.
     pub(crate) cells: Vec<CellBody>,
     /// ε this answer spent (0: the answer released earlier today to the same question).
     pub(crate) epsilon_spent: f64,
@@ -90,7 +91,8 @@ pub(crate) struct InsightBody {
     pub(crate) delta_spent: f64,
     /// Whether this is the answer released earlier today to the same question.
     pub(crate) repeated: bool,
-    /// The least noisy count a cell needed to be released (`null`: every cell is).
+    /// The least noisy number of people with a value for its cells to be released (`null`: no
+    /// key from the data, every cell is).
     pub(crate) threshold: Option<i64>,
     /// The scale of the discrete Laplace noise.
     pub(crate) noise_scale: f64,
@@ -100,9 +102,9 @@ pub(crate) struct InsightBody {
     pub(crate) budget: LeftBody,
 }
 
-fn insight_body(answered: Answered) -> InsightBody {
+fn insight_body(Answered { question, release }: Answered) -> InsightBody {
     InsightBody {
-        cells: answered
+        cells: release
             .released
             .cells
             .into_iter()
@@ -112,19 +114,19 @@ fn insight_body(answered: Answered) -> InsightBody {
                 interval: cell.interval,
             })
             .collect(),
-        epsilon_spent: answered.epsilon_spent,
-        delta_spent: answered.delta_spent,
-        repeated: answered.repeated,
-        threshold: answered.released.threshold,
-        noise_scale: answered.released.noise_scale,
+        epsilon_spent: release.epsilon_spent,
+        delta_spent: release.delta_spent,
+        repeated: release.repeated,
+        threshold: release.released.threshold,
+        noise_scale: release.released.noise_scale,
         bound: BoundBody {
-            cells: answered.question.bound.cells,
-            per_cell: answered.question.bound.per_cell,
+            cells: question.bound.cells,
+            per_cell: question.bound.per_cell,
         },
         budget: LeftBody {
-            epsilon_left: answered.budget.epsilon,
-            delta_left: answered.budget.delta,
-            resets_at: answered.budget.resets_at.and_utc(),
+            epsilon_left: release.left.epsilon,
+            delta_left: release.left.delta,
+            resets_at: release.left.resets_at.and_utc(),
         },
     }
 }
@@ -216,8 +218,8 @@ pub(crate) async fn budget(
         budgets: budgets
             .into_iter()
             .map(|state| {
-                let epsilon_per_day = state.budget.epsilon_per_day_micros as f64 / 1e6;
-                let delta_per_day = state.budget.delta_per_day_picos as f64 / 1e12;
+                let epsilon_per_day = state.budget.epsilon_per_day_micros as f64 / EPSILON_UNITS;
+                let delta_per_day = state.budget.delta_per_day_picos as f64 / DELTA_UNITS;
                 BudgetBody {
                     purpose: state.purpose.to_string(),
                     epsilon_per_day,

@@ -6,7 +6,7 @@
 //!   person's bound `cells × per_cell`. Pure ε-differential privacy.
 //! - Keys that come from the data (a type, channel or trait value) are chosen first: their values
 //!   are selected when the noisy number of people who have them reaches a threshold
-//!   (`release_above_threshold`: `make_laplace_threshold` over the map of counts, with the
+//!   (`select_above_threshold`: `make_laplace_threshold` over the map of counts, with the
 //!   person's bound in all three norms), the threshold the least that keeps δ within the
 //!   question's share of the day's δ. A value only one person has is selected with probability
 //!   below δ. The cells of the selected values are then released as above (the caller splits ε
@@ -57,7 +57,7 @@ pub struct Spent {
     pub delta: f64,
     /// The noise scale.
     pub scale: f64,
-    /// The threshold a cell had to reach (`None`: every cell released).
+    /// The threshold a noisy count had to reach to be selected (`None`: no selection).
     pub threshold: Option<i64>,
 }
 
@@ -148,14 +148,15 @@ fn thresholded(scale: f64, threshold: i64) -> Result<Thresholded, MechanismError
     .map_err(opendp_error)
 }
 
-/// Releases the counts of `counts` (by key) whose noisy value reaches the least threshold that
-/// keeps δ within `delta`, with ε = `epsilon` under `bound`; the others are absent.
-pub fn release_above_threshold(
+/// The keys of `counts` whose noisy count reaches the least threshold that keeps δ within
+/// `delta`, with ε = `epsilon` under `bound` (the noisy counts themselves are not kept: the
+/// caller releases the selected keys' cells afresh).
+pub fn select_above_threshold(
     counts: &HashMap<u32, i64>,
     bound: Bound,
     epsilon: f64,
     delta: f64,
-) -> Result<(HashMap<u32, Noisy>, Spent), MechanismError> {
+) -> Result<(Vec<u32>, Spent), MechanismError> {
     let d_in = (bound.cells, bound.sensitivity(), i64::from(bound.per_cell));
     let spends = |scale: f64, threshold: i64| -> Result<(f64, f64), MechanismError> {
         thresholded(scale, threshold)?
@@ -183,13 +184,9 @@ pub fn release_above_threshold(
     }
     let measurement = thresholded(scale, high)?;
     let (spent_epsilon, spent_delta) = measurement.map(&d_in).map_err(opendp_error)?;
-    let noisy = measurement.invoke(counts).map_err(opendp_error)?;
-    let released = noisy
-        .into_iter()
-        .map(|(key, value)| Ok((key, released(value, scale)?)))
-        .collect::<Result<_, MechanismError>>()?;
+    let selected = measurement.invoke(counts).map_err(opendp_error)?;
     Ok((
-        released,
+        selected.into_keys().collect(),
         Spent {
             epsilon: spent_epsilon,
             delta: spent_delta,
@@ -291,10 +288,10 @@ mod tests {
         let delta = 1e-9;
         let mut alone = 0;
         for _ in 0..2_000 {
-            let (released, spent) = release_above_threshold(&counts, bound(1), 1.0, delta).unwrap();
+            let (selected, spent) = select_above_threshold(&counts, bound(1), 1.0, delta).unwrap();
             assert!(spent.delta <= delta && spent.epsilon <= 1.0);
-            assert!(released.contains_key(&1));
-            alone += usize::from(released.contains_key(&0));
+            assert!(selected.contains(&1));
+            alone += usize::from(selected.contains(&0));
         }
         assert_eq!(alone, 0);
     }
@@ -315,7 +312,7 @@ mod extremes {
         assert_eq!(all.len(), 3);
         assert!(spent.epsilon <= 0.001);
         let counts: HashMap<u32, i64> = [(0, 10), (1, 1_000_000)].into();
-        let (some, spent) = release_above_threshold(&counts, bound, 0.001, 1e-12).unwrap();
+        let (some, spent) = select_above_threshold(&counts, bound, 0.001, 1e-12).unwrap();
         assert!(spent.delta <= 1e-12 && spent.threshold.unwrap() > 1_000_000);
         assert!(some.len() <= 2);
     }

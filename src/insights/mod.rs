@@ -16,8 +16,8 @@ pub mod tally;
 use chrono::{Datelike, Days, NaiveDate};
 use serde_json::{json, Value};
 
-use crate::policy::{FieldName, InsightBudget, Policy, Purpose, PurposeId};
-use crate::population::Filter;
+use crate::policy::{FieldName, InsightBudget, Policy, Purpose, PurposeId, EPSILON_UNITS};
+use crate::population::{sha256_hex, Filter};
 use crate::rejection::Rejection;
 
 /// The audit action of an insight.
@@ -162,16 +162,20 @@ pub struct Asked {
     pub per_cell: Option<u32>,
 }
 
-fn date(name: &str, text: &str) -> Result<NaiveDate, Rejection> {
+/// A day written `YYYY-MM-DD`, exactly.
+pub fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .filter(|_| text.len() == 10)
-        .ok_or_else(|| {
-            Rejection::invalid(
-                "invalid_date",
-                format!("`{name}` must be a date written YYYY-MM-DD"),
-            )
-        })
+}
+
+fn date(name: &str, text: &str) -> Result<NaiveDate, Rejection> {
+    parse_day(text).ok_or_else(|| {
+        Rejection::invalid(
+            "invalid_date",
+            format!("`{name}` must be a date written YYYY-MM-DD"),
+        )
+    })
 }
 
 impl Question {
@@ -209,8 +213,8 @@ impl Question {
         let epsilon_micros = match asked.epsilon {
             None => DEFAULT_EPSILON_MICROS,
             Some(epsilon) if epsilon.is_finite() && epsilon > 0.0 => {
-                let micros = (epsilon * 1e6).round();
-                if micros < MIN_EPSILON_MICROS as f64 || micros > 1e7 {
+                let micros = (epsilon * EPSILON_UNITS).round();
+                if micros < MIN_EPSILON_MICROS as f64 || micros > 10.0 * EPSILON_UNITS {
                     return Err(Rejection::invalid(
                         "invalid_epsilon",
                         "`epsilon` must be from 0.001 to 10",
@@ -387,15 +391,12 @@ impl Question {
         sha256_hex(&self.canonical())
     }
 
-    /// SHA-256 (hex) of the filter's canonical form (`all` when there is none), as the audit
-    /// log names it.
+    /// SHA-256 (hex) of the filter's canonical form (of `all` when there is none), as the
+    /// audit log names it.
     pub fn filter_sha256(&self) -> String {
-        sha256_hex(
-            &self
-                .filter
-                .as_ref()
-                .map_or_else(|| "all".to_owned(), Filter::canonical),
-        )
+        self.filter
+            .as_ref()
+            .map_or_else(|| sha256_hex("all"), Filter::sha256)
     }
 
     /// The first instant counted, in Unix seconds.
@@ -415,8 +416,14 @@ impl Question {
     }
 }
 
-fn sha256_hex(text: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+/// The identity of a noisy segment size (`docs/segments.md`, "Noisy counts"): the same filter
+/// for the same purpose at the same ε is the same question, given the same size that day.
+pub fn segment_size_sha256(purpose: &PurposeId, filter: &Filter, epsilon_micros: u64) -> String {
+    sha256_hex(
+        &json!({"segment_size": purpose.as_str(), "filter": filter.canonical(),
+                "epsilon_micros": epsilon_micros})
+        .to_string(),
+    )
 }
 
 /// The time buckets of a question: the bucket of `from` to the bucket of `to`.
@@ -471,6 +478,12 @@ impl TimeAxis {
             .start_seconds
             .partition_point(|start| *start <= seconds)
             - 1) as u32
+    }
+
+    /// The label of the bucket a day (within the axis) falls in.
+    pub fn label_of(&self, day: NaiveDate) -> String {
+        let seconds = day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+        self.label(self.bucket(seconds))
     }
 
     /// A bucket's label: `2026-01-05`, `2026-W02`, `2026-01`.

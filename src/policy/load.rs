@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::{
     Action, CategoryId, Field, FieldName, InsightBudget, LegalBasis, MergeConsent, Notice, Policy,
     Purpose, PurposeId, Role, RoleId, SegmentCounts, SegmentLimits, Tracking, TrackingNotice,
-    SEGMENT_CONSENT_EVENT,
+    DELTA_UNITS, EPSILON_UNITS, SEGMENT_CONSENT_EVENT,
 };
 
 /// The segment size used when no `[segments]` table sets one.
@@ -649,8 +649,8 @@ fn check_insights(
         return None;
     }
     Some(InsightBudget {
-        epsilon_per_day_micros: (epsilon * 1e6).round() as u64,
-        delta_per_day_picos: (delta * 1e12).round() as u64,
+        epsilon_per_day_micros: (epsilon * EPSILON_UNITS).round() as u64,
+        delta_per_day_picos: (delta * DELTA_UNITS).round() as u64,
     })
 }
 
@@ -890,7 +890,7 @@ fn check_segments(checker: &mut Checker<'_>, files: &[(usize, RawFile)]) -> Segm
         if let Some(epsilon) = &segments.get_ref().epsilon {
             let value = *epsilon.get_ref();
             if (0.001..=MAX_EPSILON_PER_DAY).contains(&value) {
-                limits.epsilon_micros = (value * 1e6).round() as u64;
+                limits.epsilon_micros = (value * EPSILON_UNITS).round() as u64;
             } else {
                 checker.error(
                     &at(*file, epsilon),

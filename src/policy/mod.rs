@@ -188,6 +188,12 @@ pub struct Purpose {
     pub insights: Option<InsightBudget>,
 }
 
+/// Privacy loss is kept in whole units, so that budgets and spending add exactly: ε in
+/// millionths, δ in 10⁻¹². This many units make an ε of 1.
+pub const EPSILON_UNITS: f64 = 1e6;
+/// This many units make a δ of 1.
+pub const DELTA_UNITS: f64 = 1e12;
+
 /// A purpose's privacy budget for insights: how much privacy loss all the insights answered for
 /// it may spend per day (UTC), across every key.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]

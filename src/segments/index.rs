@@ -884,36 +884,26 @@ impl Replica {
 
     /// Both tallies in words (the values' keys without the time bucket).
     fn labelled_totals(&self, plan: &Plan, tallies: Tallies) -> InsightTotals {
-        let values = self
-            .labelled(plan, tallies.values.into_totals())
-            .into_iter()
-            .map(|(key, n)| {
-                let key = key
-                    .into_iter()
-                    .zip(
-                        plan.dims
-                            .iter()
-                            .filter(|d| !matches!(d, Dim::None | Dim::Never)),
-                    )
-                    .filter(|(_, dim)| !matches!(dim, Dim::Time))
-                    .map(|(value, _)| value)
-                    .collect();
-                (key, n)
-            })
-            .collect();
         InsightTotals {
-            cells: self.labelled(plan, tallies.cells.into_totals()),
-            values,
+            cells: self.labelled(plan, tallies.cells.into_totals(), true),
+            values: self.labelled(plan, tallies.values.into_totals(), false),
         }
     }
 
-    /// The totals with each cell's key in words, in the order of the question's keys.
-    fn labelled(&self, plan: &Plan, totals: HashMap<Cell, i64>) -> Vec<(Vec<String>, i64)> {
+    /// Totals with each cell's key in words, in the order of the question's keys (the time
+    /// bucket's only `with_time`).
+    fn labelled(
+        &self,
+        plan: &Plan,
+        totals: HashMap<Cell, i64>,
+        with_time: bool,
+    ) -> Vec<(Vec<String>, i64)> {
         let (kinds, channels) = (self.kinds.names(), self.channels.names());
         let traits: Vec<Vec<&str>> = self.columns.iter().map(|c| c.values.names()).collect();
         let label = |dim: Dim, value: u32| -> Option<String> {
             Some(match dim {
                 Dim::None | Dim::Never => return None,
+                Dim::Time if !with_time => return None,
                 Dim::Time => plan.axis.as_ref()?.label(value),
                 Dim::Kind => kinds[value as usize].to_owned(),
                 Dim::Channel => channels[value as usize].to_owned(),
@@ -1006,7 +996,6 @@ pub(crate) fn insight_totals_from_database(
         };
         let mut tallies = Tallies::new(question, seed);
         let mut after: Option<String> = None;
-        let mut plan = None;
         loop {
             let page = crate::store::segments::members_page(
                 conn,
@@ -1035,16 +1024,11 @@ pub(crate) fn insight_totals_from_database(
             for pk in &persons {
                 replica.release(pk);
             }
-            plan = Some(compiled);
         }
-        let plan = match plan {
-            Some(plan) => plan,
-            None => match replica.plan(question, rule, now) {
-                Some(plan) => plan,
-                None => return Ok(None),
-            },
-        };
-        Ok(Some(replica.labelled_totals(&plan, tallies)))
+        // Labelled with the numbering the pages built up.
+        Ok(replica
+            .plan(question, rule, now)
+            .map(|plan| replica.labelled_totals(&plan, tallies)))
     })
 }
 
@@ -1382,23 +1366,14 @@ impl PopulationIndex {
         now: NaiveDateTime,
         seed: u64,
     ) -> Result<Option<InsightTotals>, StoreError> {
-        let mut stage = self.stage();
-        let Stage::Ready(replica) = &mut *stage else {
-            return Ok(None);
-        };
-        if !self.catch_up(replica, conn)? {
-            *stage = Stage::Empty;
-            self.people.set(0);
-            return Ok(None);
-        }
-        let Some(plan) = replica.plan(question, rule, now) else {
-            return Ok(None);
-        };
-        let mut tallies = Tallies::new(question, seed);
-        for s in 0..replica.alive.len() {
-            replica.tally_slot(&plan, s, &mut tallies);
-        }
-        Ok(Some(replica.labelled_totals(&plan, tallies)))
+        self.answer_current(conn, |replica| {
+            let plan = replica.plan(question, rule, now)?;
+            let mut tallies = Tallies::new(question, seed);
+            for s in 0..replica.alive.len() {
+                replica.tally_slot(&plan, s, &mut tallies);
+            }
+            Some(replica.labelled_totals(&plan, tallies))
+        })
     }
 
     /// The count by bucket of the people with a legal basis under `rule` (the rule of the
@@ -1413,25 +1388,38 @@ impl PopulationIndex {
         filter: &Filter,
         now: NaiveDateTime,
     ) -> Result<Option<Vec<(String, i64)>>, StoreError> {
+        let counts = self.answer_current(conn, |replica| {
+            let &bit = replica.purpose_bits.get(purpose)?;
+            let node = replica.compile(filter, rule, now);
+            Some(replica.count(bit, &node))
+        })?;
+        let from = if counts.is_some() {
+            "index"
+        } else {
+            "database"
+        };
+        self.answers.with_label_values(&[from]).inc();
+        Ok(counts)
+    }
+
+    /// `answer` from the index brought up to date first (in the index's lock); `None` when the
+    /// index is not built, could not be brought up to date (it is dropped, to be built again),
+    /// or `answer` cannot answer.
+    fn answer_current<T>(
+        &self,
+        conn: &mut DbConnection,
+        answer: impl FnOnce(&Replica) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
         let mut stage = self.stage();
         let Stage::Ready(replica) = &mut *stage else {
-            self.answers.with_label_values(&["database"]).inc();
             return Ok(None);
         };
         if !self.catch_up(replica, conn)? {
             *stage = Stage::Empty;
             self.people.set(0);
-            self.answers.with_label_values(&["database"]).inc();
             return Ok(None);
         }
-        let Some(&bit) = replica.purpose_bits.get(purpose) else {
-            self.answers.with_label_values(&["database"]).inc();
-            return Ok(None);
-        };
-        let node = replica.compile(filter, rule, now);
-        let counts = replica.count(bit, &node);
-        self.answers.with_label_values(&["index"]).inc();
-        Ok(Some(counts))
+        Ok(answer(replica))
     }
 }
 

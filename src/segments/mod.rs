@@ -179,10 +179,6 @@ const WITHHELD: [&str; 2] = [SUPPRESSED, REFUSED];
 /// `alert_refusals` (and every as many more) within the window: compliance filters on it.
 pub const ACTION_PROBE_ALERT: &str = "segments.probe_alert";
 
-fn sha256_hex(text: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
-}
-
 /// The L1 distance of two sketches: a lower bound on how many people the two sets differ by.
 /// Sketches of another shape (none are written) count as far apart.
 fn distance(left: &[i64], right: &[i64]) -> i64 {
@@ -222,7 +218,7 @@ pub(crate) fn answer(
 ) -> Result<Answer, StoreError> {
     let limits = policy.segment_limits();
     let min_size = i64::from(limits.min_size);
-    let filter_sha256 = sha256_hex(&filter.canonical());
+    let filter_sha256 = filter.sha256();
     let key_id = actor.key_id.clone().unwrap_or_default();
     write_transaction(conn, |conn| {
         let now = Utc::now().naive_utc().trunc_subsecs(6);

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{insight_budget, insight_releases};
 use super::{DbConnection, StoreError};
+use crate::policy::{InsightBudget, PurposeId};
 
 /// An answer released for a question on a day.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -116,17 +117,21 @@ impl From<StoreError> for Stopped {
     }
 }
 
-/// [`charge`]s every budget of `budgets` (purpose, (ε cap, δ cap)) the same `cost`, all or
-/// none: in a savepoint rolled back when one cannot pay; `false` then.
+/// [`charge`]s every budget of `budgets` (a purpose's chain) the same `cost`, all or none: in a
+/// savepoint rolled back when one cannot pay; `false` then.
 pub(crate) fn charge_all(
     conn: &mut DbConnection,
     day: &str,
-    budgets: &[(&str, (i64, i64))],
+    budgets: &[(PurposeId, InsightBudget)],
     cost: (i64, i64),
 ) -> Result<bool, StoreError> {
     let charged = super::transaction(conn, |conn| {
-        for (purpose, caps) in budgets {
-            if !charge(conn, purpose, day, cost, *caps)? {
+        for (purpose, budget) in budgets {
+            let caps = (
+                budget.epsilon_per_day_micros as i64,
+                budget.delta_per_day_picos as i64,
+            );
+            if !charge(conn, purpose.as_str(), day, cost, caps)? {
                 return Err(Stopped::Exhausted);
             }
         }

@@ -7,56 +7,37 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
 use super::{DbConnection, StoreError};
 
-/// Statements of one day, purpose, notice, status and method.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Statements of one day, purpose, notice, status and method, as the database groups them.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct StatementCount {
     /// `YYYY-MM-DD` (UTC).
+    #[diesel(sql_type = Text)]
     pub day: String,
+    #[diesel(sql_type = Text)]
     pub purpose: String,
+    #[diesel(sql_type = Nullable<Text>)]
     pub notice_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
     pub notice_version: Option<String>,
     /// `granted` or `withdrawn`.
+    #[diesel(sql_type = Text)]
     pub status: String,
     /// How it was given (`gpc` for a Global Privacy Control signal).
+    #[diesel(sql_type = Text)]
     pub method: String,
+    #[diesel(sql_type = BigInt, column_name = n)]
     pub count: i64,
 }
 
 /// Standing objections made on one day, per purpose.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct ObjectionCount {
+    #[diesel(sql_type = Text)]
     pub day: String,
+    #[diesel(sql_type = Text)]
     pub purpose: String,
+    #[diesel(sql_type = BigInt, column_name = n)]
     pub count: i64,
-}
-
-/// A row of a grouped statement count, as the database answers it.
-#[derive(QueryableByName)]
-struct StatementRow {
-    #[diesel(sql_type = Text)]
-    day: String,
-    #[diesel(sql_type = Text)]
-    purpose: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    notice_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    notice_version: Option<String>,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Text)]
-    method: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
-struct ObjectionRow {
-    #[diesel(sql_type = Text)]
-    day: String,
-    #[diesel(sql_type = Text)]
-    purpose: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 /// The grouped count of `table` by the day of `column` (and `columns`), within `[from, until)`
@@ -121,7 +102,7 @@ pub(crate) fn statements(
     until: NaiveDateTime,
     purpose: Option<&str>,
 ) -> Result<Vec<StatementCount>, StoreError> {
-    let rows: Vec<StatementRow> = grouped(
+    grouped(
         conn,
         (
             "consent_records",
@@ -131,19 +112,7 @@ pub(crate) fn statements(
         from,
         until,
         purpose,
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|row| StatementCount {
-            day: row.day,
-            purpose: row.purpose,
-            notice_id: row.notice_id,
-            notice_version: row.notice_version,
-            status: row.status,
-            method: row.method,
-            count: row.n,
-        })
-        .collect())
+    )
 }
 
 /// Standing objections made in `[from, until)`, counted by day and purpose.
@@ -153,19 +122,11 @@ pub(crate) fn objections(
     until: NaiveDateTime,
     purpose: Option<&str>,
 ) -> Result<Vec<ObjectionCount>, StoreError> {
-    let rows: Vec<ObjectionRow> = grouped(
+    grouped(
         conn,
         ("objections", "since", "purpose"),
         from,
         until,
         purpose,
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|row| ObjectionCount {
-            day: row.day,
-            purpose: row.purpose,
-            count: row.n,
-        })
-        .collect())
+    )
 }
