@@ -1556,7 +1556,7 @@ function insightResult(question, answer) {
     ['ε left today', String(answer.budget.epsilon_left)],
     ['Budget resets', when(answer.budget.resets_at)],
     ['Contribution bound', `${answer.bound.cells} cells per person, ${answer.bound.per_cell} per cell`],
-    ['Suppressed below', answer.threshold === null ? 'nothing suppressed' : `${answer.threshold} (cells below the noisy threshold are absent)`],
+    ['Suppressed below', answer.threshold === null ? 'nothing suppressed' : `${answer.threshold} people (values fewer people have, after noise, are absent)`],
   ]);
   let figure;
   const what = question.measure === 'people' ? 'People' : 'Interactions';

@@ -635,7 +635,7 @@ test('a marketer sees only insights: a question answered as a chart with its int
   await page.getByLabel('Time buckets').selectOption('');
   await page.getByLabel('Group also by').selectOption('channel');
   await page.getByRole('button', { name: 'Ask' }).click();
-  await page.locator('dl.facts').filter({ hasText: 'cells below the noisy threshold are absent' }).waitFor();
+  await page.locator('dl.facts').filter({ hasText: 'values fewer people have, after noise, are absent' }).waitFor();
   // At 390 px the chart fits the screen.
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
