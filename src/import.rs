@@ -569,9 +569,11 @@ impl Importer<'_> {
                 self.permit(Action::InteractionsWrite)?;
                 vec![Item::Link(user, anonymous)]
             }
+            // An imported event's GPC signal is history: the statements stand for it.
             Read::Consent {
                 subject_id,
                 statements,
+                gpc: _,
             } => statements
                 .into_iter()
                 .map(|draft| self.consent_job(subject_id.clone(), draft))
@@ -627,7 +629,7 @@ impl Importer<'_> {
             })?;
         Ok(Item::Consent(Box::new(ConsentJob {
             subject_id,
-            draft,
+            draft: Some(draft),
             gpc: false,
             recorded_by: self.principal.key_id.clone(),
             actor: (*self.actor).clone(),

@@ -25,5 +25,5 @@ macro_rules! internal {
 internal! {
     app, audit, auth, clock, coalesce, consent, crypto, export, http, import, insights, interactions, jobs, net,
     page, policy, population, rejection, requests, retention, segments, startup, store,
-    subjects, tracking, vault,
+    standards, subjects, tracking, vault,
 }

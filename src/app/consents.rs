@@ -72,12 +72,48 @@ pub(crate) async fn record(
     // A suppressed subject id is refused where the statement is recorded (`record_all`).
     let job = ConsentJob {
         subject_id,
-        draft,
+        draft: Some(draft),
         gpc,
         recorded_by: principal.key_id.clone(),
         actor: actor.clone(),
     };
     Ok(services.consent_writes.record(job).await?)
+}
+
+/// Records the statements a call's consent strings stand for (TCF, GPP), all in one
+/// transaction with the GPC signal they or the request carry applied first, and signs each
+/// statement's receipt. The role must hold `consents.write` for every purpose concerned: one it
+/// may not act for refuses the whole call (audited), so a string is never half recorded.
+pub(crate) async fn record_strings(
+    services: &Services,
+    principal: &Principal,
+    actor: &Actor,
+    subject_id: SubjectId,
+    drafts: Vec<ConsentDraft>,
+    gpc: bool,
+) -> Result<Vec<Receipted>, Failed<SubjectError>> {
+    let role = principal.role.as_str();
+    for draft in &drafts {
+        permit_purpose(services, actor, role, ACTION_WRITE, draft.purpose(), &subject_id).await?;
+    }
+    let job = |draft: Option<ConsentDraft>, gpc: bool| ConsentJob {
+        subject_id: subject_id.clone(),
+        draft,
+        gpc,
+        recorded_by: principal.key_id.clone(),
+        actor: actor.clone(),
+    };
+    let mut jobs: Vec<ConsentJob> = Vec::with_capacity(drafts.len().max(1));
+    for (index, draft) in drafts.into_iter().enumerate() {
+        jobs.push(job(Some(draft), gpc && index == 0));
+    }
+    if jobs.is_empty() {
+        if !gpc {
+            return Ok(Vec::new());
+        }
+        jobs.push(job(None, true));
+    }
+    Ok(services.consent_writes.record_call(jobs).await?)
 }
 
 /// What a caller is shown of a person's consent: everything (a role that may export the

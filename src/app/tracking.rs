@@ -114,7 +114,19 @@ pub(crate) async fn collect(
                 Read::Consent {
                     subject_id,
                     statements,
+                    gpc,
                 } => {
+                    if gpc && statements.is_empty() {
+                        // A GPP string whose only news is its GPC field.
+                        together.consents.push(ConsentJob {
+                            subject_id: subject_id.clone(),
+                            draft: None,
+                            gpc: true,
+                            recorded_by: principal.key_id.clone(),
+                            actor: actor.clone(),
+                        });
+                    }
+                    let mut first = true;
                     for draft in statements {
                         // As for POST /v1/subjects/{id}/consents: the key's role must hold
                         // consents.write for the purpose; a statement it may not record is
@@ -133,8 +145,8 @@ pub(crate) async fn collect(
                         }
                         together.consents.push(ConsentJob {
                             subject_id: subject_id.clone(),
-                            draft,
-                            gpc: false,
+                            draft: Some(draft),
+                            gpc: gpc && std::mem::take(&mut first),
                             recorded_by: principal.key_id.clone(),
                             actor: actor.clone(),
                         });

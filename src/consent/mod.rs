@@ -224,6 +224,18 @@ impl ConsentDraft {
         })
     }
 
+    /// Keeps the consent strings the statement was read from in its evidence (sealed under the
+    /// person's key like the rest of it) and gives it the app's id for the call, suffixed with
+    /// the purpose so that a retried call records each statement once.
+    pub fn from_strings(mut self, strings: &[(&str, String)]) -> ConsentDraft {
+        for (standard, text) in strings {
+            if let Some((_, key)) = STRING_EVIDENCE.iter().find(|(s, _)| s == standard) {
+                self.evidence.insert((*key).to_owned(), text.clone());
+            }
+        }
+        self
+    }
+
     /// The withdrawal a GPC signal stands for, on one purpose.
     fn gpc_withdrawal(purpose: PurposeId) -> ConsentDraft {
         ConsentDraft {
@@ -263,13 +275,43 @@ pub struct Recorded {
     /// resolution): that person's audit pseudonym.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_from: Option<String>,
+    /// The consent strings (TCF, GPP) the statement was read from, by SHA-256; the strings
+    /// themselves are kept encrypted in its evidence.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consent_strings: Vec<ConsentStringRef>,
+}
+
+/// A consent string a statement was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConsentStringRef {
+    /// `tcf` (an IAB TCF v2.2 TC string) or `gpp` (an IAB GPP string).
+    pub standard: String,
+    /// SHA-256 of the string, hex: whoever holds the string (the person's browser, the CMP)
+    /// can show it is the one this statement was read from.
+    pub sha256: String,
+}
+
+/// The evidence keys under which consent strings are kept (sealed), by standard.
+pub const STRING_EVIDENCE: [(&str, &str); 2] = [("tcf", "tcf_string"), ("gpp", "gpp_string")];
+
+/// The consent strings named by a statement's evidence.
+pub fn string_refs(evidence: &BTreeMap<String, String>) -> Vec<ConsentStringRef> {
+    STRING_EVIDENCE
+        .iter()
+        .filter_map(|(standard, key)| {
+            evidence.get(*key).map(|text| ConsentStringRef {
+                standard: (*standard).to_owned(),
+                sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes())),
+            })
+        })
+        .collect()
 }
 
 /// What one consent call did.
 #[derive(Debug, Clone)]
 pub struct ConsentOutcome {
-    /// The statement asked for.
-    pub recorded: Recorded,
+    /// The statement asked for (none for a call that only carried a GPC signal).
+    pub recorded: Option<Recorded>,
     /// Purposes a GPC signal opted the person out of in this call (newly).
     pub gpc_applied: Vec<String>,
 }
@@ -279,8 +321,9 @@ pub struct ConsentOutcome {
 pub struct ConsentJob {
     /// The person.
     pub subject_id: SubjectId,
-    /// The statement.
-    pub draft: ConsentDraft,
+    /// The statement; none for a call that only carries a GPC signal (a GPP string whose
+    /// only news is its GPC field).
+    pub draft: Option<ConsentDraft>,
     /// Whether the call carried `Sec-GPC: 1`.
     pub gpc: bool,
     /// The API key that made the call.
@@ -324,10 +367,15 @@ pub(crate) fn gpc_entry(
 /// The pseudo-category of consent records in audit entries.
 pub const CONSENT_CATEGORY: &str = "consent";
 
-fn statement_entry(policy: &Policy, job: &ConsentJob, subject: &SubjectHandle) -> Entry {
+fn statement_entry(
+    policy: &Policy,
+    job: &ConsentJob,
+    draft: &ConsentDraft,
+    subject: &SubjectHandle,
+) -> Entry {
     Entry::new(&job.actor, ACTION_WRITE)
         .subject(&subject.key)
-        .purpose(policy, &job.draft.purpose)
+        .purpose(policy, &draft.purpose)
         .category(CONSENT_CATEGORY)
         .records(1)
 }
@@ -406,10 +454,16 @@ fn record_unsuppressed(
             Vec::new()
         };
         entries.extend(gpc_entry(&job.actor, policy, &subject, &gpc_applied));
-        let recorded = append(conn, vault, &subject, &job.draft, &job.recorded_by)?;
-        if !recorded.duplicate {
-            entries.push(statement_entry(policy, job, &subject));
-        }
+        let recorded = match &job.draft {
+            Some(draft) => {
+                let recorded = append(conn, vault, &subject, draft, &job.recorded_by)?;
+                if !recorded.duplicate {
+                    entries.push(statement_entry(policy, job, draft, &subject));
+                }
+                Some(recorded)
+            }
+            None => None,
+        };
         outcomes.push(ConsentOutcome {
             recorded,
             gpc_applied,
@@ -455,20 +509,21 @@ fn record_group(
         .iter()
         .map(|_| uuid::Uuid::now_v7().simple().to_string())
         .collect();
+    let client_id = |job: &ConsentJob| job.draft.as_ref().and_then(|d| d.client_id.clone());
     let record_indexes: Vec<String> = jobs
         .iter()
         .zip(indexes)
         .zip(&ids)
         .map(|((job, index), id)| {
             let pk = &handles[index.as_str()].pk;
-            record_index(vault, pk, job.draft.client_id.as_deref().unwrap_or(id))
+            record_index(vault, pk, client_id(job).as_deref().unwrap_or(id))
         })
         .collect();
     let pks: Vec<&str> = handles.values().map(|handle| handle.pk.as_str()).collect();
     let with_client_ids: Vec<&str> = jobs
         .iter()
         .zip(&record_indexes)
-        .filter(|(job, _)| job.draft.client_id.is_some())
+        .filter(|(job, _)| client_id(job).is_some())
         .map(|(_, index)| index.as_str())
         .collect();
     let mut earlier: HashMap<(String, String), ConsentRow> = HashMap::new();
@@ -486,12 +541,20 @@ fn record_group(
     for (((job, index), id), record_index) in jobs.iter().zip(indexes).zip(ids).zip(record_indexes)
     {
         let handle = &handles[index.as_str()];
+        let Some(draft) = &job.draft else {
+            // Only calls carrying a GPC signal come without a statement, and those are
+            // recorded one by one (`record_unsuppressed`): nothing to do here.
+            outcomes.push(ConsentOutcome {
+                recorded: None,
+                gpc_applied: Vec::new(),
+            });
+            continue;
+        };
         let key = (handle.pk.clone(), record_index.clone());
-        if job.draft.client_id.is_some() {
+        if let Some(client_id) = &draft.client_id {
             if let Some(row) = earlier.get(&key) {
-                let shown = job.draft.client_id.clone().unwrap_or_default();
                 outcomes.push(ConsentOutcome {
-                    recorded: recorded_from(row.clone(), shown, true),
+                    recorded: Some(recorded_from(row.clone(), client_id.clone(), true)),
                     gpc_applied: Vec::new(),
                 });
                 continue;
@@ -500,7 +563,7 @@ fn record_group(
         let sequence = next.entry(handle.pk.clone()).or_insert(1);
         let row = statement_row(
             handle,
-            &job.draft,
+            draft,
             &job.recorded_by,
             id,
             record_index,
@@ -508,19 +571,17 @@ fn record_group(
             now,
         );
         *sequence += 1;
-        let shown = job
-            .draft
-            .client_id
-            .clone()
-            .unwrap_or_else(|| row.id.clone());
-        if job.draft.client_id.is_some() {
+        let shown = draft.client_id.clone().unwrap_or_else(|| row.id.clone());
+        if draft.client_id.is_some() {
             earlier.insert(key, row.clone());
         }
+        let mut recorded = recorded_from(row.clone(), shown, false);
+        recorded.consent_strings = string_refs(&draft.evidence);
         outcomes.push(ConsentOutcome {
-            recorded: recorded_from(row.clone(), shown, false),
+            recorded: Some(recorded),
             gpc_applied: Vec::new(),
         });
-        entries.push(statement_entry(policy, job, handle));
+        entries.push(statement_entry(policy, job, draft, handle));
         rows.push(row);
     }
     consent_store::append_many(conn, &rows)?;
@@ -661,7 +722,9 @@ fn append(
     );
     consent_store::append_many(conn, std::slice::from_ref(&row))?;
     let shown_id = draft.client_id.clone().unwrap_or_else(|| row.id.clone());
-    Ok(recorded_from(row, shown_id, false))
+    let mut recorded = recorded_from(row, shown_id, false);
+    recorded.consent_strings = string_refs(&draft.evidence);
+    Ok(recorded)
 }
 
 fn recorded_from(row: ConsentRow, shown_id: String, duplicate: bool) -> Recorded {
@@ -684,6 +747,7 @@ fn recorded_from(row: ConsentRow, shown_id: String, duplicate: bool) -> Recorded
         method: row.method,
         duplicate,
         merged_from: row.merged_from,
+        consent_strings: Vec::new(),
     }
 }
 
@@ -707,7 +771,9 @@ pub(crate) fn open_statement(
     let shown = evidence
         .remove("$client_id")
         .unwrap_or_else(|| row.id.clone());
-    Ok((recorded_from(row, shown, false), evidence))
+    let mut recorded = recorded_from(row, shown, false);
+    recorded.consent_strings = string_refs(&evidence);
+    Ok((recorded, evidence))
 }
 
 /// A subject's consent state: the current statement per purpose, the full history (with

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{record_all, ConsentJob, ConsentOutcome, NoticeRef, Recorded};
+use super::{record_all, ConsentJob, ConsentOutcome, ConsentStringRef, NoticeRef, Recorded};
 use crate::coalesce::Coalescer;
 use crate::crypto::JwsSigner;
 use crate::policy::Policy;
@@ -23,8 +23,9 @@ const MAX_GROUP: usize = 256;
 pub struct Receipted {
     /// What the call did.
     pub outcome: ConsentOutcome,
-    /// A compact JWS (EdDSA) over the statement, verifiable with the receipt key.
-    pub receipt: String,
+    /// A compact JWS (EdDSA) over the statement, verifiable with the receipt key (none when
+    /// the call recorded no statement of its own, only a GPC signal's withdrawals).
+    pub receipt: Option<String>,
 }
 
 /// Where consent statements are recorded.
@@ -59,20 +60,36 @@ impl ConsentWrites {
 
     /// Records one consent call (its GPC signal first, if any) and signs its receipt.
     pub(crate) async fn record(&self, job: ConsentJob) -> Result<Receipted, SubjectError> {
-        let subject_id = job.subject_id.clone();
-        let outcome = self.queue.submit(vec![job]).await?.pop().ok_or_else(|| {
-            SubjectError::Store(StoreError::GroupCommit(
-                "a consent call got no outcome".into(),
-            ))
-        })??;
-        let receipt = receipt(
-            &self.receipts,
-            &self.policy,
-            subject_id.as_str(),
-            &outcome.recorded,
-        );
-        Ok(Receipted { outcome, receipt })
+        self.record_call(vec![job]).await?.pop().ok_or_else(no_outcome)
     }
+
+    /// Records the statements of one call together (one transaction: all of them or none, the
+    /// first job's GPC signal applied first) and signs each one's receipt.
+    pub(crate) async fn record_call(
+        &self,
+        jobs: Vec<ConsentJob>,
+    ) -> Result<Vec<Receipted>, SubjectError> {
+        let subjects: Vec<_> = jobs.iter().map(|job| job.subject_id.clone()).collect();
+        let outcomes = self.queue.submit(jobs).await?;
+        if outcomes.len() != subjects.len() {
+            return Err(no_outcome());
+        }
+        let mut receipted = Vec::with_capacity(outcomes.len());
+        for (outcome, subject_id) in outcomes.into_iter().zip(subjects) {
+            let outcome = outcome?;
+            let receipt = outcome.recorded.as_ref().map(|recorded| {
+                receipt(&self.receipts, &self.policy, subject_id.as_str(), recorded)
+            });
+            receipted.push(Receipted { outcome, receipt });
+        }
+        Ok(receipted)
+    }
+}
+
+fn no_outcome() -> SubjectError {
+    SubjectError::Store(StoreError::GroupCommit(
+        "a consent call got no outcome".into(),
+    ))
 }
 
 #[derive(Serialize)]
@@ -88,6 +105,8 @@ struct ReceiptClaims<'a> {
     method: &'a str,
     recorded_at: DateTime<Utc>,
     policy_sha256: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    consent_strings: &'a [ConsentStringRef],
 }
 
 /// The signed receipt of a statement about `subject_id`: what was recorded, when, under
@@ -111,5 +130,6 @@ pub fn receipt(
         method: &recorded.method,
         recorded_at,
         policy_sha256: policy.sha256(),
+        consent_strings: &recorded.consent_strings,
     })
 }

@@ -11,7 +11,7 @@ use super::{ApiError, AppState};
 use crate::app::consents::{self, ConsentView};
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::consent::{ConsentDraft, NoticeRef, RawConsent, Receipted, Recorded};
+use crate::consent::{ConsentDraft, ConsentStringRef, NoticeRef, RawConsent, Receipted, Recorded};
 use crate::crypto::Jwk;
 use crate::interactions::{parse_purpose, subject_not_found};
 use crate::rejection::Rejection;
@@ -51,12 +51,21 @@ pub(crate) struct EvidenceBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsentRequest {
-    /// The app's id for this statement; re-sending it records nothing new.
+    /// The app's id for this statement; re-sending it records nothing new. With consent
+    /// strings, each statement read from them gets `{id}/{purpose}`.
     pub(crate) id: Option<String>,
-    /// A declared, consent-based purpose (a statement covers its descendants).
-    pub(crate) purpose: String,
-    /// `granted` or `withdrawn`.
-    pub(crate) status: String,
+    /// A declared, consent-based purpose (a statement covers its descendants); not with
+    /// consent strings.
+    pub(crate) purpose: Option<String>,
+    /// `granted` or `withdrawn`; not with consent strings.
+    pub(crate) status: Option<String>,
+    /// An IAB TCF v2.2 TC string: read through the policy's `[tcf]` mapping into one
+    /// statement per mapped purpose, and kept encrypted as their evidence.
+    pub(crate) tcf_string: Option<String>,
+    /// An IAB GPP string: its US sections' opt-outs withdraw the purposes of the policy's
+    /// `[gpp]` mapping, its GPC field acts as `Sec-GPC: 1`, a tcfeuv2 section reads as a TC
+    /// string; kept encrypted as evidence.
+    pub(crate) gpp_string: Option<String>,
     /// The notice agreed to (required for grants).
     pub(crate) notice: Option<NoticeBody>,
     /// Where (`web`, `app` …).
@@ -90,6 +99,30 @@ pub(crate) struct ConsentBody {
     /// resolution): that person's audit pseudonym.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) merged_from: Option<String>,
+    /// The consent strings it was read from, by SHA-256 (the strings are in its evidence).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) consent_strings: Vec<ConsentStringRef>,
+}
+
+/// The answer to a call carrying consent strings: the statements read from them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ConsentStringsResponse {
+    /// One per purpose the strings decide, each with its receipt (empty when they decide
+    /// none: nothing was recorded).
+    pub(crate) statements: Vec<ConsentResponse>,
+    /// Purposes a GPC signal (`Sec-GPC: 1`, or a GPP section's GPC field) opted the person
+    /// out of in this request.
+    pub(crate) gpc_applied: Vec<String>,
+}
+
+/// The answer to a consent call: one statement, or those read from consent strings.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum ConsentAnswer {
+    /// A statement's.
+    One(ConsentResponse),
+    /// Consent strings'.
+    Strings(ConsentStringsResponse),
 }
 
 /// The answer to a statement.
@@ -121,7 +154,20 @@ fn body_of(recorded: &Recorded) -> ConsentBody {
         source: recorded.source.clone(),
         method: recorded.method.clone(),
         merged_from: recorded.merged_from.clone(),
+        consent_strings: recorded.consent_strings.clone(),
     }
+}
+
+/// The answer for one recorded statement; none for a call that recorded only a GPC signal.
+fn response_of(receipted: Receipted) -> Option<ConsentResponse> {
+    let Receipted { outcome, receipt } = receipted;
+    let recorded = outcome.recorded?;
+    Some(ConsentResponse {
+        consent: body_of(&recorded),
+        duplicate: recorded.duplicate,
+        gpc_applied: outcome.gpc_applied,
+        receipt: receipt?,
+    })
 }
 
 fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
@@ -135,11 +181,11 @@ fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
            ("Sec-GPC" = Option<String>, Header, description = "`1`: a Global Privacy Control signal")),
     request_body = ConsentRequest,
     responses(
-        (status = 201, description = "Recorded, with a signed receipt", body = ConsentResponse),
-        (status = 200, description = "Recorded earlier under this id", body = ConsentResponse),
+        (status = 201, description = "Recorded, with a signed receipt (with consent strings: every statement read from them, each with its receipt)", body = ConsentAnswer),
+        (status = 200, description = "Recorded earlier under this id (or consent strings that decide no purpose: nothing recorded)", body = ConsentAnswer),
         (status = 403, description = "The role may not record statements for this purpose",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid (an undeclared notice, a notice that does not ask for the purpose, a source or method outside the vocabulary); nothing recorded",
+        (status = 422, description = "Invalid (an undeclared notice, a notice that does not ask for the purpose, a source or method outside the vocabulary; a malformed, truncated, outdated or stale TC or GPP string); nothing recorded",
             body = super::problem::ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn record(
@@ -156,12 +202,91 @@ pub(crate) async fn record(
         ip_address: None,
         user_agent: None,
     });
+    let policy = &state.services.policy;
+    let mut gpc = has_gpc(request.headers());
+    if body.tcf_string.is_some() || body.gpp_string.is_some() {
+        if body.purpose.is_some() || body.status.is_some() {
+            return Err(Rejection::invalid(
+                "consent_string_with_purpose",
+                "a call carrying `tcf_string` or `gpp_string` takes its purposes and statuses from them: leave out `purpose` and `status`",
+            )
+            .into());
+        }
+        let signals = crate::standards::signals::read(
+            policy,
+            body.tcf_string.as_deref(),
+            body.gpp_string.as_deref(),
+            Utc::now(),
+        )?;
+        let strings: Vec<(&str, String)> = [("tcf", body.tcf_string), ("gpp", body.gpp_string)]
+            .into_iter()
+            .filter_map(|(standard, text)| text.map(|text| (standard, text)))
+            .collect();
+        let notice = body
+            .notice
+            .map(|notice| (notice.id, notice.version, notice.language));
+        let mut drafts = Vec::with_capacity(signals.statements.len());
+        for (purpose, granted) in &signals.statements {
+            let draft = ConsentDraft::parse(
+                policy,
+                RawConsent {
+                    id: body.id.as_ref().map(|id| format!("{id}/{purpose}")),
+                    purpose: purpose.to_string(),
+                    status: if *granted { "granted" } else { "withdrawn" }.to_owned(),
+                    notice: if *granted { notice.clone() } else { None },
+                    source: body.source.clone(),
+                    method: body.method.clone(),
+                    ip_address: evidence.ip_address.clone(),
+                    user_agent: evidence.user_agent.clone(),
+                },
+            )?;
+            drafts.push(draft.from_strings(&strings));
+        }
+        gpc |= signals.gpc;
+        let recorded = consents::record_strings(
+            &state.services,
+            &principal,
+            &actor,
+            subject_id,
+            drafts,
+            gpc,
+        )
+        .await;
+        let receipted = audit_trail::settle(&request, recorded)?;
+        let mut gpc_applied = Vec::new();
+        let mut statements = Vec::with_capacity(receipted.len());
+        let mut all_duplicates = true;
+        for one in receipted {
+            gpc_applied.extend(one.outcome.gpc_applied.iter().cloned());
+            if let Some(response) = response_of(one) {
+                all_duplicates &= response.duplicate;
+                statements.push(response);
+            }
+        }
+        let answer = ConsentAnswer::Strings(ConsentStringsResponse {
+            statements,
+            gpc_applied: gpc_applied.clone(),
+        });
+        let changed = !all_duplicates || !gpc_applied.is_empty();
+        return Ok(if changed {
+            HttpResponse::Created().json(answer)
+        } else {
+            HttpResponse::Ok().json(answer)
+        });
+    }
+    let (Some(purpose), Some(status)) = (body.purpose, body.status) else {
+        return Err(Rejection::invalid(
+            "invalid_consent",
+            "a statement needs `purpose` and `status` (or consent strings: `tcf_string`, `gpp_string`)",
+        )
+        .into());
+    };
     let draft = ConsentDraft::parse(
-        &state.services.policy,
+        policy,
         RawConsent {
             id: body.id,
-            purpose: body.purpose,
-            status: body.status,
+            purpose,
+            status,
             notice: body
                 .notice
                 .map(|notice| (notice.id, notice.version, notice.language)),
@@ -171,22 +296,18 @@ pub(crate) async fn record(
             user_agent: evidence.user_agent,
         },
     )?;
-    let gpc = has_gpc(request.headers());
     let recorded =
         consents::record(&state.services, &principal, &actor, subject_id, draft, gpc).await;
-    let Receipted { outcome, receipt } = audit_trail::settle(&request, recorded)?;
-    let consent = body_of(&outcome.recorded);
-    let duplicate = outcome.recorded.duplicate;
-    let response = ConsentResponse {
-        consent,
-        duplicate,
-        gpc_applied: outcome.gpc_applied,
-        receipt,
-    };
-    Ok(if duplicate {
-        HttpResponse::Ok().json(response)
+    let receipted = audit_trail::settle(&request, recorded)?;
+    let response = response_of(receipted).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "a consent statement was recorded without its record"
+        ))
+    })?;
+    Ok(if response.duplicate {
+        HttpResponse::Ok().json(ConsentAnswer::One(response))
     } else {
-        HttpResponse::Created().json(response)
+        HttpResponse::Created().json(ConsentAnswer::One(response))
     })
 }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod standards;
+
 use super::{
     Action, CategoryId, Field, FieldName, InsightBudget, LegalBasis, MergeConsent, Notice, Policy,
     Purpose, PurposeId, Role, RoleId, SegmentCounts, SegmentLimits, Tracking, TrackingNotice,
@@ -83,6 +85,11 @@ struct RawFile {
     notice: Vec<RawNotice>,
     segments: Option<Spanned<RawSegments>>,
     tracking: Option<Spanned<RawTracking>>,
+    controller: Option<Spanned<standards::RawController>>,
+    dpv: Option<Spanned<standards::RawDpv>>,
+    tcf: Option<Spanned<standards::RawTcf>>,
+    gpp: Option<Spanned<standards::RawGpp>>,
+    gpc: Option<Spanned<standards::RawGpc>>,
 }
 
 #[derive(Deserialize)]
@@ -332,6 +339,7 @@ impl Policy {
         let segments = check_segments(&mut checker, &files);
         let notices = check_notices(&mut checker, &files, &purposes);
         let tracking = check_tracking(&mut checker, &files, &purposes, &notices);
+        let standards = standards::check_standards(&mut checker, &files, &purposes, &fields);
         if roles.is_empty() && checker.errors.is_empty() {
             checker.errors.push(PolicyError {
                 file: sources.first().map(|s| s.name.clone()).unwrap_or_default(),
@@ -349,6 +357,7 @@ impl Policy {
             notices,
             segments,
             tracking,
+            standards,
             sha256: policy_digest(sources),
             files: sources.iter().map(|s| file_name(&s.name)).collect(),
         })

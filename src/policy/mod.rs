@@ -8,6 +8,7 @@
 mod ids;
 mod load;
 pub mod ropa;
+pub mod standards;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -361,6 +362,7 @@ pub struct Policy {
     notices: Vec<Notice>,
     segments: SegmentLimits,
     tracking: Option<Tracking>,
+    standards: standards::Standards,
     sha256: String,
     files: Vec<String>,
 }
@@ -530,7 +532,12 @@ impl Policy {
         }
     }
 
-    /// Segment limits.
+    /// The consent standards: controller, DPV terms, TCF and GPP mappings, GPC statement.
+    pub(crate) fn standards(&self) -> &standards::Standards {
+        &self.standards
+    }
+
+    /// How tracked events get their purposes (`[tracking]`).
     pub(crate) fn tracking(&self) -> Option<&Tracking> {
         self.tracking.as_ref()
     }

@@ -120,6 +120,8 @@ pub(crate) enum Read {
     Consent {
         subject_id: SubjectId,
         statements: Vec<ConsentDraft>,
+        /// Whether a GPP string in the context carried the GPC signal.
+        gpc: bool,
     },
     /// An `alias`: link the anonymous id (`previousId`) to the user (`userId`).
     Alias {
@@ -298,11 +300,13 @@ pub(crate) fn read_message(
         }
     };
     if call == Call::Track && tracking.consent_events.contains(&event) {
-        let statements = consent_statements(policy, tracking, &message_id, call, &wire, &context)
-            .map_err(|rejection| invalid(rejection.code, rejection.detail))?;
+        let (statements, gpc) =
+            consent_statements(policy, tracking, &message_id, call, &wire, &context)
+                .map_err(|rejection| invalid(rejection.code, rejection.detail))?;
         return Ok(Read::Consent {
             subject_id,
             statements,
+            gpc,
         });
     }
     let purposes = purposes_of(tracking, &event, &context);
@@ -423,7 +427,10 @@ fn purposes_of(tracking: &Tracking, event: &str, context: &Map<String, Value>) -
 /// of the category's consent-based purposes naming the policy's `consent_notice`; for each it
 /// denies, a withdrawal of them (a denial wins over an allowance of the same purpose). The
 /// message's IP address and user agent are the evidence; `messageId/purpose` the statement's
-/// id, so a retried event is recorded once.
+/// id, so a retried event is recorded once. A TC string or GPP string in the context
+/// (`context.consent.tcfString`, `gppString`) adds the statements it stands for
+/// (`crate::standards::signals`; a withdrawal wins) and is kept as their evidence; the second
+/// value says whether the GPP string carried the GPC signal.
 fn consent_statements(
     policy: &Policy,
     tracking: &Tracking,
@@ -431,7 +438,35 @@ fn consent_statements(
     call: Call,
     wire: &Wire,
     context: &Map<String, Value>,
-) -> Result<Vec<ConsentDraft>, Rejection> {
+) -> Result<(Vec<ConsentDraft>, bool), Rejection> {
+    let consent_text = |key: &str| -> Result<Option<String>, Rejection> {
+        match context.get("consent").and_then(|consent| consent.get(key)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(Rejection::bad_request(
+                "invalid_consent_event",
+                format!("`context.consent.{key}` must be a string"),
+            )),
+        }
+    };
+    let strings: Vec<(&str, String)> = [
+        ("tcf", consent_text("tcfString")?),
+        ("gpp", consent_text("gppString")?),
+    ]
+    .into_iter()
+    .filter_map(|(standard, text)| text.map(|text| (standard, text)))
+    .collect();
+    let signals = if strings.is_empty() {
+        crate::standards::signals::Signals::default()
+    } else {
+        let text = |standard: &str| {
+            strings
+                .iter()
+                .find(|(s, _)| *s == standard)
+                .map(|(_, text)| text.as_str())
+        };
+        crate::standards::signals::read(policy, text("tcf"), text("gpp"), chrono::Utc::now())?
+    };
     let (allowed, denied) = consent_categories(context);
     let consent_based = |categories: &[String]| -> Vec<PurposeId> {
         let mut purposes: Vec<PurposeId> = categories
@@ -449,12 +484,28 @@ fn consent_statements(
         purposes.dedup();
         purposes
     };
-    let withdrawn = consent_based(&denied);
-    let granted: Vec<PurposeId> = consent_based(&allowed)
-        .into_iter()
-        .filter(|purpose| !withdrawn.contains(purpose))
-        .collect();
-    if granted.is_empty() && withdrawn.is_empty() {
+    let mut withdrawn = consent_based(&denied);
+    withdrawn.extend(
+        signals
+            .statements
+            .iter()
+            .filter(|(_, granted)| !**granted)
+            .map(|(purpose, _)| purpose.clone()),
+    );
+    withdrawn.sort();
+    withdrawn.dedup();
+    let mut granted: Vec<PurposeId> = consent_based(&allowed);
+    granted.extend(
+        signals
+            .statements
+            .iter()
+            .filter(|(_, granted)| **granted)
+            .map(|(purpose, _)| purpose.clone()),
+    );
+    granted.sort();
+    granted.dedup();
+    granted.retain(|purpose| !withdrawn.contains(purpose));
+    if granted.is_empty() && withdrawn.is_empty() && strings.is_empty() {
         return Err(Rejection::bad_request(
             "invalid_consent_event",
             "a consent event must allow or deny at least one consent category the policy maps to a consent-based purpose ([tracking.consent_categories])",
@@ -492,10 +543,10 @@ fn consent_statements(
                 ip_address: text("ip"),
                 user_agent: text("userAgent"),
             };
-            statements.push(ConsentDraft::parse(policy, raw)?);
+            statements.push(ConsentDraft::parse(policy, raw)?.from_strings(&strings));
         }
     }
-    Ok(statements)
+    Ok((statements, signals.gpc))
 }
 
 /// The consent categories a message's context allows and denies: Segment's

@@ -1,0 +1,6 @@
+//! Consent standards (`docs/standards.md`): IAB TCF v2.2 TC strings and GPP strings read into
+//! consent statements ([`signals`]), consent records written as ISO/IEC TS 27560 JSON-LD with
+//! W3C DPV terms ([`iso27560`]), and the vocabulary both are checked against ([`vocabulary`]).
+
+pub mod signals;
+pub mod vocabulary;

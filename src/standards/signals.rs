@@ -1,0 +1,269 @@
+//! IAB TCF v2.2 TC strings and GPP strings, read into the consent statements they stand for,
+//! through the mapping the policy declares (`[tcf]`, `[gpp]`; `docs/standards.md`).
+//!
+//! - **TCF.** Each policy purpose named in `[tcf] purposes` or `special_features` gets one
+//!   statement: granted when every TCF purpose or special feature mapped to it is consented
+//!   (with `vendor_id`: the purpose consent, the vendor's consent, and no publisher restriction
+//!   forbidding it; without: the publisher TC segment's purpose consent), withdrawn otherwise.
+//! - **GPP.** A US section (national or state) that says the person opted out of sale, sharing
+//!   or targeted advertising withdraws the purposes mapped to that opt-out; "did not opt out"
+//!   is not consent under the policy's consent-based purposes, so it records nothing. Its GPC
+//!   field stands for a `Sec-GPC: 1` signal. A `tcfeuv2` section is read like a TC string.
+//! - A withdrawal from any signal wins over a grant from another in the same call.
+//!
+//! Malformed, truncated, outdated (TCF before v2.2, GPP's retired TCF v1 and USP v1 sections)
+//! and stale strings are refused with a precise 422, before anything is recorded.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use iab_gpp::sections::SectionId;
+use iab_gpp::v1::GPPString;
+use lib_tcstring::{PublisherRestrictionType, TcModelV2, TcsError};
+use serde_json::Value;
+
+use crate::policy::standards::{GppMapping, TcfMapping};
+use crate::policy::{Policy, PurposeId};
+use crate::rejection::Rejection;
+
+/// The longest consent string accepted (a TC string with a full vendor bitfield and every
+/// segment is about 3 KB).
+pub const MAX_STRING_BYTES: usize = 16 * 1024;
+
+/// What a call's consent strings say, mapped onto policy purposes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// One statement per purpose: granted (`true`) or withdrawn.
+    pub statements: BTreeMap<PurposeId, bool>,
+    /// Whether a GPP US section carried the GPC signal.
+    pub gpc: bool,
+}
+
+impl Signals {
+    fn decide(&mut self, purpose: &PurposeId, granted: bool) {
+        let entry = self.statements.entry(purpose.clone()).or_insert(granted);
+        *entry = *entry && granted;
+    }
+}
+
+fn tcf_refusal(error: &TcsError) -> Rejection {
+    match error {
+        TcsError::UnsupportedVersion => Rejection::invalid(
+            "tcf_version_unsupported",
+            "`tcf_string` is not a TCF v2 TC string (its version field is not 2)",
+        ),
+        TcsError::InsufficientLength => Rejection::invalid(
+            "invalid_tcf_string",
+            "`tcf_string` is truncated: it ends before its fields do",
+        ),
+        TcsError::InvalidUrlSafeBase64(_) => Rejection::invalid(
+            "invalid_tcf_string",
+            "`tcf_string` is not web-safe base64 (segments separated by `.`)",
+        ),
+        _ => Rejection::invalid(
+            "invalid_tcf_string",
+            "`tcf_string` is malformed: a segment or range section does not follow the TCF v2 format",
+        ),
+    }
+}
+
+/// Decodes a TC string and checks it is current: TCF v2 with a policy version of at least the
+/// policy's minimum (4 is v2.2), last updated within `max_age_days` and not in the future.
+fn decode_tcf(
+    mapping: &TcfMapping,
+    text: &str,
+    now: DateTime<Utc>,
+    field: &str,
+) -> Result<TcModelV2, Rejection> {
+    if text.is_empty() || text.len() > MAX_STRING_BYTES || !text.is_ascii() {
+        return Err(Rejection::invalid(
+            "invalid_tcf_string",
+            format!("`{field}` must be 1 to {MAX_STRING_BYTES} ASCII characters"),
+        ));
+    }
+    let model = TcModelV2::try_from(text).map_err(|error| tcf_refusal(&error))?;
+    if model.tcf_policy_version < mapping.min_policy_version {
+        return Err(Rejection::invalid(
+            "tcf_policy_outdated",
+            format!(
+                "`{field}` was made under TCF policy version {}; TCF v2.2 strings (policy version {} or later) are required",
+                model.tcf_policy_version, mapping.min_policy_version
+            ),
+        ));
+    }
+    let updated = i64::try_from(model.updated_at).unwrap_or(i64::MAX);
+    let age_days = (now.timestamp_millis() - updated) / 86_400_000;
+    if age_days > i64::from(mapping.max_age_days) {
+        return Err(Rejection::invalid(
+            "tcf_string_stale",
+            format!(
+                "`{field}` was last updated {age_days} days ago; the policy accepts strings up to {} days old (the CMP must ask again)",
+                mapping.max_age_days
+            ),
+        ));
+    }
+    if updated > now.timestamp_millis() + 86_400_000 {
+        return Err(Rejection::invalid(
+            "invalid_tcf_string",
+            format!("`{field}` was last updated in the future"),
+        ));
+    }
+    Ok(model)
+}
+
+/// The statements a decoded TC string stands for.
+fn apply_tcf(mapping: &TcfMapping, model: &TcModelV2, signals: &mut Signals) {
+    let restricted = |purpose: u8, vendor: u16| {
+        model.publisher_restrictions.iter().any(|restriction| {
+            restriction.purpose_id == purpose
+                && restriction.restriction_type == PublisherRestrictionType::NotAllowed
+                && restriction.vendor_list.contains(&vendor)
+        })
+    };
+    for (purpose, targets) in &mapping.purposes {
+        let consented = match mapping.vendor_id {
+            Some(vendor) => {
+                model.purposes_consent.contains(purpose)
+                    && model.vendors_consent.contains(&vendor)
+                    && !restricted(*purpose, vendor)
+            }
+            None => model.publisher_purposes_consent.contains(purpose),
+        };
+        for target in targets {
+            signals.decide(target, consented);
+        }
+    }
+    for (feature, targets) in &mapping.special_features {
+        let opted_in = model.special_feature_opt_ins.contains(feature)
+            && mapping
+                .vendor_id
+                .is_none_or(|vendor| model.vendors_consent.contains(&vendor));
+        for target in targets {
+            signals.decide(target, opted_in);
+        }
+    }
+}
+
+fn gpp_invalid(detail: impl Into<String>) -> Rejection {
+    Rejection::invalid("invalid_gpp_string", detail)
+}
+
+/// Finds the value of `key` anywhere in a decoded section.
+fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(map) => map
+            .get(key)
+            .or_else(|| map.values().find_map(|inner| find(inner, key))),
+        Value::Array(items) => items.iter().find_map(|inner| find(inner, key)),
+        _ => None,
+    }
+}
+
+/// Reads a GPP string: US sections' opt-outs and GPC, and a TCF EU v2 section.
+fn apply_gpp(
+    policy: &Policy,
+    mapping: Option<&GppMapping>,
+    text: &str,
+    now: DateTime<Utc>,
+    signals: &mut Signals,
+) -> Result<(), Rejection> {
+    if text.is_empty() || text.len() > MAX_STRING_BYTES || !text.is_ascii() {
+        return Err(gpp_invalid(format!(
+            "`gpp_string` must be 1 to {MAX_STRING_BYTES} ASCII characters"
+        )));
+    }
+    let gpp = GPPString::parse_str(text).map_err(|error| {
+        use iab_gpp::v1::GPPDecodeError as E;
+        match error {
+            E::InvalidGPPVersion { .. } => Rejection::invalid(
+                "gpp_version_unsupported",
+                "`gpp_string` is not a GPP v1 string (its header's version is not 1)",
+            ),
+            E::UnsupportedSectionId(id) => gpp_invalid(format!(
+                "`gpp_string` lists section {id}, which GPP does not define"
+            )),
+            E::IdSectionMismatch { ids, sections } => gpp_invalid(format!(
+                "`gpp_string` lists {ids} sections in its header but carries {sections}"
+            )),
+            E::Read { .. } => gpp_invalid("`gpp_string` is truncated: it ends before its fields do"),
+            _ => gpp_invalid("`gpp_string` has no valid GPP header"),
+        }
+    })?;
+    for id in gpp.section_ids().copied().collect::<Vec<_>>() {
+        match id {
+            SectionId::TcfEuV1 | SectionId::UspV1 => {
+                return Err(Rejection::invalid(
+                    "gpp_section_outdated",
+                    format!(
+                        "`gpp_string` carries the retired {} section; CMPs must send tcfeuv2 and the US sections instead",
+                        if id == SectionId::TcfEuV1 { "TCF EU v1" } else { "US Privacy (USP v1)" }
+                    ),
+                ))
+            }
+            SectionId::TcfEuV2 => {
+                let Some(tcf) = policy.standards().tcf.as_ref() else {
+                    continue;
+                };
+                let raw = gpp.section(id).unwrap_or_default();
+                let model = decode_tcf(tcf, raw, now, "gpp_string`'s tcfeuv2 section`")?;
+                apply_tcf(tcf, &model, signals);
+            }
+            _ => {
+                let section = gpp.decode_section(id).map_err(|_| {
+                    gpp_invalid(format!(
+                        "`gpp_string`'s section {} is malformed or truncated",
+                        id as u16
+                    ))
+                })?;
+                let value = serde_json::to_value(&section).unwrap_or(Value::Null);
+                if find(&value, "gpc") == Some(&Value::Bool(true)) {
+                    signals.gpc = true;
+                }
+                let Some(mapping) = mapping else { continue };
+                for (key, targets) in [
+                    ("sale_opt_out", &mapping.sale),
+                    ("sharing_opt_out", &mapping.sharing),
+                    ("targeted_advertising_opt_out", &mapping.targeted_advertising),
+                ] {
+                    if find(&value, key).and_then(Value::as_str) == Some("OptedOut") {
+                        for target in targets {
+                            signals.decide(target, false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a call's TC string and GPP string (either or both) into statements.
+pub fn read(
+    policy: &Policy,
+    tcf_string: Option<&str>,
+    gpp_string: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Signals, Rejection> {
+    let standards = policy.standards();
+    let mut signals = Signals::default();
+    if let Some(text) = tcf_string {
+        let Some(mapping) = standards.tcf.as_ref() else {
+            return Err(Rejection::invalid(
+                "tcf_not_configured",
+                "the policy has no [tcf] table mapping TCF purposes onto its own: a TC string cannot be read",
+            ));
+        };
+        let model = decode_tcf(mapping, text, now, "tcf_string")?;
+        apply_tcf(mapping, &model, &mut signals);
+    }
+    if let Some(text) = gpp_string {
+        if standards.gpp.is_none() && standards.tcf.is_none() {
+            return Err(Rejection::invalid(
+                "gpp_not_configured",
+                "the policy has no [gpp] (or [tcf]) table mapping GPP signals onto its purposes: a GPP string cannot be read",
+            ));
+        }
+        apply_gpp(policy, standards.gpp.as_ref(), text, now, &mut signals)?;
+    }
+    Ok(signals)
+}
