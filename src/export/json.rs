@@ -173,8 +173,10 @@ pub(super) fn write<W: Write>(
         }),
     )?;
     member(out, false, "consents")?;
+    let mut statements = Vec::new();
     array(out, |emit| {
         for_each_statement(conn, head.person.owners.person(), |recorded, evidence| {
+            statements.push(recorded.clone());
             emit(json!({
                 "id": recorded.id,
                 "sequence": recorded.sequence,
@@ -192,10 +194,13 @@ pub(super) fn write<W: Write>(
                 "method": recorded.method,
                 "evidence": evidence,
                 "merged_from": recorded.merged_from,
+                "consent_strings": recorded.consent_strings,
                 "receipt": super::receipt_of(receipts, policy, head, &recorded),
             }))
         })
     })?;
+    member(out, false, "consent_records")?;
+    value(out, &super::consent_records(policy, head, &statements))?;
     member(out, false, "interactions")?;
     array(out, |emit| {
         for_each_interaction(conn, policy, &head.person.owners, emit)

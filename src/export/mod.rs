@@ -461,13 +461,24 @@ fn for_each_statement(
 /// recording call answered (a statement collected through the tracking protocol has only
 /// this one: the SDKs get no receipts).
 fn receipt_of(receipts: &JwsSigner, policy: &Policy, head: &Head, recorded: &Recorded) -> String {
+    consent::receipt(receipts, policy, shown_id(head), recorded)
+}
+
+/// The id the export names the person by (their user id, else their anonymous id).
+fn shown_id(head: &Head) -> &str {
     let profile = &head.person.profile;
-    let shown = profile
+    profile
         .subject_id
         .as_deref()
         .or(profile.anonymous_ids.first().map(String::as_str))
-        .unwrap_or_default();
-    consent::receipt(receipts, policy, shown, recorded)
+        .unwrap_or_default()
+}
+
+/// The person's consent records in ISO/IEC TS 27560 JSON-LD (`docs/standards.md`), when the
+/// policy declares its controller; `null` otherwise.
+fn consent_records(policy: &Policy, head: &Head, statements: &[Recorded]) -> serde_json::Value {
+    crate::standards::iso27560::records(policy, shown_id(head), statements)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// Calls `each` with every audit entry that disclosed the subject's data, oldest first.

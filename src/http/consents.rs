@@ -178,7 +178,8 @@ fn parse_subject(raw: &str) -> Result<SubjectId, Rejection> {
 #[utoipa::path(post, operation_id = "consents_record", path = "/v1/subjects/{subject_id}/consents", tag = "consents",
     security(("bearer" = [])),
     params(("subject_id" = String, Path, description = "The app's id for the person"),
-           ("Sec-GPC" = Option<String>, Header, description = "`1`: a Global Privacy Control signal")),
+           ("Sec-GPC" = Option<String>, Header, description = "`1`: a Global Privacy Control signal"),
+           RecordQuery),
     request_body = ConsentRequest,
     responses(
         (status = 201, description = "Recorded, with a signed receipt (with consent strings: every statement read from them, each with its receipt)", body = ConsentAnswer),
@@ -194,9 +195,12 @@ pub(crate) async fn record(
     actor: Actor,
     request: HttpRequest,
     path: web::Path<String>,
+    query: web::Query<RecordQuery>,
     body: web::Json<ConsentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = parse_subject(&path.into_inner())?;
+    let iso = iso_receipts(&state, &query)?;
+    let shown_subject = subject_id.as_str().to_owned();
     let body = body.into_inner();
     let evidence = body.evidence.unwrap_or(EvidenceBody {
         ip_address: None,
@@ -258,7 +262,10 @@ pub(crate) async fn record(
         let mut all_duplicates = true;
         for one in receipted {
             gpc_applied.extend(one.outcome.gpc_applied.iter().cloned());
-            if let Some(response) = response_of(one) {
+            if let Some(mut response) = response_of(one) {
+                if iso {
+                    iso_receipt(&state, &shown_subject, &mut response);
+                }
                 all_duplicates &= response.duplicate;
                 statements.push(response);
             }
@@ -299,16 +306,73 @@ pub(crate) async fn record(
     let recorded =
         consents::record(&state.services, &principal, &actor, subject_id, draft, gpc).await;
     let receipted = audit_trail::settle(&request, recorded)?;
-    let response = response_of(receipted).ok_or_else(|| {
+    let mut response = response_of(receipted).ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!(
             "a consent statement was recorded without its record"
         ))
     })?;
+    if iso {
+        iso_receipt(&state, &shown_subject, &mut response);
+    }
     Ok(if response.duplicate {
         HttpResponse::Ok().json(ConsentAnswer::One(response))
     } else {
         HttpResponse::Created().json(ConsentAnswer::One(response))
     })
+}
+
+/// How a statement's receipt is given: `jws` (the default: the statement as JWT claims) or
+/// `iso27560` (the ISO/IEC TS 27560 receipt, JSON-LD with DPV terms, as the JWS payload).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecordQuery {
+    /// `jws` or `iso27560`.
+    pub(crate) receipt: Option<String>,
+}
+
+/// Whether the caller asked for ISO/IEC TS 27560 receipts, refused when the policy cannot
+/// write them (no `[controller]`).
+fn iso_receipts(state: &AppState, query: &RecordQuery) -> Result<bool, Rejection> {
+    match query.receipt.as_deref() {
+        None | Some("jws") => Ok(false),
+        Some("iso27560") if state.services.policy.standards().controller.is_none() => {
+            Err(not_configured())
+        }
+        Some("iso27560") => Ok(true),
+        Some(_) => Err(Rejection::invalid(
+            "invalid_query",
+            "`receipt` must be `jws` or `iso27560`",
+        )),
+    }
+}
+
+fn not_configured() -> Rejection {
+    Rejection::invalid(
+        "consent_records_not_configured",
+        "ISO/IEC TS 27560 records name the controller: the policy declares no [controller] (docs/standards.md)",
+    )
+}
+
+/// The ISO/IEC TS 27560 receipt of a recorded statement, signed with the receipt key.
+fn iso_receipt(state: &AppState, subject_id: &str, response: &mut ConsentResponse) {
+    let recorded = Recorded {
+        id: response.consent.id.clone(),
+        purpose: response.consent.purpose.clone(),
+        status: response.consent.status.clone(),
+        recorded_at: response.consent.recorded_at.naive_utc(),
+        sequence: response.consent.sequence,
+        notice: response.consent.notice.clone(),
+        source: response.consent.source.clone(),
+        method: response.consent.method.clone(),
+        duplicate: response.duplicate,
+        merged_from: response.consent.merged_from.clone(),
+        consent_strings: response.consent.consent_strings.clone(),
+    };
+    if let Ok(receipt) =
+        crate::standards::iso27560::receipt(&state.services.policy, subject_id, &recorded)
+    {
+        response.receipt = state.services.receipts.sign(&receipt);
+    }
 }
 
 /// The current statement on one purpose.
@@ -361,14 +425,26 @@ pub(crate) struct ConsentStateBody {
     pub(crate) restricted: bool,
 }
 
+/// How a person's consent is shown.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShowQuery {
+    /// `json` (the default) or `iso27560`: ISO/IEC TS 27560 consent records in JSON-LD with
+    /// W3C DPV terms, one per purpose, each statement an event.
+    pub(crate) format: Option<String>,
+}
+
 /// A person's current consent per purpose; with `subjects.export`, every purpose and the full
 /// history with evidence; with `consents.write` only, the current state of what bears on the
 /// role's purposes.
 #[utoipa::path(get, operation_id = "consents_show", path = "/v1/subjects/{subject_id}/consents", tag = "consents",
     security(("bearer" = [])),
-    params(("subject_id" = String, Path, description = "The app's id for the person")),
+    params(("subject_id" = String, Path, description = "The app's id for the person"), ShowQuery),
     responses(
-        (status = 200, description = "Current state (and history)", body = ConsentStateBody),
+        (status = 200, description = "Current state (and history); with `format=iso27560`, the person's ISO/IEC TS 27560 consent records as JSON-LD",
+            content((ConsentStateBody = "application/json"), (Object = "application/ld+json"))),
+        (status = 422, description = "An unknown format, or `iso27560` without a [controller] in the policy",
+            body = super::problem::ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such subject", body = super::problem::ProblemBody,
             content_type = "application/problem+json"),
     ))]
@@ -377,12 +453,41 @@ pub(crate) async fn show(
     principal: Principal,
     actor: Actor,
     path: web::Path<String>,
+    query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let iso = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("iso27560") if state.services.policy.standards().controller.is_none() => {
+            return Err(not_configured().into())
+        }
+        Some("iso27560") => true,
+        Some(_) => {
+            return Err(
+                Rejection::invalid("invalid_query", "`format` must be `json` or `iso27560`").into(),
+            )
+        }
+    };
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
+    let shown_subject = subject_id.as_str().to_owned();
     let ConsentView { full, state: found } =
         consents::show(&state.services, &actor, principal.role.as_str(), subject_id)
             .await?
             .ok_or_else(subject_not_found)?;
+    if iso {
+        // The full view's whole history; a role limited to its purposes gets its current
+        // statements only, as in the JSON view.
+        let statements: Vec<Recorded> = if full {
+            found.history.iter().map(|(recorded, _)| recorded.clone()).collect()
+        } else {
+            found.current.clone()
+        };
+        let records =
+            crate::standards::iso27560::records(&state.services.policy, &shown_subject, &statements)
+                .map_err(|_| not_configured())?;
+        return Ok(HttpResponse::Ok()
+            .content_type("application/ld+json")
+            .json(records));
+    }
     Ok(HttpResponse::Ok().json(ConsentStateBody {
         scope: if full { "full" } else { "purposes" },
         current: found

@@ -120,6 +120,7 @@ static ENDPOINTS: LazyLock<Vec<Endpoint>> = LazyLock::new(|| {
         endpoint!(DELETE "/v1/keys/{id}", Requires(&[Action::KeysManage]), keys::revoke),
         endpoint!(GET "/v1/policy", Requires(&[Action::PolicyRead]), policy::show),
         endpoint!(GET "/v1/ropa", Requires(&[Action::PolicyRead]), policy::ropa),
+        endpoint!(GET "/.well-known/gpc.json", Public, policy::gpc_support),
         endpoint!(PUT "/v1/subjects/{subject_id}", Requires(&[Action::InteractionsWrite]), subjects::put),
         endpoint!(DELETE "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsErase]), subjects::erase),
         endpoint!(GET "/v1/subjects/{subject_id}", Requires(&[Action::SubjectsExport]), subjects::glance),

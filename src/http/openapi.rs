@@ -22,6 +22,7 @@ use super::AppState;
         super::keys::revoke,
         super::policy::show,
         super::policy::ropa,
+        super::policy::gpc_support,
         super::opendsr::discovery,
         super::opendsr::certificate,
         super::opendsr::create,

@@ -2,5 +2,6 @@
 //! consent statements ([`signals`]), consent records written as ISO/IEC TS 27560 JSON-LD with
 //! W3C DPV terms ([`iso27560`]), and the vocabulary both are checked against ([`vocabulary`]).
 
+pub mod iso27560;
 pub mod signals;
 pub mod vocabulary;

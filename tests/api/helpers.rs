@@ -357,7 +357,7 @@ pub fn limited_and_refused(statuses: &[StatusCode]) -> (usize, usize) {
     (limited, refused)
 }
 
-/// A policy directory with the sample purposes, fields, notices and tracking table, and the
+/// A policy directory with the sample purposes, fields, notices, tracking and standards tables, and the
 /// sample roles plus `extra`.
 pub fn policy_with_extra_roles(extra: &str) -> TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -366,6 +366,7 @@ pub fn policy_with_extra_roles(extra: &str) -> TempDir {
         "fields.toml",
         "notices.toml",
         "tracking.toml",
+        "standards.toml",
     ] {
         std::fs::copy(sample_policy_dir().join(name), dir.path().join(name)).unwrap();
     }

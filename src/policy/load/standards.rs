@@ -254,7 +254,7 @@ fn check_tcf(
             }
         },
     };
-    let mut mapped = |checker: &mut Checker<'_>,
+    let mapped = |checker: &mut Checker<'_>,
                       entries: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
                       range: std::ops::RangeInclusive<u8>,
                       what: &str| {
