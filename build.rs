@@ -42,7 +42,7 @@ fn main() {
         println!("cargo:rustc-cfg=node_sdk_tests_unavailable");
     }
     let python_sdk = Command::new("python3")
-        .args(["-c", "import segment.analytics"])
+        .args(["-c", "import segment.analytics, rdflib"])
         .output()
         .is_ok_and(|output| output.status.success());
     if !(sdks_required || python_sdk) {

@@ -94,7 +94,15 @@ pub(crate) async fn record_strings(
 ) -> Result<Vec<Receipted>, Failed<SubjectError>> {
     let role = principal.role.as_str();
     for draft in &drafts {
-        permit_purpose(services, actor, role, ACTION_WRITE, draft.purpose(), &subject_id).await?;
+        permit_purpose(
+            services,
+            actor,
+            role,
+            ACTION_WRITE,
+            draft.purpose(),
+            &subject_id,
+        )
+        .await?;
     }
     let job = |draft: Option<ConsentDraft>, gpc: bool| ConsentJob {
         subject_id: subject_id.clone(),

@@ -60,7 +60,10 @@ impl ConsentWrites {
 
     /// Records one consent call (its GPC signal first, if any) and signs its receipt.
     pub(crate) async fn record(&self, job: ConsentJob) -> Result<Receipted, SubjectError> {
-        self.record_call(vec![job]).await?.pop().ok_or_else(no_outcome)
+        self.record_call(vec![job])
+            .await?
+            .pop()
+            .ok_or_else(no_outcome)
     }
 
     /// Records the statements of one call together (one transaction: all of them or none, the

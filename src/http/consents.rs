@@ -247,15 +247,9 @@ pub(crate) async fn record(
             drafts.push(draft.from_strings(&strings));
         }
         gpc |= signals.gpc;
-        let recorded = consents::record_strings(
-            &state.services,
-            &principal,
-            &actor,
-            subject_id,
-            drafts,
-            gpc,
-        )
-        .await;
+        let recorded =
+            consents::record_strings(&state.services, &principal, &actor, subject_id, drafts, gpc)
+                .await;
         let receipted = audit_trail::settle(&request, recorded)?;
         let mut gpc_applied = Vec::new();
         let mut statements = Vec::with_capacity(receipted.len());
@@ -462,9 +456,11 @@ pub(crate) async fn show(
         }
         Some("iso27560") => true,
         Some(_) => {
-            return Err(
-                Rejection::invalid("invalid_query", "`format` must be `json` or `iso27560`").into(),
+            return Err(Rejection::invalid(
+                "invalid_query",
+                "`format` must be `json` or `iso27560`",
             )
+            .into())
         }
     };
     let subject_id = SubjectId::parse(&path.into_inner()).map_err(|_| subject_not_found())?;
@@ -477,13 +473,20 @@ pub(crate) async fn show(
         // The full view's whole history; a role limited to its purposes gets its current
         // statements only, as in the JSON view.
         let statements: Vec<Recorded> = if full {
-            found.history.iter().map(|(recorded, _)| recorded.clone()).collect()
+            found
+                .history
+                .iter()
+                .map(|(recorded, _)| recorded.clone())
+                .collect()
         } else {
             found.current.clone()
         };
-        let records =
-            crate::standards::iso27560::records(&state.services.policy, &shown_subject, &statements)
-                .map_err(|_| not_configured())?;
+        let records = crate::standards::iso27560::records(
+            &state.services.policy,
+            &shown_subject,
+            &statements,
+        )
+        .map_err(|_| not_configured())?;
         return Ok(HttpResponse::Ok()
             .content_type("application/ld+json")
             .json(records));

@@ -188,8 +188,14 @@ fn notices(policy: &Policy, purpose: &PurposeId, statements: &[&Recorded]) -> Ve
     let mut out: Vec<Value> = Vec::new();
     let mut seen = Vec::new();
     for recorded in statements {
-        let Some(notice) = &recorded.notice else { continue };
-        let key = (notice.id.clone(), notice.version.clone(), notice.language.clone());
+        let Some(notice) = &recorded.notice else {
+            continue;
+        };
+        let key = (
+            notice.id.clone(),
+            notice.version.clone(),
+            notice.language.clone(),
+        );
         if seen.contains(&key) {
             continue;
         }
@@ -329,7 +335,9 @@ pub fn records(
     purposes.dedup();
     let mut graph = Vec::with_capacity(purposes.len());
     for purpose in purposes {
-        let Ok(purpose_id) = PurposeId::parse(purpose) else { continue };
+        let Ok(purpose_id) = PurposeId::parse(purpose) else {
+            continue;
+        };
         let mut events: Vec<&Recorded> =
             statements.iter().filter(|r| r.purpose == purpose).collect();
         events.sort_by_key(|r| r.sequence);

@@ -185,7 +185,9 @@ fn apply_gpp(
             E::IdSectionMismatch { ids, sections } => gpp_invalid(format!(
                 "`gpp_string` lists {ids} sections in its header but carries {sections}"
             )),
-            E::Read { .. } => gpp_invalid("`gpp_string` is truncated: it ends before its fields do"),
+            E::Read { .. } => {
+                gpp_invalid("`gpp_string` is truncated: it ends before its fields do")
+            }
             _ => gpp_invalid("`gpp_string` has no valid GPP header"),
         }
     })?;

@@ -148,15 +148,6 @@ fn add_terms(
     }
 }
 
-/// The full IRI of a compact one in the embedded namespaces.
-pub fn expand(term: &str) -> Option<String> {
-    let (prefix, local) = term.split_once(':')?;
-    NAMESPACES
-        .iter()
-        .find(|(known, _, _)| *known == prefix)
-        .map(|(_, iri, _)| format!("{iri}{local}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

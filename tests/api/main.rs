@@ -38,5 +38,6 @@ mod rotation;
 mod scaling;
 mod sdks;
 mod segments;
+mod standards;
 mod subjects;
 mod tracking;

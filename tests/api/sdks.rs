@@ -37,15 +37,20 @@ fn ensure_python_sdk() {
 
 /// Node.js and the SDKs' npm packages (installed here when missing; the tests are ignored where
 /// `build.rs` did not find Node.js, unless required).
-fn ensure_node_sdks() {
+pub(crate) fn ensure_node_sdks() {
     let node = Command::new("node").arg("--version").output();
     assert!(
         node.is_ok_and(|output| output.status.success()),
         "Node.js is not installed (apt-get install nodejs npm)"
     );
-    let installed = ["@segment/analytics-node", "@rudderstack/rudder-sdk-node"]
-        .iter()
-        .all(|package| sdk_dir().join("node_modules").join(package).exists());
+    let installed = [
+        "@segment/analytics-node",
+        "@rudderstack/rudder-sdk-node",
+        "@iabtechlabtcf/core",
+        "@iabgpp/cmpapi",
+    ]
+    .iter()
+    .all(|package| sdk_dir().join("node_modules").join(package).exists());
     if !installed {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])

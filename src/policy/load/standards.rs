@@ -7,9 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{at, Checker, Location, RawFile};
-use crate::policy::standards::{
-    Controller, Dpv, GppMapping, GpcStatement, Standards, TcfMapping,
-};
+use crate::policy::standards::{Controller, Dpv, GpcStatement, GppMapping, Standards, TcfMapping};
 use crate::policy::{CategoryId, Field, FieldName, LegalBasis, Purpose, PurposeId};
 use crate::standards::vocabulary;
 
@@ -152,7 +150,10 @@ fn check_controller(
         }
     }
     if !raw.email.get_ref().contains('@') {
-        checker.error(&at(file, &raw.email), "controller email must be an e-mail address");
+        checker.error(
+            &at(file, &raw.email),
+            "controller email must be an e-mail address",
+        );
         ok = false;
     }
     for (what, value) in [
@@ -190,7 +191,10 @@ fn consent_purposes(
 ) -> Vec<PurposeId> {
     let mut kept = Vec::new();
     for id in ids {
-        match PurposeId::parse(id.get_ref()).ok().and_then(|p| purposes.get(&p)) {
+        match PurposeId::parse(id.get_ref())
+            .ok()
+            .and_then(|p| purposes.get(&p))
+        {
             Some(purpose) if purpose.legal_basis == LegalBasis::Consent => {
                 if !kept.contains(&purpose.id) {
                     kept.push(purpose.id.clone());
@@ -198,7 +202,10 @@ fn consent_purposes(
             }
             Some(purpose) => checker.error(
                 &at(file, id),
-                format!("{what} names `{}`, which does not rest on consent", purpose.id),
+                format!(
+                    "{what} names `{}`, which does not rest on consent",
+                    purpose.id
+                ),
             ),
             None => checker.error(
                 &at(file, id),
@@ -249,15 +256,18 @@ fn check_tcf(
         Some(value) => match u16::try_from(*value.get_ref()) {
             Ok(id) if id >= 1 => Some(id),
             _ => {
-                checker.error(&at(file, value), "tcf vendor_id must be a GVL vendor id (1–65535)");
+                checker.error(
+                    &at(file, value),
+                    "tcf vendor_id must be a GVL vendor id (1–65535)",
+                );
                 None
             }
         },
     };
     let mapped = |checker: &mut Checker<'_>,
-                      entries: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
-                      range: std::ops::RangeInclusive<u8>,
-                      what: &str| {
+                  entries: &BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+                  range: std::ops::RangeInclusive<u8>,
+                  what: &str| {
         let mut out = BTreeMap::new();
         for (key, ids) in entries {
             let location = at(file, ids);
@@ -270,7 +280,12 @@ fn check_tcf(
         out
     };
     let tcf_purposes = mapped(checker, &table.purposes, 1..=11, "tcf purpose");
-    let special_features = mapped(checker, &table.special_features, 1..=2, "tcf special feature");
+    let special_features = mapped(
+        checker,
+        &table.special_features,
+        1..=2,
+        "tcf special feature",
+    );
     if tcf_purposes.is_empty() && special_features.is_empty() {
         checker.error(
             &at(file, raw),
@@ -322,7 +337,10 @@ pub(super) fn check_standards(
     if let Some((file, raw)) = single(checker, files, "dpv", |raw| raw.dpv.as_ref()) {
         let table = raw.get_ref();
         for (key, values) in &table.purposes {
-            match PurposeId::parse(key).ok().filter(|id| purposes.contains_key(id)) {
+            match PurposeId::parse(key)
+                .ok()
+                .filter(|id| purposes.contains_key(id))
+            {
                 Some(id) => {
                     let what = format!("dpv purpose `{id}`");
                     let kept = terms(checker, file, values, "dpv:Purpose", &what);
@@ -330,7 +348,10 @@ pub(super) fn check_standards(
                 }
                 None => checker.error(
                     &at(file, values),
-                    format!("[dpv.purposes] names `{}`, which is not a declared purpose", key.escape_debug()),
+                    format!(
+                        "[dpv.purposes] names `{}`, which is not a declared purpose",
+                        key.escape_debug()
+                    ),
                 ),
             }
         }
@@ -352,7 +373,10 @@ pub(super) fn check_standards(
             } else {
                 checker.error(
                     &at(file, values),
-                    format!("[dpv.legal_bases] names `{}`, which is not a legal basis", key.escape_debug()),
+                    format!(
+                        "[dpv.legal_bases] names `{}`, which is not a legal basis",
+                        key.escape_debug()
+                    ),
                 );
             }
         }
