@@ -57,6 +57,24 @@ local function consent_json(id)
     id, purposes[(counter % 3) + 1], status, counter % 250)
 end
 
+-- A consent banner's answer as an IAB CMP sends it: a TC string (TCF v2.2, encoded by the IAB
+-- Tech Lab's @iabtechlabtcf/core on 2026-12-07 with tests/sdk/vendor-list.json: purposes 1, 3
+-- and 4 consented to vendor 755, or purpose 1 only) and a GPP string (US national section:
+-- did not opt out), alternating grants and withdrawals of marketing.personalization like
+-- consent_json. The strings grow stale after the policy's [tcf] max_age_days (390 days):
+-- re-encode them with tests/sdk/consent-strings.mjs then.
+local tcf_grant = "CQu26YAQu26YAAKABAENBkFgALAAAAAAAAYgF5wAQF5gAAAA.IAAA.YAAAAAAAAAAA"
+local tcf_refuse = "CQu26YAQu26YAAKABAENBkFgAIAAAAAAAAYgF5wAQF5gAAAA.IAAA.YAAAAAAAAAAA"
+local gpp_usnat = "DBABLA~CFAoAAAAAABA.QA"
+local function consent_strings_json(id)
+  local tcf = (counter % 2 == 0) and tcf_refuse or tcf_grant
+  return string.format(
+    '{"id":"%s","tcf_string":"%s","gpp_string":"%s","source":"web","method":"banner",' ..
+    '"notice":{"id":"cookies","version":"1"},' ..
+    '"evidence":{"ip_address":"203.0.113.%d","user_agent":"Mozilla/5.0 (bench)"}}',
+    id, tcf, gpp_usnat, counter % 250)
+end
+
 -- This request's id: unique per run, thread and request.
 local function request_id()
   return string.format("%s-t%d-%d", run, thread_id, counter)
@@ -151,6 +169,11 @@ end
 ops.read_interactions = function()
   return send("GET", "support",
     "/v1/subjects/cust-" .. person() .. "/interactions?purpose=support&limit=50")
+end
+
+ops.consent_strings = function()
+  return send("POST", "collector", "/v1/subjects/cust-" .. person() .. "/consents",
+    consent_strings_json(request_id()))
 end
 
 ops.read_consents = function()

@@ -658,3 +658,36 @@ fn a_policy_naming_an_unknown_dpv_term_or_a_wrong_mapping_fails_policy_check_wit
         );
     }
 }
+
+#[tokio::test]
+async fn a_consent_event_carrying_a_tc_string_records_its_statements_and_a_bad_one_is_refused() {
+    let app = spawn_app().await;
+    let write_key = app.create_api_key("collector").await;
+    let compliance = app.token_for("compliance").await;
+    let mut tc = HandTc::new();
+    tc.purposes = vec![3, 4];
+    tc.vendors = vec![755];
+    let event = |id: &str, tcf: &str| {
+        json!({"type": "track", "messageId": id, "userId": "user-tcf",
+               "event": "Segment Consent Preference Updated",
+               "context": {"consent": {"tcfString": tcf}, "ip": "198.51.100.7"}})
+    };
+    let response =
+        crate::tracking::send(&app, "/v1/track", &write_key, &event("m-1", &tc.encode())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+    let state = app
+        .get_json("/v1/subjects/user-tcf/consents", Some(&compliance))
+        .await;
+    let history = state["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{state}");
+    assert_eq!(history[0]["purpose"], "marketing.personalization");
+    assert_eq!(history[0]["status"], "granted");
+    assert_eq!(history[0]["id"], "m-1/marketing.personalization");
+    assert_eq!(history[0]["evidence"]["tcf_string"], tc.encode());
+    let response =
+        crate::tracking::send(&app, "/v1/track", &write_key, &event("m-2", "C garbage")).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_tcf_string").await;
+    assert_eq!(count_rows(&app, "consent_records").await, 1);
+}
