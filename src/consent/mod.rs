@@ -227,7 +227,7 @@ impl ConsentDraft {
     /// Keeps the consent strings the statement was read from in its evidence (sealed under the
     /// person's key like the rest of it) and gives it the app's id for the call, suffixed with
     /// the purpose so that a retried call records each statement once.
-    pub fn from_strings(mut self, strings: &[(&str, String)]) -> ConsentDraft {
+    pub fn with_strings(mut self, strings: &[(&str, String)]) -> ConsentDraft {
         for (standard, text) in strings {
             if let Some((_, key)) = STRING_EVIDENCE.iter().find(|(s, _)| s == standard) {
                 self.evidence.insert((*key).to_owned(), text.clone());

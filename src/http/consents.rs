@@ -120,7 +120,7 @@ pub(crate) struct ConsentStringsResponse {
 #[serde(untagged)]
 pub(crate) enum ConsentAnswer {
     /// A statement's.
-    One(ConsentResponse),
+    One(Box<ConsentResponse>),
     /// Consent strings'.
     Strings(ConsentStringsResponse),
 }
@@ -244,7 +244,7 @@ pub(crate) async fn record(
                     user_agent: evidence.user_agent.clone(),
                 },
             )?;
-            drafts.push(draft.from_strings(&strings));
+            drafts.push(draft.with_strings(&strings));
         }
         gpc |= signals.gpc;
         let recorded =
@@ -309,9 +309,9 @@ pub(crate) async fn record(
         iso_receipt(&state, &shown_subject, &mut response);
     }
     Ok(if response.duplicate {
-        HttpResponse::Ok().json(ConsentAnswer::One(response))
+        HttpResponse::Ok().json(ConsentAnswer::One(Box::new(response)))
     } else {
-        HttpResponse::Created().json(ConsentAnswer::One(response))
+        HttpResponse::Created().json(ConsentAnswer::One(Box::new(response)))
     })
 }
 

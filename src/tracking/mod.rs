@@ -543,7 +543,7 @@ fn consent_statements(
                 ip_address: text("ip"),
                 user_agent: text("userAgent"),
             };
-            statements.push(ConsentDraft::parse(policy, raw)?.from_strings(&strings));
+            statements.push(ConsentDraft::parse(policy, raw)?.with_strings(&strings));
         }
     }
     Ok((statements, signals.gpc))
