@@ -153,6 +153,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         &["collector"],
     ),
     ("GET", "/v1/consents/receipt-key", &["anyone"]),
+    ("GET", "/.well-known/gpc.json", &["anyone"]),
     (
         "POST",
         "/v1/subjects/{subject_id}/restriction",
