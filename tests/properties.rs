@@ -191,3 +191,49 @@ fn a_filter_sample_parses() {
     let purpose = policy.purpose("marketing").expect("a sample purpose");
     assert!(Filter::parse(&policy, purpose, &filter).is_ok());
 }
+
+/// Valid TC and GPP strings (TCF v2.2 from the IAB Tech Lab's library, purposes 1, 3 and 4 for
+/// vendor 755; GPP with a US national section and its GPC segment, and one carrying tcfeuv2).
+const VALID_CONSENT_STRINGS: [&str; 3] = [
+    "CQu26YAQu26YAAKABAENBkFoALAAAAAAAAYgF5wAQF5gAAAA.IAAA.YAAAAAAAAAAA",
+    "DBABLA~CEAQAAAAAABA.YA",
+    "DBACNMA~CQu26YAQu26YAAKABAENBkFgAIAAAAAAAAYgF5wAQF5gAAAA.IAAA.YAAAAAAAAAAA~BAQAAABA.QA",
+];
+
+fn consent_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        // Mutations of valid strings: cut, a character changed, a piece repeated.
+        (
+            0usize..3,
+            any::<prop::sample::Index>(),
+            "[A-Za-z0-9_~.-]{0,3}",
+            0usize..3
+        )
+            .prop_map(|(which, at, insert, mode)| {
+                let valid = VALID_CONSENT_STRINGS[which];
+                let at = at.index(valid.len() + 1);
+                match mode {
+                    0 => valid[..at].to_owned(),
+                    1 => format!(
+                        "{}{insert}{}",
+                        &valid[..at],
+                        &valid[(at + 1).min(valid.len())..]
+                    ),
+                    _ => format!("{valid}{}", &valid[..at]),
+                }
+            }),
+        "[A-Za-z0-9_~.-]{0,120}",
+        ".{0,40}",
+    ]
+}
+
+proptest! {
+    #[test]
+    fn consent_string_decoders_never_panic(tcf in consent_string(), gpp in consent_string()) {
+        let policy = sample_policy();
+        let now = chrono::Utc::now();
+        let _ = custodia::standards::signals::read(&policy, Some(&tcf), None, now);
+        let _ = custodia::standards::signals::read(&policy, None, Some(&gpp), now);
+        let _ = custodia::standards::signals::read(&policy, Some(&tcf), Some(&gpp), now);
+    }
+}

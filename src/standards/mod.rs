@@ -4,4 +4,5 @@
 
 pub mod iso27560;
 pub mod signals;
+pub mod tcf;
 pub mod vocabulary;

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use iab_gpp::sections::SectionId;
 use iab_gpp::v1::GPPString;
-use lib_tcstring::{PublisherRestrictionType, TcModelV2, TcsError};
 use serde_json::Value;
 
+use super::tcf::{self, TcError, TcString};
 use crate::policy::standards::{GppMapping, TcfMapping};
 use crate::policy::{Policy, PurposeId};
 use crate::rejection::Rejection;
@@ -46,23 +46,23 @@ impl Signals {
     }
 }
 
-fn tcf_refusal(error: &TcsError) -> Rejection {
+fn tcf_refusal(error: &TcError, field: &str) -> Rejection {
     match error {
-        TcsError::UnsupportedVersion => Rejection::invalid(
+        TcError::Version(found) => Rejection::invalid(
             "tcf_version_unsupported",
-            "`tcf_string` is not a TCF v2 TC string (its version field is not 2)",
+            format!("`{field}` is a TCF v{found} string; TCF v2 (v2.2) strings are required"),
         ),
-        TcsError::InsufficientLength => Rejection::invalid(
+        TcError::Truncated => Rejection::invalid(
             "invalid_tcf_string",
-            "`tcf_string` is truncated: it ends before its fields do",
+            format!("`{field}` is truncated: it ends before its fields do"),
         ),
-        TcsError::InvalidUrlSafeBase64(_) => Rejection::invalid(
+        TcError::NotBase64 => Rejection::invalid(
             "invalid_tcf_string",
-            "`tcf_string` is not web-safe base64 (segments separated by `.`)",
+            format!("`{field}` is not web-safe base64 (segments separated by `.`)"),
         ),
-        _ => Rejection::invalid(
+        TcError::Malformed => Rejection::invalid(
             "invalid_tcf_string",
-            "`tcf_string` is malformed: a segment or range section does not follow the TCF v2 format",
+            format!("`{field}` is malformed: a segment or range does not follow the TCF v2 format"),
         ),
     }
 }
@@ -74,25 +74,25 @@ fn decode_tcf(
     text: &str,
     now: DateTime<Utc>,
     field: &str,
-) -> Result<TcModelV2, Rejection> {
+) -> Result<TcString, Rejection> {
     if text.is_empty() || text.len() > MAX_STRING_BYTES || !text.is_ascii() {
         return Err(Rejection::invalid(
             "invalid_tcf_string",
             format!("`{field}` must be 1 to {MAX_STRING_BYTES} ASCII characters"),
         ));
     }
-    let model = TcModelV2::try_from(text).map_err(|error| tcf_refusal(&error))?;
-    if model.tcf_policy_version < mapping.min_policy_version {
+    let model = tcf::decode(text).map_err(|error| tcf_refusal(&error, field))?;
+    if model.policy_version < mapping.min_policy_version {
         return Err(Rejection::invalid(
             "tcf_policy_outdated",
             format!(
                 "`{field}` was made under TCF policy version {}; TCF v2.2 strings (policy version {} or later) are required",
-                model.tcf_policy_version, mapping.min_policy_version
+                model.policy_version, mapping.min_policy_version
             ),
         ));
     }
-    let updated = i64::try_from(model.updated_at).unwrap_or(i64::MAX);
-    let age_days = (now.timestamp_millis() - updated) / 86_400_000;
+    let updated = model.last_updated;
+    let age_days = (now.timestamp() - updated) / 86_400;
     if age_days > i64::from(mapping.max_age_days) {
         return Err(Rejection::invalid(
             "tcf_string_stale",
@@ -102,7 +102,7 @@ fn decode_tcf(
             ),
         ));
     }
-    if updated > now.timestamp_millis() + 86_400_000 {
+    if updated > now.timestamp() + 86_400 {
         return Err(Rejection::invalid(
             "invalid_tcf_string",
             format!("`{field}` was last updated in the future"),
@@ -112,32 +112,36 @@ fn decode_tcf(
 }
 
 /// The statements a decoded TC string stands for.
-fn apply_tcf(mapping: &TcfMapping, model: &TcModelV2, signals: &mut Signals) {
+fn apply_tcf(mapping: &TcfMapping, model: &TcString, signals: &mut Signals) {
     let restricted = |purpose: u8, vendor: u16| {
-        model.publisher_restrictions.iter().any(|restriction| {
-            restriction.purpose_id == purpose
-                && restriction.restriction_type == PublisherRestrictionType::NotAllowed
-                && restriction.vendor_list.contains(&vendor)
-        })
+        model
+            .restrictions
+            .iter()
+            .any(|(restricted, kind, vendors)| {
+                *restricted == purpose && *kind == 0 && vendors.contains(&vendor)
+            })
     };
     for (purpose, targets) in &mapping.purposes {
         let consented = match mapping.vendor_id {
             Some(vendor) => {
-                model.purposes_consent.contains(purpose)
-                    && model.vendors_consent.contains(&vendor)
+                model.purpose_consents.contains(purpose)
+                    && model.vendor_consents.contains(&vendor)
                     && !restricted(*purpose, vendor)
             }
-            None => model.publisher_purposes_consent.contains(purpose),
+            None => model
+                .publisher_consents
+                .as_ref()
+                .is_some_and(|publisher| publisher.contains(purpose)),
         };
         for target in targets {
             signals.decide(target, consented);
         }
     }
     for (feature, targets) in &mapping.special_features {
-        let opted_in = model.special_feature_opt_ins.contains(feature)
+        let opted_in = model.special_features.contains(feature)
             && mapping
                 .vendor_id
-                .is_none_or(|vendor| model.vendors_consent.contains(&vendor));
+                .is_none_or(|vendor| model.vendor_consents.contains(&vendor));
         for target in targets {
             signals.decide(target, opted_in);
         }

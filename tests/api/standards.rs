@@ -691,3 +691,51 @@ async fn a_consent_event_carrying_a_tc_string_records_its_statements_and_a_bad_o
     assert_problem(response, StatusCode::BAD_REQUEST, "invalid_tcf_string").await;
     assert_eq!(count_rows(&app, "consent_records").await, 1);
 }
+
+#[tokio::test]
+#[cfg_attr(
+    node_sdk_tests_unavailable,
+    ignore = "needs Node.js (npm install in tests/sdk)"
+)]
+async fn as_publisher_the_publisher_segment_decides_and_special_features_count() {
+    let sample = std::fs::read_to_string(sample_policy_dir().join("standards.toml")).unwrap();
+    let start = sample.find("[tcf]").unwrap();
+    let end = sample.find("# IAB GPP").unwrap();
+    let text = format!(
+        "{}[tcf]\n[tcf.purposes]\n\"1\" = [\"marketing.email\"]\n[tcf.special_features]\n\"1\" = [\"marketing.sms\"]\n\n{}",
+        &sample[..start],
+        &sample[end..]
+    );
+    let dir = policy_with_standards(&text);
+    let path = dir.path().to_owned();
+    let app = crate::helpers::spawn_app_with(|options| options.policy_dir = Some(path)).await;
+    let collector = app.token_for("collector").await;
+    let call = |strings: &Value| {
+        let mut body = strings_call(strings["tcf"].as_str(), None);
+        body["notice"] = json!({"id": "privacy", "version": "4", "language": "en"});
+        body
+    };
+    // Purpose 1 consented globally but not in the publisher segment: withdrawn; the special
+    // feature opted into: granted.
+    let strings = iab(json!({"tcf": {"purposes": [1], "vendors": [755], "specialFeatures": [1]}}));
+    let response = post(&app, &collector, "publisher-1", call(&strings)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        statuses(&response.json().await.unwrap()),
+        [
+            ("marketing.email".to_owned(), "withdrawn".to_owned()),
+            ("marketing.sms".to_owned(), "granted".to_owned())
+        ]
+    );
+    // The publisher's own purpose consent: granted; no special feature: withdrawn.
+    let strings = iab(json!({"tcf": {"publisherPurposes": [1]}}));
+    let response = post(&app, &collector, "publisher-2", call(&strings)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        statuses(&response.json().await.unwrap()),
+        [
+            ("marketing.email".to_owned(), "granted".to_owned()),
+            ("marketing.sms".to_owned(), "withdrawn".to_owned())
+        ]
+    );
+}
