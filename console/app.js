@@ -827,6 +827,15 @@ async function save(path) {
   announce(`Downloaded ${file.name}.`);
 }
 
+/** The consent strings (IAB TCF, GPP) a statement was read from, each with its SHA-256. */
+function consentStrings(strings) {
+  if (!strings || !strings.length) return '—';
+  const names = { tcf: 'TCF TC string', gpp: 'GPP string' };
+  return h('ul', { class: 'plain' }, strings.map((s) => h('li', {},
+    `${names[s.standard] || s.standard} `,
+    h('code', { title: `SHA-256 ${s.sha256}` }, `${s.sha256.slice(0, 12)}…`))));
+}
+
 /** The notice a statement names, with the proof of the text shown: its language and SHA-256. */
 function noticeProof(notice) {
   if (!notice) return '—';
@@ -910,14 +919,15 @@ async function renderSubject(subjectId) {
   );
   const history = table(
     'Consent history, oldest first',
-    ['Recorded', 'Purpose', 'Status', 'Notice', 'Source', 'Method'],
+    ['Recorded', 'Purpose', 'Status', 'Notice', 'Source', 'Method', 'Read from'],
     (state.history || []).map((consent) => [
       when(consent.recorded_at),
       consent.purpose,
       consent.status,
       noticeProof(consent.notice),
-      consent.source || '—',
-      consent.method || '—',
+      consent.source === 'gpc' ? 'browser signal' : consent.source || '—',
+      consent.method === 'gpc' ? 'Global Privacy Control' : consent.method || '—',
+      consentStrings(consent.consent_strings),
     ]),
   );
   const objections = table('Objections (Art. 21)', ['Purpose', 'Since'], state.objections.map((o) => [o.purpose, when(o.since)]));
@@ -949,6 +959,7 @@ async function renderSubject(subjectId) {
   const actions = [
     h('button', { type: 'button', class: 'secondary', onclick: () => save(`${path}/export`) }, 'Export JSON'),
     h('button', { type: 'button', class: 'secondary', onclick: () => save(`${path}/export?format=csv`) }, 'Export CSV (zip)'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => save(`${path}/consents?format=iso27560`) }, 'Consent records (ISO 27560)'),
   ];
   if (may('requests.manage')) {
     actions.push(

@@ -320,7 +320,12 @@ test('a person is found by e-mail, with consent state and history', async () => 
   assert.match(await current.textContent(), /marketinggranted/);
   assert.match(await current.textContent(), /marketing\.emailwithdrawn/);
   const history = page.getByRole('table', { name: 'Consent history, oldest first' });
-  assert.equal(await history.locator('tbody tr').count(), 4);
+  assert.equal(await history.locator('tbody tr').count(), 5);
+  // A statement read from a cookie banner's TC string names it, by the start of its SHA-256.
+  assert.match(
+    await history.locator('tbody tr', { hasText: 'marketing.personalization' }).textContent(),
+    /withdrawn.*TCF TC string [0-9a-f]{12}…/,
+  );
   // A grant is shown with whether it has effect now, and why not: the objection to
   // `marketing` takes the `marketing.sms` grant out of effect.
   const smsRow = current.locator('tbody tr', { hasText: 'marketing.sms' });
@@ -357,7 +362,7 @@ test('a person is found by e-mail, with consent state and history', async () => 
   await shot('subject');
 });
 
-test('exports download as JSON and as a CSV zip', async () => {
+test('exports download as JSON, as a CSV zip and as ISO 27560 consent records', async () => {
   const [json] = await Promise.all([
     page.waitForEvent('download'),
     page.getByRole('button', { name: 'Export JSON' }).click(),
@@ -372,6 +377,16 @@ test('exports download as JSON and as a CSV zip', async () => {
   assert.match(csv.suggestedFilename(), /\.zip$/);
   const zip = await readFile(await csv.path());
   assert.equal(zip.subarray(0, 2).toString('latin1'), 'PK');
+  const [records] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Consent records (ISO 27560)' }).click(),
+  ]);
+  assert.equal(records.suggestedFilename(), 'consent-records-iso27560.jsonld');
+  const graph = JSON.parse(await readFile(await records.path(), 'utf8'))['@graph'];
+  assert.deepEqual(
+    graph.map((record) => record['@type']),
+    ['dpv:ConsentRecord', 'dpv:ConsentRecord', 'dpv:ConsentRecord', 'dpv:ConsentRecord'],
+  );
 });
 
 test('processing is restricted and the restriction lifted', async () => {

@@ -489,6 +489,10 @@ pub(crate) async fn show(
         .map_err(|_| not_configured())?;
         return Ok(HttpResponse::Ok()
             .content_type("application/ld+json")
+            .insert_header((
+                "Content-Disposition",
+                "inline; filename=\"consent-records-iso27560.jsonld\"",
+            ))
             .json(records));
     }
     Ok(HttpResponse::Ok().json(ConsentStateBody {

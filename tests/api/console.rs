@@ -100,6 +100,18 @@ async fn seed(app: &TestApp) -> (String, String) {
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
     }
+    // A cookie banner's TC string refusing personalised advertising: the history names the
+    // string it was read from.
+    let mut tc = crate::standards::HandTc::new();
+    tc.vendors = vec![755];
+    let response = app
+        .post_json(
+            &format!("/v1/subjects/{SUBJECT_ID}/consents"),
+            Some(&collector),
+            &json!({"tcf_string": tc.encode(), "source": "web", "method": "banner"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
     // An objection to `marketing` takes the `marketing.sms` grant out of effect: the person's
     // screen must say so, and why.
     let response = app

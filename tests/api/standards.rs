@@ -68,17 +68,17 @@ fn rdflib_check(kind: &str, document: &Value) -> (bool, String) {
 
 /// A TCF v2 core string built bit by bit (the format's own field table), for the mapping
 /// rules: purposes consented, vendors consented, special features, policy version, age.
-struct HandTc {
-    version: u64,
-    policy_version: u64,
-    updated_deciseconds: u64,
-    purposes: Vec<u64>,
-    vendors: Vec<u64>,
-    special_features: Vec<u64>,
+pub(crate) struct HandTc {
+    pub(crate) version: u64,
+    pub(crate) policy_version: u64,
+    pub(crate) updated_deciseconds: u64,
+    pub(crate) purposes: Vec<u64>,
+    pub(crate) vendors: Vec<u64>,
+    pub(crate) special_features: Vec<u64>,
 }
 
 impl HandTc {
-    fn new() -> HandTc {
+    pub(crate) fn new() -> HandTc {
         HandTc {
             version: 2,
             policy_version: 5,
@@ -89,7 +89,7 @@ impl HandTc {
         }
     }
 
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut bits: Vec<bool> = Vec::new();
         let mut put = |value: u64, width: usize| {
             for i in (0..width).rev() {
