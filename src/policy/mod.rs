@@ -9,6 +9,7 @@ mod ids;
 mod load;
 pub mod ropa;
 pub mod standards;
+pub mod vocabulary;
 
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -24,7 +24,7 @@ pub const RECEIPT_PROFILE: &str = "https://w3id.org/dpv/schema/dpv-27560#receipt
 /// The JSON-LD context: every prefix a record uses, defined inline (nothing is fetched).
 pub fn context() -> Value {
     let mut context = Map::new();
-    for (prefix, iri, _) in super::vocabulary::NAMESPACES {
+    for (prefix, iri, _) in crate::policy::vocabulary::NAMESPACES {
         context.insert(prefix.to_owned(), Value::String(iri.to_owned()));
     }
     for (prefix, iri) in [

@@ -1,5 +1,5 @@
 //! Checks of the consent-standards tables: `[controller]`, `[dpv]`, `[tcf]`, `[gpp]`, `[gpc]`.
-//! DPV terms must be defined by the embedded vocabulary (`crate::standards::vocabulary`).
+//! DPV terms must be defined by the embedded vocabulary (`crate::policy::vocabulary`).
 
 use std::collections::BTreeMap;
 
@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::{at, Checker, Location, RawFile};
 use crate::policy::standards::{Controller, Dpv, GpcStatement, GppMapping, Standards, TcfMapping};
+use crate::policy::vocabulary;
 use crate::policy::{CategoryId, Field, FieldName, LegalBasis, Purpose, PurposeId};
-use crate::standards::vocabulary;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
