@@ -10,6 +10,7 @@ use super::{
     for_each_access, for_each_interaction, for_each_statement, json_list, rfc3339, value_text,
     ExportError, Head, FORMAT_VERSION,
 };
+use crate::consent::Recorded;
 use crate::crypto::JwsSigner;
 use crate::policy::Policy;
 use crate::store::DbConnection;
@@ -28,6 +29,8 @@ interactions.csv   one row per interaction and data field (an interaction withou
                    one row with empty field, category and value); purposes: those it is
                    still held for; collected_for: those it was accepted for at collection
 access_log.csv     who read this person's data, when, for which purposes
+consent_records.jsonld  the consent statements as ISO/IEC TS 27560 consent records (JSON-LD,
+                   W3C DPV terms), when the controller declares itself in its policy
 
 Lists inside one field are separated by ';'. Times are UTC (RFC 3339).
 ";
@@ -63,7 +66,8 @@ pub(super) fn write<W: Write>(
     rights(&mut zip, head)?;
     consent_state(&mut zip, head)?;
     processing(&mut zip, head)?;
-    consents(&mut zip, conn, policy, receipts, head)?;
+    let statements = consents(&mut zip, conn, policy, receipts, head)?;
+    consent_records(&mut zip, policy, head, &statements)?;
     interactions(&mut zip, conn, policy, head)?;
     access_log(&mut zip, conn, head)?;
     zip.finish()?;
@@ -183,14 +187,34 @@ fn processing<W: Write>(zip: &mut ZipStream<W>, head: &Head) -> Result<(), Expor
     Ok(())
 }
 
-/// `consents.csv`: every consent statement, oldest first, with its evidence.
+/// `consent_records.jsonld`: the statements as ISO/IEC TS 27560 records, when the policy
+/// declares its controller (no file otherwise).
+fn consent_records<W: Write>(
+    zip: &mut ZipStream<W>,
+    policy: &Policy,
+    head: &Head,
+    statements: &[Recorded],
+) -> Result<(), ExportError> {
+    let records = super::consent_records(policy, head, statements);
+    if records.is_null() {
+        return Ok(());
+    }
+    zip.start_file("consent_records.jsonld")?;
+    serde_json::to_writer_pretty(&mut *zip, &records).map_err(std::io::Error::from)?;
+    zip.write_all(b"\n")?;
+    Ok(())
+}
+
+/// `consents.csv`: every consent statement, oldest first, with its evidence; returns the
+/// statements (without evidence) for their standard records.
 fn consents<W: Write>(
     zip: &mut ZipStream<W>,
     conn: &mut DbConnection,
     policy: &Policy,
     receipts: &JwsSigner,
     head: &Head,
-) -> Result<(), ExportError> {
+) -> Result<Vec<Recorded>, ExportError> {
+    let mut statements = Vec::new();
     zip.start_file("consents.csv")?;
     record(
         zip,
@@ -209,10 +233,12 @@ fn consents<W: Write>(
             "method",
             "evidence",
             "merged_from",
+            "consent_strings",
             "receipt",
         ],
     )?;
     for_each_statement(conn, head.person.owners.person(), |recorded, evidence| {
+        statements.push(recorded.clone());
         let notice = recorded.notice.as_ref();
         let text = |value: Option<&String>| value.cloned().unwrap_or_default();
         let notice_url = notice
@@ -236,11 +262,17 @@ fn consents<W: Write>(
                 &recorded.method,
                 &evidence,
                 &text(recorded.merged_from.as_ref()),
+                &recorded
+                    .consent_strings
+                    .iter()
+                    .map(|s| format!("{}:{}", s.standard, s.sha256))
+                    .collect::<Vec<_>>()
+                    .join(";"),
                 &super::receipt_of(receipts, policy, head, &recorded),
             ],
         )
     })?;
-    Ok(())
+    Ok(statements)
 }
 
 /// `interactions.csv`: one row per interaction and data field.

@@ -277,6 +277,7 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
         BTreeSet::from([
             "README.txt",
             "access_log.csv",
+            "consent_records.jsonld",
             "consent_state.csv",
             "consents.csv",
             "interactions.csv",
@@ -300,6 +301,10 @@ async fn the_export_holds_every_value_of_the_person_and_nothing_of_anyone_else()
         "Z,support,support,message,user.content,\"message 2 from alpha, with \"\"quotes\"\"\"\r\n"
     ));
     assert!(files["rights.csv"].contains("objection,analytics,"));
+    // The consent statements as ISO/IEC TS 27560 records too, the same as in the JSON export.
+    let records: Value = serde_json::from_str(&files["consent_records.jsonld"]).unwrap();
+    assert_eq!(records["@graph"], again["consent_records"]["@graph"]);
+    assert!(!records["@graph"].as_array().unwrap().is_empty());
     assert!(files["rights.csv"].contains("restriction,,"));
     assert!(
         files["README.txt"].contains("Were the person erased now, that would be by 20"),
