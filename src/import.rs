@@ -630,7 +630,7 @@ impl Importer<'_> {
         Ok(Item::Consent(Box::new(ConsentJob {
             subject_id,
             draft: Some(draft),
-            gpc: false,
+            gpc: None,
             recorded_by: self.principal.key_id.clone(),
             actor: (*self.actor).clone(),
         })))

@@ -2,6 +2,8 @@
 //! purpose is decided here, and a refusal is audited with the person's pseudonym when they
 //! exist (the answer is the same either way); reads are audited before they answer.
 
+use std::collections::BTreeMap;
+
 use super::{audit_read, record_refusal, Failed, Services};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
@@ -58,7 +60,7 @@ pub(crate) async fn record(
     actor: &Actor,
     subject_id: SubjectId,
     draft: ConsentDraft,
-    gpc: bool,
+    gpc: Option<BTreeMap<String, String>>,
 ) -> Result<Receipted, Failed<SubjectError>> {
     permit_purpose(
         services,
@@ -90,7 +92,7 @@ pub(crate) async fn record_strings(
     actor: &Actor,
     subject_id: SubjectId,
     drafts: Vec<ConsentDraft>,
-    gpc: bool,
+    gpc: Option<BTreeMap<String, String>>,
 ) -> Result<Vec<Receipted>, Failed<SubjectError>> {
     let role = principal.role.as_str();
     for draft in &drafts {
@@ -104,7 +106,7 @@ pub(crate) async fn record_strings(
         )
         .await?;
     }
-    let job = |draft: Option<ConsentDraft>, gpc: bool| ConsentJob {
+    let job = |draft: Option<ConsentDraft>, gpc: Option<BTreeMap<String, String>>| ConsentJob {
         subject_id: subject_id.clone(),
         draft,
         gpc,
@@ -113,13 +115,16 @@ pub(crate) async fn record_strings(
     };
     let mut jobs: Vec<ConsentJob> = Vec::with_capacity(drafts.len().max(1));
     for (index, draft) in drafts.into_iter().enumerate() {
-        jobs.push(job(Some(draft), gpc && index == 0));
+        jobs.push(job(
+            Some(draft),
+            if index == 0 { gpc.clone() } else { None },
+        ));
     }
     if jobs.is_empty() {
-        if !gpc {
+        if gpc.is_none() {
             return Ok(Vec::new());
         }
-        jobs.push(job(None, true));
+        jobs.push(job(None, gpc));
     }
     Ok(services.consent_writes.record_call(jobs).await?)
 }

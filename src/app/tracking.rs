@@ -116,17 +116,17 @@ pub(crate) async fn collect(
                     statements,
                     gpc,
                 } => {
-                    if gpc && statements.is_empty() {
+                    let mut gpc = gpc;
+                    if gpc.is_some() && statements.is_empty() {
                         // A GPP string whose only news is its GPC field.
                         together.consents.push(ConsentJob {
                             subject_id: subject_id.clone(),
                             draft: None,
-                            gpc: true,
+                            gpc: gpc.take(),
                             recorded_by: principal.key_id.clone(),
                             actor: actor.clone(),
                         });
                     }
-                    let mut first = true;
                     for draft in statements {
                         // As for POST /v1/subjects/{id}/consents: the key's role must hold
                         // consents.write for the purpose; a statement it may not record is
@@ -146,7 +146,7 @@ pub(crate) async fn collect(
                         together.consents.push(ConsentJob {
                             subject_id: subject_id.clone(),
                             draft: Some(draft),
-                            gpc: gpc && std::mem::take(&mut first),
+                            gpc: gpc.take(),
                             recorded_by: principal.key_id.clone(),
                             actor: actor.clone(),
                         });

@@ -236,8 +236,8 @@ impl ConsentDraft {
         self
     }
 
-    /// The withdrawal a GPC signal stands for, on one purpose.
-    fn gpc_withdrawal(purpose: PurposeId) -> ConsentDraft {
+    /// The withdrawal a GPC signal stands for, on one purpose, with the signal's evidence.
+    fn gpc_withdrawal(purpose: PurposeId, evidence: &BTreeMap<String, String>) -> ConsentDraft {
         ConsentDraft {
             client_id: None,
             purpose,
@@ -245,7 +245,7 @@ impl ConsentDraft {
             notice: None,
             source: "gpc".into(),
             method: "gpc".into(),
-            evidence: BTreeMap::new(),
+            evidence: evidence.clone(),
         }
     }
 }
@@ -307,6 +307,15 @@ pub fn string_refs(evidence: &BTreeMap<String, String>) -> Vec<ConsentStringRef>
         .collect()
 }
 
+/// The evidence a GPC signal's withdrawals keep (sealed like any statement's): how the signal
+/// came (`signal`: `Sec-GPC: 1`, or the GPP string's GPC field), and what the call carried with
+/// it (the IP address and user agent an app collected, the GPP string).
+pub fn gpc_evidence(signal: &str, carried: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut evidence = carried.clone();
+    evidence.insert("signal".to_owned(), signal.to_owned());
+    evidence
+}
+
 /// What one consent call did.
 #[derive(Debug, Clone)]
 pub struct ConsentOutcome {
@@ -324,8 +333,9 @@ pub struct ConsentJob {
     /// The statement; none for a call that only carries a GPC signal (a GPP string whose
     /// only news is its GPC field).
     pub draft: Option<ConsentDraft>,
-    /// Whether the call carried `Sec-GPC: 1`.
-    pub gpc: bool,
+    /// The GPC signal the call carried (`Sec-GPC: 1`, or a GPP section's GPC field), with the
+    /// evidence its withdrawals keep ([`gpc_evidence`]); none without a signal.
+    pub gpc: Option<BTreeMap<String, String>>,
     /// The API key that made the call.
     pub recorded_by: KeyId,
     /// Who made the call, in which request (for the audit log).
@@ -439,7 +449,7 @@ fn record_unsuppressed(
     jobs: &[ConsentJob],
     people: &[String],
 ) -> Result<Vec<ConsentOutcome>, SubjectError> {
-    if jobs.iter().all(|job| !job.gpc) {
+    if jobs.iter().all(|job| job.gpc.is_none()) {
         let (outcomes, entries) = record_group(conn, vault, policy, jobs, people)?;
         audit::append(conn, policy.sha256(), entries)?;
         return Ok(outcomes);
@@ -448,10 +458,9 @@ fn record_unsuppressed(
     let mut entries = Vec::new();
     for job in jobs {
         let subject = subjects::find_or_create(conn, vault, &job.subject_id)?;
-        let gpc_applied = if job.gpc {
-            apply_gpc(conn, vault, policy, &subject, &job.recorded_by)?
-        } else {
-            Vec::new()
+        let gpc_applied = match &job.gpc {
+            Some(evidence) => apply_gpc(conn, vault, policy, &subject, &job.recorded_by, evidence)?,
+            None => Vec::new(),
         };
         entries.extend(gpc_entry(&job.actor, policy, &subject, &gpc_applied));
         let recorded = match &job.draft {
@@ -658,6 +667,7 @@ pub(crate) fn apply_gpc(
     policy: &Policy,
     subject: &SubjectHandle,
     recorded_by: &KeyId,
+    evidence: &BTreeMap<String, String>,
 ) -> Result<Vec<String>, SubjectError> {
     let current = consent_store::current_for(conn, &[subject.pk.as_str()])?;
     let now = Utc::now().naive_utc();
@@ -669,7 +679,7 @@ pub(crate) fn apply_gpc(
                     .iter()
                     .any(|row| row.purpose == purpose.id.as_str() && row.status == "withdrawn");
                 if !withdrawn {
-                    let withdrawal = ConsentDraft::gpc_withdrawal(purpose.id.clone());
+                    let withdrawal = ConsentDraft::gpc_withdrawal(purpose.id.clone(), evidence);
                     append(conn, vault, subject, &withdrawal, recorded_by)?;
                 }
                 !withdrawn

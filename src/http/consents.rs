@@ -11,7 +11,9 @@ use super::{ApiError, AppState};
 use crate::app::consents::{self, ConsentView};
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::consent::{ConsentDraft, ConsentStringRef, NoticeRef, RawConsent, Receipted, Recorded};
+use crate::consent::{
+    gpc_evidence, ConsentDraft, ConsentStringRef, NoticeRef, RawConsent, Receipted, Recorded,
+};
 use crate::crypto::Jwk;
 use crate::interactions::{parse_purpose, subject_not_found};
 use crate::rejection::Rejection;
@@ -207,7 +209,17 @@ pub(crate) async fn record(
         user_agent: None,
     });
     let policy = &state.services.policy;
-    let mut gpc = has_gpc(request.headers());
+    let header_gpc = has_gpc(request.headers());
+    // What a GPC signal's withdrawals keep as evidence: the signal, and what the call carried.
+    let mut carried = std::collections::BTreeMap::new();
+    for (key, value) in [
+        ("ip_address", &evidence.ip_address),
+        ("user_agent", &evidence.user_agent),
+    ] {
+        if let Some(value) = value {
+            carried.insert(key.to_owned(), value.clone());
+        }
+    }
     if body.tcf_string.is_some() || body.gpp_string.is_some() {
         if body.purpose.is_some() || body.status.is_some() {
             return Err(Rejection::invalid(
@@ -246,7 +258,16 @@ pub(crate) async fn record(
             )?;
             drafts.push(draft.with_strings(&strings));
         }
-        gpc |= signals.gpc;
+        let gpc = if header_gpc {
+            Some(gpc_evidence("Sec-GPC: 1", &carried))
+        } else if signals.gpc {
+            if let Some((_, gpp)) = strings.iter().find(|(standard, _)| *standard == "gpp") {
+                carried.insert("gpp_string".to_owned(), gpp.clone());
+            }
+            Some(gpc_evidence(crate::tracking::GPP_GPC_SIGNAL, &carried))
+        } else {
+            None
+        };
         let recorded =
             consents::record_strings(&state.services, &principal, &actor, subject_id, drafts, gpc)
                 .await;
@@ -297,6 +318,7 @@ pub(crate) async fn record(
             user_agent: evidence.user_agent,
         },
     )?;
+    let gpc = header_gpc.then(|| gpc_evidence("Sec-GPC: 1", &carried));
     let recorded =
         consents::record(&state.services, &principal, &actor, subject_id, draft, gpc).await;
     let receipted = audit_trail::settle(&request, recorded)?;

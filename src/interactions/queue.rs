@@ -11,7 +11,7 @@ use super::{
 use crate::audit::{self, Actor};
 use crate::auth::KeyId;
 use crate::coalesce::Coalescer;
-use crate::consent::{apply_gpc, gpc_entry, record_all, ConsentJob, ConsentOutcome};
+use crate::consent::{apply_gpc, gpc_entry, gpc_evidence, record_all, ConsentJob, ConsentOutcome};
 use crate::policy::Policy;
 use crate::store::write_transaction;
 use crate::store::{Database, DbConnection};
@@ -180,7 +180,8 @@ pub(crate) fn store_together(
                 }
                 seen.push(draft.subject_id());
                 let subject = find_or_create(conn, vault, draft.subject_id())?;
-                let applied = apply_gpc(conn, vault, policy, &subject, recorded_by)?;
+                let evidence = gpc_evidence("Sec-GPC: 1", &Default::default());
+                let applied = apply_gpc(conn, vault, policy, &subject, recorded_by, &evidence)?;
                 entries.extend(gpc_entry(actor, policy, &subject, &applied));
             }
         }

@@ -120,8 +120,8 @@ pub(crate) enum Read {
     Consent {
         subject_id: SubjectId,
         statements: Vec<ConsentDraft>,
-        /// Whether a GPP string in the context carried the GPC signal.
-        gpc: bool,
+        /// The GPC signal a GPP string in the context carried, with its evidence.
+        gpc: Option<std::collections::BTreeMap<String, String>>,
     },
     /// An `alias`: link the anonymous id (`previousId`) to the user (`userId`).
     Alias {
@@ -438,7 +438,13 @@ fn consent_statements(
     call: Call,
     wire: &Wire,
     context: &Map<String, Value>,
-) -> Result<(Vec<ConsentDraft>, bool), Rejection> {
+) -> Result<
+    (
+        Vec<ConsentDraft>,
+        Option<std::collections::BTreeMap<String, String>>,
+    ),
+    Rejection,
+> {
     let consent_text = |key: &str| -> Result<Option<String>, Rejection> {
         match context.get("consent").and_then(|consent| consent.get(key)) {
             None | Some(Value::Null) => Ok(None),
@@ -546,8 +552,30 @@ fn consent_statements(
             statements.push(ConsentDraft::parse(policy, raw)?.with_strings(&strings));
         }
     }
-    Ok((statements, signals.gpc))
+    let gpc = signals.gpc.then(|| {
+        let mut carried = std::collections::BTreeMap::new();
+        for (key, value) in [
+            (
+                "gpp_string",
+                strings
+                    .iter()
+                    .find(|(s, _)| *s == "gpp")
+                    .map(|(_, t)| t.clone()),
+            ),
+            ("ip_address", text("ip")),
+            ("user_agent", text("userAgent")),
+        ] {
+            if let Some(value) = value {
+                carried.insert(key.to_owned(), value);
+            }
+        }
+        crate::consent::gpc_evidence(GPP_GPC_SIGNAL, &carried)
+    });
+    Ok((statements, gpc))
 }
+
+/// How a GPC signal read from a GPP string is named in its withdrawals' evidence.
+pub(crate) const GPP_GPC_SIGNAL: &str = "GPC field of a GPP string";
 
 /// The consent categories a message's context allows and denies: Segment's
 /// `context.consent.categoryPreferences` (`{"Advertising": true, …}`) and RudderStack's

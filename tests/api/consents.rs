@@ -333,6 +333,15 @@ async fn gpc_on_an_interaction_call_opts_the_subject_out_before_collection() {
     let before: Value = app
         .get_json("/v1/subjects/cust-i/consents", Some(&compliance))
         .await;
+    // The withdrawal says what it stands for: method `gpc`, and the signal as its evidence.
+    let withdrawal = before["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|statement| statement["method"] == "gpc")
+        .expect("a GPC withdrawal");
+    assert_eq!(withdrawal["source"], "gpc");
+    assert_eq!(withdrawal["evidence"], json!({"signal": "Sec-GPC: 1"}));
     accepted(&app, &collector, "cust-i", &["support"]).await;
     let again = app
         .client

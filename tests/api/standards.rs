@@ -374,6 +374,13 @@ async fn each_mapping_rule_decides_as_documented() {
         !methods.is_empty() && methods.iter().all(|m| *m == "gpc"),
         "{state}"
     );
+    // Each GPC withdrawal keeps its evidence: the signal, and the GPP string it came in.
+    let gpp = strings["gpp"].as_str().unwrap();
+    for statement in state["history"].as_array().unwrap() {
+        assert_eq!(statement["evidence"]["signal"], "GPC field of a GPP string");
+        assert_eq!(statement["evidence"]["gpp_string"], gpp);
+        assert_eq!(statement["consent_strings"][0]["sha256"], sha256(gpp));
+    }
 }
 
 #[tokio::test]
