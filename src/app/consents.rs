@@ -2,14 +2,12 @@
 //! purpose is decided here, and a refusal is audited with the person's pseudonym when they
 //! exist (the answer is the same either way); reads are audited before they answer.
 
-use std::collections::BTreeMap;
-
 use super::{audit_read, record_refusal, Failed, Services};
 use crate::audit::{Actor, Entry};
 use crate::auth::Principal;
 use crate::consent::{
-    self, ConsentDraft, ConsentJob, ConsentState, Receipted, ACTION_LIFT_OBJECTION, ACTION_OBJECT,
-    ACTION_WRITE, CONSENT_CATEGORY,
+    self, ConsentDraft, ConsentJob, ConsentState, Evidence, Receipted, ACTION_LIFT_OBJECTION,
+    ACTION_OBJECT, ACTION_WRITE, CONSENT_CATEGORY,
 };
 use crate::policy::{Action, PurposeId};
 use crate::rejection::Rejection;
@@ -60,7 +58,7 @@ pub(crate) async fn record(
     actor: &Actor,
     subject_id: SubjectId,
     draft: ConsentDraft,
-    gpc: Option<BTreeMap<String, String>>,
+    gpc: Option<Evidence>,
 ) -> Result<Receipted, Failed<SubjectError>> {
     permit_purpose(
         services,
@@ -92,7 +90,7 @@ pub(crate) async fn record_strings(
     actor: &Actor,
     subject_id: SubjectId,
     drafts: Vec<ConsentDraft>,
-    gpc: Option<BTreeMap<String, String>>,
+    gpc: Option<Evidence>,
 ) -> Result<Vec<Receipted>, Failed<SubjectError>> {
     let role = principal.role.as_str();
     for draft in &drafts {
@@ -106,7 +104,7 @@ pub(crate) async fn record_strings(
         )
         .await?;
     }
-    let job = |draft: Option<ConsentDraft>, gpc: Option<BTreeMap<String, String>>| ConsentJob {
+    let job = |draft: Option<ConsentDraft>, gpc: Option<Evidence>| ConsentJob {
         subject_id: subject_id.clone(),
         draft,
         gpc,

@@ -307,6 +307,9 @@ pub fn string_refs(evidence: &BTreeMap<String, String>) -> Vec<ConsentStringRef>
         .collect()
 }
 
+/// A statement's evidence: name → value, sealed under the person's key when stored.
+pub type Evidence = BTreeMap<String, String>;
+
 /// The evidence a GPC signal's withdrawals keep (sealed like any statement's): how the signal
 /// came (`signal`: `Sec-GPC: 1`, or the GPP string's GPC field), and what the call carried with
 /// it (the IP address and user agent an app collected, the GPP string).

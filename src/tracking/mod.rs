@@ -121,7 +121,7 @@ pub(crate) enum Read {
         subject_id: SubjectId,
         statements: Vec<ConsentDraft>,
         /// The GPC signal a GPP string in the context carried, with its evidence.
-        gpc: Option<std::collections::BTreeMap<String, String>>,
+        gpc: Option<crate::consent::Evidence>,
     },
     /// An `alias`: link the anonymous id (`previousId`) to the user (`userId`).
     Alias {
@@ -438,13 +438,7 @@ fn consent_statements(
     call: Call,
     wire: &Wire,
     context: &Map<String, Value>,
-) -> Result<
-    (
-        Vec<ConsentDraft>,
-        Option<std::collections::BTreeMap<String, String>>,
-    ),
-    Rejection,
-> {
+) -> Result<(Vec<ConsentDraft>, Option<crate::consent::Evidence>), Rejection> {
     let consent_text = |key: &str| -> Result<Option<String>, Rejection> {
         match context.get("consent").and_then(|consent| consent.get(key)) {
             None | Some(Value::Null) => Ok(None),
