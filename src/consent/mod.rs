@@ -237,7 +237,7 @@ impl ConsentDraft {
     }
 
     /// The withdrawal a GPC signal stands for, on one purpose, with the signal's evidence.
-    fn gpc_withdrawal(purpose: PurposeId, evidence: &BTreeMap<String, String>) -> ConsentDraft {
+    fn gpc_withdrawal(purpose: PurposeId, evidence: &Evidence) -> ConsentDraft {
         ConsentDraft {
             client_id: None,
             purpose,
@@ -295,7 +295,7 @@ pub struct ConsentStringRef {
 pub const STRING_EVIDENCE: [(&str, &str); 2] = [("tcf", "tcf_string"), ("gpp", "gpp_string")];
 
 /// The consent strings named by a statement's evidence.
-pub fn string_refs(evidence: &BTreeMap<String, String>) -> Vec<ConsentStringRef> {
+pub fn string_refs(evidence: &Evidence) -> Vec<ConsentStringRef> {
     STRING_EVIDENCE
         .iter()
         .filter_map(|(standard, key)| {
@@ -313,7 +313,7 @@ pub type Evidence = BTreeMap<String, String>;
 /// The evidence a GPC signal's withdrawals keep (sealed like any statement's): how the signal
 /// came (`signal`: `Sec-GPC: 1`, or the GPP string's GPC field), and what the call carried with
 /// it (the IP address and user agent an app collected, the GPP string).
-pub fn gpc_evidence(signal: &str, carried: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn gpc_evidence(signal: &str, carried: &Evidence) -> Evidence {
     let mut evidence = carried.clone();
     evidence.insert("signal".to_owned(), signal.to_owned());
     evidence
@@ -338,7 +338,7 @@ pub struct ConsentJob {
     pub draft: Option<ConsentDraft>,
     /// The GPC signal the call carried (`Sec-GPC: 1`, or a GPP section's GPC field), with the
     /// evidence its withdrawals keep ([`gpc_evidence`]); none without a signal.
-    pub gpc: Option<BTreeMap<String, String>>,
+    pub gpc: Option<Evidence>,
     /// The API key that made the call.
     pub recorded_by: KeyId,
     /// Who made the call, in which request (for the audit log).
@@ -670,7 +670,7 @@ pub(crate) fn apply_gpc(
     policy: &Policy,
     subject: &SubjectHandle,
     recorded_by: &KeyId,
-    evidence: &BTreeMap<String, String>,
+    evidence: &Evidence,
 ) -> Result<Vec<String>, SubjectError> {
     let current = consent_store::current_for(conn, &[subject.pk.as_str()])?;
     let now = Utc::now().naive_utc();
