@@ -273,3 +273,48 @@ pub fn read(
     }
     Ok(signals)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Policy {
+        crate::policy::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+            .expect("the sample policy loads")
+    }
+
+    /// GPP strings as the IAB's GPP test data gives them, with the opt-outs and GPC field it
+    /// states, through the sample policy's `[gpp]` (every opt-out withdraws
+    /// `marketing.personalization`).
+    #[test]
+    fn published_gpp_examples_decide_as_their_fields_say() {
+        let policy = sample();
+        let personalization = PurposeId::parse("marketing.personalization").unwrap();
+        let withdrawn = BTreeMap::from([(personalization, false)]);
+        let now = Utc::now();
+        for (gpp, statements, gpc) in [
+            ("DBABLA~BVVVVVVVVWA", withdrawn.clone(), false),
+            ("DBABLA~BVVVVVVVVWA.YA", withdrawn.clone(), true),
+            ("DBABLA~BAAAAAAAAQA", BTreeMap::new(), false),
+            ("DBABBg~BVVVVVVY", withdrawn.clone(), false),
+            ("DBABBg~BVqqqqpY.YA", BTreeMap::new(), true),
+            ("DBABRg~BVVVVWY", withdrawn.clone(), false),
+            ("DBABJg~BVVVVVg.YA", withdrawn.clone(), true),
+        ] {
+            let signals = read(&policy, None, Some(gpp), now).expect(gpp);
+            assert_eq!(signals, Signals { statements, gpc }, "{gpp}");
+        }
+    }
+
+    #[test]
+    fn retired_and_broken_gpp_strings_are_refused_precisely() {
+        let policy = sample();
+        let now = Utc::now();
+        let code = |gpp: &str| read(&policy, None, Some(gpp), now).unwrap_err().code;
+        // The GPP specification's example of a retired US Privacy section.
+        assert_eq!(code("DBABTA~1YNN"), "gpp_section_outdated");
+        assert_eq!(code("DBABLA~BVVV"), "invalid_gpp_string");
+        assert_eq!(code("DBABLA"), "invalid_gpp_string");
+        assert_eq!(code("xyz"), "invalid_gpp_string");
+    }
+}

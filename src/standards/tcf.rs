@@ -188,3 +188,65 @@ pub fn decode(text: &str) -> Result<TcString, TcError> {
         publisher_consents,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set<T: Ord + Copy>(items: &[T]) -> BTreeSet<T> {
+        items.iter().copied().collect()
+    }
+
+    /// The published examples: the TCF v2 specification's sample core string, and the same
+    /// with its optional segments as the IAB's GPP test data carries them (expected values as
+    /// that data states them).
+    #[test]
+    fn the_published_examples_decode_to_their_stated_fields() {
+        let core = "COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA";
+        let decoded = decode(core).unwrap();
+        assert_eq!(decoded.last_updated, 1_582_243_059);
+        assert_eq!(decoded.policy_version, 2);
+        assert_eq!(decoded.purpose_consents, set(&[1, 2, 3]));
+        assert_eq!(decoded.vendor_consents, set(&[2, 6, 8]));
+        assert!(decoded.special_features.is_empty());
+        assert!(decoded.restrictions.is_empty());
+        assert_eq!(decoded.publisher_consents, None);
+
+        let with_publisher = format!("{core}.ZAAgH9794ulA");
+        assert_eq!(
+            decode(&with_publisher).unwrap().publisher_consents,
+            Some(set(&[3, 16]))
+        );
+        let all = format!(
+            "{core}.ZAAgH9794ulA.IFoEUQQgAIQwgIwQABAEAAAAOIAACAIAAAAQAIAgEAACEAAAAAgAQBAAAAAAAGBAAgAAAAAAAFAAECAAAgAAQARAEQAAAAAJAAIAAgAAAYQEAAAQmAgBC3ZAYzUw"
+        );
+        let decoded = decode(&all).unwrap();
+        assert_eq!(decoded.publisher_consents, Some(set(&[3, 16])));
+        assert_eq!(decoded.vendor_consents, set(&[2, 6, 8]));
+
+        let empty = decode("CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA").unwrap();
+        assert_eq!(empty.last_updated, 1_650_492_000);
+        assert!(empty.purpose_consents.is_empty() && empty.vendor_consents.is_empty());
+    }
+
+    #[test]
+    fn what_is_not_a_tc_string_says_why() {
+        // A TCF v1 consent string.
+        assert_eq!(
+            decode("BOEFEAyOEFEAyAHABDENAI4AAAB9vABAASA"),
+            Err(TcError::Version(1))
+        );
+        assert_eq!(decode("COvFyGBOvFyGBAbAAAENAPCA"), Err(TcError::Truncated));
+        assert_eq!(decode("COvF yGBO"), Err(TcError::NotBase64));
+        assert_eq!(decode(""), Err(TcError::NotBase64));
+        assert_eq!(
+            decode("COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA."),
+            Err(TcError::NotBase64)
+        );
+        // An optional segment of an unknown type (7).
+        assert_eq!(
+            decode("COvFyGBOvFyGBAbAAAENAPCAAOAAAAAAAAAAAEEUACCKAAA.4AAA"),
+            Err(TcError::Malformed)
+        );
+    }
+}
