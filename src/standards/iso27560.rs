@@ -86,24 +86,29 @@ fn controller_of(policy: &Policy) -> Result<&Controller, RecordError> {
         .ok_or(RecordError::NoController)
 }
 
+/// The controller as a party: name, identifier, role, contact point and postal address.
+fn controller_entity(controller: &Controller) -> Value {
+    json!({
+        "@id": controller.id,
+        "@type": ["dpv:DataController"],
+        "dpv:hasName": controller.name,
+        "dpv:hasIdentifier": controller.id,
+        "schema:url": id(&controller.id),
+        "schema:contactPoint": {
+            "@type": "schema:ContactPoint",
+            "schema:email": controller.email,
+            "schema:address": {
+                "@type": "schema:PostalAddress",
+                "schema:streetAddress": controller.address,
+            },
+        },
+    })
+}
+
 /// The controller and the person, as the record's parties.
 fn entities(controller: &Controller, subject: &str) -> Value {
     json!([
-        {
-            "@id": controller.id,
-            "@type": ["dpv:DataController"],
-            "dpv:hasName": controller.name,
-            "dpv:hasIdentifier": controller.id,
-            "schema:url": id(&controller.id),
-            "schema:contactPoint": {
-                "@type": "schema:ContactPoint",
-                "schema:email": controller.email,
-                "schema:address": {
-                    "@type": "schema:PostalAddress",
-                    "schema:streetAddress": controller.address,
-                },
-            },
-        },
+        controller_entity(controller),
         {
             "@id": subject,
             "@type": ["dpv:DataSubject"],
@@ -396,19 +401,6 @@ pub fn record_of_processing(policy: &Policy) -> Result<Value, RecordError> {
         "dct:publisher": id(&controller.id),
         "dpv:hasDataController": id(&controller.id),
         "dpv:hasProcess": processes,
-        "dpv:hasEntity": [{
-            "@id": controller.id,
-            "@type": ["dpv:DataController"],
-            "dpv:hasName": controller.name,
-            "dpv:hasIdentifier": controller.id,
-            "schema:contactPoint": {
-                "@type": "schema:ContactPoint",
-                "schema:email": controller.email,
-                "schema:address": {
-                    "@type": "schema:PostalAddress",
-                    "schema:streetAddress": controller.address,
-                },
-            },
-        }],
+        "dpv:hasEntity": [controller_entity(controller)],
     }))
 }

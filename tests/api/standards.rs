@@ -180,6 +180,15 @@ fn statuses(answer: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The payload of a compact JWS receipt, as JSON.
+fn payload_of(receipt: &Value) -> Value {
+    let payload = receipt.as_str().unwrap().split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 fn sha256(text: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
@@ -218,18 +227,7 @@ async fn strings_encoded_by_the_iab_libraries_become_receipted_statements_with_s
     );
     assert!(statement["receipt"].as_str().unwrap().split('.').count() == 3);
     // The receipt names the strings too.
-    let payload = statement["receipt"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = payload_of(&statement["receipt"]);
     assert_eq!(claims["consent_strings"][0]["sha256"], sha256(tcf));
 
     // A retried call records nothing new.
@@ -491,18 +489,7 @@ async fn records_and_the_record_of_processing_are_json_ld_with_every_mandatory_f
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let answer: Value = response.json().await.unwrap();
-    let payload = answer["receipt"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap();
-    let receipt: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let receipt = payload_of(&answer["receipt"]);
     assert_eq!(
         receipt["dct:conformsTo"]["@id"],
         "https://w3id.org/dpv/schema/dpv-27560#receipt-eu-gdpr"
