@@ -180,13 +180,19 @@ fn statuses(answer: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The payload of a compact JWS receipt, as JSON.
-fn payload_of(receipt: &Value) -> Value {
-    let payload = receipt.as_str().unwrap().split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
+/// The payload of a compact JWS receipt, as JSON, once its signature verifies with the key
+/// the service publishes.
+async fn verified_payload(app: &TestApp, receipt: &Value) -> Value {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwks: Value = app.get_json("/v1/consents/receipt-key", None).await;
+    let public = b64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
+    let parts: Vec<&str> = receipt.as_str().unwrap().split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let signature = b64.decode(parts[2]).unwrap();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &public)
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+        .expect("the receipt verifies with the published key");
+    serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap()
 }
 
 fn sha256(text: &str) -> String {
@@ -225,9 +231,8 @@ async fn strings_encoded_by_the_iab_libraries_become_receipted_statements_with_s
         statement["consent_strings"],
         json!([{"standard": "tcf", "sha256": sha256(tcf)}, {"standard": "gpp", "sha256": sha256(gpp)}])
     );
-    assert!(statement["receipt"].as_str().unwrap().split('.').count() == 3);
     // The receipt names the strings too.
-    let claims = payload_of(&statement["receipt"]);
+    let claims = verified_payload(&app, &statement["receipt"]).await;
     assert_eq!(claims["consent_strings"][0]["sha256"], sha256(tcf));
 
     // A retried call records nothing new.
@@ -489,7 +494,7 @@ async fn records_and_the_record_of_processing_are_json_ld_with_every_mandatory_f
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let answer: Value = response.json().await.unwrap();
-    let receipt = payload_of(&answer["receipt"]);
+    let receipt = verified_payload(&app, &answer["receipt"]).await;
     assert_eq!(
         receipt["dct:conformsTo"]["@id"],
         "https://w3id.org/dpv/schema/dpv-27560#receipt-eu-gdpr"
