@@ -256,7 +256,7 @@ fn notice_value(
 }
 
 /// One statement as a consent event.
-fn event(policy: &Policy, subject: &str, recorded: &Recorded) -> Value {
+fn event(subject: &str, recorded: &Recorded) -> Value {
     let granted = recorded.status == "granted";
     let gpc = recorded.method == "gpc";
     let mut event = json!({
@@ -273,7 +273,6 @@ fn event(policy: &Policy, subject: &str, recorded: &Recorded) -> Value {
             "@type": "dpv:UntilEventDuration",
             "rdf:value": if granted { "until withdrawn" } else { "until given again" },
         },
-        "dct:conformsTo": policy.sha256(),
     });
     if let Some(notice) = &recorded.notice {
         event["dpv:hasNotice"] = Value::String(format!("{}/{}", notice.id, notice.version));
@@ -301,10 +300,15 @@ fn record(
 ) -> Value {
     let subject = subject_iri(subject_id);
     let notices = notices(policy, purpose, statements);
-    let mut languages: Vec<Value> = notices
+    let mut languages: Vec<String> = notices
         .iter()
-        .filter_map(|n| n.get("dct:language").cloned())
+        .filter_map(|n| {
+            n.get("dct:language")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .collect();
+    languages.sort();
     languages.dedup();
     let legal_basis = policy
         .purpose(purpose.as_str())
@@ -322,7 +326,7 @@ fn record(
         "dct:language": languages,
         "dpv:hasLegalBasis": ids(&legal_basis),
         "dpv:hasProcess": process(policy, controller, purpose),
-        "dpv:hasConsentStatus": statements.iter().map(|r| event(policy, &subject, r)).collect::<Vec<_>>(),
+        "dpv:hasConsentStatus": statements.iter().map(|r| event(&subject, r)).collect::<Vec<_>>(),
         "dpv:hasEntity": entities(controller, &subject),
     })
 }

@@ -528,6 +528,7 @@ async fn records_and_the_record_of_processing_are_json_ld_with_every_mandatory_f
     assert_eq!(records["@graph"].as_array().unwrap().len(), 3, "{records}");
     let (ok, report) = rdflib_check("record", &records);
     assert!(ok, "the records: {report}");
+
     let text = records.to_string();
     for term in [
         "dpv:PersonalisedAdvertising",
@@ -567,6 +568,31 @@ async fn records_and_the_record_of_processing_are_json_ld_with_every_mandatory_f
         report.contains("hasDataController") && report.contains("MadeUpConsent"),
         "{report}"
     );
+    // A role that only records consent sees the current statement of each of its purposes, as
+    // in the JSON view: one event per record, no history.
+    let marketing_withdrawal = json!({"purpose": "marketing.email", "status": "withdrawn",
+                                      "source": "web", "method": "toggle"});
+    let response = app
+        .post_json(
+            &format!("/v1/subjects/{SUBJECT}/consents"),
+            Some(&collector),
+            &marketing_withdrawal,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let limited = app
+        .get_json(
+            &format!("/v1/subjects/{SUBJECT}/consents?format=iso27560"),
+            Some(&collector),
+        )
+        .await;
+    let events: Vec<usize> = limited["@graph"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["dpv:hasConsentStatus"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(events, [1, 1, 1], "{limited}");
 }
 
 #[tokio::test]
