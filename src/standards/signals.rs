@@ -163,6 +163,94 @@ fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
+/// Whether a GPP header's section range stays within what `iab_gpp` can add up (its section
+/// ids are `u8`, and a long Fibonacci code overflows them: a panic in a debug build, found by
+/// `tests/properties.rs`). Mirrors its reading: type (6 bits), version (6), then `NumEntries`
+/// (12) entries, each a single id or an offset and a count, Fibonacci-coded (`11` ends a value).
+fn header_fits(header: &str) -> bool {
+    const FIBONACCI: [u32; 12] = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233];
+    let mut bits = Vec::with_capacity(header.len() * 6);
+    for byte in header.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return false,
+        };
+        bits.extend((0..6).rev().map(|shift| (value >> shift) & 1 == 1));
+    }
+    let mut at = 12;
+    let mut read = |width: usize| -> Option<u32> {
+        let slice = bits.get(at..at + width)?;
+        at += width;
+        Some(
+            slice
+                .iter()
+                .fold(0, |acc, &bit| (acc << 1) | u32::from(bit)),
+        )
+    };
+    let Some(entries) = read(12) else {
+        return true; // too short: `iab_gpp` refuses it before adding anything
+    };
+    let fibonacci = |read: &mut dyn FnMut(usize) -> Option<u32>| -> Option<Option<u32>> {
+        let (mut total, mut last, mut index) = (0u32, false, 0usize);
+        loop {
+            let Some(bit) = read(1) else {
+                return Some(None); // ends early: refused by `iab_gpp` as a read error
+            };
+            let bit = bit == 1;
+            if last && bit {
+                return Some(Some(total));
+            }
+            if bit {
+                total += FIBONACCI.get(index).copied().unwrap_or(0);
+                if total > 255 {
+                    return None;
+                }
+            }
+            index += 1;
+            last = bit;
+        }
+    };
+    let mut last_id = 0u32;
+    for _ in 0..entries {
+        let Some(group) = read(1) else { return true };
+        if group == 1 {
+            let Some(offset) = fibonacci(&mut read) else {
+                return false;
+            };
+            let Some(count) = fibonacci(&mut read) else {
+                return false;
+            };
+            let (Some(offset), Some(count)) = (offset, count) else {
+                return true;
+            };
+            if last_id + offset + count > 255 {
+                return false;
+            }
+            last_id += offset + count;
+        } else {
+            let Some(id) = fibonacci(&mut read) else {
+                return false;
+            };
+            let Some(id) = id else { return true };
+            if last_id + id > 255 {
+                return false;
+            }
+            last_id = id;
+        }
+    }
+    true
+}
+
+/// Runs a third-party decoder so that a panic in it (a bug on malformed input) refuses the
+/// string instead of failing the request.
+fn guarded<T>(decode: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).ok()
+}
+
 /// Reads a GPP string: US sections' opt-outs and GPC, and a TCF EU v2 section.
 fn apply_gpp(
     policy: &Policy,
@@ -176,7 +264,13 @@ fn apply_gpp(
             "`gpp_string` must be 1 to {MAX_STRING_BYTES} ASCII characters"
         )));
     }
-    let gpp = GPPString::parse_str(text).map_err(|error| {
+    let header = text.split('~').next().unwrap_or_default();
+    if !header_fits(header) {
+        return Err(gpp_invalid("`gpp_string` has no valid GPP header"));
+    }
+    let parsed = guarded(|| GPPString::parse_str(text))
+        .ok_or_else(|| gpp_invalid("`gpp_string` has no valid GPP header"))?;
+    let gpp = parsed.map_err(|error| {
         use iab_gpp::v1::GPPDecodeError as E;
         match error {
             E::InvalidGPPVersion { .. } => Rejection::invalid(
@@ -215,12 +309,15 @@ fn apply_gpp(
                 apply_tcf(tcf, &model, signals);
             }
             _ => {
-                let section = gpp.decode_section(id).map_err(|_| {
+                let malformed = || {
                     gpp_invalid(format!(
                         "`gpp_string`'s section {} is malformed or truncated",
                         id as u16
                     ))
-                })?;
+                };
+                let section = guarded(|| gpp.decode_section(id))
+                    .ok_or_else(malformed)?
+                    .map_err(|_| malformed())?;
                 let value = serde_json::to_value(&section).unwrap_or(Value::Null);
                 if find(&value, "gpc") == Some(&Value::Bool(true)) {
                     signals.gpc = true;
@@ -316,5 +413,8 @@ mod tests {
         assert_eq!(code("DBABLA~BVVV"), "invalid_gpp_string");
         assert_eq!(code("DBABLA"), "invalid_gpp_string");
         assert_eq!(code("xyz"), "invalid_gpp_string");
+        // A header whose Fibonacci-coded section ids overflow `iab_gpp`'s arithmetic (found by
+        // tests/properties.rs: it panicked in a debug build).
+        assert_eq!(code("DB-A2BLA~CEAQAAAAAABA.YA"), "invalid_gpp_string");
     }
 }
