@@ -111,13 +111,12 @@ pub(crate) async fn record_strings(
         recorded_by: principal.key_id.clone(),
         actor: actor.clone(),
     };
-    let mut jobs: Vec<ConsentJob> = Vec::with_capacity(drafts.len().max(1));
-    for (index, draft) in drafts.into_iter().enumerate() {
-        jobs.push(job(
-            Some(draft),
-            if index == 0 { gpc.clone() } else { None },
-        ));
-    }
+    // The signal goes with the first job: applied once, before the statements.
+    let mut gpc = gpc;
+    let mut jobs: Vec<ConsentJob> = drafts
+        .into_iter()
+        .map(|draft| job(Some(draft), gpc.take()))
+        .collect();
     if jobs.is_empty() {
         if gpc.is_none() {
             return Ok(Vec::new());

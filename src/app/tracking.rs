@@ -114,9 +114,8 @@ pub(crate) async fn collect(
                 Read::Consent {
                     subject_id,
                     statements,
-                    gpc,
+                    mut gpc,
                 } => {
-                    let mut gpc = gpc;
                     if gpc.is_some() && statements.is_empty() {
                         // A GPP string whose only news is its GPC field.
                         together.consents.push(ConsentJob {

@@ -225,12 +225,11 @@ impl ConsentDraft {
     }
 
     /// Keeps the consent strings the statement was read from in its evidence (sealed under the
-    /// person's key like the rest of it) and gives it the app's id for the call, suffixed with
-    /// the purpose so that a retried call records each statement once.
-    pub fn with_strings(mut self, strings: &[(&str, String)]) -> ConsentDraft {
-        for (standard, text) in strings {
-            if let Some((_, key)) = STRING_EVIDENCE.iter().find(|(s, _)| s == standard) {
-                self.evidence.insert((*key).to_owned(), text.clone());
+    /// person's key like the rest of it), where [`string_refs`] names them.
+    pub fn with_strings(mut self, tcf: Option<&str>, gpp: Option<&str>) -> ConsentDraft {
+        for ((_, key), text) in STRING_EVIDENCE.iter().zip([tcf, gpp]) {
+            if let Some(text) = text {
+                self.evidence.insert((*key).to_owned(), text.to_owned());
             }
         }
         self
@@ -291,7 +290,7 @@ pub struct ConsentStringRef {
     pub sha256: String,
 }
 
-/// The evidence keys under which consent strings are kept (sealed), by standard.
+/// The evidence keys under which consent strings are kept (sealed), by standard: TCF, then GPP.
 pub const STRING_EVIDENCE: [(&str, &str); 2] = [("tcf", "tcf_string"), ("gpp", "gpp_string")];
 
 /// The consent strings named by a statement's evidence.
@@ -301,7 +300,7 @@ pub fn string_refs(evidence: &Evidence) -> Vec<ConsentStringRef> {
         .filter_map(|(standard, key)| {
             evidence.get(*key).map(|text| ConsentStringRef {
                 standard: (*standard).to_owned(),
-                sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes())),
+                sha256: crate::population::sha256_hex(text),
             })
         })
         .collect()
@@ -312,11 +311,22 @@ pub type Evidence = BTreeMap<String, String>;
 
 /// The evidence a GPC signal's withdrawals keep (sealed like any statement's): how the signal
 /// came (`signal`: `Sec-GPC: 1`, or the GPP string's GPC field), and what the call carried with
-/// it (the IP address and user agent an app collected, the GPP string).
-pub fn gpc_evidence(signal: &str, carried: &Evidence) -> Evidence {
-    let mut evidence = carried.clone();
-    evidence.insert("signal".to_owned(), signal.to_owned());
-    evidence
+/// it: the IP address and user agent an app collected, the GPP string.
+pub fn gpc_evidence(
+    signal: &str,
+    ip_address: Option<&str>,
+    user_agent: Option<&str>,
+    gpp_string: Option<&str>,
+) -> Evidence {
+    [
+        ("signal", Some(signal)),
+        ("ip_address", ip_address),
+        ("user_agent", user_agent),
+        ("gpp_string", gpp_string),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name.to_owned(), value.to_owned())))
+    .collect()
 }
 
 /// What one consent call did.

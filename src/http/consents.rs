@@ -161,14 +161,26 @@ fn body_of(recorded: &Recorded) -> ConsentBody {
 }
 
 /// The answer for one recorded statement; none for a call that recorded only a GPC signal.
-fn response_of(receipted: Receipted) -> Option<ConsentResponse> {
+/// With `iso27560` (the person's subject id), its receipt is the signed ISO/IEC TS 27560 receipt
+/// instead of the statement's claims.
+fn response_of(
+    state: &AppState,
+    receipted: Receipted,
+    iso27560: Option<&str>,
+) -> Option<ConsentResponse> {
     let Receipted { outcome, receipt } = receipted;
     let recorded = outcome.recorded?;
+    let policy = &state.services.policy;
+    let iso_receipt = iso27560
+        .and_then(|subject_id| {
+            crate::standards::iso27560::receipt(policy, subject_id, &recorded).ok()
+        })
+        .map(|receipt| state.services.receipts.sign(&receipt));
     Some(ConsentResponse {
         consent: body_of(&recorded),
         duplicate: recorded.duplicate,
         gpc_applied: outcome.gpc_applied,
-        receipt: receipt?,
+        receipt: iso_receipt.or(receipt)?,
     })
 }
 
@@ -201,25 +213,23 @@ pub(crate) async fn record(
     body: web::Json<ConsentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let subject_id = parse_subject(&path.into_inner())?;
-    let iso = iso_receipts(&state, &query)?;
     let shown_subject = subject_id.as_str().to_owned();
+    let iso = iso_receipts(&state, &query)?.then_some(shown_subject.as_str());
     let body = body.into_inner();
     let evidence = body.evidence.unwrap_or(EvidenceBody {
         ip_address: None,
         user_agent: None,
     });
     let policy = &state.services.policy;
-    let header_gpc = has_gpc(request.headers());
-    // What a GPC signal's withdrawals keep as evidence: the signal, and what the call carried.
-    let mut carried = std::collections::BTreeMap::new();
-    for (key, value) in [
-        ("ip_address", &evidence.ip_address),
-        ("user_agent", &evidence.user_agent),
-    ] {
-        if let Some(value) = value {
-            carried.insert(key.to_owned(), value.clone());
-        }
-    }
+    // A `Sec-GPC: 1` signal's withdrawals keep the signal and the call's evidence.
+    let header_gpc = has_gpc(request.headers()).then(|| {
+        gpc_evidence(
+            "Sec-GPC: 1",
+            evidence.ip_address.as_deref(),
+            evidence.user_agent.as_deref(),
+            None,
+        )
+    });
     if body.tcf_string.is_some() || body.gpp_string.is_some() {
         if body.purpose.is_some() || body.status.is_some() {
             return Err(Rejection::invalid(
@@ -234,10 +244,6 @@ pub(crate) async fn record(
             body.gpp_string.as_deref(),
             Utc::now(),
         )?;
-        let strings: Vec<(&str, String)> = [("tcf", body.tcf_string), ("gpp", body.gpp_string)]
-            .into_iter()
-            .filter_map(|(standard, text)| text.map(|text| (standard, text)))
-            .collect();
         let notice = body
             .notice
             .map(|notice| (notice.id, notice.version, notice.language));
@@ -256,18 +262,18 @@ pub(crate) async fn record(
                     user_agent: evidence.user_agent.clone(),
                 },
             )?;
-            drafts.push(draft.with_strings(&strings));
+            drafts.push(draft.with_strings(body.tcf_string.as_deref(), body.gpp_string.as_deref()));
         }
-        let gpc = if header_gpc {
-            Some(gpc_evidence("Sec-GPC: 1", &carried))
-        } else if signals.gpc {
-            if let Some((_, gpp)) = strings.iter().find(|(standard, _)| *standard == "gpp") {
-                carried.insert("gpp_string".to_owned(), gpp.clone());
-            }
-            Some(gpc_evidence(crate::tracking::GPP_GPC_SIGNAL, &carried))
-        } else {
-            None
-        };
+        let gpc = header_gpc.or_else(|| {
+            signals.gpc.then(|| {
+                gpc_evidence(
+                    crate::tracking::GPP_GPC_SIGNAL,
+                    evidence.ip_address.as_deref(),
+                    evidence.user_agent.as_deref(),
+                    body.gpp_string.as_deref(),
+                )
+            })
+        });
         let recorded =
             consents::record_strings(&state.services, &principal, &actor, subject_id, drafts, gpc)
                 .await;
@@ -277,10 +283,7 @@ pub(crate) async fn record(
         let mut all_duplicates = true;
         for one in receipted {
             gpc_applied.extend(one.outcome.gpc_applied.iter().cloned());
-            if let Some(mut response) = response_of(one) {
-                if iso {
-                    iso_receipt(&state, &shown_subject, &mut response);
-                }
+            if let Some(response) = response_of(&state, one, iso) {
                 all_duplicates &= response.duplicate;
                 statements.push(response);
             }
@@ -318,18 +321,21 @@ pub(crate) async fn record(
             user_agent: evidence.user_agent,
         },
     )?;
-    let gpc = header_gpc.then(|| gpc_evidence("Sec-GPC: 1", &carried));
-    let recorded =
-        consents::record(&state.services, &principal, &actor, subject_id, draft, gpc).await;
+    let recorded = consents::record(
+        &state.services,
+        &principal,
+        &actor,
+        subject_id,
+        draft,
+        header_gpc,
+    )
+    .await;
     let receipted = audit_trail::settle(&request, recorded)?;
-    let mut response = response_of(receipted).ok_or_else(|| {
+    let response = response_of(&state, receipted, iso).ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!(
             "a consent statement was recorded without its record"
         ))
     })?;
-    if iso {
-        iso_receipt(&state, &shown_subject, &mut response);
-    }
     Ok(if response.duplicate {
         HttpResponse::Ok().json(ConsentAnswer::One(Box::new(response)))
     } else {
@@ -367,28 +373,6 @@ fn not_configured() -> Rejection {
         "consent_records_not_configured",
         "ISO/IEC TS 27560 records name the controller: the policy declares no [controller] (docs/standards.md)",
     )
-}
-
-/// The ISO/IEC TS 27560 receipt of a recorded statement, signed with the receipt key.
-fn iso_receipt(state: &AppState, subject_id: &str, response: &mut ConsentResponse) {
-    let recorded = Recorded {
-        id: response.consent.id.clone(),
-        purpose: response.consent.purpose.clone(),
-        status: response.consent.status.clone(),
-        recorded_at: response.consent.recorded_at.naive_utc(),
-        sequence: response.consent.sequence,
-        notice: response.consent.notice.clone(),
-        source: response.consent.source.clone(),
-        method: response.consent.method.clone(),
-        duplicate: response.duplicate,
-        merged_from: response.consent.merged_from.clone(),
-        consent_strings: response.consent.consent_strings.clone(),
-    };
-    if let Ok(receipt) =
-        crate::standards::iso27560::receipt(&state.services.policy, subject_id, &recorded)
-    {
-        response.receipt = state.services.receipts.sign(&receipt);
-    }
 }
 
 /// The current statement on one purpose.

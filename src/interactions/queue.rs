@@ -180,7 +180,7 @@ pub(crate) fn store_together(
                 }
                 seen.push(draft.subject_id());
                 let subject = find_or_create(conn, vault, draft.subject_id())?;
-                let evidence = gpc_evidence("Sec-GPC: 1", &Default::default());
+                let evidence = gpc_evidence("Sec-GPC: 1", None, None, None);
                 let applied = apply_gpc(conn, vault, policy, &subject, recorded_by, &evidence)?;
                 entries.extend(gpc_entry(actor, policy, &subject, &applied));
             }

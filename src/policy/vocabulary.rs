@@ -3,7 +3,7 @@
 //! `docs/standards.md`). The policy's DPV terms are checked against it, and the JSON-LD
 //! Custodia writes uses only terms it defines.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 /// The namespaces of the embedded vocabulary: prefix, IRI and the Turtle file defining it.
@@ -25,67 +25,16 @@ pub const NAMESPACES: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// Every term the embedded files define, as compact IRIs (`dpv:Marketing`, `pd:EmailAddress`).
-fn terms() -> &'static BTreeSet<String> {
-    static TERMS: OnceLock<BTreeSet<String>> = OnceLock::new();
-    TERMS.get_or_init(|| {
-        let mut terms = BTreeSet::new();
+/// Every term the embedded files define, as compact IRIs (`dpv:Marketing`, `pd:EmailAddress`),
+/// with its parents in the vocabulary: its `rdf:type`s and `skos:broader` terms.
+fn vocabulary() -> &'static BTreeMap<String, Vec<String>> {
+    static VOCABULARY: OnceLock<BTreeMap<String, Vec<String>>> = OnceLock::new();
+    VOCABULARY.get_or_init(|| {
+        let mut terms = BTreeMap::new();
         for (prefix, _, turtle) in NAMESPACES {
             let head = format!("{prefix}:");
             // The files are in rdflib's canonical layout: each subject starts a line in column
             // 0 (`dpv:Marketing a rdfs:Class,`), its properties are indented beneath it.
-            for line in turtle.lines() {
-                let Some(rest) = line.strip_prefix(&head) else {
-                    continue;
-                };
-                let local: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                    .collect();
-                if !local.is_empty() && rest[local.len()..].starts_with(" a ") {
-                    terms.insert(format!("{prefix}:{local}"));
-                }
-            }
-        }
-        terms
-    })
-}
-
-/// Whether `term` (a compact IRI such as `dpv:Marketing`) is defined by the embedded vocabulary.
-pub fn defines(term: &str) -> bool {
-    terms().contains(term)
-}
-
-/// Whether `term` is defined and is a subclass (by `skos:broader`, transitively) of `ancestor`,
-/// or is `ancestor` itself: a purpose must be a `dpv:Purpose`, a data category a
-/// `dpv:PersonalData`.
-pub fn is_a(term: &str, ancestor: &str) -> bool {
-    if term == ancestor {
-        return defines(term);
-    }
-    let mut seen = BTreeSet::new();
-    let mut frontier = vec![term.to_owned()];
-    while let Some(current) = frontier.pop() {
-        if !seen.insert(current.clone()) {
-            continue;
-        }
-        for parent in broader(&current) {
-            if parent == ancestor {
-                return true;
-            }
-            frontier.push(parent);
-        }
-    }
-    false
-}
-
-/// The `skos:broader` parents and `rdf:type`s of a term, as compact IRIs.
-fn broader(term: &str) -> Vec<String> {
-    static PARENTS: OnceLock<std::collections::BTreeMap<String, Vec<String>>> = OnceLock::new();
-    let parents = PARENTS.get_or_init(|| {
-        let mut parents = std::collections::BTreeMap::new();
-        for (prefix, _, turtle) in NAMESPACES {
-            let head = format!("{prefix}:");
             let mut current: Option<String> = None;
             // Whether the values being read are parents (`a …` types or `skos:broader`), and
             // whether the previous line's list goes on (it ended with a comma).
@@ -100,22 +49,26 @@ fn broader(term: &str) -> Vec<String> {
                         .collect();
                     let term = format!("{prefix}:{local}");
                     parents_list = false;
-                    if let Some(types) = rest[local.len()..].trim_start().strip_prefix("a ") {
-                        parents_list = true;
-                        add_terms(&mut parents, &term, types);
+                    current = None;
+                    if let Some(types) = rest[local.len()..].strip_prefix(" a ") {
+                        if !local.is_empty() {
+                            parents_list = true;
+                            terms.entry(term.clone()).or_default();
+                            add_terms(&mut terms, &term, types);
+                            current = Some(term);
+                        }
                     }
-                    current = Some(term);
                 } else if !line.starts_with(' ') {
                     current = None;
                     parents_list = false;
                 } else if let Some(term) = &current {
                     if continuing {
                         if parents_list {
-                            add_terms(&mut parents, term, trimmed);
+                            add_terms(&mut terms, term, trimmed);
                         }
                     } else if let Some(values) = trimmed.strip_prefix("skos:broader ") {
                         parents_list = true;
-                        add_terms(&mut parents, term, values);
+                        add_terms(&mut terms, term, values);
                     } else {
                         parents_list = false;
                     }
@@ -123,17 +76,40 @@ fn broader(term: &str) -> Vec<String> {
                 continuing = goes_on;
             }
         }
-        parents
-    });
-    parents.get(term).cloned().unwrap_or_default()
+        terms
+    })
+}
+
+/// Whether `term` (a compact IRI such as `dpv:Marketing`) is defined by the embedded vocabulary.
+pub fn defines(term: &str) -> bool {
+    vocabulary().contains_key(term)
+}
+
+/// Whether `term` is defined and is a subclass (by `skos:broader`, transitively) of `ancestor`,
+/// or is `ancestor` itself: a purpose must be a `dpv:Purpose`, a data category a
+/// `dpv:PersonalData`.
+pub fn is_a(term: &str, ancestor: &str) -> bool {
+    if term == ancestor {
+        return defines(term);
+    }
+    let mut seen = BTreeSet::new();
+    let mut frontier = vec![term];
+    while let Some(current) = frontier.pop() {
+        if !seen.insert(current) {
+            continue;
+        }
+        for parent in vocabulary().get(current).into_iter().flatten() {
+            if parent == ancestor {
+                return true;
+            }
+            frontier.push(parent);
+        }
+    }
+    false
 }
 
 /// Adds the compact IRIs of a Turtle object list (`dpv:A,` or `dpv:B ;`) to `term`'s parents.
-fn add_terms(
-    parents: &mut std::collections::BTreeMap<String, Vec<String>>,
-    term: &str,
-    values: &str,
-) {
+fn add_terms(parents: &mut BTreeMap<String, Vec<String>>, term: &str, values: &str) {
     for value in values.split(',') {
         let value = value.trim().trim_end_matches([';', '.']).trim();
         if NAMESPACES

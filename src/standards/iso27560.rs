@@ -45,6 +45,9 @@ pub enum RecordError {
     /// The policy declares no `[controller]`.
     #[error("the policy declares no [controller]: ISO/IEC TS 27560 records name the controller")]
     NoController,
+    /// The statement names no valid purpose id (never for a stored statement).
+    #[error("the statement's purpose is not a purpose id")]
+    InvalidPurpose,
 }
 
 fn id(iri: &str) -> Value {
@@ -62,10 +65,10 @@ fn time(at: NaiveDateTime) -> Value {
     })
 }
 
-/// The IRI naming the person in records: their subject id, percent-encoded, under Custodia's
-/// URN (the caller already knows it; no other identifier is written).
-fn subject_iri(subject_id: &str) -> String {
-    let encoded: String = subject_id
+/// A subject id percent-encoded for Custodia's URNs (the caller already knows it; no other
+/// identifier of the person is written).
+fn encoded(subject_id: &str) -> String {
+    subject_id
         .bytes()
         .map(|byte| {
             if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
@@ -74,8 +77,12 @@ fn subject_iri(subject_id: &str) -> String {
                 format!("%{byte:02X}")
             }
         })
-        .collect();
-    format!("urn:custodia:subject:{encoded}")
+        .collect()
+}
+
+/// The IRI naming the person in records.
+fn subject_iri(subject_id: &str) -> String {
+    format!("urn:custodia:subject:{}", encoded(subject_id))
 }
 
 fn controller_of(policy: &Policy) -> Result<&Controller, RecordError> {
@@ -352,7 +359,7 @@ pub fn records(
         events.sort_by_key(|r| r.sequence);
         let identifier = format!(
             "urn:custodia:consent-record:{}:{purpose}",
-            subject_iri(subject_id).trim_start_matches("urn:custodia:subject:")
+            encoded(subject_id)
         );
         graph.push(record(
             policy,
@@ -374,7 +381,7 @@ pub fn receipt(
     recorded: &Recorded,
 ) -> Result<Value, RecordError> {
     let controller = controller_of(policy)?;
-    let purpose = PurposeId::parse(&recorded.purpose).map_err(|_| RecordError::NoController)?;
+    let purpose = PurposeId::parse(&recorded.purpose).map_err(|_| RecordError::InvalidPurpose)?;
     let mut value = record(
         policy,
         controller,

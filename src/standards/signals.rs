@@ -21,7 +21,7 @@ use iab_gpp::sections::SectionId;
 use iab_gpp::v1::GPPString;
 use serde_json::Value;
 
-use super::tcf::{self, TcError, TcString};
+use super::tcf::{self, Bits, TcError, TcString};
 use crate::policy::standards::{GppMapping, TcfMapping};
 use crate::policy::{Policy, PurposeId};
 use crate::rejection::Rejection;
@@ -167,10 +167,12 @@ fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
 /// ids are `u8`, and a long Fibonacci code overflows them: a panic in a debug build, found by
 /// `tests/properties.rs`). Mirrors its reading: type (6 bits), version (6), then `NumEntries`
 /// (12) entries, each a single id or an offset and a count, Fibonacci-coded (`11` ends a value).
+/// A header that ends early passes: `iab_gpp` refuses it with a read error before adding up.
 fn header_fits(header: &str) -> bool {
-    const FIBONACCI: [u32; 12] = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233];
-    let mut bits = Vec::with_capacity(header.len() * 6);
-    for byte in header.bytes() {
+    // Web-safe base64, six bits per character, packed into bytes (the zero bits that pad the
+    // last byte add nothing to a Fibonacci code).
+    let mut bytes = vec![0u8; (header.len() * 6).div_ceil(8)];
+    for (index, byte) in header.bytes().enumerate() {
         let value = match byte {
             b'A'..=b'Z' => byte - b'A',
             b'a'..=b'z' => byte - b'a' + 26,
@@ -179,70 +181,67 @@ fn header_fits(header: &str) -> bool {
             b'_' => 63,
             _ => return false,
         };
-        bits.extend((0..6).rev().map(|shift| (value >> shift) & 1 == 1));
+        for bit in 0..6 {
+            if (value >> (5 - bit)) & 1 == 1 {
+                let at = index * 6 + bit;
+                bytes[at / 8] |= 0x80 >> (at % 8);
+            }
+        }
     }
-    let mut at = 12;
-    let mut read = |width: usize| -> Option<u32> {
-        let slice = bits.get(at..at + width)?;
-        at += width;
-        Some(
-            slice
-                .iter()
-                .fold(0, |acc, &bit| (acc << 1) | u32::from(bit)),
-        )
+    let mut bits = Bits::new(&bytes, 12);
+    let Ok(entries) = bits.read(12) else {
+        return true;
     };
-    let Some(entries) = read(12) else {
-        return true; // too short: `iab_gpp` refuses it before adding anything
-    };
-    let fibonacci = |read: &mut dyn FnMut(usize) -> Option<u32>| -> Option<Option<u32>> {
-        let (mut total, mut last, mut index) = (0u32, false, 0usize);
-        loop {
-            let Some(bit) = read(1) else {
-                return Some(None); // ends early: refused by `iab_gpp` as a read error
+    // Each step: whether it stays within `u8`, or `Err` where `iab_gpp` stops reading first.
+    let mut last_id = 0u64;
+    let mut step = |bits: &mut Bits<'_>| -> Result<bool, TcError> {
+        if bits.flag()? {
+            // An overflow in the offset is `iab_gpp`'s panic before it reads the count.
+            let Some(offset) = fibonacci(bits)? else {
+                return Ok(false);
             };
-            let bit = bit == 1;
-            if last && bit {
-                return Some(Some(total));
-            }
-            if bit {
-                total += FIBONACCI.get(index).copied().unwrap_or(0);
-                if total > 255 {
-                    return None;
-                }
-            }
-            index += 1;
-            last = bit;
+            let Some(count) = fibonacci(bits)? else {
+                return Ok(false);
+            };
+            last_id += offset + count;
+            Ok(last_id <= 255)
+        } else {
+            let Some(id) = fibonacci(bits)? else {
+                return Ok(false);
+            };
+            let fits = last_id + id <= 255;
+            last_id = id;
+            Ok(fits)
         }
     };
-    let mut last_id = 0u32;
     for _ in 0..entries {
-        let Some(group) = read(1) else { return true };
-        if group == 1 {
-            let Some(offset) = fibonacci(&mut read) else {
-                return false;
-            };
-            let Some(count) = fibonacci(&mut read) else {
-                return false;
-            };
-            let (Some(offset), Some(count)) = (offset, count) else {
-                return true;
-            };
-            if last_id + offset + count > 255 {
-                return false;
-            }
-            last_id += offset + count;
-        } else {
-            let Some(id) = fibonacci(&mut read) else {
-                return false;
-            };
-            let Some(id) = id else { return true };
-            if last_id + id > 255 {
-                return false;
-            }
-            last_id = id;
+        match step(&mut bits) {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(_) => return true,
         }
     }
     true
+}
+
+/// A Fibonacci-coded number as `iab_gpp` adds it in `u8`: `None` when it would overflow.
+fn fibonacci(bits: &mut Bits<'_>) -> Result<Option<u64>, TcError> {
+    const FIBONACCI: [u64; 12] = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233];
+    let (mut total, mut last) = (0u64, false);
+    for index in 0.. {
+        let bit = bits.flag()?;
+        if last && bit {
+            break;
+        }
+        if bit {
+            total += FIBONACCI.get(index).copied().unwrap_or(0);
+            if total > 255 {
+                return Ok(None);
+            }
+        }
+        last = bit;
+    }
+    Ok(Some(total))
 }
 
 /// Runs a third-party decoder so that a panic in it (a bug on malformed input) refuses the

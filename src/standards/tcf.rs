@@ -46,13 +46,20 @@ pub struct TcString {
     pub publisher_consents: Option<BTreeSet<u8>>,
 }
 
-struct Bits<'a> {
+/// A bounds-checked big-endian bit reader (the GPP header check uses it too).
+pub(super) struct Bits<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Bits<'_> {
-    fn read(&mut self, width: usize) -> Result<u64, TcError> {
+impl<'a> Bits<'a> {
+    /// Reads `bytes` from bit `at`.
+    pub(super) fn new(bytes: &'a [u8], at: usize) -> Bits<'a> {
+        Bits { bytes, at }
+    }
+
+    /// The next `width` bits as a number; `Truncated` past the end.
+    pub(super) fn read(&mut self, width: usize) -> Result<u64, TcError> {
         let mut value = 0u64;
         for _ in 0..width {
             let byte = *self.bytes.get(self.at / 8).ok_or(TcError::Truncated)?;
@@ -63,7 +70,7 @@ impl Bits<'_> {
         Ok(value)
     }
 
-    fn flag(&mut self) -> Result<bool, TcError> {
+    pub(super) fn flag(&mut self) -> Result<bool, TcError> {
         Ok(self.read(1)? == 1)
     }
 
@@ -135,10 +142,7 @@ fn decode_base64(segment: &str) -> Result<Vec<u8>, TcError> {
 pub fn decode(text: &str) -> Result<TcString, TcError> {
     let mut segments = text.split('.');
     let core = decode_base64(segments.next().unwrap_or_default())?;
-    let mut bits = Bits {
-        bytes: &core,
-        at: 0,
-    };
+    let mut bits = Bits::new(&core, 0);
     let version = bits.read(6)?;
     if version != 2 {
         return Err(TcError::Version(version));
@@ -168,10 +172,7 @@ pub fn decode(text: &str) -> Result<TcString, TcError> {
     let mut publisher_consents = None;
     for segment in segments {
         let bytes = decode_base64(segment)?;
-        let mut bits = Bits {
-            bytes: &bytes,
-            at: 0,
-        };
+        let mut bits = Bits::new(&bytes, 0);
         match bits.read(3)? {
             1 | 2 => {}
             3 => publisher_consents = Some(bits.bitfield(24)?),

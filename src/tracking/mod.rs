@@ -449,23 +449,12 @@ fn consent_statements(
             )),
         }
     };
-    let strings: Vec<(&str, String)> = [
-        ("tcf", consent_text("tcfString")?),
-        ("gpp", consent_text("gppString")?),
-    ]
-    .into_iter()
-    .filter_map(|(standard, text)| text.map(|text| (standard, text)))
-    .collect();
-    let signals = if strings.is_empty() {
-        crate::standards::signals::Signals::default()
+    let (tcf, gpp) = (consent_text("tcfString")?, consent_text("gppString")?);
+    let has_strings = tcf.is_some() || gpp.is_some();
+    let signals = if has_strings {
+        crate::standards::signals::read(policy, tcf.as_deref(), gpp.as_deref(), chrono::Utc::now())?
     } else {
-        let text = |standard: &str| {
-            strings
-                .iter()
-                .find(|(s, _)| *s == standard)
-                .map(|(_, text)| text.as_str())
-        };
-        crate::standards::signals::read(policy, text("tcf"), text("gpp"), chrono::Utc::now())?
+        crate::standards::signals::Signals::default()
     };
     let (allowed, denied) = consent_categories(context);
     let consent_based = |categories: &[String]| -> Vec<PurposeId> {
@@ -505,7 +494,7 @@ fn consent_statements(
     granted.sort();
     granted.dedup();
     granted.retain(|purpose| !withdrawn.contains(purpose));
-    if granted.is_empty() && withdrawn.is_empty() && strings.is_empty() {
+    if granted.is_empty() && withdrawn.is_empty() && !has_strings {
         return Err(Rejection::bad_request(
             "invalid_consent_event",
             "a consent event must allow or deny at least one consent category the policy maps to a consent-based purpose ([tracking.consent_categories])",
@@ -543,27 +532,18 @@ fn consent_statements(
                 ip_address: text("ip"),
                 user_agent: text("userAgent"),
             };
-            statements.push(ConsentDraft::parse(policy, raw)?.with_strings(&strings));
+            statements.push(
+                ConsentDraft::parse(policy, raw)?.with_strings(tcf.as_deref(), gpp.as_deref()),
+            );
         }
     }
     let gpc = signals.gpc.then(|| {
-        let mut carried = std::collections::BTreeMap::new();
-        for (key, value) in [
-            (
-                "gpp_string",
-                strings
-                    .iter()
-                    .find(|(s, _)| *s == "gpp")
-                    .map(|(_, t)| t.clone()),
-            ),
-            ("ip_address", text("ip")),
-            ("user_agent", text("userAgent")),
-        ] {
-            if let Some(value) = value {
-                carried.insert(key.to_owned(), value);
-            }
-        }
-        crate::consent::gpc_evidence(GPP_GPC_SIGNAL, &carried)
+        crate::consent::gpc_evidence(
+            GPP_GPC_SIGNAL,
+            text("ip").as_deref(),
+            text("userAgent").as_deref(),
+            gpp.as_deref(),
+        )
     });
     Ok((statements, gpc))
 }

@@ -682,6 +682,23 @@ fn a_policy_naming_an_unknown_dpv_term_or_a_wrong_mapping_fails_policy_check_wit
             "{expected}{message} in {errors}"
         );
     }
+    // A second [controller] table (in another file) is one error, said once.
+    let dir = policy_with_standards(&sample);
+    let controller =
+        &sample[sample.find("[controller]").unwrap()..sample.find("# DPV purposes").unwrap()];
+    std::fs::write(dir.path().join("zz-controller.toml"), controller).unwrap();
+    let output = custodia_command()
+        .args(["policy", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        errors.matches("duplicate [controller] table").count(),
+        1,
+        "{errors}"
+    );
 }
 
 #[tokio::test]

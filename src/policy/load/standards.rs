@@ -244,6 +244,26 @@ fn numbered(
     }
 }
 
+/// An optional whole number of a table: `default` when absent; outside `range`, an error at its
+/// line (and `default`, so that checking goes on).
+fn number_in<T: TryFrom<i64> + PartialOrd + Copy>(
+    checker: &mut Checker<'_>,
+    file: usize,
+    value: Option<&Spanned<i64>>,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+    message: &str,
+) -> T {
+    let Some(value) = value else { return default };
+    match T::try_from(*value.get_ref()) {
+        Ok(number) if range.contains(&number) => number,
+        _ => {
+            checker.error(&at(file, value), message);
+            default
+        }
+    }
+}
+
 fn check_tcf(
     checker: &mut Checker<'_>,
     file: usize,
@@ -292,29 +312,22 @@ fn check_tcf(
             "[tcf] maps no purpose and no special feature: a TC string would record nothing",
         );
     }
-    let min_policy_version = match &table.min_policy_version {
-        None => 4,
-        Some(value) => match u16::try_from(*value.get_ref()) {
-            Ok(version) if (4..=63).contains(&version) => version,
-            _ => {
-                checker.error(
-                    &at(file, value),
-                    "tcf min_policy_version must be 4 (TCF v2.2) or later, up to 63",
-                );
-                4
-            }
-        },
-    };
-    let max_age_days = match &table.max_age_days {
-        None => 390,
-        Some(value) => match u32::try_from(*value.get_ref()) {
-            Ok(days) if (1..=3650).contains(&days) => days,
-            _ => {
-                checker.error(&at(file, value), "tcf max_age_days must be 1 to 3650");
-                390
-            }
-        },
-    };
+    let min_policy_version = number_in(
+        checker,
+        file,
+        table.min_policy_version.as_ref(),
+        4..=63,
+        4,
+        "tcf min_policy_version must be 4 (TCF v2.2) or later, up to 63",
+    );
+    let max_age_days = number_in(
+        checker,
+        file,
+        table.max_age_days.as_ref(),
+        1..=3650,
+        390,
+        "tcf max_age_days must be 1 to 3650",
+    );
     Some(TcfMapping {
         vendor_id,
         purposes: tcf_purposes,
@@ -331,8 +344,10 @@ pub(super) fn check_standards(
     purposes: &BTreeMap<PurposeId, Purpose>,
     fields: &BTreeMap<FieldName, Field>,
 ) -> Standards {
-    let controller = single(checker, files, "controller", |raw| raw.controller.as_ref())
-        .and_then(|(file, raw)| check_controller(checker, file, raw));
+    let controller_table = single(checker, files, "controller", |raw| raw.controller.as_ref());
+    let controller = controller_table.and_then(|(file, raw)| {
+        check_controller(checker, file, raw).map(|controller| (at(file, raw), controller))
+    });
     let mut dpv = Dpv::default();
     if let Some((file, raw)) = single(checker, files, "dpv", |raw| raw.dpv.as_ref()) {
         let table = raw.get_ref();
@@ -409,43 +424,39 @@ pub(super) fn check_standards(
             }
         }
     }
-    if controller.is_some() {
-        // A consent record names the DPV purpose and the personal data of every statement:
-        // with a controller declared, nothing may be left unmapped.
-        let location = single(checker, files, "controller", |raw| raw.controller.as_ref())
-            .map(|(file, raw)| at(file, raw));
-        if let Some(location) = location {
-            let unmapped: Vec<String> = purposes
-                .keys()
-                .filter(|id| !dpv.purposes.contains_key(*id))
-                .map(ToString::to_string)
-                .collect();
-            if !unmapped.is_empty() {
-                checker.error(
-                    &location,
-                    format!(
-                        "with a [controller], every purpose needs its DPV purpose in [dpv.purposes]; missing: {}",
-                        unmapped.join(", ")
-                    ),
-                );
-            }
-            let mut missing: Vec<String> = fields
-                .values()
-                .map(|field| field.category.clone())
-                .filter(|category| !dpv.categories.contains_key(category))
-                .map(|category| category.to_string())
-                .collect();
-            missing.sort();
-            missing.dedup();
-            if !missing.is_empty() {
-                checker.error(
-                    &location,
-                    format!(
-                        "with a [controller], every field category needs its DPV personal data in [dpv.categories]; missing: {}",
-                        missing.join(", ")
-                    ),
-                );
-            }
+    // A consent record names the DPV purpose and the personal data of every statement: with a
+    // controller declared, nothing may be left unmapped.
+    if let Some((location, _)) = &controller {
+        let unmapped: Vec<String> = purposes
+            .keys()
+            .filter(|id| !dpv.purposes.contains_key(*id))
+            .map(ToString::to_string)
+            .collect();
+        if !unmapped.is_empty() {
+            checker.error(
+                location,
+                format!(
+                    "with a [controller], every purpose needs its DPV purpose in [dpv.purposes]; missing: {}",
+                    unmapped.join(", ")
+                ),
+            );
+        }
+        let mut missing: Vec<String> = fields
+            .values()
+            .map(|field| field.category.clone())
+            .filter(|category| !dpv.categories.contains_key(category))
+            .map(|category| category.to_string())
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            checker.error(
+                location,
+                format!(
+                    "with a [controller], every field category needs its DPV personal data in [dpv.categories]; missing: {}",
+                    missing.join(", ")
+                ),
+            );
         }
     }
     let tcf = single(checker, files, "tcf", |raw| raw.tcf.as_ref())
@@ -488,7 +499,7 @@ pub(super) fn check_standards(
         }
     });
     Standards {
-        controller,
+        controller: controller.map(|(_, controller)| controller),
         dpv,
         tcf,
         gpp,
